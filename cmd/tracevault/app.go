@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracevault/tracevault/config"
+)
+
+// app holds the global flags every command shares.
+type app struct {
+	configPath string
+	json       bool
+	logLevel   string
+	logFormat  string
+	log        *slog.Logger
+}
+
+func newApp() *app { return &app{} }
+
+const rootLong = `tracevault keeps the data of a self-hosted Langfuse deployment safe.
+
+It snapshots PostgreSQL (users, projects, API keys) and the partitions of a replicated
+ClickHouse cluster (traces, observations, scores) to Azure Blob Storage or a local directory,
+as one consistent, checksummed, incremental snapshot set; records the ZooKeeper metadata of the
+replication; runs versioned schema migrations; restores a table, a partition, a database, a
+cluster, or a lost replica with the same ZooKeeper paths as its peers; and serves a status page.
+
+Configuration is one TOML file (see config.example.toml); check it with 'tracevault config check'.
+
+Exit codes: 0 success, 1 operation failed or problems found, 2 usage or configuration error.`
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tracevault",
+		Short:         "Backups, restores and replica repair for self-hosted Langfuse",
+		Long:          rootLong,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Example: `  # validate a configuration
+  tracevault config check --config /etc/tracevault.toml
+
+  # run the daemon: scheduled jobs and the status page
+  tracevault serve --config /etc/tracevault.toml
+
+  # take one snapshot set now, then list snapshots as JSON
+  tracevault backup
+  tracevault list --json`,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.setupLogging(cmd.ErrOrStderr()) },
+	}
+	def := os.Getenv("TRACEVAULT_CONFIG")
+	if def == "" {
+		def = "./tracevault.toml"
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", def, "configuration file (env TRACEVAULT_CONFIG)")
+	pf.BoolVar(&a.json, "json", false, "print results as JSON, for scripts")
+	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+
+	root.AddCommand(
+		a.configCommand(),
+		a.versionCommand(),
+		a.demoCommand(),
+		a.serveCommand(),
+	)
+	root.AddCommand(stubCommands()...)
+	return root
+}
+
+func (a *app) setupLogging(w io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+		return usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch a.logFormat {
+	case "text":
+		a.log = slog.New(slog.NewTextHandler(w, opts))
+	case "json":
+		a.log = slog.New(slog.NewJSONHandler(w, opts))
+	default:
+		return usage(fmt.Errorf("--log-format %q: use text or json", a.logFormat))
+	}
+	slog.SetDefault(a.log)
+	return nil
+}
+
+// loadConfig reads --config; a bad file is a configuration error (exit 2) listing every problem.
+func (a *app) loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	cfg, err := config.Load(a.configPath)
+	if err == nil {
+		return cfg, nil
+	}
+	var problems config.Problems
+	if errors.As(err, &problems) {
+		printProblems(cmd.ErrOrStderr(), problems)
+		return nil, &codeError{code: exitUsage, err: err, silent: true}
+	}
+	return nil, usage(err)
+}
+
+func printProblems(w io.Writer, ps config.Problems) {
+	for _, p := range ps {
+		fmt.Fprintln(w, p.String())
+	}
+	noun := "problems"
+	if len(ps) == 1 {
+		noun = "problem"
+	}
+	fmt.Fprintf(w, "%d configuration %s; see config.example.toml for every key and its allowed values\n", len(ps), noun)
+}
+
+// examples indents an example block the way cobra prints it.
+func examples(lines ...string) string {
+	return "  " + strings.Join(lines, "\n  ")
+}

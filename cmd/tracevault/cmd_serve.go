@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/web"
+)
+
+func (a *app) serveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon: scheduled jobs and the status page",
+		Long: `Run tracevault as a daemon: it serves the status page and JSON API on [web] listen
+and runs the [[jobs]] of the configuration on their schedules. SIGTERM or SIGINT stops it.`,
+		Example: examples(
+			"tracevault serve --config /etc/tracevault.toml --log-format json",
+			"curl -s http://127.0.0.1:8480/api/v1/status | jq ."),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			d, err := jobs.NewDaemon(cfg, a.log)
+			if err != nil {
+				return usage(err)
+			}
+			ln, err := net.Listen("tcp", cfg.Web.Listen)
+			if err != nil {
+				return failed(fmt.Errorf("listen on %s ([web] listen): %w", cfg.Web.Listen, err))
+			}
+			srv := &http.Server{Handler: web.New(web.Options{Version: version, Log: a.log}, d), ReadHeaderTimeout: 10 * time.Second}
+			fmt.Fprintf(cmd.OutOrStdout(), "tracevault status page: http://%s/\n", ln.Addr())
+			a.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(cfg.Jobs), "storage", cfg.Storage.URL)
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return failed(fmt.Errorf("status page server: %w", err))
+			case <-cmd.Context().Done():
+			}
+			a.log.Info("shutting down")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return failed(fmt.Errorf("shut down status page: %w", err))
+			}
+			return nil
+		},
+	}
+}

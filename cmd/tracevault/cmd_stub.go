@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// stub is a command whose name and flags are already a contract but whose work lands with a
+// later change. It refuses to run rather than pretend.
+type stub struct {
+	use, short, example string
+}
+
+var stubs = []stub{
+	{"backup", "Take one snapshot set now (postgres, clickhouse, zookeeper)", "tracevault backup --only clickhouse --tag before-upgrade"},
+	{"list", "List snapshots in the repository", "tracevault list --json"},
+	{"show ID", "Show what a snapshot holds, per database, table and partition", "tracevault show 20261124T031500Z-1a2b3c"},
+	{"verify [ID]", "Check that a snapshot's objects exist and, with --read-data, are intact", "tracevault verify --all --read-data"},
+	{"restore ID", "Restore from a snapshot: tables, partitions, databases or the whole cluster", "tracevault restore 20261124T031500Z-1a2b3c --only clickhouse --tables 'default.traces' --dry-run"},
+	{"restore-replica REPLICA", "Rebuild a lost or isolated ClickHouse replica so it rejoins its replication group", "tracevault restore-replica 127.0.0.1:9000 --dry-run"},
+	{"check", "Check replica consistency, ZooKeeper health and migrations; exit 1 on problems", "tracevault check --json"},
+	{"prune", "Forget snapshots outside the retention policy and remove unreferenced objects", "tracevault prune --dry-run"},
+	{"migrate", "Run versioned schema migrations through schema_migrations", "tracevault migrate --target clickhouse status"},
+	{"zk", "Inspect ZooKeeper: dump, diff, health", "tracevault zk health --json"},
+}
+
+var errNotImplemented = errors.New("not implemented yet")
+
+func stubCommands() []*cobra.Command {
+	cmds := make([]*cobra.Command, 0, len(stubs))
+	for _, s := range stubs {
+		s := s
+		cmds = append(cmds, &cobra.Command{
+			Use:                s.use,
+			Short:              s.short,
+			Long:               s.short + ".\n\nThis command is not implemented yet in this build.",
+			Example:            examples(s.example),
+			Args:               cobra.ArbitraryArgs,
+			FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return failed(fmt.Errorf("tracevault %s: %w", cmd.Name(), errNotImplemented))
+			},
+		})
+	}
+	return cmds
+}

@@ -1,0 +1,67 @@
+// Command tracevault backs up and restores a self-hosted Langfuse deployment: PostgreSQL,
+// a replicated ClickHouse cluster and its ZooKeeper metadata, to Azure Blob Storage or a
+// directory. This package only parses flags and calls the packages that do the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes are a contract with scripts: see `tracevault --help`.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the operation failed, or problems were found
+	exitUsage  = 2 // bad flags, arguments or configuration
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string) int {
+	app := newApp()
+	root := app.rootCommand()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		if ce.err != nil && !ce.silent {
+			fmt.Fprintln(root.ErrOrStderr(), "error:", ce.err)
+		}
+		return ce.code
+	}
+	// Anything cobra itself rejects (unknown command, bad flag, wrong arg count) is usage.
+	fmt.Fprintln(root.ErrOrStderr(), "error:", err)
+	fmt.Fprintln(root.ErrOrStderr(), "Run 'tracevault --help' for usage.")
+	return exitUsage
+}
+
+// codeError carries the exit code a failure should produce.
+type codeError struct {
+	code   int
+	err    error
+	silent bool // already reported in full (e.g. a list of config problems)
+}
+
+func (e *codeError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *codeError) Unwrap() error { return e.err }
+
+func failed(err error) error { return &codeError{code: exitFailed, err: err} }
+func usage(err error) error  { return &codeError{code: exitUsage, err: err} }

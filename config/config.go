@@ -1,0 +1,185 @@
+// Package config reads and validates tracevault's TOML configuration once, into plain structs
+// that the other packages receive. Every problem in a file is reported together, each with the
+// key, the line and what is allowed, so an operator fixes a file in one pass.
+package config
+
+// Config is the whole file. Field tags are the TOML keys; config.example.toml documents each.
+type Config struct {
+	Storage    Storage    `toml:"storage"`
+	Postgres   Postgres   `toml:"postgres"`
+	ClickHouse ClickHouse `toml:"clickhouse"`
+	ZooKeeper  ZooKeeper  `toml:"zookeeper"`
+	Jobs       []Job      `toml:"jobs"`
+	Retention  Retention  `toml:"retention"`
+	Web        Web        `toml:"web"`
+	Migrate    Migrate    `toml:"migrate"`
+
+	// File is the path the configuration was read from, for messages.
+	File string `toml:"-"`
+}
+
+// Storage is the snapshot repository.
+type Storage struct {
+	URL              string     `toml:"url"`
+	ConnectionString Secret     `toml:"connection_string"`
+	AccountName      string     `toml:"account_name"`
+	AccountKey       Secret     `toml:"account_key"`
+	SASToken         Secret     `toml:"sas_token"`
+	Endpoint         string     `toml:"endpoint"`
+	BlockSize        Size       `toml:"block_size"`
+	Concurrency      int        `toml:"concurrency"`
+	CompressionLevel int        `toml:"compression_level"`
+	Encryption       Encryption `toml:"encryption"`
+}
+
+// Encryption configures age encryption of repository objects.
+type Encryption struct {
+	Recipients   []string `toml:"recipients"`
+	IdentityFile string   `toml:"identity_file"`
+	Passphrase   Secret   `toml:"passphrase"`
+}
+
+// Postgres is the Langfuse operational database.
+type Postgres struct {
+	DSN      Secret   `toml:"dsn"`
+	Parallel int      `toml:"parallel"`
+	Schemas  []string `toml:"schemas"`
+	PGDump   string   `toml:"pg_dump"`
+}
+
+// ClickHouse is the replicated trace store.
+type ClickHouse struct {
+	Addresses     []string `toml:"addresses"`
+	User          string   `toml:"user"`
+	Password      Secret   `toml:"password"`
+	Cluster       string   `toml:"cluster"`
+	Databases     []string `toml:"databases"`
+	IncludeTables []string `toml:"include_tables"`
+	ExcludeTables []string `toml:"exclude_tables"`
+	Mode          string   `toml:"mode"`
+	DataPath      string   `toml:"data_path"`
+	DialTimeout   Duration `toml:"dial_timeout"`
+	QueryTimeout  Duration `toml:"query_timeout"`
+}
+
+// ZooKeeper is the ensemble coordinating ClickHouse replication.
+type ZooKeeper struct {
+	Servers        []string `toml:"servers"`
+	Roots          []string `toml:"roots"`
+	Exclude        []string `toml:"exclude"`
+	SessionTimeout Duration `toml:"session_timeout"`
+}
+
+// Job is one scheduled piece of work.
+type Job struct {
+	Name     string   `toml:"name"`
+	Schedule string   `toml:"schedule"`
+	Action   string   `toml:"action"`
+	Only     []string `toml:"only"`
+	Timeout  Duration `toml:"timeout"`
+	Jitter   Duration `toml:"jitter"`
+	CatchUp  string   `toml:"catch_up"`
+}
+
+// Retention is the GFS policy prune applies.
+type Retention struct {
+	KeepLast    int      `toml:"keep_last"`
+	KeepHourly  int      `toml:"keep_hourly"`
+	KeepDaily   int      `toml:"keep_daily"`
+	KeepWeekly  int      `toml:"keep_weekly"`
+	KeepMonthly int      `toml:"keep_monthly"`
+	MinAge      Duration `toml:"min_age"`
+}
+
+// Web is the status page and API.
+type Web struct {
+	Listen              string `toml:"listen"`
+	Token               Secret `toml:"token"`
+	RequireTokenForRead bool   `toml:"require_token_for_read"`
+}
+
+// Migrate configures versioned schema migrations.
+type Migrate struct {
+	ClickHouseDir      string `toml:"clickhouse_dir"`
+	PostgresDir        string `toml:"postgres_dir"`
+	ClickHouseDatabase string `toml:"clickhouse_database"`
+	Cluster            string `toml:"cluster"`
+}
+
+// Actions a job may take, and the sources a backup may cover.
+const (
+	ActionBackup   = "backup"
+	ActionPrune    = "prune"
+	ActionVerify   = "verify"
+	ActionZKRecord = "zk-record"
+
+	SourcePostgres   = "postgres"
+	SourceClickHouse = "clickhouse"
+	SourceZooKeeper  = "zookeeper"
+)
+
+// Sources lists every backup source in the order a snapshot set runs them.
+var Sources = []string{SourcePostgres, SourceClickHouse, SourceZooKeeper}
+
+// Defaults returns the values used for every key the file leaves out.
+func Defaults() Config {
+	return Config{
+		Storage: Storage{
+			BlockSize:        8 << 20,
+			Concurrency:      4,
+			CompressionLevel: 1,
+		},
+		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump"},
+		ClickHouse: ClickHouse{
+			User:          "default",
+			Databases:     []string{"default"},
+			IncludeTables: []string{"*.*"},
+			Mode:          "logical",
+			DialTimeout:   Duration(10e9),
+			QueryTimeout:  Duration(3600e9),
+		},
+		ZooKeeper: ZooKeeper{
+			Roots: []string{"/clickhouse"},
+			Exclude: []string{
+				"/clickhouse/tables/*/*/*/blocks",
+				"/clickhouse/tables/*/*/*/log",
+				"/clickhouse/tables/*/*/*/queue",
+				"/clickhouse/task_queue",
+			},
+			SessionTimeout: Duration(10e9),
+		},
+		Retention: Retention{KeepLast: 7, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, MinAge: Duration(24 * 3600e9)},
+		Web:       Web{Listen: "127.0.0.1:8480"},
+		Migrate: Migrate{
+			ClickHouseDir:      "migrations/clickhouse",
+			PostgresDir:        "migrations/postgres",
+			ClickHouseDatabase: "default",
+		},
+	}
+}
+
+// jobDefaults fills what a [[jobs]] table leaves out; arrays of tables can't be pre-filled.
+func (j *Job) applyDefaults() {
+	if j.Timeout == 0 {
+		j.Timeout = Duration(3600e9)
+	}
+	if j.CatchUp == "" {
+		j.CatchUp = "once"
+	}
+}
+
+// BacksUp reports whether the job's backup scope includes source.
+func (j Job) BacksUp(source string) bool {
+	if j.Action != ActionBackup {
+		return false
+	}
+	if len(j.Only) == 0 {
+		return true
+	}
+	for _, s := range j.Only {
+		if s == source {
+			return true
+		}
+	}
+	return false
+}

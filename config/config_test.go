@@ -1,0 +1,201 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func exampleFile(t *testing.T) string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "config.example.toml")
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := Load(exampleFile(t))
+	if err != nil {
+		t.Fatalf("config.example.toml must validate: %v", err)
+	}
+	if cfg.Storage.BlockSize != 8<<20 || cfg.Jobs[0].Timeout.D().Hours() != 2 || cfg.Jobs[1].CatchUp != "once" {
+		t.Errorf("example decoded to unexpected values: %+v", cfg)
+	}
+}
+
+const minimal = `
+[storage]
+url = "file:///tmp/repo"
+[postgres]
+dsn = "postgres://u@127.0.0.1:5432/db"
+[clickhouse]
+addresses = ["127.0.0.1:9000"]
+[zookeeper]
+servers = ["127.0.0.1:2181"]
+`
+
+// TestProblems checks that each kind of mistake is reported with the right key and line.
+func TestProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []Problem // Key, Line and a fragment of Message
+	}{
+		{
+			name: "unknown key, bad cron and bad URL are three problems",
+			doc: `[storage]
+url = "s3://bucket"
+colour = "blue"
+[[jobs]]
+name = "nightly"
+schedule = "61 * * * *"
+action = "backup"
+[clickhouse]
+addresses = ["127.0.0.1:9000"]
+[postgres]
+dsn = "postgres://u@h/db"
+[zookeeper]
+servers = ["127.0.0.1:2181"]
+`,
+			want: []Problem{
+				{Key: "storage.url", Line: 2, Message: "unsupported scheme"},
+				{Key: "storage.colour", Line: 3, Message: "unknown key"},
+				{Key: "jobs[0].schedule", Line: 6, Message: "bad cron expression"},
+			},
+		},
+		{
+			name: "missing required values",
+			doc:  "[web]\nlisten = \"127.0.0.1:1\"\n[[jobs]]\nschedule = \"@daily\"\naction = \"backup\"\n",
+			want: []Problem{
+				{Key: "storage.url", Line: 0, Message: "required"},
+				{Key: "jobs[0].name", Line: 3, Message: "required"},
+				{Key: "postgres.dsn", Message: "required because"},
+				{Key: "clickhouse.addresses", Message: "required because"},
+				{Key: "zookeeper.servers", Message: "required because"},
+			},
+		},
+		{
+			name: "wrong type names the key and line",
+			doc:  minimal + "[storage.encryption]\nrecipients = \"age1\"\n",
+			want: []Problem{{Key: "storage.encryption.recipients", Line: 11, Message: "is a TOML string but must be a list of strings"}},
+		},
+		{
+			name: "bad duration and size",
+			doc:  strings.Replace(minimal, "[postgres]", "block_size = \"8 parsecs\"\n[postgres]", 1),
+			want: []Problem{{Key: "storage.block_size", Line: 4, Message: "not a size"}},
+		},
+		{
+			name: "second job: action, only, catch_up and duplicate name",
+			doc: minimal + `[[jobs]]
+name = "a"
+schedule = "@hourly"
+action = "backup"
+[[jobs]]
+name = "a"
+schedule = "*/5 * * * * *"
+action = "vacuum"
+only = ["redis"]
+catch_up = "twice"
+`,
+			want: []Problem{
+				{Key: "jobs[1].name", Line: 15, Message: "already the name"},
+				{Key: "jobs[1].action", Line: 17, Message: "allowed: backup, prune, verify, zk-record"},
+				{Key: "jobs[1].only[0]", Line: 18, Message: "not a source"},
+				{Key: "jobs[1].only", Line: 18, Message: "only applies"},
+				{Key: "jobs[1].catch_up", Line: 19, Message: "not allowed"},
+			},
+		},
+		{
+			name: "azure container and addresses",
+			doc: `[storage]
+url = "azblob://Bad_Container/p"
+[clickhouse]
+addresses = ["localhost"]
+mode = "freeze"
+`,
+			want: []Problem{
+				{Key: "storage.url", Line: 2, Message: "not a valid Azure container name"},
+				{Key: "storage.account_name", Line: 1, Message: "required for azblob"},
+				{Key: "clickhouse.addresses[0]", Line: 4, Message: "not host:port"},
+				{Key: "clickhouse.data_path", Line: 3, Message: "required in freeze mode"},
+			},
+		},
+		{
+			name: "missing environment variable for a secret",
+			doc:  strings.Replace(minimal, `dsn = "postgres://u@127.0.0.1:5432/db"`, `dsn = "env:TRACEVAULT_TEST_SURELY_UNSET"`, 1),
+			want: []Problem{{Key: "postgres.dsn", Line: 5, Message: "TRACEVAULT_TEST_SURELY_UNSET is not set"}},
+		},
+		{
+			name: "syntax error",
+			doc:  "[storage\nurl = 1\n",
+			want: []Problem{{Line: 1, Message: "TOML syntax error"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("test.toml", []byte(tt.doc))
+			var got Problems
+			if !errors.As(err, &got) {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("want %d problems, got %d:\n%v", len(tt.want), len(got), got)
+			}
+			for _, w := range tt.want {
+				if !containsProblem(got, w) {
+					t.Errorf("missing problem %+v in:\n%v", w, got)
+				}
+			}
+		})
+	}
+}
+
+func containsProblem(ps Problems, w Problem) bool {
+	for _, p := range ps {
+		if p.Key == w.Key && p.Line == w.Line && strings.Contains(p.Message, w.Message) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSecretsResolveFromEnvAndNeverPrint(t *testing.T) {
+	t.Setenv("TV_TEST_DSN", "postgres://u:hunter2@127.0.0.1:5432/db")
+	for _, ref := range []string{"env:TV_TEST_DSN", "${TV_TEST_DSN}"} {
+		doc := strings.Replace(minimal, `dsn = "postgres://u@127.0.0.1:5432/db"`, `dsn = "`+ref+`"`, 1)
+		cfg, err := Parse("t.toml", []byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", ref, err)
+		}
+		if cfg.Postgres.DSN.Reveal() != os.Getenv("TV_TEST_DSN") {
+			t.Errorf("%s resolved to %q", ref, cfg.Postgres.DSN.Reveal())
+		}
+		for _, shown := range []string{cfg.Postgres.DSN.String(), strings.TrimSpace(sprintAll(cfg.Postgres.DSN))} {
+			if strings.Contains(shown, "hunter2") {
+				t.Errorf("secret leaked: %q", shown)
+			}
+		}
+	}
+}
+
+func TestSizeAndDuration(t *testing.T) {
+	sizes := map[string]int64{"8MiB": 8 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "1000": 1000, "2MB": 2e6}
+	for in, want := range sizes {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || int64(s) != want {
+			t.Errorf("Size(%q) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1MiB", "eight", "8 parsecs"} {
+		var s Size
+		if err := s.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("Size(%q) accepted", bad)
+		}
+	}
+	var d Duration
+	if err := d.UnmarshalText([]byte("1h30m")); err != nil || d.D().Minutes() != 90 {
+		t.Errorf("Duration(1h30m) = %v, %v", d.D(), err)
+	}
+}

@@ -1,0 +1,237 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/robfig/cron/v3"
+)
+
+// CronParser is the one schedule syntax tracevault accepts: 5 fields, or 6 with seconds first,
+// plus descriptors (@hourly) and CRON_TZ= prefixes. The scheduler must parse with it too.
+var CronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+var (
+	jobActions     = []string{ActionBackup, ActionPrune, ActionVerify, ActionZKRecord}
+	catchUpModes   = []string{"once", "none"}
+	exportModes    = []string{"logical", "freeze"}
+	azureContainer = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$`)
+)
+
+func (c *checker) validate(cfg *Config) {
+	c.storage(&cfg.Storage)
+	c.jobs(cfg.Jobs)
+	needs := func(source string) bool {
+		for _, j := range cfg.Jobs {
+			if j.BacksUp(source) || (source == SourceZooKeeper && j.Action == ActionZKRecord) {
+				return true
+			}
+		}
+		return false
+	}
+	c.postgres(&cfg.Postgres, needs(SourcePostgres))
+	c.clickhouse(&cfg.ClickHouse, needs(SourceClickHouse))
+	c.zookeeper(&cfg.ZooKeeper, needs(SourceZooKeeper))
+	c.retention(&cfg.Retention)
+	if err := checkHostPort(cfg.Web.Listen); err != nil {
+		c.add("web.listen", "%v", err)
+	}
+}
+
+func (c *checker) storage(s *Storage) {
+	switch u, err := url.Parse(s.URL); {
+	case s.URL == "":
+		c.add("storage.url", "required; write file:///absolute/path or azblob://container[/prefix]")
+	case err != nil:
+		c.add("storage.url", "%q is not a URL; write file:///absolute/path or azblob://container[/prefix]", s.URL)
+	case u.Scheme == "file":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.Path == "/" {
+			c.add("storage.url", "%q: a file URL needs three slashes and an absolute directory, e.g. file:///var/lib/tracevault/repo", s.URL)
+		}
+	case u.Scheme == "azblob":
+		if !azureContainer.MatchString(u.Host) {
+			c.add("storage.url", "%q: %q is not a valid Azure container name (3-63 lowercase letters, digits and single hyphens)", s.URL, u.Host)
+		}
+		c.azureAuth(s)
+	default:
+		c.add("storage.url", "%q: unsupported scheme %q; write file:///absolute/path or azblob://container[/prefix]", s.URL, u.Scheme)
+	}
+	if s.BlockSize < 1<<20 || s.BlockSize > 4000<<20 {
+		c.add("storage.block_size", "%d bytes is out of range; Azure blocks must be between 1MiB and 4000MiB", s.BlockSize)
+	}
+	if s.Concurrency < 1 || s.Concurrency > 64 {
+		c.add("storage.concurrency", "%d is out of range 1..64", s.Concurrency)
+	}
+	if s.CompressionLevel < 1 || s.CompressionLevel > 22 {
+		c.add("storage.compression_level", "%d is out of range; zstd levels are 1 (fastest) to 22", s.CompressionLevel)
+	}
+	for i, r := range s.Encryption.Recipients {
+		if _, err := age.ParseX25519Recipient(r); err != nil {
+			c.add(fmt.Sprintf("storage.encryption.recipients[%d]", i), "%q is not an age X25519 recipient (age1...): %v", r, err)
+		}
+	}
+	if len(s.Encryption.Recipients) > 0 && s.Encryption.Passphrase != "" {
+		c.add("storage.encryption.passphrase", "set either recipients or passphrase, not both")
+	}
+}
+
+func (c *checker) azureAuth(s *Storage) {
+	methods := 0
+	for _, set := range []bool{s.ConnectionString != "", s.AccountKey != "", s.SASToken != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		c.add("storage.connection_string", "give only one of connection_string, account_key or sas_token")
+	}
+	if (s.AccountKey != "" || s.SASToken != "" || methods == 0) && s.AccountName == "" && s.ConnectionString == "" && s.Endpoint == "" {
+		c.add("storage.account_name", "required for azblob:// unless connection_string or endpoint is given")
+	}
+	if s.Endpoint != "" {
+		if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add("storage.endpoint", "%q is not an http(s) URL, e.g. http://127.0.0.1:10000/devstoreaccount1", s.Endpoint)
+		}
+	}
+}
+
+func (c *checker) jobs(jobs []Job) {
+	seen := map[string]int{}
+	for i, j := range jobs {
+		key := func(k string) string { return fmt.Sprintf("jobs[%d].%s", i, k) }
+		switch prev, dup := seen[j.Name]; {
+		case j.Name == "":
+			c.add(key("name"), "required: every job needs a unique name")
+		case dup:
+			c.add(key("name"), "%q is already the name of jobs[%d]", j.Name, prev)
+		}
+		seen[j.Name] = i
+		if j.Schedule == "" {
+			c.add(key("schedule"), "required: a cron expression such as \"0 3 * * *\"")
+		} else if _, err := CronParser.Parse(j.Schedule); err != nil {
+			c.add(key("schedule"), "bad cron expression %q: %v; write 5 fields (min hour dom month dow), 6 with seconds first, or @hourly/@daily", j.Schedule, err)
+		}
+		if !oneOf(j.Action, jobActions) {
+			c.add(key("action"), "%q is not an action; allowed: %s", j.Action, strings.Join(jobActions, ", "))
+		}
+		for k, src := range j.Only {
+			if !oneOf(src, Sources) {
+				c.add(fmt.Sprintf("jobs[%d].only[%d]", i, k), "%q is not a source; allowed: %s", src, strings.Join(Sources, ", "))
+			}
+		}
+		if len(j.Only) > 0 && j.Action != ActionBackup {
+			c.add(key("only"), "only applies to action = \"backup\"")
+		}
+		if j.Timeout <= 0 {
+			c.add(key("timeout"), "must be positive, e.g. \"2h\"")
+		}
+		if j.Jitter < 0 {
+			c.add(key("jitter"), "must not be negative")
+		}
+		if !oneOf(j.CatchUp, catchUpModes) {
+			c.add(key("catch_up"), "%q is not allowed; use \"once\" or \"none\"", j.CatchUp)
+		}
+	}
+}
+
+func (c *checker) postgres(p *Postgres, required bool) {
+	if p.DSN == "" {
+		if required {
+			c.add("postgres.dsn", "required because a backup job includes postgres; a libpq URL such as postgres://user@host:5432/langfuse")
+		}
+	} else if _, err := pgconn.ParseConfig(p.DSN.Reveal()); err != nil {
+		// pgconn's message can echo the DSN, password included, so it is not repeated here.
+		c.add("postgres.dsn", "not a valid libpq URL or keyword/value string; write postgres://user:password@host:5432/dbname?sslmode=require")
+	}
+	if p.Parallel < 1 || p.Parallel > 64 {
+		c.add("postgres.parallel", "%d is out of range 1..64", p.Parallel)
+	}
+}
+
+func (c *checker) clickhouse(ch *ClickHouse, required bool) {
+	if len(ch.Addresses) == 0 && required {
+		c.add("clickhouse.addresses", "required because a backup job includes clickhouse: the native host:port of every replica")
+	}
+	for i, a := range ch.Addresses {
+		if err := checkHostPort(a); err != nil {
+			c.add(fmt.Sprintf("clickhouse.addresses[%d]", i), "%v", err)
+		}
+	}
+	if !oneOf(ch.Mode, exportModes) {
+		c.add("clickhouse.mode", "%q is not a mode; allowed: logical, freeze", ch.Mode)
+	} else if ch.Mode == "freeze" && ch.DataPath == "" {
+		c.add("clickhouse.data_path", "required in freeze mode: the ClickHouse data path as mounted on this host")
+	}
+	c.globs("clickhouse.databases", ch.Databases)
+	c.globs("clickhouse.include_tables", ch.IncludeTables)
+	c.globs("clickhouse.exclude_tables", ch.ExcludeTables)
+	if ch.DialTimeout <= 0 || ch.QueryTimeout <= 0 {
+		c.add("clickhouse.dial_timeout", "timeouts must be positive")
+	}
+}
+
+func (c *checker) zookeeper(z *ZooKeeper, required bool) {
+	if len(z.Servers) == 0 && required {
+		c.add("zookeeper.servers", "required because a job records zookeeper: host:port of each ensemble member")
+	}
+	for i, s := range z.Servers {
+		if err := checkHostPort(s); err != nil {
+			c.add(fmt.Sprintf("zookeeper.servers[%d]", i), "%v", err)
+		}
+	}
+	for i, r := range z.Roots {
+		if !strings.HasPrefix(r, "/") {
+			c.add(fmt.Sprintf("zookeeper.roots[%d]", i), "%q must be an absolute znode path such as /clickhouse", r)
+		}
+	}
+	c.globs("zookeeper.exclude", z.Exclude)
+	if z.SessionTimeout.D().Seconds() < 1 {
+		c.add("zookeeper.session_timeout", "%s is too short; use at least 1s", z.SessionTimeout.D())
+	}
+}
+
+func (c *checker) retention(r *Retention) {
+	for key, v := range map[string]int{"keep_last": r.KeepLast, "keep_hourly": r.KeepHourly, "keep_daily": r.KeepDaily, "keep_weekly": r.KeepWeekly, "keep_monthly": r.KeepMonthly} {
+		if v < 0 {
+			c.add("retention."+key, "%d must be 0 (rule off) or more", v)
+		}
+	}
+	if r.MinAge < 0 {
+		c.add("retention.min_age", "must not be negative")
+	}
+}
+
+func (c *checker) globs(key string, globs []string) {
+	for i, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			c.add(fmt.Sprintf("%s[%d]", key, i), "%q is not a valid glob: %v", g, err)
+		}
+	}
+}
+
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port %q must be a number 1..65535", s, port)
+	}
+	return nil
+}
+
+func oneOf(v string, allowed []string) bool {
+	for _, a := range allowed {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,132 @@
+// Package demo builds a Langfuse-like deployment to back up: the ClickHouse schema of Langfuse's
+// architecture (replicated traces, observations, scores and their aggregates and views) and the
+// operational PostgreSQL tables, filled with realistic rows that are deterministic for a seed.
+package demo
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+//go:embed schema/clickhouse.sql
+var clickhouseSchema string
+
+//go:embed schema/postgres.sql
+var postgresSchema string
+
+// Options say where to seed and how much.
+type Options struct {
+	// ClickHouse native addresses, replica 1 first. DDL and replicated inserts go to the first;
+	// the local event_log gets rows on every replica.
+	ClickHouse []string
+	User       string
+	Password   string
+	// Cluster for ON CLUSTER DDL; empty for a single server.
+	Cluster  string
+	Database string // default "default", as Langfuse uses
+	// PostgresDSN is a libpq URL; empty skips PostgreSQL.
+	PostgresDSN string
+
+	Traces int    // observations (1-5 each) and scores (0-3 each) scale with it
+	Seed   uint64 // same seed, same rows
+	Start  time.Time
+	Months int // data spread over this many monthly partitions from Start
+
+	// Progress, if set, is called after each inserted chunk.
+	Progress func(table string, rows int64)
+}
+
+// DefaultStart anchors demo time so that a seed always yields the same rows, whatever the date.
+var DefaultStart = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+
+func (o *Options) defaults() error {
+	if o.Database == "" {
+		o.Database = "default"
+	}
+	if o.User == "" {
+		o.User = "default"
+	}
+	if o.Start.IsZero() {
+		o.Start = DefaultStart
+	}
+	if o.Months == 0 {
+		o.Months = 6
+	}
+	if o.Traces < 0 || o.Months < 1 {
+		return fmt.Errorf("demo seed: traces must be >= 0 and months >= 1 (got %d, %d)", o.Traces, o.Months)
+	}
+	return nil
+}
+
+// Result counts what Seed inserted.
+type Result struct {
+	Rows     map[string]int64 `json:"rows"` // "clickhouse:traces", "postgres:users", ...
+	Skipped  []string         `json:"skipped,omitempty"`
+	Duration time.Duration    `json:"duration_ns"`
+}
+
+// ErrAlreadySeeded is returned for a target that already holds demo data; seeding twice would
+// double the non-replicated tables, so it is refused unless Options ask to append.
+var ErrAlreadySeeded = errors.New("already holds demo data")
+
+// Seed creates the schema where missing and inserts the demo rows into ClickHouse and
+// PostgreSQL. A target that already has data is skipped and reported in Result.Skipped.
+func Seed(ctx context.Context, opts Options) (Result, error) {
+	if err := opts.defaults(); err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	res := Result{Rows: map[string]int64{}}
+	w := newWorld(opts.Seed)
+	if len(opts.ClickHouse) > 0 {
+		err := seedClickHouse(ctx, opts, w, res.Rows)
+		switch {
+		case errors.Is(err, ErrAlreadySeeded):
+			res.Skipped = append(res.Skipped, "clickhouse")
+		case err != nil:
+			return res, err
+		}
+	}
+	if opts.PostgresDSN != "" {
+		err := seedPostgres(ctx, opts, w, res.Rows)
+		switch {
+		case errors.Is(err, ErrAlreadySeeded):
+			res.Skipped = append(res.Skipped, "postgres")
+		case err != nil:
+			return res, err
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// ClickHouseStatements returns the demo DDL for a database and cluster, one statement each.
+func ClickHouseStatements(database, cluster string) []string {
+	onCluster := ""
+	if cluster != "" {
+		onCluster = "ON CLUSTER " + cluster
+	}
+	sql := strings.NewReplacer("{{db}}", database, "{{cluster}}", onCluster).Replace(clickhouseSchema)
+	return splitStatements(sql)
+}
+
+// splitStatements splits the embedded schema files, which keep ';' out of strings and comments.
+func splitStatements(sql string) []string {
+	var out []string
+	for _, part := range strings.Split(sql, ";\n") {
+		var lines []string
+		for _, l := range strings.Split(part, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				lines = append(lines, l)
+			}
+		}
+		if s := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(strings.Join(lines, "\n")), ";")); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

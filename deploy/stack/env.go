@@ -1,0 +1,131 @@
+// Package stack reads the contract that deploy/stack/stack.sh leaves in .stack/env, so tests,
+// benchmarks and tools find the local PostgreSQL, ZooKeeper, ClickHouse replicas and Azurite
+// without hard-coding ports.
+package stack
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Env is the parsed .stack/env file.
+type Env struct {
+	Dir                   string   // absolute path of the state dir (.stack)
+	PGDSN                 string   // STACK_PG_DSN: libpq URL of the demo database, superuser
+	CHNative              []string // STACK_CH_NATIVE: host:port of the native protocol, replica 1 first
+	CHHTTP                []string // STACK_CH_HTTP: host:port of the HTTP interface, same order
+	CHDataDirs            []string // STACK_CH_DATA: each replica's data path, same order
+	CHCluster             string   // STACK_CH_CLUSTER: remote_servers cluster name
+	ZK                    string   // STACK_ZK: host:port
+	AzureConnectionString string   // STACK_AZURE_CONNECTION_STRING
+	AzureContainer        string   // STACK_AZURE_CONTAINER
+	ConfigPath            string   // .stack/tracevault.toml
+	raw                   map[string]string
+}
+
+// Get returns any variable of the file, for values the struct does not name.
+func (e *Env) Get(key string) string { return e.raw[key] }
+
+// ErrAbsent means no stack has been started (no .stack/env found).
+var ErrAbsent = errors.New("local stack not running: no .stack/env found (run `make stack-up`)")
+
+// Find locates the state dir: $TRACEVAULT_STACK_DIR, else the first .stack/env walking up from
+// the working directory (tests run in their package directory).
+func Find() (string, error) {
+	if d := os.Getenv("TRACEVAULT_STACK_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find stack dir: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, ".stack", "env")); err == nil {
+			return filepath.Join(dir, ".stack"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", ErrAbsent
+		}
+		dir = parent
+	}
+}
+
+// Load parses the env file of the stack found by Find.
+func Load() (*Env, error) {
+	dir, err := Find()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := parseEnvFile(filepath.Join(dir, "env"))
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{
+		Dir:                   dir,
+		PGDSN:                 raw["STACK_PG_DSN"],
+		CHNative:              strings.Fields(raw["STACK_CH_NATIVE"]),
+		CHHTTP:                strings.Fields(raw["STACK_CH_HTTP"]),
+		CHDataDirs:            strings.Fields(raw["STACK_CH_DATA"]),
+		CHCluster:             raw["STACK_CH_CLUSTER"],
+		ZK:                    raw["STACK_ZK"],
+		AzureConnectionString: raw["STACK_AZURE_CONNECTION_STRING"],
+		AzureContainer:        raw["STACK_AZURE_CONTAINER"],
+		ConfigPath:            filepath.Join(dir, "tracevault.toml"),
+		raw:                   raw,
+	}
+	if e.PGDSN == "" || len(e.CHNative) == 0 || e.ZK == "" || e.AzureConnectionString == "" {
+		return nil, fmt.Errorf("read %s: STACK_PG_DSN, STACK_CH_NATIVE, STACK_ZK and STACK_AZURE_CONNECTION_STRING are required; re-run `make stack-up`", filepath.Join(dir, "env"))
+	}
+	return e, nil
+}
+
+// Require returns the stack for an integration test. Without a stack the test is skipped locally,
+// but under CI (CI=true) a missing stack fails the test: CI must never pass by skipping.
+func Require(tb testing.TB) *Env {
+	tb.Helper()
+	e, err := Load()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("integration stack required under CI: %v", err)
+		}
+		tb.Skipf("integration test skipped: %v", err)
+	}
+	return e
+}
+
+// parseEnvFile reads KEY=VALUE lines as written by stack.sh: values may be single- or
+// double-quoted; no expansion is done.
+func parseEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open stack env: %w", err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		out[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read stack env %s: %w", path, err)
+	}
+	return out, nil
+}

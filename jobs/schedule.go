@@ -1,0 +1,34 @@
+// Package jobs runs tracevault's scheduled work: it turns [[jobs]] into cron entries, decides
+// which daemon runs each occurrence, and keeps the run history the status page shows.
+package jobs
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/tracevault/tracevault/config"
+)
+
+// Job is a configured job with its parsed schedule.
+type Job struct {
+	config.Job
+	schedule cron.Schedule
+}
+
+// Next is the job's next occurrence after t.
+func (j Job) Next(t time.Time) time.Time { return j.schedule.Next(t) }
+
+// ParseJobs parses every schedule with the parser config validated them with.
+func ParseJobs(cfg []config.Job) ([]Job, error) {
+	out := make([]Job, 0, len(cfg))
+	for _, c := range cfg {
+		s, err := config.CronParser.Parse(c.Schedule)
+		if err != nil {
+			return nil, fmt.Errorf("parse schedule of job %q: %w", c.Name, err)
+		}
+		out = append(out, Job{Job: c, schedule: s})
+	}
+	return out, nil
+}
