@@ -68,6 +68,10 @@ type ZooKeeper struct {
 	Roots          []string `toml:"roots"`
 	Exclude        []string `toml:"exclude"`
 	SessionTimeout Duration `toml:"session_timeout"`
+	// Warning thresholds for `zk health` and the status page; 0 disables one.
+	WarnZnodeCount          int64 `toml:"warn_znode_count"`
+	WarnDataSize            Size  `toml:"warn_data_size"`
+	WarnOutstandingRequests int64 `toml:"warn_outstanding_requests"`
 }
 
 // Job is one scheduled piece of work.
@@ -146,7 +150,10 @@ func Defaults() Config {
 				"/clickhouse/tables/*/*/*/queue",
 				"/clickhouse/task_queue",
 			},
-			SessionTimeout: Duration(10e9),
+			SessionTimeout:          Duration(10e9),
+			WarnZnodeCount:          1_000_000,
+			WarnDataSize:            1 << 30,
+			WarnOutstandingRequests: 1000,
 		},
 		Retention: Retention{KeepLast: 7, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, MinAge: Duration(24 * 3600e9)},
 		Web:       Web{Listen: "127.0.0.1:8480"},

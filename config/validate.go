@@ -192,6 +192,9 @@ func (c *checker) zookeeper(z *ZooKeeper, required bool) {
 		}
 	}
 	c.globs("zookeeper.exclude", z.Exclude)
+	if z.WarnZnodeCount < 0 || z.WarnOutstandingRequests < 0 {
+		c.add("zookeeper.warn_znode_count", "thresholds must be 0 (off) or more")
+	}
 	if z.SessionTimeout.D().Seconds() < 1 {
 		c.add("zookeeper.session_timeout", "%s is too short; use at least 1s", z.SessionTimeout.D())
 	}

@@ -70,6 +70,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.versionCommand(),
 		a.demoCommand(),
 		a.serveCommand(),
+		a.zkCommand(),
 	)
 	root.AddCommand(stubCommands()...)
 	return root

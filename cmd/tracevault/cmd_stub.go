@@ -23,7 +23,6 @@ var stubs = []stub{
 	{"check", "Check replica consistency, ZooKeeper health and migrations; exit 1 on problems", "tracevault check --json"},
 	{"prune", "Forget snapshots outside the retention policy and remove unreferenced objects", "tracevault prune --dry-run"},
 	{"migrate", "Run versioned schema migrations through schema_migrations", "tracevault migrate --target clickhouse status"},
-	{"zk", "Inspect ZooKeeper: dump, diff, health", "tracevault zk health --json"},
 }
 
 var errNotImplemented = errors.New("not implemented yet")

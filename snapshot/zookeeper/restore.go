@@ -1,0 +1,111 @@
+package zookeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// RestoreOptions bound a metadata restore.
+type RestoreOptions struct {
+	Root  string // only nodes at or under this path are restored
+	Force bool   // overwrite the data of nodes that already exist
+	// DryRun counts what would be created without writing.
+	DryRun bool
+}
+
+// RestoreReport says what a restore did.
+type RestoreReport struct {
+	Created   int64 `json:"created"`
+	Updated   int64 `json:"updated"`
+	Existing  int64 `json:"existing_skipped"`
+	Ephemeral int64 `json:"ephemeral_skipped"`
+}
+
+// ErrNodesExist means the target already holds nodes under the root and --force was not given.
+var ErrNodesExist = errors.New("nodes already exist under the root")
+
+// Restore recreates the persistent nodes of a record under opts.Root, parents before children
+// (the record's order guarantees it). It is for an empty or lost ensemble: ClickHouse replicas
+// re-register themselves, so their ephemeral nodes are never restored, and a live replica's
+// metadata is better rebuilt with restore-replica than overwritten from an old record.
+func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOptions) (RestoreReport, error) {
+	var rep RestoreReport
+	root := strings.TrimSuffix(opts.Root, "/")
+	if root == "" {
+		root = "/"
+	}
+	if !opts.Force {
+		if ok, st, err := conn.Exists(root); err != nil {
+			return rep, fmt.Errorf("check %s before restore: %w", root, err)
+		} else if ok && st.NumChildren > 0 {
+			return rep, fmt.Errorf("restore zookeeper under %s: %w (%d children); use --force to overwrite their data, or restore-replica to rebuild one replica", root, ErrNodesExist, st.NumChildren)
+		}
+	}
+	if err := ensureParents(conn, root, opts.DryRun); err != nil {
+		return rep, err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		n, err := nextKept(src, DiffOptions{IncludeEphemeral: true})
+		if err != nil {
+			return rep, err
+		}
+		if n == nil {
+			return rep, nil
+		}
+		if n.Path != root && !strings.HasPrefix(n.Path, strings.TrimSuffix(root, "/")+"/") {
+			continue
+		}
+		if n.Ephemeral {
+			rep.Ephemeral++
+			continue
+		}
+		if opts.DryRun {
+			rep.Created++
+			continue
+		}
+		if err := restoreNode(conn, n, opts.Force, &rep); err != nil {
+			return rep, err
+		}
+	}
+}
+
+func restoreNode(conn *zk.Conn, n *Node, force bool, rep *RestoreReport) error {
+	_, err := conn.Create(n.Path, n.Data, 0, zkACLs(n.ACL))
+	switch {
+	case err == nil:
+		rep.Created++
+	case errors.Is(err, zk.ErrNodeExists) && force:
+		if _, err := conn.Set(n.Path, n.Data, -1); err != nil {
+			return fmt.Errorf("overwrite %s: %w", n.Path, err)
+		}
+		rep.Updated++
+	case errors.Is(err, zk.ErrNodeExists):
+		rep.Existing++
+	default:
+		return fmt.Errorf("create %s: %w", n.Path, err)
+	}
+	return nil
+}
+
+// ensureParents creates the ancestors of root, empty, so that a restore under a deep root
+// works on a blank ensemble.
+func ensureParents(conn *zk.Conn, root string, dryRun bool) error {
+	if dryRun || root == "/" {
+		return nil
+	}
+	parts := strings.Split(strings.Trim(root, "/"), "/")
+	for i := 1; i < len(parts); i++ {
+		p := "/" + strings.Join(parts[:i], "/")
+		if _, err := conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create parent %s: %w", p, err)
+		}
+	}
+	return nil
+}
