@@ -175,7 +175,9 @@ type Reader struct {
 }
 
 // NewReader reads a record written by Record.
-func NewReader(r io.Reader) *Reader { return &Reader{dec: json.NewDecoder(bufio.NewReaderSize(r, 256<<10))} }
+func NewReader(r io.Reader) *Reader {
+	return &Reader{dec: json.NewDecoder(bufio.NewReaderSize(r, 256<<10))}
+}
 
 // Next returns the next node, or io.EOF after the last.
 func (r *Reader) Next() (*Node, error) {
