@@ -50,6 +50,7 @@ type Postgres struct {
 // ClickHouse is the replicated trace store.
 type ClickHouse struct {
 	Addresses     []string `toml:"addresses"`
+	HTTPAddresses []string `toml:"http_addresses"`
 	User          string   `toml:"user"`
 	Password      Secret   `toml:"password"`
 	Cluster       string   `toml:"cluster"`

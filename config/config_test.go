@@ -32,6 +32,7 @@ url = "file:///tmp/repo"
 dsn = "postgres://u@127.0.0.1:5432/db"
 [clickhouse]
 addresses = ["127.0.0.1:9000"]
+http_addresses = ["127.0.0.1:8123"]
 [zookeeper]
 servers = ["127.0.0.1:2181"]
 `
@@ -54,6 +55,7 @@ schedule = "61 * * * *"
 action = "backup"
 [clickhouse]
 addresses = ["127.0.0.1:9000"]
+http_addresses = ["127.0.0.1:8123"]
 [postgres]
 dsn = "postgres://u@h/db"
 [zookeeper]
@@ -73,13 +75,14 @@ servers = ["127.0.0.1:2181"]
 				{Key: "jobs[0].name", Line: 3, Message: "required"},
 				{Key: "postgres.dsn", Message: "required because"},
 				{Key: "clickhouse.addresses", Message: "required because"},
+				{Key: "clickhouse.http_addresses", Message: "required in logical mode"},
 				{Key: "zookeeper.servers", Message: "required because"},
 			},
 		},
 		{
 			name: "wrong type names the key and line",
 			doc:  minimal + "[storage.encryption]\nrecipients = \"age1\"\n",
-			want: []Problem{{Key: "storage.encryption.recipients", Line: 11, Message: "is a TOML string but must be a list of strings"}},
+			want: []Problem{{Key: "storage.encryption.recipients", Line: 12, Message: "is a TOML string but must be a list of strings"}},
 		},
 		{
 			name: "bad duration and size",
@@ -100,11 +103,11 @@ only = ["redis"]
 catch_up = "twice"
 `,
 			want: []Problem{
-				{Key: "jobs[1].name", Line: 15, Message: "already the name"},
-				{Key: "jobs[1].action", Line: 17, Message: "allowed: backup, prune, verify, zk-record"},
-				{Key: "jobs[1].only[0]", Line: 18, Message: "not a source"},
-				{Key: "jobs[1].only", Line: 18, Message: "only applies"},
-				{Key: "jobs[1].catch_up", Line: 19, Message: "not allowed"},
+				{Key: "jobs[1].name", Line: 16, Message: "already the name"},
+				{Key: "jobs[1].action", Line: 18, Message: "allowed: backup, prune, verify, zk-record"},
+				{Key: "jobs[1].only[0]", Line: 19, Message: "not a source"},
+				{Key: "jobs[1].only", Line: 19, Message: "only applies"},
+				{Key: "jobs[1].catch_up", Line: 20, Message: "not allowed"},
 			},
 		},
 		{

@@ -164,6 +164,17 @@ func (c *checker) clickhouse(ch *ClickHouse, required bool) {
 			c.add(fmt.Sprintf("clickhouse.addresses[%d]", i), "%v", err)
 		}
 	}
+	for i, a := range ch.HTTPAddresses {
+		if err := checkHostPort(a); err != nil {
+			c.add(fmt.Sprintf("clickhouse.http_addresses[%d]", i), "%v", err)
+		}
+	}
+	if len(ch.HTTPAddresses) > 0 && len(ch.HTTPAddresses) != len(ch.Addresses) {
+		c.add("clickhouse.http_addresses", "lists %d addresses but addresses lists %d; give the HTTP address of every replica, in the same order", len(ch.HTTPAddresses), len(ch.Addresses))
+	}
+	if required && ch.Mode == "logical" && len(ch.HTTPAddresses) == 0 {
+		c.add("clickhouse.http_addresses", "required in logical mode: the HTTP host:port of every replica (default port 8123)")
+	}
 	if !oneOf(ch.Mode, exportModes) {
 		c.add("clickhouse.mode", "%q is not a mode; allowed: logical, freeze", ch.Mode)
 	} else if ch.Mode == "freeze" && ch.DataPath == "" {

@@ -1,0 +1,106 @@
+package clickhouse
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestCapabilitiesFor covers 18.16 (the stack) and modern servers. The modern rows are fixture
+// tests: version strings as modern servers report them, since no modern server runs here.
+func TestCapabilitiesFor(t *testing.T) {
+	tests := []struct {
+		version string
+		uuidCol bool
+		want    Capabilities
+	}{
+		{"18.16.1", false, Capabilities{Version: "18.16.1", Major: 18, Minor: 16}},
+		{"20.3.19.4", false, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3}},
+		{"21.8.15.7", true, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}},
+		{"24.8.4.13", true, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}},
+	}
+	for _, tt := range tests {
+		if got := capabilitiesFor(tt.version, tt.uuidCol); got != tt.want {
+			t.Errorf("%s: got %+v, want %+v", tt.version, got, tt.want)
+		}
+	}
+}
+
+func TestDependencies(t *testing.T) {
+	tests := []struct {
+		create, engine string
+		want           []string
+	}{
+		{"CREATE MATERIALIZED VIEW default.project_environments_traces_mv TO default.project_environments (`project_id` String) AS SELECT project_id, groupUniqArrayState(environment) AS environments FROM default.traces GROUP BY project_id",
+			"MaterializedView", []string{"default.project_environments", "default.traces"}},
+		{"CREATE VIEW default.analytics_traces AS SELECT project_id FROM default.traces AS t LEFT JOIN default.scores AS s ON t.id = s.trace_id", "View",
+			[]string{"default.scores", "default.traces"}},
+		{"CREATE TABLE default.traces (`id` String) ENGINE = ReplicatedReplacingMergeTree('/p', '{replica}', event_ts) ORDER BY id", "ReplicatedReplacingMergeTree", nil},
+	}
+	for _, tt := range tests {
+		got := dependencies(Table{Database: "default", Name: "x", Engine: tt.engine, Create: tt.create})
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.create[:40], got, tt.want)
+		}
+	}
+}
+
+func TestRestoreOrderPutsDependenciesFirst(t *testing.T) {
+	tables := []Table{
+		{Database: "d", Name: "a_mv", Engine: "MaterializedView", DependsOn: []string{"d.target", "d.src"}},
+		{Database: "d", Name: "b_view", Engine: "View", DependsOn: []string{"d.a_mv"}},
+		{Database: "d", Name: "target", Engine: "ReplicatedAggregatingMergeTree"},
+		{Database: "d", Name: "src", Engine: "ReplicatedReplacingMergeTree"},
+		{Database: "d", Name: "log", Engine: "MergeTree"},
+	}
+	var got []string
+	for _, t := range RestoreOrder(tables) {
+		got = append(got, t.Name)
+	}
+	if want := "[log src target a_mv b_view]"; fmt.Sprint(got) != want {
+		t.Errorf("order %v, want %s", got, want)
+	}
+}
+
+func TestFilter(t *testing.T) {
+	f := Filter{Databases: []string{"default", "lf_*"}, Include: []string{"*.*"}, Exclude: []string{"*.tmp_*"}}
+	tests := []struct {
+		db, table string
+		want      bool
+	}{
+		{"default", "traces", true},
+		{"lf_eu", "scores", true},
+		{"default", "tmp_import", false},
+		{"system", "parts", false},
+		{"other", "traces", false},
+	}
+	for _, tt := range tests {
+		if got := f.matches(tt.db, tt.table); got != tt.want {
+			t.Errorf("%s.%s: %v, want %v", tt.db, tt.table, got, tt.want)
+		}
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	rep := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree"}
+	local := Table{Database: "default", Name: "event_log", Engine: "MergeTree"}
+	cols := []string{"id String", "timestamp DateTime"}
+	p := Partition{ID: "202605", Parts: []string{"202605_0_5_1", "202605_6_6_0"}, Rows: 100}
+	base := Fingerprint(rep, cols, p, "a:1")
+	tests := []struct {
+		name  string
+		fp    string
+		equal bool
+	}{
+		{"replicated table, other replica", Fingerprint(rep, cols, p, "b:1"), true},
+		{"new part", Fingerprint(rep, cols, Partition{ID: "202605", Parts: []string{"202605_0_6_2"}, Rows: 100}, "a:1"), false},
+		{"added column", Fingerprint(rep, append(cols, "env String"), p, "a:1"), false},
+	}
+	for _, tt := range tests {
+		if (tt.fp == base) != tt.equal {
+			t.Errorf("%s: equal = %v, want %v", tt.name, tt.fp == base, tt.equal)
+		}
+	}
+	if Fingerprint(local, cols, p, "a:1") == Fingerprint(local, cols, p, "b:1") {
+		t.Error("a local table's parts are per server: the fingerprint must include the replica")
+	}
+}
