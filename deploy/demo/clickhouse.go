@@ -164,7 +164,8 @@ func generateChunk(o Options, w *world, idx uint64, first, n int) []*rowSet {
 		for k := 0; k < nObs; k++ {
 			ob.add(r, fmt.Sprintf("%s-o%d", id, k), id, p.id, env, ts.Add(time.Duration(k)*1500*time.Millisecond), k)
 		}
-		for k := 0; k < r.IntN(scoresMax+1); k++ {
+		nScores := r.IntN(scoresMax + 1)
+		for k := 0; k < nScores; k++ {
 			sc.add(r, fmt.Sprintf("%s-s%d", id, k), id, p.id, env, ts.Add(time.Minute), pick(r, w.users))
 		}
 		if r.IntN(10) == 0 {

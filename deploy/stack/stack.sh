@@ -1,0 +1,466 @@
+#!/usr/bin/env bash
+# The local stack: real servers on loopback for development, tests, the demo and CI.
+#
+#   stack.sh up              install what is missing, start everything, write .stack/env
+#   stack.sh down [--purge]  stop everything by recorded pid (--purge also deletes .stack/)
+#   stack.sh status          one line per service; exit 0 only when all six answer
+#   stack.sh start|stop SVC  one service: pg, zk, ch1, ch2, ch3, azurite
+#
+# Ports avoid the servers' defaults so a developer's own services don't clash. Override with:
+#   STACK_DIR (default <repo>/.stack)   STACK_PG_PORT (25432)   STACK_ZK_PORT (22181)
+#   STACK_CH_TCP_BASE (29000: replica N listens on base+N)   STACK_CH_HTTP_BASE (28122)
+#   STACK_CH_INTERSERVER_BASE (29010)   STACK_AZURITE_PORT (20000)   STACK_WEB_PORT (28080)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
+PG_PORT="${STACK_PG_PORT:-25432}"
+ZK_PORT="${STACK_ZK_PORT:-22181}"
+CH_TCP_BASE="${STACK_CH_TCP_BASE:-29000}"
+CH_HTTP_BASE="${STACK_CH_HTTP_BASE:-28122}"
+CH_INTER_BASE="${STACK_CH_INTERSERVER_BASE:-29010}"
+AZURITE_PORT="${STACK_AZURITE_PORT:-20000}"
+WEB_PORT="${STACK_WEB_PORT:-28080}"
+AZURITE_VERSION="3.37.0"
+PGBIN=/usr/lib/postgresql/15/bin
+REPLICAS=(ch1 ch2 ch3)
+SERVICES=(pg zk ch1 ch2 ch3 azurite)
+# Azurite's documented development account: not a secret.
+AZURE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURE_CONN="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZURE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1;"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+ch_n() { echo "${1#ch}"; }
+ch_tcp() { echo $((CH_TCP_BASE + $(ch_n "$1"))); }
+ch_http() { echo $((CH_HTTP_BASE + $(ch_n "$1"))); }
+ch_inter() { echo $((CH_INTER_BASE + $(ch_n "$1"))); }
+ch_dir() { echo "$STACK_DIR/$1"; }
+
+# as_postgres runs a command as the postgres user: initdb refuses to run as root.
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# ---------------------------------------------------------------- install
+
+install_missing() {
+  local pkgs=()
+  [ -x "$PGBIN/initdb" ] || pkgs+=(postgresql)
+  [ -x /usr/sbin/clickhouse-server ] || pkgs+=(clickhouse-server)
+  command -v clickhouse-client >/dev/null || pkgs+=(clickhouse-client)
+  [ -f /usr/share/java/zookeeper.jar ] || pkgs+=(zookeeper)
+  command -v java >/dev/null || pkgs+=(default-jre-headless)
+  command -v curl >/dev/null || pkgs+=(curl)
+  command -v zstd >/dev/null || pkgs+=(zstd)
+  command -v npm >/dev/null || pkgs+=(npm)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    log "installing ${pkgs[*]} (apt)"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  fi
+  if [ ! -x "$STACK_DIR/npm/node_modules/.bin/azurite-blob" ]; then
+    log "installing azurite@$AZURITE_VERSION (npm, into $STACK_DIR/npm)"
+    mkdir -p "$STACK_DIR/npm"
+    npm install --prefix "$STACK_DIR/npm" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+  fi
+}
+
+# ---------------------------------------------------------------- probes
+
+# four_letter sends a ZooKeeper four-letter word and prints the answer.
+four_letter() {
+  timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$ZK_PORT"' && printf %s "$1" >&3 && cat <&3' _ "$1" 2>/dev/null || true
+}
+
+pg_up() { "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
+zk_up() { four_letter srvr | grep -q '^Mode:'; }
+ch_up() { [ "$(curl -fsS -m 3 "http://127.0.0.1:$(ch_http "$1")/ping" 2>/dev/null)" = "Ok." ]; }
+azurite_up() {
+  local code
+  code=$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$AZURITE_PORT/devstoreaccount1?comp=list" 2>/dev/null || true)
+  [ -n "$code" ] && [ "$code" != 000 ]
+}
+
+svc_up() {
+  case "$1" in
+    pg) pg_up ;; zk) zk_up ;; ch1 | ch2 | ch3) ch_up "$1" ;; azurite) azurite_up ;;
+    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite)" ;;
+  esac
+}
+
+svc_addr() {
+  case "$1" in
+    pg) echo "127.0.0.1:$PG_PORT" ;; zk) echo "127.0.0.1:$ZK_PORT" ;;
+    ch1 | ch2 | ch3) echo "127.0.0.1:$(ch_tcp "$1") (http $(ch_http "$1"))" ;;
+    azurite) echo "127.0.0.1:$AZURITE_PORT" ;;
+  esac
+}
+
+svc_log() {
+  case "$1" in
+    pg) echo "$STACK_DIR/pg/postgres.log" ;; zk) echo "$STACK_DIR/zk/zk.log" ;;
+    ch1 | ch2 | ch3) echo "$(ch_dir "$1")/log/clickhouse-server.err.log" ;;
+    azurite) echo "$STACK_DIR/azurite/azurite.log" ;;
+  esac
+}
+
+# wait_ready polls a service's probe until it answers, up to a deadline; on timeout it shows the
+# service's log and fails naming the service.
+wait_ready() {
+  local svc=$1 deadline=$((SECONDS + ${2:-60}))
+  until svc_up "$svc"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$svc did not become ready; last lines of $(svc_log "$svc"):"
+      tail -n 30 "$(svc_log "$svc")" >&2 2>/dev/null || true
+      die "$svc failed to start"
+    fi
+    local pid
+    pid=$(cat "$STACK_DIR/$svc.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && ! alive "$pid" && [ "$svc" != pg ]; then
+      log "$svc exited during start-up; last lines of $(svc_log "$svc"):"
+      tail -n 30 "$(svc_log "$svc")" >&2 2>/dev/null || true
+      die "$svc failed to start"
+    fi
+    sleep 0.2
+  done
+}
+
+# port_free fails with the override variable's name when something else holds a port.
+port_free() {
+  local port=$1 var=$2
+  if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    die "port $port is taken by another process; choose another with $var=..."
+  fi
+}
+
+# spawn starts a long-running server detached from this shell and records its pid.
+spawn() {
+  local svc=$1 logfile=$2
+  shift 2
+  setsid "$@" >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$STACK_DIR/$svc.pid"
+}
+
+# ---------------------------------------------------------------- services
+
+start_pg() {
+  pg_up && return
+  port_free "$PG_PORT" STACK_PG_PORT
+  local dir="$STACK_DIR/pg"
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    echo tracevault >"$dir/pwfile"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/pwfile"
+    as_postgres "$PGBIN/initdb" -D "$dir/data" -U tracevault --pwfile="$dir/pwfile" \
+      --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+      { tail -n 20 "$dir/initdb.log" >&2; die "initdb failed"; }
+  fi
+  as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null ||
+    { tail -n 30 "$dir/postgres.log" >&2; die "pg failed to start"; }
+  head -n 1 "$dir/data/postmaster.pid" >"$STACK_DIR/pg.pid"
+  wait_ready pg 60
+  if ! as_postgres psql -h "$dir" -p "$PG_PORT" -U tracevault -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = 'langfuse'" | grep -q 1; then
+    as_postgres psql -h "$dir" -p "$PG_PORT" -U tracevault -d postgres -qc "CREATE DATABASE langfuse" >/dev/null
+  fi
+}
+
+stop_pg() {
+  local dir="$STACK_DIR/pg"
+  [ -f "$dir/data/postmaster.pid" ] || { rm -f "$STACK_DIR/pg.pid"; return 0; }
+  as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  rm -f "$STACK_DIR/pg.pid"
+}
+
+start_zk() {
+  zk_up && return
+  port_free "$ZK_PORT" STACK_ZK_PORT
+  local dir="$STACK_DIR/zk"
+  mkdir -p "$dir/data" "$dir/conf"
+  cat >"$dir/conf/zoo.cfg" <<EOF
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$dir/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=*
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+EOF
+  spawn zk "$dir/zk.log" java -Xmx512m -cp "$dir/conf:/usr/share/java/zookeeper.jar" \
+    org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/conf/zoo.cfg"
+  wait_ready zk 60
+}
+
+write_ch_config() {
+  local r=$1 dir
+  dir=$(ch_dir "$r")
+  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+  local replicas=""
+  for other in "${REPLICAS[@]}"; do
+    replicas+="<replica><host>127.0.0.1</host><port>$(ch_tcp "$other")</port></replica>"
+  done
+  cat >"$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>information</level>
+    <log>$dir/log/clickhouse-server.log</log>
+    <errorlog>$dir/log/clickhouse-server.err.log</errorlog>
+    <size>100M</size>
+    <count>3</count>
+  </logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>$(ch_tcp "$r")</tcp_port>
+  <http_port>$(ch_http "$r")</http_port>
+  <interserver_http_port>$(ch_inter "$r")</interserver_http_port>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <max_connections>1024</max_connections>
+  <keep_alive_timeout>3</keep_alive_timeout>
+  <max_concurrent_queries>100</max_concurrent_queries>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <mark_cache_size>268435456</mark_cache_size>
+  <path>$dir/data/</path>
+  <tmp_path>$dir/tmp/</tmp_path>
+  <user_files_path>$dir/user_files/</user_files_path>
+  <format_schema_path>$dir/format_schemas/</format_schema_path>
+  <users_config>$dir/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mlock_executable>false</mlock_executable>
+  <remote_servers>
+    <default>
+      <shard><internal_replication>true</internal_replication>$replicas</shard>
+    </default>
+  </remote_servers>
+  <zookeeper>
+    <node><host>127.0.0.1</host><port>$ZK_PORT</port></node>
+    <session_timeout_ms>30000</session_timeout_ms>
+  </zookeeper>
+  <macros><shard>01</shard><replica>$r</replica></macros>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+  <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+  <max_session_timeout>3600</max_session_timeout>
+  <default_session_timeout>60</default_session_timeout>
+  <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></query_log>
+</yandex>
+EOF
+  cat >"$dir/users.xml" <<'EOF'
+<?xml version="1.0"?>
+<yandex>
+  <profiles>
+    <default>
+      <max_memory_usage>4000000000</max_memory_usage>
+      <use_uncompressed_cache>0</use_uncompressed_cache>
+      <load_balancing>random</load_balancing>
+    </default>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>::/0</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas>
+    <default>
+      <interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval>
+    </default>
+  </quotas>
+</yandex>
+EOF
+}
+
+start_ch() {
+  local r=$1
+  ch_up "$r" && return
+  port_free "$(ch_tcp "$r")" STACK_CH_TCP_BASE
+  port_free "$(ch_http "$r")" STACK_CH_HTTP_BASE
+  port_free "$(ch_inter "$r")" STACK_CH_INTERSERVER_BASE
+  write_ch_config "$r"
+  spawn "$r" "$(ch_dir "$r")/log/stdout.log" /usr/sbin/clickhouse-server --config-file="$(ch_dir "$r")/config.xml"
+}
+
+start_azurite() {
+  azurite_up && return
+  port_free "$AZURITE_PORT" STACK_AZURITE_PORT
+  mkdir -p "$STACK_DIR/azurite"
+  spawn azurite "$STACK_DIR/azurite/azurite.log" "$STACK_DIR/npm/node_modules/.bin/azurite-blob" \
+    --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --location "$STACK_DIR/azurite" \
+    --skipApiVersionCheck --loose --silent
+}
+
+# alive is kill -0 that counts a zombie as dead: servers outlive the `up` that spawned them, and
+# an init that does not reap (as in some containers) leaves them as zombies after they exit.
+alive() {
+  kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# stop_pid stops a recorded process: a signal (TERM unless given), wait while probing, KILL once
+# after the grace period.
+stop_pid() {
+  local svc=$1 sig=${2:-TERM} grace=${3:-30} pidfile="$STACK_DIR/$1.pid" pid
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && alive "$pid"; then
+    kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + grace)) killed=""
+    while alive "$pid"; do
+      if [ "$SECONDS" -ge "$deadline" ] && [ -z "$killed" ]; then
+        [ "$svc" = azurite ] || log "$svc (pid $pid) still running ${grace}s after $sig; killing"
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        killed=1
+      fi
+      sleep 0.2
+    done
+  fi
+  rm -f "$pidfile"
+}
+
+start_svc() {
+  case "$1" in
+    pg) start_pg ;; zk) start_zk ;;
+    ch1 | ch2 | ch3) start_zk && start_ch "$1" && wait_ready "$1" 90 ;;
+    azurite) start_azurite && wait_ready azurite 60 ;;
+    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite)" ;;
+  esac
+}
+
+stop_svc() {
+  case "$1" in
+    pg) stop_pg ;; zk | ch1 | ch2 | ch3) stop_pid "$1" ;;
+    # Azurite flushes and closes its service on INT but its process lingers: kill it after.
+    azurite) stop_pid azurite INT 3 ;;
+    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite)" ;;
+  esac
+}
+
+# ---------------------------------------------------------------- contract files
+
+write_contract() {
+  local native="" http="" data="" addrs="" haddrs=""
+  for r in "${REPLICAS[@]}"; do
+    native+="127.0.0.1:$(ch_tcp "$r") "
+    http+="127.0.0.1:$(ch_http "$r") "
+    data+="$(ch_dir "$r")/data/ "
+    addrs+="\"127.0.0.1:$(ch_tcp "$r")\", "
+    haddrs+="\"127.0.0.1:$(ch_http "$r")\", "
+  done
+  local dsn="postgres://tracevault:tracevault@127.0.0.1:$PG_PORT/langfuse?sslmode=disable"
+  cat >"$STACK_DIR/env" <<EOF
+# Written by deploy/stack/stack.sh: the local stack's addresses. Read by deploy/stack/env.go.
+STACK_DIR="$STACK_DIR"
+STACK_PG_DSN="$dsn"
+STACK_CH_NATIVE="${native% }"
+STACK_CH_HTTP="${http% }"
+STACK_CH_DATA="${data% }"
+STACK_CH_CLUSTER="default"
+STACK_ZK="127.0.0.1:$ZK_PORT"
+STACK_AZURE_CONNECTION_STRING="$AZURE_CONN"
+STACK_AZURE_CONTAINER="tracevault"
+STACK_WEB_LISTEN="127.0.0.1:$WEB_PORT"
+EOF
+  write_config "$STACK_DIR/tracevault.toml" "azblob://tracevault/stack" "connection_string = \"$AZURE_CONN\"" "$dsn" "${addrs%, }" "${haddrs%, }"
+  write_config "$STACK_DIR/run.toml" "file://$STACK_DIR/repo" "" "$dsn" "${addrs%, }" "${haddrs%, }"
+}
+
+write_config() {
+  local file=$1 url=$2 auth=$3 dsn=$4 addrs=$5 haddrs=$6
+  cat >"$file" <<EOF
+# tracevault configuration for the local stack, written by deploy/stack/stack.sh.
+[storage]
+url = "$url"
+$auth
+
+[postgres]
+dsn = "$dsn"
+
+[clickhouse]
+addresses = [$addrs]
+http_addresses = [$haddrs]
+cluster = "default"
+databases = ["default"]
+data_path = "$(ch_dir ch1)/data/"
+
+[zookeeper]
+servers = ["127.0.0.1:$ZK_PORT"]
+
+[[jobs]]
+name = "stack-backup"
+schedule = "0 */15 * * * *"
+action = "backup"
+timeout = "30m"
+
+[[jobs]]
+name = "stack-prune"
+schedule = "0 0 * * * *"
+action = "prune"
+
+[retention]
+keep_last = 10
+min_age = "0s"
+
+[web]
+listen = "127.0.0.1:$WEB_PORT"
+EOF
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+  local t0=$SECONDS
+  mkdir -p "$STACK_DIR"
+  install_missing
+  start_pg
+  start_zk
+  # The three replicas start in parallel and are then awaited together.
+  for r in "${REPLICAS[@]}"; do start_ch "$r"; done
+  start_azurite
+  for r in "${REPLICAS[@]}"; do wait_ready "$r" 90; done
+  wait_ready azurite 60
+  write_contract
+  cmd_status >&2
+  log "stack ready in $((SECONDS - t0))s; contract in $STACK_DIR/env"
+}
+
+cmd_down() {
+  for svc in azurite ch3 ch2 ch1 zk pg; do stop_svc "$svc"; done
+  if [ "${1:-}" = --purge ]; then
+    rm -rf "$STACK_DIR"
+    log "stopped and removed $STACK_DIR"
+  else
+    log "stopped (data kept in $STACK_DIR; 'down --purge' removes it)"
+  fi
+}
+
+cmd_status() {
+  local bad=0
+  for svc in "${SERVICES[@]}"; do
+    if svc_up "$svc"; then
+      printf '%-8s up    %s\n' "$svc" "$(svc_addr "$svc")"
+    else
+      printf '%-8s DOWN  %s\n' "$svc" "$(svc_addr "$svc")"
+      bad=1
+    fi
+  done
+  return $bad
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down "${2:-}" ;;
+  status) cmd_status ;;
+  start) [ -n "${2:-}" ] || die "usage: stack.sh start SVC"; mkdir -p "$STACK_DIR"; start_svc "$2" ;;
+  stop) [ -n "${2:-}" ] || die "usage: stack.sh stop SVC"; stop_svc "$2" ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
