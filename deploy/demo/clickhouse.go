@@ -13,7 +13,7 @@ import (
 
 // chunkTraces is how many traces one generated chunk holds; fixed, because the chunk index
 // seeds its generator.
-const chunkTraces = 50_000
+const chunkTraces = 20_000
 
 func connect(ctx context.Context, addr string, o Options) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
