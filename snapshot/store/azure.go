@@ -1,0 +1,263 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/lease"
+)
+
+// AzureOptions configure the Azure Blob backend.
+type AzureOptions struct {
+	Container, Prefix string
+	// At most one of ConnectionString, AccountKey or SASToken; none means azidentity's default
+	// credential chain (managed identity, workload identity, environment, Azure CLI).
+	ConnectionString, AccountName, AccountKey, SASToken string
+	Endpoint                                            string // e.g. Azurite's http://127.0.0.1:10000/devstoreaccount1
+	BlockSize                                           int64
+	Concurrency                                         int
+	// Retry overrides the retry policy; tests shorten it. Zero values take the defaults below.
+	Retry policy.RetryOptions
+	// Transport overrides the HTTP client, e.g. to go through a fault-injecting proxy.
+	Transport policy.Transporter
+}
+
+// Azure is the Azure Blob Storage backend: block blobs, uploaded as staged blocks in parallel
+// and committed at the end, which is what makes Put atomic.
+type Azure struct {
+	c      *container.Client
+	opts   AzureOptions
+	prefix string
+}
+
+// NewAzure connects to a container, creating it if missing.
+func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
+	if o.BlockSize == 0 {
+		o.BlockSize = 8 << 20
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 4
+	}
+	// Throttling (429, 503 ServerBusy), timeouts and resets are retried by the SDK with
+	// exponential backoff; its default status list already holds 408, 429, 500, 502-504.
+	if o.Retry.MaxRetries == 0 {
+		o.Retry.MaxRetries = 8
+	}
+	if o.Retry.TryTimeout == 0 {
+		o.Retry.TryTimeout = 5 * time.Minute
+	}
+	if o.Retry.RetryDelay == 0 {
+		o.Retry.RetryDelay = 500 * time.Millisecond
+	}
+	if o.Retry.MaxRetryDelay == 0 {
+		o.Retry.MaxRetryDelay = 30 * time.Second
+	}
+	copts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: o.Retry, Transport: o.Transport}}
+	c, err := newContainerClient(o, copts)
+	if err != nil {
+		return nil, err
+	}
+	a := &Azure{c: c, opts: o, prefix: strings.Trim(o.Prefix, "/")}
+	if a.prefix != "" {
+		a.prefix += "/"
+	}
+	if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+		return nil, fmt.Errorf("open %s: create container: %w", a, err)
+	}
+	return a, nil
+}
+
+func newContainerClient(o AzureOptions, copts *container.ClientOptions) (*container.Client, error) {
+	if o.ConnectionString != "" {
+		c, err := container.NewClientFromConnectionString(o.ConnectionString, o.Container, copts)
+		if err != nil {
+			return nil, fmt.Errorf("azure connection string: %w", errors.New("malformed; expect DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=..."))
+		}
+		return c, nil
+	}
+	endpoint := strings.TrimSuffix(o.Endpoint, "/")
+	if endpoint == "" {
+		endpoint = fmt.Sprintf("https://%s.blob.core.windows.net", o.AccountName)
+	}
+	url := endpoint + "/" + o.Container
+	switch {
+	case o.AccountKey != "":
+		cred, err := azblob.NewSharedKeyCredential(o.AccountName, o.AccountKey)
+		if err != nil {
+			return nil, fmt.Errorf("azure account key for %s: %w", o.AccountName, err)
+		}
+		return container.NewClientWithSharedKeyCredential(url, cred, copts)
+	case o.SASToken != "":
+		return container.NewClientWithNoCredential(url+"?"+strings.TrimPrefix(o.SASToken, "?"), copts)
+	default:
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("azure default credential (managed or workload identity): %w", err)
+		}
+		return container.NewClient(url, cred, copts)
+	}
+}
+
+func (a *Azure) String() string {
+	return "azblob://" + a.opts.Container + "/" + strings.TrimSuffix(a.prefix, "/")
+}
+
+func (a *Azure) blob(name string) string { return a.prefix + name }
+
+func (a *Azure) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
+	cr := &countingReader{r: r}
+	_, err := a.c.NewBlockBlobClient(a.blob(name)).UploadStream(ctx, cr, &blockblob.UploadStreamOptions{
+		BlockSize: a.opts.BlockSize, Concurrency: a.opts.Concurrency,
+	})
+	if err != nil {
+		return cr.n, fmt.Errorf("put %s to %s: %w", name, a, err)
+	}
+	return cr.n, nil
+}
+
+func (a *Azure) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	rng := blob.HTTPRange{Offset: off}
+	if length >= 0 {
+		rng.Count = length
+	}
+	resp, err := a.c.NewBlobClient(a.blob(name)).DownloadStream(ctx, &blob.DownloadStreamOptions{Range: rng})
+	if err != nil {
+		return nil, fmt.Errorf("get %s from %s: %w", name, a, notFound(err))
+	}
+	// The retry reader resumes a body cut mid-stream from where it stopped.
+	return resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 5}), nil
+}
+
+func (a *Azure) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	p, err := a.c.NewBlobClient(a.blob(name)).GetProperties(ctx, nil)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat %s in %s: %w", name, a, notFound(err))
+	}
+	info := ObjectInfo{Name: name}
+	if p.ContentLength != nil {
+		info.Size = *p.ContentLength
+	}
+	if p.LastModified != nil {
+		info.ModTime = *p.LastModified
+	}
+	return info, nil
+}
+
+func (a *Azure) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	full := a.blob(prefix)
+	pager := a.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &full})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list %q in %s: %w", prefix, a, err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			info := ObjectInfo{Name: strings.TrimPrefix(*b.Name, a.prefix)}
+			if b.Properties != nil && b.Properties.ContentLength != nil {
+				info.Size = *b.Properties.ContentLength
+			}
+			if b.Properties != nil && b.Properties.LastModified != nil {
+				info.ModTime = *b.Properties.LastModified
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Azure) Delete(ctx context.Context, name string) error {
+	_, err := a.c.NewBlobClient(a.blob(name)).Delete(ctx, nil)
+	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return fmt.Errorf("delete %s from %s: %w", name, a, err)
+	}
+	return nil
+}
+
+// Lock leases an empty blob under locks/. Azure expires a lease its holder stopped renewing,
+// so a crashed holder frees the lock by itself within the lease duration.
+func (a *Azure) Lock(ctx context.Context, name string, ttl time.Duration) (Lock, error) {
+	bb := a.c.NewBlockBlobClient(a.blob("locks/" + name))
+	if _, err := bb.GetProperties(ctx, nil); bloberror.HasCode(err, bloberror.BlobNotFound) {
+		if _, err := bb.Upload(ctx, nopSeekCloser{}, nil); err != nil && !bloberror.HasCode(err, bloberror.LeaseIDMissing, bloberror.LeaseAlreadyPresent) {
+			return nil, fmt.Errorf("lock %s in %s: create lock blob: %w", name, a, err)
+		}
+	}
+	lc, err := lease.NewBlobClient(bb, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s in %s: %w", name, a, err)
+	}
+	// Azure leases last 15 to 60 seconds (or forever); renewal keeps a longer hold alive.
+	secs := int32(min(max(ttl, 15*time.Second), 60*time.Second) / time.Second)
+	if _, err := lc.AcquireLease(ctx, secs, nil); err != nil {
+		if bloberror.HasCode(err, bloberror.LeaseAlreadyPresent) {
+			return nil, fmt.Errorf("lock %s in %s: %w by %s", name, a, ErrLocked, describeHolder(a.lockHolder(ctx, bb)))
+		}
+		return nil, fmt.Errorf("lock %s in %s: %w", name, a, err)
+	}
+	holder, _ := json.Marshal(currentHolder(name))
+	meta := string(holder)
+	_, _ = bb.SetMetadata(ctx, map[string]*string{"holder": &meta}, &blob.SetMetadataOptions{
+		AccessConditions: &blob.AccessConditions{LeaseAccessConditions: &blob.LeaseAccessConditions{LeaseID: lc.LeaseID()}},
+	})
+	renew := func(ctx context.Context) error { _, err := lc.RenewLease(ctx, nil); return err }
+	release := func(ctx context.Context) error {
+		if _, err := lc.ReleaseLease(ctx, nil); err != nil {
+			return fmt.Errorf("release lock %s in %s: %w", name, a, err)
+		}
+		return nil
+	}
+	return startLease(time.Duration(secs)*time.Second, renew, release), nil
+}
+
+func (a *Azure) lockHolder(ctx context.Context, bb *blockblob.Client) Holder {
+	var h Holder
+	if p, err := bb.GetProperties(ctx, nil); err == nil {
+		for k, v := range p.Metadata {
+			if strings.EqualFold(k, "holder") && v != nil {
+				_ = json.Unmarshal([]byte(*v), &h)
+			}
+		}
+	}
+	return h
+}
+
+func notFound(err error) error {
+	var re *azcore.ResponseError
+	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) || (errors.As(err, &re) && re.StatusCode == http.StatusNotFound) {
+		return fmt.Errorf("%w (%v)", ErrNotFound, err)
+	}
+	return err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type nopSeekCloser struct{}
+
+func (nopSeekCloser) Read([]byte) (int, error)       { return 0, io.EOF }
+func (nopSeekCloser) Seek(int64, int) (int64, error) { return 0, nil }
+func (nopSeekCloser) Close() error                   { return nil }

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBackendConformance runs the same contract against every backend.
+func TestBackendConformance(t *testing.T) {
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) {
+			ctx := context.Background()
+			b := bc.open(t, AzureOptions{BlockSize: 1 << 20, Concurrency: 2})
+			read := reader(t)
+			data := testData(3<<20+17, 1)
+			if n, err := b.Put(ctx, "data/ab/obj", bytes.NewReader(data)); err != nil || n != int64(len(data)) {
+				t.Fatalf("put: %d, %v", n, err)
+			}
+			if got := read(b.Get(ctx, "data/ab/obj", 0, -1)); !bytes.Equal(got, data) {
+				t.Fatalf("get returned %d bytes, want %d identical", len(got), len(data))
+			}
+			if got := read(b.Get(ctx, "data/ab/obj", 1000, 5000)); !bytes.Equal(got, data[1000:6000]) {
+				t.Fatal("ranged get returned the wrong bytes")
+			}
+			if info, err := b.Stat(ctx, "data/ab/obj"); err != nil || info.Size != int64(len(data)) {
+				t.Fatalf("stat: %+v, %v", info, err)
+			}
+			_, _ = b.Put(ctx, "snapshots/s1.json", strings.NewReader("{}"))
+			var names []string
+			if err := b.List(ctx, "data/", func(o ObjectInfo) error { names = append(names, o.Name); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if sort.Strings(names); strings.Join(names, ",") != "data/ab/obj" {
+				t.Errorf("list data/ = %v", names)
+			}
+			// Overwrite is atomic and complete.
+			if _, err := b.Put(ctx, "data/ab/obj", strings.NewReader("v2")); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(b.Get(ctx, "data/ab/obj", 0, -1)); string(got) != "v2" {
+				t.Errorf("after overwrite: %q", got)
+			}
+			if err := b.Delete(ctx, "data/ab/obj"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Delete(ctx, "data/ab/obj"); err != nil {
+				t.Errorf("deleting a missing object: %v", err)
+			}
+			for _, err := range []error{func() error { _, err := b.Get(ctx, "data/ab/obj", 0, -1); return err }(), func() error { _, err := b.Stat(ctx, "data/ab/obj"); return err }()} {
+				if !errors.Is(err, ErrNotFound) {
+					t.Errorf("missing object: %v, want ErrNotFound", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLockIsExclusiveAndNamesHolder(t *testing.T) {
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) {
+			ctx := context.Background()
+			b := bc.open(t, AzureOptions{})
+			l, err := b.Lock(ctx, "repository", 15*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.Lock(ctx, "repository", 15*time.Second)
+			host, _ := os.Hostname()
+			if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), host) {
+				t.Fatalf("second lock: %v; want ErrLocked naming host %s", err, host)
+			}
+			if err := l.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			l2, err := b.Lock(ctx, "repository", 15*time.Second)
+			if err != nil {
+				t.Fatalf("lock after release: %v", err)
+			}
+			_ = l2.Release(ctx)
+		})
+	}
+}
+
+// TestDeadHoldersLockExpires: a holder that stops renewing (it died) loses the lock after its
+// lease; filesystem locks also free at once when their pid is gone on this host.
+func TestDeadHoldersLockExpires(t *testing.T) {
+	t.Run("fs stale lock file", func(t *testing.T) {
+		dir := t.TempDir()
+		b, _ := NewFS(dir)
+		p := filepath.Join(dir, "locks", "repository")
+		_ = os.MkdirAll(filepath.Dir(p), 0o750)
+		_ = os.WriteFile(p, []byte(`{"host":"elsewhere","pid":1}`), 0o640)
+		old := time.Now().Add(-time.Hour)
+		_ = os.Chtimes(p, old, old)
+		l, err := b.Lock(context.Background(), "repository", time.Minute)
+		if err != nil {
+			t.Fatalf("stale lock not taken over: %v", err)
+		}
+		_ = l.Release(context.Background())
+	})
+	t.Run("azurite lease", func(t *testing.T) {
+		ctx := context.Background()
+		b := openAzurite(t, AzureOptions{}).(*Azure)
+		l, err := b.Lock(ctx, "repository", 15*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Simulate death: stop renewing without releasing.
+		r := l.(*renewal)
+		close(r.stop)
+		<-r.done
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			l2, err := b.Lock(ctx, "repository", 15*time.Second)
+			if err == nil {
+				_ = l2.Release(ctx)
+				return
+			}
+			if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+				t.Fatalf("lease of a dead holder not expired after 30 s: %v", err)
+			}
+			time.Sleep(time.Second)
+		}
+	})
+}

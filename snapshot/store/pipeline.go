@@ -1,0 +1,139 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+)
+
+// codec turns plaintext into stored bytes and back: zstd, then age when the repository is
+// encrypted. Compression comes first because ciphertext does not compress.
+type codec struct {
+	level      zstd.EncoderLevel
+	recipients []age.Recipient
+	identities []age.Identity
+}
+
+// zstd keeps its window per encoder; 8 MiB with two workers bounds memory per stream whatever
+// the object size, and level 1 stays faster than the network.
+const zstdWindow = 8 << 20
+
+// encode returns a reader of stored bytes for src; sum and size are valid once it hit EOF.
+func (c *codec) encode(src io.Reader) (io.ReadCloser, *digest) {
+	pr, pw := io.Pipe()
+	d := newDigest()
+	go func() {
+		pw.CloseWithError(c.encodeTo(pw, io.TeeReader(src, d)))
+	}()
+	return pr, d
+}
+
+func (c *codec) encodeTo(dst io.Writer, src io.Reader) error {
+	out := dst
+	var enc io.WriteCloser
+	if len(c.recipients) > 0 {
+		w, err := age.Encrypt(dst, c.recipients...)
+		if err != nil {
+			return fmt.Errorf("start encryption: %w", err)
+		}
+		enc, out = w, w
+	}
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(c.level), zstd.WithWindowSize(zstdWindow),
+		zstd.WithEncoderConcurrency(min(2, runtime.GOMAXPROCS(0))))
+	if err != nil {
+		return fmt.Errorf("start compression: %w", err)
+	}
+	if _, err := zw.ReadFrom(src); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("finish compression: %w", err)
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return fmt.Errorf("finish encryption: %w", err)
+		}
+	}
+	return nil
+}
+
+// decode returns the plaintext of stored bytes.
+func (c *codec) decode(stored io.Reader) (io.ReadCloser, error) {
+	in := stored
+	if len(c.identities) > 0 {
+		r, err := age.Decrypt(stored, c.identities...)
+		if err != nil {
+			return nil, fmt.Errorf("decrypt: %w", err)
+		}
+		in = r
+	}
+	zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("start decompression: %w", err)
+	}
+	return zr.IOReadCloser(), nil
+}
+
+func newDigest() *digest { return &digest{h: sha256.New()} }
+
+// digest hashes and counts the plaintext as it streams by.
+type digest struct {
+	h    hash.Hash
+	size int64
+}
+
+func (d *digest) Write(p []byte) (int, error) {
+	d.size += int64(len(p))
+	return d.h.Write(p)
+}
+
+func (d *digest) sum() string { return hex.EncodeToString(d.h.Sum(nil)) }
+
+// ErrCorrupt means an object's content does not match its recorded checksum or size.
+var ErrCorrupt = errors.New("object is corrupt")
+
+// verifier checks the plaintext against the manifest at EOF, so a reader never sees a clean EOF
+// on a damaged object.
+type verifier struct {
+	r      io.ReadCloser
+	close  func() error
+	d      *digest
+	want   ObjectRef
+	name   string
+	failed error
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	if v.failed != nil {
+		return 0, v.failed
+	}
+	n, err := v.r.Read(p)
+	v.d.Write(p[:n])
+	switch {
+	case errors.Is(err, io.EOF):
+		if v.d.size != v.want.RawSize || v.d.sum() != v.want.SHA256 {
+			v.failed = fmt.Errorf("read %s: %w: sha256 %s and %d bytes, manifest says %s and %d bytes", v.name, ErrCorrupt, v.d.sum(), v.d.size, v.want.SHA256, v.want.RawSize)
+			return n, v.failed
+		}
+	case err != nil:
+		v.failed = fmt.Errorf("read %s: %w", v.name, err)
+		return n, v.failed
+	}
+	return n, err
+}
+
+func (v *verifier) Close() error {
+	err := v.r.Close()
+	if cerr := v.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
