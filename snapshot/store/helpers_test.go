@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"os"
 	"strings"
@@ -54,6 +55,9 @@ func openAzurite(t testing.TB, o AzureOptions) Backend {
 
 func openRepo(t testing.TB, b Backend, opts Options) *Repository {
 	t.Helper()
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	r, err := OpenBackend(context.Background(), b, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/tracevault/tracevault/deploy/stack"
+)
+
+// faultProxy forwards to Azurite, but fails a share of requests the ways Azure and networks do:
+// 503 ServerBusy, 429 throttling, a reset connection, or a slow answer.
+type faultProxy struct {
+	mu       sync.Mutex
+	rng      *rand.Rand
+	failRate float64
+	kinds    int // fault kinds in play: 1 = only 503, 4 = all (the fourth, slow, still answers)
+	injected atomic.Int64
+	proxy    *httputil.ReverseProxy
+}
+
+func (f *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	roll, kind := f.rng.Float64(), f.rng.IntN(f.kinds)
+	f.mu.Unlock()
+	if roll >= f.failRate {
+		f.proxy.ServeHTTP(w, r)
+		return
+	}
+	f.injected.Add(1)
+	switch kind {
+	case 0:
+		w.Header().Set("x-ms-error-code", "ServerBusy")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	case 1:
+		w.Header().Set("x-ms-error-code", "TooManyRequests")
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusTooManyRequests)
+	case 2:
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			if tcp, ok := conn.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0) // RST, not FIN
+			}
+			conn.Close()
+		}
+	default:
+		time.Sleep(300 * time.Millisecond)
+		f.proxy.ServeHTTP(w, r)
+	}
+}
+
+// startFaultProxy returns an Azurite connection string that goes through the proxy.
+func startFaultProxy(t *testing.T, failRate float64, kinds int) (string, *faultProxy) {
+	env := stack.Require(t)
+	endpoint := regexp.MustCompile(`BlobEndpoint=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
+	target, _ := url.Parse(endpoint)
+	fp := &faultProxy{rng: rand.New(rand.NewPCG(42, 7)), failRate: failRate, kinds: kinds,
+		proxy: httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})}
+	srv := httptest.NewServer(fp)
+	t.Cleanup(srv.Close)
+	proxied := strings.Replace(env.AzureConnectionString, "http://"+target.Host, srv.URL, 1)
+	return proxied, fp
+}
+
+var quickRetry = policy.RetryOptions{MaxRetries: 10, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond, TryTimeout: 10 * time.Second}
+
+func TestFaultsAreRetriedAndNothingBadIsCommitted(t *testing.T) {
+	ctx := context.Background()
+	direct := openAzurite(t, AzureOptions{}).(*Azure)
+	proxied, fp := startFaultProxy(t, 0.3, 4)
+	flaky, err := NewAzure(ctx, AzureOptions{ConnectionString: proxied, Container: direct.opts.Container, Prefix: "repo",
+		BlockSize: 1 << 20, Concurrency: 4, Retry: quickRetry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := openRepo(t, flaky, Options{})
+	m := NewManifest(nil)
+	var want [][]byte
+	for i := 0; i < 10; i++ {
+		data := testData(3<<20+i, uint64(10+i))
+		ref, _, err := r.PutObject(ctx, "", bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("put %d through faults: %v", i, err)
+		}
+		m.Objects = append(m.Objects, ManifestObject{ObjectRef: ref, Source: "test"})
+		want = append(want, data)
+	}
+	m.Status = StatusComplete
+	if err := r.CommitManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range m.Objects {
+		if got := reader(t)(r.OpenObject(ctx, o.ObjectRef)); !bytes.Equal(got, want[i]) {
+			t.Fatalf("object %d read through faults differs", i)
+		}
+	}
+	if fp.injected.Load() < 10 {
+		t.Errorf("only %d faults injected; the test proves little", fp.injected.Load())
+	}
+	// Read back without the proxy: the manifest references only whole, correct objects.
+	rep, err := openRepo(t, direct, Options{}).Verify(ctx, nil, true)
+	if err != nil || rep.Objects != 10 || len(rep.Problems) != 0 {
+		t.Fatalf("verify after faulty upload: %+v %v", rep, err)
+	}
+	t.Logf("%d faults injected", fp.injected.Load())
+}
+
+func TestPersistentFaultFailsClearly(t *testing.T) {
+	ctx := context.Background()
+	direct := openAzurite(t, AzureOptions{}).(*Azure)
+	proxied, _ := startFaultProxy(t, 1.0, 1)
+	retry := quickRetry
+	retry.MaxRetries = 2
+	_, err := NewAzure(ctx, AzureOptions{ConnectionString: proxied, Container: direct.opts.Container, Retry: retry})
+	if err == nil || !strings.Contains(err.Error(), direct.opts.Container) {
+		t.Fatalf("every request failing: %v; want an error naming the container", err)
+	}
+}
