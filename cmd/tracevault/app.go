@@ -20,6 +20,7 @@ type app struct {
 	logLevel   string
 	logFormat  string
 	log        *slog.Logger
+	cfg        *config.Config // set by commands that load the configuration
 }
 
 func newApp() *app { return &app{} }
@@ -71,6 +72,12 @@ func (a *app) rootCommand() *cobra.Command {
 		a.demoCommand(),
 		a.serveCommand(),
 		a.zkCommand(),
+		a.backupCommand(),
+		a.listCommand(),
+		a.showCommand(),
+		a.deleteCommand(),
+		a.verifyCommand(),
+		a.pruneCommand(),
 	)
 	root.AddCommand(stubCommands()...)
 	return root

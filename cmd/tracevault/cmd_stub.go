@@ -14,14 +14,9 @@ type stub struct {
 }
 
 var stubs = []stub{
-	{"backup", "Take one snapshot set now (postgres, clickhouse, zookeeper)", "tracevault backup --only clickhouse --tag before-upgrade"},
-	{"list", "List snapshots in the repository", "tracevault list --json"},
-	{"show ID", "Show what a snapshot holds, per database, table and partition", "tracevault show 20261124T031500Z-1a2b3c"},
-	{"verify [ID]", "Check that a snapshot's objects exist and, with --read-data, are intact", "tracevault verify --all --read-data"},
 	{"restore ID", "Restore from a snapshot: tables, partitions, databases or the whole cluster", "tracevault restore 20261124T031500Z-1a2b3c --only clickhouse --tables 'default.traces' --dry-run"},
 	{"restore-replica REPLICA", "Rebuild a lost or isolated ClickHouse replica so it rejoins its replication group", "tracevault restore-replica 127.0.0.1:9000 --dry-run"},
 	{"check", "Check replica consistency, ZooKeeper health and migrations; exit 1 on problems", "tracevault check --json"},
-	{"prune", "Forget snapshots outside the retention policy and remove unreferenced objects", "tracevault prune --dry-run"},
 	{"migrate", "Run versioned schema migrations through schema_migrations", "tracevault migrate --target clickhouse status"},
 }
 

@@ -39,9 +39,10 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 	return out, rows.Err()
 }
 
-// Columns returns a table's "name type" list in table order.
+// Columns returns a table's "name type" list in table order (the order system.columns lists
+// them in; 18.16 has no position column to sort by).
 func Columns(ctx context.Context, s *Server, db, table string) ([]string, error) {
-	rows, err := s.Conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ? ORDER BY position", db, table)
+	rows, err := s.Conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s.%s on %s: %w", db, table, s.Addr, err)
 	}

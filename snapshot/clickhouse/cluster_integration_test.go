@@ -1,4 +1,4 @@
-package cluster_test
+package clickhouse_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"github.com/tracevault/tracevault/deploy/demo"
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
-	"github.com/tracevault/tracevault/snapshot/cluster"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
@@ -33,7 +32,7 @@ func TestGroupMap(t *testing.T) {
 	}
 	defer zk.Close()
 
-	view := cluster.Observe(ctx, servers, env.CHNative, zk)
+	view := clickhouse.Observe(ctx, servers, env.CHNative, zk)
 	groups := groupsOf(view, db)
 	if len(groups) != len(demo.ReplicatedTables) {
 		t.Fatalf("%d groups for %s, want %d: %+v", len(groups), db, len(demo.ReplicatedTables), groups)
@@ -63,7 +62,7 @@ func TestGroupMap(t *testing.T) {
 	// ch3's ZooKeeper session must expire before is_active disappears.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		view = cluster.Observe(ctx, servers[:2], env.CHNative, zk)
+		view = clickhouse.Observe(ctx, servers[:2], env.CHNative, zk)
 		inactive := 0
 		for _, g := range groupsOf(view, db) {
 			for _, r := range g.Registered {
@@ -99,8 +98,8 @@ func dialAll(t *testing.T, env *stack.Env) []*clickhouse.Server {
 	return out
 }
 
-func groupsOf(v *cluster.View, db string) []cluster.Group {
-	var out []cluster.Group
+func groupsOf(v *clickhouse.View, db string) []clickhouse.Group {
+	var out []clickhouse.Group
 	for _, g := range v.Groups {
 		if len(g.Members) > 0 && len(g.Members[0].Table) > len(db) && g.Members[0].Table[:len(db)+1] == db+"." {
 			out = append(out, g)

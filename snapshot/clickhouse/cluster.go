@@ -1,8 +1,9 @@
-// Package cluster is the one place that knows the replicas of a ClickHouse cluster: what each
+package clickhouse
+
+// The cluster view is the one place that knows the replicas of a ClickHouse cluster: what each
 // server's system.replicas says, and who is registered in ZooKeeper under each table's path.
 // Backups pick source replicas from it, `check` judges it, `restore-replica` repairs from it,
 // and snapshots record its group map so a lost replica can rejoin the group it belonged to.
-package cluster
 
 import (
 	"context"
@@ -14,8 +15,6 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // Replica is one configured server as seen now.
@@ -97,9 +96,9 @@ type View struct {
 
 // Observe reads every server and ZooKeeper. A server that is down is recorded as such rather
 // than failing the whole view: seeing a partial cluster is the point of `check`.
-func Observe(ctx context.Context, servers []*clickhouse.Server, addrs []string, conn *zk.Conn) *View {
+func Observe(ctx context.Context, servers []*Server, addrs []string, conn *zk.Conn) *View {
 	v := &View{Taken: time.Now().UTC()}
-	byAddr := map[string]*clickhouse.Server{}
+	byAddr := map[string]*Server{}
 	for _, s := range servers {
 		byAddr[s.Addr] = s
 	}
@@ -131,7 +130,7 @@ func Observe(ctx context.Context, servers []*clickhouse.Server, addrs []string, 
 	return v
 }
 
-func readReplica(ctx context.Context, s *clickhouse.Server, r *Replica) error {
+func readReplica(ctx context.Context, s *Server, r *Replica) error {
 	macros, err := s.Conn.Query(ctx, "SELECT macro, substitution FROM system.macros")
 	if err != nil {
 		return fmt.Errorf("read system.macros on %s: %w", s.Addr, err)

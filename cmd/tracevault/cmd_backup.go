@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot"
+)
+
+func (a *app) backupCommand() *cobra.Command {
+	var req jobs.BackupRequest
+	c := &cobra.Command{
+		Use:   "backup",
+		Short: "Take one snapshot set now (postgres, clickhouse, zookeeper)",
+		Long: `Take one snapshot set: every configured source (or --only some) into ONE snapshot whose
+manifest records each source's start and end. ClickHouse partitions whose parts did not change
+since an earlier snapshot reuse its objects (incremental). If any source fails the snapshot is
+recorded as partial with the error, never as complete, and the command exits 1.`,
+		Example: examples(
+			"tracevault backup",
+			"tracevault backup --only clickhouse,zookeeper --tag before-upgrade",
+			"tracevault backup --only clickhouse --tables 'default.traces' --json"),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := a.repo(cmd)
+			if err != nil {
+				return err
+			}
+			m, err := jobs.Backup(cmd.Context(), a.cfg, r, req, a.log)
+			if m == nil {
+				return failed(err)
+			}
+			if a.json {
+				if jerr := a.printJSON(cmd, m); jerr != nil {
+					return jerr
+				}
+			} else {
+				t := m.Totals()
+				fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s %s: %d objects, %s stored, %s new, %d reused, in %s\n",
+					m.ID, m.Status, t.Objects, humanBytes(t.Bytes), humanBytes(t.NewBytes), t.Reused, m.End.Sub(m.Start).Round(time.Millisecond))
+			}
+			if errors.Is(err, snapshot.ErrPartial) {
+				return &codeError{code: exitFailed, err: err}
+			}
+			return wrapFailed(err)
+		},
+	}
+	f := c.Flags()
+	f.StringSliceVar(&req.Only, "only", nil, "sources to back up: postgres, clickhouse, zookeeper (default all configured)")
+	f.StringSliceVar(&req.Tables, "tables", nil, "ClickHouse tables as db.table globs (default [clickhouse] include_tables)")
+	f.StringSliceVar(&req.Tags, "tag", nil, "tag the snapshot (repeatable)")
+	f.DurationVar(&req.LockWait, "lock-wait", 10*time.Minute, "how long to wait for another backup or prune to finish")
+	return c
+}

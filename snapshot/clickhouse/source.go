@@ -1,0 +1,241 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Source backs up the partitions of a ClickHouse cluster (logical mode: SELECT ... FORMAT Native
+// over each replica's HTTP interface, streamed into the repository).
+type Source struct {
+	Native  []string // native host:port of every replica
+	HTTP    []string // HTTP host:port, same order
+	Conn    ConnOptions
+	Filter  Filter
+	Cluster string
+	// ZooKeeper, when set, adds the registrations to the recorded group map.
+	ZooKeeper func(ctx context.Context) (*zk.Conn, error)
+	Log       *slog.Logger
+}
+
+// Section is the clickhouse part of a manifest: enough to rebuild every table, with the same
+// ZooKeeper paths and UUIDs, and to load every partition.
+type Section struct {
+	Cluster      string         `json:"cluster,omitempty"`
+	Capabilities Capabilities   `json:"capabilities"`
+	Tables       []TableRecord  `json:"tables"`
+	View         *View          `json:"view"`
+	Replicas     []ReplicaIndex `json:"replicas"`
+}
+
+// ReplicaIndex ties a configured address to its HTTP address and macros.
+type ReplicaIndex struct {
+	Native string            `json:"native"`
+	HTTP   string            `json:"http"`
+	Macros map[string]string `json:"macros,omitempty"`
+}
+
+// TableRecord is one table in a snapshot.
+type TableRecord struct {
+	Table
+	Columns    []string          `json:"columns,omitempty"`
+	Partitions []PartitionRecord `json:"partitions,omitempty"`
+}
+
+// PartitionRecord is one partition as stored: which replica it was read from and its object.
+type PartitionRecord struct {
+	Partition
+	Replica string `json:"replica"` // native address it was exported from
+	Object  string `json:"object"`
+	SHA256  string `json:"sha256"`
+}
+
+func (s *Source) Name() string { return "clickhouse" }
+
+// Backup exports every selected table. A replica that is down is skipped when another one has
+// the table; the source replica of each partition is recorded.
+func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	servers, httpOf, err := s.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, srv := range servers {
+			srv.Close()
+		}
+	}()
+	var zkConn *zk.Conn
+	if s.ZooKeeper != nil {
+		if zkConn, err = s.ZooKeeper(ctx); err != nil {
+			s.Log.Warn("zookeeper unavailable; the group map will lack registrations", "err", err)
+		} else {
+			defer zkConn.Close()
+		}
+	}
+	view := Observe(ctx, servers, s.Native, zkConn)
+	sec := &Section{Cluster: s.Cluster, Capabilities: servers[0].Caps, View: view}
+	for _, r := range view.Replicas {
+		sec.Replicas = append(sec.Replicas, ReplicaIndex{Native: r.Addr, HTTP: httpOf[r.Addr], Macros: r.Macros})
+	}
+	tables, err := Discover(ctx, servers[0], s.Filter)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		rec := TableRecord{Table: t}
+		if t.HasData() {
+			if err := s.exportTable(ctx, w, &rec, servers, view, httpOf); err != nil {
+				return sec, err
+			}
+		}
+		sec.Tables = append(sec.Tables, rec)
+	}
+	return sec, nil
+}
+
+func (s *Source) dial(ctx context.Context) ([]*Server, map[string]string, error) {
+	if len(s.HTTP) != len(s.Native) {
+		return nil, nil, errors.New("clickhouse: http_addresses must list the HTTP address of every replica in addresses, same order")
+	}
+	var servers []*Server
+	httpOf := map[string]string{}
+	var errs []string
+	for i, addr := range s.Native {
+		httpOf[addr] = s.HTTP[i]
+		srv, err := Dial(ctx, addr, s.Conn)
+		if err != nil {
+			s.Log.Warn("replica unavailable for this backup", "replica", addr, "err", err)
+			errs = append(errs, err.Error())
+			continue
+		}
+		servers = append(servers, srv)
+	}
+	if len(servers) == 0 {
+		return nil, nil, fmt.Errorf("no clickhouse replica answered: %s", strings.Join(errs, "; "))
+	}
+	return servers, httpOf, nil
+}
+
+// sourceReplicas picks where to read a table from: for a replicated table the healthy replica
+// with the least delay and queue; for a local table every replica that has it, since each holds
+// different rows.
+func sourceReplicas(t Table, servers []*Server, view *View) []*Server {
+	if !t.Replicated() {
+		return servers
+	}
+	type cand struct {
+		srv   *Server
+		delay uint64
+		queue uint32
+	}
+	var cands []cand
+	for _, s := range servers {
+		for _, r := range view.Replicas {
+			if r.Addr != s.Addr {
+				continue
+			}
+			for _, rt := range r.Tables {
+				if rt.FullName() == t.FullName() && rt.Healthy() {
+					cands = append(cands, cand{s, rt.AbsoluteDelay, rt.QueueSize})
+				}
+			}
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].delay != cands[j].delay {
+			return cands[i].delay < cands[j].delay
+		}
+		return cands[i].queue < cands[j].queue
+	})
+	if len(cands) == 0 {
+		return nil
+	}
+	return []*Server{cands[0].srv}
+}
+
+func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *TableRecord, servers []*Server, view *View, httpOf map[string]string) error {
+	srcs := sourceReplicas(rec.Table, servers, view)
+	if len(srcs) == 0 {
+		return fmt.Errorf("no healthy replica has %s (all readonly, expired or down); see 'tracevault check'", rec.FullName())
+	}
+	for _, srv := range srcs {
+		has, err := hasTable(ctx, srv, rec.Database, rec.Name)
+		if err != nil {
+			return err
+		}
+		if !has {
+			continue // a local table need not exist on every replica
+		}
+		cols, err := Columns(ctx, srv, rec.Database, rec.Name)
+		if err != nil {
+			return err
+		}
+		rec.Columns = cols
+		parts, err := Partitions(ctx, srv, rec.Database, rec.Name)
+		if err != nil {
+			return err
+		}
+		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password}
+		for _, p := range parts {
+			start := time.Now()
+			sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID))
+			src := &lazyReader{open: func() (io.ReadCloser, error) { return h.Query(ctx, sql, nil) }}
+			meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
+			obj, err := w.Put(ctx, meta, Fingerprint(rec.Table, cols, p, srv.Addr), src)
+			src.Close()
+			if err != nil {
+				return fmt.Errorf("export %s partition %s from %s: %w", rec.FullName(), p.ID, srv.Addr, err)
+			}
+			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256})
+			s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
+		}
+	}
+	return nil
+}
+
+func hasTable(ctx context.Context, s *Server, db, table string) (bool, error) {
+	var n uint64
+	if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&n); err != nil {
+		return false, fmt.Errorf("check %s.%s on %s: %w", db, table, s.Addr, err)
+	}
+	return n > 0, nil
+}
+
+// lazyReader opens its stream on the first Read, so a partition whose object is reused is never
+// queried at all.
+type lazyReader struct {
+	open func() (io.ReadCloser, error)
+	rc   io.ReadCloser
+	err  error
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.rc == nil && l.err == nil {
+		l.rc, l.err = l.open()
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.rc.Read(p)
+}
+
+func (l *lazyReader) Close() error {
+	if l.rc != nil {
+		return l.rc.Close()
+	}
+	return nil
+}
