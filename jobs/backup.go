@@ -69,7 +69,7 @@ func clickHouseSource(cfg *config.Config, req BackupRequest, log *slog.Logger) *
 	src := &clickhouse.Source{
 		Native:  ch.Addresses,
 		HTTP:    ch.HTTPAddresses,
-		Conn:    clickhouse.ConnOptions{User: ch.User, Password: ch.Password.Reveal(), DialTimeout: ch.DialTimeout.D(), QueryTimeout: ch.QueryTimeout.D()},
+		Conn:    ClickHouseConn(ch),
 		Filter:  clickhouse.Filter{Databases: ch.Databases, Include: include, Exclude: ch.ExcludeTables},
 		Cluster: ch.Cluster,
 		Log:     log,
@@ -99,4 +99,9 @@ func (u unavailable) Name() string { return u.name }
 
 func (u unavailable) Backup(context.Context, *snapshot.Writer) (any, error) {
 	return nil, fmt.Errorf("%s", u.why)
+}
+
+// ClickHouseConn maps [clickhouse] to connection options.
+func ClickHouseConn(ch config.ClickHouse) clickhouse.ConnOptions {
+	return clickhouse.ConnOptions{User: ch.User, Password: ch.Password.Reveal(), DialTimeout: ch.DialTimeout.D(), QueryTimeout: ch.QueryTimeout.D()}
 }

@@ -73,6 +73,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.serveCommand(),
 		a.zkCommand(),
 		a.backupCommand(),
+		a.restoreCommand(),
 		a.listCommand(),
 		a.showCommand(),
 		a.deleteCommand(),

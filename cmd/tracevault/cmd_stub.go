@@ -14,7 +14,6 @@ type stub struct {
 }
 
 var stubs = []stub{
-	{"restore ID", "Restore from a snapshot: tables, partitions, databases or the whole cluster", "tracevault restore 20261124T031500Z-1a2b3c --only clickhouse --tables 'default.traces' --dry-run"},
 	{"restore-replica REPLICA", "Rebuild a lost or isolated ClickHouse replica so it rejoins its replication group", "tracevault restore-replica 127.0.0.1:9000 --dry-run"},
 	{"check", "Check replica consistency, ZooKeeper health and migrations; exit 1 on problems", "tracevault check --json"},
 	{"migrate", "Run versioned schema migrations through schema_migrations", "tracevault migrate --target clickhouse status"},

@@ -1,0 +1,383 @@
+package clickhouse
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// RestoreOptions choose what to restore and where.
+type RestoreOptions struct {
+	Native      []string
+	HTTP        []string
+	Conn        ConnOptions
+	Cluster     string
+	Tables      []string          // "db.table" globs; empty = all
+	Partitions  []string          // partition ids; empty = all
+	DatabaseMap map[string]string // source db -> target db
+	Force       bool              // replace partitions that already hold rows
+	Log         *slog.Logger
+}
+
+// Step is one action of a restore plan; --dry-run prints them.
+type Step struct {
+	Action    string `json:"action"` // create-database, create-table, load-partition, create-view, verify
+	Target    string `json:"target"` // db.table on the target
+	Replica   string `json:"replica,omitempty"`
+	Partition string `json:"partition,omitempty"`
+	Object    string `json:"object,omitempty"`
+	Rows      uint64 `json:"rows,omitempty"`
+	Bytes     int64  `json:"bytes,omitempty"`
+	SQL       string `json:"sql,omitempty"`
+
+	ref   store.ObjectRef
+	table *TableRecord
+}
+
+// Plan is the ordered restore: databases, tables, partitions, views.
+type Plan struct {
+	Snapshot string `json:"snapshot"`
+	Steps    []Step `json:"steps"`
+}
+
+// Restorer plans and executes restores against the configured cluster.
+type Restorer struct {
+	opts    RestoreOptions
+	servers map[string]*Server // by native address; only the reachable ones
+	httpOf  map[string]string
+	first   *Server
+}
+
+// NewRestorer connects to every reachable replica.
+func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	src := &Source{Native: o.Native, HTTP: o.HTTP, Conn: o.Conn, Log: o.Log}
+	servers, httpOf, err := src.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0]}
+	for _, s := range servers {
+		r.servers[s.Addr] = s
+	}
+	return r, nil
+}
+
+// Close releases the connections.
+func (r *Restorer) Close() {
+	for _, s := range r.servers {
+		s.Close()
+	}
+}
+
+func (r *Restorer) target(db string) string {
+	if t, ok := r.opts.DatabaseMap[db]; ok {
+		return t
+	}
+	return db
+}
+
+// Plan builds the restore plan for a snapshot's clickhouse section, refusing targets that
+// already hold rows in a partition to be loaded unless Force is set.
+func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
+	raw, ok := m.Sections["clickhouse"]
+	if !ok {
+		return nil, fmt.Errorf("snapshot %s has no clickhouse section", m.ID)
+	}
+	var sec Section
+	if err := json.Unmarshal(raw, &sec); err != nil {
+		return nil, fmt.Errorf("read clickhouse section of %s: %w", m.ID, err)
+	}
+	objects := map[string]store.ObjectRef{}
+	for _, o := range m.Objects {
+		objects[o.ID] = o.ObjectRef
+	}
+	filter := Filter{Databases: []string{"*"}, Include: r.opts.Tables}
+	plan := &Plan{Snapshot: m.ID}
+	dbs := map[string]bool{}
+	var views []Step
+	for i := range sec.Tables {
+		t := &sec.Tables[i]
+		if !filter.matches(t.Database, t.Name) {
+			continue
+		}
+		dst := r.target(t.Database)
+		full := dst + "." + t.Name
+		if !dbs[dst] {
+			dbs[dst] = true
+			plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: dst,
+				SQL: fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s%s", QuoteIdent(dst), r.onCluster())})
+		}
+		create, err := RewriteCreate(t.Create, r.rewrite(t, dst))
+		if err != nil {
+			return nil, fmt.Errorf("plan %s: %w", t.FullName(), err)
+		}
+		step := Step{Action: "create-table", Target: full, SQL: create, table: t}
+		if t.IsView() {
+			step.Action = "create-view"
+			views = append(views, step) // after the data, so materialized views never fire twice
+			continue
+		}
+		plan.Steps = append(plan.Steps, step)
+		for _, p := range t.Partitions {
+			if !r.wantPartition(p.ID) {
+				continue
+			}
+			ref, ok := objects[p.Object]
+			if !ok {
+				return nil, fmt.Errorf("snapshot %s lists partition %s of %s but not its object %s; run 'tracevault verify %s'", m.ID, p.ID, t.FullName(), p.Object, m.ID)
+			}
+			replica := r.loadReplica(t, p)
+			if replica == "" {
+				return nil, fmt.Errorf("restore %s partition %s: replica %s it was taken from is not reachable, and a local table's rows belong to it", t.FullName(), p.ID, p.Replica)
+			}
+			plan.Steps = append(plan.Steps, Step{Action: "load-partition", Target: full, Replica: replica, Partition: p.ID,
+				Object: ref.ID, Rows: p.Rows, Bytes: ref.RawSize, ref: ref, table: t})
+		}
+	}
+	plan.Steps = append(plan.Steps, views...)
+	if !r.opts.Force {
+		if err := r.refuseNonEmpty(ctx, plan); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+func (r *Restorer) onCluster() string {
+	if r.opts.Cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + QuoteIdent(r.opts.Cluster)
+}
+
+func (r *Restorer) rewrite(t *TableRecord, dst string) Rewrite {
+	rw := Rewrite{Database: dst, Cluster: r.opts.Cluster, DBMap: r.opts.DatabaseMap}
+	if dst != t.Database {
+		src := t.Database
+		rw.ZKPathMap = func(p string) string { return MapZooKeeperPath(p, src, dst) }
+	} else if r.first.Caps.TableUUIDs {
+		rw.UUID = t.UUID // same UUID, same default replication path: the table rejoins its group
+	}
+	return rw
+}
+
+func (r *Restorer) wantPartition(id string) bool {
+	if len(r.opts.Partitions) == 0 {
+		return true
+	}
+	for _, p := range r.opts.Partitions {
+		if p == id {
+			return true
+		}
+	}
+	return false
+}
+
+// loadReplica picks where a partition is loaded: any reachable replica for a replicated table
+// (replication copies it to the others), the recorded replica for a local one.
+func (r *Restorer) loadReplica(t *TableRecord, p PartitionRecord) string {
+	if !t.Replicated() {
+		if _, ok := r.servers[p.Replica]; ok {
+			return p.Replica
+		}
+		return ""
+	}
+	if _, ok := r.servers[p.Replica]; ok {
+		return p.Replica
+	}
+	return r.first.Addr
+}
+
+func (r *Restorer) refuseNonEmpty(ctx context.Context, plan *Plan) error {
+	type load struct {
+		partitions int
+		rows       uint64
+	}
+	busy := map[string]*load{}
+	var order []string
+	seen := map[string]bool{}
+	for _, s := range plan.Steps {
+		if s.Action != "load-partition" || seen[s.Target+s.Partition+s.Replica] {
+			continue
+		}
+		seen[s.Target+s.Partition+s.Replica] = true
+		db, table, _ := strings.Cut(s.Target, ".")
+		var rows uint64
+		err := r.servers[s.Replica].Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, s.Partition).Scan(&rows)
+		if err != nil {
+			return fmt.Errorf("check target %s on %s: %w", s.Target, s.Replica, err)
+		}
+		if rows > 0 {
+			if busy[s.Target] == nil {
+				busy[s.Target] = &load{}
+				order = append(order, s.Target)
+			}
+			busy[s.Target].partitions++
+			busy[s.Target].rows += rows
+		}
+	}
+	if len(busy) == 0 {
+		return nil
+	}
+	var parts []string
+	for _, t := range order {
+		parts = append(parts, fmt.Sprintf("%s (%d partitions, %d rows)", t, busy[t].partitions, busy[t].rows))
+	}
+	return fmt.Errorf("the target already holds rows in partitions this restore would replace: %s; pass --force to replace them atomically (REPLACE PARTITION), or --database-map SRC:DST to restore next to them", strings.Join(parts, ", "))
+}
+
+// Progress is told about each step as it finishes.
+type Progress func(done, total int, s Step)
+
+// Execute runs a plan: DDL on the cluster, each partition through a staging table and an atomic
+// REPLACE PARTITION, views last, then waits for replication and checks row counts everywhere.
+// Every step is idempotent, so rerunning after an interruption is safe.
+func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Plan, progress Progress) error {
+	// A Replacing or Aggregating table may legitimately lose rows to a merge right after the
+	// load, which would make the row-count check below fail on a correct restore.
+	defer r.setMerges(context.WithoutCancel(ctx), plan, "START")
+	for i, s := range plan.Steps {
+		var err error
+		switch s.Action {
+		case "create-database", "create-table", "create-view":
+			err = r.first.Conn.Exec(ctx, s.SQL)
+		case "load-partition":
+			err = r.loadPartition(ctx, repo, s)
+		}
+		if err != nil {
+			return fmt.Errorf("restore step %d/%d (%s %s %s): %w", i+1, len(plan.Steps), s.Action, s.Target, s.Partition, err)
+		}
+		if s.Action == "create-table" {
+			r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
+		}
+		if progress != nil {
+			progress(i+1, len(plan.Steps), s)
+		}
+	}
+	r.dropStaging(ctx, plan)
+	return r.verify(ctx, plan)
+}
+
+// setMerges stops or starts background merges of the plan's tables on every reachable replica.
+func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
+	for _, s := range plan.Steps {
+		if s.Action != "create-table" || !s.table.HasData() {
+			continue
+		}
+		db, table, _ := strings.Cut(s.Target, ".")
+		for _, srv := range r.servers {
+			if err := srv.Conn.Exec(ctx, fmt.Sprintf("SYSTEM %s MERGES %s.%s", verb, QuoteIdent(db), QuoteIdent(table))); err != nil {
+				r.opts.Log.Debug("could not change merges", "verb", verb, "table", s.Target, "replica", srv.Addr, "err", err)
+			}
+		}
+	}
+}
+
+func stagingName(table string) string { return "__tracevault_staging_" + table }
+
+func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s Step) error {
+	srv := r.servers[s.Replica]
+	db, table, _ := strings.Cut(s.Target, ".")
+	staging := stagingName(table)
+	create, err := RewriteCreate(s.table.Create, Rewrite{Database: db, Table: staging, DBMap: r.opts.DatabaseMap, Staging: true})
+	if err != nil {
+		return err
+	}
+	stagingFull := QuoteIdent(db) + "." + QuoteIdent(staging)
+	for _, sql := range []string{create, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + QuoteString(s.Partition)} {
+		if err := srv.Conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("prepare staging table %s on %s: %w", stagingFull, srv.Addr, err)
+		}
+	}
+	obj, err := repo.OpenObject(ctx, s.ref)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password}
+	if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
+		return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
+	}
+	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", QuoteIdent(db), QuoteIdent(table), QuoteString(s.Partition), stagingFull)
+	if err := srv.Conn.Exec(ctx, replace); err != nil {
+		return fmt.Errorf("replace partition on %s: %w", srv.Addr, err)
+	}
+	return nil
+}
+
+func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
+	seen := map[string]bool{}
+	for _, s := range plan.Steps {
+		if s.Action != "load-partition" || seen[s.Replica+s.Target] {
+			continue
+		}
+		seen[s.Replica+s.Target] = true
+		db, table, _ := strings.Cut(s.Target, ".")
+		if err := r.servers[s.Replica].Conn.Exec(ctx, "DROP TABLE IF EXISTS "+QuoteIdent(db)+"."+QuoteIdent(stagingName(table))); err != nil {
+			r.opts.Log.Warn("could not drop staging table", "table", s.Target, "replica", s.Replica, "err", err)
+		}
+	}
+}
+
+// verify waits until every reachable replica has replicated the loaded partitions and checks
+// each partition's row count against the snapshot.
+func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
+	for _, s := range plan.Steps {
+		if s.Action != "load-partition" {
+			continue
+		}
+		db, table, _ := strings.Cut(s.Target, ".")
+		replicas := []string{s.Replica}
+		if s.table.Replicated() {
+			replicas = nil
+			for addr := range r.servers {
+				replicas = append(replicas, addr)
+			}
+		}
+		for _, addr := range replicas {
+			srv := r.servers[addr]
+			if s.table.Replicated() {
+				syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+				err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table))
+				cancel()
+				if err != nil {
+					return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+				}
+			}
+			var rows uint64
+			if err := srv.Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, s.Partition).Scan(&rows); err != nil {
+				return fmt.Errorf("count %s partition %s on %s: %w", s.Target, s.Partition, addr, err)
+			}
+			if rows != s.Rows {
+				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows, addr, s.Rows)
+			}
+		}
+	}
+	return nil
+}
+
+// WritePlan prints a plan for --dry-run.
+func WritePlan(w io.Writer, p *Plan) {
+	var rows uint64
+	var bytes int64
+	for _, s := range p.Steps {
+		switch s.Action {
+		case "load-partition":
+			fmt.Fprintf(w, "load     %s partition %s on %s: %d rows, %d bytes from object %.12s\n", s.Target, s.Partition, s.Replica, s.Rows, s.Bytes, s.Object)
+			rows += s.Rows
+			bytes += s.Bytes
+		default:
+			fmt.Fprintf(w, "%-8s %s\n", strings.TrimPrefix(s.Action, "create-"), s.Target)
+		}
+	}
+	fmt.Fprintf(w, "plan: %d steps, %d rows, %d bytes from snapshot %s\n", len(p.Steps), rows, bytes, p.Snapshot)
+}
