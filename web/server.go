@@ -6,6 +6,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -131,9 +132,9 @@ func relative(t time.Time) string {
 	case d < time.Hour:
 		s = d.Round(time.Minute).String()
 	case d < 48*time.Hour:
-		s = (d.Round(time.Hour) / time.Hour).String() + " h"
+		s = fmt.Sprintf("%d h", int(d.Round(time.Hour)/time.Hour))
 	default:
-		s = (d / (24 * time.Hour)).String() + " d"
+		s = fmt.Sprintf("%d d", int(d/(24*time.Hour)))
 	}
 	if suffix == "" {
 		return "in " + s

@@ -14,9 +14,10 @@ var version = "dev"
 
 func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of tracevault",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version of tracevault",
+		Example: examples("tracevault version", "tracevault version --json"),
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			commit := ""
 			if bi, ok := debug.ReadBuildInfo(); ok {

@@ -245,7 +245,7 @@ write_ch_config() {
   </remote_servers>
   <zookeeper>
     <node><host>127.0.0.1</host><port>$ZK_PORT</port></node>
-    <session_timeout_ms>30000</session_timeout_ms>
+    <session_timeout_ms>10000</session_timeout_ms>
   </zookeeper>
   <macros><shard>01</shard><replica>$r</replica></macros>
   <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
