@@ -2,18 +2,38 @@ package jobs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// Daemon is the long-running side of tracevault: the schedule now, the runs as they land.
+// Daemon runs the configured jobs on their schedules and keeps their history.
 type Daemon struct {
 	cfg     *config.Config
 	jobs    []Job
 	log     *slog.Logger
 	started time.Time
+
+	repo    *store.Repository
+	history *History
+	cron    *cron.Cron
+	wg      sync.WaitGroup
+	ctx     context.Context // cancelled when the grace period after Stop runs out
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	running map[string]Run // job name -> its running run
 }
 
 // NewDaemon prepares a daemon for a validated configuration.
@@ -22,32 +42,184 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now()}, nil
+	return &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}}, nil
 }
 
-// JobStatus is one job as the status page shows it.
-type JobStatus struct {
-	Name     string    `json:"name"`
-	Action   string    `json:"action"`
-	Schedule string    `json:"schedule"`
-	Only     []string  `json:"only,omitempty"`
-	NextRun  time.Time `json:"next_run"`
-}
-
-// Status is the daemon's state for the web package.
-type Status struct {
-	Now     time.Time   `json:"now"`
-	Started time.Time   `json:"started"`
-	Storage string      `json:"storage"`
-	Jobs    []JobStatus `json:"jobs"`
-}
-
-// Status reports the schedule; it never returns secrets (the storage URL carries none).
-func (d *Daemon) Status(_ context.Context) (Status, error) {
-	now := time.Now().UTC()
-	s := Status{Now: now, Started: d.started.UTC(), Storage: d.cfg.Storage.URL}
-	for _, j := range d.jobs {
-		s.Jobs = append(s.Jobs, JobStatus{Name: j.Name, Action: j.Action, Schedule: j.Schedule, Only: j.Only, NextRun: j.Next(now).UTC()})
+// Start opens the repository, runs missed jobs once (catch_up = "once") and schedules the rest.
+func (d *Daemon) Start(ctx context.Context) error {
+	repo, err := OpenRepository(ctx, d.cfg.Storage, d.log)
+	if err != nil {
+		return err
 	}
-	return s, nil
+	d.repo, d.history = repo, &History{Repo: repo, Limit: 1000}
+	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	d.cron = cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC))
+	for _, j := range d.jobs {
+		if _, err := d.cron.AddFunc(j.Schedule, func() { d.Trigger(j.Name, TriggerSchedule) }); err != nil {
+			return fmt.Errorf("schedule job %s: %w", j.Name, err)
+		}
+	}
+	if err := d.catchUp(ctx); err != nil {
+		d.log.Warn("could not read run history for catch-up", "err", err)
+	}
+	d.cron.Start()
+	return nil
+}
+
+// catchUp runs once each job whose last successful run is older than one interval: the daemon
+// was down across a scheduled time (or the job never ran).
+func (d *Daemon) catchUp(ctx context.Context) error {
+	runs, err := d.history.Recent(ctx, d.history.Limit)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, j := range d.jobs {
+		if j.CatchUp != "once" {
+			continue
+		}
+		var last time.Time
+		for _, r := range runs {
+			if r.Job == j.Name && r.Outcome == OutcomeSucceeded {
+				last = r.Start
+				break
+			}
+		}
+		if last.IsZero() || j.Next(last).Before(now) {
+			d.log.Info("catching up a missed run", "job", j.Name, "last_success", last)
+			d.Trigger(j.Name, TriggerCatchUp)
+		}
+	}
+	return nil
+}
+
+// Trigger starts a run of a job in the background. A job still running from its previous
+// occurrence is not started twice: the skip is recorded instead.
+func (d *Daemon) Trigger(name, trigger string) (Run, error) {
+	j, ok := d.job(name)
+	if !ok {
+		return Run{}, fmt.Errorf("no job named %q", name)
+	}
+	host, _ := os.Hostname()
+	r := Run{ID: newRunID(), Job: j.Name, Action: j.Action, Trigger: trigger, Host: host, Start: time.Now().UTC(), Outcome: OutcomeRunning}
+	d.mu.Lock()
+	if prev, busy := d.running[j.Name]; busy {
+		d.mu.Unlock()
+		r.End, r.Outcome, r.Error = r.Start, OutcomeSkipped, fmt.Sprintf("run %s started %s is still going", prev.ID, prev.Start.Format(time.RFC3339))
+		d.log.Warn("skipping overlapping run", "job", j.Name, "running", prev.ID)
+		d.record(r)
+		return r, nil
+	}
+	d.running[j.Name] = r
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go d.execute(j, r)
+	return r, nil
+}
+
+func (d *Daemon) execute(j Job, r Run) {
+	defer d.wg.Done()
+	defer func() {
+		d.mu.Lock()
+		delete(d.running, j.Name)
+		d.mu.Unlock()
+	}()
+	log := d.log.With("job", j.Name, "run", r.ID, "trigger", r.Trigger)
+	d.record(r)
+	if j.Jitter > 0 {
+		select {
+		case <-time.After(time.Duration(mrand.Int64N(int64(j.Jitter)))):
+		case <-d.ctx.Done():
+		}
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, j.Timeout.D())
+	defer cancel()
+	log.Info("job started", "action", j.Action)
+	err := d.safeRun(ctx, j, &r)
+	r.End = time.Now().UTC()
+	switch {
+	case err == nil:
+		r.Outcome = OutcomeSucceeded
+	case d.ctx.Err() != nil:
+		r.Outcome, r.Error = OutcomeInterrupted, "daemon stopped: "+err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		r.Outcome, r.Error = OutcomeFailed, fmt.Sprintf("timed out after %s: %v", j.Timeout.D(), err)
+	default:
+		r.Outcome, r.Error = OutcomeFailed, err.Error()
+	}
+	log.Info("job finished", "outcome", r.Outcome, "seconds", r.End.Sub(r.Start).Seconds(), "snapshot", r.Snapshot, "err", r.Error)
+	d.record(r)
+}
+
+// safeRun turns a panic in a job into its failure: the daemon keeps going.
+func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	switch j.Action {
+	case config.ActionBackup, config.ActionZKRecord:
+		req := BackupRequest{Only: j.Only, Tags: []string{j.Name}}
+		if j.Action == config.ActionZKRecord {
+			req.Only = []string{config.SourceZooKeeper}
+		}
+		m, err := Backup(ctx, d.cfg, d.repo, req, d.log.With("job", j.Name))
+		if m != nil {
+			r.Snapshot, r.Bytes = m.ID, m.Totals().NewBytes
+		}
+		return err
+	case config.ActionPrune:
+		_, err := d.repo.Prune(ctx, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
+		return err
+	case config.ActionVerify:
+		rep, err := d.repo.Verify(ctx, nil, false)
+		if err == nil && len(rep.Problems) > 0 {
+			err = fmt.Errorf("%d bad objects, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown action %q", j.Action)
+}
+
+func (d *Daemon) record(r Run) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.history.Record(ctx, r); err != nil {
+		d.log.Error("could not record run", "job", r.Job, "run", r.ID, "err", err)
+	}
+}
+
+// Stop stops scheduling and waits for running jobs up to grace, then cancels them; their runs
+// are recorded as interrupted and their snapshots as partial.
+func (d *Daemon) Stop(grace time.Duration) {
+	if d.cron == nil {
+		return
+	}
+	d.cron.Stop()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		d.log.Warn("grace period over; cancelling running jobs", "grace", grace)
+		d.cancel()
+		<-done
+	}
+	d.cancel()
+}
+
+func (d *Daemon) job(name string) (Job, bool) {
+	for _, j := range d.jobs {
+		if j.Name == name {
+			return j, true
+		}
+	}
+	return Job{}, false
+}
+
+func newRunID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

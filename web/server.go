@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 //go:embed templates/*.html
@@ -116,6 +117,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 var funcs = template.FuncMap{
 	"utc": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"rel": relative,
+	"duration": func(start, end time.Time) string {
+		if end.IsZero() {
+			return "…"
+		}
+		return end.Sub(start).Round(100 * time.Millisecond).String()
+	},
+	"bytes": store.HumanBytes,
+	"outcomeClass": func(o string) string {
+		switch o {
+		case jobs.OutcomeSucceeded:
+			return "ok"
+		case jobs.OutcomeRunning, jobs.OutcomeSkipped:
+			return "warn"
+		}
+		return "bad"
+	},
 }
 
 // relative renders a time as "in 3 h" or "3 h ago" next to its UTC value.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 func (a *app) backupCommand() *cobra.Command {
@@ -41,7 +42,7 @@ recorded as partial with the error, never as complete, and the command exits 1.`
 			} else {
 				t := m.Totals()
 				fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s %s: %d objects, %s stored, %s new, %d reused, in %s\n",
-					m.ID, m.Status, t.Objects, humanBytes(t.Bytes), humanBytes(t.NewBytes), t.Reused, m.End.Sub(m.Start).Round(time.Millisecond))
+					m.ID, m.Status, t.Objects, store.HumanBytes(t.Bytes), store.HumanBytes(t.NewBytes), t.Reused, m.End.Sub(m.Start).Round(time.Millisecond))
 			}
 			if errors.Is(err, snapshot.ErrPartial) {
 				return &codeError{code: exitFailed, err: err}

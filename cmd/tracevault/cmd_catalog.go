@@ -84,7 +84,7 @@ whose components did not all succeed; its error says which.`,
 			fmt.Fprintln(w, "ID\tTIME (UTC)\tSTATUS\tSOURCES\tSIZE\tNEW\tDURATION\tTAGS")
 			for _, e := range entries {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format("2006-01-02 15:04:05"), e.Status,
-					strings.Join(e.Sources, ","), humanBytes(e.Bytes), humanBytes(e.NewBytes),
+					strings.Join(e.Sources, ","), store.HumanBytes(e.Bytes), store.HumanBytes(e.NewBytes),
 					time.Duration(e.Duration*float64(time.Second)).Round(time.Second), strings.Join(e.Tags, ","))
 			}
 			return w.Flush()
@@ -121,7 +121,7 @@ func printManifest(out io.Writer, m *store.Manifest) {
 	t := m.Totals()
 	fmt.Fprintf(out, "snapshot %s  %s  host %s\n", m.ID, m.Status, m.Host)
 	fmt.Fprintf(out, "time     %s .. %s (%s)\n", m.Start.UTC().Format(time.RFC3339), m.End.UTC().Format(time.RFC3339), m.End.Sub(m.Start).Round(time.Second))
-	fmt.Fprintf(out, "size     %s in %d objects, %s new, %d reused\n", humanBytes(t.Bytes), t.Objects, humanBytes(t.NewBytes), t.Reused)
+	fmt.Fprintf(out, "size     %s in %d objects, %s new, %d reused\n", store.HumanBytes(t.Bytes), t.Objects, store.HumanBytes(t.NewBytes), t.Reused)
 	if m.Error != "" {
 		fmt.Fprintf(out, "error    %s\n", m.Error)
 	}
@@ -145,7 +145,7 @@ func printManifest(out io.Writer, m *store.Manifest) {
 		if o.Reused {
 			reused = " (reused)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s%s\n", o.Source, name, o.Partition, o.Replica, o.Rows, humanBytes(o.RawSize), humanBytes(o.Size), o.ID[:12], reused)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s%s\n", o.Source, name, o.Partition, o.Replica, o.Rows, store.HumanBytes(o.RawSize), store.HumanBytes(o.Size), o.ID[:12], reused)
 	}
 	w.Flush()
 }
@@ -212,7 +212,7 @@ is named with the snapshot and what it holds. Exits 1 if any object is bad.`,
 				for _, p := range rep.Problems {
 					fmt.Fprintf(cmd.OutOrStdout(), "BAD  %s  snapshot %s (%s): %s\n", p.Object, p.Snapshot, p.What, p.Error)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects, %s read: %d problems\n", rep.Snapshots, rep.Objects, humanBytes(rep.BytesRead), len(rep.Problems))
+				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects, %s read: %d problems\n", rep.Snapshots, rep.Objects, store.HumanBytes(rep.BytesRead), len(rep.Problems))
 			}
 			if len(rep.Problems) > 0 {
 				return &codeError{code: exitFailed, err: fmt.Errorf("%d bad objects", len(rep.Problems)), silent: a.json}
@@ -256,24 +256,11 @@ repository lock, so it never races a backup. --dry-run shows what would go.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "forget %s\n", id)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s %d objects (%s); %d objects remain\n",
-				len(rep.Kept), len(rep.Forgotten), verb, rep.ObjectsRemoved, humanBytes(rep.BytesRemoved), rep.ObjectsRemaining)
+				len(rep.Kept), len(rep.Forgotten), verb, rep.ObjectsRemoved, store.HumanBytes(rep.BytesRemoved), rep.ObjectsRemaining)
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be removed, remove nothing")
 	c.Flags().DurationVar(&wait, "lock-wait", 5*time.Minute, "how long to wait for a running backup to release the repository")
 	return c
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -15,11 +15,16 @@ import (
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	return &cobra.Command{
+	var grace time.Duration
+	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: scheduled jobs and the status page",
 		Long: `Run tracevault as a daemon: it serves the status page and JSON API on [web] listen
-and runs the [[jobs]] of the configuration on their schedules. SIGTERM or SIGINT stops it.`,
+and runs the [[jobs]] of the configuration on their schedules: a job never overlaps itself (the
+skipped occurrence is recorded), a job missed while the daemon was down runs once at start
+(catch_up = "once"), and every run is kept in the repository's run history.
+SIGTERM or SIGINT stops scheduling and lets running jobs finish within --grace; after that they
+are cancelled, recorded as interrupted, and their snapshots recorded as partial.`,
 		Example: examples(
 			"tracevault serve --config /etc/tracevault.toml --log-format json",
 			"curl -s http://127.0.0.1:8480/api/v1/status | jq ."),
@@ -33,6 +38,10 @@ and runs the [[jobs]] of the configuration on their schedules. SIGTERM or SIGINT
 			if err != nil {
 				return usage(err)
 			}
+			if err := d.Start(cmd.Context()); err != nil {
+				return failed(fmt.Errorf("start daemon: %w", err))
+			}
+			defer d.Stop(grace)
 			ln, err := net.Listen("tcp", cfg.Web.Listen)
 			if err != nil {
 				return failed(fmt.Errorf("listen on %s ([web] listen): %w", cfg.Web.Listen, err))
@@ -56,4 +65,6 @@ and runs the [[jobs]] of the configuration on their schedules. SIGTERM or SIGINT
 			return nil
 		},
 	}
+	c.Flags().DurationVar(&grace, "grace", 5*time.Minute, "on shutdown, how long running jobs may take to finish before they are cancelled")
+	return c
 }
