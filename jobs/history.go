@@ -49,7 +49,9 @@ type History struct {
 	Limit int
 }
 
-func runName(r Run) string { return "runs/" + r.Start.UTC().Format("20060102T150405.000000000Z") + "-" + r.ID + ".json" }
+func runName(r Run) string {
+	return "runs/" + r.Start.UTC().Format("20060102T150405.000000000Z") + "-" + r.ID + ".json"
+}
 
 // Record writes (or rewrites) a run and trims the history to its limit.
 func (h *History) Record(ctx context.Context, r Run) error {
