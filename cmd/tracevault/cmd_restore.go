@@ -129,18 +129,9 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 	if f.root == "" {
 		return usage(fmt.Errorf("--root is required for a zookeeper restore, e.g. --root /clickhouse/tables"))
 	}
-	var rec *store.ManifestObject
-	for i, o := range m.Objects {
-		if o.Source == "zookeeper" && o.Kind == "zk-record" {
-			rec = &m.Objects[i]
-		}
-	}
-	if rec == nil {
-		return failed(fmt.Errorf("snapshot %s has no zookeeper record", m.ID))
-	}
-	rc, err := repo.OpenObject(cmd.Context(), rec.ObjectRef)
+	rc, err := a.zkRecordSource(cmd, repo, m.ID)
 	if err != nil {
-		return failed(err)
+		return err
 	}
 	defer rc.Close()
 	zc := a.cfg.ZooKeeper

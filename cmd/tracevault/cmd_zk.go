@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
@@ -20,7 +22,7 @@ func (a *app) zkCommand() *cobra.Command {
 ZooKeeper keeps its whole tree in memory: a znode count or data size that keeps growing is the
 early sign of the out-of-memory failure that stops every replicated table at once.`,
 	}
-	cmd.AddCommand(a.zkDumpCommand(), a.zkHealthCommand())
+	cmd.AddCommand(a.zkDumpCommand(), a.zkHealthCommand(), a.zkDiffCommand())
 	return cmd
 }
 
@@ -151,4 +153,95 @@ func wrapFailed(err error) error {
 		return nil
 	}
 	return failed(err)
+}
+
+func (a *app) zkDiffCommand() *cobra.Command {
+	var withEphemeral bool
+	c := &cobra.Command{
+		Use:   "diff SNAP_A SNAP_B|live",
+		Short: "Compare the ZooKeeper records of two snapshots, or a snapshot and the live tree",
+		Long: `Print the nodes added, removed and changed (data, ACL) from SNAP_A to SNAP_B, where SNAP_B may be
+'live' for the tree as it is now (walked with the same roots and excludes). Ephemeral nodes come
+and go with sessions and are ignored unless --ephemeral is given. Exits 0 whether or not there are
+differences; use --json to process them.`,
+		Example: examples("tracevault zk diff 20261123T0300 20261124T0300", "tracevault zk diff latest live --json"),
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := a.repo(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			from, err := a.zkRecordSource(cmd, repo, args[0])
+			if err != nil {
+				return err
+			}
+			defer from.Close()
+			to, err := a.zkRecordSource(cmd, repo, args[1])
+			if err != nil {
+				return err
+			}
+			defer to.Close()
+			var changes []zookeeper.Change
+			counts := map[string]int{}
+			err = zookeeper.Diff(zookeeper.NewReader(from), zookeeper.NewReader(to), zookeeper.DiffOptions{IncludeEphemeral: withEphemeral}, func(c zookeeper.Change) error {
+				counts[c.Kind]++
+				if a.json {
+					changes = append(changes, c)
+					return nil
+				}
+				what := ""
+				if len(c.What) > 0 {
+					what = " (" + strings.Join(c.What, ", ") + ")"
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%-8s %s%s\n", c.Kind, c.Path, what)
+				return err
+			})
+			if err != nil {
+				return failed(err)
+			}
+			if ctx.Err() != nil {
+				return failed(ctx.Err())
+			}
+			if a.json {
+				return a.printJSON(cmd, map[string]any{"changes": changes, "added": counts["added"], "removed": counts["removed"], "changed": counts["changed"]})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d added, %d removed, %d changed\n", counts["added"], counts["removed"], counts["changed"])
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&withEphemeral, "ephemeral", false, "also compare ephemeral nodes")
+	return c
+}
+
+// zkRecordSource opens a snapshot's ZooKeeper record, or walks the live tree for "live".
+func (a *app) zkRecordSource(cmd *cobra.Command, repo *store.Repository, which string) (io.ReadCloser, error) {
+	zc := a.cfg.ZooKeeper
+	if which == "live" {
+		conn, err := zookeeper.Connect(cmd.Context(), zc.Servers, zc.SessionTimeout.D(), a.log)
+		if err != nil {
+			return nil, failed(err)
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			defer conn.Close()
+			_, err := zookeeper.Record(cmd.Context(), conn, zookeeper.RecordOptions{Roots: zc.Roots, Exclude: zc.Exclude}, pw)
+			pw.CloseWithError(err)
+		}()
+		return pr, nil
+	}
+	m, err := repo.Snapshot(cmd.Context(), which)
+	if err != nil {
+		return nil, failed(err)
+	}
+	for _, o := range m.Objects {
+		if o.Source == "zookeeper" && o.Kind == "zk-record" {
+			rc, err := repo.OpenObject(cmd.Context(), o.ObjectRef)
+			if err != nil {
+				return nil, failed(err)
+			}
+			return rc, nil
+		}
+	}
+	return nil, failed(fmt.Errorf("snapshot %s has no zookeeper record", m.ID))
 }
