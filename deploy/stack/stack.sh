@@ -14,6 +14,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
+# The ports a stack was brought up with are kept in its state dir, so that later start, stop and
+# status calls (tests stop and start replicas) reach the same servers without repeating overrides.
+# shellcheck source=/dev/null
+[ -f "$STACK_DIR/ports" ] && . "$STACK_DIR/ports"
 PG_PORT="${STACK_PG_PORT:-25432}"
 ZK_PORT="${STACK_ZK_PORT:-22181}"
 CH_TCP_BASE="${STACK_CH_TCP_BASE:-29000}"
@@ -419,9 +423,22 @@ EOF
 
 # ---------------------------------------------------------------- commands
 
+save_ports() {
+  cat >"$STACK_DIR/ports" <<EOF
+STACK_PG_PORT="\${STACK_PG_PORT:-$PG_PORT}"
+STACK_ZK_PORT="\${STACK_ZK_PORT:-$ZK_PORT}"
+STACK_CH_TCP_BASE="\${STACK_CH_TCP_BASE:-$CH_TCP_BASE}"
+STACK_CH_HTTP_BASE="\${STACK_CH_HTTP_BASE:-$CH_HTTP_BASE}"
+STACK_CH_INTERSERVER_BASE="\${STACK_CH_INTERSERVER_BASE:-$CH_INTER_BASE}"
+STACK_AZURITE_PORT="\${STACK_AZURITE_PORT:-$AZURITE_PORT}"
+STACK_WEB_PORT="\${STACK_WEB_PORT:-$WEB_PORT}"
+EOF
+}
+
 cmd_up() {
   local t0=$SECONDS
   mkdir -p "$STACK_DIR"
+  save_ports
   install_missing
   start_pg
   start_zk
