@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 
 	"github.com/tracevault/tracevault/config"
@@ -27,6 +28,8 @@ type Daemon struct {
 
 	repo    *store.Repository
 	history *History
+	claimer Claimer
+	metrics *metrics
 	cron    *cron.Cron
 	wg      sync.WaitGroup
 	ctx     context.Context // cancelled when the grace period after Stop runs out
@@ -42,7 +45,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}}, nil
+	return &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, metrics: newMetrics()}, nil
 }
 
 // Start opens the repository, runs missed jobs once (catch_up = "once") and schedules the rest.
@@ -52,6 +55,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return err
 	}
 	d.repo, d.history = repo, &History{Repo: repo, Limit: 1000}
+	d.claimer = NewClaimer(d.cfg.ZooKeeper, repo, d.log)
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	d.cron = cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC))
 	for _, j := range d.jobs {
@@ -62,9 +66,15 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.catchUp(ctx); err != nil {
 		d.log.Warn("could not read run history for catch-up", "err", err)
 	}
+	if err := d.metrics.observeRepository(ctx, repo); err != nil {
+		d.log.Warn("could not measure the repository", "err", err)
+	}
 	d.cron.Start()
 	return nil
 }
+
+// Metrics is the daemon's Prometheus registry, for /metrics.
+func (d *Daemon) Metrics() *prometheus.Registry { return d.metrics.reg }
 
 // catchUp runs once each job whose last successful run is older than one interval: the daemon
 // was down across a scheduled time (or the job never ran).
@@ -75,15 +85,16 @@ func (d *Daemon) catchUp(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, j := range d.jobs {
-		if j.CatchUp != "once" {
-			continue
-		}
 		var last time.Time
 		for _, r := range runs {
 			if r.Job == j.Name && r.Outcome == OutcomeSucceeded {
 				last = r.Start
+				d.metrics.lastSuccess.WithLabelValues(j.Name).Set(float64(r.End.Unix()))
 				break
 			}
+		}
+		if j.CatchUp != "once" {
+			continue
 		}
 		if last.IsZero() || j.Next(last).Before(now) {
 			d.log.Info("catching up a missed run", "job", j.Name, "last_success", last)
@@ -102,6 +113,11 @@ func (d *Daemon) Trigger(name, trigger string) (Run, error) {
 	}
 	host, _ := os.Hostname()
 	r := Run{ID: newRunID(), Job: j.Name, Action: j.Action, Trigger: trigger, Host: host, Start: time.Now().UTC(), Outcome: OutcomeRunning}
+	if trigger != TriggerManual {
+		// Daemons sharing the schedule compute the same occurrence, which lets the one that
+		// claims the job second see that the first already ran it.
+		r.Occurrence = j.Latest(r.Start)
+	}
 	d.mu.Lock()
 	if prev, busy := d.running[j.Name]; busy {
 		d.mu.Unlock()
@@ -125,6 +141,11 @@ func (d *Daemon) execute(j Job, r Run) {
 		d.mu.Unlock()
 	}()
 	log := d.log.With("job", j.Name, "run", r.ID, "trigger", r.Trigger)
+	claim := d.claim(j, &r, log)
+	if claim == nil {
+		return
+	}
+	defer claim.Release(context.Background())
 	d.record(r)
 	if j.Jitter > 0 {
 		select {
@@ -134,12 +155,25 @@ func (d *Daemon) execute(j Job, r Run) {
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, j.Timeout.D())
 	defer cancel()
+	// A claim lost mid-run (ZooKeeper session expired) means another daemon may start the job:
+	// stop at once rather than run twice.
+	ctx, lose := context.WithCancelCause(ctx)
+	defer lose(nil)
+	go func() {
+		select {
+		case <-claim.Lost():
+			lose(errors.New("lost the job's claim (zookeeper session or lease expired)"))
+		case <-ctx.Done():
+		}
+	}()
 	log.Info("job started", "action", j.Action)
 	err := d.safeRun(ctx, j, &r)
 	r.End = time.Now().UTC()
 	switch {
 	case err == nil:
 		r.Outcome = OutcomeSucceeded
+	case context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded) && d.ctx.Err() == nil:
+		r.Outcome, r.Error = OutcomeInterrupted, context.Cause(ctx).Error()
 	case d.ctx.Err() != nil:
 		r.Outcome, r.Error = OutcomeInterrupted, "daemon stopped: "+err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
@@ -167,6 +201,7 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		m, err := Backup(ctx, d.cfg, d.repo, req, d.log.With("job", j.Name))
 		if m != nil {
 			r.Snapshot, r.Bytes = m.ID, m.Totals().NewBytes
+			d.metrics.observeSnapshot(m)
 		}
 		return err
 	case config.ActionPrune:
@@ -188,6 +223,60 @@ func (d *Daemon) record(r Run) {
 	if err := d.history.Record(ctx, r); err != nil {
 		d.log.Error("could not record run", "job", r.Job, "run", r.ID, "err", err)
 	}
+	if r.Outcome == OutcomeRunning {
+		return
+	}
+	d.metrics.observeRun(r)
+	if err := d.metrics.observeRepository(ctx, d.repo); err != nil {
+		d.log.Warn("could not measure the repository", "err", err)
+	}
+}
+
+// claim takes the job's claim for run r, so that of several daemons sharing the schedule exactly
+// one runs each occurrence. It returns nil when r must not go ahead: another daemon holds the
+// job, or already ran this occurrence. Runs of the job still marked running are then known to
+// be dead (their daemon lost the claim) and are recorded as interrupted.
+func (d *Daemon) claim(j Job, r *Run, log *slog.Logger) store.Lock {
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	lock, err := d.claimer.Claim(ctx, j.Name)
+	if err != nil {
+		r.End = time.Now().UTC()
+		if !errors.Is(err, store.ErrLocked) {
+			r.Outcome, r.Error = OutcomeFailed, "could not claim the job: "+err.Error()
+			d.record(*r)
+			return nil
+		}
+		if r.Trigger == TriggerManual {
+			r.Outcome, r.Error = OutcomeSkipped, "another daemon is running this job: "+err.Error()
+			d.record(*r)
+		}
+		log.Debug("another daemon holds the job", "err", err)
+		return nil
+	}
+	runs, err := d.history.Recent(ctx, 200)
+	if err != nil {
+		// Without the history a duplicate is possible but a missed backup is worse.
+		log.Warn("could not read run history to check the occurrence; running it", "err", err)
+		return lock
+	}
+	for _, prev := range runs {
+		if prev.Job != j.Name {
+			continue
+		}
+		if !r.Occurrence.IsZero() && prev.Occurrence.Equal(r.Occurrence) {
+			log.Debug("occurrence already ran", "occurrence", r.Occurrence, "run", prev.ID, "host", prev.Host)
+			_ = lock.Release(context.Background())
+			return nil
+		}
+		if prev.Outcome == OutcomeRunning {
+			prev.End, prev.Outcome = time.Now().UTC(), OutcomeInterrupted
+			prev.Error = fmt.Sprintf("the daemon on %s stopped during this run (its claim lapsed); objects it stored are left for prune", prev.Host)
+			log.Warn("recording a dead daemon's run as interrupted", "run", prev.ID, "host", prev.Host)
+			d.record(prev)
+		}
+	}
+	return lock
 }
 
 // Stop stops scheduling and waits for running jobs up to grace, then cancels them; their runs
@@ -207,6 +296,7 @@ func (d *Daemon) Stop(grace time.Duration) {
 		<-done
 	}
 	d.cancel()
+	d.claimer.Close()
 }
 
 func (d *Daemon) job(name string) (Job, bool) {

@@ -29,17 +29,19 @@ const (
 
 // Run is one execution of a job, as the history keeps it.
 type Run struct {
-	ID       string    `json:"id"`
-	Job      string    `json:"job"`
-	Action   string    `json:"action"`
-	Trigger  string    `json:"trigger"`
-	Host     string    `json:"host"`
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end,omitzero"`
-	Outcome  string    `json:"outcome"`
-	Bytes    int64     `json:"bytes,omitempty"`
-	Snapshot string    `json:"snapshot,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	ID      string `json:"id"`
+	Job     string `json:"job"`
+	Action  string `json:"action"`
+	Trigger string `json:"trigger"`
+	// Occurrence is the scheduled time a scheduled or catch-up run stands for; zero for manual runs.
+	Occurrence time.Time `json:"occurrence,omitzero"`
+	Host       string    `json:"host"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end,omitzero"`
+	Outcome    string    `json:"outcome"`
+	Bytes      int64     `json:"bytes,omitempty"`
+	Snapshot   string    `json:"snapshot,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // History keeps runs in the repository under runs/, so every daemon sharing the repository

@@ -20,6 +20,23 @@ type Job struct {
 // Next is the job's next occurrence after t.
 func (j Job) Next(t time.Time) time.Time { return j.schedule.Next(t) }
 
+// Latest is the job's latest occurrence at or before t (zero if none within a year and a half).
+// cron only answers "next after", so it looks back over a doubling window.
+func (j Job) Latest(t time.Time) time.Time {
+	t = t.Truncate(time.Second)
+	for back := time.Minute; back < 550*24*time.Hour; back *= 2 {
+		o := j.Next(t.Add(-back))
+		if o.After(t) {
+			continue
+		}
+		for n := j.Next(o); !n.After(t); n = j.Next(n) {
+			o = n
+		}
+		return o
+	}
+	return time.Time{}
+}
+
 // ParseJobs parses every schedule with the parser config validated them with.
 func ParseJobs(cfg []config.Job) ([]Job, error) {
 	out := make([]Job, 0, len(cfg))

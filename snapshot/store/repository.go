@@ -204,6 +204,10 @@ func (r *Repository) loadOrInitConfig(ctx context.Context) error {
 // Backend returns the backend, for locks and the run history.
 func (r *Repository) Backend() Backend { return r.b }
 
+// ID is the repository's identity, fixed when it was created: daemons sharing a repository share
+// a schedule, and use it to tell their coordination apart from other deployments'.
+func (r *Repository) ID() string { return r.cfg.ID }
+
 func (r *Repository) String() string { return r.b.String() }
 
 func newID() string {
