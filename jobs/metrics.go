@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,6 +22,8 @@ type metrics struct {
 	component    *prometheus.GaugeVec
 	repoBytes    prometheus.Gauge
 	repoSnaps    prometheus.Gauge
+	// storedBytes is the last repository measurement, for the status page's storage panel.
+	storedBytes atomic.Int64
 }
 
 func newMetrics() *metrics {
@@ -80,6 +83,7 @@ func (m *metrics) observeRepository(ctx context.Context, repo *store.Repository)
 	if err != nil {
 		return err
 	}
+	m.storedBytes.Store(bytes)
 	m.repoBytes.Set(float64(bytes))
 	m.repoSnaps.Set(float64(snaps))
 	return nil

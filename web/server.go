@@ -6,22 +6,49 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/store"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 //go:embed templates/*.html
 var templates embed.FS
 
-// StatusSource is what the page shows; jobs.Daemon implements it.
+// StatusSource is the schedule, the run history, the catalog and freshness.
 type StatusSource interface {
 	Status(ctx context.Context) (jobs.Status, error)
+}
+
+// Catalog gives one snapshot's manifest.
+type Catalog interface {
+	Snapshot(ctx context.Context, id string) (*store.Manifest, error)
+}
+
+// ZooKeeperSource reports the ensemble's health.
+type ZooKeeperSource interface {
+	ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, error)
+}
+
+// Actions are what an operator holding the token may do from the page or the API.
+type Actions interface {
+	Trigger(job, trigger string) (jobs.Run, error)
+	VerifySnapshot(ctx context.Context, id string) (store.VerifyReport, error)
+}
+
+// Source is everything the server reads and does; jobs.Daemon implements it.
+type Source interface {
+	StatusSource
+	Catalog
+	ZooKeeperSource
+	Actions
 }
 
 // Options configure the server.
@@ -29,19 +56,26 @@ type Options struct {
 	Version string
 	// PanelTimeout bounds each backend read so a dead backend never hangs the page.
 	PanelTimeout time.Duration
-	Log          *slog.Logger
+	// Token enables actions; empty leaves the page read-only.
+	Token string
+	// RequireTokenForRead also protects the page and the read API.
+	RequireTokenForRead bool
+	// Metrics serves /metrics when set.
+	Metrics http.Handler
+	Log     *slog.Logger
 }
 
 // Server is the HTTP handler for the page, the API and the health endpoints.
 type Server struct {
 	opts Options
-	src  StatusSource
-	page *template.Template
+	src  Source
+	auth auth
+	tmpl *template.Template
 	mux  *http.ServeMux
 }
 
 // New builds the handler.
-func New(opts Options, src StatusSource) *Server {
+func New(opts Options, src Source) *Server {
 	if opts.PanelTimeout == 0 {
 		opts.PanelTimeout = 1500 * time.Millisecond
 	}
@@ -51,11 +85,30 @@ func New(opts Options, src StatusSource) *Server {
 	s := &Server{
 		opts: opts,
 		src:  src,
-		page: template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html")),
+		auth: auth{token: opts.Token},
+		tmpl: template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html")),
 		mux:  http.NewServeMux(),
 	}
-	s.mux.HandleFunc("GET /{$}", s.index)
-	s.mux.HandleFunc("GET /api/v1/status", s.apiStatus)
+	read := s.requireRead
+	s.mux.Handle("GET /{$}", read(s.index))
+	s.mux.Handle("GET /snapshots/{id}", read(s.snapshotPage))
+	s.mux.HandleFunc("POST /login", s.login)
+	s.mux.HandleFunc("POST /logout", s.logout)
+	s.mux.HandleFunc("POST /jobs/{name}/run", s.runJob)
+	s.mux.HandleFunc("POST /snapshots/{id}/verify", s.verifySnapshot)
+
+	s.mux.Handle("GET /api/v1/status", read(s.apiStatus))
+	s.mux.Handle("GET /api/v1/jobs", read(s.apiStatusPart(func(st jobs.Status) any { return st.Jobs })))
+	s.mux.Handle("GET /api/v1/runs", read(s.apiStatusPart(func(st jobs.Status) any { return st.Runs })))
+	s.mux.Handle("GET /api/v1/snapshots", read(s.apiStatusPart(func(st jobs.Status) any { return st.Snapshots })))
+	s.mux.Handle("GET /api/v1/snapshots/{id}", read(s.apiSnapshot))
+	s.mux.Handle("GET /api/v1/zookeeper", read(s.apiZooKeeper))
+	s.mux.HandleFunc("POST /api/v1/jobs/{name}/run", s.runJob)
+	s.mux.HandleFunc("POST /api/v1/snapshots/{id}/verify", s.verifySnapshot)
+
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", read(opts.Metrics.ServeHTTP))
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return s
@@ -63,41 +116,204 @@ func New(opts Options, src StatusSource) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Referrer-Policy", "same-origin")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
 	s.mux.ServeHTTP(w, r)
 }
 
-type pageData struct {
-	Version string
-	Status  jobs.Status
-	Err     string
+func (s *Server) requireRead(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.auth.mayRead(r, s.opts.RequireTokenForRead) {
+			h(w, r)
+			return
+		}
+		if r.URL.Path == "/" {
+			w.WriteHeader(http.StatusUnauthorized)
+			s.render(w, "login.html", s.pageBase(r, "tracevault — log in"))
+			return
+		}
+		writeJSON(w, http.StatusUnauthorized, apiError{"reading needs the [web] token: Authorization: Bearer <token>"})
+	})
+}
+
+// bounded runs one panel's read with the panel timeout, and returns even if the read ignores its
+// context: a hung backend costs its panel, never the page.
+func bounded[T any](ctx context.Context, timeout time.Duration, read func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := read(ctx)
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("no answer within %s: %w", timeout, ctx.Err())
+	}
 }
 
 func (s *Server) status(ctx context.Context) (jobs.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.PanelTimeout)
-	defer cancel()
-	return s.src.Status(ctx)
+	return bounded(ctx, s.opts.PanelTimeout, s.src.Status)
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	st, err := s.status(r.Context())
-	data := pageData{Version: s.opts.Version, Status: st}
-	if err != nil {
-		data.Err = err.Error()
+	p := indexPage{base: s.pageBase(r, "tracevault status")}
+	// Reload by itself unless someone may be typing the token into the login form.
+	if !s.auth.enabled() || p.LoggedIn {
+		p.Refresh = 30
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		st, err := s.status(r.Context())
+		p.Status, p.StatusErr = st, errText(err)
+	})
+	wg.Go(func() {
+		zk, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.ZooKeeper)
+		p.ZooKeeper, p.ZooKeeperErr = zk, errText(err)
+	})
+	wg.Wait()
+	p.Problems = problems(p)
+	s.render(w, "index.html", p)
+}
+
+func (s *Server) snapshotPage(w http.ResponseWriter, r *http.Request) {
+	m, err := bounded(r.Context(), s.opts.PanelTimeout, func(ctx context.Context) (*store.Manifest, error) {
+		return s.src.Snapshot(ctx, r.PathValue("id"))
+	})
+	p := snapshotPage{base: s.pageBase(r, "tracevault snapshot "+r.PathValue("id")), Err: errText(err)}
+	if m != nil {
+		p.Manifest, p.Totals, p.Tables = m, m.Totals(), groupObjects(m.Objects)
+	} else {
+		w.WriteHeader(http.StatusNotFound)
+	}
+	s.render(w, "snapshot.html", p)
+}
+
+func (s *Server) render(w http.ResponseWriter, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := s.page.ExecuteTemplate(w, "index.html", data); err != nil {
-		s.opts.Log.Error("render status page", "err", err)
+	if err := s.tmpl.ExecuteTemplate(w, name, data); err != nil {
+		s.opts.Log.Error("render page", "page", name, "err", err)
 	}
 }
 
-func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.status(r.Context())
-	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+func (s *Server) pageBase(r *http.Request, title string) base {
+	return base{Title: title, Version: s.opts.Version, Actions: s.auth.enabled(), LoggedIn: s.auth.session(r), CSRF: s.auth.csrf(), Flash: r.URL.Query().Get("flash")}
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.enabled() || !sameSite(r) || !equal(r.PostFormValue("token"), s.opts.Token) {
+		http.Redirect(w, r, "/?flash="+urlQuery("wrong token (or none configured)"), http.StatusSeeOther)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.auth.derive("session"), Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// isAPI tells the JSON endpoints from the page's form posts, which answer with a redirect.
+func isAPI(r *http.Request) bool { return len(r.URL.Path) > 4 && r.URL.Path[:5] == "/api/" }
+
+func (s *Server) act(w http.ResponseWriter, r *http.Request, do func() (any, string, error)) {
+	if code, why := s.auth.mayAct(r); code != 0 {
+		s.opts.Log.Warn("refused an action", "path", r.URL.Path, "status", code, "reason", why)
+		writeJSON(w, code, apiError{why})
+		return
+	}
+	v, flash, err := do()
+	if err != nil {
+		flash = err.Error()
+	}
+	if !isAPI(r) {
+		http.Redirect(w, r, "/?flash="+urlQuery(flash), http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, v)
+}
+
+func (s *Server) runJob(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func() (any, string, error) {
+		run, err := s.src.Trigger(r.PathValue("name"), jobs.TriggerManual)
+		if err != nil {
+			return nil, "", err
+		}
+		s.opts.Log.Info("job started from the status page", "job", run.Job, "run", run.ID)
+		return run, fmt.Sprintf("started run %s of job %s", run.ID, run.Job), nil
+	})
+}
+
+func (s *Server) verifySnapshot(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func() (any, string, error) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+		defer cancel()
+		rep, err := s.src.VerifySnapshot(ctx, r.PathValue("id"))
+		if err != nil {
+			return nil, "", err
+		}
+		flash := fmt.Sprintf("snapshot %s: %d objects present with their recorded sizes", r.PathValue("id"), rep.Objects)
+		if len(rep.Problems) > 0 {
+			flash = fmt.Sprintf("snapshot %s: %d bad objects, first %s: %s", r.PathValue("id"), len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
+		}
+		return rep, flash, nil
+	})
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
+	s.apiStatusPart(func(st jobs.Status) any { return st })(w, r)
+}
+
+func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.status(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, part(st))
+	}
+}
+
+func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
+	m, err := bounded(r.Context(), s.opts.PanelTimeout, func(ctx context.Context) (*store.Manifest, error) {
+		return s.src.Snapshot(ctx, r.PathValue("id"))
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, m)
+	}
+}
+
+func (s *Server) apiZooKeeper(w http.ResponseWriter, r *http.Request) {
+	hs, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.ZooKeeper)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, hs)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -114,47 +330,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-var funcs = template.FuncMap{
-	"utc": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"rel": relative,
-	"duration": func(start, end time.Time) string {
-		if end.IsZero() {
-			return "…"
-		}
-		return end.Sub(start).Round(100 * time.Millisecond).String()
-	},
-	"bytes": store.HumanBytes,
-	"outcomeClass": func(o string) string {
-		switch o {
-		case jobs.OutcomeSucceeded:
-			return "ok"
-		case jobs.OutcomeRunning, jobs.OutcomeSkipped:
-			return "warn"
-		}
-		return "bad"
-	},
-}
-
-// relative renders a time as "in 3 h" or "3 h ago" next to its UTC value.
-func relative(t time.Time) string {
-	d := time.Until(t)
-	suffix := ""
-	if d < 0 {
-		d, suffix = -d, " ago"
+func errText(err error) string {
+	if err == nil {
+		return ""
 	}
-	var s string
-	switch {
-	case d < time.Minute:
-		s = d.Round(time.Second).String()
-	case d < time.Hour:
-		s = d.Round(time.Minute).String()
-	case d < 48*time.Hour:
-		s = fmt.Sprintf("%d h", int(d.Round(time.Hour)/time.Hour))
-	default:
-		s = fmt.Sprintf("%d d", int(d/(24*time.Hour)))
-	}
-	if suffix == "" {
-		return "in " + s
-	}
-	return s + suffix
+	return err.Error()
 }

@@ -7,69 +7,291 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/store"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
-type fakeStatus struct {
-	st    jobs.Status
-	err   error
-	delay time.Duration
+// fakeSource stands in for the daemon: these tests exercise only the HTTP layer (the end-to-end
+// test drives the real daemon).
+type fakeSource struct {
+	st      jobs.Status
+	err     error
+	delay   time.Duration // of Status
+	zkDelay time.Duration
+	zk      []zookeeper.ServerHealth
+	snap    *store.Manifest
+
+	mu        sync.Mutex
+	triggered []string
 }
 
-// Status is a stand-in for the daemon: this test exercises only the HTTP layer.
-func (f fakeStatus) Status(ctx context.Context) (jobs.Status, error) {
+func wait[T any](ctx context.Context, d time.Duration, v T, err error) (T, error) {
 	select {
-	case <-time.After(f.delay):
-		return f.st, f.err
+	case <-time.After(d):
+		return v, err
 	case <-ctx.Done():
-		return jobs.Status{}, ctx.Err()
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 
-func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
+func (f *fakeSource) Status(ctx context.Context) (jobs.Status, error) {
+	return wait(ctx, f.delay, f.st, f.err)
+}
+
+func (f *fakeSource) ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, error) {
+	// Like a dead ensemble with a long session timeout: ignores ctx, the server must not wait.
+	time.Sleep(f.zkDelay)
+	return f.zk, nil
+}
+
+func (f *fakeSource) Snapshot(_ context.Context, id string) (*store.Manifest, error) {
+	if f.snap == nil || !strings.HasPrefix(f.snap.ID, id) {
+		return nil, store.ErrNotFound
+	}
+	return f.snap, nil
+}
+
+func (f *fakeSource) Trigger(job, trigger string) (jobs.Run, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.triggered = append(f.triggered, job+"/"+trigger)
+	return jobs.Run{ID: "r1", Job: job, Trigger: trigger, Outcome: jobs.OutcomeRunning}, nil
+}
+
+func (f *fakeSource) VerifySnapshot(context.Context, string) (store.VerifyReport, error) {
+	return store.VerifyReport{Snapshots: 1, Objects: 3}, nil
+}
+
+func (f *fakeSource) triggers() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.triggered...)
+}
+
+func do(t *testing.T, h http.Handler, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	h.ServeHTTP(rec, req)
 	body, _ := io.ReadAll(rec.Result().Body)
 	return rec.Result(), string(body)
 }
 
+func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
+	return do(t, h, httptest.NewRequest(http.MethodGet, path, nil))
+}
+
+// decodeStrict decodes the whole body into v, failing on any field v does not declare: the
+// documented shapes are the types.
+func decodeStrict(t *testing.T, body string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("decode %T: %v\n%s", v, err, body)
+	}
+}
+
+func sampleSource() *fakeSource {
+	now := time.Now().UTC()
+	next := now.Add(150 * time.Minute)
+	return &fakeSource{
+		st: jobs.Status{Now: now, Storage: "file:///repo",
+			Jobs:      []jobs.JobStatus{{Name: "nightly", Action: "backup", Schedule: "0 3 * * *", NextRun: next}},
+			Runs:      []jobs.Run{{ID: "r0", Job: "nightly", Trigger: jobs.TriggerSchedule, Start: now.Add(-time.Hour), End: now.Add(-59 * time.Minute), Outcome: jobs.OutcomeSucceeded, Snapshot: "20261125T0300-ab"}},
+			Snapshots: []jobs.SnapshotSummary{{ID: "20261125T0300-ab", Time: now.Add(-time.Hour), Status: "complete", Sources: []string{"clickhouse"}}},
+			Freshness: []jobs.Freshness{{Source: "clickhouse", Snapshot: "20261125T0300-ab", AgeSeconds: 3600, IntervalSeconds: 86400, Level: jobs.LevelOK, Reason: "within its schedule"},
+				{Source: "postgres", Level: jobs.LevelBad, Reason: "no complete snapshot holds postgres"}},
+		},
+		zk:   []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
+		snap: &store.Manifest{ID: "20261125T0300-ab", Status: "complete", Objects: []store.ManifestObject{{Source: "clickhouse", Kind: "partition", Database: "default", Table: "traces", Partition: "202605", Rows: 10}}},
+	}
+}
+
 func TestPageAndAPI(t *testing.T) {
-	next := time.Now().Add(150 * time.Minute).UTC()
-	src := fakeStatus{st: jobs.Status{Now: time.Now().UTC(), Storage: "file:///repo", Jobs: []jobs.JobStatus{{Name: "nightly", Action: "backup", Schedule: "0 3 * * *", NextRun: next}}}}
+	src := sampleSource()
 	s := New(Options{Version: "test"}, src)
 
 	resp, body := get(t, s, "/")
-	if resp.StatusCode != 200 || !strings.Contains(body, "nightly") || !strings.Contains(body, "in 2 h") || !strings.Contains(body, "file:///repo") {
-		t.Errorf("page: %d\n%s", resp.StatusCode, body)
+	for _, want := range []string{"nightly", "in 2 h", "file:///repo", "every day at 03:00 UTC", "4242", "standalone",
+		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
 	}
-	resp, body = get(t, s, "/api/v1/status")
-	dec := json.NewDecoder(strings.NewReader(body))
-	dec.DisallowUnknownFields()
-	var st jobs.Status
-	if resp.StatusCode != 200 || dec.Decode(&st) != nil || len(st.Jobs) != 1 || !st.Jobs[0].NextRun.Equal(next) {
-		t.Errorf("api: %d %s", resp.StatusCode, body)
+	if resp.StatusCode != 200 || t.Failed() {
+		t.Fatalf("page: %d\n%s", resp.StatusCode, body)
 	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/nope": 404} {
+	if strings.Index(body, "Problems") > strings.Index(body, "Jobs") {
+		t.Error("problems are not at the top of the page")
+	}
+
+	apis := []struct {
+		path string
+		into any
+		ok   func(v any) bool
+	}{
+		{"/api/v1/status", &jobs.Status{}, func(v any) bool { return len(v.(*jobs.Status).Jobs) == 1 && len(v.(*jobs.Status).Freshness) == 2 }},
+		{"/api/v1/jobs", &[]jobs.JobStatus{}, func(v any) bool { return (*v.(*[]jobs.JobStatus))[0].Name == "nightly" }},
+		{"/api/v1/runs", &[]jobs.Run{}, func(v any) bool { return (*v.(*[]jobs.Run))[0].Snapshot == "20261125T0300-ab" }},
+		{"/api/v1/snapshots", &[]jobs.SnapshotSummary{}, func(v any) bool { return len(*v.(*[]jobs.SnapshotSummary)) == 1 }},
+		{"/api/v1/snapshots/20261125T0300", &store.Manifest{}, func(v any) bool { return v.(*store.Manifest).Objects[0].Table == "traces" }},
+		{"/api/v1/zookeeper", &[]zookeeper.ServerHealth{}, func(v any) bool { return (*v.(*[]zookeeper.ServerHealth))[0].ZnodeCount == 4242 }},
+	}
+	for _, a := range apis {
+		resp, body := get(t, s, a.path)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %d %s", a.path, resp.StatusCode, body)
+			continue
+		}
+		decodeStrict(t, body, a.into)
+		if !a.ok(a.into) {
+			t.Errorf("%s: unexpected content %s", a.path, body)
+		}
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/nope": 404, "/api/v1/snapshots/zzz": 404, "/snapshots/20261125T0300-ab": 200} {
 		if resp, _ := get(t, s, path); resp.StatusCode != want {
 			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
+	if _, body := get(t, s, "/snapshots/20261125T0300-ab"); !strings.Contains(body, "default.traces") || !strings.Contains(body, "202605") {
+		t.Errorf("snapshot page lacks its table and partition:\n%s", body)
+	}
 }
 
-// TestSlowBackendDoesNotHangThePage: the status read is bounded and its error is shown.
-func TestSlowBackendDoesNotHangThePage(t *testing.T) {
-	s := New(Options{PanelTimeout: 100 * time.Millisecond}, fakeStatus{delay: time.Hour})
+// TestSlowBackendsDoNotHangThePage: each panel is bounded and shows its own error, the rest of
+// the page intact — even when a backend ignores its context.
+func TestSlowBackendsDoNotHangThePage(t *testing.T) {
+	src := sampleSource()
+	src.zkDelay = time.Hour
+	s := New(Options{PanelTimeout: 200 * time.Millisecond}, src)
 	start := time.Now()
 	resp, body := get(t, s, "/")
-	if time.Since(start) > 2*time.Second || resp.StatusCode != 200 || !strings.Contains(body, "status unavailable") {
-		t.Errorf("slow backend: %s, %d\n%s", time.Since(start), resp.StatusCode, body)
+	if took := time.Since(start); took > 2*time.Second || resp.StatusCode != 200 {
+		t.Fatalf("page took %s, status %d", took, resp.StatusCode)
 	}
-	if resp, _ := get(t, New(Options{}, fakeStatus{err: errors.New("boom")}), "/readyz"); resp.StatusCode != 503 {
+	if !strings.Contains(body, "zookeeper unavailable: no answer within 200ms") || !strings.Contains(body, "nightly") {
+		t.Errorf("want the zookeeper panel in error and the jobs panel intact:\n%s", body)
+	}
+
+	src = sampleSource()
+	src.delay = time.Hour
+	if _, body := get(t, New(Options{PanelTimeout: 100 * time.Millisecond}, src), "/"); !strings.Contains(body, "status unavailable") || !strings.Contains(body, "4242") {
+		t.Errorf("want the status panel in error and the zookeeper panel intact:\n%s", body)
+	}
+	src = sampleSource()
+	src.err = errors.New("boom")
+	if resp, _ := get(t, New(Options{}, src), "/readyz"); resp.StatusCode != 503 {
 		t.Errorf("readyz with a failing backend: %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestActionsNeedTokenAndAreCSRFSafe(t *testing.T) {
+	const token = "s3cret-token"
+	a := auth{token: token}
+	session := &http.Cookie{Name: sessionCookie, Value: a.derive("session")}
+	form := func(path string, vals url.Values, mod func(*http.Request)) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(vals.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if mod != nil {
+			mod(r)
+		}
+		return r
+	}
+	withCookie := func(r *http.Request) { r.AddCookie(session) }
+	tests := []struct {
+		name    string
+		token   string
+		req     *http.Request
+		code    int
+		started bool
+	}{
+		{"no token configured: read-only", "", form("/api/v1/jobs/nightly/run", nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer x") }), 403, false},
+		{"no credentials", token, form("/api/v1/jobs/nightly/run", nil, nil), 401, false},
+		{"wrong bearer", token, form("/api/v1/jobs/nightly/run", nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }), 401, false},
+		{"bearer", token, form("/api/v1/jobs/nightly/run", nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }), 202, true},
+		{"cookie without csrf", token, form("/jobs/nightly/run", nil, withCookie), 403, false},
+		{"cookie, csrf, but cross-site", token, form("/jobs/nightly/run", url.Values{"csrf": {a.csrf()}}, func(r *http.Request) {
+			withCookie(r)
+			r.Header.Set("Sec-Fetch-Site", "cross-site")
+		}), 403, false},
+		{"cookie, csrf, foreign origin", token, form("/jobs/nightly/run", url.Values{"csrf": {a.csrf()}}, func(r *http.Request) {
+			withCookie(r)
+			r.Header.Set("Origin", "https://evil.example")
+		}), 403, false},
+		{"page form: cookie and csrf", token, form("/jobs/nightly/run", url.Values{"csrf": {a.csrf()}}, func(r *http.Request) {
+			withCookie(r)
+			r.Header.Set("Sec-Fetch-Site", "same-origin")
+		}), 303, true},
+		{"GET cannot act", token, httptest.NewRequest(http.MethodGet, "/api/v1/jobs/nightly/run", nil), 405, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := sampleSource()
+			resp, body := do(t, New(Options{Token: tc.token}, src), tc.req)
+			if resp.StatusCode != tc.code {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.code, body)
+			}
+			if started := len(src.triggers()) > 0; started != tc.started {
+				t.Errorf("job started: %v, want %v", started, tc.started)
+			}
+			if strings.Contains(body, token) {
+				t.Error("the response shows the token")
+			}
+		})
+	}
+}
+
+func TestLoginAndReadProtection(t *testing.T) {
+	const token = "s3cret-token"
+	src := sampleSource()
+	s := New(Options{Token: token, RequireTokenForRead: true}, src)
+
+	if resp, body := get(t, s, "/"); resp.StatusCode != 401 || !strings.Contains(body, `name="token"`) || strings.Contains(body, "nightly") {
+		t.Errorf("unauthenticated page: %d, want 401 with a login form and no data\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, s, "/api/v1/status"); resp.StatusCode != 401 {
+		t.Errorf("unauthenticated API: %d, want 401", resp.StatusCode)
+	}
+	login := func(tok string) *http.Response {
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, _ := do(t, s, r)
+		return resp
+	}
+	if resp := login("wrong"); len(resp.Cookies()) != 0 {
+		t.Error("a wrong token got a session cookie")
+	}
+	resp := login(token)
+	if len(resp.Cookies()) != 1 || resp.Cookies()[0].SameSite != http.SameSiteStrictMode || !resp.Cookies()[0].HttpOnly || resp.Cookies()[0].Value == token {
+		t.Fatalf("login cookie: %+v", resp.Cookies())
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(resp.Cookies()[0])
+	if resp, body := do(t, s, r); resp.StatusCode != 200 || !strings.Contains(body, "run now") || !strings.Contains(body, auth{token}.csrf()) {
+		t.Errorf("logged-in page: %d, want run-now buttons carrying the CSRF value", resp.StatusCode)
+	}
+}
+
+func TestCronWords(t *testing.T) {
+	for expr, want := range map[string]string{
+		"0 3 * * *":                    "every day at 03:00 UTC",
+		"15 * * * *":                   "every hour at :15",
+		"*/5 * * * *":                  "every 5 min",
+		"*/2 * * * * *":                "every 2 s",
+		"@hourly":                      "every hour",
+		"CRON_TZ=Europe/Berlin @daily": "every day at 00:00 (Europe/Berlin)",
+		"0 3 1-7 * 1":                  "",
+	} {
+		if got := cronWords(expr); got != want {
+			t.Errorf("cronWords(%q) = %q, want %q", expr, got, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
@@ -23,11 +24,16 @@ func (a *app) serveCommand() *cobra.Command {
 and runs the [[jobs]] of the configuration on their schedules: a job never overlaps itself (the
 skipped occurrence is recorded), a job missed while the daemon was down runs once at start
 (catch_up = "once"), and every run is kept in the repository's run history.
+Several daemons may share one configuration (e.g. two pods): each job occurrence runs on exactly
+one of them, claimed through ZooKeeper (or a lease in the repository without ZooKeeper); when the
+daemon running a job dies, another takes over the next occurrence and records the dead run as
+interrupted. Prometheus metrics are served on /metrics.
 SIGTERM or SIGINT stops scheduling and lets running jobs finish within --grace; after that they
 are cancelled, recorded as interrupted, and their snapshots recorded as partial.`,
 		Example: examples(
 			"tracevault serve --config /etc/tracevault.toml --log-format json",
-			"curl -s http://127.0.0.1:8480/api/v1/status | jq ."),
+			"curl -s http://127.0.0.1:8480/api/v1/status | jq .",
+			"curl -s -X POST -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:8480/api/v1/jobs/nightly/run"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig(cmd)
@@ -46,7 +52,14 @@ are cancelled, recorded as interrupted, and their snapshots recorded as partial.
 			if err != nil {
 				return failed(fmt.Errorf("listen on %s ([web] listen): %w", cfg.Web.Listen, err))
 			}
-			srv := &http.Server{Handler: web.New(web.Options{Version: version, Log: a.log}, d), ReadHeaderTimeout: 10 * time.Second}
+			page := web.New(web.Options{
+				Version:             version,
+				Token:               cfg.Web.Token.Reveal(),
+				RequireTokenForRead: cfg.Web.RequireTokenForRead,
+				Metrics:             promhttp.HandlerFor(d.Metrics(), promhttp.HandlerOpts{}),
+				Log:                 a.log,
+			}, d)
+			srv := &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second}
 			fmt.Fprintf(cmd.OutOrStdout(), "tracevault status page: http://%s/\n", ln.Addr())
 			a.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(cfg.Jobs), "storage", cfg.Storage.URL)
 			errc := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -130,9 +131,7 @@ Exits 1 when a server does not answer or a threshold is passed.`,
 	}
 }
 
-func zkThresholds(z config.ZooKeeper) zookeeper.Thresholds {
-	return zookeeper.Thresholds{ZnodeCount: z.WarnZnodeCount, DataSize: int64(z.WarnDataSize), OutstandingRequests: z.WarnOutstandingRequests}
-}
+func zkThresholds(z config.ZooKeeper) zookeeper.Thresholds { return jobs.ZKThresholds(z) }
 
 func printZKHealth(w io.Writer, hs []zookeeper.ServerHealth) {
 	for _, h := range hs {
