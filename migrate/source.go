@@ -1,0 +1,104 @@
+// Package migrate runs versioned schema migrations the way golang-migrate does, through its
+// schema_migrations table, so either tool can continue where the other stopped; and does better
+// where golang-migrate is weak: a lock that spans hosts, a check that every replica of a cluster
+// agrees after each step, guidance out of a dirty state, and drift detection of applied files.
+//
+// The runner here is shared; a Driver (migrate/clickhouse, migrate/postgres) knows one database.
+package migrate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// NilVersion is golang-migrate's "no migration applied".
+const NilVersion int64 = -1
+
+// Migration is one version: its up file and, if present, its down file.
+type Migration struct {
+	Version int64  `json:"version"`
+	Title   string `json:"title"`
+	Up      string `json:"up"`             // path of the .up.sql file
+	Down    string `json:"down,omitempty"` // path of the .down.sql file; empty when there is none
+}
+
+// golang-migrate's file naming: {version}_{title}.{up|down}.{ext}; only .sql is read here.
+var fileName = regexp.MustCompile(`^([0-9]+)_(.*)\.(up|down)\.sql$`)
+
+// Load reads a migrations directory, sorted by version. Files that do not follow the naming are
+// ignored, as golang-migrate ignores them; two files for the same version and direction are an
+// error, since which one runs would be a matter of chance.
+func Load(dir string) ([]Migration, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations directory %s: %w; set [migrate] clickhouse_dir/postgres_dir or pass --dir", dir, err)
+	}
+	byVersion := map[int64]*Migration{}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		m := fileName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		v, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("migration file %s: version %q does not fit in 64 bits", filepath.Join(dir, e.Name()), m[1])
+		}
+		mig := byVersion[v]
+		if mig == nil {
+			mig = &Migration{Version: v, Title: m[2]}
+			byVersion[v] = mig
+		}
+		path := filepath.Join(dir, e.Name())
+		slot := &mig.Up
+		if m[3] == "down" {
+			slot = &mig.Down
+		}
+		if *slot != "" {
+			return nil, fmt.Errorf("migration version %d has two %s files, %s and %s; keep one", v, m[3], *slot, path)
+		}
+		*slot = path
+	}
+	out := make([]Migration, 0, len(byVersion))
+	for _, m := range byVersion {
+		if m.Up == "" {
+			return nil, fmt.Errorf("migration version %d (%s) has a .down.sql but no .up.sql file in %s", m.Version, m.Title, dir)
+		}
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// Checksum is the SHA-256 of a file's bytes, hex encoded: what drift is measured against.
+func Checksum(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read migration %s: %w", path, err)
+	}
+	return checksumOf(b), nil
+}
+
+func checksumOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Expand fills the template of a migration file: {{cluster}} becomes "ON CLUSTER name" when a
+// cluster is configured and nothing otherwise, so one file serves clustered and single servers.
+func Expand(sql, cluster string) string {
+	repl := ""
+	if cluster != "" {
+		repl = "ON CLUSTER " + cluster
+	}
+	return strings.ReplaceAll(sql, "{{cluster}}", repl)
+}
