@@ -1,0 +1,248 @@
+package clickhouse_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
+)
+
+func connectZK(t *testing.T, env *stack.Env) *zk.Conn {
+	t.Helper()
+	conn, err := zookeeper.Connect(context.Background(), []string{env.ZK}, 10*time.Second, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
+}
+
+// rebuild plans and runs restore-replica for replica ch3 over the given databases.
+func rebuild(t *testing.T, env *stack.Env, dbs []string, which string) (*clickhouse.ReplicaPlan, *clickhouse.ReplicaResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	servers := dialAll(t, env)
+	b := clickhouse.NewRebuilder(ctx, servers, env.CHNative, connectZK(t, env), clickhouse.ReplicaOptions{
+		Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet, SyncTimeout: 2 * time.Minute})
+	plan, err := b.Plan(ctx, which)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := b.Execute(ctx, nil, plan, nil)
+	return plan, res, err
+}
+
+func check(t *testing.T, env *stack.Env, dbs []string) *clickhouse.Report {
+	t.Helper()
+	rep, err := clickhouse.Check(context.Background(), dialAll(t, env), env.CHNative, connectZK(t, env), clickhouse.CheckOptions{Filter: clickhouse.Filter{Databases: dbs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// activeParts lists a replica's active parts of a database as "table partition min max".
+func (f *fixture) activeParts(t *testing.T, replica int) []string {
+	out := f.sql(t, replica, fmt.Sprintf("SELECT table, partition_id, min_block_number, max_block_number FROM system.parts WHERE database = '%s' AND active ORDER BY table, partition_id, min_block_number", f.db))
+	return strings.Split(out, "\n")
+}
+
+// onlyMerged fails unless every part in after is before's parts or a merge of them: block
+// ranges that start and end where parts of before started and ended, and no new blocks.
+func onlyMerged(t *testing.T, replica int, before, after []string) {
+	t.Helper()
+	starts, ends := map[string]bool{}, map[string]bool{}
+	for _, p := range before {
+		f := strings.Fields(p)
+		starts[f[0]+f[1]+" "+f[2]] = true
+		ends[f[0]+f[1]+" "+f[3]] = true
+	}
+	for _, p := range after {
+		f := strings.Fields(p)
+		if !starts[f[0]+f[1]+" "+f[2]] || !ends[f[0]+f[1]+" "+f[3]] {
+			t.Errorf("replica %d gained part %q, which is no merge of the parts it had before", replica+1, p)
+		}
+	}
+}
+
+// TestIsolatedReplicaRejoinsItsGroup is the "empty traces appearing intermittently" failure:
+// replica 3's traces is re-created locally under another ZooKeeper path. check names it;
+// restore-replica keeps its own rows aside, puts it back in the group, and the peers are only
+// read from.
+func TestIsolatedReplicaRejoinsItsGroup(t *testing.T) {
+	f := newFixture(t, 2000)
+	env := f.env
+	dbs := []string{f.db}
+	create := f.sql(t, 0, fmt.Sprintf("SHOW CREATE TABLE %s.traces", f.db))
+	create = strings.NewReplacer(`\n`, "\n", `\'`, "'").Replace(create)
+	isolatedPath := "/clickhouse/tables/{shard}/" + f.db + "/traces_isolated"
+	f.sql(t, 2, fmt.Sprintf("DROP TABLE %s.traces", f.db))
+	f.sql(t, 2, strings.Replace(create, "/clickhouse/tables/{shard}/"+f.db+"/traces", isolatedPath, 1))
+	// Two rows only the isolated replica has, and one its peers have too.
+	insert := fmt.Sprintf("INSERT INTO %s.traces (id, timestamp, project_id, environment, created_at, updated_at, event_ts) VALUES", f.db)
+	f.sql(t, 2, insert+" ('only-here-1', '2026-07-15 10:00:00', 'proj-01-01', 'production', now(), now(), now()), ('only-here-2', '2026-08-15 10:00:00', 'proj-01-01', 'production', now(), now(), now())")
+	f.sql(t, 2, fmt.Sprintf("INSERT INTO %s.traces SELECT * FROM remote('%s', %s.traces) WHERE _partition_id = '202607' LIMIT 1", f.db, env.CHNative[0], f.db))
+	for i := 0; i < 3; i++ {
+		for _, tbl := range []string{"traces", "project_environments"} {
+			f.sql(t, i, fmt.Sprintf("SYSTEM SYNC REPLICA %s.%s", f.db, tbl))
+		}
+	}
+	counts := []string{f.sql(t, 0, "SELECT count() FROM "+f.db+".traces"), f.sql(t, 1, "SELECT count() FROM "+f.db+".traces"), f.sql(t, 2, "SELECT count() FROM "+f.db+".traces")}
+	if counts[2] == counts[0] || counts[0] != counts[1] {
+		t.Fatalf("traces counts %v: replica 3 should differ from replicas 1 and 2", counts)
+	}
+	peersBefore := [][]string{f.activeParts(t, 0), f.activeParts(t, 1)}
+	sumsBefore := f.checksums(t, f.db)
+
+	rep := check(t, env, dbs)
+	found := false
+	for _, p := range rep.Problems {
+		if p.Kind == clickhouse.VerdictIsolated && p.Table == f.db+".traces" && p.Replica == "ch3" {
+			found = true
+		} else {
+			t.Errorf("unexpected problem: %+v", p)
+		}
+	}
+	if rep.Healthy || !found {
+		t.Fatalf("check: healthy=%v, isolated %s.traces on ch3 found=%v; problems %+v", rep.Healthy, f.db, found, rep.Problems)
+	}
+
+	plan, res, err := rebuild(t, env, dbs, "ch3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range plan.Steps {
+		got = append(got, s.Action+" "+s.Target)
+	}
+	tr := f.db + ".traces"
+	if want := []string{"recover-rows " + tr, "drop-table " + tr, "create-table " + tr, "sync " + tr, "verify " + tr}; !reflect.DeepEqual(got, want) {
+		t.Errorf("plan %v, want %v", got, want)
+	}
+	if len(res.Recovered) != 1 || res.Recovered[0].Rows != 2 {
+		t.Fatalf("recovered %+v; want the 2 rows only replica 3 had", res.Recovered)
+	}
+	if ids := f.sql(t, 2, "SELECT arraySort(groupArray(id)) FROM "+res.Recovered[0].RecoveryTable); ids != "['only-here-1','only-here-2']" {
+		t.Errorf("recovery table holds %s", ids)
+	}
+
+	after := f.checksums(t, f.db)
+	for i := range after {
+		for tbl, want := range sumsBefore[0] {
+			if after[i][tbl] != want && tbl != "event_log" {
+				t.Errorf("replica %d %s after restore-replica:\n%s\nwant replica 1's before:\n%s", i+1, tbl, after[i][tbl], want)
+			}
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if after[i]["event_log"] != sumsBefore[i]["event_log"] {
+			t.Errorf("replica %d's event_log changed", i+1)
+		}
+		onlyMerged(t, i, peersBefore[i], f.activeParts(t, i))
+	}
+	if rep := check(t, env, dbs); !rep.Healthy {
+		t.Errorf("check after restore-replica: %+v", rep.Problems)
+	}
+	// A rerun finds nothing left to do.
+	if plan, _, err := rebuild(t, env, dbs, env.CHNative[2]); err != nil || len(plan.Steps) != 0 {
+		t.Errorf("rerun: %v, steps %+v", err, plan)
+	}
+}
+
+// TestLostVolumeReplicaIsRebuilt: replica 3 starts with an empty data directory; restore-replica
+// re-creates every database and table, replaces its stale ZooKeeper registrations, and it
+// converges to its peers' data.
+func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
+	f := newFixture(t, 2000)
+	env := f.env
+	ctx := context.Background()
+	want := f.checksums(t, f.db)
+	if err := env.Stop(ctx, "ch3"); err != nil {
+		t.Fatal(err)
+	}
+	healed := false
+	t.Cleanup(func() {
+		if healed {
+			return
+		}
+		// Leave the stack whole for the tests after this one, whatever failed above.
+		if err := env.Start(context.Background(), "ch3"); err != nil {
+			t.Errorf("restart ch3: %v", err)
+		}
+		if _, _, err := rebuild(t, env, []string{"*"}, "ch3"); err != nil {
+			t.Errorf("heal ch3: %v", err)
+		}
+	})
+	dir := env.CHDataDirs[2]
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.Start(ctx, "ch3"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.sql(t, 2, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s'", f.db)); n != "0" {
+		t.Fatalf("replica 3 still has %s tables of %s after losing its volume", n, f.db)
+	}
+	rep := check(t, env, []string{f.db})
+	missing := 0
+	for _, p := range rep.Problems {
+		if p.Kind == clickhouse.VerdictMissing && p.Replica == "ch3" {
+			missing++
+		}
+	}
+	if missing != 13 {
+		t.Errorf("check found %d objects missing on ch3, want 13: %+v", missing, rep.Problems)
+	}
+
+	plan, res, err := rebuild(t, env, []string{"*"}, "ch3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healed = true
+	count := map[string]int{}
+	for _, s := range plan.Steps {
+		if strings.HasPrefix(s.Target, f.db) {
+			count[s.Action]++
+		}
+	}
+	if count["drop-registration"] != 6 || count["create-table"] != 7 || count["create-view"] != 6 || count["verify"] != 6 || count["create-database"] != 1 {
+		t.Errorf("plan for %s: %v; want the database, 7 tables, 6 views, and 6 stale registrations replaced and verified", f.db, count)
+	}
+	if len(res.Verified) < 6 {
+		t.Errorf("verified only %v", res.Verified)
+	}
+	got := f.checksums(t, f.db)
+	for tbl, sum := range want[0] {
+		if tbl != "event_log" && got[2][tbl] != sum {
+			t.Errorf("replica 3 %s after rebuild:\n%s\nwant\n%s", tbl, got[2][tbl], sum)
+		}
+	}
+	if got[2]["event_log"] != "" {
+		t.Errorf("replica 3's event_log should be empty without a snapshot, holds %s", got[2]["event_log"])
+	}
+	if rep := check(t, env, []string{f.db}); !rep.Healthy {
+		t.Errorf("check after rebuild: %+v", rep.Problems)
+	}
+	zkConn := connectZK(t, env)
+	active, _, err := zkConn.Exists("/clickhouse/tables/01/" + f.db + "/traces/replicas/ch3/is_active")
+	if err != nil || !active {
+		t.Errorf("ch3 is not active in the traces group after the rebuild (%v)", err)
+	}
+}
