@@ -1,0 +1,383 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Source backs up one PostgreSQL database as one consistent snapshot.
+type Source struct {
+	DSN      string
+	Parallel int      // COPY workers sharing the snapshot; default 2
+	Schemas  []string // default ["public"]
+	PGDump   string   // pg_dump binary; default "pg_dump"
+	// DataOnly skips pg_dump: the snapshot holds rows, sequences and the catalog record but no
+	// DDL, so it restores only into an existing schema (--tables).
+	DataOnly bool
+	Log      *slog.Logger
+
+	// exported, when set (tests), runs while the snapshot is exported and before any row is
+	// copied, with the snapshot's id.
+	exported func(ctx context.Context, snapshotID string) error
+}
+
+// FormatVersion is the layout of the postgres section and its objects.
+const FormatVersion = 1
+
+// Object kinds in the manifest.
+const (
+	KindTable        = "pg-table"
+	KindSchema       = "pg-schema"
+	KindLargeObjects = "pg-large-objects"
+)
+
+// Section is the postgres part of a manifest: enough to rebuild the database with psql alone.
+type Section struct {
+	Format           int           `json:"format"`
+	ServerVersion    string        `json:"server_version"`
+	ServerVersionNum int           `json:"server_version_num"`
+	Database         DatabaseInfo  `json:"database"`
+	Snapshot         string        `json:"snapshot"` // the exported snapshot's id
+	LSN              string        `json:"lsn"`
+	Time             time.Time     `json:"time"`
+	PGDump           string        `json:"pg_dump,omitempty"`
+	Schemas          []string      `json:"schemas"`
+	DataOnly         bool          `json:"data_only,omitempty"`
+	CopyFormat       string        `json:"copy_format"` // COPY's text format
+	PreData          *ObjectRecord `json:"pre_data,omitempty"`
+	PostData         *ObjectRecord `json:"post_data,omitempty"`
+	Tables           []TableRecord `json:"tables"`
+	Sequences        []Sequence    `json:"sequences"`
+	Roles            []string      `json:"roles"`
+	Extensions       []Extension   `json:"extensions"`
+	LargeObjects     *LargeObjects `json:"large_objects,omitempty"`
+}
+
+// ObjectRecord is one stored stream: its object and the checksum of what was streamed.
+type ObjectRecord struct {
+	Object string `json:"object"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// TableRecord is a table and, unless it is a partitioned parent, its COPY stream.
+type TableRecord struct {
+	Table
+	Rows int64 `json:"rows"`
+	*ObjectRecord
+}
+
+// LargeObjects is every large object as one COPY stream of (oid, data) rows.
+type LargeObjects struct {
+	Count int64 `json:"count"`
+	ObjectRecord
+}
+
+func (s *Source) Name() string { return "postgres" }
+
+func (s *Source) defaults() {
+	if s.Parallel < 1 {
+		s.Parallel = 2
+	}
+	if len(s.Schemas) == 0 {
+		s.Schemas = []string{"public"}
+	}
+	if s.PGDump == "" {
+		s.PGDump = "pg_dump"
+	}
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+}
+
+// Backup exports one snapshot and copies everything in it: pg_dump's schema sections and the
+// tables, in parallel, while the coordinator transaction keeps the snapshot alive.
+func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
+	s.defaults()
+	coord, err := connect(ctx, s.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer coord.Close(context.WithoutCancel(ctx))
+	sec := &Section{Format: FormatVersion, Schemas: s.Schemas, DataOnly: s.DataOnly, CopyFormat: "text"}
+	if err := coord.QueryRow(ctx, "SELECT current_setting('server_version'), current_setting('server_version_num')::int").Scan(&sec.ServerVersion, &sec.ServerVersionNum); err != nil {
+		return nil, explain("read server version", err)
+	}
+	if !s.DataOnly {
+		major, line, err := dumpVersion(ctx, s.PGDump)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkDumpVersion(major, line, sec.ServerVersionNum/10000); err != nil {
+			return nil, err
+		}
+		sec.PGDump = line
+	}
+	// DEFERRABLE only takes effect for SERIALIZABLE; it is kept so that raising the isolation
+	// level later never turns this into a snapshot that can wait on or cancel writers.
+	tx, err := coord.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly, DeferrableMode: pgx.Deferrable})
+	if err != nil {
+		return nil, explain("begin the snapshot transaction", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(),
+		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, clock_timestamp()`).
+		Scan(&sec.Snapshot, &sec.LSN, &sec.Time); err != nil {
+		return nil, explain("export the snapshot", err)
+	}
+	sec.Time = sec.Time.UTC()
+	tables, exclude, nLO, err := s.readCatalog(ctx, tx, sec)
+	if err != nil {
+		return sec, err
+	}
+	s.Log.Info("postgres snapshot exported", "database", sec.Database.Name, "snapshot", sec.Snapshot, "lsn", sec.LSN, "tables", len(tables), "large_objects", nLO)
+	if s.exported != nil {
+		if err := s.exported(ctx, sec.Snapshot); err != nil {
+			return sec, err
+		}
+	}
+	if err := s.copyAll(ctx, w, sec, tables, exclude, nLO); err != nil {
+		return sec, err
+	}
+	// The section is only as good as the snapshot: a coordinator that died during the copy
+	// means the workers' snapshot may have been imported from nothing.
+	if err := tx.Commit(ctx); err != nil {
+		return sec, explain("end the snapshot transaction", err)
+	}
+	return sec, nil
+}
+
+// readCatalog records the database, schema objects and tables the snapshot holds, and locks
+// the tables against DROP and ALTER until the copy is done, as pg_dump does.
+func (s *Source) readCatalog(ctx context.Context, tx pgx.Tx, sec *Section) ([]Table, []string, int64, error) {
+	cat := catalogReader{q: tx, schemas: s.Schemas}
+	var err error
+	if sec.Database, err = cat.database(ctx); err != nil {
+		return nil, nil, 0, explain("read the catalog", err)
+	}
+	tables, err := cat.tables(ctx)
+	if err != nil {
+		return nil, nil, 0, explain("read the catalog", err)
+	}
+	if len(tables) > 0 {
+		names := make([]string, len(tables))
+		for i, t := range tables {
+			names[i] = Ident(t.Schema, t.Name)
+		}
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN ACCESS SHARE MODE"); err != nil {
+			return nil, nil, 0, explain("lock the tables for the copy", err)
+		}
+	}
+	exclude, err := cat.excludedSchemas(ctx)
+	if err == nil {
+		sec.Sequences, err = cat.sequences(ctx)
+	}
+	if err == nil {
+		sec.Roles, err = cat.roles(ctx)
+	}
+	if err == nil {
+		sec.Extensions, err = cat.extensions(ctx)
+	}
+	var nLO int64
+	if err == nil {
+		nLO, err = cat.largeObjects(ctx)
+	}
+	if err != nil {
+		return nil, nil, 0, explain("read the catalog", err)
+	}
+	return tables, exclude, nLO, nil
+}
+
+// copyJob is one COPY stream for a worker.
+type copyJob struct {
+	index int // into sec.Tables; -1 for the large objects
+	sql   string
+	meta  store.ManifestObject
+}
+
+// copyAll runs pg_dump and the table copies concurrently; the first failure stops the rest.
+func (s *Source) copyAll(ctx context.Context, w *snapshot.Writer, sec *Section, tables []Table, exclude []string, nLO int64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	fail := func(err error) {
+		if err != nil {
+			cancel(err)
+		}
+	}
+	sec.Tables = make([]TableRecord, len(tables))
+	jobs := make(chan copyJob, len(tables)+1)
+	for i, t := range tables {
+		sec.Tables[i] = TableRecord{Table: t}
+		if t.Kind == kindPartitioned {
+			continue
+		}
+		jobs <- copyJob{index: i, sql: copyOutSQL(t),
+			meta: store.ManifestObject{Kind: KindTable, Database: sec.Database.Name, Table: t.FullName()}}
+	}
+	if nLO > 0 {
+		sec.LargeObjects = &LargeObjects{Count: nLO}
+		jobs <- copyJob{index: -1, sql: "COPY (SELECT oid, lo_get(oid) FROM pg_largeobject_metadata ORDER BY oid) TO STDOUT",
+			meta: store.ManifestObject{Kind: KindLargeObjects, Database: sec.Database.Name, Rows: nLO}}
+	}
+	close(jobs)
+	for range min(s.Parallel, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail(s.worker(ctx, w, sec, jobs))
+		}()
+	}
+	if !s.DataOnly {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail(s.dumpSchema(ctx, w, sec, exclude))
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+func copyOutSQL(t Table) string {
+	return "COPY " + Ident(t.Schema, t.Name) + columnList(t.Columns) + " TO STDOUT"
+}
+
+func columnList(cols []Column) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = Ident(c.Name)
+	}
+	return " (" + strings.Join(names, ", ") + ")"
+}
+
+// worker imports the snapshot into its own transaction and copies jobs until none are left.
+func (s *Source) worker(ctx context.Context, w *snapshot.Writer, sec *Section, jobs <-chan copyJob) error {
+	conn, err := connect(ctx, s.DSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return explain("begin a copy transaction", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+literal(sec.Snapshot)); err != nil {
+		return explain("import snapshot "+sec.Snapshot, err)
+	}
+	for job := range jobs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		rec, rows, err := copyOut(ctx, conn, w, job)
+		if err != nil {
+			what := job.meta.Table
+			if job.index < 0 {
+				what = "large objects"
+			}
+			return explain("copy "+what, err)
+		}
+		if job.index < 0 {
+			sec.LargeObjects.ObjectRecord = rec
+			continue
+		}
+		t := &sec.Tables[job.index]
+		t.Rows, t.ObjectRecord = rows, &rec
+		s.Log.Info("copied table", "table", t.FullName(), "rows", rows, "bytes", rec.Bytes, "seconds", time.Since(start).Seconds())
+	}
+	return tx.Commit(ctx)
+}
+
+// copyOut streams one COPY into the repository, hashing it on the way.
+func copyOut(ctx context.Context, conn *pgx.Conn, w *snapshot.Writer, job copyJob) (ObjectRecord, int64, error) {
+	pr, pw := io.Pipe()
+	sum := &hashCounter{h: sha256.New()}
+	done := make(chan error, 1)
+	var rows int64
+	go func() {
+		tag, err := conn.PgConn().CopyTo(ctx, io.MultiWriter(pw, sum), job.sql)
+		rows = tag.RowsAffected()
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	obj, err := w.Put(ctx, job.meta, "", pr)
+	pr.CloseWithError(errStoreFailed)
+	if err := firstCause(<-done, err); err != nil {
+		return ObjectRecord{}, 0, err
+	}
+	return ObjectRecord{Object: obj.ID, Bytes: sum.n, SHA256: sum.sum()}, rows, nil
+}
+
+// dumpSchema stores pg_dump's pre-data and post-data sections, taken in the same snapshot.
+func (s *Source) dumpSchema(ctx context.Context, w *snapshot.Writer, sec *Section, exclude []string) error {
+	for _, section := range []string{"pre-data", "post-data"} {
+		pr, pw := io.Pipe()
+		sum := &hashCounter{h: sha256.New()}
+		done := make(chan error, 1)
+		go func() {
+			err := dumpSection(ctx, s.PGDump, s.DSN, section, sec.Snapshot, exclude, io.MultiWriter(pw, sum))
+			pw.CloseWithError(err)
+			done <- err
+		}()
+		obj, err := w.Put(ctx, store.ManifestObject{Kind: KindSchema, Database: sec.Database.Name, Table: section}, "", pr)
+		pr.CloseWithError(errStoreFailed)
+		if err := firstCause(<-done, err); err != nil {
+			return err
+		}
+		rec := &ObjectRecord{Object: obj.ID, Bytes: sum.n, SHA256: sum.sum()}
+		if section == "pre-data" {
+			sec.PreData = rec
+		} else {
+			sec.PostData = rec
+		}
+	}
+	return nil
+}
+
+// errStoreFailed stops a producer whose consumer, the repository, gave up.
+var errStoreFailed = errors.New("the repository stopped reading")
+
+// firstCause picks the root cause of a producer/consumer pair: the producer's error, unless it
+// only failed because the repository stopped reading.
+func firstCause(produce, consume error) error {
+	if produce != nil && !errors.Is(produce, errStoreFailed) {
+		return produce
+	}
+	if consume != nil {
+		return consume
+	}
+	return produce
+}
+
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCounter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.h.Write(p)
+}
+
+func (c *hashCounter) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
