@@ -19,6 +19,7 @@ run: build stack-up
 
 ## test: the whole suite against a real local stack (what CI runs). KEEP_STACK=1 leaves it running.
 test: build stack-up
+	$(STACK) test-tools
 	@status=0; $(MAKE) --no-print-directory check || status=$$?; \
 	if [ -z "$$KEEP_STACK" ]; then $(STACK) down; fi; exit $$status
 

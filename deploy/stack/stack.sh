@@ -4,6 +4,7 @@
 #   stack.sh up              install what is missing, start everything, write .stack/env
 #   stack.sh down [--purge]  stop everything by recorded pid (--purge also deletes .stack/)
 #   stack.sh status          one line per service; exit 0 only when all six answer
+#   stack.sh test-tools      install what only the tests need (Chromium)
 #   stack.sh start|stop SVC  one service: pg, zk, ch1, ch2, ch3, azurite
 #
 # Ports avoid the servers' defaults so a developer's own services don't clash. Override with:
@@ -71,6 +72,17 @@ install_missing() {
     mkdir -p "$STACK_DIR/npm"
     npm install --prefix "$STACK_DIR/npm" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
   fi
+}
+
+# install_test_tools adds what only the test suite needs: Debian's Chromium, which the status
+# page's end-to-end test drives headless (no browser is ever downloaded).
+install_test_tools() {
+  command -v chromium >/dev/null && return
+  log "installing chromium (apt, for the status page's end-to-end test)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }
 
 # ---------------------------------------------------------------- probes
@@ -477,9 +489,10 @@ cmd_status() {
 
 case "${1:-}" in
   up) cmd_up ;;
+  test-tools) install_test_tools ;;
   down) cmd_down "${2:-}" ;;
   status) cmd_status ;;
   start) [ -n "${2:-}" ] || die "usage: stack.sh start SVC"; mkdir -p "$STACK_DIR"; start_svc "$2" ;;
   stop) [ -n "${2:-}" ] || die "usage: stack.sh stop SVC"; stop_svc "$2" ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,0 +1,168 @@
+package web
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/jobs"
+)
+
+// chromium finds Debian's browser; the end-to-end test never downloads one.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is required under CI (make test installs it: apt-get install chromium)")
+	}
+	t.Skip("chromium not installed (apt-get install chromium)")
+	return ""
+}
+
+// TestStatusPageInBrowser drives the real daemon's page in headless Chromium: the snapshot of a
+// run appears, logging in with the token shows "run now", and clicking it starts a run that then
+// appears in the runs list.
+func TestStatusPageInBrowser(t *testing.T) {
+	env := stack.Require(t)
+	browser := chromium(t)
+	const token = "e2e-token"
+	cfg := config.Defaults()
+	cfg.Storage.URL = "file://" + t.TempDir()
+	cfg.ZooKeeper.Servers = []string{env.ZK}
+	cfg.ZooKeeper.Roots = []string{"/clickhouse/tables"}
+	cfg.Jobs = []config.Job{{Name: "e2e-zk", Schedule: "@daily", Action: config.ActionZKRecord, Timeout: config.Duration(time.Minute), CatchUp: "none"}}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := jobs.NewDaemon(&cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(time.Minute)
+	first, err := d.Trigger("e2e-zk", jobs.TriggerManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := waitForRun(t, d, first.ID)
+
+	srv := httptest.NewServer(New(Options{Version: "e2e", Token: token, Log: quiet}, d))
+	defer srv.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1600))
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	// The first call starts the browser and must not carry a timeout (it would stop the browser).
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	bctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+
+	page, err := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatalf("read the page: %v", err)
+	}
+	if !strings.Contains(page, snapshot) {
+		t.Errorf("the page does not list snapshot %s", snapshot)
+	}
+	if strings.Contains(page, "run now") {
+		t.Error("run now is offered before logging in")
+	}
+
+	runNow := chromedp.CSS(`button.run-now[data-job="e2e-zk"]`)
+	if err := chromedp.Do(bctx,
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(runNow),
+		chromedp.Click(runNow),
+		chromedp.WaitVisible(chromedp.ID("flash")),
+	); err != nil {
+		t.Fatalf("log in and click run now: %v", err)
+	}
+	flash, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("flash")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`started run (\w+)`).FindStringSubmatch(flash)
+	if m == nil {
+		t.Fatalf("after run now, the page says %q", flash)
+	}
+	waitForRun(t, d, m[1])
+
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.ID("runs"))); err != nil {
+		t.Fatalf("reload the page: %v", err)
+	}
+	runs, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("runs")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(runs, "manual") || strings.Count(runs, "succeeded") < 2 {
+		t.Errorf("runs list after run now:\n%s", runs)
+	}
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveArtifact(t, "status-page.png", shot)
+}
+
+// waitForRun waits for a run to finish successfully and returns its snapshot id.
+func waitForRun(t *testing.T, d *jobs.Daemon, id string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := d.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.Runs {
+			if r.ID == id && r.Outcome != jobs.OutcomeRunning {
+				if r.Outcome != jobs.OutcomeSucceeded {
+					t.Fatalf("run %s: %s %s", id, r.Outcome, r.Error)
+				}
+				return r.Snapshot
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("run %s did not finish within 60 s", id)
+	return ""
+}
+
+// saveArtifact keeps a file for people to look at after the run: in $ARTIFACTS_DIR, else in the
+// repository's git-ignored artifacts/.
+func saveArtifact(t *testing.T, name string, data []byte) {
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keep artifact %s: %v", name, err)
+		return
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Logf("keep artifact %s: %v", name, err)
+		return
+	}
+	t.Logf("screenshot: %s", p)
+}
