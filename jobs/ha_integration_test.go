@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tracevault/tracevault/config"
@@ -161,4 +164,50 @@ func verifyAll(ctx context.Context, d *Daemon) error {
 		return fmt.Errorf("verify --all --read-data: %s: %s", rep.Problems[0].Object, rep.Problems[0].Error)
 	}
 	return nil
+}
+
+// TestMetricsAfterRuns scrapes /metrics as Prometheus would after one run.
+func TestMetricsAfterRuns(t *testing.T) {
+	env := stack.Require(t)
+	job := config.Job{Name: "metrics-zk", Schedule: "@daily", Action: config.ActionZKRecord, Timeout: config.Duration(time.Minute), CatchUp: "none"}
+	d, err := NewDaemon(daemonConfig(t, env, t.TempDir(), job), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if _, err := d.Trigger(job.Name, TriggerManual); err != nil {
+		t.Fatal(err)
+	}
+	d.Stop(time.Minute) // waits for the run
+
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(d.Metrics(), promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	values := map[string]float64{}
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if name, v, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+			f, _ := strconv.ParseFloat(v, 64)
+			values[name] = f
+		}
+	}
+	checks := []struct {
+		series string
+		ok     func(float64) bool
+	}{
+		{`tracevault_job_runs_total{job="metrics-zk",outcome="succeeded"}`, func(v float64) bool { return v == 1 }},
+		{`tracevault_job_last_success_timestamp_seconds{job="metrics-zk"}`, func(v float64) bool { return v >= float64(before.Unix()) && v <= float64(time.Now().Unix()) }},
+		{`tracevault_job_last_duration_seconds{job="metrics-zk"}`, func(v float64) bool { return v > 0 && v < 60 }},
+		{`tracevault_job_last_bytes{job="metrics-zk"}`, func(v float64) bool { return v > 0 }},
+		{`tracevault_snapshot_component_duration_seconds{source="zookeeper",status="complete"}`, func(v float64) bool { return v > 0 }},
+		{`tracevault_repository_snapshots`, func(v float64) bool { return v == 1 }},
+		{`tracevault_repository_bytes`, func(v float64) bool { return v > 0 }},
+	}
+	for _, c := range checks {
+		v, ok := values[c.series]
+		if !ok || !c.ok(v) {
+			t.Errorf("%s = %v (present: %v)", c.series, v, ok)
+		}
+	}
 }
