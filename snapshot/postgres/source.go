@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -283,6 +285,10 @@ func (s *Source) worker(ctx context.Context, w *snapshot.Writer, sec *Section, j
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+literal(sec.Snapshot)); err != nil {
+		var pg *pgconn.PgError
+		if errors.As(err, &pg) && pg.Code == "22023" {
+			return fmt.Errorf("import snapshot %s: %w; the transaction that exported it is gone (server restart or lost connection), so take the backup again", sec.Snapshot, err)
+		}
 		return explain("import snapshot "+sec.Snapshot, err)
 	}
 	for job := range jobs {

@@ -1,0 +1,127 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// assertNoCompleteSnapshot checks that a failed backup left only a partial record.
+func assertNoCompleteSnapshot(t *testing.T, repo *store.Repository, m *store.Manifest, err error, want []string) {
+	t.Helper()
+	if !errors.Is(err, snapshot.ErrPartial) {
+		t.Fatalf("backup error %v, want a partial snapshot", err)
+	}
+	if m == nil || m.Status != store.StatusPartial {
+		t.Fatalf("manifest %+v, want status partial", m)
+	}
+	for _, w := range want {
+		if !strings.Contains(m.Error, w) {
+			t.Errorf("recorded error %q lacks %q", m.Error, w)
+		}
+	}
+	if latest, err := repo.Snapshot(testContext(t), "latest"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a complete snapshot is listed after a failed backup: %v, %v", latest, err)
+	}
+}
+
+// TestBackupConnectionFailures: wrong password, unreachable host and missing database each fail
+// the backup with the cause and the fix, and no snapshot is listed as complete.
+func TestBackupConnectionFailures(t *testing.T) {
+	env := stack.Require(t)
+	base, err := url.Parse(env.PGDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	variant := func(f func(u *url.URL)) string {
+		u := *base
+		f(&u)
+		return u.String()
+	}
+	for _, tc := range []struct {
+		name string
+		dsn  string
+		want []string
+	}{
+		{"wrong password", variant(func(u *url.URL) { u.User = url.UserPassword(u.User.Username(), "not-the-password") }),
+			[]string{"authentication failed", "fix the user or password in [postgres] dsn"}},
+		{"unreachable host", variant(func(u *url.URL) { u.Host = "127.0.0.1:1" }),
+			[]string{"connection refused", "check host and port"}},
+		{"missing database", variant(func(u *url.URL) { u.Path = "/" + stack.ScratchName("it_pg_missing") }),
+			[]string{"does not exist", "fix the database name"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := openRepo(t)
+			m, err := backup(t, repo, &Source{DSN: tc.dsn})
+			assertNoCompleteSnapshot(t, repo, m, err, tc.want)
+			if strings.Contains(m.Error, "not-the-password") {
+				t.Errorf("the password leaked into the error: %s", m.Error)
+			}
+		})
+	}
+}
+
+// TestBackupServerRestart: the server restarts after the snapshot was exported and before
+// the copy; the snapshot died with it, so the backup must fail saying so, not copy a later
+// state under the old snapshot's name.
+func TestBackupServerRestart(t *testing.T) {
+	env := stack.Require(t)
+	dsn := seededDatabase(t, env)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		if err := env.Start(ctx, "pg"); err != nil {
+			t.Errorf("restart the stack's postgres: %v", err)
+		}
+	})
+	repo := openRepo(t)
+	src := &Source{DSN: dsn, exported: func(ctx context.Context, _ string) error {
+		if err := env.Stop(ctx, "pg"); err != nil {
+			return err
+		}
+		return env.Start(ctx, "pg")
+	}}
+	m, err := backup(t, repo, src)
+	assertNoCompleteSnapshot(t, repo, m, err, []string{"take the backup again"})
+	t.Logf("recorded error: %s", m.Error)
+}
+
+// TestPGDumpOlderThanServer: an old pg_dump is refused before anything is copied, naming the
+// client version to install; data_only takes the snapshot without it.
+func TestPGDumpOlderThanServer(t *testing.T) {
+	env := stack.Require(t)
+	dsn := seededDatabase(t, env)
+	old := filepath.Join(t.TempDir(), "pg_dump")
+	if err := os.WriteFile(old, []byte("#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.22'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	repo := openRepo(t)
+	m, err := backup(t, repo, &Source{DSN: dsn, PGDump: old})
+	assertNoCompleteSnapshot(t, repo, m, err, []string{"pg_dump is version 12", "install postgresql-client-15", "data_only = true"})
+	if len(m.Objects) != 0 {
+		t.Errorf("%d objects stored before the version check failed", len(m.Objects))
+	}
+	m, err = backup(t, repo, &Source{DSN: dsn, PGDump: old, DataOnly: true})
+	if err != nil {
+		t.Fatalf("data-only backup: %v", err)
+	}
+	sec, err := ReadSection(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sec.DataOnly || sec.PreData != nil || len(sec.Tables) < 8 {
+		t.Errorf("data-only section: data_only=%v pre_data=%v tables=%d", sec.DataOnly, sec.PreData, len(sec.Tables))
+	}
+	if _, err := NewRestorer(RestoreOptions{DSN: env.PGDSN, Database: stack.ScratchName("it_pg_x"), Log: quiet}).Plan(testContext(t), m); err == nil || !strings.Contains(err.Error(), "--tables") {
+		t.Errorf("full restore of a data-only snapshot: %v, want a refusal pointing at --tables", err)
+	}
+}
