@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -117,6 +118,15 @@ type tableFacts struct {
 
 // replicaFacts are one up replica's tables by "db.table".
 type replicaFacts map[string]*tableFacts
+
+// Connect dials every configured replica that answers. Those that do not are logged and left
+// out, so Check and restore-replica see them as down; it fails only when none answers.
+func Connect(ctx context.Context, native, http []string, o ConnOptions, log *slog.Logger) ([]*Server, map[string]string, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	return (&Source{Native: native, HTTP: http, Conn: o, Log: log}).dial(ctx)
+}
 
 // Check observes the cluster and judges it.
 func Check(ctx context.Context, servers []*Server, addrs []string, conn *zk.Conn, o CheckOptions) (*Report, error) {
@@ -597,7 +607,7 @@ func WriteReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "healthy: %d tables on %d replicas\n", len(r.Tables), len(r.Replicas))
 		return
 	}
-	fmt.Fprintf(w, "%d problems:\n", len(r.Problems))
+	fmt.Fprintf(w, "%d problem(s):\n", len(r.Problems))
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "- [%s] %s\n  fix: %s\n", p.Kind, p.Message, p.Fix)
 	}

@@ -6,6 +6,7 @@ package clickhouse
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,23 @@ type ReplicaPlan struct {
 	Steps    []ReplicaStep `json:"steps"`
 	// Notes are what the operator must know: local tables created empty, for instance.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// SnapshotSection reads a manifest's clickhouse section and indexes its objects by id.
+func SnapshotSection(m *store.Manifest) (*Section, map[string]store.ObjectRef, error) {
+	raw, ok := m.Sections["clickhouse"]
+	if !ok {
+		return nil, nil, fmt.Errorf("snapshot %s has no clickhouse section", m.ID)
+	}
+	var sec Section
+	if err := json.Unmarshal(raw, &sec); err != nil {
+		return nil, nil, fmt.Errorf("read clickhouse section of %s: %w", m.ID, err)
+	}
+	objects := map[string]store.ObjectRef{}
+	for _, o := range m.Objects {
+		objects[o.ID] = o.ObjectRef
+	}
+	return &sec, objects, nil
 }
 
 // Recovered is a table of rows that existed only on the isolated replica, kept aside.
@@ -161,6 +179,21 @@ func (b *Rebuilder) peer(target string) *Server {
 	return nil
 }
 
+// replicaState is everything a plan is made from, gathered once, so that planning itself reads
+// no server and is tested on fixtures of modern servers' system tables.
+type replicaState struct {
+	target  Replica
+	caps    Capabilities // the target's
+	peer    string       // empty when the definitions come from the snapshot
+	want    []Table      // the peers' (or the snapshot's) objects, in restore order
+	peerDBs []database
+	have    []Table // the target's objects now
+	haveDBs []database
+	// registered holds the <path>/replicas/<name> nodes that exist in ZooKeeper for the
+	// target's name under each wanted table's path.
+	registered map[string]bool
+}
+
 // Plan builds the steps that bring the replica back into its groups.
 func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error) {
 	r, err := b.resolve(which)
@@ -168,62 +201,87 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 		return nil, err
 	}
 	target := b.servers[r.Addr]
-	plan := &ReplicaPlan{Replica: r.Addr, Name: r.Name(), Snapshot: b.opts.SnapshotID}
-	var want []Table
-	var dbs []database
+	st := &replicaState{target: *r, caps: target.Caps, registered: map[string]bool{}}
 	if p := b.peer(r.Addr); p != nil {
-		plan.Peer = p.Addr
-		if want, err = Discover(ctx, p, b.opts.Filter); err != nil {
+		st.peer = p.Addr
+		if st.want, err = Discover(ctx, p, b.opts.Filter); err != nil {
 			return nil, err
 		}
-		if dbs, err = databases(ctx, p); err != nil {
+		if st.peerDBs, err = databases(ctx, p); err != nil {
 			return nil, err
 		}
 	} else if b.opts.Snapshot != nil {
 		for _, t := range b.opts.Snapshot.Tables {
 			if b.opts.Filter.matches(t.Database, t.Name) {
-				want = append(want, t.Table)
+				st.want = append(st.want, t.Table)
 			}
 		}
-		want = RestoreOrder(want)
+		st.want = RestoreOrder(st.want)
 	} else {
 		return nil, fmt.Errorf("no healthy peer of %s to copy definitions from; pass --from-snapshot ID to rebuild from a snapshot's record", r.Name())
 	}
-	have, err := Discover(ctx, target, b.opts.Filter)
-	if err != nil {
+	if st.have, err = Discover(ctx, target, b.opts.Filter); err != nil {
 		return nil, err
 	}
-	haveDBs, err := databases(ctx, target)
-	if err != nil {
+	if st.haveDBs, err = databases(ctx, target); err != nil {
 		return nil, err
 	}
+	for i := range st.want {
+		t := &st.want[i]
+		if !t.Replicated() || t.ZooKeeperPath == "" || b.zk == nil {
+			continue
+		}
+		reg := registrationPath(t, r.Macros)
+		ok, _, err := b.zk.Exists(reg)
+		if err != nil {
+			return nil, fmt.Errorf("look up the registration %s in zookeeper: %w", reg, err)
+		}
+		st.registered[reg] = ok
+	}
+	return b.planFrom(st)
+}
+
+// registrationPath is where the target registers under a table's group.
+func registrationPath(t *Table, macros map[string]string) string {
+	return t.ZooKeeperPath + "/replicas/" + expandMacros(replicaArg(t.Create), macros, t)
+}
+
+func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
+	r := &st.target
+	plan := &ReplicaPlan{Replica: r.Addr, Name: r.Name(), Peer: st.peer, Snapshot: b.opts.SnapshotID}
 	own := map[string]*Table{}
-	for i := range have {
-		own[have[i].FullName()] = &have[i]
+	for i := range st.have {
+		own[st.have[i].FullName()] = &st.have[i]
 	}
 	planned := map[string]bool{}
-	for _, d := range haveDBs {
+	for _, d := range st.haveDBs {
 		planned[d.Name] = true
+	}
+	uuid := func(t *Table) string {
+		if st.caps.TableUUIDs {
+			return t.UUID
+		}
+		return ""
 	}
 	// Every table is created before any is waited for, so they all fetch at once.
 	var views, syncs, verifies []ReplicaStep
-	for i := range want {
-		t := &want[i]
+	for i := range st.want {
+		t := &st.want[i]
 		if isScratchTable(t.Name) {
 			continue
 		}
 		if !planned[t.Database] {
 			planned[t.Database] = true
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-database", Target: t.Database, SQL: createDatabaseSQL(t.Database, dbs, target.Caps)})
+			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-database", Target: t.Database, SQL: createDatabaseSQL(t.Database, st.peerDBs, st.caps)})
 		}
 		cur := own[t.FullName()]
 		switch {
 		case t.IsView():
 			if cur == nil {
-				views = append(views, ReplicaStep{Action: "create-view", Target: t.FullName(), SQL: mustRewrite(t.Create, Rewrite{Database: t.Database})})
+				views = append(views, ReplicaStep{Action: "create-view", Target: t.FullName(), SQL: mustRewrite(t.Create, Rewrite{Database: t.Database, UUID: uuid(t)})})
 			}
 		case t.Replicated():
-			steps, err := b.planReplicated(ctx, r, target, t, cur)
+			steps, err := b.planReplicated(st, t, cur, uuid(t))
 			if err != nil {
 				return nil, err
 			}
@@ -233,7 +291,7 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 				verifies = append(verifies, ReplicaStep{Action: "verify", Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
 			}
 		case cur == nil:
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-table", Target: t.FullName(), SQL: mustRewrite(t.Create, Rewrite{Database: t.Database, UUID: b.uuid(target, t)}), table: t})
+			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-table", Target: t.FullName(), SQL: mustRewrite(t.Create, Rewrite{Database: t.Database, UUID: uuid(t)}), table: t})
 			loads := b.planLocalLoad(r.Addr, t)
 			if len(loads) == 0 && t.HasData() {
 				plan.Notes = append(plan.Notes, fmt.Sprintf("%s is local to each replica and was created empty on %s; its rows there come back only with --from-snapshot", t.FullName(), r.Name()))
@@ -253,14 +311,8 @@ func mustRewrite(stmt string, rw Rewrite) string {
 	return out
 }
 
-func (b *Rebuilder) uuid(target *Server, t *Table) string {
-	if target.Caps.TableUUIDs {
-		return t.UUID
-	}
-	return ""
-}
-
-func (b *Rebuilder) planReplicated(ctx context.Context, r *Replica, target *Server, t *Table, cur *Table) ([]ReplicaStep, error) {
+func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid string) ([]ReplicaStep, error) {
+	r := &st.target
 	var steps []ReplicaStep
 	name := t.FullName()
 	isolated := cur != nil && (cur.ZooKeeperPath != t.ZooKeeperPath || cur.UUID != t.UUID)
@@ -271,23 +323,16 @@ func (b *Rebuilder) planReplicated(ctx context.Context, r *Replica, target *Serv
 		steps = append(steps,
 			ReplicaStep{Action: "recover-rows", Target: name, ZooKeeperPath: cur.ZooKeeperPath, own: cur, table: t,
 				Detail: fmt.Sprintf("keep rows of the isolated table found on no peer in %s.%s", QuoteIdent(t.Database), recoveryName(t.Name, b.view.Taken))},
-			ReplicaStep{Action: "drop-table", Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, target.Caps),
+			ReplicaStep{Action: "drop-table", Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, st.caps),
 				Detail: "drop the table isolated under " + cur.ZooKeeperPath + " on this replica only"})
 	}
 	replicaName := expandMacros(replicaArg(t.Create), r.Macros, t)
-	if b.zk != nil && t.ZooKeeperPath != "" {
-		reg := t.ZooKeeperPath + "/replicas/" + replicaName
-		ok, _, err := b.zk.Exists(reg)
-		if err != nil {
-			return nil, fmt.Errorf("look up the registration %s in zookeeper: %w", reg, err)
-		}
-		if ok {
-			steps = append(steps, ReplicaStep{Action: "drop-registration", Target: name, ZooKeeperPath: reg,
-				Detail: "remove the registration the lost table left behind, so the new one can register"})
-		}
+	if reg := registrationPath(t, r.Macros); st.registered[reg] {
+		steps = append(steps, ReplicaStep{Action: "drop-registration", Target: name, ZooKeeperPath: reg,
+			Detail: "remove the registration the lost table left behind, so the new one can register"})
 	}
 	peerPath := t.ZooKeeperPath
-	rw := Rewrite{Database: t.Database, UUID: b.uuid(target, t), ZKPathMap: func(p string) string {
+	rw := Rewrite{Database: t.Database, UUID: uuid, ZKPathMap: func(p string) string {
 		if expandMacros(p, r.Macros, t) == peerPath {
 			return p // the macros give the peers' path here too: keep the definition identical
 		}

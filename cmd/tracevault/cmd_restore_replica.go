@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/store"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
+)
+
+func (a *app) restoreReplicaCommand() *cobra.Command {
+	var fromSnapshot string
+	var dryRun bool
+	var syncTimeout time.Duration
+	c := &cobra.Command{
+		Use:   "restore-replica REPLICA",
+		Short: "Rebuild a lost or isolated ClickHouse replica so it rejoins its replication group",
+		Long: `Rebuild one replica (REPLICA: its configured host:port, or its {replica} macro, e.g. ch3) so that
+every table rejoins its replication group. Nothing is executed on the other replicas: they are
+only read.
+
+For each table of [clickhouse] databases, as a healthy peer has it:
+  - missing here (volume lost): its database and table are re-created with the peers'
+    definition, ZooKeeper path, replica name and UUID (modern servers), after removing the
+    stale registration the lost table left in ZooKeeper;
+  - in the wrong group here (another ZooKeeper path or UUID): rows found on no peer are copied
+    into a local recovery table __tracevault_recovered_<table>_<time> (reported, never dropped),
+    then the isolated table is dropped on this replica only and re-created in the right group;
+  - local, non-replicated tables (event_log) are re-created and, with --from-snapshot, loaded
+    with the rows the snapshot recorded for this replica; otherwise created empty (reported);
+  - views and materialized views are re-created after their tables.
+Then it waits until each re-created table has fetched its data from the peers (progress every
+few seconds, --sync-timeout per table) and checks its rows per partition against the peers'.
+When no peer is healthy, the definitions come from --from-snapshot.
+
+--dry-run prints the steps and changes nothing. Rerunning after an interruption is safe: the plan
+is made again from what is left to do.`,
+		Example: examples(
+			"tracevault restore-replica ch3 --dry-run",
+			"tracevault restore-replica 10.0.0.13:9000",
+			"tracevault restore-replica ch3 --from-snapshot latest"),
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			opts := clickhouse.ReplicaOptions{SyncTimeout: syncTimeout, Log: a.log}
+			var repo *store.Repository
+			if fromSnapshot != "" {
+				r, err := a.repo(cmd)
+				if err != nil {
+					return err
+				}
+				m, err := r.Snapshot(ctx, fromSnapshot)
+				if err != nil {
+					return failed(err)
+				}
+				if opts.Snapshot, opts.Objects, err = clickhouse.SnapshotSection(m); err != nil {
+					return failed(err)
+				}
+				repo, opts.SnapshotID = r, m.ID
+			} else {
+				cfg, err := a.loadConfig(cmd)
+				if err != nil {
+					return err
+				}
+				a.cfg = cfg
+			}
+			ch, zc := a.cfg.ClickHouse, a.cfg.ZooKeeper
+			opts.Filter = clickhouse.Filter{Databases: ch.Databases, Include: ch.IncludeTables, Exclude: ch.ExcludeTables}
+			opts.Conn = jobs.ClickHouseConn(ch)
+			servers, httpOf, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, opts.Conn, a.log)
+			if err != nil {
+				return failed(err)
+			}
+			defer func() {
+				for _, s := range servers {
+					s.Close()
+				}
+			}()
+			opts.HTTP = httpOf
+			if len(zc.Servers) == 0 {
+				return usage(fmt.Errorf("restore-replica needs [zookeeper] servers: the replica re-registers there"))
+			}
+			conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), a.log)
+			if err != nil {
+				return failed(fmt.Errorf("restore-replica: %w; replication cannot resume without ZooKeeper", err))
+			}
+			defer conn.Close()
+			b := clickhouse.NewRebuilder(ctx, servers, ch.Addresses, conn, opts)
+			plan, err := b.Plan(ctx, args[0])
+			if err != nil {
+				return failed(err)
+			}
+			if dryRun {
+				if a.json {
+					return a.printJSON(cmd, plan)
+				}
+				clickhouse.WriteReplicaPlan(cmd.OutOrStdout(), plan)
+				return nil
+			}
+			res, err := b.Execute(ctx, repo, plan, func(done, total int, s clickhouse.ReplicaStep, detail string) {
+				if detail != "" {
+					a.log.Info("waiting for the replica to fetch", "table", s.Target, "progress", detail)
+					return
+				}
+				a.log.Info("step done", "step", fmt.Sprintf("%d/%d", done, total), "action", s.Action, "target", s.Target)
+			})
+			if err != nil {
+				return failed(err)
+			}
+			if a.json {
+				return a.printJSON(cmd, map[string]any{"plan": plan, "result": res})
+			}
+			out := cmd.OutOrStdout()
+			for _, r := range res.Recovered {
+				if r.Rows > 0 {
+					fmt.Fprintf(out, "%s: %d rows found on no peer were kept in %s on %s; merge them back with INSERT INTO %s SELECT * FROM %s once checked\n",
+						r.Table, r.Rows, r.RecoveryTable, plan.Name, r.Table, r.RecoveryTable)
+				}
+			}
+			for _, n := range plan.Notes {
+				fmt.Fprintln(out, "note:", n)
+			}
+			fmt.Fprintf(out, "replica %s rebuilt: %d steps; %d tables hold their peers' rows per partition\n", plan.Name, len(plan.Steps), len(res.Verified))
+			return nil
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&fromSnapshot, "from-snapshot", "", "snapshot ID (or 'latest') for local tables' rows, and for definitions when no peer is healthy")
+	fl.BoolVar(&dryRun, "dry-run", false, "print the steps, change nothing")
+	fl.DurationVar(&syncTimeout, "sync-timeout", 30*time.Minute, "how long each table may take to fetch its data from the peers")
+	return c
+}
