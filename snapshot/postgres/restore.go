@@ -574,7 +574,7 @@ func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Pl
 // copyIn streams one table's object into COPY FROM STDIN; the object's checksum is checked as
 // it is read, so a damaged object aborts the COPY.
 func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load) error {
-	obj, err := repo.OpenObject(ctx, l.ref)
+	obj, err := openGuarded(ctx, repo, l.ref)
 	if err != nil {
 		return err
 	}
@@ -590,8 +590,40 @@ func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load)
 	return nil
 }
 
+// guarded serialises Read and Close: pgconn's CopyFrom can return on a server error while
+// its reading goroutine is still inside Read, and closing the decoder under it crashes.
+type guarded struct {
+	mu     sync.Mutex
+	r      io.ReadCloser
+	closed bool
+}
+
+func openGuarded(ctx context.Context, repo *store.Repository, ref store.ObjectRef) (*guarded, error) {
+	r, err := repo.OpenObject(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &guarded{r: r}, nil
+}
+
+func (g *guarded) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, io.ErrClosedPipe
+	}
+	return g.r.Read(p)
+}
+
+func (g *guarded) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	return g.r.Close()
+}
+
 func loadLargeObjects(ctx context.Context, conn *pgx.Conn, repo *store.Repository, s Step) error {
-	obj, err := repo.OpenObject(ctx, s.ref)
+	obj, err := openGuarded(ctx, repo, s.ref)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,13 @@
 package postgres
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -123,5 +128,69 @@ func TestRoundTripIntoNewDatabase(t *testing.T) {
 	}
 	if diffs := diffMaps(checksums(t, src), checksums(t, dial(t, dstDSN))); len(diffs) > 0 {
 		t.Errorf("tables differ after restore --force:\n%s", strings.Join(diffs, "\n"))
+	}
+}
+
+// TestRestoreFailureRollsBack: a damaged table object fails the restore after pre-data; a
+// database the restore created is dropped again, and with --force the existing target is left
+// as it was, each failure saying so.
+func TestRestoreFailureRollsBack(t *testing.T) {
+	env := stack.Require(t)
+	srcDSN := seededDatabase(t, env)
+	dir := t.TempDir()
+	repo, err := store.Open(testContext(t), store.Options{URL: "file://" + dir, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := backup(t, repo, &Source{DSN: srcDSN})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	for _, o := range m.Objects {
+		if o.Kind == KindTable && o.Table == "public.audit_logs" {
+			if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(o.Name())), bytes.Repeat([]byte{0x5a}, int(o.Size)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	existing := env.PGDatabase(t, "it_pg_existing")
+	exec1(t, dial(t, existing), "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1)")
+	var existingName string
+	if err := dial(t, existing).QueryRow(testContext(t), "SELECT current_database()").Scan(&existingName); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		target string
+		force  bool
+		want   string
+	}{
+		{"new database", stack.ScratchName("it_pg_failed"), false, "was dropped again: nothing changed"},
+		{"replace existing", existingName, true, "is unchanged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.force {
+				dropAfter(t, env, tc.target)
+			}
+			_, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: tc.target, Force: tc.force})
+			if err == nil || !strings.Contains(err.Error(), "public.audit_logs") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore from a damaged object: %v; want it to name public.audit_logs and say %q", err, tc.want)
+			}
+			var dbs []string
+			rows, err := dial(t, env.PGDSN).Query(testContext(t), "SELECT datname FROM pg_database WHERE datname LIKE $1", tc.target+"%")
+			if err == nil {
+				dbs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.force]; len(dbs) != want {
+				t.Errorf("databases left: %v, want %d", dbs, want)
+			}
+		})
+	}
+	var n int
+	if err := dial(t, existing).QueryRow(testContext(t), "SELECT count(*) FROM keep_me").Scan(&n); err != nil || n != 1 {
+		t.Errorf("the existing target changed after a failed --force restore: %d rows, %v", n, err)
 	}
 }
