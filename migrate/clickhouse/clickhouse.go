@@ -179,15 +179,28 @@ func (d *Driver) SetVersion(ctx context.Context, v int64, dirty bool) error {
 	if err != nil {
 		return err
 	}
-	flag := 0
+	flag := uint8(0)
 	if dirty {
 		flag = 1
 	}
-	q := fmt.Sprintf("INSERT INTO %s (version, dirty, sequence) VALUES (%d, %d, %d)", d.table(migrationsTable), v, flag, seq)
-	if err := d.first().Conn.Exec(ctx, q); err != nil {
+	if err := d.insert(ctx, migrationsTable, "version, dirty, sequence", v, flag, seq); err != nil {
 		return fmt.Errorf("set version %d in clickhouse %s: %w", v, d.o.Database, err)
 	}
 	return nil
+}
+
+// insert writes one row as a native batch: 18.16 waits for a data block after an INSERT with
+// inline VALUES sent over the native protocol, so the values travel as a block.
+func (d *Driver) insert(ctx context.Context, table, columns string, row ...any) error {
+	b, err := d.first().Conn.PrepareBatch(ctx, "INSERT INTO "+d.table(table)+" ("+columns+")")
+	if err != nil {
+		return err
+	}
+	if err := b.Append(row...); err != nil {
+		_ = b.Abort()
+		return err
+	}
+	return b.Send()
 }
 
 func (d *Driver) nextSequence(ctx context.Context, table string) (uint64, error) {
@@ -228,9 +241,7 @@ func (d *Driver) SetChecksum(ctx context.Context, v int64, title, sum string) er
 	if err != nil {
 		return err
 	}
-	q := fmt.Sprintf("INSERT INTO %s (version, title, checksum, sequence) VALUES (%d, %s, %s, %d)",
-		d.table(checksumTable), v, chsnap.QuoteString(title), chsnap.QuoteString(sum), seq)
-	if err := d.first().Conn.Exec(ctx, q); err != nil {
+	if err := d.insert(ctx, checksumTable, "version, title, checksum, sequence", v, title, sum, seq); err != nil {
 		return fmt.Errorf("record checksum of version %d in clickhouse %s: %w", v, d.o.Database, err)
 	}
 	return nil
