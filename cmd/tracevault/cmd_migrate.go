@@ -280,7 +280,7 @@ func (a *app) withRunner(cmd *cobra.Command, f *migrateFlags, do func(context.Co
 			r.Cluster = cfg.ClickHouse.Cluster
 		}
 		d, err := mch.Open(ctx, mch.Options{
-			Addresses: cfg.ClickHouse.Addresses, Conn: jobs.ClickHouseConn(cfg.ClickHouse),
+			Addresses: cfg.ClickHouse.Addresses, HTTPAddresses: cfg.ClickHouse.HTTPAddresses, Conn: jobs.ClickHouseConn(cfg.ClickHouse),
 			Database: a.migrateDatabase(f), Cluster: r.Cluster,
 			ZooKeeper: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
 			SyncTimeout: f.syncTimeout, Log: a.log,
@@ -359,7 +359,9 @@ func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
 		return failed(fmt.Errorf("snapshot before migrating: %w", err))
 	}
 	db := a.migrateDatabase(f)
-	m, err := jobs.Backup(cmd.Context(), a.cfg, r, jobs.BackupRequest{
+	cfg := *a.cfg
+	cfg.ClickHouse.Databases = []string{db}
+	m, err := jobs.Backup(cmd.Context(), &cfg, r, jobs.BackupRequest{
 		Only: []string{config.SourceClickHouse}, Tables: []string{db + ".*"}, Tags: []string{"before-migrate"}, LockWait: f.lockWait,
 	}, a.log)
 	if err != nil {

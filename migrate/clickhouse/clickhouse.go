@@ -10,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/migrate"
@@ -26,9 +26,13 @@ type Options struct {
 	// Addresses are the native addresses of the replicas; statements run on the first, and
 	// with a cluster every one is checked after each migration.
 	Addresses []string
-	Conn      chsnap.ConnOptions
-	Database  string
-	Cluster   string // empty: a single server, no ON CLUSTER, TinyLog tables
+	// HTTPAddresses are the same replicas' HTTP interfaces. Migration files run over the
+	// first: 18.16 answers every statement there, while over the native protocol an
+	// INSERT ... VALUES waits forever for a data block.
+	HTTPAddresses []string
+	Conn          chsnap.ConnOptions
+	Database      string
+	Cluster       string // empty: a single server, no ON CLUSTER, TinyLog tables
 	// ZooKeeper servers for the lock; without them the lock only covers this process.
 	ZooKeeper      []string
 	SessionTimeout time.Duration
@@ -41,7 +45,7 @@ type Options struct {
 type Driver struct {
 	o       Options
 	servers []*chsnap.Server // [0] is where everything is written
-	exec    driver.Conn      // to servers[0], in the migrated database: files use unqualified names
+	exec    *chsnap.HTTP     // servers[0]'s HTTP interface, in the migrated database: files use unqualified names
 	zk      *zk.Conn
 }
 
@@ -51,6 +55,12 @@ var _ migrate.Driver = (*Driver)(nil)
 func Open(ctx context.Context, o Options) (*Driver, error) {
 	if len(o.Addresses) == 0 {
 		return nil, errors.New("no ClickHouse address: set [clickhouse] addresses")
+	}
+	if len(o.HTTPAddresses) == 0 {
+		return nil, errors.New("no ClickHouse HTTP address: set [clickhouse] http_addresses; migration files run over the HTTP interface")
+	}
+	if o.Conn.User == "" {
+		o.Conn.User = "default" // the server's own default; the HTTP interface needs it named
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -65,7 +75,8 @@ func Open(ctx context.Context, o Options) (*Driver, error) {
 	if o.Cluster == "" {
 		addrs = addrs[:1]
 	}
-	d := &Driver{o: o}
+	d := &Driver{o: o, exec: &chsnap.HTTP{Addr: o.HTTPAddresses[0], User: o.Conn.User, Password: o.Conn.Password,
+		Client: &http.Client{Transport: inDatabase{database: o.Database, next: http.DefaultTransport}}}}
 	for _, a := range addrs {
 		s, err := chsnap.Dial(ctx, a, o.Conn)
 		if err != nil {
@@ -83,9 +94,6 @@ func (d *Driver) Name() string { return "clickhouse database " + d.o.Database }
 // Close releases every connection and, with the ZooKeeper session, a lock still held.
 func (d *Driver) Close() error {
 	var errs []error
-	if d.exec != nil {
-		errs = append(errs, d.exec.Close())
-	}
 	for _, s := range d.servers {
 		errs = append(errs, s.Close())
 	}
@@ -121,17 +129,6 @@ func (d *Driver) ensure(ctx context.Context) error {
 	if err := d.first().Conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+chsnap.QuoteIdent(d.o.Database)+d.onCluster()); err != nil {
 		return fmt.Errorf("create clickhouse database %s: %w", d.o.Database, err)
 	}
-	if d.exec == nil {
-		conn, err := ch.Open(&ch.Options{
-			Addr:        []string{d.first().Addr},
-			Auth:        ch.Auth{Database: d.o.Database, Username: d.o.Conn.User, Password: d.o.Conn.Password},
-			DialTimeout: d.o.Conn.DialTimeout,
-		})
-		if err != nil {
-			return fmt.Errorf("connect to clickhouse %s, database %s: %w", d.first().Addr, d.o.Database, err)
-		}
-		d.exec = conn
-	}
 	for _, t := range []struct{ name, columns string }{{migrationsTable, migrationsColumns}, {checksumTable, checksumColumns}} {
 		var n uint64
 		if err := d.first().Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", d.o.Database, t.name).Scan(&n); err != nil {
@@ -141,17 +138,32 @@ func (d *Driver) ensure(ctx context.Context) error {
 			continue
 		}
 		ddl := tableDDL(d.o.Database, t.name, t.columns, d.o.Cluster, d.first().Caps)
-		if err := d.exec.Exec(ctx, ddl); err != nil {
+		if err := d.exec.Exec(ctx, ddl, nil); err != nil {
 			return fmt.Errorf("create %s.%s: %w (statement: %s)", d.o.Database, t.name, err, ddl)
 		}
 	}
 	return nil
 }
 
+// inDatabase sets the HTTP interface's database parameter on every request, as golang-migrate
+// sets its connection's database: migration files name tables without their database.
+type inDatabase struct {
+	database string
+	next     http.RoundTripper
+}
+
+func (t inDatabase) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	q := r.URL.Query()
+	q.Set("database", t.database)
+	r.URL.RawQuery = q.Encode()
+	return t.next.RoundTrip(r)
+}
+
 // Run executes the statements in order on the first replica, in the migrated database.
 func (d *Driver) Run(ctx context.Context, file string, stmts []migrate.Statement) error {
 	for _, s := range stmts {
-		if err := d.exec.Exec(ctx, s.SQL); err != nil {
+		if err := d.exec.Exec(ctx, s.SQL, nil); err != nil {
 			return &migrate.StatementError{File: file, Statement: s.SQL, Err: err}
 		}
 	}

@@ -59,7 +59,7 @@ func (s *scratch) write(t *testing.T, files map[string]string) {
 
 func (s *scratch) open(t *testing.T, syncTimeout time.Duration) *Driver {
 	t.Helper()
-	d, err := Open(context.Background(), Options{Addresses: s.env.CHNative, Database: s.db, Cluster: s.env.CHCluster,
+	d, err := Open(context.Background(), Options{Addresses: s.env.CHNative, HTTPAddresses: s.env.CHHTTP, Database: s.db, Cluster: s.env.CHCluster,
 		ZooKeeper: []string{s.env.ZK}, SyncTimeout: syncTimeout})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ var clusterFiles = map[string]string{
 ALTER TABLE traces {{cluster}} ADD COLUMN tags Array(String);
 ALTER TABLE traces {{cluster}} ADD COLUMN env String DEFAULT 'a;b';`,
 	"2_tags.down.sql":   "ALTER TABLE traces {{cluster}} DROP COLUMN env; ALTER TABLE traces {{cluster}} DROP COLUMN tags;",
-	"3_scores.up.sql":   "CREATE TABLE scores {{cluster}} (id String, value Float64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/scores', '{replica}') ORDER BY id;",
+	"3_scores.up.sql":   "CREATE TABLE scores {{cluster}} (id String, value Float64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/scores', '{replica}') ORDER BY id;\nINSERT INTO scores VALUES ('s1', 0.5);",
 	"3_scores.down.sql": "DROP TABLE scores {{cluster}};",
 }
 
@@ -219,7 +219,7 @@ func TestFailureDirtyForceUp(t *testing.T) {
 		t.Fatalf("up on a dirty database: err = %v, want the dirty refusal", err)
 	}
 	// The operator undoes the half-applied step and fixes the file.
-	if err := d.exec.Exec(ctx, "ALTER TABLE traces ON CLUSTER "+s.env.CHCluster+" DROP COLUMN tags"); err != nil {
+	if err := d.exec.Exec(ctx, "ALTER TABLE traces ON CLUSTER "+s.env.CHCluster+" DROP COLUMN tags", nil); err != nil {
 		t.Fatal(err)
 	}
 	s.write(t, map[string]string{"2_bad.up.sql": "ALTER TABLE traces {{cluster}} ADD COLUMN tags Array(String);\nALTER TABLE traces {{cluster}} ADD COLUMN fixed UInt8;"})
@@ -319,7 +319,7 @@ func TestClusterCheckNamesLaggingReplica(t *testing.T) {
 	}
 	assertVersion(t, d, "after the check failed", 1)
 	// Drop the local table on the first replica only; the test's cleanup drops the rest.
-	if err := d.exec.Exec(context.Background(), "DROP TABLE only_here"); err != nil {
+	if err := d.exec.Exec(context.Background(), "DROP TABLE only_here", nil); err != nil {
 		t.Fatal(err)
 	}
 }
