@@ -246,3 +246,109 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 		t.Errorf("ch3 is not active in the traces group after the rebuild (%v)", err)
 	}
 }
+
+// TestTotalLossRestoreCluster: every replica lost the database (its data and metadata
+// directories, with the servers stopped), and in the first case ZooKeeper lost its tables'
+// subtree too; restore --cluster rebuilds the cluster from a snapshot, and every table's
+// per-partition checksum equals the snapshot's on every replica. In the second case
+// ZooKeeper kept the lost tables' groups, which the plan removes before creating.
+// The loss is scoped to the test's database so that the shared stack's other data survives.
+func TestTotalLossRestoreCluster(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		loseZooKeeper bool
+		groups        int // drop-group steps expected
+	}{
+		{"zookeeper lost too", true, 0},
+		{"zookeeper kept the lost groups", false, 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 1000)
+			env := f.env
+			ctx := context.Background()
+			want := f.checksums(t, f.db)
+			m := f.backup(t)
+			svcs := []string{"ch1", "ch2", "ch3"}
+			t.Cleanup(func() {
+				for _, svc := range svcs {
+					if err := env.Start(context.Background(), svc); err != nil {
+						t.Errorf("restart %s: %v", svc, err)
+					}
+				}
+			})
+			for _, svc := range svcs {
+				if err := env.Stop(ctx, svc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, dir := range env.CHDataDirs {
+				for _, p := range []string{"data/" + f.db, "metadata/" + f.db, "metadata/" + f.db + ".sql"} {
+					if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			zkConn := connectZK(t, env)
+			if tt.loseZooKeeper {
+				if err := deleteZK(zkConn, "/clickhouse/tables/01/"+f.db); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, svc := range svcs {
+				if err := env.Start(ctx, svc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := f.sql(t, 0, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s'", f.db)); n != "0" {
+				t.Fatalf("replica 1 still has %s tables of %s", n, f.db)
+			}
+			rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
+				Cluster: env.CHCluster, WholeCluster: true, ZooKeeper: zkConn, Log: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rs.Close()
+			plan, err := rs.Plan(ctx, m)
+			if err != nil {
+				t.Fatalf("plan: %v", err)
+			}
+			drops := 0
+			for _, s := range plan.Steps {
+				if s.Action == "drop-group" {
+					drops++
+				}
+			}
+			if drops != tt.groups {
+				t.Errorf("plan removes %d groups, want %d", drops, tt.groups)
+			}
+			if err := rs.Execute(ctx, f.repo, plan, nil); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			got := f.checksums(t, f.db)
+			for i := range want {
+				for tbl, sum := range want[i] {
+					if got[i][tbl] != sum {
+						t.Errorf("replica %d %s after restore --cluster:\n%s\nwant the snapshot's\n%s", i+1, tbl, got[i][tbl], sum)
+					}
+				}
+			}
+			if rep := check(t, env, []string{f.db}); !rep.Healthy {
+				t.Errorf("check after restore --cluster: %+v", rep.Problems)
+			}
+		})
+	}
+}
+
+// deleteZK removes a subtree, as a lost ensemble would have.
+func deleteZK(conn *zk.Conn, path string) error {
+	children, _, err := conn.Children(path)
+	if err != nil {
+		return err
+	}
+	for _, c := range children {
+		if err := deleteZK(conn, path+"/"+c); err != nil {
+			return err
+		}
+	}
+	return conn.Delete(path, -1)
+}
