@@ -1,0 +1,239 @@
+package clickhouse
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Fixture rows of a modern server (24.8): an Atomic database and a table with the default
+// replication path, which is derived from the table's UUID. No modern server runs here.
+const (
+	modernDBUUID    = "0f3a5c1e-7d2b-4e8a-9c11-2b6f0e4d8a10"
+	modernUUID      = "5d8e2a47-3c1f-4b9e-8a6d-7e0c9b2f1a34"
+	modernPath      = "/clickhouse/tables/" + modernUUID + "/01"
+	modernIsolated  = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+	modernCreate    = "CREATE TABLE default.traces UUID '" + modernUUID + "' (`id` String, `timestamp` DateTime, `event_ts` DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', event_ts) PARTITION BY toYYYYMM(timestamp) ORDER BY id SETTINGS index_granularity = 8192"
+	modernMVCreate  = "CREATE MATERIALIZED VIEW default.project_environments_traces_mv UUID '1e2d3c4b-5a69-4788-9aab-bccddeeff001' TO default.project_environments (`project_id` String) AS SELECT project_id FROM default.traces"
+	legacyPathShard = "/clickhouse/tables/01/default/traces"
+)
+
+var modern = Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
+
+func modernTraces(uuid, path string) Table {
+	return Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid,
+		Create: strings.Replace(modernCreate, modernUUID, uuid, 1), ZooKeeperPath: path, ReplicaName: "ch1"}
+}
+
+func ch3() Replica {
+	return Replica{Addr: "10.0.0.3:9000", Up: true, Macros: map[string]string{"replica": "ch3", "shard": "01"}}
+}
+
+func steps(p *ReplicaPlan) []string {
+	out := make([]string, len(p.Steps))
+	for i, s := range p.Steps {
+		out[i] = s.Action + " " + s.Target
+	}
+	return out
+}
+
+// TestPlanReplicaModernFixture is a fixture test of the modern path: a lost volume on a server
+// with UUIDs and Atomic databases is rebuilt with the peers' database and table UUIDs, so the
+// table lands on the same {uuid}-derived path, after its stale registration is removed.
+func TestPlanReplicaModernFixture(t *testing.T) {
+	b := &Rebuilder{view: &View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
+	mv := Table{Database: "default", Name: "project_environments_traces_mv", Engine: "MaterializedView", Create: modernMVCreate,
+		UUID: "1e2d3c4b-5a69-4788-9aab-bccddeeff001", DependsOn: []string{"default.traces"}}
+	st := &replicaState{target: ch3(), caps: modern, peer: "10.0.0.1:9000",
+		want:       []Table{modernTraces(modernUUID, modernPath), mv},
+		peerDBs:    []database{{Name: "default", Engine: "Atomic", UUID: modernDBUUID}},
+		haveDBs:    []database{{Name: "system", Engine: "Atomic"}},
+		registered: map[string]bool{modernPath + "/replicas/ch3": true}}
+	plan, err := b.planFrom(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"create-database default", "drop-registration default.traces", "create-table default.traces",
+		"create-view default.project_environments_traces_mv", "sync default.traces", "verify default.traces"}
+	if got := steps(plan); !reflect.DeepEqual(got, want) {
+		t.Fatalf("steps %v, want %v", got, want)
+	}
+	for i, frag := range map[int]string{
+		0: "CREATE DATABASE IF NOT EXISTS `default` UUID '" + modernDBUUID + "' ENGINE = Atomic",
+		2: "CREATE TABLE IF NOT EXISTS `default`.traces UUID '" + modernUUID + "' (",
+		3: "CREATE MATERIALIZED VIEW IF NOT EXISTS `default`.project_environments_traces_mv UUID '1e2d3c4b-5a69-4788-9aab-bccddeeff001' TO",
+	} {
+		if !strings.Contains(plan.Steps[i].SQL, frag) {
+			t.Errorf("step %d SQL %q lacks %q", i, plan.Steps[i].SQL, frag)
+		}
+	}
+	if !strings.Contains(plan.Steps[2].SQL, "'/clickhouse/tables/{uuid}/{shard}', '{replica}'") {
+		t.Errorf("the create should keep the peers' macro path, which gives the same path here: %s", plan.Steps[2].SQL)
+	}
+	if plan.Steps[1].ZooKeeperPath != modernPath+"/replicas/ch3" {
+		t.Errorf("drop-registration of %q", plan.Steps[1].ZooKeeperPath)
+	}
+}
+
+// TestPlanReplicaIsolated covers a table in the wrong group: by UUID on a modern server
+// (fixture) and by path on 18.16. Its own rows are kept aside before it is dropped.
+func TestPlanReplicaIsolated(t *testing.T) {
+	legacy := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, ReplicaName: "ch1",
+		Create: tracesCreate}
+	isolatedLegacy := legacy
+	isolatedLegacy.ZooKeeperPath = legacyPathShard + "_v2"
+	tests := []struct {
+		name     string
+		caps     Capabilities
+		want     Table
+		have     Table
+		dropSQL  string
+		createIn string
+	}{
+		{"fixture: modern server, new UUID", modern, modernTraces(modernUUID, modernPath), modernTraces(modernIsolated, "/clickhouse/tables/"+modernIsolated+"/01"),
+			"DROP TABLE IF EXISTS `default`.`traces` SYNC", "UUID '" + modernUUID + "'"},
+		{"18.16, other path", Capabilities{Version: "18.16.1", Major: 18, Minor: 16}, legacy, isolatedLegacy,
+			"DROP TABLE IF EXISTS `default`.`traces`", "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &Rebuilder{view: &View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
+			plan, err := b.planFrom(&replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []Table{tt.want}, have: []Table{tt.have},
+				haveDBs: []database{{Name: "default"}}, registered: map[string]bool{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"recover-rows default.traces", "drop-table default.traces", "create-table default.traces", "sync default.traces", "verify default.traces"}
+			if got := steps(plan); !reflect.DeepEqual(got, want) {
+				t.Fatalf("steps %v, want %v", got, want)
+			}
+			if plan.Steps[1].SQL != tt.dropSQL {
+				t.Errorf("drop: %q, want %q", plan.Steps[1].SQL, tt.dropSQL)
+			}
+			if !strings.Contains(plan.Steps[2].SQL, tt.createIn) || strings.Contains(plan.Steps[2].SQL, "ON CLUSTER") {
+				t.Errorf("create: %q; want %q, on this replica only", plan.Steps[2].SQL, tt.createIn)
+			}
+			if !strings.Contains(plan.Steps[0].Detail, "__tracevault_recovered_traces_20261125T080000") {
+				t.Errorf("recover-rows: %q", plan.Steps[0].Detail)
+			}
+		})
+	}
+}
+
+// TestPlanReplicaPathFromPeers: when the target's macros would give another path than its
+// peers' (a {shard} macro set differently), the peers' path is written out literally.
+func TestPlanReplicaPathFromPeers(t *testing.T) {
+	target := ch3()
+	target.Macros["shard"] = "02"
+	b := &Rebuilder{view: &View{}}
+	tbl := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate}
+	plan, err := b.planFrom(&replicaState{target: target, caps: Capabilities{Major: 18, Minor: 16}, want: []Table{tbl}, haveDBs: []database{{Name: "default"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sql := plan.Steps[0].SQL; !strings.Contains(sql, "ReplicatedReplacingMergeTree('"+legacyPathShard+"', '{replica}'") {
+		t.Errorf("create: %s", sql)
+	}
+}
+
+// TestPlanReplicaLocalTables: a local table is created with the peers' definition and loaded
+// from the snapshot's rows of this replica only; without a snapshot it is created empty, noted.
+func TestPlanReplicaLocalTables(t *testing.T) {
+	eventLog := Table{Database: "default", Name: "event_log", Engine: "MergeTree",
+		Create: "CREATE TABLE default.event_log (`id` String, `created_at` DateTime) ENGINE = MergeTree PARTITION BY toYYYYMM(created_at) ORDER BY id"}
+	sec := &Section{Tables: []TableRecord{{Table: eventLog, Partitions: []PartitionRecord{
+		{Partition: Partition{ID: "202605", Rows: 7}, Replica: "10.0.0.3:9000", Object: "obj3"},
+		{Partition: Partition{ID: "202605", Rows: 9}, Replica: "10.0.0.1:9000", Object: "obj1"},
+	}}}}
+	st := &replicaState{target: ch3(), caps: Capabilities{Major: 18, Minor: 16}, want: []Table{eventLog}, haveDBs: []database{{Name: "default"}}}
+	b := &Rebuilder{view: &View{}}
+	plan, _ := b.planFrom(st)
+	if got := steps(plan); !reflect.DeepEqual(got, []string{"create-table default.event_log"}) || len(plan.Notes) != 1 {
+		t.Errorf("without a snapshot: %v, notes %v", got, plan.Notes)
+	}
+	b.opts.Snapshot = sec
+	b.opts.Objects = map[string]store.ObjectRef{"obj3": {}, "obj1": {}}
+	plan, _ = b.planFrom(st)
+	if got := steps(plan); !reflect.DeepEqual(got, []string{"create-table default.event_log", "load-partition default.event_log"}) || plan.Steps[1].Object != "obj3" || len(plan.Notes) != 0 {
+		t.Errorf("with a snapshot: %v (object %s), notes %v", got, plan.Steps[1].Object, plan.Notes)
+	}
+}
+
+// TestClusterPlan covers restore --cluster planning; the SYSTEM RESTORE REPLICA rows are a
+// fixture test of a modern server whose parts survived while ZooKeeper lost its metadata.
+func TestClusterPlan(t *testing.T) {
+	rec := &TableRecord{Table: Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate}}
+	base := &Plan{Steps: []Step{
+		{Action: "create-database", Target: "default"},
+		{Action: "create-table", Target: "default.traces", table: rec},
+		{Action: "load-partition", Target: "default.traces", Partition: "202605", table: rec},
+	}}
+	view := func(have []bool, readonly bool) *View {
+		v := &View{}
+		for i, name := range []string{"ch1", "ch2", "ch3"} {
+			r := Replica{Addr: name + ":9000", Up: true, Macros: map[string]string{"replica": name, "shard": "01"}}
+			if have[i] {
+				r.Tables = []ReplicaTable{{Database: "default", Table: "traces", ZooKeeperPath: legacyPathShard, ReplicaName: name, IsReadonly: readonly}}
+			}
+			v.Replicas = append(v.Replicas, r)
+		}
+		return v
+	}
+	reg := func(names ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range names {
+			m[legacyPathShard+"/replicas/"+n] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name       string
+		caps       Capabilities
+		view       *View
+		registered map[string]bool
+		want       []string
+		err        string
+	}{
+		{"empty replicas, empty zookeeper", Capabilities{Major: 18}, view([]bool{false, false, false}, false), reg(),
+			[]string{"create-database", "create-table", "load-partition"}, ""},
+		{"empty replicas, zookeeper kept the group", Capabilities{Major: 18}, view([]bool{false, false, false}, false), reg("ch1", "ch2", "ch3"),
+			[]string{"create-database", "drop-group " + legacyPathShard, "create-table", "load-partition"}, ""},
+		{"one replica lost, still registered", Capabilities{Major: 18}, view([]bool{true, true, false}, false), reg("ch1", "ch2", "ch3"),
+			[]string{"create-database", "drop-registration " + legacyPathShard + "/replicas/ch3", "create-table", "load-partition"}, ""},
+		{"fixture: modern server, parts survived, zookeeper lost", modern, view([]bool{true, true, true}, true), reg(),
+			[]string{"create-database", "restore-metadata SYSTEM RESTORE REPLICA `default`.`traces` ON CLUSTER `default`"}, ""},
+		{"18.16, parts survived, zookeeper lost", Capabilities{Version: "18.16.1", Major: 18}, view([]bool{true, true, true}, true), reg(),
+			nil, "has no SYSTEM RESTORE REPLICA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := clusterPlan(base, tt.view, tt.caps, "default", tt.registered)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range p.Steps {
+				g := s.Action
+				if s.ZooKeeperPath != "" {
+					g += " " + s.ZooKeeperPath
+				}
+				if s.Action == "restore-metadata" {
+					g += " " + s.SQL
+				}
+				got = append(got, g)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("steps %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}
