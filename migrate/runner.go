@@ -177,6 +177,9 @@ func (r *Runner) previous(v int64) int64 {
 	return prev
 }
 
+// Dirty is the guidance for a database found dirty at v: what status and a refused up print.
+func (r *Runner) Dirty(v int64) *DirtyError { return r.dirtyError(v, nil) }
+
 func (r *Runner) dirtyError(v int64, failure error) *DirtyError {
 	return &DirtyError{Version: v, Undone: r.previous(v), Command: r.Command, Failure: failure, Database: r.describe()}
 }

@@ -164,7 +164,7 @@ func (a *app) migrateStatusCommand(f *migrateFlags) *cobra.Command {
 				}
 				switch {
 				case st.Dirty:
-					return &codeError{code: exitFailed, err: fmt.Errorf("%s is dirty at version %d; see 'tracevault migrate force --help'", st.Database, st.Version)}
+					return failed(r.Dirty(st.Version))
 				case len(st.Drift) > 0:
 					return &codeError{code: exitFailed, err: fmt.Errorf("%d applied migration file(s) changed since they ran; restore them, or add a new migration for the change", len(st.Drift))}
 				}
@@ -348,25 +348,28 @@ func (a *app) printSteps(cmd *cobra.Command, verb string, steps []migrate.Step) 
 	return nil
 }
 
-// snapshotBeforeMigrate takes a ClickHouse snapshot of the migrated database, so a bad
-// migration can be undone with restore; without a complete snapshot nothing is migrated.
+// snapshotBeforeMigrate takes a snapshot of the migrated database only, so a bad migration can
+// be undone with restore; without a complete snapshot nothing is migrated.
 func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
-	if f.target != config.SourceClickHouse {
-		return usage(errors.New("--snapshot-before covers ClickHouse only: PostgreSQL backups are not in this build; take a pg_dump first"))
-	}
 	r, err := jobs.OpenRepository(cmd.Context(), a.cfg.Storage, a.log)
 	if err != nil {
 		return failed(fmt.Errorf("snapshot before migrating: %w", err))
 	}
-	db := a.migrateDatabase(f)
 	cfg := *a.cfg
-	cfg.ClickHouse.Databases = []string{db}
-	m, err := jobs.Backup(cmd.Context(), &cfg, r, jobs.BackupRequest{
-		Only: []string{config.SourceClickHouse}, Tables: []string{db + ".*"}, Tags: []string{"before-migrate"}, LockWait: f.lockWait,
-	}, a.log)
+	req := jobs.BackupRequest{Only: []string{f.target}, Tags: []string{"before-migrate"}, LockWait: f.lockWait}
+	undo := "--only postgres --dry-run   (see 'tracevault restore --help' for --pg-database)"
+	if f.target == config.SourceClickHouse {
+		db := a.migrateDatabase(f)
+		cfg.ClickHouse.Databases = []string{db}
+		req.Tables = []string{db + ".*"}
+		undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --force", db)
+	} else {
+		cfg.Postgres.DSN = config.Secret(mpg.WithDatabase(cfg.Postgres.DSN.Reveal(), f.database))
+	}
+	m, err := jobs.Backup(cmd.Context(), &cfg, r, req, a.log)
 	if err != nil {
 		return failed(fmt.Errorf("snapshot before migrating failed, nothing was migrated: %w", err))
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "snapshot %s taken before migrating; to undo: tracevault restore %s --only clickhouse --tables '%s.*' --force\n", m.ID, m.ID, db)
+	fmt.Fprintf(cmd.ErrOrStderr(), "snapshot %s taken before migrating; to undo: tracevault restore %s %s\n", m.ID, m.ID, undo)
 	return nil
 }

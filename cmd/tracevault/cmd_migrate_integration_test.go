@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -121,5 +122,51 @@ clickhouse_database = %q
 	}
 	if code, out, _ := mig("status"); code != 0 || !strings.Contains(out, "pending: 1") {
 		t.Errorf("status after create: exit %d\n%s", code, out)
+	}
+}
+
+// TestMigrateCLIPostgres: --database picks a database on the [postgres] dsn's server; a failed
+// file exits 1 with the server error and the force commands; --snapshot-before
+// takes a PostgreSQL snapshot of that database first.
+func TestMigrateCLIPostgres(t *testing.T) {
+	env := stack.Require(t)
+	dsn := env.PGDatabase(t, "migcli")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	tmp := t.TempDir()
+	cfg := filepath.Join(tmp, "tracevault.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[storage]\nurl = \"file://%s/repo\"\n[postgres]\ndsn = %q\n[migrate]\npostgres_dir = %q\n", tmp, env.PGDSN, tmp)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"1_users.up.sql":   "CREATE TABLE users (id bigint PRIMARY KEY);",
+		"1_users.down.sql": "DROP TABLE users;",
+		"2_bad.up.sql":     "ALTER TABLE users ADD COLUMN email text; ALTER TABLE nope ADD COLUMN x int;",
+	} {
+		if err := os.WriteFile(filepath.Join(tmp, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mig := func(args ...string) (int, string, string) {
+		return runCLI(append([]string{"--config", cfg, "migrate", "--target", "postgres", "--database", db}, args...)...)
+	}
+	code, _, errs := mig("up", "--snapshot-before")
+	if !regexp.MustCompile(`snapshot \S+ taken before migrating`).MatchString(errs) {
+		t.Errorf("up --snapshot-before: no snapshot id printed\n%s", errs)
+	}
+	if code != 1 || !strings.Contains(errs, `relation "nope" does not exist`) || !strings.Contains(errs, "--database "+db+" force 1") {
+		t.Errorf("failed up: exit %d, want 1 with the server error and the force command\n%s", code, errs)
+	}
+	if code, out, _ := mig("status"); code != 1 || !strings.Contains(out, "version 2 (DIRTY)") {
+		t.Errorf("status when dirty: exit %d, want 1 and version 2 (DIRTY)\n%s", code, out)
+	}
+	if code, out, errs := mig("force", "1"); code != 0 || !strings.Contains(out, "forced version 1") {
+		t.Errorf("force 1: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := mig("status"); code != 0 || !strings.Contains(out, "version 1 (clean)") || !strings.Contains(out, "pending: 1") {
+		t.Errorf("status after force: exit %d\n%s", code, out)
 	}
 }

@@ -47,6 +47,7 @@ type Driver struct {
 	servers []*chsnap.Server // [0] is where everything is written
 	exec    *chsnap.HTTP     // servers[0]'s HTTP interface, in the migrated database: files use unqualified names
 	zk      *zk.Conn
+	holding []byte // the lock node's data while we hold it
 }
 
 var _ migrate.Driver = (*Driver)(nil)

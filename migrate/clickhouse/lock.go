@@ -66,6 +66,7 @@ func (d *Driver) acquire(ctx context.Context, wait time.Duration) error {
 		_, err := d.zk.Create(p, me, zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
 		switch {
 		case err == nil:
+			d.holding = me
 			return nil
 		case errors.Is(err, zk.ErrNoNode):
 			if err := d.createParents(p); err != nil {
@@ -123,7 +124,18 @@ func (d *Driver) Unlock(ctx context.Context) error {
 	if d.zk == nil {
 		return nil
 	}
-	if err := d.zk.Delete(d.lockPath(), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	// Delete only our own node: if our session expired, the node may now be another's.
+	data, stat, err := d.zk.Get(d.lockPath())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read lock node %s: %w", d.lockPath(), err)
+	}
+	if string(data) != string(d.holding) {
+		return fmt.Errorf("lock node %s is no longer ours (held by %s): the ZooKeeper session expired during the run", d.lockPath(), data)
+	}
+	if err := d.zk.Delete(d.lockPath(), stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("delete lock node %s: %w", d.lockPath(), err)
 	}
 	return nil

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,12 +44,9 @@ func Open(ctx context.Context, dsn, database string, log *slog.Logger) (*Driver,
 	if log == nil {
 		log = slog.Default()
 	}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgx.ParseConfig(WithDatabase(dsn, database))
 	if err != nil {
 		return nil, fmt.Errorf("parse [postgres] dsn: %w", err)
-	}
-	if database != "" {
-		cfg.Database = database
 	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		// Shown to a second migrator waiting for the lock, as the holder.
@@ -70,6 +69,19 @@ func Open(ctx context.Context, dsn, database string, log *slog.Logger) (*Driver,
 	d.schema = *schema
 	d.lockID = AdvisoryLockID(d.database, d.schema, migrationsTable)
 	return d, nil
+}
+
+// WithDatabase returns dsn pointed at database: the path of a URL, or a dbname keyword (the
+// last of a repeated keyword wins in libpq's key=value form).
+func WithDatabase(dsn, database string) string {
+	if database == "" {
+		return dsn
+	}
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + database
+		return u.String()
+	}
+	return dsn + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(database) + "'"
 }
 
 // AdvisoryLockID is golang-migrate's lock key for a migrations table: CRC-32 of
