@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
@@ -27,19 +28,30 @@ func connectZK(t *testing.T, env *stack.Env) *zk.Conn {
 	return conn
 }
 
-// rebuild plans and runs restore-replica for replica ch3 over the given databases.
-func rebuild(t *testing.T, env *stack.Env, dbs []string, which string) (*clickhouse.ReplicaPlan, *clickhouse.ReplicaResult, error) {
+// rebuild plans and runs restore-replica over the given databases, from a snapshot when m is set.
+func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*clickhouse.ReplicaPlan, *clickhouse.ReplicaResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	servers := dialAll(t, env)
-	b := clickhouse.NewRebuilder(ctx, servers, env.CHNative, connectZK(t, env), clickhouse.ReplicaOptions{
-		Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet, SyncTimeout: 2 * time.Minute})
+	o := clickhouse.ReplicaOptions{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet, SyncTimeout: 2 * time.Minute,
+		HTTP: map[string]string{}}
+	for i, addr := range env.CHNative {
+		o.HTTP[addr] = env.CHHTTP[i]
+	}
+	if m != nil {
+		var err error
+		if o.Snapshot, o.Objects, err = clickhouse.SnapshotSection(m); err != nil {
+			t.Fatal(err)
+		}
+		o.SnapshotID = m.ID
+	}
+	b := clickhouse.NewRebuilder(ctx, servers, env.CHNative, connectZK(t, env), o)
 	plan, err := b.Plan(ctx, which)
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := b.Execute(ctx, nil, plan, nil)
+	res, err := b.Execute(ctx, repo, plan, nil)
 	return plan, res, err
 }
 
@@ -118,7 +130,7 @@ func TestIsolatedReplicaRejoinsItsGroup(t *testing.T) {
 		t.Fatalf("check: healthy=%v, isolated %s.traces on ch3 found=%v; problems %+v", rep.Healthy, f.db, found, rep.Problems)
 	}
 
-	plan, res, err := rebuild(t, env, dbs, "ch3")
+	plan, res, err := rebuild(t, env, dbs, "ch3", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,19 +167,20 @@ func TestIsolatedReplicaRejoinsItsGroup(t *testing.T) {
 		t.Errorf("check after restore-replica: %+v", rep.Problems)
 	}
 	// A rerun finds nothing left to do.
-	if plan, _, err := rebuild(t, env, dbs, env.CHNative[2]); err != nil || len(plan.Steps) != 0 {
+	if plan, _, err := rebuild(t, env, dbs, env.CHNative[2], nil, nil); err != nil || len(plan.Steps) != 0 {
 		t.Errorf("rerun: %v, steps %+v", err, plan)
 	}
 }
 
 // TestLostVolumeReplicaIsRebuilt: replica 3 starts with an empty data directory; restore-replica
 // re-creates every database and table, replaces its stale ZooKeeper registrations, and it
-// converges to its peers' data.
+// converges to its peers' data; its local event_log comes back from the snapshot.
 func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 	f := newFixture(t, 2000)
 	env := f.env
 	ctx := context.Background()
 	want := f.checksums(t, f.db)
+	snap := f.backup(t)
 	if err := env.Stop(ctx, "ch3"); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +193,7 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 		if err := env.Start(context.Background(), "ch3"); err != nil {
 			t.Errorf("restart ch3: %v", err)
 		}
-		if _, _, err := rebuild(t, env, []string{"*"}, "ch3"); err != nil {
+		if _, _, err := rebuild(t, env, []string{"*"}, "ch3", nil, nil); err != nil {
 			t.Errorf("heal ch3: %v", err)
 		}
 	})
@@ -211,7 +224,7 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 		t.Errorf("check found %d objects missing on ch3, want 13: %+v", missing, rep.Problems)
 	}
 
-	plan, res, err := rebuild(t, env, []string{"*"}, "ch3")
+	plan, res, err := rebuild(t, env, []string{"*"}, "ch3", f.repo, snap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +235,8 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 			count[s.Action]++
 		}
 	}
-	if count["drop-registration"] != 6 || count["create-table"] != 7 || count["create-view"] != 6 || count["verify"] != 6 || count["create-database"] != 1 {
-		t.Errorf("plan for %s: %v; want the database, 7 tables, 6 views, and 6 stale registrations replaced and verified", f.db, count)
+	if count["drop-registration"] != 6 || count["create-table"] != 7 || count["create-view"] != 6 || count["verify"] != 6 || count["create-database"] != 1 || count["load-partition"] == 0 {
+		t.Errorf("plan for %s: %v; want the database, 7 tables, 6 views, 6 stale registrations replaced and verified, event_log loaded", f.db, count)
 	}
 	if len(res.Verified) < 6 {
 		t.Errorf("verified only %v", res.Verified)
@@ -234,8 +247,8 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 			t.Errorf("replica 3 %s after rebuild:\n%s\nwant\n%s", tbl, got[2][tbl], sum)
 		}
 	}
-	if got[2]["event_log"] != "" {
-		t.Errorf("replica 3's event_log should be empty without a snapshot, holds %s", got[2]["event_log"])
+	if got[2]["event_log"] != want[2]["event_log"] || want[2]["event_log"] == want[0]["event_log"] {
+		t.Errorf("replica 3's own event_log after rebuild:\n%s\nwant its own from the snapshot\n%s", got[2]["event_log"], want[2]["event_log"])
 	}
 	if rep := check(t, env, []string{f.db}); !rep.Healthy {
 		t.Errorf("check after rebuild: %+v", rep.Problems)
