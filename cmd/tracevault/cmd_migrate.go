@@ -46,7 +46,11 @@ for ClickHouse an ephemeral ZooKeeper node, so runners on different hosts never 
 A failing migration leaves schema_migrations dirty at its version and prints the statement, the
 server's error and the force commands; later runs refuse until 'force'. On a cluster, after each
 migration every replica must agree on schema_migrations and the touched tables' columns.
-'status' exits 1 when the database is dirty or an applied file changed since it ran (drift).`,
+'status' exits 1 when the database is dirty or an applied file changed since it ran (drift).
+
+ClickHouse files run over the first replica's HTTP interface ([clickhouse] http_addresses) in the
+migrated database, so unqualified table names resolve as they do under golang-migrate.
+--snapshot-before (up, down, goto) snapshots the migrated database first and prints the id.`,
 		Example: examples(
 			"tracevault migrate --target clickhouse status",
 			"tracevault migrate --target clickhouse up --snapshot-before",
