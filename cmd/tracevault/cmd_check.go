@@ -59,8 +59,14 @@ Exits 0 when healthy, 1 when any problem was found.`,
 					defer conn.Close()
 				}
 			}
+			// The migrated database is checked too, for its schema_migrations, even when it is
+			// not among the databases backed up.
+			dbs := ch.Databases
+			if m := cfg.Migrate.ClickHouseDatabase; m != "" {
+				dbs = append(append([]string{}, dbs...), m)
+			}
 			rep, err := clickhouse.Check(ctx, servers, ch.Addresses, conn, clickhouse.CheckOptions{
-				Filter:    clickhouse.Filter{Databases: ch.Databases, Include: ch.IncludeTables, Exclude: ch.ExcludeTables},
+				Filter:    clickhouse.Filter{Databases: dbs, Include: ch.IncludeTables, Exclude: ch.ExcludeTables},
 				ZooKeeper: health, MaxDelay: maxDelay,
 			})
 			if err != nil {

@@ -297,7 +297,7 @@ func judge(view *View, facts []replicaFacts, migrations []Migration, o CheckOpti
 		if m.Dirty {
 			rep.Problems = append(rep.Problems, Problem{Kind: "migration", Table: m.Database + ".schema_migrations",
 				Message: fmt.Sprintf("migration %d in %s is dirty: it failed part way, and later migrations will refuse to run", m.Version, m.Database),
-				Fix:     fmt.Sprintf("repair what migration %d left half done, then mark it clean: migrate -database clickhouse://... force %d", m.Version, m.Version)})
+				Fix:     fmt.Sprintf("repair what migration %d left half done, then mark it clean: tracevault migrate --target clickhouse --database %s force %d", m.Version, m.Database, m.Version)})
 		}
 	}
 	rep.Healthy = len(rep.Problems) == 0
