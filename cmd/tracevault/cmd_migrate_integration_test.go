@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/deploy/stack"
+	mch "github.com/tracevault/tracevault/migrate/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 func quoteList(xs []string) string {
@@ -58,6 +60,15 @@ clickhouse_database = %q
 		if srv, err := clickhouse.Dial(ctx, env.CHNative[0], clickhouse.ConnOptions{}); err == nil {
 			_ = srv.Conn.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, env.CHCluster))
 			srv.Close()
+		}
+		if zk, err := zookeeper.Connect(ctx, []string{env.ZK}, 10*time.Second, nil); err == nil {
+			shards, _, _ := zk.Children("/clickhouse/tables")
+			for _, shard := range shards {
+				_ = zk.Delete("/clickhouse/tables/"+shard+"/"+db, -1)
+			}
+			_ = zk.Delete(mch.LockRoot+"/"+db+"/lock", -1)
+			_ = zk.Delete(mch.LockRoot+"/"+db, -1)
+			zk.Close()
 		}
 	})
 	write := func(name, body string) {

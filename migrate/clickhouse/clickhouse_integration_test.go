@@ -39,6 +39,11 @@ func newScratch(t *testing.T) *scratch {
 			srv.Close()
 		}
 		if zk, err := zookeeper.Connect(ctx, []string{env.ZK}, 10*time.Second, nil); err == nil {
+			// ClickHouse drops a table's replication nodes but leaves the database's parent.
+			shards, _, _ := zk.Children("/clickhouse/tables")
+			for _, shard := range shards {
+				_ = zk.Delete("/clickhouse/tables/"+shard+"/"+s.db, -1)
+			}
 			_ = zk.Delete(LockRoot+"/"+s.db+"/lock", -1)
 			_ = zk.Delete(LockRoot+"/"+s.db, -1)
 			zk.Close()
