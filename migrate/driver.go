@@ -10,6 +10,8 @@ import (
 // Driver is one database's side of a migration, shaped like golang-migrate's database.Driver:
 // the runner above it is shared by every target.
 type Driver interface {
+	// Name says which database this is, for messages: "clickhouse database default".
+	Name() string
 	// Lock excludes every other migrator of the same database, waiting at most wait; a timeout
 	// returns a *LockedError naming the holder.
 	Lock(ctx context.Context, wait time.Duration) error

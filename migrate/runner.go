@@ -181,14 +181,7 @@ func (r *Runner) previous(v int64) int64 {
 func (r *Runner) Dirty(v int64) *DirtyError { return r.dirtyError(v, nil) }
 
 func (r *Runner) dirtyError(v int64, failure error) *DirtyError {
-	return &DirtyError{Version: v, Undone: r.previous(v), Command: r.Command, Failure: failure, Database: r.describe()}
-}
-
-func (r *Runner) describe() string {
-	if d, ok := r.Driver.(interface{ Name() string }); ok {
-		return d.Name()
-	}
-	return "the database"
+	return &DirtyError{Version: v, Undone: r.previous(v), Command: r.Command, Failure: failure, Database: r.Driver.Name()}
 }
 
 // Migrate locks, plans op and applies it step by step. before, when not nil, sees the plan
@@ -219,7 +212,7 @@ func (r *Runner) Migrate(ctx context.Context, op Op, before func(context.Context
 
 func (r *Runner) lock(ctx context.Context) error {
 	if err := r.Driver.Lock(ctx, r.LockWait); err != nil {
-		return fmt.Errorf("take the migration lock of %s: %w", r.describe(), err)
+		return fmt.Errorf("take the migration lock of %s: %w", r.Driver.Name(), err)
 	}
 	return nil
 }
@@ -229,7 +222,7 @@ func (r *Runner) unlock(err *error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if uerr := r.Driver.Unlock(ctx); uerr != nil {
-		*err = errors.Join(*err, fmt.Errorf("release the migration lock of %s: %w", r.describe(), uerr))
+		*err = errors.Join(*err, fmt.Errorf("release the migration lock of %s: %w", r.Driver.Name(), uerr))
 	}
 }
 

@@ -38,7 +38,7 @@ func (r *Runner) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Database: r.describe(), Version: cur, Dirty: dirty, Applied: []FileState{}, Pending: []FileState{}, Drift: []FileState{}}
+	st := &Status{Database: r.Driver.Name(), Version: cur, Dirty: dirty, Applied: []FileState{}, Pending: []FileState{}, Drift: []FileState{}}
 	st.VersionWithoutFile = cur != NilVersion && r.index(cur) < 0
 	for _, m := range r.Migrations {
 		sum, err := Checksum(m.Up)
