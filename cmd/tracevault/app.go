@@ -79,8 +79,10 @@ func (a *app) rootCommand() *cobra.Command {
 		a.deleteCommand(),
 		a.verifyCommand(),
 		a.pruneCommand(),
+		a.migrateCommand(),
+		a.checkCommand(),
+		a.restoreReplicaCommand(),
 	)
-	root.AddCommand(stubCommands()...)
 	return root
 }
 
