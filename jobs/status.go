@@ -151,6 +151,10 @@ func (d *Daemon) freshness(snaps []store.Manifest, now time.Time) []Freshness {
 	return out
 }
 
+func (d *Daemon) configuredSource(src string) bool {
+	return slices.Contains(d.configuredSources(), src)
+}
+
 func (d *Daemon) configuredSources() []string {
 	var out []string
 	if d.cfg.Postgres.DSN != "" {

@@ -30,6 +30,8 @@ type indexPage struct {
 	StatusErr    string
 	ZooKeeper    []zookeeper.ServerHealth
 	ZooKeeperErr string
+	Migrations    []jobs.MigrationState
+	MigrationsErr string
 	// Problems come first on the page, each with what to do about it.
 	Problems []problem
 }
@@ -58,6 +60,21 @@ func problems(p indexPage) []problem {
 		}
 		for _, w := range h.Warnings {
 			out = append(out, problem{fmt.Sprintf("zookeeper %s: %s", h.Server, w), "tracevault zk health"})
+		}
+	}
+	if p.MigrationsErr != "" {
+		out = append(out, problem{"migrations: " + p.MigrationsErr, "tracevault migrate --target clickhouse status"})
+	}
+	for _, m := range p.Migrations {
+		status := "tracevault migrate --target " + m.Target + " status"
+		switch {
+		case m.Error != "":
+			out = append(out, problem{fmt.Sprintf("%s migrations: %s", m.Target, m.Error), status})
+		case m.Status.Dirty:
+			out = append(out, problem{fmt.Sprintf("%s schema_migrations is dirty at version %d: a migration failed half-way", m.Target, m.Status.Version),
+				fmt.Sprintf("fix the schema by hand, then tracevault migrate --target %s force %d", m.Target, m.Status.Version)})
+		case len(m.Status.Drift) > 0:
+			out = append(out, problem{fmt.Sprintf("%s: %d applied migration files changed since they ran", m.Target, len(m.Status.Drift)), status})
 		}
 	}
 	return out

@@ -37,6 +37,11 @@ type ZooKeeperSource interface {
 	ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, error)
 }
 
+// MigrationSource reports each target's schema_migrations against its files.
+type MigrationSource interface {
+	Migrations(ctx context.Context) ([]jobs.MigrationState, error)
+}
+
 // Actions are what an operator holding the token may do from the page or the API.
 type Actions interface {
 	Trigger(job, trigger string) (jobs.Run, error)
@@ -48,6 +53,7 @@ type Source interface {
 	StatusSource
 	Catalog
 	ZooKeeperSource
+	MigrationSource
 	Actions
 }
 
@@ -102,7 +108,8 @@ func New(opts Options, src Source) *Server {
 	s.mux.Handle("GET /api/v1/runs", read(s.apiStatusPart(func(st jobs.Status) any { return st.Runs })))
 	s.mux.Handle("GET /api/v1/snapshots", read(s.apiStatusPart(func(st jobs.Status) any { return st.Snapshots })))
 	s.mux.Handle("GET /api/v1/snapshots/{id}", read(s.apiSnapshot))
-	s.mux.Handle("GET /api/v1/zookeeper", read(s.apiZooKeeper))
+	s.mux.Handle("GET /api/v1/zookeeper", read(apiPanel(s, s.src.ZooKeeper)))
+	s.mux.Handle("GET /api/v1/migrations", read(apiPanel(s, s.src.Migrations)))
 	s.mux.HandleFunc("POST /api/v1/jobs/{name}/run", s.runJob)
 	s.mux.HandleFunc("POST /api/v1/snapshots/{id}/verify", s.verifySnapshot)
 
@@ -178,6 +185,10 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	wg.Go(func() {
 		zk, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.ZooKeeper)
 		p.ZooKeeper, p.ZooKeeperErr = zk, errText(err)
+	})
+	wg.Go(func() {
+		ms, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.Migrations)
+		p.Migrations, p.MigrationsErr = ms, errText(err)
 	})
 	wg.Wait()
 	p.Problems = problems(p)
@@ -307,13 +318,16 @@ func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) apiZooKeeper(w http.ResponseWriter, r *http.Request) {
-	hs, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.ZooKeeper)
-	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
-		return
+// apiPanel serves one panel's data as JSON, with the panel's timeout.
+func apiPanel[T any](s *Server, read func(context.Context) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := bounded(r.Context(), s.opts.PanelTimeout, read)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
-	writeJSON(w, http.StatusOK, hs)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

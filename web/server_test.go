@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/migrate"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -27,6 +28,7 @@ type fakeSource struct {
 	zkDelay time.Duration
 	zk      []zookeeper.ServerHealth
 	snap    *store.Manifest
+	migs    []jobs.MigrationState
 
 	mu        sync.Mutex
 	triggered []string
@@ -51,6 +53,8 @@ func (f *fakeSource) ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, e
 	time.Sleep(f.zkDelay)
 	return f.zk, nil
 }
+
+func (f *fakeSource) Migrations(context.Context) ([]jobs.MigrationState, error) { return f.migs, nil }
 
 func (f *fakeSource) Snapshot(_ context.Context, id string) (*store.Manifest, error) {
 	if f.snap == nil || !strings.HasPrefix(f.snap.ID, id) {
@@ -111,6 +115,8 @@ func sampleSource() *fakeSource {
 				{Source: "postgres", Level: jobs.LevelBad, Reason: "no complete snapshot holds postgres"}},
 		},
 		zk:   []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
+		migs: []jobs.MigrationState{{Target: "clickhouse", Status: &migrate.Status{Database: "default", Version: 7, Dirty: true,
+			Pending: []migrate.FileState{{Version: 8, Title: "add_tags"}}}}},
 		snap: &store.Manifest{ID: "20261125T0300-ab", Status: "complete", Objects: []store.ManifestObject{{Source: "clickhouse", Kind: "partition", Database: "default", Table: "traces", Partition: "202605", Rows: 10}}},
 	}
 }
@@ -121,7 +127,8 @@ func TestPageAndAPI(t *testing.T) {
 
 	resp, body := get(t, s, "/")
 	for _, want := range []string{"nightly", "in 2 h", "file:///repo", "every day at 03:00 UTC", "4242", "standalone",
-		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`} {
+		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`,
+		"clickhouse schema_migrations is dirty at version 7", "tracevault migrate --target clickhouse force 7", "8_add_tags"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -144,6 +151,7 @@ func TestPageAndAPI(t *testing.T) {
 		{"/api/v1/snapshots", &[]jobs.SnapshotSummary{}, func(v any) bool { return len(*v.(*[]jobs.SnapshotSummary)) == 1 }},
 		{"/api/v1/snapshots/20261125T0300", &store.Manifest{}, func(v any) bool { return v.(*store.Manifest).Objects[0].Table == "traces" }},
 		{"/api/v1/zookeeper", &[]zookeeper.ServerHealth{}, func(v any) bool { return (*v.(*[]zookeeper.ServerHealth))[0].ZnodeCount == 4242 }},
+		{"/api/v1/migrations", &[]jobs.MigrationState{}, func(v any) bool { return (*v.(*[]jobs.MigrationState))[0].Status.Dirty }},
 	}
 	for _, a := range apis {
 		resp, body := get(t, s, a.path)

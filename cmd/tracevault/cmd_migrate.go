@@ -15,7 +15,6 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/migrate"
-	mch "github.com/tracevault/tracevault/migrate/clickhouse"
 	mpg "github.com/tracevault/tracevault/migrate/postgres"
 )
 
@@ -246,74 +245,32 @@ func (a *app) migrateTarget(cmd *cobra.Command, f *migrateFlags) (*config.Config
 		return nil, "", err
 	}
 	a.cfg = cfg
-	dir := f.dir
-	switch f.target {
-	case config.SourceClickHouse:
-		if dir == "" {
-			dir = cfg.Migrate.ClickHouseDir
-		}
-	case config.SourcePostgres:
-		if dir == "" {
-			dir = cfg.Migrate.PostgresDir
-		}
-	default:
+	if f.target != config.SourceClickHouse && f.target != config.SourcePostgres {
 		return nil, "", usage(fmt.Errorf("--target %q: choose clickhouse or postgres", f.target))
 	}
-	return cfg, dir, nil
+	return cfg, jobs.MigrateDir(cfg, f.target, f.dir), nil
 }
 
 // withRunner opens the target's driver and runner for one command.
 func (a *app) withRunner(cmd *cobra.Command, f *migrateFlags, do func(context.Context, *migrate.Runner) error) error {
-	cfg, dir, err := a.migrateTarget(cmd, f)
+	cfg, _, err := a.migrateTarget(cmd, f)
 	if err != nil {
 		return err
 	}
-	migrations, err := migrate.Load(dir)
+	ctx := cmd.Context()
+	r, err := jobs.OpenMigrator(ctx, cfg, f.target, jobs.MigrateOptions{Database: f.database, Dir: f.dir, LockWait: f.lockWait,
+		SyncTimeout: f.syncTimeout, Command: a.migrateCommandLine(cmd, f)}, a.log)
+	if errors.Is(err, jobs.ErrNotConfigured) {
+		return usage(err)
+	}
 	if err != nil {
 		return failed(err)
 	}
-	ctx := cmd.Context()
-	r := &migrate.Runner{Migrations: migrations, LockWait: f.lockWait, Log: a.log, Command: a.migrateCommandLine(cmd, f)}
-	switch f.target {
-	case config.SourceClickHouse:
-		if len(cfg.ClickHouse.Addresses) == 0 {
-			return usage(errors.New("no ClickHouse configured: set [clickhouse] addresses"))
-		}
-		r.Cluster = cfg.Migrate.Cluster
-		if r.Cluster == "" {
-			r.Cluster = cfg.ClickHouse.Cluster
-		}
-		d, err := mch.Open(ctx, mch.Options{
-			Addresses: cfg.ClickHouse.Addresses, HTTPAddresses: cfg.ClickHouse.HTTPAddresses, Conn: jobs.ClickHouseConn(cfg.ClickHouse),
-			Database: a.migrateDatabase(f), Cluster: r.Cluster,
-			ZooKeeper: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
-			SyncTimeout: f.syncTimeout, Log: a.log,
-		})
-		if err != nil {
-			return failed(err)
-		}
-		defer d.Close()
-		r.Driver = d
-	case config.SourcePostgres:
-		if cfg.Postgres.DSN == "" {
-			return usage(errors.New("no PostgreSQL configured: set [postgres] dsn"))
-		}
-		d, err := mpg.Open(ctx, cfg.Postgres.DSN.Reveal(), f.database, a.log)
-		if err != nil {
-			return failed(err)
-		}
-		defer d.Close()
-		r.Driver = d
-	}
+	defer r.Driver.Close()
 	return do(ctx, r)
 }
 
-func (a *app) migrateDatabase(f *migrateFlags) string {
-	if f.database != "" {
-		return f.database
-	}
-	return a.cfg.Migrate.ClickHouseDatabase
-}
+func (a *app) migrateDatabase(f *migrateFlags) string { return jobs.MigrateDatabase(a.cfg, f.database) }
 
 // migrateCommandLine is the command an operator retypes to address the same target, for the
 // guidance printed after a failure.

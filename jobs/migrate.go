@@ -1,0 +1,117 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/migrate"
+	mch "github.com/tracevault/tracevault/migrate/clickhouse"
+	mpg "github.com/tracevault/tracevault/migrate/postgres"
+)
+
+// ErrNotConfigured means the configuration lacks what an operation needs: a usage error.
+var ErrNotConfigured = errors.New("not configured")
+
+// MigrateOptions are one migration command's overrides of [migrate].
+type MigrateOptions struct {
+	Database    string // ClickHouse database, or the PostgreSQL database in place of the DSN's
+	Dir         string
+	LockWait    time.Duration
+	SyncTimeout time.Duration
+	// Command is how an operator addresses this target again, for the guidance after a failure.
+	Command string
+}
+
+// MigrateDir is a target's migrations directory: the override, else [migrate]'s.
+func MigrateDir(cfg *config.Config, target, override string) string {
+	switch {
+	case override != "":
+		return override
+	case target == config.SourceClickHouse:
+		return cfg.Migrate.ClickHouseDir
+	}
+	return cfg.Migrate.PostgresDir
+}
+
+// MigrateDatabase is the ClickHouse database a migration addresses: the override, else [migrate]'s.
+func MigrateDatabase(cfg *config.Config, override string) string {
+	if override != "" {
+		return override
+	}
+	return cfg.Migrate.ClickHouseDatabase
+}
+
+// OpenMigrator loads a target's migrations and opens its driver, the one mapping from the
+// configuration that `tracevault migrate` and the status page share. The caller closes r.Driver.
+func OpenMigrator(ctx context.Context, cfg *config.Config, target string, o MigrateOptions, log *slog.Logger) (*migrate.Runner, error) {
+	migrations, err := migrate.Load(MigrateDir(cfg, target, o.Dir))
+	if err != nil {
+		return nil, err
+	}
+	r := &migrate.Runner{Migrations: migrations, LockWait: o.LockWait, Log: log, Command: o.Command}
+	switch target {
+	case config.SourceClickHouse:
+		if len(cfg.ClickHouse.Addresses) == 0 {
+			return nil, fmt.Errorf("no ClickHouse configured: set [clickhouse] addresses: %w", ErrNotConfigured)
+		}
+		r.Cluster = cfg.Migrate.Cluster
+		if r.Cluster == "" {
+			r.Cluster = cfg.ClickHouse.Cluster
+		}
+		d, err := mch.Open(ctx, mch.Options{
+			Addresses: cfg.ClickHouse.Addresses, HTTPAddresses: cfg.ClickHouse.HTTPAddresses, Conn: ClickHouseConn(cfg.ClickHouse),
+			Database: MigrateDatabase(cfg, o.Database), Cluster: r.Cluster,
+			ZooKeeper: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
+			SyncTimeout: o.SyncTimeout, Log: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.Driver = d
+	case config.SourcePostgres:
+		if cfg.Postgres.DSN == "" {
+			return nil, fmt.Errorf("no PostgreSQL configured: set [postgres] dsn: %w", ErrNotConfigured)
+		}
+		d, err := mpg.Open(ctx, cfg.Postgres.DSN.Reveal(), o.Database, log)
+		if err != nil {
+			return nil, err
+		}
+		r.Driver = d
+	default:
+		return nil, fmt.Errorf("--target %q: choose clickhouse or postgres: %w", target, ErrNotConfigured)
+	}
+	return r, nil
+}
+
+// MigrationState is one target's migrations as the status page shows them.
+type MigrationState struct {
+	Target string          `json:"target"`
+	Status *migrate.Status `json:"status,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// Migrations reports every configured target whose migrations directory exists.
+func (d *Daemon) Migrations(ctx context.Context) ([]MigrationState, error) {
+	var out []MigrationState
+	for _, target := range []string{config.SourceClickHouse, config.SourcePostgres} {
+		if _, err := os.Stat(MigrateDir(d.cfg, target, "")); err != nil || !d.configuredSource(target) {
+			continue
+		}
+		st := MigrationState{Target: target}
+		r, err := OpenMigrator(ctx, d.cfg, target, MigrateOptions{}, d.log)
+		if err == nil {
+			st.Status, err = r.Status(ctx)
+			r.Driver.Close()
+		}
+		if err != nil {
+			st.Error = err.Error()
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
