@@ -26,10 +26,10 @@ type base struct {
 
 type indexPage struct {
 	base
-	Status       jobs.Status
-	StatusErr    string
-	ZooKeeper    []zookeeper.ServerHealth
-	ZooKeeperErr string
+	Status        jobs.Status
+	StatusErr     string
+	ZooKeeper     []zookeeper.ServerHealth
+	ZooKeeperErr  string
 	Migrations    []jobs.MigrationState
 	MigrationsErr string
 	// Problems come first on the page, each with what to do about it.

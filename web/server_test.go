@@ -114,7 +114,7 @@ func sampleSource() *fakeSource {
 			Freshness: []jobs.Freshness{{Source: "clickhouse", Snapshot: "20261125T0300-ab", AgeSeconds: 3600, IntervalSeconds: 86400, Level: jobs.LevelOK, Reason: "within its schedule"},
 				{Source: "postgres", Level: jobs.LevelBad, Reason: "no complete snapshot holds postgres"}},
 		},
-		zk:   []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
+		zk: []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
 		migs: []jobs.MigrationState{{Target: "clickhouse", Status: &migrate.Status{Database: "default", Version: 7, Dirty: true,
 			Pending: []migrate.FileState{{Version: 8, Title: "add_tags"}}}}},
 		snap: &store.Manifest{ID: "20261125T0300-ab", Status: "complete", Objects: []store.ManifestObject{{Source: "clickhouse", Kind: "partition", Database: "default", Table: "traces", Partition: "202605", Rows: 10}}},
