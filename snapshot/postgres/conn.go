@@ -105,7 +105,7 @@ func splitPassword(dsn string) (clean, password string) {
 	if strings.HasPrefix(password, "'") {
 		password = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(password[1 : len(password)-1])
 	}
-	return strings.TrimSpace(kvPassword.ReplaceAllString(dsn, "$1")), password
+	return strings.TrimSpace(kvPassword.ReplaceAllString(dsn, "")), password
 }
 
 // Ident quotes a PostgreSQL identifier.

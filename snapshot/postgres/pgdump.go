@@ -103,3 +103,79 @@ func scriptSQL(script io.Reader) (string, error) {
 	}
 	return out.String(), sc.Err()
 }
+
+// entry is one object of a pg_dump script, with the session settings pg_dump had in force
+// when it wrote it, so it runs the same on any connection.
+type entry struct {
+	Type string // pg_dump's TOC type: INDEX, CONSTRAINT, FK CONSTRAINT, TRIGGER, ...
+	SQL  string
+}
+
+var (
+	tocHeader = regexp.MustCompile(`^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: `)
+	// Only the settings pg_dump itself emits, one per line; a "SET" line inside a rule body
+	// stays part of its statement.
+	dumpSetting = regexp.MustCompile(`^(?:SET (statement_timeout|lock_timeout|idle_in_transaction_session_timeout|client_encoding|standard_conforming_strings|check_function_bodies|xmloption|client_min_messages|row_security|default_tablespace|default_table_access_method|default_with_oids) = .*;|SELECT pg_catalog\.set_config\('(search_path)', .*\);)$`)
+)
+
+// splitScript cuts a pg_dump plain script (after scriptSQL) at its "-- Name: ...; Type: ..."
+// headers. pg_dump writes a SET only when a value changes, for the entries after it; each
+// entry here carries every setting in force, so entries can run on separate connections.
+func splitScript(sql string) []entry {
+	var out []entry
+	settings := map[string]string{}
+	var order []string
+	var cur *entry
+	var body strings.Builder
+	flush := func() {
+		if strings.TrimSpace(stripComments(body.String())) != "" {
+			if cur == nil {
+				cur = &entry{}
+			}
+			cur.SQL += body.String()
+			out = append(out, *cur)
+		}
+		body.Reset()
+	}
+	for _, line := range strings.Split(sql, "\n") {
+		if m := dumpSetting.FindStringSubmatch(line); m != nil {
+			name := m[1] + m[2]
+			if _, ok := settings[name]; !ok {
+				order = append(order, name)
+			}
+			settings[name] = line
+			continue
+		}
+		if m := tocHeader.FindStringSubmatch(line); m != nil {
+			flush()
+			var pre strings.Builder
+			for _, name := range order {
+				pre.WriteString(settings[name] + "\n")
+			}
+			cur = &entry{Type: m[1], SQL: pre.String()}
+		}
+		body.WriteString(line + "\n")
+	}
+	flush()
+	return out
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(line, "--") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// statementOf names an entry in errors: its first line of SQL after settings and header.
+func statementOf(sql string) string {
+	for _, line := range strings.Split(sql, "\n") {
+		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "--") && !dumpSetting.MatchString(line) {
+			return line
+		}
+	}
+	return ""
+}

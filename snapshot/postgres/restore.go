@@ -404,20 +404,22 @@ func (r *Restorer) executeFull(ctx context.Context, repo *store.Repository, plan
 		switch s.Action {
 		case "create-database":
 			err = r.createDatabase(ctx, plan)
-		case "pre-data", "post-data":
-			if s.Action == "post-data" {
-				if err = r.loadAll(ctx, repo, plan, loads, finish); err != nil {
-					return done, err
-				}
-			}
+		case "pre-data":
 			err = r.runScript(ctx, repo, plan.LoadInto, s)
+		case "post-data":
+			if err = r.loadAll(ctx, repo, plan, loads, finish); err != nil {
+				return done, err
+			}
+			err = r.runPostData(ctx, repo, plan.LoadInto, s)
 		case "load", "large-objects":
 			loads = append(loads, s)
 			continue
 		case "sequences":
 			err = r.setSequences(ctx, plan)
 		case "verify":
+			start := time.Now()
 			err = r.verify(ctx, plan)
+			r.opts.Log.Info("verified row counts", "database", plan.LoadInto, "seconds", time.Since(start).Seconds())
 		case "swap":
 			err = r.swap(ctx, plan)
 		}
@@ -497,24 +499,112 @@ func (r *Restorer) swap(ctx context.Context, plan *Plan) error {
 // runScript replays a pg_dump section as one simple-protocol message: the server runs it as
 // one implicit transaction, so a failing statement leaves none of the section behind.
 func (r *Restorer) runScript(ctx context.Context, repo *store.Repository, db string, s Step) error {
-	obj, err := repo.OpenObject(ctx, s.ref)
+	sql, err := readScript(ctx, repo, s)
 	if err != nil {
 		return err
-	}
-	defer obj.Close()
-	sql, err := scriptSQL(obj)
-	if err != nil {
-		return fmt.Errorf("read %s object %s: %w", s.Action, s.ref.ID, err)
 	}
 	conn, err := r.connectTo(ctx, db)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	start := time.Now()
 	if _, err := conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 		return explain("run "+s.Action+" in "+db, err)
 	}
+	r.opts.Log.Info("replayed schema", "section", s.Action, "database", db, "seconds", time.Since(start).Seconds())
 	return nil
+}
+
+func readScript(ctx context.Context, repo *store.Repository, s Step) (string, error) {
+	obj, err := repo.OpenObject(ctx, s.ref)
+	if err != nil {
+		return "", err
+	}
+	defer obj.Close()
+	sql, err := scriptSQL(obj)
+	if err != nil {
+		return "", fmt.Errorf("read %s object %s: %w", s.Action, s.ref.ID, err)
+	}
+	return sql, nil
+}
+
+// parallelSafe are post-data entries that lock only their own table, so any number run at
+// once without deadlock; pg_dump writes them first, together. Foreign keys lock two tables
+// and wait for the indexes they reference, so they and everything after run in order.
+func parallelSafe(typ string) bool { return typ == "INDEX" || typ == "CONSTRAINT" }
+
+// runPostData builds indexes and constraints on Parallel connections, as pg_restore -j does,
+// then the rest of post-data in pg_dump's order. Each entry commits on its own: a failed
+// restore of a new database drops it whole, so one transaction would buy nothing.
+func (r *Restorer) runPostData(ctx context.Context, repo *store.Repository, db string, s Step) error {
+	sql, err := readScript(ctx, repo, s)
+	if err != nil {
+		return err
+	}
+	entries := splitScript(sql)
+	conns := make([]*pgx.Conn, r.opts.Parallel)
+	for i := range conns {
+		if conns[i], err = r.connectTo(ctx, db); err != nil {
+			return err
+		}
+		defer conns[i].Close(context.WithoutCancel(ctx))
+	}
+	start := time.Now()
+	for i := 0; i < len(entries); {
+		j := i
+		for j < len(entries) && parallelSafe(entries[j].Type) {
+			j++
+		}
+		if j == i {
+			if err := r.runEntry(ctx, conns[0], entries[i]); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		if err := r.runParallel(ctx, conns, entries[i:j]); err != nil {
+			return err
+		}
+		i = j
+	}
+	r.opts.Log.Info("replayed schema", "section", s.Action, "database", db, "entries", len(entries), "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+func (r *Restorer) runEntry(ctx context.Context, conn *pgx.Conn, e entry) error {
+	start := time.Now()
+	if _, err := conn.PgConn().Exec(ctx, e.SQL).ReadAll(); err != nil {
+		return explain(fmt.Sprintf("post-data %s %.120s", e.Type, statementOf(e.SQL)), err)
+	}
+	r.opts.Log.Debug("post-data entry", "type", e.Type, "statement", statementOf(e.SQL), "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+func (r *Restorer) runParallel(ctx context.Context, conns []*pgx.Conn, entries []entry) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan entry, len(entries))
+	for _, e := range entries {
+		work <- e
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Go(func() {
+			for e := range work {
+				if ctx.Err() != nil {
+					return
+				}
+				if err := r.runEntry(ctx, conn, e); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
 }
 
 // loadAll runs the load steps on Parallel connections, largest first (the manifest's order).
@@ -547,17 +637,18 @@ func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Pl
 				if ctx.Err() != nil {
 					return
 				}
+				start := time.Now()
 				var err error
 				if s.Action == "large-objects" {
 					err = loadLargeObjects(ctx, conn, repo, s)
 				} else {
-					err = copyIn(ctx, conn, repo, s.loads[0])
+					err = copyFrozen(ctx, conn, repo, s.loads[0])
 				}
 				if err != nil {
 					cancel(fmt.Errorf("restore step %s %s: %w", s.Action, s.Target, err))
 					return
 				}
-				r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows)
+				r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows, "seconds", time.Since(start).Seconds())
 				mu.Lock()
 				finish(s)
 				mu.Unlock()
@@ -571,15 +662,34 @@ func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Pl
 	return nil
 }
 
+// copyFrozen loads a table of a new database with COPY FREEZE: rows arrive frozen and
+// all-visible, so the index builds, foreign-key checks and row counts that follow, and the
+// first queries after the restore, do not rewrite every page to set hint bits. FREEZE needs
+// the table emptied in the same transaction, hence the TRUNCATE of a table known to be empty.
+func copyFrozen(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return explain("begin loading "+l.table.FullName(), err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "TRUNCATE ONLY "+Ident(l.table.Schema, l.table.Name)); err != nil {
+		return explain("prepare "+l.table.FullName(), err)
+	}
+	if err := copyIn(ctx, conn, repo, l, " WITH (FREEZE)"); err != nil {
+		return err
+	}
+	return explain("commit "+l.table.FullName(), tx.Commit(ctx))
+}
+
 // copyIn streams one table's object into COPY FROM STDIN; the object's checksum is checked as
 // it is read, so a damaged object aborts the COPY.
-func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load) error {
+func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load, options string) error {
 	obj, err := openGuarded(ctx, repo, l.ref)
 	if err != nil {
 		return err
 	}
 	defer obj.Close()
-	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN"
+	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN" + options
 	tag, err := conn.PgConn().CopyFrom(ctx, obj, sql)
 	if err != nil {
 		return explain("load "+l.table.FullName(), err)
@@ -728,7 +838,7 @@ func reloadGroup(ctx context.Context, conn *pgx.Conn, repo *store.Repository, s 
 		}
 	}
 	for _, l := range s.loads {
-		if err := copyIn(ctx, conn, repo, l); err != nil {
+		if err := copyIn(ctx, conn, repo, l, ""); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSplitPassword(t *testing.T) {
+	for _, tc := range []struct{ dsn, clean, password string }{
+		{"postgres://u:s3cret@h:5432/db?sslmode=disable", "postgres://u@h:5432/db?sslmode=disable", "s3cret"},
+		{"postgresql://u@h/db", "postgresql://u@h/db", ""},
+		{"host=h user=u password=s3cret dbname=db", "host=h user=u dbname=db", "s3cret"},
+		{`host=h password='it\'s a \\ x' dbname=db`, "host=h dbname=db", `it's a \ x`},
+		{"host=h dbname=db", "host=h dbname=db", ""},
+	} {
+		clean, password := splitPassword(tc.dsn)
+		if clean != tc.clean || password != tc.password {
+			t.Errorf("splitPassword(%q) = %q, %q; want %q, %q", tc.dsn, clean, password, tc.clean, tc.password)
+		}
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	for _, tc := range []struct{ dsn, db, want string }{
+		{"postgres://u:p@h:5432/langfuse?sslmode=disable", "postgres", "postgres://u:p@h:5432/postgres?sslmode=disable"},
+		{"host=h dbname=langfuse user=u", "other db", "host=h dbname='other db' user=u"},
+		{"host=h user=u", "x", "host=h user=u dbname='x'"},
+	} {
+		got, err := withDatabase(tc.dsn, tc.db)
+		if err != nil || got != tc.want {
+			t.Errorf("withDatabase(%q, %q) = %q, %v; want %q", tc.dsn, tc.db, got, err, tc.want)
+		}
+	}
+}
+
+func TestCheckDumpVersion(t *testing.T) {
+	for _, tc := range []struct {
+		dump, server int
+		wantErr      string
+	}{
+		{15, 15, ""},
+		{17, 15, ""},
+		{14, 15, "install postgresql-client-15"},
+	} {
+		err := checkDumpVersion(tc.dump, "pg_dump (PostgreSQL) x", tc.server)
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("checkDumpVersion(%d, %d) = %v, want %q", tc.dump, tc.server, err, tc.wantErr)
+		}
+	}
+	if m := pgDumpVersion.FindStringSubmatch("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"); m == nil || m[1] != "15" {
+		t.Errorf("version of a Debian pg_dump: %v", m)
+	}
+}
+
+// A pg_dump 15.18 post-data script, shortened: \restrict pair, preamble settings, a setting
+// written between entries for the entries after it.
+const postData = `--
+-- PostgreSQL database dump
+--
+
+\restrict KEY1
+
+SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+
+SET default_tablespace = '';
+
+--
+-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: u
+--
+
+ALTER TABLE ONLY public.t
+    ADD CONSTRAINT t_pkey PRIMARY KEY (id);
+
+
+SET default_tablespace = fast;
+
+--
+-- Name: t_x_idx; Type: INDEX; Schema: public; Owner: u
+--
+
+CREATE INDEX t_x_idx ON public.t USING btree (x);
+
+
+--
+-- Name: c c_t_fkey; Type: FK CONSTRAINT; Schema: public; Owner: u
+--
+
+ALTER TABLE ONLY public.c
+    ADD CONSTRAINT c_t_fkey FOREIGN KEY (t_id) REFERENCES public.t(id);
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+\unrestrict KEY1
+`
+
+func TestScriptSplit(t *testing.T) {
+	sql, err := scriptSQL(strings.NewReader(postData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sql, `\restrict`) || strings.Contains(sql, `\unrestrict`) {
+		t.Fatalf("meta-commands left in:\n%s", sql)
+	}
+	entries := splitScript(sql)
+	want := []struct{ typ, tablespace, stmt string }{
+		{"CONSTRAINT", "SET default_tablespace = '';", "ALTER TABLE ONLY public.t"},
+		{"INDEX", "SET default_tablespace = fast;", "CREATE INDEX t_x_idx ON public.t USING btree (x);"},
+		{"FK CONSTRAINT", "SET default_tablespace = fast;", "ALTER TABLE ONLY public.c"},
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("%d entries, want %d: %+v", len(entries), len(want), entries)
+	}
+	for i, w := range want {
+		e := entries[i]
+		if e.Type != w.typ || !strings.Contains(e.SQL, w.tablespace) || statementOf(e.SQL) != w.stmt ||
+			!strings.Contains(e.SQL, "set_config('search_path', '', false)") || strings.Count(e.SQL, "default_tablespace") != 1 {
+			t.Errorf("entry %d = %q %q, want type %s with %s and search_path, statement %q", i, e.Type, e.SQL, w.typ, w.tablespace, w.stmt)
+		}
+	}
+}
