@@ -123,7 +123,7 @@ func NewRebuilder(ctx context.Context, servers []*Server, addrs []string, conn *
 
 // resolve finds the replica named on the command line: its address or its {replica} macro.
 func (b *Rebuilder) resolve(which string) (*Replica, error) {
-	var known []string
+	var known, down []string
 	for i := range b.view.Replicas {
 		r := &b.view.Replicas[i]
 		if r.Addr == which || (r.Macros["replica"] != "" && r.Macros["replica"] == which) {
@@ -133,8 +133,16 @@ func (b *Rebuilder) resolve(which string) (*Replica, error) {
 			return r, nil
 		}
 		known = append(known, r.Name()+" ("+r.Addr+")")
+		if !r.Up {
+			down = append(down, r.Addr)
+		}
 	}
-	return nil, fmt.Errorf("no configured replica is %q; the replicas are %s", which, strings.Join(known, ", "))
+	err := fmt.Errorf("no configured replica is %q; the replicas are %s", which, strings.Join(known, ", "))
+	if len(down) > 0 {
+		// A server that does not answer has no macros to match a name against.
+		err = fmt.Errorf("%w; %s not answering, so their names are unknown: start them (empty, if their volume was lost)", err, strings.Join(down, ", "))
+	}
+	return nil, err
 }
 
 // peer picks the replica whose definitions are copied: up, every replicated table writable and
@@ -510,7 +518,7 @@ func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *R
 				res.Recovered = append(res.Recovered, *rec)
 			}
 		case "drop-registration":
-			err = b.dropRegistration(ctx, s.ZooKeeperPath)
+			err = dropRegistration(ctx, b.zk, s.ZooKeeperPath)
 		case "load-partition":
 			err = b.loadLocal(ctx, repo, target, s)
 		case "sync":
@@ -605,10 +613,13 @@ func rowHash(cols []string) string {
 
 // dropRegistration removes a lost table's registration. It refuses one whose is_active node
 // lives: a server with this replica name is running, and removing it would break that server.
-func (b *Rebuilder) dropRegistration(ctx context.Context, path string) error {
+func dropRegistration(ctx context.Context, conn *zk.Conn, path string) error {
+	if conn == nil {
+		return fmt.Errorf("removing the stale registration %s needs [zookeeper] servers", path)
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		active, _, err := b.zk.Exists(path + "/is_active")
+		active, _, err := conn.Exists(path + "/is_active")
 		if err != nil {
 			return fmt.Errorf("check %s/is_active: %w", path, err)
 		}
@@ -625,7 +636,7 @@ func (b *Rebuilder) dropRegistration(ctx context.Context, path string) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	return deleteTree(ctx, b.zk, path)
+	return deleteTree(ctx, conn, path)
 }
 
 // deleteTree removes a znode and everything under it, depth first.
