@@ -150,6 +150,16 @@ func (c catalogReader) columns(ctx context.Context, oid uint32) ([]Column, error
 	})
 }
 
+// missingSchemas are the selected schemas the database does not have: a typo in
+// [postgres] schemas must not pass for an empty backup.
+func (c catalogReader) missingSchemas(ctx context.Context) ([]string, error) {
+	rows, err := c.q.Query(ctx, `SELECT s FROM unnest($1::text[]) s WHERE s NOT IN (SELECT nspname FROM pg_namespace)`, c.schemas)
+	if err != nil {
+		return nil, fmt.Errorf("check schemas %v: %w", c.schemas, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // excludedSchemas are the user schemas pg_dump must leave out.
 func (c catalogReader) excludedSchemas(ctx context.Context) ([]string, error) {
 	rows, err := c.q.Query(ctx, `SELECT nspname FROM pg_namespace

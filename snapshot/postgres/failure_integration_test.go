@@ -34,8 +34,9 @@ func assertNoCompleteSnapshot(t *testing.T, repo *store.Repository, m *store.Man
 	}
 }
 
-// TestBackupConnectionFailures: wrong password, unreachable host and missing database each fail
-// the backup with the cause and the fix, and no snapshot is listed as complete.
+// TestBackupConnectionFailures: wrong password, unreachable host, missing database and a
+// misspelt schema each fail the backup with the cause and the fix, and no snapshot is listed
+// as complete.
 func TestBackupConnectionFailures(t *testing.T) {
 	env := stack.Require(t)
 	base, err := url.Parse(env.PGDSN)
@@ -48,20 +49,23 @@ func TestBackupConnectionFailures(t *testing.T) {
 		return u.String()
 	}
 	for _, tc := range []struct {
-		name string
-		dsn  string
-		want []string
+		name    string
+		dsn     string
+		schemas []string
+		want    []string
 	}{
-		{"wrong password", variant(func(u *url.URL) { u.User = url.UserPassword(u.User.Username(), "not-the-password") }),
+		{"wrong password", variant(func(u *url.URL) { u.User = url.UserPassword(u.User.Username(), "not-the-password") }), nil,
 			[]string{"authentication failed", "fix the user or password in [postgres] dsn"}},
-		{"unreachable host", variant(func(u *url.URL) { u.Host = "127.0.0.1:1" }),
+		{"unreachable host", variant(func(u *url.URL) { u.Host = "127.0.0.1:1" }), nil,
 			[]string{"connection refused", "check host and port"}},
-		{"missing database", variant(func(u *url.URL) { u.Path = "/" + stack.ScratchName("it_pg_missing") }),
+		{"missing database", variant(func(u *url.URL) { u.Path = "/" + stack.ScratchName("it_pg_missing") }), nil,
 			[]string{"does not exist", "fix the database name"}},
+		{"missing schema", env.PGDSN, []string{"public", "no_such_schema"},
+			[]string{"has no schema no_such_schema", "fix [postgres] schemas"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := openRepo(t)
-			m, err := backup(t, repo, &Source{DSN: tc.dsn})
+			m, err := backup(t, repo, &Source{DSN: tc.dsn, Schemas: tc.schemas})
 			assertNoCompleteSnapshot(t, repo, m, err, tc.want)
 			if strings.Contains(m.Error, "not-the-password") {
 				t.Errorf("the password leaked into the error: %s", m.Error)

@@ -170,6 +170,13 @@ func (s *Source) readCatalog(ctx context.Context, tx pgx.Tx, sec *Section) ([]Ta
 	if sec.Database, err = cat.database(ctx); err != nil {
 		return nil, nil, 0, explain("read the catalog", err)
 	}
+	missing, err := cat.missingSchemas(ctx)
+	if err != nil {
+		return nil, nil, 0, explain("read the catalog", err)
+	}
+	if len(missing) > 0 {
+		return nil, nil, 0, fmt.Errorf("database %s has no schema %s: fix [postgres] schemas", sec.Database.Name, strings.Join(missing, ", "))
+	}
 	tables, err := cat.tables(ctx)
 	if err != nil {
 		return nil, nil, 0, explain("read the catalog", err)
