@@ -18,7 +18,8 @@ import (
 // TestCheckAndRestoreReplicaCLI drives check and restore-replica end to end: a healthy demo
 // database exits 0; with replica 3's traces re-created under another ZooKeeper path, check
 // exits 1 naming the table, the replica and the fix; restore-replica --dry-run prints the steps
-// and changes nothing; restore-replica repairs it and check exits 0 again.
+// and changes nothing; restore-replica repairs it and check exits 0 again; after the database is
+// dropped everywhere, restore --cluster brings it back.
 func TestCheckAndRestoreReplicaCLI(t *testing.T) {
 	env := stack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -30,7 +31,7 @@ func TestCheckAndRestoreReplicaCLI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		t.Cleanup(func() { s.Close() }) // after the drop below: cleanups run last-registered first
 		servers = append(servers, s)
 	}
 	t.Cleanup(func() {
@@ -95,5 +96,20 @@ func TestCheckAndRestoreReplicaCLI(t *testing.T) {
 	}
 	if code, _, errs := cli("restore-replica", "ch9"); code != 1 || !strings.Contains(errs, "no configured replica is \"ch9\"") {
 		t.Errorf("restore-replica of an unknown replica: exit %d, %s", code, errs)
+	}
+
+	// Whole-cluster recovery through the CLI: the database gone everywhere, restore --cluster
+	// brings it back on every replica and check is satisfied.
+	if code, out, errs := cli("backup", "--only", "clickhouse"); code != 0 {
+		t.Fatalf("backup: exit %d\n%s%s", code, out, errs)
+	}
+	if err := servers[0].Conn.Exec(ctx, fmt.Sprintf("DROP DATABASE %s ON CLUSTER %s", db, env.CHCluster)); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cli("restore", "latest", "--only", "clickhouse", "--cluster"); code != 0 || !strings.Contains(out, "row counts verified") {
+		t.Fatalf("restore --cluster: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := cli("check"); code != 0 {
+		t.Errorf("check after restore --cluster: exit %d\n%s%s", code, out, errs)
 	}
 }
