@@ -50,6 +50,8 @@ func explain(doing string, err error) error {
 			return fmt.Errorf("%s: the database does not exist: %w; fix the database name in [postgres] dsn", doing, err)
 		case "57P01", "57P02", "57P03":
 			return fmt.Errorf("%s: the server shut down or restarted (%s): %w; the exported snapshot died with it, so take the backup again once the server is up", doing, pg.Code, err)
+		case "55P03":
+			return fmt.Errorf("%s: %w; %s", doing, err, givingWay)
 		case "42501":
 			return fmt.Errorf("%s: permission denied: %w; back up as the database owner or a superuser (or a role with pg_read_all_data)", doing, err)
 		}
@@ -66,6 +68,9 @@ func explain(doing string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
+
+// givingWay explains a lock timeout: a backup must not hold up a migration indefinitely.
+const givingWay = "a schema change (ALTER, DROP, TRUNCATE...) is waiting for a table this backup holds, so the backup gave way instead of blocking it: take the backup again once the change is done"
 
 // withDatabase returns dsn pointing at another database of the same server.
 func withDatabase(dsn, db string) (string, error) {

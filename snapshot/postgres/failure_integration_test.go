@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -127,5 +129,53 @@ func TestPGDumpOlderThanServer(t *testing.T) {
 	}
 	if _, err := NewRestorer(RestoreOptions{DSN: env.PGDSN, Database: stack.ScratchName("it_pg_x"), Log: quiet}).Plan(testContext(t), m); err == nil || !strings.Contains(err.Error(), "--tables") {
 		t.Errorf("full restore of a data-only snapshot: %v, want a refusal pointing at --tables", err)
+	}
+}
+
+// TestBackupGivesWayToSchemaChange: a migration's ALTER TABLE queues behind the snapshot's
+// locks, and the workers' and pg_dump's own lock requests queue behind the ALTER. Instead of
+// all three waiting on each other forever, the backup fails after LockWait saying why, and the
+// ALTER then goes through.
+func TestBackupGivesWayToSchemaChange(t *testing.T) {
+	env := stack.Require(t)
+	dsn := seededDatabase(t, env)
+	repo := openRepo(t)
+	alterDone := make(chan error, 1)
+	src := &Source{DSN: dsn, LockWait: 300 * time.Millisecond, exported: func(ctx context.Context, _ string) error {
+		go func() {
+			conn, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				alterDone <- err
+				return
+			}
+			defer conn.Close(context.Background())
+			_, err = conn.Exec(context.Background(), "ALTER TABLE users ADD COLUMN nickname text")
+			alterDone <- err
+		}()
+		probe := dial(t, dsn)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var waiting int
+			if err := probe.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'users'::regclass").Scan(&waiting); err != nil {
+				return err
+			}
+			if waiting > 0 {
+				return nil
+			}
+		}
+		return errors.New("the ALTER TABLE never queued behind the snapshot")
+	}}
+	start := time.Now()
+	m, err := backup(t, repo, src)
+	assertNoCompleteSnapshot(t, repo, m, err, []string{"gave way", "take the backup again"})
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the backup took %s to give way, want about LockWait", d)
+	}
+	select {
+	case err := <-alterDone:
+		if err != nil {
+			t.Errorf("the ALTER TABLE failed: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the ALTER TABLE is still blocked after the backup gave way")
 	}
 }

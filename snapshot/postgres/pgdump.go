@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var pgDumpVersion = regexp.MustCompile(`\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?`)
@@ -43,9 +44,10 @@ func checkDumpVersion(dumpMajor int, dumpLine string, serverMajor int) error {
 // snapshot, to w. Schemas outside the selection are excluded rather than the selection
 // included, because pg_dump -n also emits CREATE SCHEMA public, which fails on every new
 // database, and skips extensions.
-func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, exclude []string, w io.Writer) error {
+func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, exclude []string, lockWait time.Duration, w io.Writer) error {
 	clean, password := splitPassword(dsn)
-	args := []string{"--schema-only", "--section=" + section, "--snapshot=" + snapshotID, "--no-password"}
+	args := []string{"--schema-only", "--section=" + section, "--snapshot=" + snapshotID, "--no-password",
+		fmt.Sprintf("--lock-wait-timeout=%dms", lockWait.Milliseconds())}
 	for _, s := range exclude {
 		args = append(args, "--exclude-schema="+quotePattern(s))
 	}
@@ -58,7 +60,11 @@ func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, e
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &limited{buf: &stderr, n: 8 << 10}
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("pg_dump --section=%s: %w: %s", section, err, strings.TrimSpace(stderr.String()))
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "lock timeout") {
+			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, givingWay)
+		}
+		return fmt.Errorf("pg_dump --section=%s: %w: %s", section, err, msg)
 	}
 	return nil
 }

@@ -29,6 +29,11 @@ type Source struct {
 	// DataOnly skips pg_dump: the snapshot holds rows, sequences and the catalog record but no
 	// DDL, so it restores only into an existing schema (--tables).
 	DataOnly bool
+	// LockWait bounds how long a worker or pg_dump waits for a table lock (default 10s). The
+	// coordinator holds every table from the start, so a wait means a schema change queued
+	// behind it; without a bound the change, the workers and the coordinator would wait on
+	// each other forever.
+	LockWait time.Duration
 	Log      *slog.Logger
 
 	// exported, when set (tests), runs while the snapshot is exported and before any row is
@@ -99,6 +104,9 @@ func (s *Source) defaults() {
 	}
 	if s.PGDump == "" {
 		s.PGDump = "pg_dump"
+	}
+	if s.LockWait <= 0 {
+		s.LockWait = 10 * time.Second
 	}
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -298,6 +306,9 @@ func (s *Source) worker(ctx context.Context, w *snapshot.Writer, sec *Section, j
 		}
 		return explain("import snapshot "+sec.Snapshot, err)
 	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", s.LockWait.Milliseconds())); err != nil {
+		return explain("set lock_timeout", err)
+	}
 	for job := range jobs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -349,7 +360,7 @@ func (s *Source) dumpSchema(ctx context.Context, w *snapshot.Writer, sec *Sectio
 		sum := &hashCounter{h: sha256.New()}
 		done := make(chan error, 1)
 		go func() {
-			err := dumpSection(ctx, s.PGDump, s.DSN, section, sec.Snapshot, exclude, io.MultiWriter(pw, sum))
+			err := dumpSection(ctx, s.PGDump, s.DSN, section, sec.Snapshot, exclude, s.LockWait, io.MultiWriter(pw, sum))
 			pw.CloseWithError(err)
 			done <- err
 		}()
