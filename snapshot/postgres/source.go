@@ -136,8 +136,9 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		}
 		sec.PGDump = line
 	}
-	// DEFERRABLE only takes effect for SERIALIZABLE; it is kept so that raising the isolation
-	// level later never turns this into a snapshot that can wait on or cancel writers.
+	// DEFERRABLE has no effect under REPEATABLE READ; it is set so that if the level is ever
+	// raised to SERIALIZABLE, the backup waits for a safe snapshot instead of making writers
+	// fail with serialization errors.
 	tx, err := coord.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly, DeferrableMode: pgx.Deferrable})
 	if err != nil {
 		return nil, explain("begin the snapshot transaction", err)
@@ -162,8 +163,8 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if err := s.copyAll(ctx, w, sec, tables, exclude, nLO); err != nil {
 		return sec, err
 	}
-	// The section is only as good as the snapshot: a coordinator that died during the copy
-	// means the workers' snapshot may have been imported from nothing.
+	// A coordinator connection lost during the copy released the table locks, so a schema
+	// change may have raced the copy: only a clean end of its transaction counts.
 	if err := tx.Commit(ctx); err != nil {
 		return sec, explain("end the snapshot transaction", err)
 	}
