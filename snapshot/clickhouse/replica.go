@@ -38,7 +38,7 @@ type ReplicaOptions struct {
 // ReplicaStep is one action of a rebuild.
 type ReplicaStep struct {
 	// Action: create-database, recover-rows, drop-table, drop-registration, create-table,
-	// load-partition, create-view, sync, verify.
+	// restore-metadata, load-partition, create-view, sync, verify.
 	Action        string `json:"action"`
 	Target        string `json:"target"` // database or db.table on the replica
 	SQL           string `json:"sql,omitempty"`
@@ -198,8 +198,10 @@ type replicaState struct {
 	have    []Table // the target's objects now
 	haveDBs []database
 	// registered holds the <path>/replicas/<name> nodes that exist in ZooKeeper for the
-	// target's name under each wanted table's path.
+	// target's name under each wanted table's path; only known when zkKnown.
 	registered map[string]bool
+	zkKnown    bool
+	readonly   map[string]bool // the target's readonly replicated tables, by db.table
 }
 
 // Plan builds the steps that bring the replica back into its groups.
@@ -209,7 +211,10 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 		return nil, err
 	}
 	target := b.servers[r.Addr]
-	st := &replicaState{target: *r, caps: target.Caps, registered: map[string]bool{}}
+	st := &replicaState{target: *r, caps: target.Caps, registered: map[string]bool{}, zkKnown: b.zk != nil, readonly: map[string]bool{}}
+	for _, t := range r.Tables {
+		st.readonly[t.FullName()] = t.IsReadonly
+	}
 	if p := b.peer(r.Addr); p != nil {
 		st.peer = p.Addr
 		if st.want, err = Discover(ctx, p, b.opts.Filter); err != nil {
@@ -295,7 +300,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 			}
 			if len(steps) > 0 {
 				plan.Steps = append(plan.Steps, steps...)
-				syncs = append(syncs, ReplicaStep{Action: "sync", Target: t.FullName(), table: t, Detail: "fetch the parts from the peers"})
+				syncs = append(syncs, ReplicaStep{Action: "sync", Target: t.FullName(), table: t, Detail: "fetch the parts it lacks from the peers"})
 				verifies = append(verifies, ReplicaStep{Action: "verify", Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
 			}
 		case cur == nil:
@@ -324,7 +329,18 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid 
 	var steps []ReplicaStep
 	name := t.FullName()
 	isolated := cur != nil && (cur.ZooKeeperPath != t.ZooKeeperPath || cur.UUID != t.UUID)
-	if cur != nil && !isolated {
+	reg := registrationPath(t, r.Macros)
+	// In its group, readonly, and not registered: ZooKeeper lost this replica's metadata.
+	orphaned := cur != nil && !isolated && st.zkKnown && !st.registered[reg] && st.readonly[name]
+	switch {
+	case orphaned && st.caps.RestoreReplica:
+		return []ReplicaStep{{Action: "restore-metadata", Target: name, ZooKeeperPath: reg, table: t,
+			SQL:    "SYSTEM RESTORE REPLICA " + QuoteIdent(t.Database) + "." + QuoteIdent(t.Name),
+			Detail: "re-register from its own parts"}}, nil
+	case orphaned:
+		return nil, fmt.Errorf("%s on %s is readonly and ZooKeeper has no %s: its metadata was lost, and ClickHouse %s can neither drop a readonly replicated table nor SYSTEM RESTORE REPLICA; "+
+			"on %s: DETACH TABLE %s, move its data directory and metadata .sql aside, restart the server, then rerun restore-replica to re-create it from its peers", name, r.Name(), reg, st.caps.Version, r.Name(), name)
+	case cur != nil && !isolated:
 		return nil, nil
 	}
 	if isolated {
@@ -335,7 +351,7 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid 
 				Detail: "drop the table isolated under " + cur.ZooKeeperPath + " on this replica only"})
 	}
 	replicaName := expandMacros(replicaArg(t.Create), r.Macros, t)
-	if reg := registrationPath(t, r.Macros); st.registered[reg] {
+	if st.registered[reg] {
 		steps = append(steps, ReplicaStep{Action: "drop-registration", Target: name, ZooKeeperPath: reg,
 			Detail: "remove the registration the lost table left behind, so the new one can register"})
 	}
@@ -510,7 +526,7 @@ func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *R
 		}
 		var err error
 		switch s.Action {
-		case "create-database", "create-table", "create-view", "drop-table":
+		case "create-database", "create-table", "create-view", "drop-table", "restore-metadata":
 			err = target.Conn.Exec(ctx, s.SQL)
 		case "recover-rows":
 			var rec *Recovered

@@ -237,3 +237,47 @@ func TestClusterPlan(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanReplicaOrphaned: a table in its group whose registration ZooKeeper lost is readonly.
+// On a modern server (fixture test) SYSTEM RESTORE REPLICA re-registers it from its own parts;
+// 18.16 cannot, and the plan says what to do by hand instead of half-doing it.
+func TestPlanReplicaOrphaned(t *testing.T) {
+	tests := []struct {
+		name string
+		caps Capabilities
+		tbl  Table
+		want []string
+		err  string
+	}{
+		{"fixture: modern server", modern, modernTraces(modernUUID, modernPath),
+			[]string{"restore-metadata default.traces", "sync default.traces", "verify default.traces"}, ""},
+		{"18.16", Capabilities{Version: "18.16.1", Major: 18, Minor: 16},
+			Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate},
+			nil, "DETACH TABLE default.traces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &Rebuilder{view: &View{}}
+			st := &replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []Table{tt.tbl}, have: []Table{tt.tbl},
+				haveDBs: []database{{Name: "default"}}, registered: map[string]bool{}, zkKnown: true, readonly: map[string]bool{"default.traces": true}}
+			plan, err := b.planFrom(st)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := steps(plan); !reflect.DeepEqual(got, tt.want) || plan.Steps[0].SQL != "SYSTEM RESTORE REPLICA `default`.`traces`" {
+				t.Errorf("steps %v (%s), want %v", got, plan.Steps[0].SQL, tt.want)
+			}
+			// Registered, or not readonly: nothing to do.
+			st.readonly["default.traces"] = false
+			if plan, err := b.planFrom(st); err != nil || len(plan.Steps) != 0 {
+				t.Errorf("writable table: %v, %v", err, plan.Steps)
+			}
+		})
+	}
+}
