@@ -313,7 +313,7 @@ func (r *Restorer) planTables(ctx context.Context, plan *Plan, ref func(*ObjectR
 	var busy []string
 	for _, t := range selected {
 		var hasRows bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+Ident(t.Schema, t.Name)+")").Scan(&hasRows); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM ONLY "+Ident(t.Schema, t.Name)+")").Scan(&hasRows); err != nil {
 			return explain("check target table "+t.FullName()+" (a per-table restore needs the table to exist)", err)
 		}
 		if hasRows {
@@ -432,6 +432,10 @@ func (r *Restorer) executeFull(ctx context.Context, repo *store.Repository, plan
 }
 
 func (r *Restorer) rollbackFull(ctx context.Context, plan *Plan, done int, cause error) error {
+	if done == 0 {
+		// The first step is creating the database or pre-data, which is one transaction.
+		return fmt.Errorf("%w; nothing was changed", cause)
+	}
 	state := fmt.Sprintf("%d of %d steps done", done, len(plan.Steps))
 	switch plan.Mode {
 	case ModeEmpty:
@@ -439,9 +443,6 @@ func (r *Restorer) rollbackFull(ctx context.Context, plan *Plan, done int, cause
 	case ModeNew, ModeReplace:
 		if plan.Mode == ModeReplace && done == len(plan.Steps)-1 {
 			return fmt.Errorf("%w; the restored copy is loaded and verified in database %s: once %s is gone, rename the copy with ALTER DATABASE %s RENAME TO %s", cause, plan.LoadInto, plan.Database, Ident(plan.LoadInto), Ident(plan.Database))
-		}
-		if done == 0 {
-			break
 		}
 		if err := r.dropDatabase(ctx, plan.LoadInto); err != nil {
 			return fmt.Errorf("%w; database %s holds a partial restore (%s) and could not be dropped (%v): drop it by hand", cause, plan.LoadInto, state, err)
