@@ -95,10 +95,20 @@ func checksumOf(b []byte) string {
 
 // Expand fills the template of a migration file: {{cluster}} becomes "ON CLUSTER name" when a
 // cluster is configured and nothing otherwise, so one file serves clustered and single servers.
-func Expand(sql, cluster string) string {
+// {{database}} becomes the migrated database's name, for what must spell it out, above all a
+// replicated table's ZooKeeper path ('/clickhouse/tables/{shard}/{{database}}/traces'), so that
+// each database gets its own replication groups: the server's own {database} macro would do
+// that too, but stays unexpanded in the table's definition, where restores and replica rebuilds
+// read the path. Without a database, {{database}} is left as written for the server to reject,
+// rather than letting two databases share one path.
+func Expand(sql, cluster, database string) string {
 	repl := ""
 	if cluster != "" {
 		repl = "ON CLUSTER " + cluster
 	}
-	return strings.ReplaceAll(sql, "{{cluster}}", repl)
+	sql = strings.ReplaceAll(sql, "{{cluster}}", repl)
+	if database == "" {
+		return sql
+	}
+	return strings.ReplaceAll(sql, "{{database}}", database)
 }

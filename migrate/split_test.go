@@ -38,15 +38,21 @@ func TestSplit(t *testing.T) {
 }
 
 func TestExpand(t *testing.T) {
-	tests := []struct{ in, cluster, want string }{
-		{"CREATE TABLE t {{cluster}} (x Int8)", "default", "CREATE TABLE t ON CLUSTER default (x Int8)"},
-		{"CREATE TABLE t {{cluster}} (x Int8)", "", "CREATE TABLE t  (x Int8)"},
-		{"ALTER TABLE a {{cluster}} ADD COLUMN y Int8; ALTER TABLE b {{cluster}} DROP COLUMN z", "c1",
+	tests := []struct{ in, cluster, database, want string }{
+		{"CREATE TABLE t {{cluster}} (x Int8)", "default", "", "CREATE TABLE t ON CLUSTER default (x Int8)"},
+		{"CREATE TABLE t {{cluster}} (x Int8)", "", "", "CREATE TABLE t  (x Int8)"},
+		{"ALTER TABLE a {{cluster}} ADD COLUMN y Int8; ALTER TABLE b {{cluster}} DROP COLUMN z", "c1", "",
 			"ALTER TABLE a ON CLUSTER c1 ADD COLUMN y Int8; ALTER TABLE b ON CLUSTER c1 DROP COLUMN z"},
+		{"CREATE TABLE t {{cluster}} (x Int8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{{database}}/t', '{replica}')", "default", "langfuse",
+			"CREATE TABLE t ON CLUSTER default (x Int8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/langfuse/t', '{replica}')"},
+		{"CREATE TABLE a ENGINE = X('/p/{{database}}/a'); CREATE TABLE b ENGINE = X('/p/{{database}}/b')", "", "d1",
+			"CREATE TABLE a ENGINE = X('/p/d1/a'); CREATE TABLE b ENGINE = X('/p/d1/b')"},
+		// No database: the placeholder stays for the server to reject (ClickHouse: "No macro {database").
+		{"ENGINE = X('/p/{{database}}/a')", "", "", "ENGINE = X('/p/{{database}}/a')"},
 	}
 	for _, tt := range tests {
-		if got := Expand(tt.in, tt.cluster); got != tt.want {
-			t.Errorf("Expand(%q, %q) = %q, want %q", tt.in, tt.cluster, got, tt.want)
+		if got := Expand(tt.in, tt.cluster, tt.database); got != tt.want {
+			t.Errorf("Expand(%q, %q, %q) = %q, want %q", tt.in, tt.cluster, tt.database, got, tt.want)
 		}
 	}
 }
