@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -9,6 +10,10 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/tracevault/tracevault/config"
+	mch "github.com/tracevault/tracevault/migrate/clickhouse"
+	chsnap "github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // chunkTraces is how many traces one generated chunk holds; fixed, because the chunk index
@@ -31,10 +36,14 @@ func connect(ctx context.Context, addr string, o Options) (driver.Conn, error) {
 	return conn, nil
 }
 
-// ReplicatedTables are the demo tables that replicate through ZooKeeper.
-var ReplicatedTables = []string{"traces", "observations", "scores", "blob_storage_file_log", "project_environments", "schema_migrations"}
+// ReplicatedTables are the demo tables that replicate through ZooKeeper, with the migrations'
+// own: golang-migrate's schema_migrations and tracevault's checksums.
+var ReplicatedTables = []string{"traces", "observations", "scores", "blob_storage_file_log", "project_environments", "schema_migrations", "tracevault_migrations"}
 
 func seedClickHouse(ctx context.Context, o Options, w *world, rows map[string]int64) error {
+	if err := migrateClickHouse(ctx, o); err != nil {
+		return err
+	}
 	conns := make([]driver.Conn, 0, len(o.ClickHouse))
 	defer func() {
 		for _, c := range conns {
@@ -49,11 +58,6 @@ func seedClickHouse(ctx context.Context, o Options, w *world, rows map[string]in
 		conns = append(conns, c)
 	}
 	primary := conns[0]
-	for _, stmt := range ClickHouseStatements(o.Database, o.Cluster) {
-		if err := primary.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("create demo schema on %s: %w\nstatement: %s", o.ClickHouse[0], err, firstLine(stmt))
-		}
-	}
 	var existing uint64
 	if err := primary.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.traces", o.Database)).Scan(&existing); err != nil {
 		return fmt.Errorf("count demo traces on %s: %w", o.ClickHouse[0], err)
@@ -80,6 +84,19 @@ func seedClickHouse(ctx context.Context, o Options, w *world, rows map[string]in
 		}
 	}
 	return nil
+}
+
+func migrateClickHouse(ctx context.Context, o Options) error {
+	if len(o.ClickHouseHTTP) == 0 {
+		return errors.New("demo seed: no ClickHouse HTTP address: the schema migrations run over the HTTP interface; set [clickhouse] http_addresses (Options.ClickHouseHTTP)")
+	}
+	d, err := mch.Open(ctx, mch.Options{Addresses: o.ClickHouse, HTTPAddresses: o.ClickHouseHTTP, Conn: chsnap.ConnOptions{User: o.User, Password: o.Password},
+		Database: o.Database, Cluster: o.Cluster, ZooKeeper: o.ZooKeeper})
+	if err != nil {
+		return fmt.Errorf("demo seed: %w", err)
+	}
+	defer d.Close()
+	return migrateUp(ctx, config.SourceClickHouse, d, o.Cluster, o.Database)
 }
 
 // insertChunks generates the next chunk while the previous one is being inserted.
@@ -447,9 +464,4 @@ func eventLogRows(o Options, replica int) *rowSet {
 	s.col("created_at", created)
 	s.col("updated_at", created)
 	return s
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }

@@ -1,33 +1,31 @@
 // Package demo builds a Langfuse-like deployment to back up: the ClickHouse schema of Langfuse's
 // architecture (replicated traces, observations, scores and their aggregates and views) and the
-// operational PostgreSQL tables, filled with realistic rows that are deterministic for a seed.
+// operational PostgreSQL tables, both as versioned migrations (deploy/demo/migrations), filled
+// with realistic rows that are deterministic for a seed.
 package demo
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
-//go:embed schema/clickhouse.sql
-var clickhouseSchema string
-
-//go:embed schema/postgres.sql
-var postgresSchema string
-
 // Options say where to seed and how much.
 type Options struct {
-	// ClickHouse native addresses, replica 1 first. DDL and replicated inserts go to the first;
-	// the local event_log gets rows on every replica.
+	// ClickHouse native addresses, replica 1 first. Replicated inserts go to the first; the
+	// local event_log gets rows on every replica.
 	ClickHouse []string
-	User       string
-	Password   string
+	// ClickHouseHTTP are the same replicas' HTTP interfaces, in the same order; required with
+	// ClickHouse: the schema migrations run over the first, as `tracevault migrate` runs them.
+	ClickHouseHTTP []string
+	User           string
+	Password       string
 	// Cluster for ON CLUSTER DDL; empty for a single server.
 	Cluster  string
 	Database string // default "default", as Langfuse uses
+	// ZooKeeper servers for the migration lock; without them it excludes only this process.
+	ZooKeeper []string
 	// PostgresDSN is a libpq URL; empty skips PostgreSQL.
 	PostgresDSN string
 
@@ -73,7 +71,7 @@ type Result struct {
 // double the non-replicated tables, so it is refused unless Options ask to append.
 var ErrAlreadySeeded = errors.New("already holds demo data")
 
-// Seed creates the schema where missing and inserts the demo rows into ClickHouse and
+// Seed applies the pending demo migrations and inserts the demo rows into ClickHouse and
 // PostgreSQL. A target that already has data is skipped and reported in Result.Skipped.
 func Seed(ctx context.Context, opts Options) (Result, error) {
 	if err := opts.defaults(); err != nil {
@@ -102,31 +100,4 @@ func Seed(ctx context.Context, opts Options) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
-}
-
-// ClickHouseStatements returns the demo DDL for a database and cluster, one statement each.
-func ClickHouseStatements(database, cluster string) []string {
-	onCluster := ""
-	if cluster != "" {
-		onCluster = "ON CLUSTER " + cluster
-	}
-	sql := strings.NewReplacer("{{db}}", database, "{{cluster}}", onCluster).Replace(clickhouseSchema)
-	return splitStatements(sql)
-}
-
-// splitStatements splits the embedded schema files, which keep ';' out of strings and comments.
-func splitStatements(sql string) []string {
-	var out []string
-	for _, part := range strings.Split(sql, ";\n") {
-		var lines []string
-		for _, l := range strings.Split(part, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		if s := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(strings.Join(lines, "\n")), ";")); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -1,9 +1,15 @@
 package demo
 
 import (
+	"os"
 	"reflect"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tracevault/tracevault/migrate"
 )
 
 func TestGenerateIsDeterministicAndSpread(t *testing.T) {
@@ -42,21 +48,61 @@ func TestGenerateIsDeterministicAndSpread(t *testing.T) {
 	}
 }
 
-func TestClickHouseStatements(t *testing.T) {
+// TestEmbeddedMigrations checks the files the binary carries: each version has its down, and
+// every replicated ClickHouse table has a ZooKeeper path of its own database and name, so no
+// two tables, and no two databases (scratch ones in tests), share a replication group.
+func TestEmbeddedMigrations(t *testing.T) {
+	replicatedEngine := regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS (\w+) ON CLUSTER default \(.*\) ENGINE = Replicated\w*MergeTree\('([^']*)', '\{replica\}'`)
 	tests := []struct {
-		cluster, want string
+		target     string
+		versions   []int64
+		replicated []string
 	}{
-		{"default", "CREATE TABLE IF NOT EXISTS demo_x.traces ON CLUSTER default ("},
-		{"", "CREATE TABLE IF NOT EXISTS demo_x.traces  ("},
+		{"clickhouse", []int64{1, 2, 3, 4, 5}, []string{"traces", "observations", "scores", "blob_storage_file_log", "project_environments"}},
+		{"postgres", []int64{1, 2, 3, 4}, nil},
 	}
 	for _, tt := range tests {
-		stmts := ClickHouseStatements("demo_x", tt.cluster)
-		// The database plus the 13 objects of the Langfuse architecture.
-		if len(stmts) != 14 {
-			t.Fatalf("cluster %q: %d statements, want 14", tt.cluster, len(stmts))
+		dir, err := extractMigrations(tt.target)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := firstLine(stmts[1]); got != tt.want {
-			t.Errorf("cluster %q: got %q, want %q", tt.cluster, got, tt.want)
+		defer os.RemoveAll(dir)
+		ms, err := migrate.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var versions []int64
+		var replicated []string
+		for _, m := range ms {
+			versions = append(versions, m.Version)
+			if m.Down == "" {
+				t.Errorf("%s %d (%s) has no down file", tt.target, m.Version, m.Title)
+			}
+			body, err := os.ReadFile(m.Up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expanded := migrate.Expand(string(body), "default", "demo_x")
+			if strings.Contains(expanded, "{{") {
+				t.Errorf("%s: a placeholder is left after expansion", m.Up)
+			}
+			for _, st := range migrate.Split(expanded) {
+				sql := strings.TrimSpace(regexp.MustCompile(`(?m)^--.*$`).ReplaceAllString(st.SQL, ""))
+				if e := replicatedEngine.FindStringSubmatch(sql); e != nil {
+					replicated = append(replicated, e[1])
+					if want := "/clickhouse/tables/{shard}/demo_x/" + e[1]; e[2] != want {
+						t.Errorf("%s: table %s replicates under %s, want %s", m.Up, e[1], e[2], want)
+					}
+				}
+			}
+		}
+		if !reflect.DeepEqual(versions, tt.versions) || !reflect.DeepEqual(replicated, tt.replicated) {
+			t.Errorf("%s: versions %v with replicated tables %v; want %v and %v", tt.target, versions, replicated, tt.versions, tt.replicated)
+		}
+		for _, name := range tt.replicated {
+			if !slices.Contains(ReplicatedTables, name) {
+				t.Errorf("ReplicatedTables lacks %s", name)
+			}
 		}
 	}
 }

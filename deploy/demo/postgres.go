@@ -6,18 +6,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tracevault/tracevault/config"
+	mpg "github.com/tracevault/tracevault/migrate/postgres"
 )
 
 func seedPostgres(ctx context.Context, o Options, w *world, rows map[string]int64) error {
+	if err := migratePostgres(ctx, o); err != nil {
+		return err
+	}
 	conn, err := pgx.Connect(ctx, o.PostgresDSN)
 	if err != nil {
 		return fmt.Errorf("connect to postgres for demo seed: %w", err)
 	}
 	defer conn.Close(context.Background())
-	// The schema file holds a DO block, so it goes as one simple-protocol script.
-	if _, err := conn.Exec(ctx, postgresSchema, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return fmt.Errorf("create demo postgres schema: %w", err)
-	}
 	var existing int64
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&existing); err != nil {
 		return fmt.Errorf("count demo users: %w", err)
@@ -45,6 +47,15 @@ func seedPostgres(ctx context.Context, o Options, w *world, rows map[string]int6
 		return fmt.Errorf("commit demo seed: %w", err)
 	}
 	return nil
+}
+
+func migratePostgres(ctx context.Context, o Options) error {
+	d, err := mpg.Open(ctx, o.PostgresDSN, "", nil)
+	if err != nil {
+		return fmt.Errorf("demo seed: %w", err)
+	}
+	defer d.Close()
+	return migrateUp(ctx, config.SourcePostgres, d, "", "")
 }
 
 type pgTable struct {

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS scores {{cluster}};
+DROP TABLE IF EXISTS observations {{cluster}};
+DROP TABLE IF EXISTS traces {{cluster}};

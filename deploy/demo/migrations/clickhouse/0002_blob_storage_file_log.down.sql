@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS blob_storage_file_log {{cluster}};

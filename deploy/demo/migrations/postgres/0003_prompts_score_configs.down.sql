@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS score_configs;
+DROP TABLE IF EXISTS prompts;
