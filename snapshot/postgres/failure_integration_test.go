@@ -3,10 +3,12 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,9 +78,29 @@ func TestBackupConnectionFailures(t *testing.T) {
 	}
 }
 
-// TestBackupServerRestart: the server restarts after the snapshot was exported and before
-// the copy; the snapshot died with it, so the backup must fail saying so, not copy a later
-// state under the old snapshot's name.
+// stallingBackend holds the first data object's upload until released, so a test can act
+// while a COPY is streaming.
+type stallingBackend struct {
+	store.Backend
+	once     sync.Once
+	started  chan struct{}
+	released chan struct{}
+}
+
+func (b *stallingBackend) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
+	if strings.HasPrefix(name, "data/") {
+		b.once.Do(func() {
+			close(b.started)
+			<-b.released
+		})
+	}
+	return b.Backend.Put(ctx, name, r)
+}
+
+// TestBackupServerRestart: the server restarts after the snapshot was exported, either before
+// the copy (the snapshot died with it) or while a COPY is streaming (its connection died). The
+// backup must fail saying to take it again, never copy a later state under the old snapshot's
+// name, and no snapshot is listed as complete.
 func TestBackupServerRestart(t *testing.T) {
 	env := stack.Require(t)
 	dsn := seededDatabase(t, env)
@@ -89,16 +111,56 @@ func TestBackupServerRestart(t *testing.T) {
 			t.Errorf("restart the stack's postgres: %v", err)
 		}
 	})
-	repo := openRepo(t)
-	src := &Source{DSN: dsn, exported: func(ctx context.Context, _ string) error {
+	restart := func(ctx context.Context) error {
 		if err := env.Stop(ctx, "pg"); err != nil {
 			return err
 		}
 		return env.Start(ctx, "pg")
-	}}
-	m, err := backup(t, repo, src)
-	assertNoCompleteSnapshot(t, repo, m, err, []string{"take the backup again"})
-	t.Logf("recorded error: %s", m.Error)
+	}
+	for _, tc := range []struct {
+		name        string
+		duringCopy  bool
+		wantMessage string
+	}{
+		{"before the copy", false, "the transaction that exported it is gone"},
+		{"during a copy", true, "take the backup again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			fs, err := store.NewFS(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			stall := &stallingBackend{Backend: fs, started: make(chan struct{}), released: make(chan struct{})}
+			if !tc.duringCopy {
+				close(stall.released)
+			}
+			repo, err := store.OpenBackend(ctx, stall, store.Options{Log: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// During the copy: one worker and no pg_dump, so the stalled upload is a table's COPY.
+			src := &Source{DSN: dsn, Parallel: 1, DataOnly: tc.duringCopy}
+			if tc.duringCopy {
+				restarted := make(chan error, 1)
+				go func() {
+					<-stall.started
+					restarted <- restart(ctx)
+					close(stall.released)
+				}()
+				defer func() {
+					if err := <-restarted; err != nil {
+						t.Errorf("restart during the copy: %v", err)
+					}
+				}()
+			} else {
+				src.exported = func(ctx context.Context, _ string) error { return restart(ctx) }
+			}
+			m, err := backup(t, repo, src)
+			assertNoCompleteSnapshot(t, repo, m, err, []string{tc.wantMessage, "take the backup again"})
+			t.Logf("recorded error: %s", m.Error)
+		})
+	}
 }
 
 // TestPGDumpOlderThanServer: an old pg_dump is refused before anything is copied, naming the
