@@ -122,3 +122,28 @@ func TestScriptSplit(t *testing.T) {
 		}
 	}
 }
+
+func TestTablesGlob(t *testing.T) {
+	users := &TableRecord{Table: Table{Schema: "public", Name: "users"}}
+	part := &TableRecord{Table: Table{Schema: "public", Name: "events_2026_05", Parent: "public.events"}}
+	other := &TableRecord{Table: Table{Schema: "audit", Name: "users"}}
+	for _, tc := range []struct {
+		globs []string
+		t     *TableRecord
+		want  bool
+	}{
+		{[]string{"public.users"}, users, true},
+		{[]string{"public.users"}, other, false},
+		{[]string{"users"}, other, true}, // a bare glob matches the table in any schema
+		{[]string{"public.*"}, users, true},
+		{[]string{"public.*"}, other, false},
+		{[]string{"public.events"}, part, true}, // a partitioned table takes its partitions
+		{[]string{"events_2026_*"}, part, true},
+		{[]string{"public.event"}, part, false},
+		{[]string{"api_keys", "us*"}, users, true},
+	} {
+		if got := matches(tc.globs, tc.t); got != tc.want {
+			t.Errorf("matches(%v, %s) = %v, want %v", tc.globs, tc.t.FullName(), got, tc.want)
+		}
+	}
+}
