@@ -45,6 +45,7 @@ type Postgres struct {
 	Parallel int      `toml:"parallel"`
 	Schemas  []string `toml:"schemas"`
 	PGDump   string   `toml:"pg_dump"`
+	DataOnly bool     `toml:"data_only"`
 }
 
 // ClickHouse is the replicated trace store.

@@ -11,6 +11,7 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -45,7 +46,8 @@ func Sources(cfg *config.Config, req BackupRequest, log *slog.Logger) ([]snapsho
 	want := func(s string) bool { return len(only) == 0 || only[s] }
 	var out []snapshot.Source
 	if want(config.SourcePostgres) && cfg.Postgres.DSN != "" {
-		out = append(out, unavailable{name: config.SourcePostgres, why: "postgres backups are not implemented in this build; this snapshot lacks PostgreSQL (use --only clickhouse,zookeeper for a complete one)"})
+		pg := cfg.Postgres
+		out = append(out, &postgres.Source{DSN: pg.DSN.Reveal(), Parallel: pg.Parallel, Schemas: pg.Schemas, PGDump: pg.PGDump, DataOnly: pg.DataOnly, Log: log})
 	}
 	if want(config.SourceClickHouse) && len(cfg.ClickHouse.Addresses) > 0 {
 		out = append(out, clickHouseSource(cfg, req, log))
@@ -89,16 +91,6 @@ func contains(xs []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// unavailable stands for a configured source this build cannot back up yet: it fails, so the
-// snapshot is recorded as partial instead of looking complete without it.
-type unavailable struct{ name, why string }
-
-func (u unavailable) Name() string { return u.name }
-
-func (u unavailable) Backup(context.Context, *snapshot.Writer) (any, error) {
-	return nil, fmt.Errorf("%s", u.why)
 }
 
 // ClickHouseConn maps [clickhouse] to connection options.
