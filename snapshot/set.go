@@ -35,11 +35,15 @@ type Writer struct {
 }
 
 // Put stores one object. meta says what it holds; a non-empty fingerprint lets an unchanged
-// unit reuse an earlier snapshot's object without reading src.
+// unit reuse an earlier snapshot's object without reading src. A src that knows its row count
+// only once drained (a COPY) reports it with a Rows method, and the manifest records that count.
 func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint string, src io.Reader) (store.ManifestObject, error) {
 	ref, reused, err := w.repo.PutObject(ctx, fingerprint, src)
 	if err != nil {
 		return store.ManifestObject{}, fmt.Errorf("store %s: %w", describe(meta), err)
+	}
+	if rc, ok := src.(interface{ Rows() int64 }); ok && !reused {
+		meta.Rows = rc.Rows()
 	}
 	meta.ObjectRef, meta.Reused, meta.Source = ref, reused, w.source
 	w.mu.Lock()

@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"strings"
@@ -334,51 +331,61 @@ func (s *Source) worker(ctx context.Context, w *snapshot.Writer, sec *Section, j
 	return tx.Commit(ctx)
 }
 
-// copyOut streams one COPY into the repository, hashing it on the way.
+// copyOut streams one COPY into the repository.
 func copyOut(ctx context.Context, conn *pgx.Conn, w *snapshot.Writer, job copyJob) (ObjectRecord, int64, error) {
-	pr, pw := io.Pipe()
-	sum := &hashCounter{h: sha256.New()}
-	done := make(chan error, 1)
-	var rows int64
-	go func() {
-		tag, err := conn.PgConn().CopyTo(ctx, io.MultiWriter(pw, sum), job.sql)
-		rows = tag.RowsAffected()
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	obj, err := w.Put(ctx, job.meta, "", pr)
-	pr.CloseWithError(errStoreFailed)
-	if err := firstCause(<-done, err); err != nil {
-		return ObjectRecord{}, 0, err
-	}
-	return ObjectRecord{Object: obj.ID, Bytes: sum.n, SHA256: sum.sum()}, rows, nil
+	return putStream(ctx, w, job.meta, func(out io.Writer) (int64, error) {
+		tag, err := conn.PgConn().CopyTo(ctx, out, job.sql)
+		return tag.RowsAffected(), err
+	})
 }
 
 // dumpSchema stores pg_dump's pre-data and post-data sections, taken in the same snapshot.
 func (s *Source) dumpSchema(ctx context.Context, w *snapshot.Writer, sec *Section, exclude []string) error {
 	for _, section := range []string{"pre-data", "post-data"} {
-		pr, pw := io.Pipe()
-		sum := &hashCounter{h: sha256.New()}
-		done := make(chan error, 1)
-		go func() {
-			err := dumpSection(ctx, s.PGDump, s.DSN, section, sec.Snapshot, exclude, s.LockWait, io.MultiWriter(pw, sum))
-			pw.CloseWithError(err)
-			done <- err
-		}()
-		obj, err := w.Put(ctx, store.ManifestObject{Kind: KindSchema, Database: sec.Database.Name, Table: section}, "", pr)
-		pr.CloseWithError(errStoreFailed)
-		if err := firstCause(<-done, err); err != nil {
+		meta := store.ManifestObject{Kind: KindSchema, Database: sec.Database.Name, Table: section}
+		rec, _, err := putStream(ctx, w, meta, func(out io.Writer) (int64, error) {
+			return 0, dumpSection(ctx, s.PGDump, s.DSN, section, sec.Snapshot, exclude, s.LockWait, out)
+		})
+		if err != nil {
 			return err
 		}
-		rec := &ObjectRecord{Object: obj.ID, Bytes: sum.n, SHA256: sum.sum()}
 		if section == "pre-data" {
-			sec.PreData = rec
+			sec.PreData = &rec
 		} else {
-			sec.PostData = rec
+			sec.PostData = &rec
 		}
 	}
 	return nil
 }
+
+// putStream stores what produce writes as one object. The object's size and SHA-256 are those
+// of the plaintext stream, which is what the manifest records for COPY data and DDL.
+func putStream(ctx context.Context, w *snapshot.Writer, meta store.ManifestObject, produce func(io.Writer) (rows int64, err error)) (ObjectRecord, int64, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var rows int64
+	go func() {
+		var err error
+		rows, err = produce(pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	obj, err := w.Put(ctx, meta, "", countedStream{pr, &rows})
+	pr.CloseWithError(errStoreFailed)
+	if err := firstCause(<-done, err); err != nil {
+		return ObjectRecord{}, 0, err
+	}
+	return ObjectRecord{Object: obj.ID, Bytes: obj.RawSize, SHA256: obj.SHA256}, rows, nil
+}
+
+// countedStream reports the producer's row count once the stream is drained (the producer sets
+// it before closing the pipe), so the manifest's object records it.
+type countedStream struct {
+	*io.PipeReader
+	rows *int64
+}
+
+func (c countedStream) Rows() int64 { return *c.rows }
 
 // errStoreFailed stops a producer whose consumer, the repository, gave up.
 var errStoreFailed = errors.New("the repository stopped reading")
@@ -394,15 +401,3 @@ func firstCause(produce, consume error) error {
 	}
 	return produce
 }
-
-type hashCounter struct {
-	h hash.Hash
-	n int64
-}
-
-func (c *hashCounter) Write(p []byte) (int, error) {
-	c.n += int64(len(p))
-	return c.h.Write(p)
-}
-
-func (c *hashCounter) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
