@@ -37,7 +37,7 @@ func TestCheckAndRestoreReplicaCLI(t *testing.T) {
 	t.Cleanup(func() {
 		_ = servers[0].Conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, env.CHCluster))
 	})
-	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, Cluster: env.CHCluster, Database: db, Traces: 500, Seed: 5}); err != nil {
+	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster, Database: db, Traces: 500, Seed: 5}); err != nil {
 		t.Fatal(err)
 	}
 	tmp := t.TempDir()

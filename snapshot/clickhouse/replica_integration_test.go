@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
@@ -180,7 +182,21 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 	env := f.env
 	ctx := context.Background()
 	want := f.checksums(t, f.db)
-	snap := f.backup(t)
+	objects := func(cond string) int {
+		n, _ := strconv.Atoi(f.sql(t, 0, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s' AND %s", f.db, cond)))
+		return n
+	}
+	all, replicated, views := objects("1"), objects("engine LIKE 'Replicated%'"), objects("engine LIKE '%View'")
+	// Every database, so that the rebuild also brings back the rows other databases' local
+	// tables had on replica 3: the stack is left as it was found.
+	src := &clickhouse.Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
+		Filter: clickhouse.Filter{Databases: []string{"*"}}, Cluster: env.CHCluster, Log: quiet}
+	snap, err := snapshot.Run(ctx, f.repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	localRows := "SELECT database, sum(rows) FROM system.parts WHERE active AND table = 'event_log' GROUP BY database ORDER BY database"
+	localBefore := f.sql(t, 2, localRows)
 	if err := env.Stop(ctx, "ch3"); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +209,7 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 		if err := env.Start(context.Background(), "ch3"); err != nil {
 			t.Errorf("restart ch3: %v", err)
 		}
-		if _, _, err := rebuild(t, env, []string{"*"}, "ch3", nil, nil); err != nil {
+		if _, _, err := rebuild(t, env, []string{"*"}, "ch3", f.repo, snap); err != nil {
 			t.Errorf("heal ch3: %v", err)
 		}
 	})
@@ -220,8 +236,8 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 			missing++
 		}
 	}
-	if missing != 13 {
-		t.Errorf("check found %d objects missing on ch3, want 13: %+v", missing, rep.Problems)
+	if missing != all {
+		t.Errorf("check found %d objects missing on ch3, want %d: %+v", missing, all, rep.Problems)
 	}
 
 	plan, res, err := rebuild(t, env, []string{"*"}, "ch3", f.repo, snap)
@@ -235,10 +251,11 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 			count[s.Action]++
 		}
 	}
-	if count["drop-registration"] != 6 || count["create-table"] != 7 || count["create-view"] != 6 || count["verify"] != 6 || count["create-database"] != 1 || count["load-partition"] == 0 {
-		t.Errorf("plan for %s: %v; want the database, 7 tables, 6 views, 6 stale registrations replaced and verified, event_log loaded", f.db, count)
+	if count["drop-registration"] != replicated || count["create-table"] != all-views || count["create-view"] != views || count["verify"] != replicated ||
+		count["create-database"] != 1 || count["load-partition"] == 0 {
+		t.Errorf("plan for %s: %v; want the database, %d tables, %d views, %d stale registrations replaced and verified, event_log loaded", f.db, count, all-views, views, replicated)
 	}
-	if len(res.Verified) < 6 {
+	if len(res.Verified) < replicated {
 		t.Errorf("verified only %v", res.Verified)
 	}
 	got := f.checksums(t, f.db)
@@ -249,6 +266,9 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 	}
 	if got[2]["event_log"] != want[2]["event_log"] || want[2]["event_log"] == want[0]["event_log"] {
 		t.Errorf("replica 3's own event_log after rebuild:\n%s\nwant its own from the snapshot\n%s", got[2]["event_log"], want[2]["event_log"])
+	}
+	if after := f.sql(t, 2, localRows); after != localBefore {
+		t.Errorf("replica 3's event_log rows per database after rebuild:\n%s\nbefore:\n%s", after, localBefore)
 	}
 	if rep := check(t, env, []string{f.db}); !rep.Healthy {
 		t.Errorf("check after rebuild: %+v", rep.Problems)
@@ -270,16 +290,20 @@ func TestTotalLossRestoreCluster(t *testing.T) {
 	for _, tt := range []struct {
 		name          string
 		loseZooKeeper bool
-		groups        int // drop-group steps expected
+		groups        bool // one drop-group step per replicated table expected
 	}{
-		{"zookeeper lost too", true, 0},
-		{"zookeeper kept the lost groups", false, 6},
+		{"zookeeper lost too", true, false},
+		{"zookeeper kept the lost groups", false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, 1000)
 			env := f.env
 			ctx := context.Background()
 			want := f.checksums(t, f.db)
+			replicated, _ := strconv.Atoi(f.sql(t, 0, fmt.Sprintf("SELECT count() FROM system.replicas WHERE database = '%s'", f.db)))
+			if replicated == 0 {
+				t.Fatal("the demo database has no replicated table")
+			}
 			m := f.backup(t)
 			svcs := []string{"ch1", "ch2", "ch3"}
 			t.Cleanup(func() {
@@ -331,8 +355,8 @@ func TestTotalLossRestoreCluster(t *testing.T) {
 					drops++
 				}
 			}
-			if drops != tt.groups {
-				t.Errorf("plan removes %d groups, want %d", drops, tt.groups)
+			if wantDrops := map[bool]int{true: replicated}[tt.groups]; drops != wantDrops {
+				t.Errorf("plan removes %d groups, want %d", drops, wantDrops)
 			}
 			if err := rs.Execute(ctx, f.repo, plan, nil); err != nil {
 				t.Fatalf("restore: %v", err)
