@@ -12,8 +12,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/tracevault
 
-## run: the main job on the embedded default — local stack, demo data, daemon + status page.
+## run: the main job on the embedded default — local stack, demo schema and data, daemon + status page.
 run: build stack-up
+	./$(BIN) --config .stack/run.toml migrate --target clickhouse up
+	./$(BIN) --config .stack/run.toml migrate --target postgres up
 	./$(BIN) --config .stack/run.toml demo seed --traces $(TRACES)
 	./$(BIN) --config .stack/run.toml serve
 

@@ -63,9 +63,10 @@ func OpenMigrator(ctx context.Context, cfg *config.Config, target string, o Migr
 		if r.Cluster == "" {
 			r.Cluster = cfg.ClickHouse.Cluster
 		}
+		r.Database = MigrateDatabase(cfg, o.Database)
 		d, err := mch.Open(ctx, mch.Options{
 			Addresses: cfg.ClickHouse.Addresses, HTTPAddresses: cfg.ClickHouse.HTTPAddresses, Conn: ClickHouseConn(cfg.ClickHouse),
-			Database: MigrateDatabase(cfg, o.Database), Cluster: r.Cluster,
+			Database: r.Database, Cluster: r.Cluster,
 			ZooKeeper: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
 			SyncTimeout: o.SyncTimeout, Log: log,
 		})

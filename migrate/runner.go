@@ -14,6 +14,7 @@ type Runner struct {
 	Driver     Driver
 	Migrations []Migration // sorted by version, as Load returns them
 	Cluster    string      // what {{cluster}} expands to ON CLUSTER; empty for none
+	Database   string      // what {{database}} expands to: the migrated ClickHouse database
 	// Command is how the operator invokes this target, for the guidance printed after a
 	// failure, e.g. "tracevault migrate --target clickhouse --database default".
 	Command  string
@@ -231,7 +232,7 @@ func (r *Runner) apply(ctx context.Context, s Step) error {
 	if err != nil {
 		return fmt.Errorf("read migration %s: %w", s.File, err)
 	}
-	stmts := Split(Expand(string(body), r.Cluster))
+	stmts := Split(Expand(string(body), r.Cluster, r.Database))
 	start := time.Now()
 	r.log().Info("migration starting", "version", s.Version, "title", s.Title, "direction", s.Direction, "statements", len(stmts))
 	if err := r.Driver.SetVersion(ctx, s.Target, true); err != nil {

@@ -22,11 +22,14 @@ func (a *app) demoCommand() *cobra.Command {
 	var months int
 	seedCmd := &cobra.Command{
 		Use:   "seed",
-		Short: "Create the demo schema and fill ClickHouse and PostgreSQL with realistic rows",
-		Long: `Create the demo schema where missing (ClickHouse: the 13 objects of Langfuse's architecture,
+		Short: "Migrate the demo schema and fill ClickHouse and PostgreSQL with realistic rows",
+		Long: `Apply the demo schema's pending migrations (ClickHouse: the 13 objects of Langfuse's architecture,
 ON CLUSTER when a cluster is configured; PostgreSQL: users, organizations, projects, API keys...)
-and insert rows spread over several monthly partitions. The same --seed always yields the same
-rows. A database that already holds demo data is left alone and reported as skipped.`,
+and insert rows spread over several monthly partitions. The migrations are deploy/demo/migrations,
+carried in the binary and applied as 'tracevault migrate up' applies them, through
+schema_migrations; ClickHouse's run over the first of [clickhouse] http_addresses. The same --seed
+always yields the same rows. A database that already holds demo data is left alone and reported
+as skipped.`,
 		Example: examples(
 			"tracevault demo seed --config .stack/tracevault.toml --traces 100000",
 			"tracevault demo seed --traces 1000000 --seed 7 --json"),
@@ -37,15 +40,17 @@ rows. A database that already holds demo data is left alone and reported as skip
 				return err
 			}
 			opts := demo.Options{
-				ClickHouse:  cfg.ClickHouse.Addresses,
-				User:        cfg.ClickHouse.User,
-				Password:    cfg.ClickHouse.Password.Reveal(),
-				Cluster:     cfg.ClickHouse.Cluster,
-				Database:    database,
-				PostgresDSN: cfg.Postgres.DSN.Reveal(),
-				Traces:      traces,
-				Seed:        seed,
-				Months:      months,
+				ClickHouse:     cfg.ClickHouse.Addresses,
+				ClickHouseHTTP: cfg.ClickHouse.HTTPAddresses,
+				User:           cfg.ClickHouse.User,
+				Password:       cfg.ClickHouse.Password.Reveal(),
+				Cluster:        cfg.ClickHouse.Cluster,
+				Database:       database,
+				ZooKeeper:      cfg.ZooKeeper.Servers,
+				PostgresDSN:    cfg.Postgres.DSN.Reveal(),
+				Traces:         traces,
+				Seed:           seed,
+				Months:         months,
 			}
 			last := time.Now()
 			opts.Progress = func(table string, rows int64) {

@@ -411,12 +411,16 @@ data_path = "$(ch_dir ch1)/data/"
 [zookeeper]
 servers = ["127.0.0.1:$ZK_PORT"]
 
-# PostgreSQL backups are not in this build yet; without "only" every snapshot would be partial.
+# The demo schema as versioned migrations: make run applies them with \`tracevault migrate up\`.
+[migrate]
+clickhouse_dir = "$ROOT/deploy/demo/migrations/clickhouse"
+postgres_dir = "$ROOT/deploy/demo/migrations/postgres"
+
+# One snapshot set of PostgreSQL, ClickHouse and ZooKeeper every 15 minutes.
 [[jobs]]
 name = "stack-backup"
 schedule = "0 */15 * * * *"
 action = "backup"
-only = ["clickhouse", "zookeeper"]
 timeout = "30m"
 
 [[jobs]]

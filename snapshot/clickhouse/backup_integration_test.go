@@ -31,7 +31,7 @@ func newFixture(t *testing.T, traces int) *fixture {
 	env := stack.Require(t)
 	ctx := context.Background()
 	f := &fixture{env: env, db: stack.ScratchName("it_ch")}
-	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, Cluster: env.CHCluster, Database: f.db, Traces: traces, Seed: 11}); err != nil {
+	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster, Database: f.db, Traces: traces, Seed: 11}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

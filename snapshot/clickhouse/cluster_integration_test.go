@@ -19,7 +19,7 @@ func TestGroupMap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	db := stack.ScratchName("it_groups")
-	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, Cluster: env.CHCluster, Database: db, Traces: 200, Seed: 3}); err != nil {
+	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster, Database: db, Traces: 200, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
 	servers := dialAll(t, env)
