@@ -52,11 +52,14 @@ Exits 0 when healthy, 1 when any problem was found.`,
 			}()
 			var conn *zk.Conn
 			var health []zookeeper.ServerHealth
+			zkErr := ""
 			if zc := cfg.ZooKeeper; len(zc.Servers) > 0 {
 				health = zookeeper.Health(ctx, zc.Servers, zkThresholds(zc), zc.SessionTimeout.D())
 				// Without a session the registrations are unknown; the report says so.
 				if conn, err = zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), a.log); err == nil {
 					defer conn.Close()
+				} else {
+					zkErr = err.Error()
 				}
 			}
 			// The migrated database is checked too, for its schema_migrations, even when it is
@@ -67,7 +70,7 @@ Exits 0 when healthy, 1 when any problem was found.`,
 			}
 			rep, err := clickhouse.Check(ctx, servers, ch.Addresses, conn, clickhouse.CheckOptions{
 				Filter:    clickhouse.Filter{Databases: dbs, Include: ch.IncludeTables, Exclude: ch.ExcludeTables},
-				ZooKeeper: health, MaxDelay: maxDelay,
+				ZooKeeper: health, MaxDelay: maxDelay, ZooKeeperError: zkErr,
 			})
 			if err != nil {
 				return failed(err)

@@ -106,6 +106,8 @@ type CheckOptions struct {
 	ZooKeeper []zookeeper.ServerHealth
 	// MaxDelay is the absolute_delay past which a replica counts as lagging; default 5 minutes.
 	MaxDelay time.Duration
+	// ZooKeeperError is why the caller has no session to pass to Check, if it tried.
+	ZooKeeperError string
 }
 
 // tableFacts is what one replica says about one of its tables, beyond system.replicas.
@@ -279,6 +281,9 @@ func judge(view *View, facts []replicaFacts, migrations []Migration, o CheckOpti
 		rep.Tables = append(rep.Tables, judgeTable(view, facts, name, o, rep))
 	}
 	rep.Problems = append(rep.Problems, staleRegistrations(view, rep.Tables, configured)...)
+	if o.ZooKeeperError != "" {
+		view.ZooKeeperError = o.ZooKeeperError
+	}
 	if view.ZooKeeperError != "" {
 		rep.Problems = append(rep.Problems, Problem{Kind: "zookeeper", Message: "could not read the replicas' registrations: " + view.ZooKeeperError,
 			Fix: "check [zookeeper] servers and the ensemble: tracevault zk health"})
