@@ -2,12 +2,13 @@ package clickhouse
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -22,7 +23,11 @@ type RestoreOptions struct {
 	Partitions  []string          // partition ids; empty = all
 	DatabaseMap map[string]string // source db -> target db
 	Force       bool              // replace partitions that already hold rows
-	Log         *slog.Logger
+	// WholeCluster (restore --cluster) rebuilds a cluster that lost its replicas' data or its
+	// ZooKeeper metadata: see planCluster. It needs ZooKeeper.
+	WholeCluster bool
+	ZooKeeper    *zk.Conn
+	Log          *slog.Logger
 }
 
 // Step is one action of a restore plan; --dry-run prints them.
@@ -35,6 +40,8 @@ type Step struct {
 	Rows      uint64 `json:"rows,omitempty"`
 	Bytes     int64  `json:"bytes,omitempty"`
 	SQL       string `json:"sql,omitempty"`
+	// ZooKeeperPath is what a drop-registration or drop-group step (restore --cluster) removes.
+	ZooKeeperPath string `json:"zookeeper_path,omitempty"`
 
 	ref   store.ObjectRef
 	table *TableRecord
@@ -88,17 +95,9 @@ func (r *Restorer) target(db string) string {
 // Plan builds the restore plan for a snapshot's clickhouse section, refusing targets that
 // already hold rows in a partition to be loaded unless Force is set.
 func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
-	raw, ok := m.Sections["clickhouse"]
-	if !ok {
-		return nil, fmt.Errorf("snapshot %s has no clickhouse section", m.ID)
-	}
-	var sec Section
-	if err := json.Unmarshal(raw, &sec); err != nil {
-		return nil, fmt.Errorf("read clickhouse section of %s: %w", m.ID, err)
-	}
-	objects := map[string]store.ObjectRef{}
-	for _, o := range m.Objects {
-		objects[o.ID] = o.ObjectRef
+	sec, objects, err := SnapshotSection(m)
+	if err != nil {
+		return nil, err
 	}
 	filter := Filter{Databases: []string{"*"}, Include: r.opts.Tables}
 	plan := &Plan{Snapshot: m.ID}
@@ -144,6 +143,11 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		}
 	}
 	plan.Steps = append(plan.Steps, views...)
+	if r.opts.WholeCluster {
+		if plan, err = r.planCluster(ctx, plan); err != nil {
+			return nil, err
+		}
+	}
 	if !r.opts.Force {
 		if err := r.refuseNonEmpty(ctx, plan); err != nil {
 			return nil, err
@@ -250,6 +254,12 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 		switch s.Action {
 		case "create-database", "create-table", "create-view":
 			err = r.first.Conn.Exec(ctx, s.SQL)
+		case "restore-metadata":
+			err = r.restoreMetadata(ctx, s)
+		case "drop-registration":
+			err = dropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+		case "drop-group":
+			err = dropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		case "load-partition":
 			err = r.loadPartition(ctx, repo, s)
 		}
@@ -375,6 +385,8 @@ func WritePlan(w io.Writer, p *Plan) {
 			fmt.Fprintf(w, "load     %s partition %s on %s: %d rows, %d bytes from object %.12s\n", s.Target, s.Partition, s.Replica, s.Rows, s.Bytes, s.Object)
 			rows += s.Rows
 			bytes += s.Bytes
+		case "drop-registration", "drop-group":
+			fmt.Fprintf(w, "%-8s %s: remove %s from zookeeper\n", s.Action, s.Target, s.ZooKeeperPath)
 		default:
 			fmt.Fprintf(w, "%-8s %s\n", strings.TrimPrefix(s.Action, "create-"), s.Target)
 		}
