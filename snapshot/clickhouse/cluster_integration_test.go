@@ -23,9 +23,11 @@ func TestGroupMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	servers := dialAll(t, env)
-	defer func() {
+	// A cleanup, not a defer: it must run after the cleanup below restarts ch3, or the DROP ON
+	// CLUSTER waits out the distributed DDL timeout for the stopped replica.
+	t.Cleanup(func() {
 		_ = servers[0].Conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, env.CHCluster))
-	}()
+	})
 	zk, err := zookeeper.Connect(ctx, []string{env.ZK}, 10*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
