@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 func (a *app) checkCommand() *cobra.Command {
@@ -39,39 +37,7 @@ Exits 0 when healthy, 1 when any problem was found.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			ch := cfg.ClickHouse
-			servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, jobs.ClickHouseConn(ch), a.log)
-			if err != nil {
-				return failed(fmt.Errorf("check: %w; start the servers or fix [clickhouse] addresses", err))
-			}
-			defer func() {
-				for _, s := range servers {
-					s.Close()
-				}
-			}()
-			var conn *zk.Conn
-			var health []zookeeper.ServerHealth
-			zkErr := ""
-			if zc := cfg.ZooKeeper; len(zc.Servers) > 0 {
-				health = zookeeper.Health(ctx, zc.Servers, zkThresholds(zc), zc.SessionTimeout.D())
-				// Without a session the registrations are unknown; the report says so.
-				if conn, err = zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), a.log); err == nil {
-					defer conn.Close()
-				} else {
-					zkErr = err.Error()
-				}
-			}
-			// The migrated database is checked too, for its schema_migrations, even when it is
-			// not among the databases backed up.
-			dbs := ch.Databases
-			if m := cfg.Migrate.ClickHouseDatabase; m != "" {
-				dbs = append(append([]string{}, dbs...), m)
-			}
-			rep, err := clickhouse.Check(ctx, servers, ch.Addresses, conn, clickhouse.CheckOptions{
-				Filter:    clickhouse.Filter{Databases: dbs, Include: ch.IncludeTables, Exclude: ch.ExcludeTables},
-				ZooKeeper: health, MaxDelay: maxDelay, ZooKeeperError: zkErr,
-			})
+			rep, err := jobs.CheckCluster(cmd.Context(), cfg, maxDelay, a.log)
 			if err != nil {
 				return failed(err)
 			}

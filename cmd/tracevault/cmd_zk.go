@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
@@ -109,7 +108,7 @@ Exits 1 when a server does not answer or a threshold is passed.`,
 			if err != nil {
 				return err
 			}
-			hs := zookeeper.Health(cmd.Context(), cfg.ZooKeeper.Servers, zkThresholds(cfg.ZooKeeper), cfg.ZooKeeper.SessionTimeout.D())
+			hs := zookeeper.Health(cmd.Context(), cfg.ZooKeeper.Servers, jobs.ZKThresholds(cfg.ZooKeeper), cfg.ZooKeeper.SessionTimeout.D())
 			bad := 0
 			for _, h := range hs {
 				if !h.OK || len(h.Warnings) > 0 {
@@ -130,8 +129,6 @@ Exits 1 when a server does not answer or a threshold is passed.`,
 		},
 	}
 }
-
-func zkThresholds(z config.ZooKeeper) zookeeper.Thresholds { return jobs.ZKThresholds(z) }
 
 func printZKHealth(w io.Writer, hs []zookeeper.ServerHealth) {
 	for _, h := range hs {
