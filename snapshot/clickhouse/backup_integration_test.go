@@ -24,7 +24,12 @@ type fixture struct {
 	env  *stack.Env
 	db   string
 	repo *store.Repository
+	mode string // export mode of backup; empty is logical
 }
+
+// modes are the export modes every backup-and-restore test runs in; the stack's replicas run
+// on this host, so freeze mode reads their data paths as the servers report them.
+var modes = []string{clickhouse.ModeLogical, clickhouse.ModeFreeze}
 
 func newFixture(t *testing.T, traces int) *fixture {
 	t.Helper()
@@ -64,7 +69,7 @@ func (f *fixture) sql(t *testing.T, replica int, q string) string {
 func (f *fixture) backup(t *testing.T) *store.Manifest {
 	t.Helper()
 	src := &clickhouse.Source{Native: f.env.CHNative, HTTP: f.env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
-		Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Log: quiet}
+		Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Mode: f.mode, Log: quiet}
 	m, err := snapshot.Run(context.Background(), f.repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -105,9 +110,17 @@ func (f *fixture) checksums(t *testing.T, db string) []map[string]string {
 }
 
 func TestBackupDropRestore(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) { testBackupDropRestore(t, mode) })
+	}
+}
+
+func testBackupDropRestore(t *testing.T, mode string) {
 	f := newFixture(t, 3000)
+	f.mode = mode
 	before := f.checksums(t, f.db)
 	m := f.backup(t)
+	wantFormat(t, m, mode)
 	f.sql(t, 0, fmt.Sprintf("DROP DATABASE %s ON CLUSTER %s", f.db, f.env.CHCluster))
 	f.restore(t, m, clickhouse.RestoreOptions{})
 	after := f.checksums(t, f.db)
@@ -128,8 +141,37 @@ func TestBackupDropRestore(t *testing.T) {
 	}
 }
 
+// wantFormat checks that every partition object was made the way the mode makes them.
+func wantFormat(t *testing.T, m *store.Manifest, mode string) {
+	t.Helper()
+	sec, _, err := clickhouse.SnapshotSection(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{clickhouse.ModeLogical: clickhouse.FormatNative, clickhouse.ModeFreeze: clickhouse.FormatPartsTar}[mode]
+	n := 0
+	for _, tbl := range sec.Tables {
+		for _, p := range tbl.Partitions {
+			n++
+			if p.Format != want {
+				t.Errorf("%s partition %s has format %q in %s mode; want %q", tbl.Name, p.ID, p.Format, mode, want)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("the snapshot has no partitions")
+	}
+}
+
 func TestIncrementalBackupAndPartitionRestore(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) { testIncrementalBackupAndPartitionRestore(t, mode) })
+	}
+}
+
+func testIncrementalBackupAndPartitionRestore(t *testing.T, mode string) {
 	f := newFixture(t, 2000)
+	f.mode = mode
 	first := f.backup(t)
 	second := f.backup(t)
 	if tot := second.Totals(); tot.NewBytes != 0 || tot.Reused != tot.Objects {

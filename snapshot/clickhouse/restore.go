@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,7 +29,10 @@ type RestoreOptions struct {
 	// ZooKeeper metadata: see planCluster. It needs ZooKeeper.
 	WholeCluster bool
 	ZooKeeper    *zk.Conn
-	Log          *slog.Logger
+	// DataPath is where the loading replica's data path is mounted on this host, for objects
+	// of frozen parts (see Source.DataPath); empty uses the server's paths as they are.
+	DataPath string
+	Log      *slog.Logger
 }
 
 // Step is one action of a restore plan; --dry-run prints them.
@@ -39,6 +44,7 @@ type Step struct {
 	Object    string `json:"object,omitempty"`
 	Rows      uint64 `json:"rows,omitempty"`
 	Bytes     int64  `json:"bytes,omitempty"`
+	Format    string `json:"format,omitempty"` // of the object: FormatNative or FormatPartsTar
 	SQL       string `json:"sql,omitempty"`
 	// ZooKeeperPath is what a drop-registration or drop-group step (restore --cluster) removes.
 	ZooKeeperPath string `json:"zookeeper_path,omitempty"`
@@ -59,6 +65,7 @@ type Restorer struct {
 	servers map[string]*Server // by native address; only the reachable ones
 	httpOf  map[string]string
 	first   *Server
+	local   *localFS
 }
 
 // NewRestorer connects to every reachable replica.
@@ -71,7 +78,7 @@ func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0]}
+	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0], local: newLocalFS(o.DataPath)}
 	for _, s := range servers {
 		r.servers[s.Addr] = s
 	}
@@ -134,12 +141,21 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			if !ok {
 				return nil, fmt.Errorf("snapshot %s lists partition %s of %s but not its object %s; run 'tracevault verify %s'", m.ID, p.ID, t.FullName(), p.Object, m.ID)
 			}
+			format := p.Format
+			if format == "" {
+				format = FormatNative
+			}
 			replica := r.loadReplica(t, p)
 			if replica == "" {
 				return nil, fmt.Errorf("restore %s partition %s: replica %s it was taken from is not reachable, and a local table's rows belong to it", t.FullName(), p.ID, p.Replica)
 			}
+			if format == FormatPartsTar {
+				if replica, err = r.localLoadReplica(ctx, t, p, replica); err != nil {
+					return nil, err
+				}
+			}
 			plan.Steps = append(plan.Steps, Step{Action: "load-partition", Target: full, Replica: replica, Partition: p.ID,
-				Object: ref.ID, Rows: p.Rows, Bytes: ref.RawSize, ref: ref, table: t})
+				Object: ref.ID, Rows: p.Rows, Bytes: ref.RawSize, Format: format, ref: ref, table: t})
 		}
 	}
 	plan.Steps = append(plan.Steps, views...)
@@ -199,6 +215,23 @@ func (r *Restorer) loadReplica(t *TableRecord, p PartitionRecord) string {
 		return p.Replica
 	}
 	return r.first.Addr
+}
+
+// localLoadReplica keeps the chosen replica for an object of frozen parts if its data path is
+// on this host, or for a replicated table moves to one that is.
+func (r *Restorer) localLoadReplica(ctx context.Context, t *TableRecord, p PartitionRecord, chosen string) (string, error) {
+	_, err := r.local.root(ctx, r.servers[chosen])
+	if err == nil {
+		return chosen, nil
+	}
+	if t.Replicated() {
+		for addr, srv := range r.servers {
+			if _, e := r.local.root(ctx, srv); e == nil {
+				return addr, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("restore %s partition %s: its object holds frozen parts, which load only into a replica whose data path is on this host: %w", t.FullName(), p.ID, err)
 }
 
 func (r *Restorer) refuseNonEmpty(ctx context.Context, plan *Plan) error {
@@ -313,13 +346,61 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		return err
 	}
 	defer obj.Close()
-	h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password}
-	if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
-		return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
+	if s.Format == FormatPartsTar {
+		if err := r.attachParts(ctx, srv, db, staging, s.Partition, obj); err != nil {
+			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
+		}
+	} else {
+		if r.httpOf[srv.Addr] == "" {
+			return fmt.Errorf("load object %s into %s: native objects load through the HTTP interface: set [clickhouse] http_addresses", s.ref.Name(), stagingFull)
+		}
+		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password}
+		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
+			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
+		}
 	}
 	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", QuoteIdent(db), QuoteIdent(table), QuoteString(s.Partition), stagingFull)
 	if err := srv.Conn.Exec(ctx, replace); err != nil {
 		return fmt.Errorf("replace partition on %s: %w", srv.Addr, err)
+	}
+	return nil
+}
+
+// attachParts unpacks an object of frozen parts into the staging table's detached/ directory,
+// owned like the table's own directory, and attaches the partition. The staging table was
+// created from the recorded CREATE, so the parts' columns match it.
+func (r *Restorer) attachParts(ctx context.Context, srv *Server, db, staging, partition string, obj io.Reader) error {
+	root, err := r.local.root(ctx, srv)
+	if err != nil {
+		return err
+	}
+	var dataPath string
+	if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.tables WHERE database = ? AND name = ?", db, staging).Scan(&dataPath); err != nil {
+		return fmt.Errorf("read the data path of %s.%s on %s: %w", db, staging, srv.Addr, err)
+	}
+	dir := root.path(dataPath)
+	uid, gid, err := ownerOf(dir)
+	if err != nil {
+		return fmt.Errorf("staging table directory on %s: %w", srv.Addr, err)
+	}
+	// ATTACH PARTITION takes every detached part of the partition, so parts left by an
+	// interrupted attempt must go; the staging table is tracevault's own.
+	detached := filepath.Join(dir, "detached")
+	if err := os.RemoveAll(detached); err != nil {
+		return fmt.Errorf("clear %s: %w", detached, err)
+	}
+	if err := os.MkdirAll(detached, 0o750); err != nil {
+		return err
+	}
+	if err := os.Lchown(detached, uid, gid); err != nil {
+		return fmt.Errorf("give %s to the server's user: %w", detached, err)
+	}
+	if _, err := extractPartsTar(obj, detached, uid, gid); err != nil {
+		return err
+	}
+	attach := fmt.Sprintf("ALTER TABLE %s.%s ATTACH PARTITION ID %s", QuoteIdent(db), QuoteIdent(staging), QuoteString(partition))
+	if err := srv.Conn.Exec(ctx, attach); err != nil {
+		return fmt.Errorf("attach partition %s of %s.%s on %s: %w", partition, db, staging, srv.Addr, err)
 	}
 	return nil
 }

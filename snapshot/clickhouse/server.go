@@ -42,6 +42,9 @@ type Capabilities struct {
 	// DefaultReplicatedArgs: ReplicatedMergeTree may omit path and replica (20.x+ with
 	// default_replica_path); 18.16 requires both, explicitly.
 	DefaultReplicatedArgs bool `json:"default_replicated_args"`
+	// FreezeWithName: ALTER TABLE ... FREEZE ... WITH NAME 'x' puts the parts in shadow/x (19.x);
+	// 18.16 numbers shadow directories by shadow/increment.txt instead.
+	FreezeWithName bool `json:"freeze_with_name"`
 }
 
 // Dial connects to one replica and detects its capabilities.
@@ -102,6 +105,7 @@ func capabilitiesFor(version string, uuidColumn bool) Capabilities {
 	c.TableUUIDs = uuidColumn
 	c.RestoreReplica = atLeast(21, 7)
 	c.DefaultReplicatedArgs = atLeast(20, 10)
+	c.FreezeWithName = atLeast(19, 1)
 	return c
 }
 

@@ -16,17 +16,25 @@ import (
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// Source backs up the partitions of a ClickHouse cluster (logical mode: SELECT ... FORMAT Native
-// over each replica's HTTP interface, streamed into the repository).
+// Source backs up the partitions of a ClickHouse cluster. In logical mode each partition is
+// SELECT ... FORMAT Native over a replica's HTTP interface; in freeze mode it is the partition's
+// frozen part files, read from a replica whose data path is on this host. Either way it is
+// streamed into the repository.
 type Source struct {
 	Native  []string // native host:port of every replica
-	HTTP    []string // HTTP host:port, same order
+	HTTP    []string // HTTP host:port, same order; freeze mode may leave it empty
 	Conn    ConnOptions
 	Filter  Filter
 	Cluster string
+	Mode    string // ModeLogical (default) or ModeFreeze
+	// DataPath is where the replica's data path is mounted on this host in freeze mode, when
+	// that differs from the path the server reports; empty uses the server's paths as they are.
+	DataPath string
 	// ZooKeeper, when set, adds the registrations to the recorded group map.
 	ZooKeeper func(ctx context.Context) (*zk.Conn, error)
 	Log       *slog.Logger
+
+	local *localFS
 }
 
 // Section is the clickhouse part of a manifest: enough to rebuild every table, with the same
@@ -59,6 +67,9 @@ type PartitionRecord struct {
 	Replica string `json:"replica"` // native address it was exported from
 	Object  string `json:"object"`
 	SHA256  string `json:"sha256"`
+	// Format is how the object was made: FormatNative, or FormatPartsTar in freeze mode.
+	// Snapshots from before freeze mode leave it empty, meaning native.
+	Format string `json:"format,omitempty"`
 }
 
 func (s *Source) Name() string { return "clickhouse" }
@@ -68,6 +79,16 @@ func (s *Source) Name() string { return "clickhouse" }
 func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if s.Log == nil {
 		s.Log = slog.Default()
+	}
+	switch s.Mode {
+	case "", ModeLogical:
+		if len(s.HTTP) == 0 {
+			return nil, errors.New("clickhouse logical mode reads through the HTTP interface: set [clickhouse] http_addresses, or mode = \"freeze\" when tracevault runs beside the servers")
+		}
+	case ModeFreeze:
+		s.local = newLocalFS(s.DataPath)
+	default:
+		return nil, fmt.Errorf("clickhouse mode %q is unknown: set [clickhouse] mode to \"logical\" or \"freeze\"", s.Mode)
 	}
 	servers, httpOf, err := s.dial(ctx)
 	if err != nil {
@@ -108,14 +129,16 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 }
 
 func (s *Source) dial(ctx context.Context) ([]*Server, map[string]string, error) {
-	if len(s.HTTP) != len(s.Native) {
+	if len(s.HTTP) > 0 && len(s.HTTP) != len(s.Native) {
 		return nil, nil, errors.New("clickhouse: http_addresses must list the HTTP address of every replica in addresses, same order")
 	}
 	var servers []*Server
 	httpOf := map[string]string{}
 	var errs []string
 	for i, addr := range s.Native {
-		httpOf[addr] = s.HTTP[i]
+		if len(s.HTTP) > 0 {
+			httpOf[addr] = s.HTTP[i]
+		}
 		srv, err := Dial(ctx, addr, s.Conn)
 		if err != nil {
 			s.Log.Warn("replica unavailable for this backup", "replica", addr, "err", err)
@@ -130,8 +153,8 @@ func (s *Source) dial(ctx context.Context) ([]*Server, map[string]string, error)
 	return servers, httpOf, nil
 }
 
-// sourceReplicas picks where to read a table from: for a replicated table the healthy replica
-// with the least delay and queue; for a local table every replica that has it, since each holds
+// sourceReplicas picks where to read a table from: for a replicated table the healthy replicas,
+// least delay and queue first; for a local table every replica that has it, since each holds
 // different rows.
 func sourceReplicas(t Table, servers []*Server, view *View) []*Server {
 	if !t.Replicated() {
@@ -161,16 +184,49 @@ func sourceReplicas(t Table, servers []*Server, view *View) []*Server {
 		}
 		return cands[i].queue < cands[j].queue
 	})
-	if len(cands) == 0 {
-		return nil
+	out := make([]*Server, len(cands))
+	for i, c := range cands {
+		out[i] = c.srv
 	}
-	return []*Server{cands[0].srv}
+	return out
+}
+
+// exportReplicas narrows sourceReplicas to the ones this backup reads: the best one for a
+// replicated table, and in freeze mode only replicas whose data path is on this host.
+func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server, view *View) ([]*Server, error) {
+	srcs := sourceReplicas(t, servers, view)
+	if len(srcs) == 0 {
+		return nil, fmt.Errorf("no healthy replica has %s (all readonly, expired or down); see 'tracevault check'", t.FullName())
+	}
+	if s.Mode != ModeFreeze {
+		if t.Replicated() {
+			srcs = srcs[:1]
+		}
+		return srcs, nil
+	}
+	var local []*Server
+	var errs []error
+	for _, srv := range srcs {
+		if _, err := s.local.root(ctx, srv); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		local = append(local, srv)
+		if t.Replicated() {
+			return local, nil
+		}
+	}
+	if len(errs) > 0 {
+		// A local table's rows live on each replica; freezing some and not others would lose rows.
+		return nil, fmt.Errorf("freeze %s: %w", t.FullName(), errors.Join(errs...))
+	}
+	return local, nil
 }
 
 func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *TableRecord, servers []*Server, view *View, httpOf map[string]string) error {
-	srcs := sourceReplicas(rec.Table, servers, view)
-	if len(srcs) == 0 {
-		return fmt.Errorf("no healthy replica has %s (all readonly, expired or down); see 'tracevault check'", rec.FullName())
+	srcs, err := s.exportReplicas(ctx, rec.Table, servers, view)
+	if err != nil {
+		return err
 	}
 	for _, srv := range srcs {
 		has, err := hasTable(ctx, srv, rec.Database, rec.Name)
@@ -192,15 +248,36 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password}
 		for _, p := range parts {
 			start := time.Now()
-			sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID))
-			src := &lazyReader{open: func() (io.ReadCloser, error) { return h.Query(ctx, sql, nil) }}
+			format, src := FormatNative, io.ReadCloser(nil)
+			var fz *freezeReader
+			if s.Mode == ModeFreeze {
+				root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
+				db, table, id := rec.Database, rec.Name, p.ID
+				fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
+				format, src = FormatPartsTar, fz
+			} else {
+				sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID))
+				src = &lazyReader{open: func() (io.ReadCloser, error) { return h.Query(ctx, sql, nil) }}
+			}
 			meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
-			obj, err := w.Put(ctx, meta, Fingerprint(rec.Table, cols, p, srv.Addr), src)
-			src.Close()
+			fingerprint := Fingerprint(rec.Table, cols, p, srv.Addr)
+			if format != FormatNative {
+				fingerprint += "/" + format // the same parts as a native object are not the same object
+			}
+			obj, err := w.Put(ctx, meta, fingerprint, src)
+			closeErr := src.Close()
 			if err != nil {
 				return fmt.Errorf("export %s partition %s from %s: %w", rec.FullName(), p.ID, srv.Addr, err)
 			}
-			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256})
+			if closeErr != nil && fz != nil {
+				return fmt.Errorf("remove the shadow directory of %s partition %s on %s: %w", rec.FullName(), p.ID, srv.Addr, closeErr)
+			}
+			if fz != nil && fz.f != nil {
+				// A merge or insert between listing and freezing changes the parts; record what
+				// the object holds, which restore's row check compares against.
+				p.Parts, p.Rows = fz.f.parts, fz.f.rows
+			}
+			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format})
 			s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
 		}
 	}

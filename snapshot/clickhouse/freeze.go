@@ -1,0 +1,382 @@
+package clickhouse
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Object formats of a partition, recorded in the manifest so a restore loads each object the
+// way it was made, whatever mode the current config asks for.
+const (
+	FormatNative   = "native"    // SELECT ... FORMAT Native; loaded with INSERT ... FORMAT Native
+	FormatPartsTar = "parts-tar" // a tar of the frozen part directories; loaded with ATTACH PARTITION
+)
+
+// Export modes ([clickhouse] mode).
+const (
+	ModeLogical = "logical"
+	ModeFreeze  = "freeze"
+)
+
+// freezeMu serializes freezes in this process: 18.16 names a freeze's shadow directory only
+// by bumping shadow/increment.txt, so the number read right after a freeze is that freeze's
+// only while no other freeze runs on the same server.
+var freezeMu sync.Mutex
+
+// localFS maps each server's own absolute paths onto this host. dataPath, when set, replaces
+// the server's data path prefix: the volume is mounted somewhere else here than in the server.
+type localFS struct {
+	dataPath string
+
+	mu    sync.Mutex
+	roots map[string]localRoot // by server address
+}
+
+type localRoot struct {
+	server, local string
+	err           error
+}
+
+func newLocalFS(dataPath string) *localFS {
+	return &localFS{dataPath: dataPath, roots: map[string]localRoot{}}
+}
+
+// root returns the server's data path and where it is on this host, or why it is not here.
+// It proves locality with a probe database, whose directory must then appear here: paths alone
+// cannot tell sidecars apart, since every replica usually uses /var/lib/clickhouse.
+func (l *localFS) root(ctx context.Context, srv *Server) (localRoot, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.roots[srv.Addr]; ok {
+		return r, r.err
+	}
+	r := localRoot{}
+	r.server, r.err = serverDataPath(ctx, srv)
+	if r.err == nil {
+		r.local = remapPath(r.server, r.server, l.dataPath)
+		r.err = probeLocal(ctx, srv, r.local)
+	}
+	l.roots[srv.Addr] = r
+	return r, r.err
+}
+
+// path maps a path the server reported onto this host.
+func (r localRoot) path(serverPath string) string { return remapPath(serverPath, r.server, r.local) }
+
+// serverDataPath is the server's <path> setting, derived from the system database's data
+// directory (<path>/data/system/; <path>/store/... on Atomic servers).
+func serverDataPath(ctx context.Context, srv *Server) (string, error) {
+	var p string
+	if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.databases WHERE name = 'system'").Scan(&p); err != nil {
+		return "", fmt.Errorf("read the data path of clickhouse %s: %w", srv.Addr, err)
+	}
+	return dataPathOf(p)
+}
+
+func dataPathOf(systemDB string) (string, error) {
+	p := strings.TrimSuffix(systemDB, "/")
+	for _, suffix := range []string{"/data/system", "/store"} {
+		if root, ok := strings.CutSuffix(p, suffix); ok {
+			return root + "/", nil
+		}
+	}
+	if i := strings.Index(p, "/store/"); i >= 0 {
+		return p[:i+1], nil
+	}
+	return "", fmt.Errorf("cannot tell the data path from the system database's directory %q", systemDB)
+}
+
+// remapPath replaces the server's data path prefix with where it is mounted here.
+func remapPath(p, serverRoot, localRoot string) string {
+	if localRoot == "" || localRoot == serverRoot {
+		return p
+	}
+	rest, ok := strings.CutPrefix(p, serverRoot)
+	if !ok {
+		return p
+	}
+	return filepath.Join(localRoot, rest)
+}
+
+func probeLocal(ctx context.Context, srv *Server, local string) error {
+	name := "__tracevault_probe_" + randomHex()
+	if err := srv.Conn.Exec(ctx, "CREATE DATABASE "+QuoteIdent(name)); err != nil {
+		return fmt.Errorf("probe whether clickhouse %s keeps its data on this host: %w", srv.Addr, err)
+	}
+	_, statErr := os.Stat(filepath.Join(local, "metadata", name))
+	if err := srv.Conn.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+QuoteIdent(name)); err != nil {
+		return fmt.Errorf("drop probe database %s on clickhouse %s: %w", name, srv.Addr, err)
+	}
+	if statErr != nil {
+		return fmt.Errorf("clickhouse %s keeps its data at %s, which is not on this host (%v): run tracevault beside the server with its data path mounted and set [clickhouse] data_path to the mount point, or set [clickhouse] mode = \"logical\"", srv.Addr, local, statErr)
+	}
+	return nil
+}
+
+func randomHex() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// frozen is one partition frozen into a shadow directory.
+type frozen struct {
+	shadow string   // shadow/<N or name>, removed by remove
+	dir    string   // the table's directory inside it, holding one directory per part
+	parts  []string // part directory names, sorted
+	rows   uint64   // from the parts' count.txt
+}
+
+func (f *frozen) remove() error { return os.RemoveAll(f.shadow) }
+
+// freezePartition hard-links a partition's active parts into the server's shadow directory.
+func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table, partitionID string) (*frozen, error) {
+	sql := fmt.Sprintf("ALTER TABLE %s.%s FREEZE PARTITION ID %s", QuoteIdent(db), QuoteIdent(table), QuoteString(partitionID))
+	shadowDir := filepath.Join(root.local, "shadow")
+	var name string
+	if srv.Caps.FreezeWithName {
+		name = "tracevault_" + randomHex()
+		if err := srv.Conn.Exec(ctx, sql+" WITH NAME "+QuoteString(name)); err != nil {
+			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+		}
+	} else {
+		freezeMu.Lock()
+		before, _ := readIncrement(shadowDir) // absent before the server's first freeze
+		err := srv.Conn.Exec(ctx, sql)
+		after, incErr := readIncrement(shadowDir)
+		freezeMu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+		}
+		if incErr != nil || after <= before {
+			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %s did not count this freeze (%d then %d, %v); is data_path the mount of this replica's data?", db, table, partitionID, srv.Addr, filepath.Join(shadowDir, "increment.txt"), before, after, incErr)
+		}
+		name = strconv.FormatUint(after, 10)
+	}
+	f := &frozen{shadow: filepath.Join(shadowDir, name)}
+	if err := f.scan(); err != nil {
+		_ = f.remove()
+		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+	}
+	return f, nil
+}
+
+func readIncrement(shadowDir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(shadowDir, "increment.txt"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// scan finds the table directory in the shadow tree (data/<db>/<table>, or store/<xxx>/<uuid>
+// on Atomic databases) as the parent of the part directories, and sums their rows.
+func (f *frozen) scan() error {
+	err := filepath.WalkDir(f.shadow, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && d.Name() == "checksums.txt" {
+			f.dir = filepath.Dir(filepath.Dir(p))
+			return fs.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read shadow directory: %w", err)
+	}
+	if f.dir == "" {
+		return fmt.Errorf("shadow directory %s holds no parts", f.shadow)
+	}
+	entries, err := os.ReadDir(f.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		f.parts = append(f.parts, e.Name())
+		if b, err := os.ReadFile(filepath.Join(f.dir, e.Name(), "count.txt")); err == nil {
+			n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+			f.rows += n
+		}
+	}
+	sort.Strings(f.parts)
+	return nil
+}
+
+// writePartsTar writes the part directories under dir as a tar stream, file by file, so memory
+// stays flat whatever the partition's size.
+func writePartsTar(w io.Writer, dir string, parts []string) error {
+	tw := tar.NewWriter(w)
+	for _, part := range parts {
+		err := filepath.WalkDir(filepath.Join(dir, part), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if !info.Mode().IsRegular() && !info.IsDir() {
+				return nil
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			hdr := &tar.Header{Name: filepath.ToSlash(rel), Mode: int64(info.Mode().Perm()), ModTime: info.ModTime(), Typeflag: tar.TypeReg, Size: info.Size()}
+			if info.IsDir() {
+				hdr.Name, hdr.Typeflag, hdr.Size = hdr.Name+"/", tar.TypeDir, 0
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if info.IsDir() {
+				return nil
+			}
+			fh, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			_, err = io.Copy(tw, fh)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("archive part %s: %w", part, err)
+		}
+	}
+	return tw.Close()
+}
+
+// extractPartsTar unpacks a parts tar into dst (a detached/ directory), owned by uid:gid, and
+// returns the part directory names.
+func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
+	chown := uid != os.Getuid() || gid != os.Getgid()
+	seen := map[string]bool{}
+	var parts []string
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return parts, nil
+		}
+		if err != nil {
+			return parts, fmt.Errorf("read parts archive: %w", err)
+		}
+		name := strings.TrimSuffix(hdr.Name, "/")
+		if !filepath.IsLocal(name) {
+			return parts, fmt.Errorf("parts archive entry %q leaves the detached directory", hdr.Name)
+		}
+		part, _, _ := strings.Cut(filepath.ToSlash(name), "/")
+		if !seen[part] {
+			seen[part] = true
+			parts = append(parts, part)
+		}
+		p := filepath.Join(dst, name)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o750)
+		case tar.TypeReg:
+			err = writeFile(p, tr, os.FileMode(hdr.Mode).Perm())
+		default:
+			return parts, fmt.Errorf("parts archive entry %q is not a file or directory", hdr.Name)
+		}
+		if err == nil && chown {
+			err = os.Lchown(p, uid, gid)
+		}
+		if err != nil {
+			return parts, fmt.Errorf("extract %s: %w", p, err)
+		}
+	}
+}
+
+func writeFile(p string, r io.Reader, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return err
+	}
+	fh, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(fh, r); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// ownerOf returns the uid and gid owning a path, so restored parts match the server's files.
+func ownerOf(p string) (int, int, error) {
+	info, err := os.Stat(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return os.Getuid(), os.Getgid(), nil
+	}
+	return int(st.Uid), int(st.Gid), nil
+}
+
+// freezeReader freezes its partition on the first Read and streams the parts as a tar, so a
+// partition whose object is reused is never frozen. Close removes the shadow directory.
+type freezeReader struct {
+	freeze func() (*frozen, error)
+	f      *frozen
+	pr     *io.PipeReader
+	done   chan struct{}
+	err    error
+}
+
+func (z *freezeReader) Read(p []byte) (int, error) {
+	if z.f == nil && z.err == nil {
+		z.f, z.err = z.freeze()
+		if z.err == nil {
+			pr, pw := io.Pipe()
+			z.pr, z.done = pr, make(chan struct{})
+			go func() {
+				defer close(z.done)
+				pw.CloseWithError(writePartsTar(pw, z.f.dir, z.f.parts))
+			}()
+		}
+	}
+	if z.err != nil {
+		return 0, z.err
+	}
+	return z.pr.Read(p)
+}
+
+// Rows is the frozen parts' row count, which the manifest records for the object.
+func (z *freezeReader) Rows() int64 {
+	if z.f == nil {
+		return 0
+	}
+	return int64(z.f.rows)
+}
+
+func (z *freezeReader) Close() error {
+	if z.pr != nil {
+		z.pr.Close()
+		<-z.done
+	}
+	if z.f != nil {
+		return z.f.remove()
+	}
+	return nil
+}
