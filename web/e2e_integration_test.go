@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -35,8 +36,9 @@ func chromium(t *testing.T) string {
 }
 
 // TestStatusPageInBrowser drives the real daemon's page in headless Chromium: the snapshot of a
-// run appears, logging in with the token shows "run now", and clicking it starts a run that then
-// appears in the runs list.
+// run appears, the replica matrix shows three healthy replicas, logging in with the token shows
+// "run now", and clicking it starts a run that then appears in the runs list. Then replica 3's
+// table is moved to another replication group, and the page shows that problem first, with its fix.
 func TestStatusPageInBrowser(t *testing.T) {
 	env := stack.Require(t)
 	browser := chromium(t)
@@ -45,6 +47,25 @@ func TestStatusPageInBrowser(t *testing.T) {
 	cfg.Storage.URL = "file://" + t.TempDir()
 	cfg.ZooKeeper.Servers = []string{env.ZK}
 	cfg.ZooKeeper.Roots = []string{"/clickhouse/tables"}
+	// The replica panel checks one scratch database: a replicated table on all three replicas.
+	db := env.CHDatabase(t, "e2e_web")
+	table := func(path string) string {
+		return fmt.Sprintf("CREATE TABLE %s.spans (id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}') ORDER BY id", db, db, path)
+	}
+	for _, q := range []string{strings.Replace(table("spans"), "spans (", "spans ON CLUSTER "+env.CHCluster+" (", 1),
+		"INSERT INTO " + db + ".spans SELECT number FROM system.numbers LIMIT 1000", "SYSTEM SYNC REPLICA " + db + ".spans"} {
+		if err := env.CHExec(0, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range env.CHHTTP {
+		if err := env.CHExec(i, "SYSTEM SYNC REPLICA "+db+".spans"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses, cfg.ClickHouse.Cluster = env.CHNative, env.CHHTTP, env.CHCluster
+	cfg.ClickHouse.Databases = []string{db}
+	cfg.Migrate.ClickHouseDatabase = ""
 	cfg.Jobs = []config.Job{{Name: "e2e-zk", Schedule: "@daily", Action: config.ActionZKRecord, Timeout: config.Duration(time.Minute), CatchUp: "none"}}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	d, err := jobs.NewDaemon(&cfg, quiet)
@@ -62,7 +83,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	snapshot := waitForRun(t, d, first.ID)
 
-	srv := httptest.NewServer(New(Options{Version: "e2e", Token: token, Log: quiet}, d))
+	srv := httptest.NewServer(New(Options{Version: "e2e", Token: token, Log: quiet, PanelTimeout: 10 * time.Second}, d))
 	defer srv.Close()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1600))
@@ -86,6 +107,16 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if strings.Contains(page, "run now") {
 		t.Error("run now is offered before logging in")
+	}
+	if i := strings.Index(page, "<h2>Replicas</h2>"); i < 0 || !strings.Contains(page, `id="replicas"`) {
+		t.Fatalf("no replica matrix on the page:\n%s", page[max(i, 0):])
+	}
+	matrix, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("replicas")))
+	if err != nil {
+		t.Fatalf("replica matrix: %v", err)
+	}
+	if n := strings.Count(matrix, "ok 1000 rows"); n != 3 || !strings.Contains(page, "every replica in its group") {
+		t.Errorf("replica matrix shows %d healthy replicas of %s.spans, want 3:\n%s", n, db, matrix)
 	}
 
 	runNow := chromedp.CSS(`button.run-now[data-job="e2e-zk"]`)
@@ -123,6 +154,34 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	saveArtifact(t, "status-page.png", shot)
+
+	// Replica 3 re-creates its table under another path: it forms a group of its own.
+	if err := env.CHExec(2, "DROP TABLE "+db+".spans"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.CHExec(2, table("spans_elsewhere")); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.ID("problems"))); err != nil {
+		t.Fatalf("reload the page with replica 3 isolated: %v", err)
+	}
+	problems, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("problems")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(problems, db+".spans on ch3") || !strings.Contains(problems, "tracevault restore-replica ch3") {
+		t.Errorf("with replica 3 isolated, the problems say:\n%s", problems)
+	}
+	page, err = chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Index(page, `id="problems"`) > strings.Index(page, "Freshness") {
+		t.Error("the problems are not at the top of the page")
+	}
+	if shot, err = chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
+		saveArtifact(t, "status-page-isolated-replica.png", shot)
+	}
 }
 
 // waitForRun waits for a run to finish successfully and returns its snapshot id.

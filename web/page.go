@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -30,6 +31,8 @@ type indexPage struct {
 	StatusErr     string
 	ZooKeeper     []zookeeper.ServerHealth
 	ZooKeeperErr  string
+	Replicas      *clickhouse.Report
+	ReplicasErr   string
 	Migrations    []jobs.MigrationState
 	MigrationsErr string
 	// Problems come first on the page, each with what to do about it.
@@ -43,6 +46,23 @@ type problem struct {
 // problems gathers what needs an operator, worst first, from every panel.
 func problems(p indexPage) []problem {
 	var out []problem
+	// Replicas first: an isolated replica serves empty traces to users right now.
+	if p.ReplicasErr != "" {
+		out = append(out, problem{"replica check failed: " + p.ReplicasErr, "tracevault check"})
+	}
+	if p.Replicas != nil {
+		for _, rp := range p.Replicas.Problems {
+			// The ZooKeeper and migrations panels report those themselves.
+			if rp.Kind == "zookeeper" || rp.Kind == "migration" {
+				continue
+			}
+			what := rp.Message
+			if (rp.Table != "" || rp.Replica != "") && !strings.Contains(what, rp.Table) {
+				what = fmt.Sprintf("%s on %s: %s", rp.Table, rp.Replica, rp.Message)
+			}
+			out = append(out, problem{what, rp.Fix})
+		}
+	}
 	if p.StatusErr != "" {
 		out = append(out, problem{"status unavailable: " + p.StatusErr, "check the repository ([storage]) and the daemon's log"})
 	}
@@ -147,7 +167,16 @@ var funcs = template.FuncMap{
 		}
 		return "bad"
 	},
-	"join":      func(xs []string) string { return strings.Join(xs, ", ") },
+	"join": func(xs []string) string { return strings.Join(xs, ", ") },
+	"verdictClass": func(v string) string {
+		switch v {
+		case clickhouse.VerdictOK:
+			return "ok"
+		case clickhouse.VerdictSyncing, clickhouse.VerdictLagging:
+			return "warn"
+		}
+		return "bad"
+	},
 	"cronWords": cronWords,
 }
 

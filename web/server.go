@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -37,6 +38,11 @@ type ZooKeeperSource interface {
 	ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, error)
 }
 
+// ReplicaSource runs the replica consistency check (nil report: no ClickHouse configured).
+type ReplicaSource interface {
+	Replicas(ctx context.Context) (*clickhouse.Report, error)
+}
+
 // MigrationSource reports each target's schema_migrations against its files.
 type MigrationSource interface {
 	Migrations(ctx context.Context) ([]jobs.MigrationState, error)
@@ -53,6 +59,7 @@ type Source interface {
 	StatusSource
 	Catalog
 	ZooKeeperSource
+	ReplicaSource
 	MigrationSource
 	Actions
 }
@@ -110,6 +117,7 @@ func New(opts Options, src Source) *Server {
 	s.mux.Handle("GET /api/v1/snapshots/{id}", read(s.apiSnapshot))
 	s.mux.Handle("GET /api/v1/zookeeper", read(apiPanel(s, s.src.ZooKeeper)))
 	s.mux.Handle("GET /api/v1/migrations", read(apiPanel(s, s.src.Migrations)))
+	s.mux.Handle("GET /api/v1/replicas", read(apiPanel(s, s.src.Replicas)))
 	s.mux.HandleFunc("POST /api/v1/jobs/{name}/run", s.runJob)
 	s.mux.HandleFunc("POST /api/v1/snapshots/{id}/verify", s.verifySnapshot)
 
@@ -185,6 +193,10 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	wg.Go(func() {
 		zk, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.ZooKeeper)
 		p.ZooKeeper, p.ZooKeeperErr = zk, errText(err)
+	})
+	wg.Go(func() {
+		rep, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.Replicas)
+		p.Replicas, p.ReplicasErr = rep, errText(err)
 	})
 	wg.Go(func() {
 		ms, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.Migrations)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/migrate"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -29,6 +30,7 @@ type fakeSource struct {
 	zk      []zookeeper.ServerHealth
 	snap    *store.Manifest
 	migs    []jobs.MigrationState
+	report  *clickhouse.Report
 
 	mu        sync.Mutex
 	triggered []string
@@ -53,6 +55,8 @@ func (f *fakeSource) ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, e
 	time.Sleep(f.zkDelay)
 	return f.zk, nil
 }
+
+func (f *fakeSource) Replicas(context.Context) (*clickhouse.Report, error) { return f.report, nil }
 
 func (f *fakeSource) Migrations(context.Context) ([]jobs.MigrationState, error) { return f.migs, nil }
 
@@ -117,6 +121,11 @@ func sampleSource() *fakeSource {
 		zk: []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
 		migs: []jobs.MigrationState{{Target: "clickhouse", Status: &migrate.Status{Database: "default", Version: 7, Dirty: true,
 			Pending: []migrate.FileState{{Version: 8, Title: "add_tags"}}}}},
+		report: &clickhouse.Report{Taken: now, Replicas: []clickhouse.ReplicaColumn{{Name: "ch1", Up: true}, {Name: "ch3", Up: true}},
+			Tables: []clickhouse.TableCheck{{Table: "default.traces", Replicated: true, ZooKeeperPath: "/clickhouse/tables/01/default/traces",
+				Cells: []clickhouse.Cell{{Replica: "ch1", Verdict: "ok", Rows: 100}, {Replica: "ch3", Verdict: "isolated", ZooKeeperPath: "/elsewhere/traces"}}}},
+			Problems: []clickhouse.Problem{{Kind: "isolated", Table: "default.traces", Replica: "ch3", Message: "replicates under /elsewhere/traces", Fix: "tracevault restore-replica ch3"},
+				{Kind: "zookeeper", Message: "zookeeper said so too", Fix: "tracevault zk health"}}},
 		snap: &store.Manifest{ID: "20261125T0300-ab", Status: "complete", Objects: []store.ManifestObject{{Source: "clickhouse", Kind: "partition", Database: "default", Table: "traces", Partition: "202605", Rows: 10}}},
 	}
 }
@@ -128,6 +137,7 @@ func TestPageAndAPI(t *testing.T) {
 	resp, body := get(t, s, "/")
 	for _, want := range []string{"nightly", "in 2 h", "file:///repo", "every day at 03:00 UTC", "4242", "standalone",
 		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`,
+		"default.traces on ch3: replicates under /elsewhere/traces", "tracevault restore-replica ch3",
 		"clickhouse schema_migrations is dirty at version 7", "tracevault migrate --target clickhouse force 7", "8_add_tags"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -136,8 +146,11 @@ func TestPageAndAPI(t *testing.T) {
 	if resp.StatusCode != 200 || t.Failed() {
 		t.Fatalf("page: %d\n%s", resp.StatusCode, body)
 	}
-	if strings.Index(body, "Problems") > strings.Index(body, "Jobs") {
-		t.Error("problems are not at the top of the page")
+	if i := strings.Index(body, "default.traces on ch3"); i < 0 || i > strings.Index(body, "Freshness") {
+		t.Error("the isolated replica is not at the top of the page")
+	}
+	if strings.Contains(body, "zookeeper said so too") {
+		t.Error("a zookeeper problem of the replica check is shown twice (the zookeeper panel has it)")
 	}
 
 	apis := []struct {
@@ -151,6 +164,7 @@ func TestPageAndAPI(t *testing.T) {
 		{"/api/v1/snapshots", &[]jobs.SnapshotSummary{}, func(v any) bool { return len(*v.(*[]jobs.SnapshotSummary)) == 1 }},
 		{"/api/v1/snapshots/20261125T0300", &store.Manifest{}, func(v any) bool { return v.(*store.Manifest).Objects[0].Table == "traces" }},
 		{"/api/v1/zookeeper", &[]zookeeper.ServerHealth{}, func(v any) bool { return (*v.(*[]zookeeper.ServerHealth))[0].ZnodeCount == 4242 }},
+		{"/api/v1/replicas", &clickhouse.Report{}, func(v any) bool { return v.(*clickhouse.Report).Tables[0].Cells[1].Verdict == "isolated" }},
 		{"/api/v1/migrations", &[]jobs.MigrationState{}, func(v any) bool { return (*v.(*[]jobs.MigrationState))[0].Status.Dirty }},
 	}
 	for _, a := range apis {

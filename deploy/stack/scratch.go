@@ -3,11 +3,15 @@ package stack
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -47,4 +51,55 @@ func (e *Env) PGDatabase(tb testing.TB, prefix string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// CHDatabase creates a ClickHouse database on every replica (ON CLUSTER) for one test. When the
+// test ends it is dropped on every replica and its tables' ZooKeeper paths
+// (/clickhouse/tables/<shard>/<db>) are removed, including registrations a test left behind.
+func (e *Env) CHDatabase(tb testing.TB, prefix string) string {
+	tb.Helper()
+	name := ScratchName(prefix)
+	if err := e.CHExec(0, "CREATE DATABASE "+name+" ON CLUSTER "+e.CHCluster); err != nil {
+		tb.Fatalf("create scratch database %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		for i := range e.CHHTTP {
+			_ = e.CHExec(i, "DROP DATABASE IF EXISTS "+name)
+		}
+		conn, _, err := zk.Connect([]string{e.ZK}, 10*time.Second, zk.WithLogInfo(false))
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		shards, _, _ := conn.Children("/clickhouse/tables")
+		for _, shard := range shards {
+			deleteTree(conn, "/clickhouse/tables/"+shard+"/"+name)
+		}
+	})
+	return name
+}
+
+// CHExec runs one statement on replica i (0-based) through its HTTP interface.
+func (e *Env) CHExec(i int, sql string) error {
+	resp, err := http.Post("http://"+e.CHHTTP[i]+"/", "text/plain", strings.NewReader(sql))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s on %s: %s", sql, e.CHHTTP[i], strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func deleteTree(conn *zk.Conn, p string) {
+	children, _, err := conn.Children(p)
+	if err != nil {
+		return
+	}
+	for _, c := range children {
+		deleteTree(conn, p+"/"+c)
+	}
+	_ = conn.Delete(p, -1)
 }
