@@ -67,7 +67,7 @@ func (l *localFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 	r.server, r.err = serverDataPath(ctx, srv)
 	if r.err == nil {
 		r.local = remapPath(r.server, r.server, l.dataPath)
-		r.err = probeLocal(ctx, srv, r.local)
+		r.err = probeLocal(ctx, srv, r)
 	}
 	l.roots[srv.Addr] = r
 	return r, r.err
@@ -111,17 +111,17 @@ func remapPath(p, serverRoot, localRoot string) string {
 	return filepath.Join(localRoot, rest)
 }
 
-func probeLocal(ctx context.Context, srv *Server, local string) error {
+func probeLocal(ctx context.Context, srv *Server, r localRoot) error {
 	name := "__tracevault_probe_" + randomHex()
 	if err := srv.Conn.Exec(ctx, "CREATE DATABASE "+QuoteIdent(name)); err != nil {
 		return fmt.Errorf("probe whether clickhouse %s keeps its data on this host: %w", srv.Addr, err)
 	}
-	_, statErr := os.Stat(filepath.Join(local, "metadata", name))
+	_, statErr := os.Stat(filepath.Join(r.local, "metadata", name))
 	if err := srv.Conn.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+QuoteIdent(name)); err != nil {
 		return fmt.Errorf("drop probe database %s on clickhouse %s: %w", name, srv.Addr, err)
 	}
 	if statErr != nil {
-		return fmt.Errorf("clickhouse %s keeps its data at %s, which is not on this host (%v): run tracevault beside the server with its data path mounted and set [clickhouse] data_path to the mount point, or set [clickhouse] mode = \"logical\"", srv.Addr, local, statErr)
+		return fmt.Errorf("the data path of clickhouse %s (%s on the server) is not at %s on this host (%v): run tracevault beside the server with its data path mounted and set [clickhouse] data_path to the mount point, or set [clickhouse] mode = \"logical\"", srv.Addr, r.server, r.local, statErr)
 	}
 	return nil
 }

@@ -1,0 +1,178 @@
+package clickhouse
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDataPathOf(t *testing.T) {
+	tests := []struct {
+		systemDB, want string
+		wantErr        bool
+	}{
+		{"/var/lib/clickhouse/data/system/", "/var/lib/clickhouse/", false}, // 18.16, Ordinary
+		{"/srv/ch1/data/data/system/", "/srv/ch1/data/", false},             // a data path that itself ends in data/
+		{"/var/lib/clickhouse/store/", "/var/lib/clickhouse/", false},       // Atomic system database
+		{"/var/lib/clickhouse/store/a1b/a1b2c3/", "/var/lib/clickhouse/", false},
+		{"/somewhere/else/", "", true},
+	}
+	for _, tt := range tests {
+		got, err := dataPathOf(tt.systemDB)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("dataPathOf(%q) = %q, %v; want %q, error %v", tt.systemDB, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestRemapPath(t *testing.T) {
+	tests := []struct {
+		name, p, server, local, want string
+	}{
+		{"no data_path: the server's paths as they are", "/var/lib/clickhouse/data/db/t/", "/var/lib/clickhouse/", "", "/var/lib/clickhouse/data/db/t/"},
+		{"same mount point", "/var/lib/clickhouse/shadow", "/var/lib/clickhouse/", "/var/lib/clickhouse/", "/var/lib/clickhouse/shadow"},
+		{"mounted elsewhere", "/var/lib/clickhouse/data/db/t/", "/var/lib/clickhouse/", "/mnt/ch1", "/mnt/ch1/data/db/t"},
+		{"outside the data path stays", "/etc/clickhouse-server", "/var/lib/clickhouse/", "/mnt/ch1", "/etc/clickhouse-server"},
+	}
+	for _, tt := range tests {
+		if got := remapPath(tt.p, tt.server, tt.local); got != tt.want {
+			t.Errorf("%s: remapPath(%q) = %q; want %q", tt.name, tt.p, got, tt.want)
+		}
+	}
+}
+
+// mkParts lays out part directories with a count.txt and a column file each under dir.
+func mkParts(t *testing.T, dir string, rows map[string]string) {
+	t.Helper()
+	for part, n := range rows {
+		p := filepath.Join(dir, part)
+		if err := os.MkdirAll(p, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range map[string]string{"count.txt": n, "checksums.txt": "checksums", "x.bin": strings.Repeat(part, 1000)} {
+			if err := os.WriteFile(filepath.Join(p, name), []byte(body), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestFrozenScanFindsTheTableDirectory(t *testing.T) {
+	tests := []struct {
+		name  string
+		table string // where the freeze put the table's parts, under shadow/<N>
+	}{
+		{"ordinary database", "data/db/traces"},
+		{"atomic database", "store/a1b/a1b2c3d4-0000-0000-0000-000000000000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shadow := filepath.Join(t.TempDir(), "shadow", "7")
+			mkParts(t, filepath.Join(shadow, tt.table), map[string]string{"202607_3_3_0": "5", "202607_1_2_1": "10"})
+			f := &frozen{shadow: shadow}
+			if err := f.scan(); err != nil {
+				t.Fatal(err)
+			}
+			if f.dir != filepath.Join(shadow, tt.table) {
+				t.Errorf("table directory %s; want %s", f.dir, filepath.Join(shadow, tt.table))
+			}
+			if want := []string{"202607_1_2_1", "202607_3_3_0"}; !reflect.DeepEqual(f.parts, want) || f.rows != 15 {
+				t.Errorf("parts %v rows %d; want %v rows 15", f.parts, f.rows, want)
+			}
+			if err := f.remove(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(shadow); !os.IsNotExist(err) {
+				t.Errorf("shadow directory still there after remove: %v", err)
+			}
+		})
+	}
+	t.Run("empty shadow", func(t *testing.T) {
+		shadow := filepath.Join(t.TempDir(), "shadow", "1")
+		if err := os.MkdirAll(filepath.Join(shadow, "data", "db", "t"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := (&frozen{shadow: shadow}).scan(); err == nil {
+			t.Error("a shadow directory without parts scanned without error")
+		}
+	})
+}
+
+func TestReadIncrement(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := readIncrement(dir); err == nil {
+		t.Error("no increment.txt read without error")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "increment.txt"), []byte("12\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := readIncrement(dir); err != nil || n != 12 {
+		t.Errorf("readIncrement = %d, %v; want 12", n, err)
+	}
+}
+
+func TestPartsTarRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	rows := map[string]string{"202607_1_1_0": "3", "202607_2_2_0": "4", "202608_3_3_0": "9"}
+	mkParts(t, src, rows)
+	var buf bytes.Buffer
+	// Only the partition's parts go into its object, whatever else the directory holds.
+	if err := writePartsTar(&buf, src, []string{"202607_1_1_0", "202607_2_2_0"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	parts, err := extractPartsTar(&buf, dst, os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"202607_1_1_0", "202607_2_2_0"}; !reflect.DeepEqual(parts, want) {
+		t.Errorf("extracted parts %v; want %v", parts, want)
+	}
+	for _, part := range parts {
+		for _, name := range []string{"count.txt", "checksums.txt", "x.bin"} {
+			want, _ := os.ReadFile(filepath.Join(src, part, name))
+			got, err := os.ReadFile(filepath.Join(dst, part, name))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s/%s differs after the round trip (%v)", part, name, err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dst, "202608_3_3_0")); !os.IsNotExist(err) {
+		t.Error("a part of another partition was archived")
+	}
+}
+
+func TestExtractPartsTarRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		hdr  tar.Header
+	}{
+		{"parent escape", tar.Header{Name: "../evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o640}},
+		{"absolute path", tar.Header{Name: "/etc/evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o640}},
+		{"symlink", tar.Header{Name: "p_1_1_0/link", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			if err := tw.WriteHeader(&tt.hdr); err != nil {
+				t.Fatal(err)
+			}
+			if tt.hdr.Size > 0 {
+				tw.Write([]byte("x"))
+			}
+			tw.Close()
+			dst := t.TempDir()
+			if _, err := extractPartsTar(&buf, filepath.Join(dst, "detached"), os.Getuid(), os.Getgid()); err == nil {
+				t.Error("extracted without error")
+			}
+			if _, err := os.Stat(filepath.Join(dst, "evil")); !os.IsNotExist(err) {
+				t.Error("a file was written outside the detached directory")
+			}
+		})
+	}
+}
