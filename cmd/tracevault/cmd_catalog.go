@@ -35,6 +35,15 @@ func (a *app) printJSON(cmd *cobra.Command, v any) error {
 	return enc.Encode(v)
 }
 
+// printPlan shows a --dry-run plan: as JSON for scripts, else in the plan's own words.
+func printPlan[P any](a *app, cmd *cobra.Command, plan P, write func(io.Writer, P)) error {
+	if a.json {
+		return a.printJSON(cmd, plan)
+	}
+	write(cmd.OutOrStdout(), plan)
+	return nil
+}
+
 // listEntry is one row of `list`, also its --json shape.
 type listEntry struct {
 	ID       string    `json:"id"`

@@ -116,7 +116,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 	ch := a.cfg.ClickHouse
 	opts := clickhouse.RestoreOptions{
 		Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: jobs.ClickHouseConn(ch), Cluster: ch.Cluster,
-		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.force, Log: a.log,
+		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.force, DataPath: ch.DataPath, Log: a.log,
 	}
 	if f.cluster {
 		zc := a.cfg.ZooKeeper
@@ -140,11 +140,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 		return failed(err)
 	}
 	if f.dryRun {
-		if a.json {
-			return a.printJSON(cmd, plan)
-		}
-		clickhouse.WritePlan(cmd.OutOrStdout(), plan)
-		return nil
+		return printPlan(a, cmd, plan, clickhouse.WritePlan)
 	}
 	out := cmd.OutOrStdout()
 	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s clickhouse.Step) {

@@ -29,11 +29,7 @@ func (a *app) restorePostgres(cmd *cobra.Command, repo *store.Repository, m *sto
 		return failed(err)
 	}
 	if f.dryRun {
-		if a.json {
-			return a.printJSON(cmd, plan)
-		}
-		postgres.WritePlan(cmd.OutOrStdout(), plan)
-		return nil
+		return printPlan(a, cmd, plan, postgres.WritePlan)
 	}
 	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s postgres.Step) {
 		a.log.Info("restore step done", "step", fmt.Sprintf("%d/%d", done, total), "action", s.Action, "target", s.Target, "tables", s.Tables, "rows", s.Rows)

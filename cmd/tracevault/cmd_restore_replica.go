@@ -95,11 +95,7 @@ is made again from what is left to do.`,
 				return failed(err)
 			}
 			if dryRun {
-				if a.json {
-					return a.printJSON(cmd, plan)
-				}
-				clickhouse.WriteReplicaPlan(cmd.OutOrStdout(), plan)
-				return nil
+				return printPlan(a, cmd, plan, clickhouse.WriteReplicaPlan)
 			}
 			res, err := b.Execute(ctx, repo, plan, func(done, total int, s clickhouse.ReplicaStep, detail string) {
 				if detail != "" {

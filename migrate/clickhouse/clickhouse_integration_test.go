@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -255,24 +254,7 @@ func TestConcurrentRunnersApplyEachOnce(t *testing.T) {
 	if err := a.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	applied := make([]int, 2)
-	errs := make([]error, 2)
-	for i, d := range []*Driver{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			done, err := s.runner(t, d).Migrate(context.Background(), migrate.Op{Kind: "up"}, nil)
-			applied[i], errs[i] = len(done), err
-		}()
-	}
-	wg.Wait()
-	if errs[0] != nil || errs[1] != nil {
-		t.Fatalf("runners failed: %v / %v", errs[0], errs[1])
-	}
-	if applied[0]+applied[1] != 2 || (applied[0] != 0 && applied[1] != 0) {
-		t.Errorf("runners applied %d and %d migrations; want 2 by one of them and 0 by the other", applied[0], applied[1])
-	}
+	gmtest.RaceUp(t, s.runner(t, a), s.runner(t, b), 2)
 	var rows uint64
 	if err := a.first().Conn.QueryRow(context.Background(), "SELECT count() FROM "+a.table(migrationsTable)).Scan(&rows); err != nil {
 		t.Fatal(err)

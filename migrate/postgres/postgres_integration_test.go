@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,24 +171,7 @@ func TestConcurrentRunnersApplyEachOnce(t *testing.T) {
 		"2_slow.up.sql": "SELECT pg_sleep(1); ALTER TABLE t1 ADD COLUMN y int;",
 	})
 	a, b := s.open(t), s.open(t)
-	var wg sync.WaitGroup
-	applied := make([]int, 2)
-	errs := make([]error, 2)
-	for i, d := range []*Driver{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			done, err := s.runner(t, d).Migrate(context.Background(), migrate.Op{Kind: "up"}, nil)
-			applied[i], errs[i] = len(done), err
-		}()
-	}
-	wg.Wait()
-	if errs[0] != nil || errs[1] != nil {
-		t.Fatalf("runners failed: %v / %v", errs[0], errs[1])
-	}
-	if applied[0]+applied[1] != 2 || (applied[0] != 0 && applied[1] != 0) {
-		t.Errorf("runners applied %d and %d; want 2 by one and 0 by the other", applied[0], applied[1])
-	}
+	gmtest.RaceUp(t, s.runner(t, a), s.runner(t, b), 2)
 }
 
 // TestLockSharedWithGolangMigrate: the advisory lock key is golang-migrate's, so a session
