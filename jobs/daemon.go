@@ -157,15 +157,8 @@ func (d *Daemon) execute(j Job, r Run) {
 	defer cancel()
 	// A claim lost mid-run (ZooKeeper session expired) means another daemon may start the job:
 	// stop at once rather than run twice.
-	ctx, lose := context.WithCancelCause(ctx)
+	ctx, lose := store.WhileHeld(ctx, claim, errors.New("lost the job's claim (zookeeper session or lease expired)"))
 	defer lose(nil)
-	go func() {
-		select {
-		case <-claim.Lost():
-			lose(errors.New("lost the job's claim (zookeeper session or lease expired)"))
-		case <-ctx.Done():
-		}
-	}()
 	log.Info("job started", "action", j.Action)
 	err := d.safeRun(ctx, j, &r)
 	r.End = time.Now().UTC()

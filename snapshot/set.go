@@ -92,15 +92,8 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 	}
 	defer lock.Release(context.Background())
 	// Losing the lease means prune may run: stop writing at once.
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := store.WhileHeld(ctx, lock, errors.New("repository lock lost"))
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-lock.Lost():
-			cancel(errors.New("repository lock lost"))
-		case <-ctx.Done():
-		}
-	}()
 
 	m := store.NewManifest(opts.Tags)
 	var failures []string

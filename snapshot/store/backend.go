@@ -97,3 +97,17 @@ func (l *renewal) Release(ctx context.Context) error {
 	<-l.done
 	return l.release(ctx)
 }
+
+// WhileHeld returns a context that is cancelled, with cause, as soon as l is lost: work done
+// under a lock stops at once when another process may already hold it.
+func WhileHeld(ctx context.Context, l Lock, cause error) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-l.Lost():
+			cancel(cause)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
