@@ -51,7 +51,7 @@ type localRoot struct {
 }
 
 func newLocalFS(dataPath string) *localFS {
-	return &localFS{dataPath: dataPath, roots: map[string]localRoot{}}
+	return &localFS{dataPath: dataPath}
 }
 
 // root returns the server's data path and where it is on this host, or why it is not here.
@@ -62,6 +62,9 @@ func (l *localFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 	defer l.mu.Unlock()
 	if r, ok := l.roots[srv.Addr]; ok {
 		return r, r.err
+	}
+	if l.roots == nil {
+		l.roots = map[string]localRoot{}
 	}
 	r := localRoot{}
 	r.server, r.err = serverDataPath(ctx, srv)
@@ -130,6 +133,24 @@ func randomHex() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func (p PartitionRecord) format() string {
+	if p.Format == "" {
+		return FormatNative
+	}
+	return p.Format
+}
+
+// partitionFormat is how the snapshot stored a partition of the table. Every replica's record
+// of a partition comes from one backup, hence one mode.
+func (t *TableRecord) partitionFormat(id string) string {
+	for _, p := range t.Partitions {
+		if p.ID == id {
+			return p.format()
+		}
+	}
+	return FormatNative
 }
 
 // frozen is one partition frozen into a shadow directory.

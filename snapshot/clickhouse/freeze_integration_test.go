@@ -99,6 +99,17 @@ func TestFreezeBackupRemovesShadow(t *testing.T) {
 		if after := freezeIncrements(env); after != before {
 			t.Errorf("unchanged partitions were frozen again: increments %s then %s", before, after)
 		}
+
+		// Frozen parts load only into a replica whose data path is here.
+		rs, err := NewRestorer(ctx, RestoreOptions{Native: env.CHNative, Conn: ConnOptions{User: "default"}, Cluster: env.CHCluster,
+			DatabaseMap: map[string]string{db: db + "_copy"}, DataPath: t.TempDir(), Log: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		if _, err := rs.Plan(ctx, m); err == nil || !strings.Contains(err.Error(), "frozen parts") || !strings.Contains(err.Error(), "data_path") {
+			t.Errorf("restore plan with no local replica: %v; want the cause and the fix", err)
+		}
 	})
 
 	t.Run("upload fails mid-stream", func(t *testing.T) {

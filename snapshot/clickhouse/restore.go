@@ -65,7 +65,7 @@ type Restorer struct {
 	servers map[string]*Server // by native address; only the reachable ones
 	httpOf  map[string]string
 	first   *Server
-	local   *localFS
+	local   localFS
 }
 
 // NewRestorer connects to every reachable replica.
@@ -78,7 +78,7 @@ func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0], local: newLocalFS(o.DataPath)}
+	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0], local: localFS{dataPath: o.DataPath}}
 	for _, s := range servers {
 		r.servers[s.Addr] = s
 	}
@@ -141,10 +141,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			if !ok {
 				return nil, fmt.Errorf("snapshot %s lists partition %s of %s but not its object %s; run 'tracevault verify %s'", m.ID, p.ID, t.FullName(), p.Object, m.ID)
 			}
-			format := p.Format
-			if format == "" {
-				format = FormatNative
-			}
+			format := p.format()
 			replica := r.loadReplica(t, p)
 			if replica == "" {
 				return nil, fmt.Errorf("restore %s partition %s: replica %s it was taken from is not reachable, and a local table's rows belong to it", t.FullName(), p.ID, p.Replica)
@@ -346,7 +343,8 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		return err
 	}
 	defer obj.Close()
-	if s.Format == FormatPartsTar {
+	// The format comes from the snapshot's record, so restore-replica's steps load right too.
+	if s.table.partitionFormat(s.Partition) == FormatPartsTar {
 		if err := r.attachParts(ctx, srv, db, staging, s.Partition, obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}
