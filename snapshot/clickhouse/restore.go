@@ -461,7 +461,11 @@ func WritePlan(w io.Writer, p *Plan) {
 	for _, s := range p.Steps {
 		switch s.Action {
 		case "load-partition":
-			fmt.Fprintf(w, "load     %s partition %s on %s: %d rows, %d bytes from object %.12s\n", s.Target, s.Partition, s.Replica, s.Rows, s.Bytes, s.Object)
+			how := ""
+			if s.Format == FormatPartsTar {
+				how = " (frozen parts, attached)"
+			}
+			fmt.Fprintf(w, "load     %s partition %s on %s: %d rows, %d bytes from object %.12s%s\n", s.Target, s.Partition, s.Replica, s.Rows, s.Bytes, s.Object, how)
 			rows += s.Rows
 			bytes += s.Bytes
 		case "drop-registration", "drop-group":
