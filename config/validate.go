@@ -177,8 +177,6 @@ func (c *checker) clickhouse(ch *ClickHouse, required bool) {
 	}
 	if !oneOf(ch.Mode, exportModes) {
 		c.add("clickhouse.mode", "%q is not a mode; allowed: logical, freeze", ch.Mode)
-	} else if ch.Mode == "freeze" && ch.DataPath == "" {
-		c.add("clickhouse.data_path", "required in freeze mode: the ClickHouse data path as mounted on this host")
 	}
 	c.globs("clickhouse.databases", ch.Databases)
 	c.globs("clickhouse.include_tables", ch.IncludeTables)

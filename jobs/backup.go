@@ -69,12 +69,14 @@ func clickHouseSource(cfg *config.Config, req BackupRequest, log *slog.Logger) *
 		include = req.Tables
 	}
 	src := &clickhouse.Source{
-		Native:  ch.Addresses,
-		HTTP:    ch.HTTPAddresses,
-		Conn:    ClickHouseConn(ch),
-		Filter:  clickhouse.Filter{Databases: ch.Databases, Include: include, Exclude: ch.ExcludeTables},
-		Cluster: ch.Cluster,
-		Log:     log,
+		Native:   ch.Addresses,
+		HTTP:     ch.HTTPAddresses,
+		Conn:     ClickHouseConn(ch),
+		Filter:   clickhouse.Filter{Databases: ch.Databases, Include: include, Exclude: ch.ExcludeTables},
+		Cluster:  ch.Cluster,
+		Mode:     ch.Mode,
+		DataPath: ch.DataPath,
+		Log:      log,
 	}
 	if len(cfg.ZooKeeper.Servers) > 0 {
 		src.ZooKeeper = func(ctx context.Context) (*zk.Conn, error) {

@@ -406,7 +406,6 @@ addresses = [$addrs]
 http_addresses = [$haddrs]
 cluster = "default"
 databases = ["default"]
-data_path = "$(ch_dir ch1)/data/"
 
 [zookeeper]
 servers = ["127.0.0.1:$ZK_PORT"]

@@ -14,9 +14,9 @@ func TestCapabilitiesFor(t *testing.T) {
 		want    Capabilities
 	}{
 		{"18.16.1", false, Capabilities{Version: "18.16.1", Major: 18, Minor: 16}},
-		{"20.3.19.4", false, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3}},
-		{"21.8.15.7", true, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}},
-		{"24.8.4.13", true, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}},
+		{"20.3.19.4", false, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3, FreezeWithName: true}},
+		{"21.8.15.7", true, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true}},
+		{"24.8.4.13", true, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true}},
 	}
 	for _, tt := range tests {
 		if got := capabilitiesFor(tt.version, tt.uuidCol); got != tt.want {
