@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -181,6 +182,32 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if shot, err = chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
 		saveArtifact(t, "status-page-isolated-replica.png", shot)
+	}
+
+	// With ZooKeeper stopped the page, with its default panel timeout, still renders within 2 s,
+	// the ZooKeeper panel in error and the rest intact.
+	if err := env.Stop(ctx, "zk"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Start(context.Background(), "zk"); err != nil {
+			t.Errorf("restart zookeeper: %v", err)
+		}
+	})
+	plain := httptest.NewServer(New(Options{Version: "e2e", Log: quiet}, d))
+	defer plain.Close()
+	start := time.Now()
+	resp, err := http.Get(plain.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if took := time.Since(start); took > 2*time.Second || resp.StatusCode != http.StatusOK {
+		t.Errorf("with zookeeper stopped the page took %s (status %d), want 200 within 2 s", took, resp.StatusCode)
+	}
+	if !strings.Contains(string(body), "zookeeper "+env.ZK+":") || !strings.Contains(string(body), snapshot) {
+		t.Errorf("with zookeeper stopped, want its problem on the page and the runs intact:\n%s", body)
 	}
 }
 
