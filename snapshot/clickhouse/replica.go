@@ -740,7 +740,11 @@ func (b *Rebuilder) verify(ctx context.Context, target *Server, peerAddr string,
 		if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
 			return fmt.Errorf("sync replica %s on %s: %w", s.Target, target.Addr, err)
 		}
-		time.Sleep(time.Second)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("verify %s: %w", s.Target, ctx.Err())
+		case <-time.After(time.Second):
+		}
 	}
 	return fmt.Errorf("%s does not hold the peers' rows after syncing: %s; see 'tracevault check'", s.Target, diff)
 }
