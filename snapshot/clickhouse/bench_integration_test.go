@@ -28,26 +28,7 @@ const benchRows = 8_500_000
 func BenchmarkLogicalExport(b *testing.B) {
 	env := stack.Require(b)
 	ctx := context.Background()
-	db := stack.ScratchName("bench_ch")
-	h := &clickhouse.HTTP{Addr: env.CHHTTP[0], User: "default"}
-	exec1 := func(q string) {
-		if err := h.Exec(ctx, q, nil); err != nil {
-			b.Fatalf("%s: %v", q, err)
-		}
-	}
-	exec1("CREATE DATABASE " + db)
-	b.Cleanup(func() {
-		_ = h.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db, nil)
-		_ = h.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+"_copy", nil)
-	})
-	exec1(fmt.Sprintf(`CREATE TABLE %s.spans (ts DateTime, id UInt64, project String, payload String, score Float64)
-		ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (project, id)`, db))
-	exec1(fmt.Sprintf(`INSERT INTO %s.spans SELECT toDateTime('2026-05-01 00:00:00') + (number %% 2000000), number,
-		concat('project-', toString(number %% 100)),
-		concat(hex(MD5(toString(number))), hex(MD5(toString(number + 1))), hex(MD5(toString(number + 2)))),
-		number / 7 FROM system.numbers LIMIT %d`, db, benchRows))
-	exec1(fmt.Sprintf("OPTIMIZE TABLE %s.spans FINAL", db))
-	rawBytes := scalar(b, h, fmt.Sprintf("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE database = '%s' AND table = 'spans' AND active", db))
+	db, h, rawBytes := benchPartition(b, env, "bench_ch", benchRows)
 	query := fmt.Sprintf("SELECT * FROM %s.spans WHERE _partition_id = '202605' FORMAT Native", db)
 
 	var repo *store.Repository
@@ -85,24 +66,59 @@ func BenchmarkLogicalExport(b *testing.B) {
 	b.Run("restore", func(b *testing.B) {
 		b.SetBytes(rawBytes)
 		for i := 0; i < b.N; i++ {
-			_ = h.Exec(ctx, "DROP DATABASE IF EXISTS "+db+"_copy", nil)
-			rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1],
-				Conn: clickhouse.ConnOptions{User: "default"}, DatabaseMap: map[string]string{db: db + "_copy"}, Log: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			plan, err := rs.Plan(ctx, m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			start := time.Now()
-			if err := rs.Execute(ctx, repo, plan, nil); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(benchRows)/time.Since(start).Seconds(), "rows/s")
-			rs.Close()
+			b.ReportMetric(benchRestore(b, env, h, repo, m, db, benchRows), "rows/s")
 		}
 	})
+}
+
+// benchPartition creates a scratch database on replica 1 with one MergeTree table, spans, whose
+// partition 202605 holds rows rows (about 135 bytes each in Native), merged into one part. It
+// returns the database, replica 1's HTTP client and the partition's uncompressed bytes.
+func benchPartition(b *testing.B, env *stack.Env, prefix string, rows int) (string, *clickhouse.HTTP, int64) {
+	ctx := context.Background()
+	db := stack.ScratchName(prefix)
+	h := &clickhouse.HTTP{Addr: env.CHHTTP[0], User: "default"}
+	exec1 := func(q string) {
+		if err := h.Exec(ctx, q, nil); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec1("CREATE DATABASE " + db)
+	b.Cleanup(func() {
+		_ = h.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db, nil)
+		_ = h.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+"_copy", nil)
+	})
+	exec1(fmt.Sprintf(`CREATE TABLE %s.spans (ts DateTime, id UInt64, project String, payload String, score Float64)
+		ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (project, id)`, db))
+	exec1(fmt.Sprintf(`INSERT INTO %s.spans SELECT toDateTime('2026-05-01 00:00:00') + (number %% 2000000), number,
+		concat('project-', toString(number %% 100)),
+		concat(hex(MD5(toString(number))), hex(MD5(toString(number + 1))), hex(MD5(toString(number + 2)))),
+		number / 7 FROM system.numbers LIMIT %d`, db, rows))
+	exec1(fmt.Sprintf("OPTIMIZE TABLE %s.spans FINAL", db))
+	raw := scalar(b, h, fmt.Sprintf("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE database = '%s' AND table = 'spans' AND active", db))
+	return db, h, raw
+}
+
+// benchRestore restores snapshot m's database next to the original (as <db>_copy) and returns
+// the restore's rows per second.
+func benchRestore(b *testing.B, env *stack.Env, h *clickhouse.HTTP, repo *store.Repository, m *store.Manifest, db string, rows int) float64 {
+	ctx := context.Background()
+	_ = h.Exec(ctx, "DROP DATABASE IF EXISTS "+db+"_copy", nil)
+	rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1],
+		Conn: clickhouse.ConnOptions{User: "default"}, DatabaseMap: map[string]string{db: db + "_copy"}, Log: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rs.Close()
+	plan, err := rs.Plan(ctx, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := rs.Execute(ctx, repo, plan, nil); err != nil {
+		b.Fatal(err)
+	}
+	return float64(rows) / time.Since(start).Seconds()
 }
 
 func scalar(b *testing.B, h *clickhouse.HTTP, q string) int64 {
