@@ -564,7 +564,7 @@ func (r *Restorer) runPostData(ctx context.Context, repo *store.Repository, db s
 			i++
 			continue
 		}
-		if err := r.runParallel(ctx, conns, entries[i:j]); err != nil {
+		if err := onEach(ctx, conns, entries[i:j], r.runEntry); err != nil {
 			return err
 		}
 		i = j
@@ -582,22 +582,24 @@ func (r *Restorer) runEntry(ctx context.Context, conn *pgx.Conn, e entry) error 
 	return nil
 }
 
-func (r *Restorer) runParallel(ctx context.Context, conns []*pgx.Conn, entries []entry) error {
+// onEach hands items out to one worker per connection, in order, and stops them all at the
+// first error, which it returns.
+func onEach[T any](ctx context.Context, conns []*pgx.Conn, items []T, do func(context.Context, *pgx.Conn, T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan entry, len(entries))
-	for _, e := range entries {
-		work <- e
+	work := make(chan T, len(items))
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	var wg sync.WaitGroup
 	for _, conn := range conns {
 		wg.Go(func() {
-			for e := range work {
+			for it := range work {
 				if ctx.Err() != nil {
 					return
 				}
-				if err := r.runEntry(ctx, conn, e); err != nil {
+				if err := do(ctx, conn, it); err != nil {
 					cancel(err)
 					return
 				}
@@ -610,57 +612,41 @@ func (r *Restorer) runParallel(ctx context.Context, conns []*pgx.Conn, entries [
 
 // loadAll runs the load steps on Parallel connections, largest first (the manifest's order).
 func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Plan, steps []Step, finish func(Step)) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	jobs := make(chan Step, len(steps))
-	for _, s := range steps {
-		jobs <- s
-	}
-	close(jobs)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	var conns []*pgx.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	for range min(r.opts.Parallel, len(steps)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := r.connectTo(ctx, plan.LoadInto)
-			if err != nil {
-				cancel(err)
-				return
-			}
-			defer conn.Close(context.WithoutCancel(ctx))
-			// A failed restore is dropped, not recovered, so commits need not wait for the WAL flush.
-			if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
-				cancel(explain("prepare a load connection", err))
-				return
-			}
-			for s := range jobs {
-				if ctx.Err() != nil {
-					return
-				}
-				start := time.Now()
-				var err error
-				if s.Action == "large-objects" {
-					err = loadLargeObjects(ctx, conn, repo, s)
-				} else {
-					err = copyFrozen(ctx, conn, repo, s.loads[0])
-				}
-				if err != nil {
-					cancel(fmt.Errorf("restore step %s %s: %w", s.Action, s.Target, err))
-					return
-				}
-				r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows, "seconds", time.Since(start).Seconds())
-				mu.Lock()
-				finish(s)
-				mu.Unlock()
-			}
-		}()
+		conn, err := r.connectTo(ctx, plan.LoadInto)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, conn)
+		// A failed restore is dropped, not recovered, so commits need not wait for the WAL flush.
+		if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+			return explain("prepare a load connection", err)
+		}
 	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
-	}
-	return nil
+	var mu sync.Mutex
+	return onEach(ctx, conns, steps, func(ctx context.Context, conn *pgx.Conn, s Step) error {
+		start := time.Now()
+		var err error
+		if s.Action == "large-objects" {
+			err = loadLargeObjects(ctx, conn, repo, s)
+		} else {
+			err = copyFrozen(ctx, conn, repo, s.loads[0])
+		}
+		if err != nil {
+			return fmt.Errorf("restore step %s %s: %w", s.Action, s.Target, err)
+		}
+		r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows, "seconds", time.Since(start).Seconds())
+		mu.Lock()
+		finish(s)
+		mu.Unlock()
+		return nil
+	})
 }
 
 // copyFrozen loads a table of a new database with COPY FREEZE: rows arrive frozen and
