@@ -24,7 +24,11 @@ type Env struct {
 	ZK                    string   // STACK_ZK: host:port
 	AzureConnectionString string   // STACK_AZURE_CONNECTION_STRING
 	AzureContainer        string   // STACK_AZURE_CONTAINER
+	CHModernNative        string   // STACK_CH_MODERN_NATIVE: host:port of the single ClickHouse 26.x (ch-modern)
+	CHModernHTTP          string   // STACK_CH_MODERN_HTTP: its HTTP interface
+	CHModernData          string   // STACK_CH_MODERN_DATA: its data path (Atomic store/ layout)
 	ConfigPath            string   // .stack/tracevault.toml
+	ModernConfigPath      string   // .stack/modern.toml: the same stack with ch-modern as ClickHouse
 	raw                   map[string]string
 }
 
@@ -76,7 +80,11 @@ func Load() (*Env, error) {
 		ZK:                    raw["STACK_ZK"],
 		AzureConnectionString: raw["STACK_AZURE_CONNECTION_STRING"],
 		AzureContainer:        raw["STACK_AZURE_CONTAINER"],
+		CHModernNative:        raw["STACK_CH_MODERN_NATIVE"],
+		CHModernHTTP:          raw["STACK_CH_MODERN_HTTP"],
+		CHModernData:          raw["STACK_CH_MODERN_DATA"],
 		ConfigPath:            filepath.Join(dir, "tracevault.toml"),
+		ModernConfigPath:      filepath.Join(dir, "modern.toml"),
 		raw:                   raw,
 	}
 	if e.PGDSN == "" || len(e.CHNative) == 0 || e.ZK == "" || e.AzureConnectionString == "" {
@@ -95,6 +103,21 @@ func Require(tb testing.TB) *Env {
 			tb.Fatalf("integration stack required under CI: %v", err)
 		}
 		tb.Skipf("integration test skipped: %v", err)
+	}
+	return e
+}
+
+// RequireModern returns the stack for a test of the modern engine (ch-modern), failing or
+// skipping as Require does; a stack written before ch-modern existed counts as absent.
+func RequireModern(tb testing.TB) *Env {
+	tb.Helper()
+	e := Require(tb)
+	if e.CHModernNative == "" || e.CHModernHTTP == "" {
+		err := fmt.Errorf("%s has no STACK_CH_MODERN_NATIVE/STACK_CH_MODERN_HTTP: re-run `make stack-up` to start ch-modern", filepath.Join(e.Dir, "env"))
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("modern ClickHouse required under CI: %v", err)
+		}
+		tb.Skipf("modern integration test skipped: %v", err)
 	}
 	return e
 }

@@ -79,20 +79,6 @@ func (e *Env) CHDatabase(tb testing.TB, prefix string) string {
 	return name
 }
 
-// CHExec runs one statement on replica i (0-based) through its HTTP interface.
-func (e *Env) CHExec(i int, sql string) error {
-	resp, err := http.Post("http://"+e.CHHTTP[i]+"/", "text/plain", strings.NewReader(sql))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s on %s: %s", sql, e.CHHTTP[i], strings.TrimSpace(string(body)))
-	}
-	return nil
-}
-
 func deleteTree(conn *zk.Conn, p string) {
 	children, _, err := conn.Children(p)
 	if err != nil {
@@ -102,4 +88,44 @@ func deleteTree(conn *zk.Conn, p string) {
 		deleteTree(conn, p+"/"+c)
 	}
 	_ = conn.Delete(p, -1)
+}
+
+// ModernDatabase creates an Atomic database on ch-modern for one test, dropped (SYNC, so that
+// its tables' UUIDs are free again) when the test ends.
+func (e *Env) ModernDatabase(tb testing.TB, prefix string) string {
+	tb.Helper()
+	name := ScratchName(prefix)
+	if _, err := e.ModernQuery("CREATE DATABASE " + name + " ENGINE = Atomic"); err != nil {
+		tb.Fatalf("create scratch database %s on ch-modern: %v", name, err)
+	}
+	tb.Cleanup(func() { _, _ = e.ModernQuery("DROP DATABASE IF EXISTS " + name + " SYNC") })
+	return name
+}
+
+// ModernQuery runs one statement on ch-modern through its HTTP interface and returns the answer
+// without its trailing newline.
+func (e *Env) ModernQuery(sql string) (string, error) {
+	return httpQuery(e.CHModernHTTP, sql)
+}
+
+// CHExec runs one statement on replica i (0-based) through its HTTP interface.
+func (e *Env) CHExec(i int, sql string) error {
+	_, err := httpQuery(e.CHHTTP[i], sql)
+	return err
+}
+
+func httpQuery(addr, sql string) (string, error) {
+	resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader(sql))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s on %s: %s", sql, addr, strings.TrimSpace(string(body)))
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s on %s: read the answer: %w", sql, addr, err)
+	}
+	return strings.TrimSuffix(string(body), "\n"), nil
 }

@@ -3,14 +3,18 @@
 #
 #   stack.sh up              install what is missing, start everything, write .stack/env
 #   stack.sh down [--purge]  stop everything by recorded pid (--purge also deletes .stack/)
-#   stack.sh status          one line per service; exit 0 only when all six answer
+#   stack.sh status          one line per service; exit 0 only when all seven answer
 #   stack.sh test-tools      install what only the tests need (Chromium)
-#   stack.sh start|stop SVC  one service: pg, zk, ch1, ch2, ch3, azurite
+#   stack.sh start|stop SVC  one service: pg, zk, ch1, ch2, ch3, azurite, ch-modern
+#
+# ch-modern is a single ClickHouse 26.7 next to the 18.16 cluster: clickhouse-local from chdb's
+# libchdb.so (npm, pinned) serving the native protocol and HTTP (see start_ch_modern).
 #
 # Ports avoid the servers' defaults so a developer's own services don't clash. Override with:
 #   STACK_DIR (default <repo>/.stack)   STACK_PG_PORT (25432)   STACK_ZK_PORT (22181)
 #   STACK_CH_TCP_BASE (29000: replica N listens on base+N)   STACK_CH_HTTP_BASE (28122)
 #   STACK_CH_INTERSERVER_BASE (29010)   STACK_AZURITE_PORT (20000)   STACK_WEB_PORT (28080)
+#   STACK_CH_MODERN_TCP (tcp base+20)   STACK_CH_MODERN_HTTP (http base+10)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -26,10 +30,20 @@ CH_HTTP_BASE="${STACK_CH_HTTP_BASE:-28122}"
 CH_INTER_BASE="${STACK_CH_INTERSERVER_BASE:-29010}"
 AZURITE_PORT="${STACK_AZURITE_PORT:-20000}"
 WEB_PORT="${STACK_WEB_PORT:-28080}"
+# Derived from the cluster's bases, so a stack moved by an offset moves ch-modern with it.
+CH_MODERN_TCP="${STACK_CH_MODERN_TCP:-$((CH_TCP_BASE + 20))}"
+CH_MODERN_HTTP="${STACK_CH_MODERN_HTTP:-$((CH_HTTP_BASE + 10))}"
 AZURITE_VERSION="3.37.0"
+# chdb's build of ClickHouse 26.7 (SELECT version() answers 26.7.2.1); about 566 MB unpacked.
+CHDB_PACKAGE="@chdb/lib-linux-x64-gnu"
+CHDB_VERSION="26.7.3-stable.1"
+CHDB_DIR="$STACK_DIR/npm/node_modules/$CHDB_PACKAGE"
+CH_MODERN_DIR="$STACK_DIR/ch-modern"
+LAUNCHER_SRC="$ROOT/deploy/stack/chmodern/launcher.c"
+LAUNCHER="$CH_MODERN_DIR/launcher"
 PGBIN=/usr/lib/postgresql/15/bin
 REPLICAS=(ch1 ch2 ch3)
-SERVICES=(pg zk ch1 ch2 ch3 azurite)
+SERVICES=(pg zk ch1 ch2 ch3 azurite ch-modern)
 # Azurite's documented development account: not a secret.
 AZURE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 AZURE_CONN="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZURE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1;"
@@ -60,6 +74,7 @@ install_missing() {
   command -v curl >/dev/null || pkgs+=(curl)
   command -v zstd >/dev/null || pkgs+=(zstd)
   command -v npm >/dev/null || pkgs+=(npm)
+  command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "installing ${pkgs[*]} (apt)"
     local sudo=""
@@ -72,6 +87,27 @@ install_missing() {
     mkdir -p "$STACK_DIR/npm"
     npm install --prefix "$STACK_DIR/npm" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
   fi
+  install_ch_modern
+}
+
+# install_ch_modern fetches the pinned libchdb.so and builds the launcher that runs it.
+install_ch_modern() {
+  require_avx2
+  if ! grep -qs "\"version\": \"$CHDB_VERSION\"" "$CHDB_DIR/package.json" || [ ! -f "$CHDB_DIR/libchdb.so" ]; then
+    log "installing $CHDB_PACKAGE@$CHDB_VERSION (npm, about 566 MB, into $STACK_DIR/npm)"
+    mkdir -p "$STACK_DIR/npm"
+    npm install --prefix "$STACK_DIR/npm" --no-audit --no-fund --loglevel=error "$CHDB_PACKAGE@$CHDB_VERSION" >/dev/null
+  fi
+  if [ ! -x "$LAUNCHER" ] || [ "$LAUNCHER_SRC" -nt "$LAUNCHER" ]; then
+    mkdir -p "$CH_MODERN_DIR"
+    gcc -O2 -Wall -o "$LAUNCHER" "$LAUNCHER_SRC" -ldl || die "building the ch-modern launcher from $LAUNCHER_SRC failed"
+  fi
+}
+
+# require_avx2 fails early and plainly where libchdb.so would die of an illegal instruction.
+require_avx2() {
+  grep -qw avx2 /proc/cpuinfo ||
+    die "ch-modern needs a CPU with AVX2 (chdb's libchdb.so is built for it) and this one has none: run the stack on an x86-64 machine with AVX2"
 }
 
 # install_test_tools adds what only the test suite needs: Debian's Chromium, which the status
@@ -95,6 +131,14 @@ four_letter() {
 pg_up() { "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 zk_up() { four_letter srvr | grep -q '^Mode:'; }
 ch_up() { [ "$(curl -fsS -m 3 "http://127.0.0.1:$(ch_http "$1")/ping" 2>/dev/null)" = "Ok." ]; }
+# ch_modern_version prints the engine's version when its HTTP interface answers a query: /ping
+# alone would also pass while another server holds the port.
+ch_modern_version() {
+  local v
+  v=$(curl -fsS -m 3 "http://127.0.0.1:$CH_MODERN_HTTP/?query=SELECT%20version()" 2>/dev/null) || return 1
+  [[ $v =~ ^[0-9]+\.[0-9]+\. ]] && echo "$v"
+}
+ch_modern_up() { ch_modern_version >/dev/null; }
 azurite_up() {
   local code
   code=$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$AZURITE_PORT/devstoreaccount1?comp=list" 2>/dev/null || true)
@@ -103,8 +147,8 @@ azurite_up() {
 
 svc_up() {
   case "$1" in
-    pg) pg_up ;; zk) zk_up ;; ch1 | ch2 | ch3) ch_up "$1" ;; azurite) azurite_up ;;
-    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite)" ;;
+    pg) pg_up ;; zk) zk_up ;; ch1 | ch2 | ch3) ch_up "$1" ;; azurite) azurite_up ;; ch-modern) ch_modern_up ;;
+    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite, ch-modern)" ;;
   esac
 }
 
@@ -113,6 +157,7 @@ svc_addr() {
     pg) echo "127.0.0.1:$PG_PORT" ;; zk) echo "127.0.0.1:$ZK_PORT" ;;
     ch1 | ch2 | ch3) echo "127.0.0.1:$(ch_tcp "$1") (http $(ch_http "$1"))" ;;
     azurite) echo "127.0.0.1:$AZURITE_PORT" ;;
+    ch-modern) echo "127.0.0.1:$CH_MODERN_TCP (http $CH_MODERN_HTTP) $(ch_modern_version || true)" ;;
   esac
 }
 
@@ -121,6 +166,7 @@ svc_log() {
     pg) echo "$STACK_DIR/pg/postgres.log" ;; zk) echo "$STACK_DIR/zk/zk.log" ;;
     ch1 | ch2 | ch3) echo "$(ch_dir "$1")/log/clickhouse-server.err.log" ;;
     azurite) echo "$STACK_DIR/azurite/azurite.log" ;;
+    ch-modern) echo "$CH_MODERN_DIR/ch-modern.log" ;;
   esac
 }
 
@@ -317,6 +363,52 @@ start_azurite() {
     --skipApiVersionCheck --loose --silent
 }
 
+# start_ch_modern runs clickhouse-local (libchdb.so, through the launcher) as a server: 26.x
+# clickhouse-local accepts SYSTEM START LISTEN, and the last query keeps it running by reading a
+# FIFO that nothing writes until stop_ch_modern does. Its path holds Atomic databases that survive
+# restarts. There is no interserver port and no Keeper: replicated tables open read-only, so
+# replication stays on the 18.16 cluster. About one start in nine dies before it listens (a
+# crash inside the library during start-up): it is started again, up to four times.
+start_ch_modern() {
+  ch_modern_up && return
+  require_avx2
+  [ -f "$CHDB_DIR/libchdb.so" ] && [ -x "$LAUNCHER" ] || install_ch_modern
+  port_free "$CH_MODERN_TCP" STACK_CH_MODERN_TCP
+  port_free "$CH_MODERN_HTTP" STACK_CH_MODERN_HTTP
+  mkdir -p "$CH_MODERN_DIR/data"
+  [ -p "$CH_MODERN_DIR/stop.fifo" ] || { rm -f "$CH_MODERN_DIR/stop.fifo"; mkfifo "$CH_MODERN_DIR/stop.fifo"; }
+  local attempt
+  for attempt in 1 2 3 4; do
+    TZ=UTC spawn ch-modern "$CH_MODERN_DIR/ch-modern.log" "$LAUNCHER" "$CHDB_DIR/libchdb.so" \
+      --path="$CH_MODERN_DIR/data/" --listen_host=127.0.0.1 --tcp_port="$CH_MODERN_TCP" --http_port="$CH_MODERN_HTTP" \
+      --multiquery --query="SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; SELECT count() FROM file('$CH_MODERN_DIR/stop.fifo', 'LineAsString')"
+    local pid deadline=$((SECONDS + 60))
+    pid=$(cat "$STACK_DIR/ch-modern.pid")
+    while alive "$pid" && ! ch_modern_up && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    ch_modern_up && return
+    alive "$pid" && break # neither crashed nor ready: retrying would not help
+    log "ch-modern exited during start-up (attempt $attempt); last lines of $(svc_log ch-modern):"
+    tail -n 5 "$(svc_log ch-modern)" >&2 2>/dev/null || true
+    # A listener that failed (port taken meanwhile) is no crash: starting again would not help.
+    grep -q 'Address already in use' <(tail -n 5 "$(svc_log ch-modern)" 2>/dev/null) && break
+  done
+  stop_pid ch-modern
+  die "ch-modern failed to start; see $(svc_log ch-modern)"
+}
+
+# stop_ch_modern ends the blocking query, which lets clickhouse-local finish and exit cleanly;
+# a signal by pid only when it does not.
+stop_ch_modern() {
+  local pid
+  pid=$(cat "$STACK_DIR/ch-modern.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && alive "$pid" && [ -p "$CH_MODERN_DIR/stop.fifo" ]; then
+    timeout 5 bash -c 'echo stop >"$1"' _ "$CH_MODERN_DIR/stop.fifo" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  fi
+  stop_pid ch-modern
+}
+
 # alive is kill -0 that counts a zombie as dead: servers outlive the `up` that spawned them, and
 # an init that does not reap (as in some containers) leaves them as zombies after they exit.
 alive() {
@@ -348,7 +440,8 @@ start_svc() {
     pg) start_pg ;; zk) start_zk ;;
     ch1 | ch2 | ch3) start_zk && start_ch "$1" && wait_ready "$1" 90 ;;
     azurite) start_azurite && wait_ready azurite 60 ;;
-    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite)" ;;
+    ch-modern) start_ch_modern ;;
+    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite, ch-modern)" ;;
   esac
 }
 
@@ -357,7 +450,8 @@ stop_svc() {
     pg) stop_pg ;; zk | ch1 | ch2 | ch3) stop_pid "$1" ;;
     # Azurite flushes and closes its service on INT but its process lingers: kill it after.
     azurite) stop_pid azurite INT 3 ;;
-    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite)" ;;
+    ch-modern) stop_ch_modern ;;
+    *) die "unknown service '$1' (pg, zk, ch1, ch2, ch3, azurite, ch-modern)" ;;
   esac
 }
 
@@ -385,13 +479,22 @@ STACK_ZK="127.0.0.1:$ZK_PORT"
 STACK_AZURE_CONNECTION_STRING="$AZURE_CONN"
 STACK_AZURE_CONTAINER="tracevault"
 STACK_WEB_LISTEN="127.0.0.1:$WEB_PORT"
+STACK_CH_MODERN_NATIVE="127.0.0.1:$CH_MODERN_TCP"
+STACK_CH_MODERN_HTTP="127.0.0.1:$CH_MODERN_HTTP"
+STACK_CH_MODERN_DATA="$CH_MODERN_DIR/data/"
 EOF
-  write_config "$STACK_DIR/tracevault.toml" "azblob://tracevault/stack" "connection_string = \"$AZURE_CONN\"" "$dsn" "${addrs%, }" "${haddrs%, }"
-  write_config "$STACK_DIR/run.toml" "file://$STACK_DIR/repo" "" "$dsn" "${addrs%, }" "${haddrs%, }"
+  local cluster='cluster = "default"'
+  write_config "$STACK_DIR/tracevault.toml" "azblob://tracevault/stack" "connection_string = \"$AZURE_CONN\"" "$dsn" \
+    "${addrs%, }" "${haddrs%, }" "$cluster" default clickhouse "$WEB_PORT"
+  write_config "$STACK_DIR/run.toml" "file://$STACK_DIR/repo" "" "$dsn" "${addrs%, }" "${haddrs%, }" "$cluster" default clickhouse "$WEB_PORT"
+  # The single modern engine: no cluster, the modern demo schema in its own Atomic database, its
+  # own repository, and the status page one port up so it can run beside run.toml's.
+  write_config "$STACK_DIR/modern.toml" "file://$STACK_DIR/repo-modern" "" "$dsn" "\"127.0.0.1:$CH_MODERN_TCP\"" \
+    "\"127.0.0.1:$CH_MODERN_HTTP\"" "" langfuse clickhouse-modern "$((WEB_PORT + 1))"
 }
 
 write_config() {
-  local file=$1 url=$2 auth=$3 dsn=$4 addrs=$5 haddrs=$6
+  local file=$1 url=$2 auth=$3 dsn=$4 addrs=$5 haddrs=$6 cluster=$7 database=$8 chmigrations=$9 web=${10}
   cat >"$file" <<EOF
 # tracevault configuration for the local stack, written by deploy/stack/stack.sh.
 [storage]
@@ -404,16 +507,17 @@ dsn = "$dsn"
 [clickhouse]
 addresses = [$addrs]
 http_addresses = [$haddrs]
-cluster = "default"
-databases = ["default"]
+$cluster
+databases = ["$database"]
 
 [zookeeper]
 servers = ["127.0.0.1:$ZK_PORT"]
 
 # The demo schema as versioned migrations: make run applies them with \`tracevault migrate up\`.
 [migrate]
-clickhouse_dir = "$ROOT/deploy/demo/migrations/clickhouse"
+clickhouse_dir = "$ROOT/deploy/demo/migrations/$chmigrations"
 postgres_dir = "$ROOT/deploy/demo/migrations/postgres"
+clickhouse_database = "$database"
 
 # One snapshot set of PostgreSQL, ClickHouse and ZooKeeper every 15 minutes.
 [[jobs]]
@@ -432,7 +536,7 @@ keep_last = 10
 min_age = "0s"
 
 [web]
-listen = "127.0.0.1:$WEB_PORT"
+listen = "127.0.0.1:$web"
 EOF
 }
 
@@ -447,6 +551,8 @@ STACK_CH_HTTP_BASE="\${STACK_CH_HTTP_BASE:-$CH_HTTP_BASE}"
 STACK_CH_INTERSERVER_BASE="\${STACK_CH_INTERSERVER_BASE:-$CH_INTER_BASE}"
 STACK_AZURITE_PORT="\${STACK_AZURITE_PORT:-$AZURITE_PORT}"
 STACK_WEB_PORT="\${STACK_WEB_PORT:-$WEB_PORT}"
+STACK_CH_MODERN_TCP="\${STACK_CH_MODERN_TCP:-$CH_MODERN_TCP}"
+STACK_CH_MODERN_HTTP="\${STACK_CH_MODERN_HTTP:-$CH_MODERN_HTTP}"
 EOF
 }
 
@@ -460,6 +566,8 @@ cmd_up() {
   # The three replicas start in parallel and are then awaited together.
   for r in "${REPLICAS[@]}"; do start_ch "$r"; done
   start_azurite
+  # ch-modern starts (and is retried) while the replicas come up.
+  start_ch_modern
   for r in "${REPLICAS[@]}"; do wait_ready "$r" 90; done
   wait_ready azurite 60
   write_contract
@@ -468,7 +576,7 @@ cmd_up() {
 }
 
 cmd_down() {
-  for svc in azurite ch3 ch2 ch1 zk pg; do stop_svc "$svc"; done
+  for svc in ch-modern azurite ch3 ch2 ch1 zk pg; do stop_svc "$svc"; done
   if [ "${1:-}" = --purge ]; then
     rm -rf "$STACK_DIR"
     log "stopped and removed $STACK_DIR"
@@ -481,9 +589,9 @@ cmd_status() {
   local bad=0
   for svc in "${SERVICES[@]}"; do
     if svc_up "$svc"; then
-      printf '%-8s up    %s\n' "$svc" "$(svc_addr "$svc")"
+      printf '%-10s up    %s\n' "$svc" "$(svc_addr "$svc")"
     else
-      printf '%-8s DOWN  %s\n' "$svc" "$(svc_addr "$svc")"
+      printf '%-10s DOWN  %s\n' "$svc" "$(svc_addr "$svc")"
       bad=1
     fi
   done

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +71,31 @@ func TestServicesAnswer(t *testing.T) {
 				t.Fatalf("got %d bytes (%v), want %d identical bytes", len(got), err, len(want))
 			}
 		}},
+		{"ch-modern answers 26.x over native and HTTP", func(t *testing.T) {
+			if env.CHModernNative == "" {
+				t.Fatalf("%s/env has no STACK_CH_MODERN_NATIVE: ch-modern is not part of this stack", env.Dir)
+			}
+			// Debian's clickhouse-client 18.16 speaks the native protocol to it, as an operator would.
+			host, port, _ := strings.Cut(env.CHModernNative, ":")
+			out, err := exec.CommandContext(ctx, "clickhouse-client", "--host", host, "--port", port, "--query", "SELECT version()").CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), "26.") {
+				t.Fatalf("clickhouse-client --port %s: %q, %v; want 26.x", port, out, err)
+			}
+			v, err := env.ModernQuery("SELECT version()")
+			if err != nil || !strings.HasPrefix(v, "26.") {
+				t.Fatalf("HTTP %s: %q, %v; want 26.x", env.CHModernHTTP, v, err)
+			}
+			// A new database there is Atomic, with a UUID: what the modern paths need.
+			db := env.ModernDatabase(t, "it_stack")
+			if got, err := env.ModernQuery("SELECT engine, uuid != toUUIDOrZero('') FROM system.databases WHERE name = '" + db + "'"); err != nil || got != "Atomic\t1" {
+				t.Fatalf("database %s on ch-modern: %q, %v; want an Atomic database with a UUID", db, got, err)
+			}
+		}},
 		{"status exits 0", func(t *testing.T) {
-			out, err := exec.CommandContext(ctx, "bash", filepath.Join(env.Dir, "..", "deploy", "stack", "stack.sh"), "status").CombinedOutput()
-			if err != nil || strings.Count(string(out), " up ") != 6 {
+			cmd := exec.CommandContext(ctx, "bash", stack.Script(), "status")
+			cmd.Env = append(cmd.Environ(), "STACK_DIR="+env.Dir)
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.Count(string(out), " up ") != 7 {
 				t.Fatalf("stack.sh status: %v\n%s", err, out)
 			}
 		}},
