@@ -20,6 +20,7 @@ func (a *app) demoCommand() *cobra.Command {
 	var seed uint64
 	var database string
 	var months int
+	var modern bool
 	seedCmd := &cobra.Command{
 		Use:   "seed",
 		Short: "Migrate the demo schema and fill ClickHouse and PostgreSQL with realistic rows",
@@ -32,7 +33,8 @@ always yields the same rows. A database that already holds demo data is left alo
 as skipped.`,
 		Example: examples(
 			"tracevault demo seed --config .stack/tracevault.toml --traces 100000",
-			"tracevault demo seed --traces 1000000 --seed 7 --json"),
+			"tracevault demo seed --traces 1000000 --seed 7 --json",
+			"tracevault demo seed --config .stack/modern.toml --modern --database langfuse"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig(cmd)
@@ -51,6 +53,7 @@ as skipped.`,
 				Traces:         traces,
 				Seed:           seed,
 				Months:         months,
+				Modern:         modern,
 			}
 			last := time.Now()
 			opts.Progress = func(table string, rows int64) {
@@ -71,6 +74,7 @@ as skipped.`,
 	f.Uint64Var(&seed, "seed", 1, "random seed; the same seed gives the same rows")
 	f.StringVar(&database, "database", "default", "ClickHouse database to create the demo tables in")
 	f.IntVar(&months, "months", 6, "monthly partitions the rows are spread over")
+	f.BoolVar(&modern, "modern", false, "seed the modern schema (ClickHouse >= 24.3, one server, no cluster: Map, DateTime64, Bool, Decimal64, JSON, UUID) from deploy/demo/migrations/clickhouse-modern")
 	cmd.AddCommand(seedCmd)
 	return cmd
 }

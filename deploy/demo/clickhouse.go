@@ -96,7 +96,7 @@ func migrateClickHouse(ctx context.Context, o Options) error {
 		return fmt.Errorf("demo seed: %w", err)
 	}
 	defer d.Close()
-	return migrateUp(ctx, config.SourceClickHouse, d, o.Cluster, o.Database)
+	return migrateUp(ctx, config.SourceClickHouse, config.SourceClickHouse, d, o.Cluster, o.Database)
 }
 
 // insertChunks generates the next chunk while the previous one is being inserted.

@@ -22,7 +22,11 @@ type Options struct {
 	User           string
 	Password       string
 	// Cluster for ON CLUSTER DDL; empty for a single server.
-	Cluster  string
+	Cluster string
+	// Modern seeds the modern schema (migrations/clickhouse-modern: Map, DateTime64, Bool,
+	// Decimal64, JSON, UUID; ReplacingMergeTree(event_ts, is_deleted)) into one ClickHouse >=
+	// 24.3 without a cluster, instead of the 18.16 replicated one.
+	Modern   bool
 	Database string // default "default", as Langfuse uses
 	// ZooKeeper servers for the migration lock; without them it excludes only this process.
 	ZooKeeper []string
@@ -81,7 +85,12 @@ func Seed(ctx context.Context, opts Options) (Result, error) {
 	res := Result{Rows: map[string]int64{}}
 	w := newWorld(opts.Seed)
 	if len(opts.ClickHouse) > 0 {
-		err := seedClickHouse(ctx, opts, w, res.Rows)
+		var err error
+		if opts.Modern {
+			err = seedModernClickHouse(ctx, opts, res.Rows)
+		} else {
+			err = seedClickHouse(ctx, opts, w, res.Rows)
+		}
 		switch {
 		case errors.Is(err, ErrAlreadySeeded):
 			res.Skipped = append(res.Skipped, "clickhouse")

@@ -13,35 +13,37 @@ import (
 )
 
 // The demo schema is versioned migrations, one directory per target ("clickhouse",
-// "postgres") in golang-migrate's naming; the binary carries them so that `demo seed` needs no
+// "postgres"; "clickhouse-modern" for ClickHouse >= 24.3 on one server) in golang-migrate's naming; the binary carries them so that `demo seed` needs no
 // checkout, and `tracevault migrate --dir deploy/demo/migrations/<target>` applies the same files.
 //
-//go:embed migrations/clickhouse/*.sql migrations/postgres/*.sql
+//go:embed migrations/clickhouse/*.sql migrations/clickhouse-modern/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
 
-// extractMigrations copies one target's embedded migrations into a new temporary directory:
-// migrate.Load reads a directory, as --dir gives it one. The caller removes dir.
-func extractMigrations(target string) (dir string, err error) {
-	files, err := fs.Sub(migrationFiles, "migrations/"+target)
+// extractMigrations copies one set of embedded migrations (a directory under migrations/) into
+// a new temporary directory: migrate.Load reads a directory, as --dir gives it one. The caller
+// removes dir.
+func extractMigrations(set string) (dir string, err error) {
+	files, err := fs.Sub(migrationFiles, "migrations/"+set)
 	if err != nil {
-		return "", fmt.Errorf("demo %s migrations: %w", target, err)
+		return "", fmt.Errorf("demo %s migrations: %w", set, err)
 	}
-	dir, err = os.MkdirTemp("", "tracevault-demo-"+target+"-")
+	dir, err = os.MkdirTemp("", "tracevault-demo-"+set+"-")
 	if err != nil {
-		return "", fmt.Errorf("demo %s migrations: %w", target, err)
+		return "", fmt.Errorf("demo %s migrations: %w", set, err)
 	}
 	if err := os.CopyFS(dir, files); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("copy the demo %s migrations to %s: %w", target, dir, err)
+		return "", fmt.Errorf("copy the demo %s migrations to %s: %w", set, dir, err)
 	}
 	return dir, nil
 }
 
-// migrateUp applies a target's pending migrations through migrate.Runner, the code path of
+// migrateUp applies the pending migrations of a set (a directory under migrations/) to a target
+// through migrate.Runner, the code path of
 // `tracevault migrate up`, so that command later finds schema_migrations and the checksums
 // exactly as it would have left them. database is what {{database}} expands to.
-func migrateUp(ctx context.Context, target string, d migrate.Driver, cluster, database string) error {
-	dir, err := extractMigrations(target)
+func migrateUp(ctx context.Context, target, set string, d migrate.Driver, cluster, database string) error {
+	dir, err := extractMigrations(set)
 	if err != nil {
 		return err
 	}
@@ -55,7 +57,7 @@ func migrateUp(ctx context.Context, target string, d migrate.Driver, cluster, da
 	if target == config.SourceClickHouse {
 		command += " --database " + database
 	}
-	command += " --dir deploy/demo/migrations/" + target
+	command += " --dir deploy/demo/migrations/" + set
 	r := &migrate.Runner{Driver: d, Migrations: ms, Cluster: cluster, Database: database, LockWait: 5 * time.Minute, Command: command}
 	if _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); err != nil {
 		return fmt.Errorf("apply the demo %s migrations to %s: %w", target, d.Name(), err)

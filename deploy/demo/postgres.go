@@ -55,7 +55,7 @@ func migratePostgres(ctx context.Context, o Options) error {
 		return fmt.Errorf("demo seed: %w", err)
 	}
 	defer d.Close()
-	return migrateUp(ctx, config.SourcePostgres, d, "", "")
+	return migrateUp(ctx, config.SourcePostgres, config.SourcePostgres, d, "", "")
 }
 
 type pgTable struct {
