@@ -379,9 +379,10 @@ start_ch_modern() {
   [ -p "$CH_MODERN_DIR/stop.fifo" ] || { rm -f "$CH_MODERN_DIR/stop.fifo"; mkfifo "$CH_MODERN_DIR/stop.fifo"; }
   local attempt
   for attempt in 1 2 3 4; do
+    printf -- '--- ch-modern start, attempt %s, %s\n' "$attempt" "$(date -u +%FT%TZ)" >>"$(svc_log ch-modern)"
     TZ=UTC spawn ch-modern "$CH_MODERN_DIR/ch-modern.log" "$LAUNCHER" "$CHDB_DIR/libchdb.so" \
       --path="$CH_MODERN_DIR/data/" --listen_host=127.0.0.1 --tcp_port="$CH_MODERN_TCP" --http_port="$CH_MODERN_HTTP" \
-      --multiquery --query="SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; SELECT count() FROM file('$CH_MODERN_DIR/stop.fifo', 'LineAsString')"
+      --multiquery --query="SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; SELECT * FROM file('$CH_MODERN_DIR/stop.fifo', 'LineAsString') FORMAT Null"
     local pid deadline=$((SECONDS + 60))
     pid=$(cat "$STACK_DIR/ch-modern.pid")
     while alive "$pid" && ! ch_modern_up && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done

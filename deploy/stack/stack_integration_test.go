@@ -104,3 +104,42 @@ func TestServicesAnswer(t *testing.T) {
 		t.Run(tt.name, tt.check)
 	}
 }
+
+// TestModernRestartKeepsData stops ch-modern the way `stack.sh stop` does (ending its blocking
+// query through the FIFO) and starts it again: it comes back on the same ports with its Atomic
+// database, the table's UUID and its rows.
+func TestModernRestartKeepsData(t *testing.T) {
+	env := stack.RequireModern(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	db := env.ModernDatabase(t, "it_restart")
+	for _, q := range []string{
+		"CREATE TABLE " + db + ".t (id UUID, at DateTime64(3), m Map(LowCardinality(String), String)) ENGINE = MergeTree ORDER BY id",
+		"INSERT INTO " + db + ".t VALUES ('0f2b7f4e-1c1d-4d0a-9f47-5d0b5c7e9a11', '2026-07-01 12:00:00.123', {'k': 'v'})",
+	} {
+		if _, err := env.ModernQuery(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() string {
+		t.Helper()
+		out, err := env.ModernQuery("SELECT (SELECT toString(uuid) FROM system.tables WHERE database = '" + db + "' AND name = 't'), toString(tuple(*)) FROM " + db + ".t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := state()
+	if err := env.Stop(ctx, "ch-modern"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.ModernQuery("SELECT 1"); err == nil {
+		t.Error("ch-modern still answers after stack.sh stop")
+	}
+	if err := env.Start(ctx, "ch-modern"); err != nil {
+		t.Fatal(err)
+	}
+	if after := state(); after != before {
+		t.Errorf("after a restart: %q, want %q", after, before)
+	}
+}
