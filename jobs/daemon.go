@@ -50,7 +50,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 
 // Start opens the repository, runs missed jobs once (catch_up = "once") and schedules the rest.
 func (d *Daemon) Start(ctx context.Context) error {
-	repo, err := OpenRepository(ctx, d.cfg.Storage, d.log)
+	repo, err := CreateRepository(ctx, d.cfg.Storage, d.log)
 	if err != nil {
 		return err
 	}
@@ -301,6 +301,7 @@ func (d *Daemon) job(name string) (Job, bool) {
 	return Job{}, false
 }
 
+// newRunID makes 8 lowercase hex digits, the form store.ValidRunID checks on reading.
 func newRunID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

@@ -103,6 +103,11 @@ func (h *History) Recent(ctx context.Context, n int) ([]Run, error) {
 			}
 			return nil, err
 		}
+		// The id reaches URLs and file names; a run that is not the file it is stored as was not
+		// written by a daemon, and is skipped.
+		if store.ValidRunID(r.ID) != nil || runName(r) != names[i] {
+			continue
+		}
 		out = append(out, r)
 	}
 	return out, nil
