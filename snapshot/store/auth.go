@@ -119,15 +119,23 @@ func (r *Repository) deriveAuthKeys(k []byte) {
 	}
 }
 
-// manifestMAC is the MAC of m's JSON encoding without its Auth. Encoding what was decoded is
-// canonical: encoding/json writes struct fields in order and map keys sorted, so the writer's
-// and the reader's encodings of the same manifest are the same bytes; fields a reader does not
-// know are not authenticated, and not acted on either.
+// manifestMAC is the MAC of m's canonical encoding without its Auth: what a reader decodes,
+// encoded again. encoding/json writes struct fields in order and map keys sorted; the decode in
+// between makes the writer's bytes equal the reader's where encoding is lossy (invalid UTF-8 in
+// an error text becomes U+FFFD). Fields a reader does not know are not authenticated, and not
+// acted on either.
 func manifestMAC(key []byte, m *Manifest) (string, error) {
 	c := *m
 	c.Auth = nil
 	b, err := json.Marshal(&c)
 	if err != nil {
+		return "", err
+	}
+	var decoded Manifest
+	if err := json.Unmarshal(b, &decoded); err != nil {
+		return "", err
+	}
+	if b, err = json.Marshal(&decoded); err != nil {
 		return "", err
 	}
 	h := hmac.New(sha256.New, key)
