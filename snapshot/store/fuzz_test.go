@@ -40,7 +40,7 @@ func FuzzID(f *testing.F) {
 func FuzzManifest(f *testing.F) {
 	const name = "snapshots/20261124T031500Z-1a2b3c.json"
 	good := Manifest{ID: "20261124T031500Z-1a2b3c", Start: time.Date(2026, 11, 24, 3, 15, 0, 0, time.UTC), Status: StatusComplete,
-		Objects: []ManifestObject{{ObjectRef: ObjectRef{ID: strings.Repeat("0a", 16), SHA256: sha0, Size: 10, RawSize: 20}, Source: "clickhouse"}},
+		Objects:  []ManifestObject{{ObjectRef: ObjectRef{ID: strings.Repeat("0a", 16), SHA256: sha0, Size: 10, RawSize: 20}, Source: "clickhouse"}},
 		Sections: map[string]json.RawMessage{"postgres": json.RawMessage(`{"database":{"name":"langfuse"}}`)}}
 	b, _ := json.Marshal(good)
 	f.Add(b)
