@@ -107,8 +107,9 @@ with the fix; every other snapshot is listed as usual.`,
 				return a.printJSON(cmd, entries)
 			}
 			out := cmd.OutOrStdout()
-			if len(entries) == 0 {
-				fmt.Fprintf(out, "no snapshots in %s yet; take one with 'tracevault backup'\n", r)
+			if len(cat.Snapshots) == 0 {
+				fmt.Fprintf(out, "no readable snapshots in %s; take one with 'tracevault backup'\n", r)
+				printDamaged(out, cat.Damaged)
 				return nil
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

@@ -305,6 +305,8 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 		newest := all[len(all)-1]
 		return nil, fmt.Errorf("snapshot latest: %w: no snapshot is complete; the newest is %s, %s (%s): restore it by id if that part is enough%s",
 			ErrNotFound, newest.ID, newest.Status, newest.Error, damaged)
+	case id == "latest":
+		return nil, fmt.Errorf("snapshot latest: %w: %s holds no snapshot yet; take one with 'tracevault backup'%s", ErrNotFound, r.b, damaged)
 	case len(found) == 0:
 		return nil, fmt.Errorf("snapshot %q: %w; 'tracevault list' shows the snapshots%s", id, ErrNotFound, damaged)
 	case len(found) == 1:
