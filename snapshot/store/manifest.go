@@ -362,11 +362,15 @@ func (r *Repository) GetJSON(ctx context.Context, name string, v any) error {
 	defer stored.Close()
 	plain, err := r.codec.decode(stored)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w: %w", name, ErrUndecodable, err)
 	}
 	defer plain.Close()
 	if err := json.NewDecoder(io.LimitReader(plain, 64<<20)).Decode(v); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w: %w", name, ErrUndecodable, err)
 	}
 	return nil
 }
+
+// ErrUndecodable means a document's stored bytes do not decode: damage, or another key, as
+// opposed to a storage error. A reader of many documents skips such a one and names it.
+var ErrUndecodable = errors.New("cannot decode")
