@@ -108,7 +108,11 @@ with the fix; every other snapshot is listed as usual.`,
 			}
 			out := cmd.OutOrStdout()
 			if len(cat.Snapshots) == 0 {
-				fmt.Fprintf(out, "no readable snapshots in %s; take one with 'tracevault backup'\n", r)
+				what := "no snapshots in %s yet; take one with 'tracevault backup'\n"
+				if len(cat.Damaged) > 0 {
+					what = "no readable snapshots in %s; take one with 'tracevault backup'\n"
+				}
+				fmt.Fprintf(out, what, r)
 				printDamaged(out, cat.Damaged)
 				return nil
 			}
