@@ -198,12 +198,16 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		}
 		return err
 	case config.ActionPrune:
-		_, err := d.repo.Prune(ctx, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
+		rep, err := d.repo.Prune(ctx, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
+		if err == nil && rep.SweepSkipped != "" {
+			// Not done until the damaged manifests are dealt with: a failed run says so.
+			err = fmt.Errorf("prune forgot %d snapshots, but %s", len(rep.Forgotten), rep.SweepSkipped)
+		}
 		return err
 	case config.ActionVerify:
 		rep, err := d.repo.Verify(ctx, nil, false)
 		if err == nil && len(rep.Problems) > 0 {
-			err = fmt.Errorf("%d bad objects, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
+			err = fmt.Errorf("%d problems, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
 		}
 		return err
 	}
