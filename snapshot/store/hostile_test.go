@@ -72,10 +72,27 @@ func newHostileRepo(t *testing.T, bc backendCase, opts Options) *hostileRepo {
 
 func (h *hostileRepo) checkSentinels(t *testing.T) {
 	t.Helper()
+	if len(h.sentinels) == 0 {
+		return
+	}
 	for _, p := range h.sentinels {
 		if b, err := os.ReadFile(p); err != nil || string(b) != "sentinel" {
 			t.Errorf("%s outside the repository was touched: %q, %v", p, b, err)
 		}
+	}
+	// Nothing was created beside the repository either.
+	parent := filepath.Dir(filepath.Dir(h.sentinels[1]))
+	var found []string
+	_ = filepath.WalkDir(parent, func(p string, d os.DirEntry, err error) error {
+		if rel, _ := filepath.Rel(parent, p); rel == "repo" {
+			return filepath.SkipDir
+		} else if err == nil && !d.IsDir() {
+			found = append(found, rel)
+		}
+		return nil
+	})
+	if strings.Join(found, " ") != "victim/secret x.json" {
+		t.Errorf("outside the repository: %v; want only the two sentinels", found)
 	}
 }
 
