@@ -131,6 +131,26 @@ mode = "freeze"
 			want: []Problem{{Key: "postgres.dsn", Line: 5, Message: "TRACEVAULT_TEST_SURELY_UNSET is not set"}},
 		},
 		{
+			name: "recipients without identity_file (write-only) is refused",
+			doc:  minimal + "[storage.encryption]\nrecipients = [\"" + testRecipient + "\"]\n",
+			want: []Problem{{Key: "storage.encryption.identity_file", Line: 11, Message: "write-only set-ups are not supported"}},
+		},
+		{
+			name: "identity_file without recipients would write plaintext",
+			doc:  minimal + "[storage.encryption]\nidentity_file = \"/etc/tracevault/key.txt\"\n",
+			want: []Problem{{Key: "storage.encryption.recipients", Line: 11, Message: "unencrypted objects"}},
+		},
+		{
+			name: "passphrase with an identity_file",
+			doc:  minimal + "[storage.encryption]\nidentity_file = \"/k.txt\"\npassphrase = \"p\"\n",
+			want: []Problem{{Key: "storage.encryption.passphrase", Line: 13, Message: "goes alone"}},
+		},
+		{
+			name: "retention with every keep rule 0 would forget everything",
+			doc:  minimal + "[retention]\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nmin_age = \"1h\"\n",
+			want: []Problem{{Key: "retention.keep_last", Line: 12, Message: "forget every snapshot"}},
+		},
+		{
 			name: "syntax error",
 			doc:  "[storage\nurl = 1\n",
 			want: []Problem{{Line: 1, Message: "TOML syntax error"}},
@@ -154,6 +174,9 @@ mode = "freeze"
 		})
 	}
 }
+
+// testRecipient is a valid age X25519 recipient whose identity was thrown away.
+const testRecipient = "age13z0c748xuuk2ywuqgflw50gddnejsp03008agavkt6m4tnq4my3qdesprn"
 
 func containsProblem(ps Problems, w Problem) bool {
 	for _, p := range ps {

@@ -77,8 +77,20 @@ func (c *checker) storage(s *Storage) {
 			c.add(fmt.Sprintf("storage.encryption.recipients[%d]", i), "%q is not an age X25519 recipient (age1...): %v", r, err)
 		}
 	}
-	if len(s.Encryption.Recipients) > 0 && s.Encryption.Passphrase != "" {
-		c.add("storage.encryption.passphrase", "set either recipients or passphrase, not both")
+	c.encryption(&s.Encryption)
+}
+
+// encryption applies the store's rules (store.Repository.setupEncryption says why): a passphrase
+// alone, or recipients with the identity_file that unlocks them.
+func (c *checker) encryption(e *Encryption) {
+	const fix = "set recipients and identity_file, or passphrase alone"
+	switch hasR, hasI, hasP := len(e.Recipients) > 0, e.IdentityFile != "", e.Passphrase != ""; {
+	case hasP && (hasR || hasI):
+		c.add("storage.encryption.passphrase", "a passphrase goes alone, without recipients or identity_file; %s", fix)
+	case hasR && !hasI:
+		c.add("storage.encryption.identity_file", "required with recipients: tracevault reads earlier manifests (incremental backups, prune) and authenticates the manifests it writes, which takes the identity; write-only set-ups are not supported")
+	case hasI && !hasR:
+		c.add("storage.encryption.recipients", "required with identity_file, or tracevault would write unencrypted objects; 'age-keygen -y %s' prints them", e.IdentityFile)
 	}
 }
 
@@ -217,6 +229,9 @@ func (c *checker) retention(r *Retention) {
 	}
 	if r.MinAge < 0 {
 		c.add("retention.min_age", "must not be negative")
+	}
+	if r.KeepLast <= 0 && r.KeepHourly <= 0 && r.KeepDaily <= 0 && r.KeepWeekly <= 0 && r.KeepMonthly <= 0 {
+		c.add("retention.keep_last", "every keep rule is 0, so prune would forget every snapshot; set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly")
 	}
 }
 

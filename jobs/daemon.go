@@ -50,7 +50,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 
 // Start opens the repository, runs missed jobs once (catch_up = "once") and schedules the rest.
 func (d *Daemon) Start(ctx context.Context) error {
-	repo, err := OpenRepository(ctx, d.cfg.Storage, d.log)
+	repo, err := CreateRepository(ctx, d.cfg.Storage, d.log)
 	if err != nil {
 		return err
 	}
@@ -198,12 +198,16 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		}
 		return err
 	case config.ActionPrune:
-		_, err := d.repo.Prune(ctx, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
+		rep, err := d.repo.Prune(ctx, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
+		if err == nil && rep.SweepSkipped != "" {
+			// Not done until the damaged manifests are dealt with: a failed run says so.
+			err = fmt.Errorf("prune forgot %d snapshots, but %s", len(rep.Forgotten), rep.SweepSkipped)
+		}
 		return err
 	case config.ActionVerify:
 		rep, err := d.repo.Verify(ctx, nil, false)
 		if err == nil && len(rep.Problems) > 0 {
-			err = fmt.Errorf("%d bad objects, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
+			err = fmt.Errorf("%d problems, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
 		}
 		return err
 	}
@@ -301,6 +305,7 @@ func (d *Daemon) job(name string) (Job, bool) {
 	return Job{}, false
 }
 
+// newRunID makes 8 lowercase hex digits, the form store.ValidRunID checks on reading.
 func newRunID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

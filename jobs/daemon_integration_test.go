@@ -90,7 +90,7 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 	}
 	d := start()
 	// The last success was two hours ago: the daemon was down across a scheduled time.
-	old := Run{ID: "old", Job: job.Name, Trigger: TriggerSchedule, Start: time.Now().Add(-2 * time.Hour), End: time.Now().Add(-2 * time.Hour), Outcome: OutcomeSucceeded}
+	old := Run{ID: "0000001d", Job: job.Name, Trigger: TriggerSchedule, Start: time.Now().Add(-2 * time.Hour), End: time.Now().Add(-2 * time.Hour), Outcome: OutcomeSucceeded}
 	d.Stop(time.Minute)
 	for _, r := range runsOf(t, d) { // the never-ran catch-up of the first start
 		_ = d.repo.Backend().Delete(context.Background(), runName(r))

@@ -95,7 +95,7 @@ func TestSurvivorTakesOverFromDeadDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Open the repository (and its id) the survivor will use, before it starts scheduling.
-	repo, err := OpenRepository(context.Background(), cfg.Storage, quiet)
+	repo, err := CreateRepository(context.Background(), cfg.Storage, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,15 @@ func (h *History) Recent(ctx context.Context, n int) ([]Run, error) {
 			if errors.Is(err, store.ErrNotFound) {
 				continue // trimmed by another daemon meanwhile
 			}
+			if errors.Is(err, store.ErrUndecodable) {
+				continue // one damaged record must not hide the history; Record trims it in time
+			}
 			return nil, err
+		}
+		// The id reaches URLs and file names; a run that is not the file it is stored as was not
+		// written by a daemon, and is skipped.
+		if store.ValidRunID(r.ID) != nil || runName(r) != names[i] {
+			continue
 		}
 		out = append(out, r)
 	}

@@ -8,10 +8,21 @@ import (
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// OpenRepository opens the [storage] repository; every command and the daemon use it, so the
-// mapping from configuration to store options lives in one place.
+// OpenRepository opens the existing [storage] repository; at a URL with no repository it fails
+// (store.ErrNoRepository) rather than creating one there.
 func OpenRepository(ctx context.Context, s config.Storage, log *slog.Logger) (*store.Repository, error) {
-	return store.Open(ctx, store.Options{
+	return store.Open(ctx, storeOptions(s, log, true))
+}
+
+// CreateRepository opens the [storage] repository, creating it if there is none: for backups
+// (the daemon, backup, migrate's snapshot) and init only.
+func CreateRepository(ctx context.Context, s config.Storage, log *slog.Logger) (*store.Repository, error) {
+	return store.Open(ctx, storeOptions(s, log, false))
+}
+
+// storeOptions maps [storage] to store options, in one place for every command and the daemon.
+func storeOptions(s config.Storage, log *slog.Logger, mustExist bool) store.Options {
+	return store.Options{
 		URL:              s.URL,
 		ConnectionString: s.ConnectionString.Reveal(),
 		AccountName:      s.AccountName,
@@ -25,7 +36,8 @@ func OpenRepository(ctx context.Context, s config.Storage, log *slog.Logger) (*s
 		IdentityFile:     s.Encryption.IdentityFile,
 		Passphrase:       s.Encryption.Passphrase.Reveal(),
 		Log:              log,
-	})
+		MustExist:        mustExist,
+	}
 }
 
 // RetentionPolicy maps [retention] to the store's policy.

@@ -72,6 +72,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.demoCommand(),
 		a.serveCommand(),
 		a.zkCommand(),
+		a.initCommand(),
 		a.backupCommand(),
 		a.restoreCommand(),
 		a.listCommand(),

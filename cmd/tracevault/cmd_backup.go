@@ -27,7 +27,7 @@ recorded as partial with the error, never as complete, and the command exits 1.`
 			"tracevault backup --only clickhouse --tables 'default.traces' --json"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := a.repo(cmd)
+			r, err := a.openRepo(cmd, jobs.CreateRepository)
 			if err != nil {
 				return err
 			}

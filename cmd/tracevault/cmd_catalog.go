@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -11,18 +14,26 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// repo loads the configuration and opens its repository.
+// repo loads the configuration and opens its existing repository: a command that reads never
+// creates one at a mistyped URL.
 func (a *app) repo(cmd *cobra.Command) (*store.Repository, error) {
+	return a.openRepo(cmd, jobs.OpenRepository)
+}
+
+// openRepo loads the configuration and opens its repository with open (jobs.OpenRepository, or
+// jobs.CreateRepository for backup and init).
+func (a *app) openRepo(cmd *cobra.Command, open func(context.Context, config.Storage, *slog.Logger) (*store.Repository, error)) (*store.Repository, error) {
 	cfg, err := a.loadConfig(cmd)
 	if err != nil {
 		return nil, err
 	}
 	a.cfg = cfg
-	r, err := jobs.OpenRepository(cmd.Context(), cfg.Storage, a.log)
+	r, err := open(cmd.Context(), cfg.Storage, a.log)
 	if err != nil {
 		return nil, failed(err)
 	}
@@ -56,7 +67,12 @@ type listEntry struct {
 	Duration float64   `json:"duration_seconds"`
 	Tags     []string  `json:"tags,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// Manifest names a damaged manifest's file (status "damaged", no id): listed so that it is seen.
+	Manifest string `json:"manifest,omitempty"`
+	Fix      string `json:"fix,omitempty"`
 }
+
+const statusDamaged = "damaged"
 
 func (a *app) listCommand() *cobra.Command {
 	return &cobra.Command{
@@ -64,7 +80,9 @@ func (a *app) listCommand() *cobra.Command {
 		Short: "List snapshots in the repository, oldest first",
 		Long: `List every snapshot: id, time (UTC), status, sources, size, new bytes (uploaded by that
 snapshot; the rest was reused from earlier ones), duration and tags. A partial snapshot is one
-whose components did not all succeed; its error says which.`,
+whose components did not all succeed; its error says which. A manifest that cannot be read,
+fails validation or (encrypted repository) authentication is listed as damaged, by file name,
+with the fix; every other snapshot is listed as usual.`,
 		Example: examples("tracevault list", "tracevault list --json | jq -r '.[] | select(.status==\"complete\") | .id'"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,31 +90,44 @@ whose components did not all succeed; its error says which.`,
 			if err != nil {
 				return err
 			}
-			snaps, err := r.Snapshots(cmd.Context())
+			cat, err := r.Catalog(cmd.Context())
 			if err != nil {
 				return failed(err)
 			}
-			entries := make([]listEntry, 0, len(snaps))
-			for _, m := range snaps {
+			entries := make([]listEntry, 0, len(cat.Snapshots)+len(cat.Damaged))
+			for _, m := range cat.Snapshots {
 				t := m.Totals()
 				entries = append(entries, listEntry{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(), Bytes: t.Bytes,
 					NewBytes: t.NewBytes, Objects: t.Objects, Duration: m.End.Sub(m.Start).Seconds(), Tags: m.Tags, Error: m.Error})
 			}
+			for _, d := range cat.Damaged {
+				entries = append(entries, listEntry{Status: statusDamaged, Manifest: d.Name, Error: d.Error, Fix: d.Fix()})
+			}
 			if a.json {
 				return a.printJSON(cmd, entries)
 			}
-			if len(entries) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "no snapshots in %s yet; take one with 'tracevault backup'\n", r)
+			out := cmd.OutOrStdout()
+			if len(cat.Snapshots) == 0 {
+				what := "no snapshots in %s yet; take one with 'tracevault backup'\n"
+				if len(cat.Damaged) > 0 {
+					what = "no readable snapshots in %s; take one with 'tracevault backup'\n"
+				}
+				fmt.Fprintf(out, what, r)
+				printDamaged(out, cat.Damaged)
 				return nil
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tTIME (UTC)\tSTATUS\tSOURCES\tSIZE\tNEW\tDURATION\tTAGS")
-			for _, e := range entries {
+			for _, e := range entries[:len(cat.Snapshots)] {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format("2006-01-02 15:04:05"), e.Status,
 					strings.Join(e.Sources, ","), store.HumanBytes(e.Bytes), store.HumanBytes(e.NewBytes),
 					time.Duration(e.Duration*float64(time.Second)).Round(time.Second), strings.Join(e.Tags, ","))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printDamaged(out, cat.Damaged)
+			return nil
 		},
 	}
 }
@@ -159,30 +190,55 @@ func printManifest(out io.Writer, m *store.Manifest) {
 	w.Flush()
 }
 
+// printDamaged names each damaged manifest with what is wrong and the fix.
+func printDamaged(out io.Writer, damaged []store.DamagedManifest) {
+	for _, d := range damaged {
+		fmt.Fprintf(out, "DAMAGED  %s: %s\n         %s\n", d.Name, d.Error, d.Fix())
+	}
+}
+
 func objectKey(o store.ManifestObject) string {
 	return strings.Join([]string{o.Source, o.Database, o.Table, o.Partition, o.Replica}, "\x00")
 }
 
 func (a *app) deleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete ID",
-		Short:   "Forget one snapshot; prune then removes objects nothing else references",
-		Example: examples("tracevault delete 20261124T031500Z-1a2b3c"),
+	var damaged bool
+	c := &cobra.Command{
+		Use:   "delete ID | --damaged NAME",
+		Short: "Forget one snapshot; prune then removes objects nothing else references",
+		Long: `Forget one snapshot by its id or a unique prefix of it ('latest' is not accepted here).
+With --damaged, remove a damaged manifest instead, by the file name 'list' and 'verify' give
+(e.g. 20261124T031500Z-1a2b3c.json): only a file the repository lists as damaged is removed.`,
+		Example: examples("tracevault delete 20261124T031500Z-1a2b3c", "tracevault delete --damaged 20261124T031500Z-1a2b3c.json"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			arg := args[0]
+			switch {
+			case strings.TrimSpace(arg) == "":
+				return usage(errors.New("delete: the snapshot id is empty (an unset shell variable?); give the id 'tracevault list' shows"))
+			case arg == "latest" && !damaged:
+				return usage(errors.New("delete: give the snapshot's id, not latest"))
+			}
 			r, err := a.repo(cmd)
 			if err != nil {
 				return err
-			}
-			m, err := r.Snapshot(cmd.Context(), args[0])
-			if err != nil {
-				return failed(err)
 			}
 			lock, err := r.Lock(cmd.Context(), "delete", time.Minute)
 			if err != nil {
 				return failed(err)
 			}
 			defer lock.Release(cmd.Context())
+			if damaged {
+				if err := r.DeleteDamaged(cmd.Context(), arg); err != nil {
+					return failed(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted damaged manifest %s; run 'tracevault prune' to free objects nothing references\n", arg)
+				return nil
+			}
+			m, err := r.Snapshot(cmd.Context(), arg)
+			if err != nil {
+				return failed(err)
+			}
 			if err := r.DeleteSnapshot(cmd.Context(), m.ID); err != nil {
 				return failed(err)
 			}
@@ -190,6 +246,8 @@ func (a *app) deleteCommand() *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&damaged, "damaged", false, "NAME is a damaged manifest's file name (from 'list' or 'verify'), not a snapshot id")
+	return c
 }
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -199,7 +257,8 @@ func (a *app) verifyCommand() *cobra.Command {
 		Short: "Check that snapshots' objects exist and, with --read-data, are intact",
 		Long: `Check every object the given snapshots (or --all) reference: that it exists with the recorded
 size; with --read-data, also download, decrypt, decompress and check its SHA-256. Each bad object
-is named with the snapshot and what it holds. Exits 1 if any object is bad.`,
+is named with the snapshot and what it holds; with --all, every damaged manifest is named too,
+with the fix. Exits 1 if anything is bad.`,
 		Example: examples("tracevault verify --all", "tracevault verify latest --read-data --json"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !all {
@@ -219,12 +278,16 @@ is named with the snapshot and what it holds. Exits 1 if any object is bad.`,
 				}
 			} else {
 				for _, p := range rep.Problems {
+					if p.Snapshot == "" {
+						fmt.Fprintf(cmd.OutOrStdout(), "BAD  %s (%s): %s\n     fix: %s\n", p.Object, p.What, p.Error, p.Fix)
+						continue
+					}
 					fmt.Fprintf(cmd.OutOrStdout(), "BAD  %s  snapshot %s (%s): %s\n", p.Object, p.Snapshot, p.What, p.Error)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects, %s read: %d problems\n", rep.Snapshots, rep.Objects, store.HumanBytes(rep.BytesRead), len(rep.Problems))
 			}
 			if len(rep.Problems) > 0 {
-				return &codeError{code: exitFailed, err: fmt.Errorf("%d bad objects", len(rep.Problems)), silent: a.json}
+				return &codeError{code: exitFailed, err: fmt.Errorf("%d problems", len(rep.Problems)), silent: a.json}
 			}
 			return nil
 		},
@@ -264,6 +327,11 @@ repository lock, so it never races a backup. --dry-run shows what would go.`,
 			for _, id := range rep.Forgotten {
 				fmt.Fprintf(cmd.OutOrStdout(), "forget %s\n", id)
 			}
+			if rep.SweepSkipped != "" {
+				printDamaged(cmd.OutOrStdout(), rep.Damaged)
+				fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s\n", len(rep.Kept), len(rep.Forgotten), rep.SweepSkipped)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s %d objects (%s); %d objects remain\n",
 				len(rep.Kept), len(rep.Forgotten), verb, rep.ObjectsRemoved, store.HumanBytes(rep.BytesRemoved), rep.ObjectsRemaining)
 			return nil
@@ -272,4 +340,33 @@ repository lock, so it never races a backup. --dry-run shows what would go.`,
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be removed, remove nothing")
 	c.Flags().DurationVar(&wait, "lock-wait", 5*time.Minute, "how long to wait for a running backup to release the repository")
 	return c
+}
+
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the repository [storage] names",
+		Long: `Create an empty repository at [storage] url, encrypted as [storage.encryption] says. Only init
+and backup create a repository: every other command fails at a URL that holds none, so a typo
+never starts a new, empty one. Fails if a repository is already there.`,
+		Example: examples("tracevault init --config /etc/tracevault.toml"),
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := a.repo(cmd)
+			if err == nil {
+				return failed(fmt.Errorf("init: %s is already a repository (id %s)", r, r.ID()))
+			}
+			if !errors.Is(err, store.ErrNoRepository) {
+				return err
+			}
+			if r, err = a.openRepo(cmd, jobs.CreateRepository); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(cmd, map[string]string{"repository": r.String(), "id": r.ID()})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created repository %s (id %s)\n", r, r.ID())
+			return nil
+		},
+	}
 }

@@ -312,7 +312,7 @@ func (a *app) printSteps(cmd *cobra.Command, verb string, steps []migrate.Step) 
 // snapshotBeforeMigrate takes a snapshot of the migrated database only, so a bad migration can
 // be undone with restore; without a complete snapshot nothing is migrated.
 func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
-	r, err := jobs.OpenRepository(cmd.Context(), a.cfg.Storage, a.log)
+	r, err := jobs.CreateRepository(cmd.Context(), a.cfg.Storage, a.log)
 	if err != nil {
 		return failed(fmt.Errorf("snapshot before migrating: %w", err))
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,8 @@ type Manifest struct {
 	// Sections hold each source's own record (schema, partitions, LSN, zxid, group map).
 	Sections map[string]json.RawMessage `json:"sections,omitempty"`
 	Objects  []ManifestObject           `json:"objects"`
+	// Auth authenticates the manifest in an encrypted repository (auth.go).
+	Auth []ManifestMAC `json:"auth,omitempty"`
 }
 
 // Component is one source's part of a snapshot set.
@@ -102,14 +105,58 @@ func NewManifest(tags []string) *Manifest {
 
 func manifestName(id string) string { return "snapshots/" + id + ".json" }
 
+// maxManifest bounds what is read of one manifest, stored and decoded: a manifest lists objects,
+// not data, and a crafted one must not exhaust memory.
+const maxManifest = 64 << 20
+
+// validate checks everything a path or blob name is later built from, against the form the
+// writer produces, and that the manifest is the one its file name says.
+func (m *Manifest) validate(name string) error {
+	if err := ValidSnapshotID(m.ID); err != nil {
+		return err
+	}
+	if name != manifestName(m.ID) {
+		return fmt.Errorf("it holds snapshot %s, whose manifest is %s", m.ID, manifestName(m.ID))
+	}
+	if m.Status != StatusComplete && m.Status != StatusPartial {
+		return fmt.Errorf("status %q is neither %s nor %s", m.Status, StatusComplete, StatusPartial)
+	}
+	for i, o := range m.Objects {
+		if err := ValidObjectID(o.ID); err != nil {
+			return fmt.Errorf("objects[%d]: %w", i, err)
+		}
+		if !sha256Form.MatchString(o.SHA256) || o.Size < 0 || o.RawSize < 0 {
+			return fmt.Errorf("objects[%d] (%s): sha256 %.80q, size %d, raw size %d are not what tracevault writes", i, o.ID, o.SHA256, o.Size, o.RawSize)
+		}
+	}
+	return nil
+}
+
+// parseManifest decodes a manifest's plaintext and validates it; name is its file.
+func parseManifest(name string, plain io.Reader) (*Manifest, error) {
+	var m Manifest
+	if err := json.NewDecoder(io.LimitReader(plain, maxManifest)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("not a manifest: %w", err)
+	}
+	if err := m.validate(name); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
 // CommitManifest writes the manifest: the moment the snapshot comes into existence. Its objects
 // must all be stored already.
 func (r *Repository) CommitManifest(ctx context.Context, m *Manifest) error {
-	if m.Status != StatusComplete && m.Status != StatusPartial {
-		return fmt.Errorf("commit snapshot %s: status %q must be complete or partial", m.ID, m.Status)
-	}
 	if m.End.IsZero() {
 		m.End = time.Now().UTC()
+	}
+	// The checks a reader applies, applied before writing, so that tracevault never commits a
+	// manifest it would then refuse to act on.
+	if err := m.validate(manifestName(m.ID)); err != nil {
+		return fmt.Errorf("commit snapshot %s: %w", m.ID, err)
+	}
+	if err := r.sign(m); err != nil {
+		return err
 	}
 	if err := r.PutJSON(ctx, manifestName(m.ID), m); err != nil {
 		return fmt.Errorf("commit snapshot %s: %w", m.ID, err)
@@ -117,8 +164,28 @@ func (r *Repository) CommitManifest(ctx context.Context, m *Manifest) error {
 	return nil
 }
 
-// Snapshots lists every manifest, oldest first.
-func (r *Repository) Snapshots(ctx context.Context) ([]Manifest, error) {
+// DamagedManifest is a file under snapshots/ that is not a valid, authentic manifest: nothing is
+// ever done with it but naming it.
+type DamagedManifest struct {
+	Name  string `json:"name"`
+	Error string `json:"error"`
+}
+
+// Fix says what to do about a damaged manifest.
+func (d DamagedManifest) Fix() string {
+	return fmt.Sprintf("the snapshot it held cannot be used; if [storage.encryption] holds the right keys, look at it, then remove it with 'tracevault delete --damaged %s'", path.Base(d.Name))
+}
+
+// Catalog is every manifest in the repository: the valid ones, oldest first, and the damaged ones.
+type Catalog struct {
+	Snapshots []Manifest        `json:"snapshots"`
+	Damaged   []DamagedManifest `json:"damaged,omitempty"`
+}
+
+// Catalog reads every manifest. One that cannot be decoded, fails validation or (encrypted)
+// authentication is listed as damaged and skipped, so one bad file never hides the others; only
+// a failure to reach the storage is an error.
+func (r *Repository) Catalog(ctx context.Context) (Catalog, error) {
 	var names []string
 	if err := r.b.List(ctx, "snapshots/", func(o ObjectInfo) error {
 		if strings.HasSuffix(o.Name, ".json") {
@@ -126,26 +193,80 @@ func (r *Repository) Snapshots(ctx context.Context) ([]Manifest, error) {
 		}
 		return nil
 	}); err != nil {
-		return nil, err
+		return Catalog{}, err
 	}
-	out := make([]Manifest, 0, len(names))
+	c := Catalog{Snapshots: make([]Manifest, 0, len(names))}
 	for _, n := range names {
-		m, err := r.readManifest(ctx, n)
-		if err != nil {
-			return nil, err
+		raw, err := r.readStored(ctx, n)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted since the listing
 		}
-		out = append(out, *m)
+		if err != nil && !errors.Is(err, errTooLarge) {
+			return Catalog{}, fmt.Errorf("read manifest %s: %w", n, err)
+		}
+		var m *Manifest
+		if err == nil {
+			m, err = r.decodeManifest(n, raw)
+		}
+		if err != nil {
+			c.Damaged = append(c.Damaged, DamagedManifest{Name: n, Error: err.Error()})
+			continue
+		}
+		c.Snapshots = append(c.Snapshots, *m)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	sort.Slice(c.Snapshots, func(i, j int) bool { return c.Snapshots[i].ID < c.Snapshots[j].ID })
+	sort.Slice(c.Damaged, func(i, j int) bool { return c.Damaged[i].Name < c.Damaged[j].Name })
+	return c, nil
 }
 
-func (r *Repository) readManifest(ctx context.Context, name string) (*Manifest, error) {
-	var m Manifest
-	if err := r.GetJSON(ctx, name, &m); err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
+var errTooLarge = fmt.Errorf("larger than %d MiB, which no manifest is", maxManifest>>20)
+
+// readStored reads a manifest's stored bytes whole, so that a transport error (which fails the
+// caller) is told apart from damage (which only skips the manifest).
+func (r *Repository) readStored(ctx context.Context, name string) ([]byte, error) {
+	rc, err := r.b.Get(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
 	}
-	return &m, nil
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
+	if err == nil && len(raw) > maxManifest {
+		return nil, errTooLarge
+	}
+	return raw, err
+}
+
+func (r *Repository) decodeManifest(name string, raw []byte) (*Manifest, error) {
+	plain, err := r.codec.decode(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	defer plain.Close()
+	m, err := parseManifest(name, plain)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.authenticate(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Snapshots lists every valid manifest, oldest first; damaged ones are logged by name (Catalog
+// returns them).
+func (r *Repository) Snapshots(ctx context.Context) ([]Manifest, error) {
+	c, err := r.Catalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.logDamaged(c.Damaged)
+	return c.Snapshots, nil
+}
+
+func (r *Repository) logDamaged(damaged []DamagedManifest) {
+	for _, d := range damaged {
+		r.log.Warn("skipping a damaged manifest", "manifest", d.Name, "err", d.Error, "fix", d.Fix())
+	}
 }
 
 // ErrAmbiguous means an id prefix matches more than one snapshot.
@@ -153,10 +274,15 @@ var ErrAmbiguous = errors.New("ambiguous snapshot id")
 
 // Snapshot finds a snapshot by id or unique id prefix; "latest" is the newest complete one.
 func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error) {
-	all, err := r.Snapshots(ctx)
+	if id == "" {
+		return nil, fmt.Errorf("snapshot \"\": %w; give an id, a unique prefix of one, or latest", ErrNotFound)
+	}
+	c, err := r.Catalog(ctx)
 	if err != nil {
 		return nil, err
 	}
+	r.logDamaged(c.Damaged)
+	all := c.Snapshots
 	var found []Manifest
 	for i := len(all) - 1; i >= 0; i-- {
 		m := all[i]
@@ -167,10 +293,20 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 			found = append(found, m)
 		}
 	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("snapshot %q: %w; 'tracevault list' shows the snapshots", id, ErrNotFound)
-	case 1:
+	damaged := ""
+	if len(c.Damaged) > 0 {
+		damaged = fmt.Sprintf(" (%d damaged manifests were skipped; 'tracevault verify --all' names them)", len(c.Damaged))
+	}
+	switch {
+	case id == "latest" && len(all) > 0:
+		newest := all[len(all)-1]
+		return nil, fmt.Errorf("snapshot latest: %w: no snapshot is complete; the newest is %s, %s (%s): restore it by id if that part is enough%s",
+			ErrNotFound, newest.ID, newest.Status, newest.Error, damaged)
+	case id == "latest":
+		return nil, fmt.Errorf("snapshot latest: %w: %s holds no snapshot yet; take one with 'tracevault backup'%s", ErrNotFound, r.b, damaged)
+	case len(found) == 0:
+		return nil, fmt.Errorf("snapshot %q: %w; 'tracevault list' shows the snapshots%s", id, ErrNotFound, damaged)
+	case len(found) == 1:
 		return &found[0], nil
 	default:
 		return nil, fmt.Errorf("snapshot %q: %w (%d match); give more of the id", id, ErrAmbiguous, len(found))
@@ -180,7 +316,26 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 // DeleteSnapshot forgets a snapshot; its objects are removed by the next prune if nothing else
 // references them.
 func (r *Repository) DeleteSnapshot(ctx context.Context, id string) error {
+	if err := ValidSnapshotID(id); err != nil {
+		return fmt.Errorf("delete snapshot: %w", err)
+	}
 	return r.b.Delete(ctx, manifestName(id))
+}
+
+// DeleteDamaged removes a damaged manifest, named as Catalog reports it (with or without
+// "snapshots/"). Only a name the catalog lists as damaged is removed: a readable snapshot is
+// deleted by id, and nothing else is ever deleted this way.
+func (r *Repository) DeleteDamaged(ctx context.Context, name string) error {
+	c, err := r.Catalog(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range c.Damaged {
+		if d.Name == name || d.Name == "snapshots/"+name {
+			return r.b.Delete(ctx, d.Name)
+		}
+	}
+	return fmt.Errorf("delete damaged manifest %q: %w: no damaged manifest has that name ('tracevault verify --all' names them; a readable snapshot is deleted by its id)", name, ErrNotFound)
 }
 
 // PutJSON and GetJSON store small documents (run history) through the codec.
@@ -204,11 +359,15 @@ func (r *Repository) GetJSON(ctx context.Context, name string, v any) error {
 	defer stored.Close()
 	plain, err := r.codec.decode(stored)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w: %w", name, ErrUndecodable, err)
 	}
 	defer plain.Close()
 	if err := json.NewDecoder(io.LimitReader(plain, 64<<20)).Decode(v); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w: %w", name, ErrUndecodable, err)
 	}
 	return nil
 }
+
+// ErrUndecodable means a document's stored bytes do not decode: damage, or another key, as
+// opposed to a storage error. A reader of many documents skips such a one and names it.
+var ErrUndecodable = errors.New("cannot decode")

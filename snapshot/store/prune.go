@@ -18,6 +18,15 @@ type Retention struct {
 	MinAge                                                   time.Duration
 }
 
+// Validate refuses a policy that keeps nothing: with every keep rule at 0, prune would forget
+// every snapshot (min_age only delays it).
+func (p Retention) Validate() error {
+	if p.KeepLast <= 0 && p.KeepHourly <= 0 && p.KeepDaily <= 0 && p.KeepWeekly <= 0 && p.KeepMonthly <= 0 {
+		return errors.New("retention: every keep rule is 0, so prune would forget every snapshot; set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly in [retention]")
+	}
+	return nil
+}
+
 // Keep returns the ids of the snapshots the policy keeps, with the first reason for each.
 func (p Retention) Keep(snaps []Manifest, now time.Time) map[string]string {
 	keep := map[string]string{}
@@ -81,22 +90,31 @@ type PruneReport struct {
 	ObjectsRemoved   int               `json:"objects_removed"`
 	BytesRemoved     int64             `json:"bytes_removed"`
 	ObjectsRemaining int               `json:"objects_remaining"`
+	// Damaged manifests were left alone; while there are any, no object is deleted (SweepSkipped
+	// says so), since a damaged manifest's objects cannot be known.
+	Damaged      []DamagedManifest `json:"damaged,omitempty"`
+	SweepSkipped string            `json:"sweep_skipped,omitempty"`
 }
 
 // Prune forgets the snapshots the policy does not keep, then deletes every data object no
 // remaining manifest references (mark and sweep), holding the repository lock throughout.
 func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, lockWait time.Duration) (PruneReport, error) {
 	rep := PruneReport{DryRun: dryRun}
+	if err := policy.Validate(); err != nil {
+		return rep, err
+	}
 	lock, err := r.Lock(ctx, "prune", lockWait)
 	if err != nil {
 		return rep, err
 	}
 	defer lock.Release(context.Background())
-	snaps, err := r.Snapshots(ctx)
+	cat, err := r.Catalog(ctx)
 	if err != nil {
 		return rep, err
 	}
-	rep.Kept = policy.Keep(snaps, time.Now())
+	r.logDamaged(cat.Damaged)
+	snaps := cat.Snapshots
+	rep.Kept, rep.Damaged = policy.Keep(snaps, time.Now()), cat.Damaged
 	referenced := map[string]bool{}
 	for _, m := range snaps {
 		if _, ok := rep.Kept[m.ID]; !ok {
@@ -113,6 +131,13 @@ func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, l
 				return rep, err
 			}
 		}
+	}
+	if len(cat.Damaged) > 0 {
+		// Its objects are unknown: sweeping would delete them, and when the damage is a wrong
+		// key or a transient fault, they are another snapshot's data.
+		rep.SweepSkipped = fmt.Sprintf("%d damaged manifests: no object was deleted; remove them ('tracevault verify --all' names them, with the fix) and prune again", len(cat.Damaged))
+		r.resetIndex()
+		return rep, nil
 	}
 	err = r.b.List(ctx, "data/", func(o ObjectInfo) error {
 		if referenced[o.Name] {
@@ -132,19 +157,25 @@ func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, l
 		return r.b.Delete(ctx, o.Name)
 	})
 	if err == nil {
-		r.mu.Lock()
-		r.index = nil // forgotten snapshots' objects must not be reused
-		r.mu.Unlock()
+		r.resetIndex()
 	}
 	return rep, err
+}
+
+// resetIndex drops the fingerprint index: forgotten snapshots' objects must not be reused.
+func (r *Repository) resetIndex() {
+	r.mu.Lock()
+	r.index = nil
+	r.mu.Unlock()
 }
 
 // VerifyProblem is one bad object.
 type VerifyProblem struct {
 	Snapshot string `json:"snapshot"`
-	Object   string `json:"object"`
+	Object   string `json:"object"` // the object's name, or a damaged manifest's
 	What     string `json:"what"`
 	Error    string `json:"error"`
+	Fix      string `json:"fix,omitempty"`
 }
 
 // VerifyReport is the outcome of Verify.
@@ -160,9 +191,12 @@ type VerifyReport struct {
 // checksum. Each object is checked once even when several snapshots share it.
 func (r *Repository) Verify(ctx context.Context, ids []string, readData bool) (VerifyReport, error) {
 	var rep VerifyReport
-	snaps, err := r.selectSnapshots(ctx, ids)
+	snaps, damaged, err := r.selectSnapshots(ctx, ids)
 	if err != nil {
 		return rep, err
+	}
+	for _, d := range damaged {
+		rep.Problems = append(rep.Problems, VerifyProblem{Object: d.Name, What: "damaged manifest", Error: d.Error, Fix: d.Fix()})
 	}
 	checked := map[string]string{} // object -> error text ("" = fine)
 	for _, m := range snaps {
@@ -182,22 +216,27 @@ func (r *Repository) Verify(ctx context.Context, ids []string, readData bool) (V
 	return rep, ctx.Err()
 }
 
-func (r *Repository) selectSnapshots(ctx context.Context, ids []string) ([]Manifest, error) {
+// selectSnapshots returns the given snapshots, or every valid one and the damaged manifests.
+func (r *Repository) selectSnapshots(ctx context.Context, ids []string) ([]Manifest, []DamagedManifest, error) {
 	if len(ids) == 0 {
-		return r.Snapshots(ctx)
+		c, err := r.Catalog(ctx)
+		return c.Snapshots, c.Damaged, err
 	}
 	var out []Manifest
 	for _, id := range ids {
 		m, err := r.Snapshot(ctx, id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, *m)
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func (r *Repository) verifyObject(ctx context.Context, ref ObjectRef, readData bool, read *int64) string {
+	if err := ValidObjectID(ref.ID); err != nil {
+		return err.Error()
+	}
 	info, err := r.b.Stat(ctx, ref.Name())
 	switch {
 	case err != nil:

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ type Options struct {
 	IdentityFile                                                  string
 	Passphrase                                                    string
 	Log                                                           *slog.Logger
+	// MustExist refuses to create a repository where there is none: every command but backup
+	// and init sets it, so a mistyped URL is an error instead of a new, empty repository.
+	MustExist bool
 }
 
 // ObjectRef is a stored object as a manifest records it.
@@ -61,8 +65,14 @@ type ObjectRef struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
-// Name is the object's path in the backend.
-func (o ObjectRef) Name() string { return "data/" + o.ID[:2] + "/" + o.ID }
+// Name is the object's path in the backend, or "" for an id tracevault never writes, so that no
+// path is ever built from a crafted one; OpenObject and Verify refuse such a ref.
+func (o ObjectRef) Name() string {
+	if ValidObjectID(o.ID) != nil {
+		return ""
+	}
+	return "data/" + o.ID[:2] + "/" + o.ID
+}
 
 // repoConfig is the self-description stored at "config".
 type repoConfig struct {
@@ -71,9 +81,19 @@ type repoConfig struct {
 	Created     time.Time `json:"created"`
 	Compression string    `json:"compression"`
 	Encrypted   bool      `json:"encrypted"`
+	// Key is the repository key, 32 random bytes sealed with age to the recipients or the
+	// passphrase (base64). Opening proves the configured keys unlock the repository, and manifest
+	// authentication keys are derived from it (auth.go). Encrypted repositories only.
+	Key string `json:"key,omitempty"`
+	// Recipients are the X25519 recipients every object is encrypted to: a writer configured with
+	// other ones is refused rather than mixing keys in one repository.
+	Recipients []string `json:"recipients,omitempty"`
 }
 
 const formatVersion = 1
+
+// ErrNoRepository means there is no repository at the URL and the caller did not ask to create one.
+var ErrNoRepository = errors.New("no repository there")
 
 // Repository stores objects and manifests through the codec on a Backend.
 type Repository struct {
@@ -81,6 +101,10 @@ type Repository struct {
 	codec codec
 	cfg   repoConfig
 	log   *slog.Logger
+	// secrets are what the opener holds (identities, passphrase); authKeys are the manifest
+	// authentication keys derived from them and the repository key.
+	secrets  []secret
+	authKeys []authKey
 
 	mu    sync.Mutex
 	index map[string]ObjectRef // fingerprint -> object, from every manifest
@@ -102,6 +126,10 @@ func openBackend(ctx context.Context, opts Options) (Backend, error) {
 	}
 	switch u.Scheme {
 	case "file":
+		// NewFS creates its directory; a command that only reads must not leave one behind.
+		if _, err := os.Stat(u.Path); opts.MustExist && errors.Is(err, os.ErrNotExist) {
+			return nil, noRepository(opts.URL)
+		}
 		return NewFS(u.Path)
 	case "azblob":
 		return NewAzure(ctx, AzureOptions{
@@ -127,33 +155,27 @@ func OpenBackend(ctx context.Context, b Backend, opts Options) (*Repository, err
 	if err := r.setupEncryption(opts); err != nil {
 		return nil, err
 	}
-	if err := r.loadOrInitConfig(ctx); err != nil {
+	if err := r.loadOrInitConfig(ctx, opts.MustExist); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
+// setupEncryption applies the rules of [storage.encryption]. Two set-ups are supported: a
+// passphrase, or X25519 recipients with the identity_file that unlocks them. Every writer must be
+// able to read earlier manifests (incremental reuse, prune) and to authenticate the manifests it
+// writes, both of which take a secret: recipients alone (write-only) are refused, and an
+// identity_file alone would write plaintext into an encrypted repository.
 func (r *Repository) setupEncryption(opts Options) error {
-	for _, s := range opts.Recipients {
-		rc, err := age.ParseX25519Recipient(s)
-		if err != nil {
-			return fmt.Errorf("age recipient %q: %w", s, err)
-		}
-		r.codec.recipients = append(r.codec.recipients, rc)
-	}
-	if opts.IdentityFile != "" {
-		f, err := os.Open(opts.IdentityFile)
-		if err != nil {
-			return fmt.Errorf("age identity file: %w", err)
-		}
-		ids, err := age.ParseIdentities(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("age identity file %s: %w", opts.IdentityFile, err)
-		}
-		r.codec.identities = ids
-	}
-	if opts.Passphrase != "" {
+	const fix = "set recipients and identity_file, or passphrase alone, in [storage.encryption]"
+	switch hasR, hasI, hasP := len(opts.Recipients) > 0, opts.IdentityFile != "", opts.Passphrase != ""; {
+	case hasP && (hasR || hasI):
+		return fmt.Errorf("encryption: a passphrase goes alone, without recipients or identity_file; %s", fix)
+	case hasR && !hasI:
+		return fmt.Errorf("encryption: recipients without identity_file cannot read earlier manifests or authenticate new ones (write-only set-ups are not supported); %s", fix)
+	case hasI && !hasR:
+		return fmt.Errorf("encryption: identity_file without recipients would write unencrypted objects; add the recipients ('age-keygen -y %s' prints them)", opts.IdentityFile)
+	case hasP:
 		rc, err := age.NewScryptRecipient(opts.Passphrase)
 		if err != nil {
 			return fmt.Errorf("age passphrase: %w", err)
@@ -166,22 +188,68 @@ func (r *Repository) setupEncryption(opts Options) error {
 			return fmt.Errorf("age passphrase: %w", err)
 		}
 		r.codec.recipients, r.codec.identities = []age.Recipient{rc}, []age.Identity{id}
+		r.secrets = []secret{{id: "passphrase", value: []byte(opts.Passphrase)}}
+		return nil
+	case !hasR:
+		return nil
+	}
+	for _, s := range opts.Recipients {
+		rc, err := age.ParseX25519Recipient(s)
+		if err != nil {
+			return fmt.Errorf("age recipient %q: %w", s, err)
+		}
+		r.codec.recipients = append(r.codec.recipients, rc)
+	}
+	ids, err := readIdentities(opts.IdentityFile)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		r.codec.identities = append(r.codec.identities, id)
+		rcp := id.Recipient().String()
+		if slices.Contains(opts.Recipients, rcp) {
+			r.secrets = append(r.secrets, secret{id: rcp, value: []byte(id.String())})
+		}
+	}
+	if len(r.secrets) == 0 {
+		return fmt.Errorf("age identity file %s: none of its keys belongs to the recipients, so tracevault could not read what it writes; add its recipient ('age-keygen -y %s') to recipients", opts.IdentityFile, opts.IdentityFile)
 	}
 	return nil
 }
 
-func (r *Repository) loadOrInitConfig(ctx context.Context) error {
+func readIdentities(path string) ([]*age.X25519Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("age identity file: %w", err)
+	}
+	defer f.Close()
+	parsed, err := age.ParseIdentities(f)
+	if err != nil {
+		return nil, fmt.Errorf("age identity file %s: %w", path, err)
+	}
+	var out []*age.X25519Identity
+	for _, id := range parsed {
+		if x, ok := id.(*age.X25519Identity); ok {
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("age identity file %s holds no X25519 key (AGE-SECRET-KEY-1...); generate one with age-keygen", path)
+	}
+	return out, nil
+}
+
+func noRepository(url string) error {
+	return fmt.Errorf("open repository %s: %w (no config); check [storage] url, or create one with 'tracevault init' ('tracevault backup' also creates it)", url, ErrNoRepository)
+}
+
+func (r *Repository) loadOrInitConfig(ctx context.Context, mustExist bool) error {
 	rc, err := r.b.Get(ctx, "config", 0, -1)
 	if errors.Is(err, ErrNotFound) {
-		id := make([]byte, 16)
-		_, _ = rand.Read(id)
-		r.cfg = repoConfig{Version: formatVersion, ID: hex.EncodeToString(id), Created: time.Now().UTC(), Compression: "zstd", Encrypted: len(r.codec.recipients) > 0}
-		b, _ := json.MarshalIndent(r.cfg, "", "  ")
-		if _, err := r.b.Put(ctx, "config", bytes.NewReader(b)); err != nil {
-			return fmt.Errorf("initialise repository %s: %w", r.b, err)
+		if mustExist {
+			return noRepository(r.b.String())
 		}
-		r.log.Info("initialised repository", "repository", r.b.String(), "encrypted", r.cfg.Encrypted)
-		return nil
+		return r.initConfig(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("open repository %s: %w", r.b, err)
@@ -190,14 +258,37 @@ func (r *Repository) loadOrInitConfig(ctx context.Context) error {
 	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&r.cfg); err != nil {
 		return fmt.Errorf("open repository %s: config is unreadable: %w", r.b, err)
 	}
+	encrypting := len(r.codec.recipients) > 0
 	switch {
 	case r.cfg.Version > formatVersion:
 		return fmt.Errorf("open repository %s: format version %d is newer than this tracevault understands (%d); upgrade tracevault", r.b, r.cfg.Version, formatVersion)
-	case r.cfg.Encrypted && len(r.codec.recipients) == 0 && len(r.codec.identities) == 0:
+	case r.cfg.Encrypted && !encrypting:
 		return fmt.Errorf("open repository %s: it is encrypted; set [storage.encryption] recipients and identity_file, or passphrase", r.b)
-	case !r.cfg.Encrypted && (len(r.codec.recipients) > 0 || len(r.codec.identities) > 0):
-		return fmt.Errorf("open repository %s: it was created without encryption; remove [storage.encryption] or use a new repository", r.b)
+	case !r.cfg.Encrypted && encrypting:
+		// An encrypted repository never becomes plaintext: either this is not the repository meant,
+		// or its config was replaced. Removing [storage.encryption] is not the fix for the latter.
+		return fmt.Errorf("open repository %s: its config says it is not encrypted but [storage.encryption] is set; check [storage] url, or, to encrypt, start a new repository (an existing one is never converted)", r.b)
+	case !r.cfg.Encrypted:
+		return nil
 	}
+	return r.unlock()
+}
+
+// initConfig creates the repository: a config naming its id and, when encrypted, its sealed key.
+func (r *Repository) initConfig(ctx context.Context) error {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	r.cfg = repoConfig{Version: formatVersion, ID: hex.EncodeToString(id), Created: time.Now().UTC(), Compression: "zstd", Encrypted: len(r.codec.recipients) > 0}
+	if r.cfg.Encrypted {
+		if err := r.sealKey(); err != nil {
+			return fmt.Errorf("initialise repository %s: %w", r.b, err)
+		}
+	}
+	b, _ := json.MarshalIndent(r.cfg, "", "  ")
+	if _, err := r.b.Put(ctx, "config", bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("initialise repository %s: %w", r.b, err)
+	}
+	r.log.Info("initialised repository", "repository", r.b.String(), "encrypted", r.cfg.Encrypted)
 	return nil
 }
 
@@ -287,6 +378,9 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 
 // OpenObject reads an object's plaintext; reading fails, naming the object, if it is damaged.
 func (r *Repository) OpenObject(ctx context.Context, ref ObjectRef) (io.ReadCloser, error) {
+	if err := ValidObjectID(ref.ID); err != nil {
+		return nil, fmt.Errorf("read object: %w", err)
+	}
 	stored, err := r.b.Get(ctx, ref.Name(), 0, -1)
 	if err != nil {
 		return nil, err
