@@ -162,7 +162,7 @@ func StatusProblems(s Status) []Problem {
 		case f.IntervalSeconds == 0 && f.Snapshot != "":
 			add("add a [[jobs]] backup that covers "+f.Source+", or run tracevault backup --only "+f.Source+" yourself", "%s: %s", f.Source, f.Reason)
 		case f.Snapshot == "":
-			add("tracevault backup --only "+f.Source+" (then check why no scheduled backup of it completed: the jobs' last runs above)", "%s: %s", f.Source, f.Reason)
+			add("tracevault backup --only "+f.Source+" (then check why no scheduled backup of it completed: each job's last run)", "%s: %s", f.Source, f.Reason)
 		default:
 			add("tracevault backup --only "+f.Source+", then check why the scheduled backup did not complete (the job's last run, the daemon's log)",
 				"%s: newest complete snapshot %s is %s old, past 1.5 × its %s schedule: %s", f.Source, f.Snapshot, roughAge(f.AgeSeconds), roughAge(f.IntervalSeconds), f.Reason)

@@ -172,6 +172,8 @@ var funcs = template.FuncMap{
 		return "bad"
 	},
 	"cronWords": cronWords,
+	// errtext shows an error recorded before errors were sanitised at their source as safe text.
+	"errtext": store.ErrorText,
 }
 
 // relative renders a time as "in 3 h" or "3 h ago" next to its UTC value.
