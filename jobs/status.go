@@ -104,12 +104,12 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	if d.history != nil {
 		runs, err := d.history.Recent(ctx, shownRows*2)
 		if err != nil {
-			s.RunsError = err.Error()
+			s.RunsError = store.ErrorText(err.Error())
 		}
 		s.Runs = runs
 		snaps, err := d.repo.Snapshots(ctx)
 		if err != nil {
-			s.SnapshotsError = err.Error()
+			s.SnapshotsError = store.ErrorText(err.Error())
 		}
 		s.Freshness = d.freshness(snaps, now)
 		s.Repository = usage(snaps, now)

@@ -20,12 +20,14 @@ import (
 
 // TestPanelsReadOncePerTTL: concurrent requests share one read of each expensive panel, and
 // requests within the cache's lifetime read nothing, so an unauthenticated client cannot make
-// every request open connections to the backends and decode every manifest.
+// every request open connections to the backends and decode every manifest (a snapshot's page
+// included).
 func TestPanelsReadOncePerTTL(t *testing.T) {
 	src := sampleSource()
 	src.delay, src.zkDelay = 100*time.Millisecond, 100*time.Millisecond
 	s := New(Options{PanelCacheTTL: time.Minute}, src)
-	paths := []string{"/", "/api/v1/status", "/api/v1/problems", "/api/v1/zookeeper", "/api/v1/replicas", "/api/v1/migrations", "/readyz"}
+	paths := []string{"/", "/api/v1/status", "/api/v1/problems", "/api/v1/zookeeper", "/api/v1/replicas", "/api/v1/migrations", "/readyz",
+		"/snapshots/20261125T0300", "/api/v1/snapshots/20261125T0300"}
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
@@ -38,7 +40,7 @@ func TestPanelsReadOncePerTTL(t *testing.T) {
 	get(t, s, "/") // later, within the TTL
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	for _, panel := range []string{"status", "zookeeper", "replicas", "migrations"} {
+	for _, panel := range []string{"status", "zookeeper", "replicas", "migrations", "snapshot 20261125T0300"} {
 		if n := src.calls[panel]; n != 1 {
 			t.Errorf("panel %s read %d times for 51 requests, want 1", panel, n)
 		}

@@ -67,3 +67,46 @@ func (p *panel[T]) forget() {
 	p.at = time.Time{}
 	p.mu.Unlock()
 }
+
+// maxKeyedPanels bounds a keyedPanel's memory: ids are chosen by the client.
+const maxKeyedPanels = 256
+
+// keyedPanel caches a read per key (one snapshot's manifest per id) like panel, and runs the
+// reads of different keys one at a time: finding one snapshot decodes every manifest, and a
+// client asking for many ids must not make the daemon decode the catalog many times at once.
+type keyedPanel[T any] struct {
+	read    func(context.Context, string) (T, error)
+	timeout time.Duration
+	ttl     time.Duration
+	one     chan struct{} // a read in progress
+
+	mu     sync.Mutex
+	panels map[string]*panel[T]
+}
+
+func newKeyedPanel[T any](read func(context.Context, string) (T, error), timeout, ttl time.Duration) *keyedPanel[T] {
+	return &keyedPanel[T]{read: read, timeout: timeout, ttl: ttl, one: make(chan struct{}, 1), panels: map[string]*panel[T]{}}
+}
+
+func (k *keyedPanel[T]) get(ctx context.Context, key string) (T, error) {
+	k.mu.Lock()
+	p := k.panels[key]
+	if p == nil {
+		if len(k.panels) >= maxKeyedPanels {
+			clear(k.panels) // cheaper than tracking age; the next reads fill it again
+		}
+		p = newPanel(func(ctx context.Context) (T, error) {
+			select {
+			case k.one <- struct{}{}:
+				defer func() { <-k.one }()
+			case <-ctx.Done():
+				var zero T
+				return zero, ctx.Err()
+			}
+			return k.read(ctx, key)
+		}, k.timeout, k.ttl)
+		k.panels[key] = p
+	}
+	k.mu.Unlock()
+	return p.get(ctx)
+}

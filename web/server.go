@@ -103,6 +103,7 @@ type Server struct {
 	zooKeeperPanel  *panel[[]zookeeper.ServerHealth]
 	replicasPanel   *panel[*clickhouse.Report]
 	migrationsPanel *panel[[]jobs.MigrationState]
+	snapshotPanels  *keyedPanel[*store.Manifest]
 }
 
 // New builds the handler.
@@ -134,6 +135,7 @@ func New(opts Options, src Source) *Server {
 		zooKeeperPanel:  newPanel(src.ZooKeeper, opts.PanelTimeout, opts.PanelCacheTTL),
 		replicasPanel:   newPanel(src.Replicas, opts.PanelTimeout, opts.PanelCacheTTL),
 		migrationsPanel: newPanel(src.Migrations, opts.PanelTimeout, opts.PanelCacheTTL),
+		snapshotPanels:  newKeyedPanel(src.Snapshot, opts.PanelTimeout, opts.PanelCacheTTL),
 	}
 	read := s.requireRead
 	s.mux.Handle("GET /{$}", read(s.index))
@@ -273,9 +275,7 @@ func (s *Server) apiProblems(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) snapshotPage(w http.ResponseWriter, r *http.Request) {
-	m, err := bounded(r.Context(), s.opts.PanelTimeout, func(ctx context.Context) (*store.Manifest, error) {
-		return s.src.Snapshot(ctx, r.PathValue("id"))
-	})
+	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	p := snapshotPage{base: s.pageBase(r, "tracevault snapshot "+r.PathValue("id")), Err: errText(err)}
 	if m != nil {
 		p.Manifest, p.Totals, p.Tables = m, m.Totals(), groupObjects(m.Objects)
@@ -398,9 +398,7 @@ func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
 }
 
 func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
-	m, err := bounded(r.Context(), s.opts.PanelTimeout, func(ctx context.Context) (*store.Manifest, error) {
-		return s.src.Snapshot(ctx, r.PathValue("id"))
-	})
+	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
@@ -437,9 +435,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// errText is a panel's error as the page shows it: safe text, whatever the backend quoted.
 func errText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return store.ErrorText(err.Error())
 }

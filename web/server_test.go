@@ -79,6 +79,7 @@ func (f *fakeSource) Migrations(context.Context) ([]jobs.MigrationState, error) 
 }
 
 func (f *fakeSource) Snapshot(_ context.Context, id string) (*store.Manifest, error) {
+	f.count("snapshot " + id)
 	if f.snap == nil || !strings.HasPrefix(f.snap.ID, id) {
 		return nil, store.ErrNotFound
 	}
