@@ -334,7 +334,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, do func() (any, str
 	}
 	v, flash, err := do()
 	if err != nil {
-		flash = err.Error()
+		flash = errText(err)
 	}
 	s.statusPanel.forget() // show the started run or the verify's outcome on the next load
 	if !isAPI(r) {
@@ -342,7 +342,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, do func() (any, str
 		return
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		writeJSON(w, http.StatusBadRequest, apiError{errText(err)})
 		return
 	}
 	writeJSON(w, http.StatusAccepted, v)
@@ -390,7 +390,7 @@ func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.status(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
 			return
 		}
 		writeJSON(w, http.StatusOK, part(st))
@@ -401,9 +401,9 @@ func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
 	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+		writeJSON(w, http.StatusNotFound, apiError{errText(err)})
 	case err != nil:
-		writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
 	default:
 		writeJSON(w, http.StatusOK, m)
 	}
@@ -414,7 +414,7 @@ func apiPanel[T any](p *panel[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := p.get(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
 			return
 		}
 		writeJSON(w, http.StatusOK, v)
@@ -423,7 +423,7 @@ func apiPanel[T any](p *panel[T]) http.HandlerFunc {
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.status(r.Context()); err != nil {
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "not ready: "+errText(err), http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
