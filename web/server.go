@@ -304,7 +304,11 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad login form: "+err.Error(), http.StatusRequestEntityTooLarge)
+		code := http.StatusBadRequest
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, "bad login form: "+errText(err), code)
 		return
 	}
 	if !s.auth.enabled() || !sameSite(r) || !equal(r.PostFormValue("token"), s.opts.Token) {

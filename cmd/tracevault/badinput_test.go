@@ -73,6 +73,16 @@ func TestBadInputsExitCleanly(t *testing.T) {
 		config.SourcePostgres:   noPreData,
 	})
 	partial := craftSnapshot(t, repo, store.StatusPartial, map[string]any{config.SourceZooKeeper: map[string]any{}})
+	// A second repository whose only snapshot is partial, for "restore latest".
+	onlyPartialRepo, err := store.Open(ctx, store.Options{URL: "file://" + filepath.Join(dir, "partial-repo")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyPartial := craftSnapshot(t, onlyPartialRepo, store.StatusPartial, map[string]any{config.SourceZooKeeper: map[string]any{}})
+	partialCfg := filepath.Join(dir, "partial.toml")
+	if err := os.WriteFile(partialCfg, []byte(fmt.Sprintf("[storage]\nurl = \"file://%s/partial-repo\"\n", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	toml := fmt.Sprintf("[storage]\nurl = \"file://%s/repo\"\n", dir)
 	env, stackErr := stack.Load()
@@ -117,6 +127,8 @@ func TestBadInputsExitCleanly(t *testing.T) {
 			[]string{"--partitions 209901", "--tables default.traces"}, false},
 		{"partial snapshot", []string{"restore", partial, "--only", "zookeeper", "--root", "/clickhouse"}, 1, []string{partial + " is partial", "--allow-partial"}, false},
 		{"unknown snapshot", []string{"restore", "19990101", "--only", "clickhouse"}, 1, nil, false},
+		{"latest when only a partial one exists", []string{"--config", partialCfg, "restore", "latest", "--only", "zookeeper", "--root", "/clickhouse"}, 1,
+			[]string{"no complete snapshot", onlyPartial + ", is partial", "restore " + onlyPartial + " --allow-partial"}, false},
 		{"postgres section without pre-data", []string{"restore", complete, "--only", "postgres", "--pg-database", "tv_never_created_x"}, 1,
 			[]string{"no pre-data", complete}, true},
 	}

@@ -91,7 +91,7 @@ which restores what it holds; a source that failed in it cannot be restored from
 			if err != nil {
 				return err
 			}
-			m, err := r.Snapshot(cmd.Context(), args[0])
+			m, err := snapshotToRestore(cmd, r, args[0])
 			if err != nil {
 				return failed(err)
 			}
@@ -212,6 +212,26 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s %d nodes under %s (updated %d, kept %d existing, skipped %d ephemeral)\n", verb, rep.Created, f.root, rep.Updated, rep.Existing, rep.Ephemeral)
 	return nil
+}
+
+// snapshotToRestore finds the snapshot a restore names. When "latest" finds no complete
+// snapshot, the error names the newest partial one and how to restore what it holds, rather
+// than a bare "not found".
+func snapshotToRestore(cmd *cobra.Command, r *store.Repository, id string) (*store.Manifest, error) {
+	m, err := r.Snapshot(cmd.Context(), id)
+	if id != "latest" || !errors.Is(err, store.ErrNotFound) {
+		return m, err
+	}
+	all, lerr := r.Snapshots(cmd.Context())
+	switch {
+	case lerr != nil:
+		return nil, err
+	case len(all) == 0:
+		return nil, fmt.Errorf("no snapshot to restore: the repository holds none; take one with 'tracevault backup'")
+	}
+	newest := all[len(all)-1]
+	return nil, fmt.Errorf("no complete snapshot: the newest, %s, is %s (%s); restore what it holds with 'tracevault restore %s --allow-partial ...'",
+		newest.ID, newest.Status, newest.Error, newest.ID)
 }
 
 // unmatchedFilters refuses a ClickHouse restore whose --tables or --partitions select nothing: a
