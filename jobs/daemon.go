@@ -174,6 +174,7 @@ func (d *Daemon) execute(j Job, r Run) {
 	default:
 		r.Outcome, r.Error = OutcomeFailed, err.Error()
 	}
+	r.Error = store.ErrorText(r.Error)
 	log.Info("job finished", "outcome", r.Outcome, "seconds", r.End.Sub(r.Start).Seconds(), "snapshot", r.Snapshot, "err", r.Error)
 	d.record(r)
 }

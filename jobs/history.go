@@ -55,8 +55,10 @@ func runName(r Run) string {
 	return "runs/" + r.Start.UTC().Format("20060102T150405.000000000Z") + "-" + r.ID + ".json"
 }
 
-// Record writes (or rewrites) a run and trims the history to its limit.
+// Record writes (or rewrites) a run and trims the history to its limit. The error is stored as
+// safe text (see store.ErrorText): run records reach the public status page.
 func (h *History) Record(ctx context.Context, r Run) error {
+	r.Error = store.ErrorText(r.Error)
 	if err := h.Repo.PutJSON(ctx, runName(r), r); err != nil {
 		return fmt.Errorf("record run %s of job %s: %w", r.ID, r.Job, err)
 	}
@@ -111,6 +113,7 @@ func (h *History) Recent(ctx context.Context, n int) ([]Run, error) {
 		if store.ValidRunID(r.ID) != nil || runName(r) != names[i] {
 			continue
 		}
+		r.Error = store.ErrorText(r.Error) // records written before errors were sanitised
 		out = append(out, r)
 	}
 	return out, nil

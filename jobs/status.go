@@ -2,7 +2,9 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tracevault/tracevault/config"
@@ -46,6 +48,17 @@ type Status struct {
 	SnapshotsError string            `json:"snapshots_error,omitempty"`
 	Freshness      []Freshness       `json:"freshness"`
 	Repository     RepositoryUsage   `json:"repository"`
+	// DamagedManifests are the catalog's manifests that cannot be read or fail validation: every
+	// other snapshot stays usable, but each of these is a problem.
+	DamagedManifests []store.DamagedManifest `json:"damaged_manifests,omitempty"`
+	// Problems is what needs an operator, each with its fix (see StatusProblems).
+	Problems []Problem `json:"problems"`
+}
+
+// Problem is something an operator must act on, and what to do about it.
+type Problem struct {
+	What string `json:"what"`
+	Fix  string `json:"fix"`
 }
 
 // Freshness is the recovery point an operator would get now for one source: the age of its
@@ -85,13 +98,15 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	if d.history != nil {
 		runs, err := d.history.Recent(ctx, shownRows*2)
 		if err != nil {
-			s.RunsError = err.Error()
+			s.RunsError = store.ErrorText(err.Error())
 		}
 		s.Runs = runs
-		snaps, err := d.repo.Snapshots(ctx)
+		cat, err := d.repo.Catalog(ctx)
 		if err != nil {
-			s.SnapshotsError = err.Error()
+			s.SnapshotsError = store.ErrorText(err.Error())
 		}
+		snaps := cat.Snapshots
+		s.DamagedManifests = cat.Damaged
 		s.Freshness = d.freshness(snaps, now)
 		s.Repository = usage(snaps, now)
 		s.Repository.Bytes = d.metrics.storedBytes.Load()
@@ -99,7 +114,7 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 			m := snaps[i]
 			t := m.Totals()
 			s.Snapshots = append(s.Snapshots, SnapshotSummary{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
-				Bytes: t.Bytes, NewBytes: t.NewBytes, Objects: t.Objects, Seconds: m.End.Sub(m.Start).Seconds(), Error: m.Error})
+				Bytes: t.Bytes, NewBytes: t.NewBytes, Objects: t.Objects, Seconds: m.End.Sub(m.Start).Seconds(), Error: store.ErrorText(m.Error)})
 		}
 	}
 	d.mu.Lock()
@@ -118,7 +133,71 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	if len(s.Runs) > shownRows {
 		s.Runs = s.Runs[:shownRows]
 	}
+	s.Problems = StatusProblems(s)
 	return s, nil
+}
+
+// StatusProblems lists what in s needs an operator, worst first, each with its fix: the page's
+// top and the API must never look healthy while a job's last run failed, a source is past its
+// schedule, the newest snapshot is partial or a manifest is damaged.
+func StatusProblems(s Status) []Problem {
+	var out []Problem
+	add := func(fix, format string, args ...any) {
+		out = append(out, Problem{What: fmt.Sprintf(format, args...), Fix: fix})
+	}
+	if s.SnapshotsError != "" {
+		add("check the repository ([storage] url and credentials) and the daemon's log", "snapshot catalog unreadable: %s", s.SnapshotsError)
+	}
+	for _, dm := range s.DamagedManifests {
+		add(dm.Fix()+"; every other snapshot stays usable", "damaged manifest %s: %s", dm.Name, store.ErrorText(dm.Error))
+	}
+	for _, f := range s.Freshness {
+		switch {
+		case f.Level == LevelOK:
+		case f.IntervalSeconds == 0 && f.Snapshot != "":
+			add("add a [[jobs]] backup that covers "+f.Source+", or run tracevault backup --only "+f.Source+" yourself", "%s: %s", f.Source, f.Reason)
+		case f.Snapshot == "":
+			add("tracevault backup --only "+f.Source+" (then check why no scheduled backup of it completed: each job's last run)", "%s: %s", f.Source, f.Reason)
+		default:
+			add("tracevault backup --only "+f.Source+", then check why the scheduled backup did not complete (the job's last run, the daemon's log)",
+				"%s: newest complete snapshot %s is %s old, past 1.5 × its %s schedule: %s", f.Source, f.Snapshot, roughAge(f.AgeSeconds), roughAge(f.IntervalSeconds), f.Reason)
+		}
+	}
+	if len(s.Snapshots) > 0 && s.Snapshots[0].Status != store.StatusComplete {
+		n := s.Snapshots[0]
+		add("fix the cause, then take a new snapshot: tracevault backup; restoring from this one needs --allow-partial and restores only what it holds",
+			"newest snapshot %s is %s: %s", n.ID, n.Status, n.Error)
+	}
+	for _, j := range s.Jobs {
+		if j.LastRun == nil || (j.LastRun.Outcome != OutcomeFailed && j.LastRun.Outcome != OutcomeInterrupted) {
+			continue
+		}
+		r := j.LastRun
+		add("fix the cause, then run the job again: "+jobCommand(j)+" (or 'run now' on this page)",
+			"job %s: last run %s %s at %s: %s", j.Name, r.ID, r.Outcome, r.Start.UTC().Format("2006-01-02 15:04 UTC"), r.Error)
+	}
+	if s.RunsError != "" {
+		add("check the repository ([storage]) and the daemon's log", "run history unreadable: %s", s.RunsError)
+	}
+	return out
+}
+
+// jobCommand is the command line that does by hand what job j does.
+func jobCommand(j JobStatus) string {
+	switch j.Action {
+	case config.ActionBackup:
+		if len(j.Only) > 0 {
+			return "tracevault backup --only " + strings.Join(j.Only, ",")
+		}
+		return "tracevault backup"
+	case config.ActionZKRecord:
+		return "tracevault backup --only " + config.SourceZooKeeper
+	}
+	return "tracevault " + j.Action
+}
+
+func roughAge(seconds float64) string {
+	return time.Duration(seconds * float64(time.Second)).Round(time.Minute).String()
 }
 
 // freshness judges each configured source: fresh within 1.5 intervals of its most frequent

@@ -137,7 +137,7 @@ func runSource(ctx context.Context, repo *store.Repository, src Source, log *slo
 	c.End = time.Now().UTC()
 	c.Status = store.StatusComplete
 	if err != nil {
-		c.Status, c.Error = store.StatusPartial, err.Error()
+		c.Status, c.Error = store.StatusPartial, store.ErrorText(err.Error())
 		log.Error("source failed", "source", src.Name(), "err", err)
 	} else {
 		log.Info("source done", "source", src.Name(), "objects", len(w.objects), "seconds", c.End.Sub(c.Start).Seconds())

@@ -84,7 +84,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	snapshot := waitForRun(t, d, first.ID)
 
-	srv := httptest.NewServer(New(Options{Version: "e2e", Token: token, Log: quiet, PanelTimeout: 10 * time.Second}, d))
+	// No panel cache: each reload must show what the step before it did.
+	srv := httptest.NewServer(New(Options{Version: "e2e", Token: token, Log: quiet, PanelTimeout: 10 * time.Second, PanelCacheTTL: time.Nanosecond}, d))
 	defer srv.Close()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1600))

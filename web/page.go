@@ -36,19 +36,17 @@ type indexPage struct {
 	Migrations    []jobs.MigrationState
 	MigrationsErr string
 	// Problems come first on the page, each with what to do about it.
-	Problems []problem
+	Problems []jobs.Problem
 }
 
-type problem struct {
-	What, Fix string
-}
+func problem(what, fix string) jobs.Problem { return jobs.Problem{What: what, Fix: fix} }
 
 // problems gathers what needs an operator, worst first, from every panel.
-func problems(p indexPage) []problem {
-	var out []problem
+func problems(p indexPage) []jobs.Problem {
+	var out []jobs.Problem
 	// Replicas first: an isolated replica serves empty traces to users right now.
 	if p.ReplicasErr != "" {
-		out = append(out, problem{"replica check failed: " + p.ReplicasErr, "tracevault check"})
+		out = append(out, problem("replica check failed: "+p.ReplicasErr, "tracevault check"))
 	}
 	if p.Replicas != nil {
 		for _, rp := range p.Replicas.Problems {
@@ -60,41 +58,37 @@ func problems(p indexPage) []problem {
 			if (rp.Table != "" || rp.Replica != "") && !strings.Contains(what, rp.Table) {
 				what = fmt.Sprintf("%s on %s: %s", rp.Table, rp.Replica, rp.Message)
 			}
-			out = append(out, problem{what, rp.Fix})
+			out = append(out, problem(what, rp.Fix))
 		}
 	}
 	if p.StatusErr != "" {
-		out = append(out, problem{"status unavailable: " + p.StatusErr, "check the repository ([storage]) and the daemon's log"})
+		out = append(out, problem("status unavailable: "+p.StatusErr, "check the repository ([storage]) and the daemon's log"))
 	}
-	for _, f := range p.Status.Freshness {
-		if f.Level == jobs.LevelBad {
-			out = append(out, problem{fmt.Sprintf("%s: %s", f.Source, f.Reason), "tracevault backup --only " + f.Source})
-		}
-	}
+	out = append(out, p.Status.Problems...)
 	if p.ZooKeeperErr != "" {
-		out = append(out, problem{"zookeeper: " + p.ZooKeeperErr, "tracevault zk health"})
+		out = append(out, problem("zookeeper: "+p.ZooKeeperErr, "tracevault zk health"))
 	}
 	for _, h := range p.ZooKeeper {
 		if !h.OK {
-			out = append(out, problem{fmt.Sprintf("zookeeper %s: %s", h.Server, h.Error), "tracevault zk health"})
+			out = append(out, problem(fmt.Sprintf("zookeeper %s: %s", h.Server, h.Error), "tracevault zk health"))
 		}
 		for _, w := range h.Warnings {
-			out = append(out, problem{fmt.Sprintf("zookeeper %s: %s", h.Server, w), "tracevault zk health"})
+			out = append(out, problem(fmt.Sprintf("zookeeper %s: %s", h.Server, w), "tracevault zk health"))
 		}
 	}
 	if p.MigrationsErr != "" {
-		out = append(out, problem{"migrations: " + p.MigrationsErr, "tracevault migrate --target clickhouse status"})
+		out = append(out, problem("migrations: "+p.MigrationsErr, "tracevault migrate --target clickhouse status"))
 	}
 	for _, m := range p.Migrations {
 		status := "tracevault migrate --target " + m.Target + " status"
 		switch {
 		case m.Error != "":
-			out = append(out, problem{fmt.Sprintf("%s migrations: %s", m.Target, m.Error), status})
+			out = append(out, problem(fmt.Sprintf("%s migrations: %s", m.Target, m.Error), status))
 		case m.Status.Dirty:
-			out = append(out, problem{fmt.Sprintf("%s schema_migrations is dirty at version %d: a migration failed half-way", m.Target, m.Status.Version),
-				fmt.Sprintf("fix the schema by hand, then tracevault migrate --target %s force %d", m.Target, m.Status.Version)})
+			out = append(out, problem(fmt.Sprintf("%s schema_migrations is dirty at version %d: a migration failed half-way", m.Target, m.Status.Version),
+				fmt.Sprintf("fix the schema by hand, then tracevault migrate --target %s force %d", m.Target, m.Status.Version)))
 		case len(m.Status.Drift) > 0:
-			out = append(out, problem{fmt.Sprintf("%s: %d applied migration files changed since they ran", m.Target, len(m.Status.Drift)), status})
+			out = append(out, problem(fmt.Sprintf("%s: %d applied migration files changed since they ran", m.Target, len(m.Status.Drift)), status))
 		}
 	}
 	return out
@@ -178,6 +172,8 @@ var funcs = template.FuncMap{
 		return "bad"
 	},
 	"cronWords": cronWords,
+	// errtext shows an error recorded before errors were sanitised at their source as safe text.
+	"errtext": store.ErrorText,
 }
 
 // relative renders a time as "in 3 h" or "3 h ago" next to its UTC value.

@@ -73,18 +73,37 @@ type Options struct {
 	Token string
 	// RequireTokenForRead also protects the page and the read API.
 	RequireTokenForRead bool
+	// PanelCacheTTL is how long a panel's result (the catalog, the cluster check, ZooKeeper,
+	// migrations) is served to every client before it is read again; default 5 s.
+	PanelCacheTTL time.Duration
+	// LoginAttempts per client address per LoginWindow; defaults 10 per minute.
+	LoginAttempts int
+	LoginWindow   time.Duration
 	// Metrics serves /metrics when set.
 	Metrics http.Handler
 	Log     *slog.Logger
 }
 
+// Limits of every request the server accepts: the page and the API take no uploads.
+const (
+	maxBodyBytes   = 64 << 10
+	maxHeaderBytes = 64 << 10
+)
+
 // Server is the HTTP handler for the page, the API and the health endpoints.
 type Server struct {
-	opts Options
-	src  Source
-	auth auth
-	tmpl *template.Template
-	mux  *http.ServeMux
+	opts  Options
+	src   Source
+	auth  *auth
+	login *limiter
+	tmpl  *template.Template
+	mux   *http.ServeMux
+
+	statusPanel     *panel[jobs.Status]
+	zooKeeperPanel  *panel[[]zookeeper.ServerHealth]
+	replicasPanel   *panel[*clickhouse.Report]
+	migrationsPanel *panel[[]jobs.MigrationState]
+	snapshotPanels  *keyedPanel[*store.Manifest]
 }
 
 // New builds the handler.
@@ -95,17 +114,33 @@ func New(opts Options, src Source) *Server {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	if opts.PanelCacheTTL == 0 {
+		opts.PanelCacheTTL = 5 * time.Second
+	}
+	if opts.LoginAttempts == 0 {
+		opts.LoginAttempts = 10
+	}
+	if opts.LoginWindow == 0 {
+		opts.LoginWindow = time.Minute
+	}
 	s := &Server{
-		opts: opts,
-		src:  src,
-		auth: auth{token: opts.Token},
-		tmpl: template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html")),
-		mux:  http.NewServeMux(),
+		opts:  opts,
+		src:   src,
+		auth:  newAuth(opts.Token),
+		login: newLimiter(opts.LoginAttempts, opts.LoginWindow),
+		tmpl:  template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html")),
+		mux:   http.NewServeMux(),
+
+		statusPanel:     newPanel(src.Status, opts.PanelTimeout, opts.PanelCacheTTL),
+		zooKeeperPanel:  newPanel(src.ZooKeeper, opts.PanelTimeout, opts.PanelCacheTTL),
+		replicasPanel:   newPanel(src.Replicas, opts.PanelTimeout, opts.PanelCacheTTL),
+		migrationsPanel: newPanel(src.Migrations, opts.PanelTimeout, opts.PanelCacheTTL),
+		snapshotPanels:  newKeyedPanel(src.Snapshot, opts.PanelTimeout, opts.PanelCacheTTL),
 	}
 	read := s.requireRead
 	s.mux.Handle("GET /{$}", read(s.index))
 	s.mux.Handle("GET /snapshots/{id}", read(s.snapshotPage))
-	s.mux.HandleFunc("POST /login", s.login)
+	s.mux.HandleFunc("POST /login", s.handleLogin)
 	s.mux.HandleFunc("POST /logout", s.logout)
 	s.mux.HandleFunc("POST /jobs/{name}/run", s.runJob)
 	s.mux.HandleFunc("POST /snapshots/{id}/verify", s.verifySnapshot)
@@ -115,9 +150,10 @@ func New(opts Options, src Source) *Server {
 	s.mux.Handle("GET /api/v1/runs", read(s.apiStatusPart(func(st jobs.Status) any { return st.Runs })))
 	s.mux.Handle("GET /api/v1/snapshots", read(s.apiStatusPart(func(st jobs.Status) any { return st.Snapshots })))
 	s.mux.Handle("GET /api/v1/snapshots/{id}", read(s.apiSnapshot))
-	s.mux.Handle("GET /api/v1/zookeeper", read(apiPanel(s, s.src.ZooKeeper)))
-	s.mux.Handle("GET /api/v1/migrations", read(apiPanel(s, s.src.Migrations)))
-	s.mux.Handle("GET /api/v1/replicas", read(apiPanel(s, s.src.Replicas)))
+	s.mux.Handle("GET /api/v1/problems", read(s.apiProblems))
+	s.mux.Handle("GET /api/v1/zookeeper", read(apiPanel(s.zooKeeperPanel)))
+	s.mux.Handle("GET /api/v1/migrations", read(apiPanel(s.migrationsPanel)))
+	s.mux.Handle("GET /api/v1/replicas", read(apiPanel(s.replicasPanel)))
 	s.mux.HandleFunc("POST /api/v1/jobs/{name}/run", s.runJob)
 	s.mux.HandleFunc("POST /api/v1/snapshots/{id}/verify", s.verifySnapshot)
 
@@ -134,7 +170,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Referrer-Policy", "same-origin")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	s.mux.ServeHTTP(w, r)
+}
+
+// HTTPServer is the server to run the handler with: every phase of a connection is bounded, so
+// slow or idle clients cannot pile up connections. WriteTimeout covers the page and the API (each
+// panel is bounded by PanelTimeout); a snapshot verify extends its own deadline.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelWarn),
+	}
 }
 
 func (s *Server) requireRead(h http.HandlerFunc) http.Handler {
@@ -176,7 +228,30 @@ func bounded[T any](ctx context.Context, timeout time.Duration, read func(contex
 }
 
 func (s *Server) status(ctx context.Context) (jobs.Status, error) {
-	return bounded(ctx, s.opts.PanelTimeout, s.src.Status)
+	return s.statusPanel.get(ctx)
+}
+
+// panels reads every panel of the index page at once, and gathers their problems.
+func (s *Server) panels(ctx context.Context, p *indexPage) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		st, err := s.status(ctx)
+		p.Status, p.StatusErr = st, errText(err)
+	})
+	wg.Go(func() {
+		zk, err := s.zooKeeperPanel.get(ctx)
+		p.ZooKeeper, p.ZooKeeperErr = zk, errText(err)
+	})
+	wg.Go(func() {
+		rep, err := s.replicasPanel.get(ctx)
+		p.Replicas, p.ReplicasErr = rep, errText(err)
+	})
+	wg.Go(func() {
+		ms, err := s.migrationsPanel.get(ctx)
+		p.Migrations, p.MigrationsErr = ms, errText(err)
+	})
+	wg.Wait()
+	p.Problems = problems(*p)
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -185,32 +260,22 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	if !s.auth.enabled() || p.LoggedIn {
 		p.Refresh = 30
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		st, err := s.status(r.Context())
-		p.Status, p.StatusErr = st, errText(err)
-	})
-	wg.Go(func() {
-		zk, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.ZooKeeper)
-		p.ZooKeeper, p.ZooKeeperErr = zk, errText(err)
-	})
-	wg.Go(func() {
-		rep, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.Replicas)
-		p.Replicas, p.ReplicasErr = rep, errText(err)
-	})
-	wg.Go(func() {
-		ms, err := bounded(r.Context(), s.opts.PanelTimeout, s.src.Migrations)
-		p.Migrations, p.MigrationsErr = ms, errText(err)
-	})
-	wg.Wait()
-	p.Problems = problems(p)
+	s.panels(r.Context(), &p)
 	s.render(w, "index.html", p)
 }
 
+// apiProblems lists the problems at the top of the page: an empty list means none.
+func (s *Server) apiProblems(w http.ResponseWriter, r *http.Request) {
+	var p indexPage
+	s.panels(r.Context(), &p)
+	if p.Problems == nil {
+		p.Problems = []jobs.Problem{}
+	}
+	writeJSON(w, http.StatusOK, p.Problems)
+}
+
 func (s *Server) snapshotPage(w http.ResponseWriter, r *http.Request) {
-	m, err := bounded(r.Context(), s.opts.PanelTimeout, func(ctx context.Context) (*store.Manifest, error) {
-		return s.src.Snapshot(ctx, r.PathValue("id"))
-	})
+	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	p := snapshotPage{base: s.pageBase(r, "tracevault snapshot "+r.PathValue("id")), Err: errText(err)}
 	if m != nil {
 		p.Manifest, p.Totals, p.Tables = m, m.Totals(), groupObjects(m.Objects)
@@ -231,18 +296,34 @@ func (s *Server) pageBase(r *http.Request, title string) base {
 	return base{Title: title, Version: s.opts.Version, Actions: s.auth.enabled(), LoggedIn: s.auth.session(r), CSRF: s.auth.csrf(), Flash: r.URL.Query().Get("flash")}
 }
 
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if ok, wait := s.login.allow(r, time.Now()); !ok {
+		s.opts.Log.Warn("too many login attempts", "client", r.RemoteAddr)
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		http.Error(w, "too many login attempts from your address: wait a minute", http.StatusTooManyRequests)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		code := http.StatusBadRequest
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, "bad login form: "+errText(err), code)
+		return
+	}
 	if !s.auth.enabled() || !sameSite(r) || !equal(r.PostFormValue("token"), s.opts.Token) {
 		http.Redirect(w, r, "/?flash="+urlQuery("wrong token (or none configured)"), http.StatusSeeOther)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.auth.derive("session"), Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	value, expires := s.auth.newSession(time.Now())
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, Expires: expires, MaxAge: int(sessionTTL.Seconds())})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	s.auth.revoke(r)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -257,14 +338,15 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, do func() (any, str
 	}
 	v, flash, err := do()
 	if err != nil {
-		flash = err.Error()
+		flash = errText(err)
 	}
+	s.statusPanel.forget() // show the started run or the verify's outcome on the next load
 	if !isAPI(r) {
 		http.Redirect(w, r, "/?flash="+urlQuery(flash), http.StatusSeeOther)
 		return
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		writeJSON(w, http.StatusBadRequest, apiError{errText(err)})
 		return
 	}
 	writeJSON(w, http.StatusAccepted, v)
@@ -283,7 +365,10 @@ func (s *Server) runJob(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) verifySnapshot(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func() (any, string, error) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+		const verifyTimeout = 5 * time.Minute
+		// Past the server's WriteTimeout: a large snapshot's verify answers when it is done.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(verifyTimeout + 30*time.Second))
+		ctx, cancel := context.WithTimeout(r.Context(), verifyTimeout)
 		defer cancel()
 		rep, err := s.src.VerifySnapshot(ctx, r.PathValue("id"))
 		if err != nil {
@@ -309,7 +394,7 @@ func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.status(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
 			return
 		}
 		writeJSON(w, http.StatusOK, part(st))
@@ -317,25 +402,23 @@ func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
 }
 
 func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
-	m, err := bounded(r.Context(), s.opts.PanelTimeout, func(ctx context.Context) (*store.Manifest, error) {
-		return s.src.Snapshot(ctx, r.PathValue("id"))
-	})
+	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+		writeJSON(w, http.StatusNotFound, apiError{errText(err)})
 	case err != nil:
-		writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
 	default:
 		writeJSON(w, http.StatusOK, m)
 	}
 }
 
-// apiPanel serves one panel's data as JSON, with the panel's timeout.
-func apiPanel[T any](s *Server, read func(context.Context) (T, error)) http.HandlerFunc {
+// apiPanel serves one panel's data as JSON.
+func apiPanel[T any](p *panel[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		v, err := bounded(r.Context(), s.opts.PanelTimeout, read)
+		v, err := p.get(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
 			return
 		}
 		writeJSON(w, http.StatusOK, v)
@@ -344,7 +427,7 @@ func apiPanel[T any](s *Server, read func(context.Context) (T, error)) http.Hand
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.status(r.Context()); err != nil {
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "not ready: "+errText(err), http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
@@ -356,9 +439,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// errText is a panel's error as the page shows it: safe text, whatever the backend quoted.
 func errText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return store.ErrorText(err.Error())
 }

@@ -34,6 +34,16 @@ type fakeSource struct {
 
 	mu        sync.Mutex
 	triggered []string
+	calls     map[string]int // panel reads, by panel
+}
+
+func (f *fakeSource) count(panel string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[panel]++
 }
 
 func wait[T any](ctx context.Context, d time.Duration, v T, err error) (T, error) {
@@ -47,20 +57,29 @@ func wait[T any](ctx context.Context, d time.Duration, v T, err error) (T, error
 }
 
 func (f *fakeSource) Status(ctx context.Context) (jobs.Status, error) {
+	f.count("status")
 	return wait(ctx, f.delay, f.st, f.err)
 }
 
 func (f *fakeSource) ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, error) {
+	f.count("zookeeper")
 	// Like a dead ensemble with a long session timeout: ignores ctx, the server must not wait.
 	time.Sleep(f.zkDelay)
 	return f.zk, nil
 }
 
-func (f *fakeSource) Replicas(context.Context) (*clickhouse.Report, error) { return f.report, nil }
+func (f *fakeSource) Replicas(context.Context) (*clickhouse.Report, error) {
+	f.count("replicas")
+	return f.report, nil
+}
 
-func (f *fakeSource) Migrations(context.Context) ([]jobs.MigrationState, error) { return f.migs, nil }
+func (f *fakeSource) Migrations(context.Context) ([]jobs.MigrationState, error) {
+	f.count("migrations")
+	return f.migs, nil
+}
 
 func (f *fakeSource) Snapshot(_ context.Context, id string) (*store.Manifest, error) {
+	f.count("snapshot " + id)
 	if f.snap == nil || !strings.HasPrefix(f.snap.ID, id) {
 		return nil, store.ErrNotFound
 	}
@@ -110,7 +129,7 @@ func decodeStrict(t *testing.T, body string, v any) {
 func sampleSource() *fakeSource {
 	now := time.Now().UTC()
 	next := now.Add(150 * time.Minute)
-	return &fakeSource{
+	f := &fakeSource{
 		st: jobs.Status{Now: now, Storage: "file:///repo",
 			Jobs:      []jobs.JobStatus{{Name: "nightly", Action: "backup", Schedule: "0 3 * * *", NextRun: next}},
 			Runs:      []jobs.Run{{ID: "r0", Job: "nightly", Trigger: jobs.TriggerSchedule, Start: now.Add(-time.Hour), End: now.Add(-59 * time.Minute), Outcome: jobs.OutcomeSucceeded, Snapshot: "20261125T0300-ab"}},
@@ -128,6 +147,8 @@ func sampleSource() *fakeSource {
 				{Kind: "zookeeper", Message: "zookeeper said so too", Fix: "tracevault zk health"}}},
 		snap: &store.Manifest{ID: "20261125T0300-ab", Status: "complete", Objects: []store.ManifestObject{{Source: "clickhouse", Kind: "partition", Database: "default", Table: "traces", Partition: "202605", Rows: 10}}},
 	}
+	f.st.Problems = jobs.StatusProblems(f.st)
+	return f
 }
 
 func TestPageAndAPI(t *testing.T) {
@@ -217,8 +238,9 @@ func TestSlowBackendsDoNotHangThePage(t *testing.T) {
 
 func TestActionsNeedTokenAndAreCSRFSafe(t *testing.T) {
 	const token = "s3cret-token"
-	a := auth{token: token}
-	session := &http.Cookie{Name: sessionCookie, Value: a.derive("session")}
+	a := newAuth(token)
+	value, _ := a.newSession(time.Now())
+	session := &http.Cookie{Name: sessionCookie, Value: value}
 	form := func(path string, vals url.Values, mod func(*http.Request)) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(vals.Encode()))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -297,7 +319,7 @@ func TestLoginAndReadProtection(t *testing.T) {
 	}
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.AddCookie(resp.Cookies()[0])
-	if resp, body := do(t, s, r); resp.StatusCode != 200 || !strings.Contains(body, "run now") || !strings.Contains(body, auth{token}.csrf()) {
+	if resp, body := do(t, s, r); resp.StatusCode != 200 || !strings.Contains(body, "run now") || !strings.Contains(body, newAuth(token).csrf()) {
 		t.Errorf("logged-in page: %d, want run-now buttons carrying the CSRF value", resp.StatusCode)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tracevault/tracevault/config"
 )
@@ -53,7 +54,12 @@ func (a *app) rootCommand() *cobra.Command {
   # take one snapshot set now, then list snapshots as JSON
   tracevault backup
   tracevault list --json`,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.setupLogging(cmd.ErrOrStderr()) },
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := refuseEmpty(cmd, args); err != nil {
+				return err
+			}
+			return a.setupLogging(cmd.ErrOrStderr())
+		},
 	}
 	def := os.Getenv("TRACEVAULT_CONFIG")
 	if def == "" {
@@ -85,6 +91,42 @@ func (a *app) rootCommand() *cobra.Command {
 		a.restoreReplicaCommand(),
 	)
 	return root
+}
+
+// refuseEmpty rejects an empty value given to a flag or as an argument: an unset shell variable
+// ("--partitions $P", "restore $ID") must never widen a command to everything.
+func refuseEmpty(cmd *cobra.Command, args []string) error {
+	var bad []string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		var values []string
+		switch v := f.Value.(type) {
+		case pflag.SliceValue:
+			values = v.GetSlice()
+			if len(values) == 0 {
+				values = []string{""}
+			}
+		default:
+			if f.Value.Type() != "string" {
+				return
+			}
+			values = []string{f.Value.String()}
+		}
+		for _, s := range values {
+			if strings.TrimSpace(s) == "" {
+				bad = append(bad, "--"+f.Name)
+				return
+			}
+		}
+	})
+	if len(bad) > 0 {
+		return usage(fmt.Errorf("%s given an empty value (an unset shell variable?): give a value, or leave the flag out", strings.Join(bad, ", ")))
+	}
+	for i, s := range args {
+		if strings.TrimSpace(s) == "" {
+			return usage(fmt.Errorf("argument %d of '%s' is empty (an unset shell variable?): see '%s --help'", i+1, cmd.CommandPath(), cmd.CommandPath()))
+		}
+	}
+	return nil
 }
 
 func (a *app) setupLogging(w io.Writer) error {

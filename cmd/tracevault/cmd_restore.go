@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,7 +22,8 @@ type restoreFlags struct {
 	root        string
 	pgDatabase  string
 	dryRun      bool
-	force       bool
+	replace     bool // replace data that already exists on the target
+	partial     bool // restore from a partial snapshot: only what it holds
 	cluster     bool
 }
 
@@ -36,7 +39,8 @@ with the recorded ZooKeeper path; with --database-map the path moves with the da
 copy never joins the original's replication group), loads each partition into a staging table
 and swaps it in with REPLACE PARTITION (atomic; a rerun never duplicates rows; materialized
 views do not fire), creates views last, then checks row counts on every replica. Partitions that
-already hold rows are refused without --force.
+already hold rows are refused without --replace. Filters (--tables, --partitions) that match
+nothing in the snapshot are an error, never an empty restore.
 
 --only clickhouse --cluster: disaster recovery of the whole cluster (every replica empty,
 ZooKeeper empty or lost). Every replica must answer. Registrations the lost tables left in
@@ -48,36 +52,51 @@ while ZooKeeper lost its metadata is restored from those parts instead of reload
 --only postgres: into a new database (created; --pg-database NAME, default the snapshot's) or
 an empty one: pg_dump's pre-data, then every table by parallel COPY, then post-data (indexes,
 constraints, triggers), then sequence values, then row counts are checked. A non-empty target is
-refused without --force, which loads a staging copy and swaps it in only once it is verified.
+refused without --replace, which loads a staging copy and swaps it in only once it is verified.
 With --tables schema.table globs, rows are reloaded into the existing schema instead, one
 transaction per group of tables tied by foreign keys, every foreign key checked before commit.
 
 --only zookeeper --root PATH: recreates the persistent nodes recorded under PATH into an empty
-ensemble; refuses existing nodes without --force. To rebuild one replica whose volume or table
-was lost, use restore-replica instead: it re-registers the replica with its peers.`,
+ensemble; refuses existing nodes without --replace. To rebuild one replica whose volume or table
+was lost, use restore-replica instead: it re-registers the replica with its peers.
+
+A partial snapshot (a source failed during the backup) is refused without --allow-partial,
+which restores what it holds; a source that failed in it cannot be restored from it.`,
 		Example: examples(
 			"tracevault restore latest --only clickhouse --dry-run",
-			"tracevault restore 20261124T0315 --only clickhouse --tables 'default.traces' --partitions 202605 --force",
+			"tracevault restore 20261124T0315 --only clickhouse --tables 'default.traces' --partitions 202605 --replace",
 			"tracevault restore latest --only clickhouse --database-map default:restored",
 			"tracevault restore latest --only clickhouse --cluster",
 			"tracevault restore latest --only zookeeper --root /clickhouse/tables --dry-run",
 			"tracevault restore latest --only postgres --pg-database langfuse_restored",
-			"tracevault restore latest --only postgres --tables public.api_keys,public.projects --force"),
+			"tracevault restore latest --only postgres --tables public.api_keys,public.projects --replace",
+			"tracevault restore 20261124T0315 --only zookeeper --root /clickhouse/tables --allow-partial"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("force") {
+				return usage(errors.New("--force was split in two: --replace replaces data that already exists on the target, --allow-partial restores from a partial snapshot; give the one you mean"))
+			}
+			if f.cluster && f.only != "clickhouse" {
+				return usage(fmt.Errorf("--cluster goes with --only clickhouse"))
+			}
+			if len(f.partitions) > 0 && f.only != "clickhouse" {
+				return usage(fmt.Errorf("--partitions goes with --only clickhouse"))
+			}
+			for _, g := range f.tables {
+				if _, err := path.Match(g, ""); err != nil {
+					return usage(fmt.Errorf("--tables %q: bad glob: %w", g, err))
+				}
+			}
 			r, err := a.repo(cmd)
 			if err != nil {
 				return err
 			}
-			m, err := r.Snapshot(cmd.Context(), args[0])
+			m, err := snapshotToRestore(cmd, r, args[0])
 			if err != nil {
 				return failed(err)
 			}
-			if m.Status != store.StatusComplete && !f.force {
-				return failed(fmt.Errorf("snapshot %s is %s (%s); restoring from it needs --force", m.ID, m.Status, m.Error))
-			}
-			if f.cluster && f.only != "clickhouse" {
-				return usage(fmt.Errorf("--cluster goes with --only clickhouse"))
+			if m.Status != store.StatusComplete && !f.partial {
+				return failed(fmt.Errorf("snapshot %s is %s (%s); pass --allow-partial to restore what it holds, or restore from a complete snapshot ('tracevault list')", m.ID, m.Status, m.Error))
 			}
 			switch f.only {
 			case "clickhouse":
@@ -99,12 +118,19 @@ was lost, use restore-replica instead: it re-registers the replica with its peer
 	fl.StringVar(&f.root, "root", "", "ZooKeeper subtree to restore (zookeeper only)")
 	fl.StringVar(&f.pgDatabase, "pg-database", "", "PostgreSQL database to restore into, created if missing (default the snapshot's)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, change nothing")
-	fl.BoolVar(&f.force, "force", false, "replace partitions, nodes, or a PostgreSQL database or tables, that already exist")
+	fl.BoolVar(&f.replace, "replace", false, "replace partitions, nodes, or a PostgreSQL database or tables, that already exist")
+	fl.BoolVar(&f.partial, "allow-partial", false, "restore from a partial snapshot (what it holds)")
+	// --force meant both; it stays only to say which of the two to use.
+	fl.Bool("force", false, "")
+	_ = fl.MarkHidden("force")
 	fl.BoolVar(&f.cluster, "cluster", false, "whole-cluster disaster recovery: every replica, stale ZooKeeper registrations removed (clickhouse only)")
 	return c
 }
 
 func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *store.Manifest, f restoreFlags) error {
+	if err := unmatchedFilters(m, f); err != nil {
+		return failed(err)
+	}
 	dbMap := map[string]string{}
 	for _, pair := range f.databaseMap {
 		src, dst, ok := strings.Cut(pair, ":")
@@ -116,7 +142,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 	ch := a.cfg.ClickHouse
 	opts := clickhouse.RestoreOptions{
 		Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: jobs.ClickHouseConn(ch), Cluster: ch.Cluster,
-		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.force, DataPath: ch.DataPath, Log: a.log,
+		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.replace, DataPath: ch.DataPath, Log: a.log,
 	}
 	if f.cluster {
 		zc := a.cfg.ZooKeeper
@@ -173,7 +199,7 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 		return failed(err)
 	}
 	defer conn.Close()
-	rep, err := zookeeper.Restore(cmd.Context(), conn, zookeeper.NewReader(rc), zookeeper.RestoreOptions{Root: f.root, Force: f.force, DryRun: f.dryRun})
+	rep, err := zookeeper.Restore(cmd.Context(), conn, zookeeper.NewReader(rc), zookeeper.RestoreOptions{Root: f.root, Force: f.replace, DryRun: f.dryRun})
 	if err != nil {
 		return failed(err)
 	}
@@ -185,5 +211,72 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 		verb = "would create"
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s %d nodes under %s (updated %d, kept %d existing, skipped %d ephemeral)\n", verb, rep.Created, f.root, rep.Updated, rep.Existing, rep.Ephemeral)
+	return nil
+}
+
+// snapshotToRestore finds the snapshot a restore names. When "latest" finds no complete
+// snapshot, the error names the newest partial one and how to restore what it holds, rather
+// than a bare "not found".
+func snapshotToRestore(cmd *cobra.Command, r *store.Repository, id string) (*store.Manifest, error) {
+	m, err := r.Snapshot(cmd.Context(), id)
+	if id != "latest" || !errors.Is(err, store.ErrNotFound) {
+		return m, err
+	}
+	all, lerr := r.Snapshots(cmd.Context())
+	switch {
+	case lerr != nil:
+		return nil, err
+	case len(all) == 0:
+		return nil, fmt.Errorf("no snapshot to restore: the repository holds none; take one with 'tracevault backup'")
+	}
+	newest := all[len(all)-1]
+	return nil, fmt.Errorf("no complete snapshot: the newest, %s, is %s (%s); restore what it holds with 'tracevault restore %s --allow-partial ...'",
+		newest.ID, newest.Status, newest.Error, newest.ID)
+}
+
+// unmatchedFilters refuses a ClickHouse restore whose --tables or --partitions select nothing: a
+// typo must not end in "restored 0 steps" and exit 0. Each glob and each partition must match.
+func unmatchedFilters(m *store.Manifest, f restoreFlags) error {
+	sec, _, err := clickhouse.SnapshotSection(m)
+	if err != nil {
+		return err
+	}
+	if len(sec.Tables) == 0 {
+		return fmt.Errorf("nothing to restore: snapshot %s holds no ClickHouse table", m.ID)
+	}
+	matched := map[string]bool{} // glob -> matched a table
+	partitions := map[string]bool{}
+	for _, t := range sec.Tables {
+		selected := len(f.tables) == 0
+		for _, g := range f.tables {
+			if ok, _ := path.Match(g, t.Database+"."+t.Name); ok {
+				matched[g], selected = true, true
+			}
+		}
+		for _, p := range t.Partitions {
+			partitions[p.ID] = partitions[p.ID] || selected
+		}
+	}
+	var noTable, noPartition []string
+	for _, g := range f.tables {
+		if !matched[g] {
+			noTable = append(noTable, g)
+		}
+	}
+	if len(noTable) > 0 {
+		return fmt.Errorf("--tables %s matches no table of snapshot %s (write db.table globs); 'tracevault show %s' lists its tables", strings.Join(noTable, ","), m.ID, m.ID)
+	}
+	for _, p := range f.partitions {
+		if !partitions[p] {
+			noPartition = append(noPartition, p)
+		}
+	}
+	if len(noPartition) > 0 {
+		scope := "any of its tables"
+		if len(f.tables) > 0 {
+			scope = "--tables " + strings.Join(f.tables, ",")
+		}
+		return fmt.Errorf("--partitions %s: snapshot %s holds no such partition of %s; 'tracevault show %s' lists them", strings.Join(noPartition, ","), m.ID, scope, m.ID)
+	}
 	return nil
 }

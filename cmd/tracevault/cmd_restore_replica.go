@@ -53,7 +53,7 @@ is made again from what is left to do.`,
 				if err != nil {
 					return err
 				}
-				m, err := r.Snapshot(ctx, fromSnapshot)
+				m, err := snapshotToRestore(cmd, r, fromSnapshot)
 				if err != nil {
 					return failed(err)
 				}

@@ -59,7 +59,7 @@ are cancelled, recorded as interrupted, and their snapshots recorded as partial.
 				Metrics:             promhttp.HandlerFor(d.Metrics(), promhttp.HandlerOpts{}),
 				Log:                 a.log,
 			}, d)
-			srv := &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second}
+			srv := page.HTTPServer()
 			fmt.Fprintf(cmd.OutOrStdout(), "tracevault status page: http://%s/\n", ln.Addr())
 			a.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(cfg.Jobs), "storage", cfg.Storage.URL)
 			errc := make(chan error, 1)

@@ -138,7 +138,7 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 		}
 		for _, p := range s.table.Partitions {
 			if rows[p.ID] < p.Rows {
-				r.opts.Log.Warn("fewer rows than the snapshot after SYSTEM RESTORE REPLICA; to load the snapshot's, restore that partition with --force",
+				r.opts.Log.Warn("fewer rows than the snapshot after SYSTEM RESTORE REPLICA; to load the snapshot's, restore that partition with --replace",
 					"table", s.Target, "partition", p.ID, "rows", rows[p.ID], "snapshot_rows", p.Rows, "replica", addr)
 			}
 		}

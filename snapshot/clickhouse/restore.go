@@ -266,7 +266,7 @@ func (r *Restorer) refuseNonEmpty(ctx context.Context, plan *Plan) error {
 	for _, t := range order {
 		parts = append(parts, fmt.Sprintf("%s (%d partitions, %d rows)", t, busy[t].partitions, busy[t].rows))
 	}
-	return fmt.Errorf("the target already holds rows in partitions this restore would replace: %s; pass --force to replace them atomically (REPLACE PARTITION), or --database-map SRC:DST to restore next to them", strings.Join(parts, ", "))
+	return fmt.Errorf("the target already holds rows in partitions this restore would replace: %s; pass --replace to replace them atomically (REPLACE PARTITION), or --database-map SRC:DST to restore next to them", strings.Join(parts, ", "))
 }
 
 // Progress is told about each step as it finishes.

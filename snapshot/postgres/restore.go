@@ -31,7 +31,7 @@ type RestoreOptions struct {
 const (
 	ModeNew     = "new"     // the target does not exist: created, dropped again on failure
 	ModeEmpty   = "empty"   // the target exists and holds nothing
-	ModeReplace = "replace" // --force: loaded into a staging database, swapped in at the end
+	ModeReplace = "replace" // --replace: loaded into a staging database, swapped in at the end
 	ModeTables  = "tables"  // --tables: rows reloaded into the existing schema
 )
 
@@ -109,6 +109,9 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		refs[o.ID] = o.ObjectRef
 	}
 	ref := func(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+		if rec == nil { // a partial section: the backup stopped before it stored this
+			return store.ObjectRef{}, fmt.Errorf("snapshot %s has no %s: its postgres backup did not finish; restore from another snapshot ('tracevault list')", m.ID, what)
+		}
 		o, ok := refs[rec.Object]
 		if !ok {
 			return o, fmt.Errorf("snapshot %s lists %s but not its object %s; run 'tracevault verify %s'", m.ID, what, rec.Object, m.ID)
@@ -148,7 +151,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		case n == 0:
 			plan.Mode = ModeEmpty
 		case !r.opts.Force:
-			return nil, fmt.Errorf("target database %s is not empty (%d objects): pass --force to replace it (it is dropped only after the restored copy is loaded and verified), or --pg-database NAME to restore next to it", plan.Database, n)
+			return nil, fmt.Errorf("target database %s is not empty (%d objects): pass --replace to replace it (it is dropped only after the restored copy is loaded and verified), or --pg-database NAME to restore next to it", plan.Database, n)
 		default:
 			plan.Mode, plan.LoadInto = ModeReplace, stagingName(plan.Database)
 		}
@@ -321,7 +324,7 @@ func (r *Restorer) planTables(ctx context.Context, plan *Plan, ref func(*ObjectR
 		}
 	}
 	if len(busy) > 0 && !r.opts.Force {
-		return fmt.Errorf("tables %s in database %s hold rows: pass --force to replace them (each group in one transaction)", strings.Join(busy, ", "), plan.Database)
+		return fmt.Errorf("tables %s in database %s hold rows: pass --replace to replace them (each group in one transaction)", strings.Join(busy, ", "), plan.Database)
 	}
 	fks, err := catalogReader{q: conn, schemas: plan.sec.Schemas}.foreignKeys(ctx)
 	if err != nil {

@@ -116,8 +116,8 @@ func TestRoundTripIntoNewDatabase(t *testing.T) {
 	}
 	dst.Close(ctx)
 
-	if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target}); err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("restore into a non-empty database without --force: %v, want a refusal naming --force", err)
+	if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target}); err == nil || !strings.Contains(err.Error(), "--replace") {
+		t.Errorf("restore into a non-empty database without --replace: %v, want a refusal naming --replace", err)
 	}
 	plan, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Force: true})
 	if err != nil {

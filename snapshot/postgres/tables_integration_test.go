@@ -9,7 +9,7 @@ import (
 
 // TestRestoreTables: --tables reloads tables into the existing schema, one transaction per
 // group of tables tied by foreign keys; rows it would orphan are refused and rolled back,
-// tables holding rows need --force, and a glob matching nothing is an error.
+// tables holding rows need --replace, and a glob matching nothing is an error.
 func TestRestoreTables(t *testing.T) {
 	env := stack.Require(t)
 	ctx := testContext(t)
@@ -40,7 +40,7 @@ func TestRestoreTables(t *testing.T) {
 		wantSteps int
 		restored  []string // tables back at their snapshot checksum afterwards
 	}{
-		{name: "rows need force", tables: []string{"public.api_keys"}, wantErr: []string{"hold rows", "--force"}},
+		{name: "rows need force", tables: []string{"public.api_keys"}, wantErr: []string{"hold rows", "--replace"}},
 		{name: "glob matching nothing", tables: []string{"public.nope*"}, force: true, wantErr: []string{"matches no table"}},
 		{name: "parent alone would orphan new children", tables: []string{"projects"}, force: true,
 			wantErr: []string{"prompts_project_id_fkey", "rows of public.prompts", "rolled back"}},

@@ -25,7 +25,7 @@ type RestoreReport struct {
 	Ephemeral int64 `json:"ephemeral_skipped"`
 }
 
-// ErrNodesExist means the target already holds nodes under the root and --force was not given.
+// ErrNodesExist means the target already holds nodes under the root and --replace was not given.
 var ErrNodesExist = errors.New("nodes already exist under the root")
 
 // Restore recreates the persistent nodes of a record under opts.Root, parents before children
@@ -42,7 +42,7 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 		if ok, st, err := conn.Exists(root); err != nil {
 			return rep, fmt.Errorf("check %s before restore: %w", root, err)
 		} else if ok && st.NumChildren > 0 {
-			return rep, fmt.Errorf("restore zookeeper under %s: %w (%d children); use --force to overwrite their data, or restore-replica to rebuild one replica", root, ErrNodesExist, st.NumChildren)
+			return rep, fmt.Errorf("restore zookeeper under %s: %w (%d children); use --replace to overwrite their data, or restore-replica to rebuild one replica", root, ErrNodesExist, st.NumChildren)
 		}
 	}
 	if err := ensureParents(conn, root, opts.DryRun); err != nil {
