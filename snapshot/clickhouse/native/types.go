@@ -10,14 +10,14 @@ import (
 type kind uint8
 
 const (
-	kindFixed      kind = iota // size bytes a value
-	kindString                 // uvarint length + bytes
-	kindNullable               // a byte a value (the null map), then the nested column
-	kindArray                  // a uint64 offset a value, then the nested column of the last offset's values
-	kindTuple                  // each element's column in turn
-	kindMap                    // Array(Tuple(K, V))
-	kindLowCard                // granules of index type, additional keys and indexes; see skipLowCard
-	kindStateList              // an aggregate state that is uvarint n, then n values of elems[0]
+	kindFixed     kind = iota // size bytes a value
+	kindString                // uvarint length + bytes
+	kindNullable              // a byte a value (the null map), then the nested column
+	kindArray                 // a uint64 offset a value, then the nested column of the last offset's values
+	kindTuple                 // each element's column in turn
+	kindMap                   // Array(Tuple(K, V))
+	kindLowCard               // granules of index type, additional keys and indexes; see skipLowCard
+	kindStateList             // an aggregate state that is uvarint n, then n values of elems[0]
 )
 
 // colType is a parsed column type: just enough to skip its data.
