@@ -112,11 +112,14 @@ func (s *NativeStream) Read(p []byte) (int, error) {
 		return n, err
 	}
 	var ne *native.Error
+	var unsupported *native.UnsupportedError
 	switch {
+	case errors.As(err, &ne) && errors.As(err, &unsupported):
+		err = fmt.Errorf("clickhouse %s: column %q has type %s, whose values tracevault cannot check in a Native stream (%s is unknown to it): exclude the table from the backup, or use mode = \"freeze\"", s.h.Addr, ne.Column, ne.Type, unsupported.Type)
 	case errors.As(err, &ne) && ne.ServerText != "":
 		err = fmt.Errorf("clickhouse %s failed mid-stream: %s", s.h.Addr, ne.ServerText)
 	case errors.As(err, &ne):
-		err = fmt.Errorf("clickhouse %s sent a malformed Native stream (%w); nothing of it is kept", s.h.Addr, err)
+		err = fmt.Errorf("clickhouse %s sent a malformed Native stream: %w", s.h.Addr, err)
 	default:
 		err = fmt.Errorf("clickhouse %s: %w", s.h.Addr, err)
 	}

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -21,15 +22,7 @@ func TestQueryNativeChecksStructure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := func(b ...[]byte) []byte {
-		return []byte(strings.Join(func() []string {
-			s := []string{}
-			for _, x := range b {
-				s = append(s, string(x))
-			}
-			return s
-		}(), ""))
-	}
+	cat := func(b ...[]byte) []byte { return bytes.Join(b, nil) }
 	tests := []struct {
 		name    string
 		body    []byte
@@ -43,7 +36,8 @@ func TestQueryNativeChecksStructure(t *testing.T) {
 			"clickhouse " + "%s failed mid-stream: Code: 241, e.displayText() = DB::Exception: Memory limit exceeded"},
 		{"modern exception", cat(types, []byte("Code: 159. DB::Exception: Timeout exceeded: elapsed 5 seconds. (TIMEOUT_EXCEEDED)\n")), "", 0, "failed mid-stream: Code: 159. DB::Exception: Timeout exceeded"},
 		{"truncated", types[:len(types)-3], "", 0, "malformed Native stream"},
-		{"exception header", types, "241", 0, "answered 200 OK"},
+		{"exception header", types, "241", 0, "answered 200 OK: (4096 bytes that are not text)"},
+		{"unknown type", cat([]byte{1, 1, 1, 'j', 14}, []byte("Object('json')"), []byte{0}), "", 0, `column "j" has type Object('json'), whose values tracevault cannot check`},
 	}
 	for _, tt := range tests {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

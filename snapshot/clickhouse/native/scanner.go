@@ -34,6 +34,7 @@ type Error struct {
 	Offset int64  // where the block that failed starts
 	Block  int64  // its index, from 0
 	Column string // the column being read, if any
+	Type   string // its type
 	// ServerText is what the server wrote where a block should start, when that is text: the
 	// exception of a query that failed after its first block was sent.
 	ServerText string
@@ -44,6 +45,9 @@ func (e *Error) Error() string {
 	where := fmt.Sprintf("block %d at byte %d", e.Block, e.Offset)
 	if e.Column != "" {
 		where += fmt.Sprintf(", column %q", e.Column)
+	}
+	if e.Type != "" {
+		where += " of type " + e.Type
 	}
 	if e.ServerText != "" {
 		return fmt.Sprintf("%s: %s (%v)", where, e.ServerText, e.Err)
@@ -117,7 +121,8 @@ type scanner struct {
 	off   int64 // stream offset of buf[0]
 	err   error // of src, once it failed or ended
 	types map[string]*colType
-	col   string
+	col   string // the column being read, and its type, for errors
+	typ   string
 }
 
 func (s *scanner) scan(out *Reader) error {
@@ -131,15 +136,15 @@ func (s *scanner) scan(out *Reader) error {
 			return &Error{Offset: start, Block: block, Err: s.err}
 		}
 		head := append([]byte(nil), s.buf[s.r:min(s.w, s.r+headLen)]...)
-		s.col = ""
+		s.col, s.typ = "", ""
 		rows, err := s.block()
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = ErrTruncated
 			}
-			e := &Error{Offset: start, Block: block, Column: s.col, Err: err}
+			e := &Error{Offset: start, Block: block, Column: s.col, Type: s.typ, Err: err}
 			if txt, ok := serverText(head); ok {
-				e.ServerText, e.Column = txt, ""
+				e.ServerText, e.Column, e.Type = txt, "", ""
 			}
 			return e
 		}
@@ -194,6 +199,7 @@ func (s *scanner) block() (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
+		s.typ = typeName
 		t, err := s.parsed(typeName)
 		if err != nil {
 			return 0, err

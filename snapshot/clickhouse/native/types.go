@@ -42,6 +42,14 @@ var fixedSizes = map[string]uint64{
 	"IntervalQuarter": 8, "IntervalYear": 8,
 }
 
+// UnsupportedError is a type whose layout tracevault does not know, so it cannot skip its
+// values: the stream is refused rather than stored unchecked.
+type UnsupportedError struct{ Type string }
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("type %s is not one tracevault can check in a Native stream", e.Type)
+}
+
 // parseType reads a type name as the server writes it in a Native block header.
 func parseType(s string) (*colType, error) { return parseTypeDepth(strings.TrimSpace(s), 0) }
 
@@ -154,7 +162,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 	case "AggregateFunction":
 		return parseAggregate(s, args, depth)
 	}
-	return nil, fmt.Errorf("type %q is not one tracevault can check in a Native stream", s)
+	return nil, &UnsupportedError{Type: s}
 }
 
 // parseAggregate knows the states whose layout is a count and the values: groupArray and
@@ -163,7 +171,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 func parseAggregate(s, args string, depth int) (*colType, error) {
 	parts, err := splitArgs(args)
 	if err != nil || len(parts) != 2 {
-		return nil, fmt.Errorf("aggregate state %q is not one tracevault can check in a Native stream", s)
+		return nil, &UnsupportedError{Type: s}
 	}
 	switch strings.TrimSpace(parts[0]) {
 	case "groupArray", "groupUniqArray":
@@ -172,7 +180,7 @@ func parseAggregate(s, args string, depth int) (*colType, error) {
 			return &colType{kind: kindStateList, elems: []*colType{el}}, nil
 		}
 	}
-	return nil, fmt.Errorf("aggregate state %q is not one tracevault can check in a Native stream", s)
+	return nil, &UnsupportedError{Type: s}
 }
 
 // elementType strips the name from a named tuple element ("a String", "`a b` Nullable(String)"):
