@@ -40,6 +40,17 @@ var fixedSizes = map[string]uint64{
 	"IntervalNanosecond": 8, "IntervalMicrosecond": 8, "IntervalMillisecond": 8, "IntervalSecond": 8,
 	"IntervalMinute": 8, "IntervalHour": 8, "IntervalDay": 8, "IntervalWeek": 8, "IntervalMonth": 8,
 	"IntervalQuarter": 8, "IntervalYear": 8,
+	"BFloat16": 2, "Time": 4, "Time64": 8,
+}
+
+// aliases are types written as others: the geo types.
+var aliases = map[string]string{
+	"Point":           "Tuple(Float64, Float64)",
+	"Ring":            "Array(Point)",
+	"LineString":      "Array(Point)",
+	"MultiLineString": "Array(LineString)",
+	"Polygon":         "Array(Ring)",
+	"MultiPolygon":    "Array(Polygon)",
 }
 
 // UnsupportedError is a type whose layout tracevault does not know, so it cannot skip its
@@ -87,6 +98,9 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 			out = append(out, t)
 		}
 		return out, nil
+	}
+	if alias, ok := aliases[name]; ok && !hasArgs {
+		return parseTypeDepth(alias, depth+1)
 	}
 	switch name {
 	case "String":
@@ -138,6 +152,13 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 			return nil, err
 		}
 		return &colType{kind: kindMap, elems: el}, nil
+	case "Nested":
+		// flatten_nested = 0 keeps a Nested column whole: an array of tuples.
+		el, err := parseTypeDepth("Tuple("+args+")", depth+1)
+		if err != nil {
+			return nil, err
+		}
+		return &colType{kind: kindArray, elems: []*colType{el}}, nil
 	case "Tuple":
 		parts, err := splitArgs(args)
 		if err != nil || len(parts) == 0 {
