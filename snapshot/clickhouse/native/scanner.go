@@ -64,12 +64,14 @@ var ErrTruncated = errors.New("stream ends inside a block")
 // io.EOF when the stream was not well-formed. Memory is bounded whatever the data: values are
 // skipped in the buffer, never materialised.
 type Reader struct {
-	pr     *io.PipeReader
-	done   chan struct{}
-	rows   atomic.Int64
-	blocks atomic.Int64
-	once   sync.Once
+	pr   *io.PipeReader
+	done chan struct{}
+	once sync.Once
+	counts
 }
+
+// counts are what a scan has checked so far.
+type counts struct{ rows, blocks atomic.Int64 }
 
 // NewReader starts checking r. Close the Reader when done, after closing r if a Read of r may
 // block (a network body): the check runs in its own goroutine, which Close waits for.
@@ -78,10 +80,10 @@ func NewReader(r io.Reader) *Reader {
 	nr := &Reader{pr: pr, done: make(chan struct{})}
 	go func() {
 		defer close(nr.done)
-		// Bytes reach the consumer before they are parsed, so the two overlap; the verdict
+		// Bytes reach the consumer as they are read, before they are parsed; the verdict
 		// comes in place of EOF, after the last byte.
 		s := &scanner{src: io.TeeReader(r, pw), buf: make([]byte, bufSize), types: map[string]*colType{}}
-		err := s.scan(nr)
+		err := s.scan(&nr.counts)
 		pw.CloseWithError(err)
 	}()
 	return nr
@@ -108,9 +110,9 @@ func (r *Reader) Close() error {
 // Check reads a whole stream, returning its rows.
 func Check(r io.Reader) (int64, error) {
 	s := &scanner{src: r, buf: make([]byte, bufSize), types: map[string]*colType{}}
-	var out Reader
-	err := s.scan(&out)
-	return out.Rows(), err
+	var c counts
+	err := s.scan(&c)
+	return c.rows.Load(), err
 }
 
 // scanner is a buffered reader that knows the layout of Native blocks.
@@ -125,7 +127,7 @@ type scanner struct {
 	typ   string
 }
 
-func (s *scanner) scan(out *Reader) error {
+func (s *scanner) scan(out *counts) error {
 	for block := int64(0); ; block++ {
 		start := s.off + int64(s.r)
 		s.fill(headLen)
