@@ -2,31 +2,86 @@ package clickhouse
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
 
-func TestTailCheckedCatchesMidStreamException(t *testing.T) {
-	data := bytes.Repeat([]byte{0, 1, 2, 'x'}, 50_000)
+// TestQueryNativeChecksStructure serves streams captured from ClickHouse 18.16 (see
+// native/testdata) the way a server sends them, 200 first.
+func TestQueryNativeChecksStructure(t *testing.T) {
+	types, err := os.ReadFile("native/testdata/types-18.16.native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoting, err := os.ReadFile("native/testdata/exception-text-row-18.16.native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := func(b ...[]byte) []byte { return bytes.Join(b, nil) }
 	tests := []struct {
 		name    string
 		body    []byte
+		header  string
+		rows    int64
 		wantErr string
 	}{
-		{"clean", data, ""},
-		{"short clean", []byte("abc"), ""},
-		{"old server exception", append(append([]byte{}, data...), "Code: 241, e.displayText() = DB::Exception: Memory limit exceeded"...), "Memory limit"},
-		{"modern exception", append(append([]byte{}, data[:100]...), "Code: 159. DB::Exception: Timeout exceeded"...), "Timeout exceeded"},
+		{"clean", types, "", 20, ""},
+		{"a row quoting an exception", cat(types, quoting), "", 21, ""},
+		{"old server exception", cat(types, []byte("Code: 241, e.displayText() = DB::Exception: Memory limit exceeded, e.what() = DB::Exception\n")), "", 0,
+			"clickhouse " + "%s failed mid-stream: Code: 241, e.displayText() = DB::Exception: Memory limit exceeded"},
+		{"modern exception", cat(types, []byte("Code: 159. DB::Exception: Timeout exceeded: elapsed 5 seconds. (TIMEOUT_EXCEEDED)\n")), "", 0, "failed mid-stream: Code: 159. DB::Exception: Timeout exceeded"},
+		{"truncated", types[:len(types)-3], "", 0, "malformed Native stream"},
+		{"exception header", types, "241", 0, "answered 200 OK: (4096 bytes that are not text)"},
+		{"unknown type", cat([]byte{1, 1, 1, 'j', 14}, []byte("Object('json')"), []byte{0}), "", 0, `column "j" has type Object('json'), whose values tracevault cannot check`},
 	}
 	for _, tt := range tests {
-		tc := &tailChecked{rc: io.NopCloser(bytes.NewReader(tt.body)), addr: "ch:8123"}
-		got, err := io.ReadAll(tc)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tt.header != "" {
+				w.Header().Set("X-ClickHouse-Exception-Code", tt.header)
+			}
+			w.Write(tt.body)
+		}))
+		h := &HTTP{Addr: strings.TrimPrefix(srv.URL, "http://")}
+		ns, err := h.QueryNative(context.Background(), "SELECT 1 FORMAT Native")
+		var got []byte
+		if err == nil {
+			got, err = io.ReadAll(ns)
+			ns.Close()
+		}
+		srv.Close()
+		want := strings.ReplaceAll(tt.wantErr, "%s", h.Addr)
 		switch {
-		case tt.wantErr == "" && (err != nil || !bytes.Equal(got, tt.body)):
-			t.Errorf("%s: got %d bytes, %v; want all %d", tt.name, len(got), err, len(tt.body))
-		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-			t.Errorf("%s: err %v, want %q", tt.name, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || string(got) != string(tt.body) || ns.Rows() != tt.rows):
+			t.Errorf("%s: %d of %d bytes, %v", tt.name, len(got), len(tt.body), err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: err %v, want %q", tt.name, err, want)
+		case tt.wantErr != "" && strings.ContainsRune(err.Error(), 0):
+			t.Errorf("%s: the error carries the stream's bytes: %q", tt.name, err)
+		}
+	}
+}
+
+// A server that quotes the request in its error must not make the password reach the caller.
+func TestHTTPErrorsNeverCarryThePassword(t *testing.T) {
+	const password = "s3cret-Pa55word"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pw, _ := r.BasicAuth()
+		body, _ := io.ReadAll(r.Body)
+		http.Error(w, "Code: 62. DB::Exception: Syntax error near '"+pw+"' in "+string(body), http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	h := &HTTP{Addr: strings.TrimPrefix(srv.URL, "http://"), User: "tracevault", Password: password}
+	errs := []error{h.Exec(context.Background(), "SELECT '"+password+"'", nil)}
+	_, err := h.QueryNative(context.Background(), "SELECT 1 FORMAT Native")
+	errs = append(errs, err)
+	for i, err := range errs {
+		if err == nil || strings.Contains(err.Error(), password) || !strings.Contains(err.Error(), "Syntax error") {
+			t.Errorf("%d: %v", i, err)
 		}
 	}
 }

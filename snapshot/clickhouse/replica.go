@@ -572,22 +572,39 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *Server, peerAddr st
 		return nil, err
 	}
 	insert := "INSERT INTO " + full + " SELECT * FROM " + src
-	if peer := b.servers[peerAddr]; peer != nil && sameColumns(ctx, peer, own, cols) {
+	peer := b.servers[peerAddr]
+	peerHTTP, targetHTTP := b.opts.HTTP[peerAddr], b.opts.HTTP[target.Addr]
+	switch {
+	case peer != nil && (peerHTTP == "" || targetHTTP == ""):
+		b.opts.Log.Warn("without the HTTP addresses of the replicas, every row of the isolated table is kept aside, not only those its peers lack; set [clickhouse] http_addresses", "table", s.Target)
+		fallthrough
+	case peer == nil || !sameColumns(ctx, peer, own, cols):
+		if err := target.Conn.Exec(ctx, insert); err != nil {
+			return nil, fmt.Errorf("copy rows of %s into %s: %w", src, full, err)
+		}
+	default:
 		hash := rowHash(cols)
 		parts, err := Partitions(ctx, target, own.Database, own.Name)
 		if err != nil {
 			return nil, err
 		}
-		remote := fmt.Sprintf("remote(%s, %s, %s%s)", QuoteString(peerAddr), QuoteIdent(own.Database), QuoteIdent(own.Name), b.remoteAuth())
+		hashes := QuoteIdent(own.Database) + "." + QuoteIdent("__tracevault_peer_hashes_"+own.Name)
+		defer func() {
+			if err := target.Conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+hashes); err != nil {
+				b.opts.Log.Warn("could not drop scratch table", "table", hashes, "replica", target.Addr, "err", err)
+			}
+		}()
+		from := &HTTP{Addr: peerHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
+		to := &HTTP{Addr: targetHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
 		for _, p := range parts {
-			q := fmt.Sprintf("%s WHERE _partition_id = %s AND %s NOT IN (SELECT %s FROM %s WHERE _partition_id = %s)",
-				insert, QuoteString(p.ID), hash, hash, remote, QuoteString(p.ID))
+			if err := copyPeerHashes(ctx, from, to, target, hashes, hash, src, p.ID); err != nil {
+				return nil, err
+			}
+			q := fmt.Sprintf("%s WHERE _partition_id = %s AND %s NOT IN %s", insert, QuoteString(p.ID), hash, hashes)
 			if err := target.Conn.Exec(ctx, q); err != nil {
 				return nil, fmt.Errorf("copy rows of %s partition %s found on no peer into %s: %w", src, p.ID, full, err)
 			}
 		}
-	} else if err := target.Conn.Exec(ctx, insert); err != nil {
-		return nil, fmt.Errorf("copy rows of %s into %s: %w", src, full, err)
 	}
 	var rows uint64
 	if err := target.Conn.QueryRow(ctx, "SELECT count() FROM "+full).Scan(&rows); err != nil {
@@ -600,11 +617,25 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *Server, peerAddr st
 	return &Recovered{Table: s.Target, RecoveryTable: own.Database + "." + name, Rows: rows}, nil
 }
 
-func (b *Rebuilder) remoteAuth() string {
-	if b.opts.Conn.User == "" {
-		return ""
+// copyPeerHashes fills a Set table on the target with the row hashes of one partition on the
+// peer. They are streamed through tracevault, from the peer's HTTP interface into the
+// target's, rather than read by the target with remote(): that would put the credentials in
+// the SQL text, which both servers keep in system.query_log.
+func copyPeerHashes(ctx context.Context, from, to *HTTP, target *Server, hashes, hash, src, partition string) error {
+	for _, sql := range []string{"DROP TABLE IF EXISTS " + hashes, "CREATE TABLE " + hashes + " (h UInt64) ENGINE = Set"} {
+		if err := target.Conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("prepare %s on %s: %w", hashes, target.Addr, err)
+		}
 	}
-	return ", " + QuoteString(b.opts.Conn.User) + ", " + QuoteString(b.opts.Conn.Password)
+	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE _partition_id = %s FORMAT Native", hash, src, QuoteString(partition)))
+	if err != nil {
+		return fmt.Errorf("read the row hashes of %s partition %s on the peer: %w", src, partition, err)
+	}
+	defer ns.Close()
+	if err := to.Exec(ctx, "INSERT INTO "+hashes+" FORMAT Native", ns); err != nil {
+		return fmt.Errorf("copy the peer's row hashes of %s partition %s to %s: %w", src, partition, target.Addr, err)
+	}
+	return nil
 }
 
 // sameColumns: rows can be matched by hash only when the peer has the same columns.

@@ -245,10 +245,9 @@ func (r *Restorer) refuseNonEmpty(ctx context.Context, plan *Plan) error {
 		}
 		seen[s.Target+s.Partition+s.Replica] = true
 		db, table, _ := strings.Cut(s.Target, ".")
-		var rows uint64
-		err := r.servers[s.Replica].Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, s.Partition).Scan(&rows)
+		rows, err := partitionRowCount(ctx, r.servers[s.Replica], db, table, s.Partition)
 		if err != nil {
-			return fmt.Errorf("check target %s on %s: %w", s.Target, s.Replica, err)
+			return fmt.Errorf("check target: %w", err)
 		}
 		if rows > 0 {
 			if busy[s.Target] == nil {
@@ -333,7 +332,9 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		return err
 	}
 	stagingFull := QuoteIdent(db) + "." + QuoteIdent(staging)
-	for _, sql := range []string{create, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + QuoteString(s.Partition)} {
+	// Merges stay off in the staging twin: a Replacing merge there would drop duplicates
+	// before the row check below.
+	for _, sql := range []string{create, "SYSTEM STOP MERGES " + stagingFull, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + QuoteString(s.Partition)} {
 		if err := srv.Conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("prepare staging table %s on %s: %w", stagingFull, srv.Addr, err)
 		}
@@ -356,6 +357,15 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}
+	}
+	// The check comes before the swap: a partition whose object does not hold the recorded
+	// rows must leave the target as it was.
+	staged, err := partitionRowCount(ctx, srv, db, staging, s.Partition)
+	if err != nil {
+		return err
+	}
+	if staged != s.Rows {
+		return fmt.Errorf("object %s loaded %d rows into %s partition %s, the snapshot records %d; the target was not changed: run 'tracevault verify --read-data' on the snapshot", s.ref.Name(), staged, stagingFull, s.Partition, s.Rows)
 	}
 	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", QuoteIdent(db), QuoteIdent(table), QuoteString(s.Partition), stagingFull)
 	if err := srv.Conn.Exec(ctx, replace); err != nil {
@@ -442,9 +452,9 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 					return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
 				}
 			}
-			var rows uint64
-			if err := srv.Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, s.Partition).Scan(&rows); err != nil {
-				return fmt.Errorf("count %s partition %s on %s: %w", s.Target, s.Partition, addr, err)
+			rows, err := partitionRowCount(ctx, srv, db, table, s.Partition)
+			if err != nil {
+				return err
 			}
 			if rows != s.Rows {
 				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows, addr, s.Rows)
@@ -452,6 +462,15 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 		}
 	}
 	return nil
+}
+
+// partitionRowCount is the rows of a partition's active parts on one replica.
+func partitionRowCount(ctx context.Context, srv *Server, db, table, partition string) (uint64, error) {
+	var rows uint64
+	if err := srv.Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, partition).Scan(&rows); err != nil {
+		return 0, fmt.Errorf("count %s.%s partition %s on %s: %w", db, table, partition, srv.Addr, err)
+	}
+	return rows, nil
 }
 
 // WritePlan prints a plan for --dry-run.

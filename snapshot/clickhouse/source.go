@@ -250,6 +250,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			start := time.Now()
 			format, src := FormatNative, io.ReadCloser(nil)
 			var fz *freezeReader
+			var stream *lazyNative
 			if s.Mode == ModeFreeze {
 				root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
 				db, table, id := rec.Database, rec.Name, p.ID
@@ -257,7 +258,8 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				format, src = FormatPartsTar, fz
 			} else {
 				sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID))
-				src = &lazyReader{open: func() (io.ReadCloser, error) { return h.Query(ctx, sql, nil) }}
+				stream = &lazyNative{open: func() (*NativeStream, error) { return h.QueryNative(ctx, sql) }}
+				src = stream
 			}
 			meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
 			fingerprint := Fingerprint(rec.Table, cols, p, srv.Addr)
@@ -271,6 +273,13 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			}
 			if closeErr != nil && fz != nil {
 				return fmt.Errorf("remove the shadow directory of %s partition %s on %s: %w", rec.FullName(), p.ID, srv.Addr, closeErr)
+			}
+			if stream != nil && !obj.Reused {
+				// Inserts and merges go on between the listing and the SELECT: record the rows
+				// the object holds, counted in its stream, which restore checks before it
+				// swaps the partition in. A reused object's listing (parts and rows) equals the
+				// one it was stored under, so its rows stay as listed.
+				p.Rows = uint64(stream.Rows())
 			}
 			if fz != nil && fz.f != nil {
 				// A merge or insert between listing and freezing changes the parts; record what
@@ -292,27 +301,35 @@ func hasTable(ctx context.Context, s *Server, db, table string) (bool, error) {
 	return n > 0, nil
 }
 
-// lazyReader opens its stream on the first Read, so a partition whose object is reused is never
+// lazyNative opens its stream on the first Read, so a partition whose object is reused is never
 // queried at all.
-type lazyReader struct {
-	open func() (io.ReadCloser, error)
-	rc   io.ReadCloser
+type lazyNative struct {
+	open func() (*NativeStream, error)
+	ns   *NativeStream
 	err  error
 }
 
-func (l *lazyReader) Read(p []byte) (int, error) {
-	if l.rc == nil && l.err == nil {
-		l.rc, l.err = l.open()
+func (l *lazyNative) Read(p []byte) (int, error) {
+	if l.ns == nil && l.err == nil {
+		l.ns, l.err = l.open()
 	}
 	if l.err != nil {
 		return 0, l.err
 	}
-	return l.rc.Read(p)
+	return l.ns.Read(p)
 }
 
-func (l *lazyReader) Close() error {
-	if l.rc != nil {
-		return l.rc.Close()
+// Rows is what the stream held, once read to its end; snapshot.Writer records it.
+func (l *lazyNative) Rows() int64 {
+	if l.ns == nil {
+		return 0
+	}
+	return l.ns.Rows()
+}
+
+func (l *lazyNative) Close() error {
+	if l.ns != nil {
+		return l.ns.Close()
 	}
 	return nil
 }
