@@ -79,7 +79,9 @@ func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 	if a.prefix != "" {
 		a.prefix += "/"
 	}
-	if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+	// A SAS scoped to the container may not create it (AuthorizationPermissionMismatch): it exists
+	// then, or the first operation says that it does not.
+	if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists, bloberror.AuthorizationPermissionMismatch) {
 		return nil, a.scrub(fmt.Errorf("open %s: create container: %w", a, err))
 	}
 	return a, nil
@@ -295,9 +297,14 @@ func secretsOf(o AzureOptions) secrets {
 	return s
 }
 
-// signatureParam matches a SAS signature or an account key in a URL or connection string, even
-// one this process was not configured with (a redirect, a token minted by the service).
-var signatureParam = regexp.MustCompile(`(?i)\b(sig|accountkey|sharedaccesssignature)=[^&;\s"']+`)
+var (
+	// urlQuery matches a URL's query string, where a SAS token travels; the SDK's transport errors
+	// print the whole URL.
+	urlQuery = regexp.MustCompile(`(?i)(https?://[^\s"'?]*)\?[^\s"']*`)
+	// signatureParam matches a SAS signature or an account key outside a URL (a connection
+	// string), even one this process was not configured with.
+	signatureParam = regexp.MustCompile(`(?i)\b(sig|accountkey|sharedaccesssignature)=[^&;\s"']+`)
+)
 
 // scrub returns err with every secret removed from its text; errors.Is and errors.As still see
 // the original chain, whose text only a caller that digs for it will print.
@@ -305,7 +312,8 @@ func (s secrets) scrub(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := signatureParam.ReplaceAllString(err.Error(), "$1=REDACTED")
+	msg := urlQuery.ReplaceAllString(err.Error(), "$1")
+	msg = signatureParam.ReplaceAllString(msg, "$1 REDACTED")
 	for _, v := range s {
 		msg = strings.ReplaceAll(msg, v, "REDACTED")
 	}

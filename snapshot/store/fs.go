@@ -167,7 +167,8 @@ func (f *FS) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") || !strings.HasPrefix(p, prefix) {
+		// Only regular files are objects: a symlink is not something the repository wrote.
+		if !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".tmp-") || !strings.HasPrefix(p, prefix) {
 			return nil
 		}
 		fi, err := d.Info()
