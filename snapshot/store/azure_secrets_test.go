@@ -27,7 +27,7 @@ func TestAzureErrorsCarryNoSecrets(t *testing.T) {
 	ctx := context.Background()
 	env := stack.Require(t)
 	field := func(k string) string {
-		return regexp.MustCompile(k+`=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
+		return regexp.MustCompile(k + `=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
 	}
 	account, key, endpoint := field("AccountName"), field("AccountKey"), field("BlobEndpoint")
 	az := openAzurite(t, AzureOptions{}).(*Azure) // creates the container the SAS is for
