@@ -288,13 +288,14 @@ func TestStoppedHolderNoticesLoss(t *testing.T) {
 			if !noticed {
 				t.Error("the resumed holder exited without noticing the loss")
 			}
-			// The new holder keeps its lock through renewals, and still excludes others.
+			// The old holder's exit (it released) left the new holder's lock alone: it still
+			// excludes others, and keeps its lock through renewals.
+			if _, err := s.b.Lock(ctx, "repository", s.ttl); !errors.Is(err, ErrLocked) {
+				t.Fatalf("third contender after the old holder released: %v, want ErrLocked", err)
+			}
 			time.Sleep(s.ttl / 2)
 			if err := Confirm(ctx, l); err != nil {
 				t.Fatalf("new holder after the old one resumed: %v", err)
-			}
-			if _, err := s.b.Lock(ctx, "repository", s.ttl); !errors.Is(err, ErrLocked) {
-				t.Fatalf("third contender: %v, want ErrLocked", err)
 			}
 		})
 	}
