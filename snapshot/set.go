@@ -92,7 +92,7 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 	}
 	defer lock.Release(context.Background())
 	// Losing the lease means prune may run: stop writing at once.
-	ctx, cancel := store.WhileHeld(ctx, lock, errors.New("repository lock lost"))
+	ctx, cancel := store.WhileHeld(ctx, lock, store.ErrLockLost)
 	defer cancel(nil)
 
 	m := store.NewManifest(opts.Tags)
@@ -119,6 +119,14 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 		var cancelCommit context.CancelFunc
 		commitCtx, cancelCommit = context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancelCommit()
+	}
+	// A manifest committed without the lock could reference objects a prune (which may hold the
+	// lock now) is deleting: after a loss, commit nothing; the uploaded objects are unreferenced
+	// and the next prune removes them.
+	if err := store.Confirm(commitCtx, lock); err != nil {
+		m.Status = store.StatusPartial
+		m.Error = strings.Join(append(failures, "repository lock lost before the commit"), "; ")
+		return m, fmt.Errorf("%w: snapshot not committed; another process (prune, or a backup that judged this one dead) may hold the repository now; run the backup again: %w", ErrPartial, err)
 	}
 	if err := repo.CommitManifest(commitCtx, m); err != nil {
 		return m, err

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -39,9 +41,10 @@ type AzureOptions struct {
 // Azure is the Azure Blob Storage backend: block blobs, uploaded as staged blocks in parallel
 // and committed at the end, which is what makes Put atomic.
 type Azure struct {
-	c      *container.Client
-	opts   AzureOptions
-	prefix string
+	c       *container.Client
+	opts    AzureOptions
+	prefix  string
+	secrets secrets
 }
 
 // NewAzure connects to a container, creating it if missing.
@@ -67,16 +70,19 @@ func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 		o.Retry.MaxRetryDelay = 30 * time.Second
 	}
 	copts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: o.Retry, Transport: o.Transport}}
+	secrets := secretsOf(o)
 	c, err := newContainerClient(o, copts)
 	if err != nil {
-		return nil, err
+		return nil, secrets.scrub(err)
 	}
-	a := &Azure{c: c, opts: o, prefix: strings.Trim(o.Prefix, "/")}
+	a := &Azure{c: c, opts: o, prefix: strings.Trim(o.Prefix, "/"), secrets: secrets}
 	if a.prefix != "" {
 		a.prefix += "/"
 	}
-	if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-		return nil, fmt.Errorf("open %s: create container: %w", a, err)
+	// A SAS scoped to the container may not create it (AuthorizationPermissionMismatch): it exists
+	// then, or the first operation says that it does not.
+	if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists, bloberror.AuthorizationPermissionMismatch) {
+		return nil, a.scrub(fmt.Errorf("open %s: create container: %w", a, err))
 	}
 	return a, nil
 }
@@ -124,7 +130,7 @@ func (a *Azure) Put(ctx context.Context, name string, r io.Reader) (int64, error
 		BlockSize: a.opts.BlockSize, Concurrency: a.opts.Concurrency,
 	})
 	if err != nil {
-		return cr.n, fmt.Errorf("put %s to %s: %w", name, a, err)
+		return cr.n, a.scrub(fmt.Errorf("put %s to %s: %w", name, a, err))
 	}
 	return cr.n, nil
 }
@@ -136,16 +142,17 @@ func (a *Azure) Get(ctx context.Context, name string, off, length int64) (io.Rea
 	}
 	resp, err := a.c.NewBlobClient(a.blob(name)).DownloadStream(ctx, &blob.DownloadStreamOptions{Range: rng})
 	if err != nil {
-		return nil, fmt.Errorf("get %s from %s: %w", name, a, notFound(err))
+		return nil, a.scrub(fmt.Errorf("get %s from %s: %w", name, a, notFound(err)))
 	}
-	// The retry reader resumes a body cut mid-stream from where it stopped.
-	return resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 5}), nil
+	// The retry reader resumes a body cut mid-stream from where it stopped; its errors carry
+	// the blob's URL too.
+	return scrubbedReader{resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 5}), a.secrets}, nil
 }
 
 func (a *Azure) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	p, err := a.c.NewBlobClient(a.blob(name)).GetProperties(ctx, nil)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("stat %s in %s: %w", name, a, notFound(err))
+		return ObjectInfo{}, a.scrub(fmt.Errorf("stat %s in %s: %w", name, a, notFound(err)))
 	}
 	info := ObjectInfo{Name: name}
 	if p.ContentLength != nil {
@@ -163,7 +170,7 @@ func (a *Azure) List(ctx context.Context, prefix string, fn func(ObjectInfo) err
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("list %q in %s: %w", prefix, a, err)
+			return a.scrub(fmt.Errorf("list %q in %s: %w", prefix, a, err))
 		}
 		for _, b := range page.Segment.BlobItems {
 			info := ObjectInfo{Name: strings.TrimPrefix(*b.Name, a.prefix)}
@@ -184,14 +191,23 @@ func (a *Azure) List(ctx context.Context, prefix string, fn func(ObjectInfo) err
 func (a *Azure) Delete(ctx context.Context, name string) error {
 	_, err := a.c.NewBlobClient(a.blob(name)).Delete(ctx, nil)
 	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
-		return fmt.Errorf("delete %s from %s: %w", name, a, err)
+		return a.scrub(fmt.Errorf("delete %s from %s: %w", name, a, err))
 	}
 	return nil
 }
 
 // Lock leases an empty blob under locks/. Azure expires a lease its holder stopped renewing,
-// so a crashed holder frees the lock by itself within the lease duration.
+// so a crashed holder frees the lock by itself within the lease duration. The lease id is this
+// holder's own: renewing or releasing it cannot touch a successor's lease.
 func (a *Azure) Lock(ctx context.Context, name string, ttl time.Duration) (Lock, error) {
+	l, err := a.lock(ctx, name, ttl)
+	if err != nil {
+		return nil, a.scrub(err)
+	}
+	return l, nil
+}
+
+func (a *Azure) lock(ctx context.Context, name string, ttl time.Duration) (Lock, error) {
 	bb := a.c.NewBlockBlobClient(a.blob("locks/" + name))
 	if _, err := bb.GetProperties(ctx, nil); bloberror.HasCode(err, bloberror.BlobNotFound) {
 		if _, err := bb.Upload(ctx, nopSeekCloser{}, nil); err != nil && !bloberror.HasCode(err, bloberror.LeaseIDMissing, bloberror.LeaseAlreadyPresent) {
@@ -204,6 +220,7 @@ func (a *Azure) Lock(ctx context.Context, name string, ttl time.Duration) (Lock,
 	}
 	// Azure leases last 15 to 60 seconds (or forever); renewal keeps a longer hold alive.
 	secs := int32(min(max(ttl, 15*time.Second), 60*time.Second) / time.Second)
+	acquired := time.Now()
 	if _, err := lc.AcquireLease(ctx, secs, nil); err != nil {
 		if bloberror.HasCode(err, bloberror.LeaseAlreadyPresent) {
 			return nil, fmt.Errorf("lock %s in %s: %w by %s", name, a, ErrLocked, describeHolder(a.lockHolder(ctx, bb)))
@@ -215,14 +232,23 @@ func (a *Azure) Lock(ctx context.Context, name string, ttl time.Duration) (Lock,
 	_, _ = bb.SetMetadata(ctx, map[string]*string{"holder": &meta}, &blob.SetMetadataOptions{
 		AccessConditions: &blob.AccessConditions{LeaseAccessConditions: &blob.LeaseAccessConditions{LeaseID: lc.LeaseID()}},
 	})
-	renew := func(ctx context.Context) error { _, err := lc.RenewLease(ctx, nil); return err }
+	renew := func(ctx context.Context) error {
+		_, err := lc.RenewLease(ctx, nil)
+		if bloberror.HasCode(err, bloberror.LeaseIDMismatchWithLeaseOperation, bloberror.LeaseNotPresentWithLeaseOperation,
+			bloberror.LeaseLost, bloberror.LeaseIsBrokenAndCannotBeRenewed, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+			return fmt.Errorf("%w: %w", errLeaseTaken, a.scrub(err))
+		}
+		return a.scrub(err)
+	}
 	release := func(ctx context.Context) error {
-		if _, err := lc.ReleaseLease(ctx, nil); err != nil {
-			return fmt.Errorf("release lock %s in %s: %w", name, a, err)
+		_, err := lc.ReleaseLease(ctx, nil)
+		// A lease that expired or went to a successor is not ours to release.
+		if err != nil && !bloberror.HasCode(err, bloberror.LeaseIDMismatchWithLeaseOperation, bloberror.LeaseNotPresentWithLeaseOperation) {
+			return a.scrub(fmt.Errorf("release lock %s in %s: %w", name, a, err))
 		}
 		return nil
 	}
-	return startLease(time.Duration(secs)*time.Second, renew, release), nil
+	return startLease(time.Duration(secs)*time.Second, acquired, renew, release), nil
 }
 
 func (a *Azure) lockHolder(ctx context.Context, bb *blockblob.Client) Holder {
@@ -243,6 +269,83 @@ func notFound(err error) error {
 		return fmt.Errorf("%w (%v)", ErrNotFound, err)
 	}
 	return err
+}
+
+// secrets are the credential strings that must never appear in an error's text.
+type secrets []string
+
+func secretsOf(o AzureOptions) secrets {
+	var s secrets
+	add := func(v string) {
+		if v = strings.TrimSpace(v); len(v) >= 8 { // shorter values would blank ordinary words
+			s = append(s, v, url.QueryEscape(v))
+		}
+	}
+	add(o.AccountKey)
+	add(strings.TrimPrefix(o.SASToken, "?"))
+	if q, err := url.ParseQuery(strings.TrimPrefix(o.SASToken, "?")); err == nil {
+		add(q.Get("sig"))
+	}
+	for _, kv := range strings.Split(o.ConnectionString, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok && (strings.EqualFold(k, "AccountKey") || strings.EqualFold(k, "SharedAccessSignature")) {
+			add(v)
+			if q, err := url.ParseQuery(v); err == nil {
+				add(q.Get("sig"))
+			}
+		}
+	}
+	return s
+}
+
+var (
+	// urlQuery matches a URL's query string, where a SAS token travels; the SDK's transport errors
+	// print the whole URL.
+	urlQuery = regexp.MustCompile(`(?i)(https?://[^\s"'?]*)\?[^\s"']*`)
+	// signatureParam matches a SAS signature or an account key outside a URL (a connection
+	// string), even one this process was not configured with.
+	signatureParam = regexp.MustCompile(`(?i)\b(sig|accountkey|sharedaccesssignature)=[^&;\s"']+`)
+)
+
+// scrub returns err with every secret removed from its text; errors.Is and errors.As still see
+// the original chain, whose text only a caller that digs for it will print.
+func (s secrets) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := urlQuery.ReplaceAllString(err.Error(), "$1")
+	msg = signatureParam.ReplaceAllString(msg, "$1 REDACTED")
+	for _, v := range s {
+		msg = strings.ReplaceAll(msg, v, "REDACTED")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &scrubbedError{msg: msg, err: err}
+}
+
+func (a *Azure) scrub(err error) error { return a.secrets.scrub(err) }
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// scrubbedReader scrubs the errors of a download's body, which the SDK's retry reader produces
+// from failed re-requests.
+type scrubbedReader struct {
+	io.ReadCloser
+	s secrets
+}
+
+func (r scrubbedReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.s.scrub(err)
+	}
+	return n, err
 }
 
 type countingReader struct {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -27,7 +29,8 @@ type Backend interface {
 // Lock is a held lease.
 type Lock interface {
 	Release(ctx context.Context) error
-	// Lost is closed when renewal failed: whoever holds the lock must stop writing.
+	// Lost is closed once the lock may be someone else's (taken over, or expired without a
+	// successful renewal): whoever holds the lock must stop writing.
 	Lost() <-chan struct{}
 }
 
@@ -43,6 +46,8 @@ var (
 	ErrNotFound = errors.New("object not found")
 	// ErrLocked is returned when another process holds the lock.
 	ErrLocked = errors.New("repository is locked")
+	// ErrLockLost is returned when a held lock expired or was taken over: its holder must stop.
+	ErrLockLost = errors.New("lock lost: it expired or another process took it over")
 )
 
 // Holder identifies a lock's owner, stored with the lock so a waiting process can name it.
@@ -51,51 +56,170 @@ type Holder struct {
 	PID   int       `json:"pid"`
 	Since time.Time `json:"since"`
 	What  string    `json:"what,omitempty"`
+	// TTLMillis is the lease the holder renews within; a contender judges staleness by it.
+	TTLMillis int64 `json:"ttl_ms,omitempty"`
 }
 
-// renewal is the renewal loop both backends share: renew every ttl/3, close lost on failure.
+// errLeaseTaken is what a renew function returns when the lease is provably someone else's (a
+// newer generation, another lease id): retrying cannot help.
+var errLeaseTaken = errors.New("lease taken over by another holder")
+
+// leaseMargin is how long before a lease's end its holder stops trusting it: a contender judges
+// the lease free only after the full ttl, so the holder stops writing at least this much earlier.
+func leaseMargin(ttl time.Duration) time.Duration { return ttl / 4 }
+
+// renewal is the lease both backends share. The lease is valid until validUntil, which each
+// successful renewal moves to its start + ttl - margin; Lost closes when renewal proved the lease
+// taken, or when validUntil passed without a successful renewal. A transient renewal failure is
+// retried with backoff until then: one network hiccup must not abort a multi-hour backup.
 type renewal struct {
-	lost    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	ttl     time.Duration
+	renew   func(context.Context) error
 	release func(ctx context.Context) error
+
+	renewMu    sync.Mutex // one renewal at a time: the loop's, or a Confirm's
+	mu         sync.Mutex
+	validUntil time.Time // monotonic: a process stopped (SIGSTOP) past it wakes up expired
+	lost       chan struct{}
+	lostOnce   sync.Once
+	stop       chan struct{}
+	stopOnce   sync.Once
+	done       chan struct{}
 }
 
-func startLease(ttl time.Duration, renew func(context.Context) error, release func(context.Context) error) *renewal {
-	l := &renewal{lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), release: release}
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-				err := renew(ctx)
-				cancel()
-				if err != nil {
-					close(l.lost)
-					return
-				}
-			}
-		}
-	}()
+// startLease starts renewing a lease acquired at acquired (taken before the acquiring call, so the
+// validity is never overestimated).
+func startLease(ttl time.Duration, acquired time.Time, renew, release func(context.Context) error) *renewal {
+	l := &renewal{ttl: ttl, renew: renew, release: release, validUntil: acquired.Add(ttl - leaseMargin(ttl)),
+		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.loop()
 	return l
 }
 
-func (l *renewal) Lost() <-chan struct{} { return l.lost }
-
-func (l *renewal) Release(ctx context.Context) error {
-	select {
-	case <-l.stop:
-		return nil
-	default:
+func (l *renewal) loop() {
+	defer close(l.done)
+	every := l.ttl / 3
+	wait := every
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-time.After(min(wait, time.Until(l.until()))): // wake at the latest when it expires
+		}
+		switch err := l.renewOnce(context.Background()); {
+		case err == nil:
+			wait = every
+		case errors.Is(err, ErrLockLost):
+			return
+		case wait == every:
+			// Transient: retry sooner, backing off, until the lease has really run out.
+			wait = l.ttl / 20
+		default:
+			wait = min(wait*2, every)
+		}
 	}
-	close(l.stop)
+}
+
+// renewOnce renews the lease now. It returns ErrLockLost once the lease is gone for good, any
+// other error for a failure worth retrying while the lease is still valid.
+func (l *renewal) renewOnce(ctx context.Context) error {
+	l.renewMu.Lock()
+	defer l.renewMu.Unlock()
+	start := time.Now()
+	if l.expired(start) {
+		return ErrLockLost
+	}
+	ctx, cancel := context.WithDeadline(ctx, l.until())
+	err := l.renew(ctx)
+	cancel()
+	if err == nil && time.Since(start) > leaseMargin(l.ttl) {
+		// A renewal that landed this late may have landed after a contender judged the lease
+		// expired (it waits ttl from the previous renewal): it must not extend the validity.
+		err = errors.New("renewal took longer than the safety margin")
+	}
+	switch {
+	case err == nil:
+		l.mu.Lock()
+		l.validUntil = start.Add(l.ttl - leaseMargin(l.ttl))
+		l.mu.Unlock()
+		return nil
+	case errors.Is(err, errLeaseTaken):
+		l.markLost()
+		return fmt.Errorf("%w: %w", ErrLockLost, err)
+	}
+	return err
+}
+
+// confirm renews now and fails only if the lease is lost: a transient failure while the lease
+// is still valid does not make the holder give up.
+func (l *renewal) confirm(ctx context.Context) error {
+	if err := l.renewOnce(ctx); errors.Is(err, ErrLockLost) {
+		return err
+	}
+	if !Held(l) {
+		return ErrLockLost
+	}
+	return nil
+}
+
+func (l *renewal) until() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil
+}
+
+// expired marks the lease lost once its validity has passed, and says so.
+func (l *renewal) expired(now time.Time) bool {
+	if now.Before(l.until()) {
+		return false
+	}
+	l.markLost()
+	return true
+}
+
+func (l *renewal) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// Lost checks the lease's validity as it is called, so a holder that was stopped past its lease
+// sees the loss at its next check, before the renewal goroutine has even run.
+func (l *renewal) Lost() <-chan struct{} {
+	l.expired(time.Now())
+	return l.lost
+}
+
+// Release stops renewing and gives the lease up; it touches only this holder's own lease, so it
+// is safe (and a no-op for others) after the lease was lost.
+func (l *renewal) Release(ctx context.Context) error {
+	first := false
+	l.stopOnce.Do(func() { close(l.stop); first = true })
+	if !first {
+		return nil
+	}
 	<-l.done
 	return l.release(ctx)
+}
+
+// Confirm renews l now and returns ErrLockLost if it is no longer held: a holder calls it right
+// before an irreversible write such as committing a manifest, so a takeover that the periodic
+// renewal has not seen yet is still caught. A lock that cannot renew on demand (a ZooKeeper
+// claim) is judged by its Lost channel.
+func Confirm(ctx context.Context, l Lock) error {
+	if c, ok := l.(interface{ confirm(context.Context) error }); ok {
+		return c.confirm(ctx)
+	}
+	if !Held(l) {
+		return ErrLockLost
+	}
+	return nil
+}
+
+// Held reports whether l is still held, checked now, without any I/O.
+func Held(l Lock) bool {
+	select {
+	case <-l.Lost():
+		return false
+	default:
+		return true
+	}
 }
 
 // WhileHeld returns a context that is cancelled, with cause, as soon as l is lost: work done

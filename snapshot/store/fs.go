@@ -7,40 +7,77 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// FS is the filesystem backend: a directory, the embedded default.
+// FS is the filesystem backend: a directory, the embedded default. Every file operation goes
+// through an os.Root, so neither a hostile name nor a symlink planted in the repository can make
+// it read, write or delete anything outside the directory.
 type FS struct {
 	root string
+	rt   *os.Root
 }
 
+// ErrNameOutsideRoot is returned for an object name that could resolve outside the repository.
+var ErrNameOutsideRoot = errors.New("name is not a plain relative path inside the repository")
+
 // NewFS opens (and creates) a repository directory.
-func NewFS(root string) (*FS, error) {
-	if err := os.MkdirAll(root, 0o750); err != nil {
-		return nil, fmt.Errorf("create repository directory %s: %w", root, err)
+func NewFS(dir string) (*FS, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create repository directory %s: %w", dir, err)
 	}
-	return &FS{root: root}, nil
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open repository directory %s: %w", dir, err)
+	}
+	return &FS{root: dir, rt: root}, nil
 }
 
 func (f *FS) String() string { return "file://" + f.root }
 
-func (f *FS) path(name string) string { return filepath.Join(f.root, filepath.FromSlash(name)) }
+// checkName accepts only the names the repository writes: slash-separated, relative, without
+// empty, "." or ".." segments, backslashes or NUL bytes.
+func checkName(name string) error {
+	bad := name == "" || strings.ContainsAny(name, "\\\x00") || !filepath.IsLocal(filepath.FromSlash(name))
+	for _, seg := range strings.Split(name, "/") {
+		bad = bad || seg == "" || seg == "." || seg == ".."
+	}
+	if bad {
+		return fmt.Errorf("%w: %q", ErrNameOutsideRoot, name)
+	}
+	return nil
+}
 
 // Put writes to a temporary file in the target directory, syncs it and renames it into place,
 // then syncs the directory, so a crash leaves either the old state or the whole object.
 func (f *FS) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
-	dst := f.path(name)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return 0, fmt.Errorf("put %s to %s: %w", name, f, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-*")
+	n, err := f.put(ctx, name, r)
 	if err != nil {
-		return 0, fmt.Errorf("put %s to %s: %w", name, f, err)
+		return n, fmt.Errorf("put %s to %s: %w", name, f, err)
+	}
+	return n, nil
+}
+
+func (f *FS) put(ctx context.Context, name string, r io.Reader) (int64, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	dir := path.Dir(name)
+	if err := f.rt.MkdirAll(dir, 0o750); err != nil {
+		return 0, err
+	}
+	tmpName := path.Join(dir, ".tmp-"+path.Base(name)+"-"+strconv.FormatUint(mrand.Uint64(), 36))
+	tmp, err := f.rt.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return 0, err
 	}
 	n, err := io.Copy(tmp, ctxReader{ctx, r})
 	if err == nil {
@@ -50,17 +87,17 @@ func (f *FS) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
+		err = f.rt.Rename(tmpName, name)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
-		return n, fmt.Errorf("put %s to %s: %w", name, f, err)
+		_ = f.rt.Remove(tmpName)
+		return n, err
 	}
-	return n, syncDir(filepath.Dir(dst))
+	return n, f.syncDir(dir)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func (f *FS) syncDir(dir string) error {
+	d, err := f.rt.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
@@ -72,7 +109,10 @@ func syncDir(dir string) error {
 }
 
 func (f *FS) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
-	file, err := os.Open(f.path(name))
+	if err := checkName(name); err != nil {
+		return nil, fmt.Errorf("get from %s: %w", f, err)
+	}
+	file, err := f.rt.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("get %s from %s: %w", name, f, ErrNotFound)
 	}
@@ -95,7 +135,10 @@ func (f *FS) Get(ctx context.Context, name string, off, length int64) (io.ReadCl
 }
 
 func (f *FS) Stat(_ context.Context, name string) (ObjectInfo, error) {
-	fi, err := os.Stat(f.path(name))
+	if err := checkName(name); err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat in %s: %w", f, err)
+	}
+	fi, err := f.rt.Stat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ObjectInfo{}, fmt.Errorf("stat %s in %s: %w", name, f, ErrNotFound)
 	}
@@ -107,11 +150,14 @@ func (f *FS) Stat(_ context.Context, name string) (ObjectInfo, error) {
 
 // List walks the directory; temporary files of interrupted puts are not objects.
 func (f *FS) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	dir := f.path(prefix)
-	if !strings.HasSuffix(prefix, "/") && prefix != "" {
-		dir = filepath.Dir(dir)
+	dir := "."
+	if prefix != "" {
+		if err := checkName(strings.TrimSuffix(prefix, "/")); err != nil {
+			return fmt.Errorf("list in %s: %w", f, err)
+		}
+		dir = path.Dir(prefix + "x") // "data/" walks data, "snapshots/2026" walks snapshots
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(f.rt.FS(), dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -121,22 +167,15 @@ func (f *FS) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
-			return nil
-		}
-		rel, err := filepath.Rel(f.root, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		if !strings.HasPrefix(name, prefix) {
+		// Only regular files are objects: a symlink is not something the repository wrote.
+		if !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".tmp-") || !strings.HasPrefix(p, prefix) {
 			return nil
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return nil // removed while listing
 		}
-		return fn(ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()})
+		return fn(ObjectInfo{Name: p, Size: fi.Size(), ModTime: fi.ModTime()})
 	})
 	if err != nil {
 		return fmt.Errorf("list %q in %s: %w", prefix, f, err)
@@ -145,63 +184,194 @@ func (f *FS) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 }
 
 func (f *FS) Delete(_ context.Context, name string) error {
-	if err := os.Remove(f.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("delete from %s: %w", f, err)
+	}
+	if err := f.rt.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s from %s: %w", name, f, err)
 	}
 	return nil
 }
 
-// Lock creates locks/<name> exclusively and touches it every ttl/3. A lock file not touched for
-// a ttl belongs to a dead holder and is taken over.
+// Lock holds locks/<name> as a sequence of generations, files locks/<name>/g<N> created
+// exclusively; the newest generation is the lock. Its holder renews it by touching its own open
+// file (never by name, so it cannot refresh a successor's), and releases it by dating it back.
+// A contender takes over a generation that was not renewed for its ttl (or whose holder is a dead
+// process on this host) by creating generation N+1: exactly one contender can create it. Every
+// transition only creates a file, so no contender can remove or replace another's lock.
 func (f *FS) Lock(_ context.Context, name string, ttl time.Duration) (Lock, error) {
-	p := f.path("locks/" + name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+	dir := "locks/" + name
+	if err := checkName(dir); err != nil {
+		return nil, fmt.Errorf("lock in %s: %w", f, err)
+	}
+	if err := f.clearLegacyLock(dir, ttl); err != nil {
 		return nil, fmt.Errorf("lock %s in %s: %w", name, f, err)
 	}
-	holder, _ := json.Marshal(currentHolder(name))
-	for attempt := 0; attempt < 2; attempt++ {
-		file, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-		if err == nil {
-			_, werr := file.Write(holder)
-			if cerr := file.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				os.Remove(p)
-				return nil, fmt.Errorf("lock %s in %s: %w", name, f, werr)
-			}
-			renew := func(context.Context) error { now := time.Now(); return os.Chtimes(p, now, now) }
-			release := func(context.Context) error { return f.Delete(context.Background(), "locks/"+name) }
-			return startLease(ttl, renew, release), nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
+	if err := f.rt.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("lock %s in %s: %w", name, f, err)
+	}
+	var holder Holder
+	for attempt := 0; attempt < 3; attempt++ {
+		gens, err := f.generations(dir)
+		if err != nil {
 			return nil, fmt.Errorf("lock %s in %s: %w", name, f, err)
 		}
-		if !f.staleLock(p, ttl) {
-			break
+		next, prev := uint64(1), ""
+		if len(gens) > 0 {
+			top := gens[len(gens)-1]
+			prev = genName(dir, top)
+			fi, err := f.rt.Stat(prev)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // collected by a newer holder meanwhile: look again
+			}
+			if err != nil {
+				return nil, fmt.Errorf("lock %s in %s: %w", name, f, err)
+			}
+			holder = f.readHolder(prev)
+			if !stale(holder, fi, ttl) {
+				break
+			}
+			next = top + 1
 		}
-		os.Remove(p)
+		acquired := time.Now()
+		file, err := f.rt.OpenFile(genName(dir, next), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if errors.Is(err, fs.ErrExist) {
+			continue // another contender took this generation
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock %s in %s: %w", name, f, err)
+		}
+		mine := genName(dir, next)
+		ok, err := f.claimGeneration(file, dir, next, prev, name, ttl)
+		if err != nil || !ok {
+			file.Close()
+			_ = f.rt.Remove(mine)
+			if err != nil {
+				return nil, fmt.Errorf("lock %s in %s: %w", name, f, err)
+			}
+			continue
+		}
+		for _, g := range gens {
+			if g < next {
+				_ = f.rt.Remove(genName(dir, g))
+			}
+		}
+		renew := func(context.Context) error {
+			if err := touch(file, time.Now()); err != nil {
+				return fmt.Errorf("renew lock %s in %s: %w", name, f, err)
+			}
+			newer, err := f.newerThan(dir, next)
+			if err != nil {
+				return fmt.Errorf("renew lock %s in %s: %w", name, f, err)
+			}
+			if newer {
+				return errLeaseTaken
+			}
+			return nil
+		}
+		release := func(context.Context) error {
+			// Dating our own generation back frees it; a successor's generation is untouched.
+			err := touch(file, time.Unix(0, 0))
+			if cerr := file.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("release lock %s in %s: %w", name, f, err)
+			}
+			return nil
+		}
+		return startLease(ttl, acquired, renew, release), nil
 	}
-	return nil, fmt.Errorf("lock %s in %s: %w by %s", name, f, ErrLocked, describeHolder(readHolder(p)))
+	return nil, fmt.Errorf("lock %s in %s: %w by %s", name, f, ErrLocked, describeHolder(holder))
 }
 
-// staleLock reports whether a lock's holder stopped renewing it, or is a dead process here.
-func (f *FS) staleLock(p string, ttl time.Duration) bool {
-	fi, err := os.Stat(p)
+// claimGeneration writes the holder into a freshly created generation and confirms it is the
+// lock: no newer generation appeared, and the generation taken over (if any) is still stale, i.e.
+// its holder did not renew between our look and our create.
+func (f *FS) claimGeneration(file *os.File, dir string, gen uint64, prev, what string, ttl time.Duration) (bool, error) {
+	h := currentHolder(what)
+	h.TTLMillis = ttl.Milliseconds()
+	b, _ := json.Marshal(h)
+	if _, err := file.Write(b); err != nil {
+		return false, err
+	}
+	if err := file.Sync(); err != nil {
+		return false, err
+	}
+	if newer, err := f.newerThan(dir, gen); err != nil || newer {
+		return false, err
+	}
+	if prev != "" {
+		fi, err := f.rt.Stat(prev)
+		if err == nil && !stale(f.readHolder(prev), fi, ttl) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func genName(dir string, gen uint64) string { return fmt.Sprintf("%s/g%020d", dir, gen) }
+
+// generations lists a lock's generation numbers, ascending.
+func (f *FS) generations(dir string) ([]uint64, error) {
+	entries, err := fs.ReadDir(f.rt.FS(), dir)
 	if err != nil {
-		return errors.Is(err, fs.ErrNotExist)
+		return nil, err
+	}
+	var gens []uint64
+	for _, e := range entries {
+		if n, err := strconv.ParseUint(strings.TrimPrefix(e.Name(), "g"), 10, 64); err == nil && strings.HasPrefix(e.Name(), "g") {
+			gens = append(gens, n)
+		}
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+func (f *FS) newerThan(dir string, gen uint64) (bool, error) {
+	gens, err := f.generations(dir)
+	return len(gens) > 0 && gens[len(gens)-1] > gen, err
+}
+
+// clearLegacyLock handles a lock file written by an earlier version (locks/<name> a plain file):
+// a live one still excludes us, a stale one is removed.
+func (f *FS) clearLegacyLock(p string, ttl time.Duration) error {
+	fi, err := f.rt.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	h := f.readHolder(p)
+	if !stale(h, fi, ttl) {
+		return fmt.Errorf("%w by %s", ErrLocked, describeHolder(h))
+	}
+	if err := f.rt.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// stale reports whether a lock's holder stopped renewing it within its ttl, or is a dead process
+// on this host.
+func stale(h Holder, fi fs.FileInfo, ttl time.Duration) bool {
+	if h.TTLMillis > 0 {
+		ttl = time.Duration(h.TTLMillis) * time.Millisecond
 	}
 	if time.Since(fi.ModTime()) > ttl {
 		return true
 	}
-	h := readHolder(p)
 	host, _ := os.Hostname()
 	return h.Host == host && h.PID > 0 && syscall.Kill(h.PID, 0) == syscall.ESRCH
 }
 
-func readHolder(p string) Holder {
+// touch sets an open file's times: through the descriptor, so only that very file changes.
+func touch(file *os.File, t time.Time) error {
+	tv := syscall.NsecToTimeval(t.UnixNano())
+	return syscall.Futimes(int(file.Fd()), []syscall.Timeval{tv, tv})
+}
+
+func (f *FS) readHolder(p string) Holder {
 	var h Holder
-	if b, err := os.ReadFile(p); err == nil {
+	if b, err := f.rt.ReadFile(p); err == nil {
 		_ = json.Unmarshal(b, &h)
 	}
 	return h
