@@ -36,6 +36,9 @@ type AzureOptions struct {
 	Retry policy.RetryOptions
 	// Transport overrides the HTTP client, e.g. to go through a fault-injecting proxy.
 	Transport policy.Transporter
+	// NoCreate leaves a missing container missing: a command that only reads, pointed at a
+	// mistyped container, must say there is no repository rather than leave an empty one behind.
+	NoCreate bool
 }
 
 // Azure is the Azure Blob Storage backend: block blobs, uploaded as staged blocks in parallel
@@ -47,7 +50,7 @@ type Azure struct {
 	secrets secrets
 }
 
-// NewAzure connects to a container, creating it if missing.
+// NewAzure connects to a container, creating it if missing unless o.NoCreate.
 func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 	if o.BlockSize == 0 {
 		o.BlockSize = 8 << 20
@@ -81,6 +84,9 @@ func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 	}
 	// A SAS scoped to the container may not create it (AuthorizationPermissionMismatch): it exists
 	// then, or the first operation says that it does not.
+	if o.NoCreate {
+		return a, nil
+	}
 	if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists, bloberror.AuthorizationPermissionMismatch) {
 		return nil, a.scrub(fmt.Errorf("open %s: create container: %w", a, err))
 	}

@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/tracevault/tracevault/deploy/stack"
 )
 
 // The repository is a trust boundary: these tests write into it what an attacker, or damage,
@@ -279,6 +283,22 @@ func TestOpenNeverCreates(t *testing.T) {
 	ctx := context.Background()
 	for _, bc := range backendCases {
 		t.Run(bc.name, func(t *testing.T) {
+			if bc.name == "azurite" {
+				env := stack.Require(t)
+				typo := strings.ReplaceAll(strings.ToLower(stack.ScratchName("typo")), "_", "-")
+				_, err := Open(ctx, Options{URL: "azblob://" + typo + "/repo", ConnectionString: env.AzureConnectionString, MustExist: true})
+				if !errors.Is(err, ErrNoRepository) {
+					t.Errorf("open a mistyped container: %v; want ErrNoRepository", err)
+				}
+				c, err := container.NewClientFromConnectionString(env.AzureConnectionString, typo, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.GetProperties(ctx, nil); !bloberror.HasCode(err, bloberror.ContainerNotFound) {
+					t.Errorf("opening the mistyped container %s created it (%v)", typo, err)
+					_, _ = c.Delete(ctx, nil)
+				}
+			}
 			if bc.name == "fs" {
 				dir := filepath.Join(t.TempDir(), "typo")
 				_, err := Open(ctx, Options{URL: "file://" + dir, MustExist: true})

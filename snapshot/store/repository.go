@@ -136,6 +136,7 @@ func openBackend(ctx context.Context, opts Options) (Backend, error) {
 			Container: u.Host, Prefix: u.Path,
 			ConnectionString: opts.ConnectionString, AccountName: opts.AccountName, AccountKey: opts.AccountKey,
 			SASToken: opts.SASToken, Endpoint: opts.Endpoint, BlockSize: opts.BlockSize, Concurrency: opts.Concurrency,
+			NoCreate: opts.MustExist,
 		})
 	default:
 		return nil, fmt.Errorf("storage url %q: use file:///absolute/path or azblob://container[/prefix]", opts.URL)
