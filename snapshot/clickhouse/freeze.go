@@ -286,8 +286,29 @@ func writePartsTar(w io.Writer, dir string, parts []string) error {
 }
 
 // extractPartsTar unpacks a parts tar into dst (a detached/ directory), owned by uid:gid, and
-// returns the part directory names.
+// returns the part directory names. The tar reader stops at the end-of-archive blocks, before
+// the object's reader sees EOF, which is where the repository compares the object's SHA-256:
+// so the rest is drained here, and on any error, a checksum mismatch included, the parts
+// extracted so far are removed, so that nothing of a damaged or swapped object is ever attached.
 func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
+	parts, err := untarParts(r, dst, uid, gid)
+	if err == nil {
+		if _, err = io.Copy(io.Discard, r); err != nil {
+			err = fmt.Errorf("read parts archive to its end: %w", err)
+		}
+	}
+	if err != nil {
+		for _, part := range parts {
+			if rmErr := os.RemoveAll(filepath.Join(dst, part)); rmErr != nil {
+				err = errors.Join(err, fmt.Errorf("remove extracted part %s: %w", part, rmErr))
+			}
+		}
+		return nil, err
+	}
+	return parts, nil
+}
+
+func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
 	chown := uid != os.Getuid() || gid != os.Getgid()
 	seen := map[string]bool{}
 	var parts []string
@@ -305,6 +326,9 @@ func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
 			return parts, fmt.Errorf("parts archive entry %q leaves the detached directory", hdr.Name)
 		}
 		part, _, _ := strings.Cut(filepath.ToSlash(name), "/")
+		if part == "." {
+			return parts, fmt.Errorf("parts archive entry %q names no part directory", hdr.Name)
+		}
 		if !seen[part] {
 			seen[part] = true
 			parts = append(parts, part)

@@ -3,6 +3,8 @@ package clickhouse
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -172,6 +174,58 @@ func TestExtractPartsTarRejects(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(dst, "evil")); !os.IsNotExist(err) {
 				t.Error("a file was written outside the detached directory")
+			}
+		})
+	}
+}
+
+// failAtEOF passes its reader through and fails where it ends, as the repository's object
+// reader does when the object's SHA-256 differs from the manifest's.
+type failAtEOF struct{ r io.Reader }
+
+func (f failAtEOF) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		return n, errors.New("read data/ab/abcd: object corrupt: sha256 mismatch")
+	}
+	return n, err
+}
+
+func TestExtractPartsTarVerifiesTheWholeObject(t *testing.T) {
+	src := t.TempDir()
+	mkParts(t, src, map[string]string{"202607_1_1_0": "3", "202607_2_2_0": "4"})
+	var buf bytes.Buffer
+	if err := writePartsTar(&buf, src, []string{"202607_1_1_0", "202607_2_2_0"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		r     io.Reader
+		fails string // empty: extracts
+	}{
+		{"checksum verified at the end", bytes.NewReader(buf.Bytes()), ""},
+		// The tar ends before the reader's EOF: a reader that only stops at the end-of-archive
+		// blocks never sees the mismatch.
+		{"checksum mismatch after the end-of-archive blocks", failAtEOF{bytes.NewReader(buf.Bytes())}, "sha256 mismatch"},
+		// Cut inside the last file: both parts extracted so far are removed.
+		{"truncated archive", bytes.NewReader(buf.Bytes()[:buf.Len()-3000]), "extract"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := t.TempDir()
+			parts, err := extractPartsTar(tt.r, dst, os.Getuid(), os.Getgid())
+			left, _ := os.ReadDir(dst)
+			if tt.fails == "" {
+				if err != nil || len(parts) != 2 || len(left) != 2 {
+					t.Errorf("extract: parts %v, %d entries, %v; want both parts", parts, len(left), err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.fails) {
+				t.Errorf("extract: %v; want an error containing %q", err, tt.fails)
+			}
+			if len(left) > 0 {
+				t.Errorf("%d entries left in the detached directory after a failed extract; want none", len(left))
 			}
 		})
 	}
