@@ -175,17 +175,18 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		}
 	} else {
 		freezeMu.Lock()
-		before, _ := readIncrement(shadowDir) // absent before the server's first freeze
+		before, beforeErr := readIncrement(shadowDir)
 		err := srv.Conn.Exec(ctx, sql)
-		after, incErr := readIncrement(shadowDir)
+		after, afterErr := readIncrement(shadowDir)
 		freezeMu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 		}
-		if incErr != nil || after <= before {
-			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %s did not count this freeze (%d then %d, %v); is data_path the mount of this replica's data?", db, table, partitionID, srv.Addr, filepath.Join(shadowDir, "increment.txt"), before, after, incErr)
+		n, err := freezeIncrement(before, beforeErr, after, afterErr)
+		if err != nil {
+			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %s: %w", db, table, partitionID, srv.Addr, filepath.Join(shadowDir, "increment.txt"), err)
 		}
-		name = strconv.FormatUint(after, 10)
+		name = strconv.FormatUint(n, 10)
 	}
 	f := &frozen{shadow: filepath.Join(shadowDir, name)}
 	if err := f.scan(); err != nil {
@@ -193,6 +194,31 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
+}
+
+// freezeIncrement decides which shadow directory an 18.16 freeze made, from shadow/increment.txt
+// read just before and just after it under freezeMu. The freeze bumped the counter by one; any
+// other step means someone else froze on this server meanwhile (another tracevault, a manual
+// FREEZE, another backup tool), and the directory read could be theirs: never upload it. Their
+// directories and ours are left alone, since which one is ours cannot be told.
+func freezeIncrement(before uint64, beforeErr error, after uint64, afterErr error) (uint64, error) {
+	switch {
+	case errors.Is(beforeErr, fs.ErrNotExist):
+		before = 0 // the server's first freeze creates the file
+	case beforeErr != nil:
+		return 0, fmt.Errorf("read before the freeze: %w", beforeErr)
+	}
+	switch {
+	case afterErr != nil:
+		return 0, fmt.Errorf("read after the freeze: %w; is data_path the mount of this replica's data?", afterErr)
+	case after == before+1:
+		return after, nil
+	case after <= before:
+		return 0, fmt.Errorf("this freeze was not counted (%d then %d); is data_path the mount of this replica's data?", before, after)
+	default:
+		return 0, fmt.Errorf("went from %d to %d during this freeze: another freeze ran on this server at the same time, so shadow/%d may not be this one; "+
+			"rerun the backup when no other freeze runs (another tracevault or backup tool on this server), and remove shadow/%d to shadow/%d once they are done", before, after, after, before+1, after)
+	}
 }
 
 func readIncrement(shadowDir string) (uint64, error) {

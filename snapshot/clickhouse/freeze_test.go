@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -114,6 +116,34 @@ func TestReadIncrement(t *testing.T) {
 	}
 	if n, err := readIncrement(dir); err != nil || n != 12 {
 		t.Errorf("readIncrement = %d, %v; want 12", n, err)
+	}
+}
+
+func TestFreezeIncrement(t *testing.T) {
+	notExist := fmt.Errorf("open shadow/increment.txt: %w", fs.ErrNotExist)
+	tests := []struct {
+		name      string
+		before    uint64
+		beforeErr error
+		after     uint64
+		afterErr  error
+		want      uint64
+		wantErr   string
+	}{
+		{"counted once", 6, nil, 7, nil, 7, ""},
+		{"the server's first freeze", 0, notExist, 1, nil, 1, ""},
+		{"another freeze meanwhile", 6, nil, 8, nil, 0, "another freeze ran"},
+		{"first freeze and another", 0, notExist, 2, nil, 0, "another freeze ran"},
+		{"not counted", 6, nil, 6, nil, 0, "not counted"},
+		{"counter reset", 6, nil, 1, nil, 0, "not counted"},
+		{"unreadable before", 0, errors.New("permission denied"), 7, nil, 0, "before the freeze"},
+		{"absent after", 6, nil, 0, notExist, 0, "data_path"},
+	}
+	for _, tt := range tests {
+		got, err := freezeIncrement(tt.before, tt.beforeErr, tt.after, tt.afterErr)
+		if tt.wantErr == "" && (err != nil || got != tt.want) || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("%s: freezeIncrement = %d, %v; want %d, error containing %q", tt.name, got, err, tt.want, tt.wantErr)
+		}
 	}
 }
 
