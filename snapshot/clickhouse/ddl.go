@@ -140,7 +140,44 @@ func parseCreate(stmt string) (createStmt, error) {
 		}
 	}
 	c.body = text[l.pos:]
+	// SHOW CREATE writes a table's columns, never the query it was made from, and never
+	// POPULATE: either would run a query at restore (reading a url(), file() or remote()).
+	words := topLevelWords(c.body)
+	switch {
+	case (c.verb == "TABLE" || c.verb == "DICTIONARY") && words["AS"]:
+		return bad("a table made from a query or another table (AS)")
+	case words["POPULATE"]:
+		return bad("POPULATE runs the view's query")
+	}
 	return c, nil
+}
+
+// topLevelWords is the set of words, upper-cased, outside quotes and parentheses.
+func topLevelWords(body string) map[string]bool {
+	words := map[string]bool{}
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '\'' || c == '`' || c == '"':
+			if j := closingQuote(body, i); j > 0 {
+				i = j
+			}
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case isWordByte(c, true) && (i == 0 || !isWordByte(body[i-1], false)):
+			j := i
+			for j < len(body) && isWordByte(body[j], false) {
+				j++
+			}
+			if depth == 0 {
+				words[strings.ToUpper(body[i:j])] = true
+			}
+			i = j - 1
+		}
+	}
+	return words
 }
 
 // singleStatement returns stmt without a trailing semicolon, or why it may be more than one

@@ -98,6 +98,15 @@ func TestRecordedStatementsAreChecked(t *testing.T) {
 		{"malformed UUID in the statement", Table{Database: "d", Name: "t", Engine: "MergeTree", Create: "CREATE TABLE d.t UUID '5f2e9c1a-3b4d' (`x` UInt8) ENGINE = MergeTree ORDER BY x"}, "no well-formed UUID"},
 		{"unquoted UUID", Table{Database: "d", Name: "t", Engine: "MergeTree", UUID: uuid, Create: "CREATE TABLE d.t UUID " + uuid + " (`x` UInt8) ENGINE = MergeTree ORDER BY x"}, "quoted UUID"},
 		{"UUID other than the record's", Table{Database: "d", Name: "t", Engine: "MergeTree", UUID: uuid, Create: "CREATE TABLE d.t UUID '00000000-3b4d-4e6f-8a9b-0c1d2e3f4a5b' (`x` UInt8) ENGINE = MergeTree ORDER BY x"}, "the record says"},
+		{"a table filled by a query at restore", with(traces, func(t *Table) {
+			t.Create = "CREATE TABLE default.traces ENGINE = MergeTree ORDER BY id AS SELECT * FROM url('http://evil/', CSV, 'id String')"
+		}), "AS"},
+		{"a table copying another's structure", with(traces, func(t *Table) { t.Create = "CREATE TABLE default.traces AS default.other ENGINE = Memory" }), "AS"},
+		{"POPULATE", with(mv, func(t *Table) {
+			t.Create = "CREATE MATERIALIZED VIEW default.mv ENGINE = MergeTree ORDER BY x POPULATE AS SELECT x FROM remote('evil:9000', system.one)"
+		}), "POPULATE"},
+		{"AS inside parentheses and strings", Table{Database: "d", Name: "t", Engine: "MergeTree",
+			Create: "CREATE TABLE d.t (`x` UInt8, `y` UInt8 ALIAS x, PROJECTION p (SELECT x AS z ORDER BY z)) ENGINE = MergeTree ORDER BY x COMMENT 'as populate'"}, ""},
 		{"a view recorded as a table", with(mv, func(t *Table) { t.Engine = "MergeTree" }), "creates a materialized view"},
 		{"a table recorded as a view", with(traces, func(t *Table) { t.Engine = "View" }), "creates a table"},
 		{"a view of another name", with(mv, func(t *Table) { t.Name = "other" }), "creates default.mv instead"},
