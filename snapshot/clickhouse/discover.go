@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +24,11 @@ type Table struct {
 	// DependsOn lists "db.table" objects that must exist before this one: a view's sources, a
 	// materialized view's source and target.
 	DependsOn []string `json:"depends_on,omitempty"`
+
+	// incarnation tells a replicated table from one of the same name dropped and re-created:
+	// the creation zxid of its replication group's node, which the last replica's DROP removes.
+	// It is the same on every replica; 18.16 has no table UUID to tell them apart.
+	incarnation string
 }
 
 // FullName is "db.table".
@@ -107,6 +113,7 @@ func Discover(ctx context.Context, s *Server, f Filter) ([]Table, error) {
 		}
 		if id, ok := replicas[t.FullName()]; ok {
 			t.ZooKeeperPath, t.ReplicaName = id[0], id[1]
+			t.incarnation = incarnation(ctx, s, t.ZooKeeperPath)
 		}
 		t.DependsOn = dependencies(*t)
 	}
@@ -128,6 +135,18 @@ func replicaIdentities(ctx context.Context, s *Server) (map[string][2]string, er
 		out[db+"."+table] = [2]string{zkPath, replica}
 	}
 	return out, rows.Err()
+}
+
+// incarnation reads the creation zxid of a replication group's node. Without ZooKeeper it is
+// empty: the fingerprint then differs from one taken with it, which costs an upload, never a
+// stale reuse.
+func incarnation(ctx context.Context, s *Server, zkPath string) string {
+	var czxid int64
+	p := path.Clean(zkPath)
+	if err := s.Conn.QueryRow(ctx, "SELECT czxid FROM system.zookeeper WHERE path = ? AND name = ?", path.Dir(p), path.Base(p)).Scan(&czxid); err != nil {
+		return ""
+	}
+	return strconv.FormatInt(czxid, 10)
 }
 
 var (

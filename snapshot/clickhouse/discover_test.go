@@ -8,18 +8,19 @@ import (
 // TestCapabilitiesFor covers 18.16 (the stack) and modern servers. The modern rows are fixture
 // tests: version strings as modern servers report them, since no modern server runs here.
 func TestCapabilitiesFor(t *testing.T) {
+	modern := map[string]bool{"tables.uuid": true, "tables.data_paths": true, "parts.hash_of_all_files": true, "disks.path": true}
 	tests := []struct {
 		version string
-		uuidCol bool
+		columns map[string]bool
 		want    Capabilities
 	}{
-		{"18.16.1", false, Capabilities{Version: "18.16.1", Major: 18, Minor: 16}},
-		{"20.3.19.4", false, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3, FreezeWithName: true}},
-		{"21.8.15.7", true, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true}},
-		{"24.8.4.13", true, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true}},
+		{"18.16.1", nil, Capabilities{Version: "18.16.1", Major: 18, Minor: 16}},
+		{"20.3.19.4", map[string]bool{"tables.data_paths": true, "disks.path": true}, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3, FreezeWithName: true, TableDataPaths: true, Disks: true}},
+		{"21.8.15.7", modern, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true}},
+		{"24.8.4.13", modern, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true}},
 	}
 	for _, tt := range tests {
-		if got := capabilitiesFor(tt.version, tt.uuidCol); got != tt.want {
+		if got := capabilitiesFor(tt.version, tt.columns); got != tt.want {
 			t.Errorf("%s: got %+v, want %+v", tt.version, got, tt.want)
 		}
 	}
@@ -84,7 +85,7 @@ func TestFingerprint(t *testing.T) {
 	rep := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree"}
 	local := Table{Database: "default", Name: "event_log", Engine: "MergeTree"}
 	cols := []string{"id String", "timestamp DateTime"}
-	p := Partition{ID: "202605", Parts: []string{"202605_0_5_1", "202605_6_6_0"}, Rows: 100}
+	p := Partition{ID: "202605", Parts: []string{"202605_0_5_1", "202605_6_6_0"}, Rows: 100, content: []string{"202605_0_5_1 8f1c", "202605_6_6_0 9e2d"}}
 	base := Fingerprint(rep, cols, p, "a:1")
 	tests := []struct {
 		name  string
@@ -94,6 +95,12 @@ func TestFingerprint(t *testing.T) {
 		{"replicated table, other replica", Fingerprint(rep, cols, p, "b:1"), true},
 		{"new part", Fingerprint(rep, cols, Partition{ID: "202605", Parts: []string{"202605_0_6_2"}, Rows: 100}, "a:1"), false},
 		{"added column", Fingerprint(rep, append(cols, "env String"), p, "a:1"), false},
+		{"replicated table, parts written at another time", Fingerprint(rep, cols, withPartition(p, func(p *Partition) { p.written = 1 }), "a:1"), true},
+		// A table dropped and re-created, loaded alike: same part names and rows.
+		{"re-created: other UUID", Fingerprint(withTable(rep, func(t *Table) { t.UUID = "5f2e9c1a-3b4d-4e6f-8a9b-0c1d2e3f4a5b" }), cols, p, "a:1"), false},
+		{"re-created: other replication group", Fingerprint(withTable(rep, func(t *Table) { t.incarnation = "5801" }), cols, p, "a:1"), false},
+		{"re-created: other create statement", Fingerprint(withTable(rep, func(t *Table) { t.Create = "CREATE TABLE default.traces (x UInt8) ENGINE = Memory" }), cols, p, "a:1"), false},
+		{"other part contents", Fingerprint(rep, cols, withPartition(p, func(p *Partition) { p.content = []string{"202605_0_5_1 8f1c", "202605_6_6_0 77aa"} }), "a:1"), false},
 	}
 	for _, tt := range tests {
 		if (tt.fp == base) != tt.equal {
@@ -103,4 +110,15 @@ func TestFingerprint(t *testing.T) {
 	if Fingerprint(local, cols, p, "a:1") == Fingerprint(local, cols, p, "b:1") {
 		t.Error("a local table's parts are per server: the fingerprint must include the replica")
 	}
+	if Fingerprint(local, cols, p, "a:1") == Fingerprint(local, cols, withPartition(p, func(p *Partition) { p.written = 1 }), "a:1") {
+		t.Error("a local table's parts written at another time: the fingerprint must differ")
+	}
 }
+
+func withPartition(p Partition, f func(*Partition)) Partition {
+	p.content = append([]string(nil), p.content...)
+	f(&p)
+	return p
+}
+
+func withTable(t Table, f func(*Table)) Table { f(&t); return t }

@@ -79,14 +79,47 @@ func (l *localFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 // path maps a path the server reported onto this host.
 func (r localRoot) path(serverPath string) string { return remapPath(serverPath, r.server, r.local) }
 
-// serverDataPath is the server's <path> setting, derived from the system database's data
-// directory (<path>/data/system/; <path>/store/... on Atomic servers).
+// serverDataPath is the server's <path> setting: the default disk's path where the server lists
+// its disks (19.15+), else derived from the system database's data directory (<path>/data/system/
+// on 18.16). Modern servers' system database may sit anywhere, Atomic or not, so it is only the
+// fallback.
 func serverDataPath(ctx context.Context, srv *Server) (string, error) {
+	if srv.Caps.Disks {
+		var p string
+		if err := srv.Conn.QueryRow(ctx, "SELECT path FROM system.disks WHERE name = 'default'").Scan(&p); err != nil {
+			return "", fmt.Errorf("read the default disk's path of clickhouse %s: %w", srv.Addr, err)
+		}
+		if !strings.HasPrefix(p, "/") {
+			return "", fmt.Errorf("the default disk of clickhouse %s has the relative path %q", srv.Addr, p)
+		}
+		return strings.TrimSuffix(p, "/") + "/", nil
+	}
 	var p string
 	if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.databases WHERE name = 'system'").Scan(&p); err != nil {
 		return "", fmt.Errorf("read the data path of clickhouse %s: %w", srv.Addr, err)
 	}
 	return dataPathOf(p)
+}
+
+// tableDataPath is the directory holding a table's parts, as the server reports it: data_paths
+// (one per disk) on modern servers, data_path on 18.16. Freeze mode reads the default disk only,
+// so a table spread over several disks is refused rather than half backed up.
+func tableDataPath(ctx context.Context, srv *Server, db, table string) (string, error) {
+	if !srv.Caps.TableDataPaths {
+		var p string
+		if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&p); err != nil {
+			return "", fmt.Errorf("read the data path of %s.%s on %s: %w", db, table, srv.Addr, err)
+		}
+		return p, nil
+	}
+	var paths []string
+	if err := srv.Conn.QueryRow(ctx, "SELECT data_paths FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&paths); err != nil {
+		return "", fmt.Errorf("read the data paths of %s.%s on %s: %w", db, table, srv.Addr, err)
+	}
+	if len(paths) != 1 {
+		return "", fmt.Errorf("%s.%s on %s keeps its parts in %d directories (%s); freeze mode reads one disk: set [clickhouse] mode = \"logical\"", db, table, srv.Addr, len(paths), strings.Join(paths, ", "))
+	}
+	return paths[0], nil
 }
 
 func dataPathOf(systemDB string) (string, error) {
@@ -119,7 +152,13 @@ func probeLocal(ctx context.Context, srv *Server, r localRoot) error {
 	if err := srv.Conn.Exec(ctx, "CREATE DATABASE "+QuoteIdent(name)); err != nil {
 		return fmt.Errorf("probe whether clickhouse %s keeps its data on this host: %w", srv.Addr, err)
 	}
+	// metadata/<db>/ on 18.16; an Atomic database has metadata/<db>.sql and a symlink into store/.
 	_, statErr := os.Stat(filepath.Join(r.local, "metadata", name))
+	if statErr != nil {
+		if _, err := os.Stat(filepath.Join(r.local, "metadata", name+".sql")); err == nil {
+			statErr = nil
+		}
+	}
 	if err := srv.Conn.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+QuoteIdent(name)); err != nil {
 		return fmt.Errorf("drop probe database %s on clickhouse %s: %w", name, srv.Addr, err)
 	}
@@ -165,6 +204,10 @@ func (f *frozen) remove() error { return os.RemoveAll(f.shadow) }
 
 // freezePartition hard-links a partition's active parts into the server's shadow directory.
 func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table, partitionID string) (*frozen, error) {
+	dataPath, err := tableDataPath(ctx, srv, db, table)
+	if err != nil {
+		return nil, fmt.Errorf("freeze %s.%s partition %s: %w", db, table, partitionID, err)
+	}
 	sql := fmt.Sprintf("ALTER TABLE %s.%s FREEZE PARTITION ID %s", QuoteIdent(db), QuoteIdent(table), QuoteString(partitionID))
 	shadowDir := filepath.Join(root.local, "shadow")
 	var name string
@@ -175,24 +218,56 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		}
 	} else {
 		freezeMu.Lock()
-		before, _ := readIncrement(shadowDir) // absent before the server's first freeze
+		before, beforeErr := readIncrement(shadowDir)
 		err := srv.Conn.Exec(ctx, sql)
-		after, incErr := readIncrement(shadowDir)
+		after, afterErr := readIncrement(shadowDir)
 		freezeMu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 		}
-		if incErr != nil || after <= before {
-			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %s did not count this freeze (%d then %d, %v); is data_path the mount of this replica's data?", db, table, partitionID, srv.Addr, filepath.Join(shadowDir, "increment.txt"), before, after, incErr)
+		n, err := freezeIncrement(before, beforeErr, after, afterErr)
+		if err != nil {
+			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %s: %w", db, table, partitionID, srv.Addr, filepath.Join(shadowDir, "increment.txt"), err)
 		}
-		name = strconv.FormatUint(after, 10)
+		name = strconv.FormatUint(n, 10)
 	}
 	f := &frozen{shadow: filepath.Join(shadowDir, name)}
-	if err := f.scan(); err != nil {
+	// The freeze mirrors the table's directory under the data path into shadow/<name>/:
+	// data/<db>/<table>/ on Ordinary databases, store/<xxx>/<uuid>/ on Atomic ones.
+	rel, under := strings.CutPrefix(dataPath, root.server)
+	if !under {
+		rel = ""
+	}
+	if err := f.scan(rel); err != nil {
 		_ = f.remove()
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
+}
+
+// freezeIncrement decides which shadow directory an 18.16 freeze made, from shadow/increment.txt
+// read just before and just after it under freezeMu. The freeze bumped the counter by one; any
+// other step means someone else froze on this server meanwhile (another tracevault, a manual
+// FREEZE, another backup tool), and the directory read could be theirs: never upload it. Their
+// directories and ours are left alone, since which one is ours cannot be told.
+func freezeIncrement(before uint64, beforeErr error, after uint64, afterErr error) (uint64, error) {
+	switch {
+	case errors.Is(beforeErr, fs.ErrNotExist):
+		before = 0 // the server's first freeze creates the file
+	case beforeErr != nil:
+		return 0, fmt.Errorf("read before the freeze: %w", beforeErr)
+	}
+	switch {
+	case afterErr != nil:
+		return 0, fmt.Errorf("read after the freeze: %w; is data_path the mount of this replica's data?", afterErr)
+	case after == before+1:
+		return after, nil
+	case after <= before:
+		return 0, fmt.Errorf("this freeze was not counted (%d then %d); is data_path the mount of this replica's data?", before, after)
+	default:
+		return 0, fmt.Errorf("went from %d to %d during this freeze: another freeze ran on this server at the same time, so shadow/%d may not be this one; "+
+			"rerun the backup when no other freeze runs (another tracevault or backup tool on this server), and remove shadow/%d to shadow/%d once they are done", before, after, after, before+1, after)
+	}
 }
 
 func readIncrement(shadowDir string) (uint64, error) {
@@ -203,10 +278,20 @@ func readIncrement(shadowDir string) (uint64, error) {
 	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }
 
-// scan finds the table directory in the shadow tree (data/<db>/<table>, or store/<xxx>/<uuid>
-// on Atomic databases) as the parent of the part directories, and sums their rows.
-func (f *frozen) scan() error {
-	err := filepath.WalkDir(f.shadow, func(p string, d fs.DirEntry, err error) error {
+// scan finds the table directory in the shadow tree: table, the table's directory relative to
+// the data path, when the server reported one under it; else, as a fallback, the parent of the
+// first part directory found (data/<db>/<table>, or store/<xxx>/<uuid> on Atomic databases).
+// It sums the parts' rows.
+func (f *frozen) scan(table string) error {
+	if table != "" {
+		if !filepath.IsLocal(table) {
+			return fmt.Errorf("table directory %q is not inside the data path", table)
+		}
+		f.dir = filepath.Join(f.shadow, table)
+		if _, err := os.Stat(f.dir); err != nil {
+			return fmt.Errorf("shadow directory %s holds no parts of this table: %w", f.shadow, err)
+		}
+	} else if err := filepath.WalkDir(f.shadow, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -215,8 +300,7 @@ func (f *frozen) scan() error {
 			return fs.SkipAll
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return fmt.Errorf("read shadow directory: %w", err)
 	}
 	if f.dir == "" {
@@ -235,6 +319,9 @@ func (f *frozen) scan() error {
 			n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 			f.rows += n
 		}
+	}
+	if len(f.parts) == 0 {
+		return fmt.Errorf("shadow directory %s holds no parts", f.shadow)
 	}
 	sort.Strings(f.parts)
 	return nil
@@ -286,8 +373,29 @@ func writePartsTar(w io.Writer, dir string, parts []string) error {
 }
 
 // extractPartsTar unpacks a parts tar into dst (a detached/ directory), owned by uid:gid, and
-// returns the part directory names.
+// returns the part directory names. The tar reader stops at the end-of-archive blocks, before
+// the object's reader sees EOF, which is where the repository compares the object's SHA-256:
+// so the rest is drained here, and on any error, a checksum mismatch included, the parts
+// extracted so far are removed, so that nothing of a damaged or swapped object is ever attached.
 func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
+	parts, err := untarParts(r, dst, uid, gid)
+	if err == nil {
+		if _, err = io.Copy(io.Discard, r); err != nil {
+			err = fmt.Errorf("read parts archive to its end: %w", err)
+		}
+	}
+	if err != nil {
+		for _, part := range parts {
+			if rmErr := os.RemoveAll(filepath.Join(dst, part)); rmErr != nil {
+				err = errors.Join(err, fmt.Errorf("remove extracted part %s: %w", part, rmErr))
+			}
+		}
+		return nil, err
+	}
+	return parts, nil
+}
+
+func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
 	chown := uid != os.Getuid() || gid != os.Getgid()
 	seen := map[string]bool{}
 	var parts []string
@@ -300,14 +408,25 @@ func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
 		if err != nil {
 			return parts, fmt.Errorf("read parts archive: %w", err)
 		}
-		name := strings.TrimSuffix(hdr.Name, "/")
+		// Cleaned first, so that "a/../b" counts as part b, which a failed extract removes.
+		name := filepath.Clean(hdr.Name)
 		if !filepath.IsLocal(name) {
 			return parts, fmt.Errorf("parts archive entry %q leaves the detached directory", hdr.Name)
 		}
 		part, _, _ := strings.Cut(filepath.ToSlash(name), "/")
+		if part == "." {
+			return parts, fmt.Errorf("parts archive entry %q names no part directory", hdr.Name)
+		}
 		if !seen[part] {
 			seen[part] = true
 			parts = append(parts, part)
+		}
+		for k := range hdr.PAXRecords {
+			// A sparse file's holes expand on extraction: a small object could fill the disk
+			// before its checksum is compared. The writer never makes one.
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return parts, fmt.Errorf("parts archive entry %q is a sparse file", hdr.Name)
+			}
 		}
 		p := filepath.Join(dst, name)
 		switch hdr.Typeflag {

@@ -3,6 +3,10 @@ package clickhouse
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -46,7 +50,7 @@ func TestRemapPath(t *testing.T) {
 }
 
 // mkParts lays out part directories with a count.txt and a column file each under dir.
-func mkParts(t *testing.T, dir string, rows map[string]string) {
+func mkParts(t testing.TB, dir string, rows map[string]string) {
 	t.Helper()
 	for part, n := range rows {
 		p := filepath.Join(dir, part)
@@ -61,6 +65,9 @@ func mkParts(t *testing.T, dir string, rows map[string]string) {
 	}
 }
 
+// The shadow layouts of both kinds of database: the table's directory is known from the
+// server's data_path(s) column; the fallback (no such path under the data path) finds it as the
+// parent of the first part.
 func TestFrozenScanFindsTheTableDirectory(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -70,48 +77,78 @@ func TestFrozenScanFindsTheTableDirectory(t *testing.T) {
 		{"atomic database", "store/a1b/a1b2c3d4-0000-0000-0000-000000000000"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			shadow := filepath.Join(t.TempDir(), "shadow", "7")
-			mkParts(t, filepath.Join(shadow, tt.table), map[string]string{"202607_3_3_0": "5", "202607_1_2_1": "10"})
-			f := &frozen{shadow: shadow}
-			if err := f.scan(); err != nil {
-				t.Fatal(err)
-			}
-			if f.dir != filepath.Join(shadow, tt.table) {
-				t.Errorf("table directory %s; want %s", f.dir, filepath.Join(shadow, tt.table))
-			}
-			if want := []string{"202607_1_2_1", "202607_3_3_0"}; !reflect.DeepEqual(f.parts, want) || f.rows != 15 {
-				t.Errorf("parts %v rows %d; want %v rows 15", f.parts, f.rows, want)
-			}
-			if err := f.remove(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := os.Stat(shadow); !os.IsNotExist(err) {
-				t.Errorf("shadow directory still there after remove: %v", err)
-			}
-		})
+		for _, known := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, table directory known %v", tt.name, known), func(t *testing.T) {
+				shadow := filepath.Join(t.TempDir(), "shadow", "7")
+				mkParts(t, filepath.Join(shadow, tt.table), map[string]string{"202607_3_3_0": "5", "202607_1_2_1": "10"})
+				f := &frozen{shadow: shadow}
+				rel := ""
+				if known {
+					rel = tt.table + "/"
+				}
+				if err := f.scan(rel); err != nil {
+					t.Fatal(err)
+				}
+				if f.dir != filepath.Join(shadow, tt.table) {
+					t.Errorf("table directory %s; want %s", f.dir, filepath.Join(shadow, tt.table))
+				}
+				if want := []string{"202607_1_2_1", "202607_3_3_0"}; !reflect.DeepEqual(f.parts, want) || f.rows != 15 {
+					t.Errorf("parts %v rows %d; want %v rows 15", f.parts, f.rows, want)
+				}
+				if err := f.remove(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(shadow); !os.IsNotExist(err) {
+					t.Errorf("shadow directory still there after remove: %v", err)
+				}
+			})
+		}
 	}
 	t.Run("empty shadow", func(t *testing.T) {
 		shadow := filepath.Join(t.TempDir(), "shadow", "1")
 		if err := os.MkdirAll(filepath.Join(shadow, "data", "db", "t"), 0o750); err != nil {
 			t.Fatal(err)
 		}
-		if err := (&frozen{shadow: shadow}).scan(); err == nil {
-			t.Error("a shadow directory without parts scanned without error")
+		for _, rel := range []string{"", "data/db/t/"} {
+			if err := (&frozen{shadow: shadow}).scan(rel); err == nil {
+				t.Errorf("a shadow directory without parts scanned without error (table directory %q)", rel)
+			}
+		}
+	})
+	t.Run("another table's freeze", func(t *testing.T) {
+		shadow := filepath.Join(t.TempDir(), "shadow", "3")
+		mkParts(t, filepath.Join(shadow, "data", "db", "other"), map[string]string{"202607_1_1_0": "1"})
+		if err := (&frozen{shadow: shadow}).scan("data/db/traces/"); err == nil {
+			t.Error("parts of another table scanned without error")
 		}
 	})
 }
 
-func TestReadIncrement(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := readIncrement(dir); err == nil {
-		t.Error("no increment.txt read without error")
+func TestFreezeIncrement(t *testing.T) {
+	notExist := fmt.Errorf("open shadow/increment.txt: %w", fs.ErrNotExist)
+	tests := []struct {
+		name      string
+		before    uint64
+		beforeErr error
+		after     uint64
+		afterErr  error
+		want      uint64
+		wantErr   string
+	}{
+		{"counted once", 6, nil, 7, nil, 7, ""},
+		{"the server's first freeze", 0, notExist, 1, nil, 1, ""},
+		{"another freeze meanwhile", 6, nil, 8, nil, 0, "another freeze ran"},
+		{"first freeze and another", 0, notExist, 2, nil, 0, "another freeze ran"},
+		{"not counted", 6, nil, 6, nil, 0, "not counted"},
+		{"counter reset", 6, nil, 1, nil, 0, "not counted"},
+		{"unreadable before", 0, errors.New("permission denied"), 7, nil, 0, "before the freeze"},
+		{"absent after", 6, nil, 0, notExist, 0, "data_path"},
 	}
-	if err := os.WriteFile(filepath.Join(dir, "increment.txt"), []byte("12\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := readIncrement(dir); err != nil || n != 12 {
-		t.Errorf("readIncrement = %d, %v; want 12", n, err)
+	for _, tt := range tests {
+		got, err := freezeIncrement(tt.before, tt.beforeErr, tt.after, tt.afterErr)
+		if tt.wantErr == "" && (err != nil || got != tt.want) || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("%s: freezeIncrement = %d, %v; want %d, error containing %q", tt.name, got, err, tt.want, tt.wantErr)
+		}
 	}
 }
 
@@ -154,6 +191,7 @@ func TestExtractPartsTarRejects(t *testing.T) {
 		{"parent escape", tar.Header{Name: "../evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o640}},
 		{"absolute path", tar.Header{Name: "/etc/evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o640}},
 		{"symlink", tar.Header{Name: "p_1_1_0/link", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}},
+		{"no part directory", tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o750}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,4 +213,157 @@ func TestExtractPartsTarRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failAtEOF passes its reader through and fails where it ends, as the repository's object
+// reader does when the object's SHA-256 differs from the manifest's.
+type failAtEOF struct{ r io.Reader }
+
+func (f failAtEOF) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		return n, errors.New("read data/ab/abcd: object corrupt: sha256 mismatch")
+	}
+	return n, err
+}
+
+// A sparse file of 1 TiB in an archive of 2 KiB: its holes would fill the disk before the
+// object's checksum is ever compared. archive/tar writes no sparse files, so the PAX header
+// is made by hand.
+func TestExtractPartsTarRejectsSparseFiles(t *testing.T) {
+	record := func(k, v string) string {
+		s := " " + k + "=" + v + "\n"
+		n := len(s)
+		for m := len(fmt.Sprint(n)) + len(s); m != n; m = len(fmt.Sprint(n)) + len(s) {
+			n = m
+		}
+		return fmt.Sprint(n) + s
+	}
+	pax := record("GNU.sparse.major", "1") + record("GNU.sparse.minor", "0") + record("GNU.sparse.name", "p_1_1_0/x.bin") + record("GNU.sparse.realsize", "1099511627776")
+	sparseMap := "1\n1099511627775\n1\n"
+	data := sparseMap + strings.Repeat("\x00", 512-len(sparseMap)) + "x"
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range []struct{ name, body string }{{"PaxHeaders/x", pax}, {"p_1_1_0/x.bin", data}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Size: int64(len(e.body)), Mode: 0o640}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	raw := buf.Bytes()
+	raw[156] = tar.TypeXHeader // the first entry becomes the PAX header of the second
+	copy(raw[148:156], "        ")
+	sum := 0
+	for _, c := range raw[:512] {
+		sum += int(c)
+	}
+	copy(raw[148:156], fmt.Sprintf("%06o\x00 ", sum))
+
+	dst := t.TempDir()
+	_, err := extractPartsTar(bytes.NewReader(raw), dst, os.Getuid(), os.Getgid())
+	if err == nil || !strings.Contains(err.Error(), "sparse") {
+		t.Errorf("extract a sparse file: %v; want it refused", err)
+	}
+	if left, _ := os.ReadDir(dst); len(left) > 0 {
+		t.Errorf("%d entries left after refusing a sparse file", len(left))
+	}
+}
+
+func TestExtractPartsTarVerifiesTheWholeObject(t *testing.T) {
+	src := t.TempDir()
+	mkParts(t, src, map[string]string{"202607_1_1_0": "3", "202607_2_2_0": "4"})
+	var buf bytes.Buffer
+	if err := writePartsTar(&buf, src, []string{"202607_1_1_0", "202607_2_2_0"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		r     io.Reader
+		fails string // empty: extracts
+	}{
+		{"checksum verified at the end", bytes.NewReader(buf.Bytes()), ""},
+		// The tar ends before the reader's EOF: a reader that only stops at the end-of-archive
+		// blocks never sees the mismatch.
+		{"checksum mismatch after the end-of-archive blocks", failAtEOF{bytes.NewReader(buf.Bytes())}, "sha256 mismatch"},
+		// Cut inside the last file: both parts extracted so far are removed.
+		{"truncated archive", bytes.NewReader(buf.Bytes()[:buf.Len()-3000]), "extract"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := t.TempDir()
+			parts, err := extractPartsTar(tt.r, dst, os.Getuid(), os.Getgid())
+			left, _ := os.ReadDir(dst)
+			if tt.fails == "" {
+				if err != nil || len(parts) != 2 || len(left) != 2 {
+					t.Errorf("extract: parts %v, %d entries, %v; want both parts", parts, len(left), err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.fails) {
+				t.Errorf("extract: %v; want an error containing %q", err, tt.fails)
+			}
+			if len(left) > 0 {
+				t.Errorf("%d entries left in the detached directory after a failed extract; want none", len(left))
+			}
+		})
+	}
+}
+
+// FuzzTarExtract feeds the parts extractor arbitrary archives (seeded with a frozen 18.16
+// partition in testdata): it writes nothing outside its directory, and on an error leaves
+// nothing inside it.
+func FuzzTarExtract(f *testing.F) {
+	src := f.TempDir()
+	mkParts(f, src, map[string]string{"202607_1_1_0": "3"})
+	var buf bytes.Buffer
+	if err := writePartsTar(&buf, src, []string{"202607_1_1_0"}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, archive []byte) {
+		parent := t.TempDir()
+		dst := filepath.Join(parent, "detached")
+		if err := os.Mkdir(dst, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		parts, err := extractPartsTar(bytes.NewReader(archive), dst, os.Getuid(), os.Getgid())
+		if outside, _ := os.ReadDir(parent); len(outside) != 1 {
+			t.Fatalf("%d entries beside the detached directory after extracting", len(outside))
+		}
+		left, _ := os.ReadDir(dst)
+		if err != nil && len(left) > 0 {
+			t.Fatalf("extract failed (%v) and left %d entries", err, len(left))
+		}
+		for _, p := range parts {
+			if !filepath.IsLocal(p) || strings.Contains(p, "/") {
+				t.Fatalf("part name %q is not one directory under detached/", p)
+			}
+		}
+	})
+}
+
+// FuzzDataPath parses the directories a server reports: the data path is a directory prefix of
+// the system database's, and a table's directory taken relative to it never leaves the shadow.
+func FuzzDataPath(f *testing.F) {
+	for _, s := range []string{"/var/lib/clickhouse/data/system/", "/var/lib/clickhouse/store/", "/var/lib/clickhouse/store/a1b/a1b2c3/", "/srv/ch1/data/data/system", "/", "store/", "/x/../store/y"} {
+		f.Add(s, "/var/lib/clickhouse/store/a1b/a1b2c3d4-0000-0000-0000-000000000000/")
+	}
+	f.Fuzz(func(t *testing.T, systemDB, table string) {
+		root, err := dataPathOf(systemDB)
+		if err != nil {
+			return
+		}
+		if !strings.HasSuffix(root, "/") || !strings.HasPrefix(systemDB, root) && !strings.HasPrefix(systemDB+"/", root) {
+			t.Fatalf("dataPathOf(%q) = %q: not a directory prefix of it", systemDB, root)
+		}
+		shadow := filepath.Join(t.TempDir(), "shadow", "1")
+		rel, _ := strings.CutPrefix(table, root)
+		fz := &frozen{shadow: shadow}
+		if err := fz.scan(rel); err == nil || fz.dir != "" && !strings.HasPrefix(fz.dir, shadow) {
+			t.Fatalf("scan(%q) of an empty shadow: dir %q, %v", rel, fz.dir, err)
+		}
+	})
 }

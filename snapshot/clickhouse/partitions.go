@@ -16,11 +16,24 @@ type Partition struct {
 	Parts     []string `json:"parts"`     // active part names, sorted
 	Rows      uint64   `json:"rows"`
 	Bytes     uint64   `json:"bytes"` // on disk, compressed
+
+	// content tells the parts' contents apart where names and rows repeat (a table dropped
+	// and re-created, then loaded alike): each part's checksum hash where the server has one,
+	// else its compressed, uncompressed and marks sizes. Both are equal on every replica.
+	content []string
+	// written is when the newest part was written (unix seconds): per replica, so only a local
+	// table's fingerprint, which is per replica anyway, includes it.
+	written int64
 }
 
 // Partitions lists the active partitions of a table from system.parts.
 func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, error) {
-	rows, err := s.Conn.Query(ctx, `SELECT partition_id, partition, groupArray(name), sum(rows), sum(bytes_on_disk)
+	content := "concat(toString(data_compressed_bytes), '/', toString(data_uncompressed_bytes), '/', toString(marks_bytes))"
+	if s.Caps.PartHashes {
+		content = "hash_of_all_files"
+	}
+	rows, err := s.Conn.Query(ctx, `SELECT partition_id, partition, groupArray(name), sum(rows), sum(bytes_on_disk),
+		groupArray(concat(name, ' ', `+content+`)), toInt64(max(modification_time))
 		FROM system.parts WHERE database = ? AND table = ? AND active
 		GROUP BY partition_id, partition ORDER BY partition_id`, db, table)
 	if err != nil {
@@ -30,10 +43,11 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 	var out []Partition
 	for rows.Next() {
 		var p Partition
-		if err := rows.Scan(&p.ID, &p.Partition, &p.Parts, &p.Rows, &p.Bytes); err != nil {
+		if err := rows.Scan(&p.ID, &p.Partition, &p.Parts, &p.Rows, &p.Bytes, &p.content, &p.written); err != nil {
 			return nil, fmt.Errorf("list partitions of %s.%s on %s: %w", db, table, s.Addr, err)
 		}
 		sort.Strings(p.Parts)
+		sort.Strings(p.content)
 		out = append(out, p)
 	}
 	return out, rows.Err()
@@ -63,13 +77,16 @@ func Columns(ctx context.Context, s *Server, db, table string) ([]string, error)
 // on every replica, so the source replica is left out and a backup may switch replicas and stay
 // incremental; a local table's parts are that server's own, so its address is part of it. The
 // columns are included because ALTER ADD COLUMN changes what SELECT * returns without renaming
-// any part.
+// any part. Part names and rows repeat in a table dropped and re-created, so the table's
+// identity (its UUID, the incarnation of its replication group, its create statement) and the
+// parts' contents (see Partition.content) are included too.
 func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "clickhouse-partition/v1\n%s\n%s\n", t.FullName(), p.ID)
+	fmt.Fprintf(h, "clickhouse-partition/v2\n%s\n%s\n", t.FullName(), p.ID)
 	if !t.Replicated() {
-		fmt.Fprintf(h, "replica %s\n", replicaAddr)
+		fmt.Fprintf(h, "replica %s\nwritten %d\n", replicaAddr, p.written)
 	}
-	fmt.Fprintf(h, "columns %s\nparts %s\nrows %d\n", strings.Join(columns, ", "), strings.Join(p.Parts, " "), p.Rows)
+	fmt.Fprintf(h, "uuid %s\nincarnation %s\ncreate %x\n", t.UUID, t.incarnation, sha256.Sum256([]byte(t.Create)))
+	fmt.Fprintf(h, "columns %s\nparts %s\nrows %d\ncontent %s\n", strings.Join(columns, ", "), strings.Join(p.Parts, " "), p.Rows, strings.Join(p.content, " "))
 	return hex.EncodeToString(h.Sum(nil))
 }

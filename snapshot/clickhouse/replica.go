@@ -75,6 +75,9 @@ func SnapshotSection(m *store.Manifest) (*Section, map[string]store.ObjectRef, e
 	if err := json.Unmarshal(raw, &sec); err != nil {
 		return nil, nil, fmt.Errorf("read clickhouse section of %s: %w", m.ID, err)
 	}
+	if err := sec.CheckStatements(); err != nil {
+		return nil, nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
+	}
 	objects := map[string]store.ObjectRef{}
 	for _, o := range m.Objects {
 		objects[o.ID] = o.ObjectRef

@@ -382,9 +382,9 @@ func (r *Restorer) attachParts(ctx context.Context, srv *Server, db, staging, pa
 	if err != nil {
 		return err
 	}
-	var dataPath string
-	if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.tables WHERE database = ? AND name = ?", db, staging).Scan(&dataPath); err != nil {
-		return fmt.Errorf("read the data path of %s.%s on %s: %w", db, staging, srv.Addr, err)
+	dataPath, err := tableDataPath(ctx, srv, db, staging)
+	if err != nil {
+		return err
 	}
 	dir := root.path(dataPath)
 	uid, gid, err := ownerOf(dir)

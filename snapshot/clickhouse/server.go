@@ -45,7 +45,19 @@ type Capabilities struct {
 	// FreezeWithName: ALTER TABLE ... FREEZE ... WITH NAME 'x' puts the parts in shadow/x (19.x);
 	// 18.16 numbers shadow directories by shadow/increment.txt instead.
 	FreezeWithName bool `json:"freeze_with_name"`
+	// PartHashes: system.parts has hash_of_all_files, a hash of each part's checksums.txt, which
+	// tells two parts of the same name and row count apart (not in 18.16).
+	PartHashes bool `json:"part_hashes"`
+	// TableDataPaths: system.tables lists a table's directories in data_paths (one per disk);
+	// 18.16 has the single data_path column instead.
+	TableDataPaths bool `json:"table_data_paths"`
+	// Disks: system.disks lists the default disk, whose path is the server's <path>; without
+	// it the path is derived from the system database's directory.
+	Disks bool `json:"disks"`
 }
+
+// capabilityColumns are the system columns whose presence is a capability, as "table.column".
+var capabilityColumns = []string{"tables.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path"}
 
 // Dial connects to one replica and detects its capabilities.
 func Dial(ctx context.Context, addr string, o ConnOptions) (*Server, error) {
@@ -85,16 +97,26 @@ func detect(ctx context.Context, conn driver.Conn) (Capabilities, error) {
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
 		return Capabilities{}, err
 	}
-	var uuidCols uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'uuid'").Scan(&uuidCols); err != nil {
+	conds := make([]string, len(capabilityColumns))
+	for i, c := range capabilityColumns {
+		table, name, _ := strings.Cut(c, ".")
+		conds[i] = fmt.Sprintf("(table = %s AND name = %s)", QuoteString(table), QuoteString(name))
+	}
+	var present []string
+	if err := conn.QueryRow(ctx, "SELECT groupArray(concat(table, '.', name)) FROM system.columns WHERE database = 'system' AND ("+strings.Join(conds, " OR ")+")").Scan(&present); err != nil {
 		return Capabilities{}, err
 	}
-	return capabilitiesFor(version, uuidCols > 0), nil
+	columns := map[string]bool{}
+	for _, c := range present {
+		columns[c] = true
+	}
+	return capabilitiesFor(version, columns), nil
 }
 
-// capabilitiesFor derives capabilities from the version string, so that fixture tests can
-// exercise the modern path without a modern server.
-func capabilitiesFor(version string, uuidColumn bool) Capabilities {
+// capabilitiesFor derives capabilities from the version string and from which of the
+// capabilityColumns the server has, so that fixture tests can exercise the modern path without
+// a modern server. What a system column tells is read from it, not from the version.
+func capabilitiesFor(version string, columns map[string]bool) Capabilities {
 	c := Capabilities{Version: version}
 	parts := strings.SplitN(version, ".", 3)
 	if len(parts) >= 2 {
@@ -102,7 +124,10 @@ func capabilitiesFor(version string, uuidColumn bool) Capabilities {
 		c.Minor, _ = strconv.Atoi(parts[1])
 	}
 	atLeast := func(major, minor int) bool { return c.Major > major || (c.Major == major && c.Minor >= minor) }
-	c.TableUUIDs = uuidColumn
+	c.TableUUIDs = columns["tables.uuid"]
+	c.PartHashes = columns["parts.hash_of_all_files"]
+	c.TableDataPaths = columns["tables.data_paths"]
+	c.Disks = columns["disks.path"]
 	c.RestoreReplica = atLeast(21, 7)
 	c.DefaultReplicatedArgs = atLeast(20, 10)
 	c.FreezeWithName = atLeast(19, 1)
