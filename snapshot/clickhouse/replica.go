@@ -294,7 +294,11 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 		switch {
 		case t.IsView():
 			if cur == nil {
-				views = append(views, ReplicaStep{Action: "create-view", Target: t.FullName(), SQL: mustRewrite(t.Create, Rewrite{Database: t.Database, UUID: uuid(t)})})
+				sql, err := replicaCreate(t, uuid(t))
+				if err != nil {
+					return nil, err
+				}
+				views = append(views, ReplicaStep{Action: "create-view", Target: t.FullName(), SQL: sql})
 			}
 		case t.Replicated():
 			steps, err := b.planReplicated(st, t, cur, uuid(t))
@@ -307,7 +311,11 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 				verifies = append(verifies, ReplicaStep{Action: "verify", Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
 			}
 		case cur == nil:
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-table", Target: t.FullName(), SQL: mustRewrite(t.Create, Rewrite{Database: t.Database, UUID: uuid(t)}), table: t})
+			sql, err := replicaCreate(t, uuid(t))
+			if err != nil {
+				return nil, err
+			}
+			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-table", Target: t.FullName(), SQL: sql, table: t})
 			loads := b.planLocalLoad(r.Addr, t)
 			if len(loads) == 0 && t.HasData() {
 				plan.Notes = append(plan.Notes, fmt.Sprintf("%s is local to each replica and was created empty on %s; its rows there come back only with --from-snapshot", t.FullName(), r.Name()))
@@ -319,12 +327,15 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 	return plan, nil
 }
 
-func mustRewrite(stmt string, rw Rewrite) string {
-	out, err := RewriteCreate(stmt, rw)
+// replicaCreate is the statement that creates t on the rebuilt replica. Nothing is replayed
+// unchecked: a statement the rewriter refuses (forged in a snapshot, or not a plain CREATE)
+// stops the plan, naming the table.
+func replicaCreate(t *Table, uuid string) (string, error) {
+	out, err := RewriteCreate(t.Create, Rewrite{Database: t.Database, UUID: uuid})
 	if err != nil {
-		return stmt // the peer's own SHOW CREATE: replayed as is, and Execute reports any error
+		return "", fmt.Errorf("plan the rebuild: the statement recorded for %s is not one tracevault will run: %w", t.FullName(), err)
 	}
-	return out
+	return out, nil
 }
 
 func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid string) ([]ReplicaStep, error) {
