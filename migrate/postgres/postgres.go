@@ -46,7 +46,8 @@ func Open(ctx context.Context, dsn, database string, log *slog.Logger) (*Driver,
 	}
 	cfg, err := pgx.ParseConfig(WithDatabase(dsn, database))
 	if err != nil {
-		return nil, fmt.Errorf("parse [postgres] dsn: %w", err)
+		// pgx redacts the password from its message only on a best-effort basis.
+		return nil, errors.New("parse [postgres] dsn: not a valid libpq URL or keyword/value string; write postgres://user:password@host:5432/dbname")
 	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		// Shown to a second migrator waiting for the lock, as the holder.

@@ -92,25 +92,55 @@ func withDatabase(dsn, db string) (string, error) {
 var kvPassword = regexp.MustCompile(`(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // splitPassword removes the password from dsn so that a child process gets it through
-// PGPASSWORD instead of its command line, where any local user could read it.
+// PGPASSWORD instead of its command line, where any local user could read it. A URL may
+// carry it as user:password@ or as ?password= (libpq takes the query parameter over the
+// user info, and so does this); both are removed.
 func splitPassword(dsn string) (clean, password string) {
 	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if u.User == nil {
-			return dsn, ""
+		if u.User != nil {
+			password, _ = u.User.Password()
+			u.User = url.User(u.User.Username())
 		}
-		password, _ = u.User.Password()
-		u.User = url.User(u.User.Username())
+		// libpq splits the query at '&' and only percent-decodes (a '+' stays a '+'), so the
+		// query is taken apart by hand rather than with url.Values, which would change it.
+		var keep []string
+		for _, kv := range strings.Split(u.RawQuery, "&") {
+			k, v, _ := strings.Cut(kv, "=")
+			if k, err := url.PathUnescape(k); err == nil && k == "password" {
+				if v, err := url.PathUnescape(v); err == nil {
+					password = v
+				}
+				continue
+			}
+			if kv != "" {
+				keep = append(keep, kv)
+			}
+		}
+		u.RawQuery = strings.Join(keep, "&")
 		return u.String(), password
 	}
-	m := kvPassword.FindStringSubmatch(dsn)
-	if m == nil {
+	all := kvPassword.FindAllStringSubmatch(dsn, -1)
+	if all == nil {
 		return dsn, ""
 	}
-	password = m[2]
+	password = all[len(all)-1][2] // libpq takes the last of repeated keywords
 	if strings.HasPrefix(password, "'") {
 		password = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(password[1 : len(password)-1])
 	}
 	return strings.TrimSpace(kvPassword.ReplaceAllString(dsn, "")), password
+}
+
+// scrub removes a password from text a child process or a driver wrote, so that an error
+// carrying it (say, a client that echoes its connection string) cannot reach a log line, the
+// run history or the status page.
+func scrub(text, password string) string {
+	if password == "" {
+		return text
+	}
+	for _, form := range []string{password, url.QueryEscape(password), url.PathEscape(password)} {
+		text = strings.ReplaceAll(text, form, "xxxxx")
+	}
+	return text
 }
 
 // Ident quotes a PostgreSQL identifier.

@@ -60,7 +60,7 @@ func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, e
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &limited{buf: &stderr, n: 8 << 10}
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
+		msg := scrub(strings.TrimSpace(stderr.String()), password)
 		if strings.Contains(msg, "lock timeout") {
 			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, givingWay)
 		}

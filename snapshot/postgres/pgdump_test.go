@@ -12,6 +12,9 @@ func TestSplitPassword(t *testing.T) {
 		{"host=h user=u password=s3cret dbname=db", "host=h user=u dbname=db", "s3cret"},
 		{`host=h password='it\'s a \\ x' dbname=db`, "host=h dbname=db", `it's a \ x`},
 		{"host=h dbname=db", "host=h dbname=db", ""},
+		{"postgres://u@h/db?sslmode=disable&password=s%40c+r%26t", "postgres://u@h/db?sslmode=disable", "s@c+r&t"},
+		{"postgres://u:old@h/db?password=new&application_name=a%20b", "postgres://u@h/db?application_name=a%20b", "new"},
+		{"host=h password=first password='second' dbname=db", "host=h dbname=db", "second"},
 	} {
 		clean, password := splitPassword(tc.dsn)
 		if clean != tc.clean || password != tc.password {
