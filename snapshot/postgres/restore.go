@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -109,9 +110,25 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		refs[o.ID] = o.ObjectRef
 	}
 	ref := func(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+		if rec == nil || rec.Object == "" {
+			return store.ObjectRef{}, fmt.Errorf("snapshot %s has no %s object (a partial snapshot, or a damaged manifest): it cannot restore a whole database; pick a complete snapshot ('tracevault list'), or restore tables into an existing schema with --tables", m.ID, what)
+		}
 		o, ok := refs[rec.Object]
 		if !ok {
 			return o, fmt.Errorf("snapshot %s lists %s but not its object %s; run 'tracevault verify %s'", m.ID, what, rec.Object, m.ID)
+		}
+		return o, nil
+	}
+	// Schema scripts are executed, so they run only from an object whose checksum the
+	// manifest records (the reader compares it before a statement runs): without one, anyone
+	// who can write to the repository could make a restore run any SQL.
+	script := func(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+		o, err := ref(rec, what)
+		if err != nil {
+			return o, err
+		}
+		if !sha256Hex.MatchString(o.SHA256) || o.SHA256 != rec.SHA256 {
+			return o, fmt.Errorf("snapshot %s records no valid checksum for its %s object %s (sha256 %q, the section says %q), so its SQL will not be run; run 'tracevault verify %s' and restore from another snapshot", m.ID, what, o.ID, o.SHA256, rec.SHA256, m.ID)
 		}
 		return o, nil
 	}
@@ -156,11 +173,11 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	if plan.Mode != ModeEmpty {
 		plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: plan.LoadInto})
 	}
-	pre, err := ref(sec.PreData, "pre-data")
+	pre, err := script(sec.PreData, "pre-data")
 	if err != nil {
 		return nil, err
 	}
-	post, err := ref(sec.PostData, "post-data")
+	post, err := script(sec.PostData, "post-data")
 	if err != nil {
 		return nil, err
 	}
@@ -517,6 +534,12 @@ func (r *Restorer) runScript(ctx context.Context, repo *store.Repository, db str
 	return nil
 }
 
+// sha256Hex is the form the store writes a checksum in.
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// readScript reads a whole schema object into memory before any of it runs: the store checks
+// the checksum only at the end of the object, and a statement executed before that check
+// could come from a swapped object.
 func readScript(ctx context.Context, repo *store.Repository, s Step) (string, error) {
 	obj, err := repo.OpenObject(ctx, s.ref)
 	if err != nil {
