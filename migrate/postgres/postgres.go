@@ -95,6 +95,8 @@ func AdvisoryLockID(database, schema, table string) int64 {
 // Name says which database this is, for messages.
 func (d *Driver) Name() string { return "postgres database " + d.database }
 
+func (d *Driver) Dialect() migrate.Dialect { return migrate.PostgreSQL }
+
 // Close ends the session, which also releases a lock still held.
 func (d *Driver) Close() error { return d.conn.Close(context.Background()) }
 
