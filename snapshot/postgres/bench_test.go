@@ -52,7 +52,10 @@ func BenchmarkBackupRestore1GiB(b *testing.B) {
 		b.Fatalf("database is %d MiB, want at least 1 GiB", dbBytes>>20)
 	}
 	dir := b.TempDir()
-	clean, password := splitPassword(src)
+	clean, password, err := splitPassword(src)
+	if err != nil {
+		b.Fatal(err)
+	}
 	pgEnv := append(os.Environ(), "PGPASSWORD="+password)
 	run := func(name string, args ...string) time.Duration {
 		b.Helper()

@@ -8,9 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -74,29 +74,42 @@ const givingWay = "a schema change (ALTER, DROP, TRUNCATE...) is waiting for a t
 
 // withDatabase returns dsn pointing at another database of the same server.
 func withDatabase(dsn, db string) (string, error) {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+	if strings.ContainsRune(db, 0) {
+		// The name may come from a manifest; PostgreSQL names cannot hold NUL.
+		return "", fmt.Errorf("database name %q holds a NUL byte: not a PostgreSQL name", db)
+	}
+	want, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "", errDSN
+	}
+	var out string
+	if u, err := url.Parse(dsn); err == nil && isURL(dsn) {
 		u.Path = "/" + db
-		return u.String(), nil
+		out = uriString(u)
+	} else if pairs, err := parseKV(dsn); err == nil && !isURL(dsn) {
+		out = formatKV(append(without(pairs, "dbname"), kvPair{"dbname", db}))
 	}
-	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return "", errors.New("parse [postgres] dsn: not a valid libpq URL or keyword/value string")
+	if got, err := pgconn.ParseConfig(out); out == "" || err != nil || got.Database != db || !sameTarget(want, got, false) {
+		return "", fmt.Errorf("point [postgres] dsn at database %q: the DSN is written in a form tracevault cannot rewrite; write it as postgres://user:password@host:5432/dbname (percent-encoded) or host=... user=... dbname=...", db)
 	}
-	kv := regexp.MustCompile(`(^|\s)dbname\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
-	quoted := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(db) + "'"
-	if kv.MatchString(dsn) {
-		return kv.ReplaceAllLiteralString(dsn, " dbname="+quoted), nil
-	}
-	return dsn + " dbname=" + quoted, nil
+	return out, nil
 }
 
-var kvPassword = regexp.MustCompile(`(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+var errDSN = errors.New("parse [postgres] dsn: not a valid libpq URL or keyword/value string; write postgres://user:password@host:5432/dbname")
 
 // splitPassword removes the password from dsn so that a child process gets it through
 // PGPASSWORD instead of its command line, where any local user could read it. A URL may
 // carry it as user:password@ or as ?password= (libpq takes the query parameter over the
-// user info, and so does this); both are removed.
-func splitPassword(dsn string) (clean, password string) {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+// user info); a keyword/value string as password=. The password returned is the one the
+// client library reads from dsn; a DSN this cannot take apart the same way is refused rather
+// than passed on whole.
+func splitPassword(dsn string) (clean, password string, err error) {
+	want, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "", "", errDSN
+	}
+	clean, password, ok := dsn, "", false
+	if u, err := url.Parse(dsn); err == nil && isURL(dsn) {
 		if u.User != nil {
 			password, _ = u.User.Password()
 			u.User = url.User(u.User.Username())
@@ -117,17 +130,135 @@ func splitPassword(dsn string) (clean, password string) {
 			}
 		}
 		u.RawQuery = strings.Join(keep, "&")
-		return u.String(), password
+		clean, ok = uriString(u), true
+	} else if pairs, err := parseKV(dsn); err == nil && !isURL(dsn) {
+		for _, p := range pairs {
+			if p.key == "password" {
+				password = p.value // libpq takes the last of repeated keywords
+			}
+		}
+		clean, ok = formatKV(without(pairs, "password")), true
 	}
-	all := kvPassword.FindAllStringSubmatch(dsn, -1)
-	if all == nil {
-		return dsn, ""
+	if password == "" && want.Password == "" {
+		return dsn, "", nil // nothing to hide (the password, if any, comes from PGPASSWORD or ~/.pgpass)
 	}
-	password = all[len(all)-1][2] // libpq takes the last of repeated keywords
-	if strings.HasPrefix(password, "'") {
-		password = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(password[1 : len(password)-1])
+	got, err := pgconn.ParseConfig(clean)
+	if !ok || password != want.Password || err != nil || !sameTarget(want, got, true) {
+		return "", "", errors.New("[postgres] dsn holds a password in a form tracevault cannot take out of pg_dump's command line: write it as postgres://user:password@host:5432/dbname (percent-encoded) or host=... password=..., or leave it out and set PGPASSWORD")
 	}
-	return strings.TrimSpace(kvPassword.ReplaceAllString(dsn, "")), password
+	return clean, password, nil
+}
+
+// sameTarget reports whether two configurations reach the same server and database as the
+// same user with the same settings; withDB false leaves the database out.
+func sameTarget(a, b *pgconn.Config, withDB bool) bool {
+	if a.Host != b.Host || a.Port != b.Port || a.User != b.User || (withDB && a.Database != b.Database) ||
+		!maps.Equal(a.RuntimeParams, b.RuntimeParams) || len(a.Fallbacks) != len(b.Fallbacks) {
+		return false
+	}
+	for i := range a.Fallbacks {
+		if a.Fallbacks[i].Host != b.Fallbacks[i].Host || a.Fallbacks[i].Port != b.Fallbacks[i].Port {
+			return false
+		}
+	}
+	return true
+}
+
+// isURL tells a connection URI from a keyword/value string as libpq does: by its prefix
+// alone ("postgres:x=1" is a keyword/value string).
+func isURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// uriString writes u back as a URI: url.URL drops the "//" of one without a host
+// ("postgres://" would become "postgres:", which libpq reads as a keyword/value string).
+func uriString(u *url.URL) string {
+	s := u.String()
+	if p := u.Scheme + ":"; !strings.HasPrefix(s, p+"//") {
+		s = p + "//" + strings.TrimPrefix(s, p)
+	}
+	return s
+}
+
+// kvPair is one keyword = value of a libpq keyword/value connection string.
+type kvPair struct{ key, value string }
+
+const kvSpace = " \t\n\r\v\f"
+
+// parseKV reads a keyword/value connection string by libpq's rules (as pgconn does):
+// whitespace around '=', values bare or single-quoted, a backslash escaping the next byte.
+// Rewriting the string with regular expressions instead would find "dbname=" inside a quoted
+// password, or glue a new keyword to an empty value left at the end.
+func parseKV(s string) ([]kvPair, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return nil, errors.New("NUL byte in connection string")
+	}
+	var out []kvPair
+	for s = strings.TrimLeft(s, kvSpace); s != ""; s = strings.TrimLeft(s, kvSpace) {
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 {
+			return nil, errors.New("a keyword without '='")
+		}
+		key := strings.Trim(s[:eq], kvSpace)
+		if key == "" || strings.ContainsAny(key, kvSpace) {
+			return nil, fmt.Errorf("bad keyword %q", key)
+		}
+		s = strings.TrimLeft(s[eq+1:], kvSpace)
+		var v strings.Builder
+		if strings.HasPrefix(s, "'") {
+			i := 1
+			for ; i < len(s) && s[i] != '\''; i++ {
+				if s[i] == '\\' {
+					i++
+					if i == len(s) {
+						break
+					}
+				}
+				v.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated quoted value")
+			}
+			s = s[i+1:]
+		} else {
+			i := 0
+			for ; i < len(s) && !strings.ContainsRune(kvSpace, rune(s[i])); i++ {
+				if s[i] == '\\' {
+					i++
+					if i == len(s) {
+						break // a trailing backslash is dropped
+					}
+				}
+				v.WriteByte(s[i])
+			}
+			s = s[min(i, len(s)):]
+		}
+		out = append(out, kvPair{key, v.String()})
+	}
+	return out, nil
+}
+
+// formatKV writes pairs back, quoting the values that need it.
+func formatKV(pairs []kvPair) string {
+	parts := make([]string, len(pairs))
+	for i, p := range pairs {
+		v := p.value
+		if v == "" || strings.ContainsAny(v, kvSpace+`'\`) {
+			v = "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+		}
+		parts[i] = p.key + "=" + v
+	}
+	return strings.Join(parts, " ")
+}
+
+func without(pairs []kvPair, key string) []kvPair {
+	var out []kvPair
+	for _, p := range pairs {
+		if p.key != key {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // scrub removes a password from text a child process or a driver wrote, so that an error

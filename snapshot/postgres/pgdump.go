@@ -45,7 +45,10 @@ func checkDumpVersion(dumpMajor int, dumpLine string, serverMajor int) error {
 // included, because pg_dump -n also emits CREATE SCHEMA public, which fails on every new
 // database, and skips extensions.
 func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, exclude []string, lockWait time.Duration, w io.Writer) error {
-	clean, password := splitPassword(dsn)
+	clean, password, err := splitPassword(dsn)
+	if err != nil {
+		return err
+	}
 	args := []string{"--schema-only", "--section=" + section, "--snapshot=" + snapshotID, "--no-password",
 		fmt.Sprintf("--lock-wait-timeout=%dms", lockWait.Milliseconds())}
 	for _, s := range exclude {

@@ -15,9 +15,11 @@ func TestSplitPassword(t *testing.T) {
 		{"postgres://u@h/db?sslmode=disable&password=s%40c+r%26t", "postgres://u@h/db?sslmode=disable", "s@c+r&t"},
 		{"postgres://u:old@h/db?password=new&application_name=a%20b", "postgres://u@h/db?application_name=a%20b", "new"},
 		{"host=h password=first password='second' dbname=db", "host=h dbname=db", "second"},
+		{"host=h password = 'x dbname=y' dbname=db", "host=h dbname=db", "x dbname=y"},
+		{"host=h password=", "host=h password=", ""},
 	} {
-		clean, password := splitPassword(tc.dsn)
-		if clean != tc.clean || password != tc.password {
+		clean, password, err := splitPassword(tc.dsn)
+		if err != nil || clean != tc.clean || password != tc.password {
 			t.Errorf("splitPassword(%q) = %q, %q; want %q, %q", tc.dsn, clean, password, tc.clean, tc.password)
 		}
 	}
@@ -26,8 +28,10 @@ func TestSplitPassword(t *testing.T) {
 func TestWithDatabase(t *testing.T) {
 	for _, tc := range []struct{ dsn, db, want string }{
 		{"postgres://u:p@h:5432/langfuse?sslmode=disable", "postgres", "postgres://u:p@h:5432/postgres?sslmode=disable"},
-		{"host=h dbname=langfuse user=u", "other db", "host=h dbname='other db' user=u"},
-		{"host=h user=u", "x", "host=h user=u dbname='x'"},
+		{"host=h dbname=langfuse user=u", "other db", "host=h user=u dbname='other db'"},
+		{"host=h password='a dbname=b' dbname=c", "d", "host=h password='a dbname=b' dbname=d"},
+		{"host=h sslmode=", "d", "host=h sslmode='' dbname=d"},
+		{"host=h user=u", "x", "host=h user=u dbname=x"},
 	} {
 		got, err := withDatabase(tc.dsn, tc.db)
 		if err != nil || got != tc.want {
