@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,10 +31,15 @@ func smallSnapshot(t *testing.T, env *stack.Env, dir string) (*store.Repository,
 
 // TestRestoreRunsNoSQLFromASwappedObject: someone with write access to the repository replaces
 // the pre-data or post-data object with another valid object that starts with their own
-// statement. The restore must fail on the checksum before any statement of it runs.
+// statement, or a table's rows with as many rows of their own. The restore must fail on the
+// checksum before any statement of it runs, and commit none of those rows.
 func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 	env := stack.Require(t)
-	for _, section := range []string{"pre-data", "post-data"} {
+	var forged strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&forged, "%d\tforged\n", i)
+	}
+	for _, section := range []string{"pre-data", "post-data", "table data"} {
 		t.Run(section, func(t *testing.T) {
 			ctx := testContext(t)
 			dir := t.TempDir()
@@ -42,12 +48,20 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			victim := sec.PreData
-			if section == "post-data" {
+			victim, content := sec.PreData, "CREATE TABLE public.pwned (x int);\n"
+			switch section {
+			case "post-data":
 				victim = sec.PostData
+			case "table data":
+				for _, tr := range sec.Tables {
+					if tr.FullName() == "public.t" {
+						victim = tr.ObjectRecord
+					}
+				}
+				content = forged.String()
 			}
-			// A valid object of the same repository (same codec), with a hostile first statement.
-			evil, _, err := repo.PutObject(ctx, "", strings.NewReader("CREATE TABLE public.pwned (x int);\n"))
+			// A valid object of the same repository (same codec), with hostile content.
+			evil, _, err := repo.PutObject(ctx, "", strings.NewReader(content))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,6 +88,15 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			}
 			if pwned {
 				t.Errorf("a statement of the swapped %s object ran before its checksum was checked", section)
+			}
+			if section == "table data" {
+				var n int64
+				if err := dial(t, dsnFor(t, env.PGDSN, db)).QueryRow(ctx, "SELECT count(*) FROM public.t").Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n != 0 {
+					t.Errorf("%d forged rows were committed before the checksum failed", n)
+				}
 			}
 		})
 	}

@@ -702,7 +702,7 @@ func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load,
 	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN" + options
 	tag, err := conn.PgConn().CopyFrom(ctx, obj, sql)
 	if err != nil {
-		return explain("load "+l.table.FullName(), err)
+		return obj.cause("load "+l.table.FullName(), err)
 	}
 	if tag.RowsAffected() != l.table.Rows {
 		return fmt.Errorf("load %s: %d rows loaded, the snapshot has %d", l.table.FullName(), tag.RowsAffected(), l.table.Rows)
@@ -713,9 +713,10 @@ func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load,
 // guarded serialises Read and Close: pgconn's CopyFrom can return on a server error while
 // its reading goroutine is still inside Read, and closing the decoder under it crashes.
 type guarded struct {
-	mu     sync.Mutex
-	r      io.ReadCloser
-	closed bool
+	mu      sync.Mutex
+	r       io.ReadCloser
+	closed  bool
+	readErr error // the object's own failure (a checksum mismatch), which aborted the COPY
 }
 
 func openGuarded(ctx context.Context, repo *store.Repository, ref store.ObjectRef) (*guarded, error) {
@@ -732,7 +733,23 @@ func (g *guarded) Read(p []byte) (int, error) {
 	if g.closed {
 		return 0, io.ErrClosedPipe
 	}
-	return g.r.Read(p)
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		g.readErr = err
+	}
+	return n, err
+}
+
+// cause explains a failed COPY: pgconn turns a read error into CopyFail, so the server's
+// answer only quotes it; the object's own error is returned instead, where there is one, so
+// that a damaged object stays recognisable (store.ErrCorrupt).
+func (g *guarded) cause(doing string, err error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.readErr != nil {
+		return fmt.Errorf("%s: %w", doing, g.readErr)
+	}
+	return explain(doing, err)
 }
 
 func (g *guarded) Close() error {
@@ -757,7 +774,7 @@ func loadLargeObjects(ctx context.Context, conn *pgx.Conn, repo *store.Repositor
 		return explain("load large objects", err)
 	}
 	if _, err := conn.PgConn().CopyFrom(ctx, obj, "COPY tracevault_lo FROM STDIN"); err != nil {
-		return explain("load large objects", err)
+		return obj.cause("load large objects", err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT lo_from_bytea(oid, data) FROM tracevault_lo"); err != nil {
 		return explain("create large objects", err)
