@@ -3,8 +3,15 @@ package config
 import (
 	"bytes"
 	"errors"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+)
+
+var (
+	arrayIndex = regexp.MustCompile(`\[\d+\]$`)
+	bareKey    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
 // FuzzParse: whatever a configuration file holds, Parse returns within a bound and never
@@ -45,9 +52,15 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse of %d bytes took over 3 s", len(data))
 		}
 		if r.keyErr == nil {
+			text := strings.Split(string(data), "\n")
 			for key, l := range r.keys {
 				if l < 1 || l > lines {
 					t.Fatalf("keyLines put %q on line %d of a %d-line file", key, l, lines)
+				}
+				// A key cannot span lines, so a bare key's last part is on the line given.
+				last := arrayIndex.ReplaceAllString(key[strings.LastIndex(key, ".")+1:], "")
+				if bareKey.MatchString(last) && !strings.Contains(text[l-1], last) {
+					t.Fatalf("keyLines put %q on line %d, which is %q", key, l, text[l-1])
 				}
 			}
 		}
