@@ -3,6 +3,7 @@ package postgres
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSplitPassword(t *testing.T) {
@@ -151,6 +152,15 @@ func TestTablesGlob(t *testing.T) {
 	} {
 		if got := matches(tc.globs, tc.t); got != tc.want {
 			t.Errorf("matches(%v, %s) = %v, want %v", tc.globs, tc.t.FullName(), got, tc.want)
+		}
+	}
+}
+
+func TestStagingNameStaysValid(t *testing.T) {
+	for _, db := range []string{"langfuse", strings.Repeat("é", 30), strings.Repeat("x", 39) + "日本"} {
+		got := stagingName(db)
+		if !utf8.ValidString(got) || len(got) > 63 || !strings.Contains(got, "__tvrestore_") {
+			t.Errorf("stagingName(%q) = %q: not valid UTF-8, longer than PostgreSQL's 63 bytes, or unmarked", db, got)
 		}
 	}
 }

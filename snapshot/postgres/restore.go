@@ -212,7 +212,8 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 
 func stagingName(db string) string {
 	if len(db) > 40 {
-		db = db[:40]
+		// Names are UTF-8: a cut inside a character would make one the server refuses.
+		db = strings.ToValidUTF8(db[:40], "")
 	}
 	return fmt.Sprintf("%s__tvrestore_%d", db, time.Now().Unix()%1e6)
 }
