@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,9 +84,10 @@ func withDatabase(dsn, db string) (string, error) {
 		return "", errDSN
 	}
 	var out string
-	if u, err := url.Parse(dsn); err == nil && isURL(dsn) {
-		u.Path = "/" + db
-		out = uriString(u)
+	if u, err := parseURI(dsn); err == nil {
+		u.drop("dbname", "database")
+		u.path = "/" + url.PathEscape(db)
+		out = u.String()
 	} else if pairs, err := parseKV(dsn); err == nil && !isURL(dsn) {
 		out = formatKV(append(without(pairs, "dbname"), kvPair{"dbname", db}))
 	}
@@ -109,28 +111,18 @@ func splitPassword(dsn string) (clean, password string, err error) {
 		return "", "", errDSN
 	}
 	clean, password, ok := dsn, "", false
-	if u, err := url.Parse(dsn); err == nil && isURL(dsn) {
-		if u.User != nil {
-			password, _ = u.User.Password()
-			u.User = url.User(u.User.Username())
+	if u, err := parseURI(dsn); err == nil {
+		if user, pw, ok := strings.Cut(u.userinfo, ":"); ok {
+			password, _ = url.PathUnescape(pw)
+			u.userinfo = user
 		}
-		// libpq splits the query at '&' and only percent-decodes (a '+' stays a '+'), so the
-		// query is taken apart by hand rather than with url.Values, which would change it.
-		var keep []string
-		for _, kv := range strings.Split(u.RawQuery, "&") {
-			k, v, _ := strings.Cut(kv, "=")
-			if k, err := url.PathUnescape(k); err == nil && k == "password" {
-				if v, err := url.PathUnescape(v); err == nil {
-					password = v
-				}
-				continue
-			}
-			if kv != "" {
-				keep = append(keep, kv)
+		for _, p := range u.query {
+			if p.key == "password" {
+				password = p.value // the query parameter wins over the user info
 			}
 		}
-		u.RawQuery = strings.Join(keep, "&")
-		clean, ok = uriString(u), true
+		u.drop("password")
+		clean, ok = u.String(), true
 	} else if pairs, err := parseKV(dsn); err == nil && !isURL(dsn) {
 		for _, p := range pairs {
 			if p.key == "password" {
@@ -170,14 +162,105 @@ func isURL(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-// uriString writes u back as a URI: url.URL drops the "//" of one without a host
-// ("postgres://" would become "postgres:", which libpq reads as a keyword/value string).
-func uriString(u *url.URL) string {
-	s := u.String()
-	if p := u.Scheme + ":"; !strings.HasPrefix(s, p+"//") {
-		s = p + "//" + strings.TrimPrefix(s, p)
+// uri is a connection URI cut where libpq cuts it; net/url reads some that libpq takes
+// differently, or not at all (several hosts with an IPv6 address and ports).
+type uri struct {
+	prefix   string   // "postgres://" or "postgresql://"
+	userinfo string   // user[:password], still percent-encoded; "" without an '@'
+	hosts    string   // host[:port][,host[:port]]...
+	path     string   // "/dbname", still encoded, or ""
+	query    []kvPair // decoded parameters, in order
+	rawQuery []string // the same parameters as written, to write them back unchanged
+}
+
+// drop removes the query parameters named keys.
+func (u *uri) drop(keys ...string) {
+	var q []kvPair
+	var raw []string
+	for i, p := range u.query {
+		if !slices.Contains(keys, p.key) {
+			q, raw = append(q, p), append(raw, u.rawQuery[i])
+		}
 	}
-	return s
+	u.query, u.rawQuery = q, raw
+}
+
+func parseURI(dsn string) (*uri, error) {
+	if !isURL(dsn) {
+		return nil, errors.New("not a postgres:// URI")
+	}
+	u := &uri{prefix: dsn[:strings.Index(dsn, "//")+2]}
+	p := dsn[len(u.prefix):]
+	if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+		u.userinfo, p = p[:i], p[i+1:]
+	}
+	j := 0
+	for {
+		if j < len(p) && p[j] == '[' {
+			k := strings.IndexByte(p[j:], ']')
+			if k < 0 {
+				return nil, errors.New("unterminated IPv6 address")
+			}
+			j += k + 1
+		} else if k := strings.IndexAny(p[j:], ":/?,"); k < 0 {
+			j = len(p)
+		} else {
+			j += k
+		}
+		if j < len(p) && p[j] == ':' {
+			if k := strings.IndexAny(p[j+1:], "/?,"); k < 0 {
+				j = len(p)
+			} else {
+				j += 1 + k
+			}
+		}
+		if j < len(p) && p[j] == ',' {
+			j++
+			continue
+		}
+		break
+	}
+	u.hosts, p = p[:j], p[j:]
+	if strings.HasPrefix(p, "/") {
+		end := strings.IndexByte(p, '?')
+		if end < 0 {
+			end = len(p)
+		}
+		u.path, p = p[:end], p[end:]
+	}
+	if p == "" {
+		return u, nil
+	}
+	if p[0] != '?' {
+		return nil, fmt.Errorf("unexpected %q after the hosts", p[0])
+	}
+	if p == "?" {
+		return u, nil
+	}
+	for _, kv := range strings.Split(p[1:], "&") {
+		k, v, ok := strings.Cut(kv, "=")
+		dk, err1 := url.PathUnescape(k)
+		dv, err2 := url.PathUnescape(v)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("bad query parameter %q", k)
+		}
+		u.query, u.rawQuery = append(u.query, kvPair{dk, dv}), append(u.rawQuery, kv)
+	}
+	return u, nil
+}
+
+// String writes the URI back.
+func (u *uri) String() string {
+	var b strings.Builder
+	b.WriteString(u.prefix)
+	if u.userinfo != "" {
+		b.WriteString(u.userinfo + "@")
+	}
+	b.WriteString(u.hosts + u.path)
+	if len(u.rawQuery) > 0 {
+		b.WriteString("?" + strings.Join(u.rawQuery, "&"))
+	}
+	return b.String()
 }
 
 // kvPair is one keyword = value of a libpq keyword/value connection string.
@@ -251,10 +334,10 @@ func formatKV(pairs []kvPair) string {
 	return strings.Join(parts, " ")
 }
 
-func without(pairs []kvPair, key string) []kvPair {
+func without(pairs []kvPair, keys ...string) []kvPair {
 	var out []kvPair
 	for _, p := range pairs {
-		if p.key != key {
+		if !slices.Contains(keys, p.key) {
 			out = append(out, p)
 		}
 	}

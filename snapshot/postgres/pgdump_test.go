@@ -18,6 +18,10 @@ func TestSplitPassword(t *testing.T) {
 		{"host=h password=first password='second' dbname=db", "host=h dbname=db", "second"},
 		{"host=h password = 'x dbname=y' dbname=db", "host=h dbname=db", "x dbname=y"},
 		{"host=h password=", "host=h password=", ""},
+		{"postgresql:///langfuse?host=/var/run/postgresql&password=pw", "postgresql:///langfuse?host=/var/run/postgresql", "pw"},
+		{"host=/var/run/postgresql user=u password=pw", "host=/var/run/postgresql user=u", "pw"},
+		{"postgres://u:p%2Fw@[::1]:5432,h2/db", "postgres://u@[::1]:5432,h2/db", "p/w"},
+		{"postgres://:pw@h/db?", "postgres://h/db", "pw"},
 	} {
 		clean, password, err := splitPassword(tc.dsn)
 		if err != nil || clean != tc.clean || password != tc.password {
@@ -32,6 +36,7 @@ func TestWithDatabase(t *testing.T) {
 		{"host=h dbname=langfuse user=u", "other db", "host=h user=u dbname='other db'"},
 		{"host=h password='a dbname=b' dbname=c", "d", "host=h password='a dbname=b' dbname=d"},
 		{"host=h sslmode=", "d", "host=h sslmode='' dbname=d"},
+		{"postgres://u@[::1]:5432,h2:5433/a?dbname=b&sslmode=disable", "c d", "postgres://u@[::1]:5432,h2:5433/c%20d?sslmode=disable"},
 		{"host=h user=u", "x", "host=h user=u dbname=x"},
 	} {
 		got, err := withDatabase(tc.dsn, tc.db)
