@@ -15,7 +15,7 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/migrate"
-	mpg "github.com/tracevault/tracevault/migrate/postgres"
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
 type migrateFlags struct {
@@ -325,7 +325,11 @@ func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
 		req.Tables = []string{db + ".*"}
 		undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --force", db)
 	} else {
-		cfg.Postgres.DSN = config.Secret(mpg.WithDatabase(cfg.Postgres.DSN.Reveal(), f.database))
+		dsn, err := pgdsn.WithDatabase(cfg.Postgres.DSN.Reveal(), f.database)
+		if err != nil {
+			return failed(err)
+		}
+		cfg.Postgres.DSN = config.Secret(dsn)
 	}
 	m, err := jobs.Backup(cmd.Context(), &cfg, r, req, a.log)
 	if err != nil {

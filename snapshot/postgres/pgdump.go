@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
 var pgDumpVersion = regexp.MustCompile(`\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?`)
@@ -45,7 +47,7 @@ func checkDumpVersion(dumpMajor int, dumpLine string, serverMajor int) error {
 // included, because pg_dump -n also emits CREATE SCHEMA public, which fails on every new
 // database, and skips extensions.
 func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, exclude []string, lockWait time.Duration, w io.Writer) error {
-	clean, password, err := splitPassword(dsn)
+	clean, password, err := pgdsn.SplitPassword(dsn)
 	if err != nil {
 		return err
 	}
@@ -63,7 +65,7 @@ func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, e
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &limited{buf: &stderr, n: 8 << 10}
 	if err := cmd.Run(); err != nil {
-		msg := scrub(strings.TrimSpace(stderr.String()), password)
+		msg := pgdsn.Scrub(strings.TrimSpace(stderr.String()), password)
 		if strings.Contains(msg, "lock timeout") {
 			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, givingWay)
 		}

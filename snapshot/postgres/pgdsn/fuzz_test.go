@@ -1,4 +1,4 @@
-package postgres
+package pgdsn
 
 import (
 	"net/url"
@@ -31,41 +31,41 @@ func FuzzDSN(f *testing.F) {
 		// always taken out, never refused.
 		if !strings.ContainsRune(db, 0) && db != "" {
 			u := url.URL{Scheme: "postgres", User: url.UserPassword("u", db), Host: "h:5432", Path: "/d"}
-			clean, password, err := splitPassword(u.String())
+			clean, password, err := SplitPassword(u.String())
 			if err != nil || password != db || clean != "postgres://u@h:5432/d" {
-				t.Fatalf("splitPassword(%q) = %q, %q, %v; want the password %q taken out", u.String(), clean, password, err, db)
+				t.Fatalf("SplitPassword(%q) = %q, %q, %v; want the password %q taken out", u.String(), clean, password, err, db)
 			}
 		}
 		want, err := pgconn.ParseConfig(dsn)
 		if err != nil {
 			return
 		}
-		clean, password, err := splitPassword(dsn)
+		clean, password, err := SplitPassword(dsn)
 		if err == nil {
 			got, err := pgconn.ParseConfig(clean)
 			if err != nil {
-				t.Fatalf("splitPassword(%q) = %q, which does not parse: %v", dsn, clean, err)
+				t.Fatalf("SplitPassword(%q) = %q, which does not parse: %v", dsn, clean, err)
 			}
 			if password != want.Password || got.Password != "" {
-				t.Fatalf("splitPassword(%q) = %q, %q: the DSN's password is %q and the clean DSN still has %q", dsn, clean, password, want.Password, got.Password)
+				t.Fatalf("SplitPassword(%q) = %q, %q: the DSN's password is %q and the clean DSN still has %q", dsn, clean, password, want.Password, got.Password)
 			}
 			if !sameTarget(want, got, true) {
-				t.Fatalf("splitPassword(%q) = %q, which connects elsewhere: %+v vs %+v", dsn, clean, got, want)
+				t.Fatalf("SplitPassword(%q) = %q, which connects elsewhere: %+v vs %+v", dsn, clean, got, want)
 			}
 		} else if want.Password == "" {
-			t.Fatalf("splitPassword(%q) refused a DSN without a password: %v", dsn, err)
+			t.Fatalf("SplitPassword(%q) refused a DSN without a password: %v", dsn, err)
 		}
 
 		if db == "" {
 			return
 		}
-		moved, err := withDatabase(dsn, db)
+		moved, err := WithDatabase(dsn, db)
 		if err != nil {
 			return // refusing is allowed; pointing elsewhere is not
 		}
 		got, err := pgconn.ParseConfig(moved)
 		if err != nil || got.Database != db || got.Password != want.Password || !sameTarget(want, got, false) {
-			t.Fatalf("withDatabase(%q, %q) = %q, which does not reach database %q of the same server as the same user: %v", dsn, db, moved, db, err)
+			t.Fatalf("WithDatabase(%q, %q) = %q, which does not reach database %q of the same server as the same user: %v", dsn, db, moved, db, err)
 		}
 	})
 }
