@@ -105,36 +105,18 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	refs := map[string]store.ObjectRef{}
-	for _, o := range m.Objects {
-		refs[o.ID] = o.ObjectRef
-	}
-	ref := func(rec *ObjectRecord, what string) (store.ObjectRef, error) {
-		if rec == nil || rec.Object == "" {
-			return store.ObjectRef{}, fmt.Errorf("snapshot %s has no %s object (a partial snapshot, or a damaged manifest): it cannot restore a whole database; pick a complete snapshot ('tracevault list'), or restore tables into an existing schema with --tables", m.ID, what)
-		}
-		o, ok := refs[rec.Object]
-		if !ok {
-			return o, fmt.Errorf("snapshot %s lists %s but not its object %s; run 'tracevault verify %s'", m.ID, what, rec.Object, m.ID)
-		}
-		return o, nil
-	}
-	// Schema scripts are executed, so they run only from an object whose checksum the
-	// manifest records (the reader compares it before a statement runs): without one, anyone
-	// who can write to the repository could make a restore run any SQL.
-	script := func(rec *ObjectRecord, what string) (store.ObjectRef, error) {
-		o, err := ref(rec, what)
-		if err != nil {
-			return o, err
-		}
-		if !sha256Hex.MatchString(o.SHA256) || o.SHA256 != rec.SHA256 {
-			return o, fmt.Errorf("snapshot %s records no valid checksum for its %s object %s (sha256 %q, the section says %q), so its SQL will not be run; run 'tracevault verify %s' and restore from another snapshot", m.ID, what, o.ID, o.SHA256, rec.SHA256, m.ID)
-		}
-		return o, nil
-	}
+	objs := objectsOf(m)
 	plan := &Plan{Snapshot: m.ID, Database: r.opts.Database, sec: sec}
 	if plan.Database == "" {
 		plan.Database = sec.Database.Name
+	}
+	var content []Step
+	if len(r.opts.Tables) == 0 {
+		// From the manifest alone: a snapshot that cannot restore whole is refused before
+		// anything is connected to or created.
+		if content, err = contentSteps(m, sec, objs); err != nil {
+			return nil, err
+		}
 	}
 	admin, err := r.admin(ctx)
 	if err != nil {
@@ -143,10 +125,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	defer admin.Close(context.WithoutCancel(ctx))
 	if len(r.opts.Tables) > 0 {
 		plan.Mode, plan.LoadInto = ModeTables, plan.Database
-		return plan, r.planTables(ctx, plan, ref)
-	}
-	if sec.DataOnly {
-		return nil, fmt.Errorf("snapshot %s is data-only (taken without pg_dump): it restores only into an existing schema; pass --tables", m.ID)
+		return plan, r.planTables(ctx, plan, objs.ref)
 	}
 	if err := r.checkRoles(ctx, admin, sec.Roles); err != nil {
 		return nil, err
@@ -173,41 +152,89 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	if plan.Mode != ModeEmpty {
 		plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: plan.LoadInto})
 	}
-	pre, err := script(sec.PreData, "pre-data")
+	plan.Steps = append(plan.Steps, content...)
+	plan.Steps = append(plan.Steps, Step{Action: "verify", Target: plan.LoadInto})
+	if plan.Mode == ModeReplace {
+		plan.Steps = append(plan.Steps, Step{Action: "swap", Target: plan.Database})
+	}
+	return plan, nil
+}
+
+// objects resolves a section's records to the objects its manifest lists.
+type objects struct {
+	id   string
+	refs map[string]store.ObjectRef
+}
+
+func objectsOf(m *store.Manifest) objects {
+	o := objects{id: m.ID, refs: map[string]store.ObjectRef{}}
+	for _, obj := range m.Objects {
+		o.refs[obj.ID] = obj.ObjectRef
+	}
+	return o
+}
+
+func (o objects) ref(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+	if rec == nil || rec.Object == "" {
+		return store.ObjectRef{}, fmt.Errorf("snapshot %s has no %s object (a partial snapshot, or a damaged manifest): it cannot restore a whole database; pick a complete snapshot ('tracevault list'), or restore tables into an existing schema with --tables", o.id, what)
+	}
+	ref, ok := o.refs[rec.Object]
+	if !ok {
+		return ref, fmt.Errorf("snapshot %s lists %s but not its object %s; run 'tracevault verify %s'", o.id, what, rec.Object, o.id)
+	}
+	return ref, nil
+}
+
+// script resolves a schema script. Scripts are executed, so they run only from an object whose
+// checksum the manifest records (the reader compares it before a statement runs): without
+// one, anyone who can write to the repository could make a restore run any SQL.
+func (o objects) script(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+	ref, err := o.ref(rec, what)
+	if err != nil {
+		return ref, err
+	}
+	if !sha256Hex.MatchString(ref.SHA256) || ref.SHA256 != rec.SHA256 {
+		return ref, fmt.Errorf("snapshot %s records no valid checksum for its %s object %s (sha256 %q, the section says %q), so its SQL will not be run; run 'tracevault verify %s' and restore from another snapshot", o.id, what, ref.ID, ref.SHA256, rec.SHA256, o.id)
+	}
+	return ref, nil
+}
+
+// contentSteps orders what a whole-database restore replays and loads: pre-data, the tables,
+// large objects, post-data, sequences.
+func contentSteps(m *store.Manifest, sec *Section, objs objects) ([]Step, error) {
+	if sec.DataOnly {
+		return nil, fmt.Errorf("snapshot %s is data-only (taken without pg_dump): it restores only into an existing schema; pass --tables", m.ID)
+	}
+	pre, err := objs.script(sec.PreData, "pre-data")
 	if err != nil {
 		return nil, err
 	}
-	post, err := script(sec.PostData, "post-data")
+	post, err := objs.script(sec.PostData, "post-data")
 	if err != nil {
 		return nil, err
 	}
-	plan.Steps = append(plan.Steps, Step{Action: "pre-data", Object: pre.ID, Bytes: pre.RawSize, ref: pre})
+	steps := []Step{{Action: "pre-data", Object: pre.ID, Bytes: pre.RawSize, ref: pre}}
 	for i := range sec.Tables {
 		t := &sec.Tables[i]
 		if t.ObjectRecord == nil {
 			continue
 		}
-		o, err := ref(t.ObjectRecord, "table "+t.FullName())
+		o, err := objs.ref(t.ObjectRecord, "table "+t.FullName())
 		if err != nil {
 			return nil, err
 		}
-		plan.Steps = append(plan.Steps, Step{Action: "load", Target: t.FullName(), Rows: t.Rows, Bytes: o.RawSize, Object: o.ID, ref: o, loads: []load{{t, o}}})
+		steps = append(steps, Step{Action: "load", Target: t.FullName(), Rows: t.Rows, Bytes: o.RawSize, Object: o.ID, ref: o, loads: []load{{t, o}}})
 	}
 	if lo := sec.LargeObjects; lo != nil {
-		o, err := ref(&lo.ObjectRecord, "large objects")
+		o, err := objs.ref(&lo.ObjectRecord, "large objects")
 		if err != nil {
 			return nil, err
 		}
-		plan.Steps = append(plan.Steps, Step{Action: "large-objects", Rows: lo.Count, Bytes: o.RawSize, Object: o.ID, ref: o})
+		steps = append(steps, Step{Action: "large-objects", Rows: lo.Count, Bytes: o.RawSize, Object: o.ID, ref: o})
 	}
-	plan.Steps = append(plan.Steps,
+	return append(steps,
 		Step{Action: "post-data", Object: post.ID, Bytes: post.RawSize, ref: post},
-		Step{Action: "sequences", Rows: int64(len(sec.Sequences))},
-		Step{Action: "verify", Target: plan.LoadInto})
-	if plan.Mode == ModeReplace {
-		plan.Steps = append(plan.Steps, Step{Action: "swap", Target: plan.Database})
-	}
-	return plan, nil
+		Step{Action: "sequences", Rows: int64(len(sec.Sequences))}), nil
 }
 
 func stagingName(db string) string {
