@@ -68,6 +68,9 @@ func explain(doing string, err error) error {
 	return fmt.Errorf("%s: %w", doing, err)
 }
 
+// snapshotGone explains an exported snapshot that can no longer be imported.
+const snapshotGone = "the transaction that exported it is gone (server restart or lost connection), so take the backup again"
+
 // givingWay explains a lock timeout: a backup must not hold up a migration indefinitely.
 const givingWay = "a schema change (ALTER, DROP, TRUNCATE...) is waiting for a table this backup holds, so the backup gave way instead of blocking it: take the backup again once the change is done"
 

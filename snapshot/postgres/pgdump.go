@@ -66,8 +66,12 @@ func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, e
 	cmd.Stdout, cmd.Stderr = w, &limited{buf: &stderr, n: 8 << 10}
 	if err := cmd.Run(); err != nil {
 		msg := pgdsn.Scrub(strings.TrimSpace(stderr.String()), password)
-		if strings.Contains(msg, "lock timeout") {
+		switch {
+		// --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE.
+		case strings.Contains(msg, "lock timeout"), strings.Contains(msg, "statement timeout") && strings.Contains(msg, "LOCK TABLE"):
 			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, givingWay)
+		case strings.Contains(msg, "invalid snapshot identifier"):
+			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, snapshotGone)
 		}
 		return fmt.Errorf("pg_dump --section=%s: %w: %s", section, err, msg)
 	}
