@@ -38,9 +38,10 @@ func Split(sql string, d Dialect) []Statement {
 	start := 0
 	emit := func(end int) {
 		s := sql[start:end]
-		trimmed := strings.TrimSpace(s)
+		lead := strings.TrimLeft(s, space)
+		trimmed := strings.TrimRight(lead, space)
 		if trimmed != "" && !d.onlyComments(trimmed) {
-			out = append(out, Statement{SQL: trimmed, Offset: start + strings.Index(s, trimmed)})
+			out = append(out, Statement{SQL: trimmed, Offset: start + len(s) - len(lead)})
 		}
 	}
 	for i := 0; i < len(sql); {
@@ -55,6 +56,10 @@ func Split(sql string, d Dialect) []Statement {
 	emit(len(sql))
 	return out
 }
+
+// space is what both servers skip between tokens; other Unicode spaces (U+0085, U+00A0) are
+// part of a token to them, so they are not trimmed from a statement either.
+const space = " \t\n\r\f\v"
 
 // skip returns the index after the token that starts at i: a whole string, quoted identifier,
 // comment or dollar-quoted body, else one byte.
@@ -162,7 +167,7 @@ func (d Dialect) onlyComments(s string) bool {
 		if !strings.HasPrefix(s, "--") && !strings.HasPrefix(s, "/*") {
 			return false
 		}
-		s = strings.TrimSpace(s[d.skip(s, 0):])
+		s = strings.Trim(s[d.skip(s, 0):], space)
 	}
 	return true
 }

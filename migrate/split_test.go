@@ -44,6 +44,7 @@ func TestSplit(t *testing.T) {
 		{"pg: function body with a string", pg, "CREATE FUNCTION f() RETURNS text AS $$ SELECT 'x;'; $$ LANGUAGE sql; SELECT 2", []string{"CREATE FUNCTION f() RETURNS text AS $$ SELECT 'x;'; $$ LANGUAGE sql", "SELECT 2"}},
 		{"pg: dollar inside an identifier opens nothing", pg, "SELECT a$b$c FROM t; SELECT 2; SELECT $b$;$b$", []string{"SELECT a$b$c FROM t", "SELECT 2", "SELECT $b$;$b$"}},
 		{"pg: backtick is no quote", pg, "SELECT `a;b`", []string{"SELECT `a", "b`"}},
+		{"only ASCII whitespace is trimmed", ch, "\u00a0SELECT 1\u0085; \u0085\x85", []string{"\u00a0SELECT 1\u0085", "\u0085\x85"}},
 		{"pg: parameters", pg, "PREPARE p AS SELECT $1; EXECUTE p(1)", []string{"PREPARE p AS SELECT $1", "EXECUTE p(1)"}},
 	}
 	for _, tt := range tests {
