@@ -93,14 +93,17 @@ func SplitPassword(dsn string) (clean, password string, err error) {
 }
 
 // sameTarget reports whether two configurations reach the same server and database as the
-// same user with the same settings; withDB false leaves the database out.
+// same user with the same settings and the same use of TLS; withDB false leaves the database
+// out.
 func sameTarget(a, b *pgconn.Config, withDB bool) bool {
 	if a.Host != b.Host || a.Port != b.Port || a.User != b.User || (withDB && a.Database != b.Database) ||
-		!maps.Equal(a.RuntimeParams, b.RuntimeParams) || len(a.Fallbacks) != len(b.Fallbacks) {
+		(a.TLSConfig == nil) != (b.TLSConfig == nil) || !maps.Equal(a.RuntimeParams, b.RuntimeParams) ||
+		len(a.Fallbacks) != len(b.Fallbacks) {
 		return false
 	}
-	for i := range a.Fallbacks {
-		if a.Fallbacks[i].Host != b.Fallbacks[i].Host || a.Fallbacks[i].Port != b.Fallbacks[i].Port {
+	for i, f := range a.Fallbacks {
+		g := b.Fallbacks[i]
+		if f.Host != g.Host || f.Port != g.Port || (f.TLSConfig == nil) != (g.TLSConfig == nil) {
 			return false
 		}
 	}
