@@ -94,3 +94,15 @@ func TestParseSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleProblems: a schedule the cron library panics on, or one that never fires, is a
+// problem on its line, not a crash of config check or a daemon that hangs.
+func TestScheduleProblems(t *testing.T) {
+	for _, spec := range []string{"TZ=", "0 0 30 2 *"} {
+		_, err := Parse("t.toml", []byte(minimal+"[[jobs]]\nname = \"j\"\naction = \"backup\"\nschedule = \""+spec+"\"\n"))
+		var ps Problems
+		if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Key != "jobs[0].schedule" || ps[0].Line != 14 {
+			t.Errorf("schedule %q: %v, want one problem at jobs[0].schedule, line 14", spec, err)
+		}
+	}
+}
