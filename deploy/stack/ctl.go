@@ -16,15 +16,7 @@ func (e *Env) Stop(ctx context.Context, svc string) error { return e.ctl(ctx, "s
 func (e *Env) Start(ctx context.Context, svc string) error { return e.ctl(ctx, "start", svc) }
 
 func (e *Env) ctl(ctx context.Context, verb, svc string) error {
-	// The stack's directory is not always the checkout's .stack (STACK_DIR elsewhere), so the
-	// script next to this source file comes first.
-	script := filepath.Join(e.Dir, "..", "deploy", "stack", "stack.sh")
-	if _, self, _, ok := runtime.Caller(0); ok {
-		if own := filepath.Join(filepath.Dir(self), "stack.sh"); fileExists(own) {
-			script = own
-		}
-	}
-	cmd := exec.CommandContext(ctx, "bash", script, verb, svc)
+	cmd := exec.CommandContext(ctx, "bash", e.Script(), verb, svc)
 	cmd.Env = append(cmd.Environ(), "STACK_DIR="+e.Dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("stack.sh %s %s: %w\n%s", verb, svc, err, out)
@@ -32,7 +24,14 @@ func (e *Env) ctl(ctx context.Context, verb, svc string) error {
 	return nil
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// Script is the path of stack.sh. The stack's directory is not always the checkout's .stack (STACK_DIR
+// elsewhere), so the script next to this source file comes first.
+func (e *Env) Script() string {
+	if _, self, _, ok := runtime.Caller(0); ok {
+		own := filepath.Join(filepath.Dir(self), "stack.sh")
+		if _, err := os.Stat(own); err == nil {
+			return own
+		}
+	}
+	return filepath.Join(e.Dir, "..", "deploy", "stack", "stack.sh")
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +72,7 @@ func TestServicesAnswer(t *testing.T) {
 			}
 		}},
 		{"status exits 0", func(t *testing.T) {
-			out, err := exec.CommandContext(ctx, "bash", filepath.Join(env.Dir, "..", "deploy", "stack", "stack.sh"), "status").CombinedOutput()
+			out, err := exec.CommandContext(ctx, "bash", env.Script(), "status").CombinedOutput()
 			if err != nil || strings.Count(string(out), " up ") != 6 {
 				t.Fatalf("stack.sh status: %v\n%s", err, out)
 			}
