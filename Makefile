@@ -5,7 +5,7 @@ STACK    := bash deploy/stack/stack.sh
 # How many demo traces `make run` seeds (observations and scores scale with it).
 TRACES   ?= 20000
 
-.PHONY: all build run test check vet fmt fmt-check bench stack-up stack-down stack-status clean
+.PHONY: all build run test check vet fmt fmt-check bench fuzz-smoke stack-up stack-down stack-status clean
 
 all: build
 
@@ -40,6 +40,28 @@ fmt-check:
 ## bench: performance benchmarks against the running stack (see README, "Benchmarks").
 bench: build stack-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+## fuzz-smoke: every Fuzz target of every package, FUZZTIME each (default 10s), found with
+## `go test -list`, so a new target runs without being listed here. A crash fails the run and
+## leaves its input in the package's testdata/fuzz: commit it with the fix, and it runs as a
+## regular test from then on. Longer runs: make fuzz-smoke FUZZTIME=10m, or one target:
+## go test -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime 30m ./migrate/
+## Minimising each new interesting input may take up to a minute by default, which would eat
+## a short budget, hence the bound.
+FUZZTIME         ?= 10s
+FUZZMINIMIZETIME ?= 5s
+fuzz-smoke:
+	@list=$$($(GO) test -list '^Fuzz' ./...) || { echo "$$list"; exit 1; }; \
+	targets=$$(echo "$$list" | awk '/^Fuzz/ { names = names " " $$1; next } /^ok/ { n = split(names, a, " "); for (i = 1; i <= n; i++) print $$2, a[i]; names = "" }'); \
+	if [ -z "$$targets" ]; then echo "fuzz-smoke: no Fuzz targets found"; exit 1; fi; \
+	set -- $$targets; status=0; failed=""; \
+	while [ $$# -gt 1 ]; do \
+		pkg=$$1; name=$$2; shift 2; \
+		echo "== $$name in $$pkg, $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) "$$pkg" || { status=1; failed="$$failed $$pkg.$$name"; }; \
+	done; \
+	if [ $$status -ne 0 ]; then echo "fuzz-smoke: failed:$$failed"; fi; \
+	exit $$status
 
 stack-up:
 	$(STACK) up

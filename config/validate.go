@@ -127,7 +127,7 @@ func (c *checker) jobs(jobs []Job) {
 		seen[j.Name] = i
 		if j.Schedule == "" {
 			c.add(key("schedule"), "required: a cron expression such as \"0 3 * * *\"")
-		} else if _, err := CronParser.Parse(j.Schedule); err != nil {
+		} else if _, err := ParseSchedule(j.Schedule); err != nil {
 			c.add(key("schedule"), "bad cron expression %q: %v; write 5 fields (min hour dom month dow), 6 with seconds first, or @hourly/@daily", j.Schedule, err)
 		}
 		if !oneOf(j.Action, jobActions) {

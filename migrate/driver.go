@@ -12,6 +12,8 @@ import (
 type Driver interface {
 	// Name says which database this is, for messages: "clickhouse database default".
 	Name() string
+	// Dialect says how the server reads strings and comments, to cut files into statements.
+	Dialect() Dialect
 	// Lock excludes every other migrator of the same database, waiting at most wait; a timeout
 	// returns a *LockedError naming the holder.
 	Lock(ctx context.Context, wait time.Duration) error

@@ -232,7 +232,7 @@ func (r *Runner) apply(ctx context.Context, s Step) error {
 	if err != nil {
 		return fmt.Errorf("read migration %s: %w", s.File, err)
 	}
-	stmts := Split(Expand(string(body), r.Cluster, r.Database))
+	stmts := Split(Expand(string(body), r.Cluster, r.Database), r.Driver.Dialect())
 	start := time.Now()
 	r.log().Info("migration starting", "version", s.Version, "title", s.Title, "direction", s.Direction, "statements", len(stmts))
 	if err := r.Driver.SetVersion(ctx, s.Target, true); err != nil {

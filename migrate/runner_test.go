@@ -23,6 +23,7 @@ type fakeDriver struct {
 }
 
 func (f *fakeDriver) Name() string                              { return "fake database" }
+func (f *fakeDriver) Dialect() Dialect                          { return ClickHouse }
 func (f *fakeDriver) Lock(context.Context, time.Duration) error { return nil }
 func (f *fakeDriver) Unlock(context.Context) error              { return nil }
 func (f *fakeDriver) Run(_ context.Context, file string, stmts []Statement) error {

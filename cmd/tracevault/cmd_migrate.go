@@ -15,7 +15,7 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/migrate"
-	mpg "github.com/tracevault/tracevault/migrate/postgres"
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
 type migrateFlags struct {
@@ -323,9 +323,13 @@ func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
 		db := a.migrateDatabase(f)
 		cfg.ClickHouse.Databases = []string{db}
 		req.Tables = []string{db + ".*"}
-		undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --force", db)
+		undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --replace", db)
 	} else {
-		cfg.Postgres.DSN = config.Secret(mpg.WithDatabase(cfg.Postgres.DSN.Reveal(), f.database))
+		dsn, err := pgdsn.WithDatabase(cfg.Postgres.DSN.Reveal(), f.database)
+		if err != nil {
+			return failed(err)
+		}
+		cfg.Postgres.DSN = config.Secret(dsn)
 	}
 	m, err := jobs.Backup(cmd.Context(), &cfg, r, req, a.log)
 	if err != nil {

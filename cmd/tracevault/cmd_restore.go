@@ -199,7 +199,7 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 		return failed(err)
 	}
 	defer conn.Close()
-	rep, err := zookeeper.Restore(cmd.Context(), conn, zookeeper.NewReader(rc), zookeeper.RestoreOptions{Root: f.root, Force: f.replace, DryRun: f.dryRun})
+	rep, err := zookeeper.RestoreRecord(cmd.Context(), conn, rc, zookeeper.RestoreOptions{Root: f.root, Force: f.replace, DryRun: f.dryRun})
 	if err != nil {
 		return failed(err)
 	}

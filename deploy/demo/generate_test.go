@@ -72,6 +72,10 @@ func TestEmbeddedMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dialect := migrate.ClickHouse
+		if tt.target == "postgres" {
+			dialect = migrate.PostgreSQL
+		}
 		var versions []int64
 		var replicated []string
 		for _, m := range ms {
@@ -87,7 +91,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 			if strings.Contains(expanded, "{{") {
 				t.Errorf("%s: a placeholder is left after expansion", m.Up)
 			}
-			for _, st := range migrate.Split(expanded) {
+			for _, st := range migrate.Split(expanded, dialect) {
 				sql := strings.TrimSpace(regexp.MustCompile(`(?m)^--.*$`).ReplaceAllString(st.SQL, ""))
 				if e := replicatedEngine.FindStringSubmatch(sql); e != nil {
 					replicated = append(replicated, e[1])

@@ -92,6 +92,8 @@ func Open(ctx context.Context, o Options) (*Driver, error) {
 // Name says which database this is, for messages.
 func (d *Driver) Name() string { return "clickhouse database " + d.o.Database }
 
+func (d *Driver) Dialect() migrate.Dialect { return migrate.ClickHouse }
+
 // Close releases every connection and, with the ZooKeeper session, a lock still held.
 func (d *Driver) Close() error {
 	var errs []error

@@ -9,15 +9,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"net/url"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tracevault/tracevault/migrate"
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
 const (
@@ -44,9 +43,13 @@ func Open(ctx context.Context, dsn, database string, log *slog.Logger) (*Driver,
 	if log == nil {
 		log = slog.Default()
 	}
-	cfg, err := pgx.ParseConfig(WithDatabase(dsn, database))
+	dsn, err := pgdsn.WithDatabase(dsn, database)
 	if err != nil {
-		return nil, fmt.Errorf("parse [postgres] dsn: %w", err)
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, pgdsn.ErrInvalid
 	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		// Shown to a second migrator waiting for the lock, as the holder.
@@ -71,19 +74,6 @@ func Open(ctx context.Context, dsn, database string, log *slog.Logger) (*Driver,
 	return d, nil
 }
 
-// WithDatabase returns dsn pointed at database: the path of a URL, or a dbname keyword (the
-// last of a repeated keyword wins in libpq's key=value form).
-func WithDatabase(dsn, database string) string {
-	if database == "" {
-		return dsn
-	}
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + database
-		return u.String()
-	}
-	return dsn + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(database) + "'"
-}
-
 // AdvisoryLockID is golang-migrate's lock key for a migrations table: CRC-32 of
 // "schema\x00table\x00database" times its salt, in 32 bits.
 func AdvisoryLockID(database, schema, table string) int64 {
@@ -93,6 +83,8 @@ func AdvisoryLockID(database, schema, table string) int64 {
 
 // Name says which database this is, for messages.
 func (d *Driver) Name() string { return "postgres database " + d.database }
+
+func (d *Driver) Dialect() migrate.Dialect { return migrate.PostgreSQL }
 
 // Close ends the session, which also releases a lock still held.
 func (d *Driver) Close() error { return d.conn.Close(context.Background()) }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -52,7 +53,10 @@ func BenchmarkBackupRestore1GiB(b *testing.B) {
 		b.Fatalf("database is %d MiB, want at least 1 GiB", dbBytes>>20)
 	}
 	dir := b.TempDir()
-	clean, password := splitPassword(src)
+	clean, password, err := pgdsn.SplitPassword(src)
+	if err != nil {
+		b.Fatal(err)
+	}
 	pgEnv := append(os.Environ(), "PGPASSWORD="+password)
 	run := func(name string, args ...string) time.Duration {
 		b.Helper()

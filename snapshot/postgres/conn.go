@@ -9,22 +9,21 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
 // connect opens one connection and turns the usual failures into a cause and a fix.
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		// pgx can echo the DSN, password included, so its message is not repeated.
-		return nil, errors.New("parse [postgres] dsn: not a valid libpq URL or keyword/value string; write postgres://user:password@host:5432/dbname")
+		return nil, pgdsn.ErrInvalid
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
@@ -69,48 +68,18 @@ func explain(doing string, err error) error {
 	return fmt.Errorf("%s: %w", doing, err)
 }
 
+// snapshotGone explains an exported snapshot that can no longer be imported.
+const snapshotGone = "the transaction that exported it is gone (server restart or lost connection), so take the backup again"
+
 // givingWay explains a lock timeout: a backup must not hold up a migration indefinitely.
 const givingWay = "a schema change (ALTER, DROP, TRUNCATE...) is waiting for a table this backup holds, so the backup gave way instead of blocking it: take the backup again once the change is done"
 
 // withDatabase returns dsn pointing at another database of the same server.
 func withDatabase(dsn, db string) (string, error) {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + db
-		return u.String(), nil
+	if db == "" {
+		return "", errors.New("no database name to point [postgres] dsn at")
 	}
-	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return "", errors.New("parse [postgres] dsn: not a valid libpq URL or keyword/value string")
-	}
-	kv := regexp.MustCompile(`(^|\s)dbname\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
-	quoted := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(db) + "'"
-	if kv.MatchString(dsn) {
-		return kv.ReplaceAllLiteralString(dsn, " dbname="+quoted), nil
-	}
-	return dsn + " dbname=" + quoted, nil
-}
-
-var kvPassword = regexp.MustCompile(`(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
-
-// splitPassword removes the password from dsn so that a child process gets it through
-// PGPASSWORD instead of its command line, where any local user could read it.
-func splitPassword(dsn string) (clean, password string) {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if u.User == nil {
-			return dsn, ""
-		}
-		password, _ = u.User.Password()
-		u.User = url.User(u.User.Username())
-		return u.String(), password
-	}
-	m := kvPassword.FindStringSubmatch(dsn)
-	if m == nil {
-		return dsn, ""
-	}
-	password = m[2]
-	if strings.HasPrefix(password, "'") {
-		password = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(password[1 : len(password)-1])
-	}
-	return strings.TrimSpace(kvPassword.ReplaceAllString(dsn, "")), password
+	return pgdsn.WithDatabase(dsn, db)
 }
 
 // Ident quotes a PostgreSQL identifier.

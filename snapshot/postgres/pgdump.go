@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
 var pgDumpVersion = regexp.MustCompile(`\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?`)
@@ -45,7 +47,10 @@ func checkDumpVersion(dumpMajor int, dumpLine string, serverMajor int) error {
 // included, because pg_dump -n also emits CREATE SCHEMA public, which fails on every new
 // database, and skips extensions.
 func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, exclude []string, lockWait time.Duration, w io.Writer) error {
-	clean, password := splitPassword(dsn)
+	clean, password, err := pgdsn.SplitPassword(dsn)
+	if err != nil {
+		return err
+	}
 	args := []string{"--schema-only", "--section=" + section, "--snapshot=" + snapshotID, "--no-password",
 		fmt.Sprintf("--lock-wait-timeout=%dms", lockWait.Milliseconds())}
 	for _, s := range exclude {
@@ -60,9 +65,13 @@ func dumpSection(ctx context.Context, pgDump, dsn, section, snapshotID string, e
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &limited{buf: &stderr, n: 8 << 10}
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if strings.Contains(msg, "lock timeout") {
+		msg := pgdsn.Scrub(strings.TrimSpace(stderr.String()), password)
+		switch {
+		// --lock-wait-timeout is a statement_timeout around pg_dump's LOCK TABLE.
+		case strings.Contains(msg, "lock timeout"), strings.Contains(msg, "statement timeout") && strings.Contains(msg, "LOCK TABLE"):
 			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, givingWay)
+		case strings.Contains(msg, "invalid snapshot identifier"):
+			return fmt.Errorf("pg_dump --section=%s: %w: %s; %s", section, err, msg, snapshotGone)
 		}
 		return fmt.Errorf("pg_dump --section=%s: %w: %s", section, err, msg)
 	}

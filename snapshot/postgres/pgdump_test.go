@@ -3,35 +3,8 @@ package postgres
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
-
-func TestSplitPassword(t *testing.T) {
-	for _, tc := range []struct{ dsn, clean, password string }{
-		{"postgres://u:s3cret@h:5432/db?sslmode=disable", "postgres://u@h:5432/db?sslmode=disable", "s3cret"},
-		{"postgresql://u@h/db", "postgresql://u@h/db", ""},
-		{"host=h user=u password=s3cret dbname=db", "host=h user=u dbname=db", "s3cret"},
-		{`host=h password='it\'s a \\ x' dbname=db`, "host=h dbname=db", `it's a \ x`},
-		{"host=h dbname=db", "host=h dbname=db", ""},
-	} {
-		clean, password := splitPassword(tc.dsn)
-		if clean != tc.clean || password != tc.password {
-			t.Errorf("splitPassword(%q) = %q, %q; want %q, %q", tc.dsn, clean, password, tc.clean, tc.password)
-		}
-	}
-}
-
-func TestWithDatabase(t *testing.T) {
-	for _, tc := range []struct{ dsn, db, want string }{
-		{"postgres://u:p@h:5432/langfuse?sslmode=disable", "postgres", "postgres://u:p@h:5432/postgres?sslmode=disable"},
-		{"host=h dbname=langfuse user=u", "other db", "host=h dbname='other db' user=u"},
-		{"host=h user=u", "x", "host=h user=u dbname='x'"},
-	} {
-		got, err := withDatabase(tc.dsn, tc.db)
-		if err != nil || got != tc.want {
-			t.Errorf("withDatabase(%q, %q) = %q, %v; want %q", tc.dsn, tc.db, got, err, tc.want)
-		}
-	}
-}
 
 func TestCheckDumpVersion(t *testing.T) {
 	for _, tc := range []struct {
@@ -144,6 +117,15 @@ func TestTablesGlob(t *testing.T) {
 	} {
 		if got := matches(tc.globs, tc.t); got != tc.want {
 			t.Errorf("matches(%v, %s) = %v, want %v", tc.globs, tc.t.FullName(), got, tc.want)
+		}
+	}
+}
+
+func TestStagingNameStaysValid(t *testing.T) {
+	for _, db := range []string{"langfuse", strings.Repeat("é", 30), strings.Repeat("x", 39) + "日本"} {
+		got := stagingName(db)
+		if !utf8.ValidString(got) || len(got) > 63 || !strings.Contains(got, "__tvrestore_") {
+			t.Errorf("stagingName(%q) = %q: not valid UTF-8, longer than PostgreSQL's 63 bytes, or unmarked", db, got)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -104,23 +105,18 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	refs := map[string]store.ObjectRef{}
-	for _, o := range m.Objects {
-		refs[o.ID] = o.ObjectRef
-	}
-	ref := func(rec *ObjectRecord, what string) (store.ObjectRef, error) {
-		if rec == nil { // a partial section: the backup stopped before it stored this
-			return store.ObjectRef{}, fmt.Errorf("snapshot %s has no %s: its postgres backup did not finish; restore from another snapshot ('tracevault list')", m.ID, what)
-		}
-		o, ok := refs[rec.Object]
-		if !ok {
-			return o, fmt.Errorf("snapshot %s lists %s but not its object %s; run 'tracevault verify %s'", m.ID, what, rec.Object, m.ID)
-		}
-		return o, nil
-	}
+	objs := objectsOf(m)
 	plan := &Plan{Snapshot: m.ID, Database: r.opts.Database, sec: sec}
 	if plan.Database == "" {
 		plan.Database = sec.Database.Name
+	}
+	var content []Step
+	if len(r.opts.Tables) == 0 {
+		// From the manifest alone: a snapshot that cannot restore whole is refused before
+		// anything is connected to or created.
+		if content, err = contentSteps(m, sec, objs); err != nil {
+			return nil, err
+		}
 	}
 	admin, err := r.admin(ctx)
 	if err != nil {
@@ -129,10 +125,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	defer admin.Close(context.WithoutCancel(ctx))
 	if len(r.opts.Tables) > 0 {
 		plan.Mode, plan.LoadInto = ModeTables, plan.Database
-		return plan, r.planTables(ctx, plan, ref)
-	}
-	if sec.DataOnly {
-		return nil, fmt.Errorf("snapshot %s is data-only (taken without pg_dump): it restores only into an existing schema; pass --tables", m.ID)
+		return plan, r.planTables(ctx, plan, objs.ref)
 	}
 	if err := r.checkRoles(ctx, admin, sec.Roles); err != nil {
 		return nil, err
@@ -159,46 +152,95 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	if plan.Mode != ModeEmpty {
 		plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: plan.LoadInto})
 	}
-	pre, err := ref(sec.PreData, "pre-data")
-	if err != nil {
-		return nil, err
-	}
-	post, err := ref(sec.PostData, "post-data")
-	if err != nil {
-		return nil, err
-	}
-	plan.Steps = append(plan.Steps, Step{Action: "pre-data", Object: pre.ID, Bytes: pre.RawSize, ref: pre})
-	for i := range sec.Tables {
-		t := &sec.Tables[i]
-		if t.ObjectRecord == nil {
-			continue
-		}
-		o, err := ref(t.ObjectRecord, "table "+t.FullName())
-		if err != nil {
-			return nil, err
-		}
-		plan.Steps = append(plan.Steps, Step{Action: "load", Target: t.FullName(), Rows: t.Rows, Bytes: o.RawSize, Object: o.ID, ref: o, loads: []load{{t, o}}})
-	}
-	if lo := sec.LargeObjects; lo != nil {
-		o, err := ref(&lo.ObjectRecord, "large objects")
-		if err != nil {
-			return nil, err
-		}
-		plan.Steps = append(plan.Steps, Step{Action: "large-objects", Rows: lo.Count, Bytes: o.RawSize, Object: o.ID, ref: o})
-	}
-	plan.Steps = append(plan.Steps,
-		Step{Action: "post-data", Object: post.ID, Bytes: post.RawSize, ref: post},
-		Step{Action: "sequences", Rows: int64(len(sec.Sequences))},
-		Step{Action: "verify", Target: plan.LoadInto})
+	plan.Steps = append(plan.Steps, content...)
+	plan.Steps = append(plan.Steps, Step{Action: "verify", Target: plan.LoadInto})
 	if plan.Mode == ModeReplace {
 		plan.Steps = append(plan.Steps, Step{Action: "swap", Target: plan.Database})
 	}
 	return plan, nil
 }
 
+// objects resolves a section's records to the objects its manifest lists.
+type objects struct {
+	id   string
+	refs map[string]store.ObjectRef
+}
+
+func objectsOf(m *store.Manifest) objects {
+	o := objects{id: m.ID, refs: map[string]store.ObjectRef{}}
+	for _, obj := range m.Objects {
+		o.refs[obj.ID] = obj.ObjectRef
+	}
+	return o
+}
+
+func (o objects) ref(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+	if rec == nil || rec.Object == "" {
+		return store.ObjectRef{}, fmt.Errorf("snapshot %s has no %s object (a partial snapshot, or a damaged manifest): it cannot restore a whole database; pick a complete snapshot ('tracevault list'), or restore tables into an existing schema with --tables", o.id, what)
+	}
+	ref, ok := o.refs[rec.Object]
+	if !ok {
+		return ref, fmt.Errorf("snapshot %s lists %s but not its object %s; run 'tracevault verify %s'", o.id, what, rec.Object, o.id)
+	}
+	return ref, nil
+}
+
+// script resolves a schema script. Scripts are executed, so they run only from an object whose
+// checksum the manifest records (the reader compares it before a statement runs): without
+// one, anyone who can write to the repository could make a restore run any SQL.
+func (o objects) script(rec *ObjectRecord, what string) (store.ObjectRef, error) {
+	ref, err := o.ref(rec, what)
+	if err != nil {
+		return ref, err
+	}
+	if !sha256Hex.MatchString(ref.SHA256) || ref.SHA256 != rec.SHA256 {
+		return ref, fmt.Errorf("snapshot %s records no valid checksum for its %s object %s (sha256 %q, the section says %q), so its SQL will not be run; run 'tracevault verify %s' and restore from another snapshot", o.id, what, ref.ID, ref.SHA256, rec.SHA256, o.id)
+	}
+	return ref, nil
+}
+
+// contentSteps orders what a whole-database restore replays and loads: pre-data, the tables,
+// large objects, post-data, sequences.
+func contentSteps(m *store.Manifest, sec *Section, objs objects) ([]Step, error) {
+	if sec.DataOnly {
+		return nil, fmt.Errorf("snapshot %s is data-only (taken without pg_dump): it restores only into an existing schema; pass --tables", m.ID)
+	}
+	pre, err := objs.script(sec.PreData, "pre-data")
+	if err != nil {
+		return nil, err
+	}
+	post, err := objs.script(sec.PostData, "post-data")
+	if err != nil {
+		return nil, err
+	}
+	steps := []Step{{Action: "pre-data", Object: pre.ID, Bytes: pre.RawSize, ref: pre}}
+	for i := range sec.Tables {
+		t := &sec.Tables[i]
+		if t.ObjectRecord == nil {
+			continue
+		}
+		o, err := objs.ref(t.ObjectRecord, "table "+t.FullName())
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, Step{Action: "load", Target: t.FullName(), Rows: t.Rows, Bytes: o.RawSize, Object: o.ID, ref: o, loads: []load{{t, o}}})
+	}
+	if lo := sec.LargeObjects; lo != nil {
+		o, err := objs.ref(&lo.ObjectRecord, "large objects")
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, Step{Action: "large-objects", Rows: lo.Count, Bytes: o.RawSize, Object: o.ID, ref: o})
+	}
+	return append(steps,
+		Step{Action: "post-data", Object: post.ID, Bytes: post.RawSize, ref: post},
+		Step{Action: "sequences", Rows: int64(len(sec.Sequences))}), nil
+}
+
 func stagingName(db string) string {
 	if len(db) > 40 {
-		db = db[:40]
+		// Names are UTF-8: a cut inside a character would make one the server refuses.
+		db = strings.ToValidUTF8(db[:40], "")
 	}
 	return fmt.Sprintf("%s__tvrestore_%d", db, time.Now().Unix()%1e6)
 }
@@ -520,6 +562,12 @@ func (r *Restorer) runScript(ctx context.Context, repo *store.Repository, db str
 	return nil
 }
 
+// sha256Hex is the form the store writes a checksum in.
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// readScript reads a whole schema object into memory before any of it runs: the store checks
+// the checksum only at the end of the object, and a statement executed before that check
+// could come from a swapped object.
 func readScript(ctx context.Context, repo *store.Repository, s Step) (string, error) {
 	obj, err := repo.OpenObject(ctx, s.ref)
 	if err != nil {
@@ -682,7 +730,7 @@ func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load,
 	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN" + options
 	tag, err := conn.PgConn().CopyFrom(ctx, obj, sql)
 	if err != nil {
-		return explain("load "+l.table.FullName(), err)
+		return obj.cause("load "+l.table.FullName(), err)
 	}
 	if tag.RowsAffected() != l.table.Rows {
 		return fmt.Errorf("load %s: %d rows loaded, the snapshot has %d", l.table.FullName(), tag.RowsAffected(), l.table.Rows)
@@ -693,9 +741,10 @@ func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load,
 // guarded serialises Read and Close: pgconn's CopyFrom can return on a server error while
 // its reading goroutine is still inside Read, and closing the decoder under it crashes.
 type guarded struct {
-	mu     sync.Mutex
-	r      io.ReadCloser
-	closed bool
+	mu      sync.Mutex
+	r       io.ReadCloser
+	closed  bool
+	readErr error // the object's own failure (a checksum mismatch), which aborted the COPY
 }
 
 func openGuarded(ctx context.Context, repo *store.Repository, ref store.ObjectRef) (*guarded, error) {
@@ -712,7 +761,23 @@ func (g *guarded) Read(p []byte) (int, error) {
 	if g.closed {
 		return 0, io.ErrClosedPipe
 	}
-	return g.r.Read(p)
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		g.readErr = err
+	}
+	return n, err
+}
+
+// cause explains a failed COPY: pgconn turns a read error into CopyFail, so the server's
+// answer only quotes it; the object's own error is returned instead, where there is one, so
+// that a damaged object stays recognisable (store.ErrCorrupt).
+func (g *guarded) cause(doing string, err error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.readErr != nil {
+		return fmt.Errorf("%s: %w", doing, g.readErr)
+	}
+	return explain(doing, err)
 }
 
 func (g *guarded) Close() error {
@@ -737,7 +802,7 @@ func loadLargeObjects(ctx context.Context, conn *pgx.Conn, repo *store.Repositor
 		return explain("load large objects", err)
 	}
 	if _, err := conn.PgConn().CopyFrom(ctx, obj, "COPY tracevault_lo FROM STDIN"); err != nil {
-		return explain("load large objects", err)
+		return obj.cause("load large objects", err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT lo_from_bytea(oid, data) FROM tracevault_lo"); err != nil {
 		return explain("create large objects", err)

@@ -300,7 +300,7 @@ func (s *Source) worker(ctx context.Context, w *snapshot.Writer, sec *Section, j
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+literal(sec.Snapshot)); err != nil {
 		var pg *pgconn.PgError
 		if errors.As(err, &pg) && pg.Code == "22023" {
-			return fmt.Errorf("import snapshot %s: %w; the transaction that exported it is gone (server restart or lost connection), so take the backup again", sec.Snapshot, err)
+			return fmt.Errorf("import snapshot %s: %w; %s", sec.Snapshot, err, snapshotGone)
 		}
 		return explain("import snapshot "+sec.Snapshot, err)
 	}

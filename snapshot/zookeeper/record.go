@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
 	"golang.org/x/sync/errgroup"
@@ -46,9 +48,7 @@ func Record(ctx context.Context, conn *zk.Conn, opts RecordOptions, w io.Writer)
 	bw := bufio.NewWriterSize(w, 256<<10)
 	r := &recorder{conn: conn, opts: opts, enc: json.NewEncoder(bw)}
 	r.sum = RecordSummary{Roots: opts.Roots, Exclude: opts.Exclude, Start: time.Now().UTC()}
-	roots := append([]string(nil), opts.Roots...)
-	sort.Slice(roots, func(i, j int) bool { return comparePaths(roots[i], roots[j]) < 0 })
-	for _, root := range roots {
+	for _, root := range outerRoots(opts.Roots) {
 		n, children, err := r.fetch(root)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
@@ -68,6 +68,24 @@ func Record(ctx context.Context, conn *zk.Conn, opts RecordOptions, w io.Writer)
 	}
 	r.sum.End = time.Now().UTC()
 	return r.sum, nil
+}
+
+// outerRoots sorts roots in walk order and drops any root at or under another: walking it
+// twice would record its nodes twice, out of order, and Reader refuses such a record.
+func outerRoots(roots []string) []string {
+	sorted := append([]string(nil), roots...)
+	sort.Slice(sorted, func(i, j int) bool { return comparePaths(sorted[i], sorted[j]) < 0 })
+	var out []string
+	for _, r := range sorted {
+		if len(out) > 0 {
+			last := out[len(out)-1]
+			if r == last || last == "/" || strings.HasPrefix(r, last+"/") {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 type recorder struct {
@@ -169,15 +187,23 @@ func (r *recorder) emit(n *Node) error {
 	return nil
 }
 
-// Reader streams the nodes of a record back, in record order.
+// Reader streams the nodes of a record back, in record order. A record comes from the
+// repository, which anyone with write access can edit, so each node is checked before it is
+// handed on: its path must be one ZooKeeper accepts, and paths must follow the record's order
+// strictly (restore creates parents before children, and diff merges in one pass on that order).
 type Reader struct {
-	dec *json.Decoder
+	dec  *json.Decoder
+	prev string
+	n    int64
 }
 
 // NewReader reads a record written by Record.
 func NewReader(r io.Reader) *Reader {
 	return &Reader{dec: json.NewDecoder(bufio.NewReaderSize(r, 256<<10))}
 }
+
+// ErrBadRecord means a record holds something Record never writes.
+var ErrBadRecord = errors.New("not a valid zookeeper record")
 
 // Next returns the next node, or io.EOF after the last.
 func (r *Reader) Next() (*Node, error) {
@@ -186,7 +212,40 @@ func (r *Reader) Next() (*Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
 		}
-		return nil, fmt.Errorf("read zookeeper record: %w", err)
+		return nil, fmt.Errorf("read zookeeper record after node %d: %w", r.n, err)
 	}
+	r.n++
+	if err := validPath(n.Path); err != nil {
+		return nil, fmt.Errorf("read zookeeper record node %d: %w: path %.200q %v; the record is damaged or was edited: take another from 'tracevault list'", r.n, ErrBadRecord, n.Path, err)
+	}
+	if r.prev != "" && comparePaths(r.prev, n.Path) >= 0 {
+		return nil, fmt.Errorf("read zookeeper record node %d: %w: %.200q comes after %.200q, out of the walk's order; the record is damaged or was edited", r.n, ErrBadRecord, n.Path, r.prev)
+	}
+	r.prev = n.Path
 	return &n, nil
+}
+
+// validPath applies ZooKeeper's own rule (PathUtils.validatePath): absolute, no empty, "." or
+// ".." segment, no trailing slash, and none of the characters the server refuses.
+func validPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return errors.New("is not absolute")
+	}
+	if p == "/" {
+		return nil
+	}
+	if !utf8.ValidString(p) {
+		return errors.New("is not UTF-8")
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return errors.New(`has an empty, "." or ".." segment`)
+		}
+	}
+	for _, c := range p {
+		if c < 0x20 || (c >= 0x7f && c <= 0x9f) || (c >= 0xd800 && c <= 0xf8ff) || (c >= 0xfff0 && c <= 0xffff) {
+			return fmt.Errorf("holds the character %U, which ZooKeeper refuses", c)
+		}
+	}
+	return nil
 }

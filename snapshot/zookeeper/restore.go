@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/go-zookeeper/zk"
@@ -72,6 +74,47 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 		}
 		if err := restoreNode(conn, n, opts.Force, &rep); err != nil {
 			return rep, err
+		}
+	}
+}
+
+// RestoreRecord restores a record read from the repository. The whole record is first
+// copied to a temporary file and checked: the repository compares an object's checksum only
+// at its end, and Reader checks each node, so a swapped, truncated or edited record fails
+// before a single node is created. Memory stays bounded; the file is removed afterwards.
+func RestoreRecord(ctx context.Context, conn *zk.Conn, record io.Reader, opts RestoreOptions) (RestoreReport, error) {
+	tmp, err := os.CreateTemp("", "tracevault-zk-record-*")
+	if err != nil {
+		return RestoreReport{}, fmt.Errorf("spool the zookeeper record before restoring it: %w; set TMPDIR to a writable directory", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if _, err := io.Copy(tmp, record); err != nil {
+		return RestoreReport{}, fmt.Errorf("read the zookeeper record (nothing was restored): %w", err)
+	}
+	if err := scan(ctx, tmp); err != nil {
+		return RestoreReport{}, fmt.Errorf("%w; nothing was restored", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return RestoreReport{}, fmt.Errorf("rewind the spooled zookeeper record: %w", err)
+	}
+	return Restore(ctx, conn, NewReader(tmp), opts)
+}
+
+// scan reads a spooled record from its start to its end, checking every node.
+func scan(ctx context.Context, f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind the spooled zookeeper record: %w", err)
+	}
+	r := NewReader(f)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := r.Next(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
 		}
 	}
 }
