@@ -27,6 +27,7 @@ test: build stack-up
 
 check: vet fmt-check
 	$(GO) test -count=1 -p 1 -timeout 45m ./...
+	$(MAKE) --no-print-directory fuzz-smoke
 
 vet:
 	$(GO) vet ./...
