@@ -262,8 +262,15 @@ type obsCols struct {
 	deleted                                         []uint8
 }
 
+var obsTypes = []string{"SPAN", "GENERATION", "GENERATION", "EVENT"}
+
 func (c *obsCols) add(r *rand.Rand, id, traceID, projectID, env string, start time.Time, k int) {
-	typ := pick(r, []string{"SPAN", "GENERATION", "GENERATION", "EVENT"})
+	c.addTyped(r, pick(r, obsTypes), id, traceID, projectID, env, start, k)
+}
+
+// addTyped adds an observation of a given type: a newer version of an observation must keep
+// its type, which is part of the table's sorting key.
+func (c *obsCols) addTyped(r *rand.Rand, typ, id, traceID, projectID, env string, start time.Time, k int) {
 	c.id = append(c.id, id)
 	c.trace = append(c.trace, traceID)
 	c.project = append(c.project, projectID)
