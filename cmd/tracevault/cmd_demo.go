@@ -134,7 +134,7 @@ at a given time must hold. SIGINT stops it after the batch in flight.`,
 	f := cmd.Flags()
 	f.IntVar(&o.Rate, "rate", 2000, "target ClickHouse rows per second, every version counted; 0 for as fast as the server takes them")
 	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until interrupted)")
-	f.DurationVar(&o.Interval, "interval", 100*time.Millisecond, "time between batches at a target rate")
+	f.DurationVar(&o.Interval, "interval", 500*time.Millisecond, "time between batches at a target rate")
 	f.StringVar(&o.Ledger, "ledger", "", "file to record every acknowledged batch in, for checking snapshots against")
 	f.StringVar(&o.Database, "database", "default", "ClickHouse database of the demo tables")
 	f.Uint64Var(&o.Seed, "seed", 1, "random seed of the generated values (ids are new on every run)")

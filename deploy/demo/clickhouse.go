@@ -25,7 +25,9 @@ func connect(ctx context.Context, addr string, o Options) (driver.Conn, error) {
 		Addr:        []string{addr},
 		Auth:        clickhouse.Auth{Database: "default", Username: o.User, Password: o.Password},
 		DialTimeout: 10 * time.Second,
-		Settings:    clickhouse.Settings{"max_execution_time": 600},
+		// Load's senders insert three tables each at once (loadSenders); a seed uses one.
+		MaxOpenConns: 3*loadSenders + 2,
+		Settings:     clickhouse.Settings{"max_execution_time": 600},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to clickhouse %s: %w", addr, err)

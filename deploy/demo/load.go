@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // LoadOptions say where Load writes, how fast and for how long.
@@ -30,7 +31,8 @@ type LoadOptions struct {
 	Rate int
 	// Duration ends the run; 0 runs until ctx is cancelled.
 	Duration time.Duration
-	// Interval is the time between batches at a target rate (default 100 ms).
+	// Interval is the time between batches at a target rate (default 500 ms): fewer, larger
+	// inserts, as ClickHouse advises, each a part to merge and a ZooKeeper round trip.
 	Interval time.Duration
 	// Ledger is the file to record every acknowledged batch in (see LedgerRecord); empty
 	// keeps none.
@@ -52,8 +54,10 @@ type LoadResult struct {
 	Batches    int64            `json:"batches"`
 	Duration   time.Duration    `json:"duration_ns"`
 	TargetRate float64          `json:"target_rows_per_s"` // 0: as fast as possible
-	Rate       float64          `json:"rows_per_s"`        // ClickHouse rows acknowledged per second
-	Ledger     string           `json:"ledger,omitempty"`
+	// Rate is the ClickHouse rows acknowledged per second, between the first and the last
+	// acknowledgement.
+	Rate   float64 `json:"rows_per_s"`
+	Ledger string  `json:"ledger,omitempty"`
 }
 
 // The mix of a Langfuse worker's writes, in percent of traces handled: the rest are new.
@@ -62,11 +66,13 @@ const (
 	deletePercent = 2  // a tombstone of a recent trace
 	latePercent   = 1  // a new trace into one of the three previous months
 	recentTraces  = 4096
-	maxBatchRows  = 10_000 // per batch when Rate is 0
+	maxBatchRows  = 10_000 // per batch
+	maxBacklog    = 10 * time.Second
 	pgEvery       = time.Second
-	// loadSenders is how many batches are in flight at once: an insert into a replicated
-	// table waits 100-300 ms for ZooKeeper, so one sender at a time would not reach even
-	// 2,000 rows/s. They share the connection pool of clickhouse-go (10 by default).
+	// loadSenders is how many batches are in flight at once, each inserting its three tables
+	// at once: an insert into a replicated table waits 0.1-5 s on a busy machine (ZooKeeper,
+	// the replicas' fetches, the view it feeds), so one at a time would not reach even 2,000
+	// rows/s. connect's pool has room for them all.
 	loadSenders = 8
 )
 
@@ -109,7 +115,7 @@ func (o *LoadOptions) defaults() error {
 		o.User = "default"
 	}
 	if o.Interval == 0 {
-		o.Interval = 100 * time.Millisecond
+		o.Interval = 500 * time.Millisecond
 	}
 	if o.ReportEvery == 0 {
 		o.ReportEvery = 5 * time.Second
@@ -134,10 +140,14 @@ type loader struct {
 	pgR     *rand.Rand // the PostgreSQL writer's own: rand.Rand is not safe for concurrent use
 	pgTicks int64
 
-	mu     sync.Mutex // guards ledger, res and chRows, which senders update
+	mu     sync.Mutex // guards ledger, res, chRows and the acks, which senders update
 	ledger *ledgerWriter
 	res    LoadResult
 	chRows int64
+	// The first and last acknowledgements bound the window the rate is measured over, so
+	// that the batches' latency at the start and the end of a run does not count as idle.
+	firstAck, lastAck time.Time
+	firstRows         int64
 }
 
 type recentTrace struct {
@@ -193,9 +203,10 @@ func (l *loader) close() error {
 }
 
 // loop generates batches and hands them to the senders. The bucket is rate × elapsed - rows
-// generated, refilled every interval; a backlog beyond one second of rows (the senders were
-// slower than the target) is dropped rather than caught up in a burst, so the achieved rate
-// says honestly what the server took.
+// generated, refilled every interval. While every sender is busy the generator waits and the
+// next batch takes all the rows due meanwhile, as a Langfuse worker drains its queue: batches
+// grow with the servers' latency. A backlog beyond maxBacklog is dropped rather than caught
+// up, so a server that cannot keep up shows in the achieved rate, never in an endless burst.
 func (l *loader) loop(ctx context.Context) error {
 	o := l.o
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -213,6 +224,9 @@ func (l *loader) loop(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for b := range batches {
+				if ctx.Err() != nil && !stopped(ctx) {
+					continue // another sender failed: the run is over
+				}
 				if err := l.send(ctx, b); err != nil {
 					cancel(err)
 				}
@@ -237,44 +251,69 @@ func (l *loader) loop(ctx context.Context) error {
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	var made float64
-generate:
-	for {
-		if o.Rate > 0 {
-			select {
-			case <-ctx.Done():
-				break generate
-			case <-tick.C:
-			}
-		}
-		now := time.Now()
+	// due generates the rows due by now; at a target rate at most maxBatchRows of them.
+	due := func(now time.Time) *loadBatch {
 		want := maxBatchRows
 		if o.Rate > 0 {
 			due := float64(o.Rate) * now.Sub(start).Seconds()
-			made = max(made, due-float64(o.Rate))
-			want = int(due - made)
+			made = max(made, due-float64(o.Rate)*maxBacklog.Seconds())
+			want = min(int(due-made), maxBatchRows)
 		}
 		if want <= 0 {
-			continue
+			return nil
 		}
 		b := l.generate(now, want)
 		made += float64(b.rows)
+		return b
+	}
+	for ctx.Err() == nil {
+		if o.Rate > 0 {
+			select {
+			case <-ctx.Done():
+				continue
+			case <-tick.C:
+			}
+		}
+		b := due(time.Now())
+		if b == nil {
+			continue
+		}
 		select {
 		case batches <- b:
 		case <-ctx.Done():
-			// Generated but never sent: not in the ledger, so nothing is owed.
-			break generate
+			// Due before the stop: it goes out, and then the rest due by the stop.
+			if stopped(ctx) {
+				batches <- b
+			}
+		}
+	}
+	// A stop, not a failure: flush the rows due up to the stop, as a worker flushes its queue.
+	if stopAt := time.Now(); stopped(ctx) && o.Rate > 0 {
+		if o.Duration > 0 && stopAt.After(start.Add(o.Duration)) {
+			stopAt = start.Add(o.Duration)
+		}
+		if b := due(stopAt); b != nil {
+			batches <- b
 		}
 	}
 	close(batches)
 	wg.Wait()
 	l.res.Duration = time.Since(start)
-	l.res.Rate = float64(l.chRows) / l.res.Duration.Seconds()
+	if d := l.lastAck.Sub(l.firstAck); d > 0 {
+		l.res.Rate = float64(l.chRows-l.firstRows) / d.Seconds()
+	}
 	l.o.Log.Info("demo load done", "rows", l.chRows, "rows_per_s", int64(l.res.Rate), "target_rows_per_s", l.o.Rate,
 		"batches", l.res.Batches, "duration", l.res.Duration.Round(time.Millisecond))
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if !stopped(ctx) {
+		return context.Cause(ctx)
 	}
 	return nil
+}
+
+// stopped says whether ctx ended by a stop (cancel, --duration), not by a sender's error.
+func stopped(ctx context.Context) bool {
+	err := context.Cause(ctx)
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // report logs the rate achieved since the last report, every ReportEvery.
@@ -338,33 +377,41 @@ func (l *loader) generate(now time.Time, want int) *loadBatch {
 	return b
 }
 
-// send inserts a batch table by table and records each acknowledged insert. A batch must land
-// even when ctx is cancelled in the middle of it: the ledger records only acknowledged
+// send inserts a batch's tables at once and records each acknowledged insert. A batch must
+// land even when ctx is cancelled in the middle of it: the ledger records only acknowledged
 // inserts, and the run's end must leave none unaccounted.
 func (l *loader) send(ctx context.Context, b *loadBatch) error {
 	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	var g errgroup.Group
 	for _, s := range []*rowSet{b.traces.rowSet(), b.observations.rowSet(), b.scores.rowSet()} {
-		began := time.Now()
-		n, err := insert(sendCtx, l.conn, l.o.Database, s)
-		if err != nil {
-			return fmt.Errorf("demo load: insert %d rows into %s.%s on %s: %w", s.n, l.o.Database, s.table, l.o.ClickHouse[0], err)
-		}
-		acked := time.Now()
-		l.o.Log.Debug("demo load insert", "table", s.table, "rows", n, "took", acked.Sub(began))
-		l.mu.Lock()
-		err = l.record(acked, b.marks[s.table])
-		l.res.Rows["clickhouse:"+s.table] += n
-		l.chRows += n
-		l.mu.Unlock()
-		if err != nil {
-			return err
-		}
+		g.Go(func() error {
+			began := time.Now()
+			n, err := insert(sendCtx, l.conn, l.o.Database, s)
+			if err != nil {
+				return fmt.Errorf("demo load: insert %d rows into %s.%s on %s: %w", s.n, l.o.Database, s.table, l.o.ClickHouse[0], err)
+			}
+			acked := time.Now()
+			l.o.Log.Debug("demo load insert", "table", s.table, "rows", n, "took", acked.Sub(began))
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.res.Rows["clickhouse:"+s.table] += n
+			l.chRows += n
+			if l.firstAck.IsZero() {
+				l.firstAck, l.firstRows = acked, n
+			}
+			l.lastAck = acked
+			return l.record(acked, b.marks[s.table])
+		})
 	}
+	err := g.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.res.Batches++
-	return l.ledger.flush()
+	if ferr := l.ledger.flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // record writes one acknowledged insert's rows to the ledger, grouped by partition,
