@@ -66,7 +66,7 @@ const (
 	deletePercent = 2  // a tombstone of a recent trace
 	latePercent   = 1  // a new trace into one of the three previous months
 	recentTraces  = 4096
-	maxBatchRows  = 10_000 // per batch
+	maxBatchRows  = 5_000 // per batch: with loadSenders, bounds the rows in memory
 	maxBacklog    = 10 * time.Second
 	pgEvery       = time.Second
 	// loadSenders is how many batches are in flight at once, each inserting its three tables
