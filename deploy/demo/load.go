@@ -80,8 +80,9 @@ const (
 // Duration has passed, the way Langfuse's workers do: new traces with their observations and
 // scores in the current month, newer versions of recent traces (a ReplacingMergeTree upsert by
 // event_ts), is_deleted tombstones, a few late traces in older months, and in PostgreSQL new
-// API keys and projects, keys' last use and projects' settings. On cancel it finishes the
-// batch in flight, so everything it records in the ledger was acknowledged.
+// API keys and projects, keys' last use and projects' settings. On a stop it sends the rows
+// due by then and waits for every batch in flight: the ledger records only what the servers
+// acknowledged, and all of it.
 func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	if err := o.defaults(); err != nil {
 		return LoadResult{}, err
@@ -251,6 +252,7 @@ func (l *loader) loop(ctx context.Context) error {
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	var made float64
+	behind := false // more rows are due than one batch holds: no waiting for the tick
 	// due generates the rows due by now; at a target rate at most maxBatchRows of them.
 	due := func(now time.Time) *loadBatch {
 		want := maxBatchRows
@@ -258,6 +260,7 @@ func (l *loader) loop(ctx context.Context) error {
 			due := float64(o.Rate) * now.Sub(start).Seconds()
 			made = max(made, due-float64(o.Rate)*maxBacklog.Seconds())
 			want = min(int(due-made), maxBatchRows)
+			behind = due-made > maxBatchRows
 		}
 		if want <= 0 {
 			return nil
@@ -267,7 +270,7 @@ func (l *loader) loop(ctx context.Context) error {
 		return b
 	}
 	for ctx.Err() == nil {
-		if o.Rate > 0 {
+		if o.Rate > 0 && !behind {
 			select {
 			case <-ctx.Done():
 				continue

@@ -2,8 +2,10 @@ package demo_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -202,7 +204,8 @@ func TestBackupUnderLoadHoldsEveryAcknowledgedRow(t *testing.T) {
 		res, err := demo.Load(ctx, o)
 		done <- outcome{res, err}
 	}()
-	time.Sleep(3 * time.Second)
+	// The backup starts once the generator is in its stride, every table being written.
+	waitLedger(t, o.Ledger, 4000, time.Minute)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	src := &clickhouse.Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
 		Filter: clickhouse.Filter{Databases: []string{seeded.Database}}, Cluster: env.CHCluster, Log: quiet}
@@ -301,6 +304,33 @@ func TestBackupUnderLoadHoldsEveryAcknowledgedRow(t *testing.T) {
 				table, len(want[table]), len(missing), firstN(missing, 5), len(stale), firstN(stale, 5))
 		}
 		t.Logf("%s: %d ids expected, %d restored (%d written after the cut are allowed)", table, len(want[table]), len(got), len(got)-len(want[table])+len(missing))
+	}
+}
+
+// waitLedger waits until the ledger records at least rows ClickHouse rows of every load table.
+func waitLedger(t *testing.T, path string, rows int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		counts, err := demo.Ledger{Path: path}.RowsBefore(time.Time{})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		perTable := map[string]int64{}
+		for k, c := range counts {
+			perTable[k.Table] += c.Rows
+		}
+		least := rows
+		for _, table := range loadTables {
+			least = min(least, perTable["clickhouse:"+table])
+		}
+		if least >= rows {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the generator wrote %v in %s; want %d rows of each table", perTable, timeout, rows)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
