@@ -100,6 +100,9 @@ at a given time must hold. SIGINT stops it after the batch in flight.`,
 			"tracevault demo load --rate 5000 --ledger /tmp/load.ledger"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Rate < 0 || o.Duration < 0 || o.Interval <= 0 {
+				return usage(fmt.Errorf("--rate and --duration must be >= 0 and --interval > 0 (got %d, %s, %s)", o.Rate, o.Duration, o.Interval))
+			}
 			cfg, err := a.loadConfig(cmd)
 			if err != nil {
 				return err
