@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
@@ -75,7 +76,71 @@ as skipped.`,
 	f.StringVar(&database, "database", "default", "ClickHouse database to create the demo tables in")
 	f.IntVar(&months, "months", 6, "monthly partitions the rows are spread over")
 	f.BoolVar(&modern, "modern", false, "seed the modern schema (ClickHouse >= 24.3, one server, no cluster: Map, DateTime64, Bool, Decimal64, JSON, UUID) from deploy/demo/migrations/clickhouse-modern")
-	cmd.AddCommand(seedCmd)
+	cmd.AddCommand(seedCmd, a.demoLoadCommand())
+	return cmd
+}
+
+func (a *app) demoLoadCommand() *cobra.Command {
+	var o demo.LoadOptions
+	cmd := &cobra.Command{
+		Use:   "load",
+		Short: "Ingest into the demo deployment continuously, as Langfuse's workers do",
+		Long: `Write into a seeded demo deployment (run 'tracevault demo seed' first) at a steady rate until
+interrupted or --duration has passed: batches of new traces with their observations and scores
+in the current month, newer versions of recent traces (ReplacingMergeTree upserts by event_ts),
+is_deleted tombstones, a few late traces in older months, all into the first ClickHouse replica;
+and in PostgreSQL, once a second, an API key and its audit log row created, a key used, a
+project's settings changed, and now and then a new project. The achieved rate is logged every
+few seconds and printed at the end. With --ledger, every acknowledged batch is recorded (time,
+table, partition, operation, version, ids), so that a check can say which rows a snapshot cut
+at a given time must hold. SIGINT stops it after the batch in flight.`,
+		Example: examples(
+			"tracevault demo load --config .stack/tracevault.toml --rate 2000 --duration 1m",
+			"tracevault demo load --rate 0 --duration 30s --json",
+			"tracevault demo load --rate 5000 --ledger /tmp/load.ledger"),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Rate < 0 || o.Duration < 0 || o.Interval <= 0 {
+				return usage(fmt.Errorf("--rate and --duration must be >= 0 and --interval > 0 (got %d, %s, %s)", o.Rate, o.Duration, o.Interval))
+			}
+			cfg, err := a.loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			o.ClickHouse = cfg.ClickHouse.Addresses
+			o.User = cfg.ClickHouse.User
+			o.Password = cfg.ClickHouse.Password.Reveal()
+			o.PostgresDSN = cfg.Postgres.DSN.Reveal()
+			o.Log = a.log
+			res, err := demo.Load(cmd.Context(), o)
+			if err != nil {
+				return failed(err)
+			}
+			out := cmd.OutOrStdout()
+			if a.json {
+				return json.NewEncoder(out).Encode(res)
+			}
+			printRows(out, res.Rows)
+			target := "as fast as possible"
+			if res.TargetRate > 0 {
+				target = fmt.Sprintf("target %.0f", res.TargetRate)
+			}
+			fmt.Fprintf(out, "%.0f clickhouse rows/s (%s) over %s in %d batches; traces: %d new (%d late), %d upserted, %d deleted\n",
+				res.Rate, target, res.Duration.Round(time.Millisecond), res.Batches,
+				res.Traces[demo.OpInsert], res.Traces["late"], res.Traces[demo.OpUpsert], res.Traces[demo.OpDelete])
+			if res.Ledger != "" {
+				fmt.Fprintf(out, "ledger: %s\n", res.Ledger)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Rate, "rate", 2000, "target ClickHouse rows per second, every version counted; 0 for as fast as the server takes them")
+	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until interrupted)")
+	f.DurationVar(&o.Interval, "interval", 500*time.Millisecond, "time between batches at a target rate")
+	f.StringVar(&o.Ledger, "ledger", "", "file to record every acknowledged batch in, for checking snapshots against")
+	f.StringVar(&o.Database, "database", "default", "ClickHouse database of the demo tables")
+	f.Uint64Var(&o.Seed, "seed", 1, "random seed of the generated values (ids are new on every run)")
 	return cmd
 }
 
@@ -84,17 +149,21 @@ func (a *app) printSeedResult(cmd *cobra.Command, res demo.Result) error {
 	if a.json {
 		return json.NewEncoder(out).Encode(res)
 	}
-	names := make([]string, 0, len(res.Rows))
-	for k := range res.Rows {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		fmt.Fprintf(out, "%-52s %10d rows\n", k, res.Rows[k])
-	}
+	printRows(out, res.Rows)
 	for _, s := range res.Skipped {
 		fmt.Fprintf(out, "%s: already holds demo data, left as it is\n", s)
 	}
 	fmt.Fprintf(out, "seeded in %s\n", res.Duration.Round(time.Millisecond))
 	return nil
+}
+
+func printRows(out io.Writer, rows map[string]int64) {
+	names := make([]string, 0, len(rows))
+	for k := range rows {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(out, "%-52s %10d rows\n", k, rows[k])
+	}
 }

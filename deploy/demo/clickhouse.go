@@ -25,7 +25,9 @@ func connect(ctx context.Context, addr string, o Options) (driver.Conn, error) {
 		Addr:        []string{addr},
 		Auth:        clickhouse.Auth{Database: "default", Username: o.User, Password: o.Password},
 		DialTimeout: 10 * time.Second,
-		Settings:    clickhouse.Settings{"max_execution_time": 600},
+		// Load's senders insert three tables each at once (loadSenders); a seed uses one.
+		MaxOpenConns: 3*loadSenders + 2,
+		Settings:     clickhouse.Settings{"max_execution_time": 600},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to clickhouse %s: %w", addr, err)
@@ -262,8 +264,15 @@ type obsCols struct {
 	deleted                                         []uint8
 }
 
+var obsTypes = []string{"SPAN", "GENERATION", "GENERATION", "EVENT"}
+
 func (c *obsCols) add(r *rand.Rand, id, traceID, projectID, env string, start time.Time, k int) {
-	typ := pick(r, []string{"SPAN", "GENERATION", "GENERATION", "EVENT"})
+	c.addTyped(r, pick(r, obsTypes), id, traceID, projectID, env, start, k)
+}
+
+// addTyped adds an observation of a given type: a newer version of an observation must keep
+// its type, which is part of the table's sorting key.
+func (c *obsCols) addTyped(r *rand.Rand, typ, id, traceID, projectID, env string, start time.Time, k int) {
 	c.id = append(c.id, id)
 	c.trace = append(c.trace, traceID)
 	c.project = append(c.project, projectID)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tracevault/tracevault/deploy/demo"
 	"github.com/tracevault/tracevault/deploy/stack"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 func openCH(t testing.TB, addr string) driver.Conn {
@@ -39,22 +38,7 @@ func seedScratch(t testing.TB, env *stack.Env, traces int) (demo.Options, demo.R
 		Traces:         traces,
 		Seed:           7,
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		c := openCH(t, env.CHNative[0])
-		if err := c.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", opts.Database, env.CHCluster)); err != nil {
-			t.Errorf("drop scratch database %s: %v", opts.Database, err)
-		}
-		// ClickHouse drops a table's replication nodes but leaves the database's parent.
-		if zk, err := zookeeper.Connect(ctx, []string{env.ZK}, 10*time.Second, nil); err == nil {
-			shards, _, _ := zk.Children("/clickhouse/tables")
-			for _, shard := range shards {
-				_ = zk.Delete("/clickhouse/tables/"+shard+"/"+opts.Database, -1)
-			}
-			zk.Close()
-		}
-	})
+	t.Cleanup(func() { dropScratchCH(t, env, opts.Database) })
 	res, err := demo.Seed(ctx, opts)
 	if err != nil {
 		t.Fatalf("seed: %v", err)
