@@ -65,7 +65,8 @@ func TestBadInputsExitCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	traces := clickhouse.TableRecord{Table: clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree"},
+	traces := clickhouse.TableRecord{Table: clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree",
+		Create: "CREATE TABLE default.traces (id String, event_ts DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}', event_ts) PARTITION BY toYYYYMM(event_ts) ORDER BY id"},
 		Partitions: []clickhouse.PartitionRecord{{Partition: clickhouse.Partition{ID: "202605", Rows: 10}}}}
 	noPreData := postgres.Section{Format: postgres.FormatVersion, Database: postgres.DatabaseInfo{Name: "langfuse"}}
 	complete := craftSnapshot(t, repo, store.StatusComplete, map[string]any{

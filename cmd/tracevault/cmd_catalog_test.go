@@ -136,7 +136,7 @@ func TestLatestWithOnlyPartialSnapshotsNamesThem(t *testing.T) {
 	ids := seedRepository(t, dir, store.StatusPartial)
 	runSteps(t, catalogConfig(t, dir, ""), []cliStep{
 		{[]string{"show", "latest"}, 1, []string{ids[0], "partial", "restore it by id"}},
-		{[]string{"restore", "latest", "--only", "postgres"}, 1, []string{ids[0], "partial", "restore it by id"}},
+		{[]string{"restore", "latest", "--only", "postgres"}, 1, []string{ids[0], "partial", "--allow-partial"}},
 	})
 }
 
