@@ -8,7 +8,7 @@ import (
 
 // Error text limits: what a run record, a manifest's error or the status page keeps of a failure.
 const (
-	maxErrorBytes = 512
+	maxErrorBytes = 1024
 	maxErrorLines = 3
 )
 
@@ -16,7 +16,7 @@ const (
 // choked on (the binary tail of a Native stream, a trace's text), which must never reach the run
 // history, a manifest or the public status page. It keeps the first lines, which carry the
 // cause, cuts the text at the first byte that is not printable text (what follows is data, not
-// a message), and caps the result at 512 bytes on a character boundary.
+// a message), and caps the result at 1 KiB on a character boundary.
 func ErrorText(s string) string {
 	var b strings.Builder
 	lines, cut := 0, false

@@ -16,7 +16,7 @@ func TestErrorText(t *testing.T) {
 		{"binary tail cut at the first data byte", nativeTail, "load partition 202611 of default.traces: read block: unexpected EOF […]"},
 		{"first lines kept", "a\nb\nc\nd\ne", "a\nb\nc […]"},
 		{"tabs become spaces", "a\tb\r\n", "a b"},
-		{"capped", strings.Repeat("é", 600), strings.Repeat("é", 256) + " […]"},
+		{"capped", strings.Repeat("é", 1200), strings.Repeat("é", 512) + " […]"},
 		{"escape sequences are data", "oops \x1b[31mred", "oops […]"},
 		{"empty", "", ""},
 	}
