@@ -61,6 +61,14 @@ func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("type %s is not one tracevault can check in a Native stream", e.Type)
 }
 
+// Walkable says whether the scanner can walk the values of a column type as system.columns or
+// a block header names it: nil, or why not (an *UnsupportedError for a type whose layout
+// tracevault does not know).
+func Walkable(typeName string) error {
+	_, err := parseType(typeName)
+	return err
+}
+
 // parseType reads a type name as the server writes it in a Native block header.
 func parseType(s string) (*colType, error) { return parseTypeDepth(strings.TrimSpace(s), 0) }
 
