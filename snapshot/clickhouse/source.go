@@ -41,14 +41,14 @@ type Source struct {
 // Section is the clickhouse part of a manifest: enough to rebuild every table, with the same
 // ZooKeeper paths and UUIDs, and to load every partition.
 type Section struct {
-	Cluster      string         `json:"cluster,omitempty"`
-	Capabilities Capabilities   `json:"capabilities"`
-	Tables       []TableRecord  `json:"tables"`
+	Cluster      string        `json:"cluster,omitempty"`
+	Capabilities Capabilities  `json:"capabilities"`
+	Tables       []TableRecord `json:"tables"`
 	// Databases are the backed-up tables' databases where the server gives them a UUID
 	// (Atomic): a restore in place creates each with its own UUID again.
 	Databases []DatabaseRecord `json:"databases,omitempty"`
 	View      *View            `json:"view"`
-	Replicas     []ReplicaIndex `json:"replicas"`
+	Replicas  []ReplicaIndex   `json:"replicas"`
 }
 
 // ReplicaIndex ties a configured address to its HTTP address and macros.
