@@ -223,7 +223,7 @@ func TestReaderCloseEarly(t *testing.T) {
 }
 
 func FuzzNativeScanner(f *testing.F) {
-	for _, name := range []string{"types-18.16.native", "aggstate-18.16.native", "exception-text-row-18.16.native"} {
+	for _, name := range []string{"types-18.16.native", "aggstate-18.16.native", "exception-text-row-18.16.native", "uniq-18.16.native", "uniq-26.7.native"} {
 		data := readTestdata(f, name)
 		f.Add(data)
 		f.Add(append(append([]byte{}, data...), "Code: 241. DB::Exception: Memory limit exceeded"...))
