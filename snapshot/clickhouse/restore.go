@@ -68,7 +68,8 @@ type Restorer struct {
 	httpOf  map[string]string
 	first   *Server
 	local   localFS
-	// insert are the settings of a restore's INSERT on each server (by native address).
+	// insert are the settings of a restore's INSERT on each server (by native address), once
+	// detected; restore-replica's Restorer starts without them too.
 	insert map[string]url.Values
 }
 
@@ -82,22 +83,34 @@ func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0], local: localFS{dataPath: o.DataPath}, insert: map[string]url.Values{}}
+	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0], local: localFS{dataPath: o.DataPath}}
 	for _, s := range servers {
 		r.servers[s.Addr] = s
-		if r.insert[s.Addr], err = insertSettings(ctx, s); err != nil {
-			r.Close()
-			return nil, err
-		}
 	}
 	return r, nil
 }
 
-// insertSettings keeps an INSERT from changing the rows it loads: since 21.x a server merges
+// insertSettings are the settings of a restore's INSERT on srv, detected once per server.
+func (r *Restorer) insertSettings(ctx context.Context, srv *Server) (url.Values, error) {
+	if v, ok := r.insert[srv.Addr]; ok {
+		return v, nil
+	}
+	v, err := detectInsertSettings(ctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	if r.insert == nil {
+		r.insert = map[string]url.Values{}
+	}
+	r.insert[srv.Addr] = v
+	return v, nil
+}
+
+// detectInsertSettings keeps an INSERT from changing the rows it loads: since 21.x a server merges
 // the rows of each inserted block by a Replacing or Aggregating table's sorting key
 // (optimize_on_insert, on by default), so a partition with unmerged versions would load fewer
 // rows than it holds. Servers without the setting (18.16) never do that.
-func insertSettings(ctx context.Context, s *Server) (url.Values, error) {
+func detectInsertSettings(ctx context.Context, s *Server) (url.Values, error) {
 	var n uint64
 	if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'optimize_on_insert'").Scan(&n); err != nil {
 		return nil, fmt.Errorf("read the settings of clickhouse %s: %w", s.Addr, err)
@@ -407,7 +420,11 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		if r.httpOf[srv.Addr] == "" {
 			return fmt.Errorf("load object %s into %s: native objects load through the HTTP interface: set [clickhouse] http_addresses", s.ref.Name(), stagingFull)
 		}
-		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: r.insert[srv.Addr]}
+		settings, err := r.insertSettings(ctx, srv)
+		if err != nil {
+			return err
+		}
+		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: settings}
 		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}
