@@ -377,11 +377,22 @@ start_ch_modern() {
   port_free "$CH_MODERN_HTTP" STACK_CH_MODERN_HTTP
   mkdir -p "$CH_MODERN_DIR/data"
   [ -p "$CH_MODERN_DIR/stop.fifo" ] || { rm -f "$CH_MODERN_DIR/stop.fifo"; mkfifo "$CH_MODERN_DIR/stop.fifo"; }
+  # clickhouse-local keeps no query_log unless configured, and a server does by default:
+  # tracevault reads it to check exports whose column types it cannot walk.
+  cat >"$CH_MODERN_DIR/config.xml" <<'XML'
+<clickhouse>
+  <query_log>
+    <database>system</database>
+    <table>query_log</table>
+    <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+  </query_log>
+</clickhouse>
+XML
   local attempt
   for attempt in 1 2 3 4; do
     printf -- '--- ch-modern start, attempt %s, %s\n' "$attempt" "$(date -u +%FT%TZ)" >>"$(svc_log ch-modern)"
     TZ=UTC spawn ch-modern "$CH_MODERN_DIR/ch-modern.log" "$LAUNCHER" "$CHDB_DIR/libchdb.so" \
-      --path="$CH_MODERN_DIR/data/" --listen_host=127.0.0.1 --tcp_port="$CH_MODERN_TCP" --http_port="$CH_MODERN_HTTP" \
+      --path="$CH_MODERN_DIR/data/" --config-file="$CH_MODERN_DIR/config.xml" --listen_host=127.0.0.1 --tcp_port="$CH_MODERN_TCP" --http_port="$CH_MODERN_HTTP" \
       --multiquery --query="SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; SELECT * FROM file('$CH_MODERN_DIR/stop.fifo', 'LineAsString') FORMAT Null"
     local pid deadline=$((SECONDS + 60))
     pid=$(cat "$STACK_DIR/ch-modern.pid")

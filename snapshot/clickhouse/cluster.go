@@ -47,8 +47,8 @@ type ReplicaTable struct {
 	IsSessionExpired bool   `json:"is_session_expired"`
 	QueueSize        uint32 `json:"queue_size"`
 	AbsoluteDelay    uint64 `json:"absolute_delay"`
-	ActiveReplicas   uint8  `json:"active_replicas"`
-	TotalReplicas    uint8  `json:"total_replicas"`
+	ActiveReplicas   uint32 `json:"active_replicas"` // UInt8 on 18.16, UInt32 on 26.x: read as UInt32
+	TotalReplicas    uint32 `json:"total_replicas"`
 }
 
 // FullName is "db.table".
@@ -150,7 +150,7 @@ func readReplica(ctx context.Context, s *Server, r *Replica) error {
 		uuid = "toString(t.uuid)"
 	}
 	q := `SELECT r.database, r.table, r.engine, ` + uuid + `, r.zookeeper_path, r.replica_name, r.is_readonly,
-		r.is_session_expired, r.queue_size, r.absolute_delay, r.active_replicas, r.total_replicas
+		r.is_session_expired, r.queue_size, r.absolute_delay, toUInt32(r.active_replicas), toUInt32(r.total_replicas)
 		FROM system.replicas AS r ANY LEFT JOIN system.tables AS t ON r.database = t.database AND r.table = t.name
 		ORDER BY r.database, r.table`
 	rows, err := s.Conn.Query(ctx, q)

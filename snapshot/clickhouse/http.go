@@ -2,12 +2,17 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
 )
@@ -19,6 +24,9 @@ type HTTP struct {
 	User     string
 	Password string
 	Client   *http.Client
+	// Settings go with every query, in the URL (e.g. optimize_on_insert=0 for a restore's
+	// INSERT).
+	Settings url.Values
 }
 
 // Query runs sql and returns the response body. With body != nil, sql goes in the URL and body
@@ -55,6 +63,9 @@ func (h *HTTP) QueryNative(ctx context.Context, sql string) (*NativeStream, erro
 
 func (h *HTTP) do(ctx context.Context, sql string, body io.Reader, params string) (io.ReadCloser, error) {
 	u := "http://" + h.Addr + "/?" + params
+	if len(h.Settings) > 0 {
+		u += "&" + h.Settings.Encode()
+	}
 	reqBody := body
 	if body == nil {
 		reqBody = strings.NewReader(sql)
@@ -134,4 +145,162 @@ func (s *NativeStream) Close() error {
 	err := s.body.Close()
 	s.r.Close()
 	return err
+}
+
+// QueryLogged streams the result of a query whose bytes tracevault cannot check (a column type
+// the Native scanner cannot walk): the server logs the query under an id of tracevault's
+// choosing, and once the body has ended the server's own record of that query, not the data,
+// says whether it finished and how many rows it sent. The user needs SELECT on
+// system.query_log and SYSTEM FLUSH LOGS, and the server a query_log in its configuration.
+func (h *HTTP) QueryLogged(ctx context.Context, sql string) (*LoggedStream, error) {
+	id, err := newQueryID()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := h.do(ctx, sql, nil, "log_queries=1&query_id="+url.QueryEscape(id))
+	if err != nil {
+		return nil, err
+	}
+	return &LoggedStream{ctx: ctx, body: rc, h: h, id: id}, nil
+}
+
+func newQueryID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make a query id: %w", err)
+	}
+	return "tracevault-" + hex.EncodeToString(b), nil
+}
+
+// LoggedStream is a query's result whose verdict comes from system.query_log: its bytes
+// unchanged, then io.EOF only if the server logged the query as finished.
+type LoggedStream struct {
+	ctx  context.Context
+	body io.ReadCloser
+	h    *HTTP
+	id   string
+	rows int64
+	err  error // the verdict, once the body ended
+}
+
+func (s *LoggedStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.body.Read(p)
+	if errors.Is(err, io.EOF) {
+		rows, verdict := s.h.queryResult(s.ctx, s.id)
+		if s.rows, s.err = rows, verdict; verdict == nil {
+			s.err = io.EOF
+		}
+		err = s.err
+	} else if err != nil {
+		// A modern server breaks the response off when the query fails mid-stream: its
+		// record names the exception.
+		s.err = s.h.scrub(fmt.Errorf("clickhouse %s: the result broke off: %w", s.h.Addr, err))
+		if _, verdict := s.h.queryResult(s.ctx, s.id); verdict != nil {
+			s.err = verdict
+		}
+		err = s.err
+	}
+	return n, err
+}
+
+// Rows is the number of rows the server logged as sent, once Read returned io.EOF.
+func (s *LoggedStream) Rows() int64 {
+	if s.err != io.EOF {
+		return 0
+	}
+	return s.rows
+}
+
+// QueryID is the id the server logged the query under.
+func (s *LoggedStream) QueryID() string { return s.id }
+
+func (s *LoggedStream) Close() error { return s.body.Close() }
+
+// queryLogWait bounds how long queryResult waits for a finished query's record: the server
+// writes it when the query ends, which may be a moment after the client read the last byte.
+var queryLogWait = 10 * time.Second
+
+// queryResult reads the server's record of a finished query: its result rows, or its
+// exception as an error. Only the server's own columns are read, never the result's data.
+func (h *HTTP) queryResult(ctx context.Context, id string) (int64, error) {
+	// type is a UInt8 on 18.16 and an Enum8 of the same values later: 2 QueryFinish,
+	// 3 ExceptionBeforeStart, 4 ExceptionWhileProcessing. 64-bit counts are quoted in JSON.
+	sql := "SELECT toUInt8(type) AS kind, toString(result_rows) AS result_rows, exception FROM system.query_log WHERE query_id = " + QuoteString(id) +
+		" AND toUInt8(type) IN (2, 3, 4) FORMAT JSONEachRow"
+	deadline := time.Now().Add(queryLogWait)
+	for {
+		if err := h.Exec(ctx, "SYSTEM FLUSH LOGS", nil); err != nil {
+			return 0, fmt.Errorf("flush the query log of clickhouse %s to check query %s: %w", h.Addr, id, err)
+		}
+		rec, found, err := h.queryLogRecord(ctx, sql)
+		if err != nil {
+			return 0, fmt.Errorf("read the query log of clickhouse %s to check query %s (the user needs SELECT on system.query_log): %w", h.Addr, id, err)
+		}
+		if found {
+			return rec.verdict(h.Addr, id)
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("clickhouse %s has no record of query %s in system.query_log after %s, so its result cannot be checked: enable query_log in the server's configuration", h.Addr, id, queryLogWait)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// queryLogRow is one record of system.query_log, as queryResult selects it.
+type queryLogRow struct {
+	Kind      uint8  `json:"kind"`
+	Rows      string `json:"result_rows"`
+	Exception string `json:"exception"`
+}
+
+// query_log's types of a query that ended.
+var queryLogKinds = map[uint8]string{2: "QueryFinish", 3: "ExceptionBeforeStart", 4: "ExceptionWhileProcessing"}
+
+func (h *HTTP) queryLogRecord(ctx context.Context, sql string) (queryLogRow, bool, error) {
+	rc, err := h.Query(ctx, sql, nil)
+	if err != nil {
+		return queryLogRow{}, false, err
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(io.LimitReader(rc, 1<<20))
+	var rec queryLogRow
+	found := false
+	for {
+		var r queryLogRow
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			return rec, found, nil
+		} else if err != nil {
+			return queryLogRow{}, false, err
+		}
+		// An exception outranks a finish: a query logged both ways did not deliver its rows.
+		if !found || r.Kind != 2 {
+			rec, found = r, true
+		}
+	}
+}
+
+func (r queryLogRow) verdict(addr, id string) (int64, error) {
+	if r.Kind != 2 {
+		msg, ok := native.Text([]byte(r.Exception), 500)
+		if !ok {
+			msg = "(an exception that is not text)"
+		}
+		kind, known := queryLogKinds[r.Kind]
+		if !known {
+			kind = fmt.Sprintf("type %d", r.Kind)
+		}
+		return 0, fmt.Errorf("clickhouse %s logged query %s as %s: %s", addr, id, kind, msg)
+	}
+	rows, err := strconv.ParseInt(r.Rows, 10, 64)
+	if err != nil || rows < 0 {
+		return 0, fmt.Errorf("clickhouse %s logged query %s with result_rows %q, not a count", addr, id, r.Rows)
+	}
+	return rows, nil
 }

@@ -143,10 +143,8 @@ func TestModernLogicalBackupRestoreKeepsTypesAndUUIDs(t *testing.T) {
 		t.Errorf("restored database engine %q, want Atomic", got)
 	}
 	t.Run("database keeps its UUID", func(t *testing.T) {
-		if after[""] != ids[""] {
-			// Product gap, routed: the clickhouse section records tables' UUIDs but not the
-			// database's, and Restorer.Plan's create-database step has no UUID clause.
-			t.Skipf("product gap: database %s restored with a new UUID %s, not its own %s: the clickhouse section records no database UUID and Restorer.Plan creates databases without CREATE DATABASE ... UUID", f.db, after[""], ids[""])
+		if after[""] != ids[""] || ids[""] == "" {
+			t.Errorf("database %s restored with UUID %q; want its own %q", f.db, after[""], ids[""])
 		}
 	})
 }
@@ -167,6 +165,7 @@ func TestModernDatabaseMapGetsFreshUUIDs(t *testing.T) {
 		t.Errorf("the copy has tables %v; want the original's %v", copied, ids)
 	}
 	for name, orig := range ids {
+		// name "" is the database: the copy is a database of its own, with its own UUID.
 		if got := copied[name]; got == "" || got == orig || got == "00000000-0000-0000-0000-000000000000" {
 			t.Errorf("copy of %q has UUID %q next to the original's %q; want a fresh one", name, got, orig)
 		}

@@ -10,7 +10,9 @@ import (
 )
 
 // Fixture rows of a modern server (24.8): an Atomic database and a table with the default
-// replication path, which is derived from the table's UUID. No modern server runs here.
+// replication path, which is derived from the table's UUID. They are the fallback where no
+// modern engine runs: TestModernReplicaFactsFromTheEngine gathers the same facts from
+// ClickHouse 26.x (ch-modern) itself.
 const (
 	modernDBUUID    = "0f3a5c1e-7d2b-4e8a-9c11-2b6f0e4d8a10"
 	modernUUID      = "5d8e2a47-3c1f-4b9e-8a6d-7e0c9b2f1a34"

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -66,6 +68,9 @@ type Restorer struct {
 	httpOf  map[string]string
 	first   *Server
 	local   localFS
+	// insert are the settings of a restore's INSERT on each server (by native address), once
+	// detected; restore-replica's Restorer starts without them too.
+	insert map[string]url.Values
 }
 
 // NewRestorer connects to every reachable replica.
@@ -83,6 +88,37 @@ func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
 		r.servers[s.Addr] = s
 	}
 	return r, nil
+}
+
+// insertSettings are the settings of a restore's INSERT on srv, detected once per server.
+func (r *Restorer) insertSettings(ctx context.Context, srv *Server) (url.Values, error) {
+	if v, ok := r.insert[srv.Addr]; ok {
+		return v, nil
+	}
+	v, err := detectInsertSettings(ctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	if r.insert == nil {
+		r.insert = map[string]url.Values{}
+	}
+	r.insert[srv.Addr] = v
+	return v, nil
+}
+
+// detectInsertSettings keeps an INSERT from changing the rows it loads: since 21.x a server merges
+// the rows of each inserted block by a Replacing or Aggregating table's sorting key
+// (optimize_on_insert, on by default), so a partition with unmerged versions would load fewer
+// rows than it holds. Servers without the setting (18.16) never do that.
+func detectInsertSettings(ctx context.Context, s *Server) (url.Values, error) {
+	var n uint64
+	if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'optimize_on_insert'").Scan(&n); err != nil {
+		return nil, fmt.Errorf("read the settings of clickhouse %s: %w", s.Addr, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return url.Values{"optimize_on_insert": {"0"}}, nil
 }
 
 // Close releases the connections.
@@ -119,8 +155,11 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		full := dst + "." + t.Name
 		if !dbs[dst] {
 			dbs[dst] = true
-			plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: dst,
-				SQL: fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s%s", QuoteIdent(dst), r.onCluster())})
+			create, err := r.createDatabase(sec, t.Database, dst)
+			if err != nil {
+				return nil, fmt.Errorf("plan database %s of snapshot %s: %w", dst, m.ID, err)
+			}
+			plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: dst, SQL: create})
 		}
 		create, err := RewriteCreate(t.Create, r.rewrite(t, dst))
 		if err != nil {
@@ -168,6 +207,34 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	}
 	return plan, nil
 }
+
+// createDatabase is the statement that creates a restored table's database. In place, on a
+// server with database UUIDs, an Atomic database gets its recorded UUID back; under
+// --database-map the copy gets a fresh one on purpose, as its tables do, since the original may
+// still hold that UUID.
+func (r *Restorer) createDatabase(sec *Section, src, dst string) (string, error) {
+	head := "CREATE DATABASE IF NOT EXISTS " + QuoteIdent(dst)
+	if src != dst || !r.first.Caps.TableUUIDs {
+		return head + r.onCluster(), nil
+	}
+	for _, d := range sec.Databases {
+		if d.Name != src || d.Engine != "Atomic" {
+			continue
+		}
+		// The UUID comes from the manifest, which is not trusted: only a well-formed one goes
+		// into SQL.
+		if !wellFormedUUID(d.UUID) {
+			return "", fmt.Errorf("the snapshot records database %s with UUID %q, which is not a UUID: the manifest is damaged or forged; run 'tracevault verify'", src, d.UUID)
+		}
+		return fmt.Sprintf("%s UUID '%s'%s ENGINE = Atomic", head, d.UUID, r.onCluster()), nil
+	}
+	return head + r.onCluster(), nil
+}
+
+var uuidForm = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// wellFormedUUID is a UUID as the server spells it: lower-case hex in 8-4-4-4-12 groups.
+func wellFormedUUID(s string) bool { return uuidForm.MatchString(s) }
 
 func (r *Restorer) onCluster() string {
 	if r.opts.Cluster == "" {
@@ -353,7 +420,11 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		if r.httpOf[srv.Addr] == "" {
 			return fmt.Errorf("load object %s into %s: native objects load through the HTTP interface: set [clickhouse] http_addresses", s.ref.Name(), stagingFull)
 		}
-		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password}
+		settings, err := r.insertSettings(ctx, srv)
+		if err != nil {
+			return err
+		}
+		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: settings}
 		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -40,11 +41,14 @@ type Source struct {
 // Section is the clickhouse part of a manifest: enough to rebuild every table, with the same
 // ZooKeeper paths and UUIDs, and to load every partition.
 type Section struct {
-	Cluster      string         `json:"cluster,omitempty"`
-	Capabilities Capabilities   `json:"capabilities"`
-	Tables       []TableRecord  `json:"tables"`
-	View         *View          `json:"view"`
-	Replicas     []ReplicaIndex `json:"replicas"`
+	Cluster      string        `json:"cluster,omitempty"`
+	Capabilities Capabilities  `json:"capabilities"`
+	Tables       []TableRecord `json:"tables"`
+	// Databases are the backed-up tables' databases where the server gives them a UUID
+	// (Atomic): a restore in place creates each with its own UUID again.
+	Databases []DatabaseRecord `json:"databases,omitempty"`
+	View      *View            `json:"view"`
+	Replicas  []ReplicaIndex   `json:"replicas"`
 }
 
 // ReplicaIndex ties a configured address to its HTTP address and macros.
@@ -52,6 +56,13 @@ type ReplicaIndex struct {
 	Native string            `json:"native"`
 	HTTP   string            `json:"http"`
 	Macros map[string]string `json:"macros,omitempty"`
+}
+
+// DatabaseRecord is one database's identity on a server that has database UUIDs.
+type DatabaseRecord struct {
+	Name   string `json:"name"`
+	Engine string `json:"engine"`
+	UUID   string `json:"uuid"`
 }
 
 // TableRecord is one table in a snapshot.
@@ -70,7 +81,20 @@ type PartitionRecord struct {
 	// Format is how the object was made: FormatNative, or FormatPartsTar in freeze mode.
 	// Snapshots from before freeze mode leave it empty, meaning native.
 	Format string `json:"format,omitempty"`
+	// Checked is where Rows come from for a logical export: CheckedStream or CheckedQueryLog.
+	// Empty for a reused object (its rows are the listing it was stored under), freeze mode
+	// (the frozen parts' own counts) and older snapshots.
+	Checked string `json:"checked,omitempty"`
 }
+
+// How the rows of an exported Native object were counted and its end confirmed.
+const (
+	// CheckedStream: tracevault walked every block of the stream (package native).
+	CheckedStream = "native-stream"
+	// CheckedQueryLog: a column type the scanner cannot walk; the server's system.query_log
+	// record of the export query gave its result rows and said it finished.
+	CheckedQueryLog = "query-log"
+)
 
 func (s *Source) Name() string { return "clickhouse" }
 
@@ -114,6 +138,9 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	}
 	tables, err := Discover(ctx, servers[0], s.Filter)
 	if err != nil {
+		return nil, err
+	}
+	if sec.Databases, err = databaseRecords(ctx, servers[0], tables); err != nil {
 		return nil, err
 	}
 	for _, t := range tables {
@@ -246,6 +273,18 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			return err
 		}
 		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password}
+		checked := CheckedStream
+		if s.Mode != ModeFreeze && len(parts) > 0 {
+			unwalkable, err := unwalkableColumn(ctx, srv, rec.Database, rec.Name)
+			if err != nil {
+				return err
+			}
+			if unwalkable != "" {
+				checked = CheckedQueryLog
+				s.Log.Info("a column's type cannot be walked in the Native stream; the server's query log checks each export instead",
+					"table", rec.FullName(), "column", unwalkable)
+			}
+		}
 		for _, p := range parts {
 			start := time.Now()
 			format, src := FormatNative, io.ReadCloser(nil)
@@ -258,7 +297,12 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				format, src = FormatPartsTar, fz
 			} else {
 				sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID))
-				stream = &lazyNative{open: func() (*NativeStream, error) { return h.QueryNative(ctx, sql) }}
+				stream = &lazyNative{open: func() (rowStream, error) {
+					if checked == CheckedQueryLog {
+						return h.QueryLogged(ctx, sql)
+					}
+					return h.QueryNative(ctx, sql)
+				}}
 				src = stream
 			}
 			meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
@@ -281,12 +325,16 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				// one it was stored under, so its rows stay as listed.
 				p.Rows = uint64(stream.Rows())
 			}
+			how := ""
+			if stream != nil && !obj.Reused {
+				how = checked
+			}
 			if fz != nil && fz.f != nil {
 				// A merge or insert between listing and freezing changes the parts; record what
 				// the object holds, which restore's row check compares against.
 				p.Parts, p.Rows = fz.f.parts, fz.f.rows
 			}
-			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format})
+			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how})
 			s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
 		}
 	}
@@ -301,17 +349,82 @@ func hasTable(ctx context.Context, s *Server, db, table string) (bool, error) {
 	return n > 0, nil
 }
 
+// databaseRecords reads the UUID and engine of the tables' databases, on servers whose
+// system.databases has a uuid column (20.x+); a database without one (Ordinary) is left out.
+func databaseRecords(ctx context.Context, srv *Server, tables []Table) ([]DatabaseRecord, error) {
+	var n uint64
+	if err := srv.Conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'databases' AND name = 'uuid'").Scan(&n); err != nil {
+		return nil, fmt.Errorf("check for database UUIDs on %s: %w", srv.Addr, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, t := range tables {
+		want[t.Database] = true
+	}
+	rows, err := srv.Conn.Query(ctx, "SELECT name, engine, toString(uuid) FROM system.databases ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("read database UUIDs on %s: %w", srv.Addr, err)
+	}
+	defer rows.Close()
+	var out []DatabaseRecord
+	for rows.Next() {
+		var d DatabaseRecord
+		if err := rows.Scan(&d.Name, &d.Engine, &d.UUID); err != nil {
+			return nil, fmt.Errorf("read database UUIDs on %s: %w", srv.Addr, err)
+		}
+		if want[d.Name] && d.UUID != zeroUUID {
+			out = append(out, d)
+		}
+	}
+	return out, rows.Err()
+}
+
+const zeroUUID = "00000000-0000-0000-0000-000000000000"
+
+// unwalkableColumn names the first column of a table, as "name type", whose type the Native
+// scanner cannot walk, or "" when it can walk them all.
+func unwalkableColumn(ctx context.Context, srv *Server, db, table string) (string, error) {
+	rows, err := srv.Conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
+	if err != nil {
+		return "", fmt.Errorf("read column types of %s.%s on %s: %w", db, table, srv.Addr, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return "", fmt.Errorf("read column types of %s.%s on %s: %w", db, table, srv.Addr, err)
+		}
+		if native.Walkable(typ) != nil {
+			return name + " " + typ, nil
+		}
+	}
+	return "", rows.Err()
+}
+
+// rowStream is an export's result that knows, once read to its end, how many rows it held.
+type rowStream interface {
+	io.ReadCloser
+	Rows() int64
+}
+
 // lazyNative opens its stream on the first Read, so a partition whose object is reused is never
 // queried at all.
 type lazyNative struct {
-	open func() (*NativeStream, error)
-	ns   *NativeStream
+	open func() (rowStream, error)
+	ns   rowStream
 	err  error
 }
 
 func (l *lazyNative) Read(p []byte) (int, error) {
 	if l.ns == nil && l.err == nil {
-		l.ns, l.err = l.open()
+		// Kept only when it opened: a nil *NativeStream in the interface would not be nil.
+		if ns, err := l.open(); err != nil {
+			l.err = err
+		} else {
+			l.ns = ns
+		}
 	}
 	if l.err != nil {
 		return 0, l.err

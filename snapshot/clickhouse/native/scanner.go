@@ -247,7 +247,7 @@ func (s *scanner) prefix(t *colType) error {
 		}
 		return nil
 	}
-	if t.kind == kindStateList {
+	if t.kind == kindStateList || t.kind == kindUniqState {
 		return nil
 	}
 	for _, e := range t.elems {
@@ -294,6 +294,23 @@ func (s *scanner) skip(t *colType, n uint64) error {
 		return nil
 	case kindLowCard:
 		return s.skipLowCard(t, n)
+	case kindUniqState:
+		for i := uint64(0); i < n; i++ {
+			if err := s.skipN(1, 1); err != nil { // skip degree
+				return err
+			}
+			k, err := s.uvarint()
+			if err != nil {
+				return err
+			}
+			if k > uniqMaxSize {
+				return fmt.Errorf("uniq state of %d hashes, more than a UniquesHashSet holds", k)
+			}
+			if err := s.skipN(k, 4); err != nil {
+				return err
+			}
+		}
+		return nil
 	case kindStateList:
 		for i := uint64(0); i < n; i++ {
 			k, err := s.uvarint()

@@ -37,6 +37,10 @@ func TestCheckServerStreams(t *testing.T) {
 		// A trace whose output quotes a server exception: data, not an error.
 		{"exception-text-row-18.16.native", 1, 1},
 		{"empty-18.16.native", 0, 0},
+		// uniqState(String) and uniqState(UInt64), keys with 750 and with 2 values (one
+		// hashing to zero or not, either way), from 18.16 and 26.7: the layout is the same.
+		{"uniq-18.16.native", 4, 1},
+		{"uniq-26.7.native", 4, 2},
 	}
 	for _, tt := range tests {
 		data := readTestdata(t, tt.file)
@@ -134,6 +138,12 @@ func TestCheckModernTypes(t *testing.T) {
 			str("ip").str("IPv6").raw(make([]byte, 16)...), 1, ""},
 		{"simple aggregate", new(block).uvarint(1).uvarint(1).str("s").str("SimpleAggregateFunction(groupUniqArrayArray, Array(String))").u64(1).str("x"), 1, ""},
 		{"unknown type", new(block).uvarint(1).uvarint(1).str("j").str("Object('json')").raw(0), 0, `column "j"`},
+		{"uniq", new(block).uvarint(1).uvarint(2).str("u").str("AggregateFunction(uniq, String)").
+			raw(0).uvarint(0).raw(3).uvarint(2).raw(make([]byte, 8)...), 2, ""},
+		{"uniq too large", new(block).uvarint(1).uvarint(1).str("u").str("AggregateFunction(uniq, UInt64)").raw(0).uvarint(1<<16 + 1), 0, "more than a UniquesHashSet holds"},
+		{"uniq cut short", new(block).uvarint(1).uvarint(1).str("u").str("AggregateFunction(uniq, UInt64)").raw(0).uvarint(2).raw(1, 2, 3, 4), 0, "ends inside a block"},
+		{"versioned uniq", new(block).uvarint(1).uvarint(1).str("u").str("AggregateFunction(1, uniq, String)").raw(0), 0, "AggregateFunction(1, uniq, String)"},
+		{"argMax", new(block).uvarint(1).uvarint(1).str("a").str("AggregateFunction(argMax, String, DateTime)").raw(0), 0, "argMax"},
 		{"unknown state", new(block).uvarint(1).uvarint(1).str("q").str("AggregateFunction(quantiles(0.5), Float64)").raw(0), 0, "quantiles"},
 		{"huge string", new(block).uvarint(1).uvarint(1).str("s").str("String").uvarint(1 << 62), 0, "ends inside a block"},
 		{"overflowing array", new(block).uvarint(1).uvarint(1).str("a").str("Array(UInt64)").u64(1 << 62), 0, "overflow"},
@@ -213,7 +223,7 @@ func TestReaderCloseEarly(t *testing.T) {
 }
 
 func FuzzNativeScanner(f *testing.F) {
-	for _, name := range []string{"types-18.16.native", "aggstate-18.16.native", "exception-text-row-18.16.native"} {
+	for _, name := range []string{"types-18.16.native", "aggstate-18.16.native", "exception-text-row-18.16.native", "uniq-18.16.native", "uniq-26.7.native"} {
 		data := readTestdata(f, name)
 		f.Add(data)
 		f.Add(append(append([]byte{}, data...), "Code: 241. DB::Exception: Memory limit exceeded"...))

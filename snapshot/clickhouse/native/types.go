@@ -18,7 +18,12 @@ const (
 	kindMap                   // Array(Tuple(K, V))
 	kindLowCard               // granules of index type, additional keys and indexes; see skipLowCard
 	kindStateList             // an aggregate state that is uvarint n, then n values of elems[0]
+	kindUniqState             // uniq's UniquesHashSet: skip degree byte, uvarint n, n UInt32 hashes
 )
+
+// uniqMaxSize is UNIQUES_HASH_MAX_SIZE: a UniquesHashSet never holds more hashes, and the
+// server refuses to read one that says it does.
+const uniqMaxSize = 1 << 16
 
 // colType is a parsed column type: just enough to skip its data.
 type colType struct {
@@ -59,6 +64,14 @@ type UnsupportedError struct{ Type string }
 
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("type %s is not one tracevault can check in a Native stream", e.Type)
+}
+
+// Walkable says whether the scanner can walk the values of a column type as system.columns or
+// a block header names it: nil, or why not (an *UnsupportedError for a type whose layout
+// tracevault does not know).
+func Walkable(typeName string) error {
+	_, err := parseType(typeName)
+	return err
 }
 
 // parseType reads a type name as the server writes it in a Native block header.
@@ -187,8 +200,10 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 }
 
 // parseAggregate knows the states whose layout is a count and the values: groupArray and
-// groupUniqArray of one plain argument, which is what Langfuse's project_environments keeps.
-// Any other state's layout is private to its function, so it is refused rather than guessed.
+// groupUniqArray of one plain argument, which is what Langfuse's project_environments keeps,
+// and uniq of one argument (UniquesHashSet::write, the same for every argument type). Any
+// other state's layout is private to its function, so it is refused rather than guessed; a
+// versioned state (AggregateFunction(1, f, T)) has three arguments and is refused too.
 func parseAggregate(s, args string, depth int) (*colType, error) {
 	parts, err := splitArgs(args)
 	if err != nil || len(parts) != 2 {
@@ -199,6 +214,10 @@ func parseAggregate(s, args string, depth int) (*colType, error) {
 		el, err := parseTypeDepth(parts[1], depth+1)
 		if err == nil && (el.kind == kindFixed || el.kind == kindString) {
 			return &colType{kind: kindStateList, elems: []*colType{el}}, nil
+		}
+	case "uniq":
+		if _, err := parseTypeDepth(parts[1], depth+1); err == nil {
+			return &colType{kind: kindUniqState}, nil
 		}
 	}
 	return nil, &UnsupportedError{Type: s}
