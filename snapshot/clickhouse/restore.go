@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -230,11 +229,6 @@ func (r *Restorer) createDatabase(sec *Section, src, dst string) (string, error)
 	}
 	return head + r.onCluster(), nil
 }
-
-var uuidForm = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-// wellFormedUUID is a UUID as the server spells it: lower-case hex in 8-4-4-4-12 groups.
-func wellFormedUUID(s string) bool { return uuidForm.MatchString(s) }
 
 func (r *Restorer) onCluster() string {
 	if r.opts.Cluster == "" {
