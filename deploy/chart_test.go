@@ -439,11 +439,11 @@ metrics:
 		},
 		{
 			name:   "restore job",
-			values: "restore: {enabled: true, snapshot: latest, args: '--tables default.traces  --dry-run'}\n",
+			values: "restore: {enabled: true, snapshot: latest, args: '--only clickhouse --tables default.traces  --dry-run'}\n",
 			kinds:  []string{"ConfigMap", "Deployment", "Job", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
 			check: func(t *testing.T, r *rendered) {
 				j := get[batchv1.Job](t, r)
-				if a := j.Spec.Template.Spec.Containers[0].Args; strings.Join(a, " ") != "restore latest --tables default.traces --dry-run --log-format json" {
+				if a := j.Spec.Template.Spec.Containers[0].Args; strings.Join(a, " ") != "restore latest --only clickhouse --tables default.traces --dry-run --log-format json" {
 					t.Errorf("restore args %q", a)
 				}
 				if j.Spec.BackoffLimit == nil || *j.Spec.BackoffLimit != 0 {
@@ -850,4 +850,29 @@ func subset(sel, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestChartReadmeValuesRender renders every values file deploy/README.md shows (the yaml blocks
+// starting "# values-NAME.yaml") with a client ID filled in, through the same checks.
+func TestChartReadmeValuesRender(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(# values-[a-z]+\\.yaml\n.*?)```").FindAllStringSubmatch(string(data), -1)
+	if len(blocks) < 2 {
+		t.Fatalf("README.md shows %d values files, want the AKS and sidecar ones", len(blocks))
+	}
+	ch := loadChart(t)
+	for _, b := range blocks {
+		name := strings.TrimPrefix(strings.SplitN(b[1], "\n", 2)[0], "# ")
+		t.Run(name, func(t *testing.T) {
+			r, err := render(t, ch, strings.ReplaceAll(b[1], "<CLIENT_ID>", clientID))
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			checkWorkloadIdentity(t, r)
+			checkConfigPasses(t, r)
+		})
+	}
 }
