@@ -350,6 +350,9 @@ func TestChartRenders(t *testing.T) {
 					t.Errorf("PDB %+v does not keep one daemon pod", pdb.Spec)
 				}
 				svc := get[corev1.Service](t, r)
+				if !svc.Spec.PublishNotReadyAddresses {
+					t.Error("the Service hides unready pods: the status page would be unreachable while it reports the failure")
+				}
 				if !subset(svc.Spec.Selector, d.Spec.Template.Labels) {
 					t.Errorf("Service selector %v does not select the daemon pods", svc.Spec.Selector)
 				}
@@ -773,7 +776,7 @@ func checkRules(t *testing.T, pr *prometheusRule) {
 			t.Errorf("backup alert for %s: %q, want threshold %s", job, e, limit)
 		}
 	}
-	for _, a := range []string{"TracevaultJobFailed/", "ClickHouseReplicaIsolated/", "ZooKeeperZnodeCountHigh/", "ZooKeeperDataSizeHigh/", "ZooKeeperOutstandingRequestsHigh/"} {
+	for _, a := range []string{"TracevaultJobFailed/", "ClickHouseReplicaReadonly/", "ZooKeeperZnodeCountHigh/", "ZooKeeperDataSizeHigh/", "ZooKeeperOutstandingRequestsHigh/"} {
 		if _, ok := alerts[a]; !ok {
 			t.Errorf("alert %s missing", strings.TrimSuffix(a, "/"))
 		}
@@ -835,8 +838,11 @@ func checkSidecar(t *testing.T, notes, dataMount string) {
 		c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
 		t.Errorf("sidecar security context %+v: want ClickHouse's user 1001 and a read-only root", c.SecurityContext)
 	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
-		t.Error("sidecar probes do not point at /readyz and /healthz")
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Error("sidecar liveness probe does not point at /healthz")
+	}
+	if c.ReadinessProbe != nil {
+		t.Error("sidecar has a readiness probe: tracevault not ready would take the ClickHouse pod out of its Service")
 	}
 }
 

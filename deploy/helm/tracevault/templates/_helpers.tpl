@@ -166,7 +166,8 @@ Pod spec shared by the Deployment, CronJob and restore Job. Call with
 {{- define "tracevault.podSpec" -}}
 {{- $ := .ctx -}}
 serviceAccountName: {{ include "tracevault.serviceAccountName" $ }}
-automountServiceAccountToken: {{ $.Values.azure.workloadIdentity.enabled }}
+# tracevault never calls the Kubernetes API; Workload Identity's webhook projects its own token.
+automountServiceAccountToken: false
 {{- with get . "restartPolicy" }}
 restartPolicy: {{ . }}
 {{- end }}
@@ -247,11 +248,8 @@ same container with the volumes it needs. It runs as ClickHouse's user to read f
       path: /healthz
       port: tracevault
     {{- toYaml .Values.probes.liveness | nindent 4 }}
-  readinessProbe:
-    httpGet:
-      path: /readyz
-      port: tracevault
-    {{- toYaml .Values.probes.readiness | nindent 4 }}
+  # No readiness probe: a sidecar that is not ready makes the whole ClickHouse pod unready, and
+  # a storage outage must not take replicas out of their Service.
   resources:
     {{- toYaml .Values.resources | nindent 4 }}
   securityContext:
