@@ -132,7 +132,11 @@ func imageFiles(t *testing.T, bin string) (files []imageFile, pgDump string) {
 	t.Helper()
 	majors, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_dump")
 	if len(majors) == 0 {
-		t.Fatal("no /usr/lib/postgresql/*/bin/pg_dump on this host; run deploy/stack/stack.sh up once to install PostgreSQL")
+		msg := "no /usr/lib/postgresql/*/bin/pg_dump on this host; deploy/stack/stack.sh up installs PostgreSQL"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	sort.Strings(majors)
 	pgDump, err := filepath.EvalSymlinks(majors[len(majors)-1])
