@@ -512,6 +512,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"client ID not a GUID", "azure: {workloadIdentity: {clientId: my-identity}}\n", "clientId"},
 		{"restore without snapshot", "restore: {enabled: true}\n", "restore.snapshot is required"},
 		{"sidecar in logical mode", "mode: sidecar\n", "config.clickhouse.mode=freeze"},
+		{"azblob without account", "config: {storage: {account_name: ''}}\n", "config.storage.account_name is required"},
 		{"bad ZooKeeper size", "metrics: {prometheusRule: {enabled: true}}\nconfig: {zookeeper: {warn_data_size: 1GB}}\n", "warn_data_size"},
 	}
 	for _, tc := range cases {
