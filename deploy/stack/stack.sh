@@ -111,8 +111,10 @@ require_avx2() {
 }
 
 # install_test_tools adds what only the test suite needs: Debian's Chromium, which the status
-# page's end-to-end test drives headless (no browser is ever downloaded).
+# page's end-to-end test drives headless (no browser is ever downloaded), and Debian's systemd,
+# whose systemd-analyze verifies deploy/systemd's units.
 install_test_tools() {
+  command -v systemd-analyze >/dev/null || { local s=""; [ "$(id -u)" = 0 ] || s=sudo; $s apt-get update -qq && DEBIAN_FRONTEND=noninteractive $s apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
   command -v chromium >/dev/null && return
   log "installing chromium (apt, for the status page's end-to-end test)"
   local sudo=""
