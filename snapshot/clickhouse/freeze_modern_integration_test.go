@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
@@ -250,43 +250,61 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 }
 
 // TestModernFreezeDuringInserts: a freeze backup taken while rows are inserted records what it
-// froze, not what was listed, so the restore's row check passes and every frozen row is back.
+// froze, not what it listed, so the restore's row check passes and every frozen row is back.
+// Partition 202605 is large, so its upload leaves time for inserts into 202606 between that
+// partition's listing and its freeze.
 func TestModernFreezeDuringInserts(t *testing.T) {
 	f := newModernFreeze(t)
 	f.sql(t, "CREATE TABLE "+f.db+".events "+modernFreezeColumns+") ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (project, id)")
-	f.sql(t, modernFreezeRows(f.db, "events", 5, 1000, 1))
+	f.sql(t, modernFreezeRows(f.db, "events", 5, 300000, 1))
 	f.sql(t, modernFreezeRows(f.db, "events", 6, 1000, 1))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
+	defer cancel()
+	inserts := make(chan error, 1)
 	go func() {
-		n := 0
-		defer func() { done <- n }()
-		for ctx.Err() == nil {
-			if _, err := f.env.ModernQuery(modernFreezeRows(f.db, "events", 5+n%2, 50, 10+n)); err != nil {
+		for n := 0; ctx.Err() == nil; n++ {
+			if _, err := f.env.ModernQuery(modernFreezeRows(f.db, "events", 6, 50, 10+n)); err != nil {
+				inserts <- err
 				return
 			}
-			n++
-			time.Sleep(5 * time.Millisecond)
 		}
+		inserts <- nil
 	}()
+	rows := func(m *store.Manifest) (total, june uint64) {
+		sec, _, err := SnapshotSection(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tbl := range sec.Tables {
+			for _, p := range tbl.Partitions {
+				total += p.Rows
+				if p.ID == "202606" {
+					june = p.Rows
+				}
+			}
+		}
+		return total, june
+	}
 	var m *store.Manifest
-	for i := 0; i < 3; i++ { // several backups, so that some freeze lands between inserts' commits
+	var recorded uint64
+	for i := 0; ; i++ {
+		started, err := strconv.ParseUint(f.sql(t, "SELECT count() FROM "+f.db+".events WHERE _partition_id = '202606'"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
 		m = f.backup(t, "")
+		var june uint64
+		if recorded, june = rows(m); june > started {
+			break // this backup froze rows inserted after it had begun
+		}
+		if i == 10 {
+			t.Fatalf("10 backups froze no row inserted while they ran (202606 had %d rows before the last, recorded %d)", started, june)
+		}
 	}
 	cancel()
-	if n := <-done; n == 0 {
-		t.Fatal("no insert ran during the backups")
-	}
-	var recorded uint64
-	sec, _, err := SnapshotSection(m)
-	if err != nil {
+	if err := <-inserts; err != nil && ctx.Err() == nil {
 		t.Fatal(err)
-	}
-	for _, tbl := range sec.Tables {
-		for _, p := range tbl.Partitions {
-			recorded += p.Rows
-		}
 	}
 	f.sql(t, "DROP DATABASE "+f.db+" SYNC")
 	f.restore(t, m)
