@@ -30,7 +30,8 @@ var modernFreezeTables = map[string]string{
 }
 
 const modernFreezeColumns = `(id UUID, ts DateTime64(3), project LowCardinality(String), attrs Map(LowCardinality(String), String),
-	note Nullable(String), cost Decimal64(12), tags Array(String), public Bool, ver UInt64, is_deleted UInt8`
+	note Nullable(String), cost Decimal64(12), tags Array(String), public Bool, ver UInt64, is_deleted UInt8,
+	payload JSON`
 
 // modernFreezeExtras are what events adds to its columns.
 const modernFreezeExtras = `, INDEX idx_attrs mapKeys(attrs) TYPE bloom_filter(0.01) GRANULARITY 1,
@@ -43,7 +44,8 @@ func modernFreezeRows(db, table string, month, n, seed int) string {
 		reinterpretAsUUID(cityHash64(number, %[3]d)), toDateTime64('2026-%02[3]d-01 00:00:00', 3) + number * 0.001 + number %% 86400,
 		['alpha', 'beta', 'gamma'][number %% 3 + 1], map('k' || toString(number %% 5), toString(number * %[5]d), 'env', 'prod'),
 		if(number %% 4 = 0, NULL, 'note ' || toString(number)), toDecimal64(number / 7, 12), arrayMap(i -> toString(i), range(number %% 4)),
-		number %% 2 = 0, %[5]d, 0
+		number %% 2 = 0, %[5]d, 0,
+		concat('{"model":"m', toString(number %% 3), '","usage":{"input":', toString(number), '}', if(number %% 5 = 0, ',"extra":[1,2]', ''), '}')
 		FROM numbers(%[4]d)`, db, table, month, n, seed)
 }
 
@@ -94,11 +96,11 @@ func (f *modernFreeze) backup(t testing.TB, dataPath string) *store.Manifest {
 	return m
 }
 
-func (f *modernFreeze) restore(t testing.TB, m *store.Manifest) {
+func (f *modernFreeze) restore(t testing.TB, m *store.Manifest, dataPath string) {
 	t.Helper()
 	ctx := context.Background()
 	rs, err := NewRestorer(ctx, RestoreOptions{Native: []string{f.env.CHModernNative}, HTTP: []string{f.env.CHModernHTTP}, Conn: ConnOptions{User: "default"},
-		DataPath: f.env.CHModernData, Log: f.log})
+		DataPath: dataPath, Log: f.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,12 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	}
 	before, ids := f.checksums(t), f.uuids(t)
 
-	m := f.backup(t, f.env.CHModernData)
+	// The data path as mounted somewhere else on this host than where the server has it.
+	mount := filepath.Join(t.TempDir(), "ch-modern")
+	if err := os.Symlink(f.env.CHModernData, mount); err != nil {
+		t.Fatal(err)
+	}
+	m := f.backup(t, mount)
 	sec, _, err := SnapshotSection(m)
 	if err != nil {
 		t.Fatal(err)
@@ -221,14 +228,38 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	}
 	before2 := f.checksums(t)
 
+	t.Run("data path not on this host", func(t *testing.T) {
+		ctx := context.Background()
+		elsewhere := t.TempDir()
+		src := &Source{Native: []string{f.env.CHModernNative}, Conn: ConnOptions{User: "default"}, Filter: Filter{Databases: []string{f.db}},
+			Mode: ModeFreeze, DataPath: elsewhere, Log: f.log}
+		_, err := snapshot.Run(ctx, f.repo, []snapshot.Source{src}, snapshot.Options{Log: f.log})
+		if err == nil || !strings.Contains(err.Error(), `mode = "logical"`) || !strings.Contains(err.Error(), "data_path") {
+			t.Errorf("backup with a data_path that is not ch-modern's: %v; want the cause and both fixes", err)
+		}
+		if n := f.sql(t, "SELECT count() FROM system.databases WHERE name LIKE '__tracevault_probe_%'"); n != "0" {
+			t.Errorf("%s probe databases left on ch-modern", n)
+		}
+		rs, err := NewRestorer(ctx, RestoreOptions{Native: []string{f.env.CHModernNative}, HTTP: []string{f.env.CHModernHTTP}, Conn: ConnOptions{User: "default"},
+			DatabaseMap: map[string]string{f.db: f.db + "_copy"}, DataPath: elsewhere, Log: f.log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		if _, err := rs.Plan(ctx, m); err == nil || !strings.Contains(err.Error(), "frozen parts") || !strings.Contains(err.Error(), "data_path") {
+			t.Errorf("restore plan with ch-modern's data path not here: %v; want the cause and the fix", err)
+		}
+	})
+
 	for _, c := range []struct {
-		name string
-		m    *store.Manifest
-		want map[string]string
-	}{{"full", m, before}, {"incremental", m2, before2}} {
+		name     string
+		m        *store.Manifest
+		dataPath string
+		want     map[string]string
+	}{{"full", m, mount, before}, {"incremental", m2, "", before2}} {
 		t.Run("restore "+c.name+" after drop database", func(t *testing.T) {
 			f.sql(t, "DROP DATABASE "+f.db+" SYNC")
-			f.restore(t, c.m)
+			f.restore(t, c.m, c.dataPath)
 			if got := f.checksums(t); fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Errorf("per partition after the restore:\n%v\nwant\n%v", got, c.want)
 			}
@@ -307,7 +338,7 @@ func TestModernFreezeDuringInserts(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.sql(t, "DROP DATABASE "+f.db+" SYNC")
-	f.restore(t, m)
+	f.restore(t, m, "")
 	if got := f.sql(t, "SELECT count() FROM "+f.db+".events"); got != fmt.Sprint(recorded) {
 		t.Errorf("restored %s rows; the snapshot records %d", got, recorded)
 	}
