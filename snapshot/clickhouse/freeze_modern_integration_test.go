@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -56,18 +57,25 @@ type modernFreeze struct {
 	log  *slog.Logger
 }
 
-func newModernFreeze(t *testing.T) *modernFreeze {
+// newModernFreeze makes a scratch Atomic database on ch-modern, unless atomic is false: the
+// test then creates f.db itself, dropped when it ends.
+func newModernFreeze(t *testing.T, atomic bool) *modernFreeze {
 	t.Helper()
 	env := stack.RequireModern(t)
 	if env.CHModernData == "" {
 		t.Fatal("the stack exports no STACK_CH_MODERN_DATA: freeze mode needs ch-modern's data path")
 	}
-	f := &modernFreeze{env: env, db: env.ModernDatabase(t, "it_mfrz"), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	f := &modernFreeze{env: env, db: stack.ScratchName("it_mfrz"), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: f.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.repo = repo
+	if atomic {
+		f.db = env.ModernDatabase(t, "it_mfrz")
+	} else {
+		t.Cleanup(func() { _, _ = env.ModernQuery("DROP DATABASE IF EXISTS " + f.db + " SYNC") })
+	}
 	return f
 }
 
@@ -161,7 +169,7 @@ func (f *modernFreeze) partTypes(t testing.TB, table string) string {
 // restore after DROP DATABASE attaches them through the staging twin's detached/ with every
 // partition's rows and hash unchanged and every table's UUID kept.
 func TestModernFreezeBackupRestore(t *testing.T) {
-	f := newModernFreeze(t)
+	f := newModernFreeze(t, true)
 	for tbl, engine := range modernFreezeTables {
 		extras := ""
 		if tbl == "events" {
@@ -285,7 +293,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 // Partition 202605 is large, so its upload leaves time for inserts into 202606 between that
 // partition's listing and its freeze.
 func TestModernFreezeDuringInserts(t *testing.T) {
-	f := newModernFreeze(t)
+	f := newModernFreeze(t, true)
 	f.sql(t, "CREATE TABLE "+f.db+".events "+modernFreezeColumns+") ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (project, id)")
 	f.sql(t, modernFreezeRows(f.db, "events", 5, 300000, 1))
 	f.sql(t, modernFreezeRows(f.db, "events", 6, 1000, 1))
@@ -341,5 +349,39 @@ func TestModernFreezeDuringInserts(t *testing.T) {
 	f.restore(t, m, "")
 	if got := f.sql(t, "SELECT count() FROM "+f.db+".events"); got != fmt.Sprint(recorded) {
 		t.Errorf("restored %s rows; the snapshot records %d", got, recorded)
+	}
+}
+
+// TestModernFreezeOrdinaryDatabase: the other shadow layout on the same engine. An Ordinary
+// database (deprecated, still created on request) keeps a table's parts in data/<db>/<table>/,
+// which a freeze mirrors as shadow/<name>/data/<db>/<table>/; the restore re-creates the
+// database with the server's default engine, Atomic, and attaches the parts there.
+func TestModernFreezeOrdinaryDatabase(t *testing.T) {
+	f := newModernFreeze(t, false)
+	ctx := context.Background()
+	srv, err := Dial(ctx, f.env.CHModernNative, ConnOptions{User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	deprecated := ch.Context(ctx, ch.WithSettings(ch.Settings{"allow_deprecated_database_ordinary": 1}))
+	if err := srv.Conn.Exec(deprecated, "CREATE DATABASE "+f.db+" ENGINE = Ordinary"); err != nil {
+		t.Fatal(err)
+	}
+	f.sql(t, "CREATE TABLE "+f.db+".events "+modernFreezeColumns+") ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (project, id) SETTINGS min_rows_for_wide_part = 100, min_bytes_for_wide_part = 0")
+	f.sql(t, modernFreezeRows(f.db, "events", 5, 500, 1))
+	f.sql(t, modernFreezeRows(f.db, "events", 6, 40, 2))
+	if got := f.sql(t, "SELECT groupArray(data_paths) FROM system.tables WHERE database = '"+f.db+"'"); !strings.Contains(got, "/data/"+f.db+"/events/") {
+		t.Fatalf("the Ordinary database's table is at %s; want data/<db>/<table>/", got)
+	}
+	want := f.sql(t, "SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id")
+	m := f.backup(t, "")
+	f.sql(t, "DROP DATABASE "+f.db+" SYNC")
+	f.restore(t, m, "")
+	if got := f.sql(t, "SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id"); got != want {
+		t.Errorf("per partition after the restore:\n%s\nwant\n%s", got, want)
+	}
+	if got := f.partTypes(t, "events"); got != "['202605 Wide','202606 Compact']" {
+		t.Errorf("restored parts %s; want a wide and a compact one", got)
 	}
 }
