@@ -18,13 +18,13 @@ import (
 // ClickHouse 18.16 (freeze_integration_test.go: data/<db>/<table>, shadow/increment.txt) and on
 // 26.7 (freeze_modern_integration_test.go: FREEZE WITH NAME, Atomic store/<xxx>/<uuid> and
 // Ordinary layouts, system.disks, a data path mounted elsewhere, wide, compact and projection
-// parts). Neither shows a server without system.disks whose system database is Atomic, a
-// shadow whose table directory is not under the data path, another tool's freeze racing an
-// 18.16 one, or a damaged archive: those stay fixtures here.
+// parts). Neither shows a shadow whose table directory is not under the data path, another
+// tool's freeze racing an 18.16 one, or a damaged archive: those stay fixtures here.
 
 // TestDataPathOf: the data path from the system database's directory, used only without
-// system.disks (before 19.15). 18.16 gives the first row live; the Atomic rows are fixtures
-// (ch-modern's system database is a Memory one, and it has system.disks).
+// system.disks (before 19.15). 18.16 gives the first row live; the Atomic rows are defensive
+// fixtures: Atomic databases came after system.disks, and ch-modern's system database is a
+// Memory one.
 func TestDataPathOf(t *testing.T) {
 	tests := []struct {
 		systemDB, want string
