@@ -104,11 +104,12 @@ func (f *modernFreeze) backup(t testing.TB, dataPath string) *store.Manifest {
 	return m
 }
 
-func (f *modernFreeze) restore(t testing.TB, m *store.Manifest, dataPath string) {
+// restore runs a restore of m with o on ch-modern.
+func (f *modernFreeze) restore(t testing.TB, m *store.Manifest, o RestoreOptions) {
 	t.Helper()
 	ctx := context.Background()
-	rs, err := NewRestorer(ctx, RestoreOptions{Native: []string{f.env.CHModernNative}, HTTP: []string{f.env.CHModernHTTP}, Conn: ConnOptions{User: "default"},
-		DataPath: dataPath, Log: f.log})
+	o.Native, o.HTTP, o.Conn, o.Log = []string{f.env.CHModernNative}, []string{f.env.CHModernHTTP}, ConnOptions{User: "default"}, f.log
+	rs, err := NewRestorer(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func (f *modernFreeze) shadow(t testing.TB) []string {
 // checksums is each table's per-partition row count and content hash. The Replacing table is
 // read with FINAL, so that a merge after the restore, which may collapse versions, cannot
 // change it; the restore's own row check compares the raw rows before the swap.
-func (f *modernFreeze) checksums(t testing.TB) map[string]string {
+func (f *modernFreeze) checksums(t testing.TB, db string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for tbl, engine := range modernFreezeTables {
@@ -149,13 +150,13 @@ func (f *modernFreeze) checksums(t testing.TB) map[string]string {
 		if strings.HasPrefix(engine, "Replacing") {
 			final = " FINAL"
 		}
-		out[tbl] = f.sql(t, fmt.Sprintf("SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM %s.%s%s GROUP BY _partition_id ORDER BY _partition_id", f.db, tbl, final))
+		out[tbl] = f.sql(t, fmt.Sprintf("SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM %s.%s%s GROUP BY _partition_id ORDER BY _partition_id", db, tbl, final))
 	}
 	return out
 }
 
-func (f *modernFreeze) uuids(t testing.TB) string {
-	return f.sql(t, "SELECT groupArray(name || ' ' || toString(uuid)) FROM (SELECT name, uuid FROM system.tables WHERE database = '"+f.db+"' ORDER BY name)")
+func (f *modernFreeze) uuids(t testing.TB, db string) string {
+	return f.sql(t, "SELECT groupArray(name || ' ' || toString(uuid)) FROM (SELECT name, uuid FROM system.tables WHERE database = '"+db+"' ORDER BY name)")
 }
 
 // partTypes is each table's "partition part_type" of its active parts.
@@ -194,7 +195,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	if got := f.sql(t, "SELECT groupArray(name) FROM system.parts WHERE database = '"+f.db+"' AND table = 'events' AND active AND partition_id = '202605'"); !strings.HasPrefix(got, "['202605_1_1_0_") {
 		t.Fatalf("events partition 202605 parts %s; want one mutated by the lightweight delete", got)
 	}
-	before, ids := f.checksums(t), f.uuids(t)
+	before, ids := f.checksums(t, f.db), f.uuids(t, f.db)
 
 	// The data path as mounted somewhere else on this host than where the server has it.
 	mount := filepath.Join(t.TempDir(), "ch-modern")
@@ -237,7 +238,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	if want := "[events 202606]"; fmt.Sprint(fresh) != want {
 		t.Errorf("objects uploaded by the second backup: %v; want only %s", fresh, want)
 	}
-	before2 := f.checksums(t)
+	before2 := f.checksums(t, f.db)
 
 	t.Run("data path not on this host", func(t *testing.T) {
 		ctx := context.Background()
@@ -270,11 +271,11 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	}{{"full", m, mount, before}, {"incremental", m2, "", before2}} {
 		t.Run("restore "+c.name+" after drop database", func(t *testing.T) {
 			f.sql(t, "DROP DATABASE "+f.db+" SYNC")
-			f.restore(t, c.m, c.dataPath)
-			if got := f.checksums(t); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			f.restore(t, c.m, RestoreOptions{DataPath: c.dataPath})
+			if got := f.checksums(t, f.db); fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Errorf("per partition after the restore:\n%v\nwant\n%v", got, c.want)
 			}
-			if got := f.uuids(t); got != ids {
+			if got := f.uuids(t, f.db); got != ids {
 				t.Errorf("tables restored with UUIDs %s; want their own %s", got, ids)
 			}
 			where := " WHERE database = '" + f.db + "' AND table = 'events' AND active"
@@ -289,6 +290,28 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("one partition over changed rows", func(t *testing.T) {
+		for tbl := range modernFreezeTables {
+			f.sql(t, modernFreezeRows(f.db, tbl, 7, 30, 9))
+		}
+		f.restore(t, m2, RestoreOptions{Partitions: []string{"202607"}, Force: true})
+		if got := f.checksums(t, f.db); fmt.Sprint(got) != fmt.Sprint(before2) {
+			t.Errorf("per partition after restoring 202607:\n%v\nwant\n%v", got, before2)
+		}
+	})
+
+	t.Run("into a copy with database-map", func(t *testing.T) {
+		copyDB := f.db + "_copy"
+		t.Cleanup(func() { _, _ = f.env.ModernQuery("DROP DATABASE IF EXISTS " + copyDB + " SYNC") })
+		f.restore(t, m2, RestoreOptions{DatabaseMap: map[string]string{f.db: copyDB}})
+		if got := f.checksums(t, copyDB); fmt.Sprint(got) != fmt.Sprint(before2) {
+			t.Errorf("the copy per partition:\n%v\nwant\n%v", got, before2)
+		}
+		if got := f.uuids(t, copyDB); got == ids || !strings.Contains(got, "events") {
+			t.Errorf("the copy's tables have UUIDs %s; want fresh ones beside the original's %s", got, ids)
+		}
+	})
 }
 
 // TestModernFreezeDuringInserts: a freeze backup taken while rows are inserted records what it
@@ -349,7 +372,7 @@ func TestModernFreezeDuringInserts(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.sql(t, "DROP DATABASE "+f.db+" SYNC")
-	f.restore(t, m, "")
+	f.restore(t, m, RestoreOptions{})
 	if got := f.sql(t, "SELECT count() FROM "+f.db+".events"); got != fmt.Sprint(recorded) {
 		t.Errorf("restored %s rows; the snapshot records %d", got, recorded)
 	}
@@ -380,7 +403,7 @@ func TestModernFreezeOrdinaryDatabase(t *testing.T) {
 	want := f.sql(t, "SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id")
 	m := f.backup(t, "")
 	f.sql(t, "DROP DATABASE "+f.db+" SYNC")
-	f.restore(t, m, "")
+	f.restore(t, m, RestoreOptions{})
 	if got := f.sql(t, "SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id"); got != want {
 		t.Errorf("per partition after the restore:\n%s\nwant\n%s", got, want)
 	}
@@ -421,7 +444,7 @@ func TestModernLightweightDeleteIncremental(t *testing.T) {
 				t.Fatalf("second snapshot reused %d of %d objects; want all", tot.Reused, tot.Objects)
 			}
 			f.sql(t, "DROP DATABASE "+f.db+" SYNC")
-			f.restore(t, m, "")
+			f.restore(t, m, RestoreOptions{})
 			if got := f.sql(t, "SELECT _partition_id, count(), sum(cityHash64(toString(tuple(*)))) FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id"); got != want {
 				t.Errorf("per partition after restoring the second snapshot:\n%s\nwant\n%s", got, want)
 			}
