@@ -179,7 +179,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 		f.sql(t, fmt.Sprintf("CREATE TABLE %s.%s %s%s) %s", f.db, tbl, modernFreezeColumns, extras, engine))
 		f.sql(t, modernFreezeRows(f.db, tbl, 5, 500, 1)) // wide
 		if tbl == "events" {
-			// A lightweight delete (Langfuse deletes projects so) mutates the part: its name
+			// A lightweight delete (DELETE FROM) mutates the part: its name
 			// gains the mutation's version and it gains a _row_exists mask. Waits for it.
 			f.sql(t, "DELETE FROM "+f.db+".events WHERE note IS NULL")
 		}
