@@ -192,7 +192,8 @@ func (t *TableRecord) partitionFormat(id string) string {
 	return FormatNative
 }
 
-// frozen is one partition frozen into a shadow directory.
+// frozen is one partition frozen into a shadow directory; with no parts, a partition that was
+// gone when frozen.
 type frozen struct {
 	shadow string   // shadow/<N or name>, removed by remove
 	dir    string   // the table's directory inside it, holding one directory per part
@@ -240,9 +241,24 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 	}
 	if err := f.scan(rel); err != nil {
 		_ = f.remove()
+		if errors.Is(err, fs.ErrNotExist) {
+			// A freeze of a partition without active parts succeeds and makes no directory:
+			// the partition was dropped (DROP PARTITION, TTL) since it was listed. Its object
+			// is then empty, as a logical one would be. Parts still there mean the shadow is
+			// somewhere else (another disk) and this is an error.
+			if n, cerr := activeParts(ctx, srv, db, table, partitionID); cerr == nil && n == 0 {
+				return &frozen{shadow: f.shadow}, nil
+			}
+		}
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
+}
+
+func activeParts(ctx context.Context, srv *Server, db, table, partitionID string) (uint64, error) {
+	var n uint64
+	err := srv.Conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, partitionID).Scan(&n)
+	return n, err
 }
 
 // freezeIncrement decides which shadow directory an 18.16 freeze made, from shadow/increment.txt

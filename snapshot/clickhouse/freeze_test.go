@@ -14,6 +14,17 @@ import (
 	"testing"
 )
 
+// These are the fallback for what the live servers cannot show. Freeze mode runs live on
+// ClickHouse 18.16 (freeze_integration_test.go: data/<db>/<table>, shadow/increment.txt) and on
+// 26.7 (freeze_modern_integration_test.go: FREEZE WITH NAME, Atomic store/<xxx>/<uuid> and
+// Ordinary layouts, system.disks, a data path mounted elsewhere, wide, compact and projection
+// parts). Neither shows a shadow whose table directory is not under the data path, another
+// tool's freeze racing an 18.16 one, or a damaged archive: those stay fixtures here.
+
+// TestDataPathOf: the data path from the system database's directory, used only without
+// system.disks (before 19.15). 18.16 gives the first row live; the Atomic rows are defensive
+// fixtures: Atomic databases came after system.disks, and ch-modern's system database is a
+// Memory one.
 func TestDataPathOf(t *testing.T) {
 	tests := []struct {
 		systemDB, want string
@@ -67,7 +78,8 @@ func mkParts(t testing.TB, dir string, rows map[string]string) {
 
 // The shadow layouts of both kinds of database: the table's directory is known from the
 // server's data_path(s) column; the fallback (no such path under the data path) finds it as the
-// parent of the first part.
+// parent of the first part. Both layouts with the directory known run live; the fallback walk
+// and the error cases are fixtures only.
 func TestFrozenScanFindsTheTableDirectory(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -14,8 +14,8 @@ type Partition struct {
 	ID        string   `json:"id"`        // partition_id, as _partition_id and ATTACH PARTITION ID use it
 	Partition string   `json:"partition"` // the partition key's value, e.g. 202605
 	Parts     []string `json:"parts"`     // active part names, sorted
-	Rows      uint64   `json:"rows"`
-	Bytes     uint64   `json:"bytes"` // on disk, compressed
+	Rows      uint64   `json:"rows"`      // listed: as system.parts counts them, lightweight-deleted rows too; recorded: what the object holds
+	Bytes     uint64   `json:"bytes"`     // on disk, compressed
 
 	// content tells the parts' contents apart where names and rows repeat (a table dropped
 	// and re-created, then loaded alike): each part's checksum hash where the server has one,
@@ -24,6 +24,9 @@ type Partition struct {
 	// written is when the newest part was written (unix seconds): per replica, so only a local
 	// table's fingerprint, which is per replica anyway, includes it.
 	written int64
+	// visible is the rows SELECT returns from the listed parts: Rows less those a lightweight
+	// delete masked. It is what a logical object of these parts holds.
+	visible uint64
 }
 
 // Partitions lists the active partitions of a table from system.parts.
@@ -32,8 +35,12 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 	if s.Caps.PartHashes {
 		content = "hash_of_all_files"
 	}
+	masked := "0"
+	if s.Caps.LightweightDeletes {
+		masked = "max(has_lightweight_delete)"
+	}
 	rows, err := s.Conn.Query(ctx, `SELECT partition_id, partition, groupArray(name), sum(rows), sum(bytes_on_disk),
-		groupArray(concat(name, ' ', `+content+`)), toInt64(max(modification_time))
+		groupArray(concat(name, ' ', `+content+`)), toInt64(max(modification_time)), toUInt8(`+masked+`)
 		FROM system.parts WHERE database = ? AND table = ? AND active
 		GROUP BY partition_id, partition ORDER BY partition_id`, db, table)
 	if err != nil {
@@ -41,16 +48,46 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 	}
 	defer rows.Close()
 	var out []Partition
+	var withDeletes []int
 	for rows.Next() {
 		var p Partition
-		if err := rows.Scan(&p.ID, &p.Partition, &p.Parts, &p.Rows, &p.Bytes, &p.content, &p.written); err != nil {
+		var hasDeletes uint8
+		if err := rows.Scan(&p.ID, &p.Partition, &p.Parts, &p.Rows, &p.Bytes, &p.content, &p.written, &hasDeletes); err != nil {
 			return nil, fmt.Errorf("list partitions of %s.%s on %s: %w", db, table, s.Addr, err)
 		}
 		sort.Strings(p.Parts)
 		sort.Strings(p.content)
+		p.visible = p.Rows
+		if hasDeletes != 0 {
+			withDeletes = append(withDeletes, len(out))
+		}
 		out = append(out, p)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list partitions of %s.%s on %s: %w", db, table, s.Addr, err)
+	}
+	rows.Close()
+	for _, i := range withDeletes {
+		if err := countVisible(ctx, s, db, table, &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// countVisible counts the rows of a partition's listed parts that a lightweight delete left,
+// reading their _row_exists masks. Parts listed but merged away since count as empty, which
+// makes a fingerprint no earlier object has: an upload, never a wrong reuse.
+func countVisible(ctx context.Context, s *Server, db, table string, p *Partition) error {
+	names := make([]string, len(p.Parts))
+	for i, name := range p.Parts {
+		names[i] = QuoteString(name)
+	}
+	sql := fmt.Sprintf("SELECT count() FROM %s.%s WHERE _partition_id = %s AND _part IN (%s)", QuoteIdent(db), QuoteIdent(table), QuoteString(p.ID), strings.Join(names, ", "))
+	if err := s.Conn.QueryRow(ctx, sql).Scan(&p.visible); err != nil {
+		return fmt.Errorf("count the rows left by lightweight deletes in %s.%s partition %s on %s: %w", db, table, p.ID, s.Addr, err)
+	}
+	return nil
 }
 
 // Columns returns a table's "name type" list in table order (the order system.columns lists

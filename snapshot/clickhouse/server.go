@@ -54,10 +54,13 @@ type Capabilities struct {
 	// Disks: system.disks lists the default disk, whose path is the server's <path>; without
 	// it the path is derived from the system database's directory.
 	Disks bool `json:"disks"`
+	// LightweightDeletes: system.parts has has_lightweight_delete; a part so marked keeps its
+	// deleted rows (in rows and count.txt) behind a _row_exists mask that SELECT applies (23.x+).
+	LightweightDeletes bool `json:"lightweight_deletes"`
 }
 
 // capabilityColumns are the system columns whose presence is a capability, as "table.column".
-var capabilityColumns = []string{"tables.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path"}
+var capabilityColumns = []string{"tables.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path", "parts.has_lightweight_delete"}
 
 // Dial connects to one replica and detects its capabilities.
 func Dial(ctx context.Context, addr string, o ConnOptions) (*Server, error) {
@@ -128,6 +131,7 @@ func capabilitiesFor(version string, columns map[string]bool) Capabilities {
 	c.PartHashes = columns["parts.hash_of_all_files"]
 	c.TableDataPaths = columns["tables.data_paths"]
 	c.Disks = columns["disks.path"]
+	c.LightweightDeletes = columns["parts.has_lightweight_delete"]
 	c.RestoreReplica = atLeast(21, 7)
 	c.DefaultReplicatedArgs = atLeast(20, 10)
 	c.FreezeWithName = atLeast(19, 1)

@@ -321,9 +321,13 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			if stream != nil && !obj.Reused {
 				// Inserts and merges go on between the listing and the SELECT: record the rows
 				// the object holds, counted in its stream, which restore checks before it
-				// swaps the partition in. A reused object's listing (parts and rows) equals the
-				// one it was stored under, so its rows stay as listed.
+				// swaps the partition in.
 				p.Rows = uint64(stream.Rows())
+			} else if stream != nil {
+				// A reused object's listing (parts and rows) equals the one it was stored
+				// under: it holds what SELECT returns of these parts, without the rows a
+				// lightweight delete masked.
+				p.Rows = p.visible
 			}
 			how := ""
 			if stream != nil && !obj.Reused {
