@@ -380,7 +380,11 @@ start_ch_modern() {
   mkdir -p "$CH_MODERN_DIR/data"
   [ -p "$CH_MODERN_DIR/stop.fifo" ] || { rm -f "$CH_MODERN_DIR/stop.fifo"; mkfifo "$CH_MODERN_DIR/stop.fifo"; }
   # clickhouse-local keeps no query_log unless configured, and a server does by default:
-  # tracevault reads it to check exports whose column types it cannot walk.
+  # tracevault reads it to check exports whose column types it cannot walk. Its system database
+  # lives in memory, so after a restart the log's data directory from the last run blocks the
+  # log's table from being created again (measured: no system.query_log after any restart);
+  # the old log is only a log, and goes.
+  rm -rf "$CH_MODERN_DIR/data/data/system"
   cat >"$CH_MODERN_DIR/config.xml" <<'XML'
 <clickhouse>
   <query_log>

@@ -142,4 +142,11 @@ func TestModernRestartKeepsData(t *testing.T) {
 	if after := state(); after != before {
 		t.Errorf("after a restart: %q, want %q", after, before)
 	}
+	// tracevault checks some exports through the query log: it must survive a restart too.
+	if _, err := env.ModernQuery("SYSTEM FLUSH LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.ModernQuery("SELECT count() FROM system.query_log"); err != nil {
+		t.Errorf("after a restart, no query log: %v", err)
+	}
 }
