@@ -45,7 +45,11 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, metrics: newMetrics()}, nil
+	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, metrics: newMetrics()}
+	if len(cfg.ClickHouse.Addresses) > 0 {
+		d.metrics.reg.MustRegister(newReplicaCollector(d.Replicas, 30*time.Second))
+	}
+	return d, nil
 }
 
 // Start opens the repository, runs missed jobs once (catch_up = "once") and schedules the rest.
