@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -94,7 +95,7 @@ func Drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 	return res, nil
 }
 
-func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req DrillRequest, res *DrillResult, log *slog.Logger) error {
+func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req DrillRequest, res *DrillResult, log *slog.Logger) (err error) {
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = cfg.Drill.Timeout.D()
@@ -103,6 +104,12 @@ func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the drill took longer than its timeout %s ([drill] timeout or --timeout)", timeout))
 		defer cancel()
+		defer func() {
+			// A restore step fails with a bare "context deadline exceeded": say which limit.
+			if err != nil && ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
+				err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+			}
+		}()
 	}
 	id := req.Snapshot
 	if id == "" {
@@ -362,7 +369,7 @@ func (d *pgDrill) run(ctx context.Context, repo *store.Repository) (DrillSource,
 	src := DrillSource{Source: config.SourcePostgres, Targets: []string{d.plan.Database}, Steps: len(d.plan.Steps)}
 	start := time.Now()
 	err := d.rs.Execute(ctx, repo, d.plan, func(_, _ int, s postgres.Step) {
-		if s.Rows > 0 {
+		if s.Action == "load" && s.Rows > 0 {
 			src.Rows += uint64(s.Rows)
 		}
 	})

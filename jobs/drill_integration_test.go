@@ -143,6 +143,7 @@ func TestDrillRestoresComparesAndDrops(t *testing.T) {
 		if res.RPOSeconds <= 0 || res.RPOSeconds > time.Since(f.m.Start).Seconds() {
 			t.Errorf("RPO %.1fs; want the snapshot's age, at most %.1fs", res.RPOSeconds, time.Since(f.m.Start).Seconds())
 		}
+		t.Logf("drill of %s: RTO %.2fs, RPO %.1fs, sources %+v", res.Snapshot, res.RTOSeconds, res.RPOSeconds, res.Sources)
 		var sum float64
 		got := map[string]DrillSource{}
 		for _, s := range res.Sources {
@@ -217,6 +218,16 @@ func TestDrillRestoresComparesAndDrops(t *testing.T) {
 			t.Errorf("status after a failed drill: last drill %+v, problems %+v; want the drill's failure first", st.LastDrill, st.Problems)
 		}
 	})
+	t.Run("timeout", func(t *testing.T) {
+		res, err := Drill(ctx, f.cfg, f.repo, DrillRequest{Timeout: 300 * time.Millisecond}, quiet)
+		if err == nil || !strings.Contains(res.Error, "longer than its timeout 300ms") {
+			t.Errorf("drill past its timeout: %v; want the timeout named", err)
+		}
+		if left := f.scratchLeft(t); len(left) > 0 {
+			t.Errorf("scratch databases left after a timed-out drill: %v", left)
+		}
+	})
+
 	// Last: it drops the live ClickHouse database.
 	t.Run("refuses live targets", func(t *testing.T) {
 		drillSuffix = ""
