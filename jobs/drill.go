@@ -227,6 +227,9 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 		}
 	}
 	ch := cfg.ClickHouse
+	if err := refuseExistingCH(ctx, cfg, dbs, log); err != nil {
+		return nil, err
+	}
 	rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: ClickHouseConn(ch),
 		Cluster: ch.Cluster, DatabaseMap: dbMap, DataPath: ch.DataPath, Log: log})
 	if err != nil {
@@ -241,6 +244,30 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 		return nil, fmt.Errorf("plan the clickhouse drill of snapshot %s: %w", m.ID, err)
 	}
 	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log}, nil
+}
+
+// refuseExistingCH refuses scratch databases that exist before the drill: the drill drops what
+// it restored into, so it must be what it created, never a database of the same name that
+// someone uses (or a copy kept with --keep, which is dropped by hand).
+func refuseExistingCH(ctx context.Context, cfg *config.Config, dbs []string, log *slog.Logger) error {
+	ch := cfg.ClickHouse
+	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), log)
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	defer closeServers(servers)
+	for _, s := range servers {
+		for _, db := range dbs {
+			var n uint64
+			if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&n); err != nil {
+				return fmt.Errorf("look for scratch database %s on clickhouse %s: %w", db, s.Addr, err)
+			}
+			if n > 0 {
+				return fmt.Errorf("refusing the drill: scratch database %s already exists on clickhouse %s (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s ON CLUSTER ...", db, s.Addr, clickhouse.QuoteIdent(db))
+			}
+		}
+	}
+	return nil
 }
 
 func (d *chDrill) close() { d.rs.Close() }
@@ -344,6 +371,9 @@ func planPostgresDrill(ctx context.Context, cfg *config.Config, m *store.Manifes
 	live := sec.Database.Name
 	scratch := live + drillSuffix
 	pg := cfg.Postgres
+	if err := refuseExistingPG(ctx, pg.DSN.Reveal(), scratch); err != nil {
+		return nil, err
+	}
 	rs := postgres.NewRestorer(postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: scratch, Parallel: pg.Parallel, Log: log})
 	plan, err := rs.Plan(ctx, m)
 	if err == nil && (plan.LoadInto == live || plan.Database == live) {
@@ -353,6 +383,23 @@ func planPostgresDrill(ctx context.Context, cfg *config.Config, m *store.Manifes
 		return nil, fmt.Errorf("plan the postgres drill of snapshot %s: %w", m.ID, err)
 	}
 	return &pgDrill{dsn: pg.DSN.Reveal(), rs: rs, plan: plan}, nil
+}
+
+// refuseExistingPG is refuseExistingCH for the PostgreSQL scratch database.
+func refuseExistingPG(ctx context.Context, dsn, scratch string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("drill: connect to postgres: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", scratch).Scan(&n); err != nil {
+		return fmt.Errorf("look for scratch database %s on postgres: %w", scratch, err)
+	}
+	if n > 0 {
+		return fmt.Errorf("refusing the drill: scratch database %s already exists on postgres (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s", scratch, postgres.Ident(scratch))
+	}
+	return nil
 }
 
 func (d *pgDrill) bytes() int64 {

@@ -218,6 +218,24 @@ func TestDrillRestoresComparesAndDrops(t *testing.T) {
 			t.Errorf("status after a failed drill: last drill %+v, problems %+v; want the drill's failure first", st.LastDrill, st.Problems)
 		}
 	})
+	t.Run("keep", func(t *testing.T) {
+		if _, err := Drill(ctx, f.cfg, f.repo, DrillRequest{Keep: true}, quiet); err != nil {
+			t.Fatal(err)
+		}
+		if left := f.scratchLeft(t); len(left) != len(f.env.CHNative)+1 {
+			t.Errorf("--keep left %v; want the scratch database on every replica and on postgres", left)
+		}
+		// The drill drops what it restores into, so it never adopts a database that exists.
+		if _, err := Drill(ctx, f.cfg, f.repo, DrillRequest{}, quiet); err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Errorf("drill over a kept scratch database: %v; want it refused", err)
+		}
+		if left := f.scratchLeft(t); len(left) != len(f.env.CHNative)+1 {
+			t.Errorf("the refused drill dropped the kept databases: left %v", left)
+		}
+		f.chExec(t, fmt.Sprintf("DROP DATABASE %s ON CLUSTER %s", f.chDB+DrillSuffix, f.env.CHCluster))
+		f.pgExec(t, "DROP DATABASE "+pgx.Identifier{f.pgDB + DrillSuffix}.Sanitize()+" WITH (FORCE)")
+	})
+
 	t.Run("timeout", func(t *testing.T) {
 		res, err := Drill(ctx, f.cfg, f.repo, DrillRequest{Timeout: 300 * time.Millisecond}, quiet)
 		if err == nil || !strings.Contains(res.Error, "longer than its timeout 300ms") {
