@@ -17,7 +17,8 @@ func (a *app) drillCommand() *cobra.Command {
 		Short: "Prove a snapshot set restores: restore into scratch databases, compare, drop them",
 		Long: `Restore a snapshot set (default the newest complete one) into scratch targets that cannot touch
 production, compare what landed with the manifest, record the result in the run history and
-drop the scratch targets (keep them with --keep).
+drop the scratch targets (keep them with --keep; drop kept ones by hand: a drill refuses scratch
+databases that exist before it starts, since it drops what it restored into).
 
 ClickHouse: every database db is restored as db_drill through the restore's --database-map, so
 the replication paths move with the database; a plan that would write to a live database or
