@@ -13,6 +13,7 @@ type Config struct {
 	Retention  Retention  `toml:"retention"`
 	Web        Web        `toml:"web"`
 	Migrate    Migrate    `toml:"migrate"`
+	Drill      Drill      `toml:"drill"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `toml:"-"`
@@ -87,6 +88,12 @@ type Job struct {
 	CatchUp  string   `toml:"catch_up"`
 }
 
+// Drill bounds a restore drill (tracevault drill, action = "drill"): restoring the newest
+// snapshot set into scratch databases must end within Timeout, or it fails.
+type Drill struct {
+	Timeout Duration `toml:"timeout"`
+}
+
 // Retention is the GFS policy prune applies.
 type Retention struct {
 	KeepLast    int      `toml:"keep_last"`
@@ -118,6 +125,7 @@ const (
 	ActionPrune    = "prune"
 	ActionVerify   = "verify"
 	ActionZKRecord = "zk-record"
+	ActionDrill    = "drill"
 
 	SourcePostgres   = "postgres"
 	SourceClickHouse = "clickhouse"
@@ -159,6 +167,7 @@ func Defaults() Config {
 		},
 		Retention: Retention{KeepLast: 7, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, MinAge: Duration(24 * 3600e9)},
 		Web:       Web{Listen: "127.0.0.1:8480"},
+		Drill:     Drill{Timeout: Duration(3600e9)},
 		Migrate: Migrate{
 			ClickHouseDir:      "migrations/clickhouse",
 			PostgresDir:        "migrations/postgres",

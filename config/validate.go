@@ -19,7 +19,7 @@ import (
 var CronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 var (
-	jobActions     = []string{ActionBackup, ActionPrune, ActionVerify, ActionZKRecord}
+	jobActions     = []string{ActionBackup, ActionPrune, ActionVerify, ActionZKRecord, ActionDrill}
 	catchUpModes   = []string{"once", "none"}
 	exportModes    = []string{"logical", "freeze"}
 	azureContainer = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$`)
@@ -28,6 +28,9 @@ var (
 func (c *checker) validate(cfg *Config) {
 	c.storage(&cfg.Storage)
 	c.jobs(cfg.Jobs)
+	if cfg.Drill.Timeout <= 0 {
+		c.add("drill.timeout", "must be positive, e.g. \"1h\"")
+	}
 	needs := func(source string) bool {
 		for _, j := range cfg.Jobs {
 			if j.BacksUp(source) || (source == SourceZooKeeper && j.Action == ActionZKRecord) {

@@ -19,6 +19,9 @@ import (
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
+// historyLimit is how many runs the shared history keeps.
+const historyLimit = 1000
+
 // Daemon runs the configured jobs on their schedules and keeps their history.
 type Daemon struct {
 	cfg     *config.Config
@@ -58,7 +61,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.repo, d.history = repo, &History{Repo: repo, Limit: 1000}
+	d.repo, d.history = repo, &History{Repo: repo, Limit: historyLimit}
 	d.claimer = NewClaimer(d.cfg.ZooKeeper, repo, d.log)
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	d.cron = cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC))
@@ -94,6 +97,7 @@ func (d *Daemon) catchUp(ctx context.Context) error {
 			if r.Job == j.Name && r.Outcome == OutcomeSucceeded {
 				last = r.Start
 				d.metrics.lastSuccess.WithLabelValues(j.Name).Set(float64(r.End.Unix()))
+				d.metrics.observeDrill(r)
 				break
 			}
 		}
@@ -208,6 +212,10 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 			// Not done until the damaged manifests are dealt with: a failed run says so.
 			err = fmt.Errorf("prune forgot %d snapshots, but %s", len(rep.Forgotten), rep.SweepSkipped)
 		}
+		return err
+	case config.ActionDrill:
+		res, err := Drill(ctx, d.cfg, d.repo, DrillRequest{}, d.log.With("job", j.Name))
+		DrillRun(r, res)
 		return err
 	case config.ActionVerify:
 		rep, err := d.repo.Verify(ctx, nil, false)

@@ -42,6 +42,11 @@ type Run struct {
 	Bytes      int64     `json:"bytes,omitempty"`
 	Snapshot   string    `json:"snapshot,omitempty"`
 	Error      string    `json:"error,omitempty"`
+	// A drill's measured recovery: time to restore (total and per source) and the restored
+	// snapshot's age when the drill started.
+	RTOSeconds     float64            `json:"rto_seconds,omitempty"`
+	RPOSeconds     float64            `json:"rpo_seconds,omitempty"`
+	RestoreSeconds map[string]float64 `json:"restore_seconds,omitempty"`
 }
 
 // History keeps runs in the repository under runs/, so every daemon sharing the repository

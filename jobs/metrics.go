@@ -3,11 +3,14 @@ package jobs
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -22,6 +25,9 @@ type metrics struct {
 	component    *prometheus.GaugeVec
 	repoBytes    prometheus.Gauge
 	repoSnaps    prometheus.Gauge
+	drillSuccess prometheus.Gauge
+	drillRestore *prometheus.GaugeVec
+	recovery     *recoveryAge
 	// storedBytes is the last repository measurement, for the status page's storage panel.
 	storedBytes atomic.Int64
 }
@@ -43,7 +49,14 @@ func newMetrics() *metrics {
 			Help: "Stored bytes of all objects in the repository, measured after each run."}),
 		repoSnaps: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracevault_repository_snapshots",
 			Help: "Snapshots in the repository, measured after each run."}),
+		drillSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracevault_drill_last_success_timestamp_seconds",
+			Help: "Unix time a restore drill last proved a snapshot set restorable; alert on time() minus this."}),
+		drillRestore: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tracevault_drill_restore_seconds",
+			Help: "Seconds the last successful restore drill took to restore each source (its measured RTO)."}, []string{"source"}),
+		recovery: &recoveryAge{desc: prometheus.NewDesc("tracevault_recovery_point_age_seconds",
+			"Age of the newest complete snapshot holding each source: what a restore now would lose (RPO).", []string{"source"}, nil)},
 	}
+	m.reg.MustRegister(m.drillSuccess, m.drillRestore, m.recovery)
 	m.reg.MustRegister(m.lastSuccess, m.lastDuration, m.lastBytes, m.runs, m.component, m.repoBytes, m.repoSnaps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -59,6 +72,44 @@ func (m *metrics) observeRun(r Run) {
 	m.lastBytes.WithLabelValues(r.Job).Set(float64(r.Bytes))
 	if r.Outcome == OutcomeSucceeded {
 		m.lastSuccess.WithLabelValues(r.Job).Set(float64(r.End.Unix()))
+		m.observeDrill(r)
+	}
+}
+
+// observeDrill records a successful drill run's proof and restore times.
+func (m *metrics) observeDrill(r Run) {
+	if r.Action != config.ActionDrill || r.Outcome != OutcomeSucceeded {
+		return
+	}
+	m.drillSuccess.Set(float64(r.End.Unix()))
+	m.drillRestore.Reset()
+	for src, sec := range r.RestoreSeconds {
+		m.drillRestore.WithLabelValues(src).Set(sec)
+	}
+}
+
+// recoveryAge exports now minus each source's recovery point at every scrape, so the age grows
+// between runs; the points are refreshed from the catalog whenever the repository is measured.
+type recoveryAge struct {
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+	points map[string]time.Time
+}
+
+func (a *recoveryAge) set(points map[string]time.Time) {
+	a.mu.Lock()
+	a.points = points
+	a.mu.Unlock()
+}
+
+func (a *recoveryAge) Describe(ch chan<- *prometheus.Desc) { ch <- a.desc }
+
+func (a *recoveryAge) Collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	for src, t := range a.points {
+		ch <- prometheus.MustNewConstMetric(a.desc, prometheus.GaugeValue, now.Sub(t).Seconds(), src)
 	}
 }
 
@@ -83,6 +134,11 @@ func (m *metrics) observeRepository(ctx context.Context, repo *store.Repository)
 	if err != nil {
 		return err
 	}
+	cat, err := repo.Catalog(ctx)
+	if err != nil {
+		return err
+	}
+	m.recovery.set(recoveryPoints(cat.Snapshots))
 	m.storedBytes.Store(bytes)
 	m.repoBytes.Set(float64(bytes))
 	m.repoSnaps.Set(float64(snaps))

@@ -51,6 +51,9 @@ type Status struct {
 	// DamagedManifests are the catalog's manifests that cannot be read or fail validation: every
 	// other snapshot stays usable, but each of these is a problem.
 	DamagedManifests []store.DamagedManifest `json:"damaged_manifests,omitempty"`
+	// LastDrill is the newest finished restore drill (job or `tracevault drill`): the page's
+	// "last proven restore" panel.
+	LastDrill *Run `json:"last_drill,omitempty"`
 	// Problems is what needs an operator, each with its fix (see StatusProblems).
 	Problems []Problem `json:"problems"`
 }
@@ -101,6 +104,10 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 			s.RunsError = store.ErrorText(err.Error())
 		}
 		s.Runs = runs
+		if last := LastDrill(runs); last != nil {
+			copied := *last
+			s.LastDrill = &copied
+		}
 		cat, err := d.repo.Catalog(ctx)
 		if err != nil {
 			s.SnapshotsError = store.ErrorText(err.Error())
@@ -145,6 +152,11 @@ func StatusProblems(s Status) []Problem {
 	add := func(fix, format string, args ...any) {
 		out = append(out, Problem{What: fmt.Sprintf(format, args...), Fix: fix})
 	}
+	// A failed drill comes first: the newest backup is not proven restorable.
+	if r := s.LastDrill; r != nil && r.Outcome != OutcomeSucceeded {
+		add("fix the cause, then prove the restore again: tracevault drill (a damaged object: tracevault verify --read-data, then take a new snapshot)",
+			"restore drill %s of snapshot %s %s at %s: %s", r.ID, r.Snapshot, r.Outcome, r.Start.UTC().Format("2006-01-02 15:04 UTC"), r.Error)
+	}
 	if s.SnapshotsError != "" {
 		add("check the repository ([storage] url and credentials) and the daemon's log", "snapshot catalog unreadable: %s", s.SnapshotsError)
 	}
@@ -171,6 +183,9 @@ func StatusProblems(s Status) []Problem {
 	for _, j := range s.Jobs {
 		if j.LastRun == nil || (j.LastRun.Outcome != OutcomeFailed && j.LastRun.Outcome != OutcomeInterrupted) {
 			continue
+		}
+		if s.LastDrill != nil && j.LastRun.ID == s.LastDrill.ID {
+			continue // said first, as the failed drill
 		}
 		r := j.LastRun
 		add("fix the cause, then run the job again: "+jobCommand(j)+" (or 'run now' on this page)",

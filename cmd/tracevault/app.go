@@ -81,6 +81,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.initCommand(),
 		a.backupCommand(),
 		a.restoreCommand(),
+		a.drillCommand(),
 		a.listCommand(),
 		a.showCommand(),
 		a.deleteCommand(),
