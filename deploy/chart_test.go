@@ -398,7 +398,7 @@ ageIdentity: {secretName: tracevault-age}
 ingress: {enabled: true, className: nginx, tls: [{hosts: [tracevault.example.com], secretName: tv-tls}]}
 metrics:
   serviceMonitor: {enabled: true, labels: {release: prometheus}}
-  prometheusRule: {enabled: true, backups: [{job: nightly, intervalSeconds: 86400}, {job: hourly, intervalSeconds: 3600}]}
+  prometheusRule: {enabled: true, drillMaxAgeSeconds: 172800, backups: [{job: nightly, intervalSeconds: 86400}, {job: hourly, intervalSeconds: 3600}]}
 `,
 			kinds: []string{"ConfigMap", "Deployment", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"},
 			check: func(t *testing.T, r *rendered) {
@@ -789,7 +789,7 @@ func checkRules(t *testing.T, pr *prometheusRule) {
 			t.Errorf("backup alert for %s: %q, want threshold %s", job, e, limit)
 		}
 	}
-	for _, a := range []string{"TracevaultJobFailed/", "TracevaultReplicaInconsistent/", "TracevaultReplicaCheckFailing/", "ClickHouseReplicaReadonly/", "ZooKeeperZnodeCountHigh/", "ZooKeeperDataSizeHigh/", "ZooKeeperOutstandingRequestsHigh/"} {
+	for _, a := range []string{"TracevaultJobFailed/", "TracevaultReplicaInconsistent/", "TracevaultReplicaCheckFailing/", "TracevaultDrillOverdue/", "ClickHouseReplicaReadonly/", "ZooKeeperZnodeCountHigh/", "ZooKeeperDataSizeHigh/", "ZooKeeperOutstandingRequestsHigh/"} {
 		if _, ok := alerts[a]; !ok {
 			t.Errorf("alert %s missing", strings.TrimSuffix(a, "/"))
 		}
