@@ -63,6 +63,8 @@ type SampleReport struct {
 	Buckets int `json:"buckets"`
 	// Rotating is true when the bucket came from (and advanced) the repository's rotation.
 	Rotating bool `json:"rotating"`
+	// PositionError says why the rotation did not advance: the next run reads this bucket again.
+	PositionError string `json:"position_error,omitempty"`
 }
 
 // verifyPosition is the rotation state: the next 1-based bucket for each bucket count, so

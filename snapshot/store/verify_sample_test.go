@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -277,7 +278,29 @@ func TestVerifySamplePosition(t *testing.T) {
 		t.Errorf("after the restart: bucket %d, want 2", got)
 	}
 
+	b, err := NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := openRepo(t, readOnlyPosition{b}, Options{}).VerifyWith(ctx, nil, VerifyOptions{ReadData: true, Sample: Sample{Buckets: 3}})
+	if err != nil || rep.Sample.Bucket != 3 || !strings.Contains(rep.Sample.PositionError, "read-only") {
+		t.Errorf("with a position that cannot be written: %+v sample %+v, %v; want the run's report with the reason", rep, rep.Sample, err)
+	}
+	if got := bucketOf(Sample{Buckets: 3}); got != 3 {
+		t.Errorf("after a run that could not record its place: bucket %d, want 3 again", got)
+	}
+
 	if _, err := reopen(t, dir).VerifyWith(ctx, nil, VerifyOptions{ReadData: true, Sample: Sample{Buckets: 3, Bucket: 4}}); err == nil {
 		t.Error("bucket 4 of 3 was accepted")
 	}
+}
+
+// readOnlyPosition refuses to write the sample position, as read-only credentials would.
+type readOnlyPosition struct{ Backend }
+
+func (b readOnlyPosition) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
+	if name == positionName {
+		return 0, errors.New("read-only credentials")
+	}
+	return b.Backend.Put(ctx, name, r)
 }
