@@ -252,23 +252,39 @@ With --damaged, remove a damaged manifest instead, by the file name 'list' and '
 
 func (a *app) verifyCommand() *cobra.Command {
 	var all, readData bool
+	var sampleFlag string
 	c := &cobra.Command{
 		Use:   "verify [ID...]",
 		Short: "Check that snapshots' objects exist and, with --read-data, are intact",
 		Long: `Check every object the given snapshots (or --all) reference: that it exists with the recorded
 size; with --read-data, also download, decrypt, decompress and check its SHA-256. Each bad object
 is named with the snapshot and what it holds; with --all, every damaged manifest is named too,
-with the fix. Exits 1 if anything is bad.`,
-		Example: examples("tracevault verify --all", "tracevault verify latest --read-data --json"),
+with the fix. Exits 1 if anything is bad.
+
+--sample P% reads only a share of the objects with --read-data (every object is still checked for
+existence and size): objects fall into ⌈100/P⌉ buckets by a hash of their id, and each run reads
+the next bucket, recorded in the repository (verify/position), so every object is read within
+⌈100/P⌉ runs, new ones included. --sample N/M reads bucket N of M and leaves the rotation alone.`,
+		Example: examples("tracevault verify --all", "tracevault verify latest --read-data --json", "tracevault verify --all --read-data --sample 10%"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !all {
 				return usage(fmt.Errorf("give snapshot ids or --all"))
+			}
+			var sample store.Sample
+			if cmd.Flags().Changed("sample") {
+				if !readData {
+					return usage(fmt.Errorf("--sample chooses which objects --read-data reads: add --read-data (without it every object is only checked for existence and size, which is cheap)"))
+				}
+				var err error
+				if sample, err = store.ParseSample(sampleFlag); err != nil {
+					return usage(fmt.Errorf("--sample: %w", err))
+				}
 			}
 			r, err := a.repo(cmd)
 			if err != nil {
 				return err
 			}
-			rep, err := r.Verify(cmd.Context(), args, readData)
+			rep, err := r.VerifyWith(cmd.Context(), args, store.VerifyOptions{ReadData: readData, Sample: sample})
 			if err != nil {
 				return failed(err)
 			}
@@ -284,7 +300,14 @@ with the fix. Exits 1 if anything is bad.`,
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "BAD  %s  snapshot %s (%s): %s\n", p.Object, p.Snapshot, p.What, p.Error)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects, %s read: %d problems\n", rep.Snapshots, rep.Objects, store.HumanBytes(rep.BytesRead), len(rep.Problems))
+				read := ""
+				if s := rep.Sample; s != nil {
+					read = fmt.Sprintf(" (read %d: bucket %d of %d)", rep.ObjectsRead, s.Bucket, s.Buckets)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects%s, %s read: %d problems\n", rep.Snapshots, rep.Objects, read, store.HumanBytes(rep.BytesRead), len(rep.Problems))
+				if s := rep.Sample; s != nil && s.PositionError != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "WARN the rotation did not advance: %s\n", s.PositionError)
+				}
 			}
 			if len(rep.Problems) > 0 {
 				return &codeError{code: exitFailed, err: fmt.Errorf("%d problems", len(rep.Problems)), silent: a.json}
@@ -294,6 +317,7 @@ with the fix. Exits 1 if anything is bad.`,
 	}
 	c.Flags().BoolVar(&all, "all", false, "verify every snapshot")
 	c.Flags().BoolVar(&readData, "read-data", false, "read every object and check its checksum")
+	c.Flags().StringVar(&sampleFlag, "sample", "", "with --read-data, read only the next P% of the objects (rotating: all within ⌈100/P⌉ runs), or bucket N/M")
 	return c
 }
 

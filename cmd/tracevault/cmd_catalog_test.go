@@ -150,3 +150,54 @@ func TestRetentionKeepingNothingIsAConfigurationError(t *testing.T) {
 		{[]string{"list"}, 2, nil},
 	})
 }
+
+// TestVerifySample checks --sample's validation and output: a usage error without --read-data
+// naming the fix, the bucket read in text and JSON, a rotation that covers every object, and a
+// damaged object named by the run that reads it.
+func TestVerifySample(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	seedRepository(t, dir, store.StatusComplete, store.StatusComplete, store.StatusComplete, store.StatusComplete)
+	cfg := catalogConfig(t, dir, "")
+	runSteps(t, cfg, []cliStep{
+		{[]string{"verify", "--all", "--sample", "10%"}, 2, []string{"--sample chooses which objects --read-data reads: add --read-data"}},
+		{[]string{"verify", "--all", "--read-data", "--sample", "0%"}, 2, []string{"--sample", "0 < P <= 100"}},
+		{[]string{"verify", "--all", "--read-data", "--sample", "3/2"}, 2, []string{"--sample", "1 <= N <= M"}},
+		{[]string{"verify", "--all", "--read-data", "--sample", "1/1"}, 0, []string{"verified 4 snapshots, 4 objects (read 4: bucket 1 of 1)", "0 problems"}},
+	})
+	read := 0
+	for run := 1; run <= 2; run++ {
+		code, out, errOut := runCLI("--config", cfg, "--json", "verify", "--all", "--read-data", "--sample", "50%")
+		var rep store.VerifyReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+			t.Fatalf("run %d: exit %d, %v\n%s%s", run, code, err, out, errOut)
+		}
+		if rep.Sample == nil || rep.Sample.Bucket != run || rep.Sample.Buckets != 2 || !rep.Sample.Rotating || rep.Objects != 4 {
+			t.Errorf("run %d: %+v sample %+v; want bucket %d of 2 of all 4 objects", run, rep, rep.Sample, run)
+		}
+		read += rep.ObjectsRead
+	}
+	if read != 4 {
+		t.Errorf("two runs at 50%% read %d objects; want each of the 4 once", read)
+	}
+	runSteps(t, cfg, []cliStep{{[]string{"verify", "--all", "--read-data", "--sample", "50%"}, 0, []string{"bucket 1 of 2"}}})
+
+	var bad string
+	_ = filepath.WalkDir(filepath.Join(dir, "data"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && bad == "" {
+			bad = p
+		}
+		return nil
+	})
+	raw, err := os.ReadFile(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x01
+	if err := os.WriteFile(bad, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.ToSlash(strings.TrimPrefix(bad, dir+string(filepath.Separator)))
+	runSteps(t, cfg, []cliStep{
+		{[]string{"verify", "--all", "--sample", "1/1", "--read-data"}, 1, []string{"BAD  " + name, "(postgres users)", "1 problems"}},
+	})
+}

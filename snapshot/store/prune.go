@@ -180,17 +180,45 @@ type VerifyProblem struct {
 
 // VerifyReport is the outcome of Verify.
 type VerifyReport struct {
-	Snapshots int             `json:"snapshots"`
-	Objects   int             `json:"objects"`
-	BytesRead int64           `json:"bytes_read"`
-	Problems  []VerifyProblem `json:"problems"`
+	Snapshots int `json:"snapshots"`
+	Objects   int `json:"objects"`
+	// ObjectsRead were read through the codec: every object with read-data, a sample's bucket
+	// with a sample.
+	ObjectsRead int             `json:"objects_read"`
+	BytesRead   int64           `json:"bytes_read"`
+	Sample      *SampleReport   `json:"sample,omitempty"`
+	Problems    []VerifyProblem `json:"problems"`
+}
+
+// VerifyOptions say how deep Verify looks. Sample (with ReadData) reads only one bucket of the
+// objects; every object is still checked for existence and size.
+type VerifyOptions struct {
+	ReadData bool
+	Sample   Sample
 }
 
 // Verify checks that every object of the given snapshots (all when ids is empty) exists with
 // its recorded size; with readData it also reads each one through the codec and checks its
 // checksum. Each object is checked once even when several snapshots share it.
 func (r *Repository) Verify(ctx context.Context, ids []string, readData bool) (VerifyReport, error) {
+	return r.VerifyWith(ctx, ids, VerifyOptions{ReadData: readData})
+}
+
+// VerifyWith is Verify with a sample: a rotating sample reads the repository's next bucket and,
+// when the run finishes, advances the rotation.
+func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOptions) (VerifyReport, error) {
 	var rep VerifyReport
+	if opts.Sample.Buckets < 0 || opts.Sample.Bucket < 0 || opts.Sample.Bucket > opts.Sample.Buckets {
+		return rep, fmt.Errorf("verify: sample bucket %d of %d: want 1 <= bucket <= buckets, or bucket 0 to rotate", opts.Sample.Bucket, opts.Sample.Buckets)
+	}
+	bucket := 0
+	if opts.ReadData && opts.Sample.Buckets > 0 {
+		var err error
+		if bucket, err = r.nextBucket(ctx, opts.Sample); err != nil {
+			return rep, err
+		}
+		rep.Sample = &SampleReport{Bucket: bucket, Buckets: opts.Sample.Buckets, Rotating: opts.Sample.Bucket == 0}
+	}
 	snaps, damaged, err := r.selectSnapshots(ctx, ids)
 	if err != nil {
 		return rep, err
@@ -205,7 +233,11 @@ func (r *Repository) Verify(ctx context.Context, ids []string, readData bool) (V
 			problem, done := checked[o.Name()]
 			if !done {
 				rep.Objects++
-				problem = r.verifyObject(ctx, o.ObjectRef, readData, &rep.BytesRead)
+				read := opts.ReadData && (bucket == 0 || opts.Sample.holds(o.ID, bucket))
+				if read {
+					rep.ObjectsRead++
+				}
+				problem = r.verifyObject(ctx, o.ObjectRef, read, &rep.BytesRead)
 				checked[o.Name()] = problem
 			}
 			if problem != "" {
@@ -213,7 +245,18 @@ func (r *Repository) Verify(ctx context.Context, ids []string, readData bool) (V
 			}
 		}
 	}
-	return rep, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if rep.Sample != nil && rep.Sample.Rotating {
+		// The objects were checked all the same: a position that cannot be written (read-only
+		// credentials, say) costs coverage, which the report says, not the run's result.
+		if err := r.advanceBucket(ctx, opts.Sample, bucket); err != nil {
+			r.log.Warn("verify: the sample rotation did not advance", "err", err)
+			rep.Sample.PositionError = err.Error()
+		}
+	}
+	return rep, nil
 }
 
 // selectSnapshots returns the given snapshots, or every valid one and the damaged manifests.
