@@ -322,15 +322,17 @@ func TestRenewalRetriesUntilExpiry(t *testing.T) {
 		renew    func(call int64) error
 		lostFrom time.Duration // 0: never lost during the test
 		lostBy   time.Duration
+		calls    int64 // renewals tried when it is lost; 0 = any
 	}{
 		{"one transient failure", func(call int64) error {
 			if call == 1 {
 				return errors.New("connection reset")
 			}
 			return nil
-		}, 0, 0},
-		{"failures until expiry", func(int64) error { return errors.New("503 server busy") }, ttl - leaseMargin(ttl), ttl},
-		{"taken over", func(int64) error { return errLeaseTaken }, ttl / 3, ttl/3 + 100*time.Millisecond},
+		}, 0, 0, 0},
+		{"failures until expiry", func(int64) error { return errors.New("503 server busy") }, ttl - leaseMargin(ttl), ttl, 0},
+		// A proven takeover is not retried: lost at the first renewal, long before expiry would.
+		{"taken over", func(int64) error { return errLeaseTaken }, ttl / 3, ttl, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -338,11 +340,25 @@ func TestRenewalRetriesUntilExpiry(t *testing.T) {
 			start := time.Now()
 			l := startLease(ttl, start, func(context.Context) error { return tc.renew(calls.Add(1)) }, noRelease)
 			defer l.Release(context.Background())
+			if tc.lostBy != 0 {
+				// The safety property, read from the clock rather than from when a goroutine
+				// got to run: past lostBy the lease is not held, whatever the scheduler did.
+				time.Sleep(time.Until(start.Add(tc.lostBy)))
+				if Held(l) {
+					t.Fatalf("still held %v after start (%d renewals), want lost by %v", time.Since(start), calls.Load(), tc.lostBy)
+				}
+			}
+			// The channel closes when the renewal goroutine runs; on a loaded machine that may
+			// be late, which is why the upper bound here has slack and Held above has none.
+			const schedulingSlack = time.Second
 			select {
 			case <-l.lost:
 				at := time.Since(start)
-				if tc.lostFrom == 0 || at < tc.lostFrom || at > tc.lostBy {
+				if tc.lostFrom == 0 || at < tc.lostFrom || at > tc.lostBy+schedulingSlack {
 					t.Fatalf("lost after %v (%d renewals), want between %v and %v", at, calls.Load(), tc.lostFrom, tc.lostBy)
+				}
+				if tc.calls != 0 && calls.Load() != tc.calls {
+					t.Fatalf("lost after %d renewals, want %d", calls.Load(), tc.calls)
 				}
 			case <-time.After(4 * ttl):
 				if tc.lostFrom != 0 {
