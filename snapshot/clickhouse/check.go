@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -120,15 +119,6 @@ type tableFacts struct {
 
 // replicaFacts are one up replica's tables by "db.table".
 type replicaFacts map[string]*tableFacts
-
-// Connect dials every configured replica that answers. Those that do not are logged and left
-// out, so Check and restore-replica see them as down; it fails only when none answers.
-func Connect(ctx context.Context, native, http []string, o ConnOptions, log *slog.Logger) ([]*Server, map[string]string, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	return (&Source{Native: native, HTTP: http, Conn: o, Log: log}).dial(ctx)
-}
 
 // Check observes the cluster and judges it.
 func Check(ctx context.Context, servers []*Server, addrs []string, conn *zk.Conn, o CheckOptions) (*Report, error) {

@@ -6,8 +6,6 @@ package clickhouse
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,26 +61,6 @@ type ReplicaPlan struct {
 	Steps    []ReplicaStep `json:"steps"`
 	// Notes are what the operator must know: local tables created empty, for instance.
 	Notes []string `json:"notes,omitempty"`
-}
-
-// SnapshotSection reads a manifest's clickhouse section and indexes its objects by id.
-func SnapshotSection(m *store.Manifest) (*Section, map[string]store.ObjectRef, error) {
-	raw, ok := m.Sections["clickhouse"]
-	if !ok {
-		return nil, nil, fmt.Errorf("snapshot %s has no clickhouse section", m.ID)
-	}
-	var sec Section
-	if err := json.Unmarshal(raw, &sec); err != nil {
-		return nil, nil, fmt.Errorf("read clickhouse section of %s: %w", m.ID, err)
-	}
-	if err := sec.CheckStatements(); err != nil {
-		return nil, nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
-	}
-	objects := map[string]store.ObjectRef{}
-	for _, o := range m.Objects {
-		objects[o.ID] = o.ObjectRef
-	}
-	return &sec, objects, nil
 }
 
 // Recovered is a table of rows that existed only on the isolated replica, kept aside.
@@ -255,11 +233,6 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 		st.registered[reg] = ok
 	}
 	return b.planFrom(st)
-}
-
-// registrationPath is where the target registers under a table's group.
-func registrationPath(t *Table, macros map[string]string) string {
-	return t.ZooKeeperPath + "/replicas/" + expandMacros(replicaArg(t.Create), macros, t)
 }
 
 func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
@@ -672,57 +645,6 @@ func rowHash(cols []string) string {
 	return "sipHash64(toString(tuple(" + strings.Join(names, ", ") + ")))"
 }
 
-// dropRegistration removes a lost table's registration. It refuses one whose is_active node
-// lives: a server with this replica name is running, and removing it would break that server.
-func dropRegistration(ctx context.Context, conn *zk.Conn, path string) error {
-	if conn == nil {
-		return fmt.Errorf("removing the stale registration %s needs [zookeeper] servers", path)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		active, _, err := conn.Exists(path + "/is_active")
-		if err != nil {
-			return fmt.Errorf("check %s/is_active: %w", path, err)
-		}
-		if !active {
-			break
-		}
-		// A replica that was killed keeps is_active until its ZooKeeper session times out.
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s is still active: a running server uses this replica name; check the <macros> of every server before rebuilding", path)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-	return deleteTree(ctx, conn, path)
-}
-
-// deleteTree removes a znode and everything under it, depth first.
-func deleteTree(ctx context.Context, conn *zk.Conn, path string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	children, _, err := conn.Children(path)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("list %s: %w", path, err)
-	}
-	for _, c := range children {
-		if err := deleteTree(ctx, conn, path+"/"+c); err != nil {
-			return err
-		}
-	}
-	if err := conn.Delete(path, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("delete %s: %w", path, err)
-	}
-	return nil
-}
-
 // sync waits until the new replica's queue is empty, reporting its progress, then lets SYSTEM
 // SYNC REPLICA confirm it has caught up with the replication log.
 func (b *Rebuilder) sync(ctx context.Context, target *Server, s ReplicaStep, report func(string)) error {
@@ -804,18 +726,6 @@ func (b *Rebuilder) snapshotRows(name string) map[string]uint64 {
 		}
 	}
 	return out
-}
-
-func partitionRows(ctx context.Context, s *Server, db, table string) (map[string]uint64, error) {
-	parts, err := Partitions(ctx, s, db, table)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]uint64{}
-	for _, p := range parts {
-		out[p.ID] = p.Rows
-	}
-	return out, nil
 }
 
 // loadLocal loads a local table's partition from the snapshot, through the restore's staging

@@ -78,7 +78,7 @@ func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
 		o.Log = slog.Default()
 	}
 	src := &Source{Native: o.Native, HTTP: o.HTTP, Conn: o.Conn, Log: o.Log}
-	servers, httpOf, err := src.dial(ctx)
+	servers, httpOf, err := Connect(ctx, src.Native, src.HTTP, src.Conn, src.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -10,11 +10,8 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/go-zookeeper/zk"
 )
 
 // planCluster checks that every replica answers and adjusts the plan for the cluster as it is.
@@ -144,21 +141,4 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 		}
 	}
 	return nil
-}
-
-// dropGroup removes a replication group none of whose replicas is active any more.
-func dropGroup(ctx context.Context, conn *zk.Conn, path string) error {
-	if conn == nil {
-		return fmt.Errorf("removing the lost group %s needs [zookeeper] servers", path)
-	}
-	names, _, err := conn.Children(path + "/replicas")
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("list %s/replicas: %w", path, err)
-	}
-	for _, n := range names {
-		if active, _, err := conn.Exists(path + "/replicas/" + n + "/is_active"); err != nil || active {
-			return fmt.Errorf("will not remove %s: replica %s is active in it (%v); restore-replica rebuilds a lost replica next to live ones", path, n, err)
-		}
-	}
-	return deleteTree(ctx, conn, path)
 }
