@@ -128,7 +128,8 @@ func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) str
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func partitionRows(ctx context.Context, s *Server, db, table string) (map[string]uint64, error) {
+// PartitionRows is a table's active row count per partition ID on one server.
+func PartitionRows(ctx context.Context, s *Server, db, table string) (map[string]uint64, error) {
 	parts, err := Partitions(ctx, s, db, table)
 	if err != nil {
 		return nil, err

@@ -7,19 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 )
 
-// registrationPath is where the target registers under a table's group.
-func registrationPath(t *Table, macros map[string]string) string {
-	return t.ZooKeeperPath + "/replicas/" + expandMacros(replicaArg(t.Create), macros, t)
+// RegistrationPath is where the target registers under a table's group.
+func RegistrationPath(t *Table, macros map[string]string) string {
+	return t.ZooKeeperPath + "/replicas/" + ExpandMacros(ReplicaArg(t.Create), macros, t)
 }
 
-// dropRegistration removes a lost table's registration. It refuses one whose is_active node
+// DropRegistration removes a lost table's registration. It refuses one whose is_active node
 // lives: a server with this replica name is running, and removing it would break that server.
-func dropRegistration(ctx context.Context, conn *zk.Conn, path string) error {
+func DropRegistration(ctx context.Context, conn *zk.Conn, path string) error {
 	if conn == nil {
 		return fmt.Errorf("removing the stale registration %s needs [zookeeper] servers", path)
 	}
@@ -83,4 +84,35 @@ func dropGroup(ctx context.Context, conn *zk.Conn, path string) error {
 		}
 	}
 	return deleteTree(ctx, conn, path)
+}
+
+var engineArgs = regexp.MustCompile(`(?s)ENGINE\s*=\s*Replicated\w*MergeTree\(\s*'([^']*)'\s*,\s*'([^']*)'`)
+
+// ReplicaArg is the replica-name argument of a replicated engine; servers that allow omitting
+// it use '{replica}'.
+func ReplicaArg(create string) string {
+	if m := engineArgs.FindStringSubmatch(create); m != nil {
+		return m[2]
+	}
+	return "{replica}"
+}
+
+// ExpandMacros substitutes a server's macros, and {database}, {table} and {uuid}, the way the
+// server does in a replicated engine's arguments.
+func ExpandMacros(s string, macros map[string]string, t *Table) string {
+	return regexp.MustCompile(`\{(\w+)\}`).ReplaceAllStringFunc(s, func(m string) string {
+		key := m[1 : len(m)-1]
+		switch key {
+		case "database":
+			return t.Database
+		case "table":
+			return t.Name
+		case "uuid":
+			return t.UUID
+		}
+		if v, ok := macros[key]; ok {
+			return v
+		}
+		return m
+	})
 }

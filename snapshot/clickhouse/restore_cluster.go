@@ -41,7 +41,7 @@ func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 			continue
 		}
 		for _, rep := range view.Replicas {
-			p := registrationPath(&s.table.Table, rep.Macros)
+			p := RegistrationPath(&s.table.Table, rep.Macros)
 			ok, _, err := r.opts.ZooKeeper.Exists(p)
 			if err != nil {
 				return nil, fmt.Errorf("look up the registration %s in zookeeper: %w", p, err)
@@ -76,7 +76,7 @@ func clusterPlan(plan *Plan, view *View, caps Capabilities, cluster string, regi
 		present, readonly, anyRegistered := 0, 0, false
 		var stale []Step
 		for _, rep := range view.Replicas {
-			reg := registrationPath(&s.table.Table, rep.Macros)
+			reg := RegistrationPath(&s.table.Table, rep.Macros)
 			anyRegistered = anyRegistered || registered[reg]
 			var have *ReplicaTable
 			for i, t := range rep.Tables {
@@ -129,7 +129,7 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 		if err := srv.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
 			return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
 		}
-		rows, err := partitionRows(ctx, srv, db, table)
+		rows, err := PartitionRows(ctx, srv, db, table)
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 		case "restore-metadata":
 			err = r.restoreMetadata(ctx, s)
 		case "drop-registration":
-			err = dropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+			err = DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		case "drop-group":
 			err = dropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		case "load-partition":
@@ -222,4 +222,18 @@ func partitionRowCount(ctx context.Context, srv *Server, db, table, partition st
 		return 0, fmt.Errorf("count %s.%s partition %s on %s: %w", db, table, partition, srv.Addr, err)
 	}
 	return rows, nil
+}
+
+// LoadPartition loads one snapshot partition into table on target alone, through the restore's
+// staging table and REPLACE PARTITION, so a rerun never duplicates rows. A replica rebuild uses
+// it for local tables, which replication cannot refill.
+func LoadPartition(ctx context.Context, repo *store.Repository, target *Server, o RestoreOptions, httpOf map[string]string,
+	table string, rec *TableRecord, partition, object string, rows uint64, ref store.ObjectRef) error {
+	rs := &Restorer{opts: o, servers: map[string]*Server{target.Addr: target}, httpOf: httpOf, first: target}
+	step := Step{Action: "load-partition", Target: table, Replica: target.Addr, Partition: partition, Object: object, Rows: rows, ref: ref, table: rec}
+	if err := rs.loadPartition(ctx, repo, step); err != nil {
+		return err
+	}
+	rs.dropStaging(ctx, &Plan{Steps: []Step{step}})
+	return nil
 }

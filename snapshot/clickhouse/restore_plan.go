@@ -25,7 +25,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	var views []Step
 	for i := range sec.Tables {
 		t := &sec.Tables[i]
-		if !filter.matches(t.Database, t.Name) {
+		if !filter.Matches(t.Database, t.Name) {
 			continue
 		}
 		dst := r.target(t.Database)
@@ -100,7 +100,7 @@ func (r *Restorer) createDatabase(sec *Section, src, dst string) (string, error)
 		}
 		// The UUID comes from the manifest, which is not trusted: only a well-formed one goes
 		// into SQL.
-		if !wellFormedUUID(d.UUID) {
+		if !WellFormedUUID(d.UUID) {
 			return "", fmt.Errorf("the snapshot records database %s with UUID %q, which is not a UUID: the manifest is damaged or forged; run 'tracevault verify'", src, d.UUID)
 		}
 		return fmt.Sprintf("%s UUID '%s'%s ENGINE = Atomic", head, d.UUID, r.onCluster()), nil

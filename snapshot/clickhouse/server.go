@@ -1,7 +1,8 @@
 // Package clickhouse backs up and restores the partitions of a ClickHouse cluster. It talks
 // to each replica over the native protocol and learns what the server can do once, at connect
 // time, so the 18.16 path and the modern path (table UUIDs, Atomic databases, SYSTEM RESTORE
-// REPLICA) differ only where Capabilities are read.
+// REPLICA) differ only where Capabilities are read. Replica consistency (check, restore-replica)
+// is the subpackage replica, which builds on this one.
 package clickhouse
 
 import (

@@ -1,4 +1,4 @@
-package clickhouse
+package replica
 
 // restore-replica rebuilds one replica so that it rejoins its replication groups: every table
 // is re-created with its peers' definition, ZooKeeper path, replica name and UUID, and then
@@ -14,17 +14,18 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // ReplicaOptions say how a replica is rebuilt.
 type ReplicaOptions struct {
-	Filter Filter
-	Conn   ConnOptions
+	Filter clickhouse.Filter
+	Conn   clickhouse.ConnOptions
 	HTTP   map[string]string // native address -> HTTP address, to load a local table's partitions
 	// Snapshot is the clickhouse section of --from-snapshot (nil without): the definitions when
 	// no peer is healthy, and the rows of the replica's local tables.
-	Snapshot   *Section
+	Snapshot   *clickhouse.Section
 	SnapshotID string
 	Objects    map[string]store.ObjectRef // the snapshot's objects by id
 	// SyncTimeout bounds the wait for each table to fetch its data; default 30 minutes.
@@ -45,9 +46,9 @@ type ReplicaStep struct {
 	Rows          uint64 `json:"rows,omitempty"`
 	Detail        string `json:"detail,omitempty"`
 
-	table *Table       // the peers' definition
-	own   *Table       // the replica's current, isolated definition (recover-rows)
-	rec   *TableRecord // the snapshot's record (load-partition)
+	table *clickhouse.Table       // the peers' definition
+	own   *clickhouse.Table       // the replica's current, isolated definition (recover-rows)
+	rec   *clickhouse.TableRecord // the snapshot's record (load-partition)
 	ref   store.ObjectRef
 }
 
@@ -80,21 +81,21 @@ type ReplicaProgress func(done, total int, s ReplicaStep, detail string)
 
 // Rebuilder plans and runs restore-replica against connected servers.
 type Rebuilder struct {
-	view    *View
-	servers map[string]*Server
+	view    *clickhouse.View
+	servers map[string]*clickhouse.Server
 	zk      *zk.Conn
 	opts    ReplicaOptions
 }
 
 // NewRebuilder observes the cluster once; the plan and its execution read that view.
-func NewRebuilder(ctx context.Context, servers []*Server, addrs []string, conn *zk.Conn, o ReplicaOptions) *Rebuilder {
+func NewRebuilder(ctx context.Context, servers []*clickhouse.Server, addrs []string, conn *zk.Conn, o ReplicaOptions) *Rebuilder {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	if o.SyncTimeout == 0 {
 		o.SyncTimeout = 30 * time.Minute
 	}
-	b := &Rebuilder{view: Observe(ctx, servers, addrs, conn), servers: map[string]*Server{}, zk: conn, opts: o}
+	b := &Rebuilder{view: clickhouse.Observe(ctx, servers, addrs, conn), servers: map[string]*clickhouse.Server{}, zk: conn, opts: o}
 	for _, s := range servers {
 		b.servers[s.Addr] = s
 	}
@@ -102,7 +103,7 @@ func NewRebuilder(ctx context.Context, servers []*Server, addrs []string, conn *
 }
 
 // resolve finds the replica named on the command line: its address or its {replica} macro.
-func (b *Rebuilder) resolve(which string) (*Replica, error) {
+func (b *Rebuilder) resolve(which string) (*clickhouse.Replica, error) {
 	var known, down []string
 	for i := range b.view.Replicas {
 		r := &b.view.Replicas[i]
@@ -127,7 +128,7 @@ func (b *Rebuilder) resolve(which string) (*Replica, error) {
 
 // peer picks the replica whose definitions are copied: up, every replicated table writable and
 // in session, and in the group most replicas other than the target are in.
-func (b *Rebuilder) peer(target string) *Server {
+func (b *Rebuilder) peer(target string) *clickhouse.Server {
 	others := map[int]bool{}
 	for i, r := range b.view.Replicas {
 		others[i] = r.Addr != target && r.Up
@@ -138,7 +139,7 @@ func (b *Rebuilder) peer(target string) *Server {
 			if _, done := reference[t.FullName()]; done || !others[i] {
 				continue
 			}
-			live := map[int]ReplicaTable{}
+			live := map[int]clickhouse.ReplicaTable{}
 			for j, o := range b.view.Replicas {
 				for _, ot := range o.Tables {
 					if others[j] && ot.FullName() == t.FullName() {
@@ -156,7 +157,7 @@ func (b *Rebuilder) peer(target string) *Server {
 		}
 		good := true
 		for _, t := range r.Tables {
-			if b.opts.Filter.matches(t.Database, t.Table) && (!t.Healthy() || reference[t.FullName()] != [2]string{t.ZooKeeperPath, t.UUID}) {
+			if b.opts.Filter.Matches(t.Database, t.Table) && (!t.Healthy() || reference[t.FullName()] != [2]string{t.ZooKeeperPath, t.UUID}) {
 				good = false
 			}
 		}

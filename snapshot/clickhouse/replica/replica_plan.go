@@ -1,23 +1,24 @@
 // Planning a replica rebuild (restore-replica): what the target lacks against its peers and
 // the snapshot, as ReplicaSteps. Executing them is in replica_execute.go.
 
-package clickhouse
+package replica
 
 import (
 	"context"
 	"fmt"
-	"regexp"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // replicaState is everything a plan is made from, gathered once, so that planning itself reads
 // no server and is tested on fixtures of modern servers' system tables.
 type replicaState struct {
-	target  Replica
-	caps    Capabilities // the target's
-	peer    string       // empty when the definitions come from the snapshot
-	want    []Table      // the peers' (or the snapshot's) objects, in restore order
+	target  clickhouse.Replica
+	caps    clickhouse.Capabilities // the target's
+	peer    string                  // empty when the definitions come from the snapshot
+	want    []clickhouse.Table      // the peers' (or the snapshot's) objects, in restore order
 	peerDBs []database
-	have    []Table // the target's objects now
+	have    []clickhouse.Table // the target's objects now
 	haveDBs []database
 	// registered holds the <path>/replicas/<name> nodes that exist in ZooKeeper for the
 	// target's name under each wanted table's path; only known when zkKnown.
@@ -39,7 +40,7 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 	}
 	if p := b.peer(r.Addr); p != nil {
 		st.peer = p.Addr
-		if st.want, err = Discover(ctx, p, b.opts.Filter); err != nil {
+		if st.want, err = clickhouse.Discover(ctx, p, b.opts.Filter); err != nil {
 			return nil, err
 		}
 		if st.peerDBs, err = databases(ctx, p); err != nil {
@@ -47,15 +48,15 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 		}
 	} else if b.opts.Snapshot != nil {
 		for _, t := range b.opts.Snapshot.Tables {
-			if b.opts.Filter.matches(t.Database, t.Name) {
+			if b.opts.Filter.Matches(t.Database, t.Name) {
 				st.want = append(st.want, t.Table)
 			}
 		}
-		st.want = RestoreOrder(st.want)
+		st.want = clickhouse.RestoreOrder(st.want)
 	} else {
 		return nil, fmt.Errorf("no healthy peer of %s to copy definitions from; pass --from-snapshot ID to rebuild from a snapshot's record", r.Name())
 	}
-	if st.have, err = Discover(ctx, target, b.opts.Filter); err != nil {
+	if st.have, err = clickhouse.Discover(ctx, target, b.opts.Filter); err != nil {
 		return nil, err
 	}
 	if st.haveDBs, err = databases(ctx, target); err != nil {
@@ -66,7 +67,7 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 		if !t.Replicated() || t.ZooKeeperPath == "" || b.zk == nil {
 			continue
 		}
-		reg := registrationPath(t, r.Macros)
+		reg := clickhouse.RegistrationPath(t, r.Macros)
 		ok, _, err := b.zk.Exists(reg)
 		if err != nil {
 			return nil, fmt.Errorf("look up the registration %s in zookeeper: %w", reg, err)
@@ -79,7 +80,7 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 	r := &st.target
 	plan := &ReplicaPlan{Replica: r.Addr, Name: r.Name(), Peer: st.peer, Snapshot: b.opts.SnapshotID}
-	own := map[string]*Table{}
+	own := map[string]*clickhouse.Table{}
 	for i := range st.have {
 		own[st.have[i].FullName()] = &st.have[i]
 	}
@@ -87,7 +88,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 	for _, d := range st.haveDBs {
 		planned[d.Name] = true
 	}
-	uuid := func(t *Table) string {
+	uuid := func(t *clickhouse.Table) string {
 		if st.caps.TableUUIDs {
 			return t.UUID
 		}
@@ -144,26 +145,26 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 // replicaCreate is the statement that creates t on the rebuilt replica. Nothing is replayed
 // unchecked: a statement the rewriter refuses (forged in a snapshot, or not a plain CREATE)
 // stops the plan, naming the table.
-func replicaCreate(t *Table, uuid string) (string, error) {
-	out, err := RewriteCreate(t.Create, Rewrite{Database: t.Database, UUID: uuid})
+func replicaCreate(t *clickhouse.Table, uuid string) (string, error) {
+	out, err := clickhouse.RewriteCreate(t.Create, clickhouse.Rewrite{Database: t.Database, UUID: uuid})
 	if err != nil {
 		return "", fmt.Errorf("plan the rebuild: the statement recorded for %s is not one tracevault will run: %w", t.FullName(), err)
 	}
 	return out, nil
 }
 
-func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid string) ([]ReplicaStep, error) {
+func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *clickhouse.Table, uuid string) ([]ReplicaStep, error) {
 	r := &st.target
 	var steps []ReplicaStep
 	name := t.FullName()
 	isolated := cur != nil && (cur.ZooKeeperPath != t.ZooKeeperPath || cur.UUID != t.UUID)
-	reg := registrationPath(t, r.Macros)
+	reg := clickhouse.RegistrationPath(t, r.Macros)
 	// In its group, readonly, and not registered: ZooKeeper lost this replica's metadata.
 	orphaned := cur != nil && !isolated && st.zkKnown && !st.registered[reg] && st.readonly[name]
 	switch {
 	case orphaned && st.caps.RestoreReplica:
 		return []ReplicaStep{{Action: "restore-metadata", Target: name, ZooKeeperPath: reg, table: t,
-			SQL:    "SYSTEM RESTORE REPLICA " + QuoteIdent(t.Database) + "." + QuoteIdent(t.Name),
+			SQL:    "SYSTEM RESTORE REPLICA " + clickhouse.QuoteIdent(t.Database) + "." + clickhouse.QuoteIdent(t.Name),
 			Detail: "re-register from its own parts"}}, nil
 	case orphaned:
 		return nil, fmt.Errorf("%s on %s is readonly and ZooKeeper has no %s: its metadata was lost, and ClickHouse %s can neither drop a readonly replicated table nor SYSTEM RESTORE REPLICA; "+
@@ -174,23 +175,23 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid 
 	if isolated {
 		steps = append(steps,
 			ReplicaStep{Action: "recover-rows", Target: name, ZooKeeperPath: cur.ZooKeeperPath, own: cur, table: t,
-				Detail: fmt.Sprintf("keep rows of the isolated table found on no peer in %s.%s", QuoteIdent(t.Database), recoveryName(t.Name, b.view.Taken))},
+				Detail: fmt.Sprintf("keep rows of the isolated table found on no peer in %s.%s", clickhouse.QuoteIdent(t.Database), recoveryName(t.Name, b.view.Taken))},
 			ReplicaStep{Action: "drop-table", Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, st.caps),
 				Detail: "drop the table isolated under " + cur.ZooKeeperPath + " on this replica only"})
 	}
-	replicaName := expandMacros(replicaArg(t.Create), r.Macros, t)
+	replicaName := clickhouse.ExpandMacros(clickhouse.ReplicaArg(t.Create), r.Macros, t)
 	if st.registered[reg] {
 		steps = append(steps, ReplicaStep{Action: "drop-registration", Target: name, ZooKeeperPath: reg,
 			Detail: "remove the registration the lost table left behind, so the new one can register"})
 	}
 	peerPath := t.ZooKeeperPath
-	rw := Rewrite{Database: t.Database, UUID: uuid, ZKPathMap: func(p string) string {
-		if expandMacros(p, r.Macros, t) == peerPath {
+	rw := clickhouse.Rewrite{Database: t.Database, UUID: uuid, ZKPathMap: func(p string) string {
+		if clickhouse.ExpandMacros(p, r.Macros, t) == peerPath {
 			return p // the macros give the peers' path here too: keep the definition identical
 		}
 		return peerPath
 	}}
-	create, err := RewriteCreate(t.Create, rw)
+	create, err := clickhouse.RewriteCreate(t.Create, rw)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", name, err)
 	}
@@ -201,7 +202,7 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *Table, cur *Table, uuid 
 }
 
 // planLocalLoad loads a local table's partitions that the snapshot recorded for this replica.
-func (b *Rebuilder) planLocalLoad(addr string, t *Table) []ReplicaStep {
+func (b *Rebuilder) planLocalLoad(addr string, t *clickhouse.Table) []ReplicaStep {
 	if b.opts.Snapshot == nil {
 		return nil
 	}
@@ -222,8 +223,8 @@ func (b *Rebuilder) planLocalLoad(addr string, t *Table) []ReplicaStep {
 	return out
 }
 
-func dropSQL(t *Table, caps Capabilities) string {
-	sql := "DROP TABLE IF EXISTS " + QuoteIdent(t.Database) + "." + QuoteIdent(t.Name)
+func dropSQL(t *clickhouse.Table, caps clickhouse.Capabilities) string {
+	sql := "DROP TABLE IF EXISTS " + clickhouse.QuoteIdent(t.Database) + "." + clickhouse.QuoteIdent(t.Name)
 	if caps.TableUUIDs {
 		sql += " SYNC" // Atomic databases drop lazily; the new table must not race the old one
 	}
@@ -235,7 +236,7 @@ type database struct {
 	Name, Engine, UUID string
 }
 
-func databases(ctx context.Context, s *Server) ([]database, error) {
+func databases(ctx context.Context, s *clickhouse.Server) ([]database, error) {
 	uuid := "''"
 	if s.Caps.TableUUIDs {
 		uuid = "toString(uuid)"
@@ -258,8 +259,8 @@ func databases(ctx context.Context, s *Server) ([]database, error) {
 
 // createDatabaseSQL re-creates a database as the peers have it: on modern servers an Atomic
 // database keeps its UUID, which the default replication paths of its tables derive from.
-func createDatabaseSQL(name string, peers []database, caps Capabilities) string {
-	sql := "CREATE DATABASE IF NOT EXISTS " + QuoteIdent(name)
+func createDatabaseSQL(name string, peers []database, caps clickhouse.Capabilities) string {
+	sql := "CREATE DATABASE IF NOT EXISTS " + clickhouse.QuoteIdent(name)
 	for _, d := range peers {
 		if d.Name != name || !caps.TableUUIDs {
 			continue
@@ -272,35 +273,4 @@ func createDatabaseSQL(name string, peers []database, caps Capabilities) string 
 		}
 	}
 	return sql
-}
-
-var engineArgs = regexp.MustCompile(`(?s)ENGINE\s*=\s*Replicated\w*MergeTree\(\s*'([^']*)'\s*,\s*'([^']*)'`)
-
-// replicaArg is the replica-name argument of a replicated engine; servers that allow omitting
-// it use '{replica}'.
-func replicaArg(create string) string {
-	if m := engineArgs.FindStringSubmatch(create); m != nil {
-		return m[2]
-	}
-	return "{replica}"
-}
-
-// expandMacros substitutes a server's macros, and {database}, {table} and {uuid}, the way the
-// server does in a replicated engine's arguments.
-func expandMacros(s string, macros map[string]string, t *Table) string {
-	return regexp.MustCompile(`\{(\w+)\}`).ReplaceAllStringFunc(s, func(m string) string {
-		key := m[1 : len(m)-1]
-		switch key {
-		case "database":
-			return t.Database
-		case "table":
-			return t.Name
-		case "uuid":
-			return t.UUID
-		}
-		if v, ok := macros[key]; ok {
-			return v
-		}
-		return m
-	})
 }

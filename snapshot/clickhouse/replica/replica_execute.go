@@ -1,7 +1,7 @@
 // Executing a replica rebuild's steps: recovering rows only the target held, waiting for the
 // new replica to catch up, loading local tables from the snapshot, and verifying against the peer.
 
-package clickhouse
+package replica
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -37,7 +38,7 @@ func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *R
 				res.Recovered = append(res.Recovered, *rec)
 			}
 		case "drop-registration":
-			err = dropRegistration(ctx, b.zk, s.ZooKeeperPath)
+			err = clickhouse.DropRegistration(ctx, b.zk, s.ZooKeeperPath)
 		case "load-partition":
 			err = b.loadLocal(ctx, repo, target, s)
 		case "sync":
@@ -58,19 +59,19 @@ func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *R
 // recoverRows keeps aside the rows of an isolated table that no peer has, comparing a hash of
 // each whole row partition by partition (so memory holds one partition's hashes, not a table's).
 // Without a peer every row is kept. An empty recovery table is dropped again.
-func (b *Rebuilder) recoverRows(ctx context.Context, target *Server, peerAddr string, s ReplicaStep) (*Recovered, error) {
+func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, peerAddr string, s ReplicaStep) (*Recovered, error) {
 	own := s.own
 	name := recoveryName(own.Name, b.view.Taken)
-	full := QuoteIdent(own.Database) + "." + QuoteIdent(name)
-	src := QuoteIdent(own.Database) + "." + QuoteIdent(own.Name)
-	create, err := RewriteCreate(own.Create, Rewrite{Database: own.Database, Table: name, Staging: true})
+	full := clickhouse.QuoteIdent(own.Database) + "." + clickhouse.QuoteIdent(name)
+	src := clickhouse.QuoteIdent(own.Database) + "." + clickhouse.QuoteIdent(own.Name)
+	create, err := clickhouse.RewriteCreate(own.Create, clickhouse.Rewrite{Database: own.Database, Table: name, Staging: true})
 	if err != nil {
 		return nil, err
 	}
 	if err := target.Conn.Exec(ctx, create); err != nil {
 		return nil, fmt.Errorf("create recovery table %s on %s: %w", full, target.Addr, err)
 	}
-	cols, err := Columns(ctx, target, own.Database, own.Name)
+	cols, err := clickhouse.Columns(ctx, target, own.Database, own.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -87,23 +88,23 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *Server, peerAddr st
 		}
 	default:
 		hash := rowHash(cols)
-		parts, err := Partitions(ctx, target, own.Database, own.Name)
+		parts, err := clickhouse.Partitions(ctx, target, own.Database, own.Name)
 		if err != nil {
 			return nil, err
 		}
-		hashes := QuoteIdent(own.Database) + "." + QuoteIdent("__tracevault_peer_hashes_"+own.Name)
+		hashes := clickhouse.QuoteIdent(own.Database) + "." + clickhouse.QuoteIdent("__tracevault_peer_hashes_"+own.Name)
 		defer func() {
 			if err := target.Conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+hashes); err != nil {
 				b.opts.Log.Warn("could not drop scratch table", "table", hashes, "replica", target.Addr, "err", err)
 			}
 		}()
-		from := &HTTP{Addr: peerHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
-		to := &HTTP{Addr: targetHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
+		from := &clickhouse.HTTP{Addr: peerHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
+		to := &clickhouse.HTTP{Addr: targetHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
 		for _, p := range parts {
 			if err := copyPeerHashes(ctx, from, to, target, hashes, hash, src, p.ID); err != nil {
 				return nil, err
 			}
-			q := fmt.Sprintf("%s WHERE _partition_id = %s AND %s NOT IN %s", insert, QuoteString(p.ID), hash, hashes)
+			q := fmt.Sprintf("%s WHERE _partition_id = %s AND %s NOT IN %s", insert, clickhouse.QuoteString(p.ID), hash, hashes)
 			if err := target.Conn.Exec(ctx, q); err != nil {
 				return nil, fmt.Errorf("copy rows of %s partition %s found on no peer into %s: %w", src, p.ID, full, err)
 			}
@@ -124,13 +125,13 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *Server, peerAddr st
 // peer. They are streamed through tracevault, from the peer's HTTP interface into the
 // target's, rather than read by the target with remote(): that would put the credentials in
 // the SQL text, which both servers keep in system.query_log.
-func copyPeerHashes(ctx context.Context, from, to *HTTP, target *Server, hashes, hash, src, partition string) error {
+func copyPeerHashes(ctx context.Context, from, to *clickhouse.HTTP, target *clickhouse.Server, hashes, hash, src, partition string) error {
 	for _, sql := range []string{"DROP TABLE IF EXISTS " + hashes, "CREATE TABLE " + hashes + " (h UInt64) ENGINE = Set"} {
 		if err := target.Conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("prepare %s on %s: %w", hashes, target.Addr, err)
 		}
 	}
-	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE _partition_id = %s FORMAT Native", hash, src, QuoteString(partition)))
+	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE _partition_id = %s FORMAT Native", hash, src, clickhouse.QuoteString(partition)))
 	if err != nil {
 		return fmt.Errorf("read the row hashes of %s partition %s on the peer: %w", src, partition, err)
 	}
@@ -142,8 +143,8 @@ func copyPeerHashes(ctx context.Context, from, to *HTTP, target *Server, hashes,
 }
 
 // sameColumns: rows can be matched by hash only when the peer has the same columns.
-func sameColumns(ctx context.Context, peer *Server, t *Table, cols []string) bool {
-	theirs, err := Columns(ctx, peer, t.Database, t.Name)
+func sameColumns(ctx context.Context, peer *clickhouse.Server, t *clickhouse.Table, cols []string) bool {
+	theirs, err := clickhouse.Columns(ctx, peer, t.Database, t.Name)
 	if err != nil {
 		return false
 	}
@@ -156,14 +157,14 @@ func rowHash(cols []string) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		name, _, _ := strings.Cut(c, " ")
-		names[i] = QuoteIdent(name)
+		names[i] = clickhouse.QuoteIdent(name)
 	}
 	return "sipHash64(toString(tuple(" + strings.Join(names, ", ") + ")))"
 }
 
 // sync waits until the new replica's queue is empty, reporting its progress, then lets SYSTEM
 // SYNC REPLICA confirm it has caught up with the replication log.
-func (b *Rebuilder) sync(ctx context.Context, target *Server, s ReplicaStep, report func(string)) error {
+func (b *Rebuilder) sync(ctx context.Context, target *clickhouse.Server, s ReplicaStep, report func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SyncTimeout)
 	defer cancel()
 	db, table, _ := strings.Cut(s.Target, ".")
@@ -189,7 +190,7 @@ func (b *Rebuilder) sync(ctx context.Context, target *Server, s ReplicaStep, rep
 		case <-time.After(time.Second):
 		}
 	}
-	if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
+	if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
 		return fmt.Errorf("sync replica %s on %s: %w", s.Target, target.Addr, err)
 	}
 	return nil
@@ -198,20 +199,20 @@ func (b *Rebuilder) sync(ctx context.Context, target *Server, s ReplicaStep, rep
 // verify compares rows per partition with the peer (or the snapshot), after letting the peer
 // catch up too. A merge on the peer between the two reads can shift rows between parts but
 // not between partitions; a Replacing merge can drop duplicates, so a mismatch is retried.
-func (b *Rebuilder) verify(ctx context.Context, target *Server, peerAddr string, s ReplicaStep) error {
+func (b *Rebuilder) verify(ctx context.Context, target *clickhouse.Server, peerAddr string, s ReplicaStep) error {
 	db, table, _ := strings.Cut(s.Target, ".")
 	var diff string
 	for attempt := 0; attempt < 5; attempt++ {
-		mine, err := partitionRows(ctx, target, db, table)
+		mine, err := clickhouse.PartitionRows(ctx, target, db, table)
 		if err != nil {
 			return err
 		}
 		var want map[string]uint64
 		if peer := b.servers[peerAddr]; peer != nil {
-			if err := peer.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
+			if err := peer.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
 				return fmt.Errorf("sync replica %s on %s: %w", s.Target, peer.Addr, err)
 			}
-			if want, err = partitionRows(ctx, peer, db, table); err != nil {
+			if want, err = clickhouse.PartitionRows(ctx, peer, db, table); err != nil {
 				return err
 			}
 		} else {
@@ -220,7 +221,7 @@ func (b *Rebuilder) verify(ctx context.Context, target *Server, peerAddr string,
 		if diff = partitionDiff(want, mine); diff == "" {
 			return nil
 		}
-		if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
+		if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
 			return fmt.Errorf("sync replica %s on %s: %w", s.Target, target.Addr, err)
 		}
 		select {
@@ -246,15 +247,10 @@ func (b *Rebuilder) snapshotRows(name string) map[string]uint64 {
 
 // loadLocal loads a local table's partition from the snapshot, through the restore's staging
 // table and REPLACE PARTITION, so a rerun never duplicates rows.
-func (b *Rebuilder) loadLocal(ctx context.Context, repo *store.Repository, target *Server, s ReplicaStep) error {
+func (b *Rebuilder) loadLocal(ctx context.Context, repo *store.Repository, target *clickhouse.Server, s ReplicaStep) error {
 	if repo == nil {
 		return fmt.Errorf("loading %s partition %s needs the snapshot's repository", s.Target, s.Partition)
 	}
-	rs := &Restorer{opts: RestoreOptions{Conn: b.opts.Conn, Log: b.opts.Log}, servers: map[string]*Server{target.Addr: target}, httpOf: b.opts.HTTP, first: target}
-	step := Step{Action: "load-partition", Target: s.Target, Replica: target.Addr, Partition: s.Partition, Object: s.Object, Rows: s.Rows, ref: s.ref, table: s.rec}
-	if err := rs.loadPartition(ctx, repo, step); err != nil {
-		return err
-	}
-	rs.dropStaging(ctx, &Plan{Steps: []Step{step}})
-	return nil
+	return clickhouse.LoadPartition(ctx, repo, target, clickhouse.RestoreOptions{Conn: b.opts.Conn, Log: b.opts.Log}, b.opts.HTTP,
+		s.Target, s.rec, s.Partition, s.Object, s.Rows, s.ref)
 }
