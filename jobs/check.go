@@ -10,12 +10,13 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 // CheckCluster runs the replica consistency check over the configured replicas and ensemble:
 // the one mapping from the configuration that `tracevault check` and the status page share.
-func CheckCluster(ctx context.Context, cfg *config.Config, maxDelay time.Duration, log *slog.Logger) (*clickhouse.Report, error) {
+func CheckCluster(ctx context.Context, cfg *config.Config, maxDelay time.Duration, log *slog.Logger) (*replica.Report, error) {
 	ch := cfg.ClickHouse
 	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), log)
 	if err != nil {
@@ -48,14 +49,14 @@ func CheckCluster(ctx context.Context, cfg *config.Config, maxDelay time.Duratio
 	if m := cfg.Migrate.ClickHouseDatabase; m != "" {
 		dbs = append(append([]string{}, dbs...), m)
 	}
-	return clickhouse.Check(ctx, servers, ch.Addresses, conn, clickhouse.CheckOptions{
+	return replica.Check(ctx, servers, ch.Addresses, conn, replica.CheckOptions{
 		Filter:    clickhouse.Filter{Databases: dbs, Include: ch.IncludeTables, Exclude: ch.ExcludeTables},
 		ZooKeeper: health, MaxDelay: maxDelay, ZooKeeperError: zkErr,
 	})
 }
 
 // Replicas is the replica consistency report for the status page.
-func (d *Daemon) Replicas(ctx context.Context) (*clickhouse.Report, error) {
+func (d *Daemon) Replicas(ctx context.Context) (*replica.Report, error) {
 	if len(d.cfg.ClickHouse.Addresses) == 0 {
 		return nil, nil
 	}

@@ -6,8 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 )
 
 // replicaCollector exports the replica consistency check as metrics, so that an isolated,
@@ -15,12 +14,12 @@ import (
 // when Prometheus scrapes, at most once per minTTL: several scrapers (or a scrape and the page)
 // never multiply the connections it opens.
 type replicaCollector struct {
-	check  func(context.Context) (*clickhouse.Report, error)
+	check  func(context.Context) (*replica.Report, error)
 	minTTL time.Duration
 
 	mu     sync.Mutex
 	taken  time.Time
-	report *clickhouse.Report
+	report *replica.Report
 	err    error
 
 	cells *prometheus.Desc
@@ -28,7 +27,7 @@ type replicaCollector struct {
 	when  *prometheus.Desc
 }
 
-func newReplicaCollector(check func(context.Context) (*clickhouse.Report, error), minTTL time.Duration) *replicaCollector {
+func newReplicaCollector(check func(context.Context) (*replica.Report, error), minTTL time.Duration) *replicaCollector {
 	return &replicaCollector{
 		check: check, minTTL: minTTL,
 		cells: prometheus.NewDesc("tracevault_clickhouse_replica_tables",
@@ -62,7 +61,7 @@ func (c *replicaCollector) Collect(ch chan<- prometheus.Metric) {
 
 // latest returns the newest report, checking again once it is older than minTTL. A scrape
 // waits at most 20 s for it; a slow cluster shows as check_up 0, not as a hung scrape.
-func (c *replicaCollector) latest() (*clickhouse.Report, error, time.Time) {
+func (c *replicaCollector) latest() (*replica.Report, error, time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.taken.IsZero() || time.Since(c.taken) >= c.minTTL {
@@ -78,10 +77,10 @@ type replicaVerdict struct{ replica, verdict string }
 
 // verdictCounts counts the matrix's cells per replica and verdict; every replica gets its ok
 // series even at zero, so an alert on "ok below the table count" has something to compare.
-func verdictCounts(rep *clickhouse.Report) map[replicaVerdict]int {
+func verdictCounts(rep *replica.Report) map[replicaVerdict]int {
 	out := map[replicaVerdict]int{}
 	for _, r := range rep.Replicas {
-		out[replicaVerdict{r.Name, clickhouse.VerdictOK}] += 0
+		out[replicaVerdict{r.Name, replica.VerdictOK}] += 0
 	}
 	for _, t := range rep.Tables {
 		for _, cell := range t.Cells {

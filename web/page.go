@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -31,7 +31,7 @@ type indexPage struct {
 	StatusErr     string
 	ZooKeeper     []zookeeper.ServerHealth
 	ZooKeeperErr  string
-	Replicas      *clickhouse.Report
+	Replicas      *replica.Report
 	ReplicasErr   string
 	Migrations    []jobs.MigrationState
 	MigrationsErr string
@@ -164,9 +164,9 @@ var funcs = template.FuncMap{
 	"join": func(xs []string) string { return strings.Join(xs, ", ") },
 	"verdictClass": func(v string) string {
 		switch v {
-		case clickhouse.VerdictOK:
+		case replica.VerdictOK:
 			return "ok"
-		case clickhouse.VerdictSyncing, clickhouse.VerdictLagging:
+		case replica.VerdictSyncing, replica.VerdictLagging:
 			return "warn"
 		}
 		return "bad"

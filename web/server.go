@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -40,7 +40,7 @@ type ZooKeeperSource interface {
 
 // ReplicaSource runs the replica consistency check (nil report: no ClickHouse configured).
 type ReplicaSource interface {
-	Replicas(ctx context.Context) (*clickhouse.Report, error)
+	Replicas(ctx context.Context) (*replica.Report, error)
 }
 
 // MigrationSource reports each target's schema_migrations against its files.
@@ -101,7 +101,7 @@ type Server struct {
 
 	statusPanel     *panel[jobs.Status]
 	zooKeeperPanel  *panel[[]zookeeper.ServerHealth]
-	replicasPanel   *panel[*clickhouse.Report]
+	replicasPanel   *panel[*replica.Report]
 	migrationsPanel *panel[[]jobs.MigrationState]
 	snapshotPanels  *keyedPanel[*store.Manifest]
 }

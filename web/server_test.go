@@ -15,7 +15,7 @@ import (
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/migrate"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -30,7 +30,7 @@ type fakeSource struct {
 	zk      []zookeeper.ServerHealth
 	snap    *store.Manifest
 	migs    []jobs.MigrationState
-	report  *clickhouse.Report
+	report  *replica.Report
 
 	mu        sync.Mutex
 	triggered []string
@@ -68,7 +68,7 @@ func (f *fakeSource) ZooKeeper(ctx context.Context) ([]zookeeper.ServerHealth, e
 	return f.zk, nil
 }
 
-func (f *fakeSource) Replicas(context.Context) (*clickhouse.Report, error) {
+func (f *fakeSource) Replicas(context.Context) (*replica.Report, error) {
 	f.count("replicas")
 	return f.report, nil
 }
@@ -140,10 +140,10 @@ func sampleSource() *fakeSource {
 		zk: []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
 		migs: []jobs.MigrationState{{Target: "clickhouse", Status: &migrate.Status{Database: "default", Version: 7, Dirty: true,
 			Pending: []migrate.FileState{{Version: 8, Title: "add_tags"}}}}},
-		report: &clickhouse.Report{Taken: now, Replicas: []clickhouse.ReplicaColumn{{Name: "ch1", Up: true}, {Name: "ch3", Up: true}},
-			Tables: []clickhouse.TableCheck{{Table: "default.traces", Replicated: true, ZooKeeperPath: "/clickhouse/tables/01/default/traces",
-				Cells: []clickhouse.Cell{{Replica: "ch1", Verdict: "ok", Rows: 100}, {Replica: "ch3", Verdict: "isolated", ZooKeeperPath: "/elsewhere/traces"}}}},
-			Problems: []clickhouse.Problem{{Kind: "isolated", Table: "default.traces", Replica: "ch3", Message: "replicates under /elsewhere/traces", Fix: "tracevault restore-replica ch3"},
+		report: &replica.Report{Taken: now, Replicas: []replica.ReplicaColumn{{Name: "ch1", Up: true}, {Name: "ch3", Up: true}},
+			Tables: []replica.TableCheck{{Table: "default.traces", Replicated: true, ZooKeeperPath: "/clickhouse/tables/01/default/traces",
+				Cells: []replica.Cell{{Replica: "ch1", Verdict: "ok", Rows: 100}, {Replica: "ch3", Verdict: "isolated", ZooKeeperPath: "/elsewhere/traces"}}}},
+			Problems: []replica.Problem{{Kind: "isolated", Table: "default.traces", Replica: "ch3", Message: "replicates under /elsewhere/traces", Fix: "tracevault restore-replica ch3"},
 				{Kind: "zookeeper", Message: "zookeeper said so too", Fix: "tracevault zk health"}}},
 		snap: &store.Manifest{ID: "20261125T0300-ab", Status: "complete", Objects: []store.ManifestObject{{Source: "clickhouse", Kind: "partition", Database: "default", Table: "traces", Partition: "202605", Rows: 10}}},
 	}
@@ -185,7 +185,7 @@ func TestPageAndAPI(t *testing.T) {
 		{"/api/v1/snapshots", &[]jobs.SnapshotSummary{}, func(v any) bool { return len(*v.(*[]jobs.SnapshotSummary)) == 1 }},
 		{"/api/v1/snapshots/20261125T0300", &store.Manifest{}, func(v any) bool { return v.(*store.Manifest).Objects[0].Table == "traces" }},
 		{"/api/v1/zookeeper", &[]zookeeper.ServerHealth{}, func(v any) bool { return (*v.(*[]zookeeper.ServerHealth))[0].ZnodeCount == 4242 }},
-		{"/api/v1/replicas", &clickhouse.Report{}, func(v any) bool { return v.(*clickhouse.Report).Tables[0].Cells[1].Verdict == "isolated" }},
+		{"/api/v1/replicas", &replica.Report{}, func(v any) bool { return v.(*replica.Report).Tables[0].Cells[1].Verdict == "isolated" }},
 		{"/api/v1/migrations", &[]jobs.MigrationState{}, func(v any) bool { return (*v.(*[]jobs.MigrationState))[0].Status.Dirty }},
 	}
 	for _, a := range apis {

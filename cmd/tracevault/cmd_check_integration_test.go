@@ -13,6 +13,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/demo"
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 )
 
 // TestCheckAndRestoreReplicaCLI drives check and restore-replica end to end: a healthy demo
@@ -75,7 +76,7 @@ func TestCheckAndRestoreReplicaCLI(t *testing.T) {
 		t.Errorf("check with an isolated table: exit %d, want 1", code)
 	}
 	code, out, _ = cli("check", "--json")
-	var rep clickhouse.Report
+	var rep replica.Report
 	if code != 1 || json.Unmarshal([]byte(out), &rep) != nil || rep.Healthy || len(rep.Problems) != 1 || rep.Problems[0].Replica != "ch3" {
 		t.Errorf("check --json: exit %d, %+v", code, rep.Problems)
 	}

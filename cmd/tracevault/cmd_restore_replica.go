@@ -8,6 +8,7 @@ import (
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -46,7 +47,7 @@ is made again from what is left to do.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			opts := clickhouse.ReplicaOptions{SyncTimeout: syncTimeout, Log: a.log}
+			opts := replica.ReplicaOptions{SyncTimeout: syncTimeout, Log: a.log}
 			var repo *store.Repository
 			if fromSnapshot != "" {
 				r, err := a.repo(cmd)
@@ -89,15 +90,15 @@ is made again from what is left to do.`,
 				return failed(fmt.Errorf("restore-replica: %w; replication cannot resume without ZooKeeper", err))
 			}
 			defer conn.Close()
-			b := clickhouse.NewRebuilder(ctx, servers, ch.Addresses, conn, opts)
+			b := replica.NewRebuilder(ctx, servers, ch.Addresses, conn, opts)
 			plan, err := b.Plan(ctx, args[0])
 			if err != nil {
 				return failed(err)
 			}
 			if dryRun {
-				return printPlan(a, cmd, plan, clickhouse.WriteReplicaPlan)
+				return printPlan(a, cmd, plan, replica.WriteReplicaPlan)
 			}
-			res, err := b.Execute(ctx, repo, plan, func(done, total int, s clickhouse.ReplicaStep, detail string) {
+			res, err := b.Execute(ctx, repo, plan, func(done, total int, s replica.ReplicaStep, detail string) {
 				if detail != "" {
 					a.log.Info("waiting for the replica to fetch", "table", s.Target, "progress", detail)
 					return

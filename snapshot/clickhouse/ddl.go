@@ -17,9 +17,9 @@ var (
 	uuidForm        = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 )
 
-// wellFormedUUID is a UUID as the server spells it: lower-case hex in 8-4-4-4-12 groups. Every
+// WellFormedUUID is a UUID as the server spells it: lower-case hex in 8-4-4-4-12 groups. Every
 // UUID read from a manifest passes it before it reaches SQL.
-func wellFormedUUID(s string) bool { return uuidForm.MatchString(s) }
+func WellFormedUUID(s string) bool { return uuidForm.MatchString(s) }
 
 // Rewrite says how a recorded statement is replayed.
 type Rewrite struct {
@@ -42,7 +42,7 @@ func RewriteCreate(stmt string, r Rewrite) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if r.UUID != "" && !wellFormedUUID(r.UUID) {
+	if r.UUID != "" && !WellFormedUUID(r.UUID) {
 		return "", fmt.Errorf("UUID %.60q is not a UUID", r.UUID)
 	}
 	table := c.tableToken
@@ -334,7 +334,7 @@ func (l *lexer) uuidLiteral() (string, error) {
 		return "", fmt.Errorf("UUID not followed by a quoted UUID")
 	}
 	end := strings.IndexByte(l.s[l.pos+1:], '\'')
-	if end < 0 || !wellFormedUUID(l.s[l.pos+1:l.pos+1+end]) {
+	if end < 0 || !WellFormedUUID(l.s[l.pos+1:l.pos+1+end]) {
 		return "", fmt.Errorf("UUID clause holds no well-formed UUID")
 	}
 	u := l.s[l.pos+1 : l.pos+1+end]
@@ -354,7 +354,7 @@ func (t Table) CheckCreate() error {
 	if c.database != t.Database || c.table != t.Name {
 		return fmt.Errorf("recorded statement of %s creates %s.%s instead", t.FullName(), c.database, c.table)
 	}
-	if t.UUID != "" && !wellFormedUUID(t.UUID) {
+	if t.UUID != "" && !WellFormedUUID(t.UUID) {
 		return fmt.Errorf("recorded UUID of %s, %.60q, is not a UUID", t.FullName(), t.UUID)
 	}
 	if c.uuid != "" && c.uuid != t.UUID {

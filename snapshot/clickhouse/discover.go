@@ -53,7 +53,8 @@ type Filter struct {
 
 var systemDatabases = map[string]bool{"system": true, "information_schema": true, "INFORMATION_SCHEMA": true}
 
-func (f Filter) matches(db, table string) bool {
+// Matches says whether the filter selects db.table; a system database never is.
+func (f Filter) Matches(db, table string) bool {
 	if systemDatabases[db] || !anyMatch(f.Databases, db) {
 		return false
 	}
@@ -94,7 +95,7 @@ func Discover(ctx context.Context, s *Server, f Filter) ([]Table, error) {
 		if t.UUID == "00000000-0000-0000-0000-000000000000" {
 			t.UUID = ""
 		}
-		if f.matches(t.Database, t.Name) {
+		if f.Matches(t.Database, t.Name) {
 			tables = append(tables, t)
 		}
 	}

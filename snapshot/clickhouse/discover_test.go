@@ -77,7 +77,7 @@ func TestFilter(t *testing.T) {
 		{"other", "traces", false},
 	}
 	for _, tt := range tests {
-		if got := f.matches(tt.db, tt.table); got != tt.want {
+		if got := f.Matches(tt.db, tt.table); got != tt.want {
 			t.Errorf("%s.%s: %v, want %v", tt.db, tt.table, got, tt.want)
 		}
 	}

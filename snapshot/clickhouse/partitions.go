@@ -127,3 +127,16 @@ func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) str
 	fmt.Fprintf(h, "columns %s\nparts %s\nrows %d\ncontent %s\n", strings.Join(columns, ", "), strings.Join(p.Parts, " "), p.Rows, strings.Join(p.content, " "))
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// PartitionRows is a table's active row count per partition ID on one server.
+func PartitionRows(ctx context.Context, s *Server, db, table string) (map[string]uint64, error) {
+	parts, err := Partitions(ctx, s, db, table)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, p := range parts {
+		out[p.ID] = p.Rows
+	}
+	return out, nil
+}

@@ -87,8 +87,8 @@ func TestWellFormedUUID(t *testing.T) {
 		"":                                       false,
 		"3f1c2a9e-5b7d-4c1e-9a2b-0d4e6f8a1b2c\n": false,
 	} {
-		if wellFormedUUID(s) != want {
-			t.Errorf("wellFormedUUID(%q) = %v, want %v", s, !want, want)
+		if WellFormedUUID(s) != want {
+			t.Errorf("WellFormedUUID(%q) = %v, want %v", s, !want, want)
 		}
 	}
 }

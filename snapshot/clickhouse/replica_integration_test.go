@@ -16,6 +16,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -31,12 +32,12 @@ func connectZK(t *testing.T, env *stack.Env) *zk.Conn {
 }
 
 // rebuild plans and runs restore-replica over the given databases, from a snapshot when m is set.
-func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*clickhouse.ReplicaPlan, *clickhouse.ReplicaResult, error) {
+func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*replica.ReplicaPlan, *replica.ReplicaResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	servers := dialAll(t, env)
-	o := clickhouse.ReplicaOptions{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet, SyncTimeout: 2 * time.Minute,
+	o := replica.ReplicaOptions{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet, SyncTimeout: 2 * time.Minute,
 		HTTP: map[string]string{}}
 	for i, addr := range env.CHNative {
 		o.HTTP[addr] = env.CHHTTP[i]
@@ -48,7 +49,7 @@ func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *sto
 		}
 		o.SnapshotID = m.ID
 	}
-	b := clickhouse.NewRebuilder(ctx, servers, env.CHNative, connectZK(t, env), o)
+	b := replica.NewRebuilder(ctx, servers, env.CHNative, connectZK(t, env), o)
 	plan, err := b.Plan(ctx, which)
 	if err != nil {
 		return nil, nil, err
@@ -57,9 +58,9 @@ func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *sto
 	return plan, res, err
 }
 
-func check(t *testing.T, env *stack.Env, dbs []string) *clickhouse.Report {
+func check(t *testing.T, env *stack.Env, dbs []string) *replica.Report {
 	t.Helper()
-	rep, err := clickhouse.Check(context.Background(), dialAll(t, env), env.CHNative, connectZK(t, env), clickhouse.CheckOptions{Filter: clickhouse.Filter{Databases: dbs}})
+	rep, err := replica.Check(context.Background(), dialAll(t, env), env.CHNative, connectZK(t, env), replica.CheckOptions{Filter: clickhouse.Filter{Databases: dbs}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestIsolatedReplicaRejoinsItsGroup(t *testing.T) {
 	rep := check(t, env, dbs)
 	found := false
 	for _, p := range rep.Problems {
-		if p.Kind == clickhouse.VerdictIsolated && p.Table == f.db+".traces" && p.Replica == "ch3" {
+		if p.Kind == replica.VerdictIsolated && p.Table == f.db+".traces" && p.Replica == "ch3" {
 			found = true
 		} else {
 			t.Errorf("unexpected problem: %+v", p)
@@ -232,7 +233,7 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 	rep := check(t, env, []string{f.db})
 	missing := 0
 	for _, p := range rep.Problems {
-		if p.Kind == clickhouse.VerdictMissing && p.Replica == "ch3" {
+		if p.Kind == replica.VerdictMissing && p.Replica == "ch3" {
 			missing++
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 )
 
 // passwordUser adds a user with a password, whose queries are all logged, to every replica of
@@ -78,11 +79,11 @@ func TestRebuildKeepsThePasswordOutOfQueryLog(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		servers = append(servers, s)
 	}
-	o := clickhouse.ReplicaOptions{Filter: clickhouse.Filter{Databases: []string{f.db}}, Conn: conn, Log: quiet, SyncTimeout: 2 * time.Minute, HTTP: map[string]string{}}
+	o := replica.ReplicaOptions{Filter: clickhouse.Filter{Databases: []string{f.db}}, Conn: conn, Log: quiet, SyncTimeout: 2 * time.Minute, HTTP: map[string]string{}}
 	for i, addr := range f.env.CHNative {
 		o.HTTP[addr] = f.env.CHHTTP[i]
 	}
-	b := clickhouse.NewRebuilder(ctx, servers, f.env.CHNative, connectZK(t, f.env), o)
+	b := replica.NewRebuilder(ctx, servers, f.env.CHNative, connectZK(t, f.env), o)
 	plan, err := b.Plan(ctx, "ch3")
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,15 @@
 // Package clickhouse backs up and restores the partitions of a ClickHouse cluster. It talks
 // to each replica over the native protocol and learns what the server can do once, at connect
 // time, so the 18.16 path and the modern path (table UUIDs, Atomic databases, SYSTEM RESTORE
-// REPLICA) differ only where Capabilities are read.
+// REPLICA) differ only where Capabilities are read. Replica consistency (check, restore-replica)
+// is the subpackage replica, which builds on this one.
 package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -146,4 +149,35 @@ func QuoteIdent(name string) string {
 // QuoteString quotes a string literal.
 func QuoteString(s string) string {
 	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+}
+
+// Connect dials every configured replica that answers. Those that do not are logged and left
+// out, so backup, restore, Check and restore-replica see them as down; it fails only when none
+// answers. httpOf maps each native address to its HTTP address when http is given.
+func Connect(ctx context.Context, native, http []string, o ConnOptions, log *slog.Logger) ([]*Server, map[string]string, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if len(http) > 0 && len(http) != len(native) {
+		return nil, nil, errors.New("clickhouse: http_addresses must list the HTTP address of every replica in addresses, same order")
+	}
+	var servers []*Server
+	httpOf := map[string]string{}
+	var errs []string
+	for i, addr := range native {
+		if len(http) > 0 {
+			httpOf[addr] = http[i]
+		}
+		srv, err := Dial(ctx, addr, o)
+		if err != nil {
+			log.Warn("replica unavailable for this backup", "replica", addr, "err", err)
+			errs = append(errs, err.Error())
+			continue
+		}
+		servers = append(servers, srv)
+	}
+	if len(servers) == 0 {
+		return nil, nil, fmt.Errorf("no clickhouse replica answered: %s", strings.Join(errs, "; "))
+	}
+	return servers, httpOf, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -38,64 +37,6 @@ type Source struct {
 	local *localFS
 }
 
-// Section is the clickhouse part of a manifest: enough to rebuild every table, with the same
-// ZooKeeper paths and UUIDs, and to load every partition.
-type Section struct {
-	Cluster      string        `json:"cluster,omitempty"`
-	Capabilities Capabilities  `json:"capabilities"`
-	Tables       []TableRecord `json:"tables"`
-	// Databases are the backed-up tables' databases where the server gives them a UUID
-	// (Atomic): a restore in place creates each with its own UUID again.
-	Databases []DatabaseRecord `json:"databases,omitempty"`
-	View      *View            `json:"view"`
-	Replicas  []ReplicaIndex   `json:"replicas"`
-}
-
-// ReplicaIndex ties a configured address to its HTTP address and macros.
-type ReplicaIndex struct {
-	Native string            `json:"native"`
-	HTTP   string            `json:"http"`
-	Macros map[string]string `json:"macros,omitempty"`
-}
-
-// DatabaseRecord is one database's identity on a server that has database UUIDs.
-type DatabaseRecord struct {
-	Name   string `json:"name"`
-	Engine string `json:"engine"`
-	UUID   string `json:"uuid"`
-}
-
-// TableRecord is one table in a snapshot.
-type TableRecord struct {
-	Table
-	Columns    []string          `json:"columns,omitempty"`
-	Partitions []PartitionRecord `json:"partitions,omitempty"`
-}
-
-// PartitionRecord is one partition as stored: which replica it was read from and its object.
-type PartitionRecord struct {
-	Partition
-	Replica string `json:"replica"` // native address it was exported from
-	Object  string `json:"object"`
-	SHA256  string `json:"sha256"`
-	// Format is how the object was made: FormatNative, or FormatPartsTar in freeze mode.
-	// Snapshots from before freeze mode leave it empty, meaning native.
-	Format string `json:"format,omitempty"`
-	// Checked is where Rows come from for a logical export: CheckedStream or CheckedQueryLog.
-	// Empty for a reused object (its rows are the listing it was stored under), freeze mode
-	// (the frozen parts' own counts) and older snapshots.
-	Checked string `json:"checked,omitempty"`
-}
-
-// How the rows of an exported Native object were counted and its end confirmed.
-const (
-	// CheckedStream: tracevault walked every block of the stream (package native).
-	CheckedStream = "native-stream"
-	// CheckedQueryLog: a column type the scanner cannot walk; the server's system.query_log
-	// record of the export query gave its result rows and said it finished.
-	CheckedQueryLog = "query-log"
-)
-
 func (s *Source) Name() string { return "clickhouse" }
 
 // Backup exports every selected table. A replica that is down is skipped when another one has
@@ -114,7 +55,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	default:
 		return nil, fmt.Errorf("clickhouse mode %q is unknown: set [clickhouse] mode to \"logical\" or \"freeze\"", s.Mode)
 	}
-	servers, httpOf, err := s.dial(ctx)
+	servers, httpOf, err := Connect(ctx, s.Native, s.HTTP, s.Conn, s.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -153,31 +94,6 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		sec.Tables = append(sec.Tables, rec)
 	}
 	return sec, nil
-}
-
-func (s *Source) dial(ctx context.Context) ([]*Server, map[string]string, error) {
-	if len(s.HTTP) > 0 && len(s.HTTP) != len(s.Native) {
-		return nil, nil, errors.New("clickhouse: http_addresses must list the HTTP address of every replica in addresses, same order")
-	}
-	var servers []*Server
-	httpOf := map[string]string{}
-	var errs []string
-	for i, addr := range s.Native {
-		if len(s.HTTP) > 0 {
-			httpOf[addr] = s.HTTP[i]
-		}
-		srv, err := Dial(ctx, addr, s.Conn)
-		if err != nil {
-			s.Log.Warn("replica unavailable for this backup", "replica", addr, "err", err)
-			errs = append(errs, err.Error())
-			continue
-		}
-		servers = append(servers, srv)
-	}
-	if len(servers) == 0 {
-		return nil, nil, fmt.Errorf("no clickhouse replica answered: %s", strings.Join(errs, "; "))
-	}
-	return servers, httpOf, nil
 }
 
 // sourceReplicas picks where to read a table from: for a replicated table the healthy replicas,

@@ -1,4 +1,4 @@
-package clickhouse
+package replica
 
 // The check judges a cluster view: for every table on every replica, is it where its peers are
 // (same ZooKeeper path, same UUID), alive, caught up, holding the same rows and the same columns?
@@ -8,13 +8,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
@@ -101,7 +101,7 @@ type Problem struct {
 
 // CheckOptions tune the check.
 type CheckOptions struct {
-	Filter Filter
+	Filter clickhouse.Filter
 	// ZooKeeper is the ensemble's health (zookeeper.Health); unhealthy servers are problems.
 	ZooKeeper []zookeeper.ServerHealth
 	// MaxDelay is the absolute_delay past which a replica counts as lagging; default 5 minutes.
@@ -121,19 +121,10 @@ type tableFacts struct {
 // replicaFacts are one up replica's tables by "db.table".
 type replicaFacts map[string]*tableFacts
 
-// Connect dials every configured replica that answers. Those that do not are logged and left
-// out, so Check and restore-replica see them as down; it fails only when none answers.
-func Connect(ctx context.Context, native, http []string, o ConnOptions, log *slog.Logger) ([]*Server, map[string]string, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	return (&Source{Native: native, HTTP: http, Conn: o, Log: log}).dial(ctx)
-}
-
 // Check observes the cluster and judges it.
-func Check(ctx context.Context, servers []*Server, addrs []string, conn *zk.Conn, o CheckOptions) (*Report, error) {
-	view := Observe(ctx, servers, addrs, conn)
-	byAddr := map[string]*Server{}
+func Check(ctx context.Context, servers []*clickhouse.Server, addrs []string, conn *zk.Conn, o CheckOptions) (*Report, error) {
+	view := clickhouse.Observe(ctx, servers, addrs, conn)
+	byAddr := map[string]*clickhouse.Server{}
 	for _, s := range servers {
 		byAddr[s.Addr] = s
 	}
@@ -157,7 +148,7 @@ func Check(ctx context.Context, servers []*Server, addrs []string, conn *zk.Conn
 	return judge(view, facts, migrations, o), nil
 }
 
-func gatherFacts(ctx context.Context, s *Server, f Filter) (replicaFacts, error) {
+func gatherFacts(ctx context.Context, s *clickhouse.Server, f clickhouse.Filter) (replicaFacts, error) {
 	uuid := "''"
 	if s.Caps.TableUUIDs {
 		uuid = "toString(uuid)"
@@ -173,7 +164,7 @@ func gatherFacts(ctx context.Context, s *Server, f Filter) (replicaFacts, error)
 			rows.Close()
 			return nil, fmt.Errorf("list tables on %s: %w", s.Addr, err)
 		}
-		if !f.matches(db, name) || isScratchTable(name) {
+		if !f.Matches(db, name) || isScratchTable(name) {
 			continue
 		}
 		if id == "00000000-0000-0000-0000-000000000000" {
@@ -224,7 +215,7 @@ func isScratchTable(name string) bool { return strings.HasPrefix(name, "__tracev
 
 // readMigrations reads golang-migrate's current version (the row with the highest sequence) of
 // every database that has a schema_migrations table.
-func readMigrations(ctx context.Context, s *Server, f replicaFacts) ([]Migration, error) {
+func readMigrations(ctx context.Context, s *clickhouse.Server, f replicaFacts) ([]Migration, error) {
 	out := []Migration{}
 	for _, name := range sortedKeys(f) {
 		db, table, _ := strings.Cut(name, ".")
@@ -233,7 +224,7 @@ func readMigrations(ctx context.Context, s *Server, f replicaFacts) ([]Migration
 		}
 		var m Migration
 		var dirty uint8
-		err := s.Conn.QueryRow(ctx, fmt.Sprintf("SELECT version, dirty FROM %s.schema_migrations ORDER BY sequence DESC LIMIT 1", QuoteIdent(db))).Scan(&m.Version, &dirty)
+		err := s.Conn.QueryRow(ctx, fmt.Sprintf("SELECT version, dirty FROM %s.schema_migrations ORDER BY sequence DESC LIMIT 1", clickhouse.QuoteIdent(db))).Scan(&m.Version, &dirty)
 		if err != nil && strings.Contains(err.Error(), "no rows") {
 			continue // no migration has run yet
 		}
@@ -256,7 +247,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // judge is the pure part of the check.
-func judge(view *View, facts []replicaFacts, migrations []Migration, o CheckOptions) *Report {
+func judge(view *clickhouse.View, facts []replicaFacts, migrations []Migration, o CheckOptions) *Report {
 	if o.MaxDelay == 0 {
 		o.MaxDelay = 5 * time.Minute
 	}
@@ -309,9 +300,9 @@ func judge(view *View, facts []replicaFacts, migrations []Migration, o CheckOpti
 	return rep
 }
 
-func judgeTable(view *View, facts []replicaFacts, name string, o CheckOptions, rep *Report) TableCheck {
+func judgeTable(view *clickhouse.View, facts []replicaFacts, name string, o CheckOptions, rep *Report) TableCheck {
 	tc := TableCheck{Table: name}
-	live := map[int]ReplicaTable{} // replica index -> its system.replicas row for this table
+	live := map[int]clickhouse.ReplicaTable{} // replica index -> its system.replicas row for this table
 	for i, r := range view.Replicas {
 		if f := facts[i]; f != nil && f[name] != nil && tc.Engine == "" {
 			tc.Engine = f[name].Engine
@@ -325,7 +316,7 @@ func judgeTable(view *View, facts []replicaFacts, name string, o CheckOptions, r
 	tc.Replicated = strings.HasPrefix(tc.Engine, "Replicated")
 	tc.ZooKeeperPath, tc.UUID = referenceGroup(live, view)
 	columns := majority(facts, name)
-	var group *Group
+	var group *clickhouse.Group
 	for i := range view.Groups {
 		if view.Groups[i].ZooKeeperPath == tc.ZooKeeperPath {
 			group = &view.Groups[i]
@@ -376,7 +367,7 @@ func judgeTable(view *View, facts []replicaFacts, name string, o CheckOptions, r
 	return tc
 }
 
-func judgeReplicated(c *Cell, t ReplicaTable, tc TableCheck, group *Group, refRows map[string]uint64, tf *tableFacts, o CheckOptions,
+func judgeReplicated(c *Cell, t clickhouse.ReplicaTable, tc TableCheck, group *clickhouse.Group, refRows map[string]uint64, tf *tableFacts, o CheckOptions,
 	set func(v, detail string), problem func(kind, replica, msg, fix string), name, replica string) {
 	c.QueueSize, c.AbsoluteDelay = t.QueueSize, t.AbsoluteDelay
 	if t.ZooKeeperPath != tc.ZooKeeperPath || t.UUID != tc.UUID {
@@ -446,7 +437,7 @@ func fromSnapshotHint(tc TableCheck) string {
 
 // referenceGroup is the path (and UUID) most of a table's replicas are in; ties go to the one
 // with more replicas registered in ZooKeeper, then to the first replica's.
-func referenceGroup(live map[int]ReplicaTable, view *View) (string, string) {
+func referenceGroup(live map[int]clickhouse.ReplicaTable, view *clickhouse.View) (string, string) {
 	type key struct{ path, uuid string }
 	count := map[key]int{}
 	first := map[key]int{}
@@ -549,7 +540,7 @@ func sum(m map[string]uint64) uint64 {
 
 // staleRegistrations finds replicas registered in a reference group that no configured server
 // answers for: the group keeps its replication log for them forever, which grows ZooKeeper.
-func staleRegistrations(view *View, tables []TableCheck, configured map[string]bool) []Problem {
+func staleRegistrations(view *clickhouse.View, tables []TableCheck, configured map[string]bool) []Problem {
 	var out []Problem
 	for _, tc := range tables {
 		if !tc.Replicated {

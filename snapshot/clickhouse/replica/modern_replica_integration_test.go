@@ -1,4 +1,4 @@
-package clickhouse
+package replica
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // TestModernReplicaFactsFromTheEngine feeds check's per-replica logic and restore-replica's
@@ -34,15 +35,15 @@ func TestModernReplicaFactsFromTheEngine(t *testing.T) {
 		}
 	}
 	dbUUID, err := env.ModernQuery("SELECT toString(uuid) FROM system.databases WHERE name = '" + db + "'")
-	if err != nil || !wellFormedUUID(dbUUID) {
+	if err != nil || !clickhouse.WellFormedUUID(dbUUID) {
 		t.Fatalf("database UUID %q, %v", dbUUID, err)
 	}
-	srv, err := Dial(ctx, env.CHModernNative, ConnOptions{User: "default"})
+	srv, err := clickhouse.Dial(ctx, env.CHModernNative, clickhouse.ConnOptions{User: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	filter := Filter{Databases: []string{db}}
+	filter := clickhouse.Filter{Databases: []string{db}}
 
 	t.Run("SHOW CREATE with the UUID replays with it in place and without it as a copy", func(t *testing.T) {
 		var show string
@@ -52,21 +53,21 @@ func TestModernReplicaFactsFromTheEngine(t *testing.T) {
 		if !strings.Contains(show, "UUID '"+id+"'") {
 			t.Fatalf("the engine's SHOW CREATE lacks the UUID: %s", show)
 		}
-		same, err := RewriteCreate(show, Rewrite{Database: db, UUID: id})
+		same, err := clickhouse.RewriteCreate(show, clickhouse.Rewrite{Database: db, UUID: id})
 		if err != nil || strings.Count(same, "UUID '") != 1 || !strings.Contains(same, "IF NOT EXISTS `"+db+"`.traces UUID '"+id+"'") {
 			t.Errorf("in place: %q, %v; want the one UUID %s", same, err, id)
 		}
-		copied, err := RewriteCreate(show, Rewrite{Database: db + "_copy", ZKPathMap: func(p string) string { return MapZooKeeperPath(p, db, db+"_copy") }})
+		copied, err := clickhouse.RewriteCreate(show, clickhouse.Rewrite{Database: db + "_copy", ZKPathMap: func(p string) string { return clickhouse.MapZooKeeperPath(p, db, db+"_copy") }})
 		if err != nil || strings.Contains(copied, "UUID '") {
 			t.Errorf("a copy keeps the original's UUID: %q, %v", copied, err)
 		}
 	})
 
-	tables, err := Discover(ctx, srv, filter)
+	tables, err := clickhouse.Discover(ctx, srv, filter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]Table{}
+	byName := map[string]clickhouse.Table{}
 	for _, tb := range tables {
 		byName[tb.Name] = tb
 	}
@@ -75,7 +76,7 @@ func TestModernReplicaFactsFromTheEngine(t *testing.T) {
 		if traces.UUID != id || traces.Engine != "ReplicatedReplacingMergeTree" || traces.ZooKeeperPath != path || traces.ReplicaName != "ch-modern" {
 			t.Errorf("traces: uuid %q engine %q path %q replica %q; want %s, ReplicatedReplacingMergeTree, %s, ch-modern", traces.UUID, traces.Engine, traces.ZooKeeperPath, traces.ReplicaName, id, path)
 		}
-		if got := registrationPath(&traces, nil); got != path+"/replicas/ch-modern" {
+		if got := clickhouse.RegistrationPath(&traces, nil); got != path+"/replicas/ch-modern" {
 			t.Errorf("registration path %q from the engine's create %q", got, traces.Create)
 		}
 		if el := byName["event_log"]; el.Replicated() || el.UUID == "" || el.UUID == traces.UUID {
@@ -83,13 +84,13 @@ func TestModernReplicaFactsFromTheEngine(t *testing.T) {
 		}
 	})
 
-	view := Observe(ctx, []*Server{srv}, []string{srv.Addr}, nil)
+	view := clickhouse.Observe(ctx, []*clickhouse.Server{srv}, []string{srv.Addr}, nil)
 	facts, err := gatherFacts(ctx, srv, filter)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Run("check", func(t *testing.T) {
-		var live *ReplicaTable
+		var live *clickhouse.ReplicaTable
 		for i, rt := range view.Replicas[0].Tables {
 			if rt.FullName() == db+".traces" {
 				live = &view.Replicas[0].Tables[i]

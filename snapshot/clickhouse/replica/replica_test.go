@@ -1,4 +1,4 @@
-package clickhouse
+package replica
 
 import (
 	"reflect"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -23,15 +24,18 @@ const (
 	legacyPathShard = "/clickhouse/tables/01/default/traces"
 )
 
-var modern = Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
+// tracesCreate is the 18.16 traces table, as in the core package's ddl tests.
+const tracesCreate = "CREATE TABLE default.traces (`id` String, `timestamp` DateTime, `event_ts` DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}', event_ts) PARTITION BY toYYYYMM(timestamp) ORDER BY (id) SETTINGS index_granularity = 8192"
 
-func modernTraces(uuid, path string) Table {
-	return Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid,
+var modern = clickhouse.Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
+
+func modernTraces(uuid, path string) clickhouse.Table {
+	return clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid,
 		Create: strings.Replace(modernCreate, modernUUID, uuid, 1), ZooKeeperPath: path, ReplicaName: "ch1"}
 }
 
-func ch3() Replica {
-	return Replica{Addr: "10.0.0.3:9000", Up: true, Macros: map[string]string{"replica": "ch3", "shard": "01"}}
+func ch3() clickhouse.Replica {
+	return clickhouse.Replica{Addr: "10.0.0.3:9000", Up: true, Macros: map[string]string{"replica": "ch3", "shard": "01"}}
 }
 
 func steps(p *ReplicaPlan) []string {
@@ -46,11 +50,11 @@ func steps(p *ReplicaPlan) []string {
 // with UUIDs and Atomic databases is rebuilt with the peers' database and table UUIDs, so the
 // table lands on the same {uuid}-derived path, after its stale registration is removed.
 func TestPlanReplicaModernFixture(t *testing.T) {
-	b := &Rebuilder{view: &View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
-	mv := Table{Database: "default", Name: "project_environments_traces_mv", Engine: "MaterializedView", Create: modernMVCreate,
+	b := &Rebuilder{view: &clickhouse.View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
+	mv := clickhouse.Table{Database: "default", Name: "project_environments_traces_mv", Engine: "MaterializedView", Create: modernMVCreate,
 		UUID: "1e2d3c4b-5a69-4788-9aab-bccddeeff001", DependsOn: []string{"default.traces"}}
 	st := &replicaState{target: ch3(), caps: modern, peer: "10.0.0.1:9000",
-		want:       []Table{modernTraces(modernUUID, modernPath), mv},
+		want:       []clickhouse.Table{modernTraces(modernUUID, modernPath), mv},
 		peerDBs:    []database{{Name: "default", Engine: "Atomic", UUID: modernDBUUID}},
 		haveDBs:    []database{{Name: "system", Engine: "Atomic"}},
 		registered: map[string]bool{modernPath + "/replicas/ch3": true}}
@@ -83,27 +87,27 @@ func TestPlanReplicaModernFixture(t *testing.T) {
 // TestPlanReplicaIsolated covers a table in the wrong group: by UUID on a modern server
 // (fixture) and by path on 18.16. Its own rows are kept aside before it is dropped.
 func TestPlanReplicaIsolated(t *testing.T) {
-	legacy := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, ReplicaName: "ch1",
+	legacy := clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, ReplicaName: "ch1",
 		Create: tracesCreate}
 	isolatedLegacy := legacy
 	isolatedLegacy.ZooKeeperPath = legacyPathShard + "_v2"
 	tests := []struct {
 		name     string
-		caps     Capabilities
-		want     Table
-		have     Table
+		caps     clickhouse.Capabilities
+		want     clickhouse.Table
+		have     clickhouse.Table
 		dropSQL  string
 		createIn string
 	}{
 		{"fixture: modern server, new UUID", modern, modernTraces(modernUUID, modernPath), modernTraces(modernIsolated, "/clickhouse/tables/"+modernIsolated+"/01"),
 			"DROP TABLE IF EXISTS `default`.`traces` SYNC", "UUID '" + modernUUID + "'"},
-		{"18.16, other path", Capabilities{Version: "18.16.1", Major: 18, Minor: 16}, legacy, isolatedLegacy,
+		{"18.16, other path", clickhouse.Capabilities{Version: "18.16.1", Major: 18, Minor: 16}, legacy, isolatedLegacy,
 			"DROP TABLE IF EXISTS `default`.`traces`", "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &Rebuilder{view: &View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
-			plan, err := b.planFrom(&replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []Table{tt.want}, have: []Table{tt.have},
+			b := &Rebuilder{view: &clickhouse.View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
+			plan, err := b.planFrom(&replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []clickhouse.Table{tt.want}, have: []clickhouse.Table{tt.have},
 				haveDBs: []database{{Name: "default"}}, registered: map[string]bool{}})
 			if err != nil {
 				t.Fatal(err)
@@ -130,9 +134,9 @@ func TestPlanReplicaIsolated(t *testing.T) {
 func TestPlanReplicaPathFromPeers(t *testing.T) {
 	target := ch3()
 	target.Macros["shard"] = "02"
-	b := &Rebuilder{view: &View{}}
-	tbl := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate}
-	plan, err := b.planFrom(&replicaState{target: target, caps: Capabilities{Major: 18, Minor: 16}, want: []Table{tbl}, haveDBs: []database{{Name: "default"}}})
+	b := &Rebuilder{view: &clickhouse.View{}}
+	tbl := clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate}
+	plan, err := b.planFrom(&replicaState{target: target, caps: clickhouse.Capabilities{Major: 18, Minor: 16}, want: []clickhouse.Table{tbl}, haveDBs: []database{{Name: "default"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,14 +148,14 @@ func TestPlanReplicaPathFromPeers(t *testing.T) {
 // TestPlanReplicaLocalTables: a local table is created with the peers' definition and loaded
 // from the snapshot's rows of this replica only; without a snapshot it is created empty, noted.
 func TestPlanReplicaLocalTables(t *testing.T) {
-	eventLog := Table{Database: "default", Name: "event_log", Engine: "MergeTree",
+	eventLog := clickhouse.Table{Database: "default", Name: "event_log", Engine: "MergeTree",
 		Create: "CREATE TABLE default.event_log (`id` String, `created_at` DateTime) ENGINE = MergeTree PARTITION BY toYYYYMM(created_at) ORDER BY id"}
-	sec := &Section{Tables: []TableRecord{{Table: eventLog, Partitions: []PartitionRecord{
-		{Partition: Partition{ID: "202605", Rows: 7}, Replica: "10.0.0.3:9000", Object: "obj3"},
-		{Partition: Partition{ID: "202605", Rows: 9}, Replica: "10.0.0.1:9000", Object: "obj1"},
+	sec := &clickhouse.Section{Tables: []clickhouse.TableRecord{{Table: eventLog, Partitions: []clickhouse.PartitionRecord{
+		{Partition: clickhouse.Partition{ID: "202605", Rows: 7}, Replica: "10.0.0.3:9000", Object: "obj3"},
+		{Partition: clickhouse.Partition{ID: "202605", Rows: 9}, Replica: "10.0.0.1:9000", Object: "obj1"},
 	}}}}
-	st := &replicaState{target: ch3(), caps: Capabilities{Major: 18, Minor: 16}, want: []Table{eventLog}, haveDBs: []database{{Name: "default"}}}
-	b := &Rebuilder{view: &View{}}
+	st := &replicaState{target: ch3(), caps: clickhouse.Capabilities{Major: 18, Minor: 16}, want: []clickhouse.Table{eventLog}, haveDBs: []database{{Name: "default"}}}
+	b := &Rebuilder{view: &clickhouse.View{}}
 	plan, _ := b.planFrom(st)
 	if got := steps(plan); !reflect.DeepEqual(got, []string{"create-table default.event_log"}) || len(plan.Notes) != 1 {
 		t.Errorf("without a snapshot: %v, notes %v", got, plan.Notes)
@@ -164,103 +168,27 @@ func TestPlanReplicaLocalTables(t *testing.T) {
 	}
 }
 
-// TestClusterPlan covers restore --cluster planning; the SYSTEM RESTORE REPLICA rows are a
-// fixture test of a modern server whose parts survived while ZooKeeper lost its metadata.
-func TestClusterPlan(t *testing.T) {
-	rec := &TableRecord{Table: Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate}}
-	base := &Plan{Steps: []Step{
-		{Action: "create-database", Target: "default"},
-		{Action: "create-table", Target: "default.traces", table: rec},
-		{Action: "load-partition", Target: "default.traces", Partition: "202605", table: rec},
-	}}
-	view := func(have []bool, readonly bool) *View {
-		v := &View{}
-		for i, name := range []string{"ch1", "ch2", "ch3"} {
-			r := Replica{Addr: name + ":9000", Up: true, Macros: map[string]string{"replica": name, "shard": "01"}}
-			if have[i] {
-				r.Tables = []ReplicaTable{{Database: "default", Table: "traces", ZooKeeperPath: legacyPathShard, ReplicaName: name, IsReadonly: readonly}}
-			}
-			v.Replicas = append(v.Replicas, r)
-		}
-		return v
-	}
-	reg := func(names ...string) map[string]bool {
-		m := map[string]bool{}
-		for _, n := range names {
-			m[legacyPathShard+"/replicas/"+n] = true
-		}
-		return m
-	}
-	tests := []struct {
-		name       string
-		caps       Capabilities
-		view       *View
-		registered map[string]bool
-		want       []string
-		err        string
-	}{
-		{"empty replicas, empty zookeeper", Capabilities{Major: 18}, view([]bool{false, false, false}, false), reg(),
-			[]string{"create-database", "create-table", "load-partition"}, ""},
-		{"empty replicas, zookeeper kept the group", Capabilities{Major: 18}, view([]bool{false, false, false}, false), reg("ch1", "ch2", "ch3"),
-			[]string{"create-database", "drop-group " + legacyPathShard, "create-table", "load-partition"}, ""},
-		{"one replica lost, still registered", Capabilities{Major: 18}, view([]bool{true, true, false}, false), reg("ch1", "ch2", "ch3"),
-			[]string{"create-database", "drop-registration " + legacyPathShard + "/replicas/ch3", "create-table", "load-partition"}, ""},
-		{"fixture: modern server, parts survived, zookeeper lost", modern, view([]bool{true, true, true}, true), reg(),
-			[]string{"create-database", "restore-metadata SYSTEM RESTORE REPLICA `default`.`traces` ON CLUSTER `default`"}, ""},
-		{"18.16, parts survived, zookeeper lost", Capabilities{Version: "18.16.1", Major: 18}, view([]bool{true, true, true}, true), reg(),
-			nil, "has no SYSTEM RESTORE REPLICA"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := clusterPlan(base, tt.view, tt.caps, "default", tt.registered)
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, s := range p.Steps {
-				g := s.Action
-				if s.ZooKeeperPath != "" {
-					g += " " + s.ZooKeeperPath
-				}
-				if s.Action == "restore-metadata" {
-					g += " " + s.SQL
-				}
-				got = append(got, g)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("steps %v\nwant %v", got, tt.want)
-			}
-		})
-	}
-}
-
 // TestPlanReplicaOrphaned: a table in its group whose registration ZooKeeper lost is readonly.
 // On a modern server (fixture test) SYSTEM RESTORE REPLICA re-registers it from its own parts;
 // 18.16 cannot, and the plan says what to do by hand instead of half-doing it.
 func TestPlanReplicaOrphaned(t *testing.T) {
 	tests := []struct {
 		name string
-		caps Capabilities
-		tbl  Table
+		caps clickhouse.Capabilities
+		tbl  clickhouse.Table
 		want []string
 		err  string
 	}{
 		{"fixture: modern server", modern, modernTraces(modernUUID, modernPath),
 			[]string{"restore-metadata default.traces", "sync default.traces", "verify default.traces"}, ""},
-		{"18.16", Capabilities{Version: "18.16.1", Major: 18, Minor: 16},
-			Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate},
+		{"18.16", clickhouse.Capabilities{Version: "18.16.1", Major: 18, Minor: 16},
+			clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate},
 			nil, "DETACH TABLE default.traces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &Rebuilder{view: &View{}}
-			st := &replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []Table{tt.tbl}, have: []Table{tt.tbl},
+			b := &Rebuilder{view: &clickhouse.View{}}
+			st := &replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []clickhouse.Table{tt.tbl}, have: []clickhouse.Table{tt.tbl},
 				haveDBs: []database{{Name: "default"}}, registered: map[string]bool{}, zkKnown: true, readonly: map[string]bool{"default.traces": true}}
 			plan, err := b.planFrom(st)
 			if tt.err != "" {

@@ -10,11 +10,8 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/go-zookeeper/zk"
 )
 
 // planCluster checks that every replica answers and adjusts the plan for the cluster as it is.
@@ -44,7 +41,7 @@ func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 			continue
 		}
 		for _, rep := range view.Replicas {
-			p := registrationPath(&s.table.Table, rep.Macros)
+			p := RegistrationPath(&s.table.Table, rep.Macros)
 			ok, _, err := r.opts.ZooKeeper.Exists(p)
 			if err != nil {
 				return nil, fmt.Errorf("look up the registration %s in zookeeper: %w", p, err)
@@ -79,7 +76,7 @@ func clusterPlan(plan *Plan, view *View, caps Capabilities, cluster string, regi
 		present, readonly, anyRegistered := 0, 0, false
 		var stale []Step
 		for _, rep := range view.Replicas {
-			reg := registrationPath(&s.table.Table, rep.Macros)
+			reg := RegistrationPath(&s.table.Table, rep.Macros)
 			anyRegistered = anyRegistered || registered[reg]
 			var have *ReplicaTable
 			for i, t := range rep.Tables {
@@ -132,7 +129,7 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 		if err := srv.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
 			return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
 		}
-		rows, err := partitionRows(ctx, srv, db, table)
+		rows, err := PartitionRows(ctx, srv, db, table)
 		if err != nil {
 			return err
 		}
@@ -144,21 +141,4 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 		}
 	}
 	return nil
-}
-
-// dropGroup removes a replication group none of whose replicas is active any more.
-func dropGroup(ctx context.Context, conn *zk.Conn, path string) error {
-	if conn == nil {
-		return fmt.Errorf("removing the lost group %s needs [zookeeper] servers", path)
-	}
-	names, _, err := conn.Children(path + "/replicas")
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("list %s/replicas: %w", path, err)
-	}
-	for _, n := range names {
-		if active, _, err := conn.Exists(path + "/replicas/" + n + "/is_active"); err != nil || active {
-			return fmt.Errorf("will not remove %s: replica %s is active in it (%v); restore-replica rebuilds a lost replica next to live ones", path, n, err)
-		}
-	}
-	return deleteTree(ctx, conn, path)
 }

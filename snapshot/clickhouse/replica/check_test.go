@@ -1,10 +1,11 @@
-package clickhouse
+package replica
 
 import (
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
@@ -12,22 +13,22 @@ const tracesPath = "/clickhouse/tables/01/default/traces"
 
 // healthyCluster is three replicas of default.traces, caught up, registered and active, and a
 // local event_log: what a check must find nothing wrong with.
-func healthyCluster(uuid string) (*View, []replicaFacts) {
-	v := &View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+func healthyCluster(uuid string) (*clickhouse.View, []replicaFacts) {
+	v := &clickhouse.View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
 	var facts []replicaFacts
-	g := Group{ZooKeeperPath: tracesPath}
+	g := clickhouse.Group{ZooKeeperPath: tracesPath}
 	for i, name := range []string{"ch1", "ch2", "ch3"} {
 		addr := "10.0.0." + string(rune('1'+i)) + ":9000"
-		v.Replicas = append(v.Replicas, Replica{Addr: addr, Up: true, Macros: map[string]string{"replica": name, "shard": "01"},
-			Tables: []ReplicaTable{{Database: "default", Table: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid, ZooKeeperPath: tracesPath, ReplicaName: name}}})
-		g.Registered = append(g.Registered, Registration{Name: name, Active: true})
-		g.Members = append(g.Members, Member{Addr: addr, Table: "default.traces", ReplicaName: name, UUID: uuid})
+		v.Replicas = append(v.Replicas, clickhouse.Replica{Addr: addr, Up: true, Macros: map[string]string{"replica": name, "shard": "01"},
+			Tables: []clickhouse.ReplicaTable{{Database: "default", Table: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid, ZooKeeperPath: tracesPath, ReplicaName: name}}})
+		g.Registered = append(g.Registered, clickhouse.Registration{Name: name, Active: true})
+		g.Members = append(g.Members, clickhouse.Member{Addr: addr, Table: "default.traces", ReplicaName: name, UUID: uuid})
 		facts = append(facts, replicaFacts{
 			"default.traces":    {Engine: "ReplicatedReplacingMergeTree", UUID: uuid, Columns: []string{"id String", "timestamp DateTime"}, Partitions: map[string]uint64{"202605": 10, "202606": 20}},
 			"default.event_log": {Engine: "MergeTree", Columns: []string{"id String"}, Partitions: map[string]uint64{"202605": uint64(i + 1)}},
 		})
 	}
-	v.Groups = []Group{g}
+	v.Groups = []clickhouse.Group{g}
 	return v, facts
 }
 
@@ -35,67 +36,67 @@ func TestJudge(t *testing.T) {
 	tests := []struct {
 		name       string
 		uuid       string
-		mutate     func(v *View, f []replicaFacts, m *[]Migration, o *CheckOptions)
+		mutate     func(v *clickhouse.View, f []replicaFacts, m *[]Migration, o *CheckOptions)
 		verdict    string // ch3's traces cell
 		problem    string // the one problem's kind, "" for none
 		fixContain string
 	}{
-		{"healthy", "", func(*View, []replicaFacts, *[]Migration, *CheckOptions) {}, VerdictOK, "", ""},
-		{"isolated by path", "", func(v *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"healthy", "", func(*clickhouse.View, []replicaFacts, *[]Migration, *CheckOptions) {}, VerdictOK, "", ""},
+		{"isolated by path", "", func(v *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Tables[0].ZooKeeperPath = tracesPath + "_v2"
 			v.Groups[0].Registered = v.Groups[0].Registered[:2]
-			v.Groups = append(v.Groups, Group{ZooKeeperPath: tracesPath + "_v2", Registered: []Registration{{Name: "ch3", Active: true}}})
+			v.Groups = append(v.Groups, clickhouse.Group{ZooKeeperPath: tracesPath + "_v2", Registered: []clickhouse.Registration{{Name: "ch3", Active: true}}})
 			f[2]["default.traces"].Partitions = map[string]uint64{}
 		}, VerdictIsolated, VerdictIsolated, "tracevault restore-replica ch3"},
 		// Fixture test: modern servers have table UUIDs; a re-created table gets a new one.
-		{"fixture: isolated by UUID on a modern server", "6f1c2b4e-0000-4000-8000-000000000001", func(v *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"fixture: isolated by UUID on a modern server", "6f1c2b4e-0000-4000-8000-000000000001", func(v *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Tables[0].UUID = "6f1c2b4e-0000-4000-8000-000000000002"
 		}, VerdictIsolated, VerdictIsolated, "restore-replica ch3"},
-		{"readonly", "", func(v *View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"readonly", "", func(v *clickhouse.View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Tables[0].IsReadonly = true
 		},
 			VerdictReadonly, VerdictReadonly, "SYSTEM RESTART REPLICA default.traces"},
-		{"session expired", "", func(v *View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"session expired", "", func(v *clickhouse.View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Tables[0].IsSessionExpired, v.Replicas[2].Tables[0].IsReadonly = true, true
 		}, VerdictExpired, "", ""},
-		{"inactive in zookeeper", "", func(v *View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"inactive in zookeeper", "", func(v *clickhouse.View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Groups[0].Registered[2].Active = false
 		},
 			VerdictInactive, VerdictInactive, "SYSTEM RESTART REPLICA"},
-		{"not registered", "", func(v *View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"not registered", "", func(v *clickhouse.View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Groups[0].Registered = v.Groups[0].Registered[:2]
 		},
 			VerdictUnregistered, VerdictUnregistered, "restore-replica ch3"},
-		{"rows differ with an empty queue", "", func(_ *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"rows differ with an empty queue", "", func(_ *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			f[2]["default.traces"].Partitions["202606"] = 19
 		}, VerdictRowsDiffer, VerdictRowsDiffer, "SYSTEM SYNC REPLICA default.traces"},
-		{"rows differ while the queue drains", "", func(v *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"rows differ while the queue drains", "", func(v *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			f[2]["default.traces"].Partitions["202606"] = 19
 			v.Replicas[2].Tables[0].QueueSize = 3
 		}, VerdictSyncing, "", ""},
-		{"lagging", "", func(v *View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"lagging", "", func(v *clickhouse.View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Tables[0].AbsoluteDelay = 900
 		},
 			VerdictLagging, VerdictLagging, "replication_queue"},
-		{"table missing", "", func(v *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"table missing", "", func(v *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Tables = nil
 			delete(f[2], "default.traces")
 		}, VerdictMissing, VerdictMissing, "tracevault restore-replica ch3"},
-		{"replica down", "", func(v *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"replica down", "", func(v *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			v.Replicas[2].Up, v.Replicas[2].Error, v.Replicas[2].Tables = false, "connection refused", nil
 			f[2] = nil
 		}, VerdictDown, VerdictDown, "restore-replica 10.0.0.3:9000"},
-		{"schema differs", "", func(_ *View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+		{"schema differs", "", func(_ *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
 			f[2]["default.traces"].Columns = []string{"id String", "timestamp DateTime", "extra UInt8"}
 		}, VerdictSchema, VerdictSchema, "ALTER TABLE default.traces ON CLUSTER"},
-		{"dirty migration", "", func(_ *View, _ []replicaFacts, m *[]Migration, _ *CheckOptions) {
+		{"dirty migration", "", func(_ *clickhouse.View, _ []replicaFacts, m *[]Migration, _ *CheckOptions) {
 			*m = []Migration{{Database: "default", Version: 12, Dirty: true}}
 		}, VerdictOK, "migration", "force 12"},
-		{"zookeeper down", "", func(_ *View, _ []replicaFacts, _ *[]Migration, o *CheckOptions) {
+		{"zookeeper down", "", func(_ *clickhouse.View, _ []replicaFacts, _ *[]Migration, o *CheckOptions) {
 			o.ZooKeeper = []zookeeper.ServerHealth{{Server: "zk1:2181", Error: "connection refused"}}
 		}, VerdictOK, "zookeeper", "quorum"},
-		{"stale registration of a replica no longer configured", "", func(v *View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
-			v.Groups[0].Registered = append(v.Groups[0].Registered, Registration{Name: "ch4"})
+		{"stale registration of a replica no longer configured", "", func(v *clickhouse.View, _ []replicaFacts, _ *[]Migration, _ *CheckOptions) {
+			v.Groups[0].Registered = append(v.Groups[0].Registered, clickhouse.Registration{Name: "ch4"})
 		}, VerdictOK, "stale-registration", "replicas/ch4"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,331 @@
+// Frozen parts on disk, shared by both sides of freeze mode: where a server keeps its data
+// (remapped to this host's mount), the parts-tar object format, and unpacking it into detached/.
+// The export side is in freeze.go, the attach side in restore_execute.go.
+
+package clickhouse
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Object formats of a partition, recorded in the manifest so a restore loads each object the
+// way it was made, whatever mode the current config asks for.
+const (
+	FormatNative   = "native"    // SELECT ... FORMAT Native; loaded with INSERT ... FORMAT Native
+	FormatPartsTar = "parts-tar" // a tar of the frozen part directories; loaded with ATTACH PARTITION
+)
+
+// localFS maps each server's own absolute paths onto this host. dataPath, when set, replaces
+// the server's data path prefix: the volume is mounted somewhere else here than in the server.
+type localFS struct {
+	dataPath string
+
+	mu    sync.Mutex
+	roots map[string]localRoot // by server address
+}
+
+type localRoot struct {
+	server, local string
+	err           error
+}
+
+func newLocalFS(dataPath string) *localFS {
+	return &localFS{dataPath: dataPath}
+}
+
+// root returns the server's data path and where it is on this host, or why it is not here.
+// It proves locality with a probe database, whose directory must then appear here: paths alone
+// cannot tell sidecars apart, since every replica usually uses /var/lib/clickhouse.
+func (l *localFS) root(ctx context.Context, srv *Server) (localRoot, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.roots[srv.Addr]; ok {
+		return r, r.err
+	}
+	if l.roots == nil {
+		l.roots = map[string]localRoot{}
+	}
+	r := localRoot{}
+	r.server, r.err = serverDataPath(ctx, srv)
+	if r.err == nil {
+		r.local = remapPath(r.server, r.server, l.dataPath)
+		r.err = probeLocal(ctx, srv, r)
+	}
+	l.roots[srv.Addr] = r
+	return r, r.err
+}
+
+// path maps a path the server reported onto this host.
+func (r localRoot) path(serverPath string) string { return remapPath(serverPath, r.server, r.local) }
+
+// serverDataPath is the server's <path> setting: the default disk's path where the server lists
+// its disks (19.15+), else derived from the system database's data directory (<path>/data/system/
+// on 18.16). Modern servers' system database may sit anywhere, Atomic or not, so it is only the
+// fallback.
+func serverDataPath(ctx context.Context, srv *Server) (string, error) {
+	if srv.Caps.Disks {
+		var p string
+		if err := srv.Conn.QueryRow(ctx, "SELECT path FROM system.disks WHERE name = 'default'").Scan(&p); err != nil {
+			return "", fmt.Errorf("read the default disk's path of clickhouse %s: %w", srv.Addr, err)
+		}
+		if !strings.HasPrefix(p, "/") {
+			return "", fmt.Errorf("the default disk of clickhouse %s has the relative path %q", srv.Addr, p)
+		}
+		return strings.TrimSuffix(p, "/") + "/", nil
+	}
+	var p string
+	if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.databases WHERE name = 'system'").Scan(&p); err != nil {
+		return "", fmt.Errorf("read the data path of clickhouse %s: %w", srv.Addr, err)
+	}
+	return dataPathOf(p)
+}
+
+// tableDataPath is the directory holding a table's parts, as the server reports it: data_paths
+// (one per disk) on modern servers, data_path on 18.16. Freeze mode reads the default disk only,
+// so a table spread over several disks is refused rather than half backed up.
+func tableDataPath(ctx context.Context, srv *Server, db, table string) (string, error) {
+	if !srv.Caps.TableDataPaths {
+		var p string
+		if err := srv.Conn.QueryRow(ctx, "SELECT data_path FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&p); err != nil {
+			return "", fmt.Errorf("read the data path of %s.%s on %s: %w", db, table, srv.Addr, err)
+		}
+		return p, nil
+	}
+	var paths []string
+	if err := srv.Conn.QueryRow(ctx, "SELECT data_paths FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&paths); err != nil {
+		return "", fmt.Errorf("read the data paths of %s.%s on %s: %w", db, table, srv.Addr, err)
+	}
+	if len(paths) != 1 {
+		return "", fmt.Errorf("%s.%s on %s keeps its parts in %d directories (%s); freeze mode reads one disk: set [clickhouse] mode = \"logical\"", db, table, srv.Addr, len(paths), strings.Join(paths, ", "))
+	}
+	return paths[0], nil
+}
+
+func dataPathOf(systemDB string) (string, error) {
+	p := strings.TrimSuffix(systemDB, "/")
+	for _, suffix := range []string{"/data/system", "/store"} {
+		if root, ok := strings.CutSuffix(p, suffix); ok {
+			return root + "/", nil
+		}
+	}
+	if i := strings.Index(p, "/store/"); i >= 0 {
+		return p[:i+1], nil
+	}
+	return "", fmt.Errorf("cannot tell the data path from the system database's directory %q", systemDB)
+}
+
+// remapPath replaces the server's data path prefix with where it is mounted here.
+func remapPath(p, serverRoot, localRoot string) string {
+	if localRoot == "" || localRoot == serverRoot {
+		return p
+	}
+	rest, ok := strings.CutPrefix(p, serverRoot)
+	if !ok {
+		return p
+	}
+	return filepath.Join(localRoot, rest)
+}
+
+func probeLocal(ctx context.Context, srv *Server, r localRoot) error {
+	name := "__tracevault_probe_" + randomHex()
+	if err := srv.Conn.Exec(ctx, "CREATE DATABASE "+QuoteIdent(name)); err != nil {
+		return fmt.Errorf("probe whether clickhouse %s keeps its data on this host: %w", srv.Addr, err)
+	}
+	// metadata/<db>/ on 18.16; an Atomic database has metadata/<db>.sql and a symlink into store/.
+	_, statErr := os.Stat(filepath.Join(r.local, "metadata", name))
+	if statErr != nil {
+		if _, err := os.Stat(filepath.Join(r.local, "metadata", name+".sql")); err == nil {
+			statErr = nil
+		}
+	}
+	if err := srv.Conn.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+QuoteIdent(name)); err != nil {
+		return fmt.Errorf("drop probe database %s on clickhouse %s: %w", name, srv.Addr, err)
+	}
+	if statErr != nil {
+		return fmt.Errorf("the data path of clickhouse %s (%s on the server) is not at %s on this host (%v): run tracevault beside the server with its data path mounted and set [clickhouse] data_path to the mount point, or set [clickhouse] mode = \"logical\"", srv.Addr, r.server, r.local, statErr)
+	}
+	return nil
+}
+
+func randomHex() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (p PartitionRecord) format() string {
+	if p.Format == "" {
+		return FormatNative
+	}
+	return p.Format
+}
+
+// partitionFormat is how the snapshot stored a partition of the table. Every replica's record
+// of a partition comes from one backup, hence one mode.
+func (t *TableRecord) partitionFormat(id string) string {
+	for _, p := range t.Partitions {
+		if p.ID == id {
+			return p.format()
+		}
+	}
+	return FormatNative
+}
+
+// writePartsTar writes the part directories under dir as a tar stream, file by file, so memory
+// stays flat whatever the partition's size.
+func writePartsTar(w io.Writer, dir string, parts []string) error {
+	tw := tar.NewWriter(w)
+	for _, part := range parts {
+		err := filepath.WalkDir(filepath.Join(dir, part), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if !info.Mode().IsRegular() && !info.IsDir() {
+				return nil
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			hdr := &tar.Header{Name: filepath.ToSlash(rel), Mode: int64(info.Mode().Perm()), ModTime: info.ModTime(), Typeflag: tar.TypeReg, Size: info.Size()}
+			if info.IsDir() {
+				hdr.Name, hdr.Typeflag, hdr.Size = hdr.Name+"/", tar.TypeDir, 0
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if info.IsDir() {
+				return nil
+			}
+			fh, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			_, err = io.Copy(tw, fh)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("archive part %s: %w", part, err)
+		}
+	}
+	return tw.Close()
+}
+
+// extractPartsTar unpacks a parts tar into dst (a detached/ directory), owned by uid:gid, and
+// returns the part directory names. The tar reader stops at the end-of-archive blocks, before
+// the object's reader sees EOF, which is where the repository compares the object's SHA-256:
+// so the rest is drained here, and on any error, a checksum mismatch included, the parts
+// extracted so far are removed, so that nothing of a damaged or swapped object is ever attached.
+func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
+	parts, err := untarParts(r, dst, uid, gid)
+	if err == nil {
+		if _, err = io.Copy(io.Discard, r); err != nil {
+			err = fmt.Errorf("read parts archive to its end: %w", err)
+		}
+	}
+	if err != nil {
+		for _, part := range parts {
+			if rmErr := os.RemoveAll(filepath.Join(dst, part)); rmErr != nil {
+				err = errors.Join(err, fmt.Errorf("remove extracted part %s: %w", part, rmErr))
+			}
+		}
+		return nil, err
+	}
+	return parts, nil
+}
+
+func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
+	chown := uid != os.Getuid() || gid != os.Getgid()
+	seen := map[string]bool{}
+	var parts []string
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return parts, nil
+		}
+		if err != nil {
+			return parts, fmt.Errorf("read parts archive: %w", err)
+		}
+		// Cleaned first, so that "a/../b" counts as part b, which a failed extract removes.
+		name := filepath.Clean(hdr.Name)
+		if !filepath.IsLocal(name) {
+			return parts, fmt.Errorf("parts archive entry %q leaves the detached directory", hdr.Name)
+		}
+		part, _, _ := strings.Cut(filepath.ToSlash(name), "/")
+		if part == "." {
+			return parts, fmt.Errorf("parts archive entry %q names no part directory", hdr.Name)
+		}
+		if !seen[part] {
+			seen[part] = true
+			parts = append(parts, part)
+		}
+		for k := range hdr.PAXRecords {
+			// A sparse file's holes expand on extraction: a small object could fill the disk
+			// before its checksum is compared. The writer never makes one.
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return parts, fmt.Errorf("parts archive entry %q is a sparse file", hdr.Name)
+			}
+		}
+		p := filepath.Join(dst, name)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o750)
+		case tar.TypeReg:
+			err = writeFile(p, tr, os.FileMode(hdr.Mode).Perm())
+		default:
+			return parts, fmt.Errorf("parts archive entry %q is not a file or directory", hdr.Name)
+		}
+		if err == nil && chown {
+			err = os.Lchown(p, uid, gid)
+		}
+		if err != nil {
+			return parts, fmt.Errorf("extract %s: %w", p, err)
+		}
+	}
+}
+
+func writeFile(p string, r io.Reader, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return err
+	}
+	fh, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(fh, r); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// ownerOf returns the uid and gid owning a path, so restored parts match the server's files.
+func ownerOf(p string) (int, int, error) {
+	info, err := os.Stat(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return os.Getuid(), os.Getgid(), nil
+	}
+	return int(st.Uid), int(st.Gid), nil
+}

@@ -1,0 +1,89 @@
+// The snapshot records: what a manifest's clickhouse section holds. Backing up writes them,
+// restoring and replica rebuilds read them.
+
+package clickhouse
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Section is the clickhouse part of a manifest: enough to rebuild every table, with the same
+// ZooKeeper paths and UUIDs, and to load every partition.
+type Section struct {
+	Cluster      string        `json:"cluster,omitempty"`
+	Capabilities Capabilities  `json:"capabilities"`
+	Tables       []TableRecord `json:"tables"`
+	// Databases are the backed-up tables' databases where the server gives them a UUID
+	// (Atomic): a restore in place creates each with its own UUID again.
+	Databases []DatabaseRecord `json:"databases,omitempty"`
+	View      *View            `json:"view"`
+	Replicas  []ReplicaIndex   `json:"replicas"`
+}
+
+// ReplicaIndex ties a configured address to its HTTP address and macros.
+type ReplicaIndex struct {
+	Native string            `json:"native"`
+	HTTP   string            `json:"http"`
+	Macros map[string]string `json:"macros,omitempty"`
+}
+
+// DatabaseRecord is one database's identity on a server that has database UUIDs.
+type DatabaseRecord struct {
+	Name   string `json:"name"`
+	Engine string `json:"engine"`
+	UUID   string `json:"uuid"`
+}
+
+// TableRecord is one table in a snapshot.
+type TableRecord struct {
+	Table
+	Columns    []string          `json:"columns,omitempty"`
+	Partitions []PartitionRecord `json:"partitions,omitempty"`
+}
+
+// PartitionRecord is one partition as stored: which replica it was read from and its object.
+type PartitionRecord struct {
+	Partition
+	Replica string `json:"replica"` // native address it was exported from
+	Object  string `json:"object"`
+	SHA256  string `json:"sha256"`
+	// Format is how the object was made: FormatNative, or FormatPartsTar in freeze mode.
+	// Snapshots from before freeze mode leave it empty, meaning native.
+	Format string `json:"format,omitempty"`
+	// Checked is where Rows come from for a logical export: CheckedStream or CheckedQueryLog.
+	// Empty for a reused object (its rows are the listing it was stored under), freeze mode
+	// (the frozen parts' own counts) and older snapshots.
+	Checked string `json:"checked,omitempty"`
+}
+
+// How the rows of an exported Native object were counted and its end confirmed.
+const (
+	// CheckedStream: tracevault walked every block of the stream (package native).
+	CheckedStream = "native-stream"
+	// CheckedQueryLog: a column type the scanner cannot walk; the server's system.query_log
+	// record of the export query gave its result rows and said it finished.
+	CheckedQueryLog = "query-log"
+)
+
+// SnapshotSection reads a manifest's clickhouse section and indexes its objects by id.
+func SnapshotSection(m *store.Manifest) (*Section, map[string]store.ObjectRef, error) {
+	raw, ok := m.Sections["clickhouse"]
+	if !ok {
+		return nil, nil, fmt.Errorf("snapshot %s has no clickhouse section", m.ID)
+	}
+	var sec Section
+	if err := json.Unmarshal(raw, &sec); err != nil {
+		return nil, nil, fmt.Errorf("read clickhouse section of %s: %w", m.ID, err)
+	}
+	if err := sec.CheckStatements(); err != nil {
+		return nil, nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
+	}
+	objects := map[string]store.ObjectRef{}
+	for _, o := range m.Objects {
+		objects[o.ID] = o.ObjectRef
+	}
+	return &sec, objects, nil
+}

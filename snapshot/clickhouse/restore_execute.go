@@ -1,0 +1,239 @@
+// Executing a restore plan: loading each partition through a staging table (Native insert or
+// parts-tar attach) and REPLACE PARTITION, then verifying row counts.
+
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Progress is told about each step as it finishes.
+type Progress func(done, total int, s Step)
+
+// Execute runs a plan: DDL on the cluster, each partition through a staging table and an atomic
+// REPLACE PARTITION, views last, then waits for replication and checks row counts everywhere.
+// Every step is idempotent, so rerunning after an interruption is safe.
+func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Plan, progress Progress) error {
+	// A Replacing or Aggregating table may legitimately lose rows to a merge right after the
+	// load, which would make the row-count check below fail on a correct restore.
+	defer r.setMerges(context.WithoutCancel(ctx), plan, "START")
+	for i, s := range plan.Steps {
+		var err error
+		switch s.Action {
+		case "create-database", "create-table", "create-view":
+			err = r.first.Conn.Exec(ctx, s.SQL)
+		case "restore-metadata":
+			err = r.restoreMetadata(ctx, s)
+		case "drop-registration":
+			err = DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+		case "drop-group":
+			err = dropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+		case "load-partition":
+			err = r.loadPartition(ctx, repo, s)
+		}
+		if err != nil {
+			return fmt.Errorf("restore step %d/%d (%s %s %s): %w", i+1, len(plan.Steps), s.Action, s.Target, s.Partition, err)
+		}
+		if s.Action == "create-table" {
+			r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
+		}
+		if progress != nil {
+			progress(i+1, len(plan.Steps), s)
+		}
+	}
+	r.dropStaging(ctx, plan)
+	return r.verify(ctx, plan)
+}
+
+// setMerges stops or starts background merges of the plan's tables on every reachable replica.
+func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
+	for _, s := range plan.Steps {
+		if s.Action != "create-table" || !s.table.HasData() {
+			continue
+		}
+		db, table, _ := strings.Cut(s.Target, ".")
+		for _, srv := range r.servers {
+			if err := srv.Conn.Exec(ctx, fmt.Sprintf("SYSTEM %s MERGES %s.%s", verb, QuoteIdent(db), QuoteIdent(table))); err != nil {
+				r.opts.Log.Debug("could not change merges", "verb", verb, "table", s.Target, "replica", srv.Addr, "err", err)
+			}
+		}
+	}
+}
+
+func stagingName(table string) string { return "__tracevault_staging_" + table }
+
+func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s Step) error {
+	srv := r.servers[s.Replica]
+	db, table, _ := strings.Cut(s.Target, ".")
+	staging := stagingName(table)
+	create, err := RewriteCreate(s.table.Create, Rewrite{Database: db, Table: staging, DBMap: r.opts.DatabaseMap, Staging: true})
+	if err != nil {
+		return err
+	}
+	stagingFull := QuoteIdent(db) + "." + QuoteIdent(staging)
+	// Merges stay off in the staging twin: a Replacing merge there would drop duplicates
+	// before the row check below.
+	for _, sql := range []string{create, "SYSTEM STOP MERGES " + stagingFull, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + QuoteString(s.Partition)} {
+		if err := srv.Conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("prepare staging table %s on %s: %w", stagingFull, srv.Addr, err)
+		}
+	}
+	obj, err := repo.OpenObject(ctx, s.ref)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	// The format comes from the snapshot's record, so restore-replica's steps load right too.
+	if s.table.partitionFormat(s.Partition) == FormatPartsTar {
+		if err := r.attachParts(ctx, srv, db, staging, s.Partition, obj); err != nil {
+			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
+		}
+	} else {
+		if r.httpOf[srv.Addr] == "" {
+			return fmt.Errorf("load object %s into %s: native objects load through the HTTP interface: set [clickhouse] http_addresses", s.ref.Name(), stagingFull)
+		}
+		settings, err := r.insertSettings(ctx, srv)
+		if err != nil {
+			return err
+		}
+		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: settings}
+		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
+			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
+		}
+	}
+	// The check comes before the swap: a partition whose object does not hold the recorded
+	// rows must leave the target as it was.
+	staged, err := partitionRowCount(ctx, srv, db, staging, s.Partition)
+	if err != nil {
+		return err
+	}
+	if staged != s.Rows {
+		return fmt.Errorf("object %s loaded %d rows into %s partition %s, the snapshot records %d; the target was not changed: run 'tracevault verify --read-data' on the snapshot", s.ref.Name(), staged, stagingFull, s.Partition, s.Rows)
+	}
+	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", QuoteIdent(db), QuoteIdent(table), QuoteString(s.Partition), stagingFull)
+	if err := srv.Conn.Exec(ctx, replace); err != nil {
+		return fmt.Errorf("replace partition on %s: %w", srv.Addr, err)
+	}
+	return nil
+}
+
+// attachParts unpacks an object of frozen parts into the staging table's detached/ directory,
+// owned like the table's own directory, and attaches the partition. The staging table was
+// created from the recorded CREATE, so the parts' columns match it.
+func (r *Restorer) attachParts(ctx context.Context, srv *Server, db, staging, partition string, obj io.Reader) error {
+	root, err := r.local.root(ctx, srv)
+	if err != nil {
+		return err
+	}
+	dataPath, err := tableDataPath(ctx, srv, db, staging)
+	if err != nil {
+		return err
+	}
+	dir := root.path(dataPath)
+	uid, gid, err := ownerOf(dir)
+	if err != nil {
+		return fmt.Errorf("staging table directory on %s: %w", srv.Addr, err)
+	}
+	// ATTACH PARTITION takes every detached part of the partition, so parts left by an
+	// interrupted attempt must go; the staging table is tracevault's own.
+	detached := filepath.Join(dir, "detached")
+	if err := os.RemoveAll(detached); err != nil {
+		return fmt.Errorf("clear %s: %w", detached, err)
+	}
+	if err := os.MkdirAll(detached, 0o750); err != nil {
+		return err
+	}
+	if err := os.Lchown(detached, uid, gid); err != nil {
+		return fmt.Errorf("give %s to the server's user: %w", detached, err)
+	}
+	if _, err := extractPartsTar(obj, detached, uid, gid); err != nil {
+		return err
+	}
+	attach := fmt.Sprintf("ALTER TABLE %s.%s ATTACH PARTITION ID %s", QuoteIdent(db), QuoteIdent(staging), QuoteString(partition))
+	if err := srv.Conn.Exec(ctx, attach); err != nil {
+		return fmt.Errorf("attach partition %s of %s.%s on %s: %w", partition, db, staging, srv.Addr, err)
+	}
+	return nil
+}
+
+func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
+	seen := map[string]bool{}
+	for _, s := range plan.Steps {
+		if s.Action != "load-partition" || seen[s.Replica+s.Target] {
+			continue
+		}
+		seen[s.Replica+s.Target] = true
+		db, table, _ := strings.Cut(s.Target, ".")
+		if err := r.servers[s.Replica].Conn.Exec(ctx, "DROP TABLE IF EXISTS "+QuoteIdent(db)+"."+QuoteIdent(stagingName(table))); err != nil {
+			r.opts.Log.Warn("could not drop staging table", "table", s.Target, "replica", s.Replica, "err", err)
+		}
+	}
+}
+
+// verify waits until every reachable replica has replicated the loaded partitions and checks
+// each partition's row count against the snapshot.
+func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
+	for _, s := range plan.Steps {
+		if s.Action != "load-partition" {
+			continue
+		}
+		db, table, _ := strings.Cut(s.Target, ".")
+		replicas := []string{s.Replica}
+		if s.table.Replicated() {
+			replicas = nil
+			for addr := range r.servers {
+				replicas = append(replicas, addr)
+			}
+		}
+		for _, addr := range replicas {
+			srv := r.servers[addr]
+			if s.table.Replicated() {
+				syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+				err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table))
+				cancel()
+				if err != nil {
+					return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+				}
+			}
+			rows, err := partitionRowCount(ctx, srv, db, table, s.Partition)
+			if err != nil {
+				return err
+			}
+			if rows != s.Rows {
+				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows, addr, s.Rows)
+			}
+		}
+	}
+	return nil
+}
+
+// partitionRowCount is the rows of a partition's active parts on one replica.
+func partitionRowCount(ctx context.Context, srv *Server, db, table, partition string) (uint64, error) {
+	var rows uint64
+	if err := srv.Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, partition).Scan(&rows); err != nil {
+		return 0, fmt.Errorf("count %s.%s partition %s on %s: %w", db, table, partition, srv.Addr, err)
+	}
+	return rows, nil
+}
+
+// LoadPartition loads one snapshot partition into table on target alone, through the restore's
+// staging table and REPLACE PARTITION, so a rerun never duplicates rows. A replica rebuild uses
+// it for local tables, which replication cannot refill.
+func LoadPartition(ctx context.Context, repo *store.Repository, target *Server, o RestoreOptions, httpOf map[string]string,
+	table string, rec *TableRecord, partition, object string, rows uint64, ref store.ObjectRef) error {
+	rs := &Restorer{opts: o, servers: map[string]*Server{target.Addr: target}, httpOf: httpOf, first: target}
+	step := Step{Action: "load-partition", Target: table, Replica: target.Addr, Partition: partition, Object: object, Rows: rows, ref: ref, table: rec}
+	if err := rs.loadPartition(ctx, repo, step); err != nil {
+		return err
+	}
+	rs.dropStaging(ctx, &Plan{Steps: []Step{step}})
+	return nil
+}
