@@ -232,35 +232,44 @@ func elementType(e string) string {
 			return e[end+2:]
 		}
 	}
-	depth := 0
-	quote := byte(0)
-	for i := 0; i < len(e); i++ {
-		c := e[i]
-		switch {
-		case quote != 0:
-			if c == '\\' {
-				i++
-			} else if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '`' || c == '"':
-			quote = c
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		case c == ' ' && depth == 0:
-			return e[i+1:]
+	typ := e
+	topLevel(e, func(i int, c byte) bool {
+		if c == ' ' {
+			typ = e[i+1:]
+			return false
 		}
-	}
-	return e
+		return true
+	})
+	return typ
 }
 
 // splitArgs splits a type's arguments at the commas outside parentheses and quotes.
 func splitArgs(s string) ([]string, error) {
 	var out []string
-	depth, start := 0, 0
-	quote := byte(0)
+	start := 0
+	depth, quote := topLevel(s, func(i int, c byte) bool {
+		if c == ',' {
+			out = append(out, strings.TrimSpace(s[start:i]))
+			start = i + 1
+		}
+		return true
+	})
+	if depth < 0 {
+		return nil, fmt.Errorf("unbalanced parentheses")
+	}
+	if depth != 0 || quote != 0 {
+		return nil, fmt.Errorf("unbalanced parentheses or quotes")
+	}
+	if last := strings.TrimSpace(s[start:]); last != "" || len(out) > 0 {
+		out = append(out, last)
+	}
+	return out, nil
+}
+
+// topLevel calls fn with each byte of s outside quotes and parentheses, in order, until fn
+// returns false. It returns the nesting depth and the open quote where it stopped (both zero
+// for a balanced s); a ')' without its '(' stops it at depth -1.
+func topLevel(s string, fn func(i int, c byte) bool) (depth int, quote byte) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -276,18 +285,13 @@ func splitArgs(s string) ([]string, error) {
 			depth++
 		case c == ')':
 			if depth--; depth < 0 {
-				return nil, fmt.Errorf("unbalanced parentheses")
+				return depth, quote
 			}
-		case c == ',' && depth == 0:
-			out = append(out, strings.TrimSpace(s[start:i]))
-			start = i + 1
+		case depth == 0:
+			if !fn(i, c) {
+				return depth, quote
+			}
 		}
 	}
-	if depth != 0 || quote != 0 {
-		return nil, fmt.Errorf("unbalanced parentheses or quotes")
-	}
-	if last := strings.TrimSpace(s[start:]); last != "" || len(out) > 0 {
-		out = append(out, last)
-	}
-	return out, nil
+	return depth, quote
 }
