@@ -23,6 +23,9 @@ type scratch struct {
 	env *stack.Env
 	db  string
 	dir string
+	// modern puts the database on ch-modern, a single server: no cluster, so schema_migrations
+	// is golang-migrate's own table there.
+	modern bool
 }
 
 func newScratch(t *testing.T) *scratch {
@@ -63,8 +66,12 @@ func (s *scratch) write(t *testing.T, files map[string]string) {
 
 func (s *scratch) open(t *testing.T, syncTimeout time.Duration) *Driver {
 	t.Helper()
-	d, err := Open(context.Background(), Options{Addresses: s.env.CHNative, HTTPAddresses: s.env.CHHTTP, Database: s.db, Cluster: s.env.CHCluster,
-		ZooKeeper: []string{s.env.ZK}, SyncTimeout: syncTimeout})
+	o := Options{Addresses: s.env.CHNative, HTTPAddresses: s.env.CHHTTP, Database: s.db, Cluster: s.env.CHCluster,
+		ZooKeeper: []string{s.env.ZK}, SyncTimeout: syncTimeout}
+	if s.modern {
+		o.Addresses, o.HTTPAddresses, o.Cluster = []string{s.env.CHModernNative}, []string{s.env.CHModernHTTP}, ""
+	}
+	d, err := Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +85,12 @@ func (s *scratch) runner(t *testing.T, d *Driver) *migrate.Runner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &migrate.Runner{Driver: d, Migrations: ms, Cluster: s.env.CHCluster, LockWait: time.Minute,
+	r := &migrate.Runner{Driver: d, Migrations: ms, Cluster: s.env.CHCluster, LockWait: time.Minute,
 		Command: "tracevault migrate --target clickhouse --database " + s.db}
+	if s.modern {
+		r.Cluster, r.Database = "", s.db
+	}
+	return r
 }
 
 // replicaSchemas returns, per replica, its schema_migrations rows and every column of every

@@ -18,7 +18,7 @@ import (
 // node when the test ends.
 func newModernScratch(t *testing.T) *scratch {
 	env := stack.RequireModern(t)
-	s := &scratch{env: env, db: stack.ScratchName("mig_modern"), dir: t.TempDir()}
+	s := &scratch{env: env, db: stack.ScratchName("mig_modern"), dir: t.TempDir(), modern: true}
 	t.Cleanup(func() {
 		_, _ = env.ModernQuery("DROP DATABASE IF EXISTS " + s.db + " SYNC")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -30,27 +30,6 @@ func newModernScratch(t *testing.T) *scratch {
 		}
 	})
 	return s
-}
-
-func (s *scratch) openModern(t *testing.T) *Driver {
-	t.Helper()
-	d, err := Open(context.Background(), Options{Addresses: []string{s.env.CHModernNative}, HTTPAddresses: []string{s.env.CHModernHTTP},
-		Database: s.db, ZooKeeper: []string{s.env.ZK}, SyncTimeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-func (s *scratch) modernRunner(t *testing.T, d *Driver) *migrate.Runner {
-	t.Helper()
-	ms, err := migrate.Load(s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &migrate.Runner{Driver: d, Migrations: ms, Database: s.db, LockWait: time.Minute,
-		Command: "tracevault migrate --target clickhouse --database " + s.db}
 }
 
 // modernSchema is the database's tables with their engines and column types, and
@@ -89,8 +68,8 @@ ALTER TABLE traces ADD COLUMN body JSON;`,
 func TestModernUpDownGotoForce(t *testing.T) {
 	s := newModernScratch(t)
 	s.write(t, modernFiles)
-	d := s.openModern(t)
-	r := s.modernRunner(t, d)
+	d := s.open(t, 30*time.Second)
+	r := s.runner(t, d)
 	ctx := context.Background()
 	steps := []struct {
 		name  string
@@ -167,8 +146,8 @@ func TestModernGolangMigrateHandOver(t *testing.T) {
 	if got, err := s.env.ModernQuery("SELECT engine FROM system.tables WHERE database = '" + s.db + "' AND name = 'schema_migrations'"); err != nil || got != "TinyLog" {
 		t.Fatalf("golang-migrate's own schema_migrations: engine %q, %v; want TinyLog", got, err)
 	}
-	d := s.openModern(t)
-	r := s.modernRunner(t, d)
+	d := s.open(t, 30*time.Second)
+	r := s.runner(t, d)
 	ctx := context.Background()
 	st, err := r.Status(ctx)
 	if err != nil || st.Version != 2 || st.Dirty || len(st.Pending) != 2 {
