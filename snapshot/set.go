@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -38,13 +39,24 @@ type Writer struct {
 // unit reuse an earlier snapshot's object without reading src. A src that knows its row count
 // only once drained (a COPY) reports it with a Rows method, and the manifest records that count.
 func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint string, src io.Reader) (store.ManifestObject, error) {
-	ref, reused, err := w.repo.PutObject(ctx, fingerprint, src)
+	rep := progress.From(ctx)
+	meta.Source = w.source
+	unit := meta.Unit()
+	ref, reused, err := w.repo.PutObject(ctx, fingerprint, progress.Reader(rep, src, unit, false))
 	if err != nil {
 		return store.ManifestObject{}, fmt.Errorf("store %s: %w", describe(meta), err)
 	}
 	if rc, ok := src.(interface{ Rows() int64 }); ok && !reused {
 		meta.Rows = rc.Rows()
 	}
+	if reused {
+		// Nothing streamed: the reused object counts as done at its size.
+		rep.Begin(unit)
+		rep.Add(ref.RawSize, meta.Rows)
+	} else {
+		rep.Add(0, meta.Rows)
+	}
+	rep.End(unit)
 	meta.ObjectRef, meta.Reused, meta.Source = ref, reused, w.source
 	w.mu.Lock()
 	w.objects = append(w.objects, meta)
@@ -95,6 +107,7 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 	ctx, cancel := store.WhileHeld(ctx, lock, store.ErrLockLost)
 	defer cancel(nil)
 
+	planSources(ctx, sources, opts.Log)
 	m := store.NewManifest(opts.Tags)
 	var failures []string
 	for _, src := range sources {
@@ -135,6 +148,28 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 		return m, fmt.Errorf("%w: %s", ErrPartial, m.Error)
 	}
 	return m, nil
+}
+
+// Planner is a Source that can size its work before it runs, cheaply, so progress shows a total
+// and an ETA.
+type Planner interface {
+	Plan(ctx context.Context, rep progress.Reporter) error
+}
+
+// planSources sizes the sources' work when someone watches the progress; a source that cannot
+// be sized only leaves its share out of the total.
+func planSources(ctx context.Context, sources []Source, log *slog.Logger) {
+	rep := progress.From(ctx)
+	if rep == progress.Nop {
+		return
+	}
+	for _, src := range sources {
+		if p, ok := src.(Planner); ok {
+			if err := p.Plan(ctx, rep); err != nil {
+				log.Warn("could not size the backup for its progress; the total leaves this source out", "source", src.Name(), "err", err)
+			}
+		}
+	}
 }
 
 func runSource(ctx context.Context, repo *store.Repository, src Source, log *slog.Logger) (store.Component, []store.ManifestObject, json.RawMessage) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -21,7 +22,11 @@ type app struct {
 	logLevel   string
 	logFormat  string
 	log        *slog.Logger
+	level      slog.Level
 	cfg        *config.Config // set by commands that load the configuration
+
+	progressInterval time.Duration
+	progress         *progressRun // the running command's progress, if it shows one
 }
 
 func newApp() *app { return &app{} }
@@ -70,6 +75,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVar(&a.json, "json", false, "print results as JSON, for scripts")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.DurationVar(&a.progressInterval, "progress-interval", 10*time.Second, "how often a long command logs its progress when stderr is not a terminal (JSON events with --json); 0 for never")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
 	root.AddCommand(
@@ -135,6 +141,7 @@ func (a *app) setupLogging(w io.Writer) error {
 	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
 		return usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel))
 	}
+	a.level = level
 	opts := &slog.HandlerOptions{Level: level}
 	switch a.logFormat {
 	case "text":

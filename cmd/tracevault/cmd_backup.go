@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,7 +21,7 @@ func (a *app) backupCommand() *cobra.Command {
 		Long: `Take one snapshot set: every configured source (or --only some) into ONE snapshot whose
 manifest records each source's start and end. ClickHouse partitions whose parts did not change
 since an earlier snapshot reuse its objects (incremental). If any source fails the snapshot is
-recorded as partial with the error, never as complete, and the command exits 1.`,
+recorded as partial with the error, never as complete, and the command exits 1.` + progressHelp,
 		Example: examples(
 			"tracevault backup",
 			"tracevault backup --only clickhouse,zookeeper --tag before-upgrade",
@@ -31,9 +32,21 @@ recorded as partial with the error, never as complete, and the command exits 1.`
 			if err != nil {
 				return err
 			}
+			pr := a.startProgress(cmd, "backup")
 			m, err := jobs.Backup(cmd.Context(), a.cfg, r, req, a.log)
+			pr.finish(cmd.Context(), err)
 			if m == nil {
 				return failed(err)
+			}
+			if cmd.Context().Err() != nil && m.Status != store.StatusComplete {
+				not := []string{}
+				for _, c := range m.Components {
+					if c.Status != store.StatusComplete {
+						not = append(not, c.Source)
+					}
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "interrupted: snapshot %s is recorded as %s with the %d objects stored so far; not finished: %s. It is not listed as complete, and restore refuses it without --allow-partial.\n",
+					m.ID, m.Status, len(m.Objects), strings.Join(not, ", "))
 			}
 			if a.json {
 				if jerr := a.printJSON(cmd, m); jerr != nil {

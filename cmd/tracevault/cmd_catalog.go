@@ -264,7 +264,7 @@ with the fix. Exits 1 if anything is bad.
 --sample P% reads only a share of the objects with --read-data (every object is still checked for
 existence and size): objects fall into ⌈100/P⌉ buckets by a hash of their id, and each run reads
 the next bucket, recorded in the repository (verify/position), so every object is read within
-⌈100/P⌉ runs, new ones included. --sample N/M reads bucket N of M and leaves the rotation alone.`,
+⌈100/P⌉ runs, new ones included. --sample N/M reads bucket N of M and leaves the rotation alone.` + progressHelp,
 		Example: examples("tracevault verify --all", "tracevault verify latest --read-data --json", "tracevault verify --all --read-data --sample 10%"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !all {
@@ -284,7 +284,11 @@ the next bucket, recorded in the repository (verify/position), so every object i
 			if err != nil {
 				return err
 			}
+			if readData {
+				a.startProgress(cmd, "verify")
+			}
 			rep, err := r.VerifyWith(cmd.Context(), args, store.VerifyOptions{ReadData: readData, Sample: sample})
+			a.progressDone(cmd.Context(), err)
 			if err != nil {
 				return failed(err)
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 func (a *app) drillCommand() *cobra.Command {
@@ -33,7 +35,7 @@ no content checksum is compared.
 Measured: RTO, the seconds each source took to restore, and their total; RPO, the snapshot's
 age when the drill started. Before starting, the free space of a file:// repository's directory
 must hold the data to restore (other repositories are not measured; the result says so). The
-drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it fails.`,
+drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it fails.` + progressHelp,
 		Example: examples(
 			"tracevault drill",
 			"tracevault drill 20261124T0315 --keep",
@@ -47,8 +49,14 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 			if err != nil {
 				return err
 			}
+			a.startProgress(cmd, "drill")
+			if m, err := r.Snapshot(cmd.Context(), cmp.Or(req.Snapshot, "latest")); err == nil {
+				// What the drill restores; jobs.Drill resolves the same snapshot and says why not.
+				planObjects(cmd.Context(), m, func(o store.ManifestObject) bool { return o.Source != "zookeeper" })
+			}
 			start := time.Now()
 			res, err := jobs.Drill(cmd.Context(), a.cfg, r, req, a.log)
+			a.progressDone(cmd.Context(), err)
 			if _, rerr := jobs.RecordDrill(cmd.Context(), r, res, start); rerr != nil {
 				a.log.Warn("could not record the drill in the run history", "err", rerr)
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -61,7 +62,7 @@ ensemble; refuses existing nodes without --replace. To rebuild one replica whose
 was lost, use restore-replica instead: it re-registers the replica with its peers.
 
 A partial snapshot (a source failed during the backup) is refused without --allow-partial,
-which restores what it holds; a source that failed in it cannot be restored from it.`,
+which restores what it holds; a source that failed in it cannot be restored from it.` + progressHelp,
 		Example: examples(
 			"tracevault restore latest --only clickhouse --dry-run",
 			"tracevault restore 20261124T0315 --only clickhouse --tables 'default.traces' --partitions 202605 --replace",
@@ -97,6 +98,10 @@ which restores what it holds; a source that failed in it cannot be restored from
 			}
 			if m.Status != store.StatusComplete && !f.partial {
 				return failed(fmt.Errorf("snapshot %s is %s (%s); pass --allow-partial to restore what it holds, or restore from a complete snapshot ('tracevault list')", m.ID, m.Status, m.Error))
+			}
+			if !f.dryRun {
+				a.startProgress(cmd, "restore "+f.only)
+				planObjects(cmd.Context(), m, f.reads)
 			}
 			switch f.only {
 			case "clickhouse":
@@ -174,6 +179,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 			a.log.Info("restored partition", "step", fmt.Sprintf("%d/%d", done, total), "table", s.Target, "partition", s.Partition, "rows", s.Rows)
 		}
 	})
+	a.progressDone(cmd.Context(), err)
 	if err != nil {
 		return failed(err)
 	}
@@ -200,6 +206,7 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 	}
 	defer conn.Close()
 	rep, err := zookeeper.RestoreRecord(cmd.Context(), conn, rc, zookeeper.RestoreOptions{Root: f.root, Force: f.replace, DryRun: f.dryRun})
+	a.progressDone(cmd.Context(), err)
 	if err != nil {
 		return failed(err)
 	}
@@ -212,6 +219,26 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s %d nodes under %s (updated %d, kept %d existing, skipped %d ephemeral)\n", verb, rep.Created, f.root, rep.Updated, rep.Existing, rep.Ephemeral)
 	return nil
+}
+
+// reads says whether a restore with these flags reads an object: its source, and for
+// ClickHouse the tables and partitions selected. It sizes the progress, nothing else.
+func (f restoreFlags) reads(o store.ManifestObject) bool {
+	if o.Source != f.only {
+		return false
+	}
+	if f.only != "clickhouse" {
+		return true
+	}
+	if len(f.partitions) > 0 && !slices.Contains(f.partitions, o.Partition) {
+		return false
+	}
+	for _, g := range f.tables {
+		if ok, _ := path.Match(g, o.Database+"."+o.Table); ok {
+			return true
+		}
+	}
+	return len(f.tables) == 0
 }
 
 // snapshotToRestore finds the snapshot a restore names. When "latest" finds no complete

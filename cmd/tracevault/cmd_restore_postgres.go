@@ -34,6 +34,7 @@ func (a *app) restorePostgres(cmd *cobra.Command, repo *store.Repository, m *sto
 	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s postgres.Step) {
 		a.log.Info("restore step done", "step", fmt.Sprintf("%d/%d", done, total), "action", s.Action, "target", s.Target, "tables", s.Tables, "rows", s.Rows)
 	})
+	a.progressDone(cmd.Context(), err)
 	if err != nil {
 		return failed(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -39,7 +40,7 @@ few seconds, --sync-timeout per table) and checks its rows per partition against
 When no peer is healthy, the definitions come from --from-snapshot.
 
 --dry-run prints the steps and changes nothing. Rerunning after an interruption is safe: the plan
-is made again from what is left to do.`,
+is made again from what is left to do.` + progressHelp,
 		Example: examples(
 			"tracevault restore-replica ch3 --dry-run",
 			"tracevault restore-replica 10.0.0.13:9000",
@@ -68,6 +69,10 @@ is made again from what is left to do.`,
 					return err
 				}
 				a.cfg = cfg
+			}
+			if !dryRun {
+				a.startProgress(cmd, "restore-replica")
+				ctx, opts.Log = cmd.Context(), a.log
 			}
 			ch, zc := a.cfg.ClickHouse, a.cfg.ZooKeeper
 			opts.Filter = clickhouse.Filter{Databases: ch.Databases, Include: ch.IncludeTables, Exclude: ch.ExcludeTables}
@@ -98,13 +103,28 @@ is made again from what is left to do.`,
 			if dryRun {
 				return printPlan(a, cmd, plan, replica.WriteReplicaPlan)
 			}
+			rep := progress.From(ctx)
+			stepUnit := func(s replica.ReplicaStep) progress.Unit {
+				return progress.Unit{Source: "clickhouse", Table: s.Target, Partition: s.Action}
+			}
+			for _, s := range plan.Steps {
+				rep.Plan(stepUnit(s))
+			}
+			if len(plan.Steps) > 0 {
+				rep.Begin(stepUnit(plan.Steps[0]))
+			}
 			res, err := b.Execute(ctx, repo, plan, func(done, total int, s replica.ReplicaStep, detail string) {
 				if detail != "" {
 					a.log.Info("waiting for the replica to fetch", "table", s.Target, "progress", detail)
 					return
 				}
 				a.log.Info("step done", "step", fmt.Sprintf("%d/%d", done, total), "action", s.Action, "target", s.Target)
+				rep.End(stepUnit(s))
+				if done < len(plan.Steps) {
+					rep.Begin(stepUnit(plan.Steps[done]))
+				}
 			})
+			a.progressDone(ctx, err)
 			if err != nil {
 				return failed(err)
 			}

@@ -23,6 +23,12 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first Ctrl-C stops cleanly; after it, the default handling is back, so a second
+		// one kills a run that takes too long to wind down.
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -34,20 +40,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
-	}
+	code := exitOK
 	var ce *codeError
-	if errors.As(err, &ce) {
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		code = ce.code
+	default:
+		// Anything cobra itself rejects (unknown command, bad flag, wrong arg count) is usage.
+		code = exitUsage
+	}
+	if p := app.progress; p != nil && app.json {
+		// The result event, last on stderr, carries the error.
+		p.result(ctx, code, err)
+		return code
+	}
+	switch {
+	case err == nil:
+	case ce != nil:
 		if ce.err != nil && !ce.silent {
 			fmt.Fprintln(root.ErrOrStderr(), "error:", ce.err)
 		}
-		return ce.code
+	default:
+		fmt.Fprintln(root.ErrOrStderr(), "error:", err)
+		fmt.Fprintln(root.ErrOrStderr(), "Run 'tracevault --help' for usage.")
 	}
-	// Anything cobra itself rejects (unknown command, bad flag, wrong arg count) is usage.
-	fmt.Fprintln(root.ErrOrStderr(), "error:", err)
-	fmt.Fprintln(root.ErrOrStderr(), "Run 'tracevault --help' for usage.")
-	return exitUsage
+	if app.progress != nil {
+		app.progress.finish(ctx, err)
+	}
+	return code
 }
 
 // codeError carries the exit code a failure should produce.

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tracevault/tracevault/snapshot/progress"
 )
 
 // Snapshot statuses. A snapshot is complete only when every component succeeded; anything
@@ -60,6 +62,13 @@ type ManifestObject struct {
 	Rows      int64  `json:"rows,omitempty"`
 	// Reused marks an object an earlier snapshot uploaded: the incremental saving.
 	Reused bool `json:"reused,omitempty"`
+}
+
+// Unit is the object as progress shows and plans it: its source, table and partition, and what
+// reading it back moves.
+func (o ManifestObject) Unit() progress.Unit {
+	return progress.Unit{Source: o.Source, Table: strings.Trim(o.Database+"."+o.Table, "."), Partition: o.Partition,
+		Object: o.ID, Bytes: o.RawSize, Rows: o.Rows}
 }
 
 // Totals sums a manifest's objects.

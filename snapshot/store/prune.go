@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tracevault/tracevault/snapshot/progress"
 )
 
 // Retention is a grandfather-father-son policy like restic's forget: a snapshot kept by any rule
@@ -226,6 +228,10 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 	for _, d := range damaged {
 		rep.Problems = append(rep.Problems, VerifyProblem{Object: d.Name, What: "damaged manifest", Error: d.Error, Fix: d.Fix()})
 	}
+	reads := func(o ManifestObject) bool {
+		return opts.ReadData && (bucket == 0 || opts.Sample.holds(o.ID, bucket))
+	}
+	planReads(ctx, snaps, reads)
 	checked := map[string]string{} // object -> error text ("" = fine)
 	for _, m := range snaps {
 		rep.Snapshots++
@@ -233,7 +239,7 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 			problem, done := checked[o.Name()]
 			if !done {
 				rep.Objects++
-				read := opts.ReadData && (bucket == 0 || opts.Sample.holds(o.ID, bucket))
+				read := reads(o)
 				if read {
 					rep.ObjectsRead++
 				}
@@ -257,6 +263,22 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 		}
 	}
 	return rep, nil
+}
+
+// planReads tells the context's progress reporter which objects a run will read, so it can
+// show the total and name each object as it is read.
+func planReads(ctx context.Context, snaps []Manifest, reads func(ManifestObject) bool) {
+	rep := progress.From(ctx)
+	if rep == progress.Nop {
+		return
+	}
+	for _, m := range snaps {
+		for _, o := range m.Objects {
+			if reads(o) {
+				rep.Plan(o.Unit())
+			}
+		}
+	}
 }
 
 // selectSnapshots returns the given snapshots, or every valid one and the damaged manifests.

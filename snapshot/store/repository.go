@@ -38,6 +38,8 @@ import (
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/tracevault/tracevault/snapshot/progress"
 )
 
 // Options open a repository. The config package maps [storage] to them.
@@ -391,7 +393,9 @@ func (r *Repository) OpenObject(ctx context.Context, ref ObjectRef) (io.ReadClos
 		stored.Close()
 		return nil, fmt.Errorf("read %s: %w", ref.Name(), err)
 	}
-	return &verifier{r: plain, close: stored.Close, d: newDigest(), want: ref, name: ref.Name()}, nil
+	v := &verifier{r: plain, close: stored.Close, d: newDigest(), want: ref, name: ref.Name()}
+	// Counted above the verifier, so an object's rows count only once its checksum held.
+	return progress.ReadCloser(progress.From(ctx), v, progress.Unit{Object: ref.ID}, true), nil
 }
 
 // Lock takes the exclusive repository lock for an operation that writes (backup, prune,
