@@ -63,6 +63,11 @@ func (a *app) rootCommand() *cobra.Command {
 			if err := refuseEmpty(cmd, args); err != nil {
 				return err
 			}
+			if a.json && !cmd.Flags().Changed("log-format") {
+				// A script reading --json output reads stderr as JSON lines too: log records
+				// and progress events.
+				a.logFormat = "json"
+			}
 			return a.setupLogging(cmd.ErrOrStderr())
 		},
 	}
@@ -74,7 +79,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.configPath, "config", def, "configuration file (env TRACEVAULT_CONFIG)")
 	pf.BoolVar(&a.json, "json", false, "print results as JSON, for scripts")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json (default json with --json)")
 	pf.DurationVar(&a.progressInterval, "progress-interval", 10*time.Second, "how often a long command logs its progress when stderr is not a terminal (JSON events with --json); 0 for never")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 

@@ -68,9 +68,6 @@ func (a *app) startProgress(cmd *cobra.Command, op string) *progressRun {
 	a.progress = p
 	switch {
 	case a.json:
-		// Every stderr line is then JSON: log records too.
-		a.log = slog.New(slog.NewJSONHandler(p.stderr, &slog.HandlerOptions{Level: a.level}))
-		slog.SetDefault(a.log)
 		p.every(func(s progress.State) { p.event(progressEvent{Type: "progress", State: s}) })
 	case isTerminal(p.stderr):
 		p.startBar()
