@@ -152,6 +152,48 @@ func TestProgress(t *testing.T) {
 	})
 }
 
+// TestRestoreProgress: a ClickHouse restore with --json reports, in its result event, the bytes
+// and rows of the partitions it read back, and its progress events name them.
+func TestRestoreProgress(t *testing.T) {
+	f := newProgressFixture(t)
+	cfg := f.config(t, "tracevault.toml", f.env.CHHTTP)
+	if code, out, errs := runCLI("--config", cfg, "backup"); code != 0 {
+		t.Fatalf("backup: exit %d\n%s%s", code, out, errs)
+	}
+	restored := f.db + "_r"
+	t.Cleanup(func() {
+		srv, err := clickhouse.Dial(context.Background(), f.env.CHNative[0], clickhouse.ConnOptions{User: "default"})
+		if err == nil {
+			_ = srv.Conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", restored, f.env.CHCluster))
+			srv.Close()
+		}
+	})
+	code, out, errs := runCLI("--config", cfg, "--json", "--progress-interval", "5ms", "restore", "latest", "--only", "clickhouse", "--database-map", f.db+":"+restored)
+	if code != 0 {
+		t.Fatalf("restore: exit %d\n%s%s", code, out, errs)
+	}
+	m := newestSnapshot(t, f.repo)
+	var bytes, rows int64
+	for _, o := range m.Objects {
+		bytes += o.RawSize
+		rows += o.Rows
+	}
+	events := jsonLines(t, errs)
+	named := false
+	for _, e := range events {
+		if cur, ok := e["current"].(map[string]any); ok && strings.HasPrefix(fmt.Sprint(cur["table"]), f.db+".") && cur["partition"] != nil {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("no progress event names a table and partition:\n%s", errs)
+	}
+	res := events[len(events)-1]
+	if res["type"] != "result" || res["exit_code"] != 0.0 || res["bytes"] != float64(bytes) || res["rows"] != float64(rows) || res["expected_bytes"] != float64(bytes) {
+		t.Errorf("result %v; want exit 0 with the snapshot's %d bytes and %d rows read and expected", res, bytes, rows)
+	}
+}
+
 // TestProgressInterrupt sends SIGINT while a backup is streaming its third partition (an HTTP
 // proxy in front of the replicas holds it): the process exits 1 with a summary of what was done
 // and what was not, and the repository lists no new complete snapshot.
