@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -40,6 +41,8 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	running map[string]Run // job name -> its running run
+	// progress of each running job, for the status page's JSON
+	progress map[string]*progress.Tracker
 }
 
 // NewDaemon prepares a daemon for a validated configuration.
@@ -48,7 +51,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, metrics: newMetrics()}
+	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, progress: map[string]*progress.Tracker{}, metrics: newMetrics()}
 	if len(cfg.ClickHouse.Addresses) > 0 {
 		d.metrics.reg.MustRegister(newReplicaCollector(d.Replicas, 30*time.Second))
 	}
@@ -161,7 +164,16 @@ func (d *Daemon) execute(j Job, r Run) {
 		case <-d.ctx.Done():
 		}
 	}
-	ctx, cancel := context.WithTimeout(d.ctx, j.Timeout.D())
+	tracker := progress.NewTracker()
+	d.mu.Lock()
+	d.progress[j.Name] = tracker
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.progress, j.Name)
+		d.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(progress.With(d.ctx, tracker), j.Timeout.D())
 	defer cancel()
 	// A claim lost mid-run (ZooKeeper session expired) means another daemon may start the job:
 	// stop at once rather than run twice.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -19,7 +20,10 @@ type JobStatus struct {
 	Only     []string  `json:"only,omitempty"`
 	NextRun  time.Time `json:"next_run"`
 	Running  bool      `json:"running"`
-	LastRun  *Run      `json:"last_run,omitempty"`
+	// Progress is how far the running run has come: bytes and rows done and expected, rate,
+	// ETA and the current table and partition.
+	Progress *progress.State `json:"progress,omitempty"`
+	LastRun  *Run            `json:"last_run,omitempty"`
 }
 
 // SnapshotSummary is one catalog row.
@@ -129,6 +133,10 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	for _, j := range d.jobs {
 		js := JobStatus{Name: j.Name, Action: j.Action, Schedule: j.Schedule, Only: j.Only, NextRun: j.Next(now).UTC()}
 		_, js.Running = d.running[j.Name]
+		if tr, ok := d.progress[j.Name]; ok {
+			st := tr.State()
+			js.Progress = &st
+		}
 		for i := range s.Runs {
 			if s.Runs[i].Job == j.Name && s.Runs[i].Outcome != OutcomeRunning {
 				js.LastRun = &s.Runs[i]
