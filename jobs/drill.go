@@ -15,6 +15,7 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/postgres"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -140,6 +141,12 @@ func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 	}
 	if ch == nil && pg == nil {
 		return fmt.Errorf("snapshot %s holds no complete clickhouse or postgres part that the configuration can restore", m.ID)
+	}
+	// What the restores read back, for whoever watches the progress.
+	for _, o := range m.Objects {
+		if ch != nil && o.Source == config.SourceClickHouse || pg != nil && o.Source == config.SourcePostgres {
+			progress.From(ctx).Plan(o.Unit())
+		}
 	}
 	var need int64
 	if ch != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -9,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 func (a *app) drillCommand() *cobra.Command {
@@ -50,10 +48,6 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 				return err
 			}
 			a.startProgress(cmd, "drill")
-			if m, err := r.Snapshot(cmd.Context(), cmp.Or(req.Snapshot, "latest")); err == nil {
-				// What the drill restores; jobs.Drill resolves the same snapshot and says why not.
-				planObjects(cmd.Context(), m, func(o store.ManifestObject) bool { return o.Source != "zookeeper" })
-			}
 			start := time.Now()
 			res, err := jobs.Drill(cmd.Context(), a.cfg, r, req, a.log)
 			a.progressDone(cmd.Context(), err)

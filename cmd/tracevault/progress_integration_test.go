@@ -152,8 +152,9 @@ func TestProgress(t *testing.T) {
 	})
 }
 
-// TestRestoreProgress: a ClickHouse restore with --json reports, in its result event, the bytes
-// and rows of the partitions it read back, and its progress events name them.
+// TestRestoreProgress: a ClickHouse restore and a drill with --json report, in their result
+// events, the bytes and rows of the partitions they read back, and their progress events name
+// them.
 func TestRestoreProgress(t *testing.T) {
 	f := newProgressFixture(t)
 	cfg := f.config(t, "tracevault.toml", f.env.CHHTTP)
@@ -164,33 +165,40 @@ func TestRestoreProgress(t *testing.T) {
 	t.Cleanup(func() {
 		srv, err := clickhouse.Dial(context.Background(), f.env.CHNative[0], clickhouse.ConnOptions{User: "default"})
 		if err == nil {
-			_ = srv.Conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", restored, f.env.CHCluster))
+			for _, db := range []string{restored, f.db + "_drill"} {
+				_ = srv.Conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, f.env.CHCluster))
+			}
 			srv.Close()
 		}
 	})
-	code, out, errs := runCLI("--config", cfg, "--json", "--progress-interval", "5ms", "restore", "latest", "--only", "clickhouse", "--database-map", f.db+":"+restored)
-	if code != 0 {
-		t.Fatalf("restore: exit %d\n%s%s", code, out, errs)
-	}
 	m := newestSnapshot(t, f.repo)
 	var bytes, rows int64
 	for _, o := range m.Objects {
 		bytes += o.RawSize
 		rows += o.Rows
 	}
-	events := jsonLines(t, errs)
-	named := false
-	for _, e := range events {
-		if cur, ok := e["current"].(map[string]any); ok && strings.HasPrefix(fmt.Sprint(cur["table"]), f.db+".") && cur["partition"] != nil {
-			named = true
+	for _, args := range [][]string{
+		{"restore", "latest", "--only", "clickhouse", "--database-map", f.db + ":" + restored},
+		{"drill"},
+	} {
+		code, out, errs := runCLI(append([]string{"--config", cfg, "--json", "--progress-interval", "5ms"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", args[0], code, out, errs)
 		}
-	}
-	if !named {
-		t.Errorf("no progress event names a table and partition:\n%s", errs)
-	}
-	res := events[len(events)-1]
-	if res["type"] != "result" || res["exit_code"] != 0.0 || res["bytes"] != float64(bytes) || res["rows"] != float64(rows) || res["expected_bytes"] != float64(bytes) {
-		t.Errorf("result %v; want exit 0 with the snapshot's %d bytes and %d rows read and expected", res, bytes, rows)
+		events := jsonLines(t, errs)
+		named := false
+		for _, e := range events {
+			if cur, ok := e["current"].(map[string]any); ok && strings.HasPrefix(fmt.Sprint(cur["table"]), f.db+".") && cur["partition"] != nil {
+				named = true
+			}
+		}
+		if !named {
+			t.Errorf("%s: no progress event names a table and partition:\n%s", args[0], errs)
+		}
+		res := events[len(events)-1]
+		if res["type"] != "result" || res["exit_code"] != 0.0 || res["bytes"] != float64(bytes) || res["rows"] != float64(rows) || res["expected_bytes"] != float64(bytes) {
+			t.Errorf("%s: result %v; want exit 0 with the snapshot's %d bytes and %d rows read and expected", args[0], res, bytes, rows)
+		}
 	}
 }
 
