@@ -68,6 +68,10 @@ func (a *app) startProgress(cmd *cobra.Command, op string) *progressRun {
 	a.progress = p
 	switch {
 	case a.json:
+		// Events and log records share stderr from different goroutines: one line at a time.
+		p.stderr = &lockedWriter{w: p.stderr}
+		a.log = slog.New(slog.NewJSONHandler(p.stderr, &slog.HandlerOptions{Level: a.level}))
+		slog.SetDefault(a.log)
 		p.every(func(s progress.State) { p.event(progressEvent{Type: "progress", State: s}) })
 	case isTerminal(p.stderr):
 		p.startBar()
@@ -79,6 +83,17 @@ func (a *app) startProgress(cmd *cobra.Command, op string) *progressRun {
 		})
 	}
 	return p
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func isTerminal(w io.Writer) bool {
