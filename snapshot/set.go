@@ -57,7 +57,7 @@ func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint
 		rep.Add(0, meta.Rows)
 	}
 	rep.End(unit)
-	meta.ObjectRef, meta.Reused, meta.Source = ref, reused, w.source
+	meta.ObjectRef, meta.Reused = ref, reused
 	w.mu.Lock()
 	w.objects = append(w.objects, meta)
 	w.mu.Unlock()
