@@ -33,10 +33,9 @@ import (
 // progressFixture seeds a scratch ClickHouse database and writes a configuration backing it up
 // into a fresh file repository through the given HTTP addresses (the replicas' own by default).
 type progressFixture struct {
-	env  *stack.Env
-	db   string
-	dir  string
-	repo string
+	env *stack.Env
+	db  string
+	dir string
 }
 
 func newProgressFixture(t *testing.T) *progressFixture {
@@ -45,7 +44,6 @@ func newProgressFixture(t *testing.T) *progressFixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := &progressFixture{env: env, db: stack.ScratchName("it_progress"), dir: t.TempDir()}
-	f.repo = filepath.Join(f.dir, "repo")
 	srv, err := clickhouse.Dial(ctx, env.CHNative[0], clickhouse.ConnOptions{User: "default"})
 	if err != nil {
 		t.Fatal(err)
@@ -60,15 +58,16 @@ func newProgressFixture(t *testing.T) *progressFixture {
 	return f
 }
 
-func (f *progressFixture) config(t *testing.T, name string, httpAddrs []string) string {
+// config writes NAME.toml for the repository f.dir/NAME.
+func (f *progressFixture) config(t *testing.T, name string, httpAddrs []string) (cfg, repo string) {
 	t.Helper()
-	p := filepath.Join(f.dir, name)
+	p, repo := filepath.Join(f.dir, name+".toml"), filepath.Join(f.dir, name)
 	toml := fmt.Sprintf("[storage]\nurl = \"file://%s\"\n[clickhouse]\naddresses = %s\nhttp_addresses = %s\ncluster = %q\ndatabases = [%q]\n",
-		f.repo, quoteList(f.env.CHNative), quoteList(httpAddrs), f.env.CHCluster, f.db)
+		repo, quoteList(f.env.CHNative), quoteList(httpAddrs), f.env.CHCluster, f.db)
 	if err := os.WriteFile(p, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return p, repo
 }
 
 // tracevaultProcess runs this test binary as tracevault (see TestMain).
@@ -82,10 +81,11 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
 // TestProgress runs backups of a seeded database three ways and checks what a person or a
 // script sees: on a terminal the bar names the tables and partitions and ends at 100 %; without
-// one, log lines; with --json, stderr is JSON lines whose last is the result.
+// one, log lines; with --json, stderr is JSON lines whose last is the result. Then a restore and
+// a drill, and a backup interrupted by SIGINT.
 func TestProgress(t *testing.T) {
 	f := newProgressFixture(t)
-	cfg := f.config(t, "tracevault.toml", f.env.CHHTTP)
+	cfg, repo := f.config(t, "repo", f.env.CHHTTP)
 
 	t.Run("terminal", func(t *testing.T) {
 		cmd := tracevaultProcess("--config", cfg, "backup")
@@ -100,7 +100,7 @@ func TestProgress(t *testing.T) {
 			t.Fatalf("backup on a terminal: %v\n%s", err, out.String())
 		}
 		screen := ansi.ReplaceAllString(out.String(), "")
-		m := newestSnapshot(t, f.repo)
+		m := newestSnapshot(t, repo)
 		last := m.Objects[len(m.Objects)-1]
 		for _, want := range []string{"backup ", last.Unit().String(), "100 %", " rows", "ETA", "snapshot " + m.ID + " complete"} {
 			if !strings.Contains(screen, want) {
@@ -150,14 +150,15 @@ func TestProgress(t *testing.T) {
 			t.Errorf("the last line is not a successful result with bytes and rows: %v", res)
 		}
 	})
+
+	t.Run("restore and drill", func(t *testing.T) { testRestoreProgress(t, f, cfg, repo) })
+	t.Run("interrupt", func(t *testing.T) { testProgressInterrupt(t, f) })
 }
 
-// TestRestoreProgress: a ClickHouse restore and a drill with --json report, in their result
+// testRestoreProgress: a ClickHouse restore and a drill with --json report, in their result
 // events, the bytes and rows of the partitions they read back, and their progress events name
 // them.
-func TestRestoreProgress(t *testing.T) {
-	f := newProgressFixture(t)
-	cfg := f.config(t, "tracevault.toml", f.env.CHHTTP)
+func testRestoreProgress(t *testing.T, f *progressFixture, cfg, repo string) {
 	if code, out, errs := runCLI("--config", cfg, "backup"); code != 0 {
 		t.Fatalf("backup: exit %d\n%s%s", code, out, errs)
 	}
@@ -171,7 +172,7 @@ func TestRestoreProgress(t *testing.T) {
 			srv.Close()
 		}
 	})
-	m := newestSnapshot(t, f.repo)
+	m := newestSnapshot(t, repo)
 	var bytes, rows int64
 	for _, o := range m.Objects {
 		bytes += o.RawSize
@@ -202,11 +203,10 @@ func TestRestoreProgress(t *testing.T) {
 	}
 }
 
-// TestProgressInterrupt sends SIGINT while a backup is streaming its third partition (an HTTP
-// proxy in front of the replicas holds it): the process exits 1 with a summary of what was done
-// and what was not, and the repository lists no new complete snapshot.
-func TestProgressInterrupt(t *testing.T) {
-	f := newProgressFixture(t)
+// testProgressInterrupt sends SIGINT while a backup into a new repository is streaming its
+// third partition (an HTTP proxy in front of the replicas holds it): the process exits 1 with a
+// summary of what was done and what was not, and the repository lists no complete snapshot.
+func testProgressInterrupt(t *testing.T, f *progressFixture) {
 	var exports atomic.Int32
 	held := make(chan struct{}, 1)
 	var proxies []string
@@ -229,7 +229,7 @@ func TestProgressInterrupt(t *testing.T) {
 		t.Cleanup(srv.Close)
 		proxies = append(proxies, strings.TrimPrefix(srv.URL, "http://"))
 	}
-	cfg := f.config(t, "proxied.toml", proxies)
+	cfg, _ := f.config(t, "proxied", proxies)
 
 	cmd := tracevaultProcess("--config", cfg, "backup")
 	var stdout, stderr bytes.Buffer
