@@ -26,20 +26,24 @@ func TestBackupProgressPlan(t *testing.T) {
 		{"cluster freeze", false, clickhouse.ModeFreeze, 0},
 		{"modern logical", true, clickhouse.ModeLogical, 2},
 	}
+	// Seeded once each, for the whole test.
+	cluster, modern := newFixture(t, 40), newModernFixture(t, 40)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var src *clickhouse.Source
-			var repo *store.Repository
 			if tc.modern {
-				f := newModernFixture(t, 40)
+				f := modern
 				src = &clickhouse.Source{Native: []string{f.env.CHModernNative}, HTTP: []string{f.env.CHModernHTTP}, Conn: clickhouse.ConnOptions{User: "default"},
 					Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: tc.mode, Log: quiet}
-				repo = f.repo
 			} else {
-				f := newFixture(t, 40)
+				f := cluster
 				src = &clickhouse.Source{Native: f.env.CHNative, HTTP: f.env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
 					Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Mode: tc.mode, Log: quiet}
-				repo = f.repo
+			}
+			// A fresh repository each time: nothing is reused, everything streams.
+			repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: quiet})
+			if err != nil {
+				t.Fatal(err)
 			}
 			tr := progress.NewTracker()
 			m, err := snapshot.Run(progress.With(context.Background(), tr), repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
