@@ -355,7 +355,9 @@ func TestVerifyContentChecks(t *testing.T) {
 	}
 
 	rep, err = reopen(t, dir).VerifyWith(ctx, nil, VerifyOptions{ReadData: true,
-		Content: func(m *Manifest) (map[string]ContentCheck, error) { return nil, fmt.Errorf("read clickhouse section of %s: bad", m.ID) }})
+		Content: func(m *Manifest) (map[string]ContentCheck, error) {
+			return nil, fmt.Errorf("read clickhouse section of %s: bad", m.ID)
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
