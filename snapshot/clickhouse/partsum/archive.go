@@ -84,50 +84,77 @@ type fileSum struct {
 	hash city.U128
 }
 
-// File reads one regular file of the archive (name as in the tar) to its end and records its
-// size and hash. An error is one of reading r; what the file holds is judged by Finish.
-func (a *Archive) File(name string, r io.Reader) error {
-	part, d, base, err := a.enter(name)
+// File returns where to write one regular file of the archive (name as in the tar) as it
+// streams by; Close records its size and hash, or parses it if it is a checksums.txt. What the
+// file holds is judged by Finish.
+func (a *Archive) File(name string) io.WriteCloser {
+	d, base, err := a.enter(name)
 	if err != nil {
 		a.problem("%v", err)
-		_, err = io.Copy(io.Discard, r)
-		return err
+		return discard{}
 	}
 	if base == FileName {
-		// Read whole (bounded): it is parsed, not hashed, since it lists the others.
-		data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return err
-		}
-		d.seen = true
-		d.checksums, d.parseErr = Parse(data)
+		return &checksumsWriter{d: d}
+	}
+	return &fileWriter{d: d, base: base}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) Close() error                { return nil }
+
+type fileWriter struct {
+	Hasher
+	d    *dir
+	base string
+}
+
+func (w *fileWriter) Close() error {
+	w.d.files[w.base] = fileSum{size: w.Size(), hash: w.Sum()}
+	return nil
+}
+
+// checksumsWriter keeps a checksums.txt whole (bounded) to parse it: it lists the others.
+type checksumsWriter struct {
+	d    *dir
+	data []byte
+	over bool
+}
+
+func (w *checksumsWriter) Write(p []byte) (int, error) {
+	if len(w.data)+len(p) > MaxSize {
+		w.over = true
+	} else {
+		w.data = append(w.data, p...)
+	}
+	return len(p), nil
+}
+
+func (w *checksumsWriter) Close() error {
+	w.d.seen = true
+	if w.over {
+		w.d.parseErr = fmt.Errorf("checksums.txt is more than the %d bytes a server writes", MaxSize)
 		return nil
 	}
-	var h Hasher
-	if _, err := io.Copy(&h, r); err != nil {
-		return fmt.Errorf("read part %s file %s: %w", part, base, err)
-	}
-	d.files[base] = fileSum{size: h.Size(), hash: h.Sum()}
+	w.d.checksums, w.d.parseErr = Parse(w.data)
 	return nil
 }
 
 // enter returns the directory a file belongs to, finishing the previous part when a new one
 // starts.
-func (a *Archive) enter(name string) (string, *dir, string, error) {
+func (a *Archive) enter(name string) (*dir, string, error) {
 	clean := path.Clean(strings.TrimPrefix(name, "./"))
 	part, _, _ := strings.Cut(clean, "/")
 	dirName, base := path.Split(clean)
 	dirName = strings.TrimSuffix(dirName, "/")
 	if dirName == "" || part == ".." || strings.HasPrefix(clean, "/") {
-		return "", nil, "", fmt.Errorf("archive entry %q is not a file inside a part directory", name)
+		return nil, "", fmt.Errorf("archive entry %q is not a file inside a part directory", name)
 	}
 	if part != a.part {
 		a.finish()
 		if a.done[part] {
-			return "", nil, "", fmt.Errorf("part %s: its files are not together in the archive (entry %q)", part, name)
+			return nil, "", fmt.Errorf("part %s: its files are not together in the archive (entry %q)", part, name)
 		}
 		a.part = part
 	}
@@ -139,7 +166,7 @@ func (a *Archive) enter(name string) (string, *dir, string, error) {
 		d = &dir{files: map[string]fileSum{}}
 		a.dirs[dirName] = d
 	}
-	return part, d, base, nil
+	return d, base, nil
 }
 
 // finish compares the part just read with its checksums.txt, and its projections with theirs.
@@ -248,9 +275,11 @@ func CheckTar(ctx context.Context, r io.Reader) error {
 					return fmt.Errorf("parts archive entry %q is a sparse file", hdr.Name)
 				}
 			}
-			if err := a.File(hdr.Name, tr); err != nil {
-				return fmt.Errorf("read parts archive: %w", err)
+			w := a.File(hdr.Name)
+			if _, err := io.Copy(w, tr); err != nil {
+				return fmt.Errorf("read parts archive entry %s: %w", hdr.Name, err)
 			}
+			_ = w.Close() // records; never fails
 		default:
 			return fmt.Errorf("parts archive entry %q is not a file or directory", hdr.Name)
 		}
