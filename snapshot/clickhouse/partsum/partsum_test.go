@@ -393,3 +393,17 @@ func FuzzCheckTar(f *testing.F) {
 		_ = CheckTar(context.Background(), bytes.NewReader(data))
 	})
 }
+
+// BenchmarkHasher: the cost the check adds to reading a parts tar (hashing every file).
+func BenchmarkHasher(b *testing.B) {
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	b.SetBytes(int64(len(buf)))
+	for i := 0; i < b.N; i++ {
+		var h Hasher
+		_, _ = h.Write(buf)
+		_ = h.Sum()
+	}
+}
