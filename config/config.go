@@ -14,6 +14,7 @@ type Config struct {
 	Web        Web        `toml:"web"`
 	Migrate    Migrate    `toml:"migrate"`
 	Drill      Drill      `toml:"drill"`
+	Verify     Verify     `toml:"verify"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `toml:"-"`
@@ -92,6 +93,13 @@ type Job struct {
 // snapshot set into scratch databases must end within Timeout, or it fails.
 type Drill struct {
 	Timeout Duration `toml:"timeout"`
+}
+
+// Verify tunes the scheduled verify job (action = "verify"). Sample empty checks that every
+// object exists with its size; "P%" also reads the next P% of the objects through the codec
+// (a rotation, so every object is read within ⌈100/P⌉ runs), as verify --read-data --sample.
+type Verify struct {
+	Sample string `toml:"sample"`
 }
 
 // Retention is the GFS policy prune applies.

@@ -85,6 +85,11 @@ servers = ["127.0.0.1:2181"]
 			want: []Problem{{Key: "storage.encryption.recipients", Line: 12, Message: "is a TOML string but must be a list of strings"}},
 		},
 		{
+			name: "verify sample",
+			doc:  minimal + "[verify]\nsample = \"10 percent\"\n",
+			want: []Problem{{Key: "verify.sample", Line: 12, Message: `give a percentage such as "10%"`}},
+		},
+		{
 			name: "bad duration and size",
 			doc:  strings.Replace(minimal, "[postgres]", "block_size = \"8 parsecs\"\n[postgres]", 1),
 			want: []Problem{{Key: "storage.block_size", Line: 4, Message: "not a size"}},

@@ -12,6 +12,8 @@ import (
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
+
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // CronParser is the one schedule syntax tracevault accepts: 5 fields, or 6 with seconds first,
@@ -30,6 +32,11 @@ func (c *checker) validate(cfg *Config) {
 	c.jobs(cfg.Jobs)
 	if cfg.Drill.Timeout <= 0 {
 		c.add("drill.timeout", "must be positive, e.g. \"1h\"")
+	}
+	if cfg.Verify.Sample != "" {
+		if _, err := store.ParseSample(cfg.Verify.Sample); err != nil {
+			c.add("verify.sample", "%v; or leave it empty to check only that every object exists with its size", err)
+		}
 	}
 	needs := func(source string) bool {
 		for _, j := range cfg.Jobs {

@@ -230,7 +230,11 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		DrillRun(r, res)
 		return err
 	case config.ActionVerify:
-		rep, err := d.repo.Verify(ctx, nil, false)
+		opts, err := verifyOptions(d.cfg.Verify)
+		if err != nil {
+			return err
+		}
+		rep, err := d.repo.VerifyWith(ctx, nil, opts)
 		if err == nil && len(rep.Problems) > 0 {
 			err = fmt.Errorf("%d problems, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
 		}

@@ -24,9 +24,9 @@ const DrillSuffix = "_drill"
 
 // DrillCompared says plainly what a drill compares, for its result and the page.
 const DrillCompared = "clickhouse: every object's SHA-256 as it is read, the restorer's row count of each partition on every replica, " +
-	"then each partition's active-part rows on the loading replica against the manifest; " +
-	"postgres: every COPY object's SHA-256 as it is read, then each table's count(*) against the manifest. " +
-	"No content checksum is compared: the manifest records rows and object hashes, not a checksum of the rows"
+	"then each partition's active-part rows on the loading replica against the manifest, and its content checksum " +
+	"(count and sum(cityHash64(formatRow('TSV', *)))) against the one recorded at backup where the servers have formatRow; " +
+	"postgres: every COPY object's SHA-256 as it is read, then each table's count(*) against the manifest"
 
 // DrillRequest is one restore drill.
 type DrillRequest struct {
@@ -42,6 +42,8 @@ type DrillSource struct {
 	RestoreSeconds float64  `json:"restore_seconds"`
 	Steps          int      `json:"steps"`
 	Rows           uint64   `json:"rows"`
+	// Content says how far partitions' content checksums were compared (clickhouse).
+	Content string `json:"content_checksum,omitempty"`
 }
 
 // Mismatch is one difference between a scratch copy and the manifest.
@@ -51,12 +53,20 @@ type Mismatch struct {
 	Partition string `json:"partition,omitempty"`
 	Want      uint64 `json:"want_rows"`
 	Got       uint64 `json:"got_rows"`
+	// Content marks a content checksum mismatch: WantSum over Want rows recorded at backup,
+	// GotSum over Got rows restored.
+	Content bool   `json:"content,omitempty"`
+	WantSum uint64 `json:"want_sum,omitempty"`
+	GotSum  uint64 `json:"got_sum,omitempty"`
 }
 
 func (m Mismatch) String() string {
 	where := m.Target
 	if m.Partition != "" {
 		where += " partition " + m.Partition
+	}
+	if m.Content {
+		return fmt.Sprintf("%s %s content checksum %d over %d rows, the snapshot %d over %d rows", m.Source, where, m.GotSum, m.Got, m.WantSum, m.Want)
 	}
 	return fmt.Sprintf("%s %s holds %d rows, the snapshot %d", m.Source, where, m.Got, m.Want)
 }
@@ -218,6 +228,8 @@ type chDrill struct {
 	plan *clickhouse.Plan
 	dbs  []string
 	log  *slog.Logger
+	// content are the partitions' content checksums recorded at backup, by object id.
+	content map[string]clickhouse.ContentSum
 }
 
 func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manifest, log *slog.Logger) (*chDrill, error) {
@@ -250,7 +262,15 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 		rs.Close()
 		return nil, fmt.Errorf("plan the clickhouse drill of snapshot %s: %w", m.ID, err)
 	}
-	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log}, nil
+	content := map[string]clickhouse.ContentSum{}
+	for _, t := range sec.Tables {
+		for _, p := range t.Partitions {
+			if p.Content != nil {
+				content[p.Object] = *p.Content
+			}
+		}
+	}
+	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log, content: content}, nil
 }
 
 // refuseExistingCH refuses scratch databases that exist before the drill: the drill drops what
@@ -295,19 +315,20 @@ func (d *chDrill) run(ctx context.Context, repo *store.Repository, res *DrillRes
 	if err != nil {
 		return src, fmt.Errorf("restore clickhouse into %s: %w", strings.Join(d.dbs, ", "), err)
 	}
-	mm, rows, err := d.compare(ctx)
-	src.Rows = rows
+	mm, rows, content, err := d.compare(ctx)
+	src.Rows, src.Content = rows, content
 	res.Mismatches = append(res.Mismatches, mm...)
 	return src, err
 }
 
 // compare reads each loaded partition's active-part rows on the replica it was loaded into:
-// a count independent of the restorer's own check.
-func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, error) {
+// a count independent of the restorer's own check; then, where the backup recorded one and the
+// server has formatRow, its content checksum. It returns what the content comparison covered.
+func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, error) {
 	ch := d.cfg.ClickHouse
 	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), d.log)
 	if err != nil {
-		return nil, 0, fmt.Errorf("compare the clickhouse drill: %w", err)
+		return nil, 0, "", fmt.Errorf("compare the clickhouse drill: %w", err)
 	}
 	defer closeServers(servers)
 	byAddr := map[string]*clickhouse.Server{}
@@ -316,27 +337,53 @@ func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, error) {
 	}
 	var out []Mismatch
 	var total uint64
+	var summed, unrecorded int
+	unsupported := ""
 	for _, s := range d.plan.Steps {
 		if s.Action != "load-partition" {
 			continue
 		}
 		srv := byAddr[s.Replica]
 		if srv == nil {
-			return out, total, fmt.Errorf("compare %s partition %s: its replica %s no longer answers", s.Target, s.Partition, s.Replica)
+			return out, total, "", fmt.Errorf("compare %s partition %s: its replica %s no longer answers", s.Target, s.Partition, s.Replica)
 		}
 		db, table, _ := strings.Cut(s.Target, ".")
 		var got uint64
 		err := srv.Conn.QueryRow(ctx, "SELECT toUInt64(sum(rows)) FROM system.parts WHERE active AND database = ? AND table = ? AND partition_id = ?",
 			db, table, s.Partition).Scan(&got)
 		if err != nil {
-			return out, total, fmt.Errorf("count rows of %s partition %s on %s: %w", s.Target, s.Partition, s.Replica, err)
+			return out, total, "", fmt.Errorf("count rows of %s partition %s on %s: %w", s.Target, s.Partition, s.Replica, err)
 		}
 		total += got
 		if got != s.Rows {
 			out = append(out, Mismatch{Source: config.SourceClickHouse, Target: s.Target, Partition: s.Partition, Want: s.Rows, Got: got})
 		}
+		want, recorded := d.content[s.Object]
+		switch {
+		case !srv.Caps.FormatRow:
+			unsupported = fmt.Sprintf("not supported by this server (ClickHouse %s on %s has no formatRow): rows compared", srv.Caps.Version, srv.Addr)
+		case !recorded:
+			unrecorded++
+		default:
+			sum, err := clickhouse.PartitionContent(ctx, srv, db, table, s.Partition, nil)
+			if err != nil {
+				return out, total, "", err
+			}
+			summed++
+			if sum != want {
+				out = append(out, Mismatch{Source: config.SourceClickHouse, Target: s.Target, Partition: s.Partition, Content: true,
+					Want: want.Rows, Got: sum.Rows, WantSum: want.Sum, GotSum: sum.Sum})
+			}
+		}
 	}
-	return out, total, nil
+	if unsupported != "" {
+		return out, total, unsupported, nil
+	}
+	note := fmt.Sprintf("compared for %d partitions", summed)
+	if unrecorded > 0 {
+		note += fmt.Sprintf("; %d partitions have none in the snapshot (taken on a server without formatRow, changed while backed up, or by an older tracevault): rows compared", unrecorded)
+	}
+	return out, total, note, nil
 }
 
 // drop removes the scratch databases on every replica; dropping a replicated table removes its

@@ -153,6 +153,9 @@ func TestDrillRestoresComparesAndDrops(t *testing.T) {
 		if got["clickhouse"].RestoreSeconds <= 0 || got["postgres"].RestoreSeconds <= 0 || got["clickhouse"].Rows == 0 || res.RTOSeconds != sum {
 			t.Errorf("sources %+v, RTO %.2f; want both restored with rows, RTO their sum", res.Sources, res.RTOSeconds)
 		}
+		if c := got["clickhouse"].Content; !strings.HasPrefix(c, "not supported by this server (ClickHouse 18.16") {
+			t.Errorf("content checksum %q: 18.16 has no formatRow, the drill must say so and compare rows", c)
+		}
 		if !strings.Contains(res.DiskCheck, "bytes free") {
 			t.Errorf("disk check %q: want the measured free space of the file:// repository", res.DiskCheck)
 		}

@@ -257,7 +257,9 @@ func (a *app) verifyCommand() *cobra.Command {
 		Use:   "verify [ID...]",
 		Short: "Check that snapshots' objects exist and, with --read-data, are intact",
 		Long: `Check every object the given snapshots (or --all) reference: that it exists with the recorded
-size; with --read-data, also download, decrypt, decompress and check its SHA-256. Each bad object
+size; with --read-data, also download, decrypt, decompress and check its SHA-256, and check each
+freeze-mode partition's parts against their own checksums.txt (size and CityHash128 of every
+file, as the server wrote them: damage on the server's disk before the upload). Each bad object
 is named with the snapshot and what it holds; with --all, every damaged manifest is named too,
 with the fix. Exits 1 if anything is bad.
 
@@ -287,7 +289,7 @@ the next bucket, recorded in the repository (verify/position), so every object i
 			if readData {
 				a.startProgress(cmd, "verify")
 			}
-			rep, err := r.VerifyWith(cmd.Context(), args, store.VerifyOptions{ReadData: readData, Sample: sample})
+			rep, err := r.VerifyWith(cmd.Context(), args, store.VerifyOptions{ReadData: readData, Sample: sample, Content: jobs.ContentChecks})
 			a.progressDone(cmd.Context(), err)
 			if err != nil {
 				return failed(err)

@@ -27,8 +27,10 @@ database is restored as db_drill next to the live one.
 
 What is compared: every object's SHA-256 as it is read; ClickHouse partition row counts (the
 restorer's check on every replica, then the active parts of each partition on the replica it
-was loaded into); PostgreSQL table row counts. The manifest holds no checksum of the rows, so
-no content checksum is compared.
+was loaded into) and, where the server has formatRow (20.x+, not 18.16), each partition's content
+checksum, count() and sum(cityHash64(formatRow('TSV', *))), against the one the backup recorded;
+PostgreSQL table row counts. On a server without formatRow the result says "content checksum:
+not supported by this server" and rows are compared.
 
 Measured: RTO, the seconds each source took to restore, and their total; RPO, the snapshot's
 age when the drill started. Before starting, the free space of a file:// repository's directory
@@ -65,6 +67,11 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 					per = append(per, fmt.Sprintf("%s %.1fs into %s", s.Source, s.RestoreSeconds, strings.Join(s.Targets, ",")))
 				}
 				fmt.Fprintf(out, "drill of snapshot %s %s: RTO %.1fs (%s), RPO %.0fs\n", res.Snapshot, res.Outcome, res.RTOSeconds, strings.Join(per, "; "), res.RPOSeconds)
+				for _, s := range res.Sources {
+					if s.Content != "" {
+						fmt.Fprintf(out, "%s content checksum: %s\n", s.Source, s.Content)
+					}
+				}
 				for _, m := range res.Mismatches {
 					fmt.Fprintf(out, "mismatch: %s\n", m)
 				}

@@ -210,7 +210,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	// Every capability, detected from the live engine's system columns and version.
 	c := sec.Capabilities
 	if want := (Capabilities{Version: c.Version, Major: 26, Minor: c.Minor, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true,
-		FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true}); c != want || c.Minor == 0 {
+		FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true}); c != want || c.Minor == 0 {
 		t.Errorf("capabilities of ClickHouse %s recorded as %+v; want %+v", c.Version, c, want)
 	}
 	for _, tbl := range sec.Tables {
@@ -221,7 +221,25 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 			if p.Format != FormatPartsTar {
 				t.Errorf("%s partition %s has format %q; want %q", tbl.Name, p.ID, p.Format, FormatPartsTar)
 			}
+			if p.Content == nil || p.Content.Rows == 0 {
+				t.Errorf("%s partition %s: content checksum %+v; want one over its rows", tbl.Name, p.ID, p.Content)
+			}
 		}
+	}
+	contents := func(m *store.Manifest) map[string]ContentSum {
+		sec, _, err := SnapshotSection(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]ContentSum{}
+		for _, tbl := range sec.Tables {
+			for _, p := range tbl.Partitions {
+				if p.Content != nil {
+					out[tbl.Name+" "+p.ID] = *p.Content
+				}
+			}
+		}
+		return out
 	}
 
 	// One partition changes: the next backup freezes and uploads it alone. (Before any restore,
@@ -237,6 +255,13 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	sort.Strings(fresh)
 	if want := "[events 202606]"; fmt.Sprint(fresh) != want {
 		t.Errorf("objects uploaded by the second backup: %v; want only %s", fresh, want)
+	}
+	// Reused objects carry their content checksums over; the changed partition's is new.
+	was, now := contents(m), contents(m2)
+	for k, c := range was {
+		if changed := k == "events 202606"; now[k] == c == changed {
+			t.Errorf("%s: content checksum %+v, then %+v (changed: %v)", k, c, now[k], changed)
+		}
 	}
 	before2 := f.checksums(t, f.db)
 

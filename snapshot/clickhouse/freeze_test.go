@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse/partsum"
 )
 
 // These are the fallback for what the live servers cannot show. Freeze mode runs live on
@@ -68,7 +70,17 @@ func mkParts(t testing.TB, dir string, rows map[string]string) {
 		if err := os.MkdirAll(p, 0o750); err != nil {
 			t.Fatal(err)
 		}
-		for name, body := range map[string]string{"count.txt": n, "checksums.txt": "checksums", "x.bin": strings.Repeat(part, 1000)} {
+		files := map[string]string{"count.txt": n, "x.bin": strings.Repeat(part, 1000)}
+		// A checksums.txt as a server writes it (text format 2), so the parts pass the check
+		// that extracting makes.
+		sums := fmt.Sprintf("checksums format version: 2\n%d files:\n", len(files))
+		for _, name := range []string{"count.txt", "x.bin"} {
+			var h partsum.Hasher
+			_, _ = h.Write([]byte(files[name]))
+			sums += fmt.Sprintf("%s\n\tsize: %d\n\thash: %d %d\n\tcompressed: 0\n", name, h.Size(), h.Sum().Low, h.Sum().High)
+		}
+		files["checksums.txt"] = sums
+		for name, body := range files {
 			if err := os.WriteFile(filepath.Join(p, name), []byte(body), 0o640); err != nil {
 				t.Fatal(err)
 			}
@@ -291,12 +303,28 @@ func TestExtractPartsTarVerifiesTheWholeObject(t *testing.T) {
 	if err := writePartsTar(&buf, src, []string{"202607_1_1_0", "202607_2_2_0"}); err != nil {
 		t.Fatal(err)
 	}
+	// A part damaged on the server's disk before the backup: the object's SHA-256 is sound,
+	// the part's own checksums.txt is not.
+	x := filepath.Join(src, "202607_2_2_0", "x.bin")
+	body, err := os.ReadFile(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body[len(body)/2] ^= 1
+	if err := os.WriteFile(x, body, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var damaged bytes.Buffer
+	if err := writePartsTar(&damaged, src, []string{"202607_1_1_0", "202607_2_2_0"}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		r     io.Reader
 		fails string // empty: extracts
 	}{
 		{"checksum verified at the end", bytes.NewReader(buf.Bytes()), ""},
+		{"a part damaged before the backup", bytes.NewReader(damaged.Bytes()), "part 202607_2_2_0: file x.bin has CityHash128"},
 		// The tar ends before the reader's EOF: a reader that only stops at the end-of-archive
 		// blocks never sees the mismatch.
 		{"checksum mismatch after the end-of-archive blocks", failAtEOF{bytes.NewReader(buf.Bytes())}, "sha256 mismatch"},

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse/partsum"
 )
 
 // Object formats of a partition, recorded in the manifest so a restore loads each object the
@@ -229,7 +231,9 @@ func writePartsTar(w io.Writer, dir string, parts []string) error {
 }
 
 // extractPartsTar unpacks a parts tar into dst (a detached/ directory), owned by uid:gid, and
-// returns the part directory names. The tar reader stops at the end-of-archive blocks, before
+// returns the part directory names. Each part is checked against its own checksums.txt as it
+// is written (partsum): a part damaged before its backup is never attached. The tar reader
+// stops at the end-of-archive blocks, before
 // the object's reader sees EOF, which is where the repository compares the object's SHA-256:
 // so the rest is drained here, and on any error, a checksum mismatch included, the parts
 // extracted so far are removed, so that nothing of a damaged or swapped object is ever attached.
@@ -255,10 +259,14 @@ func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
 	chown := uid != os.Getuid() || gid != os.Getgid()
 	seen := map[string]bool{}
 	var parts []string
+	var sums partsum.Archive
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			if err := sums.Finish(); err != nil {
+				return parts, fmt.Errorf("the parts archive does not match its parts' checksums: %w", err)
+			}
 			return parts, nil
 		}
 		if err != nil {
@@ -289,7 +297,9 @@ func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
 		case tar.TypeDir:
 			err = os.MkdirAll(p, 0o750)
 		case tar.TypeReg:
-			err = writeFile(p, tr, os.FileMode(hdr.Mode).Perm())
+			sum := sums.File(name)
+			err = writeFile(p, io.TeeReader(tr, sum), os.FileMode(hdr.Mode).Perm())
+			_ = sum.Close() // records; never fails
 		default:
 			return parts, fmt.Errorf("parts archive entry %q is not a file or directory", hdr.Name)
 		}

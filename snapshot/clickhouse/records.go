@@ -57,6 +57,10 @@ type PartitionRecord struct {
 	// Empty for a reused object (its rows are the listing it was stored under), freeze mode
 	// (the frozen parts' own counts) and older snapshots.
 	Checked string `json:"checked,omitempty"`
+	// Content is the checksum of the object's rows, which a drill compares after restoring it.
+	// Absent where the server has no formatRow (18.16), for a partition that changed while it
+	// was backed up, and in older snapshots.
+	Content *ContentSum `json:"content,omitempty"`
 }
 
 // How the rows of an exported Native object were counted and its end confirmed.

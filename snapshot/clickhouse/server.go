@@ -60,6 +60,9 @@ type Capabilities struct {
 	// LightweightDeletes: system.parts has has_lightweight_delete; a part so marked keeps its
 	// deleted rows (in rows and count.txt) behind a _row_exists mask that SELECT applies (23.x+).
 	LightweightDeletes bool `json:"lightweight_deletes"`
+	// FormatRow: the formatRow function exists (20.x+), which a partition's content checksum
+	// needs (ContentSum); 18.16 has none, so its partitions are compared by rows only.
+	FormatRow bool `json:"format_row"`
 }
 
 // capabilityColumns are the system columns whose presence is a capability, as "table.column".
@@ -116,7 +119,13 @@ func detect(ctx context.Context, conn driver.Conn) (Capabilities, error) {
 	for _, c := range present {
 		columns[c] = true
 	}
-	return capabilitiesFor(version, columns), nil
+	caps := capabilitiesFor(version, columns)
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.functions WHERE name = 'formatRow'").Scan(&n); err != nil {
+		return Capabilities{}, err
+	}
+	caps.FormatRow = n > 0
+	return caps, nil
 }
 
 // capabilitiesFor derives capabilities from the version string and from which of the

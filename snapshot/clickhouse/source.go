@@ -35,6 +35,7 @@ type Source struct {
 	Log       *slog.Logger
 
 	local *localFS
+	sums  *contentSums
 }
 
 func (s *Source) Name() string { return "clickhouse" }
@@ -55,6 +56,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	default:
 		return nil, fmt.Errorf("clickhouse mode %q is unknown: set [clickhouse] mode to \"logical\" or \"freeze\"", s.Mode)
 	}
+	s.sums = &contentSums{repo: w.Repository()}
 	servers, httpOf, err := Connect(ctx, s.Native, s.HTTP, s.Conn, s.Log)
 	if err != nil {
 		return nil, err
@@ -254,7 +256,11 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				// the object holds, which restore's row check compares against.
 				p.Parts, p.Rows = fz.f.parts, fz.f.rows
 			}
-			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how})
+			content, why := s.sums.of(ctx, srv, rec, p, obj, stream != nil)
+			if why != "" {
+				s.Log.Warn("no content checksum recorded for a partition; a drill compares its rows only", "table", rec.FullName(), "partition", p.ID, "why", why)
+			}
+			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how, Content: content})
 			s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
 		}
 	}

@@ -197,7 +197,16 @@ type VerifyReport struct {
 type VerifyOptions struct {
 	ReadData bool
 	Sample   Sample
+	// Content, with ReadData, adds checks of what objects hold by their own format, for the
+	// objects it returns per snapshot (by object id): the store knows no formats, the layers
+	// that write them do. An error (an unreadable section) is a problem of that snapshot.
+	Content func(m *Manifest) (map[string]ContentCheck, error)
 }
+
+// ContentCheck reads an object's plaintext as verify streams it and returns what is wrong with
+// its content. It need not read to the end: verify drains the rest, where the object's SHA-256
+// is compared, and a read error is reported as the object's, before any content error.
+type ContentCheck func(ctx context.Context, r io.Reader) error
 
 // Verify checks that every object of the given snapshots (all when ids is empty) exists with
 // its recorded size; with readData it also reads each one through the codec and checks its
@@ -235,6 +244,12 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 	checked := map[string]string{} // object -> error text ("" = fine)
 	for _, m := range snaps {
 		rep.Snapshots++
+		var content map[string]ContentCheck
+		if opts.ReadData && opts.Content != nil {
+			if content, err = opts.Content(&m); err != nil {
+				rep.Problems = append(rep.Problems, VerifyProblem{Snapshot: m.ID, Object: manifestName(m.ID), What: "manifest", Error: err.Error()})
+			}
+		}
 		for _, o := range m.Objects {
 			problem, done := checked[o.Name()]
 			if !done {
@@ -243,7 +258,11 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 				if read {
 					rep.ObjectsRead++
 				}
-				problem = r.verifyObject(ctx, o.ObjectRef, read, &rep.BytesRead)
+				var check ContentCheck
+				if read {
+					check = content[o.ID]
+				}
+				problem = r.verifyObject(ctx, o.ObjectRef, read, check, &rep.BytesRead)
 				checked[o.Name()] = problem
 			}
 			if problem != "" {
@@ -298,7 +317,7 @@ func (r *Repository) selectSnapshots(ctx context.Context, ids []string) ([]Manif
 	return out, nil, nil
 }
 
-func (r *Repository) verifyObject(ctx context.Context, ref ObjectRef, readData bool, read *int64) string {
+func (r *Repository) verifyObject(ctx context.Context, ref ObjectRef, readData bool, check ContentCheck, read *int64) string {
 	if err := ValidObjectID(ref.ID); err != nil {
 		return err.Error()
 	}
@@ -316,12 +335,40 @@ func (r *Repository) verifyObject(ctx context.Context, ref ObjectRef, readData b
 		return err.Error()
 	}
 	defer rc.Close()
-	n, err := io.Copy(io.Discard, rc)
-	*read += n
-	if err != nil {
-		return err.Error()
+	src := &verifyReader{r: rc}
+	var contentErr error
+	if check != nil {
+		contentErr = check(ctx, src)
+	}
+	_, _ = io.Copy(io.Discard, src)
+	*read += src.n
+	switch {
+	case src.err != nil:
+		return src.err.Error()
+	case contentErr != nil:
+		return contentErr.Error()
 	}
 	return ""
+}
+
+// verifyReader counts what verify reads and keeps the first read error, so that an object
+// damaged in the repository is reported as such, not as whatever its content check made of it.
+type verifyReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *verifyReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
 }
 
 func describeObject(o ManifestObject) string {

@@ -304,3 +304,72 @@ func (b readOnlyPosition) Put(ctx context.Context, name string, r io.Reader) (in
 	}
 	return b.Backend.Put(ctx, name, r)
 }
+
+// TestVerifyContentChecks: a content check's verdict is the object's problem; a check that
+// stops early still has the object's SHA-256 compared (drained), and damage in the repository
+// is reported as a read error, not as what the content check made of it; a snapshot whose
+// checks cannot be chosen is named.
+func TestVerifyContentChecks(t *testing.T) {
+	ctx := context.Background()
+	dir, objects := sampledRepo(t, 1, 4)
+	var refs []ObjectRef
+	for _, ref := range objects {
+		refs = append(refs, ref)
+	}
+	damaged := refs[3]
+	p := filepath.Join(dir, filepath.FromSlash(damaged.Name()))
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x01
+	if err := os.WriteFile(p, raw, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(_ context.Context, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		if err == nil && !strings.HasPrefix(string(b), "snapshot 0 object") {
+			return fmt.Errorf("content %q", b)
+		}
+		return err
+	}
+	badContent := func(_ context.Context, r io.Reader) error {
+		_, _ = io.ReadFull(r, make([]byte, 3))
+		return errors.New("part 1_1_1_0: file x.bin differs")
+	}
+	checks := map[string]ContentCheck{refs[0].ID: readAll, refs[1].ID: badContent, damaged.ID: badContent}
+	rep, err := reopen(t, dir).VerifyWith(ctx, nil, VerifyOptions{ReadData: true,
+		Content: func(*Manifest) (map[string]ContentCheck, error) { return checks, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, pr := range rep.Problems {
+		got[pr.Object] = pr.Error
+	}
+	if len(got) != 2 || got[refs[1].Name()] != "part 1_1_1_0: file x.bin differs" || got[damaged.Name()] == "" || strings.Contains(got[damaged.Name()], "x.bin") {
+		t.Errorf("problems %+v: want %s's content error and %s's read error", rep.Problems, refs[1].Name(), damaged.Name())
+	}
+	if rep.ObjectsRead != 4 || rep.BytesRead == 0 {
+		t.Errorf("read %d objects, %d bytes", rep.ObjectsRead, rep.BytesRead)
+	}
+
+	rep, err = reopen(t, dir).VerifyWith(ctx, nil, VerifyOptions{ReadData: true,
+		Content: func(m *Manifest) (map[string]ContentCheck, error) {
+			return nil, fmt.Errorf("read clickhouse section of %s: bad", m.ID)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 2 || rep.Problems[0].What != "manifest" || !strings.HasPrefix(rep.Problems[0].Object, "snapshots/") {
+		t.Errorf("problems %+v: want the snapshot's section problem first, then the damaged object", rep.Problems)
+	}
+	// Without read-data nothing is read, so no content is checked.
+	rep, err = reopen(t, dir).VerifyWith(ctx, nil, VerifyOptions{Content: func(*Manifest) (map[string]ContentCheck, error) {
+		t.Error("content checks chosen without read-data")
+		return nil, nil
+	}})
+	if err != nil || len(rep.Problems) != 0 {
+		t.Errorf("existence-only verify: %v %+v", err, rep.Problems)
+	}
+}
