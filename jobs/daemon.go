@@ -40,6 +40,8 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	running map[string]Run // job name -> its running run
+
+	pitr *pitrRunner // nil unless [postgres] pitr
 }
 
 // NewDaemon prepares a daemon for a validated configuration.
@@ -49,6 +51,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, metrics: newMetrics()}
+	d.pitr = newPITR(cfg, d)
 	if len(cfg.ClickHouse.Addresses) > 0 {
 		d.metrics.reg.MustRegister(newReplicaCollector(d.Replicas, 30*time.Second))
 	}
@@ -77,6 +80,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.log.Warn("could not measure the repository", "err", err)
 	}
 	d.cron.Start()
+	if d.pitr != nil {
+		d.pitr.started = true
+		go d.pitr.run(d.ctx, d)
+	}
 	return nil
 }
 
@@ -306,6 +313,9 @@ func (d *Daemon) Stop(grace time.Duration) {
 		<-done
 	}
 	d.cancel()
+	if d.pitr != nil && d.pitr.started {
+		<-d.pitr.done
+	}
 	d.claimer.Close()
 }
 
