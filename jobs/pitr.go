@@ -23,8 +23,9 @@ type pitrRunner struct {
 	done    chan struct{}
 }
 
-// pitrRetry is how long a failed or refused stream waits before trying again.
-const pitrRetry = 10 * time.Second
+// pitrRetry is how long a failed or refused stream waits before trying again (a variable for
+// the takeover test).
+var pitrRetry = 10 * time.Second
 
 func newPITR(cfg *config.Config, d *Daemon) *pitrRunner {
 	pg := cfg.Postgres
@@ -72,7 +73,7 @@ func (d *Daemon) pitrEvent(what string) {
 
 var (
 	pitrRetainedDesc = prometheus.NewDesc("tracevault_pitr_slot_retained_wal_bytes",
-		"WAL the PostgreSQL server keeps for tracevault's replication slot (current LSN - restart_lsn).", nil, nil)
+		"Bytes of WAL the PostgreSQL server keeps for tracevault's replication slot (current LSN - restart_lsn).", nil, nil)
 	pitrWarnDesc = prometheus.NewDesc("tracevault_pitr_slot_retained_wal_warn_bytes",
 		"Threshold of retained WAL past which the status page warns ([postgres] pitr_warn_retained_mib).", nil, nil)
 	pitrChangesDesc = prometheus.NewDesc("tracevault_pitr_changes_total",
@@ -113,7 +114,7 @@ func (d *Daemon) pitrStatus(s *Status) []Problem {
 		if f.Source != config.SourcePostgres || (!f.Time.IsZero() && f.Time.After(st.RecoveryPoint)) {
 			continue
 		}
-		f.Snapshot, f.Time, f.AgeSeconds = "pitr "+st.Chain, st.RecoveryPoint, age
+		f.Time, f.AgeSeconds = st.RecoveryPoint, age
 		f.Level, f.Reason = LevelOK, fmt.Sprintf("point-in-time recovery: changes streamed up to %s (LSN %s); the slot retains %d MiB of WAL", st.RecoveryPoint.Format(time.RFC3339), st.DurableLSN, st.RetainedBytes>>20)
 		switch {
 		case st.WALStatus == "lost" || st.WALStatus == "unreserved":
