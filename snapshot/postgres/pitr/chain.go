@@ -8,6 +8,7 @@
 //	pitr/<chain>/chain.json             the chain: slot, base snapshot, its consistent LSN
 //	pitr/<chain>/seg/<end LSN>.seg      a segment's body (segment.go), through the codec
 //	pitr/<chain>/seg/<end LSN>.json     its record; a segment exists once its record does
+//	pitr/<chain>/head.json              coverage past the last segment while no transaction came
 //
 // A chain is one slot's life from its base. A schema change, or a lost slot, ends the chain and
 // starts a new one with a new base.
@@ -94,6 +95,39 @@ func ParseLSN(s string) (LSN, error) {
 
 func chainName(id string) string { return root + id + "/chain.json" }
 
+func headName(id string) string { return root + id + "/head.json" }
+
+// Head extends a chain's coverage past its last segment while nothing was committed: an idle
+// database advances the recovery point by rewriting this one small record, not by adding empty
+// segments. It counts only while After is still the last segment's end.
+type Head struct {
+	Chain   string    `json:"chain"`
+	After   LSN       `json:"after"`   // the last segment's EndLSN (or the chain's StartLSN)
+	EndLSN  LSN       `json:"end_lsn"` // no transaction committed in [After, EndLSN)
+	Until   time.Time `json:"until"`   // every commit before it is in the segments
+	Written time.Time `json:"written"`
+}
+
+// coverage is how far a chain's segments (and its head, if current) reach.
+func coverage(ctx context.Context, repo *store.Repository, c Chain, segs []Segment) (time.Time, LSN, error) {
+	at, lsn := c.BaseTime, c.StartLSN
+	if n := len(segs); n > 0 {
+		at, lsn = segs[n-1].Until, segs[n-1].EndLSN
+	}
+	var h Head
+	err := repo.GetJSON(ctx, headName(c.ID), &h)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return at, lsn, nil
+	case err != nil:
+		return at, lsn, fmt.Errorf("read the head of chain %s: %w", c.ID, err)
+	}
+	if h.After == lsn && h.EndLSN >= lsn && h.Until.After(at) {
+		at, lsn = h.Until, h.EndLSN
+	}
+	return at, lsn, nil
+}
+
 func segmentName(chain string, end LSN, ext string) string {
 	return fmt.Sprintf("%s%s/seg/%016X.%s", root, chain, uint64(end), ext)
 }
@@ -173,10 +207,8 @@ func Latest(ctx context.Context, repo *store.Repository) (rp RecoveryPoint, ok b
 	if err != nil {
 		return rp, true, err
 	}
-	if n := len(segs); n > 0 {
-		rp.Time, rp.LSN = segs[n-1].Until, segs[n-1].EndLSN
-	}
-	return rp, true, nil
+	rp.Time, rp.LSN, err = coverage(ctx, repo, c, segs)
+	return rp, true, err
 }
 
 var errNoChain = errors.New("no point-in-time recovery chain in the repository")

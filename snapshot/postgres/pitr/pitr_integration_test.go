@@ -119,7 +119,7 @@ func (w *writer) step(ctx context.Context) {
 	w.record(ctx, w.conn, "")
 }
 
-func exec(t *testing.T, conn *pgx.Conn, sql string) {
+func execSQL(t *testing.T, conn *pgx.Conn, sql string) {
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -152,6 +152,23 @@ func (r *running) kill(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("streamer did not stop")
+	}
+}
+
+// waitChain waits for the first chain: its base is taken.
+func waitChain(t *testing.T, repo *store.Repository, r *running) {
+	t.Helper()
+	for {
+		if _, ok, err := Latest(context.Background(), repo); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			return
+		}
+		select {
+		case err := <-r.done:
+			t.Fatalf("streamer stopped: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -207,7 +224,7 @@ func TestPITRAcceptance(t *testing.T) {
 		`INSERT INTO public.items (k, v) SELECT g, 'seed' FROM generate_series(1, 200) g`,
 		`INSERT INTO public.nopk VALUES (1, 'a'), (1, 'a'), (2, NULL)`,
 	} {
-		exec(t, conn, sql)
+		execSQL(t, conn, sql)
 	}
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(1, 2))}
 	if err := conn.QueryRow(ctx, "SELECT array_agg(id) FROM public.items").Scan(&w.ids); err != nil {
@@ -216,19 +233,7 @@ func TestPITRAcceptance(t *testing.T) {
 	var events []string
 	var mu sync.Mutex
 	r := start(t, repo, dsn, slot, &events, &mu)
-	// The base exists once the first chain is recorded.
-	for {
-		if _, ok, err := Latest(ctx, repo); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			break
-		}
-		select {
-		case err := <-r.done:
-			t.Fatalf("streamer stopped: %v", err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	waitChain(t, repo, r)
 
 	var targets []ledgerPoint
 	var worstLag time.Duration
@@ -239,7 +244,7 @@ func TestPITRAcceptance(t *testing.T) {
 		}
 	}
 	// A truncate, then rows again.
-	exec(t, conn, "TRUNCATE public.tags RESTART IDENTITY")
+	execSQL(t, conn, "TRUNCATE public.tags RESTART IDENTITY")
 	w.record(ctx, conn, "after truncate")
 	w.step(ctx)
 
@@ -265,7 +270,7 @@ func TestPITRAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO public.items (k, v) SELECT g, repeat('L', 100) FROM generate_series(1, 30000) g`); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO public.items (k, v) SELECT g, repeat('L', 100) FROM generate_series(1, 10000) g`); err != nil {
 		t.Fatal(err)
 	}
 	inside := w.record(ctx, other, "inside the large transaction")
@@ -281,22 +286,23 @@ func TestPITRAcceptance(t *testing.T) {
 		w.step(ctx)
 	}
 	worstLag = max(worstLag, waitCovered(t, repo, r, w.ledger[len(w.ledger)-1].at))
+	t.Logf("recovery point passed the writer's last commit %s after it (large transaction, kill and resume before)", worstLag)
 	lsnTarget := w.ledger[len(w.ledger)-1]
 
 	// A schema change ends the chain; the next base continues.
-	exec(t, conn, "ALTER TABLE public.items ADD COLUMN extra int DEFAULT 7")
+	execSQL(t, conn, "ALTER TABLE public.items ADD COLUMN extra int DEFAULT 7")
 	for range 10 {
 		w.step(ctx)
 	}
 	afterDDL := w.ledger[len(w.ledger)-1]
-	worstLag = max(worstLag, waitCovered(t, repo, r, afterDDL.at))
+	t.Logf("recovery point passed the first commit after the schema change %s after it (a new base in between)", waitCovered(t, repo, r, afterDDL.at))
 	for range 5 {
 		w.step(ctx)
 	}
-	worstLag = max(worstLag, waitCovered(t, repo, r, w.ledger[len(w.ledger)-1].at))
+	worstLag = waitCovered(t, repo, r, w.ledger[len(w.ledger)-1].at)
 	targets = append(targets, w.ledger[len(w.ledger)-1])
 	r.kill(t)
-	t.Logf("recovery point reached the writer's last commit within %s at worst", worstLag)
+	t.Logf("recovery point passed the writer's last commit %s after it", worstLag)
 
 	mu.Lock()
 	if !strings.Contains(strings.Join(events, "\n"), "schema change") {
@@ -340,8 +346,89 @@ func TestPITRAcceptance(t *testing.T) {
 	}
 	restoreAndCheck("LSN target", Target{LSN: lsnTarget.lsn}, lsnTarget)
 
-	// Between the end of the first chain and the second base there is no exact recovery point.
-	if _, err := PlanRestore(ctx, repo, Target{Time: chains[1].BaseTime.Add(-time.Microsecond)}); err == nil && chains[0].Ended.After(chains[1].BaseTime) {
-		t.Log("gap check skipped")
+	// No exact recovery point: between the first chain's end and the second base, past the
+	// latest segment, before the first base.
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{chains[1].BaseTime.Add(-time.Microsecond), "schema change"},
+		{time.Now().Add(time.Hour), "latest durable segment"},
+		{chains[0].BaseTime.Add(-time.Second), "oldest base"},
+	} {
+		if _, err := PlanRestore(ctx, repo, Target{Time: tc.at}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("restore to %s: want a refusal naming %q, got %v", tc.at, tc.want, err)
+		}
+	}
+}
+
+// TestPITRSlotLost: a slot dropped (or invalidated by max_slot_wal_keep_size) while no streamer
+// ran ends its chain, says so, and a new chain with a new base starts; the old chain still
+// restores up to its last durable segment.
+func TestPITRSlotLost(t *testing.T) {
+	env := stack.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dsn := env.PGDatabase(t, "it_pitrl")
+	slot := fmt.Sprintf("tv_itl_%d", os.Getpid())
+	admin, err := pgx.Connect(ctx, env.PGDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	dropSlot := func() {
+		admin.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+	}
+	t.Cleanup(dropSlot)
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	execSQL(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
+	var events []string
+	var mu sync.Mutex
+	r := start(t, repo, dsn, slot, &events, &mu)
+	waitChain(t, repo, r)
+	execSQL(t, conn, "INSERT INTO t SELECT generate_series(1, 10)")
+	var at time.Time
+	if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	waitCovered(t, repo, r, at)
+	r.kill(t)
+	dropSlot()
+	execSQL(t, conn, "INSERT INTO t SELECT generate_series(11, 20)") // lost with the slot
+	r = start(t, repo, dsn, slot, &events, &mu)
+	defer r.kill(t)
+	for {
+		chains, err := Chains(ctx, repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chains) == 2 {
+			if chains[0].Ended.IsZero() || !strings.Contains(chains[0].EndReason, "gone or invalidated") {
+				t.Fatalf("first chain: ended %s, %q", chains[0].Ended, chains[0].EndReason)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no new chain after the slot was lost: %+v", chains)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	said := strings.Join(events, "\n")
+	mu.Unlock()
+	if !strings.Contains(said, "slot "+slot+" is gone") {
+		t.Errorf("the lost slot was not reported: %q", said)
+	}
+	plan, err := PlanRestore(ctx, repo, Target{Time: at})
+	if err != nil || plan.Chain.Ended.IsZero() {
+		t.Fatalf("restore to a time of the ended chain: %+v, %v", plan, err)
 	}
 }

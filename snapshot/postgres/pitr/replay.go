@@ -84,7 +84,7 @@ func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, 
 		}
 	}
 	if pick == nil {
-		return nil, fmt.Errorf("no point-in-time recovery reaches %s: the oldest base (chain %s) is from %s, LSN %s", t, chains[0].ID, chains[0].BaseTime.Format(time.RFC3339), chains[0].StartLSN)
+		return nil, fmt.Errorf("no point-in-time recovery reaches %s: the oldest base (chain %s) is from %s, LSN %s", t, chains[0].ID, chains[0].BaseTime.Format(time.RFC3339Nano), chains[0].StartLSN)
 	}
 	segs, err := Segments(ctx, repo, pick.ID)
 	if err != nil {
@@ -100,6 +100,11 @@ func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, 
 		coveredLSN = s.EndLSN
 		if s.Until.After(coveredTime) {
 			coveredTime = s.Until
+		}
+	}
+	if len(plan.Segments) == len(segs) {
+		if coveredTime, coveredLSN, err = coverage(ctx, repo, *pick, segs); err != nil {
+			return nil, err
 		}
 	}
 	if (t.LSN != 0 && coveredLSN <= t.LSN) || (t.LSN == 0 && coveredTime.Before(t.Time)) {

@@ -90,17 +90,33 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // SegmentWriter encodes records to w.
 type SegmentWriter struct {
-	w       *bufio.Writer
+	w       io.Writer
+	out     []byte // encoded, not yet written to w
+	flushed int64  // bytes written to w
 	crc     uint32
 	records uint64
 	bytes   int64
 	buf     []byte
 }
 
+// writeBuffer bounds what the writer holds before writing; a mark is free (no write) while the
+// transaction after it fits.
+const writeBuffer = 256 << 10
+
 // NewSegmentWriter writes the header.
 func NewSegmentWriter(w io.Writer) (*SegmentWriter, error) {
-	s := &SegmentWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	s := &SegmentWriter{w: w}
 	return s, s.raw(append([]byte(segmentMagic), SegmentVersion))
+}
+
+func (s *SegmentWriter) flush() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	n, err := s.w.Write(s.out)
+	s.flushed += int64(n)
+	s.out = s.out[:0]
+	return err
 }
 
 // Bytes is how much has been written so far.
@@ -112,8 +128,11 @@ func (s *SegmentWriter) Records() uint64 { return s.records }
 func (s *SegmentWriter) raw(p []byte) error {
 	s.crc = crc32.Update(s.crc, crcTable, p)
 	s.bytes += int64(len(p))
-	_, err := s.w.Write(p)
-	return err
+	s.out = append(s.out, p...)
+	if len(s.out) >= writeBuffer {
+		return s.flush()
+	}
+	return nil
 }
 
 // Write encodes one record.
@@ -180,10 +199,8 @@ func (s *SegmentWriter) Close() error {
 	p := binary.AppendUvarint(nil, s.records)
 	p = binary.BigEndian.AppendUint32(p, s.crc)
 	head := binary.AppendUvarint([]byte{byte(opTrailer)}, uint64(len(p)))
-	if _, err := s.w.Write(append(head, p...)); err != nil {
-		return err
-	}
-	return s.w.Flush()
+	s.out = append(append(s.out, head...), p...)
+	return s.flush()
 }
 
 func appendString(p []byte, s string) []byte {
@@ -488,22 +505,23 @@ type segmentMark struct {
 	bytes   int64
 }
 
-func (s *SegmentWriter) mark() (segmentMark, error) {
-	return segmentMark{s.crc, s.records, s.bytes}, s.w.Flush()
+func (s *SegmentWriter) mark() segmentMark {
+	return segmentMark{s.crc, s.records, s.bytes}
 }
 
 // rewind drops everything written after m; f is the file the writer writes, from offset 0.
 func (s *SegmentWriter) rewind(f *os.File, m segmentMark) error {
-	if err := s.w.Flush(); err != nil {
-		return err
+	if m.bytes >= s.flushed {
+		s.out = s.out[:m.bytes-s.flushed]
+	} else {
+		if err := f.Truncate(m.bytes); err != nil {
+			return err
+		}
+		if _, err := f.Seek(m.bytes, io.SeekStart); err != nil {
+			return err
+		}
+		s.out, s.flushed = s.out[:0], m.bytes
 	}
-	if err := f.Truncate(m.bytes); err != nil {
-		return err
-	}
-	if _, err := f.Seek(m.bytes, io.SeekStart); err != nil {
-		return err
-	}
-	s.w.Reset(f)
 	s.crc, s.records, s.bytes = m.crc, m.records, m.bytes
 	return nil
 }

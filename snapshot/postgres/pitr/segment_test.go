@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -98,48 +99,57 @@ func TestSegmentDamageRefused(t *testing.T) {
 	}
 }
 
-// TestSegmentRewind drops a transaction already written, as a schema change does.
+// TestSegmentRewind drops a transaction already written, as a schema change does: still in
+// the writer's buffer, or already in the file.
 func TestSegmentRewind(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	big := &Record{Op: OpInsert, Rel: 16384, New: []Value{{Kind: ValueText, Data: bytes.Repeat([]byte("z"), 3*writeBuffer)}, {Kind: ValueNull}}}
 	recs := sampleRecords()
-	w, err := NewSegmentWriter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if err := w.Write(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m, err := w.mark()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs[1:4] {
-		if err := w.Write(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.rewind(f, m); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(f.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := readAll(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, recs) {
-		t.Fatalf("after rewind: got %d records, want the %d before the mark", len(got), len(recs))
+	for _, tc := range []struct {
+		name    string
+		dropped []*Record
+	}{
+		{"buffered", recs[1:4]},
+		{"written to the file", append([]*Record{recs[1], big}, recs[2:5]...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			w, err := NewSegmentWriter(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func(rs []*Record) {
+				for _, r := range rs {
+					if err := w.Write(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			write(recs)
+			m := w.mark()
+			write(tc.dropped)
+			if err := w.rewind(f, m); err != nil {
+				t.Fatal(err)
+			}
+			write(recs[1:2])
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := readAll(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append(slices.Clone(recs), recs[1]); !reflect.DeepEqual(got, want) {
+				t.Fatalf("after rewind: got %d records, want the %d before the mark and the one after", len(got), len(want))
+			}
+		})
 	}
 }
 

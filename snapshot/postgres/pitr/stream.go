@@ -147,7 +147,7 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 		return err
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
-	var from LSN
+	var from, segEnd LSN
 	if chain != nil {
 		status, err := slotStatus(ctx, aux, s.Slot)
 		if err != nil {
@@ -166,19 +166,22 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 		if chain, err = s.newChain(ctx, repo, aux, repl, db); err != nil {
 			return err
 		}
-		from = chain.StartLSN
+		from, segEnd = chain.StartLSN, chain.StartLSN
 	} else {
 		segs, err := Segments(ctx, repo, chain.ID)
 		if err != nil {
 			return err
 		}
-		from = chain.StartLSN
+		segEnd = chain.StartLSN
 		if n := len(segs); n > 0 {
-			from = segs[n-1].EndLSN
+			segEnd = segs[n-1].EndLSN
+		}
+		if _, from, err = coverage(ctx, repo, *chain, segs); err != nil {
+			return err
 		}
 		s.Log.Info("point-in-time recovery: resuming", "chain", chain.ID, "slot", s.Slot, "from", from)
 	}
-	err = s.stream(ctx, repo, aux, repl, chain, from)
+	err = s.stream(ctx, repo, aux, repl, chain, from, segEnd)
 	var nb errNewBase
 	if errors.As(err, &nb) {
 		if e := s.endChain(ctx, repo, chain, nb.reason); e != nil {
@@ -447,7 +450,9 @@ type streamState struct {
 	lastUntil time.Time
 }
 
-func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.Conn, repl *pgconn.PgConn, chain *Chain, from LSN) error {
+// stream streams from the slot from LSN from; the next segment starts at segEnd, the last
+// segment's end (before from when the head moved past it).
+func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.Conn, repl *pgconn.PgConn, chain *Chain, from, segEnd LSN) error {
 	err := pglogrepl.StartReplication(ctx, repl, s.Slot, pglogrepl.LSN(from), pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.Publication, "'", "''") + "'"}})
 	if err != nil {
@@ -459,13 +464,22 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 			st.seg.discard()
 		}
 	}()
-	if st.seg, err = newSegmentFile(chain.ID, from); err != nil {
+	if st.seg, err = newSegmentFile(chain.ID, segEnd); err != nil {
 		return err
 	}
 	tick := time.Now()
+	// One deadline per tick, not per message: receiving stops at the tick to probe.
+	var recv struct {
+		ctx    context.Context
+		cancel context.CancelFunc
+	}
+	recv.ctx, recv.cancel = context.WithCancel(ctx)
+	defer func() { recv.cancel() }()
 	for {
 		if time.Now().After(tick) {
 			tick = time.Now().Add(time.Second)
+			recv.cancel()
+			recv.ctx, recv.cancel = context.WithDeadline(ctx, tick)
 			if err := s.sendStatus(ctx, repl, st.durable, true); err != nil {
 				return err
 			}
@@ -474,6 +488,14 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 				return postgres.Explain("read the server's WAL position", err)
 			}
 			st.probes = append(st.probes, p)
+			// A probe stays unresolved while the WAL before it is written but not flushed (the
+			// walsender decodes only flushed WAL, and an idle WAL writer sleeps for seconds):
+			// a tiny synchronous commit flushes it all.
+			if time.Since(st.probes[0].at.Local()) > 1500*time.Millisecond || len(st.probes) > 2 {
+				if _, err := aux.Exec(ctx, "SET synchronous_commit = on; SELECT pg_current_xact_id()"); err != nil {
+					return postgres.Explain("flush the server's WAL", err)
+				}
+			}
 			s.observeSlot(ctx, aux)
 		}
 		if !st.inTx && (st.seg.w.Bytes() >= s.Bytes || time.Since(st.seg.opened) >= s.Interval) {
@@ -481,9 +503,7 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 				return err
 			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, tick)
-		msg, err := repl.ReceiveMessage(rctx)
-		cancel()
+		msg, err := repl.ReceiveMessage(recv.ctx)
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue
@@ -571,9 +591,7 @@ func (s *Streamer) handle(ctx context.Context, repo *store.Repository, repl *pgc
 		st.inTx = true
 		// Resuming may replay what a segment already holds: skip what committed before it.
 		st.skipTx = LSN(m.FinalLSN) < st.durable
-		if st.txMark, err = w.mark(); err != nil {
-			return fmt.Errorf("write segment file: %w", err)
-		}
+		st.txMark = w.mark()
 		if st.skipTx {
 			return nil
 		}
@@ -672,9 +690,18 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 	if seg.Until.Before(st.lastUntil) {
 		seg.Until = st.lastUntil
 	}
-	if seg.Transactions == 0 && seg.EndLSN == seg.StartLSN {
-		sf.opened = time.Now() // nothing new to record
-		return nil
+	if seg.Transactions == 0 {
+		sf.opened = time.Now()
+		if !seg.Until.After(st.lastUntil) && seg.EndLSN <= st.durable {
+			return nil // nothing new to record
+		}
+		h := Head{Chain: seg.Chain, After: seg.StartLSN, EndLSN: seg.EndLSN, Until: seg.Until, Written: time.Now().UTC()}
+		if err := repo.PutJSON(ctx, headName(h.Chain), h); err != nil {
+			return fmt.Errorf("record the head of chain %s: %w", h.Chain, err)
+		}
+		st.durable, st.lastUntil = h.EndLSN, h.Until
+		s.update(func(x *State) { x.Chain, x.DurableLSN, x.RecoveryPoint = h.Chain, h.EndLSN, h.Until })
+		return s.sendStatus(ctx, repl, st.durable, false)
 	}
 	if err := sf.w.Close(); err != nil {
 		return fmt.Errorf("finish segment file: %w", err)
