@@ -22,10 +22,6 @@ func (a *app) restorePITR(cmd *cobra.Command, f restoreFlags) error {
 	if len(f.tables) > 0 || f.replace || f.partial {
 		return usage(errors.New("--to and --to-lsn restore the whole database into a new one: drop --tables, --replace and --allow-partial, and name the new database with --pg-database"))
 	}
-	pg := a.cfg.Postgres
-	if pg.DSN == "" {
-		return usage(errors.New("no PostgreSQL configured: set [postgres] dsn to the server to restore into (a superuser or the database owner)"))
-	}
 	var t pitr.Target
 	if f.to != "" {
 		at, err := time.Parse(time.RFC3339Nano, f.to)
@@ -40,9 +36,13 @@ func (a *app) restorePITR(cmd *cobra.Command, f restoreFlags) error {
 		}
 		t.LSN = lsn
 	}
-	repo, err := a.repo(cmd)
+	repo, err := a.repo(cmd) // loads the configuration too
 	if err != nil {
 		return err
+	}
+	pg := a.cfg.Postgres
+	if pg.DSN == "" {
+		return usage(errors.New("no PostgreSQL configured: set [postgres] dsn to the server to restore into (a superuser or the database owner)"))
 	}
 	if f.dryRun {
 		plan, err := pitr.PlanRestore(cmd.Context(), repo, t)
