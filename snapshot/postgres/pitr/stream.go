@@ -280,7 +280,7 @@ func (s *Streamer) newChain(ctx context.Context, repo *store.Repository, aux *pg
 	src.DSN, src.Schemas, src.Log = s.DSN, s.Schemas, s.Log
 	src.Slot, src.SlotSnapshot, src.SlotLSN = s.Slot, res.SnapshotName, start.String()
 	s.Log.Info("point-in-time recovery: taking a base snapshot bound to the slot", "slot", s.Slot, "lsn", start)
-	m, err := snapshot.Run(ctx, repo, []snapshot.Source{&src}, snapshot.Options{Tags: append(slices.Clone(s.Tags), "pitr-base"), Log: s.Log})
+	m, err := snapshot.Run(ctx, repo, []snapshot.Source{&src}, snapshot.Options{Tags: append(slices.Clone(s.Tags), store.TagPITRBase), Log: s.Log})
 	if err != nil {
 		return nil, fmt.Errorf("point-in-time recovery: base snapshot: %w", err)
 	}
