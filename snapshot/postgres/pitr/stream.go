@@ -39,6 +39,10 @@ type Streamer struct {
 
 	mu    sync.Mutex
 	state State
+
+	// decodingWorkMem, when set (tests), is the walsender's logical_decoding_work_mem: past it
+	// the server streams a transaction in progress.
+	decodingWorkMem string
 }
 
 // State is what the status page and /metrics show.
@@ -51,6 +55,7 @@ type State struct {
 	WALStatus     string // pg_replication_slots.wal_status
 	Changes       int64  // changes made durable by this process
 	Segments      int64
+	Streamed      int64 // large transactions the server streamed before their commit
 	LastError     string
 }
 
@@ -142,7 +147,7 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 			break
 		}
 	}
-	repl, err := replicationConn(ctx, s.DSN)
+	repl, err := replicationConn(ctx, s.DSN, s.decodingWorkMem)
 	if err != nil {
 		return err
 	}
@@ -206,7 +211,7 @@ func (s *Streamer) endChain(ctx context.Context, repo *store.Repository, c *Chai
 	return nil
 }
 
-func replicationConn(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
+func replicationConn(ctx context.Context, dsn, workMem string) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse [postgres] dsn for replication: %w", err)
@@ -216,6 +221,9 @@ func replicationConn(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
 	cfg.RuntimeParams["datestyle"] = "ISO, MDY"
 	cfg.RuntimeParams["intervalstyle"] = "postgres"
 	cfg.RuntimeParams["extra_float_digits"] = "1"
+	if workMem != "" {
+		cfg.RuntimeParams["logical_decoding_work_mem"] = workMem
+	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
@@ -438,7 +446,10 @@ func (sf *segmentFile) discard() {
 type streamState struct {
 	chain     *Chain
 	rels      map[uint32]Relation
-	checked   map[uint32]bool // relations compared with the base since their last description
+	inStream  bool              // between stream start and stop: changes of an in-progress transaction
+	streamXid uint32            // its top-level xid
+	spools    map[uint32]*spool // in-progress transactions streamed so far, by top-level xid
+	checked   map[uint32]bool   // relations compared with the base since their last description
 	seg       *segmentFile
 	inTx      bool
 	skipTx    bool
@@ -454,14 +465,17 @@ type streamState struct {
 // segment's end (before from when the head moved past it).
 func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.Conn, repl *pgconn.PgConn, chain *Chain, from, segEnd LSN) error {
 	err := pglogrepl.StartReplication(ctx, repl, s.Slot, pglogrepl.LSN(from), pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.Publication, "'", "''") + "'"}})
+		PluginArgs: []string{"proto_version '2'", "streaming 'on'", "publication_names '" + strings.ReplaceAll(s.Publication, "'", "''") + "'"}})
 	if err != nil {
 		return postgres.Explain("start streaming from slot "+s.Slot+" (if it is active for another process, another tracevault holds it)", err)
 	}
-	st := &streamState{chain: chain, rels: map[uint32]Relation{}, checked: map[uint32]bool{}, received: from, durable: from}
+	st := &streamState{chain: chain, rels: map[uint32]Relation{}, checked: map[uint32]bool{}, spools: map[uint32]*spool{}, received: from, durable: from}
 	defer func() {
 		if st.seg != nil {
 			st.seg.discard()
+		}
+		for _, sp := range st.spools {
+			sp.discard()
 		}
 	}()
 	if st.seg, err = newSegmentFile(chain.ID, segEnd); err != nil {
@@ -572,13 +586,13 @@ func (s *Streamer) handle(ctx context.Context, repo *store.Repository, repl *pgc
 	if err != nil {
 		return fmt.Errorf("parse a change from slot %s: %w", s.Slot, err)
 	}
-	m, err := pglogrepl.Parse(x.WALData)
+	m, err := pglogrepl.ParseV2(x.WALData, st.inStream)
 	if err != nil {
 		return fmt.Errorf("decode a pgoutput message from slot %s: %w", s.Slot, err)
 	}
 	w := st.seg.w
 	switch m := m.(type) {
-	case *pglogrepl.RelationMessage:
+	case *pglogrepl.RelationMessageV2:
 		rel := Relation{OID: m.RelationID, Schema: m.Namespace, Name: m.RelationName, ReplicaIdentity: m.ReplicaIdentity}
 		for _, c := range m.Columns {
 			rel.Columns = append(rel.Columns, RelColumn{Name: c.Name, Key: c.Flags&1 != 0, Type: c.DataType, TypeMod: c.TypeModifier})
@@ -586,6 +600,9 @@ func (s *Streamer) handle(ctx context.Context, repo *store.Repository, repl *pgc
 		st.rels[rel.OID] = rel
 		delete(st.seg.written, rel.OID)
 		delete(st.checked, rel.OID)
+		for _, sp := range st.spools {
+			delete(sp.written, rel.OID)
+		}
 		return nil
 	case *pglogrepl.BeginMessage:
 		st.inTx = true
@@ -601,43 +618,49 @@ func (s *Streamer) handle(ctx context.Context, repo *store.Repository, repl *pgc
 		if st.skipTx {
 			return nil
 		}
-		if err := w.Write(&Record{Op: OpCommit, LSN: uint64(m.CommitLSN), EndLSN: uint64(m.TransactionEndLSN), Time: m.CommitTime.UTC()}); err != nil {
-			return err
-		}
-		seg := &st.seg.seg
-		if seg.Transactions == 0 {
-			seg.FirstCommit = m.CommitTime.UTC()
-		}
-		seg.Transactions++
-		seg.LastCommit, seg.LastLSN = m.CommitTime.UTC(), LSN(m.CommitLSN)
-		st.advance(LSN(m.TransactionEndLSN))
+		return st.committed(LSN(m.CommitLSN), LSN(m.TransactionEndLSN), m.CommitTime)
+	case *pglogrepl.StreamStartMessageV2:
+		st.inStream, st.streamXid = true, m.Xid
 		return nil
+	case *pglogrepl.StreamStopMessageV2:
+		st.inStream = false
+		return nil
+	case *pglogrepl.StreamAbortMessageV2:
+		st.abortStreamed(m.Xid, m.SubXid)
+		return nil
+	case *pglogrepl.StreamCommitMessageV2:
+		return s.commitStreamed(ctx, repo, repl, st, m)
+	}
+	rec, subxid := &Record{}, uint32(0)
+	switch m := m.(type) {
+	case *pglogrepl.InsertMessageV2:
+		rec.Op, rec.Rel, rec.New, subxid = OpInsert, m.RelationID, values(m.Tuple), m.Xid
+	case *pglogrepl.UpdateMessageV2:
+		rec.Op, rec.Rel, rec.OldKind, rec.Old, rec.New, subxid = OpUpdate, m.RelationID, m.OldTupleType, values(m.OldTuple), values(m.NewTuple), m.Xid
+	case *pglogrepl.DeleteMessageV2:
+		rec.Op, rec.Rel, rec.OldKind, rec.Old, subxid = OpDelete, m.RelationID, m.OldTupleType, values(m.OldTuple), m.Xid
+	case *pglogrepl.TruncateMessageV2:
+		rec.Op, rec.Options, rec.Rels, subxid = OpTruncate, m.Option, m.RelationIDs, m.Xid
+	default:
+		return nil // type, origin and logical messages: nothing to replay
+	}
+	if st.inStream {
+		return st.spoolChange(s.Slot, subxid, rec)
 	}
 	if st.skipTx {
 		return nil
 	}
-	rec := &Record{}
-	switch m := m.(type) {
-	case *pglogrepl.InsertMessage:
-		rec.Op, rec.Rel, rec.New = OpInsert, m.RelationID, values(m.Tuple)
-	case *pglogrepl.UpdateMessage:
-		rec.Op, rec.Rel, rec.OldKind, rec.Old, rec.New = OpUpdate, m.RelationID, m.OldTupleType, values(m.OldTuple), values(m.NewTuple)
-	case *pglogrepl.DeleteMessage:
-		rec.Op, rec.Rel, rec.OldKind, rec.Old = OpDelete, m.RelationID, m.OldTupleType, values(m.OldTuple)
-	case *pglogrepl.TruncateMessage:
-		rec.Op, rec.Options, rec.Rels = OpTruncate, m.Option, m.RelationIDs
-	default:
-		return nil // type and origin messages: nothing to replay
-	}
-	rels := rec.Rels
-	if rec.Op != OpTruncate {
-		rels = []uint32{rec.Rel}
-	}
-	for _, oid := range rels {
+	return s.writeChange(ctx, repo, repl, st, rec, st.rels)
+}
+
+// writeChange writes a change of the transaction in progress into the segment, describing its
+// relations first (rels) where the segment has not yet, and refusing a schema the base lacks.
+func (s *Streamer) writeChange(ctx context.Context, repo *store.Repository, repl *pgconn.PgConn, st *streamState, rec *Record, rels map[uint32]Relation) error {
+	for _, oid := range changeRels(rec) {
 		if st.seg.written[oid] {
 			continue
 		}
-		rel, ok := st.rels[oid]
+		rel, ok := rels[oid]
 		if !ok {
 			return fmt.Errorf("slot %s sent a change for relation %d before describing it", s.Slot, oid)
 		}
@@ -647,13 +670,35 @@ func (s *Streamer) handle(ctx context.Context, repo *store.Repository, repl *pgc
 			}
 			st.checked[oid] = true
 		}
-		if err := w.Write(&Record{Op: OpRelation, Relation: rel}); err != nil {
+		if err := st.seg.w.Write(&Record{Op: OpRelation, Relation: rel}); err != nil {
 			return err
 		}
 		st.seg.written[oid] = true
 	}
 	st.seg.seg.Changes++
-	return w.Write(rec)
+	return st.seg.w.Write(rec)
+}
+
+func changeRels(rec *Record) []uint32 {
+	if rec.Op == OpTruncate {
+		return rec.Rels
+	}
+	return []uint32{rec.Rel}
+}
+
+// committed closes the transaction in progress in the segment.
+func (st *streamState) committed(lsn, end LSN, at time.Time) error {
+	if err := st.seg.w.Write(&Record{Op: OpCommit, LSN: uint64(lsn), EndLSN: uint64(end), Time: at.UTC()}); err != nil {
+		return err
+	}
+	seg := &st.seg.seg
+	if seg.Transactions == 0 {
+		seg.FirstCommit = at.UTC()
+	}
+	seg.Transactions++
+	seg.LastCommit, seg.LastLSN = at.UTC(), lsn
+	st.advance(end)
+	return nil
 }
 
 // schemaChanged ends the chain before the transaction in progress, the first to use the new

@@ -18,15 +18,12 @@ import (
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// TestPITRFigures measures what the issue asks for; it runs only with PITR_FIGURES=1 (it takes
-// a minute and its figures depend on the machine):
+// BenchmarkPITRStream measures what the issue asks for (make bench runs it once):
+//   - the recovery point's age under a continuous write load (8 writers, small transactions);
 //   - drain throughput in changes/s of the streamer (into a repository: segments compressed,
-//     checksummed, durable) against pg_recvlogical (into a local file) on the same WAL;
-//   - the recovery point's age under a continuous write load.
-func TestPITRFigures(t *testing.T) {
-	if os.Getenv("PITR_FIGURES") == "" {
-		t.Skip("set PITR_FIGURES=1 to measure")
-	}
+//     checksummed, durable) against pg_recvlogical (into a local file) on the same WAL.
+func BenchmarkPITRStream(b *testing.B) {
+	t := b
 	env := stack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -87,6 +84,8 @@ func TestPITRFigures(t *testing.T) {
 	}
 	t.Logf("load: %d changes in 30 s (%.0f/s) by 8 writers; recovery point age p50 %.1f s, p95 %.1f s, max %.1f s",
 		changes, float64(changes)/30, ages[len(ages)/2], ages[len(ages)*95/100], ages[len(ages)-1])
+	b.ReportMetric(ages[len(ages)*95/100], "rpo-p95-s")
+	b.ReportMetric(ages[len(ages)-1], "rpo-max-s")
 	caught := time.Now()
 	for s.State().DurableLSN < end {
 		time.Sleep(50 * time.Millisecond)
@@ -134,11 +133,13 @@ func TestPITRFigures(t *testing.T) {
 	}
 	recv = time.Since(start)
 	t.Logf("pg_recvlogical drained the same %d changes in %.2f s: %.0f changes/s", changes, recv.Seconds(), float64(changes)/recv.Seconds())
+	b.ReportMetric(float64(changes)/d.Seconds(), "stream-changes/s")
+	b.ReportMetric(float64(changes)/recv.Seconds(), "recvlogical-changes/s")
 }
 
 // load runs 8 writers of small transactions (10 inserts, then 1 update) for d; it returns the
 // number of row changes committed.
-func load(ctx context.Context, t *testing.T, dsn string, d time.Duration) int {
+func load(ctx context.Context, t testing.TB, dsn string, d time.Duration) int {
 	loadCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
