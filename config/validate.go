@@ -171,6 +171,9 @@ func (c *checker) postgres(p *Postgres, required bool) {
 	if p.PITR && p.DSN == "" {
 		c.add("postgres.pitr", "needs [postgres] dsn: the server whose changes are streamed")
 	}
+	if p.PITR && p.DataOnly {
+		c.add("postgres.pitr", "needs data_only = false: a point-in-time restore goes into a new database, so its base needs pg_dump's schema")
+	}
 	if p.PITRSlot != "" && !slotName.MatchString(p.PITRSlot) {
 		c.add("postgres.pitr_slot", "%q: a replication slot name is lower-case letters, digits and underscores, at most 63", p.PITRSlot)
 	}

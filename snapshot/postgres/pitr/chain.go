@@ -160,8 +160,7 @@ func Chains(ctx context.Context, repo *store.Repository) ([]Chain, error) {
 	return out, nil
 }
 
-// Segments lists a chain's durable segments in LSN order.
-func Segments(ctx context.Context, repo *store.Repository, chain string) ([]Segment, error) {
+func segmentRecords(ctx context.Context, repo *store.Repository, chain string) ([]string, error) {
 	var names []string
 	err := repo.Backend().List(ctx, root+chain+"/seg/", func(o store.ObjectInfo) error {
 		if strings.HasSuffix(o.Name, ".json") {
@@ -173,6 +172,29 @@ func Segments(ctx context.Context, repo *store.Repository, chain string) ([]Segm
 		return nil, fmt.Errorf("list segments of chain %s: %w", chain, err)
 	}
 	sort.Strings(names) // the names are the end LSNs in fixed-width hex
+	return names, nil
+}
+
+// lastSegment is a chain's newest segment (nil before the first): what a resume needs, without
+// reading every record.
+func lastSegment(ctx context.Context, repo *store.Repository, chain string) ([]Segment, error) {
+	names, err := segmentRecords(ctx, repo, chain)
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	var s Segment
+	if err := repo.GetJSON(ctx, names[len(names)-1], &s); err != nil {
+		return nil, fmt.Errorf("read segment record %s: %w", names[len(names)-1], err)
+	}
+	return []Segment{s}, nil
+}
+
+// Segments lists a chain's durable segments in LSN order.
+func Segments(ctx context.Context, repo *store.Repository, chain string) ([]Segment, error) {
+	names, err := segmentRecords(ctx, repo, chain)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Segment, 0, len(names))
 	for _, n := range names {
 		var s Segment
@@ -203,7 +225,7 @@ func Latest(ctx context.Context, repo *store.Repository) (rp RecoveryPoint, ok b
 	}
 	c := chains[len(chains)-1]
 	rp = RecoveryPoint{Chain: c.ID, Time: c.BaseTime, LSN: c.StartLSN}
-	segs, err := Segments(ctx, repo, c.ID)
+	segs, err := lastSegment(ctx, repo, c.ID)
 	if err != nil {
 		return rp, true, err
 	}

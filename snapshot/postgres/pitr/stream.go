@@ -173,7 +173,7 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 		}
 		from, segEnd = chain.StartLSN, chain.StartLSN
 	} else {
-		segs, err := Segments(ctx, repo, chain.ID)
+		segs, err := lastSegment(ctx, repo, chain.ID)
 		if err != nil {
 			return err
 		}
