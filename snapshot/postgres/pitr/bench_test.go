@@ -33,14 +33,8 @@ func BenchmarkPITRStream(b *testing.B) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	slot := fmt.Sprintf("tv_fig_%d", os.Getpid())
-	rslot := slot + "_recv"
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name IN ($1, $2)", slot, rslot)
-			c.Close(context.Background())
-		}
-	})
+	rslot := fmt.Sprintf("tv_figr_%d", os.Getpid()) // pg_recvlogical's
+	slot := testSlot(t, env, "tv_fig", rslot)
 	for _, sql := range []string{
 		"CREATE TABLE events (id bigserial PRIMARY KEY, trace text NOT NULL, n int, body text)",
 	} {

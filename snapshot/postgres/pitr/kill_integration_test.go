@@ -2,7 +2,6 @@ package pitr
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -43,13 +42,7 @@ func TestPITRKill9(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrk")
-	slot := fmt.Sprintf("tv_itk_%d", os.Getpid())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
-			c.Close(context.Background())
-		}
-	})
+	slot := testSlot(t, env, "tv_itk")
 	url := "file://" + t.TempDir()
 	repo, err := store.Open(ctx, store.Options{URL: url, Log: quiet})
 	if err != nil {
@@ -60,13 +53,7 @@ func TestPITRKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	for _, sql := range []string{
-		`CREATE TABLE public.items (id bigserial PRIMARY KEY, k int NOT NULL, v text, j jsonb)`,
-		`CREATE TABLE public.nopk (a int, b text)`,
-		`CREATE TABLE public.tags (id bigserial PRIMARY KEY, name text NOT NULL)`,
-		`CREATE SCHEMA ledger`,
-		`CREATE TABLE ledger.points (at timestamptz, lsn pg_lsn, sum text, note text)`,
-	} {
+	for _, sql := range workloadSchema {
 		execSQL(t, conn, sql)
 	}
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(3, 4))}
@@ -131,30 +118,8 @@ func TestPITRKill9(t *testing.T) {
 	if err != nil || len(chains) != 1 {
 		t.Fatalf("the survivor must resume the chain, not start another: %d chains, %v", len(chains), err)
 	}
+	during.note, last.note = "during the kill", "after the survivor resumed"
 	for _, p := range []ledgerPoint{during, last} {
-		db := stack.ScratchName("it_pitrk_r")
-		t.Cleanup(func() {
-			if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-				c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
-				c.Close(context.Background())
-			}
-		})
-		reached, err := Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: db, Log: quiet}, Target{Time: p.at})
-		if err != nil {
-			t.Fatalf("restore to %s: %v", p.at, err)
-		}
-		rc, err := pgx.Connect(ctx, strings.Replace(dsn, dsn[strings.LastIndex(dsn, "/")+1:strings.Index(dsn, "?")], db, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		err = rc.QueryRow(ctx, stateSum).Scan(&got)
-		rc.Close(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != p.sum {
-			t.Errorf("restore to %s across the kill reached commit %s after %d transactions: state %s, the ledger says %s", p.at, reached.LSN, reached.Transactions, got, p.sum)
-		}
+		restoreAndCheck(t, env, repo, dsn, Target{Time: p.at}, p)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -119,6 +120,62 @@ func (w *writer) step(ctx context.Context) {
 	w.record(ctx, w.conn, "")
 }
 
+// workloadSchema is the writer's tables (published) and its ledger (not published).
+var workloadSchema = []string{
+	`CREATE TABLE public.items (id bigserial PRIMARY KEY, k int NOT NULL, v text, j jsonb)`,
+	`CREATE TABLE public.nopk (a int, b text)`,
+	`CREATE TABLE public.tags (id bigserial PRIMARY KEY, name text NOT NULL)`,
+	`CREATE SCHEMA ledger`,
+	`CREATE TABLE ledger.points (at timestamptz, lsn pg_lsn, sum text, note text)`,
+}
+
+// testSlot names a slot for one test and drops it when the test ends.
+func testSlot(t testing.TB, env *stack.Env, prefix string, also ...string) string {
+	slot := fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e6)
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
+			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ANY($1)", append([]string{slot}, also...))
+			c.Close(context.Background())
+		}
+	})
+	return slot
+}
+
+// restoreAndCheck restores to p's time into a new database (dropped after the test) and
+// checks the published tables' state against the ledger's.
+func restoreAndCheck(t *testing.T, env *stack.Env, repo *store.Repository, dsn string, tg Target, want ledgerPoint) *Reached {
+	t.Helper()
+	ctx := context.Background()
+	db := stack.ScratchName("it_pitr_r")
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
+			c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	reached, err := Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: db, Log: quiet}, tg)
+	if err != nil {
+		t.Fatalf("restore to %s: %v", tg, err)
+	}
+	rdsn, err := pgdsn.WithDatabase(dsn, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := pgx.Connect(ctx, rdsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close(context.Background())
+	var got string
+	if err := rc.QueryRow(ctx, stateSum).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want.sum {
+		t.Errorf("restore to %s (%s) reached commit %s at %s after %d transactions: state %s, the ledger says %s", tg, want.note, reached.LSN, reached.Time.Format(time.RFC3339Nano), reached.Transactions, got, want.sum)
+	}
+	return reached
+}
+
 func execSQL(t *testing.T, conn *pgx.Conn, sql string) {
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
@@ -199,7 +256,7 @@ func TestPITRAcceptance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitr")
-	slot := fmt.Sprintf("tv_it_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	slot := testSlot(t, env, "tv_it")
 	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -209,21 +266,10 @@ func TestPITRAcceptance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
-			c.Close(context.Background())
-		}
-	})
-	for _, sql := range []string{
-		`CREATE TABLE public.items (id bigserial PRIMARY KEY, k int NOT NULL, v text, j jsonb)`,
-		`CREATE TABLE public.nopk (a int, b text)`,
-		`CREATE TABLE public.tags (id bigserial PRIMARY KEY, name text NOT NULL)`,
-		`CREATE SCHEMA ledger`,
-		`CREATE TABLE ledger.points (at timestamptz, lsn pg_lsn, sum text, note text)`,
+	for _, sql := range append(workloadSchema,
 		`INSERT INTO public.items (k, v) SELECT g, 'seed' FROM generate_series(1, 200) g`,
 		`INSERT INTO public.nopk VALUES (1, 'a'), (1, 'a'), (2, NULL)`,
-	} {
+	) {
 		execSQL(t, conn, sql)
 	}
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(1, 2))}
@@ -314,37 +360,12 @@ func TestPITRAcceptance(t *testing.T) {
 		t.Fatalf("want 2 chains, the first ended by the schema change: %+v, %v", chains, err)
 	}
 
-	restoreAndCheck := func(name string, tg Target, want ledgerPoint) *Reached {
-		db := stack.ScratchName("it_pitr_r")
-		t.Cleanup(func() {
-			if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-				c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
-				c.Close(context.Background())
-			}
-		})
-		reached, err := Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: db, Log: quiet}, tg)
-		if err != nil {
-			t.Fatalf("%s: restore to %s: %v", name, tg, err)
-		}
-		rc, err := pgx.Connect(ctx, strings.Replace(dsn, dsn[strings.LastIndex(dsn, "/")+1:strings.Index(dsn, "?")], db, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close(context.Background())
-		var got string
-		if err := rc.QueryRow(ctx, stateSum).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != want.sum {
-			t.Errorf("%s: restore to %s reached commit %s at %s (%d transactions): state %s, the ledger says %s", name, tg, reached.LSN, reached.Time, reached.Transactions, got, want.sum)
-		}
-		return reached
-	}
-	for i, p := range targets {
-		reached := restoreAndCheck(fmt.Sprintf("time target %d (%s)", i, p.note), Target{Time: p.at}, p)
+	for _, p := range targets {
+		reached := restoreAndCheck(t, env, repo, dsn, Target{Time: p.at}, p)
 		t.Logf("restored to %s: commit %s at %s after %d transactions", p.at.Format(time.RFC3339Nano), reached.LSN, reached.Time.Format(time.RFC3339Nano), reached.Transactions)
 	}
-	restoreAndCheck("LSN target", Target{LSN: lsnTarget.lsn}, lsnTarget)
+	lsnTarget.note = "LSN target"
+	restoreAndCheck(t, env, repo, dsn, Target{LSN: lsnTarget.lsn}, lsnTarget)
 
 	// No exact recovery point: between the first chain's end and the second base, past the
 	// latest segment, before the first base.
@@ -370,7 +391,7 @@ func TestPITRSlotLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrl")
-	slot := fmt.Sprintf("tv_itl_%d", os.Getpid())
+	slot := testSlot(t, env, "tv_itl")
 	admin, err := pgx.Connect(ctx, env.PGDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +400,6 @@ func TestPITRSlotLost(t *testing.T) {
 	dropSlot := func() {
 		admin.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
 	}
-	t.Cleanup(dropSlot)
 	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
 	if err != nil {
 		t.Fatal(err)

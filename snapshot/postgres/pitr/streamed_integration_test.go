@@ -2,10 +2,7 @@ package pitr
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,13 +21,7 @@ func TestPITRStreamedTransactions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrs")
-	slot := fmt.Sprintf("tv_its_%d", os.Getpid())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
-			c.Close(context.Background())
-		}
-	})
+	slot := testSlot(t, env, "tv_its")
 	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -43,13 +34,7 @@ func TestPITRStreamedTransactions(t *testing.T) {
 		defer conns[i].Close(context.Background())
 	}
 	a, b, c := conns[0], conns[1], conns[2]
-	for _, sql := range []string{
-		`CREATE TABLE public.items (id bigserial PRIMARY KEY, k int NOT NULL, v text, j jsonb)`,
-		`CREATE TABLE public.nopk (a int, b text)`,
-		`CREATE TABLE public.tags (id bigserial PRIMARY KEY, name text NOT NULL)`,
-		`CREATE SCHEMA ledger`,
-		`CREATE TABLE ledger.points (at timestamptz, lsn pg_lsn, sum text, note text)`,
-	} {
+	for _, sql := range workloadSchema {
 		execSQL(t, a, sql)
 	}
 	s := &Streamer{DSN: dsn, Slot: slot, Publication: slot, Interval: 500 * time.Millisecond, Log: testLog(),
@@ -107,30 +92,8 @@ func TestPITRStreamedTransactions(t *testing.T) {
 	if n := s.State().Streamed; n != 1 {
 		t.Fatalf("%d streamed transactions committed, want 1 (is logical_decoding_work_mem honoured?)", n)
 	}
+	during.note, last.note = "inside the streamed transaction", "after it"
 	for _, p := range []ledgerPoint{during, afterB, last} {
-		db := stack.ScratchName("it_pitrs_r")
-		t.Cleanup(func() {
-			if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-				c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
-				c.Close(context.Background())
-			}
-		})
-		reached, err := Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: db, Log: quiet}, Target{Time: p.at})
-		if err != nil {
-			t.Fatalf("restore to %s: %v", p.at, err)
-		}
-		rc, err := pgx.Connect(ctx, strings.Replace(dsn, dsn[strings.LastIndex(dsn, "/")+1:strings.Index(dsn, "?")], db, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		err = rc.QueryRow(ctx, stateSum).Scan(&got)
-		rc.Close(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != p.sum {
-			t.Errorf("restore to %s (%s) reached commit %s after %d transactions: state %s, the ledger says %s", p.at, p.note, reached.LSN, reached.Transactions, got, p.sum)
-		}
+		restoreAndCheck(t, env, repo, dsn, Target{Time: p.at}, p)
 	}
 }
