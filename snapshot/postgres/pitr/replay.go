@@ -148,13 +148,13 @@ func Restore(ctx context.Context, repo *store.Repository, opts RestoreOptions, t
 	if err != nil {
 		return nil, err
 	}
-	if err := replay(ctx, repo, dsn, plan, t, reached); err != nil {
+	if err := replay(ctx, repo, dsn, plan, t, reached, opts.Log); err != nil {
 		return reached, fmt.Errorf("replay into %s stopped after commit %s (%d transactions): %w; the database is incomplete: drop it and restore again", bp.Database, reached.LSN, reached.Transactions, err)
 	}
 	return reached, nil
 }
 
-func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan, t Target, reached *Reached) error {
+func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan, t Target, reached *Reached, log *slog.Logger) error {
 	conn, err := postgres.Connect(ctx, dsn)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan,
 	// As logical replication applies changes: no user triggers, no foreign-key checks (the
 	// source already enforced them, in this order). Superusers only; an owner replays with them.
 	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-		slog.Warn("point-in-time restore: replaying with triggers enabled (session_replication_role needs a superuser)", "err", err)
+		log.Warn("point-in-time restore: replaying with triggers enabled (session_replication_role needs a superuser)", "err", err)
 	}
 	a := &applier{conn: conn, rels: map[uint32]Relation{}}
 	var last *Segment
