@@ -318,7 +318,7 @@ func (s *Streamer) preparePublication(ctx context.Context, aux *pgx.Conn) error 
 		verb = "ALTER PUBLICATION " + postgres.Ident(s.Publication) + " SET"
 	}
 	if _, err := aux.Exec(ctx, verb+" TABLES IN SCHEMA "+strings.Join(schemas, ", ")); err != nil {
-		return postgres.Explain("publish schemas "+strings.Join(s.Schemas, ", ")+" (PostgreSQL 15+; needs the database owner or a superuser)", err)
+		return postgres.Explain("publish schemas "+strings.Join(s.Schemas, ", ")+" (PostgreSQL 15+; FOR TABLES IN SCHEMA needs a superuser, on Azure a member of azure_pg_admin)", err)
 	}
 	rows, err := aux.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND n.nspname = ANY($1) AND (c.relreplident = 'n' OR (c.relreplident = 'd'
