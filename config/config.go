@@ -48,6 +48,15 @@ type Postgres struct {
 	Schemas  []string `toml:"schemas"`
 	PGDump   string   `toml:"pg_dump"`
 	DataOnly bool     `toml:"data_only"`
+	// PITR streams every committed change through a logical replication slot into the
+	// repository (wal_level = logical), for restores to any time (snapshot/postgres/pitr).
+	PITR                bool     `toml:"pitr"`
+	PITRSlot            string   `toml:"pitr_slot"`             // slot and publication name; default "tracevault"
+	PITRSegmentInterval Duration `toml:"pitr_segment_interval"` // default 5s
+	PITRSegmentMiB      int64    `toml:"pitr_segment_mib"`      // default 16
+	// PITRWarnRetainedMiB warns (page, /metrics) once the slot holds back this much WAL on the
+	// server; default 1024.
+	PITRWarnRetainedMiB int64 `toml:"pitr_warn_retained_mib"`
 }
 
 // ClickHouse is the replicated trace store.

@@ -156,6 +156,14 @@ mode = "freeze"
 			want: []Problem{{Key: "retention.keep_last", Line: 12, Message: "forget every snapshot"}},
 		},
 		{
+			name: "point-in-time recovery needs the schema and a valid slot name",
+			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\npitr = true\ndata_only = true\npitr_slot = \"Bad-Name\"\n",
+			want: []Problem{
+				{Key: "postgres.pitr", Line: 5, Message: "data_only = false"},
+				{Key: "postgres.pitr_slot", Line: 7, Message: "replication slot name"},
+			},
+		},
+		{
 			name: "syntax error",
 			doc:  "[storage\nurl = 1\n",
 			want: []Problem{{Line: 1, Message: "TOML syntax error"}},

@@ -175,7 +175,21 @@ func (c *checker) postgres(p *Postgres, required bool) {
 	if p.Parallel < 1 || p.Parallel > 64 {
 		c.add("postgres.parallel", "%d is out of range 1..64", p.Parallel)
 	}
+	if p.PITR && p.DSN == "" {
+		c.add("postgres.pitr", "needs [postgres] dsn: the server whose changes are streamed")
+	}
+	if p.PITR && p.DataOnly {
+		c.add("postgres.pitr", "needs data_only = false: a point-in-time restore goes into a new database, so its base needs pg_dump's schema")
+	}
+	if p.PITRSlot != "" && !slotName.MatchString(p.PITRSlot) {
+		c.add("postgres.pitr_slot", "%q: a replication slot name is lower-case letters, digits and underscores, at most 63", p.PITRSlot)
+	}
+	if p.PITRSegmentInterval < 0 || p.PITRSegmentMiB < 0 || p.PITRWarnRetainedMiB < 0 {
+		c.add("postgres.pitr_segment_interval", "pitr_segment_interval, pitr_segment_mib and pitr_warn_retained_mib cannot be negative (0 takes the default)")
+	}
 }
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 func (c *checker) clickhouse(ch *ClickHouse, required bool) {
 	if len(ch.Addresses) == 0 && required {

@@ -43,6 +43,8 @@ type Daemon struct {
 	running map[string]Run // job name -> its running run
 	// progress of each running job, for the status page's JSON
 	progress map[string]*progress.Tracker
+
+	pitr *pitrRunner // nil unless [postgres] pitr
 }
 
 // NewDaemon prepares a daemon for a validated configuration.
@@ -52,6 +54,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, progress: map[string]*progress.Tracker{}, metrics: newMetrics()}
+	d.pitr = newPITR(cfg, d)
 	if len(cfg.ClickHouse.Addresses) > 0 {
 		d.metrics.reg.MustRegister(newReplicaCollector(d.Replicas, 30*time.Second))
 	}
@@ -80,6 +83,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.log.Warn("could not measure the repository", "err", err)
 	}
 	d.cron.Start()
+	if d.pitr != nil {
+		d.pitr.started = true
+		go d.pitr.run(d.ctx, d)
+	}
 	return nil
 }
 
@@ -322,6 +329,9 @@ func (d *Daemon) Stop(grace time.Duration) {
 		<-done
 	}
 	d.cancel()
+	if d.pitr != nil && d.pitr.started {
+		<-d.pitr.done
+	}
 	d.claimer.Close()
 }
 

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,9 @@ type recoveryAge struct {
 	desc   *prometheus.Desc
 	mu     sync.Mutex
 	points map[string]time.Time
+	// live, when set, is a source whose recovery point moves continuously (PostgreSQL's
+	// point-in-time stream): the later of it and the snapshots' point counts.
+	live func() (string, time.Time)
 }
 
 func (a *recoveryAge) set(points map[string]time.Time) {
@@ -108,7 +112,17 @@ func (a *recoveryAge) Collect(ch chan<- prometheus.Metric) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	for src, t := range a.points {
+	points := a.points
+	if a.live != nil {
+		if src, t := a.live(); !t.IsZero() && t.After(points[src]) {
+			points = maps.Clone(points)
+			if points == nil {
+				points = map[string]time.Time{}
+			}
+			points[src] = t
+		}
+	}
+	for src, t := range points {
 		ch <- prometheus.MustNewConstMetric(a.desc, prometheus.GaugeValue, now.Sub(t).Seconds(), src)
 	}
 }

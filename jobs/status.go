@@ -148,7 +148,8 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	if len(s.Runs) > shownRows {
 		s.Runs = s.Runs[:shownRows]
 	}
-	s.Problems = StatusProblems(s)
+	pitrProblems := d.pitrStatus(&s)
+	s.Problems = append(StatusProblems(s), pitrProblems...)
 	return s, nil
 }
 

@@ -130,6 +130,12 @@ func TestBadInputsExitCleanly(t *testing.T) {
 		{"unknown snapshot", []string{"restore", "19990101", "--only", "clickhouse"}, 1, nil, false},
 		{"latest when only a partial one exists", []string{"--config", partialCfg, "restore", "latest", "--only", "zookeeper", "--root", "/clickhouse"}, 1,
 			[]string{"no complete snapshot", onlyPartial + ", is partial", "restore " + onlyPartial + " --allow-partial"}, false},
+		{"no snapshot and no --to", []string{"restore", "--only", "postgres"}, 2, []string{"name the snapshot", "--to"}, false},
+		{"--to with a snapshot id", []string{"restore", complete, "--only", "postgres", "--to", "2026-11-27T10:15:00Z"}, 2, []string{"drop the snapshot ID"}, false},
+		{"--to without postgres", []string{"restore", "--only", "clickhouse", "--to", "2026-11-27T10:15:00Z"}, 2, []string{"--only postgres"}, false},
+		{"--to not a time", []string{"restore", "--only", "postgres", "--to", "yesterday"}, 2, []string{"RFC 3339"}, true},
+		{"--to-lsn not an LSN", []string{"restore", "--only", "postgres", "--to-lsn", "16-B3"}, 2, []string{"16/B374D848"}, true},
+		{"--to with no chain", []string{"restore", "--only", "postgres", "--to", "2026-11-27T10:15:00Z"}, 1, []string{"no point-in-time recovery chain", "pitr = true"}, true},
 		{"postgres section without pre-data", []string{"restore", complete, "--only", "postgres", "--pg-database", "tv_never_created_x"}, 1,
 			[]string{"no pre-data", complete}, true},
 	}

@@ -26,12 +26,13 @@ type restoreFlags struct {
 	replace     bool // replace data that already exists on the target
 	partial     bool // restore from a partial snapshot: only what it holds
 	cluster     bool
+	to, toLSN   string // point-in-time restore (postgres)
 }
 
 func (a *app) restoreCommand() *cobra.Command {
 	var f restoreFlags
 	c := &cobra.Command{
-		Use:   "restore ID",
+		Use:   "restore [ID]",
 		Short: "Restore from a snapshot: tables, partitions, databases or the whole cluster",
 		Long: `Restore one source of a snapshot (ID may be a unique prefix or 'latest').
 
@@ -57,6 +58,13 @@ refused without --replace, which loads a staging copy and swaps it in only once 
 With --tables schema.table globs, rows are reloaded into the existing schema instead, one
 transaction per group of tables tied by foreign keys, every foreign key checked before commit.
 
+--only postgres --to TIME (or --to-lsn LSN), with [postgres] pitr = true streaming changes: no ID;
+the base snapshot of the chain that reaches TIME is restored into a new database, then every
+transaction that committed up to TIME (or whose commit LSN is at or before LSN) is replayed in
+commit order; the last commit reached is reported with its LSN and time. A time no chain covers
+exactly (before the first base, after the latest durable segment, or between a chain ended by a
+schema change and the next base) is refused, naming what is covered.
+
 --only zookeeper --root PATH: recreates the persistent nodes recorded under PATH into an empty
 ensemble; refuses existing nodes without --replace. To rebuild one replica whose volume or table
 was lost, use restore-replica instead: it re-registers the replica with its peers.
@@ -71,9 +79,19 @@ which restores what it holds; a source that failed in it cannot be restored from
 			"tracevault restore latest --only zookeeper --root /clickhouse/tables --dry-run",
 			"tracevault restore latest --only postgres --pg-database langfuse_restored",
 			"tracevault restore latest --only postgres --tables public.api_keys,public.projects --replace",
+			"tracevault restore --only postgres --to 2026-11-27T10:15:00Z --pg-database langfuse_1015",
 			"tracevault restore 20261124T0315 --only zookeeper --root /clickhouse/tables --allow-partial"),
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.to != "" || f.toLSN != "" {
+				if len(args) > 0 {
+					return usage(errors.New("--to and --to-lsn pick the base snapshot themselves: drop the snapshot ID"))
+				}
+				return a.restorePITR(cmd, f)
+			}
+			if len(args) == 0 {
+				return usage(errors.New("name the snapshot to restore (an ID, a unique prefix or 'latest'), or give --to TIME / --to-lsn LSN with --only postgres"))
+			}
 			if cmd.Flags().Changed("force") {
 				return usage(errors.New("--force was split in two: --replace replaces data that already exists on the target, --allow-partial restores from a partial snapshot; give the one you mean"))
 			}
@@ -128,6 +146,8 @@ which restores what it holds; a source that failed in it cannot be restored from
 	// --force meant both; it stays only to say which of the two to use.
 	fl.Bool("force", false, "")
 	_ = fl.MarkHidden("force")
+	fl.StringVar(&f.to, "to", "", "point-in-time restore of postgres to this RFC 3339 time (needs [postgres] pitr)")
+	fl.StringVar(&f.toLSN, "to-lsn", "", "point-in-time restore of postgres up to this commit LSN, e.g. 16/B374D848")
 	fl.BoolVar(&f.cluster, "cluster", false, "whole-cluster disaster recovery: every replica, stale ZooKeeper registrations removed (clickhouse only)")
 	return c
 }

@@ -225,7 +225,7 @@ start_pg() {
       { tail -n 20 "$dir/initdb.log" >&2; die "initdb failed"; }
   fi
   as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-    -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null ||
+    -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20" start >/dev/null ||
     { tail -n 30 "$dir/postgres.log" >&2; die "pg failed to start"; }
   head -n 1 "$dir/data/postmaster.pid" >"$STACK_DIR/pg.pid"
   wait_ready pg 60

@@ -32,6 +32,10 @@ type Source struct {
 	// each other forever.
 	LockWait time.Duration
 	Log      *slog.Logger
+	// Slot, when set, binds the snapshot to a logical replication slot: SlotSnapshot is the
+	// snapshot CREATE_REPLICATION_SLOT exported and SlotLSN its consistent point, so the changes
+	// the slot streams from that LSN continue this snapshot with no gap and no overlap.
+	Slot, SlotSnapshot, SlotLSN string
 
 	// exported, when set (tests), runs while the snapshot is exported and before any row is
 	// copied, with the snapshot's id.
@@ -56,6 +60,7 @@ type Section struct {
 	Database         DatabaseInfo  `json:"database"`
 	Snapshot         string        `json:"snapshot"` // the exported snapshot's id
 	LSN              string        `json:"lsn"`
+	Slot             string        `json:"slot,omitempty"` // the replication slot whose changes continue it at LSN
 	Time             time.Time     `json:"time"`
 	PGDump           string        `json:"pg_dump,omitempty"`
 	Schemas          []string      `json:"schemas"`
@@ -141,7 +146,15 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		return nil, explain("begin the snapshot transaction", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(),
+	if s.Slot != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+literal(s.SlotSnapshot)); err != nil {
+			return nil, explain("import the snapshot of replication slot "+s.Slot, err)
+		}
+		sec.Snapshot, sec.LSN, sec.Slot = s.SlotSnapshot, s.SlotLSN, s.Slot
+		if err := tx.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&sec.Time); err != nil {
+			return nil, explain("read the server clock", err)
+		}
+	} else if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(),
 		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, clock_timestamp()`).
 		Scan(&sec.Snapshot, &sec.LSN, &sec.Time); err != nil {
 		return nil, explain("export the snapshot", err)

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/progress"
 )
+
+// TagPITRBase tags the base snapshot of a PostgreSQL point-in-time chain.
+const TagPITRBase = "pitr-base"
 
 // Retention is a grandfather-father-son policy like restic's forget: a snapshot kept by any rule
 // stays. Only complete snapshots count toward the rules; a partial one is kept while it is the
@@ -44,6 +48,14 @@ func (p Retention) Keep(snaps []Manifest, now time.Time) map[string]string {
 	mark := func(id, why string) {
 		if _, ok := keep[id]; !ok {
 			keep[id] = why
+		}
+	}
+	// The newest point-in-time base is what the change stream continues: forgetting it would
+	// leave every segment since unrestorable.
+	for _, m := range sorted {
+		if m.Status == StatusComplete && slices.Contains(m.Tags, TagPITRBase) {
+			mark(m.ID, "base of the PostgreSQL point-in-time chain")
+			break
 		}
 	}
 	for _, m := range sorted {

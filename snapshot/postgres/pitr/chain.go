@@ -1,0 +1,236 @@
+// Package pitr is PostgreSQL point-in-time recovery through logical decoding: a replication
+// slot streams every committed change of the backed-up schemas (pgoutput) into the repository
+// as segments, after a base snapshot exported by the slot itself, so base + segments replay to
+// any commit. It needs only what managed servers allow (wal_level = logical), no WAL archive.
+//
+// Layout in the repository, outside data/ (prune's sweep) and snapshots/:
+//
+//	pitr/<chain>/chain.json             the chain: slot, base snapshot, its consistent LSN
+//	pitr/<chain>/seg/<end LSN>.seg      a segment's body (segment.go), through the codec
+//	pitr/<chain>/seg/<end LSN>.json     its record; a segment exists once its record does
+//	pitr/<chain>/head.json              coverage past the last segment while no transaction came
+//
+// A chain is one slot's life from its base. A schema change, or a lost slot, ends the chain and
+// starts a new one with a new base.
+package pitr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/tracevault/tracevault/snapshot/postgres"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+const root = "pitr/"
+
+// Chain is one slot's stream of changes after its base snapshot.
+type Chain struct {
+	ID          string   `json:"id"`
+	Database    string   `json:"database"`
+	Slot        string   `json:"slot"`
+	Publication string   `json:"publication"`
+	Schemas     []string `json:"schemas"`
+	// Base is the snapshot set holding the base; StartLSN the slot's consistent point, which the
+	// base's snapshot is exactly the state before.
+	Base     string `json:"base"`
+	StartLSN LSN    `json:"start_lsn"`
+	// BaseTime was read after the slot existed: everything committed before it is in the base
+	// or the segments, so the chain restores to any time from it on.
+	BaseTime time.Time `json:"base_time"`
+	// Relations are the published tables as the base holds them; a relation message that differs
+	// is a schema change, which logical decoding does not carry.
+	Relations []Relation `json:"relations"`
+	Created   time.Time  `json:"created"`
+	Ended     time.Time  `json:"ended,omitzero"`
+	EndReason string     `json:"end_reason,omitempty"`
+}
+
+// Segment is a durable run of transactions, as its record describes it.
+type Segment struct {
+	Chain string `json:"chain"`
+	// StartLSN is the previous segment's EndLSN (or the chain's StartLSN); every transaction
+	// that committed in [StartLSN, EndLSN) is in this segment.
+	StartLSN LSN `json:"start_lsn"`
+	EndLSN   LSN `json:"end_lsn"`
+	// Until: every transaction that committed before it is in this segment or an earlier one.
+	Until        time.Time           `json:"until"`
+	FirstCommit  time.Time           `json:"first_commit,omitzero"`
+	LastCommit   time.Time           `json:"last_commit,omitzero"`
+	LastLSN      LSN                 `json:"last_commit_lsn,omitempty"`
+	Transactions int64               `json:"transactions"`
+	Changes      int64               `json:"changes"`
+	Object       store.ObjectRef     `json:"object"`
+	Sequences    []postgres.Sequence `json:"sequences"`
+	Written      time.Time           `json:"written"`
+}
+
+// LSN is a WAL position, written as PostgreSQL writes it (16/B374D848).
+type LSN uint64
+
+func (l LSN) String() string { return pglogrepl.LSN(l).String() }
+
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+func (l *LSN) UnmarshalText(b []byte) error {
+	v, err := ParseLSN(string(b))
+	*l = v
+	return err
+}
+
+// ParseLSN reads a WAL position as PostgreSQL writes it.
+func ParseLSN(s string) (LSN, error) {
+	v, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		return 0, fmt.Errorf("LSN %q: want hex/hex as PostgreSQL writes it (e.g. 16/B374D848)", s)
+	}
+	return LSN(v), nil
+}
+
+func chainName(id string) string { return root + id + "/chain.json" }
+
+func headName(id string) string { return root + id + "/head.json" }
+
+// Head extends a chain's coverage past its last segment while nothing was committed: an idle
+// database advances the recovery point by rewriting this one small record, not by adding empty
+// segments. It counts only while After is still the last segment's end.
+type Head struct {
+	Chain   string    `json:"chain"`
+	After   LSN       `json:"after"`   // the last segment's EndLSN (or the chain's StartLSN)
+	EndLSN  LSN       `json:"end_lsn"` // no transaction committed in [After, EndLSN)
+	Until   time.Time `json:"until"`   // every commit before it is in the segments
+	Written time.Time `json:"written"`
+}
+
+// coverage is how far a chain's segments (and its head, if current) reach.
+func coverage(ctx context.Context, repo *store.Repository, c Chain, segs []Segment) (time.Time, LSN, error) {
+	at, lsn := c.BaseTime, c.StartLSN
+	if n := len(segs); n > 0 {
+		at, lsn = segs[n-1].Until, segs[n-1].EndLSN
+	}
+	var h Head
+	err := repo.GetJSON(ctx, headName(c.ID), &h)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return at, lsn, nil
+	case err != nil:
+		return at, lsn, fmt.Errorf("read the head of chain %s: %w", c.ID, err)
+	}
+	if h.After == lsn && h.EndLSN >= lsn && h.Until.After(at) {
+		at, lsn = h.Until, h.EndLSN
+	}
+	return at, lsn, nil
+}
+
+func segmentName(chain string, end LSN, ext string) string {
+	return fmt.Sprintf("%s%s/seg/%016X.%s", root, chain, uint64(end), ext)
+}
+
+func newChainID(now time.Time, lsn LSN) string {
+	return now.UTC().Format("20060102T150405Z") + "-" + fmt.Sprintf("%X", uint64(lsn))
+}
+
+// Chains lists every chain, oldest first.
+func Chains(ctx context.Context, repo *store.Repository) ([]Chain, error) {
+	var names []string
+	err := repo.Backend().List(ctx, root, func(o store.ObjectInfo) error {
+		if strings.HasSuffix(o.Name, "/chain.json") && strings.Count(o.Name, "/") == 2 {
+			names = append(names, o.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list point-in-time chains: %w", err)
+	}
+	var out []Chain
+	for _, n := range names {
+		var c Chain
+		if err := repo.GetJSON(ctx, n, &c); err != nil {
+			return nil, fmt.Errorf("read point-in-time chain %s: %w", n, err)
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+func segmentRecords(ctx context.Context, repo *store.Repository, chain string) ([]string, error) {
+	var names []string
+	err := repo.Backend().List(ctx, root+chain+"/seg/", func(o store.ObjectInfo) error {
+		if strings.HasSuffix(o.Name, ".json") {
+			names = append(names, o.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list segments of chain %s: %w", chain, err)
+	}
+	sort.Strings(names) // the names are the end LSNs in fixed-width hex
+	return names, nil
+}
+
+// lastSegment is a chain's newest segment (nil before the first): what a resume needs, without
+// reading every record.
+func lastSegment(ctx context.Context, repo *store.Repository, chain string) ([]Segment, error) {
+	names, err := segmentRecords(ctx, repo, chain)
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	var s Segment
+	if err := repo.GetJSON(ctx, names[len(names)-1], &s); err != nil {
+		return nil, fmt.Errorf("read segment record %s: %w", names[len(names)-1], err)
+	}
+	return []Segment{s}, nil
+}
+
+// Segments lists a chain's durable segments in LSN order.
+func Segments(ctx context.Context, repo *store.Repository, chain string) ([]Segment, error) {
+	names, err := segmentRecords(ctx, repo, chain)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Segment, 0, len(names))
+	for _, n := range names {
+		var s Segment
+		if err := repo.GetJSON(ctx, n, &s); err != nil {
+			return nil, fmt.Errorf("read segment record %s: %w", n, err)
+		}
+		if len(out) > 0 && s.StartLSN != out[len(out)-1].EndLSN {
+			return nil, fmt.Errorf("chain %s: segment %s starts at %s but the one before ends at %s: a segment record is missing", chain, n, s.StartLSN, out[len(out)-1].EndLSN)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// RecoveryPoint is the latest moment a restore can reach: the newest chain's newest segment
+// (or its base, before the first segment).
+type RecoveryPoint struct {
+	Chain string    `json:"chain"`
+	Time  time.Time `json:"time"`
+	LSN   LSN       `json:"lsn"`
+}
+
+// Latest finds the recovery point; ok is false when no chain exists.
+func Latest(ctx context.Context, repo *store.Repository) (rp RecoveryPoint, ok bool, err error) {
+	chains, err := Chains(ctx, repo)
+	if err != nil || len(chains) == 0 {
+		return rp, false, err
+	}
+	c := chains[len(chains)-1]
+	rp = RecoveryPoint{Chain: c.ID, Time: c.BaseTime, LSN: c.StartLSN}
+	segs, err := lastSegment(ctx, repo, c.ID)
+	if err != nil {
+		return rp, true, err
+	}
+	rp.Time, rp.LSN, err = coverage(ctx, repo, c, segs)
+	return rp, true, err
+}
+
+var errNoChain = errors.New("no point-in-time recovery chain in the repository")

@@ -1,0 +1,439 @@
+package pitr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tracevault/tracevault/snapshot/postgres"
+	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Target is where a restore stops: the last transaction that committed at or before Time, or
+// whose commit record is at or before LSN. Exactly one is set.
+type Target struct {
+	Time time.Time
+	LSN  LSN
+}
+
+func (t Target) String() string {
+	if t.LSN != 0 {
+		return "LSN " + t.LSN.String()
+	}
+	return t.Time.UTC().Format(time.RFC3339Nano)
+}
+
+// before reports whether a transaction committing at (lsn, at) is inside the target.
+func (t Target) before(lsn LSN, at time.Time) bool {
+	if t.LSN != 0 {
+		return lsn <= t.LSN
+	}
+	return !at.After(t.Time)
+}
+
+// RestoreOptions say where a point-in-time restore goes.
+type RestoreOptions struct {
+	DSN      string // [postgres] dsn: a superuser or database owner on the target server
+	Database string // the new (or empty) database; default the base snapshot's
+	Parallel int
+	Log      *slog.Logger
+}
+
+// Reached is the commit a restore stopped at.
+type Reached struct {
+	Chain        string    `json:"chain"`
+	Base         string    `json:"base"`
+	Database     string    `json:"database"`
+	LSN          LSN       `json:"lsn"`  // the last replayed commit, or the base's LSN
+	Time         time.Time `json:"time"` // its commit time, or the base's time
+	Xid          uint32    `json:"xid,omitempty"`
+	Transactions int64     `json:"transactions"`
+	Changes      int64     `json:"changes"`
+}
+
+// Plan is which chain, base and segments reach the target.
+type Plan struct {
+	Chain    Chain
+	Segments []Segment // in order; the last one covers the target
+}
+
+// PlanRestore picks the chain whose base precedes the target and the segments that reach it,
+// or says why the target cannot be reached exactly.
+func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, error) {
+	chains, err := Chains(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	if len(chains) == 0 {
+		return nil, fmt.Errorf("%w: set [postgres] pitr = true and let the daemon stream changes", errNoChain)
+	}
+	var pick *Chain
+	for i := range chains {
+		c := &chains[i]
+		if (t.LSN != 0 && c.StartLSN <= t.LSN) || (t.LSN == 0 && !c.BaseTime.After(t.Time)) {
+			pick = c
+		}
+	}
+	if pick == nil {
+		return nil, fmt.Errorf("no point-in-time recovery reaches %s: the oldest base (chain %s) is from %s, LSN %s", t, chains[0].ID, chains[0].BaseTime.Format(time.RFC3339Nano), chains[0].StartLSN)
+	}
+	segs, err := Segments(ctx, repo, pick.ID)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Chain: *pick}
+	coveredTime, coveredLSN := pick.BaseTime, pick.StartLSN
+	for _, s := range segs {
+		if (t.LSN != 0 && coveredLSN > t.LSN) || (t.LSN == 0 && !coveredTime.Before(t.Time)) {
+			break
+		}
+		plan.Segments = append(plan.Segments, s)
+		coveredLSN = s.EndLSN
+		if s.Until.After(coveredTime) {
+			coveredTime = s.Until
+		}
+	}
+	if len(plan.Segments) == len(segs) {
+		if coveredTime, coveredLSN, err = coverage(ctx, repo, *pick, segs); err != nil {
+			return nil, err
+		}
+	}
+	if (t.LSN != 0 && coveredLSN <= t.LSN) || (t.LSN == 0 && coveredTime.Before(t.Time)) {
+		why := "its latest durable segment"
+		if !pick.Ended.IsZero() {
+			why = "it ended (" + pick.EndReason + ")"
+		}
+		return nil, fmt.Errorf("no point-in-time recovery reaches %s: chain %s covers up to %s (LSN %s), where %s; restore to an earlier point, or to a later one once a newer chain covers it", t, pick.ID, coveredTime.Format(time.RFC3339Nano), coveredLSN, why)
+	}
+	return plan, nil
+}
+
+// Restore restores the plan's base into a new database and replays its segments up to the
+// target, one transaction at a time in commit order.
+func Restore(ctx context.Context, repo *store.Repository, opts RestoreOptions, t Target) (*Reached, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	plan, err := PlanRestore(ctx, repo, t)
+	if err != nil {
+		return nil, err
+	}
+	m, err := repo.Snapshot(ctx, plan.Chain.Base)
+	if err != nil {
+		return nil, fmt.Errorf("read base snapshot %s of chain %s: %w (was it pruned? the chain cannot restore without it)", plan.Chain.Base, plan.Chain.ID, err)
+	}
+	r := postgres.NewRestorer(postgres.RestoreOptions{DSN: opts.DSN, Database: opts.Database, Parallel: opts.Parallel, Log: opts.Log})
+	bp, err := r.Plan(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if bp.Mode != postgres.ModeNew && bp.Mode != postgres.ModeEmpty {
+		return nil, fmt.Errorf("point-in-time restore goes into a new or empty database; %s is neither: pass --pg-database NAME", bp.Database)
+	}
+	opts.Log.Info("point-in-time restore: base", "chain", plan.Chain.ID, "base", m.ID, "database", bp.Database, "segments", len(plan.Segments), "target", t.String())
+	if err := r.Execute(ctx, repo, bp, nil); err != nil {
+		return nil, err
+	}
+	reached := &Reached{Chain: plan.Chain.ID, Base: m.ID, Database: bp.Database, LSN: plan.Chain.StartLSN, Time: plan.Chain.BaseTime}
+	dsn, err := pgdsn.WithDatabase(opts.DSN, bp.Database)
+	if err != nil {
+		return nil, err
+	}
+	if err := replay(ctx, repo, dsn, plan, t, reached, opts.Log); err != nil {
+		return reached, fmt.Errorf("replay into %s stopped after commit %s (%d transactions): %w; the database is incomplete: drop it and restore again", bp.Database, reached.LSN, reached.Transactions, err)
+	}
+	return reached, nil
+}
+
+func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan, t Target, reached *Reached, log *slog.Logger) error {
+	conn, err := postgres.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// As logical replication applies changes: no user triggers, no foreign-key checks (the
+	// source already enforced them, in this order). Superusers only; an owner replays with them.
+	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		log.Warn("point-in-time restore: replaying with triggers enabled (session_replication_role needs a superuser)", "err", err)
+	}
+	a := &applier{conn: conn, rels: map[uint32]Relation{}}
+	var last *Segment
+	for i := range plan.Segments {
+		seg := &plan.Segments[i]
+		stop, err := a.segment(ctx, repo, seg, t, reached)
+		if err != nil {
+			return fmt.Errorf("segment %s..%s: %w", seg.StartLSN, seg.EndLSN, err)
+		}
+		last = seg
+		if stop {
+			break
+		}
+	}
+	if last == nil || reached.Transactions == 0 {
+		return nil
+	}
+	// Sequences are not decoded: the segment's record holds their values at its end, which is
+	// never below what the replayed rows used.
+	for _, s := range last.Sequences {
+		if _, err := conn.Exec(ctx, "SELECT setval($1::regclass, $2, $3)", postgres.Ident(s.Schema, s.Name), s.LastValue, s.IsCalled); err != nil {
+			return postgres.Explain("set sequence "+s.Schema+"."+s.Name, err)
+		}
+	}
+	return nil
+}
+
+// applier replays records on one connection.
+type applier struct {
+	conn  *pgx.Conn
+	rels  map[uint32]Relation
+	batch pgconn.Batch
+	n     int     // statements queued
+	want  []int64 // rows each queued statement must touch (-1: any)
+	what  []string
+}
+
+// segment replays one segment; stop is true once a transaction past the target was met.
+func (a *applier) segment(ctx context.Context, repo *store.Repository, seg *Segment, t Target, reached *Reached) (stop bool, err error) {
+	// The whole segment is fetched and checked before anything is applied: a damaged segment
+	// must not half-apply.
+	f, err := os.CreateTemp("", "tracevault-replay-*.seg")
+	if err != nil {
+		return false, fmt.Errorf("create a temporary file (set TMPDIR to a writable directory): %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	body, err := repo.OpenNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), seg.Object)
+	if err != nil {
+		return false, err
+	}
+	_, err = io.Copy(f, body)
+	body.Close()
+	if err != nil {
+		return false, fmt.Errorf("fetch: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	rd, err := NewSegmentReader(f)
+	if err != nil {
+		return false, err
+	}
+	var tx pgx.Tx
+	defer func() {
+		if tx != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	var begin *Record
+	for {
+		rec, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			if tx != nil {
+				return false, fmt.Errorf("%w: ends inside transaction %d", ErrBadSegment, begin.Xid)
+			}
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		switch rec.Op {
+		case OpRelation:
+			a.rels[rec.Relation.OID] = rec.Relation
+			continue
+		case OpBegin:
+			if !t.before(LSN(rec.LSN), rec.Time) {
+				return true, nil
+			}
+			begin = rec
+			if tx, err = a.conn.Begin(ctx); err != nil {
+				return false, postgres.Explain("begin replaying a transaction", err)
+			}
+			continue
+		case OpCommit:
+			if tx == nil {
+				return false, fmt.Errorf("%w: commit without begin", ErrBadSegment)
+			}
+			if err := a.flush(ctx); err != nil {
+				return false, fmt.Errorf("transaction %d (commit %s): %w", begin.Xid, LSN(rec.LSN), err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return false, postgres.Explain("commit replayed transaction", err)
+			}
+			tx = nil
+			reached.LSN, reached.Time, reached.Xid = LSN(rec.LSN), rec.Time, begin.Xid
+			reached.Transactions++
+			continue
+		}
+		if tx == nil {
+			return false, fmt.Errorf("%w: change outside a transaction", ErrBadSegment)
+		}
+		if err := a.queue(rec); err != nil {
+			return false, fmt.Errorf("transaction %d: %w", begin.Xid, err)
+		}
+		reached.Changes++
+		if a.n >= 256 {
+			if err := a.flush(ctx); err != nil {
+				return false, fmt.Errorf("transaction %d: %w", begin.Xid, err)
+			}
+		}
+	}
+}
+
+func (a *applier) add(sql string, args [][]byte, want int64, what string) {
+	a.batch.ExecParams(sql, args, nil, nil, nil)
+	a.n++
+	a.want = append(a.want, want)
+	a.what = append(a.what, what)
+}
+
+// flush runs the queued statements and checks each touched the rows it had to: a replay that
+// misses a row has diverged from the source, and must say so rather than go on.
+func (a *applier) flush(ctx context.Context) error {
+	if a.n == 0 {
+		return nil
+	}
+	results, err := a.conn.PgConn().ExecBatch(ctx, &a.batch).ReadAll()
+	want, what := a.want, a.what
+	a.batch, a.n, a.want, a.what = pgconn.Batch{}, 0, nil, nil
+	if err != nil {
+		// The results end at the statement that failed.
+		if i := len(results) - 1; i >= 0 && results[i].Err != nil {
+			return postgres.Explain(what[i], results[i].Err)
+		}
+		return postgres.Explain("apply changes", err)
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			return postgres.Explain(what[i], r.Err)
+		}
+		if want[i] >= 0 && r.CommandTag.RowsAffected() != want[i] {
+			return fmt.Errorf("%s touched %d rows, the source %d: the restored database diverged from the stream", what[i], r.CommandTag.RowsAffected(), want[i])
+		}
+	}
+	return nil
+}
+
+func (a *applier) relation(oid uint32) (Relation, string, error) {
+	rel, ok := a.rels[oid]
+	if !ok {
+		return rel, "", fmt.Errorf("%w: change for relation %d that the segment does not describe", ErrBadSegment, oid)
+	}
+	return rel, postgres.Ident(rel.Schema, rel.Name), nil
+}
+
+func (a *applier) queue(rec *Record) error {
+	if rec.Op == OpTruncate {
+		names := make([]string, len(rec.Rels))
+		for i, oid := range rec.Rels {
+			_, name, err := a.relation(oid)
+			if err != nil {
+				return err
+			}
+			names[i] = name
+		}
+		sql := "TRUNCATE ONLY " + strings.Join(names, ", ")
+		if rec.Options&2 != 0 {
+			sql += " RESTART IDENTITY"
+		}
+		if rec.Options&1 != 0 {
+			sql += " CASCADE"
+		}
+		a.add(sql, nil, -1, "truncate "+strings.Join(names, ", "))
+		return nil
+	}
+	rel, name, err := a.relation(rec.Rel)
+	if err != nil {
+		return err
+	}
+	for _, vals := range [][]Value{rec.Old, rec.New} {
+		if vals != nil && len(vals) != len(rel.Columns) {
+			return fmt.Errorf("%w: a row of %s has %d columns, its relation %d", ErrBadSegment, name, len(vals), len(rel.Columns))
+		}
+	}
+	var sql strings.Builder
+	var args [][]byte
+	param := func(v Value) string {
+		args = append(args, v.Data)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	switch rec.Op {
+	case OpInsert:
+		var cols, ps []string
+		for i, c := range rel.Columns {
+			if rec.New[i].Kind == ValueUnchanged {
+				continue
+			}
+			cols = append(cols, postgres.Ident(c.Name))
+			if rec.New[i].Kind == ValueNull {
+				ps = append(ps, "NULL")
+			} else {
+				ps = append(ps, param(rec.New[i]))
+			}
+		}
+		fmt.Fprintf(&sql, "INSERT INTO %s (%s) VALUES (%s)", name, strings.Join(cols, ", "), strings.Join(ps, ", "))
+		a.add(sql.String(), args, 1, "insert into "+name)
+		return nil
+	case OpUpdate:
+		var sets []string
+		for i, c := range rel.Columns {
+			switch rec.New[i].Kind {
+			case ValueUnchanged:
+			case ValueNull:
+				sets = append(sets, postgres.Ident(c.Name)+" = NULL")
+			default:
+				sets = append(sets, postgres.Ident(c.Name)+" = "+param(rec.New[i]))
+			}
+		}
+		if len(sets) == 0 {
+			return nil
+		}
+		fmt.Fprintf(&sql, "UPDATE %s SET %s", name, strings.Join(sets, ", "))
+	case OpDelete:
+		fmt.Fprintf(&sql, "DELETE FROM %s", name)
+	}
+	// The row is found by its replica identity: the old key or row if sent, else the new
+	// row's key columns (an update that did not change the key).
+	old := rec.Old
+	if old == nil {
+		old = rec.New
+	}
+	full := rec.OldKind == 'O' || rel.ReplicaIdentity == 'f'
+	var conds []string
+	for i, c := range rel.Columns {
+		if !full && !c.Key {
+			continue
+		}
+		v := old[i]
+		col := postgres.Ident(c.Name)
+		switch {
+		case v.Kind == ValueUnchanged:
+			continue
+		case v.Kind == ValueNull:
+			conds = append(conds, col+" IS NULL")
+		case c.Type == 114 || c.Type == 142: // json and xml have no equality operator
+			conds = append(conds, col+"::text = "+param(v)+"::text")
+		default:
+			conds = append(conds, col+" = "+param(v))
+		}
+	}
+	if len(conds) == 0 {
+		return fmt.Errorf("%s has no replica identity to find the row by: give it a primary key or REPLICA IDENTITY FULL", name)
+	}
+	where := strings.Join(conds, " AND ")
+	if full {
+		// Identical rows are interchangeable: touch exactly one, as the source did.
+		where = "ctid = (SELECT ctid FROM " + name + " WHERE " + where + " LIMIT 1)"
+	}
+	sql.WriteString(" WHERE " + where)
+	a.add(sql.String(), args, 1, map[Op]string{OpUpdate: "update ", OpDelete: "delete from "}[rec.Op]+name)
+	return nil
+}
