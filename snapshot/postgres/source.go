@@ -92,6 +92,9 @@ type LargeObjects struct {
 
 func (s *Source) Name() string { return "postgres" }
 
+// TakesCut: the exported snapshot is the source's cut, taken with the set's others.
+func (s *Source) TakesCut() {}
+
 func (s *Source) defaults() {
 	if s.Parallel < 1 {
 		s.Parallel = 2
@@ -133,6 +136,10 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		}
 		sec.PGDump = line
 	}
+	// The other sources of the set take their cuts with this snapshot's export.
+	if err := w.AwaitCut(ctx); err != nil {
+		return nil, err
+	}
 	// DEFERRABLE has no effect under REPEATABLE READ; it is set so that if the level is ever
 	// raised to SERIALIZABLE, the backup waits for a safe snapshot instead of making writers
 	// fail with serialization errors.
@@ -141,12 +148,15 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		return nil, explain("begin the snapshot transaction", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The snapshot is taken when this statement starts, after statement_timestamp(): every
+	// transaction committed before Time is in it, which makes Time the source's cut.
 	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(),
-		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, clock_timestamp()`).
+		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, statement_timestamp()`).
 		Scan(&sec.Snapshot, &sec.LSN, &sec.Time); err != nil {
 		return nil, explain("export the snapshot", err)
 	}
 	sec.Time = sec.Time.UTC()
+	w.RecordCut(sec.Time, "lsn "+sec.LSN)
 	tables, exclude, nLO, err := s.readCatalog(ctx, tx, sec)
 	if err != nil {
 		return sec, err
