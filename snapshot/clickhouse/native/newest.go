@@ -41,14 +41,14 @@ func (n *newest) offer(vt versionType, key uint64) {
 	}
 }
 
-func (n *newest) String() string {
+func (n *newest) value() (string, time.Time) {
 	if n == nil {
-		return ""
+		return "", time.Time{}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.seen {
-		return ""
+		return "", time.Time{}
 	}
 	return n.vt.format(n.key)
 }
@@ -117,23 +117,24 @@ func (vt versionType) key(b []byte) uint64 {
 	return v
 }
 
-func (vt versionType) format(key uint64) string {
+// format gives a key's value as text and, for a time or date, as a time.
+func (vt versionType) format(key uint64) (string, time.Time) {
 	if vt.signed {
 		key ^= 1 << 63
 	}
 	switch {
 	case vt.days:
-		return time.Unix(int64(key)*86400, 0).UTC().Format(time.DateOnly)
-	case vt.unit == int64(time.Second):
-		return time.Unix(int64(key), 0).UTC().Format(time.RFC3339)
+		t := time.Unix(int64(key)*86400, 0).UTC()
+		return t.Format(time.DateOnly), t
 	case vt.unit > 0:
+		perSecond := int64(time.Second) / vt.unit
 		v := int64(key)
-		sec, frac := v/(int64(time.Second)/vt.unit), v%(int64(time.Second)/vt.unit)
-		return time.Unix(sec, frac*vt.unit).UTC().Format(time.RFC3339Nano)
+		t := time.Unix(v/perSecond, v%perSecond*vt.unit).UTC()
+		return t.Format(time.RFC3339Nano), t
 	case vt.signed:
-		return strconv.FormatInt(int64(key), 10)
+		return strconv.FormatInt(int64(key), 10), time.Time{}
 	}
-	return strconv.FormatUint(key, 10)
+	return strconv.FormatUint(key, 10), time.Time{}
 }
 
 // readNewest passes over n values of the tracked column, keeping the largest.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func TestReaderNewest(t *testing.T) {
@@ -57,8 +58,13 @@ func TestReaderNewest(t *testing.T) {
 		if err != nil || !bytes.Equal(got, tt.stream) {
 			t.Errorf("%s: passed %d of %d bytes, err %v", tt.name, len(got), len(tt.stream), err)
 		}
-		if r.Newest() != tt.want {
-			t.Errorf("%s: newest %q, want %q", tt.name, r.Newest(), tt.want)
+		text, at := r.Newest()
+		if text != tt.want {
+			t.Errorf("%s: newest %q, want %q", tt.name, text, tt.want)
+		}
+		// A time column's newest is a time too, the same one.
+		if !at.IsZero() && at.Format(time.RFC3339Nano) != text && at.Format(time.DateOnly) != text {
+			t.Errorf("%s: newest %q as a time is %s", tt.name, text, at)
 		}
 	}
 	// A stream cut inside the tracked column is an error, as when skipped.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -100,8 +101,9 @@ func (r *Reader) Read(p []byte) (int, error) { return r.pr.Read(p) }
 func (r *Reader) Rows() int64 { return r.rows.Load() }
 
 // Newest is the largest value of the column Newest named, in the blocks checked so far (after
-// io.EOF, in the stream), formatted as its type reads (RFC 3339 UTC for a time); "" if none.
-func (r *Reader) Newest() string { return r.newest.String() }
+// io.EOF, in the stream): as text (RFC 3339 UTC for a time), "" if none, and as a time when the
+// column holds times or dates.
+func (r *Reader) Newest() (string, time.Time) { return r.newest.value() }
 
 // Blocks is the number of blocks checked so far.
 func (r *Reader) Blocks() int64 { return r.blocks.Load() }

@@ -1,0 +1,118 @@
+// The cut of a ClickHouse backup: the moment before which every acknowledged write is in it.
+
+package clickhouse
+
+import (
+	"strings"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
+)
+
+// TakesCut: the first table's listing is the source's cut, taken with the set's others.
+func (s *Source) TakesCut() {}
+
+// versionColumn is the version column of a (Replicated)ReplacingMergeTree in its CREATE
+// statement: the first argument after the replicated engine's path and replica literals, when
+// it is a column name. Other engines, and one without a version, have none: "".
+func versionColumn(create string) string {
+	_, after, ok := strings.Cut(create, "ReplacingMergeTree(")
+	if !ok {
+		return ""
+	}
+	depth := 0
+	for i := 0; i < len(after); i++ {
+		switch c := after[i]; c {
+		case '\'', '"', '`':
+			if i = closingQuote(after, i); i < 0 {
+				return ""
+			}
+		case '(':
+			depth++
+		case ')':
+			if depth--; depth >= 0 {
+				continue
+			}
+			args, err := native.SplitArgs(after[:i])
+			if err != nil {
+				return ""
+			}
+			for _, a := range args {
+				if strings.HasPrefix(a, "'") {
+					continue // the ZooKeeper path and replica name
+				}
+				if name := strings.Trim(a, "`\""); isIdent(name) {
+					return name
+				}
+				return ""
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+func isIdent(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isWordByte(s[i], i == 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// tableCut is the moment before which every write acknowledged on any replica is in what a
+// table's export lists from srv: when the listing began, less the replica's replication delay
+// as the server measured it, for a replicated table.
+func tableCut(listed time.Time, t Table, srv *Server, view *View) time.Time {
+	if !t.Replicated() || view == nil {
+		return listed
+	}
+	for _, r := range view.Replicas {
+		if r.Addr != srv.Addr {
+			continue
+		}
+		for _, rt := range r.Tables {
+			if rt.FullName() == t.FullName() {
+				return listed.Add(-time.Duration(rt.AbsoluteDelay) * time.Second)
+			}
+		}
+	}
+	return listed
+}
+
+// sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set
+// released the source when it exported no table. Its position is the newest version any
+// partition's export held, evidence that the data reaches up to the cut.
+type sourceCut struct {
+	released, earliest time.Time
+	newest             time.Time
+	column             string
+}
+
+func newSourceCut(released time.Time) *sourceCut { return &sourceCut{released: released} }
+
+func (c *sourceCut) add(rec TableRecord) {
+	if !rec.Cut.IsZero() && (c.earliest.IsZero() || rec.Cut.Before(c.earliest)) {
+		c.earliest = rec.Cut
+	}
+	for _, p := range rec.Partitions {
+		if p.newestTime.After(c.newest) {
+			c.newest, c.column = p.newestTime, rec.VersionColumn
+		}
+	}
+}
+
+func (c *sourceCut) time() time.Time {
+	if c.earliest.IsZero() {
+		return c.released
+	}
+	return c.earliest
+}
+
+func (c *sourceCut) position() string {
+	if c.newest.IsZero() {
+		return ""
+	}
+	return "newest " + c.column + " exported " + c.newest.UTC().Format(time.RFC3339Nano)
+}
