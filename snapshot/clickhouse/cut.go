@@ -3,6 +3,8 @@
 package clickhouse
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -62,23 +64,19 @@ func isIdent(s string) bool {
 }
 
 // tableCut is the moment before which every write acknowledged on any replica is in what a
-// table's export lists from srv: when the listing began, less the replica's replication delay
-// as the server measured it, for a replicated table.
-func tableCut(listed time.Time, t Table, srv *Server, view *View) time.Time {
-	if !t.Replicated() || view == nil {
-		return listed
+// table's export lists from srv: listed, when the listing began, less the replica's replication
+// delay for a replicated table, as the server measures it then (a delay observed earlier could
+// have grown since).
+func tableCut(ctx context.Context, listed time.Time, t Table, srv *Server) (time.Time, error) {
+	if !t.Replicated() {
+		return listed, nil
 	}
-	for _, r := range view.Replicas {
-		if r.Addr != srv.Addr {
-			continue
-		}
-		for _, rt := range r.Tables {
-			if rt.FullName() == t.FullName() {
-				return listed.Add(-time.Duration(rt.AbsoluteDelay) * time.Second)
-			}
-		}
+	var delay uint64
+	err := srv.Conn.QueryRow(ctx, "SELECT absolute_delay FROM system.replicas WHERE database = ? AND table = ?", t.Database, t.Name).Scan(&delay)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the replication delay of %s on %s: %w", t.FullName(), srv.Addr, err)
 	}
-	return listed
+	return listed.Add(-time.Duration(delay) * time.Second), nil
 }
 
 // sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set

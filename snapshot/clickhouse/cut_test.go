@@ -54,25 +54,3 @@ func TestSourceCut(t *testing.T) {
 		}
 	}
 }
-
-func TestTableCutSubtractsReplicaDelay(t *testing.T) {
-	listed := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	replicated := Table{Database: "d", Name: "t", Engine: "ReplicatedReplacingMergeTree"}
-	local := Table{Database: "d", Name: "t", Engine: "ReplacingMergeTree"}
-	view := &View{Replicas: []Replica{{Addr: "r2", Tables: []ReplicaTable{{Database: "d", Table: "t", AbsoluteDelay: 7}}}}}
-	tests := []struct {
-		name  string
-		table Table
-		addr  string
-		want  time.Time
-	}{
-		{"replicated, delayed replica", replicated, "r2", listed.Add(-7 * time.Second)},
-		{"replicated, replica not in the view", replicated, "r1", listed},
-		{"local table", local, "r2", listed},
-	}
-	for _, tt := range tests {
-		if got := tableCut(listed, tt.table, &Server{Addr: tt.addr}, view); !got.Equal(tt.want) {
-			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
-		}
-	}
-}
