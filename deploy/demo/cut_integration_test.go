@@ -133,7 +133,7 @@ func checkNewest(t *testing.T, m *store.Manifest, ledger string) {
 			}
 			checked++
 		}
-		t.Logf("%s: cut %s, read from %s", rec.FullName(), rec.Cut.Format("15:04:05.000"), rec.Partitions[0].Replica)
+		t.Logf("%s: cut %s (%d s of replica delay before its listing), read from %s", rec.FullName(), rec.Cut.Format("15:04:05.000"), rec.CutReplicaDelay, rec.Partitions[0].Replica)
 	}
 	if checked == 0 {
 		t.Error("no partition recorded its newest event_ts")

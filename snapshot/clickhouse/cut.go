@@ -67,16 +67,15 @@ func isIdent(s string) bool {
 // table's export lists from srv: listed, when the listing began, less the replica's replication
 // delay for a replicated table, as the server measures it then (a delay observed earlier could
 // have grown since).
-func tableCut(ctx context.Context, listed time.Time, t Table, srv *Server) (time.Time, error) {
+func tableCut(ctx context.Context, listed time.Time, t Table, srv *Server) (cut time.Time, delaySeconds uint64, err error) {
 	if !t.Replicated() {
-		return listed, nil
+		return listed, 0, nil
 	}
-	var delay uint64
-	err := srv.Conn.QueryRow(ctx, "SELECT absolute_delay FROM system.replicas WHERE database = ? AND table = ?", t.Database, t.Name).Scan(&delay)
+	err = srv.Conn.QueryRow(ctx, "SELECT absolute_delay FROM system.replicas WHERE database = ? AND table = ?", t.Database, t.Name).Scan(&delaySeconds)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("read the replication delay of %s on %s: %w", t.FullName(), srv.Addr, err)
+		return time.Time{}, 0, fmt.Errorf("read the replication delay of %s on %s: %w", t.FullName(), srv.Addr, err)
 	}
-	return listed.Add(-time.Duration(delay) * time.Second), nil
+	return listed.Add(-time.Duration(delaySeconds) * time.Second), delaySeconds, nil
 }
 
 // sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set

@@ -46,6 +46,9 @@ type TableRecord struct {
 	// Cut is the table's cut: every write acknowledged before it is in its partitions. It is
 	// when its partitions were listed, less the source replica's replication delay.
 	Cut time.Time `json:"cut,omitzero"`
+	// CutReplicaDelay is by how many seconds Cut precedes the listing: the source replica's
+	// replication delay then, as the server measured it.
+	CutReplicaDelay uint64 `json:"cut_replica_delay_s,omitempty"`
 	// VersionColumn is the ReplacingMergeTree version whose newest value each partition's
 	// export held (PartitionRecord.Newest); empty for other engines.
 	VersionColumn string `json:"version_column,omitempty"`

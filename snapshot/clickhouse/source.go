@@ -192,12 +192,12 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		}
 		rec.Columns = cols
 		// What the listing holds is what the exports below hold at least: the table's cut.
-		cut, err := tableCut(ctx, time.Now(), rec.Table, srv)
+		cut, delay, err := tableCut(ctx, time.Now(), rec.Table, srv)
 		if err != nil {
 			return err
 		}
 		if rec.Cut.IsZero() || cut.Before(rec.Cut) {
-			rec.Cut = cut
+			rec.Cut, rec.CutReplicaDelay = cut, delay
 		}
 		parts, err := Partitions(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
