@@ -4,6 +4,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -71,11 +72,44 @@ func tableCut(ctx context.Context, listed time.Time, t Table, srv *Server) (cut 
 	if !t.Replicated() {
 		return listed, 0, nil
 	}
-	err = srv.Conn.QueryRow(ctx, "SELECT absolute_delay FROM system.replicas WHERE database = ? AND table = ?", t.Database, t.Name).Scan(&delaySeconds)
-	if err != nil {
-		return time.Time{}, 0, fmt.Errorf("read the replication delay of %s on %s: %w", t.FullName(), srv.Addr, err)
+	if delaySeconds, err = replicaDelay(ctx, srv, t); err != nil {
+		return time.Time{}, 0, err
 	}
 	return listed.Add(-time.Duration(delaySeconds) * time.Second), delaySeconds, nil
+}
+
+// replicaDelay is how far, in whole seconds, srv's replica of t is behind its group.
+func replicaDelay(ctx context.Context, srv *Server, t Table) (uint64, error) {
+	var delay uint64
+	err := srv.Conn.QueryRow(ctx, "SELECT absolute_delay FROM system.replicas WHERE database = ? AND table = ?", t.Database, t.Name).Scan(&delay)
+	if err != nil {
+		return 0, fmt.Errorf("read the replication delay of %s on %s: %w", t.FullName(), srv.Addr, err)
+	}
+	return delay, nil
+}
+
+// leastDelayed picks, of a replicated table's healthy replicas, the one least behind now: the
+// table's cut is its listing less that replica's delay, so the replica that has the most of the
+// group's writes gives the latest cut. Ties keep the given order (least delay and queue when
+// the backup began); a replica that does not answer is passed over.
+func leastDelayed(ctx context.Context, srcs []*Server, t Table) ([]*Server, error) {
+	var best *Server
+	var bestDelay uint64
+	var errs []error
+	for _, srv := range srcs {
+		delay, err := replicaDelay(ctx, srv, t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if best == nil || delay < bestDelay {
+			best, bestDelay = srv, delay
+		}
+	}
+	if best == nil {
+		return nil, errors.Join(errs...)
+	}
+	return []*Server{best}, nil
 }
 
 // sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set

@@ -150,7 +150,7 @@ func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server,
 	}
 	if s.Mode != ModeFreeze {
 		if t.Replicated() {
-			srcs = srcs[:1]
+			return leastDelayed(ctx, srcs, t)
 		}
 		return srcs, nil
 	}
@@ -179,6 +179,9 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		return err
 	}
 	for _, srv := range srcs {
+		// Before the listing below, so a lower bound of it: the table's cut, taken as soon
+		// as the table's turn comes.
+		listed := time.Now()
 		has, err := hasTable(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
@@ -191,8 +194,8 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			return err
 		}
 		rec.Columns = cols
-		// What the listing holds is what the exports below hold at least: the table's cut.
-		cut, delay, err := tableCut(ctx, time.Now(), rec.Table, srv)
+		// What the listing holds is what the exports below hold at least.
+		cut, delay, err := tableCut(ctx, listed, rec.Table, srv)
 		if err != nil {
 			return err
 		}

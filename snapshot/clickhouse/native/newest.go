@@ -16,9 +16,13 @@ type Option func(*scanner)
 // version, a row's event time) while it walks the stream: what the export actually held, which
 // a separate query could not tell, racing the inserts. The column's type must be DateTime,
 // DateTime64, Date, Date32 or an integer of at most 64 bits; of any other type, or without a
-// column of that name, Reader.Newest stays empty.
+// column of that name, Reader.Newest stays empty; an empty name tracks nothing.
 func Newest(column string) Option {
-	return func(s *scanner) { s.newest = &newest{column: column} }
+	return func(s *scanner) {
+		if column != "" {
+			s.newest = &newest{column: column}
+		}
+	}
 }
 
 // newest is the largest value seen so far, as an ordered key and the type that reads it.
