@@ -212,7 +212,9 @@ func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // dropScratchCH drops a scratch ClickHouse database on the cluster and its ZooKeeper parent.
 func dropScratchCH(t testing.TB, env *stack.Env, db string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// An ON CLUSTER drop waits for every replica (distributed_ddl_task_timeout, 180 s by
+	// default), which takes more than a minute on a machine busy with merges.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := openCH(t, env.CHNative[0])
 	if err := c.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, env.CHCluster)); err != nil {
