@@ -33,8 +33,9 @@ func Backup(ctx context.Context, cfg *config.Config, repo *store.Repository, req
 	return snapshot.Run(ctx, repo, sources, snapshot.Options{Tags: req.Tags, LockWait: req.LockWait, Log: log})
 }
 
-// Sources builds the sources a request covers, in the order a set runs them: PostgreSQL's
-// snapshot first, then ClickHouse's partitions, then the ZooKeeper record of the replication.
+// Sources builds the sources a request covers: PostgreSQL's snapshot and ClickHouse's
+// partitions, which the set runs together so that their cuts coincide, then the ZooKeeper
+// record of the replication.
 func Sources(cfg *config.Config, req BackupRequest, log *slog.Logger) ([]snapshot.Source, error) {
 	only := map[string]bool{}
 	for _, s := range req.Only {

@@ -222,6 +222,9 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		m, err := Backup(ctx, d.cfg, d.repo, req, d.log.With("job", j.Name))
 		if m != nil {
 			r.Snapshot, r.Bytes = m.ID, m.Totals().NewBytes
+			if m.Cut != nil {
+				r.Cut, r.CutSkewSeconds = m.Cut.Time, m.Cut.SkewSeconds
+			}
 			d.metrics.observeSnapshot(m)
 		}
 		return err

@@ -41,7 +41,11 @@ type Run struct {
 	Outcome    string    `json:"outcome"`
 	Bytes      int64     `json:"bytes,omitempty"`
 	Snapshot   string    `json:"snapshot,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	// Cut is the snapshot's cut (every write acknowledged before it is in the snapshot) and the
+	// skew between its sources' cuts; zero for a partial snapshot and other jobs.
+	Cut            time.Time `json:"cut,omitzero"`
+	CutSkewSeconds float64   `json:"cut_skew_seconds,omitempty"`
+	Error          string    `json:"error,omitempty"`
 	// A drill's measured recovery: time to restore (total and per source) and the restored
 	// snapshot's age when the drill started.
 	RTOSeconds     float64            `json:"rto_seconds,omitempty"`

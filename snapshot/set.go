@@ -33,6 +33,67 @@ type Writer struct {
 
 	mu      sync.Mutex
 	objects []store.ManifestObject
+	cut     *store.SourceCut
+
+	// cuts is shared by the sources that run together (Cutter); arrived is this one's turn.
+	cuts    *cutBarrier
+	arrived sync.Once
+}
+
+// A Cutter takes a cut of live data: it connects and reads what it needs, calls
+// Writer.AwaitCut, and takes its cut (a snapshot, its first export) as soon as that returns.
+// Run starts every Cutter at once and releases them together, so their cuts fall as close
+// together as the servers allow; the other sources run after them, in order.
+type Cutter interface {
+	Source
+	TakesCut()
+}
+
+// AwaitCut blocks until every source running beside this one is ready to take its cut, or has
+// ended; a source that is not a Cutter returns at once.
+func (w *Writer) AwaitCut(ctx context.Context) error {
+	if w.cuts == nil {
+		return nil
+	}
+	w.arrive()
+	select {
+	case <-w.cuts.ready:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (w *Writer) arrive() {
+	if w.cuts != nil {
+		w.arrived.Do(w.cuts.arrive)
+	}
+}
+
+// RecordCut records the source's cut: every write it acknowledged before t is in what it
+// stored. position is the source's own mark of it (an LSN), or empty.
+func (w *Writer) RecordCut(t time.Time, position string) {
+	w.mu.Lock()
+	w.cut = &store.SourceCut{Source: w.source, Time: t.UTC(), Position: position}
+	w.mu.Unlock()
+}
+
+// cutBarrier releases the sources waiting in AwaitCut once all have arrived; a source that ends
+// without taking a cut (a failure) arrives as it ends, so it never holds the others.
+type cutBarrier struct {
+	mu      sync.Mutex
+	waiting int
+	ready   chan struct{}
+}
+
+func newCutBarrier(n int) *cutBarrier { return &cutBarrier{waiting: n, ready: make(chan struct{})} }
+
+func (b *cutBarrier) arrive() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiting--; b.waiting == 0 {
+		close(b.ready)
+	}
 }
 
 // Put stores one object. meta says what it holds; a non-empty fingerprint lets an unchanged
@@ -88,8 +149,9 @@ type Options struct {
 // ErrPartial is returned with the manifest of a set whose sources did not all succeed.
 var ErrPartial = errors.New("snapshot is partial")
 
-// Run backs up every source in order under the repository lock and commits one manifest: complete
-// if all sources succeeded, partial (with their errors) otherwise. A cancelled context still
+// Run backs up every source under the repository lock (the Cutters together, then the others in
+// order) and commits one manifest: complete if all sources succeeded, partial (with their
+// errors) otherwise; a complete one records the set's cut. A cancelled context still
 // commits the partial record of what was stored, never a complete-looking one.
 func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Options) (*store.Manifest, error) {
 	if opts.Log == nil {
@@ -109,16 +171,21 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 
 	planSources(ctx, sources, opts.Log)
 	m := store.NewManifest(opts.Tags)
+	results := runSources(ctx, repo, sources, opts.Log)
 	var failures []string
-	for _, src := range sources {
-		c, objects, section := runSource(ctx, repo, src, opts.Log)
-		m.Components = append(m.Components, c)
-		m.Objects = append(m.Objects, objects...)
-		if section != nil {
-			m.Sections[src.Name()] = section
+	var cuts []store.SourceCut
+	for i, src := range sources {
+		r := results[i]
+		m.Components = append(m.Components, r.component)
+		m.Objects = append(m.Objects, r.objects...)
+		if r.section != nil {
+			m.Sections[src.Name()] = r.section
 		}
-		if c.Status != store.StatusComplete {
-			failures = append(failures, fmt.Sprintf("%s: %s", src.Name(), c.Error))
+		if r.component.Status != store.StatusComplete {
+			failures = append(failures, fmt.Sprintf("%s: %s", src.Name(), r.component.Error))
+		}
+		if r.cut != nil {
+			cuts = append(cuts, *r.cut)
 		}
 	}
 	m.End = time.Now().UTC()
@@ -126,6 +193,12 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 	if len(failures) > 0 || len(sources) == 0 {
 		m.Status = store.StatusPartial
 		m.Error = strings.Join(failures, "; ")
+	} else {
+		// Only a whole set stands for a moment: a failed source's cut says nothing of its data.
+		m.Cut = store.NewCut(cuts)
+	}
+	if m.Cut != nil {
+		opts.Log.Info("snapshot cut", "time", m.Cut.Time, "skew_seconds", m.Cut.SkewSeconds)
 	}
 	commitCtx := ctx
 	if ctx.Err() != nil {
@@ -172,11 +245,49 @@ func planSources(ctx context.Context, sources []Source, log *slog.Logger) {
 	}
 }
 
-func runSource(ctx context.Context, repo *store.Repository, src Source, log *slog.Logger) (store.Component, []store.ManifestObject, json.RawMessage) {
+// sourceResult is what one source left for the manifest.
+type sourceResult struct {
+	component store.Component
+	objects   []store.ManifestObject
+	section   json.RawMessage
+	cut       *store.SourceCut
+}
+
+// runSources runs the Cutters together, then the other sources in order; results are in the
+// order of sources. Running the Cutters one after another would set their cuts apart by the
+// whole of the first one's copy.
+func runSources(ctx context.Context, repo *store.Repository, sources []Source, log *slog.Logger) []sourceResult {
+	results := make([]sourceResult, len(sources))
+	var together []int
+	for i, src := range sources {
+		if _, ok := src.(Cutter); ok {
+			together = append(together, i)
+		}
+	}
+	cuts := newCutBarrier(len(together))
+	var wg sync.WaitGroup
+	for _, i := range together {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = runSource(ctx, &Writer{repo: repo, source: sources[i].Name(), log: log, cuts: cuts}, sources[i])
+		}()
+	}
+	wg.Wait()
+	for i, src := range sources {
+		if _, ok := src.(Cutter); !ok {
+			results[i] = runSource(ctx, &Writer{repo: repo, source: src.Name(), log: log}, src)
+		}
+	}
+	return results
+}
+
+func runSource(ctx context.Context, w *Writer, src Source) sourceResult {
+	log := w.log
 	c := store.Component{Source: src.Name(), Start: time.Now().UTC()}
-	w := &Writer{repo: repo, source: src.Name(), log: log}
 	log.Info("backing up", "source", src.Name())
 	section, err := safeBackup(ctx, src, w)
+	w.arrive()
 	c.End = time.Now().UTC()
 	c.Status = store.StatusComplete
 	if err != nil {
@@ -191,7 +302,7 @@ func runSource(ctx context.Context, repo *store.Repository, src Source, log *slo
 			raw = b
 		}
 	}
-	return c, w.objects, raw
+	return sourceResult{component: c, objects: w.objects, section: raw, cut: w.cut}
 }
 
 // safeBackup turns a source's panic into its failure, so one broken source cannot take the

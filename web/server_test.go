@@ -131,8 +131,9 @@ func sampleSource() *fakeSource {
 	next := now.Add(150 * time.Minute)
 	f := &fakeSource{
 		st: jobs.Status{Now: now, Storage: "file:///repo",
-			Jobs:      []jobs.JobStatus{{Name: "nightly", Action: "backup", Schedule: "0 3 * * *", NextRun: next}},
-			Runs:      []jobs.Run{{ID: "r0", Job: "nightly", Trigger: jobs.TriggerSchedule, Start: now.Add(-time.Hour), End: now.Add(-59 * time.Minute), Outcome: jobs.OutcomeSucceeded, Snapshot: "20261125T0300-ab"}},
+			Jobs: []jobs.JobStatus{{Name: "nightly", Action: "backup", Schedule: "0 3 * * *", NextRun: next}},
+			Runs: []jobs.Run{{ID: "r0", Job: "nightly", Trigger: jobs.TriggerSchedule, Start: now.Add(-time.Hour), End: now.Add(-59 * time.Minute), Outcome: jobs.OutcomeSucceeded, Snapshot: "20261125T0300-ab",
+				Cut: time.Date(2026, 11, 25, 3, 0, 1, 250e6, time.UTC), CutSkewSeconds: 0.042}},
 			Snapshots: []jobs.SnapshotSummary{{ID: "20261125T0300-ab", Time: now.Add(-time.Hour), Status: "complete", Sources: []string{"clickhouse"}}},
 			Freshness: []jobs.Freshness{{Source: "clickhouse", Snapshot: "20261125T0300-ab", AgeSeconds: 3600, IntervalSeconds: 86400, Level: jobs.LevelOK, Reason: "within its schedule"},
 				{Source: "postgres", Level: jobs.LevelBad, Reason: "no complete snapshot holds postgres"}},
@@ -157,7 +158,7 @@ func TestPageAndAPI(t *testing.T) {
 
 	resp, body := get(t, s, "/")
 	for _, want := range []string{"nightly", "in 2 h", "file:///repo", "every day at 03:00 UTC", "4242", "standalone",
-		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`,
+		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`, "cut 03:00:01.250",
 		"default.traces on ch3: replicates under /elsewhere/traces", "tracevault restore-replica ch3",
 		"clickhouse schema_migrations is dirty at version 7", "tracevault migrate --target clickhouse force 7", "8_add_tags"} {
 		if !strings.Contains(body, want) {
@@ -336,6 +337,38 @@ func TestCronWords(t *testing.T) {
 	} {
 		if got := cronWords(expr); got != want {
 			t.Errorf("cronWords(%q) = %q, want %q", expr, got, want)
+		}
+	}
+}
+
+// TestSnapshotPageShowsCut: the snapshot page and its API say the set's cut, and a snapshot from
+// before cuts were recorded says it has none.
+func TestSnapshotPageShowsCut(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 3, 0, 1, 250e6, time.UTC)
+	cut := store.NewCut([]store.SourceCut{{Source: "postgres", Time: t0, Position: "lsn 0/3000148"}, {Source: "clickhouse", Time: t0.Add(42 * time.Millisecond)}})
+	tests := []struct {
+		name string
+		cut  *store.Cut
+		want []string
+	}{
+		{"recorded", cut, []string{"2026-11-25 03:00:01.250 UTC", "skew 42ms", "postgres 03:00:01.250", "lsn 0/3000148", "clickhouse 03:00:01.292"}},
+		{"old snapshot", nil, []string{"cut: not recorded"}},
+	}
+	for _, tt := range tests {
+		src := sampleSource()
+		src.snap.Cut = tt.cut
+		s := New(Options{Version: "test"}, src)
+		_, body := get(t, s, "/snapshots/20261125T0300-ab")
+		for _, w := range tt.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: the snapshot page lacks %q:\n%s", tt.name, w, body)
+			}
+		}
+		var m store.Manifest
+		_, api := get(t, s, "/api/v1/snapshots/20261125T0300-ab")
+		decodeStrict(t, api, &m)
+		if (m.Cut == nil) != (tt.cut == nil) || (m.Cut != nil && !m.Cut.Time.Equal(t0)) {
+			t.Errorf("%s: the API's cut is %v", tt.name, m.Cut)
 		}
 	}
 }

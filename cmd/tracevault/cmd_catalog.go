@@ -162,6 +162,7 @@ func printManifest(out io.Writer, m *store.Manifest) {
 	fmt.Fprintf(out, "snapshot %s  %s  host %s\n", m.ID, m.Status, m.Host)
 	fmt.Fprintf(out, "time     %s .. %s (%s)\n", m.Start.UTC().Format(time.RFC3339), m.End.UTC().Format(time.RFC3339), m.End.Sub(m.Start).Round(time.Second))
 	fmt.Fprintf(out, "size     %s in %d objects, %s new, %d reused\n", store.HumanBytes(t.Bytes), t.Objects, store.HumanBytes(t.NewBytes), t.Reused)
+	fmt.Fprintf(out, "cut      %s\n", m.Cut)
 	if m.Error != "" {
 		fmt.Fprintf(out, "error    %s\n", m.Error)
 	}

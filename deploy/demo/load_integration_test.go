@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +16,6 @@ import (
 
 	"github.com/tracevault/tracevault/deploy/demo"
 	"github.com/tracevault/tracevault/deploy/stack"
-	"github.com/tracevault/tracevault/snapshot"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
-	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
@@ -161,13 +156,7 @@ func TestLoadLedgerMatchesClickHouse(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ key, query string }{
-		{"postgres:api_keys insert", "SELECT count(*) FROM api_keys WHERE id = ANY($1) AND note = 'load'"},
-		{"postgres:projects insert", "SELECT count(*) FROM projects WHERE id = ANY($1)"},
-		{"postgres:audit_logs insert", "SELECT count(*) FROM audit_logs WHERE id::text = ANY($1)"},
-		{"postgres:api_keys update", "SELECT count(*) FROM api_keys WHERE id = ANY($1) AND last_used_at IS NOT NULL"},
-		{"postgres:projects update", "SELECT count(*) FROM projects WHERE id = ANY($1) AND metadata ? 'sampling'"},
-	} {
+	for _, tc := range pgLedgerChecks {
 		distinct := map[string]bool{}
 		for _, id := range ids[tc.key] {
 			distinct[id] = true
@@ -182,132 +171,14 @@ func TestLoadLedgerMatchesClickHouse(t *testing.T) {
 	}
 }
 
-// TestBackupUnderLoadHoldsEveryAcknowledgedRow takes a logical backup of the demo database while
-// the generator writes 2,000 rows/s, restores it into a scratch database, and checks that every
-// row the ledger says was acknowledged before the ClickHouse backup started is there, at least
-// at the version acknowledged by then.
-func TestBackupUnderLoadHoldsEveryAcknowledgedRow(t *testing.T) {
-	env := stack.Require(t)
-	seeded, _ := seedScratch(t, env, 2000)
-	copyDB := seeded.Database + "_copy"
-	t.Cleanup(func() { dropScratchCH(t, env, copyDB) })
-	repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	o := loadOptions(t, env, seeded, 2000)
-	ctx, stop := context.WithCancel(context.Background())
-	type outcome struct {
-		res demo.LoadResult
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := demo.Load(ctx, o)
-		done <- outcome{res, err}
-	}()
-	// The backup starts once the generator is in its stride, every table being written.
-	waitLedger(t, o.Ledger, 4000, time.Minute)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src := &clickhouse.Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
-		Filter: clickhouse.Filter{Databases: []string{seeded.Database}}, Cluster: env.CHCluster, Log: quiet}
-	m, backupErr := snapshot.Run(context.Background(), repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
-	time.Sleep(time.Second)
-	stop()
-	out := <-done
-	if out.err != nil {
-		t.Fatalf("load: %v", out.err)
-	}
-	t.Logf("load: %.0f rows/s, rows %v", out.res.Rate, out.res.Rows)
-	if backupErr != nil {
-		t.Fatalf("backup under load: %v", backupErr)
-	}
-	cut := m.Start
-	for _, c := range m.Components {
-		if c.Source == "clickhouse" {
-			cut = c.Start
-		}
-	}
-	t.Logf("snapshot %s: clickhouse started %s, ended %s", m.ID, cut.Format(time.RFC3339Nano), m.End.Format(time.RFC3339Nano))
-
-	rs, err := clickhouse.NewRestorer(context.Background(), clickhouse.RestoreOptions{Native: env.CHNative, HTTP: env.CHHTTP,
-		Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster, Log: quiet, DatabaseMap: map[string]string{seeded.Database: copyDB}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	plan, err := rs.Plan(context.Background(), m)
-	if err != nil {
-		t.Fatalf("plan restore: %v", err)
-	}
-	// A failed verification comes after every partition is loaded, so the rows are still
-	// checked against the ledger below.
-	if err := rs.Execute(context.Background(), repo, plan, nil); err != nil {
-		t.Errorf("restore of a snapshot taken under load: %v", err)
-	}
-
-	// The expectation: per table, each id acknowledged before the cut and its newest version.
-	want := map[string]map[string]int64{}
-	var before, after int
-	if err := (demo.Ledger{Path: o.Ledger}).Each(time.Time{}, func(r demo.LedgerRecord) error {
-		if !strings.HasPrefix(r.Table, "clickhouse:") {
-			return nil
-		}
-		if !r.Acked.Before(cut) {
-			after += len(r.IDs)
-			return nil
-		}
-		before += len(r.IDs)
-		table := strings.TrimPrefix(r.Table, "clickhouse:")
-		if want[table] == nil {
-			want[table] = map[string]int64{}
-		}
-		for _, id := range r.IDs {
-			want[table][id] = max(want[table][id], r.Version)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("ledger: %d rows acknowledged before the cut, %d after", before, after)
-	if before == 0 || after == 0 {
-		t.Fatalf("the backup did not run while the generator wrote: %d rows before its cut, %d after", before, after)
-	}
-	c := openCH(t, env.CHNative[0])
-	for _, table := range loadTables {
-		got := map[string]int64{}
-		rows, err := c.Query(context.Background(), fmt.Sprintf("SELECT id, max(toUnixTimestamp(event_ts)) FROM %s.%s WHERE id LIKE ? GROUP BY id", copyDB, table), "ld-"+out.res.RunID+"-%")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id string
-			var v uint32
-			if err := rows.Scan(&id, &v); err != nil {
-				t.Fatal(err)
-			}
-			got[id] = int64(v)
-		}
-		rows.Close()
-		var missing, stale []string
-		for id, v := range want[table] {
-			g, ok := got[id]
-			switch {
-			case !ok:
-				missing = append(missing, id)
-			case g < v:
-				stale = append(stale, fmt.Sprintf("%s (version %d, want %d)", id, g, v))
-			}
-		}
-		sort.Strings(missing)
-		sort.Strings(stale)
-		if len(missing)+len(stale) > 0 {
-			t.Errorf("%s: of %d ids acknowledged before the cut, the restore lacks %d (e.g. %v) and holds %d at an older version (e.g. %v)",
-				table, len(want[table]), len(missing), firstN(missing, 5), len(stale), firstN(stale, 5))
-		}
-		t.Logf("%s: %d ids expected, %d restored (%d written after the cut are allowed)", table, len(want[table]), len(got), len(got)-len(want[table])+len(missing))
-	}
+// pgLedgerChecks count, per "postgres:<table> <op>" of the ledger, the rows among its ids ($1)
+// that hold what the generator wrote: each must find every id.
+var pgLedgerChecks = []struct{ key, query string }{
+	{"postgres:api_keys insert", "SELECT count(*) FROM api_keys WHERE id = ANY($1) AND note = 'load'"},
+	{"postgres:projects insert", "SELECT count(*) FROM projects WHERE id = ANY($1)"},
+	{"postgres:audit_logs insert", "SELECT count(*) FROM audit_logs WHERE id::text = ANY($1)"},
+	{"postgres:api_keys update", "SELECT count(*) FROM api_keys WHERE id = ANY($1) AND last_used_at IS NOT NULL"},
+	{"postgres:projects update", "SELECT count(*) FROM projects WHERE id = ANY($1) AND metadata ? 'sampling'"},
 }
 
 // waitLedger waits until the ledger records at least rows ClickHouse rows of every load table.
@@ -341,7 +212,9 @@ func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // dropScratchCH drops a scratch ClickHouse database on the cluster and its ZooKeeper parent.
 func dropScratchCH(t testing.TB, env *stack.Env, db string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// An ON CLUSTER drop waits for every replica (distributed_ddl_task_timeout, 180 s by
+	// default), which takes more than a minute on a machine busy with merges.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := openCH(t, env.CHNative[0])
 	if err := c.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, env.CHCluster)); err != nil {

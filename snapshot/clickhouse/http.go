@@ -53,12 +53,12 @@ func (h *HTTP) Exec(ctx context.Context, sql string, body io.Reader) error {
 // server sent its 200 header ends the body with the exception text where a block should start;
 // the stream's structure is checked block by block (see package native), so that is an error
 // from Read rather than a truncated result, whatever the data itself says.
-func (h *HTTP) QueryNative(ctx context.Context, sql string) (*NativeStream, error) {
+func (h *HTTP) QueryNative(ctx context.Context, sql string, opts ...native.Option) (*NativeStream, error) {
 	rc, err := h.do(ctx, sql, nil, "")
 	if err != nil {
 		return nil, err
 	}
-	return &NativeStream{body: rc, r: native.NewReader(rc), h: h}, nil
+	return &NativeStream{body: rc, r: native.NewReader(rc, opts...), h: h}, nil
 }
 
 func (h *HTTP) do(ctx context.Context, sql string, body io.Reader, params string) (io.ReadCloser, error) {
@@ -139,6 +139,9 @@ func (s *NativeStream) Read(p []byte) (int, error) {
 
 // Rows is the number of rows the stream held, once Read returned io.EOF.
 func (s *NativeStream) Rows() int64 { return s.r.Rows() }
+
+// Newest is the newest value of the column native.Newest named, once Read returned io.EOF.
+func (s *NativeStream) Newest() (string, time.Time) { return s.r.Newest() }
 
 // Close ends the request; the body goes first, so a check blocked reading it returns.
 func (s *NativeStream) Close() error {

@@ -6,6 +6,7 @@ package clickhouse
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -42,6 +43,15 @@ type TableRecord struct {
 	Table
 	Columns    []string          `json:"columns,omitempty"`
 	Partitions []PartitionRecord `json:"partitions,omitempty"`
+	// Cut is the table's cut: every write acknowledged before it is in its partitions. It is
+	// when its partitions were listed, less the source replica's replication delay.
+	Cut time.Time `json:"cut,omitzero"`
+	// CutReplicaDelay is by how many seconds Cut precedes the listing: the source replica's
+	// replication delay then, as the server measured it.
+	CutReplicaDelay uint64 `json:"cut_replica_delay_s,omitempty"`
+	// VersionColumn is the ReplacingMergeTree version whose newest value each partition's
+	// export held (PartitionRecord.Newest); empty for other engines.
+	VersionColumn string `json:"version_column,omitempty"`
 }
 
 // PartitionRecord is one partition as stored: which replica it was read from and its object.
@@ -61,6 +71,14 @@ type PartitionRecord struct {
 	// Absent where the server has no formatRow (18.16), for a partition that changed while it
 	// was backed up, and in older snapshots.
 	Content *ContentSum `json:"content,omitempty"`
+	// Exported is when the export of the partition began: it holds every write acknowledged
+	// on its replica before then.
+	Exported time.Time `json:"exported,omitzero"`
+	// Newest is the newest value of the table's VersionColumn that a logical export held,
+	// counted in its stream; empty for a reused object and freeze mode.
+	Newest string `json:"newest,omitempty"`
+	// newestTime is Newest as a time, when the version is one.
+	newestTime time.Time
 }
 
 // How the rows of an exported Native object were counted and its end confirmed.

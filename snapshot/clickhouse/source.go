@@ -86,15 +86,22 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if sec.Databases, err = databaseRecords(ctx, servers[0], tables); err != nil {
 		return nil, err
 	}
+	// The other sources of the set take their cuts as the first table is listed.
+	if err := w.AwaitCut(ctx); err != nil {
+		return sec, err
+	}
+	cut := newSourceCut(time.Now())
 	for _, t := range tables {
 		rec := TableRecord{Table: t}
 		if t.HasData() {
 			if err := s.exportTable(ctx, w, &rec, servers, view, httpOf); err != nil {
 				return sec, err
 			}
+			cut.add(rec)
 		}
 		sec.Tables = append(sec.Tables, rec)
 	}
+	w.RecordCut(cut.time(), cut.position())
 	return sec, nil
 }
 
@@ -145,7 +152,7 @@ func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server,
 	}
 	if s.Mode != ModeFreeze {
 		if t.Replicated() {
-			srcs = srcs[:1]
+			return leastDelayed(ctx, srcs, t)
 		}
 		return srcs, nil
 	}
@@ -174,6 +181,9 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		return err
 	}
 	for _, srv := range srcs {
+		// Before the listing below, so a lower bound of it: the table's cut, taken as soon
+		// as the table's turn comes.
+		listed := time.Now()
 		has, err := hasTable(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
@@ -186,10 +196,19 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			return err
 		}
 		rec.Columns = cols
+		// What the listing holds is what the exports below hold at least.
+		cut, delay, err := tableCut(ctx, listed, rec.Table, srv)
+		if err != nil {
+			return err
+		}
+		if rec.Cut.IsZero() || cut.Before(rec.Cut) {
+			rec.Cut, rec.CutReplicaDelay = cut, delay
+		}
 		parts, err := Partitions(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
 		}
+		rec.VersionColumn = versionColumn(rec.Create)
 		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password}
 		checked := CheckedStream
 		if s.Mode != ModeFreeze && len(parts) > 0 {
@@ -219,7 +238,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					if checked == CheckedQueryLog {
 						return h.QueryLogged(ctx, sql)
 					}
-					return h.QueryNative(ctx, sql)
+					return h.QueryNative(ctx, sql, native.Newest(rec.VersionColumn))
 				}}
 				src = stream
 			}
@@ -260,7 +279,15 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			if why != "" {
 				s.Log.Warn("no content checksum recorded for a partition; a drill compares its rows only", "table", rec.FullName(), "partition", p.ID, "why", why)
 			}
-			rec.Partitions = append(rec.Partitions, PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how, Content: content})
+			pr := PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how, Content: content}
+			if !obj.Reused {
+				// A reused object holds the parts as listed: its cut is the table's.
+				pr.Exported = start.UTC()
+			}
+			if stream != nil {
+				pr.Newest, pr.newestTime = stream.Newest()
+			}
+			rec.Partitions = append(rec.Partitions, pr)
 			s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
 		}
 	}
@@ -356,6 +383,14 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 		return 0, l.err
 	}
 	return l.ns.Read(p)
+}
+
+// Newest is the newest version the stream held, once read to its end (see native.Newest).
+func (l *lazyNative) Newest() (string, time.Time) {
+	if n, ok := l.ns.(interface{ Newest() (string, time.Time) }); ok {
+		return n.Newest()
+	}
+	return "", time.Time{}
 }
 
 // Rows is what the stream held, once read to its end; snapshot.Writer records it.

@@ -36,6 +36,8 @@ type Source struct {
 	// snapshot CREATE_REPLICATION_SLOT exported and SlotLSN its consistent point, so the changes
 	// the slot streams from that LSN continue this snapshot with no gap and no overlap.
 	Slot, SlotSnapshot, SlotLSN string
+	// SlotTime is the server's clock read before the slot was created: the base's cut.
+	SlotTime time.Time
 
 	// exported, when set (tests), runs while the snapshot is exported and before any row is
 	// copied, with the snapshot's id.
@@ -97,6 +99,9 @@ type LargeObjects struct {
 
 func (s *Source) Name() string { return "postgres" }
 
+// TakesCut: the exported snapshot is the source's cut, taken with the set's others.
+func (s *Source) TakesCut() {}
+
 func (s *Source) defaults() {
 	if s.Parallel < 1 {
 		s.Parallel = 2
@@ -138,6 +143,10 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		}
 		sec.PGDump = line
 	}
+	// The other sources of the set take their cuts with this snapshot's export.
+	if err := w.AwaitCut(ctx); err != nil {
+		return nil, err
+	}
 	// DEFERRABLE has no effect under REPEATABLE READ; it is set so that if the level is ever
 	// raised to SERIALIZABLE, the backup waits for a safe snapshot instead of making writers
 	// fail with serialization errors.
@@ -147,19 +156,22 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if s.Slot != "" {
+		// The slot's snapshot is older than this transaction: its cut is the clock read
+		// before the slot was created.
 		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+literal(s.SlotSnapshot)); err != nil {
 			return nil, explain("import the snapshot of replication slot "+s.Slot, err)
 		}
-		sec.Snapshot, sec.LSN, sec.Slot = s.SlotSnapshot, s.SlotLSN, s.Slot
-		if err := tx.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&sec.Time); err != nil {
-			return nil, explain("read the server clock", err)
-		}
+		sec.Snapshot, sec.LSN, sec.Slot, sec.Time = s.SlotSnapshot, s.SlotLSN, s.Slot, s.SlotTime
+		// Otherwise the snapshot is taken when this statement starts, after
+		// statement_timestamp(): every transaction committed before Time is in it, which makes
+		// Time the source's cut.
 	} else if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(),
-		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, clock_timestamp()`).
+		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, statement_timestamp()`).
 		Scan(&sec.Snapshot, &sec.LSN, &sec.Time); err != nil {
 		return nil, explain("export the snapshot", err)
 	}
 	sec.Time = sec.Time.UTC()
+	w.RecordCut(sec.Time, "lsn "+sec.LSN)
 	tables, exclude, nLO, err := s.readCatalog(ctx, tx, sec)
 	if err != nil {
 		return sec, err

@@ -34,6 +34,9 @@ type Manifest struct {
 	Tags   []string  `json:"tags,omitempty"`
 	// Components are the sources that ran, each with its own times and outcome.
 	Components []Component `json:"components"`
+	// Cut is the moment the set stands for (cut.go); nil in a partial set and in manifests
+	// from before it was recorded.
+	Cut *Cut `json:"cut,omitempty"`
 	// Sections hold each source's own record (schema, partitions, LSN, zxid, group map).
 	Sections map[string]json.RawMessage `json:"sections,omitempty"`
 	Objects  []ManifestObject           `json:"objects"`

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -64,9 +65,10 @@ var ErrTruncated = errors.New("stream ends inside a block")
 // io.EOF when the stream was not well-formed. Memory is bounded whatever the data: values are
 // skipped in the buffer, never materialised.
 type Reader struct {
-	pr   *io.PipeReader
-	done chan struct{}
-	once sync.Once
+	pr     *io.PipeReader
+	done   chan struct{}
+	once   sync.Once
+	newest *newest
 	counts
 }
 
@@ -75,14 +77,17 @@ type counts struct{ rows, blocks atomic.Int64 }
 
 // NewReader starts checking r. Close the Reader when done, after closing r if a Read of r may
 // block (a network body): the check runs in its own goroutine, which Close waits for.
-func NewReader(r io.Reader) *Reader {
+func NewReader(r io.Reader, opts ...Option) *Reader {
 	pr, pw := io.Pipe()
-	nr := &Reader{pr: pr, done: make(chan struct{})}
+	// Bytes reach the consumer as they are read, before they are parsed; the verdict comes in
+	// place of EOF, after the last byte.
+	s := &scanner{src: io.TeeReader(r, pw), buf: make([]byte, bufSize), types: map[string]*colType{}}
+	for _, o := range opts {
+		o(s)
+	}
+	nr := &Reader{pr: pr, done: make(chan struct{}), newest: s.newest}
 	go func() {
 		defer close(nr.done)
-		// Bytes reach the consumer as they are read, before they are parsed; the verdict
-		// comes in place of EOF, after the last byte.
-		s := &scanner{src: io.TeeReader(r, pw), buf: make([]byte, bufSize), types: map[string]*colType{}}
 		err := s.scan(&nr.counts)
 		pw.CloseWithError(err)
 	}()
@@ -94,6 +99,11 @@ func (r *Reader) Read(p []byte) (int, error) { return r.pr.Read(p) }
 // Rows is the number of rows in the blocks checked so far; after Read returned io.EOF, the
 // stream's total.
 func (r *Reader) Rows() int64 { return r.rows.Load() }
+
+// Newest is the largest value of the column Newest named, in the blocks checked so far (after
+// io.EOF, in the stream): as text (RFC 3339 UTC for a time), "" if none, and as a time when the
+// column holds times or dates.
+func (r *Reader) Newest() (string, time.Time) { return r.newest.value() }
 
 // Blocks is the number of blocks checked so far.
 func (r *Reader) Blocks() int64 { return r.blocks.Load() }
@@ -125,6 +135,8 @@ type scanner struct {
 	types map[string]*colType
 	col   string // the column being read, and its type, for errors
 	typ   string
+	// newest, when set, keeps the largest value of one column (Newest).
+	newest *newest
 }
 
 func (s *scanner) scan(out *counts) error {
@@ -211,6 +223,14 @@ func (s *scanner) block() (uint64, error) {
 		}
 		if err := s.prefix(t); err != nil {
 			return 0, err
+		}
+		if s.newest != nil && name == s.newest.column {
+			if vt, ok := parseVersionType(typeName); ok {
+				if err := s.readNewest(vt, rows); err != nil {
+					return 0, err
+				}
+				continue
+			}
 		}
 		if err := s.skip(t, rows); err != nil {
 			return 0, err

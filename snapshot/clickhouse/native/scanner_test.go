@@ -229,7 +229,7 @@ func FuzzNativeScanner(f *testing.F) {
 		f.Add(append(append([]byte{}, data...), "Code: 241. DB::Exception: Memory limit exceeded"...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := NewReader(bytes.NewReader(data))
+		r := NewReader(bytes.NewReader(data), Newest("dt"))
 		got, err := io.ReadAll(r)
 		r.Close()
 		if !bytes.Equal(got, data) {

@@ -95,7 +95,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 		return &colType{kind: kindFixed, size: size}, nil
 	}
 	sub := func(i int) ([]*colType, error) {
-		parts, err := splitArgs(args)
+		parts, err := SplitArgs(args)
 		if err != nil {
 			return nil, fmt.Errorf("type %q: %w", s, err)
 		}
@@ -127,7 +127,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 		}
 		return &colType{kind: kindFixed, size: n}, nil
 	case "Decimal":
-		parts, err := splitArgs(args)
+		parts, err := SplitArgs(args)
 		if err != nil || len(parts) != 2 {
 			return nil, fmt.Errorf("type %q: want Decimal(P, S)", s)
 		}
@@ -173,7 +173,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 		}
 		return &colType{kind: kindArray, elems: []*colType{el}}, nil
 	case "Tuple":
-		parts, err := splitArgs(args)
+		parts, err := SplitArgs(args)
 		if err != nil || len(parts) == 0 {
 			return nil, fmt.Errorf("type %q: bad elements", s)
 		}
@@ -188,7 +188,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 		return t, nil
 	case "SimpleAggregateFunction":
 		// Stored as its argument type: SimpleAggregateFunction(any, String) is a String column.
-		parts, err := splitArgs(args)
+		parts, err := SplitArgs(args)
 		if err != nil || len(parts) != 2 {
 			return nil, fmt.Errorf("type %q: want SimpleAggregateFunction(f, T)", s)
 		}
@@ -205,7 +205,7 @@ func parseTypeDepth(s string, depth int) (*colType, error) {
 // other state's layout is private to its function, so it is refused rather than guessed; a
 // versioned state (AggregateFunction(1, f, T)) has three arguments and is refused too.
 func parseAggregate(s, args string, depth int) (*colType, error) {
-	parts, err := splitArgs(args)
+	parts, err := SplitArgs(args)
 	if err != nil || len(parts) != 2 {
 		return nil, &UnsupportedError{Type: s}
 	}
@@ -243,8 +243,9 @@ func elementType(e string) string {
 	return typ
 }
 
-// splitArgs splits a type's arguments at the commas outside parentheses and quotes.
-func splitArgs(s string) ([]string, error) {
+// SplitArgs splits a type's (or an engine's) arguments at the commas outside parentheses and
+// quotes.
+func SplitArgs(s string) ([]string, error) {
 	var out []string
 	start := 0
 	depth, quote := topLevel(s, func(i int, c byte) bool {

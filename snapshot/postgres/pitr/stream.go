@@ -260,6 +260,12 @@ func (s *Streamer) newChain(ctx context.Context, repo *store.Repository, aux *pg
 	if err := dropSlot(ctx, aux, s.Slot); err != nil {
 		return nil, fmt.Errorf("%w; a slot of that name is in use: is another tracevault streaming? ([postgres] pitr_slot names it)", err)
 	}
+	// Read before the slot exists, so every transaction committed before it is in the slot's
+	// snapshot: the base's cut.
+	var before time.Time
+	if err := aux.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&before); err != nil {
+		return nil, postgres.Explain("read the server clock", err)
+	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 	if err != nil {
@@ -286,7 +292,7 @@ func (s *Streamer) newChain(ctx context.Context, repo *store.Repository, aux *pg
 	}
 	src := s.Base
 	src.DSN, src.Schemas, src.Log = s.DSN, s.Schemas, s.Log
-	src.Slot, src.SlotSnapshot, src.SlotLSN = s.Slot, res.SnapshotName, start.String()
+	src.Slot, src.SlotSnapshot, src.SlotLSN, src.SlotTime = s.Slot, res.SnapshotName, start.String(), before.UTC()
 	s.Log.Info("point-in-time recovery: taking a base snapshot bound to the slot", "slot", s.Slot, "lsn", start)
 	m, err := snapshot.Run(ctx, repo, []snapshot.Source{&src}, snapshot.Options{Tags: append(slices.Clone(s.Tags), store.TagPITRBase), Log: s.Log})
 	if err != nil {

@@ -1,0 +1,149 @@
+// The cut of a ClickHouse backup: the moment before which every acknowledged write is in it.
+
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
+)
+
+// TakesCut: the first table's listing is the source's cut, taken with the set's others.
+func (s *Source) TakesCut() {}
+
+// versionColumn is the version column of a (Replicated)ReplacingMergeTree in its CREATE
+// statement: the first argument after the replicated engine's path and replica literals, when
+// it is a column name. Other engines, and one without a version, have none: "".
+func versionColumn(create string) string {
+	_, after, ok := strings.Cut(create, "ReplacingMergeTree(")
+	if !ok {
+		return ""
+	}
+	depth := 0
+	for i := 0; i < len(after); i++ {
+		switch c := after[i]; c {
+		case '\'', '"', '`':
+			if i = closingQuote(after, i); i < 0 {
+				return ""
+			}
+		case '(':
+			depth++
+		case ')':
+			if depth--; depth >= 0 {
+				continue
+			}
+			args, err := native.SplitArgs(after[:i])
+			if err != nil {
+				return ""
+			}
+			for _, a := range args {
+				if strings.HasPrefix(a, "'") {
+					continue // the ZooKeeper path and replica name
+				}
+				if name := strings.Trim(a, "`\""); isIdent(name) {
+					return name
+				}
+				return ""
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+func isIdent(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isWordByte(s[i], i == 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// tableCut is the moment before which every write acknowledged on any replica is in what a
+// table's export lists from srv: listed, when the listing began, less the replica's replication
+// delay for a replicated table, as the server measures it then (a delay observed earlier could
+// have grown since).
+func tableCut(ctx context.Context, listed time.Time, t Table, srv *Server) (cut time.Time, delaySeconds uint64, err error) {
+	if !t.Replicated() {
+		return listed, 0, nil
+	}
+	if delaySeconds, err = replicaDelay(ctx, srv, t); err != nil {
+		return time.Time{}, 0, err
+	}
+	return listed.Add(-time.Duration(delaySeconds) * time.Second), delaySeconds, nil
+}
+
+// replicaDelay is how far, in whole seconds, srv's replica of t is behind its group.
+func replicaDelay(ctx context.Context, srv *Server, t Table) (uint64, error) {
+	var delay uint64
+	err := srv.Conn.QueryRow(ctx, "SELECT absolute_delay FROM system.replicas WHERE database = ? AND table = ?", t.Database, t.Name).Scan(&delay)
+	if err != nil {
+		return 0, fmt.Errorf("read the replication delay of %s on %s: %w", t.FullName(), srv.Addr, err)
+	}
+	return delay, nil
+}
+
+// leastDelayed picks, of a replicated table's healthy replicas, the one least behind now: the
+// table's cut is its listing less that replica's delay, so the replica that has the most of the
+// group's writes gives the latest cut. Ties keep the given order (least delay and queue when
+// the backup began); a replica that does not answer is passed over.
+func leastDelayed(ctx context.Context, srcs []*Server, t Table) ([]*Server, error) {
+	var best *Server
+	var bestDelay uint64
+	var errs []error
+	for _, srv := range srcs {
+		delay, err := replicaDelay(ctx, srv, t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if best == nil || delay < bestDelay {
+			best, bestDelay = srv, delay
+		}
+	}
+	if best == nil {
+		return nil, errors.Join(errs...)
+	}
+	return []*Server{best}, nil
+}
+
+// sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set
+// released the source when it exported no table. Its position is the newest version any
+// partition's export held, evidence that the data reaches up to the cut.
+type sourceCut struct {
+	released, earliest time.Time
+	newest             time.Time
+	column             string
+}
+
+func newSourceCut(released time.Time) *sourceCut { return &sourceCut{released: released} }
+
+func (c *sourceCut) add(rec TableRecord) {
+	if !rec.Cut.IsZero() && (c.earliest.IsZero() || rec.Cut.Before(c.earliest)) {
+		c.earliest = rec.Cut
+	}
+	for _, p := range rec.Partitions {
+		if p.newestTime.After(c.newest) {
+			c.newest, c.column = p.newestTime, rec.VersionColumn
+		}
+	}
+}
+
+func (c *sourceCut) time() time.Time {
+	if c.earliest.IsZero() {
+		return c.released
+	}
+	return c.earliest
+}
+
+func (c *sourceCut) position() string {
+	if c.newest.IsZero() {
+		return ""
+	}
+	return "newest " + c.column + " exported " + c.newest.UTC().Format(time.RFC3339Nano)
+}
