@@ -20,6 +20,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -231,7 +232,7 @@ func TestBackupUnderLoadHoldsEveryAcknowledgedRow(t *testing.T) {
 	}
 	t.Logf("snapshot %s: clickhouse started %s, ended %s", m.ID, cut.Format(time.RFC3339Nano), m.End.Format(time.RFC3339Nano))
 
-	rs, err := clickhouse.NewRestorer(context.Background(), clickhouse.RestoreOptions{Native: env.CHNative, HTTP: env.CHHTTP,
+	rs, err := restore.New(context.Background(), restore.Options{Native: env.CHNative, HTTP: env.CHHTTP,
 		Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster, Log: quiet, DatabaseMap: map[string]string{seeded.Database: copyDB}})
 	if err != nil {
 		t.Fatal(err)
