@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -224,8 +225,8 @@ func diskCheck(url string, need int64) (string, error) {
 
 type chDrill struct {
 	cfg  *config.Config
-	rs   *clickhouse.Restorer
-	plan *clickhouse.Plan
+	rs   *restore.Restorer
+	plan *restore.Plan
 	dbs  []string
 	log  *slog.Logger
 	// content are the partitions' content checksums recorded at backup, by object id.
@@ -249,7 +250,7 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 	if err := refuseExistingCH(ctx, cfg, dbs, log); err != nil {
 		return nil, err
 	}
-	rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: ClickHouseConn(ch),
+	rs, err := restore.New(ctx, restore.Options{Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: ClickHouseConn(ch),
 		Cluster: ch.Cluster, DatabaseMap: dbMap, DataPath: ch.DataPath, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("drill: %w", err)

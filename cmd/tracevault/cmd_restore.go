@@ -11,6 +11,7 @@ import (
 
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -165,7 +166,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 		dbMap[src] = dst
 	}
 	ch := a.cfg.ClickHouse
-	opts := clickhouse.RestoreOptions{
+	opts := restore.Options{
 		Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: jobs.ClickHouseConn(ch), Cluster: ch.Cluster,
 		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.replace, DataPath: ch.DataPath, Log: a.log,
 	}
@@ -181,7 +182,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 		defer conn.Close()
 		opts.WholeCluster, opts.ZooKeeper = true, conn
 	}
-	rs, err := clickhouse.NewRestorer(cmd.Context(), opts)
+	rs, err := restore.New(cmd.Context(), opts)
 	if err != nil {
 		return failed(err)
 	}
@@ -191,10 +192,10 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 		return failed(err)
 	}
 	if f.dryRun {
-		return printPlan(a, cmd, plan, clickhouse.WritePlan)
+		return printPlan(a, cmd, plan, restore.WritePlan)
 	}
 	out := cmd.OutOrStdout()
-	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s clickhouse.Step) {
+	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s restore.Step) {
 		if s.Action == "load-partition" {
 			a.log.Info("restored partition", "step", fmt.Sprintf("%d/%d", done, total), "table", s.Target, "partition", s.Partition, "rows", s.Rows)
 		}

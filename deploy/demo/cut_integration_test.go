@@ -18,6 +18,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -143,7 +144,7 @@ func checkRestore(t *testing.T, env *stack.Env, repo *store.Repository, m *store
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	copyCH := stack.ScratchName("it_cut")
 	t.Cleanup(func() { dropScratchCH(t, env, copyCH) })
-	rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: env.CHNative, HTTP: env.CHHTTP,
+	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP,
 		Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster, Log: quiet, DatabaseMap: map[string]string{chDB: copyCH}})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -67,7 +68,7 @@ func (o *oneServer) backup(db string) *store.Manifest {
 func (o *oneServer) restore(m *store.Manifest) {
 	o.t.Helper()
 	ctx := context.Background()
-	rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: []string{o.native}, HTTP: []string{o.http},
+	rs, err := restore.New(ctx, restore.Options{Native: []string{o.native}, HTTP: []string{o.http},
 		Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet})
 	if err != nil {
 		o.t.Fatal(err)

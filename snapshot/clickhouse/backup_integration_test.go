@@ -14,6 +14,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -77,10 +78,10 @@ func (f *fixture) backup(t *testing.T) *store.Manifest {
 	return m
 }
 
-func (f *fixture) restore(t *testing.T, m *store.Manifest, o clickhouse.RestoreOptions) {
+func (f *fixture) restore(t *testing.T, m *store.Manifest, o restore.Options) {
 	t.Helper()
 	o.Native, o.HTTP, o.Conn, o.Cluster, o.Log = f.env.CHNative, f.env.CHHTTP, clickhouse.ConnOptions{User: "default"}, f.env.CHCluster, quiet
-	rs, err := clickhouse.NewRestorer(context.Background(), o)
+	rs, err := restore.New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func testBackupDropRestore(t *testing.T, mode string) {
 	m := f.backup(t)
 	wantFormat(t, m, mode)
 	f.sql(t, 0, fmt.Sprintf("DROP DATABASE %s ON CLUSTER %s", f.db, f.env.CHCluster))
-	f.restore(t, m, clickhouse.RestoreOptions{})
+	f.restore(t, m, restore.Options{})
 	after := f.checksums(t, f.db)
 	for i := range before {
 		for tbl, want := range before[i] {
@@ -202,7 +203,7 @@ func testIncrementalBackupAndPartitionRestore(t *testing.T, mode string) {
 	if err := f.http(0).Exec(context.Background(), insert, strings.NewReader("('extra-2', '2026-07-16 10:00:00', 'proj-01-01', 'production', now(), now(), now()),('extra-1', '2026-07-15 10:00:00', 'proj-09-09', 'staging', now(), now(), now())")); err != nil {
 		t.Fatal(err)
 	}
-	f.restore(t, third, clickhouse.RestoreOptions{Tables: []string{f.db + ".traces"}, Partitions: []string{"202607"}, Force: true})
+	f.restore(t, third, restore.Options{Tables: []string{f.db + ".traces"}, Partitions: []string{"202607"}, Force: true})
 	f.sql(t, 0, fmt.Sprintf("OPTIMIZE TABLE %s.traces PARTITION 202607 FINAL", f.db))
 	f.sql(t, 0, fmt.Sprintf("SYSTEM SYNC REPLICA %s.traces", f.db))
 	got := f.checksums(t, f.db)
@@ -237,7 +238,7 @@ func TestBackupWithReplicaDownAndRestoreNextToOriginal(t *testing.T) {
 	restarted = true
 	time.Sleep(time.Second) // let ch1 re-open its ZooKeeper session before DDL
 	copyDB := f.db + "_copy"
-	f.restore(t, m, clickhouse.RestoreOptions{DatabaseMap: map[string]string{f.db: copyDB}})
+	f.restore(t, m, restore.Options{DatabaseMap: map[string]string{f.db: copyDB}})
 	orig, cp := f.checksums(t, f.db), f.checksums(t, copyDB)
 	for i := 1; i < len(orig); i++ { // replica 1's event_log was not in the snapshot
 		for _, tbl := range []string{"traces", "observations", "scores", "project_environments"} {

@@ -14,6 +14,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -104,7 +105,7 @@ func benchPartition(b *testing.B, env *stack.Env, prefix string, rows int) (stri
 func benchRestore(b *testing.B, env *stack.Env, h *clickhouse.HTTP, repo *store.Repository, m *store.Manifest, db string, rows int) float64 {
 	ctx := context.Background()
 	_ = h.Exec(ctx, "DROP DATABASE IF EXISTS "+db+"_copy", nil)
-	rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1],
+	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1],
 		Conn: clickhouse.ConnOptions{User: "default"}, DatabaseMap: map[string]string{db: db + "_copy"}, Log: quiet})
 	if err != nil {
 		b.Fatal(err)

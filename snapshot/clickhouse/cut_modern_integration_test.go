@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -109,7 +110,7 @@ func TestModernCutUnderInserts(t *testing.T) {
 		t.Errorf("the newest event_ts exported is %s; the last batch acknowledged before the cut was sent at %s, the snapshot ended %s", newest, last.sent, m.End)
 	}
 
-	f.restore(m, clickhouse.RestoreOptions{DatabaseMap: map[string]string{f.db: f.db + "_copy"}})
+	f.restore(m, restore.Options{DatabaseMap: map[string]string{f.db: f.db + "_copy"}})
 	got := map[int]int{}
 	out := f.sql(fmt.Sprintf("SELECT toUInt32(splitByChar('-', id)[2]), count() FROM %s_copy.traces WHERE project_id = 'p-cut' GROUP BY 1 FORMAT TSV", f.db))
 	for _, line := range strings.Fields(strings.ReplaceAll(out, "\t", ":")) {

@@ -21,6 +21,16 @@ var (
 // UUID read from a manifest passes it before it reaches SQL.
 func WellFormedUUID(s string) bool { return uuidForm.MatchString(s) }
 
+// ReplicationPaths are the ZooKeeper paths written in a statement's replicated engines, macros as
+// written.
+func ReplicationPaths(sql string) []string {
+	var out []string
+	for _, sm := range replicatedArgs.FindAllStringSubmatch(sql, -1) {
+		out = append(out, sm[2])
+	}
+	return out
+}
+
 // Rewrite says how a recorded statement is replayed.
 type Rewrite struct {
 	Database  string // target database (after --database-map)

@@ -1,22 +1,23 @@
-package clickhouse
+package clickhouse_test
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // A table dropped and re-created, then loaded with other rows that give the same part names
 // and row counts, is backed up anew: its objects are not the dropped table's.
 func TestIncrementalBackupOfRecreatedTable(t *testing.T) {
-	for _, mode := range []string{ModeLogical, ModeFreeze} {
+	for _, mode := range []string{clickhouse.ModeLogical, clickhouse.ModeFreeze} {
 		t.Run(mode, func(t *testing.T) { testRecreatedTable(t, mode) })
 	}
 }
@@ -26,18 +27,14 @@ func testRecreatedTable(t *testing.T, mode string) {
 	db := env.CHDatabase(t, "it_fp")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := chtest.Repo(t)
 	exec := func(sql string) {
 		t.Helper()
 		if err := env.CHExec(0, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	srv, err := Dial(ctx, env.CHNative[0], ConnOptions{User: "default"})
+	srv, err := clickhouse.Dial(ctx, env.CHNative[0], clickhouse.ConnOptions{User: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +63,7 @@ func testRecreatedTable(t *testing.T, mode string) {
 	}
 	backup := func() *store.Manifest {
 		t.Helper()
-		src := &Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: ConnOptions{User: "default"}, Filter: Filter{Databases: []string{db}},
+		src := &clickhouse.Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"}, Filter: clickhouse.Filter{Databases: []string{db}},
 			Cluster: env.CHCluster, Mode: mode, Log: quiet}
 		m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
 		if err != nil {
@@ -106,7 +103,7 @@ func testRecreatedTable(t *testing.T, mode string) {
 		}
 	}
 
-	rs, err := NewRestorer(ctx, RestoreOptions{Native: env.CHNative, HTTP: env.CHHTTP, Conn: ConnOptions{User: "default"}, Cluster: env.CHCluster,
+	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster,
 		DatabaseMap: map[string]string{db: db + "_copy"}, Log: quiet})
 	if err != nil {
 		t.Fatal(err)

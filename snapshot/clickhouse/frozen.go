@@ -1,6 +1,6 @@
 // Frozen parts on disk, shared by both sides of freeze mode: where a server keeps its data
 // (remapped to this host's mount), the parts-tar object format, and unpacking it into detached/.
-// The export side is in freeze.go, the attach side in restore_execute.go.
+// The export side is in freeze.go; the restore package attaches what UnpackDetached unpacks.
 
 package clickhouse
 
@@ -29,9 +29,10 @@ const (
 	FormatPartsTar = "parts-tar" // a tar of the frozen part directories; loaded with ATTACH PARTITION
 )
 
-// localFS maps each server's own absolute paths onto this host. dataPath, when set, replaces
-// the server's data path prefix: the volume is mounted somewhere else here than in the server.
-type localFS struct {
+// LocalFS maps each server's own absolute paths onto this host, once per server. dataPath, when
+// set, replaces the server's data path prefix: the volume is mounted somewhere else here than in
+// the server. Freeze-mode backups read frozen parts through it, and restores unpack them with it.
+type LocalFS struct {
 	dataPath string
 
 	mu    sync.Mutex
@@ -43,14 +44,55 @@ type localRoot struct {
 	err           error
 }
 
-func newLocalFS(dataPath string) *localFS {
-	return &localFS{dataPath: dataPath}
+// NewLocalFS maps servers' paths onto this host; dataPath is [clickhouse] data_path, empty when
+// the servers' paths are this host's.
+func NewLocalFS(dataPath string) *LocalFS {
+	return &LocalFS{dataPath: dataPath}
+}
+
+// Check says why srv's data path is not on this host, or nil if it is: frozen parts load only
+// into such a server.
+func (l *LocalFS) Check(ctx context.Context, srv *Server) error {
+	_, err := l.root(ctx, srv)
+	return err
+}
+
+// UnpackDetached unpacks a parts-tar object into the detached/ directory of db.table on srv,
+// owned like the table's own directory, for ALTER TABLE ... ATTACH PARTITION. Whatever detached/
+// held goes first: ATTACH PARTITION takes every detached part of the partition, so only a table
+// of the caller's own (a restore's staging twin) may be given.
+func (l *LocalFS) UnpackDetached(ctx context.Context, srv *Server, db, table string, obj io.Reader) error {
+	root, err := l.root(ctx, srv)
+	if err != nil {
+		return err
+	}
+	dataPath, err := tableDataPath(ctx, srv, db, table)
+	if err != nil {
+		return err
+	}
+	dir := root.path(dataPath)
+	uid, gid, err := ownerOf(dir)
+	if err != nil {
+		return fmt.Errorf("directory of %s.%s on %s: %w", db, table, srv.Addr, err)
+	}
+	detached := filepath.Join(dir, "detached")
+	if err := os.RemoveAll(detached); err != nil {
+		return fmt.Errorf("clear %s: %w", detached, err)
+	}
+	if err := os.MkdirAll(detached, 0o750); err != nil {
+		return err
+	}
+	if err := os.Lchown(detached, uid, gid); err != nil {
+		return fmt.Errorf("give %s to the server's user: %w", detached, err)
+	}
+	_, err = extractPartsTar(obj, detached, uid, gid)
+	return err
 }
 
 // root returns the server's data path and where it is on this host, or why it is not here.
 // It proves locality with a probe database, whose directory must then appear here: paths alone
 // cannot tell sidecars apart, since every replica usually uses /var/lib/clickhouse.
-func (l *localFS) root(ctx context.Context, srv *Server) (localRoot, error) {
+func (l *LocalFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r, ok := l.roots[srv.Addr]; ok {
@@ -167,19 +209,21 @@ func randomHex() string {
 	return hex.EncodeToString(b)
 }
 
-func (p PartitionRecord) format() string {
+// ObjectFormat is how the partition's object was written: FormatNative for records made before
+// formats were recorded.
+func (p PartitionRecord) ObjectFormat() string {
 	if p.Format == "" {
 		return FormatNative
 	}
 	return p.Format
 }
 
-// partitionFormat is how the snapshot stored a partition of the table. Every replica's record
+// PartitionFormat is how the snapshot stored a partition of the table. Every replica's record
 // of a partition comes from one backup, hence one mode.
-func (t *TableRecord) partitionFormat(id string) string {
+func (t *TableRecord) PartitionFormat(id string) string {
 	for _, p := range t.Partitions {
 		if p.ID == id {
-			return p.format()
+			return p.ObjectFormat()
 		}
 	}
 	return FormatNative

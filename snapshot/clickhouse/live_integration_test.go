@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -82,7 +83,7 @@ func TestBackupUnderLiveInsertsRestores(t *testing.T) {
 	}
 
 	copyDB := f.db + "_copy"
-	f.restore(t, m, clickhouse.RestoreOptions{DatabaseMap: map[string]string{f.db: copyDB}, Tables: []string{f.db + ".traces"}})
+	f.restore(t, m, restore.Options{DatabaseMap: map[string]string{f.db: copyDB}, Tables: []string{f.db + ".traces"}})
 	sec, _, err := clickhouse.SnapshotSection(m)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestTraceQuotingAnExceptionBacksUp(t *testing.T) {
 
 	want := f.sql(t, 0, fmt.Sprintf("SELECT * FROM %s.llm_output ORDER BY id FORMAT TSV", f.db))
 	f.sql(t, 0, fmt.Sprintf("DROP TABLE %s.llm_output ON CLUSTER %s", f.db, f.env.CHCluster))
-	f.restore(t, m, clickhouse.RestoreOptions{Tables: []string{f.db + ".llm_output"}})
+	f.restore(t, m, restore.Options{Tables: []string{f.db + ".llm_output"}})
 	for i := range f.env.CHHTTP {
 		f.sql(t, i, fmt.Sprintf("SYSTEM SYNC REPLICA %s.llm_output", f.db))
 		if got := f.sql(t, i, fmt.Sprintf("SELECT * FROM %s.llm_output ORDER BY id FORMAT TSV", f.db)); got != want {

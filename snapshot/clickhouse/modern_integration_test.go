@@ -10,6 +10,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -64,11 +65,11 @@ func (f *modernFixture) backup() *store.Manifest {
 	return m
 }
 
-func (f *modernFixture) restore(m *store.Manifest, o clickhouse.RestoreOptions) {
+func (f *modernFixture) restore(m *store.Manifest, o restore.Options) {
 	f.t.Helper()
 	o.Native, o.HTTP, o.Conn, o.Log = []string{f.env.CHModernNative}, []string{f.env.CHModernHTTP}, clickhouse.ConnOptions{User: "default"}, quiet
 	ctx := context.Background()
-	rs, err := clickhouse.NewRestorer(ctx, o)
+	rs, err := restore.New(ctx, o)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestModernLogicalBackupRestoreKeepsTypesAndUUIDs(t *testing.T) {
 		t.Fatalf("the snapshot's capabilities %+v (%v) do not record table UUIDs for ClickHouse 26.x", sec, err)
 	}
 	f.sql("DROP DATABASE " + f.db + " SYNC")
-	f.restore(m, clickhouse.RestoreOptions{})
+	f.restore(m, restore.Options{})
 	f.sameChecksums("after drop and restore", f.checksums(f.db), before)
 	after := f.uuids(f.db)
 	for name, want := range ids {
@@ -157,7 +158,7 @@ func TestModernDatabaseMapGetsFreshUUIDs(t *testing.T) {
 	before, ids := f.checksums(f.db), f.uuids(f.db)
 	m := f.backup()
 	copyDB := f.db + "_copy"
-	f.restore(m, clickhouse.RestoreOptions{DatabaseMap: map[string]string{f.db: copyDB}})
+	f.restore(m, restore.Options{DatabaseMap: map[string]string{f.db: copyDB}})
 	f.sameChecksums("the copy", f.checksums(copyDB), before)
 	f.sameChecksums("the original after the copy", f.checksums(f.db), before)
 	copied := f.uuids(copyDB)

@@ -69,8 +69,8 @@ func deleteTree(ctx context.Context, conn *zk.Conn, path string) error {
 	return nil
 }
 
-// dropGroup removes a replication group none of whose replicas is active any more.
-func dropGroup(ctx context.Context, conn *zk.Conn, path string) error {
+// DropGroup removes a replication group none of whose replicas is active any more.
+func DropGroup(ctx context.Context, conn *zk.Conn, path string) error {
 	if conn == nil {
 		return fmt.Errorf("removing the lost group %s needs [zookeeper] servers", path)
 	}
@@ -86,13 +86,11 @@ func dropGroup(ctx context.Context, conn *zk.Conn, path string) error {
 	return deleteTree(ctx, conn, path)
 }
 
-var engineArgs = regexp.MustCompile(`(?s)ENGINE\s*=\s*Replicated\w*MergeTree\(\s*'([^']*)'\s*,\s*'([^']*)'`)
-
 // ReplicaArg is the replica-name argument of a replicated engine; servers that allow omitting
 // it use '{replica}'.
 func ReplicaArg(create string) string {
-	if m := engineArgs.FindStringSubmatch(create); m != nil {
-		return m[2]
+	if m := replicatedArgs.FindStringSubmatch(create); m != nil {
+		return m[3]
 	}
 	return "{replica}"
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -340,7 +341,7 @@ func TestTotalLossRestoreCluster(t *testing.T) {
 			if n := f.sql(t, 0, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s'", f.db)); n != "0" {
 				t.Fatalf("replica 1 still has %s tables of %s", n, f.db)
 			}
-			rs, err := clickhouse.NewRestorer(ctx, clickhouse.RestoreOptions{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
+			rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
 				Cluster: env.CHCluster, WholeCluster: true, ZooKeeper: zkConn, Log: quiet})
 			if err != nil {
 				t.Fatal(err)

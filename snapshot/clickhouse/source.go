@@ -34,7 +34,7 @@ type Source struct {
 	ZooKeeper func(ctx context.Context) (*zk.Conn, error)
 	Log       *slog.Logger
 
-	local *localFS
+	local *LocalFS
 	sums  *contentSums
 }
 
@@ -52,7 +52,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 			return nil, errors.New("clickhouse logical mode reads through the HTTP interface: set [clickhouse] http_addresses, or mode = \"freeze\" when tracevault runs beside the servers")
 		}
 	case ModeFreeze:
-		s.local = newLocalFS(s.DataPath)
+		s.local = NewLocalFS(s.DataPath)
 	default:
 		return nil, fmt.Errorf("clickhouse mode %q is unknown: set [clickhouse] mode to \"logical\" or \"freeze\"", s.Mode)
 	}

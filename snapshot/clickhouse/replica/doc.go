@@ -2,5 +2,5 @@
 // table on every replica (the health matrix behind `check` and the status page), and Rebuilder
 // plans and executes `restore-replica`. It reads the core package snapshot/clickhouse (servers,
 // capabilities, the cluster view, registrations, records) and loads a local table's partitions
-// through clickhouse.LoadPartition; nothing in the core imports it.
+// through restore.LoadPartition; nothing in the core imports it.
 package replica

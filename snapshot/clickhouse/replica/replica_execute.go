@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -251,6 +252,6 @@ func (b *Rebuilder) loadLocal(ctx context.Context, repo *store.Repository, targe
 	if repo == nil {
 		return fmt.Errorf("loading %s partition %s needs the snapshot's repository", s.Target, s.Partition)
 	}
-	return clickhouse.LoadPartition(ctx, repo, target, clickhouse.RestoreOptions{Conn: b.opts.Conn, Log: b.opts.Log}, b.opts.HTTP,
+	return restore.LoadPartition(ctx, repo, target, restore.Options{Conn: b.opts.Conn, Log: b.opts.Log}, b.opts.HTTP,
 		s.Target, s.rec, s.Partition, s.Object, s.Rows, s.ref)
 }

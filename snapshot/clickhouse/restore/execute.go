@@ -1,17 +1,16 @@
 // Executing a restore plan: loading each partition through a staging table (Native insert or
 // parts-tar attach) and REPLACE PARTITION, then verifying row counts.
 
-package clickhouse
+package restore
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -33,9 +32,9 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 		case "restore-metadata":
 			err = r.restoreMetadata(ctx, s)
 		case "drop-registration":
-			err = DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+			err = clickhouse.DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		case "drop-group":
-			err = dropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+			err = clickhouse.DropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		case "load-partition":
 			err = r.loadPartition(ctx, repo, s)
 		}
@@ -61,7 +60,7 @@ func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
 		}
 		db, table, _ := strings.Cut(s.Target, ".")
 		for _, srv := range r.servers {
-			if err := srv.Conn.Exec(ctx, fmt.Sprintf("SYSTEM %s MERGES %s.%s", verb, QuoteIdent(db), QuoteIdent(table))); err != nil {
+			if err := srv.Conn.Exec(ctx, fmt.Sprintf("SYSTEM %s MERGES %s.%s", verb, clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(table))); err != nil {
 				r.opts.Log.Debug("could not change merges", "verb", verb, "table", s.Target, "replica", srv.Addr, "err", err)
 			}
 		}
@@ -74,14 +73,14 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 	srv := r.servers[s.Replica]
 	db, table, _ := strings.Cut(s.Target, ".")
 	staging := stagingName(table)
-	create, err := RewriteCreate(s.table.Create, Rewrite{Database: db, Table: staging, DBMap: r.opts.DatabaseMap, Staging: true})
+	create, err := clickhouse.RewriteCreate(s.table.Create, clickhouse.Rewrite{Database: db, Table: staging, DBMap: r.opts.DatabaseMap, Staging: true})
 	if err != nil {
 		return err
 	}
-	stagingFull := QuoteIdent(db) + "." + QuoteIdent(staging)
+	stagingFull := clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(staging)
 	// Merges stay off in the staging twin: a Replacing merge there would drop duplicates
 	// before the row check below.
-	for _, sql := range []string{create, "SYSTEM STOP MERGES " + stagingFull, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + QuoteString(s.Partition)} {
+	for _, sql := range []string{create, "SYSTEM STOP MERGES " + stagingFull, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + clickhouse.QuoteString(s.Partition)} {
 		if err := srv.Conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("prepare staging table %s on %s: %w", stagingFull, srv.Addr, err)
 		}
@@ -92,7 +91,7 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 	}
 	defer obj.Close()
 	// The format comes from the snapshot's record, so restore-replica's steps load right too.
-	if s.table.partitionFormat(s.Partition) == FormatPartsTar {
+	if s.table.PartitionFormat(s.Partition) == clickhouse.FormatPartsTar {
 		if err := r.attachParts(ctx, srv, db, staging, s.Partition, obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}
@@ -104,7 +103,7 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		if err != nil {
 			return err
 		}
-		h := &HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: settings}
+		h := &clickhouse.HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: settings}
 		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}
@@ -118,46 +117,21 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 	if staged != s.Rows {
 		return fmt.Errorf("object %s loaded %d rows into %s partition %s, the snapshot records %d; the target was not changed: run 'tracevault verify --read-data' on the snapshot", s.ref.Name(), staged, stagingFull, s.Partition, s.Rows)
 	}
-	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", QuoteIdent(db), QuoteIdent(table), QuoteString(s.Partition), stagingFull)
+	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(table), clickhouse.QuoteString(s.Partition), stagingFull)
 	if err := srv.Conn.Exec(ctx, replace); err != nil {
 		return fmt.Errorf("replace partition on %s: %w", srv.Addr, err)
 	}
 	return nil
 }
 
-// attachParts unpacks an object of frozen parts into the staging table's detached/ directory,
-// owned like the table's own directory, and attaches the partition. The staging table was
-// created from the recorded CREATE, so the parts' columns match it.
-func (r *Restorer) attachParts(ctx context.Context, srv *Server, db, staging, partition string, obj io.Reader) error {
-	root, err := r.local.root(ctx, srv)
-	if err != nil {
+// attachParts unpacks an object of frozen parts into the staging table's detached/ directory
+// and attaches the partition. The staging table was created from the recorded CREATE, so the
+// parts' columns match it.
+func (r *Restorer) attachParts(ctx context.Context, srv *clickhouse.Server, db, staging, partition string, obj io.Reader) error {
+	if err := r.local.UnpackDetached(ctx, srv, db, staging, obj); err != nil {
 		return err
 	}
-	dataPath, err := tableDataPath(ctx, srv, db, staging)
-	if err != nil {
-		return err
-	}
-	dir := root.path(dataPath)
-	uid, gid, err := ownerOf(dir)
-	if err != nil {
-		return fmt.Errorf("staging table directory on %s: %w", srv.Addr, err)
-	}
-	// ATTACH PARTITION takes every detached part of the partition, so parts left by an
-	// interrupted attempt must go; the staging table is tracevault's own.
-	detached := filepath.Join(dir, "detached")
-	if err := os.RemoveAll(detached); err != nil {
-		return fmt.Errorf("clear %s: %w", detached, err)
-	}
-	if err := os.MkdirAll(detached, 0o750); err != nil {
-		return err
-	}
-	if err := os.Lchown(detached, uid, gid); err != nil {
-		return fmt.Errorf("give %s to the server's user: %w", detached, err)
-	}
-	if _, err := extractPartsTar(obj, detached, uid, gid); err != nil {
-		return err
-	}
-	attach := fmt.Sprintf("ALTER TABLE %s.%s ATTACH PARTITION ID %s", QuoteIdent(db), QuoteIdent(staging), QuoteString(partition))
+	attach := fmt.Sprintf("ALTER TABLE %s.%s ATTACH PARTITION ID %s", clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(staging), clickhouse.QuoteString(partition))
 	if err := srv.Conn.Exec(ctx, attach); err != nil {
 		return fmt.Errorf("attach partition %s of %s.%s on %s: %w", partition, db, staging, srv.Addr, err)
 	}
@@ -172,7 +146,7 @@ func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
 		}
 		seen[s.Replica+s.Target] = true
 		db, table, _ := strings.Cut(s.Target, ".")
-		if err := r.servers[s.Replica].Conn.Exec(ctx, "DROP TABLE IF EXISTS "+QuoteIdent(db)+"."+QuoteIdent(stagingName(table))); err != nil {
+		if err := r.servers[s.Replica].Conn.Exec(ctx, "DROP TABLE IF EXISTS "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(stagingName(table))); err != nil {
 			r.opts.Log.Warn("could not drop staging table", "table", s.Target, "replica", s.Replica, "err", err)
 		}
 	}
@@ -197,7 +171,7 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 			srv := r.servers[addr]
 			if s.table.Replicated() {
 				syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-				err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table))
+				err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
 				cancel()
 				if err != nil {
 					return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
@@ -216,7 +190,7 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 }
 
 // partitionRowCount is the rows of a partition's active parts on one replica.
-func partitionRowCount(ctx context.Context, srv *Server, db, table, partition string) (uint64, error) {
+func partitionRowCount(ctx context.Context, srv *clickhouse.Server, db, table, partition string) (uint64, error) {
 	var rows uint64
 	if err := srv.Conn.QueryRow(ctx, "SELECT sum(rows) FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, partition).Scan(&rows); err != nil {
 		return 0, fmt.Errorf("count %s.%s partition %s on %s: %w", db, table, partition, srv.Addr, err)
@@ -227,9 +201,9 @@ func partitionRowCount(ctx context.Context, srv *Server, db, table, partition st
 // LoadPartition loads one snapshot partition into table on target alone, through the restore's
 // staging table and REPLACE PARTITION, so a rerun never duplicates rows. A replica rebuild uses
 // it for local tables, which replication cannot refill.
-func LoadPartition(ctx context.Context, repo *store.Repository, target *Server, o RestoreOptions, httpOf map[string]string,
-	table string, rec *TableRecord, partition, object string, rows uint64, ref store.ObjectRef) error {
-	rs := &Restorer{opts: o, servers: map[string]*Server{target.Addr: target}, httpOf: httpOf, first: target}
+func LoadPartition(ctx context.Context, repo *store.Repository, target *clickhouse.Server, o Options, httpOf map[string]string,
+	table string, rec *clickhouse.TableRecord, partition, object string, rows uint64, ref store.ObjectRef) error {
+	rs := &Restorer{opts: o, servers: map[string]*clickhouse.Server{target.Addr: target}, httpOf: httpOf, first: target, local: clickhouse.NewLocalFS(o.DataPath)}
 	step := Step{Action: "load-partition", Target: table, Replica: target.Addr, Partition: partition, Object: object, Rows: rows, ref: ref, table: rec}
 	if err := rs.loadPartition(ctx, repo, step); err != nil {
 		return err

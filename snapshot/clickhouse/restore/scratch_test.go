@@ -1,12 +1,14 @@
-package clickhouse
+package restore
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 func TestPlanRefuseLive(t *testing.T) {
-	sec := &Section{Tables: []TableRecord{{Table: Table{Database: "default", Name: "traces",
+	sec := &clickhouse.Section{Tables: []clickhouse.TableRecord{{Table: clickhouse.Table{Database: "default", Name: "traces",
 		ZooKeeperPath: "/clickhouse/tables/01/default/traces",
 		Create:        "CREATE TABLE default.traces (id String) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}') ORDER BY id"}}}}
 	scratch := "CREATE TABLE IF NOT EXISTS `default_drill`.traces (id String) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default_drill/traces', '{replica}') ORDER BY id"

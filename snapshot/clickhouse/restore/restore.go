@@ -1,4 +1,4 @@
-package clickhouse
+package restore
 
 import (
 	"context"
@@ -8,14 +8,15 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// RestoreOptions choose what to restore and where.
-type RestoreOptions struct {
+// Options choose what to restore and where.
+type Options struct {
 	Native      []string
 	HTTP        []string
-	Conn        ConnOptions
+	Conn        clickhouse.ConnOptions
 	Cluster     string
 	Tables      []string          // "db.table" globs; empty = all
 	Partitions  []string          // partition ids; empty = all
@@ -26,7 +27,7 @@ type RestoreOptions struct {
 	WholeCluster bool
 	ZooKeeper    *zk.Conn
 	// DataPath is where the loading replica's data path is mounted on this host, for objects
-	// of frozen parts (see Source.DataPath); empty uses the server's paths as they are.
+	// of frozen parts (see clickhouse.Source.DataPath); empty uses the server's paths as they are.
 	DataPath string
 	Log      *slog.Logger
 }
@@ -46,7 +47,7 @@ type Step struct {
 	ZooKeeperPath string `json:"zookeeper_path,omitempty"`
 
 	ref   store.ObjectRef
-	table *TableRecord
+	table *clickhouse.TableRecord
 }
 
 // Plan is the ordered restore: databases, tables, partitions, views.
@@ -57,27 +58,26 @@ type Plan struct {
 
 // Restorer plans and executes restores against the configured cluster.
 type Restorer struct {
-	opts    RestoreOptions
-	servers map[string]*Server // by native address; only the reachable ones
+	opts    Options
+	servers map[string]*clickhouse.Server // by native address; only the reachable ones
 	httpOf  map[string]string
-	first   *Server
-	local   localFS
+	first   *clickhouse.Server
+	local   *clickhouse.LocalFS
 	// insert are the settings of a restore's INSERT on each server (by native address), once
 	// detected; restore-replica's Restorer starts without them too.
 	insert map[string]url.Values
 }
 
-// NewRestorer connects to every reachable replica.
-func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
+// New connects to every reachable replica.
+func New(ctx context.Context, o Options) (*Restorer, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	src := &Source{Native: o.Native, HTTP: o.HTTP, Conn: o.Conn, Log: o.Log}
-	servers, httpOf, err := Connect(ctx, src.Native, src.HTTP, src.Conn, src.Log)
+	servers, httpOf, err := clickhouse.Connect(ctx, o.Native, o.HTTP, o.Conn, o.Log)
 	if err != nil {
 		return nil, err
 	}
-	r := &Restorer{opts: o, servers: map[string]*Server{}, httpOf: httpOf, first: servers[0], local: localFS{dataPath: o.DataPath}}
+	r := &Restorer{opts: o, servers: map[string]*clickhouse.Server{}, httpOf: httpOf, first: servers[0], local: clickhouse.NewLocalFS(o.DataPath)}
 	for _, s := range servers {
 		r.servers[s.Addr] = s
 	}
@@ -85,7 +85,7 @@ func NewRestorer(ctx context.Context, o RestoreOptions) (*Restorer, error) {
 }
 
 // insertSettings are the settings of a restore's INSERT on srv, detected once per server.
-func (r *Restorer) insertSettings(ctx context.Context, srv *Server) (url.Values, error) {
+func (r *Restorer) insertSettings(ctx context.Context, srv *clickhouse.Server) (url.Values, error) {
 	if v, ok := r.insert[srv.Addr]; ok {
 		return v, nil
 	}
@@ -104,7 +104,7 @@ func (r *Restorer) insertSettings(ctx context.Context, srv *Server) (url.Values,
 // the rows of each inserted block by a Replacing or Aggregating table's sorting key
 // (optimize_on_insert, on by default), so a partition with unmerged versions would load fewer
 // rows than it holds. Servers without the setting (18.16) never do that.
-func detectInsertSettings(ctx context.Context, s *Server) (url.Values, error) {
+func detectInsertSettings(ctx context.Context, s *clickhouse.Server) (url.Values, error) {
 	var n uint64
 	if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'optimize_on_insert'").Scan(&n); err != nil {
 		return nil, fmt.Errorf("read the settings of clickhouse %s: %w", s.Addr, err)

@@ -1,4 +1,4 @@
-package clickhouse
+package restore
 
 // A whole-cluster restore (restore --cluster) rebuilds every replica at once after a disaster:
 // all replicas empty, ZooKeeper empty or lost, or both. The tables are created ON CLUSTER with
@@ -12,12 +12,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // planCluster checks that every replica answers and adjusts the plan for the cluster as it is.
 func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 	var missing []string
-	var servers []*Server
+	var servers []*clickhouse.Server
 	for _, addr := range r.opts.Native {
 		if s, ok := r.servers[addr]; ok {
 			servers = append(servers, s)
@@ -31,7 +33,7 @@ func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 	if r.opts.ZooKeeper == nil {
 		return nil, fmt.Errorf("restore --cluster needs [zookeeper] servers: the tables register there")
 	}
-	view := Observe(ctx, servers, r.opts.Native, r.opts.ZooKeeper)
+	view := clickhouse.Observe(ctx, servers, r.opts.Native, r.opts.ZooKeeper)
 	if view.ZooKeeperError != "" {
 		return nil, fmt.Errorf("restore --cluster: read zookeeper: %s", view.ZooKeeperError)
 	}
@@ -41,7 +43,7 @@ func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 			continue
 		}
 		for _, rep := range view.Replicas {
-			p := RegistrationPath(&s.table.Table, rep.Macros)
+			p := clickhouse.RegistrationPath(&s.table.Table, rep.Macros)
 			ok, _, err := r.opts.ZooKeeper.Exists(p)
 			if err != nil {
 				return nil, fmt.Errorf("look up the registration %s in zookeeper: %w", p, err)
@@ -61,7 +63,7 @@ func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 //     marked lost ("All replicas are lost" on 18.16) and never activate;
 //   - where some replicas have it and another is still registered without it, that stale
 //     registration is removed first, or the CREATE would fail with "replica already exists".
-func clusterPlan(plan *Plan, view *View, caps Capabilities, cluster string, registered map[string]bool) (*Plan, error) {
+func clusterPlan(plan *Plan, view *clickhouse.View, caps clickhouse.Capabilities, cluster string, registered map[string]bool) (*Plan, error) {
 	out := &Plan{Snapshot: plan.Snapshot}
 	restored := map[string]bool{}
 	for _, s := range plan.Steps {
@@ -76,9 +78,9 @@ func clusterPlan(plan *Plan, view *View, caps Capabilities, cluster string, regi
 		present, readonly, anyRegistered := 0, 0, false
 		var stale []Step
 		for _, rep := range view.Replicas {
-			reg := RegistrationPath(&s.table.Table, rep.Macros)
+			reg := clickhouse.RegistrationPath(&s.table.Table, rep.Macros)
 			anyRegistered = anyRegistered || registered[reg]
-			var have *ReplicaTable
+			var have *clickhouse.ReplicaTable
 			for i, t := range rep.Tables {
 				if t.Database == db && t.Table == table {
 					have = &rep.Tables[i]
@@ -99,9 +101,9 @@ func clusterPlan(plan *Plan, view *View, caps Capabilities, cluster string, regi
 				return nil, fmt.Errorf("%s exists on every replica with its parts, but ZooKeeper lost its metadata, and ClickHouse %s has no SYSTEM RESTORE REPLICA; "+
 					"on each replica DETACH the table, move its data to detached/, re-create it, and ATTACH PARTITION from detached; or drop it everywhere and rerun this restore", s.Target, caps.Version)
 			}
-			sql := "SYSTEM RESTORE REPLICA " + QuoteIdent(db) + "." + QuoteIdent(table)
+			sql := "SYSTEM RESTORE REPLICA " + clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(table)
 			if cluster != "" {
-				sql += " ON CLUSTER " + QuoteIdent(cluster)
+				sql += " ON CLUSTER " + clickhouse.QuoteIdent(cluster)
 			}
 			out.Steps = append(out.Steps, Step{Action: "restore-metadata", Target: s.Target, SQL: sql, table: s.table})
 			restored[s.Target] = true
@@ -126,10 +128,10 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 	}
 	db, table, _ := strings.Cut(s.Target, ".")
 	for addr, srv := range r.servers {
-		if err := srv.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+QuoteIdent(db)+"."+QuoteIdent(table)); err != nil {
+		if err := srv.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
 			return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
 		}
-		rows, err := PartitionRows(ctx, srv, db, table)
+		rows, err := clickhouse.PartitionRows(ctx, srv, db, table)
 		if err != nil {
 			return err
 		}

@@ -1,8 +1,10 @@
-package clickhouse
+package restore
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // RefuseLive refuses a plan meant for scratch targets (a restore drill) if any step would write
@@ -10,7 +12,7 @@ import (
 // paths: either would make the scratch copy part of production. The live paths are both the
 // recorded ones (macros expanded by the server) and the ones written in the recorded CREATE
 // statements (macros as written), since a step's SQL carries the latter.
-func (p *Plan) RefuseLive(sec *Section) error {
+func (p *Plan) RefuseLive(sec *clickhouse.Section) error {
 	liveDB := map[string]bool{}
 	livePath := map[string]string{} // path -> table it belongs to
 	for _, t := range sec.Tables {
@@ -18,8 +20,8 @@ func (p *Plan) RefuseLive(sec *Section) error {
 		if t.ZooKeeperPath != "" {
 			livePath[t.ZooKeeperPath] = t.FullName()
 		}
-		for _, sm := range replicatedArgs.FindAllStringSubmatch(t.Create, -1) {
-			livePath[sm[2]] = t.FullName()
+		for _, path := range clickhouse.ReplicationPaths(t.Create) {
+			livePath[path] = t.FullName()
 		}
 	}
 	for _, s := range p.Steps {
@@ -32,9 +34,9 @@ func (p *Plan) RefuseLive(sec *Section) error {
 				return fmt.Errorf("refusing the scratch restore: step %s %s touches replication path %s of live table %s", s.Action, s.Target, s.ZooKeeperPath, owner)
 			}
 		}
-		for _, sm := range replicatedArgs.FindAllStringSubmatch(s.SQL, -1) {
-			if owner, ok := livePath[sm[2]]; ok {
-				return fmt.Errorf("refusing the scratch restore: step %s %s would register in replication path %s of live table %s", s.Action, s.Target, sm[2], owner)
+		for _, path := range clickhouse.ReplicationPaths(s.SQL) {
+			if owner, ok := livePath[path]; ok {
+				return fmt.Errorf("refusing the scratch restore: step %s %s would register in replication path %s of live table %s", s.Action, s.Target, path, owner)
 			}
 		}
 	}

@@ -1,7 +1,7 @@
 // Planning a restore: which databases, tables and partitions to create and load from a
-// snapshot, where, and refusing non-empty targets. Executing the plan is in restore_execute.go.
+// snapshot, where, and refusing non-empty targets. Executing the plan is in execute.go.
 
-package clickhouse
+package restore
 
 import (
 	"context"
@@ -9,17 +9,18 @@ import (
 	"io"
 	"strings"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // Plan builds the restore plan for a snapshot's clickhouse section, refusing targets that
 // already hold rows in a partition to be loaded unless Force is set.
 func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
-	sec, objects, err := SnapshotSection(m)
+	sec, objects, err := clickhouse.SnapshotSection(m)
 	if err != nil {
 		return nil, err
 	}
-	filter := Filter{Databases: []string{"*"}, Include: r.opts.Tables}
+	filter := clickhouse.Filter{Databases: []string{"*"}, Include: r.opts.Tables}
 	plan := &Plan{Snapshot: m.ID}
 	dbs := map[string]bool{}
 	var views []Step
@@ -38,7 +39,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			}
 			plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: dst, SQL: create})
 		}
-		create, err := RewriteCreate(t.Create, r.rewrite(t, dst))
+		create, err := clickhouse.RewriteCreate(t.Create, r.rewrite(t, dst))
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", t.FullName(), err)
 		}
@@ -57,12 +58,12 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			if !ok {
 				return nil, fmt.Errorf("snapshot %s lists partition %s of %s but not its object %s; run 'tracevault verify %s'", m.ID, p.ID, t.FullName(), p.Object, m.ID)
 			}
-			format := p.format()
+			format := p.ObjectFormat()
 			replica := r.loadReplica(t, p)
 			if replica == "" {
 				return nil, fmt.Errorf("restore %s partition %s: replica %s it was taken from is not reachable, and a local table's rows belong to it", t.FullName(), p.ID, p.Replica)
 			}
-			if format == FormatPartsTar {
+			if format == clickhouse.FormatPartsTar {
 				if replica, err = r.localLoadReplica(ctx, t, p, replica); err != nil {
 					return nil, err
 				}
@@ -89,8 +90,8 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 // server with database UUIDs, an Atomic database gets its recorded UUID back; under
 // --database-map the copy gets a fresh one on purpose, as its tables do, since the original may
 // still hold that UUID.
-func (r *Restorer) createDatabase(sec *Section, src, dst string) (string, error) {
-	head := "CREATE DATABASE IF NOT EXISTS " + QuoteIdent(dst)
+func (r *Restorer) createDatabase(sec *clickhouse.Section, src, dst string) (string, error) {
+	head := "CREATE DATABASE IF NOT EXISTS " + clickhouse.QuoteIdent(dst)
 	if src != dst || !r.first.Caps.TableUUIDs {
 		return head + r.onCluster(), nil
 	}
@@ -100,7 +101,7 @@ func (r *Restorer) createDatabase(sec *Section, src, dst string) (string, error)
 		}
 		// The UUID comes from the manifest, which is not trusted: only a well-formed one goes
 		// into SQL.
-		if !WellFormedUUID(d.UUID) {
+		if !clickhouse.WellFormedUUID(d.UUID) {
 			return "", fmt.Errorf("the snapshot records database %s with UUID %q, which is not a UUID: the manifest is damaged or forged; run 'tracevault verify'", src, d.UUID)
 		}
 		return fmt.Sprintf("%s UUID '%s'%s ENGINE = Atomic", head, d.UUID, r.onCluster()), nil
@@ -112,14 +113,14 @@ func (r *Restorer) onCluster() string {
 	if r.opts.Cluster == "" {
 		return ""
 	}
-	return " ON CLUSTER " + QuoteIdent(r.opts.Cluster)
+	return " ON CLUSTER " + clickhouse.QuoteIdent(r.opts.Cluster)
 }
 
-func (r *Restorer) rewrite(t *TableRecord, dst string) Rewrite {
-	rw := Rewrite{Database: dst, Cluster: r.opts.Cluster, DBMap: r.opts.DatabaseMap}
+func (r *Restorer) rewrite(t *clickhouse.TableRecord, dst string) clickhouse.Rewrite {
+	rw := clickhouse.Rewrite{Database: dst, Cluster: r.opts.Cluster, DBMap: r.opts.DatabaseMap}
 	if dst != t.Database {
 		src := t.Database
-		rw.ZKPathMap = func(p string) string { return MapZooKeeperPath(p, src, dst) }
+		rw.ZKPathMap = func(p string) string { return clickhouse.MapZooKeeperPath(p, src, dst) }
 	} else if r.first.Caps.TableUUIDs {
 		rw.UUID = t.UUID // same UUID, same default replication path: the table rejoins its group
 	}
@@ -140,7 +141,7 @@ func (r *Restorer) wantPartition(id string) bool {
 
 // loadReplica picks where a partition is loaded: any reachable replica for a replicated table
 // (replication copies it to the others), the recorded replica for a local one.
-func (r *Restorer) loadReplica(t *TableRecord, p PartitionRecord) string {
+func (r *Restorer) loadReplica(t *clickhouse.TableRecord, p clickhouse.PartitionRecord) string {
 	if !t.Replicated() {
 		if _, ok := r.servers[p.Replica]; ok {
 			return p.Replica
@@ -155,14 +156,14 @@ func (r *Restorer) loadReplica(t *TableRecord, p PartitionRecord) string {
 
 // localLoadReplica keeps the chosen replica for an object of frozen parts if its data path is
 // on this host, or for a replicated table moves to one that is.
-func (r *Restorer) localLoadReplica(ctx context.Context, t *TableRecord, p PartitionRecord, chosen string) (string, error) {
-	_, err := r.local.root(ctx, r.servers[chosen])
+func (r *Restorer) localLoadReplica(ctx context.Context, t *clickhouse.TableRecord, p clickhouse.PartitionRecord, chosen string) (string, error) {
+	err := r.local.Check(ctx, r.servers[chosen])
 	if err == nil {
 		return chosen, nil
 	}
 	if t.Replicated() {
 		for addr, srv := range r.servers {
-			if _, e := r.local.root(ctx, srv); e == nil {
+			if r.local.Check(ctx, srv) == nil {
 				return addr, nil
 			}
 		}
@@ -215,7 +216,7 @@ func WritePlan(w io.Writer, p *Plan) {
 		switch s.Action {
 		case "load-partition":
 			how := ""
-			if s.Format == FormatPartsTar {
+			if s.Format == clickhouse.FormatPartsTar {
 				how = " (frozen parts, attached)"
 			}
 			fmt.Fprintf(w, "load     %s partition %s on %s: %d rows, %d bytes from object %.12s%s\n", s.Target, s.Partition, s.Replica, s.Rows, s.Bytes, s.Object, how)
