@@ -43,6 +43,9 @@ type Capabilities struct {
 	Minor   int    `json:"minor"`
 	// TableUUIDs: system.tables has a uuid column and CREATE TABLE accepts UUID '...'.
 	TableUUIDs bool `json:"table_uuids"`
+	// DatabaseUUIDs: system.databases has a uuid column and CREATE DATABASE accepts UUID '...'
+	// (Atomic databases, 20.x+).
+	DatabaseUUIDs bool `json:"database_uuids,omitempty"`
 	// RestoreReplica: SYSTEM RESTORE REPLICA rebuilds ZooKeeper metadata from local parts (21.7+).
 	RestoreReplica bool `json:"restore_replica"`
 	// DefaultReplicatedArgs: ReplicatedMergeTree may omit path and replica (20.x+ with
@@ -63,10 +66,18 @@ type Capabilities struct {
 	// LightweightDeletes: system.parts has has_lightweight_delete; a part so marked keeps its
 	// deleted rows (in rows and count.txt) behind a _row_exists mask that SELECT applies (23.x+).
 	LightweightDeletes bool `json:"lightweight_deletes"`
+	// OptimizeOnInsert: the server has the optimize_on_insert setting (21.x+), on by default,
+	// with which an INSERT merges the rows of each block by a Replacing or Aggregating table's
+	// sorting key; a restore's INSERT turns it off so that it loads every row it was given.
+	OptimizeOnInsert bool `json:"optimize_on_insert,omitempty"`
 }
 
-// capabilityColumns are the system columns whose presence is a capability, as "table.column".
-var capabilityColumns = []string{"tables.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path", "parts.has_lightweight_delete"}
+// capabilityColumns are the system columns whose presence is a capability, as "table.column";
+// capabilitySettings are the settings whose presence is one.
+var (
+	capabilityColumns  = []string{"tables.uuid", "databases.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path", "parts.has_lightweight_delete"}
+	capabilitySettings = []string{"optimize_on_insert"}
+)
 
 // Dial connects to one replica and detects its capabilities.
 func Dial(ctx context.Context, addr string, o ConnOptions) (*Server, error) {
@@ -101,31 +112,38 @@ func Dial(ctx context.Context, addr string, o ConnOptions) (*Server, error) {
 // Close releases the connection.
 func (s *Server) Close() error { return s.Conn.Close() }
 
+// detect asks the server once for everything capabilitiesFor needs: its version, and which
+// capabilityColumns and capabilitySettings it has (as "table.column" and "settings.name").
 func detect(ctx context.Context, conn driver.Conn) (Capabilities, error) {
-	var version string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
-		return Capabilities{}, err
-	}
 	conds := make([]string, len(capabilityColumns))
 	for i, c := range capabilityColumns {
 		table, name, _ := strings.Cut(c, ".")
 		conds[i] = fmt.Sprintf("(table = %s AND name = %s)", QuoteString(table), QuoteString(name))
 	}
-	var present []string
-	if err := conn.QueryRow(ctx, "SELECT groupArray(concat(table, '.', name)) FROM system.columns WHERE database = 'system' AND ("+strings.Join(conds, " OR ")+")").Scan(&present); err != nil {
+	settings := make([]string, len(capabilitySettings))
+	for i, name := range capabilitySettings {
+		settings[i] = QuoteString(name)
+	}
+	var version string
+	var columns, present []string
+	q := "SELECT version()," +
+		" (SELECT groupArray(concat(table, '.', name)) FROM system.columns WHERE database = 'system' AND (" + strings.Join(conds, " OR ") + "))," +
+		" (SELECT groupArray(concat('settings.', name)) FROM system.settings WHERE name IN (" + strings.Join(settings, ", ") + "))"
+	if err := conn.QueryRow(ctx, q).Scan(&version, &columns, &present); err != nil {
 		return Capabilities{}, err
 	}
-	columns := map[string]bool{}
-	for _, c := range present {
-		columns[c] = true
+	has := map[string]bool{}
+	for _, c := range append(columns, present...) {
+		has[c] = true
 	}
-	return capabilitiesFor(version, columns), nil
+	return capabilitiesFor(version, has), nil
 }
 
 // capabilitiesFor derives capabilities from the version string and from which of the
-// capabilityColumns the server has, so that fixture tests can exercise the modern path without
-// a modern server. What a system column tells is read from it, not from the version.
-func capabilitiesFor(version string, columns map[string]bool) Capabilities {
+// capabilityColumns and capabilitySettings the server has, so that fixture tests can exercise the
+// modern path without a modern server. What a system column or setting tells is read from it,
+// not from the version.
+func capabilitiesFor(version string, present map[string]bool) Capabilities {
 	c := Capabilities{Version: version}
 	parts := strings.SplitN(version, ".", 3)
 	if len(parts) >= 2 {
@@ -133,11 +151,13 @@ func capabilitiesFor(version string, columns map[string]bool) Capabilities {
 		c.Minor, _ = strconv.Atoi(parts[1])
 	}
 	atLeast := func(major, minor int) bool { return c.Major > major || (c.Major == major && c.Minor >= minor) }
-	c.TableUUIDs = columns["tables.uuid"]
-	c.PartHashes = columns["parts.hash_of_all_files"]
-	c.TableDataPaths = columns["tables.data_paths"]
-	c.Disks = columns["disks.path"]
-	c.LightweightDeletes = columns["parts.has_lightweight_delete"]
+	c.TableUUIDs = present["tables.uuid"]
+	c.DatabaseUUIDs = present["databases.uuid"]
+	c.OptimizeOnInsert = present["settings.optimize_on_insert"]
+	c.PartHashes = present["parts.hash_of_all_files"]
+	c.TableDataPaths = present["tables.data_paths"]
+	c.Disks = present["disks.path"]
+	c.LightweightDeletes = present["parts.has_lightweight_delete"]
 	c.RestoreReplica = atLeast(21, 7)
 	c.DefaultReplicatedArgs = atLeast(20, 10)
 	c.FreezeWithName = atLeast(19, 1)
