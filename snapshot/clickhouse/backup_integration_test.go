@@ -167,6 +167,15 @@ func TestIncrementalBackupAndPartitionRestore(t *testing.T) {
 func testIncrementalBackupAndPartitionRestore(t *testing.T, mode string) {
 	f := newFixture(t, 2000)
 	f.mode = mode
+	// The migration tables got one part per write while the fixture was seeded; merges of
+	// them in the background, between two backups, would make a partition new that no write
+	// touched. One part each leaves nothing to merge.
+	for _, tbl := range []string{"schema_migrations", "tracevault_migrations"} {
+		f.sql(t, 0, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", f.db, tbl))
+		for i := range f.env.CHNative {
+			f.sql(t, i, fmt.Sprintf("SYSTEM SYNC REPLICA %s.%s", f.db, tbl))
+		}
+	}
 	first := f.backup(t)
 	second := f.backup(t)
 	if tot := second.Totals(); tot.NewBytes != 0 || tot.Reused != tot.Objects {
