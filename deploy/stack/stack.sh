@@ -385,13 +385,20 @@ start_ch_modern() {
   # log's table from being created again (measured: no system.query_log after any restart);
   # the old log is only a log, and goes.
   rm -rf "$CH_MODERN_DIR/data/data/system"
-  cat >"$CH_MODERN_DIR/config.xml" <<'XML'
+  # A second disk, and a storage policy "second" that keeps a table on it alone, for tests of
+  # tables outside the default disk.
+  mkdir -p "$CH_MODERN_DIR/second"
+  cat >"$CH_MODERN_DIR/config.xml" <<XML
 <clickhouse>
   <query_log>
     <database>system</database>
     <table>query_log</table>
     <flush_interval_milliseconds>1000</flush_interval_milliseconds>
   </query_log>
+  <storage_configuration>
+    <disks><second><path>$CH_MODERN_DIR/second/</path></second></disks>
+    <policies><second><volumes><main><disk>second</disk></main></volumes></second></policies>
+  </storage_configuration>
 </clickhouse>
 XML
   local attempt

@@ -10,6 +10,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -25,11 +26,7 @@ type oneServer struct {
 
 func newOneServer(t *testing.T, native, http string) *oneServer {
 	t.Helper()
-	repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &oneServer{t: t, native: native, http: http, repo: repo}
+	return &oneServer{t: t, native: native, http: http, repo: chtest.Repo(t)}
 }
 
 func (o *oneServer) sql(q string) string {
@@ -57,8 +54,8 @@ func (o *oneServer) drop(table string) {
 func (o *oneServer) backup(db string) *store.Manifest {
 	o.t.Helper()
 	src := &clickhouse.Source{Native: []string{o.native}, HTTP: []string{o.http}, Conn: clickhouse.ConnOptions{User: "default"},
-		Filter: clickhouse.Filter{Databases: []string{db}}, Mode: clickhouse.ModeLogical, Log: quiet}
-	m, err := snapshot.Run(context.Background(), o.repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+		Filter: clickhouse.Filter{Databases: []string{db}}, Mode: clickhouse.ModeLogical, Log: chtest.Quiet}
+	m, err := snapshot.Run(context.Background(), o.repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 	if err != nil {
 		o.t.Fatalf("backup of %s on %s: %v", db, o.native, err)
 	}
@@ -69,7 +66,7 @@ func (o *oneServer) restore(m *store.Manifest) {
 	o.t.Helper()
 	ctx := context.Background()
 	rs, err := restore.New(ctx, restore.Options{Native: []string{o.native}, HTTP: []string{o.http},
-		Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet})
+		Conn: clickhouse.ConnOptions{User: "default"}, Log: chtest.Quiet})
 	if err != nil {
 		o.t.Fatal(err)
 	}

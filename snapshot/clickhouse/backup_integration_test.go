@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,11 +13,10 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // fixture is a seeded scratch database and a filesystem repository.
 type fixture struct {
@@ -44,11 +42,7 @@ func newFixture(t *testing.T, traces int) *fixture {
 		f.sql(t, 0, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", f.db, env.CHCluster))
 		f.sql(t, 0, fmt.Sprintf("DROP DATABASE IF EXISTS %s_copy ON CLUSTER %s", f.db, env.CHCluster))
 	})
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.repo = repo
+	f.repo = chtest.Repo(t)
 	return f
 }
 
@@ -70,8 +64,8 @@ func (f *fixture) sql(t *testing.T, replica int, q string) string {
 func (f *fixture) backup(t *testing.T) *store.Manifest {
 	t.Helper()
 	src := &clickhouse.Source{Native: f.env.CHNative, HTTP: f.env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
-		Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Mode: f.mode, Log: quiet}
-	m, err := snapshot.Run(context.Background(), f.repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+		Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Mode: f.mode, Log: chtest.Quiet}
+	m, err := snapshot.Run(context.Background(), f.repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -80,7 +74,7 @@ func (f *fixture) backup(t *testing.T) *store.Manifest {
 
 func (f *fixture) restore(t *testing.T, m *store.Manifest, o restore.Options) {
 	t.Helper()
-	o.Native, o.HTTP, o.Conn, o.Cluster, o.Log = f.env.CHNative, f.env.CHHTTP, clickhouse.ConnOptions{User: "default"}, f.env.CHCluster, quiet
+	o.Native, o.HTTP, o.Conn, o.Cluster, o.Log = f.env.CHNative, f.env.CHHTTP, clickhouse.ConnOptions{User: "default"}, f.env.CHCluster, chtest.Quiet
 	rs, err := restore.New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +167,15 @@ func TestIncrementalBackupAndPartitionRestore(t *testing.T) {
 func testIncrementalBackupAndPartitionRestore(t *testing.T, mode string) {
 	f := newFixture(t, 2000)
 	f.mode = mode
+	// The migration tables got one part per write while the fixture was seeded; merges of
+	// them in the background, between two backups, would make a partition new that no write
+	// touched. One part each leaves nothing to merge.
+	for _, tbl := range []string{"schema_migrations", "tracevault_migrations"} {
+		f.sql(t, 0, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", f.db, tbl))
+		for i := range f.env.CHNative {
+			f.sql(t, i, fmt.Sprintf("SYSTEM SYNC REPLICA %s.%s", f.db, tbl))
+		}
+	}
 	first := f.backup(t)
 	second := f.backup(t)
 	if tot := second.Totals(); tot.NewBytes != 0 || tot.Reused != tot.Objects {

@@ -14,6 +14,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -40,12 +41,12 @@ func BenchmarkLogicalExport(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			var err error
 			// A fresh repository each time: nothing to reuse, every byte exported.
-			if repo, err = store.Open(ctx, store.Options{URL: fmt.Sprintf("file://%s/%d", repoRoot, i), CompressionLevel: 1, Log: quiet}); err != nil {
+			if repo, err = store.Open(ctx, store.Options{URL: fmt.Sprintf("file://%s/%d", repoRoot, i), CompressionLevel: 1, Log: chtest.Quiet}); err != nil {
 				b.Fatal(err)
 			}
 			src := &clickhouse.Source{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1], Conn: clickhouse.ConnOptions{User: "default"},
-				Filter: clickhouse.Filter{Databases: []string{db}}, Log: quiet}
-			if m, err = snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: quiet}); err != nil {
+				Filter: clickhouse.Filter{Databases: []string{db}}, Log: chtest.Quiet}
+			if m, err = snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -106,7 +107,7 @@ func benchRestore(b *testing.B, env *stack.Env, h *clickhouse.HTTP, repo *store.
 	ctx := context.Background()
 	_ = h.Exec(ctx, "DROP DATABASE IF EXISTS "+db+"_copy", nil)
 	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1],
-		Conn: clickhouse.ConnOptions{User: "default"}, DatabaseMap: map[string]string{db: db + "_copy"}, Log: quiet})
+		Conn: clickhouse.ConnOptions{User: "default"}, DatabaseMap: map[string]string{db: db + "_copy"}, Log: chtest.Quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,10 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
-
-const tracesCreate = "CREATE TABLE default.traces (`id` String, `timestamp` DateTime, `event_ts` DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}', event_ts) PARTITION BY toYYYYMM(timestamp) ORDER BY (id) SETTINGS index_granularity = 8192"
 
 func TestRewriteCreate(t *testing.T) {
 	mvCreate := "CREATE MATERIALIZED VIEW default.project_environments_traces_mv TO default.project_environments (`project_id` String) AS SELECT project_id, groupUniqArrayState(environment) AS environments FROM default.traces GROUP BY project_id"
@@ -19,12 +18,12 @@ func TestRewriteCreate(t *testing.T) {
 		want []string // fragments the result must contain
 		not  []string // fragments it must not
 	}{
-		{"in place on a cluster", tracesCreate, Rewrite{Database: "default", Cluster: "default"},
+		{"in place on a cluster", chtest.TracesCreate, Rewrite{Database: "default", Cluster: "default"},
 			[]string{"CREATE TABLE IF NOT EXISTS `default`.traces ON CLUSTER `default` (", "'/clickhouse/tables/{shard}/default/traces', '{replica}', event_ts"}, nil},
-		{"database map moves the zookeeper path", tracesCreate, Rewrite{Database: "restored", Cluster: "default", DBMap: map[string]string{"default": "restored"},
+		{"database map moves the zookeeper path", chtest.TracesCreate, Rewrite{Database: "restored", Cluster: "default", DBMap: map[string]string{"default": "restored"},
 			ZKPathMap: func(p string) string { return MapZooKeeperPath(p, "default", "restored") }},
 			[]string{"`restored`.traces ON CLUSTER", "'/clickhouse/tables/{shard}/restored/traces'"}, []string{"/default/traces"}},
-		{"staging twin is local and not replicated", tracesCreate, Rewrite{Database: "default", Table: "__tracevault_staging_traces", Cluster: "default", Staging: true},
+		{"staging twin is local and not replicated", chtest.TracesCreate, Rewrite{Database: "default", Table: "__tracevault_staging_traces", Cluster: "default", Staging: true},
 			[]string{"CREATE TABLE IF NOT EXISTS `default`.`__tracevault_staging_traces` (", "ENGINE = ReplacingMergeTree(event_ts) PARTITION BY"}, []string{"ON CLUSTER", "/clickhouse/"}},
 		{"view follows the database map", mvCreate, Rewrite{Database: "restored", DBMap: map[string]string{"default": "restored"}},
 			[]string{"CREATE MATERIALIZED VIEW IF NOT EXISTS `restored`.project_environments_traces_mv TO `restored`.project_environments", "FROM `restored`.traces"}, []string{"default."}},
@@ -59,7 +58,7 @@ func TestRewriteCreate(t *testing.T) {
 // recorded for: a manifest is input from whoever can write to the repository.
 func TestRecordedStatementsAreChecked(t *testing.T) {
 	const uuid = "5f2e9c1a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"
-	traces := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", Create: tracesCreate}
+	traces := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", Create: chtest.TracesCreate}
 	mv := Table{Database: "default", Name: "mv", Engine: "MaterializedView", Create: "CREATE MATERIALIZED VIEW default.mv TO default.t (`x` String) AS SELECT x FROM default.src"}
 	with := func(t Table, f func(*Table)) Table { f(&t); return t }
 	tests := []struct {
@@ -144,9 +143,9 @@ func TestRewriteCreateRefuses(t *testing.T) {
 		r    Rewrite
 		want string
 	}{
-		{"second statement", tracesCreate + "; DROP DATABASE x", Rewrite{Database: "default"}, "follows the semicolon"},
-		{"malformed UUID", tracesCreate, Rewrite{Database: "default", UUID: "1' ; DROP DATABASE x; --"}, "is not a UUID"},
-		{"replication path leaving its quotes", tracesCreate, Rewrite{Database: "default", ZKPathMap: func(string) string { return "/x', 'r') ENGINE = Memory; --" }}, "leave its quotes"},
+		{"second statement", chtest.TracesCreate + "; DROP DATABASE x", Rewrite{Database: "default"}, "follows the semicolon"},
+		{"malformed UUID", chtest.TracesCreate, Rewrite{Database: "default", UUID: "1' ; DROP DATABASE x; --"}, "is not a UUID"},
+		{"replication path leaving its quotes", chtest.TracesCreate, Rewrite{Database: "default", ZKPathMap: func(string) string { return "/x', 'r') ENGINE = Memory; --" }}, "leave its quotes"},
 	}
 	for _, tt := range tests {
 		if got, err := RewriteCreate(tt.stmt, tt.r); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -156,7 +155,7 @@ func TestRewriteCreateRefuses(t *testing.T) {
 }
 
 func FuzzRewriteCreate(f *testing.F) {
-	for _, s := range []string{tracesCreate, tracesCreate + "; DROP DATABASE x", "CREATE MATERIALIZED VIEW default.mv TO default.t (`x` String) AS SELECT x FROM default.src",
+	for _, s := range []string{chtest.TracesCreate, chtest.TracesCreate + "; DROP DATABASE x", "CREATE MATERIALIZED VIEW default.mv TO default.t (`x` String) AS SELECT x FROM default.src",
 		"CREATE TABLE d.t UUID '5f2e9c1a-3b4d-4e6f-8a9b-0c1d2e3f4a5b' (`x` String DEFAULT 'a;\\'b') ENGINE = MergeTree ORDER BY x", "CREATE TABLE `a``b`.\"c\\\"d\" (x UInt8) ENGINE = Memory /* */"} {
 		f.Add(s)
 	}
@@ -182,7 +181,7 @@ func FuzzRewriteCreate(f *testing.F) {
 
 // Every restore path reads the section through SnapshotSection, which refuses forged DDL.
 func TestSnapshotSectionRefusesForgedDDL(t *testing.T) {
-	forged := Section{Tables: []TableRecord{{Table: Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", Create: tracesCreate + "; DROP DATABASE default"}}}}
+	forged := Section{Tables: []TableRecord{{Table: Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", Create: chtest.TracesCreate + "; DROP DATABASE default"}}}}
 	raw, err := json.Marshal(forged)
 	if err != nil {
 		t.Fatal(err)

@@ -75,6 +75,35 @@ func anyMatch(globs []string, s string) bool {
 	return false
 }
 
+// Databases lists a server's databases by name with their engines and, where the server has
+// database UUIDs and the database one (Atomic), their UUIDs.
+func Databases(ctx context.Context, s *Server) ([]DatabaseRecord, error) {
+	uuidExpr := "''"
+	if s.Caps.DatabaseUUIDs {
+		uuidExpr = "toString(uuid)"
+	}
+	rows, err := s.Conn.Query(ctx, "SELECT name, engine, "+uuidExpr+" FROM system.databases ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list databases on %s: %w", s.Addr, err)
+	}
+	defer rows.Close()
+	var out []DatabaseRecord
+	for rows.Next() {
+		var d DatabaseRecord
+		if err := rows.Scan(&d.Name, &d.Engine, &d.UUID); err != nil {
+			return nil, fmt.Errorf("list databases on %s: %w", s.Addr, err)
+		}
+		if d.UUID == zeroUUID {
+			d.UUID = ""
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list databases on %s: %w", s.Addr, err)
+	}
+	return out, nil
+}
+
 // Discover lists the selected tables of a server in restore order.
 func Discover(ctx context.Context, s *Server, f Filter) ([]Table, error) {
 	uuidExpr := "''"
@@ -92,7 +121,7 @@ func Discover(ctx context.Context, s *Server, f Filter) ([]Table, error) {
 			rows.Close()
 			return nil, fmt.Errorf("list tables on %s: %w", s.Addr, err)
 		}
-		if t.UUID == "00000000-0000-0000-0000-000000000000" {
+		if t.UUID == zeroUUID {
 			t.UUID = ""
 		}
 		if f.Matches(t.Database, t.Name) {

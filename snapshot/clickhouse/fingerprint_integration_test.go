@@ -64,8 +64,8 @@ func testRecreatedTable(t *testing.T, mode string) {
 	backup := func() *store.Manifest {
 		t.Helper()
 		src := &clickhouse.Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"}, Filter: clickhouse.Filter{Databases: []string{db}},
-			Cluster: env.CHCluster, Mode: mode, Log: quiet}
-		m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+			Cluster: env.CHCluster, Mode: mode, Log: chtest.Quiet}
+		m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 		if err != nil {
 			t.Fatalf("backup: %v", err)
 		}
@@ -104,7 +104,7 @@ func testRecreatedTable(t *testing.T, mode string) {
 	}
 
 	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster,
-		DatabaseMap: map[string]string{db: db + "_copy"}, Log: quiet})
+		DatabaseMap: map[string]string{db: db + "_copy"}, Log: chtest.Quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

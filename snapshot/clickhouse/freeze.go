@@ -45,6 +45,14 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 	if err != nil {
 		return nil, fmt.Errorf("freeze %s.%s partition %s: %w", db, table, partitionID, err)
 	}
+	// The freeze mirrors the table's directory under its disk's path into that disk's shadow/:
+	// data/<db>/<table>/ on Ordinary databases, store/<xxx>/<uuid>/ on Atomic ones. Only the
+	// default disk's is read here, so a table on another disk (a storage policy) is refused
+	// before a freeze leaves a shadow there that nothing would remove.
+	rel, under := strings.CutPrefix(dataPath, root.server)
+	if !under {
+		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: the table keeps its parts in %s, not on the default disk (%s), and freeze mode reads the default disk alone: set [clickhouse] mode = \"logical\"", db, table, partitionID, srv.Addr, dataPath, root.server)
+	}
 	sql := fmt.Sprintf("ALTER TABLE %s.%s FREEZE PARTITION ID %s", QuoteIdent(db), QuoteIdent(table), QuoteString(partitionID))
 	shadowDir := filepath.Join(root.local, "shadow")
 	var name string
@@ -69,12 +77,6 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		name = strconv.FormatUint(n, 10)
 	}
 	f := &frozen{shadow: filepath.Join(shadowDir, name)}
-	// The freeze mirrors the table's directory under the data path into shadow/<name>/:
-	// data/<db>/<table>/ on Ordinary databases, store/<xxx>/<uuid>/ on Atomic ones.
-	rel, under := strings.CutPrefix(dataPath, root.server)
-	if !under {
-		rel = ""
-	}
 	if err := f.scan(rel); err != nil {
 		_ = f.remove()
 		if errors.Is(err, fs.ErrNotExist) {

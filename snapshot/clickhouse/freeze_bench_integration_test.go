@@ -7,6 +7,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -24,13 +25,13 @@ func BenchmarkExportModes(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			b.SetBytes(rawBytes)
 			for i := 0; i < b.N; i++ {
-				repo, err := store.Open(ctx, store.Options{URL: "file://" + b.TempDir(), CompressionLevel: 1, Log: quiet})
+				repo, err := store.Open(ctx, store.Options{URL: "file://" + b.TempDir(), CompressionLevel: 1, Log: chtest.Quiet})
 				if err != nil {
 					b.Fatal(err)
 				}
 				src := &clickhouse.Source{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1], Conn: clickhouse.ConnOptions{User: "default"},
-					Filter: clickhouse.Filter{Databases: []string{db}}, Mode: mode, Log: quiet}
-				m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+					Filter: clickhouse.Filter{Databases: []string{db}}, Mode: mode, Log: chtest.Quiet}
+				m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 				if err != nil {
 					b.Fatal(err)
 				}

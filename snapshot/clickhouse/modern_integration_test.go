@@ -10,6 +10,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -37,11 +38,7 @@ func newModernFixture(t *testing.T, traces int) *modernFixture {
 		Database: f.db, Modern: true, Traces: traces, Seed: 17}); err != nil {
 		t.Fatal(err)
 	}
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.repo = repo
+	f.repo = chtest.Repo(t)
 	return f
 }
 
@@ -57,8 +54,8 @@ func (f *modernFixture) sql(q string) string {
 func (f *modernFixture) backup() *store.Manifest {
 	f.t.Helper()
 	src := &clickhouse.Source{Native: []string{f.env.CHModernNative}, HTTP: []string{f.env.CHModernHTTP}, Conn: clickhouse.ConnOptions{User: "default"},
-		Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: clickhouse.ModeLogical, Log: quiet}
-	m, err := snapshot.Run(context.Background(), f.repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+		Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: clickhouse.ModeLogical, Log: chtest.Quiet}
+	m, err := snapshot.Run(context.Background(), f.repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 	if err != nil {
 		f.t.Fatalf("backup of %s on ch-modern: %v", f.db, err)
 	}
@@ -67,7 +64,7 @@ func (f *modernFixture) backup() *store.Manifest {
 
 func (f *modernFixture) restore(m *store.Manifest, o restore.Options) {
 	f.t.Helper()
-	o.Native, o.HTTP, o.Conn, o.Log = []string{f.env.CHModernNative}, []string{f.env.CHModernHTTP}, clickhouse.ConnOptions{User: "default"}, quiet
+	o.Native, o.HTTP, o.Conn, o.Log = []string{f.env.CHModernNative}, []string{f.env.CHModernHTTP}, clickhouse.ConnOptions{User: "default"}, chtest.Quiet
 	ctx := context.Background()
 	rs, err := restore.New(ctx, o)
 	if err != nil {

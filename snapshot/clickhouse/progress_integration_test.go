@@ -6,6 +6,7 @@ import (
 
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -34,19 +35,19 @@ func TestBackupProgressPlan(t *testing.T) {
 			if tc.modern {
 				f := modern
 				src = &clickhouse.Source{Native: []string{f.env.CHModernNative}, HTTP: []string{f.env.CHModernHTTP}, Conn: clickhouse.ConnOptions{User: "default"},
-					Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: tc.mode, Log: quiet}
+					Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: tc.mode, Log: chtest.Quiet}
 			} else {
 				f := cluster
 				src = &clickhouse.Source{Native: f.env.CHNative, HTTP: f.env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
-					Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Mode: tc.mode, Log: quiet}
+					Filter: clickhouse.Filter{Databases: []string{f.db}}, Cluster: f.env.CHCluster, Mode: tc.mode, Log: chtest.Quiet}
 			}
 			// A fresh repository each time: nothing is reused, everything streams.
-			repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: quiet})
+			repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: chtest.Quiet})
 			if err != nil {
 				t.Fatal(err)
 			}
 			tr := progress.NewTracker()
-			m, err := snapshot.Run(progress.With(context.Background(), tr), repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+			m, err := snapshot.Run(progress.With(context.Background(), tr), repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 			if err != nil {
 				t.Fatalf("backup: %v", err)
 			}

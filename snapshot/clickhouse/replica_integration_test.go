@@ -16,6 +16,7 @@ import (
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -24,7 +25,7 @@ import (
 
 func connectZK(t *testing.T, env *stack.Env) *zk.Conn {
 	t.Helper()
-	conn, err := zookeeper.Connect(context.Background(), []string{env.ZK}, 10*time.Second, quiet)
+	conn, err := zookeeper.Connect(context.Background(), []string{env.ZK}, 10*time.Second, chtest.Quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *sto
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	servers := dialAll(t, env)
-	o := replica.ReplicaOptions{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: quiet, SyncTimeout: 2 * time.Minute,
+	o := replica.ReplicaOptions{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: chtest.Quiet, SyncTimeout: 2 * time.Minute,
 		HTTP: map[string]string{}}
 	for i, addr := range env.CHNative {
 		o.HTTP[addr] = env.CHHTTP[i]
@@ -192,8 +193,8 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 	// Every database, so that the rebuild also brings back the rows other databases' local
 	// tables had on replica 3: the stack is left as it was found.
 	src := &clickhouse.Source{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
-		Filter: clickhouse.Filter{Databases: []string{"*"}}, Cluster: env.CHCluster, Log: quiet}
-	snap, err := snapshot.Run(ctx, f.repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+		Filter: clickhouse.Filter{Databases: []string{"*"}}, Cluster: env.CHCluster, Log: chtest.Quiet}
+	snap, err := snapshot.Run(ctx, f.repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -342,7 +343,7 @@ func TestTotalLossRestoreCluster(t *testing.T) {
 				t.Fatalf("replica 1 still has %s tables of %s", n, f.db)
 			}
 			rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP, Conn: clickhouse.ConnOptions{User: "default"},
-				Cluster: env.CHCluster, WholeCluster: true, ZooKeeper: zkConn, Log: quiet})
+				Cluster: env.CHCluster, WholeCluster: true, ZooKeeper: zkConn, Log: chtest.Quiet})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,9 @@ type Capabilities struct {
 	Minor   int    `json:"minor"`
 	// TableUUIDs: system.tables has a uuid column and CREATE TABLE accepts UUID '...'.
 	TableUUIDs bool `json:"table_uuids"`
+	// DatabaseUUIDs: system.databases has a uuid column and CREATE DATABASE accepts UUID '...'
+	// (Atomic databases, 20.x+).
+	DatabaseUUIDs bool `json:"database_uuids,omitempty"`
 	// RestoreReplica: SYSTEM RESTORE REPLICA rebuilds ZooKeeper metadata from local parts (21.7+).
 	RestoreReplica bool `json:"restore_replica"`
 	// DefaultReplicatedArgs: ReplicatedMergeTree may omit path and replica (20.x+ with
@@ -65,11 +69,20 @@ type Capabilities struct {
 	LightweightDeletes bool `json:"lightweight_deletes"`
 	// FormatRow: the formatRow function exists (20.x+), which a partition's content checksum
 	// needs (ContentSum); 18.16 has none, so its partitions are compared by rows only.
-	FormatRow bool `json:"format_row"`
+	FormatRow bool `json:"format_row,omitempty"`
+	// OptimizeOnInsert: the server has the optimize_on_insert setting (21.x+), on by default,
+	// with which an INSERT merges the rows of each block by a Replacing or Aggregating table's
+	// sorting key; a restore's INSERT turns it off so that it loads every row it was given.
+	OptimizeOnInsert bool `json:"optimize_on_insert,omitempty"`
 }
 
-// capabilityColumns are the system columns whose presence is a capability, as "table.column".
-var capabilityColumns = []string{"tables.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path", "parts.has_lightweight_delete"}
+// capabilityColumns are the system columns whose presence is a capability, as "table.column";
+// capabilitySettings and capabilityFunctions are the settings and functions whose presence is one.
+var (
+	capabilityColumns   = []string{"tables.uuid", "databases.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path", "parts.has_lightweight_delete"}
+	capabilitySettings  = []string{"optimize_on_insert"}
+	capabilityFunctions = []string{"formatRow"}
+)
 
 // Dial connects to one replica and detects its capabilities.
 func Dial(ctx context.Context, addr string, o ConnOptions) (*Server, error) {
@@ -104,37 +117,43 @@ func Dial(ctx context.Context, addr string, o ConnOptions) (*Server, error) {
 // Close releases the connection.
 func (s *Server) Close() error { return s.Conn.Close() }
 
+// detect asks the server once for everything capabilitiesFor needs: its version, and which
+// capabilityColumns, capabilitySettings and capabilityFunctions it has (as "table.column",
+// "settings.name" and "functions.name").
 func detect(ctx context.Context, conn driver.Conn) (Capabilities, error) {
-	var version string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
-		return Capabilities{}, err
-	}
 	conds := make([]string, len(capabilityColumns))
 	for i, c := range capabilityColumns {
 		table, name, _ := strings.Cut(c, ".")
 		conds[i] = fmt.Sprintf("(table = %s AND name = %s)", QuoteString(table), QuoteString(name))
 	}
-	var present []string
-	if err := conn.QueryRow(ctx, "SELECT groupArray(concat(table, '.', name)) FROM system.columns WHERE database = 'system' AND ("+strings.Join(conds, " OR ")+")").Scan(&present); err != nil {
+	quoted := func(names []string) string {
+		q := make([]string, len(names))
+		for i, name := range names {
+			q[i] = QuoteString(name)
+		}
+		return strings.Join(q, ", ")
+	}
+	var version string
+	var columns, settings, functions []string
+	q := "SELECT version()," +
+		" (SELECT groupArray(concat(table, '.', name)) FROM system.columns WHERE database = 'system' AND (" + strings.Join(conds, " OR ") + "))," +
+		" (SELECT groupArray(concat('settings.', name)) FROM system.settings WHERE name IN (" + quoted(capabilitySettings) + "))," +
+		" (SELECT groupArray(concat('functions.', name)) FROM system.functions WHERE name IN (" + quoted(capabilityFunctions) + "))"
+	if err := conn.QueryRow(ctx, q).Scan(&version, &columns, &settings, &functions); err != nil {
 		return Capabilities{}, err
 	}
-	columns := map[string]bool{}
-	for _, c := range present {
-		columns[c] = true
+	has := map[string]bool{}
+	for _, c := range slices.Concat(columns, settings, functions) {
+		has[c] = true
 	}
-	caps := capabilitiesFor(version, columns)
-	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.functions WHERE name = 'formatRow'").Scan(&n); err != nil {
-		return Capabilities{}, err
-	}
-	caps.FormatRow = n > 0
-	return caps, nil
+	return capabilitiesFor(version, has), nil
 }
 
 // capabilitiesFor derives capabilities from the version string and from which of the
-// capabilityColumns the server has, so that fixture tests can exercise the modern path without
-// a modern server. What a system column tells is read from it, not from the version.
-func capabilitiesFor(version string, columns map[string]bool) Capabilities {
+// capabilityColumns and capabilitySettings the server has, so that fixture tests can exercise the
+// modern path without a modern server. What a system column or setting tells is read from it,
+// not from the version.
+func capabilitiesFor(version string, present map[string]bool) Capabilities {
 	c := Capabilities{Version: version}
 	parts := strings.SplitN(version, ".", 3)
 	if len(parts) >= 2 {
@@ -142,11 +161,14 @@ func capabilitiesFor(version string, columns map[string]bool) Capabilities {
 		c.Minor, _ = strconv.Atoi(parts[1])
 	}
 	atLeast := func(major, minor int) bool { return c.Major > major || (c.Major == major && c.Minor >= minor) }
-	c.TableUUIDs = columns["tables.uuid"]
-	c.PartHashes = columns["parts.hash_of_all_files"]
-	c.TableDataPaths = columns["tables.data_paths"]
-	c.Disks = columns["disks.path"]
-	c.LightweightDeletes = columns["parts.has_lightweight_delete"]
+	c.TableUUIDs = present["tables.uuid"]
+	c.DatabaseUUIDs = present["databases.uuid"]
+	c.OptimizeOnInsert = present["settings.optimize_on_insert"]
+	c.PartHashes = present["parts.hash_of_all_files"]
+	c.TableDataPaths = present["tables.data_paths"]
+	c.Disks = present["disks.path"]
+	c.LightweightDeletes = present["parts.has_lightweight_delete"]
+	c.FormatRow = present["functions.formatRow"]
 	c.RestoreReplica = atLeast(21, 7)
 	c.DefaultReplicatedArgs = atLeast(20, 10)
 	c.FreezeWithName = atLeast(19, 1)

@@ -305,33 +305,24 @@ func hasTable(ctx context.Context, s *Server, db, table string) (bool, error) {
 // databaseRecords reads the UUID and engine of the tables' databases, on servers whose
 // system.databases has a uuid column (20.x+); a database without one (Ordinary) is left out.
 func databaseRecords(ctx context.Context, srv *Server, tables []Table) ([]DatabaseRecord, error) {
-	var n uint64
-	if err := srv.Conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'databases' AND name = 'uuid'").Scan(&n); err != nil {
-		return nil, fmt.Errorf("check for database UUIDs on %s: %w", srv.Addr, err)
-	}
-	if n == 0 {
+	if !srv.Caps.DatabaseUUIDs {
 		return nil, nil
 	}
 	want := map[string]bool{}
 	for _, t := range tables {
 		want[t.Database] = true
 	}
-	rows, err := srv.Conn.Query(ctx, "SELECT name, engine, toString(uuid) FROM system.databases ORDER BY name")
+	all, err := Databases(ctx, srv)
 	if err != nil {
-		return nil, fmt.Errorf("read database UUIDs on %s: %w", srv.Addr, err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []DatabaseRecord
-	for rows.Next() {
-		var d DatabaseRecord
-		if err := rows.Scan(&d.Name, &d.Engine, &d.UUID); err != nil {
-			return nil, fmt.Errorf("read database UUIDs on %s: %w", srv.Addr, err)
-		}
-		if want[d.Name] && d.UUID != zeroUUID {
+	for _, d := range all {
+		if want[d.Name] && d.UUID != "" {
 			out = append(out, d)
 		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const zeroUUID = "00000000-0000-0000-0000-000000000000"

@@ -6,21 +6,20 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
-
-const tracesPath = "/clickhouse/tables/01/default/traces"
 
 // healthyCluster is three replicas of default.traces, caught up, registered and active, and a
 // local event_log: what a check must find nothing wrong with.
 func healthyCluster(uuid string) (*clickhouse.View, []replicaFacts) {
 	v := &clickhouse.View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
 	var facts []replicaFacts
-	g := clickhouse.Group{ZooKeeperPath: tracesPath}
+	g := clickhouse.Group{ZooKeeperPath: chtest.TracesPath}
 	for i, name := range []string{"ch1", "ch2", "ch3"} {
 		addr := "10.0.0." + string(rune('1'+i)) + ":9000"
 		v.Replicas = append(v.Replicas, clickhouse.Replica{Addr: addr, Up: true, Macros: map[string]string{"replica": name, "shard": "01"},
-			Tables: []clickhouse.ReplicaTable{{Database: "default", Table: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid, ZooKeeperPath: tracesPath, ReplicaName: name}}})
+			Tables: []clickhouse.ReplicaTable{{Database: "default", Table: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid, ZooKeeperPath: chtest.TracesPath, ReplicaName: name}}})
 		g.Registered = append(g.Registered, clickhouse.Registration{Name: name, Active: true})
 		g.Members = append(g.Members, clickhouse.Member{Addr: addr, Table: "default.traces", ReplicaName: name, UUID: uuid})
 		facts = append(facts, replicaFacts{
@@ -43,9 +42,9 @@ func TestJudge(t *testing.T) {
 	}{
 		{"healthy", "", func(*clickhouse.View, []replicaFacts, *[]Migration, *CheckOptions) {}, VerdictOK, "", ""},
 		{"isolated by path", "", func(v *clickhouse.View, f []replicaFacts, _ *[]Migration, _ *CheckOptions) {
-			v.Replicas[2].Tables[0].ZooKeeperPath = tracesPath + "_v2"
+			v.Replicas[2].Tables[0].ZooKeeperPath = chtest.TracesPath + "_v2"
 			v.Groups[0].Registered = v.Groups[0].Registered[:2]
-			v.Groups = append(v.Groups, clickhouse.Group{ZooKeeperPath: tracesPath + "_v2", Registered: []clickhouse.Registration{{Name: "ch3", Active: true}}})
+			v.Groups = append(v.Groups, clickhouse.Group{ZooKeeperPath: chtest.TracesPath + "_v2", Registered: []clickhouse.Registration{{Name: "ch3", Active: true}}})
 			f[2]["default.traces"].Partitions = map[string]uint64{}
 		}, VerdictIsolated, VerdictIsolated, "tracevault restore-replica ch3"},
 		// Fixture test: modern servers have table UUIDs; a re-created table gets a new one.
@@ -165,7 +164,7 @@ func TestJudgeLocalTables(t *testing.T) {
 
 func TestWriteReport(t *testing.T) {
 	v, f := healthyCluster("")
-	v.Replicas[2].Tables[0].ZooKeeperPath = tracesPath + "_v2"
+	v.Replicas[2].Tables[0].ZooKeeperPath = chtest.TracesPath + "_v2"
 	var b strings.Builder
 	WriteReport(&b, judge(v, f, nil, CheckOptions{}))
 	for _, want := range []string{"default.traces", "ok 30", "isolated 30", "fix: tracevault restore-replica ch3"} {

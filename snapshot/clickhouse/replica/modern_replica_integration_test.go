@@ -121,7 +121,7 @@ func TestModernReplicaFactsFromTheEngine(t *testing.T) {
 	})
 
 	t.Run("restore-replica plan for a lost volume, this engine the peer", func(t *testing.T) {
-		peerDBs, err := databases(ctx, srv)
+		peerDBs, err := clickhouse.Databases(ctx, srv)
 		if err != nil {
 			t.Fatal(err)
 		}

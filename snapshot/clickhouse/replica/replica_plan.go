@@ -17,9 +17,9 @@ type replicaState struct {
 	caps    clickhouse.Capabilities // the target's
 	peer    string                  // empty when the definitions come from the snapshot
 	want    []clickhouse.Table      // the peers' (or the snapshot's) objects, in restore order
-	peerDBs []database
+	peerDBs []clickhouse.DatabaseRecord
 	have    []clickhouse.Table // the target's objects now
-	haveDBs []database
+	haveDBs []clickhouse.DatabaseRecord
 	// registered holds the <path>/replicas/<name> nodes that exist in ZooKeeper for the
 	// target's name under each wanted table's path; only known when zkKnown.
 	registered map[string]bool
@@ -43,7 +43,7 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 		if st.want, err = clickhouse.Discover(ctx, p, b.opts.Filter); err != nil {
 			return nil, err
 		}
-		if st.peerDBs, err = databases(ctx, p); err != nil {
+		if st.peerDBs, err = clickhouse.Databases(ctx, p); err != nil {
 			return nil, err
 		}
 	} else if b.opts.Snapshot != nil {
@@ -59,7 +59,7 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 	if st.have, err = clickhouse.Discover(ctx, target, b.opts.Filter); err != nil {
 		return nil, err
 	}
-	if st.haveDBs, err = databases(ctx, target); err != nil {
+	if st.haveDBs, err = clickhouse.Databases(ctx, target); err != nil {
 		return nil, err
 	}
 	for i := range st.want {
@@ -231,41 +231,15 @@ func dropSQL(t *clickhouse.Table, caps clickhouse.Capabilities) string {
 	return sql
 }
 
-// database is a row of system.databases.
-type database struct {
-	Name, Engine, UUID string
-}
-
-func databases(ctx context.Context, s *clickhouse.Server) ([]database, error) {
-	uuid := "''"
-	if s.Caps.TableUUIDs {
-		uuid = "toString(uuid)"
-	}
-	rows, err := s.Conn.Query(ctx, "SELECT name, engine, "+uuid+" FROM system.databases")
-	if err != nil {
-		return nil, fmt.Errorf("list databases on %s: %w", s.Addr, err)
-	}
-	defer rows.Close()
-	var out []database
-	for rows.Next() {
-		var d database
-		if err := rows.Scan(&d.Name, &d.Engine, &d.UUID); err != nil {
-			return nil, fmt.Errorf("list databases on %s: %w", s.Addr, err)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
-
 // createDatabaseSQL re-creates a database as the peers have it: on modern servers an Atomic
 // database keeps its UUID, which the default replication paths of its tables derive from.
-func createDatabaseSQL(name string, peers []database, caps clickhouse.Capabilities) string {
+func createDatabaseSQL(name string, peers []clickhouse.DatabaseRecord, caps clickhouse.Capabilities) string {
 	sql := "CREATE DATABASE IF NOT EXISTS " + clickhouse.QuoteIdent(name)
 	for _, d := range peers {
-		if d.Name != name || !caps.TableUUIDs {
+		if d.Name != name || !caps.DatabaseUUIDs {
 			continue
 		}
-		if d.UUID != "" && d.UUID != "00000000-0000-0000-0000-000000000000" {
+		if d.UUID != "" {
 			sql += " UUID '" + d.UUID + "'"
 		}
 		if d.Engine != "" {

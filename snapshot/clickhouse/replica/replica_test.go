@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -15,19 +16,15 @@ import (
 // modern engine runs: TestModernReplicaFactsFromTheEngine gathers the same facts from
 // ClickHouse 26.x (ch-modern) itself.
 const (
-	modernDBUUID    = "0f3a5c1e-7d2b-4e8a-9c11-2b6f0e4d8a10"
-	modernUUID      = "5d8e2a47-3c1f-4b9e-8a6d-7e0c9b2f1a34"
-	modernPath      = "/clickhouse/tables/" + modernUUID + "/01"
-	modernIsolated  = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
-	modernCreate    = "CREATE TABLE default.traces UUID '" + modernUUID + "' (`id` String, `timestamp` DateTime, `event_ts` DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', event_ts) PARTITION BY toYYYYMM(timestamp) ORDER BY id SETTINGS index_granularity = 8192"
-	modernMVCreate  = "CREATE MATERIALIZED VIEW default.project_environments_traces_mv UUID '1e2d3c4b-5a69-4788-9aab-bccddeeff001' TO default.project_environments (`project_id` String) AS SELECT project_id FROM default.traces"
-	legacyPathShard = "/clickhouse/tables/01/default/traces"
+	modernDBUUID   = "0f3a5c1e-7d2b-4e8a-9c11-2b6f0e4d8a10"
+	modernUUID     = "5d8e2a47-3c1f-4b9e-8a6d-7e0c9b2f1a34"
+	modernPath     = "/clickhouse/tables/" + modernUUID + "/01"
+	modernIsolated = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+	modernCreate   = "CREATE TABLE default.traces UUID '" + modernUUID + "' (`id` String, `timestamp` DateTime, `event_ts` DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', event_ts) PARTITION BY toYYYYMM(timestamp) ORDER BY id SETTINGS index_granularity = 8192"
+	modernMVCreate = "CREATE MATERIALIZED VIEW default.project_environments_traces_mv UUID '1e2d3c4b-5a69-4788-9aab-bccddeeff001' TO default.project_environments (`project_id` String) AS SELECT project_id FROM default.traces"
 )
 
-// tracesCreate is the 18.16 traces table, as in the core package's ddl tests.
-const tracesCreate = "CREATE TABLE default.traces (`id` String, `timestamp` DateTime, `event_ts` DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/default/traces', '{replica}', event_ts) PARTITION BY toYYYYMM(timestamp) ORDER BY (id) SETTINGS index_granularity = 8192"
-
-var modern = clickhouse.Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
+var modern = clickhouse.Capabilities{Version: chtest.ModernVersion, Major: 24, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
 
 func modernTraces(uuid, path string) clickhouse.Table {
 	return clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", UUID: uuid,
@@ -55,8 +52,8 @@ func TestPlanReplicaModernFixture(t *testing.T) {
 		UUID: "1e2d3c4b-5a69-4788-9aab-bccddeeff001", DependsOn: []string{"default.traces"}}
 	st := &replicaState{target: ch3(), caps: modern, peer: "10.0.0.1:9000",
 		want:       []clickhouse.Table{modernTraces(modernUUID, modernPath), mv},
-		peerDBs:    []database{{Name: "default", Engine: "Atomic", UUID: modernDBUUID}},
-		haveDBs:    []database{{Name: "system", Engine: "Atomic"}},
+		peerDBs:    []clickhouse.DatabaseRecord{{Name: "default", Engine: "Atomic", UUID: modernDBUUID}},
+		haveDBs:    []clickhouse.DatabaseRecord{{Name: "system", Engine: "Atomic"}},
 		registered: map[string]bool{modernPath + "/replicas/ch3": true}}
 	plan, err := b.planFrom(st)
 	if err != nil {
@@ -87,10 +84,10 @@ func TestPlanReplicaModernFixture(t *testing.T) {
 // TestPlanReplicaIsolated covers a table in the wrong group: by UUID on a modern server
 // (fixture) and by path on 18.16. Its own rows are kept aside before it is dropped.
 func TestPlanReplicaIsolated(t *testing.T) {
-	legacy := clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, ReplicaName: "ch1",
-		Create: tracesCreate}
+	legacy := clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: chtest.TracesPath, ReplicaName: "ch1",
+		Create: chtest.TracesCreate}
 	isolatedLegacy := legacy
-	isolatedLegacy.ZooKeeperPath = legacyPathShard + "_v2"
+	isolatedLegacy.ZooKeeperPath = chtest.TracesPath + "_v2"
 	tests := []struct {
 		name     string
 		caps     clickhouse.Capabilities
@@ -108,7 +105,7 @@ func TestPlanReplicaIsolated(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &Rebuilder{view: &clickhouse.View{Taken: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}}
 			plan, err := b.planFrom(&replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []clickhouse.Table{tt.want}, have: []clickhouse.Table{tt.have},
-				haveDBs: []database{{Name: "default"}}, registered: map[string]bool{}})
+				haveDBs: []clickhouse.DatabaseRecord{{Name: "default"}}, registered: map[string]bool{}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,12 +132,12 @@ func TestPlanReplicaPathFromPeers(t *testing.T) {
 	target := ch3()
 	target.Macros["shard"] = "02"
 	b := &Rebuilder{view: &clickhouse.View{}}
-	tbl := clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate}
-	plan, err := b.planFrom(&replicaState{target: target, caps: clickhouse.Capabilities{Major: 18, Minor: 16}, want: []clickhouse.Table{tbl}, haveDBs: []database{{Name: "default"}}})
+	tbl := clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: chtest.TracesPath, Create: chtest.TracesCreate}
+	plan, err := b.planFrom(&replicaState{target: target, caps: clickhouse.Capabilities{Major: 18, Minor: 16}, want: []clickhouse.Table{tbl}, haveDBs: []clickhouse.DatabaseRecord{{Name: "default"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sql := plan.Steps[0].SQL; !strings.Contains(sql, "ReplicatedReplacingMergeTree('"+legacyPathShard+"', '{replica}'") {
+	if sql := plan.Steps[0].SQL; !strings.Contains(sql, "ReplicatedReplacingMergeTree('"+chtest.TracesPath+"', '{replica}'") {
 		t.Errorf("create: %s", sql)
 	}
 }
@@ -154,7 +151,7 @@ func TestPlanReplicaLocalTables(t *testing.T) {
 		{Partition: clickhouse.Partition{ID: "202605", Rows: 7}, Replica: "10.0.0.3:9000", Object: "obj3"},
 		{Partition: clickhouse.Partition{ID: "202605", Rows: 9}, Replica: "10.0.0.1:9000", Object: "obj1"},
 	}}}}
-	st := &replicaState{target: ch3(), caps: clickhouse.Capabilities{Major: 18, Minor: 16}, want: []clickhouse.Table{eventLog}, haveDBs: []database{{Name: "default"}}}
+	st := &replicaState{target: ch3(), caps: clickhouse.Capabilities{Major: 18, Minor: 16}, want: []clickhouse.Table{eventLog}, haveDBs: []clickhouse.DatabaseRecord{{Name: "default"}}}
 	b := &Rebuilder{view: &clickhouse.View{}}
 	plan, _ := b.planFrom(st)
 	if got := steps(plan); !reflect.DeepEqual(got, []string{"create-table default.event_log"}) || len(plan.Notes) != 1 {
@@ -182,14 +179,14 @@ func TestPlanReplicaOrphaned(t *testing.T) {
 		{"fixture: modern server", modern, modernTraces(modernUUID, modernPath),
 			[]string{"restore-metadata default.traces", "sync default.traces", "verify default.traces"}, ""},
 		{"18.16", clickhouse.Capabilities{Version: "18.16.1", Major: 18, Minor: 16},
-			clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: legacyPathShard, Create: tracesCreate},
+			clickhouse.Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree", ZooKeeperPath: chtest.TracesPath, Create: chtest.TracesCreate},
 			nil, "DETACH TABLE default.traces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &Rebuilder{view: &clickhouse.View{}}
 			st := &replicaState{target: ch3(), caps: tt.caps, peer: "10.0.0.1:9000", want: []clickhouse.Table{tt.tbl}, have: []clickhouse.Table{tt.tbl},
-				haveDBs: []database{{Name: "default"}}, registered: map[string]bool{}, zkKnown: true, readonly: map[string]bool{"default.traces": true}}
+				haveDBs: []clickhouse.DatabaseRecord{{Name: "default"}}, registered: map[string]bool{}, zkKnown: true, readonly: map[string]bool{"default.traces": true}}
 			plan, err := b.planFrom(st)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {

@@ -37,7 +37,7 @@ func TestClusterPlan(t *testing.T) {
 		return m
 	}
 	// A modern server: SYSTEM RESTORE REPLICA is what the plan depends on.
-	modern := clickhouse.Capabilities{Version: chtest.ModernVersion, Major: 24, Minor: 8, TableUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
+	modern := clickhouse.Capabilities{Version: chtest.ModernVersion, Major: 24, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, RestoreReplica: true, DefaultReplicatedArgs: true}
 	tests := []struct {
 		name       string
 		caps       clickhouse.Capabilities

@@ -99,11 +99,7 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 		if r.httpOf[srv.Addr] == "" {
 			return fmt.Errorf("load object %s into %s: native objects load through the HTTP interface: set [clickhouse] http_addresses", s.ref.Name(), stagingFull)
 		}
-		settings, err := r.insertSettings(ctx, srv)
-		if err != nil {
-			return err
-		}
-		h := &clickhouse.HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: settings}
+		h := &clickhouse.HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: insertSettings(srv)}
 		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
 			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 		}

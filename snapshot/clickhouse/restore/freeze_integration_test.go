@@ -46,15 +46,14 @@ func TestFreezeRestoreRefusesSwappedObject(t *testing.T) {
 	env, db := chtest.FreezeTable(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	quiet := chtest.Quiet
 	dir := t.TempDir()
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + dir, Log: quiet})
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + dir, Log: chtest.Quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := &clickhouse.Source{Native: env.CHNative, Conn: clickhouse.ConnOptions{User: "default"}, Filter: clickhouse.Filter{Databases: []string{db}},
-		Cluster: env.CHCluster, Mode: clickhouse.ModeFreeze, Log: quiet}
-	m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: quiet})
+		Cluster: env.CHCluster, Mode: clickhouse.ModeFreeze, Log: chtest.Quiet}
+	m, err := snapshot.Run(ctx, repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +94,7 @@ func TestFreezeRestoreRefusesSwappedObject(t *testing.T) {
 	}
 	before := parts()
 	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster,
-		Partitions: []string{"202607"}, Force: true, Log: quiet})
+		Partitions: []string{"202607"}, Force: true, Log: chtest.Quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 // still hold that UUID.
 func (r *Restorer) createDatabase(sec *clickhouse.Section, src, dst string) (string, error) {
 	head := "CREATE DATABASE IF NOT EXISTS " + clickhouse.QuoteIdent(dst)
-	if src != dst || !r.first.Caps.TableUUIDs {
+	if src != dst || !r.first.Caps.DatabaseUUIDs {
 		return head + r.onCluster(), nil
 	}
 	for _, d := range sec.Databases {

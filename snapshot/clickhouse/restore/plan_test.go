@@ -29,7 +29,7 @@ func TestCreateDatabaseKeepsItsUUIDInPlaceOnly(t *testing.T) {
 		{"forged", "forged", "forged", true, "", "", "which is not a UUID"},
 	}
 	for _, tt := range tests {
-		r := &Restorer{opts: Options{Cluster: tt.cluster}, first: &clickhouse.Server{Caps: clickhouse.Capabilities{TableUUIDs: tt.uuids}}}
+		r := &Restorer{opts: Options{Cluster: tt.cluster}, first: &clickhouse.Server{Caps: clickhouse.Capabilities{DatabaseUUIDs: tt.uuids}}}
 		got, err := r.createDatabase(sec, tt.src, tt.dst)
 		switch {
 		case tt.wantErr == "" && (err != nil || got != tt.want):

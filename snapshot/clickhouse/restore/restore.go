@@ -2,7 +2,6 @@ package restore
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/url"
 
@@ -63,9 +62,6 @@ type Restorer struct {
 	httpOf  map[string]string
 	first   *clickhouse.Server
 	local   *clickhouse.LocalFS
-	// insert are the settings of a restore's INSERT on each server (by native address), once
-	// detected; restore-replica's Restorer starts without them too.
-	insert map[string]url.Values
 }
 
 // New connects to every reachable replica.
@@ -84,35 +80,15 @@ func New(ctx context.Context, o Options) (*Restorer, error) {
 	return r, nil
 }
 
-// insertSettings are the settings of a restore's INSERT on srv, detected once per server.
-func (r *Restorer) insertSettings(ctx context.Context, srv *clickhouse.Server) (url.Values, error) {
-	if v, ok := r.insert[srv.Addr]; ok {
-		return v, nil
+// insertSettings keep a restore's INSERT on srv from changing the rows it loads: with
+// optimize_on_insert a server merges the rows of each inserted block by a Replacing or
+// Aggregating table's sorting key, so a partition with unmerged versions would load fewer rows
+// than it holds. Servers without the setting (18.16) never do that.
+func insertSettings(srv *clickhouse.Server) url.Values {
+	if !srv.Caps.OptimizeOnInsert {
+		return nil
 	}
-	v, err := detectInsertSettings(ctx, srv)
-	if err != nil {
-		return nil, err
-	}
-	if r.insert == nil {
-		r.insert = map[string]url.Values{}
-	}
-	r.insert[srv.Addr] = v
-	return v, nil
-}
-
-// detectInsertSettings keeps an INSERT from changing the rows it loads: since 21.x a server merges
-// the rows of each inserted block by a Replacing or Aggregating table's sorting key
-// (optimize_on_insert, on by default), so a partition with unmerged versions would load fewer
-// rows than it holds. Servers without the setting (18.16) never do that.
-func detectInsertSettings(ctx context.Context, s *clickhouse.Server) (url.Values, error) {
-	var n uint64
-	if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'optimize_on_insert'").Scan(&n); err != nil {
-		return nil, fmt.Errorf("read the settings of clickhouse %s: %w", s.Addr, err)
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	return url.Values{"optimize_on_insert": {"0"}}, nil
+	return url.Values{"optimize_on_insert": {"0"}}
 }
 
 // Close releases the connections.

@@ -79,12 +79,18 @@ func (f *Modern) SQL(tb testing.TB, q string) string {
 	return out
 }
 
-// Shadow lists the freezes tracevault left in ch-modern's shadow/ (other tests' may run at once,
-// so a test asserts there are none after its own backup ended).
+// Shadow lists the freezes tracevault left in ch-modern's default disk (other tests' may run at
+// once, so a test asserts there are none after its own backup ended).
 func (f *Modern) Shadow(tb testing.TB) []string {
 	tb.Helper()
+	return Freezes(tb, f.Env.CHModernData)
+}
+
+// Freezes lists the freezes tracevault left in the shadow/ directory of the disk at path.
+func Freezes(tb testing.TB, disk string) []string {
+	tb.Helper()
 	var out []string
-	entries, err := os.ReadDir(filepath.Join(f.Env.CHModernData, "shadow"))
+	entries, err := os.ReadDir(filepath.Join(disk, "shadow"))
 	if err != nil && !os.IsNotExist(err) {
 		tb.Fatal(err)
 	}
