@@ -77,7 +77,10 @@ clickhouse_database = %q
 		}
 	}
 	write("1_traces.up.sql", fmt.Sprintf("CREATE TABLE traces {{cluster}} (id String, month UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/traces', '{replica}') PARTITION BY month ORDER BY id;\nINSERT INTO traces VALUES ('a', 202605);", db))
-	write("2_bad.up.sql", "ALTER TABLE traces {{cluster}} ADD COLUMN broken NoSuchType;")
+	// The bad statement fails on the server it is sent to: a failing ALTER ... ON CLUSTER of a
+	// replicated table can end an 18.16 replica's DDL worker ("Unexpected ZooKeeper error:
+	// Node exists ... Terminating"), which hangs every later ON CLUSTER query of the stack.
+	write("2_bad.up.sql", "INSERT INTO traces (id, no_such_column) VALUES ('x', 1);")
 	mig := func(args ...string) (int, string, string) {
 		return runCLI(append([]string{"--config", cfg, "migrate", "--target", "clickhouse"}, args...)...)
 	}
@@ -87,7 +90,7 @@ clickhouse_database = %q
 	}
 	code, out, errs := mig("up")
 	forceCmd := fmt.Sprintf("tracevault --config %s migrate --target clickhouse --database %s force 1", cfg, db)
-	for _, want := range []string{"ADD COLUMN broken NoSuchType", "NoSuchType", "dirty at version 2", forceCmd} {
+	for _, want := range []string{"INSERT INTO traces (id, no_such_column)", "no_such_column", "dirty at version 2", forceCmd} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("failed up: stderr lacks %q:\n%s", want, errs)
 		}
