@@ -110,6 +110,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(o.Work)
+	} else if err := os.MkdirAll(o.Work, 0o755); err != nil {
+		return nil, err
 	}
 	b, err := newBench(ctx, o, log)
 	if err != nil {
