@@ -123,6 +123,10 @@ func command(ctx context.Context, extraEnv []string, name string, args ...string
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
+	// Its own process group, so that an interrupted bench stops the measured command too,
+	// not only GNU time or the shell above it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -530,6 +530,19 @@ func (b *bench) runGroup(ctx context.Context, g group) ([]*result, error) {
 				}
 			}
 			s, err := b.probe.timed(func() (sample, error) { return sd.run(ctx, run) })
+			for retry := 1; err != nil && retry <= 2 && ctx.Err() == nil; retry++ {
+				// A loaded machine can expire the replicas' ZooKeeper sessions (read-only for
+				// a while): give them time, then run again, and say so in the report.
+				b.log.Warn("run failed; retrying", "step", name, "side", sd.name, "run", run+1, "err", err)
+				b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("%s, %s, run %d was retried after: %s", name, sd.name, run+1, lastLine(err)))
+				time.Sleep(15 * time.Second)
+				if sd.prep != nil {
+					if err = sd.prep(ctx, run); err != nil {
+						break
+					}
+				}
+				s, err = b.probe.timed(func() (sample, error) { return sd.run(ctx, run) })
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s, run %d: %w", name, sd.name, run+1, err)
 			}
@@ -601,4 +614,10 @@ func (b *bench) cleanup() {
 		_ = dropPG(ctx, b.env, d.db)
 	}
 	_ = dropPG(ctx, b.env, "bench_pgdemo")
+}
+
+// firstLine is the last line of an error: a failed command's own message.
+func lastLine(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	return lines[len(lines)-1]
 }
