@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -54,7 +55,16 @@ func main() {
 	flag.BoolVar(&o.Cleanup, "cleanup", false, "drop the generated databases at the end (by default they stay, so a rerun skips seeding)")
 	flag.StringVar(&o.Only, "only", "", "run only the steps whose names match this regexp")
 	child := flag.String("child", "", "internal: run one side of the repository pipeline step in this process")
+	render := flag.String("render", "", "measure nothing: write RESULTS.md into -out again from this results.json")
 	flag.Parse()
+
+	if *render != "" {
+		if err := rerender(*render, o.Out); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *child != "" {
 		if err := runChild(context.Background(), *child, flag.Args()); err != nil {
@@ -122,6 +132,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	}
 	if err := b.measure(ctx); err != nil {
 		return b.rep, err
+	}
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.rep.Machine = append(b.rep.Machine, "load average at the end (1, 5, 15 min): "+strings.Join(strings.Fields(string(l))[:3], ", "))
 	}
 	b.rep.finish(o.Targets)
 	if o.Out != "" {

@@ -167,6 +167,19 @@ func (r *report) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(r.markdown()), 0o644)
 }
 
+// rerender writes RESULTS.md and results.json into dir from an earlier run's results.json.
+func rerender(path, dir string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return r.write(dir)
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
@@ -175,7 +188,8 @@ func (r *report) markdown() string {
 	p("tracevault and its baseline run one after the other in alternating order, each as a child process whose\n")
 	p("peak RSS and CPU come from the kernel. Ratio = tracevault time / baseline time (below 1 is faster).\n")
 	p("The machine is shared: \"machine busy\" counts every process on it, other users' too. The raw\n")
-	p("figures, every run's time included, are in results.json.\n\n")
+	p("figures, every run's time included, are in results.json. What these figures led to (fixes, and\n")
+	p("the bottlenecks left) is in [README.md](README.md) beside this file.\n\n")
 	p("## Machine\n\n")
 	for _, m := range r.Machine {
 		p("- %s\n", m)
