@@ -130,18 +130,20 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	if o.Cleanup {
 		defer b.cleanup()
 	}
-	if err := b.measure(ctx); err != nil {
-		return b.rep, err
+	err = b.measure(ctx)
+	if err != nil {
+		// What was measured is still worth reading: write it, saying where the run stopped.
+		b.rep.Notes = append(b.rep.Notes, "the run stopped early: "+lastLine(err))
 	}
 	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
 		b.rep.Machine = append(b.rep.Machine, "load average at the end (1, 5, 15 min): "+strings.Join(strings.Fields(string(l))[:3], ", "))
 	}
 	b.rep.finish(o.Targets)
 	if o.Out != "" {
-		if err := b.rep.write(o.Out); err != nil {
-			return b.rep, err
+		if werr := b.rep.write(o.Out); werr != nil {
+			return b.rep, errors.Join(err, werr)
 		}
 		log.Info("wrote", "results", filepath.Join(o.Out, "RESULTS.md"), "json", filepath.Join(o.Out, "results.json"))
 	}
-	return b.rep, nil
+	return b.rep, err
 }

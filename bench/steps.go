@@ -335,23 +335,23 @@ func (b *bench) clickhouseIncremental(ctx context.Context, scale int, d *chData,
 
 func (b *bench) postgres(ctx context.Context, scale int, d *pgData) error {
 	dump := filepath.Join(b.o.Work, "pg.dump")
-	var cfg, id string
+	var next, cfg, id string // next: the run's repository; cfg, id: the newest complete backup's
 	g := group{step: "postgres backup, " + strings.SplitN(d.what, " ", 2)[0], scale: scale, data: d.String(), target: atMost(0.5)}
 	g.sides = []side{{
 		name: "tracevault → file",
 		prep: func(ctx context.Context, run int) error {
-			if cfg != "" {
-				b.dropRepo(cfg)
-			}
 			var err error
-			cfg, err = b.config("file", "logical", "", d.db)
+			next, err = b.config("file", "logical", "", d.db)
 			return err
 		},
-		args: func(int) []string { return []string{"--config", cfg, "backup", "--only", "postgres", "--json"} },
+		args: func(int) []string { return []string{"--config", next, "backup", "--only", "postgres", "--json"} },
 		run: func(ctx context.Context, run int) (sample, error) {
-			s, m, err := b.backup(ctx, cfg, "postgres")
+			s, m, err := b.backup(ctx, next, "postgres")
 			if err == nil {
-				id = m.ID
+				if cfg != "" {
+					b.dropRepo(cfg)
+				}
+				cfg, id = next, m.ID
 			}
 			return s, err
 		},
