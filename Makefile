@@ -5,7 +5,7 @@ STACK    := bash deploy/stack/stack.sh
 # How many demo traces `make run` seeds (observations and scores scale with it).
 TRACES   ?= 20000
 
-.PHONY: all build run test check vet fmt fmt-check bench fuzz-smoke stack-up stack-down stack-status clean
+.PHONY: all build run test check vet fmt fmt-check bench bench-micro fuzz-smoke stack-up stack-down stack-status clean
 
 all: build
 
@@ -38,8 +38,17 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## bench: performance benchmarks against the running stack (see README, "Benchmarks").
+## bench: every step against its baseline on generated data at 1x and 4x, medians of 3 runs;
+## writes bench/RESULTS.md and bench/results.json (see bench/main.go). The default is the issue's
+## size (5M traces and pgbench -s 100 at 4x, hours); SCALE=small takes minutes. More flags:
+## make bench SCALE=small BENCHFLAGS='-profile -only "clickhouse backup"'
+SCALE      ?=
+BENCHFLAGS ?=
 bench: build stack-up
+	$(GO) run ./bench -tracevault $(BIN) $(if $(SCALE),-scale $(SCALE)) $(BENCHFLAGS)
+
+## bench-micro: the packages' Go benchmarks (one partition, one object) against the running stack.
+bench-micro: build stack-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 ## fuzz-smoke: every Fuzz target of every package, FUZZTIME each (default 10s), found with

@@ -71,6 +71,7 @@ type ClickHouse struct {
 	ExcludeTables []string `toml:"exclude_tables"`
 	Mode          string   `toml:"mode"`
 	DataPath      string   `toml:"data_path"`
+	Parallel      int      `toml:"parallel"`
 	DialTimeout   Duration `toml:"dial_timeout"`
 	QueryTimeout  Duration `toml:"query_timeout"`
 }
@@ -166,6 +167,7 @@ func Defaults() Config {
 			Databases:     []string{"default"},
 			IncludeTables: []string{"*.*"},
 			Mode:          "logical",
+			Parallel:      2,
 			DialTimeout:   Duration(10e9),
 			QueryTimeout:  Duration(3600e9),
 		},

@@ -214,6 +214,9 @@ func (c *checker) clickhouse(ch *ClickHouse, required bool) {
 	if !oneOf(ch.Mode, exportModes) {
 		c.add("clickhouse.mode", "%q is not a mode; allowed: logical, freeze", ch.Mode)
 	}
+	if ch.Parallel < 1 || ch.Parallel > 64 {
+		c.add("clickhouse.parallel", "%d is out of range 1..64", ch.Parallel)
+	}
 	c.globs("clickhouse.databases", ch.Databases)
 	c.globs("clickhouse.include_tables", ch.IncludeTables)
 	c.globs("clickhouse.exclude_tables", ch.ExcludeTables)

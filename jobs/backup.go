@@ -77,6 +77,7 @@ func clickHouseSource(cfg *config.Config, req BackupRequest, log *slog.Logger) *
 		Cluster:  ch.Cluster,
 		Mode:     ch.Mode,
 		DataPath: ch.DataPath,
+		Parallel: ch.Parallel,
 		Log:      log,
 	}
 	if len(cfg.ZooKeeper.Servers) > 0 {

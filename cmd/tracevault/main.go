@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -34,6 +35,17 @@ func main() {
 
 // run executes one command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// A CPU profile of the whole command, for `make bench` (bench/) to say what limits a step.
+	if path := os.Getenv("TRACEVAULT_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err != nil {
+			fmt.Fprintln(stderr, "warning: TRACEVAULT_CPUPROFILE:", err)
+		} else if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "warning: TRACEVAULT_CPUPROFILE:", err)
+			f.Close()
+		} else {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	app := newApp()
 	root := app.rootCommand()
 	root.SetArgs(args)

@@ -73,6 +73,7 @@ install_missing() {
   command -v java >/dev/null || pkgs+=(default-jre-headless)
   command -v curl >/dev/null || pkgs+=(curl)
   command -v zstd >/dev/null || pkgs+=(zstd)
+  [ -x /usr/bin/time ] || pkgs+=(time) # GNU time: make bench's peak RSS of each step
   command -v npm >/dev/null || pkgs+=(npm)
   command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
   if [ ${#pkgs[@]} -gt 0 ]; then

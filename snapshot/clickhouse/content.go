@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -43,6 +44,8 @@ func PartitionContent(ctx context.Context, srv *Server, db, table, partitionID s
 // contentSums computes the content checksums a backup records, where the server has formatRow.
 type contentSums struct {
 	repo *store.Repository
+	// mu guards earlier: partitions are exported in parallel.
+	mu sync.Mutex
 	// earlier are the sums the newest complete snapshot recorded, by object id: a reused
 	// object's sum is carried over rather than read again. Loaded on the first reuse.
 	earlier map[string]*ContentSum
@@ -79,6 +82,8 @@ func (c *contentSums) of(ctx context.Context, srv *Server, rec *TableRecord, p P
 }
 
 func (c *contentSums) carried(ctx context.Context, id string) *ContentSum {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.earlier == nil {
 		c.earlier = map[string]*ContentSum{}
 		if m, err := c.repo.Snapshot(ctx, "latest"); err == nil {

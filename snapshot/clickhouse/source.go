@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
@@ -32,13 +33,24 @@ type Source struct {
 	DataPath string
 	// ZooKeeper, when set, adds the registrations to the recorded group map.
 	ZooKeeper func(ctx context.Context) (*zk.Conn, error)
-	Log       *slog.Logger
+	// Parallel is how many partitions of a table are exported at once (default 2). Each holds
+	// a query stream and the repository's upload buffers (about block_size x concurrency for
+	// Azure), so memory grows with it.
+	Parallel int
+	Log      *slog.Logger
 
 	local *LocalFS
 	sums  *contentSums
 }
 
 func (s *Source) Name() string { return "clickhouse" }
+
+func (s *Source) parallel() int {
+	if s.Parallel < 1 {
+		return 2
+	}
+	return s.Parallel
+}
 
 // Backup exports every selected table. A replica that is down is skipped when another one has
 // the table; the source replica of each partition is recorded.
@@ -222,74 +234,92 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					"table", rec.FullName(), "column", unwalkable)
 			}
 		}
-		for _, p := range parts {
-			start := time.Now()
-			format, src := FormatNative, io.ReadCloser(nil)
-			var fz *freezeReader
-			var stream *lazyNative
-			if s.Mode == ModeFreeze {
-				root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
-				db, table, id := rec.Database, rec.Name, p.ID
-				fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
-				format, src = FormatPartsTar, fz
-			} else {
-				sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID))
-				stream = &lazyNative{open: func() (rowStream, error) {
-					if checked == CheckedQueryLog {
-						return h.QueryLogged(ctx, sql)
-					}
-					return h.QueryNative(ctx, sql, native.Newest(rec.VersionColumn))
-				}}
-				src = stream
-			}
-			meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
-			fingerprint := Fingerprint(rec.Table, cols, p, srv.Addr)
-			if format != FormatNative {
-				fingerprint += "/" + format // the same parts as a native object are not the same object
-			}
-			obj, err := w.Put(ctx, meta, fingerprint, src)
-			closeErr := src.Close()
-			if err != nil {
-				return fmt.Errorf("export %s partition %s from %s: %w", rec.FullName(), p.ID, srv.Addr, err)
-			}
-			if closeErr != nil && fz != nil {
-				return fmt.Errorf("remove the shadow directory of %s partition %s on %s: %w", rec.FullName(), p.ID, srv.Addr, closeErr)
-			}
-			if stream != nil && !obj.Reused {
-				// Inserts and merges go on between the listing and the SELECT: record the rows
-				// the object holds, counted in its stream, which restore checks before it
-				// swaps the partition in.
-				p.Rows = uint64(stream.Rows())
-			} else if stream != nil {
-				// A reused object's listing (parts and rows) equals the one it was stored
-				// under: it holds what SELECT returns of these parts, without the rows a
-				// lightweight delete masked.
-				p.Rows = p.visible
-			}
-			how := ""
-			if stream != nil && !obj.Reused {
-				how = checked
-			}
-			if fz != nil && fz.f != nil {
-				// A merge or insert between listing and freezing changes the parts; record what
-				// the object holds, which restore's row check compares against.
-				p.Parts, p.Rows = fz.f.parts, fz.f.rows
-			}
-			content, why := s.sums.of(ctx, srv, rec, p, obj, stream != nil)
-			if why != "" {
-				s.Log.Warn("no content checksum recorded for a partition; a drill compares its rows only", "table", rec.FullName(), "partition", p.ID, "why", why)
-			}
-			pr := PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how, Content: content}
-			if !obj.Reused {
-				// A reused object holds the parts as listed: its cut is the table's.
-				pr.Exported = start.UTC()
-			}
-			if stream != nil {
-				pr.Newest, pr.newestTime = stream.Newest()
-			}
-			rec.Partitions = append(rec.Partitions, pr)
-			s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
+		// Several partitions at once, in a bounded pool: one stream keeps about one core busy
+		// between the server and tracevault, and each holds its own buffers (see Parallel).
+		recs := make([]PartitionRecord, len(parts))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(s.parallel())
+		for i, p := range parts {
+			g.Go(func() error {
+				ctx := gctx
+				start := time.Now()
+				format, src := FormatNative, io.ReadCloser(nil)
+				var fz *freezeReader
+				var stream *lazyNative
+				if s.Mode == ModeFreeze {
+					root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
+					db, table, id := rec.Database, rec.Name, p.ID
+					fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
+					format, src = FormatPartsTar, fz
+				} else {
+					// Servers before 19.x read every part for a condition on _partition_id and
+					// filter afterwards, so a table of N partitions was read N times; they do skip
+					// parts by a condition on _part alone. A part's name starts with its partition
+					// id and '_', which an id never contains, so this selects the same rows.
+					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s AND startsWith(_part, %s) FORMAT Native",
+						QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID), QuoteString(p.ID+"_"))
+					stream = &lazyNative{open: func() (rowStream, error) {
+						if checked == CheckedQueryLog {
+							return h.QueryLogged(ctx, sql)
+						}
+						return h.QueryNative(ctx, sql, native.Newest(rec.VersionColumn))
+					}}
+					src = stream
+				}
+				meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
+				fingerprint := Fingerprint(rec.Table, cols, p, srv.Addr)
+				if format != FormatNative {
+					fingerprint += "/" + format // the same parts as a native object are not the same object
+				}
+				obj, err := w.Put(ctx, meta, fingerprint, src)
+				closeErr := src.Close()
+				if err != nil {
+					return fmt.Errorf("export %s partition %s from %s: %w", rec.FullName(), p.ID, srv.Addr, err)
+				}
+				if closeErr != nil && fz != nil {
+					return fmt.Errorf("remove the shadow directory of %s partition %s on %s: %w", rec.FullName(), p.ID, srv.Addr, closeErr)
+				}
+				if stream != nil && !obj.Reused {
+					// Inserts and merges go on between the listing and the SELECT: record the rows
+					// the object holds, counted in its stream, which restore checks before it
+					// swaps the partition in.
+					p.Rows = uint64(stream.Rows())
+				} else if stream != nil {
+					// A reused object's listing (parts and rows) equals the one it was stored
+					// under: it holds what SELECT returns of these parts, without the rows a
+					// lightweight delete masked.
+					p.Rows = p.visible
+				}
+				how := ""
+				if stream != nil && !obj.Reused {
+					how = checked
+				}
+				if fz != nil && fz.f != nil {
+					// A merge or insert between listing and freezing changes the parts; record what
+					// the object holds, which restore's row check compares against.
+					p.Parts, p.Rows = fz.f.parts, fz.f.rows
+				}
+				content, why := s.sums.of(ctx, srv, rec, p, obj, stream != nil)
+				if why != "" {
+					s.Log.Warn("no content checksum recorded for a partition; a drill compares its rows only", "table", rec.FullName(), "partition", p.ID, "why", why)
+				}
+				pr := PartitionRecord{Partition: p, Replica: srv.Addr, Object: obj.ID, SHA256: obj.SHA256, Format: format, Checked: how, Content: content}
+				if !obj.Reused {
+					// A reused object holds the parts as listed: its cut is the table's.
+					pr.Exported = start.UTC()
+				}
+				if stream != nil {
+					pr.Newest, pr.newestTime = stream.Newest()
+				}
+				recs[i] = pr
+				s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
+				return nil
+			})
 		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		rec.Partitions = append(rec.Partitions, recs...)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -390,8 +391,14 @@ func putStream(ctx context.Context, w *snapshot.Writer, meta store.ManifestObjec
 	done := make(chan error, 1)
 	var rows int64
 	go func() {
+		// COPY sends one message per row: buffered, the repository gets large writes instead
+		// of a goroutine hand-over through the pipe for every row.
+		bw := bufio.NewWriterSize(pw, 256<<10)
 		var err error
-		rows, err = produce(pw)
+		rows, err = produce(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()

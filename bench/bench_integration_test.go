@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracevault/tracevault/deploy/stack"
+)
+
+// TestMain lets the test binary stand in for the driver's own binary: the pipeline step runs
+// its sides as `<self> -child ...`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "-child" {
+		if err := runChild(context.Background(), os.Args[2], os.Args[3:]); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the whole driver once on tiny data, without targets: every step must run on
+// both sides against the real stack, be measured, and land in RESULTS.md and results.json.
+func TestSmoke(t *testing.T) {
+	stack.Require(t)
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "tracevault")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tracevault/tracevault/cmd/tracevault").CombinedOutput(); err != nil {
+		t.Fatalf("build tracevault: %v\n%s", err, out)
+	}
+	out := t.TempDir()
+	o := options{Traces: 200, PGScale: 1, Months: 3, Runs: 1, Scales: []int{1}, Out: out, Work: t.TempDir(), Tracevault: bin, Cleanup: true}
+	rep, err := run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{ // step prefix → has a baseline
+		"clickhouse backup logical, tracevault → file":    true,
+		"clickhouse backup logical, tracevault → azurite": true,
+		"clickhouse backup freeze, tracevault → file":     true,
+		"clickhouse backup freeze, tracevault → azurite":  true,
+		"clickhouse restore, tracevault, logical":         true,
+		"clickhouse restore, tracevault, freeze":          true,
+		"clickhouse incremental":                          true,
+		"postgres backup, pgbench":                        true,
+		"postgres restore, pgbench":                       true,
+		"postgres backup, demo":                           true,
+		"postgres restore, demo":                          true,
+		"repository pipeline":                             true,
+	}
+	for prefix := range want {
+		found := false
+		for _, r := range rep.Results {
+			if !strings.HasPrefix(r.Step, prefix) {
+				continue
+			}
+			found = true
+			if r.Tracevault.Seconds <= 0 || r.Tracevault.PeakRSSMiB <= 0 {
+				t.Errorf("%s: not measured: %+v", r.Step, r.Tracevault)
+			}
+			if r.Baseline == nil || r.Baseline.Seconds <= 0 || r.Ratio <= 0 {
+				t.Errorf("%s: no baseline figure: %+v", r.Step, r.Baseline)
+			}
+			if r.Met != nil {
+				t.Errorf("%s: judged against a target in a smoke run", r.Step)
+			}
+		}
+		if !found {
+			t.Errorf("no result for %q", prefix)
+		}
+	}
+	for _, n := range rep.Notes {
+		t.Errorf("note: %s", n) // e.g. an incremental backup that sent more than the changed partition
+	}
+	md, err := os.ReadFile(filepath.Join(out, "RESULTS.md"))
+	if err != nil || !strings.Contains(string(md), "| clickhouse backup logical, tracevault → file | 1× |") {
+		t.Errorf("RESULTS.md lacks the steps table (%v):\n%s", err, md)
+	}
+	var back report
+	if b, err := os.ReadFile(filepath.Join(out, "results.json")); err != nil || json.Unmarshal(b, &back) != nil || len(back.Results) != len(rep.Results) {
+		t.Errorf("results.json does not hold the %d results (%v)", len(rep.Results), err)
+	}
+}

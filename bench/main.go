@@ -1,0 +1,149 @@
+// Command bench measures tracevault against the plain tools it replaces, on the local stack
+// (deploy/stack), and writes bench/RESULTS.md and bench/results.json. `make bench` runs it.
+//
+// Every step runs at 1x and 4x data; in each run the tracevault side and its baseline run one
+// after the other, in alternating order, and the medians of -runs runs are compared, so that the
+// load other users put on the machine falls on both sides alike. Each side runs as a child
+// process (the tracevault binary, or the baseline's shell pipeline) and its peak RSS and CPU come
+// from the kernel's accounting of that child.
+//
+//	go run ./bench -scale small          # minutes: 20k/80k traces, pgbench -s 2/8
+//	go run ./bench                       # the issue's size: 1.25M/5M traces, pgbench -s 25/100
+//	go run ./bench -traces 100000 -pgbench 5 -profile
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// options are the driver's flags.
+type options struct {
+	Traces     int    // traces of the 1x ClickHouse data; 4x has four times as many
+	PGScale    int    // pgbench -s of the 1x PostgreSQL data
+	Months     int    // monthly partitions of the demo data
+	Runs       int    // runs of each side; medians are compared
+	Scales     []int  // data multiples measured
+	Out        string // where RESULTS.md and results.json go; empty: nowhere
+	Work       string // scratch directory for repositories and baseline files
+	Tracevault string // the tracevault binary
+	Profile    bool   // one more run of each tracevault step at the largest scale under pprof
+	Targets    bool   // judge the figures against the issue's targets
+	Cleanup    bool   // drop the generated databases at the end
+	Only       string // regexp: run only the steps whose names match
+}
+
+func main() {
+	o := options{Scales: []int{1, 4}, Targets: true}
+	scale := flag.String("scale", "", "preset: small (20k traces, pgbench -s 2, minutes) or tiny (a smoke run, no targets); flags below override it")
+	traces := flag.Int("traces", 0, "traces of the 1x data (4x has four times as many; default 1250000, so 4x is 5M)")
+	pgScale := flag.Int("pgbench", 0, "pgbench -s of the 1x PostgreSQL data (default 25, so 4x is -s 100, about 1.5 GB)")
+	flag.IntVar(&o.Months, "months", 12, "monthly partitions of the demo data")
+	runs := flag.Int("runs", 0, "runs of each side (default 3; the median is reported)")
+	flag.StringVar(&o.Out, "out", "bench", "directory for RESULTS.md and results.json")
+	flag.StringVar(&o.Work, "work", "", "scratch directory (default a new one under $TMPDIR, removed at the end)")
+	flag.StringVar(&o.Tracevault, "tracevault", "bin/tracevault", "tracevault binary to measure")
+	flag.BoolVar(&o.Profile, "profile", false, "profile each tracevault step once more at the largest scale (pprof) and report its top functions")
+	flag.BoolVar(&o.Cleanup, "cleanup", false, "drop the generated databases at the end (by default they stay, so a rerun skips seeding)")
+	flag.StringVar(&o.Only, "only", "", "run only the steps whose names match this regexp")
+	child := flag.String("child", "", "internal: run one side of the repository pipeline step in this process")
+	render := flag.String("render", "", "measure nothing: write RESULTS.md into -out again from this results.json")
+	flag.Parse()
+
+	if *render != "" {
+		if err := rerender(*render, o.Out); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	if *child != "" {
+		if err := runChild(context.Background(), *child, flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	switch *scale {
+	case "", "full":
+		o.Traces, o.PGScale, o.Runs = 1_250_000, 25, 3
+	case "small":
+		o.Traces, o.PGScale, o.Runs = 20_000, 2, 3
+	case "tiny":
+		o.Traces, o.PGScale, o.Runs, o.Targets = 300, 1, 1, false
+	default:
+		fmt.Fprintf(os.Stderr, "error: -scale %q: use small, tiny or full\n", *scale)
+		os.Exit(2)
+	}
+	if *traces > 0 {
+		o.Traces = *traces
+	}
+	if *pgScale > 0 {
+		o.PGScale = *pgScale
+	}
+	if *runs > 0 {
+		o.Runs = *runs
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if _, err := run(ctx, o, log); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run measures everything o asks for and writes the report; it returns the report.
+func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
+	if o.Runs < 1 || o.Traces < 1 || o.PGScale < 1 || len(o.Scales) == 0 {
+		return nil, errors.New("runs, traces, pgbench scale and scales must be positive")
+	}
+	bin, err := filepath.Abs(o.Tracevault)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("tracevault binary: %w (run `make build`, or pass -tracevault)", err)
+	}
+	o.Tracevault = bin
+	if o.Work == "" {
+		if o.Work, err = os.MkdirTemp("", "tracevault-bench-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(o.Work)
+	} else if err := os.MkdirAll(o.Work, 0o755); err != nil {
+		return nil, err
+	}
+	b, err := newBench(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	if o.Cleanup {
+		defer b.cleanup()
+	}
+	err = b.measure(ctx)
+	if err != nil {
+		// What was measured is still worth reading: write it, saying where the run stopped.
+		b.rep.Notes = append(b.rep.Notes, "the run stopped early: "+lastLine(err))
+	}
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.rep.Machine = append(b.rep.Machine, "load average at the end (1, 5, 15 min): "+strings.Join(strings.Fields(string(l))[:3], ", "))
+	}
+	b.rep.finish(o.Targets)
+	if o.Out != "" {
+		if werr := b.rep.write(o.Out); werr != nil {
+			return b.rep, errors.Join(err, werr)
+		}
+		log.Info("wrote", "results", filepath.Join(o.Out, "RESULTS.md"), "json", filepath.Join(o.Out, "results.json"))
+	}
+	return b.rep, err
+}

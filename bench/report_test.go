@@ -1,0 +1,51 @@
+package main
+
+import "testing"
+
+func TestFinish(t *testing.T) {
+	res := func(step string, scale int, tv, base, rss float64) *result {
+		r := &result{Step: step, Scale: scale, Target: atMost(1.15), Tracevault: summary{Seconds: tv, PeakRSSMiB: rss}}
+		if base > 0 {
+			r.Baseline = &summary{Seconds: base}
+		}
+		return r
+	}
+	cases := []struct {
+		name      string
+		lo, hi    *result
+		ratioMet  bool
+		growthMet bool
+		timeRatio float64
+	}{
+		{"linear and flat", res("a", 1, 10, 10, 100), res("a", 4, 40, 30, 110), false, true, 4},
+		{"within target", res("b", 1, 10, 9, 100), res("b", 4, 39, 36, 100), true, true, 3.9},
+		{"superlinear", res("c", 1, 10, 10, 100), res("c", 4, 50, 45, 100), true, false, 5},
+		{"memory grows", res("d", 1, 10, 10, 100), res("d", 4, 40, 40, 130), true, false, 4},
+		{"over 256 MiB", res("e", 1, 10, 10, 250), res("e", 4, 40, 40, 260), false, false, 4},
+		{"no baseline", res("f", 1, 10, 0, 100), res("f", 4, 40, 0, 100), false, true, 4},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newReport(options{Scales: []int{1, 4}}, nil)
+			r.Results = []*result{c.lo, c.hi}
+			r.finish(true)
+			if c.hi.Baseline != nil && (c.hi.Met == nil || *c.hi.Met != c.ratioMet) {
+				t.Errorf("ratio %.2f: met = %s, want %v", c.hi.Ratio, met(c.hi.Met), c.ratioMet)
+			}
+			if c.hi.Baseline == nil && (c.hi.Met != nil || c.hi.Ratio != 0) {
+				t.Errorf("judged without a baseline: %v %v", c.hi.Met, c.hi.Ratio)
+			}
+			if len(r.Growth) != 1 {
+				t.Fatalf("growth: %+v", r.Growth)
+			}
+			g := r.Growth[0]
+			if g.TimeRatio != c.timeRatio || g.Met == nil || *g.Met != c.growthMet {
+				t.Errorf("growth %+v (%s), want time ratio %.2f met %v", g, met(g.Met), c.timeRatio, c.growthMet)
+			}
+			r.finish(false)
+			if c.hi.Met != nil || r.Growth[0].Met != nil {
+				t.Error("judged without targets")
+			}
+		})
+	}
+}

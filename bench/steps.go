@@ -1,0 +1,623 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// side is one way of doing a step: tracevault's, or the baseline's.
+type side struct {
+	name     string
+	baseline bool
+	prep     func(ctx context.Context, run int) error // untimed, before each run
+	run      func(ctx context.Context, run int) (sample, error)
+	// args, for a tracevault side, is its command line without the binary, for the profile run.
+	args func(run int) []string
+}
+
+// group is one step at one scale: its tracevault sides and the baseline they are compared
+// with, run in turn, in a rotating order, o.Runs times.
+type group struct {
+	step   string // name without the scale
+	scale  int
+	data   string
+	target target
+	sides  []side
+	// after, if set, turns the medians into extra figures (the incremental step's share).
+	after func(r *result, tv, base []sample)
+}
+
+type bench struct {
+	o     options
+	env   *stack.Env
+	log   *slog.Logger
+	probe *probe
+	rep   *report
+	only  *regexp.Regexp
+	seq   int
+	ch    map[int]*chData
+	pg    map[int]*pgData
+	dbs   []string // generated ClickHouse databases, for cleanup
+}
+
+func newBench(ctx context.Context, o options, log *slog.Logger) (*bench, error) {
+	env, err := stack.Load()
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{o: o, env: env, log: log, probe: newProbe(env.Dir), ch: map[int]*chData{}, pg: map[int]*pgData{}}
+	if o.Only != "" {
+		if b.only, err = regexp.Compile(o.Only); err != nil {
+			return nil, fmt.Errorf("-only: %w", err)
+		}
+	}
+	b.rep = newReport(o, machine(ctx, env))
+	return b, nil
+}
+
+func (b *bench) measure(ctx context.Context) error {
+	for _, s := range b.o.Scales {
+		d, err := seedClickHouse(ctx, b.env, b.o, b.o.Traces*s, b.log)
+		if err != nil {
+			return err
+		}
+		b.ch[s], b.dbs = d, append(b.dbs, d.db)
+		p, err := seedPgbench(ctx, b.env, b.o.PGScale*s, b.log)
+		if err != nil {
+			return err
+		}
+		b.pg[s] = p
+		b.rep.Data = append(b.rep.Data, fmt.Sprintf("%dx: %s; %s", s, d, p))
+	}
+	demoPG, err := seedPGDemo(ctx, b.env, b.log)
+	if err != nil {
+		return err
+	}
+	b.rep.Data = append(b.rep.Data, "PostgreSQL "+demoPG.String())
+
+	for _, s := range b.o.Scales {
+		d := b.ch[s]
+		full, err := b.clickhouseBackups(ctx, s, d)
+		if err != nil {
+			return err
+		}
+		if err := b.clickhouseRestores(ctx, s, d, full); err != nil {
+			return err
+		}
+		if err := b.clickhouseIncremental(ctx, s, d, full); err != nil {
+			return err
+		}
+		if err := b.postgres(ctx, s, b.pg[s]); err != nil {
+			return err
+		}
+		if err := b.pipeline(ctx, s, full); err != nil {
+			return err
+		}
+	}
+	return b.postgres(ctx, 1, demoPG)
+}
+
+// fullBackups remembers, per mode, a complete snapshot of the step's data and the baseline's
+// files, for the restore and incremental steps.
+type fullBackups struct {
+	repo     map[string]string // mode → config of a repository holding a full backup
+	id       map[string]string // mode → its snapshot id
+	manifest *store.Manifest   // the logical one
+	native   string            // directory of the logical baseline's <table>.native.zst files
+	seconds  float64           // median time of the logical full backup to file://
+}
+
+func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*fullBackups, error) {
+	full := &fullBackups{repo: map[string]string{}, id: map[string]string{}, native: filepath.Join(b.o.Work, fmt.Sprintf("native-%d", scale))}
+	for _, mode := range []string{"logical", "freeze"} {
+		g := group{step: "clickhouse backup " + mode, scale: scale, data: d.String(), target: atMost(1.15)}
+		for _, dest := range []string{"file", "azurite"} {
+			dest := dest
+			var cfg string
+			g.sides = append(g.sides, side{
+				name: "tracevault → " + dest,
+				prep: func(ctx context.Context, run int) error {
+					var err error
+					cfg, err = b.config(dest, mode, d.db, "")
+					return err
+				},
+				args: func(int) []string { return []string{"--config", cfg, "backup", "--only", "clickhouse", "--json"} },
+				run: func(ctx context.Context, run int) (sample, error) {
+					s, m, err := b.backup(ctx, cfg, "clickhouse")
+					if err == nil && dest == "file" && full.repo[mode] == "" {
+						full.repo[mode], full.id[mode] = cfg, m.ID
+						if mode == "logical" {
+							full.manifest = m
+						}
+					} else if err == nil {
+						b.dropRepo(cfg)
+					}
+					return s, err
+				},
+			})
+		}
+		if mode == "logical" {
+			g.sides = append(g.sides, side{
+				name: "clickhouse-client … FORMAT Native | zstd -1, per table", baseline: true,
+				prep: func(context.Context, int) error {
+					_ = os.RemoveAll(full.native)
+					return os.MkdirAll(full.native, 0o755)
+				},
+				run: func(ctx context.Context, _ int) (sample, error) {
+					var sh strings.Builder
+					for _, t := range d.tables {
+						f := filepath.Join(full.native, t+".native.zst")
+						fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SELECT * FROM %s.%s FORMAT Native' | zstd -1 -q -f -o %s\n",
+							chPort(b.env, 0), d.db, t, f)
+					}
+					// tracevault fsyncs every object it writes; so does the baseline.
+					fmt.Fprintf(&sh, "sync %s/*\n", full.native)
+					return shell(ctx, sh.String())
+				},
+			})
+		} else {
+			out := filepath.Join(b.o.Work, "frozen.tar.zst")
+			shadow := filepath.Join(b.env.CHDataDirs[0], "shadow")
+			g.sides = append(g.sides, side{
+				name: "FREEZE PARTITION each, tar of the shadow directory | zstd -1", baseline: true,
+				prep: func(context.Context, int) error { return clearShadow(b.env) },
+				run: func(ctx context.Context, _ int) (sample, error) {
+					start := time.Now()
+					h := chHTTP(b.env, 0)
+					for _, t := range d.tables {
+						for _, p := range d.partitions[t] {
+							if err := h.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s FREEZE PARTITION ID '%s'", d.db, t, p), nil); err != nil {
+								return sample{}, err
+							}
+						}
+					}
+					s, err := shell(ctx, fmt.Sprintf("tar -cf - -C %s --exclude increment.txt . | zstd -1 -q -f -o %s\nsync %s", shadow, out, out))
+					s.Wall = time.Since(start)
+					_ = clearShadow(b.env)
+					return s, err
+				},
+			})
+		}
+		r, err := b.runGroup(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		if mode == "logical" && len(r) > 0 {
+			full.seconds = r[0].Tracevault.Seconds
+		}
+	}
+	return full, nil
+}
+
+func (b *bench) clickhouseRestores(ctx context.Context, scale int, d *chData, full *fullBackups) error {
+	g := group{step: "clickhouse restore", scale: scale, data: d.String(), target: atMost(1.15)}
+	target := d.db + "_restored"
+	for _, mode := range []string{"logical", "freeze"} {
+		cfg, id := full.repo[mode], full.id[mode]
+		if cfg == "" {
+			continue
+		}
+		args := []string{"--config", cfg, "restore", id, "--only", "clickhouse", "--database-map", d.db + ":" + target}
+		g.sides = append(g.sides, side{
+			name: "tracevault, " + mode + " snapshot",
+			prep: func(ctx context.Context, _ int) error { return dropCH(ctx, b.env, target) },
+			args: func(int) []string { return args },
+			run: func(ctx context.Context, _ int) (sample, error) {
+				s, _, err := command(ctx, nil, b.o.Tracevault, args...)
+				return s, err
+			},
+		})
+	}
+	if len(g.sides) == 0 || full.manifest == nil {
+		return nil // -only left the full backups out
+	}
+	base := d.db + "_baseline"
+	g.sides = append(g.sides, side{
+		name: "zstd -d | clickhouse-client … INSERT … FORMAT Native per table, then SYNC REPLICA on the others", baseline: true,
+		prep: func(ctx context.Context, _ int) error { return copySchema(ctx, b.env, d, base) },
+		run: func(ctx context.Context, _ int) (sample, error) {
+			var sh strings.Builder
+			for _, t := range d.tables {
+				fmt.Fprintf(&sh, "zstd -d -q -c %s | clickhouse-client --host 127.0.0.1 --port %s --query 'INSERT INTO %s.%s FORMAT Native'\n",
+					filepath.Join(full.native, t+".native.zst"), chPort(b.env, 0), base, t)
+			}
+			// tracevault's restore checks the rows on every replica: wait for them here too.
+			for i := 1; i < len(b.env.CHNative); i++ {
+				for _, t := range d.tables {
+					if d.replicated[t] {
+						fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SYSTEM SYNC REPLICA %s.%s'\n", chPort(b.env, i), base, t)
+					}
+				}
+			}
+			return shell(ctx, sh.String())
+		},
+	})
+	_, err := b.runGroup(ctx, g)
+	_ = dropCH(context.Background(), b.env, target)
+	_ = dropCH(context.Background(), b.env, base)
+	return err
+}
+
+// clickhouseIncremental changes one partition of traces (one row inserted) before each run and
+// backs up into the repository of the full logical backup: only that partition must be sent,
+// in no more than 1.2x its share of the full backup's time.
+func (b *bench) clickhouseIncremental(ctx context.Context, scale int, d *chData, full *fullBackups) error {
+	if full.manifest == nil {
+		return nil // -only left the full backup out
+	}
+	parts := d.partitions["traces"]
+	var total int64
+	for _, o := range full.manifest.Objects {
+		if o.Kind == "partition" {
+			total += o.RawSize
+		}
+	}
+	var changed []string
+	var sentParts [][]string
+	var shares []float64
+	g := group{step: "clickhouse incremental, 1 changed partition", scale: scale, data: fmt.Sprintf("%s; %d partitions per table", d, len(parts)), target: atMost(1.2)}
+	g.sides = []side{{
+		name: "tracevault → file, 1 partition of traces changed",
+		prep: func(ctx context.Context, run int) error {
+			p := parts[run%len(parts)]
+			changed = append(changed, p)
+			// Without deduplication: a rerun of the bench inserts the same row again.
+			_, _, err := command(ctx, nil, "clickhouse-client", "--host", "127.0.0.1", "--port", chPort(b.env, 0), "--insert_deduplicate", "0",
+				"--query", fmt.Sprintf("INSERT INTO %s.traces SELECT * FROM %s.traces WHERE _partition_id = '%s' LIMIT 1", d.db, d.db, p))
+			if err != nil {
+				return err
+			}
+			for i := 1; i < len(b.env.CHNative); i++ {
+				if err := syncReplica(ctx, b.env, i, d.db, "traces"); err != nil {
+					return err
+				}
+			}
+			for _, o := range full.manifest.Objects {
+				if o.Kind == "partition" && o.Table == "traces" && o.Partition == p {
+					shares = append(shares, float64(o.RawSize)/float64(total))
+				}
+			}
+			return nil
+		},
+		args: func(int) []string {
+			return []string{"--config", full.repo["logical"], "backup", "--only", "clickhouse", "--json"}
+		},
+		run: func(ctx context.Context, run int) (sample, error) {
+			s, m, err := b.backup(ctx, full.repo["logical"], "clickhouse")
+			if err != nil {
+				return s, err
+			}
+			// The changed partition, and whatever the materialized views on traces wrote to.
+			want := map[string]bool{"traces/" + changed[run]: true}
+			for _, t := range d.feeds["traces"] {
+				for _, p := range d.partitions[t] {
+					want[t+"/"+p] = true
+				}
+			}
+			var sent []string
+			extra := false
+			for _, o := range m.Objects {
+				if !o.Reused && o.Kind == "partition" {
+					sent = append(sent, o.Table+"/"+o.Partition)
+					extra = extra || !want[o.Table+"/"+o.Partition]
+				}
+			}
+			if extra || !slices.Contains(sent, "traces/"+changed[run]) {
+				b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("incremental at %dx, run %d: sent partitions %v, want traces/%s and the tables its views feed (%v)",
+					scale, run+1, sent, changed[run], d.feeds["traces"]))
+			}
+			sentParts = append(sentParts, sent)
+			return s, nil
+		},
+	}}
+	g.after = func(r *result, tv, _ []sample) {
+		// The share is what the changed partition's bytes are of the full backup's time.
+		r.BaselineName = "its share of the full logical backup to file:// (partition bytes / all bytes x full time)"
+		share := median(shares) * full.seconds
+		r.Baseline = &summary{Runs: len(shares), Seconds: round(share, 3)}
+		r.Extra = map[string]any{"changed_partitions": changed, "sent_partitions": sentParts, "share_of_bytes": round(median(shares), 4), "full_backup_seconds": full.seconds}
+	}
+	_, err := b.runGroup(ctx, g)
+	return err
+}
+
+func (b *bench) postgres(ctx context.Context, scale int, d *pgData) error {
+	dump := filepath.Join(b.o.Work, "pg.dump")
+	var next, cfg, id string // next: the run's repository; cfg, id: the newest complete backup's
+	g := group{step: "postgres backup, " + strings.SplitN(d.what, " ", 2)[0], scale: scale, data: d.String(), target: atMost(0.5)}
+	g.sides = []side{{
+		name: "tracevault → file",
+		prep: func(ctx context.Context, run int) error {
+			var err error
+			next, err = b.config("file", "logical", "", d.db)
+			return err
+		},
+		args: func(int) []string { return []string{"--config", next, "backup", "--only", "postgres", "--json"} },
+		run: func(ctx context.Context, run int) (sample, error) {
+			s, m, err := b.backup(ctx, next, "postgres")
+			if err == nil {
+				if cfg != "" {
+					b.dropRepo(cfg)
+				}
+				cfg, id = next, m.ID
+			}
+			return s, err
+		},
+	}, {
+		name: "pg_dump -Fc", baseline: true,
+		prep: func(context.Context, int) error { return os.RemoveAll(dump) },
+		run: func(ctx context.Context, _ int) (sample, error) {
+			s, _, err := command(ctx, nil, "pg_dump", "-Fc", "-f", dump, pgURL(b.env, d.db))
+			return s, err
+		},
+	}}
+	if _, err := b.runGroup(ctx, g); err != nil || id == "" {
+		return err
+	}
+	defer b.dropRepo(cfg)
+	restored, base := d.db+"_restored", d.db+"_baseline"
+	args := []string{"--config", cfg, "restore", id, "--only", "postgres", "--pg-database", restored}
+	g = group{step: "postgres restore, " + strings.SplitN(d.what, " ", 2)[0], scale: scale, data: d.String(), target: atMost(0.9)}
+	g.sides = []side{{
+		name: "tracevault",
+		prep: func(ctx context.Context, _ int) error { return dropPG(ctx, b.env, restored) },
+		args: func(int) []string { return args },
+		run: func(ctx context.Context, _ int) (sample, error) {
+			s, _, err := command(ctx, nil, b.o.Tracevault, args...)
+			return s, err
+		},
+	}, {
+		name: "pg_restore -j 2", baseline: true,
+		prep: func(ctx context.Context, _ int) error {
+			if err := dropPG(ctx, b.env, base); err != nil {
+				return err
+			}
+			return createPG(ctx, b.env, base)
+		},
+		run: func(ctx context.Context, _ int) (sample, error) {
+			s, _, err := command(ctx, nil, "pg_restore", "-j", "2", "-d", pgURL(b.env, base), dump)
+			return s, err
+		},
+	}}
+	_, err := b.runGroup(ctx, g)
+	_ = dropPG(context.Background(), b.env, restored)
+	_ = dropPG(context.Background(), b.env, base)
+	return err
+}
+
+// pipeline puts the largest table's Native data, uncompressed, into Azurite through the
+// repository (sha256, zstd 1, blocks) and through a raw azblob UploadStream with the same
+// block size and concurrency, each in a child process of this binary.
+func (b *bench) pipeline(ctx context.Context, scale int, full *fullBackups) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var biggest string
+	var size int64
+	ents, _ := os.ReadDir(full.native)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Size() > size {
+			biggest, size = filepath.Join(full.native, e.Name()), fi.Size()
+		}
+	}
+	if biggest == "" {
+		return nil // the logical baseline did not run (-only)
+	}
+	input := filepath.Join(b.o.Work, "pipeline-input.native")
+	if _, _, err := command(ctx, nil, "zstd", "-d", "-q", "-f", biggest, "-o", input); err != nil {
+		return err
+	}
+	defer os.Remove(input)
+	fi, err := os.Stat(input)
+	if err != nil {
+		return err
+	}
+	g := group{step: "repository pipeline → azurite", scale: scale, target: atMost(1.2),
+		data: fmt.Sprintf("%s of Native (%s), 8 MiB blocks, 4 at once", mib(fi.Size()), filepath.Base(biggest))}
+	for _, kind := range []string{"repository", "raw"} {
+		kind := kind
+		s := side{name: "tracevault repository PutObject (sha256 + zstd 1)", baseline: kind == "raw"}
+		if kind == "raw" {
+			s.name = "azblob UploadStream"
+		}
+		s.run = func(ctx context.Context, _ int) (sample, error) {
+			b.seq++
+			s, _, err := command(ctx, nil, self, "-child", "put-"+kind, input, b.env.AzureConnectionString, fmt.Sprintf("bench-%d-%d", os.Getpid(), b.seq))
+			return s, err
+		}
+		g.sides = append(g.sides, s)
+	}
+	_, err = b.runGroup(ctx, g)
+	return err
+}
+
+// backup runs `tracevault backup --only source --json` and returns its manifest.
+func (b *bench) backup(ctx context.Context, cfg, source string) (sample, *store.Manifest, error) {
+	s, out, err := command(ctx, nil, b.o.Tracevault, "--config", cfg, "backup", "--only", source, "--json")
+	if err != nil {
+		return s, nil, err
+	}
+	var m store.Manifest
+	if err := json.Unmarshal(out, &m); err != nil {
+		return s, nil, fmt.Errorf("backup output: %w", err)
+	}
+	if m.Status != store.StatusComplete {
+		return s, nil, fmt.Errorf("snapshot %s is %s: %s", m.ID, m.Status, m.Error)
+	}
+	s.Bytes = m.Totals().NewBytes
+	return s, &m, nil
+}
+
+// config writes a tracevault configuration for one run into a fresh repository: dest is file
+// or azurite, chDB the ClickHouse database backed up, pgDB the PostgreSQL one.
+func (b *bench) config(dest, mode, chDB, pgDB string) (string, error) {
+	b.seq++
+	name := fmt.Sprintf("run-%d", b.seq)
+	storage := fmt.Sprintf("url = \"file://%s\"", filepath.Join(b.o.Work, name))
+	if dest == "azurite" {
+		storage = fmt.Sprintf("url = \"azblob://bench-%d-%d\"\nconnection_string = %q", os.Getpid(), b.seq, b.env.AzureConnectionString)
+	}
+	if chDB == "" {
+		chDB = "none"
+	}
+	dsn := b.env.PGDSN
+	if pgDB != "" {
+		dsn = pgURL(b.env, pgDB)
+	}
+	var addrs, haddrs []string
+	for i := range b.env.CHNative {
+		addrs, haddrs = append(addrs, fmt.Sprintf("%q", b.env.CHNative[i])), append(haddrs, fmt.Sprintf("%q", b.env.CHHTTP[i]))
+	}
+	toml := fmt.Sprintf(`[storage]
+%s
+compression_level = 1
+
+[postgres]
+dsn = %q
+
+[clickhouse]
+addresses = [%s]
+http_addresses = [%s]
+cluster = %q
+databases = [%q]
+mode = %q
+
+[zookeeper]
+servers = [%q]
+`, storage, dsn, strings.Join(addrs, ", "), strings.Join(haddrs, ", "), b.env.CHCluster, chDB, mode, b.env.ZK)
+	path := filepath.Join(b.o.Work, name+".toml")
+	return path, os.WriteFile(path, []byte(toml), 0o600)
+}
+
+// dropRepo removes the repository of a configuration written by config (file:// only; the
+// Azurite containers go with the stack).
+func (b *bench) dropRepo(cfg string) {
+	dir := strings.TrimSuffix(cfg, ".toml")
+	if strings.HasPrefix(dir, b.o.Work) {
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// runGroup runs every side of g o.Runs times, rotating which goes first, then profiles the
+// tracevault sides once at the largest scale when asked to.
+func (b *bench) runGroup(ctx context.Context, g group) ([]*result, error) {
+	name := fmt.Sprintf("%s @%dx", g.step, g.scale)
+	if b.only != nil && !b.only.MatchString(name) {
+		return nil, nil
+	}
+	b.log.Info("step", "name", name)
+	samples := make([][]sample, len(g.sides))
+	for run := 0; run < b.o.Runs; run++ {
+		for k := range g.sides {
+			i := (k + run) % len(g.sides)
+			sd := g.sides[i]
+			if sd.prep != nil {
+				if err := sd.prep(ctx, run); err != nil {
+					return nil, fmt.Errorf("%s, %s, run %d: prepare: %w", name, sd.name, run+1, err)
+				}
+			}
+			s, err := b.probe.timed(func() (sample, error) { return sd.run(ctx, run) })
+			for retry := 1; err != nil && retry <= 2 && ctx.Err() == nil; retry++ {
+				// A loaded machine can expire the replicas' ZooKeeper sessions (read-only for
+				// a while): give them time, then run again, and say so in the report.
+				b.log.Warn("run failed; retrying", "step", name, "side", sd.name, "run", run+1, "err", err)
+				b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("%s, %s, run %d was retried after: %s", name, sd.name, run+1, lastLine(err)))
+				time.Sleep(15 * time.Second)
+				if sd.prep != nil {
+					if err = sd.prep(ctx, run); err != nil {
+						break
+					}
+				}
+				s, err = b.probe.timed(func() (sample, error) { return sd.run(ctx, run) })
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s, %s, run %d: %w", name, sd.name, run+1, err)
+			}
+			b.log.Info("run", "step", name, "side", sd.name, "run", run+1, "seconds", round(s.Wall.Seconds(), 2), "rss_mib", s.RSS>>20)
+			samples[i] = append(samples[i], s)
+		}
+	}
+	var base []sample
+	baseName := ""
+	for i, sd := range g.sides {
+		if sd.baseline {
+			base, baseName = samples[i], sd.name
+		}
+	}
+	var out []*result
+	for i, sd := range g.sides {
+		if sd.baseline {
+			continue
+		}
+		r := &result{Step: g.step + ", " + sd.name, Scale: g.scale, Data: g.data, Target: g.target, Tracevault: summarize(samples[i])}
+		if base != nil {
+			bs := summarize(base)
+			r.Baseline, r.BaselineName = &bs, baseName
+		}
+		if g.after != nil {
+			g.after(r, samples[i], base)
+		}
+		if b.o.Profile && sd.args != nil && g.scale == b.o.Scales[len(b.o.Scales)-1] {
+			if sd.prep != nil {
+				if err := sd.prep(ctx, b.o.Runs); err != nil {
+					return nil, err
+				}
+			}
+			r.Profile = b.profile(ctx, sd.args(b.o.Runs))
+		}
+		b.rep.Results = append(b.rep.Results, r)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// profile runs a tracevault command once more under its CPU profiler and returns the top of
+// `go tool pprof -top`.
+func (b *bench) profile(ctx context.Context, args []string) []string {
+	b.seq++
+	path := filepath.Join(b.o.Work, fmt.Sprintf("cpu-%d.pprof", b.seq))
+	if _, _, err := command(ctx, []string{"TRACEVAULT_CPUPROFILE=" + path}, b.o.Tracevault, args...); err != nil {
+		return []string{"profile run failed: " + err.Error()}
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=12", b.o.Tracevault, path).Output()
+	if err != nil {
+		return []string{"go tool pprof: " + err.Error()}
+	}
+	var top []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "File:") && !strings.HasPrefix(l, "Build ID:") && !strings.HasPrefix(l, "Type:") && !strings.HasPrefix(l, "Time:") {
+			top = append(top, l)
+		}
+	}
+	return top
+}
+
+func (b *bench) cleanup() {
+	ctx := context.Background()
+	for _, db := range b.dbs {
+		_ = dropCH(ctx, b.env, db)
+	}
+	for _, d := range b.pg {
+		_ = dropPG(ctx, b.env, d.db)
+	}
+	_ = dropPG(ctx, b.env, "bench_pgdemo")
+}
+
+// firstLine is the last line of an error: a failed command's own message.
+func lastLine(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	return lines[len(lines)-1]
+}
