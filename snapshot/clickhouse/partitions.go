@@ -75,6 +75,14 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 	return out, nil
 }
 
+// InPartition is the condition that selects a partition's rows, reading only its parts: servers
+// before 19.x read every part for a condition on _partition_id and filter afterwards, so a table
+// of N partitions was read N times; they do skip parts by a condition on _part. A part's name
+// starts with its partition id and '_', which an id never contains, so both select the same rows.
+func InPartition(id string) string {
+	return fmt.Sprintf("_partition_id = %s AND startsWith(_part, %s)", QuoteString(id), QuoteString(id+"_"))
+}
+
 // countVisible counts the rows of a partition's listed parts that a lightweight delete left,
 // reading their _row_exists masks. Parts listed but merged away since count as empty, which
 // makes a fingerprint no earlier object has: an upload, never a wrong reuse.

@@ -252,12 +252,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
 					format, src = FormatPartsTar, fz
 				} else {
-					// Servers before 19.x read every part for a condition on _partition_id and
-					// filter afterwards, so a table of N partitions was read N times; they do skip
-					// parts by a condition on _part alone. A part's name starts with its partition
-					// id and '_', which an id never contains, so this selects the same rows.
-					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE _partition_id = %s AND startsWith(_part, %s) FORMAT Native",
-						QuoteIdent(rec.Database), QuoteIdent(rec.Name), QuoteString(p.ID), QuoteString(p.ID+"_"))
+					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p.ID))
 					stream = &lazyNative{open: func() (rowStream, error) {
 						if checked == CheckedQueryLog {
 							return h.QueryLogged(ctx, sql)

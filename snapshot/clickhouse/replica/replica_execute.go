@@ -105,7 +105,7 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, 
 			if err := copyPeerHashes(ctx, from, to, target, hashes, hash, src, p.ID); err != nil {
 				return nil, err
 			}
-			q := fmt.Sprintf("%s WHERE _partition_id = %s AND %s NOT IN %s", insert, clickhouse.QuoteString(p.ID), hash, hashes)
+			q := fmt.Sprintf("%s WHERE %s AND %s NOT IN %s", insert, clickhouse.InPartition(p.ID), hash, hashes)
 			if err := target.Conn.Exec(ctx, q); err != nil {
 				return nil, fmt.Errorf("copy rows of %s partition %s found on no peer into %s: %w", src, p.ID, full, err)
 			}
@@ -132,7 +132,7 @@ func copyPeerHashes(ctx context.Context, from, to *clickhouse.HTTP, target *clic
 			return fmt.Errorf("prepare %s on %s: %w", hashes, target.Addr, err)
 		}
 	}
-	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE _partition_id = %s FORMAT Native", hash, src, clickhouse.QuoteString(partition)))
+	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE %s FORMAT Native", hash, src, clickhouse.InPartition(partition)))
 	if err != nil {
 		return fmt.Errorf("read the row hashes of %s partition %s on the peer: %w", src, partition, err)
 	}
