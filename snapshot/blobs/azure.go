@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
@@ -59,7 +60,7 @@ func (z *azureContainer) List(ctx context.Context, fn func(Entry) error) error {
 				e.Size = *p.ContentLength
 			}
 			if p := b.Properties; p.ETag != nil {
-				e.ETag = string(*p.ETag)
+				e.ETag = etag(*p.ETag)
 			}
 			if p := b.Properties; p.LastModified != nil {
 				e.Modified = p.LastModified.UTC()
@@ -85,7 +86,7 @@ func (z *azureContainer) Open(ctx context.Context, name string) (io.ReadCloser, 
 		e.Size = *resp.ContentLength
 	}
 	if resp.ETag != nil {
-		e.ETag = string(*resp.ETag)
+		e.ETag = etag(*resp.ETag)
 	}
 	if resp.LastModified != nil {
 		e.Modified = resp.LastModified.UTC()
@@ -105,5 +106,8 @@ func (z *azureContainer) Put(ctx context.Context, name string, size int64, md5 [
 	}
 	return nil
 }
+
+// etag is an ETag without the quotes a download's header has and a listing's XML may not.
+func etag(e azcore.ETag) string { return strings.Trim(string(e), `"`) }
 
 func ptr[T any](v T) *T { return &v }

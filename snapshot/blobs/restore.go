@@ -26,8 +26,8 @@ type RestoreOptions struct {
 	// missing; empty restores into the container the snapshot was taken from.
 	URL         string
 	Credentials Credentials
-	// Replace overwrites target blobs modified after the snapshot's copy; without it they are
-	// kept and reported.
+	// Replace overwrites target blobs that differ from the snapshot's copy and were modified
+	// after it (or in the same second); without it they are kept and reported.
 	Replace bool
 	Workers int // packs read in parallel (default 4)
 	Log     *slog.Logger
@@ -161,7 +161,9 @@ func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor
 			case same:
 				r.rep.Identical++
 				continue
-			case have.Modified.After(rec.Modified) && !r.o.Replace:
+			// Azure's times have whole seconds: a blob rewritten within the second the snapshot's
+			// copy was written counts as newer.
+			case !have.Modified.Before(rec.Modified) && !r.o.Replace:
 				r.rep.KeptNewer++
 				if len(r.rep.KeptExamples) < maxExamples {
 					r.rep.KeptExamples = append(r.rep.KeptExamples, rec.Name)
