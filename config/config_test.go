@@ -151,6 +151,20 @@ mode = "freeze"
 			want: []Problem{{Key: "retention.keep_last", Line: 12, Message: "forget every snapshot"}},
 		},
 		{
+			name: "blobs: bad container name and two Azure credentials",
+			doc:  minimal + "[blobs]\nurl = \"azblob://Bad_Name\"\naccount_key = \"k\"\nsas_token = \"s\"\n",
+			want: []Problem{
+				{Key: "blobs.url", Line: 12, Message: "not a valid Azure container name"},
+				{Key: "blobs.connection_string", Message: "only one of"},
+				{Key: "blobs.account_name", Message: "required for azblob"},
+			},
+		},
+		{
+			name: "blobs named by a job needs a url",
+			doc:  minimal + "[[jobs]]\nname = \"b\"\nschedule = \"@hourly\"\naction = \"backup\"\nonly = [\"blobs\"]\n",
+			want: []Problem{{Key: "blobs.url", Message: "names blobs"}},
+		},
+		{
 			name: "syntax error",
 			doc:  "[storage\nurl = 1\n",
 			want: []Problem{{Line: 1, Message: "TOML syntax error"}},
