@@ -155,8 +155,8 @@ mode = "freeze"
 			doc:  minimal + "[blobs]\nurl = \"azblob://Bad_Name\"\naccount_key = \"k\"\nsas_token = \"s\"\n",
 			want: []Problem{
 				{Key: "blobs.url", Line: 12, Message: "not a valid Azure container name"},
-				{Key: "blobs.connection_string", Message: "only one of"},
-				{Key: "blobs.account_name", Message: "required for azblob"},
+				{Key: "blobs.connection_string", Line: 11, Message: "only one of"},
+				{Key: "blobs.account_name", Line: 11, Message: "required for azblob"},
 			},
 		},
 		{
