@@ -2,10 +2,15 @@ package blobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // FileLog finds Langfuse's blob_storage_file_log table and returns its name and the file paths
@@ -158,4 +163,33 @@ func (c *checker) result() *Check {
 	}
 	c.stop()
 	return &c.res
+}
+
+// Describe summarises a manifest's blob section for `show`: the container, the cut and the
+// check result, so a gap between the file log and the container is seen, not just stored.
+func Describe(m *store.Manifest) []string {
+	raw, ok := m.Sections[Name]
+	var sec Section
+	if !ok || json.Unmarshal(raw, &sec) != nil {
+		return nil
+	}
+	out := []string{
+		fmt.Sprintf("blobs    %s: %d blobs (%s), %d read by this snapshot (%s), %d new packs", sec.URL, sec.Blobs, store.HumanBytes(sec.Bytes), sec.NewBlobs, store.HumanBytes(sec.NewBytes), sec.Packs),
+		fmt.Sprintf("cut      listing started %s; newest blob %q modified %s", sec.Cut.Time.Format(time.RFC3339), sec.Cut.Newest, sec.Cut.NewestModified.Format(time.RFC3339)),
+	}
+	switch c := sec.Check; {
+	case c == nil:
+		out = append(out, "check    not run: no [clickhouse] configured")
+	case c.Skipped != "":
+		out = append(out, "check    skipped: "+c.Skipped)
+	case c.Error != "":
+		out = append(out, "check    FAILED to read the file log: "+c.Error)
+	default:
+		line := fmt.Sprintf("check    %s names %d files: %d missing from the container, %d files unreferenced", c.Table, c.Files, c.Missing, c.Unreferenced)
+		if c.Missing > 0 {
+			line += fmt.Sprintf("; MISSING e.g. %s", strings.Join(c.MissingExamples, ", "))
+		}
+		out = append(out, line)
+	}
+	return out
 }
