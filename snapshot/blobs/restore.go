@@ -54,7 +54,7 @@ const restoreWindow = 20000
 
 // smallBlob is the size up to which a blob is buffered and written in the background while the
 // pack reader moves on: many small blobs are latency-bound, not bandwidth-bound.
-const smallBlob = 1 << 20
+const smallBlob = 256 << 10
 
 // Restore writes the blobs of snapshot m into the target container. It walks the listing in
 // windows; each window is matched, in name order, against the target's own listing (identical
@@ -241,7 +241,7 @@ func (r *restorer) fromPack(ctx context.Context, key string, recs []Record) erro
 	}
 	defer rc.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(32)
 	var pos int64
 	for _, rec := range recs {
 		if _, err := io.CopyN(io.Discard, rc, rec.Offset-pos); err != nil {

@@ -2,6 +2,7 @@ package blobs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"errors"
@@ -24,6 +25,9 @@ type scenario struct {
 	cred    Credentials
 	repo    *store.Repository
 	targets []string // empty containers to restore into
+	// workers and packSize default to 3 and 4 MiB: several packs even for a small container.
+	workers  int
+	packSize int64
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -68,9 +72,9 @@ func contents(t *testing.T, c Container) map[string][16]byte {
 	return out
 }
 
-func backup(t *testing.T, s scenario) (*store.Manifest, Section) {
+func backup(t testing.TB, s scenario) (*store.Manifest, Section) {
 	t.Helper()
-	src := &Source{URL: s.srcURL, Credentials: s.cred, PackSize: 4 << 20, Workers: 3, Log: quietLog()}
+	src := &Source{URL: s.srcURL, Credentials: s.cred, PackSize: cmp.Or(s.packSize, 4<<20), Workers: cmp.Or(s.workers, 3), Log: quietLog()}
 	m, err := snapshot.Run(context.Background(), s.repo, []snapshot.Source{src}, snapshot.Options{Log: quietLog()})
 	if err != nil {
 		t.Fatalf("backup: %v", err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -85,6 +86,10 @@ type slot struct {
 	skip bool // deleted between the listing and the read
 	err  error
 	done chan struct{}
+	// A small blob read ahead: its bytes and what the read said of it.
+	prefetched bool
+	data       []byte
+	got        Entry
 }
 
 // window bounds the blobs between the lister and the listing writer: the memory of the ordered
@@ -159,13 +164,38 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 			}
 		})
 	})
+	// Small blobs cost a round trip each, not bandwidth: fetchers read them ahead into memory
+	// (at most fetchers+workers of them, each under prefetchMax) for the packers to append.
+	fetched := make(chan *slot, workers)
+	fetchers := workers * 8
+	var fetching sync.WaitGroup
+	for range fetchers {
+		fetching.Go(func() {
+			for sl := range work {
+				if sl.rec.Size <= prefetchMax {
+					if err := prefetch(gctx, c, sl); err != nil {
+						sl.err = err
+						close(sl.done)
+						continue
+					}
+				}
+				select {
+				case fetched <- sl:
+				case <-gctx.Done():
+					sl.err = gctx.Err()
+					close(sl.done)
+				}
+			}
+		})
+	}
+	go func() { fetching.Wait(); close(fetched) }()
 	packs := make(chan int, workers)
 	var fresh counts
 	for range workers {
 		g.Go(func() error {
 			p := &packer{w: w, c: c, size: packSize, fresh: &fresh}
 			defer func() { packs <- p.packs }()
-			for sl := range work {
+			for sl := range fetched {
 				sl.err = p.add(gctx, sl)
 				close(sl.done)
 				if sl.err != nil {
@@ -297,21 +327,61 @@ type packer struct {
 	stored chan error
 }
 
-func (p *packer) add(ctx context.Context, sl *slot) error {
-	rc, got, err := p.c.Open(ctx, sl.rec.Name)
+// prefetchMax is the largest blob a fetcher reads ahead into memory.
+const prefetchMax = 256 << 10
+
+// prefetch reads a small blob whole; a blob deleted since the listing is skipped.
+func prefetch(ctx context.Context, c Container, sl *slot) error {
+	sl.prefetched = true
+	rc, got, err := c.Open(ctx, sl.rec.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		sl.skip = true // deleted since the listing: the listing says what was there when read
+		sl.skip = true
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	// Rewritten since the listing, it may have grown: read at most one byte past the limit and
+	// let the packer stream it instead.
+	data, err := io.ReadAll(io.LimitReader(rc, prefetchMax+1))
+	if err != nil {
+		return fmt.Errorf("read blob %s from %s: %w", sl.rec.Name, c, err)
+	}
+	if len(data) > prefetchMax {
+		sl.prefetched = false
+		return nil
+	}
+	sl.data, sl.got = data, got
+	return nil
+}
+
+func (p *packer) add(ctx context.Context, sl *slot) error {
+	if sl.skip {
+		return nil
+	}
+	var body io.Reader
+	got := sl.got
+	if sl.prefetched {
+		body = bytes.NewReader(sl.data)
+		defer func() { sl.data = nil }()
+	} else {
+		rc, g, err := p.c.Open(ctx, sl.rec.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			sl.skip = true // deleted since the listing: the listing says what was there when read
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		body, got = rc, g
+	}
 	if p.pw == nil {
 		p.start(ctx)
 	}
 	h := md5.New()
-	n, err := io.Copy(p.pw, io.TeeReader(rc, h))
+	n, err := io.Copy(p.pw, io.TeeReader(body, h))
 	if err != nil {
 		return fmt.Errorf("copy blob %s from %s into pack %s: %w", sl.rec.Name, p.c, p.key, err)
 	}
