@@ -52,6 +52,8 @@ type Source struct {
 	// the consistency check the section records.
 	FileLog FileLog
 	Log     *slog.Logger
+	// open replaces OpenContainer in tests that inject failures.
+	open func(ctx context.Context, url string, cred Credentials, create bool) (Container, error)
 }
 
 // Section is the manifest's record of a blob backup.
@@ -108,7 +110,11 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if packSize <= 0 {
 		packSize = 32 << 20
 	}
-	c, err := OpenContainer(ctx, s.URL, s.Credentials, false)
+	open := OpenContainer
+	if s.open != nil {
+		open = s.open
+	}
+	c, err := open(ctx, s.URL, s.Credentials, false)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +194,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 			}
 		})
 	}
-	go func() { fetching.Wait(); close(fetched) }()
+	g.Go(func() error { fetching.Wait(); close(fetched); return nil })
 	packs := make(chan int, workers)
 	var fresh counts
 	for range workers {
