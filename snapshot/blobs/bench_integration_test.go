@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,8 +109,12 @@ func benchContainer(b *testing.B, c Container, srcURL string, cred Credentials, 
 	})
 }
 
-// resetPeakRSS restarts the kernel's high-water mark of this process's resident set.
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+// resetPeakRSS returns the previous phase's memory to the system, then restarts the kernel's
+// high-water mark of this process's resident set, so a phase's peak is its own.
+func resetPeakRSS() {
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
 
 // peakRSS is VmHWM: the most resident memory since the last reset.
 func peakRSS() int64 {
