@@ -211,16 +211,20 @@ func (s scenario) removeBlob(name string) error {
 }
 
 func TestDirectoryRoundTrip(t *testing.T) {
-	ctx := context.Background()
-	tmp := t.TempDir()
-	srcDir := filepath.Join(tmp, "src")
-	src, err := OpenContainer(ctx, "file://"+srcDir, Credentials{}, true)
-	if err != nil {
-		t.Fatal(err)
+	for _, passphrase := range []string{"", "correct horse battery staple"} {
+		t.Run(fmt.Sprintf("encrypted=%v", passphrase != ""), func(t *testing.T) {
+			ctx := context.Background()
+			tmp := t.TempDir()
+			srcDir := filepath.Join(tmp, "src")
+			src, err := OpenContainer(ctx, "file://"+srcDir, Credentials{}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo, err := store.Open(ctx, store.Options{URL: "file://" + filepath.Join(tmp, "repo"), Passphrase: passphrase, Log: quietLog()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			scenario{src: src, srcURL: "file://" + srcDir, repo: repo, targets: []string{"file://" + filepath.Join(tmp, "restored")}}.run(t)
+		})
 	}
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + filepath.Join(tmp, "repo"), Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	scenario{src: src, srcURL: "file://" + srcDir, repo: repo, targets: []string{"file://" + filepath.Join(tmp, "restored")}}.run(t)
 }
