@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/tracevault/tracevault/deploy/stack"
@@ -85,5 +86,41 @@ func TestAzuriteWithoutMD5(t *testing.T) {
 	got := contents(t, d)
 	if got["big.bin"] != md5.Sum(content(3, 3<<20)) || len(got) != 2 || !strings.HasPrefix(m.ID, "20") {
 		t.Fatalf("restored %v", got)
+	}
+}
+
+// TestAzuriteForgedContentMD5: a writer who rewrites a blob and sets its Content-MD5 back to the
+// old value changes its ETag; the backup reads it again, and a restore does not take the forged
+// property for the snapshot's content.
+func TestAzuriteForgedContentMD5(t *testing.T) {
+	env := stack.Require(t)
+	ctx := context.Background()
+	srcName, src := azuriteContainer(t, env, "blobforged")
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	original := content(1, 4096)
+	put(t, src, "media/x.png", original)
+	s := scenario{src: src, srcURL: "azblob://" + srcName, cred: Credentials{ConnectionString: env.AzureConnectionString}, repo: repo}
+	m1, _ := backup(t, s)
+
+	forged := md5.Sum(original)
+	bc := src.c.NewBlockBlobClient("media/x.png")
+	if _, err := bc.UploadBuffer(ctx, content(2, 4096), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bc.SetHTTPHeaders(ctx, blob.HTTPHeaders{BlobContentMD5: forged[:]}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, sec := backup(t, s); sec.NewBlobs != 1 {
+		t.Fatalf("a rewrite under a forged Content-MD5 was not read: %+v", sec)
+	}
+	rep, err := Restore(ctx, repo, m1, RestoreOptions{Credentials: s.cred, Replace: true, Log: quietLog()})
+	if err != nil || rep.Identical != 0 || rep.Written != 1 {
+		t.Fatalf("restore over the forged blob: %+v, %v", rep, err)
+	}
+	if got := contents(t, src)["media/x.png"]; got != md5.Sum(original) {
+		t.Fatalf("after the restore media/x.png has md5 %x", got)
 	}
 }

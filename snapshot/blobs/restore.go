@@ -176,13 +176,12 @@ func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor
 	return out, nil
 }
 
-// identical compares a target blob with a record, reading it only where the target keeps no MD5.
+// identical compares a target blob with a record. A differing size or Content-MD5 proves a
+// difference; sameness is proven only by reading, since any writer can set a Content-MD5 (a
+// restore after tampering must not skip the tampered blobs).
 func (r *restorer) identical(ctx context.Context, rec Record, have Entry) (bool, error) {
-	if have.Size != rec.Size {
+	if have.Size != rec.Size || (len(have.MD5) == md5.Size && !bytes.Equal(have.MD5, rec.MD5[:])) {
 		return false, nil
-	}
-	if len(have.MD5) == md5.Size {
-		return bytes.Equal(have.MD5, rec.MD5[:]), nil
 	}
 	rc, _, err := r.dst.Open(ctx, rec.Name)
 	if errors.Is(err, store.ErrNotFound) {

@@ -199,7 +199,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	var fresh counts
 	for range workers {
 		g.Go(func() error {
-			p := &packer{w: w, c: c, size: packSize, fresh: &fresh}
+			p := &packer{w: w, c: c, size: packSize, fresh: &fresh, log: s.Log}
 			defer func() { packs <- p.packs }()
 			for sl := range fetched {
 				sl.err = p.add(gctx, sl)
@@ -237,16 +237,15 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	return sec, nil
 }
 
-// unchanged says whether a listed blob is the previous snapshot's record: same name and size,
-// and the same MD5 where the container keeps one, else the same ETag.
+// unchanged says whether a listed blob is the previous snapshot's record: same name, size and
+// ETag, which the server changes on every write, properties included. The listed Content-MD5
+// alone is not trusted: any writer can set it (Set Blob Properties, or a block-list commit) to
+// any value, so content could change under an unchanged MD5; it can only disprove a match.
 func unchanged(prev Record, e Entry) bool {
-	if prev.Name != e.Name || prev.Size != e.Size {
+	if prev.Name != e.Name || prev.Size != e.Size || e.ETag == "" || e.ETag != prev.ETag {
 		return false
 	}
-	if len(e.MD5) == md5.Size {
-		return bytes.Equal(e.MD5, prev.MD5[:])
-	}
-	return e.ETag != "" && e.ETag == prev.ETag
+	return len(e.MD5) != md5.Size || bytes.Equal(e.MD5, prev.MD5[:])
 }
 
 // writeListing records the blobs in listing order as workers finish them, into one object.
@@ -326,6 +325,7 @@ type packer struct {
 	size  int64
 	packs int
 	fresh *counts
+	log   *slog.Logger
 
 	key    string
 	pw     *io.PipeWriter
@@ -394,7 +394,10 @@ func (p *packer) add(ctx context.Context, sl *slot) error {
 	r := &sl.rec
 	copy(r.MD5[:], h.Sum(nil))
 	if len(got.MD5) == md5.Size && !bytes.Equal(got.MD5, r.MD5[:]) {
-		return fmt.Errorf("blob %s in %s: %w: read md5 %x, the container says %x; run the backup again", r.Name, p.c, ErrChanged, r.MD5, got.MD5)
+		// A wrong Content-MD5 is a property any writer can set; what was read is what the
+		// snapshot holds, and the listing records its real MD5.
+		p.log.Warn("blob content does not match its Content-MD5; storing what was read", "blob", r.Name, "container", p.c.String(),
+			"read_md5", hex.EncodeToString(r.MD5[:]), "content_md5", hex.EncodeToString(got.MD5))
 	}
 	// Rewritten since the listing: record what was read.
 	if got.ETag != "" {
