@@ -136,9 +136,16 @@ type restorer struct {
 	last           time.Time
 }
 
-// plan reads the next window of the listing and keeps the records to write.
+// plan reads the next window of the listing and keeps the records to write. Blobs the target
+// already has are compared in parallel (each comparison may read the blob).
 func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor) ([]Record, error) {
+	type present struct {
+		rec  Record
+		have Entry
+		same bool
+	}
 	var out []Record
+	var there []present
 	for n := 0; n < restoreWindow; n++ {
 		rec, err := lr.Next()
 		if errors.Is(err, io.EOF) {
@@ -152,26 +159,37 @@ func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor
 		if err != nil {
 			return nil, err
 		}
-		if have != nil {
-			same, err := r.identical(ctx, rec, *have)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case same:
-				r.rep.Identical++
-				continue
-			// Azure's times have whole seconds: a blob rewritten within the second the snapshot's
-			// copy was written counts as newer.
-			case !have.Modified.Before(rec.Modified) && !r.o.Replace:
-				r.rep.KeptNewer++
-				if len(r.rep.KeptExamples) < maxExamples {
-					r.rep.KeptExamples = append(r.rep.KeptExamples, rec.Name)
-				}
-				continue
-			}
+		if have == nil {
+			out = append(out, rec)
+		} else {
+			there = append(there, present{rec: rec, have: *have})
 		}
-		out = append(out, rec)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := range there {
+		g.Go(func() (err error) {
+			there[i].same, err = r.identical(gctx, there[i].rec, there[i].have)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, p := range there {
+		switch {
+		case p.same:
+			r.rep.Identical++
+		// Azure's times have whole seconds: a blob rewritten within the second the snapshot's
+		// copy was written counts as newer.
+		case !p.have.Modified.Before(p.rec.Modified) && !r.o.Replace:
+			r.rep.KeptNewer++
+			if len(r.rep.KeptExamples) < maxExamples {
+				r.rep.KeptExamples = append(r.rep.KeptExamples, p.rec.Name)
+			}
+		default:
+			out = append(out, p.rec)
+		}
 	}
 	return out, nil
 }
