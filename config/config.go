@@ -9,6 +9,7 @@ type Config struct {
 	Postgres   Postgres   `toml:"postgres"`
 	ClickHouse ClickHouse `toml:"clickhouse"`
 	ZooKeeper  ZooKeeper  `toml:"zookeeper"`
+	Blobs      Blobs      `toml:"blobs"`
 	Jobs       []Job      `toml:"jobs"`
 	Retention  Retention  `toml:"retention"`
 	Web        Web        `toml:"web"`
@@ -39,6 +40,19 @@ type Encryption struct {
 	Recipients   []string `toml:"recipients"`
 	IdentityFile string   `toml:"identity_file"`
 	Passphrase   Secret   `toml:"passphrase"`
+}
+
+// Blobs is Langfuse's blob container (raw events, exports, media), with the same Azure
+// credential keys as [storage].
+type Blobs struct {
+	URL              string `toml:"url"`
+	ConnectionString Secret `toml:"connection_string"`
+	AccountName      string `toml:"account_name"`
+	AccountKey       Secret `toml:"account_key"`
+	SASToken         Secret `toml:"sas_token"`
+	Endpoint         string `toml:"endpoint"`
+	Workers          int    `toml:"workers"`
+	PackSize         Size   `toml:"pack_size"`
 }
 
 // Postgres is the Langfuse operational database.
@@ -148,10 +162,11 @@ const (
 	SourcePostgres   = "postgres"
 	SourceClickHouse = "clickhouse"
 	SourceZooKeeper  = "zookeeper"
+	SourceBlobs      = "blobs"
 )
 
 // Sources lists every backup source in the order a snapshot set runs them.
-var Sources = []string{SourcePostgres, SourceClickHouse, SourceZooKeeper}
+var Sources = []string{SourcePostgres, SourceClickHouse, SourceZooKeeper, SourceBlobs}
 
 // Defaults returns the values used for every key the file leaves out.
 func Defaults() Config {
@@ -161,6 +176,7 @@ func Defaults() Config {
 			Concurrency:      4,
 			CompressionLevel: 1,
 		},
+		Blobs:    Blobs{Workers: 4, PackSize: 32 << 20},
 		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump"},
 		ClickHouse: ClickHouse{
 			User:          "default",

@@ -164,6 +164,20 @@ mode = "freeze"
 			},
 		},
 		{
+			name: "blobs: bad container name and two Azure credentials",
+			doc:  minimal + "[blobs]\nurl = \"azblob://Bad_Name\"\naccount_key = \"k\"\nsas_token = \"s\"\n",
+			want: []Problem{
+				{Key: "blobs.url", Line: 12, Message: "not a valid Azure container name"},
+				{Key: "blobs.connection_string", Line: 11, Message: "only one of"},
+				{Key: "blobs.account_name", Line: 11, Message: "required for azblob"},
+			},
+		},
+		{
+			name: "blobs named by a job needs a url",
+			doc:  minimal + "[[jobs]]\nname = \"b\"\nschedule = \"@hourly\"\naction = \"backup\"\nonly = [\"blobs\"]\n",
+			want: []Problem{{Key: "blobs.url", Message: "names blobs"}},
+		},
+		{
 			name: "syntax error",
 			doc:  "[storage\nurl = 1\n",
 			want: []Problem{{Line: 1, Message: "TOML syntax error"}},

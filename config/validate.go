@@ -49,6 +49,13 @@ func (c *checker) validate(cfg *Config) {
 	c.postgres(&cfg.Postgres, needs(SourcePostgres))
 	c.clickhouse(&cfg.ClickHouse, needs(SourceClickHouse))
 	c.zookeeper(&cfg.ZooKeeper, needs(SourceZooKeeper))
+	// The blob container is optional: a job backing up "all" sources covers it only once
+	// configured, and only a job naming blobs requires it.
+	namesBlobs := false
+	for _, j := range cfg.Jobs {
+		namesBlobs = namesBlobs || (len(j.Only) > 0 && j.BacksUp(SourceBlobs))
+	}
+	c.blobs(&cfg.Blobs, namesBlobs)
 	c.retention(&cfg.Retention)
 	if err := checkHostPort(cfg.Web.Listen); err != nil {
 		c.add("web.listen", "%v", err)
@@ -56,22 +63,10 @@ func (c *checker) validate(cfg *Config) {
 }
 
 func (c *checker) storage(s *Storage) {
-	switch u, err := url.Parse(s.URL); {
-	case s.URL == "":
+	if s.URL == "" {
 		c.add("storage.url", "required; write file:///absolute/path or azblob://container[/prefix]")
-	case err != nil:
-		c.add("storage.url", "%q is not a URL; write file:///absolute/path or azblob://container[/prefix]", s.URL)
-	case u.Scheme == "file":
-		if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.Path == "/" {
-			c.add("storage.url", "%q: a file URL needs three slashes and an absolute directory, e.g. file:///var/lib/tracevault/repo", s.URL)
-		}
-	case u.Scheme == "azblob":
-		if !azureContainer.MatchString(u.Host) {
-			c.add("storage.url", "%q: %q is not a valid Azure container name (3-63 lowercase letters, digits and single hyphens)", s.URL, u.Host)
-		}
-		c.azureAuth(s)
-	default:
-		c.add("storage.url", "%q: unsupported scheme %q; write file:///absolute/path or azblob://container[/prefix]", s.URL, u.Scheme)
+	} else if c.containerURL("storage", s.URL) {
+		c.azureAuth("storage", s.ConnectionString, s.AccountKey, s.SASToken, s.AccountName, s.Endpoint)
 	}
 	if s.BlockSize < 1<<20 || s.BlockSize > 4000<<20 {
 		c.add("storage.block_size", "%d bytes is out of range; Azure blocks must be between 1MiB and 4000MiB", s.BlockSize)
@@ -104,23 +99,63 @@ func (c *checker) encryption(e *Encryption) {
 	}
 }
 
-func (c *checker) azureAuth(s *Storage) {
+// containerURL checks the url key of [section]: file:///dir or azblob://container[/prefix]. It
+// reports whether the url is an Azure one, whose credentials are checked next.
+func (c *checker) containerURL(section, raw string) bool {
+	key := section + ".url"
+	switch u, err := url.Parse(raw); {
+	case err != nil:
+		c.add(key, "%q is not a URL; write file:///absolute/path or azblob://container[/prefix]", raw)
+	case u.Scheme == "file":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.Path == "/" {
+			c.add(key, "%q: a file URL needs three slashes and an absolute directory, e.g. file:///var/lib/tracevault/repo", raw)
+		}
+	case u.Scheme == "azblob":
+		if !azureContainer.MatchString(u.Host) {
+			c.add(key, "%q: %q is not a valid Azure container name (3-63 lowercase letters, digits and single hyphens)", raw, u.Host)
+		}
+		return true
+	default:
+		c.add(key, "%q: unsupported scheme %q; write file:///absolute/path or azblob://container[/prefix]", raw, u.Scheme)
+	}
+	return false
+}
+
+// azureAuth checks the Azure credential keys [storage] and [blobs] share.
+func (c *checker) azureAuth(section string, conn, key, sas Secret, account, endpoint string) {
 	methods := 0
-	for _, set := range []bool{s.ConnectionString != "", s.AccountKey != "", s.SASToken != ""} {
+	for _, set := range []bool{conn != "", key != "", sas != ""} {
 		if set {
 			methods++
 		}
 	}
 	if methods > 1 {
-		c.add("storage.connection_string", "give only one of connection_string, account_key or sas_token")
+		c.add(section+".connection_string", "give only one of connection_string, account_key or sas_token")
 	}
-	if (s.AccountKey != "" || s.SASToken != "" || methods == 0) && s.AccountName == "" && s.ConnectionString == "" && s.Endpoint == "" {
-		c.add("storage.account_name", "required for azblob:// unless connection_string or endpoint is given")
+	if (key != "" || sas != "" || methods == 0) && account == "" && conn == "" && endpoint == "" {
+		c.add(section+".account_name", "required for azblob:// unless connection_string or endpoint is given")
 	}
-	if s.Endpoint != "" {
-		if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			c.add("storage.endpoint", "%q is not an http(s) URL, e.g. http://127.0.0.1:10000/devstoreaccount1", s.Endpoint)
+	if endpoint != "" {
+		if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add(section+".endpoint", "%q is not an http(s) URL, e.g. http://127.0.0.1:10000/devstoreaccount1", endpoint)
 		}
+	}
+}
+
+// blobs checks [blobs], the Langfuse blob container.
+func (c *checker) blobs(b *Blobs, required bool) {
+	if b.URL == "" {
+		if required {
+			c.add("blobs.url", "required because a backup job names blobs in only: azblob://container[/prefix] or file:///dir, Langfuse's blob container")
+		}
+	} else if c.containerURL("blobs", b.URL) {
+		c.azureAuth("blobs", b.ConnectionString, b.AccountKey, b.SASToken, b.AccountName, b.Endpoint)
+	}
+	if b.Workers < 1 || b.Workers > 64 {
+		c.add("blobs.workers", "%d is out of range 1..64", b.Workers)
+	}
+	if b.PackSize < 1<<20 || b.PackSize > 1<<30 {
+		c.add("blobs.pack_size", "%d bytes is out of range 1MiB..1GiB", b.PackSize)
 	}
 }
 

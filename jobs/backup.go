@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -35,12 +36,13 @@ func Backup(ctx context.Context, cfg *config.Config, repo *store.Repository, req
 
 // Sources builds the sources a request covers: PostgreSQL's snapshot and ClickHouse's
 // partitions, which the set runs together so that their cuts coincide, then the ZooKeeper
-// record of the replication.
+// record of the replication, then the blob container, listed last so that every file
+// ClickHouse's file log named at its export is already written.
 func Sources(cfg *config.Config, req BackupRequest, log *slog.Logger) ([]snapshot.Source, error) {
 	only := map[string]bool{}
 	for _, s := range req.Only {
 		if !contains(config.Sources, s) {
-			return nil, fmt.Errorf("--only %q: choose from postgres, clickhouse, zookeeper", s)
+			return nil, fmt.Errorf("--only %q: choose from %s", s, strings.Join(config.Sources, ", "))
 		}
 		only[s] = true
 	}
@@ -56,6 +58,9 @@ func Sources(cfg *config.Config, req BackupRequest, log *slog.Logger) ([]snapsho
 	if want(config.SourceZooKeeper) && len(cfg.ZooKeeper.Servers) > 0 {
 		out = append(out, &zookeeper.Source{Servers: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
 			Record: zookeeper.RecordOptions{Roots: cfg.ZooKeeper.Roots, Exclude: cfg.ZooKeeper.Exclude}, Log: log})
+	}
+	if want(config.SourceBlobs) && cfg.Blobs.URL != "" {
+		out = append(out, blobSource(cfg, log))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("nothing to back up: no source selected is configured")

@@ -269,6 +269,9 @@ func (d *Daemon) configuredSources() []string {
 	if len(d.cfg.ZooKeeper.Servers) > 0 {
 		out = append(out, config.SourceZooKeeper)
 	}
+	if d.cfg.Blobs.URL != "" {
+		out = append(out, config.SourceBlobs)
+	}
 	return out
 }
 

@@ -1,6 +1,7 @@
 // Package snapshot binds the sources of one backup into a snapshot set: one manifest that
-// records the PostgreSQL snapshot, the ClickHouse partitions and the ZooKeeper record, each with
-// its start and end, so a restore brings them back as close to one moment as the servers allow.
+// records the PostgreSQL snapshot, the ClickHouse partitions, the ZooKeeper record and the blob
+// container's listing, each with its start and end, so a restore brings them back as close to
+// one moment as the servers allow.
 package snapshot
 
 import (

@@ -17,10 +17,11 @@ func (a *app) backupCommand() *cobra.Command {
 	var req jobs.BackupRequest
 	c := &cobra.Command{
 		Use:   "backup",
-		Short: "Take one snapshot set now (postgres, clickhouse, zookeeper)",
+		Short: "Take one snapshot set now (postgres, clickhouse, zookeeper, blobs)",
 		Long: `Take one snapshot set: every configured source (or --only some) into ONE snapshot whose
 manifest records each source's start and end. ClickHouse partitions whose parts did not change
-since an earlier snapshot reuse its objects (incremental). If any source fails the snapshot is
+since an earlier snapshot reuse its objects (incremental); so do blobs whose name, size and MD5
+(or ETag) did not change, which are not even read. If any source fails the snapshot is
 recorded as partial with the error, never as complete, and the command exits 1.` + progressHelp,
 		Example: examples(
 			"tracevault backup",
@@ -64,7 +65,7 @@ recorded as partial with the error, never as complete, and the command exits 1.`
 		},
 	}
 	f := c.Flags()
-	f.StringSliceVar(&req.Only, "only", nil, "sources to back up: postgres, clickhouse, zookeeper (default all configured)")
+	f.StringSliceVar(&req.Only, "only", nil, "sources to back up: postgres, clickhouse, zookeeper, blobs (default all configured)")
 	f.StringSliceVar(&req.Tables, "tables", nil, "ClickHouse tables as db.table globs (default [clickhouse] include_tables)")
 	f.StringSliceVar(&req.Tags, "tag", nil, "tag the snapshot (repeatable)")
 	f.DurationVar(&req.LockWait, "lock-wait", 10*time.Minute, "how long to wait for another backup or prune to finish")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -172,6 +173,9 @@ func printManifest(out io.Writer, m *store.Manifest) {
 			line += "  " + c.Error
 		}
 		fmt.Fprintln(out, line)
+	}
+	for _, l := range blobs.Describe(m) {
+		fmt.Fprintln(out, l)
 	}
 	objs := append([]store.ManifestObject(nil), m.Objects...)
 	sort.SliceStable(objs, func(i, j int) bool { return objectKey(objs[i]) < objectKey(objs[j]) })

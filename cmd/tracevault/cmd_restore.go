@@ -28,6 +28,7 @@ type restoreFlags struct {
 	partial     bool // restore from a partial snapshot: only what it holds
 	cluster     bool
 	to, toLSN   string // point-in-time restore (postgres)
+	blobURL     string
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -70,6 +71,12 @@ schema change and the next base) is refused, naming what is covered.
 ensemble; refuses existing nodes without --replace. To rebuild one replica whose volume or table
 was lost, use restore-replica instead: it re-registers the replica with its peers.
 
+--only blobs: writes the snapshot's blobs into the container they came from, or --blob-url
+(azblob://container[/prefix] or file:///dir, with [blobs]' credentials; created if missing).
+Each blob is committed only once its bytes match the recorded MD5. A target blob with the same
+content is skipped; one that differs and was modified after the snapshot's copy is kept and
+reported (the restore fails) unless --replace. Blobs the snapshot does not hold are left alone.
+
 A partial snapshot (a source failed during the backup) is refused without --allow-partial,
 which restores what it holds; a source that failed in it cannot be restored from it.` + progressHelp,
 		Example: examples(
@@ -81,7 +88,8 @@ which restores what it holds; a source that failed in it cannot be restored from
 			"tracevault restore latest --only postgres --pg-database langfuse_restored",
 			"tracevault restore latest --only postgres --tables public.api_keys,public.projects --replace",
 			"tracevault restore --only postgres --to 2026-11-27T10:15:00Z --pg-database langfuse_1015",
-			"tracevault restore 20261124T0315 --only zookeeper --root /clickhouse/tables --allow-partial"),
+			"tracevault restore 20261124T0315 --only zookeeper --root /clickhouse/tables --allow-partial",
+			"tracevault restore latest --only blobs --blob-url azblob://langfuse-restored"),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.to != "" || f.toLSN != "" {
@@ -98,6 +106,9 @@ which restores what it holds; a source that failed in it cannot be restored from
 			}
 			if f.cluster && f.only != "clickhouse" {
 				return usage(fmt.Errorf("--cluster goes with --only clickhouse"))
+			}
+			if f.blobURL != "" && f.only != "blobs" {
+				return usage(fmt.Errorf("--blob-url goes with --only blobs"))
 			}
 			if len(f.partitions) > 0 && f.only != "clickhouse" {
 				return usage(fmt.Errorf("--partitions goes with --only clickhouse"))
@@ -129,20 +140,23 @@ which restores what it holds; a source that failed in it cannot be restored from
 				return a.restoreZooKeeper(cmd, r, m, f)
 			case "postgres":
 				return a.restorePostgres(cmd, r, m, f)
+			case "blobs":
+				return a.restoreBlobs(cmd, r, m, f)
 			default:
-				return usage(fmt.Errorf("--only is required: clickhouse, zookeeper or postgres (one source per restore)"))
+				return usage(fmt.Errorf("--only is required: clickhouse, zookeeper, postgres or blobs (one source per restore)"))
 			}
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.only, "only", "", "source to restore: clickhouse, zookeeper or postgres")
+	fl.StringVar(&f.only, "only", "", "source to restore: clickhouse, zookeeper, postgres or blobs")
+	fl.StringVar(&f.blobURL, "blob-url", "", "container to restore blobs into: azblob://container[/prefix] or file:///dir (default the snapshot's)")
 	fl.StringSliceVar(&f.tables, "tables", nil, "ClickHouse db.table or PostgreSQL schema.table globs (default all)")
 	fl.StringSliceVar(&f.partitions, "partitions", nil, "ClickHouse partition ids, e.g. 202605 (default all)")
 	fl.StringSliceVar(&f.databaseMap, "database-map", nil, "restore database SRC as DST (SRC:DST, repeatable)")
 	fl.StringVar(&f.root, "root", "", "ZooKeeper subtree to restore (zookeeper only)")
 	fl.StringVar(&f.pgDatabase, "pg-database", "", "PostgreSQL database to restore into, created if missing (default the snapshot's)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, change nothing")
-	fl.BoolVar(&f.replace, "replace", false, "replace partitions, nodes, or a PostgreSQL database or tables, that already exist")
+	fl.BoolVar(&f.replace, "replace", false, "replace partitions, nodes, a PostgreSQL database or tables, or newer blobs, that already exist")
 	fl.BoolVar(&f.partial, "allow-partial", false, "restore from a partial snapshot (what it holds)")
 	// --force meant both; it stays only to say which of the two to use.
 	fl.Bool("force", false, "")

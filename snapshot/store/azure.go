@@ -124,6 +124,13 @@ func newContainerClient(o AzureOptions, copts *container.ClientOptions) (*contai
 	}
 }
 
+// Container is the backend's container client, for the blob source, which reads properties
+// (Content-MD5, ETag) the Backend interface does not carry.
+func (a *Azure) Container() *container.Client { return a.c }
+
+// Scrub removes every credential from err's text, as the backend's own errors are.
+func (a *Azure) Scrub(err error) error { return a.scrub(err) }
+
 func (a *Azure) String() string {
 	return "azblob://" + a.opts.Container + "/" + strings.TrimSuffix(a.prefix, "/")
 }

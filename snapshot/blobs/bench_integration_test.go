@@ -1,0 +1,134 @@
+package blobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// BenchmarkBlobs measures a container of TRACEVAULT_BENCH_BLOBS (default 100,000) small blobs,
+// 200 B to 2 KiB like Langfuse's events, on a directory and on Azurite: the first backup (list,
+// read, pack), the second of the unchanged container (list only, 0 bytes read) and a restore into
+// an empty target; rates and the process's peak RSS during each phase. Run it alone:
+//
+//	go test -run '^$' -bench BenchmarkBlobs -benchtime 1x ./snapshot/blobs/
+func BenchmarkBlobs(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("TRACEVAULT_BENCH_BLOBS")); err == nil && v > 0 {
+		n = v
+	}
+	b.Run("dir", func(b *testing.B) {
+		dir := b.TempDir()
+		c, err := OpenContainer(context.Background(), "file://"+dir+"/src", Credentials{}, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchContainer(b, c, "file://"+dir+"/src", Credentials{}, "file://"+dir+"/dst", n)
+	})
+	b.Run("azurite", func(b *testing.B) {
+		env := stack.Require(b)
+		name, c := azuriteContainer(b, env, "benchsrc")
+		dst, _ := azuriteContainer(b, env, "benchdst")
+		cred := Credentials{ConnectionString: env.AzureConnectionString}
+		benchContainer(b, c, "azblob://"+name, cred, "azblob://"+dst, n)
+	})
+}
+
+func benchContainer(b *testing.B, c Container, srcURL string, cred Credentials, dstURL string, n int) {
+	ctx := context.Background()
+	var total int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := range n {
+		size := 200 + (i*7919)%1848
+		total += int64(size)
+		g.Go(func() error {
+			data := content(uint64(i), size)
+			sum := md5.Sum(data)
+			return c.Put(gctx, fmt.Sprintf("proj-%02d/traces/%08d.json", i%17, i), int64(size), sum[:], bytes.NewReader(data))
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + b.TempDir(), Log: quietLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The defaults of [blobs]: 4 workers, 32 MiB packs.
+	s := scenario{src: c, srcURL: srcURL, cred: cred, repo: repo, workers: 4, packSize: 32 << 20}
+	phase := func(name string, run func() int64) {
+		resetPeakRSS()
+		start := time.Now()
+		bytes := run()
+		secs := time.Since(start).Seconds()
+		b.ReportMetric(float64(n)/secs, name+"-blobs/s")
+		b.ReportMetric(float64(bytes)/secs/(1<<20), name+"-MiB/s")
+		b.ReportMetric(float64(peakRSS())/(1<<20), name+"-peakRSS-MiB")
+	}
+	var m1Bytes int64
+	phase("full", func() int64 {
+		_, sec := backup(b, s)
+		if sec.Blobs != int64(n) || sec.NewBytes != total {
+			b.Fatalf("full backup: %+v, want %d blobs, %d bytes", sec, n, total)
+		}
+		m1Bytes = sec.NewBytes
+		return sec.NewBytes
+	})
+	phase("unchanged", func() int64 {
+		_, sec := backup(b, s)
+		if sec.NewBytes != 0 || sec.Blobs != int64(n) {
+			b.Fatalf("unchanged backup read %d bytes", sec.NewBytes)
+		}
+		return m1Bytes // listed, not read: the rate of covering the container's bytes
+	})
+	phase("restore", func() int64 {
+		m, err := repo.Snapshot(ctx, "latest")
+		if err != nil {
+			b.Fatal(err)
+		}
+		rep, err := Restore(ctx, repo, m, RestoreOptions{URL: dstURL, Credentials: cred, Log: quietLog()})
+		if err != nil || rep.Written != int64(n) {
+			b.Fatalf("restore: %+v, %v", rep, err)
+		}
+		return rep.Bytes
+	})
+}
+
+// resetPeakRSS returns the previous phase's memory to the system, then restarts the kernel's
+// high-water mark of this process's resident set, so a phase's peak is its own.
+func resetPeakRSS() {
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// peakRSS is VmHWM: the most resident memory since the last reset.
+func peakRSS() int64 {
+	f, err := os.Open(filepath.Join("/proc", "self", "status"))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,343 @@
+package blobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// RestoreOptions say where a blob restore goes and what it may overwrite.
+type RestoreOptions struct {
+	// URL is the target container (azblob://container[/prefix] or file:///dir), created if
+	// missing; empty restores into the container the snapshot was taken from.
+	URL         string
+	Credentials Credentials
+	// Replace overwrites target blobs that differ from the snapshot's copy and were modified
+	// after it (or in the same second); without it they are kept and reported.
+	Replace bool
+	Workers int // packs read in parallel (default 4)
+	Log     *slog.Logger
+}
+
+// RestoreReport says what a blob restore did.
+type RestoreReport struct {
+	Snapshot     string   `json:"snapshot"`
+	Target       string   `json:"target"`
+	Blobs        int64    `json:"blobs"`     // in the snapshot's listing
+	Written      int64    `json:"written"`   // written, each verified against its MD5
+	Bytes        int64    `json:"bytes"`     // written
+	Identical    int64    `json:"identical"` // already on the target with the same content
+	KeptNewer    int64    `json:"kept_newer"`
+	KeptExamples []string `json:"kept_examples,omitempty"`
+}
+
+// ErrNewerKept means some target blobs were modified after the snapshot's copies and were kept.
+var ErrNewerKept = errors.New("target blobs newer than the snapshot's were kept")
+
+// restoreWindow is how many listing records a restore plans at once: the memory bound of a
+// restore, whatever the listing's length.
+const restoreWindow = 20000
+
+// smallBlob is the size up to which a blob is buffered and written in the background while the
+// pack reader moves on: many small blobs are latency-bound, not bandwidth-bound.
+const smallBlob = 256 << 10
+
+// Restore writes the blobs of snapshot m into the target container. It walks the listing in
+// windows; each window is matched, in name order, against the target's own listing (identical
+// blobs are skipped, newer ones kept unless Replace), and its blobs are read pack by pack, each
+// pack once, in offset order. Every blob is committed only once its bytes hash to the listing's
+// MD5.
+func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o RestoreOptions) (RestoreReport, error) {
+	rep := RestoreReport{Snapshot: m.ID}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	ref, sec, ok := listingOf(m)
+	if !ok {
+		return rep, fmt.Errorf("snapshot %s holds no complete blob backup ('tracevault show %s' lists its sources)", m.ID, m.ID)
+	}
+	packs := map[string]store.ObjectRef{}
+	for _, obj := range m.Objects {
+		if key, ok := strings.CutPrefix(obj.Fingerprint, "blobpack:"); ok && obj.Source == Name && obj.Kind == KindPack {
+			packs[key] = obj.ObjectRef
+		}
+	}
+	target := o.URL
+	if target == "" {
+		target = sec.URL
+	}
+	dst, err := OpenContainer(ctx, target, o.Credentials, true)
+	if err != nil {
+		return rep, err
+	}
+	rep.Target = dst.String()
+	rc, err := repo.OpenObject(ctx, ref)
+	if err != nil {
+		return rep, fmt.Errorf("read the blob listing of snapshot %s: %w", m.ID, err)
+	}
+	defer rc.Close()
+	lr, err := NewListingReader(rc)
+	if err != nil {
+		return rep, fmt.Errorf("snapshot %s: %w", m.ID, err)
+	}
+	existing := newCursor(ctx, dst)
+	defer existing.stop()
+	r := &restorer{repo: repo, dst: dst, packs: packs, o: o, rep: &rep, total: sec.Blobs, last: time.Now()}
+	o.Log.Info("restoring blobs", "snapshot", m.ID, "target", rep.Target, "blobs", sec.Blobs, "bytes", sec.Bytes)
+	for {
+		batch, err := r.plan(ctx, lr, existing)
+		if err != nil {
+			return rep, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		if err := r.write(ctx, batch); err != nil {
+			return rep, err
+		}
+	}
+	rep.Written, rep.Bytes = r.written.Load(), r.bytes.Load()
+	o.Log.Info("blobs restored", "snapshot", m.ID, "target", rep.Target, "written", rep.Written, "bytes", rep.Bytes,
+		"identical", rep.Identical, "kept_newer", rep.KeptNewer)
+	if rep.KeptNewer > 0 {
+		return rep, fmt.Errorf("restore blobs into %s: %w: %d (e.g. %s); pass --replace to overwrite them with the snapshot's",
+			rep.Target, ErrNewerKept, rep.KeptNewer, strings.Join(rep.KeptExamples, ", "))
+	}
+	return rep, nil
+}
+
+type restorer struct {
+	repo  *store.Repository
+	dst   Container
+	packs map[string]store.ObjectRef
+	o     RestoreOptions
+	rep   *RestoreReport
+	total int64
+
+	written, bytes atomic.Int64
+	mu             sync.Mutex
+	last           time.Time
+}
+
+// plan reads the next window of the listing and keeps the records to write. Blobs the target
+// already has are compared in parallel (each comparison may read the blob).
+func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor) ([]Record, error) {
+	type present struct {
+		rec  Record
+		have Entry
+		same bool
+	}
+	var out []Record
+	var there []present
+	for n := 0; n < restoreWindow; n++ {
+		rec, err := lr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", r.rep.Snapshot, err)
+		}
+		r.rep.Blobs++
+		have, err := existing.find(rec.Name)
+		if err != nil {
+			return nil, err
+		}
+		if have == nil {
+			out = append(out, rec)
+		} else {
+			there = append(there, present{rec: rec, have: *have})
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := range there {
+		g.Go(func() (err error) {
+			there[i].same, err = r.identical(gctx, there[i].rec, there[i].have)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, p := range there {
+		switch {
+		case p.same:
+			r.rep.Identical++
+		// Azure's times have whole seconds: a blob rewritten within the second the snapshot's
+		// copy was written counts as newer.
+		case !p.have.Modified.Before(p.rec.Modified) && !r.o.Replace:
+			r.rep.KeptNewer++
+			if len(r.rep.KeptExamples) < maxExamples {
+				r.rep.KeptExamples = append(r.rep.KeptExamples, p.rec.Name)
+			}
+		default:
+			out = append(out, p.rec)
+		}
+	}
+	return out, nil
+}
+
+// identical compares a target blob with a record. A differing size or Content-MD5 proves a
+// difference; sameness is proven only by reading, since any writer can set a Content-MD5 (a
+// restore after tampering must not skip the tampered blobs).
+func (r *restorer) identical(ctx context.Context, rec Record, have Entry) (bool, error) {
+	if have.Size != rec.Size || (len(have.MD5) == md5.Size && !bytes.Equal(have.MD5, rec.MD5[:])) {
+		return false, nil
+	}
+	rc, _, err := r.dst.Open(ctx, rec.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return false, fmt.Errorf("compare %s in %s: %w", rec.Name, r.dst, err)
+	}
+	return bytes.Equal(h.Sum(nil), rec.MD5[:]), nil
+}
+
+// write restores one window: each pack it touches read once, packs in parallel.
+func (r *restorer) write(ctx context.Context, batch []Record) error {
+	byPack := map[string][]Record{}
+	for _, rec := range batch {
+		byPack[rec.Pack] = append(byPack[rec.Pack], rec)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.o.Workers)
+	for key, recs := range byPack {
+		g.Go(func() error {
+			if key == "" {
+				for _, rec := range recs {
+					if err := r.put(gctx, rec, bytes.NewReader(nil)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return r.fromPack(gctx, key, recs)
+		})
+	}
+	return g.Wait()
+}
+
+func (r *restorer) fromPack(ctx context.Context, key string, recs []Record) error {
+	ref, ok := r.packs[key]
+	if !ok {
+		return fmt.Errorf("snapshot %s: blob %s is in pack %s, which the manifest does not list: the listing is damaged", r.rep.Snapshot, recs[0].Name, key)
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return int(min(max(a.Offset-b.Offset, -1), 1)) })
+	for i, rec := range recs {
+		if rec.Offset+rec.Size > ref.RawSize || (i > 0 && rec.Offset < recs[i-1].Offset+recs[i-1].Size) {
+			return fmt.Errorf("snapshot %s: blob %s at [%d, %d) of pack %s (%d bytes) overlaps another or lies outside: the listing is damaged",
+				r.rep.Snapshot, rec.Name, rec.Offset, rec.Offset+rec.Size, key, ref.RawSize)
+		}
+	}
+	rc, err := r.repo.OpenObject(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("read pack %s: %w", key, err)
+	}
+	defer rc.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	var pos int64
+	for _, rec := range recs {
+		if _, err := io.CopyN(io.Discard, rc, rec.Offset-pos); err != nil {
+			return fmt.Errorf("read pack %s to offset %d: %w", key, rec.Offset, err)
+		}
+		pos = rec.Offset + rec.Size
+		if rec.Size > smallBlob {
+			if err := r.put(gctx, rec, io.LimitReader(rc, rec.Size)); err != nil {
+				return errors.Join(err, g.Wait())
+			}
+			continue
+		}
+		buf := make([]byte, rec.Size)
+		if _, err := io.ReadFull(rc, buf); err != nil {
+			return errors.Join(fmt.Errorf("read blob %s from pack %s: %w", rec.Name, key, err), g.Wait())
+		}
+		g.Go(func() error { return r.put(gctx, rec, bytes.NewReader(buf)) })
+	}
+	return g.Wait()
+}
+
+func (r *restorer) put(ctx context.Context, rec Record, body io.Reader) error {
+	if err := r.dst.Put(ctx, rec.Name, rec.Size, rec.MD5[:], body); err != nil {
+		return err
+	}
+	n := r.written.Add(1)
+	b := r.bytes.Add(rec.Size)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.last) > 5*time.Second {
+		r.last = time.Now()
+		r.o.Log.Info("restoring blobs", "target", r.rep.Target, "written", n, "bytes", b, "listed", r.total)
+	}
+	return nil
+}
+
+// cursor walks a container's listing in step with a snapshot's, by name.
+type cursor struct {
+	next func() (Entry, error, bool)
+	stop func()
+	cur  *Entry
+	done bool
+}
+
+func newCursor(ctx context.Context, c Container) *cursor {
+	stopped := errors.New("stopped")
+	seq := func(yield func(Entry, error) bool) {
+		err := c.List(ctx, func(e Entry) error {
+			if !yield(e, nil) {
+				return stopped
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stopped) {
+			yield(Entry{}, err)
+		}
+	}
+	next, stop := iter.Pull2(iter.Seq2[Entry, error](seq))
+	return &cursor{next: next, stop: stop}
+}
+
+// find returns the target's entry named name, or nil. A target listing out of order is an error:
+// a missed match could overwrite a newer blob.
+func (c *cursor) find(name string) (*Entry, error) {
+	for !c.done && (c.cur == nil || c.cur.Name < name) {
+		e, err, ok := c.next()
+		switch {
+		case !ok:
+			c.done, c.cur = true, nil
+		case err != nil:
+			return nil, err
+		case c.cur != nil && e.Name <= c.cur.Name:
+			return nil, fmt.Errorf("the target lists %q after %q, out of name order; restore into an empty container", e.Name, c.cur.Name)
+		default:
+			c.cur = &e
+		}
+	}
+	if c.cur != nil && c.cur.Name == name {
+		return c.cur, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,548 @@
+package blobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tracevault/tracevault/snapshot"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// Name is the source's name in a snapshot set, its manifest section and `only`.
+const Name = "blobs"
+
+// Object kinds in the manifest: one listing per snapshot, and the packs its blobs live in.
+const (
+	KindListing = "blob-listing"
+	KindPack    = "blob-pack"
+)
+
+// Source backs up a blob container.
+//
+// Content is stored in packs: repository objects of about PackSize, each the plain concatenation
+// of the blobs one worker read, so a million small blobs are a few dozen manifest objects, not a
+// million. The listing says where each blob's bytes are (pack key and offset). A blob whose name,
+// size and MD5 (or, where the container keeps no MD5, ETag) match the previous snapshot's listing
+// is not read at all: its record points at the pack that already holds it, and that pack is
+// referenced again. So an unchanged container costs one listing pass and sends 0 data bytes.
+//
+// Packs are never rewritten: a pack stays while any kept snapshot's listing points into it,
+// including its bytes of blobs since deleted.
+type Source struct {
+	URL         string
+	Credentials Credentials
+	// Workers read blobs in parallel, each filling its own pack (default 4). Memory is bounded
+	// by Workers times the repository's upload buffers, whatever the container's size.
+	Workers  int
+	PackSize int64 // default 32 MiB
+	// FileLog, when set, streams the paths ClickHouse's blob_storage_file_log references, for
+	// the consistency check the section records.
+	FileLog FileLog
+	Log     *slog.Logger
+	// open replaces OpenContainer in tests that inject failures.
+	open func(ctx context.Context, url string, cred Credentials, create bool) (Container, error)
+}
+
+// Section is the manifest's record of a blob backup.
+type Section struct {
+	URL      string `json:"url"`
+	Blobs    int64  `json:"blobs"`
+	Bytes    int64  `json:"bytes"`     // of every blob in the listing
+	NewBlobs int64  `json:"new_blobs"` // read from the container by this snapshot
+	NewBytes int64  `json:"new_bytes"`
+	Packs    int    `json:"packs"` // new packs
+	// Base is the snapshot whose listing unchanged blobs were matched against.
+	Base  string `json:"base,omitempty"`
+	Cut   Cut    `json:"cut"`
+	Check *Check `json:"check,omitempty"`
+}
+
+// Cut is the moment the listing stands for: every blob written before Time that was not deleted
+// is in it; blobs written while it ran may or may not be. Newest is the most recently modified
+// blob listed, the last event a restore brings back.
+type Cut struct {
+	Time           time.Time `json:"time"`
+	Newest         string    `json:"newest,omitempty"`
+	NewestModified time.Time `json:"newest_modified,omitzero"`
+}
+
+func (s *Source) Name() string { return Name }
+
+// slot is one listed blob on its way to the listing, which records blobs in listing order
+// whichever worker finishes first.
+type slot struct {
+	rec  Record
+	skip bool // deleted between the listing and the read
+	err  error
+	done chan struct{}
+	// A small blob read ahead: its bytes and what the read said of it.
+	prefetched bool
+	data       []byte
+	got        Entry
+}
+
+// window bounds the blobs between the lister and the listing writer: the memory of the ordered
+// pipeline, whatever the container's size.
+const window = 4096
+
+// Backup lists the container, stores the blobs the repository does not hold and the listing.
+func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	workers, packSize := s.Workers, s.PackSize
+	if workers <= 0 {
+		workers = 4
+	}
+	if packSize <= 0 {
+		packSize = 32 << 20
+	}
+	open := OpenContainer
+	if s.open != nil {
+		open = s.open
+	}
+	c, err := open(ctx, s.URL, s.Credentials, false)
+	if err != nil {
+		return nil, err
+	}
+	sec := &Section{URL: c.String()}
+	base, err := openBase(ctx, w.Repository(), sec.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer base.Close()
+	sec.Base = base.id
+	check := newChecker(s.FileLog, urlPrefix(s.URL))
+
+	g, gctx := errgroup.WithContext(ctx)
+	order := make(chan *slot, window)
+	work := make(chan *slot, window)
+	reused := map[string]bool{} // pack keys of unchanged blobs; written by the lister only
+	sec.Cut.Time = time.Now().UTC()
+	g.Go(func() error {
+		defer close(order)
+		defer close(work)
+		return c.List(gctx, func(e Entry) error {
+			sl := &slot{rec: Record{Name: e.Name, Size: e.Size, ETag: e.ETag, Modified: e.Modified}, done: make(chan struct{})}
+			prev, err := base.find(e.Name)
+			if err != nil {
+				return err
+			}
+			switch {
+			case prev != nil && unchanged(*prev, e):
+				sl.rec.MD5, sl.rec.Pack, sl.rec.Offset = prev.MD5, prev.Pack, prev.Offset
+				if prev.Pack != "" {
+					reused[prev.Pack] = true
+				}
+				close(sl.done)
+			case e.Size == 0:
+				sl.rec.MD5 = md5.Sum(nil)
+				close(sl.done)
+			}
+			select {
+			case order <- sl:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			select {
+			case <-sl.done:
+				return nil
+			default:
+			}
+			select {
+			case work <- sl:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	// Small blobs cost a round trip each, not bandwidth: fetchers read them ahead into memory
+	// (at most fetchers+workers of them, each under prefetchMax) for the packers to append.
+	fetched := make(chan *slot, workers)
+	fetchers := workers * 8
+	var fetching sync.WaitGroup
+	for range fetchers {
+		fetching.Go(func() {
+			for sl := range work {
+				if sl.rec.Size <= prefetchMax {
+					if err := prefetch(gctx, c, sl); err != nil {
+						sl.err = err
+						close(sl.done)
+						continue
+					}
+				}
+				select {
+				case fetched <- sl:
+				case <-gctx.Done():
+					sl.err = gctx.Err()
+					close(sl.done)
+				}
+			}
+		})
+	}
+	g.Go(func() error { fetching.Wait(); close(fetched); return nil })
+	packs := make(chan int, workers)
+	var fresh counts
+	for range workers {
+		g.Go(func() error {
+			p := &packer{w: w, c: c, size: packSize, fresh: &fresh, log: s.Log}
+			defer func() { packs <- p.packs }()
+			for sl := range fetched {
+				sl.err = p.add(gctx, sl)
+				close(sl.done)
+				if sl.err != nil {
+					p.abort(sl.err)
+					return sl.err
+				}
+			}
+			return p.finish()
+		})
+	}
+	g.Go(func() error { return s.writeListing(gctx, w, order, sec, &fresh, check) })
+	err = g.Wait()
+	for range workers {
+		sec.Packs += <-packs
+	}
+	sec.NewBlobs, sec.NewBytes = fresh.blobs.Load(), fresh.bytes.Load()
+	if err != nil {
+		return sec, err
+	}
+	// The unchanged blobs' packs, referenced again so that prune keeps them.
+	for key := range reused {
+		if _, err := w.Put(ctx, store.ManifestObject{Kind: KindPack}, packFingerprint(key), missingPack{key}); err != nil {
+			return sec, err
+		}
+	}
+	sec.Check = check.result()
+	s.Log.Info("blob container backed up", "container", sec.URL, "blobs", sec.Blobs, "bytes", sec.Bytes,
+		"new_blobs", sec.NewBlobs, "new_bytes", sec.NewBytes, "packs", sec.Packs, "cut", sec.Cut.Time)
+	if sec.Check != nil && (sec.Check.Missing > 0 || sec.Check.Error != "") {
+		s.Log.Warn("blob_storage_file_log names files the container does not hold", "table", sec.Check.Table,
+			"missing", sec.Check.Missing, "examples", sec.Check.MissingExamples, "err", sec.Check.Error)
+	}
+	return sec, nil
+}
+
+// unchanged says whether a listed blob is the previous snapshot's record: same name, size and
+// ETag, which the server changes on every write, properties included. The listed Content-MD5
+// alone is not trusted: any writer can set it (Set Blob Properties, or a block-list commit) to
+// any value, so content could change under an unchanged MD5; it can only disprove a match.
+func unchanged(prev Record, e Entry) bool {
+	if prev.Name != e.Name || prev.Size != e.Size || e.ETag == "" || e.ETag != prev.ETag {
+		return false
+	}
+	return len(e.MD5) != md5.Size || bytes.Equal(e.MD5, prev.MD5[:])
+}
+
+// writeListing records the blobs in listing order as workers finish them, into one object.
+func (s *Source) writeListing(ctx context.Context, w *snapshot.Writer, order <-chan *slot, sec *Section, fresh *counts, check *checker) error {
+	pr, pw := io.Pipe()
+	stored := make(chan error, 1)
+	go func() {
+		_, err := w.Put(ctx, store.ManifestObject{Kind: KindListing}, "", pr)
+		pr.CloseWithError(err)
+		stored <- err
+	}()
+	err := s.records(ctx, pw, order, sec, fresh, check)
+	pw.CloseWithError(err)
+	if perr := <-stored; err == nil {
+		err = perr
+	}
+	if err != nil {
+		// Drain, so the lister and workers are not left blocked on a full channel.
+		go func() {
+			for range order {
+			}
+		}()
+	}
+	return err
+}
+
+func (s *Source) records(ctx context.Context, dst io.Writer, order <-chan *slot, sec *Section, fresh *counts, check *checker) error {
+	lw, err := NewListingWriter(dst)
+	if err != nil {
+		return err
+	}
+	last := time.Now()
+	for sl := range order {
+		select {
+		case <-sl.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if sl.err != nil {
+			return sl.err
+		}
+		if sl.skip {
+			continue
+		}
+		if err := lw.Write(sl.rec); err != nil {
+			return err
+		}
+		if err := check.observe(ctx, sl.rec.Name); err != nil {
+			return err
+		}
+		sec.Blobs++
+		sec.Bytes += sl.rec.Size
+		if sl.rec.Modified.After(sec.Cut.NewestModified) {
+			sec.Cut.Newest, sec.Cut.NewestModified = sl.rec.Name, sl.rec.Modified
+		}
+		if time.Since(last) > 10*time.Second {
+			s.Log.Info("listing blobs", "container", sec.URL, "blobs", sec.Blobs, "new_blobs", fresh.blobs.Load(), "new_bytes", fresh.bytes.Load())
+			last = time.Now()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := check.finish(ctx); err != nil {
+		return err
+	}
+	return lw.Close()
+}
+
+// counts are the blobs read from the container, which every worker adds to.
+type counts struct{ blobs, bytes atomic.Int64 }
+
+// packer is one worker's pack: blobs appended to a stream the repository is storing.
+type packer struct {
+	w     *snapshot.Writer
+	c     Container
+	size  int64
+	packs int
+	fresh *counts
+	log   *slog.Logger
+
+	key    string
+	pw     *io.PipeWriter
+	off    int64
+	stored chan error
+}
+
+// prefetchMax is the largest blob a fetcher reads ahead into memory.
+const prefetchMax = 256 << 10
+
+// prefetch reads a small blob whole; a blob deleted since the listing is skipped.
+func prefetch(ctx context.Context, c Container, sl *slot) error {
+	sl.prefetched = true
+	rc, got, err := c.Open(ctx, sl.rec.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		sl.skip = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	// Rewritten since the listing, it may have grown: read at most one byte past the limit and
+	// let the packer stream it instead.
+	data, err := io.ReadAll(io.LimitReader(rc, prefetchMax+1))
+	if err != nil {
+		return fmt.Errorf("read blob %s from %s: %w", sl.rec.Name, c, err)
+	}
+	if len(data) > prefetchMax {
+		sl.prefetched = false
+		return nil
+	}
+	sl.data, sl.got = data, got
+	return nil
+}
+
+func (p *packer) add(ctx context.Context, sl *slot) error {
+	if sl.skip {
+		return nil
+	}
+	var body io.Reader
+	got := sl.got
+	if sl.prefetched {
+		body = bytes.NewReader(sl.data)
+		defer func() { sl.data = nil }()
+	} else {
+		rc, g, err := p.c.Open(ctx, sl.rec.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			sl.skip = true // deleted since the listing: the listing says what was there when read
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		body, got = rc, g
+	}
+	if p.pw == nil {
+		p.start(ctx)
+	}
+	h := md5.New()
+	n, err := io.Copy(p.pw, io.TeeReader(body, h))
+	if err != nil {
+		return fmt.Errorf("copy blob %s from %s into pack %s: %w", sl.rec.Name, p.c, p.key, err)
+	}
+	r := &sl.rec
+	copy(r.MD5[:], h.Sum(nil))
+	if len(got.MD5) == md5.Size && !bytes.Equal(got.MD5, r.MD5[:]) {
+		// A wrong Content-MD5 is a property any writer can set; what was read is what the
+		// snapshot holds, and the listing records its real MD5.
+		p.log.Warn("blob content does not match its Content-MD5; storing what was read", "blob", r.Name, "container", p.c.String(),
+			"read_md5", hex.EncodeToString(r.MD5[:]), "content_md5", hex.EncodeToString(got.MD5))
+	}
+	// Rewritten since the listing: record what was read.
+	if got.ETag != "" {
+		r.ETag, r.Modified = got.ETag, got.Modified
+	}
+	r.Size, r.Offset = n, p.off
+	if n == 0 {
+		r.Offset = 0
+		return nil
+	}
+	r.Pack = p.key
+	p.off += n
+	p.fresh.blobs.Add(1)
+	p.fresh.bytes.Add(n)
+	if p.off >= p.size {
+		return p.finish()
+	}
+	return nil
+}
+
+func (p *packer) start(ctx context.Context) {
+	p.key, p.off = newPackKey(), 0
+	pr, pw := io.Pipe()
+	p.pw, p.stored = pw, make(chan error, 1)
+	go func() {
+		_, err := p.w.Put(ctx, store.ManifestObject{Kind: KindPack}, packFingerprint(p.key), pr)
+		pr.CloseWithError(err)
+		p.stored <- err
+	}()
+}
+
+// finish closes the pack and waits until the repository holds it.
+func (p *packer) finish() error {
+	if p.pw == nil {
+		return nil
+	}
+	p.pw.Close()
+	err := <-p.stored
+	p.pw = nil
+	if err == nil {
+		p.packs++
+	}
+	return err
+}
+
+// abort stops a pack that must not be stored.
+func (p *packer) abort(err error) {
+	if p.pw != nil {
+		p.pw.CloseWithError(err)
+		<-p.stored
+		p.pw = nil
+	}
+}
+
+func newPackKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func packFingerprint(key string) string { return "blobpack:" + key }
+
+// missingPack is the body of a pack that an earlier snapshot stored and the repository no longer
+// holds: reading it fails the backup instead of storing an empty pack.
+type missingPack struct{ key string }
+
+func (m missingPack) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("pack %s of an earlier snapshot is missing or damaged ('tracevault verify' names it); delete the snapshots that reference it, and the next backup reads those blobs again", m.key)
+}
+
+// base is the previous snapshot's listing of the same container, read in step with the new one.
+type base struct {
+	id   string
+	rc   io.ReadCloser
+	lr   *ListingReader
+	cur  *Record
+	done bool
+}
+
+// openBase finds the newest snapshot whose blobs component of containerURL completed.
+func openBase(ctx context.Context, repo *store.Repository, containerURL string) (*base, error) {
+	snaps, err := repo.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		m := snaps[i]
+		ref, sec, ok := listingOf(&m)
+		if !ok || sec.URL != containerURL {
+			continue
+		}
+		rc, err := repo.OpenObject(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("read the blob listing of snapshot %s: %w", m.ID, err)
+		}
+		lr, err := NewListingReader(rc)
+		if err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
+		}
+		return &base{id: m.ID, rc: rc, lr: lr}, nil
+	}
+	return &base{done: true}, nil
+}
+
+// listingOf returns a manifest's blob listing and section, if its blobs component completed.
+func listingOf(m *store.Manifest) (store.ObjectRef, Section, bool) {
+	var sec Section
+	complete := false
+	for _, c := range m.Components {
+		complete = complete || (c.Source == Name && c.Status == store.StatusComplete)
+	}
+	raw, ok := m.Sections[Name]
+	if !complete || !ok || json.Unmarshal(raw, &sec) != nil {
+		return store.ObjectRef{}, sec, false
+	}
+	for _, o := range m.Objects {
+		if o.Source == Name && o.Kind == KindListing {
+			return o.ObjectRef, sec, true
+		}
+	}
+	return store.ObjectRef{}, sec, false
+}
+
+// find returns the base record named name, or nil; names must come in increasing order.
+func (b *base) find(name string) (*Record, error) {
+	for !b.done && (b.cur == nil || b.cur.Name < name) {
+		r, err := b.lr.Next()
+		if errors.Is(err, io.EOF) {
+			b.done, b.cur = true, nil
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("previous snapshot %s: %w", b.id, err)
+		}
+		b.cur = &r
+	}
+	if b.cur != nil && b.cur.Name == name {
+		return b.cur, nil
+	}
+	return nil, nil
+}
+
+func (b *base) Close() {
+	if b.rc != nil {
+		b.rc.Close()
+	}
+}
