@@ -5,7 +5,7 @@ STACK    := bash deploy/stack/stack.sh
 # How many demo traces `make run` seeds (observations and scores scale with it).
 TRACES   ?= 20000
 
-.PHONY: all build run test check vet fmt fmt-check bench bench-micro fuzz-smoke stack-up stack-down stack-status clean
+.PHONY: all build run test check vet fmt fmt-check bench bench-micro chaos fuzz-smoke stack-up stack-down stack-status clean
 
 all: build
 
@@ -50,6 +50,13 @@ bench: build stack-up
 ## bench-micro: the packages' Go benchmarks (one partition, one object) against the running stack.
 bench-micro: build stack-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+## chaos: the full chaos suite (deploy/chaos) against the running stack, which it stops and
+## kills service by service: the daemon backs up every 5 s under `demo load` while each fault is
+## injected in turn, twice. CI runs the reduced form inside the normal suite. Its summary is
+## printed last; CHAOS_SEED=<n> replays a run's random choices.
+chaos: build stack-up
+	TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./deploy/chaos/
 
 ## fuzz-smoke: every Fuzz target of every package, FUZZTIME each (default 10s), found with
 ## `go test -list`, so a new target runs without being listed here. A crash fails the run and

@@ -45,6 +45,11 @@ type Daemon struct {
 	progress map[string]*progress.Tracker
 
 	pitr *pitrRunner // nil unless [postgres] pitr
+
+	// unrecorded are runs this daemon finished but could not record (the repository was full
+	// or down): their record still says running, and must be rewritten with the real outcome,
+	// not judged a dead daemon's run.
+	unrecorded map[string]Run
 }
 
 // NewDaemon prepares a daemon for a validated configuration.
@@ -53,7 +58,7 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, progress: map[string]*progress.Tracker{}, metrics: newMetrics()}
+	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, unrecorded: map[string]Run{}, progress: map[string]*progress.Tracker{}, metrics: newMetrics()}
 	d.pitr = newPITR(cfg, d)
 	if len(cfg.ClickHouse.Addresses) > 0 {
 		d.metrics.reg.MustRegister(newReplicaCollector(d.Replicas, 30*time.Second))
@@ -256,12 +261,20 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 func (d *Daemon) record(r Run) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := d.history.Record(ctx, r); err != nil {
+	err := d.history.Record(ctx, r)
+	if err != nil {
 		d.log.Error("could not record run", "job", r.Job, "run", r.ID, "err", err)
 	}
 	if r.Outcome == OutcomeRunning {
 		return
 	}
+	d.mu.Lock()
+	if err != nil {
+		d.unrecorded[r.ID] = r // retried by the job's next claim
+	} else {
+		delete(d.unrecorded, r.ID)
+	}
+	d.mu.Unlock()
 	d.metrics.observeRun(r)
 	if err := d.metrics.observeRepository(ctx, d.repo); err != nil {
 		d.log.Warn("could not measure the repository", "err", err)
@@ -305,12 +318,21 @@ func (d *Daemon) claim(j Job, r *Run, log *slog.Logger) store.Lock {
 			_ = lock.Release(context.Background())
 			return nil
 		}
-		if prev.Outcome == OutcomeRunning {
-			prev.End, prev.Outcome = time.Now().UTC(), OutcomeInterrupted
-			prev.Error = fmt.Sprintf("the daemon on %s stopped during this run (its claim lapsed); objects it stored are left for prune", prev.Host)
-			log.Warn("recording a dead daemon's run as interrupted", "run", prev.ID, "host", prev.Host)
-			d.record(prev)
+		if prev.Outcome != OutcomeRunning {
+			continue
 		}
+		d.mu.Lock()
+		finished, ours := d.unrecorded[prev.ID]
+		d.mu.Unlock()
+		if ours {
+			log.Info("recording a run this daemon finished but could not record then", "run", prev.ID, "outcome", finished.Outcome)
+			d.record(finished)
+			continue
+		}
+		prev.End, prev.Outcome = time.Now().UTC(), OutcomeInterrupted
+		prev.Error = fmt.Sprintf("the daemon on %s stopped during this run (its claim lapsed); objects it stored are left for prune", prev.Host)
+		log.Warn("recording a dead daemon's run as interrupted", "run", prev.ID, "host", prev.Host)
+		d.record(prev)
 	}
 	return lock
 }

@@ -80,11 +80,15 @@ type renewal struct {
 	renewMu    sync.Mutex // one renewal at a time: the loop's, or a Confirm's
 	mu         sync.Mutex
 	validUntil time.Time // monotonic: a process stopped (SIGSTOP) past it wakes up expired
-	lost       chan struct{}
-	lostOnce   sync.Once
-	stop       chan struct{}
-	stopOnce   sync.Once
-	done       chan struct{}
+	// renewErr is the last renewal's failure, nil after a success: a lease that runs out while
+	// renewals fail was lost to that failure (storage down, throttled), which the holder's
+	// error must name rather than a takeover.
+	renewErr error
+	lost     chan struct{}
+	lostOnce sync.Once
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 // startLease starts renewing a lease acquired at acquired (taken before the acquiring call, so the
@@ -127,7 +131,7 @@ func (l *renewal) renewOnce(ctx context.Context) error {
 	defer l.renewMu.Unlock()
 	start := time.Now()
 	if l.expired(start) {
-		return ErrLockLost
+		return l.lostErr()
 	}
 	ctx, cancel := context.WithDeadline(ctx, l.until())
 	err := l.renew(ctx)
@@ -137,17 +141,27 @@ func (l *renewal) renewOnce(ctx context.Context) error {
 		// expired (it waits ttl from the previous renewal): it must not extend the validity.
 		err = errors.New("renewal took longer than the safety margin")
 	}
-	switch {
-	case err == nil:
-		l.mu.Lock()
+	l.mu.Lock()
+	l.renewErr = err
+	if err == nil {
 		l.validUntil = start.Add(l.ttl - leaseMargin(l.ttl))
-		l.mu.Unlock()
-		return nil
-	case errors.Is(err, errLeaseTaken):
+	}
+	l.mu.Unlock()
+	if errors.Is(err, errLeaseTaken) {
 		l.markLost()
 		return fmt.Errorf("%w: %w", ErrLockLost, err)
 	}
 	return err
+}
+
+// lostErr is ErrLockLost with the failure that kept the lease from being renewed, if any.
+func (l *renewal) lostErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.renewErr != nil {
+		return fmt.Errorf("%w: the lease ran out while renewing it failed: %w", ErrLockLost, l.renewErr)
+	}
+	return ErrLockLost
 }
 
 // confirm renews now and fails only if the lease is lost: a transient failure while the lease
@@ -157,7 +171,7 @@ func (l *renewal) confirm(ctx context.Context) error {
 		return err
 	}
 	if !Held(l) {
-		return ErrLockLost
+		return l.lostErr()
 	}
 	return nil
 }
@@ -229,6 +243,9 @@ func WhileHeld(ctx context.Context, l Lock, cause error) (context.Context, conte
 	go func() {
 		select {
 		case <-l.Lost():
+			if r, ok := l.(*renewal); ok && r.lostErr() != ErrLockLost {
+				cause = fmt.Errorf("%w (%w)", cause, r.lostErr())
+			}
 			cancel(cause)
 		case <-ctx.Done():
 		}

@@ -405,3 +405,38 @@ func TestAzureRenewalSurvivesATransientFailure(t *testing.T) {
 		t.Fatalf("second holder: %v, want ErrLocked", err)
 	}
 }
+
+// TestLostLeaseNamesItsCause: a lease lost because its renewals failed says so with the failure
+// (found by the chaos suite: a backup during a storage outage reported only "lock lost: it
+// expired or another process took it over", which sent the operator looking for another
+// process); one provably taken over says that.
+func TestLostLeaseNamesItsCause(t *testing.T) {
+	const ttl = 400 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		renew error
+		want  string
+	}{
+		{"renewals failing", errors.New("503 server busy (injected)"), "503 server busy (injected)"},
+		{"taken over", errLeaseTaken, errLeaseTaken.Error()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := startLease(ttl, time.Now(), func(context.Context) error { return tc.renew }, func(context.Context) error { return nil })
+			defer l.Release(context.Background())
+			ctx, cancel := WhileHeld(context.Background(), l, ErrLockLost)
+			defer cancel(nil)
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * ttl):
+				t.Fatal("the lease was never lost")
+			}
+			err := Confirm(context.Background(), l)
+			if !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Confirm after the loss: %v; want ErrLockLost naming %q", err, tc.want)
+			}
+			if cause := context.Cause(ctx); !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), tc.want) {
+				t.Errorf("WhileHeld's cause: %v; want ErrLockLost naming %q", cause, tc.want)
+			}
+		})
+	}
+}

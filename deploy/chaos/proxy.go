@@ -1,0 +1,282 @@
+// Package chaos is the fault-injection harness of `make chaos`: a TCP proxy that makes the
+// repository's storage fail the ways a real one does, and (chaos_integration_test.go) the suite
+// that runs the daemon under load while faults are injected in turn.
+package chaos
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Fault is what the proxy does to the traffic passing through it.
+type Fault int
+
+const (
+	// Pass forwards every byte untouched.
+	Pass Fault = iota
+	// Reset ends each connection with a TCP RST once After bytes of it have been forwarded
+	// (both directions counted): a network that drops mid-transfer.
+	Reset
+	// Stall holds each chunk of data for Stall before forwarding it: a storage account that
+	// stops answering, long enough for clients' timeouts and retries to fire.
+	Stall
+	// Throttle forwards at most BytesPerSecond per connection and direction: slow bodies.
+	Throttle
+	// Unavailable answers every HTTP request with 503 Server Busy, as Azure Storage does when
+	// it throttles an account, without reaching the server.
+	Unavailable
+)
+
+func (f Fault) String() string {
+	switch f {
+	case Pass:
+		return "pass"
+	case Reset:
+		return "reset"
+	case Stall:
+		return "stall"
+	case Throttle:
+		return "throttle"
+	case Unavailable:
+		return "503"
+	}
+	return fmt.Sprintf("fault(%d)", int(f))
+}
+
+// Mode is the proxy's current fault and its parameters.
+type Mode struct {
+	Fault          Fault
+	After          int64         // Reset: bytes forwarded on a connection before its RST
+	Stall          time.Duration // Stall: how long each chunk is held
+	BytesPerSecond int           // Throttle: per connection and direction
+}
+
+// Proxy forwards TCP connections from its listener to Target, applying the current Mode to every
+// connection, including those already open when the mode changes: a client's pooled keep-alive
+// connection must not escape a fault.
+type Proxy struct {
+	Target string
+	Log    *slog.Logger
+
+	ln    net.Listener
+	mu    sync.Mutex
+	mode  Mode
+	conns map[*pipe]struct{}
+	wg    sync.WaitGroup
+}
+
+// Listen starts a proxy on addr ("127.0.0.1:0" for any free port) in front of target.
+func Listen(addr, target string, log *slog.Logger) (*Proxy, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("chaos proxy: listen on %s: %w", addr, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{Target: target, Log: log, ln: ln, conns: map[*pipe]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the proxy's listening address.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Set changes the mode. Switching to a fault resets every open connection, so that from now on
+// every request meets it; switching back to Pass lets open connections go on.
+func (p *Proxy) Set(m Mode) {
+	p.mu.Lock()
+	p.mode = m
+	open := p.open(m.Fault != Pass)
+	p.mu.Unlock()
+	p.Log.Info("chaos proxy mode", "fault", m.Fault.String(), "after", m.After, "stall", m.Stall, "bytes_per_s", m.BytesPerSecond, "reset_open", len(open))
+	for _, c := range open {
+		c.reset()
+	}
+}
+
+// open lists the open connections if want; p.mu is held.
+func (p *Proxy) open(want bool) []*pipe {
+	var out []*pipe
+	if want {
+		for c := range p.conns {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Mode returns the current mode.
+func (p *Proxy) Mode() Mode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode
+}
+
+// Close stops accepting and resets every open connection.
+func (p *Proxy) Close() error {
+	err := p.ln.Close()
+	p.mu.Lock()
+	open := p.open(true)
+	p.mu.Unlock()
+	for _, c := range open {
+		c.reset()
+	}
+	p.wg.Wait()
+	return err
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serve(client)
+		}()
+	}
+}
+
+// pipe is one proxied connection.
+type pipe struct {
+	client, server net.Conn
+	once           sync.Once
+	mu             sync.Mutex
+	n              int64 // bytes forwarded, both directions
+	closed         bool  // reset has run: a server dialled after it is closed at once
+}
+
+// reset closes both sides with SO_LINGER 0, which sends a RST instead of a FIN.
+func (c *pipe) reset() {
+	c.once.Do(func() {
+		c.mu.Lock()
+		server := c.server
+		c.closed = true
+		c.mu.Unlock()
+		for _, conn := range []net.Conn{c.client, server} {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			if conn != nil {
+				_ = conn.Close()
+			}
+		}
+	})
+}
+
+func (p *Proxy) serve(client net.Conn) {
+	c := &pipe{client: client}
+	p.mu.Lock()
+	p.conns[c] = struct{}{} // tracked from the start, so that a mode change resets it too
+	unavailable := p.mode.Fault == Unavailable
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		c.reset()
+	}()
+	if unavailable {
+		serveUnavailable(client)
+		return
+	}
+	server, err := net.DialTimeout("tcp", p.Target, 10*time.Second)
+	if err != nil {
+		p.Log.Warn("chaos proxy: dial target", "target", p.Target, "err", err)
+		return
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.server = server
+	c.mu.Unlock()
+	if closed { // reset by a mode change while dialling
+		_ = server.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { p.copy(c, server, client); done <- struct{}{} }()
+	go func() { p.copy(c, client, server); done <- struct{}{} }()
+	<-done // either side ending ends the connection: HTTP clients reconnect
+}
+
+// copy forwards src to dst chunk by chunk, applying the mode in force at each chunk.
+func (p *Proxy) copy(c *pipe, dst, src net.Conn) {
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.forward(c, dst, buf[:n]) {
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// forward writes one chunk as the current mode says; false ends the connection.
+func (p *Proxy) forward(c *pipe, dst net.Conn, b []byte) bool {
+	m := p.Mode()
+	switch m.Fault {
+	case Unavailable:
+		c.reset() // accepted just before the switch: its client reconnects and meets the 503
+		return false
+	case Reset:
+		c.mu.Lock()
+		before := c.n
+		c.n += int64(len(b))
+		c.mu.Unlock()
+		if before+int64(len(b)) > m.After {
+			if before < m.After {
+				_, _ = dst.Write(b[:m.After-before])
+			}
+			c.reset()
+			return false
+		}
+	case Stall:
+		time.Sleep(m.Stall)
+	case Throttle:
+		rate := max(m.BytesPerSecond, 10)
+		for len(b) > 0 {
+			chunk := b[:min(len(b), rate/10)]
+			if _, err := dst.Write(chunk); err != nil {
+				return false
+			}
+			b = b[len(chunk):]
+			time.Sleep(time.Duration(len(chunk)) * time.Second / time.Duration(rate))
+		}
+		return true
+	}
+	_, err := dst.Write(b)
+	return err == nil
+}
+
+// serveUnavailable answers each request on the connection with 503 until the client gives up,
+// reading its body first so that the client sees the answer rather than a broken pipe.
+func serveUnavailable(conn net.Conn) {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>The server is busy (chaos proxy).</Message></Error>`
+	for {
+		req, err := http.ReadRequest(r)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+		resp := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		if _, err := io.WriteString(conn, resp); err != nil {
+			return
+		}
+	}
+}
