@@ -33,12 +33,6 @@ import (
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// cutMargin is subtracted from a source's start in its snapshot to get the time before which
-// every acknowledged row must be in it. The manifest does not record the set's cut yet (issue 16
-// item 2 adds it); until it does, the component's start stands for it, less a margin for the
-// clock reads on both sides of an acknowledgement.
-const cutMargin = 2 * time.Second
-
 // fault is one kind of failure the suite injects.
 type fault struct {
 	name string
@@ -436,9 +430,14 @@ func (s *suite) checkNewest() {
 		return
 	}
 	t.Logf("chaos: snapshot %s restored in %.1fs, matching its manifest", m.ID, res.RTOSeconds)
+	// Each source's recorded cut: every row acknowledged before it must be restored.
+	if m.Cut == nil {
+		t.Errorf("complete snapshot %s records no cut", m.ID)
+		return
+	}
 	cuts := map[string]time.Time{}
-	for _, c := range m.Components {
-		cuts[c.Source] = c.Start.Add(-cutMargin)
+	for _, c := range m.Cut.Sources {
+		cuts[c.Source] = c.Time
 	}
 	s.checkClickHouse(ctx, m, cuts[config.SourceClickHouse])
 	s.checkPostgres(ctx, m, cuts[config.SourcePostgres])
