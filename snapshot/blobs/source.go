@@ -328,6 +328,7 @@ type packer struct {
 	log   *slog.Logger
 
 	key    string
+	buf    []byte
 	pw     *io.PipeWriter
 	off    int64
 	stored chan error
@@ -387,7 +388,12 @@ func (p *packer) add(ctx context.Context, sl *slot) error {
 		p.start(ctx)
 	}
 	h := md5.New()
-	n, err := io.Copy(p.pw, io.TeeReader(body, h))
+	if p.buf == nil {
+		p.buf = make([]byte, 32<<10)
+	}
+	// One buffer per packer: io.Copy would allocate 32 KiB per blob (neither side has a
+	// ReadFrom/WriteTo), gigabytes of garbage for a million blobs.
+	n, err := io.CopyBuffer(p.pw, io.TeeReader(body, h), p.buf)
 	if err != nil {
 		return fmt.Errorf("copy blob %s from %s into pack %s: %w", sl.rec.Name, p.c, p.key, err)
 	}
