@@ -82,7 +82,12 @@ func benchContainer(b *testing.B, c Container, srcURL string, cred Credentials, 
 	}
 	var m1Bytes int64
 	phase("full", func() int64 {
-		_, sec := backup(b, s)
+		m, sec := backup(b, s)
+		var stored int64
+		for _, o := range m.Objects {
+			stored += o.Size
+		}
+		b.ReportMetric(float64(stored)/(1<<20), "stored-MiB")
 		if sec.Blobs != int64(n) || sec.NewBytes != total {
 			b.Fatalf("full backup: %+v, want %d blobs, %d bytes", sec, n, total)
 		}

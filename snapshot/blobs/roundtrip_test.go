@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"filippo.io/age"
@@ -241,4 +242,61 @@ func TestDirectoryRoundTrip(t *testing.T) {
 			scenario{src: src, srcURL: "file://" + srcDir, repo: repo, targets: []string{"file://" + filepath.Join(tmp, "restored")}}.run(t)
 		})
 	}
+}
+
+// TestDirectoryListsInNameOrder covers the walk's batched reads (a directory larger than one
+// batch), the "name/" ordering of subdirectories, and what a listing leaves out.
+func TestDirectoryListsInNameOrder(t *testing.T) {
+	root := t.TempDir()
+	var want []string
+	write := func(name string, listed bool) {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if listed {
+			want = append(want, name)
+		}
+	}
+	for i := range 2500 {
+		write(fmt.Sprintf("bulk/%05d.json", i), true)
+	}
+	for _, name := range []string{"a-c", "a/b", "a/c/d", "a.d", "ab", "bulk-x/y"} {
+		write(name, true)
+	}
+	write("bulk/.tmp-123", false) // a write in progress
+	if err := os.Symlink(filepath.Join(root, "ab"), filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+
+	c, err := OpenContainer(context.Background(), "file://"+root, Credentials{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := c.List(context.Background(), func(e Entry) error {
+		if e.Size != int64(len(e.Name)) || e.ETag == "" {
+			t.Errorf("entry %+v: size or etag wrong", e)
+		}
+		got = append(got, e.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listed %d names, want %d in order; first difference near %v", len(got), len(want), firstDiff(got, want))
+	}
+}
+
+func firstDiff(a, b []string) []string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return []string{a[i], b[i]}
+		}
+	}
+	return nil
 }

@@ -45,7 +45,8 @@ type Source struct {
 	URL         string
 	Credentials Credentials
 	// Workers read blobs in parallel, each filling its own pack (default 4). Memory is bounded
-	// by Workers times the repository's upload buffers, whatever the container's size.
+	// by Workers times one compression stream (a zstd history of twice the store's window, 16
+	// MiB) plus its upload buffers, whatever the container's size.
 	Workers  int
 	PackSize int64 // default 32 MiB
 	// FileLog, when set, streams the paths ClickHouse's blob_storage_file_log references, for
@@ -328,6 +329,7 @@ type packer struct {
 	log   *slog.Logger
 
 	key    string
+	buf    []byte
 	pw     *io.PipeWriter
 	off    int64
 	stored chan error
@@ -387,7 +389,12 @@ func (p *packer) add(ctx context.Context, sl *slot) error {
 		p.start(ctx)
 	}
 	h := md5.New()
-	n, err := io.Copy(p.pw, io.TeeReader(body, h))
+	if p.buf == nil {
+		p.buf = make([]byte, 32<<10)
+	}
+	// One buffer per packer: io.Copy would allocate 32 KiB per blob (neither side has a
+	// ReadFrom/WriteTo), gigabytes of garbage for a million blobs.
+	n, err := io.CopyBuffer(p.pw, io.TeeReader(body, h), p.buf)
 	if err != nil {
 		return fmt.Errorf("copy blob %s from %s into pack %s: %w", sl.rec.Name, p.c, p.key, err)
 	}
