@@ -357,17 +357,10 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// varint reads binary.PutVarint's zig-zag form: the sign in the lowest bit.
 func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.p)
-	if n <= 0 {
-		d.fail("integer")
-		return 0
-	}
-	d.p = d.p[n:]
-	return v
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 func (d *decoder) uint32() uint32 {
