@@ -397,8 +397,22 @@ func TestPITRSlotLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(context.Background())
+	// The stopped streamer's walsender may hold the slot a moment longer, and an active slot
+	// cannot be dropped: end it, and wait until the slot is really gone, or the new streamer
+	// would find the old slot and resume instead of starting a new chain.
 	dropSlot := func() {
-		admin.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var left int
+			err := admin.QueryRow(ctx, `SELECT count(*) FROM (SELECT CASE WHEN active_pid IS NOT NULL THEN pg_terminate_backend(active_pid) END,
+				CASE WHEN active_pid IS NULL THEN pg_drop_replication_slot(slot_name) END FROM pg_replication_slots WHERE slot_name = $1) s`, slot).Scan(&left)
+			if err == nil && left == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("drop replication slot %s: still there after 30s (%v)", slot, err)
+			}
+		}
 	}
 	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
 	if err != nil {
