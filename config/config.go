@@ -23,12 +23,8 @@ type Config struct {
 
 // Storage is the snapshot repository.
 type Storage struct {
-	URL              string     `toml:"url"`
-	ConnectionString Secret     `toml:"connection_string"`
-	AccountName      string     `toml:"account_name"`
-	AccountKey       Secret     `toml:"account_key"`
-	SASToken         Secret     `toml:"sas_token"`
-	Endpoint         string     `toml:"endpoint"`
+	URL string `toml:"url"`
+	AzureCredentials
 	BlockSize        Size       `toml:"block_size"`
 	Concurrency      int        `toml:"concurrency"`
 	CompressionLevel int        `toml:"compression_level"`
@@ -42,17 +38,23 @@ type Encryption struct {
 	Passphrase   Secret   `toml:"passphrase"`
 }
 
-// Blobs is Langfuse's blob container (raw events, exports, media), with the same Azure
-// credential keys as [storage].
-type Blobs struct {
-	URL              string `toml:"url"`
+// AzureCredentials are the Azure Blob credential keys [storage] and [blobs] share; at most one
+// of connection string, key and SAS, else the default credential chain.
+type AzureCredentials struct {
 	ConnectionString Secret `toml:"connection_string"`
 	AccountName      string `toml:"account_name"`
 	AccountKey       Secret `toml:"account_key"`
 	SASToken         Secret `toml:"sas_token"`
 	Endpoint         string `toml:"endpoint"`
-	Workers          int    `toml:"workers"`
-	PackSize         Size   `toml:"pack_size"`
+}
+
+// Blobs is Langfuse's blob container (raw events, exports, media), with the same Azure
+// credential keys as [storage].
+type Blobs struct {
+	URL string `toml:"url"`
+	AzureCredentials
+	Workers  int  `toml:"workers"`
+	PackSize Size `toml:"pack_size"`
 }
 
 // Postgres is the Langfuse operational database.

@@ -66,7 +66,7 @@ func (c *checker) storage(s *Storage) {
 	if s.URL == "" {
 		c.add("storage.url", "required; write file:///absolute/path or azblob://container[/prefix]")
 	} else if c.containerURL("storage", s.URL) {
-		c.azureAuth("storage", s.ConnectionString, s.AccountKey, s.SASToken, s.AccountName, s.Endpoint)
+		c.azureAuth("storage", s.AzureCredentials)
 	}
 	if s.BlockSize < 1<<20 || s.BlockSize > 4000<<20 {
 		c.add("storage.block_size", "%d bytes is out of range; Azure blocks must be between 1MiB and 4000MiB", s.BlockSize)
@@ -122,7 +122,8 @@ func (c *checker) containerURL(section, raw string) bool {
 }
 
 // azureAuth checks the Azure credential keys [storage] and [blobs] share.
-func (c *checker) azureAuth(section string, conn, key, sas Secret, account, endpoint string) {
+func (c *checker) azureAuth(section string, a AzureCredentials) {
+	conn, key, sas, account, endpoint := a.ConnectionString, a.AccountKey, a.SASToken, a.AccountName, a.Endpoint
 	methods := 0
 	for _, set := range []bool{conn != "", key != "", sas != ""} {
 		if set {
@@ -149,7 +150,7 @@ func (c *checker) blobs(b *Blobs, required bool) {
 			c.add("blobs.url", "required because a backup job names blobs in only: azblob://container[/prefix] or file:///dir, Langfuse's blob container")
 		}
 	} else if c.containerURL("blobs", b.URL) {
-		c.azureAuth("blobs", b.ConnectionString, b.AccountKey, b.SASToken, b.AccountName, b.Endpoint)
+		c.azureAuth("blobs", b.AzureCredentials)
 	}
 	if b.Workers < 1 || b.Workers > 64 {
 		c.add("blobs.workers", "%d is out of range 1..64", b.Workers)

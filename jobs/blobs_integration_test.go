@@ -63,7 +63,7 @@ func TestFullSetWithBlobs(t *testing.T) {
 
 	cfg := f.cfg
 	cfg.ZooKeeper.Servers, cfg.ZooKeeper.Roots, cfg.ZooKeeper.Exclude = []string{env.ZK}, []string{zkRoot}, nil
-	cfg.Blobs = config.Blobs{URL: srcURL, ConnectionString: config.Secret(env.AzureConnectionString), Workers: 2, PackSize: 1 << 20}
+	cfg.Blobs = config.Blobs{URL: srcURL, AzureCredentials: config.AzureCredentials{ConnectionString: config.Secret(env.AzureConnectionString)}, Workers: 2, PackSize: 1 << 20}
 	m, err := Backup(ctx, cfg, f.repo, BackupRequest{}, quiet)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
