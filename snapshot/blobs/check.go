@@ -105,15 +105,23 @@ func (c *checker) fail(err error) {
 	c.cur = nil
 }
 
-// observe takes the next listed name.
-func (c *checker) observe(ctx context.Context, name string) error {
+// begin starts reading the file log on first use; false when there is no file log to check.
+func (c *checker) begin(ctx context.Context) bool {
 	if c.log == nil {
-		return nil
+		return false
 	}
 	if !c.started {
 		c.started = true
 		c.start(ctx)
 		c.pull()
+	}
+	return true
+}
+
+// observe takes the next listed name.
+func (c *checker) observe(ctx context.Context, name string) error {
+	if !c.begin(ctx) {
+		return nil
 	}
 	full := c.prefix + name
 	for c.cur != nil && *c.cur < full {
@@ -142,13 +150,8 @@ func (c *checker) missing(p string) {
 
 // finish counts the file log's paths after the last listed name.
 func (c *checker) finish(ctx context.Context) error {
-	if c.log == nil {
+	if !c.begin(ctx) {
 		return nil
-	}
-	if !c.started {
-		c.started = true
-		c.start(ctx)
-		c.pull()
 	}
 	for c.cur != nil {
 		c.missing(*c.cur)
