@@ -490,21 +490,11 @@ func (s *suite) checkClickHouse(ctx context.Context, m *store.Manifest, cut time
 			t.Errorf("sync the restored %s.%s: %v", copyDB, table, err)
 			continue
 		}
-		got := map[string]int64{}
-		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT id, max(toUnixTimestamp(event_ts)) FROM %s.%s WHERE id LIKE 'ld-%%' GROUP BY id", copyDB, table))
+		got, err := demo.Versions(ctx, conn, copyDB, table, "ld-%")
 		if err != nil {
-			t.Errorf("read the restored %s.%s: %v", copyDB, table, err)
+			t.Errorf("restored: %v", err)
 			continue
 		}
-		for rows.Next() {
-			var id string
-			var v uint32
-			if err := rows.Scan(&id, &v); err != nil {
-				t.Fatal(err)
-			}
-			got[id] = int64(v)
-		}
-		rows.Close()
 		var lost []string
 		for id, v := range want[table] {
 			if g, ok := got[id]; !ok || g < v {

@@ -207,20 +207,10 @@ func checkRestore(t *testing.T, env *stack.Env, repo *store.Repository, m *store
 
 	c := openCH(t, env.CHNative[0])
 	for _, table := range loadTables {
-		got := map[string]int64{}
-		rows, err := c.Query(ctx, fmt.Sprintf("SELECT id, max(toUnixTimestamp(event_ts)) FROM %s.%s WHERE id LIKE ? GROUP BY id", copyCH, table), "ld-"+run+"-%")
+		got, err := demo.Versions(ctx, c, copyCH, table, "ld-"+run+"-%")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
-			var id string
-			var v uint32
-			if err := rows.Scan(&id, &v); err != nil {
-				t.Fatal(err)
-			}
-			got[id] = int64(v)
-		}
-		rows.Close()
 		var missing, stale []string
 		for id, v := range want[table] {
 			g, ok := got[id]

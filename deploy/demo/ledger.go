@@ -2,12 +2,15 @@ package demo
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // The ledger is what `demo load` wrote, kept so that a test can say exactly which rows a
@@ -161,4 +164,24 @@ func (l Ledger) RowsBefore(t time.Time) (map[LedgerKey]LedgerCount, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Versions reads, per id of db.table LIKE pattern, the newest version (event_ts, in Unix
+// seconds) the table holds: what a restore is held against the ledger's versions by.
+func Versions(ctx context.Context, conn driver.Conn, db, table, pattern string) (map[string]int64, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT id, max(toUnixTimestamp(event_ts)) FROM `%s`.`%s` WHERE id LIKE ? GROUP BY id", db, table), pattern)
+	if err != nil {
+		return nil, fmt.Errorf("read the versions of %s.%s: %w", db, table, err)
+	}
+	defer rows.Close()
+	got := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var v uint32
+		if err := rows.Scan(&id, &v); err != nil {
+			return nil, fmt.Errorf("read the versions of %s.%s: %w", db, table, err)
+		}
+		got[id] = int64(v)
+	}
+	return got, rows.Err()
 }
