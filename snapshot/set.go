@@ -127,6 +127,26 @@ func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint
 	return meta, nil
 }
 
+// Copy records an object the repository's storage service filled from src itself
+// (store.Repository.CopyObject): no byte of it passes through this process.
+func (w *Writer) Copy(ctx context.Context, meta store.ManifestObject, fingerprint string, src store.CopySource) (store.ManifestObject, error) {
+	meta.Source = w.source
+	ref, err := w.repo.CopyObject(ctx, fingerprint, src)
+	if err != nil {
+		return store.ManifestObject{}, fmt.Errorf("copy %s: %w", describe(meta), err)
+	}
+	rep, unit := progress.From(ctx), meta.Unit()
+	rep.Begin(unit)
+	rep.Add(ref.RawSize, 0)
+	rep.End(unit)
+	meta.ObjectRef = ref
+	w.mu.Lock()
+	w.objects = append(w.objects, meta)
+	w.mu.Unlock()
+	w.log.Debug("copied object", "source", w.source, "what", describe(meta), "bytes", ref.Size)
+	return meta, nil
+}
+
 // Repository gives a source read access, e.g. to compare with an earlier snapshot.
 func (w *Writer) Repository() *store.Repository { return w.repo }
 

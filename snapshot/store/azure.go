@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -21,6 +24,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/lease"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 )
 
 // AzureOptions configure the Azure Blob backend.
@@ -48,6 +53,10 @@ type Azure struct {
 	opts    AzureOptions
 	prefix  string
 	secrets secrets
+	// token is the default chain's credential, nil with a key or SAS: it signs user-delegation
+	// SAS URLs for server-side copies (ReadURL).
+	token     azcore.TokenCredential
+	delegated delegationKey
 }
 
 // NewAzure connects to a container, creating it if missing unless o.NoCreate.
@@ -74,11 +83,11 @@ func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 	}
 	copts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: o.Retry, Transport: o.Transport}}
 	secrets := secretsOf(o)
-	c, err := newContainerClient(o, copts)
+	c, token, err := newContainerClient(o, copts)
 	if err != nil {
 		return nil, secrets.scrub(err)
 	}
-	a := &Azure{c: c, opts: o, prefix: strings.Trim(o.Prefix, "/"), secrets: secrets}
+	a := &Azure{c: c, opts: o, prefix: strings.Trim(o.Prefix, "/"), secrets: secrets, token: token}
 	if a.prefix != "" {
 		a.prefix += "/"
 	}
@@ -93,35 +102,42 @@ func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 	return a, nil
 }
 
-func newContainerClient(o AzureOptions, copts *container.ClientOptions) (*container.Client, error) {
+func newContainerClient(o AzureOptions, copts *container.ClientOptions) (*container.Client, azcore.TokenCredential, error) {
 	if o.ConnectionString != "" {
 		c, err := container.NewClientFromConnectionString(o.ConnectionString, o.Container, copts)
 		if err != nil {
-			return nil, fmt.Errorf("azure connection string: %w", errors.New("malformed; expect DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=..."))
+			return nil, nil, fmt.Errorf("azure connection string: %w", errors.New("malformed; expect DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=..."))
 		}
-		return c, nil
+		return c, nil, nil
 	}
-	endpoint := strings.TrimSuffix(o.Endpoint, "/")
-	if endpoint == "" {
-		endpoint = fmt.Sprintf("https://%s.blob.core.windows.net", o.AccountName)
-	}
-	url := endpoint + "/" + o.Container
+	url := azureEndpoint(o) + "/" + o.Container
 	switch {
 	case o.AccountKey != "":
 		cred, err := azblob.NewSharedKeyCredential(o.AccountName, o.AccountKey)
 		if err != nil {
-			return nil, fmt.Errorf("azure account key for %s: %w", o.AccountName, err)
+			return nil, nil, fmt.Errorf("azure account key for %s: %w", o.AccountName, err)
 		}
-		return container.NewClientWithSharedKeyCredential(url, cred, copts)
+		c, err := container.NewClientWithSharedKeyCredential(url, cred, copts)
+		return c, nil, err
 	case o.SASToken != "":
-		return container.NewClientWithNoCredential(url+"?"+strings.TrimPrefix(o.SASToken, "?"), copts)
+		c, err := container.NewClientWithNoCredential(url+"?"+strings.TrimPrefix(o.SASToken, "?"), copts)
+		return c, nil, err
 	default:
 		cred, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
-			return nil, fmt.Errorf("azure default credential (managed or workload identity): %w", err)
+			return nil, nil, fmt.Errorf("azure default credential (managed or workload identity): %w", err)
 		}
-		return container.NewClient(url, cred, copts)
+		c, err := container.NewClient(url, cred, copts)
+		return c, cred, err
 	}
+}
+
+// azureEndpoint is the account's blob endpoint, without a trailing slash.
+func azureEndpoint(o AzureOptions) string {
+	if e := strings.TrimSuffix(o.Endpoint, "/"); e != "" {
+		return e
+	}
+	return fmt.Sprintf("https://%s.blob.core.windows.net", o.AccountName)
 }
 
 // Container is the backend's container client, for the blob source, which reads properties
@@ -377,3 +393,116 @@ type nopSeekCloser struct{}
 func (nopSeekCloser) Read([]byte) (int, error)       { return 0, io.EOF }
 func (nopSeekCloser) Seek(int64, int) (int64, error) { return 0, nil }
 func (nopSeekCloser) Close() error                   { return nil }
+
+// MaxServerCopy is the largest object CopyFromURL fills: one Put Block From URL, the size every
+// service version accepts in one synchronous call. Larger blobs are streamed.
+const MaxServerCopy = 256 << 20
+
+// copyBlockID names the one block of a copied object (base64, as block ids are).
+var copyBlockID = base64.StdEncoding.EncodeToString([]byte("tracevault-copy0"))
+
+// CopyFromURL implements ServerCopier with Put Block From URL and Put Block List: the service
+// reads the source itself and compares the bytes it read with src.MD5 (x-ms-source-content-md5),
+// which Copy Blob From URL does not do on Azurite. Like Put, the object exists only once
+// committed; a failed copy leaves at most an uncommitted block, which Azure discards.
+func (a *Azure) CopyFromURL(ctx context.Context, name string, src CopySource) error {
+	if src.Size <= 0 || src.Size > MaxServerCopy {
+		return fmt.Errorf("copy into %s in %s: %w: %d bytes is outside (0, %d]", name, a, ErrNoServerCopy, src.Size, MaxServerCopy)
+	}
+	bb := a.c.NewBlockBlobClient(a.blob(name))
+	resp, err := bb.StageBlockFromURL(ctx, copyBlockID, src.URL, &blockblob.StageBlockFromURLOptions{
+		Range:                   blob.HTTPRange{Offset: 0, Count: src.Size},
+		SourceContentValidation: blob.SourceContentValidationTypeMD5(src.MD5),
+	})
+	if bloberror.HasCode(err, bloberror.MD5Mismatch) {
+		return a.scrub(fmt.Errorf("copy into %s in %s: the source's bytes do not hash to md5 %x (its Content-MD5 is wrong, or it was rewritten): %w", name, a, src.MD5, err))
+	}
+	if err != nil {
+		return a.scrub(fmt.Errorf("copy into %s in %s: the service could not read the source: %w", name, a, err))
+	}
+	// The service echoes the MD5 of what it read; one that differs is a service that did not
+	// check, whose copy is not proven.
+	if len(resp.ContentMD5) > 0 && !bytes.Equal(resp.ContentMD5, src.MD5) {
+		return fmt.Errorf("copy into %s in %s: the service read bytes with md5 %x, the source claims %x", name, a, resp.ContentMD5, src.MD5)
+	}
+	if _, err := bb.CommitBlockList(ctx, []string{copyBlockID}, &blockblob.CommitBlockListOptions{
+		HTTPHeaders: &blob.HTTPHeaders{BlobContentMD5: src.MD5},
+	}); err != nil {
+		return a.scrub(fmt.Errorf("copy into %s in %s: commit: %w", name, a, err))
+	}
+	// A source shorter than the range would have failed the MD5 check unless its shorter bytes
+	// had that MD5; the size closes the case.
+	if info, err := a.Stat(ctx, name); err != nil || info.Size != src.Size {
+		_ = a.Delete(ctx, name)
+		return fmt.Errorf("copy into %s in %s: stored %d bytes, want %d: %w", name, a, info.Size, src.Size, errors.Join(ErrCorrupt, err))
+	}
+	return nil
+}
+
+// ReadURL returns a URL the storage service can read name from for ttl, to be a copy's source:
+// the blob URL with the configured SAS; a service SAS signed with the account key; or a
+// user-delegation SAS obtained with the default credential chain (which needs a role that may
+// generate user delegation keys, e.g. Storage Blob Delegator or Data Reader). Read permission
+// only, this one blob only.
+func (a *Azure) ReadURL(ctx context.Context, name string, ttl time.Duration) (string, error) {
+	bc := a.c.NewBlobClient(a.blob(name))
+	if u, err := url.Parse(bc.URL()); err == nil && u.Query().Get("sig") != "" {
+		return bc.URL(), nil
+	}
+	start, expiry := time.Now().Add(-5*time.Minute).UTC(), time.Now().Add(ttl).UTC()
+	u, err := bc.GetSASURL(sas.BlobPermissions{Read: true}, expiry, &blob.GetSASURLOptions{StartTime: &start})
+	if err == nil {
+		return u, nil
+	}
+	if a.token == nil {
+		return "", a.scrub(fmt.Errorf("%w: sign a read SAS for %s in %s: %w", ErrNoServerCopy, name, a, err))
+	}
+	cred, err := a.delegated.get(ctx, a, expiry)
+	if err != nil {
+		return "", err
+	}
+	qp, err := sas.BlobSignatureValues{Protocol: sas.ProtocolHTTPS, StartTime: start, ExpiryTime: expiry,
+		Permissions: (&sas.BlobPermissions{Read: true}).String(), ContainerName: a.opts.Container, BlobName: a.blob(name)}.SignWithUserDelegation(cred)
+	if err != nil {
+		return "", fmt.Errorf("%w: sign a user-delegation SAS for %s in %s: %w", ErrNoServerCopy, name, a, err)
+	}
+	return bc.URL() + "?" + qp.Encode(), nil
+}
+
+// delegationKey is a user delegation key, fetched once and reused until shortly before it
+// expires: one request per backup, not per blob.
+type delegationKey struct {
+	mu    sync.Mutex
+	cred  *service.UserDelegationCredential
+	until time.Time
+	err   error
+}
+
+func (d *delegationKey) get(ctx context.Context, a *Azure, need time.Time) (*service.UserDelegationCredential, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return nil, d.err // a role that is missing stays missing for this run
+	}
+	if d.cred != nil && need.Before(d.until) {
+		return d.cred, nil
+	}
+	svc, err := service.NewClient(azureEndpoint(a.opts), a.token, &service.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: a.opts.Retry, Transport: a.opts.Transport}})
+	if err == nil {
+		// Keys live at most 7 days; 6 hours covers the longest backup between refreshes.
+		start, until := time.Now().Add(-5*time.Minute).UTC(), need.Add(6*time.Hour).UTC()
+		var cred *service.UserDelegationCredential
+		cred, err = svc.GetUserDelegationCredential(ctx, service.KeyInfo{Start: ptr(start.Format(sas.TimeFormat)), Expiry: ptr(until.Format(sas.TimeFormat))}, nil)
+		if err == nil {
+			d.cred, d.until = cred, until
+			return cred, nil
+		}
+	}
+	err = a.scrub(fmt.Errorf("%w: get a user delegation key for %s (the identity needs Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey): %w", ErrNoServerCopy, a, err))
+	if ctx.Err() == nil {
+		d.err = err
+	}
+	return nil, err
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -137,8 +137,8 @@ func (m *Manifest) validate(name string) error {
 		if err := ValidObjectID(o.ID); err != nil {
 			return fmt.Errorf("objects[%d]: %w", i, err)
 		}
-		if !sha256Form.MatchString(o.SHA256) || o.Size < 0 || o.RawSize < 0 {
-			return fmt.Errorf("objects[%d] (%s): sha256 %.80q, size %d, raw size %d are not what tracevault writes", i, o.ID, o.SHA256, o.Size, o.RawSize)
+		if err := o.checkForm(); err != nil {
+			return fmt.Errorf("objects[%d] (%s): %w", i, o.ID, err)
 		}
 	}
 	return nil

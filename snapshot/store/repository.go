@@ -65,6 +65,10 @@ type ObjectRef struct {
 	RawSize     int64  `json:"raw_size"` // plaintext bytes
 	SHA256      string `json:"sha256"`   // of the plaintext
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Format is "" for the codec's format, FormatRaw for a server-side copy (servercopy.go),
+	// which MD5 checks instead of SHA256.
+	Format string `json:"format,omitempty"`
+	MD5    string `json:"md5,omitempty"`
 }
 
 // Name is the object's path in the backend, or "" for an id tracevault never writes, so that no
@@ -383,6 +387,9 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 func (r *Repository) OpenObject(ctx context.Context, ref ObjectRef) (io.ReadCloser, error) {
 	if err := ValidObjectID(ref.ID); err != nil {
 		return nil, fmt.Errorf("read object: %w", err)
+	}
+	if ref.Format == FormatRaw {
+		return r.openRaw(ctx, ref)
 	}
 	stored, err := r.b.Get(ctx, ref.Name(), 0, -1)
 	if err != nil {
