@@ -176,8 +176,12 @@ func Describe(m *store.Manifest) []string {
 	if !ok || json.Unmarshal(raw, &sec) != nil {
 		return nil
 	}
+	copied := ""
+	if sec.Copied > 0 {
+		copied = fmt.Sprintf(", %d of them copied server-side (%s)", sec.Copied, store.HumanBytes(sec.CopiedBytes))
+	}
 	out := []string{
-		fmt.Sprintf("blobs    %s: %d blobs (%s), %d read by this snapshot (%s), %d new packs", sec.URL, sec.Blobs, store.HumanBytes(sec.Bytes), sec.NewBlobs, store.HumanBytes(sec.NewBytes), sec.Packs),
+		fmt.Sprintf("blobs    %s: %d blobs (%s), %d stored by this snapshot (%s)%s, %d new packs", sec.URL, sec.Blobs, store.HumanBytes(sec.Bytes), sec.NewBlobs, store.HumanBytes(sec.NewBytes), copied, sec.Packs),
 		fmt.Sprintf("cut      listing started %s; newest blob %q modified %s", sec.Cut.Time.Format(time.RFC3339), sec.Cut.Newest, sec.Cut.NewestModified.Format(time.RFC3339)),
 	}
 	switch c := sec.Check; {

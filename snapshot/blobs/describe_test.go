@@ -18,9 +18,10 @@ func TestDescribeReportsTheCheck(t *testing.T) {
 		{"no table", &Check{Skipped: "no blob_storage_file_log table in the databases [default]"}, "check    skipped: no blob_storage_file_log"},
 		{"query failed", &Check{Error: "connection refused"}, "FAILED to read the file log: connection refused"},
 		{"no clickhouse", nil, "not run"},
+		{"copied", &Check{Skipped: "x"}, "2 stored by this snapshot (3.0 MiB), 1 of them copied server-side (2.0 MiB)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, _ := json.Marshal(Section{URL: "azblob://events/", Blobs: 4, Cut: Cut{Newest: "p/x"}, Check: tc.check})
+			raw, _ := json.Marshal(Section{URL: "azblob://events/", Blobs: 4, NewBlobs: 2, NewBytes: 3 << 20, Copied: 1, CopiedBytes: 2 << 20, Cut: Cut{Newest: "p/x"}, Check: tc.check})
 			m := &store.Manifest{Sections: map[string]json.RawMessage{Name: raw}}
 			got := strings.Join(Describe(m), "\n")
 			if !strings.Contains(got, tc.want) || !strings.Contains(got, `newest blob "p/x"`) {

@@ -75,7 +75,7 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 	}
 	packs := map[string]store.ObjectRef{}
 	for _, obj := range m.Objects {
-		if key, ok := strings.CutPrefix(obj.Fingerprint, "blobpack:"); ok && obj.Source == Name && obj.Kind == KindPack {
+		if key, ok := packKey(obj.Fingerprint); ok && obj.Source == Name && obj.Kind == KindPack {
 			packs[key] = obj.ObjectRef
 		}
 	}

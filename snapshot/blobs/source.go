@@ -2,6 +2,7 @@ package blobs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,10 @@ type Source struct {
 	// MiB) plus its upload buffers, whatever the container's size.
 	Workers  int
 	PackSize int64 // default 32 MiB
+	// CopyMin is the smallest blob copied server-side when source and repository are both on
+	// Azure and the repository is not encrypted (servercopy.go): 0 means DefaultCopyMin, a
+	// negative value never copies.
+	CopyMin int64
 	// FileLog, when set, streams the paths ClickHouse's blob_storage_file_log references, for
 	// the consistency check the section records.
 	FileLog FileLog
@@ -65,6 +71,10 @@ type Section struct {
 	NewBlobs int64  `json:"new_blobs"` // read from the container by this snapshot
 	NewBytes int64  `json:"new_bytes"`
 	Packs    int    `json:"packs"` // new packs
+	// Copied blobs are the part of the new ones the storage service copied server-side, each
+	// into its own raw object: their bytes did not pass through tracevault.
+	Copied      int64 `json:"copied,omitempty"`
+	CopiedBytes int64 `json:"copied_bytes,omitempty"`
 	// Base is the snapshot whose listing unchanged blobs were matched against.
 	Base  string `json:"base,omitempty"`
 	Cut   Cut    `json:"cut"`
@@ -89,6 +99,9 @@ type slot struct {
 	skip bool // deleted between the listing and the read
 	err  error
 	done chan struct{}
+	// listedMD5 is the Content-MD5 the listing claims, which only a server-side copy uses: the
+	// service checks the bytes it copies against it.
+	listedMD5 []byte
 	// A small blob read ahead: its bytes and what the read said of it.
 	prefetched bool
 	data       []byte
@@ -128,16 +141,20 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	sec.Base = base.id
 	check := newChecker(s.FileLog, urlPrefix(s.URL))
 
+	var fresh counts
+	cp := newCopier(w, c, cmp.Or(s.CopyMin, DefaultCopyMin), s.Log, &fresh)
 	g, gctx := errgroup.WithContext(ctx)
 	order := make(chan *slot, window)
 	work := make(chan *slot, window)
-	reused := map[string]bool{} // pack keys of unchanged blobs; written by the lister only
+	// reused are the packs of unchanged blobs, with the blob's name for a copied blob's own
+	// object, so that verify names it; written by the lister only.
+	reused := map[string]string{}
 	sec.Cut.Time = time.Now().UTC()
 	g.Go(func() error {
 		defer close(order)
 		defer close(work)
 		return c.List(gctx, func(e Entry) error {
-			sl := &slot{rec: Record{Name: e.Name, Size: e.Size, ETag: e.ETag, Modified: e.Modified}, done: make(chan struct{})}
+			sl := &slot{rec: Record{Name: e.Name, Size: e.Size, ETag: e.ETag, Modified: e.Modified}, done: make(chan struct{}), listedMD5: e.MD5}
 			prev, err := base.find(e.Name)
 			if err != nil {
 				return err
@@ -146,7 +163,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 			case prev != nil && unchanged(*prev, e):
 				sl.rec.MD5, sl.rec.Pack, sl.rec.Offset = prev.MD5, prev.Pack, prev.Offset
 				if prev.Pack != "" {
-					reused[prev.Pack] = true
+					reused[prev.Pack] = base.copied[prev.Pack]
 				}
 				close(sl.done)
 			case e.Size == 0:
@@ -179,6 +196,10 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	for range fetchers {
 		fetching.Go(func() {
 			for sl := range work {
+				if cp.wants(sl) && cp.copy(gctx, sl) {
+					close(sl.done)
+					continue
+				}
 				if sl.rec.Size <= prefetchMax {
 					if err := prefetch(gctx, c, sl); err != nil {
 						sl.err = err
@@ -197,7 +218,6 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	}
 	g.Go(func() error { fetching.Wait(); close(fetched); return nil })
 	packs := make(chan int, workers)
-	var fresh counts
 	for range workers {
 		g.Go(func() error {
 			p := &packer{w: w, c: c, size: packSize, fresh: &fresh, log: s.Log}
@@ -219,18 +239,19 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		sec.Packs += <-packs
 	}
 	sec.NewBlobs, sec.NewBytes = fresh.blobs.Load(), fresh.bytes.Load()
+	sec.Copied, sec.CopiedBytes = cp.counts()
 	if err != nil {
 		return sec, err
 	}
 	// The unchanged blobs' packs, referenced again so that prune keeps them.
-	for key := range reused {
-		if _, err := w.Put(ctx, store.ManifestObject{Kind: KindPack}, packFingerprint(key), missingPack{key}); err != nil {
+	for key, blob := range reused {
+		if _, err := w.Put(ctx, store.ManifestObject{Kind: KindPack, Partition: blob}, packFingerprint(key), missingPack{key}); err != nil {
 			return sec, err
 		}
 	}
 	sec.Check = check.result()
 	s.Log.Info("blob container backed up", "container", sec.URL, "blobs", sec.Blobs, "bytes", sec.Bytes,
-		"new_blobs", sec.NewBlobs, "new_bytes", sec.NewBytes, "packs", sec.Packs, "cut", sec.Cut.Time)
+		"new_blobs", sec.NewBlobs, "new_bytes", sec.NewBytes, "copied", sec.Copied, "copied_bytes", sec.CopiedBytes, "packs", sec.Packs, "cut", sec.Cut.Time)
 	if sec.Check != nil && (sec.Check.Missing > 0 || sec.Check.Error != "") {
 		s.Log.Warn("blob_storage_file_log names files the container does not hold", "table", sec.Check.Table,
 			"missing", sec.Check.Missing, "examples", sec.Check.MissingExamples, "err", sec.Check.Error)
@@ -465,7 +486,13 @@ func newPackKey() string {
 	return hex.EncodeToString(b)
 }
 
-func packFingerprint(key string) string { return "blobpack:" + key }
+// A pack's fingerprint is its key behind packPrefix: what restore and the next backup find it by.
+const packPrefix = "blobpack:"
+
+func packFingerprint(key string) string { return packPrefix + key }
+
+// packKey returns the key of the pack whose fingerprint is fingerprint.
+func packKey(fingerprint string) (string, bool) { return strings.CutPrefix(fingerprint, packPrefix) }
 
 // missingPack is the body of a pack that an earlier snapshot stored and the repository no longer
 // holds: reading it fails the backup instead of storing an empty pack.
@@ -477,7 +504,10 @@ func (m missingPack) Read([]byte) (int, error) {
 
 // base is the previous snapshot's listing of the same container, read in step with the new one.
 type base struct {
-	id   string
+	id string
+	// copied maps the pack keys of the blobs copied server-side to their names.
+	copied map[string]string
+
 	rc   io.ReadCloser
 	lr   *ListingReader
 	cur  *Record
@@ -505,7 +535,13 @@ func openBase(ctx context.Context, repo *store.Repository, containerURL string) 
 			rc.Close()
 			return nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
 		}
-		return &base{id: m.ID, rc: rc, lr: lr}, nil
+		b := &base{id: m.ID, rc: rc, lr: lr, copied: map[string]string{}}
+		for _, o := range m.Objects {
+			if key, ok := packKey(o.Fingerprint); ok && o.Source == Name && o.Format == store.FormatRaw {
+				b.copied[key] = o.Partition
+			}
+		}
+		return b, nil
 	}
 	return &base{done: true}, nil
 }
