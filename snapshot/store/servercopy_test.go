@@ -7,9 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+
+	"github.com/tracevault/tracevault/deploy/stack"
 )
 
 func TestObjectRefForms(t *testing.T) {
@@ -55,34 +61,60 @@ func TestServerCopy(t *testing.T) {
 	if _, err := b.Put(ctx, "source/blob", bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	u, err := b.ReadURL(ctx, "source/blob", time.Hour)
-	if err != nil || !strings.Contains(u, "sig=") {
-		t.Fatalf("read url: %q, %v", u, err)
-	}
 	sum := md5.Sum(data)
-	ref, err := repo.CopyObject(ctx, "fp", CopySource{URL: u, Size: int64(len(data)), MD5: sum[:]})
+	// The source's credentials, each of which yields a URL the service can read: the connection
+	// string's and the account key's sign a service SAS, a configured SAS is used as is.
+	env := stack.Require(t)
+	field := func(k string) string {
+		return regexp.MustCompile(k + `=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
+	}
+	account, key, endpoint := field("AccountName"), field("AccountKey"), field("BlobEndpoint")
+	cred, err := azblob.NewSharedKeyCredential(account, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ref.Format != FormatRaw || ref.MD5 != hex.EncodeToString(sum[:]) || ref.Size != int64(len(data)) {
-		t.Fatalf("copied %+v", ref)
+	qp, err := sas.BlobSignatureValues{Protocol: sas.ProtocolHTTPSandHTTP, ExpiryTime: time.Now().Add(time.Hour),
+		ContainerName: b.opts.Container, Permissions: (&sas.ContainerPermissions{Read: true, List: true}).String()}.SignWithSharedKey(cred)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := reader(t)(repo.OpenObject(ctx, ref)); !bytes.Equal(got, data) {
-		t.Fatalf("read back %d bytes, want the %d copied", len(got), len(data))
+	sources := map[string]*Azure{"connection string": b}
+	for name, o := range map[string]AzureOptions{"account key": {AccountKey: key}, "read-only sas": {SASToken: qp.Encode()}} {
+		o.AccountName, o.Endpoint, o.Container, o.Prefix, o.NoCreate = account, endpoint, b.opts.Container, "repo", true
+		if sources[name], err = NewAzure(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ref ObjectRef
+	for name, src := range sources {
+		u, err := src.ReadURL(ctx, "source/blob", time.Hour)
+		if err != nil || !strings.Contains(u, "sig=") {
+			t.Fatalf("%s: read url: %q, %v", name, u, err)
+		}
+		if ref, err = repo.CopyObject(ctx, "fp", CopySource{URL: u, Size: int64(len(data)), MD5: sum[:]}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if ref.Format != FormatRaw || ref.MD5 != hex.EncodeToString(sum[:]) || ref.Size != int64(len(data)) {
+			t.Fatalf("%s: copied %+v", name, ref)
+		}
+		if got := reader(t)(repo.OpenObject(ctx, ref)); !bytes.Equal(got, data) {
+			t.Fatalf("%s: read back %d bytes, want the %d copied", name, len(got), len(data))
+		}
 	}
 	if again, reused, err := repo.PutObject(ctx, "fp", nil); err != nil || !reused || again.ID != ref.ID {
 		t.Fatalf("the copy is not found by its fingerprint: %+v %v %v", again, reused, err)
 	}
 
 	wrong := md5.Sum([]byte("not the content"))
+	u, _ := b.ReadURL(ctx, "source/blob", time.Hour)
 	_, err = repo.CopyObject(ctx, "", CopySource{URL: u, Size: int64(len(data)), MD5: wrong[:]})
 	if err == nil || !strings.Contains(err.Error(), "do not hash to md5") || strings.Contains(err.Error(), "sig=") {
 		t.Fatalf("copy under a wrong md5: %v; want the MD5 check's failure, without the SAS", err)
 	}
 	n := 0
 	_ = b.List(ctx, "data/", func(ObjectInfo) error { n++; return nil })
-	if n != 1 {
-		t.Fatalf("%d objects after a failed copy, want only the good one", n)
+	if n != len(sources) {
+		t.Fatalf("%d objects after a failed copy, want only the %d good ones", n, len(sources))
 	}
 
 	// Damaged in place: the MD5 catches it at the end of the read.
