@@ -48,6 +48,7 @@ func FuzzManifest(f *testing.F) {
 	f.Add([]byte(`{"id":"20261124T031500Z-1a2b3c","status":"complete","objects":[{"id":"a"}]}`))
 	f.Add([]byte(`{"id":"20261124T031500Z-1a2b3c","status":"complete","objects":[{"id":"../victim/secret","sha256":"` + sha0 + `"}]}`))
 	f.Add([]byte(`{"id":"20261124T031500Z-1a2b3c","status":"complete","objects":[{"id":"0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a","sha256":"` + sha0 + `","size":-1}]}`))
+	f.Add([]byte(`{"id":"20261124T031500Z-1a2b3c","status":"complete","objects":[{"id":"0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a","format":"raw","md5":"` + strings.Repeat("0b", 16) + `","size":5,"raw_size":5}]}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
@@ -62,6 +63,10 @@ func FuzzManifest(f *testing.F) {
 		for _, o := range m.Objects {
 			if n := o.Name(); n == "" || path.Clean(n) != n || !strings.HasPrefix(n, "data/") {
 				t.Errorf("accepted object id %q (name %q)", o.ID, n)
+			}
+			// A reader checks the one checksum its format has: it must be there.
+			if o.Format == FormatRaw && (len(o.MD5) != 32 || o.SHA256 != "" || o.Size != o.RawSize) || o.Format == "" && len(o.SHA256) != 64 || o.Format != "" && o.Format != FormatRaw {
+				t.Errorf("accepted object %+v", o.ObjectRef)
 			}
 		}
 		_ = m.Totals()
