@@ -394,8 +394,10 @@ func (nopSeekCloser) Read([]byte) (int, error)       { return 0, io.EOF }
 func (nopSeekCloser) Seek(int64, int) (int64, error) { return 0, nil }
 func (nopSeekCloser) Close() error                   { return nil }
 
-// MaxServerCopy is the largest object CopyFromURL fills: one Put Block From URL, the size every
-// service version accepts in one synchronous call. Larger blobs are streamed.
+// MaxServerCopy is the largest object CopyFromURL fills, in one Put Block From URL: Azure's
+// limit for one synchronous copy (Copy Blob From URL's). A larger blob would take several
+// blocks, and the service checks a block only against that block's MD5, which no listing gives:
+// such a copy could not be proven, so larger blobs are streamed.
 const MaxServerCopy = 256 << 20
 
 // copyBlockID names the one block of a copied object (base64, as block ids are).
