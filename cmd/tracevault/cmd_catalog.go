@@ -266,7 +266,10 @@ size; with --read-data, also download, decrypt, decompress and check its SHA-256
 freeze-mode partition's parts against their own checksums.txt (size and CityHash128 of every
 file, as the server wrote them: damage on the server's disk before the upload). Each bad object
 is named with the snapshot and what it holds; with --all, every damaged manifest is named too,
-with the fix. Exits 1 if anything is bad.
+with the fix. PostgreSQL point-in-time chains are checked too (all with --all, else those whose
+base is given): every record authentic, the segments continuous from the base without a gap,
+each segment stored; with --read-data, each segment read and parsed (checksum, CRC-32C trailer).
+Exits 1 if anything is bad.
 
 --sample P% reads only a share of the objects with --read-data (every object is still checked for
 existence and size): objects fall into ⌈100/P⌉ buckets by a hash of their id, and each run reads

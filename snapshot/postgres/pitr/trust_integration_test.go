@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
@@ -144,7 +147,7 @@ func TestPITRRecordTrust(t *testing.T) {
 		// restore and verify must fail naming object with why; restore "" plans fine.
 		object, restore, verify string
 		others                  []string // verify may name these too
-		readOnly                bool // only verify --read-data finds it
+		readOnly                bool     // only verify --read-data finds it
 	}{
 		{name: "untouched"},
 		{name: "edited byte in a segment record", tamper: func(t *testing.T, repo *store.Repository) {
@@ -177,10 +180,14 @@ func TestPITRRecordTrust(t *testing.T) {
 			}
 		}, object: seg(a, 2), restore: "before point-in-time records were authenticated", verify: "before point-in-time records were authenticated"},
 		{name: "chain record altered", tamper: func(t *testing.T, repo *store.Repository) {
-			forge(t, repo, chainName(a), func(x []byte) []byte { return bytes.Replace(x, []byte(`"slot":"tracevault"`), []byte(`"slot":"tracevaulx"`), 1) })
+			forge(t, repo, chainName(a), func(x []byte) []byte {
+				return bytes.Replace(x, []byte(`"slot":"tracevault"`), []byte(`"slot":"tracevaulx"`), 1)
+			})
 		}, object: chainName(a), restore: "no MAC verifies", verify: "no MAC verifies"},
 		{name: "head moved forward", tamper: func(t *testing.T, repo *store.Repository) {
-			forge(t, repo, headName(a), func(x []byte) []byte { return bytes.Replace(x, []byte(`"until":"2026-11-27T10:05`), []byte(`"until":"2026-11-27T10:55`), 1) })
+			forge(t, repo, headName(a), func(x []byte) []byte {
+				return bytes.Replace(x, []byte(`"until":"2026-11-27T10:05`), []byte(`"until":"2026-11-27T10:55`), 1)
+			})
 		}, object: headName(a), restore: "no MAC verifies", verify: "no MAC verifies"},
 		{name: "missing segment", plaintext: true, tamper: func(t *testing.T, repo *store.Repository) {
 			for _, n := range []string{seg(a, 2), body(a, 2)} {
@@ -368,4 +375,67 @@ func TestPITRPrune(t *testing.T) {
 
 func fixtureBase(id string, created time.Time) string {
 	return created.Format("20060102T150405Z") + "-" + id[len(id)-6:]
+}
+
+// TestPITREncryptedLive: a real stream into an encrypted repository writes records that
+// authenticate: they resume, verify with every segment read, and restore to a ledger point; the
+// same restore is refused, naming the record, once one of them is altered without the keys.
+func TestPITREncryptedLive(t *testing.T) {
+	env := stack.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dsn := env.PGDatabase(t, "it_pitr_enc")
+	slot := testSlot(t, env, "tv_enc")
+	repo := trustRepo(t, "fs", true)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, sql := range append(workloadSchema, `INSERT INTO public.items (k, v) SELECT g, 'seed' FROM generate_series(1, 50) g`) {
+		execSQL(t, conn, sql)
+	}
+	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(3, 4))}
+	if err := conn.QueryRow(ctx, "SELECT array_agg(id) FROM public.items").Scan(&w.ids); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	var mu sync.Mutex
+	r := start(t, repo, dsn, slot, &events, &mu)
+	waitChain(t, repo, r)
+	for range 10 {
+		w.step(ctx)
+	}
+	// Stopped and started again: the resume reads (and so authenticates) the last record.
+	waitCovered(t, repo, r, w.ledger[len(w.ledger)-1].at)
+	r.kill(t)
+	r = start(t, repo, dsn, slot, &events, &mu)
+	for range 10 {
+		w.step(ctx)
+	}
+	target := w.ledger[len(w.ledger)-1]
+	waitCovered(t, repo, r, target.at)
+	r.kill(t)
+
+	rep, err := Verify(ctx, repo, VerifyOptions{ReadData: true})
+	if err != nil || len(rep.Problems) > 0 || rep.Chains != 1 || rep.SegmentsRead == 0 || rep.SegmentsRead != rep.Segments {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+	restoreAndCheck(t, env, repo, dsn, Target{Time: target.at}, target)
+
+	chains, err := Chains(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := segmentRecords(ctx, repo, chains[0].ID)
+	if err != nil || len(names) == 0 {
+		t.Fatalf("segment records: %v %v", names, err)
+	}
+	forge(t, repo, names[0], func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"transactions":`), []byte(`"transactions":1`), 1)
+	})
+	_, err = Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: stack.ScratchName("it_pitr_never"), Log: quiet}, Target{Time: target.at})
+	if err == nil || !strings.Contains(err.Error(), names[0]) || !strings.Contains(err.Error(), "no MAC verifies") {
+		t.Fatalf("restore through an altered record: %v; want it refused naming %s", err, names[0])
+	}
 }
