@@ -192,9 +192,20 @@ func (r *Repository) authenticate(m *Manifest) error {
 // another name (another segment, another chain) no longer verifies.
 const recordLabel = "tracevault record authentication v1\x00"
 
-// ErrNoRecordMAC means a record in an encrypted repository carries no MAC at all: written by a
-// tracevault from before such records were authenticated, or by someone without the keys.
-var ErrNoRecordMAC = fmt.Errorf("%w: it carries no MAC", ErrUnauthenticated)
+// recordAuthError is a record's ErrUnauthenticated, worded for records.
+type recordAuthError string
+
+func (e recordAuthError) Error() string { return string(e) }
+
+func (e recordAuthError) Is(target error) bool { return target == ErrUnauthenticated }
+
+// ErrRecordUnauthenticated is ErrUnauthenticated for a record; ErrNoRecordMAC means a record in an
+// encrypted repository carries no MAC at all: written by a tracevault from before such records
+// were authenticated, or by someone without the keys.
+var (
+	ErrRecordUnauthenticated error = recordAuthError("record is not authenticated")
+	ErrNoRecordMAC                 = fmt.Errorf("%w: it carries no MAC", ErrRecordUnauthenticated)
+)
 
 // recordMAC is the MAC of rec (its own MACs cleared by the caller) stored at name, over the
 // same decoded-then-encoded form as manifestMAC and for the same reason.
@@ -256,5 +267,5 @@ func AuthenticateRecord[T any](r *Repository, name string, rec *T, auth []Manife
 			}
 		}
 	}
-	return fmt.Errorf("%w: no MAC verifies under the configured keys for this name; it was forged, altered or copied from another record, or written with an identity this configuration does not hold", ErrUnauthenticated)
+	return fmt.Errorf("%w: no MAC verifies under the configured keys for this name; it was forged, altered or copied from another record, or written with an identity this configuration does not hold", ErrRecordUnauthenticated)
 }

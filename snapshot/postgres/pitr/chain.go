@@ -190,8 +190,11 @@ func ReadChains(ctx context.Context, repo *store.Repository) ([]Chain, []Damaged
 // chain reaches a point cannot be told while one is unknown.
 func Chains(ctx context.Context, repo *store.Repository) ([]Chain, error) {
 	chains, damaged, err := ReadChains(ctx, repo)
-	if err == nil && len(damaged) > 0 {
+	switch {
+	case err == nil && len(damaged) == 1:
 		err = errors.New(damaged[0].Error)
+	case err == nil && len(damaged) > 1:
+		err = fmt.Errorf("%s (and %d more damaged chain records; 'tracevault verify --all' names them)", damaged[0].Error, len(damaged)-1)
 	}
 	return chains, err
 }
