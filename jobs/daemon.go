@@ -234,7 +234,7 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		}
 		return err
 	case config.ActionPrune:
-		rep, err := d.repo.Prune(ctx, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
+		rep, err := Prune(ctx, d.repo, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)
 		if err == nil && rep.SweepSkipped != "" {
 			// Not done until the damaged manifests are dealt with: a failed run says so.
 			err = fmt.Errorf("prune forgot %d snapshots, but %s", len(rep.Forgotten), rep.SweepSkipped)
@@ -249,7 +249,7 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		if err != nil {
 			return err
 		}
-		rep, err := d.repo.VerifyWith(ctx, nil, opts)
+		rep, err := Verify(ctx, d.repo, nil, opts)
 		if err == nil && len(rep.Problems) > 0 {
 			err = fmt.Errorf("%d problems, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/partsum"
+	"github.com/tracevault/tracevault/snapshot/postgres/pitr"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -53,4 +54,43 @@ func verifyOptions(cfg config.Verify) (store.VerifyOptions, error) {
 	}
 	opts.ReadData, opts.Sample = true, s
 	return opts, nil
+}
+
+// VerifyReport is the store's, with the point-in-time chains' counts; their problems are among
+// Problems.
+type VerifyReport struct {
+	store.VerifyReport
+	PITR pitr.VerifyReport `json:"pitr"`
+}
+
+// Verify checks the given snapshots' objects (all when ids is empty) and the point-in-time
+// chains: every chain with all snapshots, else the chains whose base is among them. With a
+// sample, the segments of the bucket the objects were read from are read.
+func Verify(ctx context.Context, repo *store.Repository, ids []string, opts store.VerifyOptions) (VerifyReport, error) {
+	var rep VerifyReport
+	var err error
+	if rep.VerifyReport, err = repo.VerifyWith(ctx, ids, opts); err != nil {
+		return rep, err
+	}
+	po := pitr.VerifyOptions{ReadData: opts.ReadData, Sample: opts.Sample}
+	if s := rep.Sample; s != nil {
+		po.Bucket = s.Bucket
+	}
+	if len(ids) > 0 {
+		po.Bases = map[string]bool{}
+		for _, id := range ids {
+			m, err := repo.Snapshot(ctx, id)
+			if err != nil {
+				return rep, err
+			}
+			po.Bases[m.ID] = true
+		}
+	}
+	if rep.PITR, err = pitr.Verify(ctx, repo, po); err != nil {
+		return rep, err
+	}
+	rep.Problems = append(rep.Problems, rep.PITR.Problems...)
+	rep.BytesRead += rep.PITR.BytesRead
+	rep.PITR.Problems = nil
+	return rep, nil
 }

@@ -266,7 +266,10 @@ size; with --read-data, also download, decrypt, decompress and check its SHA-256
 freeze-mode partition's parts against their own checksums.txt (size and CityHash128 of every
 file, as the server wrote them: damage on the server's disk before the upload). Each bad object
 is named with the snapshot and what it holds; with --all, every damaged manifest is named too,
-with the fix. Exits 1 if anything is bad.
+with the fix. PostgreSQL point-in-time chains are checked too (all with --all, else those whose
+base is given): every record authentic, the segments continuous from the base without a gap,
+each segment stored; with --read-data, each segment read and parsed (checksum, CRC-32C trailer).
+Exits 1 if anything is bad.
 
 --sample P% reads only a share of the objects with --read-data (every object is still checked for
 existence and size): objects fall into ⌈100/P⌉ buckets by a hash of their id, and each run reads
@@ -294,7 +297,7 @@ the next bucket, recorded in the repository (verify/position), so every object i
 			if readData {
 				a.startProgress(cmd, "verify")
 			}
-			rep, err := r.VerifyWith(cmd.Context(), args, store.VerifyOptions{ReadData: readData, Sample: sample, Content: jobs.ContentChecks})
+			rep, err := jobs.Verify(cmd.Context(), r, args, store.VerifyOptions{ReadData: readData, Sample: sample, Content: jobs.ContentChecks})
 			a.progressDone(cmd.Context(), err)
 			if err != nil {
 				return failed(err)
@@ -315,7 +318,11 @@ the next bucket, recorded in the repository (verify/position), so every object i
 				if s := rep.Sample; s != nil {
 					read = fmt.Sprintf(" (read %d: bucket %d of %d)", rep.ObjectsRead, s.Bucket, s.Buckets)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects%s, %s read: %d problems\n", rep.Snapshots, rep.Objects, read, store.HumanBytes(rep.BytesRead), len(rep.Problems))
+				chains := ""
+				if p := rep.PITR; p.Chains > 0 {
+					chains = fmt.Sprintf(", %d point-in-time chains (%d segments, %d read)", p.Chains, p.Segments, p.SegmentsRead)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects%s%s, %s read: %d problems\n", rep.Snapshots, rep.Objects, read, chains, store.HumanBytes(rep.BytesRead), len(rep.Problems))
 				if s := rep.Sample; s != nil && s.PositionError != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "WARN the rotation did not advance: %s\n", s.PositionError)
 				}
@@ -340,7 +347,9 @@ func (a *app) pruneCommand() *cobra.Command {
 		Short: "Forget snapshots outside the retention policy and remove unreferenced objects",
 		Long: `Apply [retention] (keep_last, keep_hourly/daily/weekly/monthly, min_age): snapshots no rule keeps
 are forgotten, then every object no remaining snapshot references is deleted. Runs under the
-repository lock, so it never races a backup. --dry-run shows what would go.`,
+repository lock, so it never races a backup. A PostgreSQL point-in-time chain goes with its base
+snapshot (the newest chain's base is always kept); a chain whose base is kept stays whole.
+--dry-run shows what would go.`,
 		Example: examples("tracevault prune --dry-run", "tracevault prune --json"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -348,7 +357,7 @@ repository lock, so it never races a backup. --dry-run shows what would go.`,
 			if err != nil {
 				return err
 			}
-			rep, err := r.Prune(cmd.Context(), jobs.RetentionPolicy(a.cfg.Retention), dryRun, wait)
+			rep, err := jobs.Prune(cmd.Context(), r, jobs.RetentionPolicy(a.cfg.Retention), dryRun, wait)
 			if err != nil {
 				return failed(err)
 			}
@@ -366,6 +375,16 @@ repository lock, so it never races a backup. --dry-run shows what would go.`,
 				printDamaged(cmd.OutOrStdout(), rep.Damaged)
 				fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s\n", len(rep.Kept), len(rep.Forgotten), rep.SweepSkipped)
 				return nil
+			}
+			for _, c := range rep.PITRChains {
+				what := "point-in-time chain " + c.Chain + " (base " + c.Base + " forgotten)"
+				if c.Leftover {
+					what = "leftover of point-in-time chain " + c.Chain
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %d segments, %d files (%s)\n", verb, what, c.Segments, c.Files, store.HumanBytes(c.Bytes))
+			}
+			for _, d := range rep.PITRDamaged {
+				fmt.Fprintf(cmd.OutOrStdout(), "left alone: damaged point-in-time chain record %s: %s\n", d.Name, d.Error)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s %d objects (%s); %d objects remain\n",
 				len(rep.Kept), len(rep.Forgotten), verb, rep.ObjectsRemoved, store.HumanBytes(rep.BytesRemoved), rep.ObjectsRemaining)

@@ -185,3 +185,87 @@ func (r *Repository) authenticate(m *Manifest) error {
 	}
 	return fmt.Errorf("%w: no MAC verifies under the configured keys; it was forged or altered, or written with an identity this configuration does not hold", ErrUnauthenticated)
 }
+
+// Records outside snapshots/ (the PostgreSQL change chains under pitr/) are authenticated with
+// the same keys, over a message that starts with recordLabel (no manifest's JSON does, so a
+// manifest MAC never verifies as a record's) and names the record's path: a record copied to
+// another name (another segment, another chain) no longer verifies.
+const recordLabel = "tracevault record authentication v1\x00"
+
+// recordAuthError is a record's ErrUnauthenticated, worded for records.
+type recordAuthError string
+
+func (e recordAuthError) Error() string { return string(e) }
+
+func (e recordAuthError) Is(target error) bool { return target == ErrUnauthenticated }
+
+// ErrRecordUnauthenticated is ErrUnauthenticated for a record; ErrNoRecordMAC means a record in an
+// encrypted repository carries no MAC at all: written by a tracevault from before such records
+// were authenticated, or by someone without the keys.
+var (
+	ErrRecordUnauthenticated error = recordAuthError("record is not authenticated")
+	ErrNoRecordMAC                 = fmt.Errorf("%w: it carries no MAC", ErrRecordUnauthenticated)
+)
+
+// recordMAC is the MAC of rec (its own MACs cleared by the caller) stored at name, over the
+// same decoded-then-encoded form as manifestMAC and for the same reason.
+func recordMAC[T any](key []byte, name string, rec *T) (string, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", err
+	}
+	var decoded T
+	if err := json.Unmarshal(b, &decoded); err != nil {
+		return "", err
+	}
+	if b, err = json.Marshal(&decoded); err != nil {
+		return "", err
+	}
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(recordLabel))
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// SignRecord returns the MACs of rec, whose own MACs must be cleared, to be stored at name; none
+// in a plaintext repository.
+func SignRecord[T any](r *Repository, name string, rec *T) ([]ManifestMAC, error) {
+	if !r.cfg.Encrypted {
+		return nil, nil
+	}
+	var auth []ManifestMAC
+	for _, k := range r.authKeys {
+		mac, err := recordMAC(k.key, name, rec)
+		if err != nil {
+			return nil, fmt.Errorf("authenticate %s: %w", name, err)
+		}
+		auth = append(auth, ManifestMAC{Key: k.id, MAC: mac})
+	}
+	return auth, nil
+}
+
+// AuthenticateRecord checks auth, read with rec (whose own MACs must be cleared) from name. A
+// plaintext repository authenticates nothing; in an encrypted one, a record without a MAC is
+// ErrNoRecordMAC and one whose MACs do not verify ErrUnauthenticated.
+func AuthenticateRecord[T any](r *Repository, name string, rec *T, auth []ManifestMAC) error {
+	if !r.cfg.Encrypted {
+		return nil
+	}
+	if len(auth) == 0 {
+		return ErrNoRecordMAC
+	}
+	for _, a := range auth {
+		for _, k := range r.authKeys {
+			if a.Key != k.id {
+				continue
+			}
+			mac, err := recordMAC(k.key, name, rec)
+			if err == nil && hmac.Equal([]byte(mac), []byte(a.MAC)) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: no MAC verifies under the configured keys for this name; it was forged, altered or copied from another record, or written with an identity this configuration does not hold", ErrRecordUnauthenticated)
+}

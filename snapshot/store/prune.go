@@ -22,6 +22,9 @@ const TagPITRBase = "pitr-base"
 type Retention struct {
 	KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly int
 	MinAge                                                   time.Duration
+	// Pin keeps snapshots whatever the rules (id -> reason): what a layer above needs, such as
+	// the base of the newest point-in-time chain.
+	Pin map[string]string
 }
 
 // Validate refuses a policy that keeps nothing: with every keep rule at 0, prune would forget
@@ -59,6 +62,9 @@ func (p Retention) Keep(snaps []Manifest, now time.Time) map[string]string {
 		}
 	}
 	for _, m := range sorted {
+		if why, ok := p.Pin[m.ID]; ok {
+			mark(m.ID, why)
+		}
 		if p.MinAge > 0 && now.Sub(m.Start) < p.MinAge {
 			mark(m.ID, "younger than min_age")
 		}
@@ -250,7 +256,7 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 		rep.Problems = append(rep.Problems, VerifyProblem{Object: d.Name, What: "damaged manifest", Error: d.Error, Fix: d.Fix()})
 	}
 	reads := func(o ManifestObject) bool {
-		return opts.ReadData && (bucket == 0 || opts.Sample.holds(o.ID, bucket))
+		return opts.ReadData && (bucket == 0 || opts.Sample.Holds(o.ID, bucket))
 	}
 	planReads(ctx, snaps, reads)
 	checked := map[string]string{} // object -> error text ("" = fine)

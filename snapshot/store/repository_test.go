@@ -139,6 +139,7 @@ func TestRetentionKeep(t *testing.T) {
 		{"monthly 2", Retention{KeepMonthly: 2}, "a e p-new"},
 		{"min age keeps everything young", Retention{MinAge: 3 * time.Hour}, "a b p-new"},
 		{"nothing", Retention{}, "p-new"},
+		{"pinned outside the rules", Retention{KeepLast: 1, Pin: map[string]string{"d": "base of a chain"}}, "a d p-new"},
 	}
 	for _, tt := range tests {
 		keep := tt.policy.Keep(snaps, now)

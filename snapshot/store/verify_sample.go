@@ -50,8 +50,8 @@ func ParseSample(s string) (Sample, error) {
 	return Sample{Buckets: int(buckets)}, nil
 }
 
-// holds says whether bucket (1-based) of s.Buckets contains the object.
-func (s Sample) holds(id string, bucket int) bool {
+// Holds says whether bucket (1-based) of s.Buckets contains the object.
+func (s Sample) Holds(id string, bucket int) bool {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(id))
 	return int(h.Sum64()%uint64(s.Buckets))+1 == bucket

@@ -205,7 +205,7 @@ func TestVerifySampleFindsCorruption(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		holds := s.holds(bad.ID, rep.Sample.Bucket)
+		holds := s.Holds(bad.ID, rep.Sample.Bucket)
 		if !holds {
 			if len(rep.Problems) != 0 {
 				t.Errorf("bucket %d does not hold %s but reported %+v", rep.Sample.Bucket, bad.Name(), rep.Problems)

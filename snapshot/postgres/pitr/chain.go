@@ -10,6 +10,12 @@
 //	pitr/<chain>/seg/<end LSN>.json     its record; a segment exists once its record does
 //	pitr/<chain>/head.json              coverage past the last segment while no transaction came
 //
+// In an encrypted repository every record (chain, segment, head) carries MACs under the
+// repository's authentication keys over its content and its path (records.go): a record that
+// someone who can write the repository but lacks the keys forged, altered, swapped or copied from
+// another chain is refused, naming it. The segment bodies are bound by the SHA-256 in their
+// records.
+//
 // A chain is one slot's life from its base. A schema change, or a lost slot, ends the chain and
 // starts a new one with a new base.
 package pitr
@@ -50,6 +56,8 @@ type Chain struct {
 	Created   time.Time  `json:"created"`
 	Ended     time.Time  `json:"ended,omitzero"`
 	EndReason string     `json:"end_reason,omitempty"`
+	// Auth authenticates the record in an encrypted repository (records.go).
+	Auth []store.ManifestMAC `json:"auth,omitempty"`
 }
 
 // Segment is a durable run of transactions, as its record describes it.
@@ -69,6 +77,7 @@ type Segment struct {
 	Object       store.ObjectRef     `json:"object"`
 	Sequences    []postgres.Sequence `json:"sequences"`
 	Written      time.Time           `json:"written"`
+	Auth         []store.ManifestMAC `json:"auth,omitempty"`
 }
 
 // LSN is a WAL position, written as PostgreSQL writes it (16/B374D848).
@@ -101,11 +110,12 @@ func headName(id string) string { return root + id + "/head.json" }
 // database advances the recovery point by rewriting this one small record, not by adding empty
 // segments. It counts only while After is still the last segment's end.
 type Head struct {
-	Chain   string    `json:"chain"`
-	After   LSN       `json:"after"`   // the last segment's EndLSN (or the chain's StartLSN)
-	EndLSN  LSN       `json:"end_lsn"` // no transaction committed in [After, EndLSN)
-	Until   time.Time `json:"until"`   // every commit before it is in the segments
-	Written time.Time `json:"written"`
+	Chain   string              `json:"chain"`
+	After   LSN                 `json:"after"`   // the last segment's EndLSN (or the chain's StartLSN)
+	EndLSN  LSN                 `json:"end_lsn"` // no transaction committed in [After, EndLSN)
+	Until   time.Time           `json:"until"`   // every commit before it is in the segments
+	Written time.Time           `json:"written"`
+	Auth    []store.ManifestMAC `json:"auth,omitempty"`
 }
 
 // coverage is how far a chain's segments (and its head, if current) reach.
@@ -115,7 +125,7 @@ func coverage(ctx context.Context, repo *store.Repository, c Chain, segs []Segme
 		at, lsn = segs[n-1].Until, segs[n-1].EndLSN
 	}
 	var h Head
-	err := repo.GetJSON(ctx, headName(c.ID), &h)
+	err := getRecord(ctx, repo, headName(c.ID), &h)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return at, lsn, nil
@@ -136,8 +146,16 @@ func newChainID(now time.Time, lsn LSN) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + fmt.Sprintf("%X", uint64(lsn))
 }
 
-// Chains lists every chain, oldest first.
-func Chains(ctx context.Context, repo *store.Repository) ([]Chain, error) {
+// Damaged is a chain record that cannot be used: unreadable, not what its name says, or not
+// authentic. Nothing is done with it but naming it.
+type Damaged struct {
+	Name  string `json:"name"`
+	Error string `json:"error"`
+}
+
+// ReadChains reads every chain record: the usable ones, oldest first, and the damaged ones, so
+// that one bad record never hides the others. Only a failure to reach the storage is an error.
+func ReadChains(ctx context.Context, repo *store.Repository) ([]Chain, []Damaged, error) {
 	var names []string
 	err := repo.Backend().List(ctx, root, func(o store.ObjectInfo) error {
 		if strings.HasSuffix(o.Name, "/chain.json") && strings.Count(o.Name, "/") == 2 {
@@ -146,18 +164,39 @@ func Chains(ctx context.Context, repo *store.Repository) ([]Chain, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list point-in-time chains: %w", err)
+		return nil, nil, fmt.Errorf("list point-in-time chains: %w", err)
 	}
 	var out []Chain
+	var damaged []Damaged
 	for _, n := range names {
 		var c Chain
-		if err := repo.GetJSON(ctx, n, &c); err != nil {
-			return nil, fmt.Errorf("read point-in-time chain %s: %w", n, err)
+		err := getRecord(ctx, repo, n, &c)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // removed since the listing
+		case err != nil && !errors.Is(err, store.ErrUndecodable) && !errors.Is(err, errRecord):
+			return nil, nil, fmt.Errorf("read point-in-time chain %s: %w", n, err)
+		case err != nil:
+			damaged = append(damaged, Damaged{Name: n, Error: err.Error()})
+			continue
 		}
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out, nil
+	return out, damaged, nil
+}
+
+// Chains lists every chain, oldest first. A damaged chain record is an error naming it: which
+// chain reaches a point cannot be told while one is unknown.
+func Chains(ctx context.Context, repo *store.Repository) ([]Chain, error) {
+	chains, damaged, err := ReadChains(ctx, repo)
+	switch {
+	case err == nil && len(damaged) == 1:
+		err = errors.New(damaged[0].Error)
+	case err == nil && len(damaged) > 1:
+		err = fmt.Errorf("%s (and %d more damaged chain records; 'tracevault verify --all' names them)", damaged[0].Error, len(damaged)-1)
+	}
+	return chains, err
 }
 
 func segmentRecords(ctx context.Context, repo *store.Repository, chain string) ([]string, error) {
@@ -182,29 +221,44 @@ func lastSegment(ctx context.Context, repo *store.Repository, chain string) ([]S
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
-	var s Segment
-	if err := repo.GetJSON(ctx, names[len(names)-1], &s); err != nil {
-		return nil, fmt.Errorf("read segment record %s: %w", names[len(names)-1], err)
+	s, err := readSegment(ctx, repo, names[len(names)-1])
+	if err != nil {
+		return nil, err
 	}
 	return []Segment{s}, nil
 }
 
-// Segments lists a chain's durable segments in LSN order.
+// Segments lists a chain's durable segments in LSN order, checking that they continue each other
+// from the chain's start without a gap.
 func Segments(ctx context.Context, repo *store.Repository, chain string) ([]Segment, error) {
-	names, err := segmentRecords(ctx, repo, chain)
+	var c Chain
+	if err := getRecord(ctx, repo, chainName(chain), &c); err != nil {
+		return nil, fmt.Errorf("read point-in-time chain %s: %w", chain, err)
+	}
+	return chainSegments(ctx, repo, c)
+}
+
+func chainSegments(ctx context.Context, repo *store.Repository, c Chain) ([]Segment, error) {
+	names, err := segmentRecords(ctx, repo, c.ID)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Segment, 0, len(names))
+	end := c.StartLSN
 	for _, n := range names {
-		var s Segment
-		if err := repo.GetJSON(ctx, n, &s); err != nil {
-			return nil, fmt.Errorf("read segment record %s: %w", n, err)
+		s, err := readSegment(ctx, repo, n)
+		if err != nil {
+			return nil, err
 		}
-		if len(out) > 0 && s.StartLSN != out[len(out)-1].EndLSN {
-			return nil, fmt.Errorf("chain %s: segment %s starts at %s but the one before ends at %s: a segment record is missing", chain, n, s.StartLSN, out[len(out)-1].EndLSN)
+		if s.StartLSN != end {
+			what := "the one before ends"
+			if len(out) == 0 {
+				what = "the chain's base is at"
+			}
+			return nil, fmt.Errorf("chain %s: segment record %s starts at %s but %s %s: a segment record is missing; restore to a point before %s, or from another chain", c.ID, n, s.StartLSN, what, end, end)
 		}
 		out = append(out, s)
+		end = s.EndLSN
 	}
 	return out, nil
 }

@@ -86,7 +86,7 @@ func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, 
 	if pick == nil {
 		return nil, fmt.Errorf("no point-in-time recovery reaches %s: the oldest base (chain %s) is from %s, LSN %s", t, chains[0].ID, chains[0].BaseTime.Format(time.RFC3339Nano), chains[0].StartLSN)
 	}
-	segs, err := Segments(ctx, repo, pick.ID)
+	segs, err := chainSegments(ctx, repo, *pick)
 	if err != nil {
 		return nil, err
 	}

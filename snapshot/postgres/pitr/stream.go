@@ -134,9 +134,13 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 	if err := aux.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
 		return postgres.Explain("read the database name", err)
 	}
-	chains, err := Chains(ctx, repo)
+	chains, damaged, err := ReadChains(ctx, repo)
 	if err != nil {
 		return err
+	}
+	for _, d := range damaged {
+		// Never resumed nor extended: a new chain (new base) starts instead. Restores name it.
+		s.Log.Warn("point-in-time recovery: ignoring a damaged chain record", "record", d.Name, "err", d.Error)
 	}
 	var chain *Chain
 	for i := len(chains) - 1; i >= 0; i-- {
@@ -205,7 +209,7 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 
 func (s *Streamer) endChain(ctx context.Context, repo *store.Repository, c *Chain, why string) error {
 	c.Ended, c.EndReason = time.Now().UTC(), why
-	if err := repo.PutJSON(ctx, chainName(c.ID), c); err != nil {
+	if err := putRecord(ctx, repo, chainName(c.ID), c); err != nil {
 		return fmt.Errorf("record the end of chain %s: %w", c.ID, err)
 	}
 	return nil
@@ -299,7 +303,7 @@ func (s *Streamer) newChain(ctx context.Context, repo *store.Repository, aux *pg
 		return nil, fmt.Errorf("point-in-time recovery: base snapshot: %w", err)
 	}
 	chain.Base, chain.Created = m.ID, time.Now().UTC()
-	if err := repo.PutJSON(ctx, chainName(chain.ID), chain); err != nil {
+	if err := putRecord(ctx, repo, chainName(chain.ID), chain); err != nil {
 		return nil, fmt.Errorf("record chain %s: %w", chain.ID, err)
 	}
 	ok = true
@@ -747,7 +751,7 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 			return nil // nothing new to record
 		}
 		h := Head{Chain: seg.Chain, After: seg.StartLSN, EndLSN: seg.EndLSN, Until: seg.Until, Written: time.Now().UTC()}
-		if err := repo.PutJSON(ctx, headName(h.Chain), h); err != nil {
+		if err := putRecord(ctx, repo, headName(h.Chain), &h); err != nil {
 			return fmt.Errorf("record the head of chain %s: %w", h.Chain, err)
 		}
 		st.durable, st.lastUntil = h.EndLSN, h.Until
@@ -778,7 +782,7 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		return fmt.Errorf("store segment ending at %s: %w", seg.EndLSN, err)
 	}
 	seg.Object, seg.Written = ref, time.Now().UTC()
-	if err := repo.PutJSON(ctx, segmentName(seg.Chain, seg.EndLSN, "json"), seg); err != nil {
+	if err := putRecord(ctx, repo, segmentName(seg.Chain, seg.EndLSN, "json"), seg); err != nil {
 		return fmt.Errorf("record segment ending at %s: %w", seg.EndLSN, err)
 	}
 	st.durable, st.lastUntil = seg.EndLSN, seg.Until
