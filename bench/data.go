@@ -28,7 +28,6 @@ type chData struct {
 	tables     []string            // tables holding data, sorted
 	partitions map[string][]string // partition ids of each table
 	replicated map[string]bool
-	feeds      map[string][]string // table → the tables its materialized views insert into
 	rows       int64
 	raw        int64 // uncompressed bytes of the active parts
 	stored     int64 // compressed bytes on disk of one replica
@@ -123,34 +122,11 @@ func (d *chData) list(ctx context.Context, h *clickhouse.HTTP) error {
 	if err != nil {
 		return err
 	}
-	d.replicated, d.feeds = map[string]bool{}, map[string][]string{}
+	d.replicated = map[string]bool{}
 	for _, r := range engines {
 		d.replicated[r[0]] = len(r) == 2 && strings.HasPrefix(r[1], "Replicated")
-		if len(r) == 2 && r[1] == "MaterializedView" {
-			q, err := chRows(ctx, h, fmt.Sprintf("SHOW CREATE TABLE %s.%s", d.db, r[0]))
-			if err != nil || len(q) != 1 {
-				return fmt.Errorf("definition of %s.%s: %v", d.db, r[0], err)
-			}
-			// "... TO db.target (...) AS SELECT ... FROM db.source ...": an insert into the
-			// source changes the target too.
-			to, from := wordAfter(q[0][0], " TO "+d.db+"."), wordAfter(q[0][0], " FROM "+d.db+".")
-			if to != "" && from != "" {
-				d.feeds[from] = append(d.feeds[from], to)
-			}
-		}
 	}
 	return nil
-}
-
-func wordAfter(s, prefix string) string {
-	_, rest, ok := strings.Cut(s, prefix)
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, " (\\"); i >= 0 {
-		rest = rest[:i]
-	}
-	return rest
 }
 
 func (d *chData) String() string {
@@ -410,7 +386,7 @@ func changePartition(ctx context.Context, env *stack.Env, d *chData, table, part
 	for _, q := range []string{
 		"DROP TABLE IF EXISTS " + dst,
 		ddl,
-		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE _partition_id = '%s' LIMIT 1", dst, src, partition),
+		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE %s LIMIT 1", dst, src, clickhouse.InPartition(partition)),
 		fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION ID '%s' FROM %s", src, partition, dst),
 		"DROP TABLE " + dst,
 		fmt.Sprintf("OPTIMIZE TABLE %s PARTITION ID '%s' FINAL", src, partition),
