@@ -40,7 +40,8 @@ fmt-check:
 
 ## bench: every step against its baseline on generated data at 1x and 4x, medians of 3 runs;
 ## writes bench/RESULTS.md and bench/results.json (see bench/main.go). The default is the issue's
-## size (5M traces and pgbench -s 100 at 4x, hours); SCALE=small takes minutes. More flags:
+## size (5M traces and pgbench -s 100 at 4x, hours); SCALE=small takes minutes, SCALE=medium
+## (100k / 400k traces, pgbench -s 8 / 32) 20-30 min on a quiet 2-core machine. More flags:
 ## make bench SCALE=small BENCHFLAGS='-profile -only "clickhouse backup"'
 SCALE      ?=
 BENCHFLAGS ?=

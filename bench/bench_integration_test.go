@@ -50,6 +50,7 @@ func TestSmoke(t *testing.T) {
 		"clickhouse restore, tracevault, logical":         true,
 		"clickhouse restore, tracevault, freeze":          true,
 		"clickhouse incremental":                          true,
+		"clickhouse replica rebuild":                      true,
 		"postgres backup, pgbench":                        true,
 		"postgres restore, pgbench":                       true,
 		"postgres backup, demo":                           true,

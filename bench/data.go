@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -27,7 +28,6 @@ type chData struct {
 	tables     []string            // tables holding data, sorted
 	partitions map[string][]string // partition ids of each table
 	replicated map[string]bool
-	feeds      map[string][]string // table → the tables its materialized views insert into
 	rows       int64
 	raw        int64 // uncompressed bytes of the active parts
 	stored     int64 // compressed bytes on disk of one replica
@@ -122,34 +122,11 @@ func (d *chData) list(ctx context.Context, h *clickhouse.HTTP) error {
 	if err != nil {
 		return err
 	}
-	d.replicated, d.feeds = map[string]bool{}, map[string][]string{}
+	d.replicated = map[string]bool{}
 	for _, r := range engines {
 		d.replicated[r[0]] = len(r) == 2 && strings.HasPrefix(r[1], "Replicated")
-		if len(r) == 2 && r[1] == "MaterializedView" {
-			q, err := chRows(ctx, h, fmt.Sprintf("SHOW CREATE TABLE %s.%s", d.db, r[0]))
-			if err != nil || len(q) != 1 {
-				return fmt.Errorf("definition of %s.%s: %v", d.db, r[0], err)
-			}
-			// "... TO db.target (...) AS SELECT ... FROM db.source ...": an insert into the
-			// source changes the target too.
-			to, from := wordAfter(q[0][0], " TO "+d.db+"."), wordAfter(q[0][0], " FROM "+d.db+".")
-			if to != "" && from != "" {
-				d.feeds[from] = append(d.feeds[from], to)
-			}
-		}
 	}
 	return nil
-}
-
-func wordAfter(s, prefix string) string {
-	_, rest, ok := strings.Cut(s, prefix)
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, " (\\"); i >= 0 {
-		rest = rest[:i]
-	}
-	return rest
 }
 
 func (d *chData) String() string {
@@ -358,12 +335,10 @@ func copySchema(ctx context.Context, env *stack.Env, d *chData, dst string) erro
 	h := chHTTP(env, 0)
 	var ddl []string
 	for _, t := range d.tables {
-		rows, err := chRows(ctx, h, fmt.Sprintf("SHOW CREATE TABLE %s.%s", d.db, t))
-		if err != nil || len(rows) != 1 {
-			return fmt.Errorf("schema of %s.%s: %v", d.db, t, err)
+		q, err := showCreate(ctx, h, d.db, t)
+		if err != nil {
+			return err
 		}
-		// TabSeparated escapes the statement's newlines and quotes.
-		q := strings.NewReplacer(`\n`, "\n", `\'`, "'", `\\`, `\`).Replace(rows[0][0])
 		q = strings.Replace(q, "CREATE TABLE "+d.db+".", "CREATE TABLE "+dst+".", 1)
 		q = strings.ReplaceAll(q, "/"+d.db+"/", "/"+dst+"/")
 		ddl = append(ddl, q)
@@ -377,6 +352,52 @@ func copySchema(ctx context.Context, env *stack.Env, d *chData, dst string) erro
 			if err := r.Exec(ctx, q, nil); err != nil {
 				return fmt.Errorf("create a table of %s on replica %d: %w\n%s", dst, i+1, err, q)
 			}
+		}
+	}
+	return nil
+}
+
+// showCreate is the statement that creates db.table, as replica h has it.
+func showCreate(ctx context.Context, h *clickhouse.HTTP, db, table string) (string, error) {
+	rows, err := chRows(ctx, h, fmt.Sprintf("SHOW CREATE TABLE %s.%s", db, table))
+	if err != nil || len(rows) != 1 {
+		return "", fmt.Errorf("schema of %s.%s: %v", db, table, err)
+	}
+	// TabSeparated escapes the statement's newlines and quotes.
+	return strings.NewReplacer(`\n`, "\n", `\'`, "'", `\\`, `\`).Replace(rows[0][0]), nil
+}
+
+// changePartition changes one partition of db.table and nothing else: a copy of one of its rows
+// is attached from a staging table (an attach fires no materialized view, where an INSERT
+// would also change the views' targets), and the partition is merged to one part on every
+// replica, so that no merge is left to change it, or another partition, afterwards.
+func changePartition(ctx context.Context, env *stack.Env, d *chData, table, partition string) error {
+	h := chHTTP(env, 0)
+	create, err := showCreate(ctx, h, d.db, table)
+	if err != nil {
+		return err
+	}
+	stage := "bench_late_" + table
+	ddl, err := clickhouse.RewriteCreate(create, clickhouse.Rewrite{Database: d.db, Table: stage, Staging: true})
+	if err != nil {
+		return fmt.Errorf("staging table for %s.%s: %w", d.db, table, err)
+	}
+	src, dst := d.db+"."+table, d.db+"."+stage
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + dst,
+		ddl,
+		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE %s LIMIT 1", dst, src, clickhouse.InPartition(partition)),
+		fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION ID '%s' FROM %s", src, partition, dst),
+		"DROP TABLE " + dst,
+		fmt.Sprintf("OPTIMIZE TABLE %s PARTITION ID '%s' FINAL", src, partition),
+	} {
+		if err := h.Exec(ctx, q, nil); err != nil {
+			return fmt.Errorf("change partition %s of %s: %w", partition, src, err)
+		}
+	}
+	for i := 1; i < len(env.CHHTTP); i++ {
+		if err := syncReplica(ctx, env, i, d.db, table); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -401,3 +422,137 @@ func clearShadow(env *stack.Env) error {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// databaseDDL is what creates db's tables as replica h has them: the tables first, then the
+// views, which read from them or write into them.
+func databaseDDL(ctx context.Context, h *clickhouse.HTTP, db string) ([]string, error) {
+	rows, err := chRows(ctx, h, fmt.Sprintf("SELECT name FROM system.tables WHERE database = '%s' ORDER BY engine LIKE '%%View', name", db))
+	if err != nil {
+		return nil, err
+	}
+	var ddl []string
+	for _, r := range rows {
+		q, err := showCreate(ctx, h, db, r[0])
+		if err != nil {
+			return nil, err
+		}
+		ddl = append(ddl, q)
+	}
+	return ddl, nil
+}
+
+// replicaState is what one replica holds of d's replicated tables: per table its active parts
+// and rows, or why it is not whole (missing, read-only, an expired session, a peer inactive,
+// entries left in its queue).
+func replicaState(ctx context.Context, env *stack.Env, i int, d *chData) (map[string]string, []string, error) {
+	h := chHTTP(env, i)
+	rows, err := chRows(ctx, h, fmt.Sprintf(`SELECT table, is_readonly, is_session_expired, active_replicas, total_replicas, queue_size
+		FROM system.replicas WHERE database = '%s'`, d.db))
+	if err != nil {
+		return nil, nil, err
+	}
+	var problems []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if len(r) != 6 {
+			return nil, nil, fmt.Errorf("system.replicas on replica %d: unexpected row %q", i+1, r)
+		}
+		seen[r[0]] = true
+		if r[1] != "0" || r[2] != "0" || r[3] != strconv.Itoa(len(env.CHNative)) || r[4] != r[3] || r[5] != "0" {
+			problems = append(problems, fmt.Sprintf("%s on replica %d: read-only %s, session expired %s, %s of %s replicas active, %s entries queued", r[0], i+1, r[1], r[2], r[3], r[4], r[5]))
+		}
+	}
+	for _, t := range d.tables {
+		if d.replicated[t] && !seen[t] {
+			problems = append(problems, fmt.Sprintf("%s missing on replica %d", t, i+1))
+		}
+	}
+	parts, err := chRows(ctx, h, fmt.Sprintf(`SELECT table, arrayStringConcat(groupArray(name), ' '), sum(rows)
+		FROM (SELECT table, name, rows FROM system.parts WHERE database = '%s' AND active ORDER BY table, name) GROUP BY table`, d.db))
+	if err != nil {
+		return nil, nil, err
+	}
+	state := map[string]string{}
+	for _, r := range parts {
+		if len(r) == 3 && d.replicated[r[0]] {
+			state[r[0]] = r[2] + " rows in " + r[1]
+		}
+	}
+	return state, problems, nil
+}
+
+// caughtUp waits until replica i's queue is empty and its replicated tables hold replica 1's parts.
+func caughtUp(ctx context.Context, env *stack.Env, i int, d *chData) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	for {
+		want, _, err := replicaState(ctx, env, 0, d)
+		if err != nil {
+			return err
+		}
+		got, problems, err := replicaState(ctx, env, i, d)
+		if err != nil {
+			return err
+		}
+		diff := stateDiff(want, got)
+		if len(problems) == 0 && diff == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica %d has not caught up: %s %s", i+1, strings.Join(problems, "; "), diff)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// clusterWhole checks that every replica is active with an empty queue and holds the same parts
+// and rows of every replicated table of d, waiting up to two minutes for replication to settle.
+func clusterWhole(ctx context.Context, env *stack.Env, d *chData) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var msg []string
+		first, _, err := replicaState(ctx, env, 0, d)
+		if err != nil {
+			return err
+		}
+		for i := range env.CHNative {
+			got, problems, err := replicaState(ctx, env, i, d)
+			if err != nil {
+				return err
+			}
+			msg = append(msg, problems...)
+			if diff := stateDiff(first, got); diff != "" {
+				msg = append(msg, fmt.Sprintf("replica %d differs from replica 1: %s", i+1, diff))
+			}
+		}
+		if len(msg) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster is not whole: %s", strings.Join(msg, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// stateDiff names the tables whose parts differ between two replicaStates.
+func stateDiff(want, got map[string]string) string {
+	var diff []string
+	for t, w := range want {
+		if got[t] != w {
+			diff = append(diff, fmt.Sprintf("%s: %q, want %q", t, got[t], w))
+		}
+	}
+	for t := range got {
+		if _, ok := want[t]; !ok {
+			diff = append(diff, t+": not on the first replica")
+		}
+	}
+	sort.Strings(diff)
+	return strings.Join(diff, "; ")
+}

@@ -8,6 +8,7 @@
 // from the kernel's accounting of that child.
 //
 //	go run ./bench -scale small          # minutes: 20k/80k traces, pgbench -s 2/8
+//	go run ./bench -scale medium         # 20-30 min: 100k/400k traces, pgbench -s 8/32
 //	go run ./bench                       # the size: 1.25M/5M traces, pgbench -s 25/100
 //	go run ./bench -traces 100000 -pgbench 5 -profile
 package main
@@ -43,7 +44,7 @@ type options struct {
 
 func main() {
 	o := options{Scales: []int{1, 4}, Targets: true}
-	scale := flag.String("scale", "", "preset: small (20k traces, pgbench -s 2, minutes) or tiny (a smoke run, no targets); flags below override it")
+	scale := flag.String("scale", "", "preset: small (20k traces, pgbench -s 2, minutes), medium (100k traces, pgbench -s 8, 20-30 min) or tiny (a smoke run, no targets); flags below override it")
 	traces := flag.Int("traces", 0, "traces of the 1x data (4x has four times as many; default 1250000, so 4x is 5M)")
 	pgScale := flag.Int("pgbench", 0, "pgbench -s of the 1x PostgreSQL data (default 25, so 4x is -s 100, about 1.5 GB)")
 	flag.IntVar(&o.Months, "months", 12, "monthly partitions of the demo data")
@@ -78,10 +79,12 @@ func main() {
 		o.Traces, o.PGScale, o.Runs = 1_250_000, 25, 3
 	case "small":
 		o.Traces, o.PGScale, o.Runs = 20_000, 2, 3
+	case "medium":
+		o.Traces, o.PGScale, o.Runs = 100_000, 8, 3
 	case "tiny":
 		o.Traces, o.PGScale, o.Runs, o.Targets = 300, 1, 1, false
 	default:
-		fmt.Fprintf(os.Stderr, "error: -scale %q: use small, tiny or full\n", *scale)
+		fmt.Fprintf(os.Stderr, "error: -scale %q: use tiny, small, medium or full\n", *scale)
 		os.Exit(2)
 	}
 	if *traces > 0 {

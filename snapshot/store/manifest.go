@@ -289,6 +289,10 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 	if id == "" {
 		return nil, fmt.Errorf("snapshot \"\": %w; give an id, a unique prefix of one, or latest", ErrNotFound)
 	}
+	if m, err := r.snapshotByName(ctx, id); err != nil || m != nil {
+		return m, err
+	}
+	// Not found, ambiguous or damaged: the whole catalog says which.
 	c, err := r.Catalog(ctx)
 	if err != nil {
 		return nil, err
@@ -323,6 +327,45 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 	default:
 		return nil, fmt.Errorf("snapshot %q: %w (%d match); give more of the id", id, ErrAmbiguous, len(found))
 	}
+}
+
+// snapshotByName finds what Snapshot would, reading only the manifests whose file names can
+// hold it (for latest, the newest ones back to the first complete one), so that a backup's
+// look at the latest snapshot does not read the whole history. It returns nil, nil when the
+// answer is not found that way: none, several or only damaged ones match.
+func (r *Repository) snapshotByName(ctx context.Context, id string) (*Manifest, error) {
+	var names []string
+	if err := r.b.List(ctx, "snapshots/", func(o ObjectInfo) error {
+		base, ok := strings.CutSuffix(strings.TrimPrefix(o.Name, "snapshots/"), ".json")
+		if ok && (id == "latest" || strings.HasPrefix(base, id)) {
+			names = append(names, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if id != "latest" && len(names) != 1 {
+		return nil, nil
+	}
+	// Manifest ids sort by time, as Catalog orders them.
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	for _, n := range names {
+		raw, err := r.readStored(ctx, n)
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errTooLarge) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read manifest %s: %w", n, err)
+		}
+		m, err := r.decodeManifest(n, raw)
+		if err != nil {
+			continue // damaged: Catalog reports it
+		}
+		if id != "latest" || m.Status == StatusComplete {
+			return m, nil
+		}
+	}
+	return nil, nil
 }
 
 // DeleteSnapshot forgets a snapshot; its objects are removed by the next prune if nothing else

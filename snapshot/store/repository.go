@@ -114,6 +114,9 @@ type Repository struct {
 
 	mu    sync.Mutex
 	index map[string]ObjectRef // fingerprint -> object, from every manifest
+	// loading is held while the index is read, so that the parallel exports' first lookups
+	// read every manifest once between them, not once each.
+	loading sync.Mutex
 }
 
 // Open connects to the repository at opts.URL, initialising it if empty.
@@ -359,6 +362,8 @@ func (r *Repository) lookup(ctx context.Context, fingerprint string) (ObjectRef,
 }
 
 func (r *Repository) loadIndex(ctx context.Context) error {
+	r.loading.Lock()
+	defer r.loading.Unlock()
 	r.mu.Lock()
 	loaded := r.index != nil
 	r.mu.Unlock()
