@@ -308,7 +308,11 @@ func serveUnavailable(conn net.Conn) {
 		}
 		_, _ = io.Copy(io.Discard, req.Body)
 		_ = req.Body.Close()
-		resp := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		// The answer to a HEAD has no body: one sent would be read as the next answer's start.
+		resp := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nContent-Length: %d\r\n\r\n", len(body))
+		if req.Method != http.MethodHead {
+			resp += body
+		}
 		if _, err := io.WriteString(conn, resp); err != nil {
 			return
 		}

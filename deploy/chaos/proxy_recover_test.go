@@ -1,7 +1,9 @@
 package chaos
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,6 +40,37 @@ func TestProxyUnavailableEnds(t *testing.T) {
 		p.Set(tc.mode)
 		if got := get(); got != tc.want {
 			t.Fatalf("in mode %s: %d, want %d", tc.mode.Fault, got, tc.want)
+		}
+	}
+}
+
+// TestProxyUnavailableHead: the 503 to a HEAD has no body, or the next answer on the connection
+// would start with it.
+func TestProxyUnavailableHead(t *testing.T) {
+	p, err := Listen("127.0.0.1:0", "127.0.0.1:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Set(Mode{Fault: Unavailable})
+	conn, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	for _, method := range []string{http.MethodHead, http.MethodGet} {
+		resp, err := http.ReadResponse(r, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("answer to %s: %v", method, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("answer to %s: %d", method, resp.StatusCode)
 		}
 	}
 }
