@@ -257,9 +257,9 @@ func TestPITRStorageFaults(t *testing.T) {
 			write(time.Second)
 			before := len(sv.failures())
 			proxy.Set(tc.mode)
-			write(2 * time.Second)
+			write(2500 * time.Millisecond)
 			during := w.ledger[len(w.ledger)-1]
-			write(2 * time.Second)
+			write(2500 * time.Millisecond)
 			proxy.Set(chaos.Mode{Fault: chaos.Pass})
 			write(time.Second)
 			last := w.ledger[len(w.ledger)-1]
@@ -279,7 +279,7 @@ func TestPITRStorageFaults(t *testing.T) {
 			failed := sv.failures()[before:]
 			t.Logf("%s: %d streams failed during the fault and were restarted", tc.name, len(failed))
 			if len(failed) == 0 {
-				t.Errorf("4 s of %s did not stop the stream once: the test proved nothing (is the short retry policy in force?)", tc.name)
+				t.Errorf("5 s of %s did not stop the stream once: the test proved nothing (is the short retry policy in force?)", tc.name)
 			}
 			for _, e := range failed {
 				if !strings.Contains(e, "azblob://"+container) {
