@@ -236,6 +236,11 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 		return m, fmt.Errorf("%w: snapshot not committed; another process (prune, or a backup that judged this one dead) may hold the repository now; run the backup again: %w", ErrPartial, err)
 	}
 	if err := repo.CommitManifest(commitCtx, m); err != nil {
+		if m.Status != store.StatusComplete {
+			// The storage failing under a source fails the commit too: the run must still
+			// name what failed first.
+			return m, fmt.Errorf("%w: %s; nor was its record stored: %w", ErrPartial, m.Error, err)
+		}
 		return m, err
 	}
 	if m.Status != store.StatusComplete {

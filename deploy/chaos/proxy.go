@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -86,6 +88,27 @@ func Listen(addr, target string, log *slog.Logger) (*Proxy, error) {
 	return p, nil
 }
 
+// ListenAzure starts a proxy in front of the blob endpoint of an Azure Storage connection string
+// (Azurite's) and returns the connection string that goes through it.
+func ListenAzure(conn string, log *slog.Logger) (*Proxy, string, error) {
+	for _, part := range strings.Split(conn, ";") {
+		v, ok := strings.CutPrefix(part, "BlobEndpoint=")
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			return nil, "", fmt.Errorf("chaos proxy: BlobEndpoint %q of the connection string is not a URL", v)
+		}
+		p, err := Listen("127.0.0.1:0", u.Host, log)
+		if err != nil {
+			return nil, "", err
+		}
+		return p, strings.Replace(conn, "BlobEndpoint="+u.Scheme+"://"+u.Host, "BlobEndpoint="+u.Scheme+"://"+p.Addr(), 1), nil
+	}
+	return nil, "", fmt.Errorf("chaos proxy: the connection string has no BlobEndpoint")
+}
+
 // Addr is the proxy's listening address.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
@@ -95,6 +118,15 @@ func (p *Proxy) Set(m Mode) {
 	p.mu.Lock()
 	p.mode = m
 	open := p.open(m.Fault != Pass)
+	if m.Fault == Pass {
+		// The connections answered with 503 never reach the server: a client's keep-alive
+		// connection would go on meeting the 503 after it ended.
+		for c := range p.conns {
+			if c.unavailable {
+				open = append(open, c)
+			}
+		}
+	}
 	p.mu.Unlock()
 	p.Log.Info("chaos proxy mode", "fault", m.Fault.String(), "after", m.After, "stall", m.Stall, "bytes_per_s", m.BytesPerSecond, "reset_open", len(open))
 	for _, c := range open {
@@ -155,6 +187,7 @@ type pipe struct {
 	mu             sync.Mutex
 	n              int64 // bytes forwarded, both directions
 	closed         bool  // reset has run: a server dialled after it is closed at once
+	unavailable    bool  // answered with 503, never connected to the server
 }
 
 // reset closes both sides with SO_LINGER 0, which sends a RST instead of a FIN.
@@ -180,6 +213,7 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Lock()
 	p.conns[c] = struct{}{} // tracked from the start, so that a mode change resets it too
 	unavailable := p.mode.Fault == Unavailable
+	c.unavailable = unavailable
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -274,7 +308,11 @@ func serveUnavailable(conn net.Conn) {
 		}
 		_, _ = io.Copy(io.Discard, req.Body)
 		_ = req.Body.Close()
-		resp := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		// The answer to a HEAD has no body: one sent would be read as the next answer's start.
+		resp := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nContent-Length: %d\r\n\r\n", len(body))
+		if req.Method != http.MethodHead {
+			resp += body
+		}
 		if _, err := io.WriteString(conn, resp); err != nil {
 			return
 		}

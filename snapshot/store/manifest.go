@@ -171,6 +171,14 @@ func (r *Repository) CommitManifest(ctx context.Context, m *Manifest) error {
 		return err
 	}
 	if err := r.PutJSON(ctx, manifestName(m.ID), m); err != nil {
+		// The answer to a write can be lost after the storage made it (a connection reset, a
+		// request delivered after the client gave up): calling the snapshot failed would then
+		// contradict the repository, which lists it. The id is this run's own and a put is
+		// atomic, so a manifest under it is this one, whole.
+		if _, serr := r.b.Stat(ctx, manifestName(m.ID)); serr == nil {
+			r.log.Warn("the answer to committing a snapshot was lost, but its manifest is stored: the snapshot exists", "snapshot", m.ID, "err", err)
+			return nil
+		}
 		return fmt.Errorf("commit snapshot %s: %w", m.ID, err)
 	}
 	return nil
