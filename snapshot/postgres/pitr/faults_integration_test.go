@@ -164,7 +164,7 @@ func readBack(t *testing.T, repo *store.Repository) []Chain {
 			t.Fatalf("chain %s: %v", c.ID, err)
 		}
 		for _, seg := range segs {
-			if err := readSegment(ctx, repo, seg); err != nil {
+			if err := readBackSegment(ctx, repo, seg); err != nil {
 				t.Errorf("chain %s: segment ending at %s is recorded but does not read back: %v", c.ID, seg.EndLSN, err)
 			}
 		}
@@ -172,7 +172,7 @@ func readBack(t *testing.T, repo *store.Repository) []Chain {
 	return chains
 }
 
-func readSegment(ctx context.Context, repo *store.Repository, seg Segment) error {
+func readBackSegment(ctx context.Context, repo *store.Repository, seg Segment) error {
 	rc, err := repo.OpenNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), seg.Object)
 	if err != nil {
 		return err
