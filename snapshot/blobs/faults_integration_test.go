@@ -59,8 +59,9 @@ func TestAzuriteRepositoryFaults(t *testing.T) {
 		{"slow bodies", chaos.Mode{Fault: chaos.Throttle, BytesPerSecond: 16 << 10}, []string{"deadline", "timeout", "Timeout"}},
 	} {
 		// Every fault starts by resetting the connections open at its start: a request in
-		// flight then meets a reset whatever the fault.
-		fault.cause = append(fault.cause, "reset", "EOF", "broken pipe")
+		// flight then meets a reset whatever the fault (a writer whose connection the
+		// transport closed under it says "use of closed network connection").
+		fault.cause = append(fault.cause, "reset", "EOF", "broken pipe", "use of closed network connection")
 		for _, mid := range []bool{false, true} {
 			when := map[bool]string{false: "from the start", true: "mid-upload"}[mid]
 			t.Run(fault.name+" "+when, func(t *testing.T) {
