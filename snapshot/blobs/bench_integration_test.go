@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +26,8 @@ import (
 // BenchmarkBlobs measures a container of TRACEVAULT_BENCH_BLOBS (default 100,000) small blobs,
 // 200 B to 2 KiB like Langfuse's events, on a directory and on Azurite: the first backup (list,
 // read, pack), the second of the unchanged container (list only, 0 bytes read) and a restore into
-// an empty target; rates and the process's peak RSS during each phase. Run it alone:
+// an empty target (unless TRACEVAULT_BENCH_SKIP_RESTORE is set); rates and the process's peak RSS
+// during each phase. Run it alone:
 //
 //	go test -run '^$' -bench BenchmarkBlobs -benchtime 1x ./snapshot/blobs/
 func BenchmarkBlobs(b *testing.B) {
@@ -73,9 +77,20 @@ func benchContainer(b *testing.B, c Container, srcURL string, cred Credentials, 
 	s := scenario{src: c, srcURL: srcURL, cred: cred, repo: repo, workers: 4, packSize: 32 << 20}
 	phase := func(name string, run func() int64) {
 		resetPeakRSS()
+		stop := profileHeap(b, name)
+		// CPU seconds the kernel charged, not wall time: the machine's load moves the rates,
+		// not these. GC's share shows what a smaller heap costs in collections.
+		gc := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+		metrics.Read(gc)
+		cpu0, gc0, cycles0 := cpuSeconds(), gc[0].Value.Float64(), gc[1].Value.Uint64()
 		start := time.Now()
 		bytes := run()
+		stop()
 		secs := time.Since(start).Seconds()
+		metrics.Read(gc)
+		b.ReportMetric(cpuSeconds()-cpu0, name+"-cpu-s")
+		b.ReportMetric(gc[0].Value.Float64()-gc0, name+"-gc-cpu-s")
+		b.ReportMetric(float64(gc[1].Value.Uint64()-cycles0), name+"-gcs")
 		b.ReportMetric(float64(n)/secs, name+"-blobs/s")
 		b.ReportMetric(float64(bytes)/secs/(1<<20), name+"-MiB/s")
 		b.ReportMetric(float64(peakRSS())/(1<<20), name+"-peakRSS-MiB")
@@ -101,6 +116,9 @@ func benchContainer(b *testing.B, c Container, srcURL string, cred Credentials, 
 		}
 		return m1Bytes // listed, not read: the rate of covering the container's bytes
 	})
+	if os.Getenv("TRACEVAULT_BENCH_SKIP_RESTORE") != "" {
+		return // restoring 10^6 blobs (two fsyncs each) takes most of an hour
+	}
 	phase("restore", func() int64 {
 		m, err := repo.Snapshot(ctx, "latest")
 		if err != nil {
@@ -112,6 +130,52 @@ func benchContainer(b *testing.B, c Container, srcURL string, cred Credentials, 
 		}
 		return rep.Bytes
 	})
+}
+
+// profileHeap, when TRACEVAULT_BENCH_HEAPPROFILE names a directory, writes the heap profile
+// taken when the phase's live heap was largest to DIR/NAME.heap (go tool pprof -sample_index
+// inuse_space), so a peak can be traced to its allocations, not guessed at.
+func profileHeap(b *testing.B, name string) (stop func()) {
+	dir := os.Getenv("TRACEVAULT_BENCH_HEAPPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		var best bytes.Buffer
+		var most uint64
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				if err := os.WriteFile(filepath.Join(dir, name+".heap"), best.Bytes(), 0o644); err != nil {
+					b.Error(err)
+				}
+				b.ReportMetric(float64(most)/(1<<20), name+"-liveheap-MiB")
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			if live := sample[0].Value.Uint64(); live > most {
+				most = live
+				best.Reset()
+				_ = pprof.Lookup("heap").WriteTo(&best, 0)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// cpuSeconds is the user and system time this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // resetPeakRSS returns the previous phase's memory to the system, then restarts the kernel's

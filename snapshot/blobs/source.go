@@ -47,8 +47,8 @@ type Source struct {
 	URL         string
 	Credentials Credentials
 	// Workers read blobs in parallel, each filling its own pack (default 4). Memory is bounded
-	// by Workers times one compression stream (a zstd history of twice the store's window, 16
-	// MiB) plus its upload buffers, whatever the container's size.
+	// by Workers times one compression stream (a zstd history of twice the store's window: 4
+	// MiB at the default level) plus its upload buffers, whatever the container's size.
 	Workers  int
 	PackSize int64 // default 32 MiB
 	// CopyMin is the smallest blob copied server-side when source and repository are both on
