@@ -245,8 +245,12 @@ func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
 }
 
 // verify waits until every reachable replica has replicated the loaded partitions and checks
-// each partition's row count against the snapshot.
+// each partition's row count against the snapshot. Each table is synced and its partitions
+// counted once per replica, in one query, not once per partition: every load has finished, so
+// one sync covers them all.
 func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
+	type tableOn struct{ target, addr string }
+	counted := map[tableOn]map[string]uint64{}
 	for _, s := range plan.Steps {
 		if s.Action != "load-partition" {
 			continue
@@ -261,20 +265,24 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 		}
 		for _, addr := range replicas {
 			srv := r.servers[addr]
-			if s.table.Replicated() {
-				syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-				err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
-				cancel()
-				if err != nil {
-					return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+			rows, ok := counted[tableOn{s.Target, addr}]
+			if !ok {
+				if s.table.Replicated() {
+					syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+					err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
+					cancel()
+					if err != nil {
+						return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+					}
 				}
+				var err error
+				if rows, err = clickhouse.PartitionRows(ctx, srv, db, table); err != nil {
+					return fmt.Errorf("count the restored rows of %s on %s: %w", s.Target, addr, err)
+				}
+				counted[tableOn{s.Target, addr}] = rows
 			}
-			rows, err := partitionRowCount(ctx, srv, db, table, s.Partition)
-			if err != nil {
-				return err
-			}
-			if rows != s.Rows {
-				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows, addr, s.Rows)
+			if rows[s.Partition] != s.Rows {
+				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows[s.Partition], addr, s.Rows)
 			}
 		}
 	}
