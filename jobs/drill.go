@@ -251,7 +251,7 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 		return nil, err
 	}
 	rs, err := restore.New(ctx, restore.Options{Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: ClickHouseConn(ch),
-		Cluster: ch.Cluster, DatabaseMap: dbMap, DataPath: ch.DataPath, Log: log})
+		Cluster: ch.Cluster, DatabaseMap: dbMap, DataPath: ch.DataPath, Parallel: ch.Parallel, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("drill: %w", err)
 	}

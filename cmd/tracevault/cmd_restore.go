@@ -182,7 +182,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 	ch := a.cfg.ClickHouse
 	opts := restore.Options{
 		Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: jobs.ClickHouseConn(ch), Cluster: ch.Cluster,
-		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.replace, DataPath: ch.DataPath, Log: a.log,
+		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.replace, DataPath: ch.DataPath, Parallel: ch.Parallel, Log: a.log,
 	}
 	if f.cluster {
 		zc := a.cfg.ZooKeeper

@@ -255,3 +255,35 @@ func TestBackupWithReplicaDownAndRestoreNextToOriginal(t *testing.T) {
 		t.Errorf("the copy replicates under %q; it must not share the original's path", path)
 	}
 }
+
+// TestBackupOldSyntaxMergeTree backs up a table of the old MergeTree syntax, whose parts are
+// named by dates rather than by their partition id: the export's partition condition must not
+// rely on the names (it once selected no row of such a table and recorded empty partitions).
+func TestBackupOldSyntaxMergeTree(t *testing.T) {
+	env := stack.Require(t)
+	f := &fixture{env: env, db: stack.ScratchName("it_ch_old"), repo: chtest.Repo(t)}
+	f.sql(t, 0, "CREATE DATABASE "+f.db)
+	t.Cleanup(func() { f.sql(t, 0, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", f.db, env.CHCluster)) })
+	f.sql(t, 0, "CREATE TABLE "+f.db+".events (d Date, x UInt64) ENGINE = MergeTree(d, x, 8192)")
+	f.sql(t, 0, "INSERT INTO "+f.db+".events SELECT toDate('2024-01-05') + number % 40, number FROM numbers(1000)")
+	want := f.sql(t, 0, "SELECT _partition_id, count() FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id")
+	m := f.backup(t)
+	sec, _, err := clickhouse.SnapshotSection(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tbl := range sec.Tables {
+		for _, p := range tbl.Partitions {
+			got = append(got, fmt.Sprintf("%s\t%d", p.ID, p.Rows))
+		}
+	}
+	if strings.Join(got, "\n") != want {
+		t.Fatalf("the snapshot records partitions\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+	f.sql(t, 0, "DROP TABLE "+f.db+".events")
+	f.restore(t, m, restore.Options{})
+	if after := f.sql(t, 0, "SELECT _partition_id, count() FROM "+f.db+".events GROUP BY _partition_id ORDER BY _partition_id"); after != want {
+		t.Errorf("after restore:\n%s\nwant\n%s", after, want)
+	}
+}

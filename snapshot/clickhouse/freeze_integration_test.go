@@ -85,7 +85,7 @@ func TestFreezeBackupRemovesShadow(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer srv.Close()
-		root, err := NewLocalFS("").root(ctx, srv)
+		root, err := NewLocalFS("", []*Server{srv}).root(ctx, srv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,6 +124,62 @@ func TestFreezeBackupRemovesShadow(t *testing.T) {
 			if err != nil || n != 0 {
 				t.Errorf("replica %d: %d probe databases left (%v)", i+1, n, err)
 			}
+		}
+	})
+}
+
+// TestLocalFSProof proves where each server's data directory is without DDL when its status file
+// says so, and still refuses a directory that is another server's or absent, on 18.16 and on
+// ch-modern.
+func TestLocalFSProof(t *testing.T) {
+	env := stack.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dial := func(addr string) *Server {
+		srv, err := Dial(ctx, addr, ConnOptions{User: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		return srv
+	}
+	var servers []*Server
+	for _, addr := range env.CHNative {
+		servers = append(servers, dial(addr))
+	}
+	t.Run("each server's own directory, read-only", func(t *testing.T) {
+		all := servers
+		if m := stack.RequireModern(t); m != nil {
+			all = append(all[:len(all):len(all)], dial(m.CHModernNative))
+		}
+		l := NewLocalFS("", all)
+		for _, srv := range all {
+			if _, err := l.root(ctx, srv); err != nil {
+				t.Errorf("root of %s: %v", srv.Addr, err)
+			}
+		}
+		if l.probes != 0 {
+			t.Errorf("%d probe databases created; want the status files to prove every server", l.probes)
+		}
+	})
+	t.Run("another replica's directory mounted", func(t *testing.T) {
+		// data_path is the mount of replica 2's data: it is replica 2's, never replica 1's,
+		// however close their starts were (this stack starts them within seconds).
+		l := NewLocalFS(env.CHDataDirs[1], servers)
+		if _, err := l.root(ctx, servers[0]); err == nil || !strings.Contains(err.Error(), "is not at") {
+			t.Errorf("root of replica 1 on replica 2's mount: %v; want a not-on-this-host error", err)
+		}
+		if _, err := l.root(ctx, servers[1]); err != nil {
+			t.Errorf("root of replica 2 on its own mount: %v", err)
+		}
+	})
+	t.Run("nothing mounted", func(t *testing.T) {
+		l := NewLocalFS(t.TempDir(), servers)
+		if _, err := l.root(ctx, servers[0]); err == nil || !strings.Contains(err.Error(), "is not at") {
+			t.Errorf("root on an empty mount: %v; want a not-on-this-host error", err)
+		}
+		if l.probes != 0 {
+			t.Errorf("%d probe databases created for a mount with no status file", l.probes)
 		}
 	})
 }

@@ -186,7 +186,7 @@ func TestPartsTarRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	parts, err := extractPartsTar(&buf, dst, os.Getuid(), os.Getgid())
+	parts, err := extractPartsTar(&buf, dst, "202607", os.Getuid(), os.Getgid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +204,46 @@ func TestPartsTarRoundTrip(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dst, "202608_3_3_0")); !os.IsNotExist(err) {
 		t.Error("a part of another partition was archived")
+	}
+}
+
+// An archive of one partition holding a part of another is refused, and nothing of it stays:
+// partitions of one staging table load side by side, and ATTACH PARTITION would take that part.
+func TestExtractPartsTarRefusesOtherPartition(t *testing.T) {
+	src := t.TempDir()
+	mkParts(t, src, map[string]string{"202607_1_1_0": "3", "202608_3_3_0": "9"})
+	var buf bytes.Buffer
+	if err := writePartsTar(&buf, src, []string{"202607_1_1_0", "202608_3_3_0"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if _, err := extractPartsTar(&buf, dst, "202607", os.Getuid(), os.Getgid()); err == nil || !strings.Contains(err.Error(), "202608_3_3_0") {
+		t.Fatalf("extract = %v; want an error naming part 202608_3_3_0", err)
+	}
+	if entries, _ := os.ReadDir(dst); len(entries) != 0 {
+		t.Errorf("the refused archive left %d entries in detached/", len(entries))
+	}
+}
+
+func TestPartOf(t *testing.T) {
+	for _, tt := range []struct {
+		name, id string
+		want     bool
+	}{
+		{"202607_1_1_0", "202607", true},
+		{"202607_1_9_2_12", "202607", true},
+		{"2026070_1_1_0", "202607", false},
+		{"202608_1_1_0", "202607", false},
+		{"all_1_1_0", "all", true},
+		{"a1b2c3_4_4_0", "a1b2c3", true},
+		{"20260705_20260731_1_1_0", "202607", true}, // old syntax: named by dates
+		{"20260805_20260831_1_1_0", "202607", false},
+		{"20260705_20260731_1_1_0", "2026070", false},
+		{"attaching_202607_1_1_0", "202607", false},
+	} {
+		if got := partOf(tt.name, tt.id); got != tt.want {
+			t.Errorf("partOf(%q, %q) = %v; want %v", tt.name, tt.id, got, tt.want)
+		}
 	}
 }
 
@@ -229,7 +269,7 @@ func TestExtractPartsTarRejects(t *testing.T) {
 			}
 			tw.Close()
 			dst := t.TempDir()
-			if _, err := extractPartsTar(&buf, filepath.Join(dst, "detached"), os.Getuid(), os.Getgid()); err == nil {
+			if _, err := extractPartsTar(&buf, filepath.Join(dst, "detached"), "", os.Getuid(), os.Getgid()); err == nil {
 				t.Error("extracted without error")
 			}
 			if _, err := os.Stat(filepath.Join(dst, "evil")); !os.IsNotExist(err) {
@@ -287,7 +327,7 @@ func TestExtractPartsTarRejectsSparseFiles(t *testing.T) {
 	copy(raw[148:156], fmt.Sprintf("%06o\x00 ", sum))
 
 	dst := t.TempDir()
-	_, err := extractPartsTar(bytes.NewReader(raw), dst, os.Getuid(), os.Getgid())
+	_, err := extractPartsTar(bytes.NewReader(raw), dst, "", os.Getuid(), os.Getgid())
 	if err == nil || !strings.Contains(err.Error(), "sparse") {
 		t.Errorf("extract a sparse file: %v; want it refused", err)
 	}
@@ -334,7 +374,7 @@ func TestExtractPartsTarVerifiesTheWholeObject(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dst := t.TempDir()
-			parts, err := extractPartsTar(tt.r, dst, os.Getuid(), os.Getgid())
+			parts, err := extractPartsTar(tt.r, dst, "", os.Getuid(), os.Getgid())
 			left, _ := os.ReadDir(dst)
 			if tt.fails == "" {
 				if err != nil || len(parts) != 2 || len(left) != 2 {
@@ -369,7 +409,7 @@ func FuzzTarExtract(f *testing.F) {
 		if err := os.Mkdir(dst, 0o750); err != nil {
 			t.Fatal(err)
 		}
-		parts, err := extractPartsTar(bytes.NewReader(archive), dst, os.Getuid(), os.Getgid())
+		parts, err := extractPartsTar(bytes.NewReader(archive), dst, "", os.Getuid(), os.Getgid())
 		if outside, _ := os.ReadDir(parent); len(outside) != 1 {
 			t.Fatalf("%d entries beside the detached directory after extracting", len(outside))
 		}
@@ -406,4 +446,23 @@ func FuzzDataPath(f *testing.F) {
 			t.Fatalf("scan(%q) of an empty shadow: dir %q, %v", rel, fz.dir, err)
 		}
 	})
+}
+
+func TestParseStatusStarted(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"PID: 13219\nStarted at: 2026-11-27 20:52:05\nRevision: 54412\n", "2026-11-27 20:52:05", true},
+		{"PID: 1\r\nStarted at: 2026-11-27 20:52:05\r\n", "2026-11-27 20:52:05", true},
+		{"PID: 13219\nRevision: 54412\n", "", false},
+		{"Started at: yesterday\n", "", false},
+		{"Started at: 2026-11-27 20:52:05'); DROP DATABASE x; --\n", "", false},
+		{"", "", false},
+	} {
+		got, ok := parseStatusStarted([]byte(tt.in))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseStatusStarted(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
 }

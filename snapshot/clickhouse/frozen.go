@@ -18,8 +18,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse/partsum"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // Object formats of a partition, recorded in the manifest so a restore loads each object the
@@ -34,9 +36,12 @@ const (
 // the server. Freeze-mode backups read frozen parts through it, and restores unpack them with it.
 type LocalFS struct {
 	dataPath string
+	servers  []*Server // every server this run talks to, which a mount could belong to
 
-	mu    sync.Mutex
-	roots map[string]localRoot // by server address
+	mu     sync.Mutex
+	roots  map[string]localRoot  // by server address
+	facts  map[string]serverFact // by server address
+	probes int                   // DDL probes run, which the read-only proof should spare
 }
 
 type localRoot struct {
@@ -44,10 +49,18 @@ type localRoot struct {
 	err           error
 }
 
+// serverFact is what root compares a server's data directory against.
+type serverFact struct {
+	path    string // the server's data path
+	started int64  // unix seconds, from its uptime
+	err     error
+}
+
 // NewLocalFS maps servers' paths onto this host; dataPath is [clickhouse] data_path, empty when
-// the servers' paths are this host's.
-func NewLocalFS(dataPath string) *LocalFS {
-	return &LocalFS{dataPath: dataPath}
+// the servers' paths are this host's. servers are all the servers of the run: a data directory
+// found here is only taken for one of them when it cannot be another's.
+func NewLocalFS(dataPath string, servers []*Server) *LocalFS {
+	return &LocalFS{dataPath: dataPath, servers: servers}
 }
 
 // Check says why srv's data path is not on this host, or nil if it is: frozen parts load only
@@ -57,11 +70,13 @@ func (l *LocalFS) Check(ctx context.Context, srv *Server) error {
 	return err
 }
 
-// UnpackDetached unpacks a parts-tar object into the detached/ directory of db.table on srv,
-// owned like the table's own directory, for ALTER TABLE ... ATTACH PARTITION. Whatever detached/
-// held goes first: ATTACH PARTITION takes every detached part of the partition, so only a table
-// of the caller's own (a restore's staging twin) may be given.
-func (l *LocalFS) UnpackDetached(ctx context.Context, srv *Server, db, table string, obj io.Reader) error {
+// UnpackDetached unpacks a parts-tar object of one partition into the detached/ directory of
+// db.table on srv, owned like the table's own directory, for ALTER TABLE ... ATTACH PARTITION.
+// Whatever detached/ held of that partition goes first: ATTACH PARTITION takes every detached
+// part of the partition, so only a table of the caller's own (a restore's staging twin) may be
+// given. Other partitions' parts are left alone, as they may be loading beside this one, and an
+// archive holding a part of another partition is refused before it could be attached there.
+func (l *LocalFS) UnpackDetached(ctx context.Context, srv *Server, db, table, partition string, obj io.Reader) error {
 	root, err := l.root(ctx, srv)
 	if err != nil {
 		return err
@@ -76,22 +91,53 @@ func (l *LocalFS) UnpackDetached(ctx context.Context, srv *Server, db, table str
 		return fmt.Errorf("directory of %s.%s on %s: %w", db, table, srv.Addr, err)
 	}
 	detached := filepath.Join(dir, "detached")
-	if err := os.RemoveAll(detached); err != nil {
-		return fmt.Errorf("clear %s: %w", detached, err)
-	}
 	if err := os.MkdirAll(detached, 0o750); err != nil {
 		return err
 	}
 	if err := os.Lchown(detached, uid, gid); err != nil {
 		return fmt.Errorf("give %s to the server's user: %w", detached, err)
 	}
-	_, err = extractPartsTar(obj, detached, uid, gid)
+	entries, err := os.ReadDir(detached)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if partOf(e.Name(), partition) {
+			if err := os.RemoveAll(filepath.Join(detached, e.Name())); err != nil {
+				return fmt.Errorf("clear %s: %w", detached, err)
+			}
+		}
+	}
+	_, err = extractPartsTar(obj, detached, partition, uid, gid)
 	return err
 }
 
+// partOf says whether a part directory name belongs to partition id: named <id>_<blocks>, or,
+// in a table of the old MergeTree(date, ...) syntax, <yyyymmdd>_<yyyymmdd>_<blocks> in the
+// month yyyymm.
+func partOf(name, id string) bool {
+	if strings.HasPrefix(name, id+"_") {
+		return true
+	}
+	digits := func(s string) bool {
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	return len(id) == 6 && len(name) > 18 && name[8] == '_' && name[17] == '_' &&
+		digits(name[:8]) && digits(name[9:17]) && name[:6] == id
+}
+
 // root returns the server's data path and where it is on this host, or why it is not here.
-// It proves locality with a probe database, whose directory must then appear here: paths alone
-// cannot tell sidecars apart, since every replica usually uses /var/lib/clickhouse.
+// Paths alone cannot tell sidecars apart, since every replica usually uses /var/lib/clickhouse:
+// the data directory found here must be this server's. Its status file, which the server
+// rewrites as it starts, says when it started; when that matches this server's start and no
+// other server that maps to the same directory here started then too, the directory is this
+// server's, proven with two reads. Otherwise (replicas started in the same seconds, or a start
+// that does not match) a probe database decides, whose directory must appear here.
 func (l *LocalFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -99,16 +145,112 @@ func (l *LocalFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 		return r, r.err
 	}
 	if l.roots == nil {
-		l.roots = map[string]localRoot{}
+		l.roots, l.facts = map[string]localRoot{}, map[string]serverFact{}
 	}
 	r := localRoot{}
-	r.server, r.err = serverDataPath(ctx, srv)
+	f := l.fact(ctx, srv)
+	r.server, r.err = f.path, f.err
 	if r.err == nil {
 		r.local = remapPath(r.server, r.server, l.dataPath)
-		r.err = probeLocal(ctx, srv, r)
+		r.err = l.prove(ctx, srv, r, f)
 	}
 	l.roots[srv.Addr] = r
 	return r, r.err
+}
+
+// startSlack is how far a status file's start may be from the server's uptime: the server
+// writes the file a moment after its uptime clock starts, and the times are in whole seconds.
+const startSlack = 2
+
+func (l *LocalFS) prove(ctx context.Context, srv *Server, r localRoot, f serverFact) error {
+	started, err := statusStarted(ctx, srv, filepath.Join(r.local, "status"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return notLocal(srv, r, err)
+		}
+		l.probes++
+		return probeLocal(ctx, srv, r)
+	}
+	if abs(started-f.started) <= startSlack && !l.startedAlike(ctx, srv, r, started) {
+		return nil
+	}
+	l.probes++
+	return probeLocal(ctx, srv, r)
+}
+
+// startedAlike says whether another server of the run maps to the same directory here and
+// started at the same time, so that the status file could be its.
+func (l *LocalFS) startedAlike(ctx context.Context, srv *Server, r localRoot, started int64) bool {
+	for _, other := range l.servers {
+		if other.Addr == srv.Addr {
+			continue
+		}
+		f := l.fact(ctx, other)
+		if f.err != nil {
+			continue // unreachable now: it cannot be frozen or loaded in this run either
+		}
+		if remapPath(f.path, f.path, l.dataPath) == r.local && abs(started-f.started) <= startSlack {
+			return true
+		}
+	}
+	return false
+}
+
+// fact reads, once, a server's data path and when it started.
+func (l *LocalFS) fact(ctx context.Context, srv *Server) serverFact {
+	if f, ok := l.facts[srv.Addr]; ok {
+		return f
+	}
+	f := serverFact{}
+	if f.path, f.err = serverDataPath(ctx, srv); f.err == nil {
+		if f.err = srv.Conn.QueryRow(ctx, "SELECT toInt64(toUnixTimestamp(now())) - toInt64(uptime())").Scan(&f.started); f.err != nil {
+			f.err = fmt.Errorf("read when clickhouse %s started: %w", srv.Addr, f.err)
+		}
+	}
+	l.facts[srv.Addr] = f
+	return f
+}
+
+// statusStarted reads the "Started at:" line of a server's status file, a local time in the
+// server's time zone, which the server itself turns into unix seconds.
+func statusStarted(ctx context.Context, srv *Server, path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	at, ok := parseStatusStarted(b)
+	if !ok {
+		return 0, fmt.Errorf("%s has no \"Started at:\" line", path)
+	}
+	var started int64
+	if err := srv.Conn.QueryRow(ctx, "SELECT toInt64(toUnixTimestamp(toDateTime(?)))", at).Scan(&started); err != nil {
+		return 0, fmt.Errorf("read the start in %s on clickhouse %s: %w", path, srv.Addr, err)
+	}
+	return started, nil
+}
+
+// parseStatusStarted finds "Started at: YYYY-MM-DD hh:mm:ss" in a status file (PID, start and
+// revision, one per line) and returns the time as written.
+func parseStatusStarted(b []byte) (string, bool) {
+	for _, line := range strings.Split(string(b), "\n") {
+		at, ok := strings.CutPrefix(line, "Started at: ")
+		if !ok {
+			continue
+		}
+		at = strings.TrimSpace(at)
+		if _, err := time.Parse(time.DateTime, at); err != nil {
+			return "", false
+		}
+		return at, true
+	}
+	return "", false
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // path maps a path the server reported onto this host.
@@ -182,6 +324,8 @@ func remapPath(p, serverRoot, localRoot string) string {
 	return filepath.Join(localRoot, rest)
 }
 
+// probeLocal proves that the data directory at r.local is srv's by creating a database and
+// finding its directory there: DDL, slow on a busy 18.16, so only when reading cannot decide.
 func probeLocal(ctx context.Context, srv *Server, r localRoot) error {
 	name := "__tracevault_probe_" + randomHex()
 	if err := srv.Conn.Exec(ctx, "CREATE DATABASE "+QuoteIdent(name)); err != nil {
@@ -198,9 +342,13 @@ func probeLocal(ctx context.Context, srv *Server, r localRoot) error {
 		return fmt.Errorf("drop probe database %s on clickhouse %s: %w", name, srv.Addr, err)
 	}
 	if statErr != nil {
-		return fmt.Errorf("the data path of clickhouse %s (%s on the server) is not at %s on this host (%v): run tracevault beside the server with its data path mounted and set [clickhouse] data_path to the mount point, or set [clickhouse] mode = \"logical\"", srv.Addr, r.server, r.local, statErr)
+		return notLocal(srv, r, statErr)
 	}
 	return nil
+}
+
+func notLocal(srv *Server, r localRoot, why error) error {
+	return fmt.Errorf("the data path of clickhouse %s (%s on the server) is not at %s on this host (%v): run tracevault beside the server with its data path mounted and set [clickhouse] data_path to the mount point, or set [clickhouse] mode = \"logical\"", srv.Addr, r.server, r.local, why)
 }
 
 func randomHex() string {
@@ -275,14 +423,14 @@ func writePartsTar(w io.Writer, dir string, parts []string) error {
 }
 
 // extractPartsTar unpacks a parts tar into dst (a detached/ directory), owned by uid:gid, and
-// returns the part directory names. Each part is checked against its own checksums.txt as it
-// is written (partsum): a part damaged before its backup is never attached. The tar reader
-// stops at the end-of-archive blocks, before
-// the object's reader sees EOF, which is where the repository compares the object's SHA-256:
-// so the rest is drained here, and on any error, a checksum mismatch included, the parts
-// extracted so far are removed, so that nothing of a damaged or swapped object is ever attached.
-func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
-	parts, err := untarParts(r, dst, uid, gid)
+// returns the part directory names; partition, unless empty, is the one every part must be of.
+// Each part is checked against its own checksums.txt as it is written (partsum): a part damaged
+// before its backup is never attached. The tar reader stops at the end-of-archive blocks, before
+// the object's reader sees EOF, which is where the repository compares the object's SHA-256: so
+// the rest is drained here, and on any error, a checksum mismatch included, the parts extracted
+// so far are removed, so that nothing of a damaged or swapped object is ever attached.
+func extractPartsTar(r io.Reader, dst, partition string, uid, gid int) ([]string, error) {
+	parts, err := untarParts(r, dst, partition, uid, gid)
 	if err == nil {
 		if _, err = io.Copy(io.Discard, r); err != nil {
 			err = fmt.Errorf("read parts archive to its end: %w", err)
@@ -299,7 +447,7 @@ func extractPartsTar(r io.Reader, dst string, uid, gid int) ([]string, error) {
 	return parts, nil
 }
 
-func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
+func untarParts(r io.Reader, dst, partition string, uid, gid int) ([]string, error) {
 	chown := uid != os.Getuid() || gid != os.Getgid()
 	seen := map[string]bool{}
 	var parts []string
@@ -326,6 +474,10 @@ func untarParts(r io.Reader, dst string, uid, gid int) ([]string, error) {
 			return parts, fmt.Errorf("parts archive entry %q names no part directory", hdr.Name)
 		}
 		if !seen[part] {
+			if partition != "" && !partOf(part, partition) {
+				// The object is not the one its record names (swapped, or the record forged).
+				return parts, fmt.Errorf("%w: the parts archive of partition %s holds part %q of another partition", store.ErrCorrupt, partition, part)
+			}
 			seen[part] = true
 			parts = append(parts, part)
 		}

@@ -78,9 +78,22 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 // InPartition is the condition that selects a partition's rows, reading only its parts: servers
 // before 19.x read every part for a condition on _partition_id and filter afterwards, so a table
 // of N partitions was read N times; they do skip parts by a condition on _part. A part's name
-// starts with its partition id and '_', which an id never contains, so both select the same rows.
-func InPartition(id string) string {
-	return fmt.Sprintf("_partition_id = %s AND startsWith(_part, %s)", QuoteString(id), QuoteString(id+"_"))
+// starts with its partition id and '_', which an id never contains, so both select the same
+// rows; except in a table of the old syntax (MergeTree(date, key, granularity)), whose parts are
+// named by dates (20240105_20240131_1_1_0 in partition 202401): there the _part condition would
+// select nothing, so it is added only when every listed part's name has the id's prefix.
+func InPartition(p Partition) string {
+	cond := "_partition_id = " + QuoteString(p.ID)
+	prefix := p.ID + "_"
+	for _, part := range p.Parts {
+		if !strings.HasPrefix(part, prefix) {
+			return cond
+		}
+	}
+	if len(p.Parts) == 0 {
+		return cond
+	}
+	return cond + " AND startsWith(_part, " + QuoteString(prefix) + ")"
 }
 
 // countVisible counts the rows of a partition's listed parts that a lightweight delete left,

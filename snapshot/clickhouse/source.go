@@ -45,11 +45,14 @@ type Source struct {
 
 func (s *Source) Name() string { return "clickhouse" }
 
-func (s *Source) parallel() int {
-	if s.Parallel < 1 {
+// Workers is how many partitions move at once for [clickhouse] parallel = n, the export's and
+// the restore's bound: 2 when unset, which keeps two cores busy between a server and
+// tracevault; more mostly costs memory, each partition holding its own stream and buffers.
+func Workers(n int) int {
+	if n < 1 {
 		return 2
 	}
-	return s.Parallel
+	return n
 }
 
 // Backup exports every selected table. A replica that is down is skipped when another one has
@@ -63,8 +66,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		if len(s.HTTP) == 0 {
 			return nil, errors.New("clickhouse logical mode reads through the HTTP interface: set [clickhouse] http_addresses, or mode = \"freeze\" when tracevault runs beside the servers")
 		}
-	case ModeFreeze:
-		s.local = NewLocalFS(s.DataPath)
+	case ModeFreeze: // its LocalFS, below, needs the servers
 	default:
 		return nil, fmt.Errorf("clickhouse mode %q is unknown: set [clickhouse] mode to \"logical\" or \"freeze\"", s.Mode)
 	}
@@ -78,6 +80,9 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 			srv.Close()
 		}
 	}()
+	if s.Mode == ModeFreeze {
+		s.local = NewLocalFS(s.DataPath, servers)
+	}
 	var zkConn *zk.Conn
 	if s.ZooKeeper != nil {
 		if zkConn, err = s.ZooKeeper(ctx); err != nil {
@@ -238,7 +243,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		// between the server and tracevault, and each holds its own buffers (see Parallel).
 		recs := make([]PartitionRecord, len(parts))
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(s.parallel())
+		g.SetLimit(Workers(s.Parallel))
 		for i, p := range parts {
 			g.Go(func() error {
 				ctx := gctx
@@ -252,7 +257,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
 					format, src = FormatPartsTar, fz
 				} else {
-					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p.ID))
+					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
 					stream = &lazyNative{open: func() (rowStream, error) {
 						if checked == CheckedQueryLog {
 							return h.QueryLogged(ctx, sql)

@@ -102,10 +102,10 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, 
 		from := &clickhouse.HTTP{Addr: peerHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
 		to := &clickhouse.HTTP{Addr: targetHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
 		for _, p := range parts {
-			if err := copyPeerHashes(ctx, from, to, target, hashes, hash, src, p.ID); err != nil {
+			if err := copyPeerHashes(ctx, from, to, target, hashes, hash, src, p); err != nil {
 				return nil, err
 			}
-			q := fmt.Sprintf("%s WHERE %s AND %s NOT IN %s", insert, clickhouse.InPartition(p.ID), hash, hashes)
+			q := fmt.Sprintf("%s WHERE %s AND %s NOT IN %s", insert, clickhouse.InPartition(p), hash, hashes)
 			if err := target.Conn.Exec(ctx, q); err != nil {
 				return nil, fmt.Errorf("copy rows of %s partition %s found on no peer into %s: %w", src, p.ID, full, err)
 			}
@@ -123,22 +123,23 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, 
 }
 
 // copyPeerHashes fills a Set table on the target with the row hashes of one partition on the
-// peer. They are streamed through tracevault, from the peer's HTTP interface into the
+// peer (p as the target lists it, whose part names tell InPartition how the table names them).
+// They are streamed through tracevault, from the peer's HTTP interface into the
 // target's, rather than read by the target with remote(): that would put the credentials in
 // the SQL text, which both servers keep in system.query_log.
-func copyPeerHashes(ctx context.Context, from, to *clickhouse.HTTP, target *clickhouse.Server, hashes, hash, src, partition string) error {
+func copyPeerHashes(ctx context.Context, from, to *clickhouse.HTTP, target *clickhouse.Server, hashes, hash, src string, p clickhouse.Partition) error {
 	for _, sql := range []string{"DROP TABLE IF EXISTS " + hashes, "CREATE TABLE " + hashes + " (h UInt64) ENGINE = Set"} {
 		if err := target.Conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("prepare %s on %s: %w", hashes, target.Addr, err)
 		}
 	}
-	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE %s FORMAT Native", hash, src, clickhouse.InPartition(partition)))
+	ns, err := from.QueryNative(ctx, fmt.Sprintf("SELECT %s AS h FROM %s WHERE %s FORMAT Native", hash, src, clickhouse.InPartition(p)))
 	if err != nil {
-		return fmt.Errorf("read the row hashes of %s partition %s on the peer: %w", src, partition, err)
+		return fmt.Errorf("read the row hashes of %s partition %s on the peer: %w", src, p.ID, err)
 	}
 	defer ns.Close()
 	if err := to.Exec(ctx, "INSERT INTO "+hashes+" FORMAT Native", ns); err != nil {
-		return fmt.Errorf("copy the peer's row hashes of %s partition %s to %s: %w", src, partition, target.Addr, err)
+		return fmt.Errorf("copy the peer's row hashes of %s partition %s to %s: %w", src, p.ID, target.Addr, err)
 	}
 	return nil
 }

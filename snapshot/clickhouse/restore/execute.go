@@ -5,10 +5,14 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -20,11 +24,62 @@ type Progress func(done, total int, s Step)
 // Execute runs a plan: DDL on the cluster, each partition through a staging table and an atomic
 // REPLACE PARTITION, views last, then waits for replication and checks row counts everywhere.
 // Every step is idempotent, so rerunning after an interruption is safe.
+//
+// Partitions load several at once (Options.Parallel), across tables: each load waits on its
+// server for a staging table, an insert or attach and a REPLACE PARTITION, so one at a time
+// leaves tracevault and the servers mostly idle. A table's loads start once its create-table
+// step has run; any other step (views, ZooKeeper repairs) waits for every load queued before it.
 func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Plan, progress Progress) error {
 	// A Replacing or Aggregating table may legitimately lose rows to a merge right after the
 	// load, which would make the row-count check below fail on a correct restore.
 	defer r.setMerges(context.WithoutCancel(ctx), plan, "START")
+	var mu sync.Mutex
+	done := 0
+	finished := func(s Step) {
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		if progress != nil {
+			progress(done, len(plan.Steps), s)
+		}
+	}
+	stepErr := func(i int, s Step, err error) error {
+		return fmt.Errorf("restore step %d/%d (%s %s %s): %w", i+1, len(plan.Steps), s.Action, s.Target, s.Partition, err)
+	}
+	var loads *errgroup.Group
+	var loadCtx context.Context
+	wait := func() error {
+		if loads == nil {
+			return nil
+		}
+		err := loads.Wait()
+		loads = nil
+		return err
+	}
+	staging := newStagingTables()
 	for i, s := range plan.Steps {
+		if s.Action == "load-partition" {
+			if loads == nil {
+				loads, loadCtx = errgroup.WithContext(ctx)
+				loads.SetLimit(clickhouse.Workers(r.opts.Parallel))
+			}
+			if loadCtx.Err() != nil {
+				break // a load failed or ctx ended: wait below returns why
+			}
+			loads.Go(func() error {
+				if err := r.loadPartition(loadCtx, repo, staging, s); err != nil {
+					return stepErr(i, s, err)
+				}
+				finished(s)
+				return nil
+			})
+			continue
+		}
+		if s.Action != "create-database" && s.Action != "create-table" {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
 		var err error
 		switch s.Action {
 		case "create-database", "create-table", "create-view":
@@ -35,18 +90,20 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 			err = clickhouse.DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		case "drop-group":
 			err = clickhouse.DropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
-		case "load-partition":
-			err = r.loadPartition(ctx, repo, s)
 		}
 		if err != nil {
-			return fmt.Errorf("restore step %d/%d (%s %s %s): %w", i+1, len(plan.Steps), s.Action, s.Target, s.Partition, err)
+			return errors.Join(stepErr(i, s, err), wait())
 		}
 		if s.Action == "create-table" {
 			r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
 		}
-		if progress != nil {
-			progress(i+1, len(plan.Steps), s)
-		}
+		finished(s)
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	r.dropStaging(ctx, plan)
 	return r.verify(ctx, plan)
@@ -69,21 +126,60 @@ func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
 
 func stagingName(table string) string { return "__tracevault_staging_" + table }
 
-func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s Step) error {
+// stagingTables creates each staging table once per replica, however many of its partitions
+// load at once: concurrent CREATE TABLE IF NOT EXISTS of one name can fail on 18.16 ("is
+// creating or attaching right now").
+type stagingTables struct {
+	mu     sync.Mutex
+	tables map[string]*stagingTable // by replica and staging table
+}
+
+type stagingTable struct {
+	once sync.Once
+	err  error
+}
+
+func newStagingTables() *stagingTables { return &stagingTables{tables: map[string]*stagingTable{}} }
+
+// prepare creates the staging twin of s's table on srv, with merges stopped: a Replacing merge
+// there would drop duplicates before the row check.
+func (st *stagingTables) prepare(ctx context.Context, r *Restorer, srv *clickhouse.Server, s Step, db, staging string) error {
+	st.mu.Lock()
+	t, ok := st.tables[srv.Addr+" "+db+"."+staging]
+	if !ok {
+		t = &stagingTable{}
+		st.tables[srv.Addr+" "+db+"."+staging] = t
+	}
+	st.mu.Unlock()
+	t.once.Do(func() {
+		create, err := clickhouse.RewriteCreate(s.table.Create, clickhouse.Rewrite{Database: db, Table: staging, DBMap: r.opts.DatabaseMap, Staging: true})
+		if err != nil {
+			t.err = err
+			return
+		}
+		stagingFull := clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(staging)
+		for _, sql := range []string{create, "SYSTEM STOP MERGES " + stagingFull} {
+			if err := srv.Conn.Exec(ctx, sql); err != nil {
+				t.err = fmt.Errorf("prepare staging table %s on %s: %w", stagingFull, srv.Addr, err)
+				return
+			}
+		}
+	})
+	return t.err
+}
+
+func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, st *stagingTables, s Step) error {
 	srv := r.servers[s.Replica]
 	db, table, _ := strings.Cut(s.Target, ".")
 	staging := stagingName(table)
-	create, err := clickhouse.RewriteCreate(s.table.Create, clickhouse.Rewrite{Database: db, Table: staging, DBMap: r.opts.DatabaseMap, Staging: true})
-	if err != nil {
+	if err := st.prepare(ctx, r, srv, s, db, staging); err != nil {
 		return err
 	}
 	stagingFull := clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(staging)
-	// Merges stay off in the staging twin: a Replacing merge there would drop duplicates
-	// before the row check below.
-	for _, sql := range []string{create, "SYSTEM STOP MERGES " + stagingFull, "ALTER TABLE " + stagingFull + " DROP PARTITION ID " + clickhouse.QuoteString(s.Partition)} {
-		if err := srv.Conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("prepare staging table %s on %s: %w", stagingFull, srv.Addr, err)
-		}
+	// What an earlier, interrupted run left of this partition goes; other partitions of the
+	// staging table may be loading beside it.
+	if err := srv.Conn.Exec(ctx, "ALTER TABLE "+stagingFull+" DROP PARTITION ID "+clickhouse.QuoteString(s.Partition)); err != nil {
+		return fmt.Errorf("prepare staging table %s partition %s on %s: %w", stagingFull, s.Partition, srv.Addr, err)
 	}
 	obj, err := repo.OpenObject(ctx, s.ref)
 	if err != nil {
@@ -124,7 +220,7 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, s 
 // and attaches the partition. The staging table was created from the recorded CREATE, so the
 // parts' columns match it.
 func (r *Restorer) attachParts(ctx context.Context, srv *clickhouse.Server, db, staging, partition string, obj io.Reader) error {
-	if err := r.local.UnpackDetached(ctx, srv, db, staging, obj); err != nil {
+	if err := r.local.UnpackDetached(ctx, srv, db, staging, partition, obj); err != nil {
 		return err
 	}
 	attach := fmt.Sprintf("ALTER TABLE %s.%s ATTACH PARTITION ID %s", clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(staging), clickhouse.QuoteString(partition))
@@ -149,8 +245,12 @@ func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
 }
 
 // verify waits until every reachable replica has replicated the loaded partitions and checks
-// each partition's row count against the snapshot.
+// each partition's row count against the snapshot. Each table is synced and its partitions
+// counted once per replica, in one query, not once per partition: every load has finished, so
+// one sync covers them all.
 func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
+	type tableOn struct{ target, addr string }
+	counted := map[tableOn]map[string]uint64{}
 	for _, s := range plan.Steps {
 		if s.Action != "load-partition" {
 			continue
@@ -165,20 +265,24 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 		}
 		for _, addr := range replicas {
 			srv := r.servers[addr]
-			if s.table.Replicated() {
-				syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-				err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
-				cancel()
-				if err != nil {
-					return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+			rows, ok := counted[tableOn{s.Target, addr}]
+			if !ok {
+				if s.table.Replicated() {
+					syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+					err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
+					cancel()
+					if err != nil {
+						return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+					}
 				}
+				var err error
+				if rows, err = clickhouse.PartitionRows(ctx, srv, db, table); err != nil {
+					return fmt.Errorf("count the restored rows of %s on %s: %w", s.Target, addr, err)
+				}
+				counted[tableOn{s.Target, addr}] = rows
 			}
-			rows, err := partitionRowCount(ctx, srv, db, table, s.Partition)
-			if err != nil {
-				return err
-			}
-			if rows != s.Rows {
-				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows, addr, s.Rows)
+			if rows[s.Partition] != s.Rows {
+				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows[s.Partition], addr, s.Rows)
 			}
 		}
 	}
@@ -199,9 +303,9 @@ func partitionRowCount(ctx context.Context, srv *clickhouse.Server, db, table, p
 // it for local tables, which replication cannot refill.
 func LoadPartition(ctx context.Context, repo *store.Repository, target *clickhouse.Server, o Options, httpOf map[string]string,
 	table string, rec *clickhouse.TableRecord, partition, object string, rows uint64, ref store.ObjectRef) error {
-	rs := &Restorer{opts: o, servers: map[string]*clickhouse.Server{target.Addr: target}, httpOf: httpOf, first: target, local: clickhouse.NewLocalFS(o.DataPath)}
+	rs := &Restorer{opts: o, servers: map[string]*clickhouse.Server{target.Addr: target}, httpOf: httpOf, first: target, local: clickhouse.NewLocalFS(o.DataPath, []*clickhouse.Server{target})}
 	step := Step{Action: "load-partition", Target: table, Replica: target.Addr, Partition: partition, Object: object, Rows: rows, ref: ref, table: rec}
-	if err := rs.loadPartition(ctx, repo, step); err != nil {
+	if err := rs.loadPartition(ctx, repo, newStagingTables(), step); err != nil {
 		return err
 	}
 	rs.dropStaging(ctx, &Plan{Steps: []Step{step}})

@@ -28,6 +28,9 @@ type Options struct {
 	// DataPath is where the loading replica's data path is mounted on this host, for objects
 	// of frozen parts (see clickhouse.Source.DataPath); empty uses the server's paths as they are.
 	DataPath string
+	// Parallel is how many partitions load at once ([clickhouse] parallel; default 2). Each
+	// holds an object's read and decompression buffers and one insert stream.
+	Parallel int
 	Log      *slog.Logger
 }
 
@@ -73,7 +76,7 @@ func New(ctx context.Context, o Options) (*Restorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Restorer{opts: o, servers: map[string]*clickhouse.Server{}, httpOf: httpOf, first: servers[0], local: clickhouse.NewLocalFS(o.DataPath)}
+	r := &Restorer{opts: o, servers: map[string]*clickhouse.Server{}, httpOf: httpOf, first: servers[0], local: clickhouse.NewLocalFS(o.DataPath, servers)}
 	for _, s := range servers {
 		r.servers[s.Addr] = s
 	}
