@@ -386,7 +386,7 @@ func changePartition(ctx context.Context, env *stack.Env, d *chData, table, part
 	for _, q := range []string{
 		"DROP TABLE IF EXISTS " + dst,
 		ddl,
-		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE %s LIMIT 1", dst, src, clickhouse.InPartition(partition)),
+		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE %s LIMIT 1", dst, src, clickhouse.InPartition(clickhouse.Partition{ID: partition})),
 		fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION ID '%s' FROM %s", src, partition, dst),
 		"DROP TABLE " + dst,
 		fmt.Sprintf("OPTIMIZE TABLE %s PARTITION ID '%s' FINAL", src, partition),
