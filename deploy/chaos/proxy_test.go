@@ -71,3 +71,39 @@ func TestProxyModes(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyUnavailableEnds checks that a client's pooled keep-alive connection that met the 503
+// reaches the server once the fault is over, as a storage client's retries must.
+func TestProxyUnavailableEnds(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	p, err := Listen("127.0.0.1:0", strings.TrimPrefix(srv.URL, "http://"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	client := &http.Client{Timeout: time.Minute}
+	get := func() int {
+		resp, err := client.Get("http://" + p.Addr() + "/blob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	p.Set(Mode{Fault: Unavailable})
+	for i := 0; i < 2; i++ {
+		if got := get(); got != http.StatusServiceUnavailable {
+			t.Fatalf("during the fault: got %d, want 503", got)
+		}
+	}
+	p.Set(Mode{Fault: Pass})
+	if got := get(); got != http.StatusOK || hits.Load() != 1 {
+		t.Fatalf("after the fault: got %d with %d requests reaching the server, want 200 and 1", got, hits.Load())
+	}
+}
