@@ -55,16 +55,24 @@ type fault struct {
 // restores into scratch databases matching its manifest and holding every ledger row written
 // before its cut, and that the run history and the status page name the cause of every failed
 // run. The reduced form (the default, in CI) injects every fault once with short holds; the full
-// form (TRACEVAULT_CHAOS=full, `make chaos`) runs every fault in two rounds with longer holds
-// and a heavier load. TRACEVAULT_CHAOS_SEED replays a run's random choices.
+// form (TRACEVAULT_CHAOS=full, `make chaos`) runs every fault, storage ones included, with longer
+// holds, a heavier load and a restore after each. TRACEVAULT_CHAOS_ROUNDS=n repeats the faults n
+// times; TRACEVAULT_CHAOS_SEED replays a run's random choices.
 func TestChaos(t *testing.T) {
 	env := stack.Require(t)
 	s := newSuite(t, env)
 	defer s.summary()
 	s.start()
+	// One round injects every fault kind once. A full-suite backup of the whole demo database
+	// takes one to two minutes on a loaded machine and a restore after each fault up to eight
+	// (its ON CLUSTER DDL), so a round takes half an hour or more there: more rounds are opt-in.
 	rounds := 1
-	if s.full {
-		rounds = 2
+	if v := os.Getenv("TRACEVAULT_CHAOS_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("TRACEVAULT_CHAOS_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
 	}
 	for round := 1; round <= rounds && !t.Failed(); round++ {
 		var chosen []fault
@@ -166,7 +174,7 @@ func (s *suite) faults() []fault {
 					return err
 				}
 				sleep(ctx, hold(3*time.Second, 10*time.Second))
-				return s.env.Start(ctx, ch)
+				return s.startReplica(ctx, replica)
 			}},
 		{name: "zookeeper stopped past the session timeout", cause: []string{"zookeeper", s.env.ZK, "zk", "readonly", "claim"},
 			inject: func(ctx context.Context, s *suite) error {
@@ -209,6 +217,57 @@ func (s *suite) faults() []fault {
 				return os.Remove(filler)
 			}},
 	}
+}
+
+// startReplica starts ClickHouse replica i (1-based) after a kill. stack.sh waits 90 s for it to
+// answer, but a replica that was killed loads and checks every part of the chaos database before
+// it listens, which on a loaded machine may take longer: as long as its process runs, the
+// suite waits for it to answer, up to 10 minutes.
+func (s *suite) startReplica(ctx context.Context, i int) error {
+	svc := "ch" + strconv.Itoa(i)
+	err := s.env.Start(ctx, svc)
+	if err == nil {
+		return nil
+	}
+	ping := "http://" + s.env.CHHTTP[i-1] + "/ping"
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); sleep(ctx, time.Second) {
+		if resp, perr := http.Get(ping); perr == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				s.t.Logf("chaos: %s answered after stack.sh gave up waiting for it", svc)
+				return nil
+			}
+		}
+		if !serviceAlive(s.env, svc) {
+			return err
+		}
+	}
+	return fmt.Errorf("%s did not answer within 10 minutes of its start: %w", svc, err)
+}
+
+// serviceAlive says whether the process stack.sh recorded for svc still runs.
+func serviceAlive(env *stack.Env, svc string) bool {
+	pid, err := servicePID(env, svc)
+	return err == nil && processAlive(pid)
+}
+
+// servicePID reads the pid stack.sh recorded for svc.
+func servicePID(env *stack.Env, svc string) (int, error) {
+	raw, err := os.ReadFile(filepath.Join(env.Dir, svc+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0, fmt.Errorf("%s pid file: %w", svc, err)
+	}
+	return pid, nil
+}
+
+// processAlive says whether pid runs and is not a zombie.
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(stat), ") Z ")
 }
 
 // wanted says whether f runs: the suite's faults, or those TRACEVAULT_CHAOS_FAULTS names (words
@@ -883,13 +942,9 @@ func (s *suite) stopLoad() {
 
 // killService kills a stack service's process group with SIGKILL and waits until it is gone.
 func killService(env *stack.Env, svc string) error {
-	raw, err := os.ReadFile(filepath.Join(env.Dir, svc+".pid"))
+	pid, err := servicePID(env, svc)
 	if err != nil {
 		return fmt.Errorf("kill %s: %w", svc, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return fmt.Errorf("kill %s: pid file: %w", svc, err)
 	}
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -897,8 +952,7 @@ func killService(env *stack.Env, svc string) error {
 		}
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(stat), ") Z ") {
+		if !processAlive(pid) {
 			return nil
 		}
 	}

@@ -113,12 +113,14 @@ func ListenAzure(conn string, log *slog.Logger) (*Proxy, string, error) {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Set changes the mode. Switching to a fault resets every open connection, so that from now on
-// every request meets it; switching back to Pass lets open connections go on.
+// every request meets it; switching back to Pass lets open connections go on, except those
+// answering 503, which never reach the server: a client's pooled connection would otherwise
+// go on meeting the 503 after the fault is over.
 func (p *Proxy) Set(m Mode) {
 	p.mu.Lock()
 	p.mode = m
 	open := p.open(m.Fault != Pass)
-	if m.Fault == Pass {
+	if m.Fault != Unavailable {
 		// The connections answered with 503 never reach the server: a client's keep-alive
 		// connection would go on meeting the 503 after it ended.
 		for c := range p.conns {
@@ -187,7 +189,7 @@ type pipe struct {
 	mu             sync.Mutex
 	n              int64 // bytes forwarded, both directions
 	closed         bool  // reset has run: a server dialled after it is closed at once
-	unavailable    bool  // answered with 503, never connected to the server
+	unavailable    bool  // answered by serveUnavailable; set before serving, under Proxy.mu
 }
 
 // reset closes both sides with SO_LINGER 0, which sends a RST instead of a FIN.
@@ -222,7 +224,7 @@ func (p *Proxy) serve(client net.Conn) {
 		c.reset()
 	}()
 	if unavailable {
-		serveUnavailable(client)
+		p.serveUnavailable(client)
 		return
 	}
 	server, err := net.DialTimeout("tcp", p.Target, 10*time.Second)
@@ -295,9 +297,10 @@ func (p *Proxy) forward(c *pipe, dst net.Conn, b []byte) bool {
 	return err == nil
 }
 
-// serveUnavailable answers each request on the connection with 503 until the client gives up,
-// reading its body first so that the client sees the answer rather than a broken pipe.
-func serveUnavailable(conn net.Conn) {
+// serveUnavailable answers each request on the connection with 503 until the client gives up
+// or the fault ends, reading its body first so that the client sees the answer rather than a
+// broken pipe.
+func (p *Proxy) serveUnavailable(conn net.Conn) {
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(conn)
 	const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>The server is busy (chaos proxy).</Message></Error>`
@@ -308,6 +311,9 @@ func serveUnavailable(conn net.Conn) {
 		}
 		_, _ = io.Copy(io.Discard, req.Body)
 		_ = req.Body.Close()
+		if p.Mode().Fault != Unavailable {
+			return // the fault is over: the client sends the request again on a new connection
+		}
 		// The answer to a HEAD has no body: one sent would be read as the next answer's start.
 		resp := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nContent-Length: %d\r\n\r\n", len(body))
 		if req.Method != http.MethodHead {
