@@ -229,14 +229,7 @@ func TestPITRStorageFaults(t *testing.T) {
 			dsn := env.PGDatabase(t, "it_pitrf")
 			slot := testSlot(t, env, "tv_itf")
 			faulty, direct, container := azuriteRepo(t, env, proxied)
-			conn, err := pgx.Connect(ctx, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(context.Background())
-			for _, sql := range workloadSchema {
-				execSQL(t, conn, sql)
-			}
+			conn := workloadConn(ctx, t, dsn)
 			w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(7, uint64(i)))}
 			sv := supervise(faulty, &Streamer{DSN: dsn, Slot: slot, Publication: slot, Interval: 300 * time.Millisecond,
 				Log: testLog(), Base: postgres.Source{Log: quiet}})

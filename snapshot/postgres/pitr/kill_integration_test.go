@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -48,14 +46,7 @@ func TestPITRKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for _, sql := range workloadSchema {
-		execSQL(t, conn, sql)
-	}
+	conn := workloadConn(ctx, t, dsn)
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(3, 4))}
 	child := exec.Command(os.Args[0], "-test.run", "^TestPITRStreamChild$", "-test.count=1")
 	child.Env = append(os.Environ(), killChildEnv+"="+dsn+"|"+slot+"|"+url)

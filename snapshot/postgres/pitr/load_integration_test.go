@@ -41,14 +41,7 @@ func TestPITRStreamerMemory(t *testing.T) {
 	dsn := env.PGDatabase(t, "it_pitrm")
 	slot := testSlot(t, env, "tv_itm")
 	url := "file://" + t.TempDir()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for _, sql := range workloadSchema {
-		execSQL(t, conn, sql)
-	}
+	conn := workloadConn(ctx, t, dsn)
 
 	child := exec.Command(os.Args[0], "-test.run", "^TestPITRStreamChild$", "-test.count=1")
 	child.Env = append(os.Environ(), killChildEnv+"="+dsn+"|"+slot+"|"+url, "GODEBUG=gctrace=1")

@@ -129,6 +129,21 @@ var workloadSchema = []string{
 	`CREATE TABLE ledger.points (at timestamptz, lsn pg_lsn, sum text, note text)`,
 }
 
+// workloadConn connects to dsn, closed when the test ends, and creates the workload's tables,
+// then runs the extra statements (seed rows).
+func workloadConn(ctx context.Context, t *testing.T, dsn string, extra ...string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	for _, sql := range append(append([]string(nil), workloadSchema...), extra...) {
+		execSQL(t, conn, sql)
+	}
+	return conn
+}
+
 // testSlot names a slot for one test and drops it when the test ends.
 func testSlot(t testing.TB, env *stack.Env, prefix string, also ...string) string {
 	slot := fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e6)
@@ -261,17 +276,9 @@ func TestPITRAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for _, sql := range append(workloadSchema,
+	conn := workloadConn(ctx, t, dsn,
 		`INSERT INTO public.items (k, v) SELECT g, 'seed' FROM generate_series(1, 200) g`,
-		`INSERT INTO public.nopk VALUES (1, 'a'), (1, 'a'), (2, NULL)`,
-	) {
-		execSQL(t, conn, sql)
-	}
+		`INSERT INTO public.nopk VALUES (1, 'a'), (1, 'a'), (2, NULL)`)
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(1, 2))}
 	if err := conn.QueryRow(ctx, "SELECT array_agg(id) FROM public.items").Scan(&w.ids); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 
 	"filippo.io/age"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/tracevault/tracevault/deploy/stack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
@@ -388,14 +387,7 @@ func TestPITREncryptedLive(t *testing.T) {
 	dsn := env.PGDatabase(t, "it_pitr_enc")
 	slot := testSlot(t, env, "tv_enc")
 	repo := trustRepo(t, "fs", true)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for _, sql := range append(workloadSchema, `INSERT INTO public.items (k, v) SELECT g, 'seed' FROM generate_series(1, 50) g`) {
-		execSQL(t, conn, sql)
-	}
+	conn := workloadConn(ctx, t, dsn, `INSERT INTO public.items (k, v) SELECT g, 'seed' FROM generate_series(1, 50) g`)
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(3, 4))}
 	if err := conn.QueryRow(ctx, "SELECT array_agg(id) FROM public.items").Scan(&w.ids); err != nil {
 		t.Fatal(err)
