@@ -154,14 +154,14 @@ func (a *Azure) String() string {
 func (a *Azure) blob(name string) string { return a.prefix + name }
 
 func (a *Azure) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
-	cr := &countingReader{r: r}
+	cr := &CountingReader{R: r}
 	_, err := a.c.NewBlockBlobClient(a.blob(name)).UploadStream(ctx, cr, &blockblob.UploadStreamOptions{
 		BlockSize: a.opts.BlockSize, Concurrency: a.opts.Concurrency,
 	})
 	if err != nil {
-		return cr.n, a.scrub(fmt.Errorf("put %s to %s: %w", name, a, err))
+		return cr.N, a.scrub(fmt.Errorf("put %s to %s: %w", name, a, err))
 	}
-	return cr.n, nil
+	return cr.N, nil
 }
 
 func (a *Azure) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
@@ -377,14 +377,16 @@ func (r scrubbedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// CountingReader counts the bytes read through it, for a caller that must report how much it
+// read (or sent) even when the read fails part-way.
+type CountingReader struct {
+	R io.Reader
+	N int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
 	return n, err
 }
 

@@ -129,7 +129,7 @@ func readSegmentBody(ctx context.Context, repo *store.Repository, name string, r
 		return err
 	}
 	defer body.Close()
-	cr := &countingReader{r: body}
+	cr := &store.CountingReader{R: body}
 	rd, err := NewSegmentReader(cr)
 	if err == nil {
 		for {
@@ -144,20 +144,9 @@ func readSegmentBody(ctx context.Context, repo *store.Repository, name string, r
 	// The codec's checksum is compared only once the body is read to its end; its error says
 	// more than the parser's (the stored bytes changed), so it comes first.
 	_, cerr := io.Copy(io.Discard, cr)
-	*read += cr.n
+	*read += cr.N
 	if cerr != nil {
 		return cerr
 	}
 	return err
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
