@@ -7,10 +7,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Env is the parsed .stack/env file.
@@ -98,6 +101,9 @@ func Load() (*Env, error) {
 func Require(tb testing.TB) *Env {
 	tb.Helper()
 	e, err := Load()
+	if err == nil {
+		err = e.reachable()
+	}
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatalf("integration stack required under CI: %v", err)
@@ -112,14 +118,53 @@ func Require(tb testing.TB) *Env {
 func RequireModern(tb testing.TB) *Env {
 	tb.Helper()
 	e := Require(tb)
+	var err error
 	if e.CHModernNative == "" || e.CHModernHTTP == "" {
-		err := fmt.Errorf("%s has no STACK_CH_MODERN_NATIVE/STACK_CH_MODERN_HTTP: re-run `make stack-up` to start ch-modern", filepath.Join(e.Dir, "env"))
+		err = fmt.Errorf("%s has no STACK_CH_MODERN_NATIVE/STACK_CH_MODERN_HTTP: re-run `make stack-up` to start ch-modern", filepath.Join(e.Dir, "env"))
+	} else {
+		err = dialAll(e.Dir, map[string]string{"ch-modern": e.CHModernNative})
+	}
+	if err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatalf("modern ClickHouse required under CI: %v", err)
 		}
 		tb.Skipf("modern integration test skipped: %v", err)
 	}
 	return e
+}
+
+// reachable dials the servers every test needs, so that an env file left by a stack that has
+// since stopped skips (or, under CI, fails) the test at once instead of letting it hang on a
+// dead port. Replicas 2 and 3 are not dialled: a test may be restarting them.
+func (e *Env) reachable() error {
+	addrs := map[string]string{"clickhouse replica 1": e.CHNative[0], "zookeeper": e.ZK}
+	if u, err := url.Parse(e.PGDSN); err == nil {
+		addrs["postgresql"] = u.Host
+	}
+	for _, kv := range strings.Split(e.AzureConnectionString, ";") {
+		if v, ok := strings.CutPrefix(kv, "BlobEndpoint="); ok {
+			if u, err := url.Parse(v); err == nil {
+				addrs["azurite"] = u.Host
+			}
+		}
+	}
+	return dialAll(e.Dir, addrs)
+}
+
+func dialAll(dir string, addrs map[string]string) error {
+	var down []string
+	for name, addr := range addrs {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			down = append(down, fmt.Sprintf("%s (%s)", name, addr))
+			continue
+		}
+		c.Close()
+	}
+	if len(down) > 0 {
+		return fmt.Errorf("the stack in %s is not running (%s unreachable): run `make stack-up`", dir, strings.Join(down, ", "))
+	}
+	return nil
 }
 
 // parseEnvFile reads KEY=VALUE lines as written by stack.sh: values may be single- or

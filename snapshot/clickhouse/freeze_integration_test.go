@@ -165,7 +165,16 @@ func TestLocalFSProof(t *testing.T) {
 	t.Run("another replica's directory mounted", func(t *testing.T) {
 		// data_path is the mount of replica 2's data: it is replica 2's, never replica 1's,
 		// however close their starts were (this stack starts them within seconds).
-		l := NewLocalFS(env.CHDataDirs[1], servers)
+		// A busy replica 2 writes its status file seconds after its uptime clock starts (seen
+		// on CI); replica 1, started then, must still not pass for the file's owner. Replica 3
+		// is left out: started in the same second, it would hide the case.
+		l := NewLocalFS(env.CHDataDirs[1], servers[:2])
+		l.mu.Lock()
+		l.roots, l.facts = map[string]localRoot{}, map[string]serverFact{}
+		f := l.fact(ctx, servers[1])
+		f.started -= 3
+		l.facts[servers[1].Addr] = f
+		l.mu.Unlock()
 		if _, err := l.root(ctx, servers[0]); err == nil || !strings.Contains(err.Error(), "is not at") {
 			t.Errorf("root of replica 1 on replica 2's mount: %v; want a not-on-this-host error", err)
 		}

@@ -135,8 +135,8 @@ func partOf(name, id string) bool {
 // Paths alone cannot tell sidecars apart, since every replica usually uses /var/lib/clickhouse:
 // the data directory found here must be this server's. Its status file, which the server
 // rewrites as it starts, says when it started; when that matches this server's start and no
-// other server that maps to the same directory here started then too, the directory is this
-// server's, proven with two reads. Otherwise (replicas started in the same seconds, or a start
+// other server that maps to the same directory here started near then, the directory is this
+// server's, proven with two reads. Otherwise (replicas started within a minute, or a start
 // that does not match) a probe database decides, whose directory must appear here.
 func (l *LocalFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 	l.mu.Lock()
@@ -160,7 +160,14 @@ func (l *LocalFS) root(ctx context.Context, srv *Server) (localRoot, error) {
 
 // startSlack is how far a status file's start may be from the server's uptime: the server
 // writes the file a moment after its uptime clock starts, and the times are in whole seconds.
-const startSlack = 2
+// alikeSlack is how near another server's start must be for the file to be possibly its, and
+// it is much wider: a busy server writes its status file seconds after its uptime clock starts
+// (seen on CI), and a second reading of a start may round the other way. A wrong "alike" costs
+// one probe; a wrong "not alike" would read another server's parts as this one's.
+const (
+	startSlack = 2
+	alikeSlack = 60
+)
 
 func (l *LocalFS) prove(ctx context.Context, srv *Server, r localRoot, f serverFact) error {
 	started, err := statusStarted(ctx, srv, filepath.Join(r.local, "status"))
@@ -189,7 +196,9 @@ func (l *LocalFS) startedAlike(ctx context.Context, srv *Server, r localRoot, st
 		if f.err != nil {
 			continue // unreachable now: it cannot be frozen or loaded in this run either
 		}
-		if remapPath(f.path, f.path, l.dataPath) == r.local && abs(started-f.started) <= startSlack {
+		// Cleaned: a mount point given without the server's trailing slash is the same directory.
+		here := filepath.Clean(remapPath(f.path, f.path, l.dataPath))
+		if here == filepath.Clean(r.local) && abs(started-f.started) <= alikeSlack {
 			return true
 		}
 	}
