@@ -202,15 +202,18 @@ func (r *report) markdown() string {
 	p("| step | data | tracevault s | baseline s | ratio | target | met | peak RSS MiB | tracevault cores | ClickHouse cores | machine busy |\n")
 	p("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
 	for _, x := range r.Results {
-		base, ratio := "–", "–"
+		base, ratio, tgt := "–", "–", "–"
+		if x.Target.Max > 0 {
+			tgt = fmt.Sprintf("≤ %.2f×", x.Target.Max)
+		}
 		if x.Baseline != nil {
 			base = fmt.Sprintf("%.2f", x.Baseline.Seconds)
 		}
 		if x.Ratio > 0 {
 			ratio = fmt.Sprintf("%.2f×", x.Ratio)
 		}
-		p("| %s | %d× | %.2f | %s | %s | ≤ %.2f× | %s | %.0f | %.2f | %.2f | %.0f%% |\n", x.Step, x.Scale, x.Tracevault.Seconds, base, ratio,
-			x.Target.Max, met(x.Met), x.Tracevault.PeakRSSMiB, x.Tracevault.CPUCores, x.Tracevault.ServerCore, x.Tracevault.Busy*100)
+		p("| %s | %d× | %.2f | %s | %s | %s | %s | %.0f | %.2f | %.2f | %.0f%% |\n", x.Step, x.Scale, x.Tracevault.Seconds, base, ratio,
+			tgt, met(x.Met), x.Tracevault.PeakRSSMiB, x.Tracevault.CPUCores, x.Tracevault.ServerCore, x.Tracevault.Busy*100)
 	}
 	p("\nBaselines:\n\n")
 	seen := map[string]bool{}

@@ -201,7 +201,9 @@ func (d *Daemon) execute(j Job, r Run) {
 		r.Outcome, r.Error = OutcomeInterrupted, context.Cause(ctx).Error()
 	case d.ctx.Err() != nil:
 		r.Outcome, r.Error = OutcomeInterrupted, "daemon stopped: "+err.Error()
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The job's own deadline; a storage request's deadline inside the run (a lease renewal
+		// that could not finish in time) is the run's error as it is, not a timeout of the job.
 		r.Outcome, r.Error = OutcomeFailed, fmt.Sprintf("timed out after %s: %v", j.Timeout.D(), err)
 	default:
 		r.Outcome, r.Error = OutcomeFailed, err.Error()

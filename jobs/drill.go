@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -159,14 +160,16 @@ func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 			progress.From(ctx).Plan(o.Unit())
 		}
 	}
-	var need int64
+	var lands []landing
 	if ch != nil {
-		need += ch.bytes()
+		for _, dir := range ch.dirs {
+			lands = append(lands, landing{what: "clickhouse", dir: dir, need: ch.bytes()})
+		}
 	}
 	if pg != nil {
-		need += pg.bytes()
+		lands = append(lands, landing{what: "postgres", dir: pg.dir, need: pg.bytes()})
 	}
-	if res.DiskCheck, err = diskCheck(cfg.Storage.URL, need); err != nil {
+	if res.DiskCheck, err = diskCheck(lands); err != nil {
 		return err
 	}
 
@@ -204,23 +207,59 @@ func hasComponent(m *store.Manifest, source string) bool {
 	return false
 }
 
-// diskCheck refuses a drill that would not fit: for a file:// repository the free space of its
-// directory must hold the data to restore (the scratch databases usually share the disk on a
-// single host). Other repositories are not checked, and the result says so.
-func diskCheck(url string, need int64) (string, error) {
-	dir, ok := strings.CutPrefix(url, "file://")
-	if !ok {
-		return fmt.Sprintf("skipped: the repository %s is not a local directory, so no disk is measured", strings.SplitN(url, "://", 2)[0]), nil
+// landing is where a drill writes part of its data: a server's data directory.
+type landing struct {
+	what string // the source
+	dir  string // as named on the server; measured only if it is on this host
+	need int64
+}
+
+// diskCheck refuses a drill that would not fit where it writes: each filesystem on this host that
+// holds a data directory of a server the drill restores into must have room for what lands on
+// it. A source restored into several directories of one filesystem (replicas on one host) counts
+// once: its need, the snapshot's raw bytes, already exceeds what its compressed parts take. Data
+// directories on other hosts cannot be measured, and the result says so. (The repository's own
+// disk says nothing of this: it is often a separate volume.)
+func diskCheck(lands []landing) (string, error) {
+	type fsys struct {
+		dir        string
+		free, need int64
+		counted    map[string]bool
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return "", fmt.Errorf("measure free space of %s before the drill: %w", dir, err)
+	var order []uint64
+	byDev := map[uint64]*fsys{}
+	var away []string
+	for _, l := range lands {
+		var st syscall.Statfs_t
+		var fi syscall.Stat_t
+		if l.dir == "" || syscall.Stat(l.dir, &fi) != nil || syscall.Statfs(l.dir, &st) != nil {
+			away = append(away, l.what)
+			continue
+		}
+		dev := uint64(fi.Dev)
+		f := byDev[dev]
+		if f == nil {
+			f = &fsys{dir: l.dir, free: int64(st.Bavail) * int64(st.Bsize), counted: map[string]bool{}}
+			byDev[dev] = f
+			order = append(order, dev)
+		}
+		if !f.counted[l.what] {
+			f.counted[l.what] = true
+			f.need += l.need
+		}
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	if free < need {
-		return "", fmt.Errorf("not enough disk for the drill: %s has %d bytes free, the snapshot restores %d; free space or drill on another host", dir, free, need)
+	var out []string
+	for _, dev := range order {
+		f := byDev[dev]
+		if f.free < f.need {
+			return "", fmt.Errorf("not enough disk for the drill: the filesystem of %s has %d bytes free, the snapshot restores %d onto it; free space or drill on another host", f.dir, f.free, f.need)
+		}
+		out = append(out, fmt.Sprintf("%s: %d bytes free, %d to restore", f.dir, f.free, f.need))
 	}
-	return fmt.Sprintf("%s: %d bytes free, %d to restore", dir, free, need), nil
+	if len(away) > 0 {
+		out = append(out, fmt.Sprintf("not measured: the data directories of %s are not on this host (or not readable)", strings.Join(slices.Compact(slices.Sorted(slices.Values(away))), ", ")))
+	}
+	return strings.Join(out, "; "), nil
 }
 
 type chDrill struct {
@@ -228,6 +267,7 @@ type chDrill struct {
 	rs   *restore.Restorer
 	plan *restore.Plan
 	dbs  []string
+	dirs []string // the servers' data directories, as named on this host
 	log  *slog.Logger
 	// content are the partitions' content checksums recorded at backup, by object id.
 	content map[string]clickhouse.ContentSum
@@ -247,7 +287,8 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 		}
 	}
 	ch := cfg.ClickHouse
-	if err := refuseExistingCH(ctx, cfg, dbs, log); err != nil {
+	dirs, err := inspectCH(ctx, cfg, dbs, log)
+	if err != nil {
 		return nil, err
 	}
 	rs, err := restore.New(ctx, restore.Options{Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: ClickHouseConn(ch),
@@ -271,31 +312,41 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 			}
 		}
 	}
-	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log, content: content}, nil
+	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log, content: content, dirs: dirs}, nil
 }
 
-// refuseExistingCH refuses scratch databases that exist before the drill: the drill drops what
-// it restored into, so it must be what it created, never a database of the same name that
-// someone uses (or a copy kept with --keep, which is dropped by hand).
-func refuseExistingCH(ctx context.Context, cfg *config.Config, dbs []string, log *slog.Logger) error {
+// inspectCH refuses scratch databases that exist before the drill: the drill drops what it
+// restored into, so it must be what it created, never a database of the same name that someone
+// uses (or a copy kept with --keep, which is dropped by hand). It also returns where each server
+// keeps its data, for the disk check: [clickhouse] data_path where set, else the server's path.
+func inspectCH(ctx context.Context, cfg *config.Config, dbs []string, log *slog.Logger) ([]string, error) {
 	ch := cfg.ClickHouse
 	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), log)
 	if err != nil {
-		return fmt.Errorf("drill: %w", err)
+		return nil, fmt.Errorf("drill: %w", err)
 	}
 	defer closeServers(servers)
+	var dirs []string
 	for _, s := range servers {
 		for _, db := range dbs {
 			var n uint64
 			if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&n); err != nil {
-				return fmt.Errorf("look for scratch database %s on clickhouse %s: %w", db, s.Addr, err)
+				return nil, fmt.Errorf("look for scratch database %s on clickhouse %s: %w", db, s.Addr, err)
 			}
 			if n > 0 {
-				return fmt.Errorf("refusing the drill: scratch database %s already exists on clickhouse %s (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s ON CLUSTER ...", db, s.Addr, clickhouse.QuoteIdent(db))
+				return nil, fmt.Errorf("refusing the drill: scratch database %s already exists on clickhouse %s (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s ON CLUSTER ...", db, s.Addr, clickhouse.QuoteIdent(db))
 			}
 		}
+		dir := ch.DataPath
+		if dir == "" {
+			if dir, err = clickhouse.DataPath(ctx, s); err != nil {
+				log.Info("the disk check leaves a clickhouse server out", "server", s.Addr, "err", err)
+				continue
+			}
+		}
+		dirs = append(dirs, dir)
 	}
-	return nil
+	return dirs, nil
 }
 
 func (d *chDrill) close() { d.rs.Close() }
@@ -414,6 +465,7 @@ func closeServers(servers []*clickhouse.Server) {
 
 type pgDrill struct {
 	dsn  string
+	dir  string // the server's data_directory, or "" where the role may not read it
 	rs   *postgres.Restorer
 	plan *postgres.Plan
 }
@@ -426,7 +478,8 @@ func planPostgresDrill(ctx context.Context, cfg *config.Config, m *store.Manifes
 	live := sec.Database.Name
 	scratch := live + drillSuffix
 	pg := cfg.Postgres
-	if err := refuseExistingPG(ctx, pg.DSN.Reveal(), scratch); err != nil {
+	dir, err := inspectPG(ctx, pg.DSN.Reveal(), scratch)
+	if err != nil {
 		return nil, err
 	}
 	rs := postgres.NewRestorer(postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: scratch, Parallel: pg.Parallel, Log: log})
@@ -437,24 +490,29 @@ func planPostgresDrill(ctx context.Context, cfg *config.Config, m *store.Manifes
 	if err != nil {
 		return nil, fmt.Errorf("plan the postgres drill of snapshot %s: %w", m.ID, err)
 	}
-	return &pgDrill{dsn: pg.DSN.Reveal(), rs: rs, plan: plan}, nil
+	return &pgDrill{dsn: pg.DSN.Reveal(), rs: rs, plan: plan, dir: dir}, nil
 }
 
-// refuseExistingPG is refuseExistingCH for the PostgreSQL scratch database.
-func refuseExistingPG(ctx context.Context, dsn, scratch string) error {
+// inspectPG is inspectCH for the PostgreSQL scratch database; the data directory can be read
+// only by superusers and pg_read_all_settings, and is "" otherwise.
+func inspectPG(ctx context.Context, dsn, scratch string) (string, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("drill: connect to postgres: %w", err)
+		return "", fmt.Errorf("drill: connect to postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", scratch).Scan(&n); err != nil {
-		return fmt.Errorf("look for scratch database %s on postgres: %w", scratch, err)
+		return "", fmt.Errorf("look for scratch database %s on postgres: %w", scratch, err)
 	}
 	if n > 0 {
-		return fmt.Errorf("refusing the drill: scratch database %s already exists on postgres (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s", scratch, postgres.Ident(scratch))
+		return "", fmt.Errorf("refusing the drill: scratch database %s already exists on postgres (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s", scratch, postgres.Ident(scratch))
 	}
-	return nil
+	var dir string
+	if conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir) != nil {
+		return "", nil
+	}
+	return dir, nil
 }
 
 func (d *pgDrill) bytes() int64 {

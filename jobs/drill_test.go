@@ -9,26 +9,30 @@ import (
 )
 
 func TestDrillDiskCheck(t *testing.T) {
-	dir := t.TempDir()
+	dir, other := t.TempDir(), t.TempDir() // one filesystem
+	ch := func(dir string, need int64) landing { return landing{what: "clickhouse", dir: dir, need: need} }
+	pg := func(dir string, need int64) landing { return landing{what: "postgres", dir: dir, need: need} }
 	cases := []struct {
-		url     string
-		need    int64
+		name    string
+		lands   []landing
 		want    string // in the result, or in the error when refused
 		refused bool
 	}{
-		{"file://" + dir, 1, "bytes free", false},
-		{"file://" + dir, 1 << 62, "not enough disk", true},
-		{"file://" + dir + "/missing", 1, "measure free space", true},
-		{"azblob://tracevault/prod", 1 << 62, "skipped: the repository azblob", false},
+		{"fits", []landing{ch(dir, 1), pg(dir, 1)}, "2 to restore", false},
+		{"too big", []landing{ch(dir, 1<<62)}, "not enough disk", true},
+		{"both sources together too big", []landing{ch(dir, 1<<61), pg(other, 1<<61+1<<60)}, "not enough disk", true},
+		{"replicas on one filesystem count once", []landing{ch(dir, 10), ch(other, 10), ch(dir, 10)}, "10 to restore", false},
+		{"another host's directory", []landing{ch("/nonexistent/clickhouse/", 1<<62), pg(dir, 1)}, "not measured: the data directories of clickhouse", false},
+		{"postgres data_directory unreadable", []landing{pg("", 1<<62)}, "not measured: the data directories of postgres", false},
 	}
 	for _, c := range cases {
-		got, err := diskCheck(c.url, c.need)
+		got, err := diskCheck(c.lands)
 		text := got
 		if err != nil {
 			text = err.Error()
 		}
 		if (err != nil) != c.refused || !strings.Contains(text, c.want) {
-			t.Errorf("diskCheck(%s, %d) = %q, %v; want %q (refused %v)", c.url, c.need, got, err, c.want, c.refused)
+			t.Errorf("%s: diskCheck = %q, %v; want %q (refused %v)", c.name, got, err, c.want, c.refused)
 		}
 	}
 }

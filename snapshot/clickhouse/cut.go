@@ -65,18 +65,27 @@ func isIdent(s string) bool {
 }
 
 // tableCut is the moment before which every write acknowledged on any replica is in what a
-// table's export lists from srv: listed, when the listing began, less the replica's replication
-// delay for a replicated table, as the server measures it then (a delay observed earlier could
-// have grown since).
-func tableCut(ctx context.Context, listed time.Time, t Table, srv *Server) (cut time.Time, delaySeconds uint64, err error) {
+// table's export lists from srv, for a listing that begins after this call: the moment the
+// delay was read, less the replica's replication delay for a replicated table, as the server
+// measures it then. The replica only gains writes afterwards, so a later listing holds at least
+// that much.
+func tableCut(ctx context.Context, t Table, srv *Server) (measuredDelay, error) {
+	at := time.Now()
 	if !t.Replicated() {
-		return listed, 0, nil
+		return measuredDelay{srv: srv, at: at}, nil
 	}
-	if delaySeconds, err = replicaDelay(ctx, srv, t); err != nil {
-		return time.Time{}, 0, err
-	}
-	return listed.Add(-time.Duration(delaySeconds) * time.Second), delaySeconds, nil
+	seconds, err := replicaDelay(ctx, srv, t)
+	return measuredDelay{srv: srv, at: at, seconds: seconds}, err
 }
+
+// measuredDelay is a replica's replication delay and when it was read (just before the query).
+type measuredDelay struct {
+	srv     *Server
+	at      time.Time
+	seconds uint64
+}
+
+func (d measuredDelay) cut() time.Time { return d.at.Add(-time.Duration(d.seconds) * time.Second) }
 
 // replicaDelay is how far, in whole seconds, srv's replica of t is behind its group.
 func replicaDelay(ctx context.Context, srv *Server, t Table) (uint64, error) {
@@ -91,25 +100,25 @@ func replicaDelay(ctx context.Context, srv *Server, t Table) (uint64, error) {
 // leastDelayed picks, of a replicated table's healthy replicas, the one least behind now: the
 // table's cut is its listing less that replica's delay, so the replica that has the most of the
 // group's writes gives the latest cut. Ties keep the given order (least delay and queue when
-// the backup began); a replica that does not answer is passed over.
-func leastDelayed(ctx context.Context, srcs []*Server, t Table) ([]*Server, error) {
-	var best *Server
-	var bestDelay uint64
+// the backup began); a replica that does not answer is passed over. The chosen replica's delay
+// is the table's cut when its listing follows (see tableCut).
+func leastDelayed(ctx context.Context, srcs []*Server, t Table) (measuredDelay, error) {
+	var best measuredDelay
 	var errs []error
 	for _, srv := range srcs {
-		delay, err := replicaDelay(ctx, srv, t)
+		d, err := tableCut(ctx, t, srv)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if best == nil || delay < bestDelay {
-			best, bestDelay = srv, delay
+		if best.srv == nil || d.seconds < best.seconds {
+			best = d
 		}
 	}
-	if best == nil {
-		return nil, errors.Join(errs...)
+	if best.srv == nil {
+		return best, errors.Join(errs...)
 	}
-	return []*Server{best}, nil
+	return best, nil
 }
 
 // sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set

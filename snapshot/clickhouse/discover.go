@@ -136,6 +136,7 @@ func Discover(ctx context.Context, s *Server, f Filter) ([]Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	czxids := map[string]map[string]string{} // parent path → node → czxid, read once per parent
 	for i := range tables {
 		t := &tables[i]
 		if err := s.Conn.QueryRow(ctx, "SHOW CREATE TABLE "+QuoteIdent(t.Database)+"."+QuoteIdent(t.Name)).Scan(&t.Create); err != nil {
@@ -143,7 +144,12 @@ func Discover(ctx context.Context, s *Server, f Filter) ([]Table, error) {
 		}
 		if id, ok := replicas[t.FullName()]; ok {
 			t.ZooKeeperPath, t.ReplicaName = id[0], id[1]
-			t.incarnation = incarnation(ctx, s, t.ZooKeeperPath)
+			p := path.Clean(t.ZooKeeperPath)
+			parent := path.Dir(p)
+			if _, ok := czxids[parent]; !ok {
+				czxids[parent] = creations(ctx, s, parent)
+			}
+			t.incarnation = czxids[parent][path.Base(p)]
 		}
 		t.DependsOn = dependencies(*t)
 	}
@@ -167,16 +173,29 @@ func replicaIdentities(ctx context.Context, s *Server) (map[string][2]string, er
 	return out, rows.Err()
 }
 
-// incarnation reads the creation zxid of a replication group's node. Without ZooKeeper it is
-// empty: the fingerprint then differs from one taken with it, which costs an upload, never a
-// stale reuse.
-func incarnation(ctx context.Context, s *Server, zkPath string) string {
-	var czxid int64
-	p := path.Clean(zkPath)
-	if err := s.Conn.QueryRow(ctx, "SELECT czxid FROM system.zookeeper WHERE path = ? AND name = ?", path.Dir(p), path.Base(p)).Scan(&czxid); err != nil {
-		return ""
+// creations reads the creation zxid of each child of a ZooKeeper node: a table's incarnation is
+// its replication group's node's. Tables usually share a parent, so one read serves them all.
+// Without ZooKeeper it is empty: the fingerprint then differs from one taken with it, which
+// costs an upload, never a stale reuse.
+func creations(ctx context.Context, s *Server, parent string) map[string]string {
+	out := map[string]string{}
+	rows, err := s.Conn.Query(ctx, "SELECT name, czxid FROM system.zookeeper WHERE path = ?", parent)
+	if err != nil {
+		return out
 	}
-	return strconv.FormatInt(czxid, 10)
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var czxid int64
+		if rows.Scan(&name, &czxid) != nil {
+			return map[string]string{}
+		}
+		out[name] = strconv.FormatInt(czxid, 10)
+	}
+	if rows.Err() != nil {
+		return map[string]string{}
+	}
+	return out
 }
 
 var (

@@ -265,6 +265,10 @@ func abs(n int64) int64 {
 // path maps a path the server reported onto this host.
 func (r localRoot) path(serverPath string) string { return remapPath(serverPath, r.server, r.local) }
 
+// DataPath is the server's data directory as the server names it (its <path>), with a
+// trailing slash.
+func DataPath(ctx context.Context, srv *Server) (string, error) { return serverDataPath(ctx, srv) }
+
 // serverDataPath is the server's <path> setting: the default disk's path where the server lists
 // its disks (19.15+), else derived from the system database's data directory (<path>/data/system/
 // on 18.16). Modern servers' system database may sit anywhere, Atomic or not, so it is only the

@@ -114,18 +114,33 @@ func countVisible(ctx context.Context, s *Server, db, table string, p *Partition
 // Columns returns a table's "name type" list in table order (the order system.columns lists
 // them in; 18.16 has no position column to sort by).
 func Columns(ctx context.Context, s *Server, db, table string) ([]string, error) {
+	cols, err := columnList(ctx, s, db, table)
+	return columnStrings(cols), err
+}
+
+type column struct{ name, typ string }
+
+func columnStrings(cols []column) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c.name + " " + c.typ
+	}
+	return out
+}
+
+func columnList(ctx context.Context, s *Server, db, table string) ([]column, error) {
 	rows, err := s.Conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s.%s on %s: %w", db, table, s.Addr, err)
 	}
 	defer rows.Close()
-	var out []string
+	var out []column
 	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
+		var c column
+		if err := rows.Scan(&c.name, &c.typ); err != nil {
 			return nil, fmt.Errorf("read columns of %s.%s on %s: %w", db, table, s.Addr, err)
 		}
-		out = append(out, name+" "+typ)
+		out = append(out, c)
 	}
 	return out, rows.Err()
 }

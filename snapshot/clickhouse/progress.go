@@ -7,24 +7,13 @@ import (
 	"github.com/tracevault/tracevault/snapshot/progress"
 )
 
-// Plan tells rep what a backup will move, from system.parts: per partition the rows and the bytes
+// plan tells rep what a backup will move, from system.parts: per partition the rows and the bytes
 // of its stream (uncompressed in logical mode, where the Native format is about the columns'
 // size; on disk in freeze mode, where the parts are copied as they are). A replicated table is
-// read from one replica, a local one from every replica that has it.
-func (s *Source) Plan(ctx context.Context, rep progress.Reporter) error {
-	servers, _, err := Connect(ctx, s.Native, s.HTTP, s.Conn, s.Log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, srv := range servers {
-			srv.Close()
-		}
-	}()
-	tables, err := Discover(ctx, servers[0], s.Filter)
-	if err != nil {
-		return err
-	}
+// read from one replica, a local one from every replica that has it. It runs inside Backup, on
+// its connections and its discovery: as a separate Planner it connected to every replica and
+// discovered the tables a second time, a fixed cost every incremental backup paid.
+func (s *Source) plan(ctx context.Context, servers []*Server, tables []Table, rep progress.Reporter) error {
 	size := "data_uncompressed_bytes"
 	if s.Mode == ModeFreeze {
 		size = "bytes_on_disk"

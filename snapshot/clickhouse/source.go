@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -103,6 +104,11 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if sec.Databases, err = databaseRecords(ctx, servers[0], tables); err != nil {
 		return nil, err
 	}
+	if rep := progress.From(ctx); rep != progress.Nop {
+		if err := s.plan(ctx, servers, tables, rep); err != nil {
+			s.Log.Warn("could not size the backup for its progress; the total leaves clickhouse out", "err", err)
+		}
+	}
 	// The other sources of the set take their cuts as the first table is listed.
 	if err := w.AwaitCut(ctx); err != nil {
 		return sec, err
@@ -161,17 +167,27 @@ func sourceReplicas(t Table, servers []*Server, view *View) []*Server {
 }
 
 // exportReplicas narrows sourceReplicas to the ones this backup reads: the best one for a
-// replicated table, and in freeze mode only replicas whose data path is on this host.
-func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server, view *View) ([]*Server, error) {
+// replicated table, and in freeze mode only replicas whose data path is on this host. Where
+// choosing the replica measured its delay, that measurement comes with it (it is the table's
+// cut); elsewhere the delay is left unmeasured (zero at).
+func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server, view *View) ([]measuredDelay, error) {
 	srcs := sourceReplicas(t, servers, view)
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("no healthy replica has %s (all readonly, expired or down); see 'tracevault check'", t.FullName())
 	}
+	unmeasured := func(srvs []*Server) []measuredDelay {
+		out := make([]measuredDelay, len(srvs))
+		for i, srv := range srvs {
+			out[i].srv = srv
+		}
+		return out
+	}
 	if s.Mode != ModeFreeze {
 		if t.Replicated() {
-			return leastDelayed(ctx, srcs, t)
+			best, err := leastDelayed(ctx, srcs, t)
+			return []measuredDelay{best}, err
 		}
-		return srcs, nil
+		return unmeasured(srcs), nil
 	}
 	var local []*Server
 	var errs []error
@@ -182,25 +198,23 @@ func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server,
 		}
 		local = append(local, srv)
 		if t.Replicated() {
-			return local, nil
+			return unmeasured(local), nil
 		}
 	}
 	if len(errs) > 0 {
 		// A local table's rows live on each replica; freezing some and not others would lose rows.
 		return nil, fmt.Errorf("freeze %s: %w", t.FullName(), errors.Join(errs...))
 	}
-	return local, nil
+	return unmeasured(local), nil
 }
 
 func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *TableRecord, servers []*Server, view *View, httpOf map[string]string) error {
-	srcs, err := s.exportReplicas(ctx, rec.Table, servers, view)
+	picks, err := s.exportReplicas(ctx, rec.Table, servers, view)
 	if err != nil {
 		return err
 	}
-	for _, srv := range srcs {
-		// Before the listing below, so a lower bound of it: the table's cut, taken as soon
-		// as the table's turn comes.
-		listed := time.Now()
+	for _, pick := range picks {
+		srv := pick.srv
 		has, err := hasTable(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
@@ -208,18 +222,22 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		if !has {
 			continue // a local table need not exist on every replica
 		}
-		cols, err := Columns(ctx, srv, rec.Database, rec.Name)
+		colList, err := columnList(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
 		}
+		cols := columnStrings(colList)
 		rec.Columns = cols
-		// What the listing holds is what the exports below hold at least.
-		cut, delay, err := tableCut(ctx, listed, rec.Table, srv)
-		if err != nil {
-			return err
+		// Measured before the listing below, so what the listing holds, and the exports
+		// below hold at least, reaches up to the cut.
+		d := pick
+		if d.at.IsZero() {
+			if d, err = tableCut(ctx, rec.Table, srv); err != nil {
+				return err
+			}
 		}
-		if rec.Cut.IsZero() || cut.Before(rec.Cut) {
-			rec.Cut, rec.CutReplicaDelay = cut, delay
+		if cut := d.cut(); rec.Cut.IsZero() || cut.Before(rec.Cut) {
+			rec.Cut, rec.CutReplicaDelay = cut, d.seconds
 		}
 		parts, err := Partitions(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
@@ -229,11 +247,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password}
 		checked := CheckedStream
 		if s.Mode != ModeFreeze && len(parts) > 0 {
-			unwalkable, err := unwalkableColumn(ctx, srv, rec.Database, rec.Name)
-			if err != nil {
-				return err
-			}
-			if unwalkable != "" {
+			if unwalkable := unwalkableColumn(colList); unwalkable != "" {
 				checked = CheckedQueryLog
 				s.Log.Info("a column's type cannot be walked in the Native stream; the server's query log checks each export instead",
 					"table", rec.FullName(), "column", unwalkable)
@@ -357,24 +371,15 @@ func databaseRecords(ctx context.Context, srv *Server, tables []Table) ([]Databa
 
 const zeroUUID = "00000000-0000-0000-0000-000000000000"
 
-// unwalkableColumn names the first column of a table, as "name type", whose type the Native
-// scanner cannot walk, or "" when it can walk them all.
-func unwalkableColumn(ctx context.Context, srv *Server, db, table string) (string, error) {
-	rows, err := srv.Conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
-	if err != nil {
-		return "", fmt.Errorf("read column types of %s.%s on %s: %w", db, table, srv.Addr, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			return "", fmt.Errorf("read column types of %s.%s on %s: %w", db, table, srv.Addr, err)
-		}
-		if native.Walkable(typ) != nil {
-			return name + " " + typ, nil
+// unwalkableColumn names the first column, as "name type", whose type the Native scanner
+// cannot walk, or "" when it can walk them all.
+func unwalkableColumn(cols []column) string {
+	for _, c := range cols {
+		if native.Walkable(c.typ) != nil {
+			return c.name + " " + c.typ
 		}
 	}
-	return "", rows.Err()
+	return ""
 }
 
 // rowStream is an export's result that knows, once read to its end, how many rows it held.

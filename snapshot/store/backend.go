@@ -200,8 +200,13 @@ func (l *renewal) Lost() <-chan struct{} {
 	return l.lost
 }
 
+// releaseFor bounds how long a release is retried. A release lost to a storage hiccup makes the
+// next holder wait out the whole lease (a minute), but the caller, often a command about to
+// exit, should not wait that long either.
+const releaseFor = 10 * time.Second
+
 // Release stops renewing and gives the lease up; it touches only this holder's own lease, so it
-// is safe (and a no-op for others) after the lease was lost.
+// is safe (and a no-op for others) after the lease was lost, and retrying it is too.
 func (l *renewal) Release(ctx context.Context) error {
 	first := false
 	l.stopOnce.Do(func() { close(l.stop); first = true })
@@ -209,7 +214,18 @@ func (l *renewal) Release(ctx context.Context) error {
 		return nil
 	}
 	<-l.done
-	return l.release(ctx)
+	deadline := time.Now().Add(releaseFor)
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := l.release(ctx)
+		if err == nil || l.expired(time.Now()) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+	}
 }
 
 // Confirm renews l now and returns ErrLockLost if it is no longer held: a holder calls it right

@@ -129,3 +129,37 @@ func TestPersistentFaultFailsClearly(t *testing.T) {
 		t.Fatalf("every request failing: %v; want an error naming the container", err)
 	}
 }
+
+// TestReleaseOutlastsAFault: a release that meets a few seconds of 503s is retried, so the next
+// holder gets the lock at once instead of waiting out the lease.
+func TestReleaseOutlastsAFault(t *testing.T) {
+	ctx := context.Background()
+	direct := openAzurite(t, AzureOptions{}).(*Azure)
+	proxied, fp := startFaultProxy(t, 0, 1)
+	retry := quickRetry
+	retry.MaxRetries = 1
+	flaky, err := NewAzure(ctx, AzureOptions{ConnectionString: proxied, Container: direct.opts.Container, Retry: retry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := flaky.Lock(ctx, "repository", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setRate := func(r float64) { fp.mu.Lock(); fp.failRate = r; fp.mu.Unlock() }
+	setRate(1)
+	time.AfterFunc(2*time.Second, func() { setRate(0) })
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("release through 2 s of 503s: %v", err)
+	}
+	if fp.injected.Load() < 2 {
+		t.Fatalf("%d faults met the release; the test proves nothing", fp.injected.Load())
+	}
+	next, err := direct.Lock(ctx, "repository", 60*time.Second)
+	if err != nil {
+		t.Fatalf("lock after the release: %v; want it free at once", err)
+	}
+	if err := next.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
