@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -102,30 +103,50 @@ func Observe(ctx context.Context, servers []*Server, addrs []string, conn *zk.Co
 	for _, s := range servers {
 		byAddr[s.Addr] = s
 	}
-	for _, addr := range addrs {
-		r := Replica{Addr: addr}
-		s, ok := byAddr[addr]
-		if !ok {
-			r.Error = "not connected"
-		} else if err := readReplica(ctx, s, &r); err != nil {
-			r.Error = err.Error()
-		} else {
-			r.Up = true
-		}
-		v.Replicas = append(v.Replicas, r)
+	// Replicas, then groups, are read together: every backup pays these round trips.
+	v.Replicas = make([]Replica, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := Replica{Addr: addr}
+			s, ok := byAddr[addr]
+			if !ok {
+				r.Error = "not connected"
+			} else if err := readReplica(ctx, s, &r); err != nil {
+				r.Error = err.Error()
+			} else {
+				r.Up = true
+			}
+			v.Replicas[i] = r
+		}()
 	}
+	wg.Wait()
 	v.Groups = groupsOf(v.Replicas)
 	if conn == nil {
 		v.ZooKeeperError = "zookeeper not configured"
 		return v
 	}
+	errs := make([]error, len(v.Groups))
 	for i := range v.Groups {
-		regs, err := registrations(conn, v.Groups[i].ZooKeeperPath)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.Groups[i].Registered, errs[i] = registrations(conn, v.Groups[i].ZooKeeperPath)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
+			// As when read one by one: the first failure is the view's, and no group after it
+			// claims registrations.
 			v.ZooKeeperError = err.Error()
+			for j := i; j < len(v.Groups); j++ {
+				v.Groups[j].Registered = nil
+			}
 			break
 		}
-		v.Groups[i].Registered = regs
 	}
 	return v
 }

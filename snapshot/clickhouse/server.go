@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -195,6 +196,18 @@ func Connect(ctx context.Context, native, http []string, o ConnOptions, log *slo
 	if len(http) > 0 && len(http) != len(native) {
 		return nil, nil, errors.New("clickhouse: http_addresses must list the HTTP address of every replica in addresses, same order")
 	}
+	// Dialled together: each dial is a handshake and a query, and every run pays them.
+	dialled := make([]*Server, len(native))
+	failed := make([]error, len(native))
+	var wg sync.WaitGroup
+	for i, addr := range native {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dialled[i], failed[i] = Dial(ctx, addr, o)
+		}()
+	}
+	wg.Wait()
 	var servers []*Server
 	httpOf := map[string]string{}
 	var errs []string
@@ -202,13 +215,12 @@ func Connect(ctx context.Context, native, http []string, o ConnOptions, log *slo
 		if len(http) > 0 {
 			httpOf[addr] = http[i]
 		}
-		srv, err := Dial(ctx, addr, o)
-		if err != nil {
-			log.Warn("replica unavailable for this backup", "replica", addr, "err", err)
-			errs = append(errs, err.Error())
+		if failed[i] != nil {
+			log.Warn("replica unavailable for this backup", "replica", addr, "err", failed[i])
+			errs = append(errs, failed[i].Error())
 			continue
 		}
-		servers = append(servers, srv)
+		servers = append(servers, dialled[i])
 	}
 	if len(servers) == 0 {
 		return nil, nil, fmt.Errorf("no clickhouse replica answered: %s", strings.Join(errs, "; "))
