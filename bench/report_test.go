@@ -49,3 +49,16 @@ func TestFinish(t *testing.T) {
 		})
 	}
 }
+
+// A side without a target (the incremental step's per-run cost) is reported at both scales but
+// judged at neither.
+func TestFinishUntargetedSide(t *testing.T) {
+	r := newReport(options{Scales: []int{1, 4}}, nil)
+	lo := &result{Step: "per-run cost", Scale: 1, Tracevault: summary{Seconds: 0.3, PeakRSSMiB: 38}}
+	hi := &result{Step: "per-run cost", Scale: 4, Tracevault: summary{Seconds: 0.5, PeakRSSMiB: 38}}
+	r.Results = []*result{lo, hi}
+	r.finish(true)
+	if hi.Met != nil || len(r.Growth) != 1 || r.Growth[0].Met != nil || r.Growth[0].TimeRatio != 1.67 {
+		t.Errorf("untargeted side judged: met %s, growth %+v", met(hi.Met), r.Growth)
+	}
+}
