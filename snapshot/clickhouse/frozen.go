@@ -211,7 +211,7 @@ func (l *LocalFS) fact(ctx context.Context, srv *Server) serverFact {
 		return f
 	}
 	f := serverFact{}
-	if f.path, f.err = serverDataPath(ctx, srv); f.err == nil {
+	if f.path, f.err = DataPath(ctx, srv); f.err == nil {
 		if f.err = srv.Conn.QueryRow(ctx, "SELECT toInt64(toUnixTimestamp(now())) - toInt64(uptime())").Scan(&f.started); f.err != nil {
 			f.err = fmt.Errorf("read when clickhouse %s started: %w", srv.Addr, f.err)
 		}
@@ -265,15 +265,11 @@ func abs(n int64) int64 {
 // path maps a path the server reported onto this host.
 func (r localRoot) path(serverPath string) string { return remapPath(serverPath, r.server, r.local) }
 
-// DataPath is the server's data directory as the server names it (its <path>), with a
-// trailing slash.
-func DataPath(ctx context.Context, srv *Server) (string, error) { return serverDataPath(ctx, srv) }
-
-// serverDataPath is the server's <path> setting: the default disk's path where the server lists
+// DataPath is the server's <path> setting, with a trailing slash: the default disk's path where the server lists
 // its disks (19.15+), else derived from the system database's data directory (<path>/data/system/
 // on 18.16). Modern servers' system database may sit anywhere, Atomic or not, so it is only the
 // fallback.
-func serverDataPath(ctx context.Context, srv *Server) (string, error) {
+func DataPath(ctx context.Context, srv *Server) (string, error) {
 	if srv.Caps.Disks {
 		var p string
 		if err := srv.Conn.QueryRow(ctx, "SELECT path FROM system.disks WHERE name = 'default'").Scan(&p); err != nil {

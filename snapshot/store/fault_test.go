@@ -118,13 +118,19 @@ func TestFaultsAreRetriedAndNothingBadIsCommitted(t *testing.T) {
 	t.Logf("%d faults injected", fp.injected.Load())
 }
 
-func TestPersistentFaultFailsClearly(t *testing.T) {
-	ctx := context.Background()
-	direct := openAzurite(t, AzureOptions{}).(*Azure)
-	proxied, _ := startFaultProxy(t, 1.0, 1)
+// azureBehindFaults opens direct's container through a fault proxy that answers a failRate
+// share of requests with 503, retried maxRetries times.
+func azureBehindFaults(t *testing.T, direct *Azure, failRate float64, maxRetries int32) (*Azure, *faultProxy, error) {
+	proxied, fp := startFaultProxy(t, failRate, 1)
 	retry := quickRetry
-	retry.MaxRetries = 2
-	_, err := NewAzure(ctx, AzureOptions{ConnectionString: proxied, Container: direct.opts.Container, Retry: retry})
+	retry.MaxRetries = maxRetries
+	a, err := NewAzure(context.Background(), AzureOptions{ConnectionString: proxied, Container: direct.opts.Container, Retry: retry})
+	return a, fp, err
+}
+
+func TestPersistentFaultFailsClearly(t *testing.T) {
+	direct := openAzurite(t, AzureOptions{}).(*Azure)
+	_, _, err := azureBehindFaults(t, direct, 1.0, 2)
 	if err == nil || !strings.Contains(err.Error(), direct.opts.Container) {
 		t.Fatalf("every request failing: %v; want an error naming the container", err)
 	}
@@ -135,10 +141,7 @@ func TestPersistentFaultFailsClearly(t *testing.T) {
 func TestReleaseOutlastsAFault(t *testing.T) {
 	ctx := context.Background()
 	direct := openAzurite(t, AzureOptions{}).(*Azure)
-	proxied, fp := startFaultProxy(t, 0, 1)
-	retry := quickRetry
-	retry.MaxRetries = 1
-	flaky, err := NewAzure(ctx, AzureOptions{ConnectionString: proxied, Container: direct.opts.Container, Retry: retry})
+	flaky, fp, err := azureBehindFaults(t, direct, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
