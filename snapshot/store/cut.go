@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -47,8 +48,11 @@ func NewCut(sources []SourceCut) *Cut {
 	return c
 }
 
-// Skew is SkewSeconds as a duration.
-func (c *Cut) Skew() time.Duration { return time.Duration(c.SkewSeconds * float64(time.Second)) }
+// Skew is SkewSeconds as a duration, rounded: most nanosecond counts have no exact float64 of
+// seconds, and truncating would lose one.
+func (c *Cut) Skew() time.Duration {
+	return time.Duration(math.Round(c.SkewSeconds * float64(time.Second)))
+}
 
 // String says what the cut means, in one line; a manifest from before cuts were recorded (or a
 // partial set) has none.

@@ -16,6 +16,8 @@ func TestNewCut(t *testing.T) {
 	}{
 		{"one source", []SourceCut{{Source: "postgres", Time: t0}}, t0, 0},
 		{"the earliest wins", []SourceCut{{Source: "postgres", Time: t0.Add(40 * time.Millisecond)}, {Source: "clickhouse", Time: t0}}, t0, 40 * time.Millisecond},
+		// 61903 ns is 6.1902999…e-05 s as a float64: a truncating conversion loses a nanosecond.
+		{"nanoseconds survive the seconds field", []SourceCut{{Time: t0}, {Time: t0.Add(61903 * time.Nanosecond)}}, t0, 61903 * time.Nanosecond},
 		{"three", []SourceCut{{Time: t0.Add(time.Second)}, {Time: t0.Add(3 * time.Second)}, {Time: t0.Add(2 * time.Second)}}, t0.Add(time.Second), 2 * time.Second},
 	}
 	for _, tt := range tests {
