@@ -194,23 +194,31 @@ func (d *Daemon) execute(j Job, r Run) {
 	log.Info("job started", "action", j.Action)
 	err := d.safeRun(ctx, j, &r)
 	r.End = time.Now().UTC()
-	switch {
-	case err == nil:
-		r.Outcome = OutcomeSucceeded
-	case context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded) && d.ctx.Err() == nil:
-		r.Outcome, r.Error = OutcomeInterrupted, context.Cause(ctx).Error()
-	case d.ctx.Err() != nil:
-		r.Outcome, r.Error = OutcomeInterrupted, "daemon stopped: "+err.Error()
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// The job's own deadline; a storage request's deadline inside the run (a lease renewal
-		// that could not finish in time) is the run's error as it is, not a timeout of the job.
-		r.Outcome, r.Error = OutcomeFailed, fmt.Sprintf("timed out after %s: %v", j.Timeout.D(), err)
-	default:
-		r.Outcome, r.Error = OutcomeFailed, err.Error()
-	}
+	r.Outcome, r.Error = runOutcome(ctx, d.ctx.Err() != nil, j.Timeout.D(), err)
 	r.Error = store.ErrorText(r.Error)
 	log.Info("job finished", "outcome", r.Outcome, "seconds", r.End.Sub(r.Start).Seconds(), "snapshot", r.Snapshot, "err", r.Error)
 	d.record(r)
+}
+
+// runOutcome names how a run ended from its error and its context: the history and the status
+// page show this text, so a run cut short says by what (the job's timeout, a lost claim, the
+// daemon stopping) and a failure inside it keeps its own words.
+func runOutcome(ctx context.Context, daemonStopped bool, timeout time.Duration, err error) (outcome, text string) {
+	cause := context.Cause(ctx)
+	switch {
+	case err == nil:
+		return OutcomeSucceeded, ""
+	case cause != nil && !errors.Is(cause, context.DeadlineExceeded) && !daemonStopped:
+		return OutcomeInterrupted, cause.Error()
+	case daemonStopped:
+		return OutcomeInterrupted, "daemon stopped: " + err.Error()
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The job's own deadline; a storage request's deadline inside the run (a lease renewal
+		// that could not finish in time) is the run's error as it is, not a timeout of the job.
+		return OutcomeFailed, fmt.Sprintf("timed out after %s: %v", timeout, err)
+	default:
+		return OutcomeFailed, err.Error()
+	}
 }
 
 // safeRun turns a panic in a job into its failure: the daemon keeps going.
