@@ -65,7 +65,9 @@ chaos: build stack-up
 ## regular test from then on. Longer runs: make fuzz-smoke FUZZTIME=10m, or one target:
 ## go test -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime 30m ./migrate/
 ## Minimising each new interesting input may take up to a minute by default, which would eat
-## a short budget, hence the bound.
+## a short budget, hence the bound. Go 1.26's fuzz coordinator can fail a target with a bare
+## "context deadline exceeded" as -fuzztime ends (golang/go#75804): with no failing input
+## written, that run is not counted as a failure.
 FUZZTIME         ?= 10s
 FUZZMINIMIZETIME ?= 5s
 fuzz-smoke:
@@ -76,7 +78,14 @@ fuzz-smoke:
 	while [ $$# -gt 1 ]; do \
 		pkg=$$1; name=$$2; shift 2; \
 		echo "== $$name in $$pkg, $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) "$$pkg" || { status=1; failed="$$failed $$pkg.$$name"; }; \
+		log=$$(mktemp); rc=0; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) "$$pkg" >"$$log" 2>&1 || rc=$$?; \
+		cat "$$log"; \
+		if [ $$rc -ne 0 ] && ! grep -q 'Failing input written' "$$log" && grep -qxE '[[:space:]]*context deadline exceeded' "$$log"; then \
+			echo "fuzz-smoke: $$name: no failing input, only the Go fuzz coordinator's race at the end of -fuzztime (golang/go#75804, fixed in Go 1.27): not counted"; rc=0; \
+		fi; \
+		rm -f "$$log"; \
+		[ $$rc -eq 0 ] || { status=1; failed="$$failed $$pkg.$$name"; }; \
 	done; \
 	if [ $$status -ne 0 ]; then echo "fuzz-smoke: failed:$$failed"; fi; \
 	exit $$status
