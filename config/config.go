@@ -90,6 +90,7 @@ type ClickHouse struct {
 	Parallel      int      `toml:"parallel"`
 	DialTimeout   Duration `toml:"dial_timeout"`
 	QueryTimeout  Duration `toml:"query_timeout"`
+	StallTimeout  Duration `toml:"stall_timeout"`
 }
 
 // ZooKeeper is the ensemble coordinating ClickHouse replication.
@@ -188,6 +189,7 @@ func Defaults() Config {
 			Parallel:      2,
 			DialTimeout:   Duration(10e9),
 			QueryTimeout:  Duration(3600e9),
+			StallTimeout:  Duration(300e9),
 		},
 		ZooKeeper: ZooKeeper{
 			Roots: []string{"/clickhouse"},

@@ -256,8 +256,8 @@ func (c *checker) clickhouse(ch *ClickHouse, required bool) {
 	c.globs("clickhouse.databases", ch.Databases)
 	c.globs("clickhouse.include_tables", ch.IncludeTables)
 	c.globs("clickhouse.exclude_tables", ch.ExcludeTables)
-	if ch.DialTimeout <= 0 || ch.QueryTimeout <= 0 {
-		c.add("clickhouse.dial_timeout", "timeouts must be positive")
+	if ch.DialTimeout <= 0 || ch.QueryTimeout <= 0 || ch.StallTimeout <= 0 {
+		c.add("clickhouse.dial_timeout", "timeouts (dial_timeout, query_timeout, stall_timeout) must be positive")
 	}
 }
 

@@ -104,5 +104,5 @@ func contains(xs []string, s string) bool {
 
 // ClickHouseConn maps [clickhouse] to connection options.
 func ClickHouseConn(ch config.ClickHouse) clickhouse.ConnOptions {
-	return clickhouse.ConnOptions{User: ch.User, Password: ch.Password.Reveal(), DialTimeout: ch.DialTimeout.D(), QueryTimeout: ch.QueryTimeout.D()}
+	return clickhouse.ConnOptions{User: ch.User, Password: ch.Password.Reveal(), DialTimeout: ch.DialTimeout.D(), QueryTimeout: ch.QueryTimeout.D(), StallTimeout: ch.StallTimeout.D()}
 }

@@ -27,7 +27,20 @@ type HTTP struct {
 	// Settings go with every query, in the URL (e.g. optimize_on_insert=0 for a restore's
 	// INSERT).
 	Settings url.Values
+	// StallTimeout ends an export whose server has sent nothing for this long (default
+	// DefaultStallTimeout): a connection can stay open and carry nothing, a server stuck on a
+	// lock or a peer gone behind a middlebox that still answers keepalives, and no other bound
+	// than the job's timeout would end it.
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is HTTP.StallTimeout when unset: the native protocol's read timeout in
+// clickhouse-go, and far above the seconds a loaded server takes to read one block.
+const DefaultStallTimeout = 5 * time.Minute
+
+// ErrBrokenOff is in the chain of an export's error when its connection failed rather than its
+// query: the server went away, reset the connection, or stalled. The export may start again.
+var ErrBrokenOff = errors.New("the export's connection broke off")
 
 // Query runs sql and returns the response body. With body != nil, sql goes in the URL and body
 // is the data (INSERT ... FORMAT Native); otherwise sql is the request body. The server holds
@@ -54,11 +67,74 @@ func (h *HTTP) Exec(ctx context.Context, sql string, body io.Reader) error {
 // the stream's structure is checked block by block (see package native), so that is an error
 // from Read rather than a truncated result, whatever the data itself says.
 func (h *HTTP) QueryNative(ctx context.Context, sql string, opts ...native.Option) (*NativeStream, error) {
-	rc, err := h.do(ctx, sql, nil, "")
+	rc, err := h.export(ctx, sql, "")
 	if err != nil {
 		return nil, err
 	}
 	return &NativeStream{body: rc, r: native.NewReader(rc, opts...), h: h}, nil
+}
+
+// export sends an export's query and returns its body, both watched for a stall; a failure of
+// the connection, not of the query, has ErrBrokenOff in its chain.
+func (h *HTTP) export(ctx context.Context, sql, params string) (io.ReadCloser, error) {
+	d := h.StallTimeout
+	if d <= 0 {
+		d = DefaultStallTimeout
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	b := &watchedBody{addr: h.Addr, ctx: ctx, cancel: cancel, idle: d}
+	b.timer = time.AfterFunc(d, func() {
+		cancel(fmt.Errorf("clickhouse %s sent nothing for %s ([clickhouse] stall_timeout): %w", h.Addr, d, ErrBrokenOff))
+	})
+	rc, err := h.do(ctx, sql, nil, params)
+	if err != nil {
+		b.timer.Stop()
+		cancel(nil)
+		var status *statusError
+		if errors.As(err, &status) {
+			return nil, err // the server answered: the query failed, not the connection
+		}
+		return nil, b.brokenOff(err)
+	}
+	b.body = rc
+	return b, nil
+}
+
+// watchedBody is an export's response body: its request is cancelled when no byte arrives for
+// idle, and its errors say the connection broke off.
+type watchedBody struct {
+	addr   string
+	body   io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	idle   time.Duration
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.idle)
+	}
+	if err != nil && err != io.EOF {
+		err = b.brokenOff(fmt.Errorf("clickhouse %s: %w", b.addr, err))
+	}
+	return n, err
+}
+
+// brokenOff marks a transport error, and names the stall when that is what cancelled it.
+func (b *watchedBody) brokenOff(err error) error {
+	if cause := context.Cause(b.ctx); errors.Is(cause, ErrBrokenOff) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", ErrBrokenOff, err)
+}
+
+func (b *watchedBody) Close() error {
+	b.timer.Stop()
+	err := b.body.Close()
+	b.cancel(nil)
+	return err
 }
 
 func (h *HTTP) do(ctx context.Context, sql string, body io.Reader, params string) (io.ReadCloser, error) {
@@ -96,10 +172,15 @@ func (h *HTTP) do(ctx context.Context, sql string, body io.Reader, params string
 		if !ok {
 			txt = fmt.Sprintf("(%d bytes that are not text)", len(msg))
 		}
-		return nil, h.scrub(fmt.Errorf("clickhouse %s answered %s: %s", h.Addr, resp.Status, txt))
+		return nil, &statusError{h.scrub(fmt.Errorf("clickhouse %s answered %s: %s", h.Addr, resp.Status, txt))}
 	}
 	return resp.Body, nil
 }
+
+// statusError is the server's answer to a query it refused or failed: the connection worked.
+type statusError struct{ error }
+
+func (e *statusError) Unwrap() error { return e.error }
 
 // scrub removes the password from an error: a server may quote the request it refused.
 func (h *HTTP) scrub(err error) error {
@@ -129,6 +210,8 @@ func (s *NativeStream) Read(p []byte) (int, error) {
 		err = fmt.Errorf("clickhouse %s: column %q has type %s, whose values tracevault cannot check in a Native stream (%s is unknown to it): exclude the table from the backup, or use mode = \"freeze\"", s.h.Addr, ne.Column, ne.Type, unsupported.Type)
 	case errors.As(err, &ne) && ne.ServerText != "":
 		err = fmt.Errorf("clickhouse %s failed mid-stream: %s", s.h.Addr, ne.ServerText)
+	case errors.Is(err, ErrBrokenOff):
+		// The bytes so far were whole blocks: the stream is not malformed, only cut short.
 	case errors.As(err, &ne):
 		err = fmt.Errorf("clickhouse %s sent a malformed Native stream: %w", s.h.Addr, err)
 	default:
@@ -160,7 +243,7 @@ func (h *HTTP) QueryLogged(ctx context.Context, sql string) (*LoggedStream, erro
 	if err != nil {
 		return nil, err
 	}
-	rc, err := h.do(ctx, sql, nil, "log_queries=1&query_id="+url.QueryEscape(id))
+	rc, err := h.export(ctx, sql, "log_queries=1&query_id="+url.QueryEscape(id))
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +285,9 @@ func (s *LoggedStream) Read(p []byte) (int, error) {
 		// record names the exception.
 		s.err = s.h.scrub(fmt.Errorf("clickhouse %s: the result broke off: %w", s.h.Addr, err))
 		if _, verdict := s.h.queryResult(s.ctx, s.id); verdict != nil {
-			s.err = verdict
+			// The record names the exception; the broken connection stays in the chain, as a
+			// cut connection is also logged as a failed query.
+			s.err = fmt.Errorf("%w (%w)", verdict, err)
 		}
 		err = s.err
 	}

@@ -3,12 +3,15 @@ package clickhouse
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestQueryNativeChecksStructure serves streams captured from ClickHouse 18.16 (see
@@ -83,5 +86,89 @@ func TestHTTPErrorsNeverCarryThePassword(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), password) || !strings.Contains(err.Error(), "Syntax error") {
 			t.Errorf("%d: %v", i, err)
 		}
+	}
+}
+
+// TestExportBrokenOff: an export whose connection fails, or carries nothing for StallTimeout,
+// ends with ErrBrokenOff in its chain (which the source answers by exporting the partition
+// again), naming the stall; a slow stream that keeps sending is not a stall, and a server's
+// own error status is no broken connection.
+func TestExportBrokenOff(t *testing.T) {
+	types, err := os.ReadFile("native/testdata/types-18.16.native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stall = time.Second
+	tests := []struct {
+		name    string
+		serve   func(w http.ResponseWriter, r *http.Request)
+		closed  bool // nothing listens at the address
+		broken  bool // ErrBrokenOff in the chain
+		wantErr string
+	}{
+		{"a slow stream that keeps sending", func(w http.ResponseWriter, r *http.Request) {
+			for chunk := range slices.Chunk(types, len(types)/8+1) {
+				w.Write(chunk)
+				w.(http.Flusher).Flush()
+				time.Sleep(stall / 5)
+			}
+		}, false, false, ""},
+		{"stalls before its header", func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		}, false, true, "sent nothing for 1s ([clickhouse] stall_timeout)"},
+		{"stalls mid-stream", func(w http.ResponseWriter, r *http.Request) {
+			w.Write(types)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}, false, true, "sent nothing for 1s ([clickhouse] stall_timeout)"},
+		{"connection cut mid-stream", func(w http.ResponseWriter, r *http.Request) {
+			w.Write(types[:len(types)/2])
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, false, true, "connection broke off"},
+		{"nothing listens", nil, true, true, "connection refused"},
+		{"the server fails the query", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Code: 60. DB::Exception: Table db.t does not exist", http.StatusNotFound)
+		}, false, false, "answered 404 Not Found: Code: 60."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// The query, read whole: only then does the server notice a client that left.
+				io.Copy(io.Discard, r.Body)
+				if tt.serve != nil {
+					tt.serve(w, r)
+				}
+			}))
+			addr := strings.TrimPrefix(srv.URL, "http://")
+			if tt.closed {
+				srv.Close()
+			} else {
+				defer srv.Close()
+			}
+			h := &HTTP{Addr: addr, StallTimeout: stall}
+			start := time.Now()
+			ns, err := h.QueryNative(context.Background(), "SELECT * FROM db.t FORMAT Native")
+			var got []byte
+			if err == nil {
+				got, err = io.ReadAll(ns)
+				ns.Close()
+			}
+			switch {
+			case tt.wantErr == "" && (err != nil || !bytes.Equal(got, types)):
+				t.Fatalf("%d of %d bytes, %v", len(got), len(types), err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("err %v, want %q", err, tt.wantErr)
+			case errors.Is(err, ErrBrokenOff) != tt.broken:
+				t.Fatalf("err %v: ErrBrokenOff in its chain %v, want %v", err, !tt.broken, tt.broken)
+			}
+			t.Logf("%s: %v", time.Since(start).Round(time.Millisecond), err)
+			if took := time.Since(start); tt.broken && took > 10*stall {
+				t.Errorf("took %s to end; the stall timeout is %s", took, stall)
+			}
+		})
 	}
 }

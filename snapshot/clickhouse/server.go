@@ -29,6 +29,9 @@ type ConnOptions struct {
 	Password     string
 	DialTimeout  time.Duration
 	QueryTimeout time.Duration
+	// StallTimeout ends an export over HTTP that has received nothing for this long (see
+	// HTTP.StallTimeout).
+	StallTimeout time.Duration
 }
 
 // Server is one replica: its address, connection and capabilities.

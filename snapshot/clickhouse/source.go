@@ -244,7 +244,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 			return err
 		}
 		rec.VersionColumn = versionColumn(rec.Create)
-		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password}
+		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password, StallTimeout: s.Conn.StallTimeout}
 		checked := CheckedStream
 		if s.Mode != ModeFreeze && len(parts) > 0 {
 			if unwalkable := unwalkableColumn(colList); unwalkable != "" {
@@ -265,12 +265,14 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				format, src := FormatNative, io.ReadCloser(nil)
 				var fz *freezeReader
 				var stream *lazyNative
-				if s.Mode == ModeFreeze {
-					root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
-					db, table, id := rec.Database, rec.Name, p.ID
-					fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
-					format, src = FormatPartsTar, fz
-				} else {
+				open := func() {
+					if s.Mode == ModeFreeze {
+						root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
+						db, table, id := rec.Database, rec.Name, p.ID
+						fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
+						format, src = FormatPartsTar, fz
+						return
+					}
 					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
 					stream = &lazyNative{open: func() (rowStream, error) {
 						if checked == CheckedQueryLog {
@@ -282,11 +284,19 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				}
 				meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
 				fingerprint := Fingerprint(rec.Table, cols, p, srv.Addr)
-				if format != FormatNative {
-					fingerprint += "/" + format // the same parts as a native object are not the same object
+				if s.Mode == ModeFreeze {
+					fingerprint += "/" + FormatPartsTar // the same parts as a native object are not the same object
 				}
-				obj, err := w.Put(ctx, meta, fingerprint, src)
-				closeErr := src.Close()
+				var obj store.ManifestObject
+				var err, closeErr error
+				for attempt := 1; ; attempt++ {
+					open()
+					obj, err = w.Put(ctx, meta, fingerprint, src)
+					closeErr = src.Close()
+					if !s.exportAgain(ctx, err, attempt, rec.Table, p.ID, srv.Addr) {
+						break
+					}
+				}
 				if err != nil {
 					return fmt.Errorf("export %s partition %s from %s: %w", rec.FullName(), p.ID, srv.Addr, err)
 				}
@@ -390,6 +400,27 @@ type rowStream interface {
 
 // lazyNative opens its stream on the first Read, so a partition whose object is reused is never
 // queried at all.
+// exportAttempts bounds how often one partition's export runs when its connection breaks off
+// (ErrBrokenOff: a reset, a server restarting, a stall): a blip costs a partition, not the set.
+const exportAttempts = 3
+
+// exportAgain says whether an export that failed with err runs again, and waits before it (1 s,
+// then 4 s). Only a broken connection is tried again: a query the server failed or a repository
+// that refused the object would fail the same way, and the repository retries on its own.
+func (s *Source) exportAgain(ctx context.Context, err error, attempt int, t Table, partition, replica string) bool {
+	if err == nil || attempt >= exportAttempts || !errors.Is(err, ErrBrokenOff) || ctx.Err() != nil {
+		return false
+	}
+	s.Log.Warn("a partition's export broke off; exporting it again", "table", t.FullName(), "partition", partition, "replica", replica,
+		"attempt", attempt+1, "of", exportAttempts, "err", err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Duration(attempt*attempt) * time.Second):
+		return true
+	}
+}
+
 type lazyNative struct {
 	open func() (rowStream, error)
 	ns   rowStream

@@ -153,7 +153,9 @@ func (s *scanner) scan(out *counts) error {
 		s.col, s.typ = "", ""
 		rows, err := s.block()
 		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
+			// Only the scanner's own end-of-data: a source's error that wraps it (a network
+			// body cut off) keeps its identity, which says the stream may be read again.
+			if err == io.ErrUnexpectedEOF {
 				err = ErrTruncated
 			}
 			e := &Error{Offset: start, Block: block, Column: s.col, Type: s.typ, Err: err}
