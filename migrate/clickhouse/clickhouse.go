@@ -32,7 +32,7 @@ type Options struct {
 	HTTPAddresses []string
 	Conn          chsnap.ConnOptions
 	Database      string
-	Cluster       string // empty: a single server, no ON CLUSTER, TinyLog tables
+	Cluster       string // empty: a single server, no ON CLUSTER, MergeTree tables
 	// ZooKeeper servers for the lock; without them the lock only covers this process.
 	ZooKeeper      []string
 	SessionTimeout time.Duration

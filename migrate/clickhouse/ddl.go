@@ -18,11 +18,13 @@ const (
 // server golang-migrate's exact statement, run in the migrated database; on a server that needs
 // explicit replication arguments (18.16 rejects a bare ReplicatedMergeTree), the same table
 // with the ZooKeeper path every replicated table of the database uses. Without a cluster it is
-// golang-migrate's default engine, TinyLog.
+// what golang-migrate creates with x-migrations-table-engine=MergeTree, as Langfuse migrates a
+// single server: its default, TinyLog, keeps rows outside MergeTree parts, which backups leave
+// out, and a restored database would forget its schema version.
 func tableDDL(database, table, columns, cluster string, caps chsnap.Capabilities) string {
 	switch {
 	case cluster == "":
-		return fmt.Sprintf("CREATE TABLE %s (%s) Engine=TinyLog", table, columns)
+		return fmt.Sprintf("CREATE TABLE %s (%s) Engine=MergeTree ORDER BY sequence", table, columns)
 	case caps.DefaultReplicatedArgs:
 		return fmt.Sprintf("CREATE TABLE %s ON CLUSTER %s (%s) Engine=ReplicatedMergeTree ORDER BY sequence", table, cluster, columns)
 	default:

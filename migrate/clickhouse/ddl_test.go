@@ -24,8 +24,8 @@ func TestTableDDL(t *testing.T) {
 			"CREATE TABLE schema_migrations ON CLUSTER default (version Int64, dirty UInt8, sequence UInt64) Engine=ReplicatedMergeTree ORDER BY sequence"},
 		{"18.16 needs an explicit path and replica", "default", old,
 			"CREATE TABLE `db1`.schema_migrations ON CLUSTER default (version Int64, dirty UInt8, sequence UInt64) Engine=ReplicatedMergeTree('/clickhouse/tables/{shard}/db1/schema_migrations', '{replica}') ORDER BY sequence"},
-		{"no cluster: golang-migrate's default TinyLog", "", old,
-			"CREATE TABLE schema_migrations (version Int64, dirty UInt8, sequence UInt64) Engine=TinyLog"},
+		{"no cluster: golang-migrate's MergeTree form, which backups keep", "", old,
+			"CREATE TABLE schema_migrations (version Int64, dirty UInt8, sequence UInt64) Engine=MergeTree ORDER BY sequence"},
 	}
 	for _, tt := range tests {
 		if got := tableDDL("db1", migrationsTable, migrationsColumns, tt.cluster, tt.caps); got != tt.want {

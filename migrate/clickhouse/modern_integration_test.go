@@ -14,8 +14,8 @@ import (
 )
 
 // modernScratch is one test's database on ch-modern (ClickHouse 26.x, a single server: no
-// cluster, so schema_migrations is golang-migrate's own TinyLog table), dropped with its lock
-// node when the test ends.
+// cluster, so schema_migrations is a plain MergeTree table, or TinyLog where golang-migrate
+// made it with its defaults), dropped with its lock node when the test ends.
 func newModernScratch(t *testing.T) *scratch {
 	env := stack.RequireModern(t)
 	s := &scratch{env: env, db: stack.ScratchName("mig_modern"), dir: t.TempDir(), modern: true}
@@ -63,8 +63,8 @@ ALTER TABLE traces ADD COLUMN body JSON;`,
 }
 
 // TestModernUpDownGotoForce: on a single ClickHouse 26.x, every command leaves the version
-// asked for, schema_migrations in golang-migrate's single-server shape (TinyLog, a dirty and a
-// clean row per step) and the modern column types as the files declare them.
+// asked for, schema_migrations in golang-migrate's single-server shape with
+// x-migrations-table-engine=MergeTree (a dirty and a clean row per step) and the modern column types as the files declare them.
 func TestModernUpDownGotoForce(t *testing.T) {
 	s := newModernScratch(t)
 	s.write(t, modernFiles)
@@ -79,7 +79,7 @@ func TestModernUpDownGotoForce(t *testing.T) {
 		gone  []string // and must not
 	}{
 		{"up 2", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "up", N: 2}, nil); return err }, 2,
-			[]string{"schema_migrations\tTinyLog", "traces\tReplacingMergeTree", "traces\tmetadata\tMap(LowCardinality(String), String)", "traces\tcost\tNullable(Decimal(18, 12))", "traces\tbody\tJSON"}, []string{"scores"}},
+			[]string{"schema_migrations\tMergeTree", "traces\tReplacingMergeTree", "traces\tmetadata\tMap(LowCardinality(String), String)", "traces\tcost\tNullable(Decimal(18, 12))", "traces\tbody\tJSON"}, []string{"scores"}},
 		{"up", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); return err }, 3,
 			[]string{"scores\tid\tUUID", "scores\tok\tBool"}, nil},
 		{"down 1", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "down", N: 1}, nil); return err }, 2, nil, []string{"scores"}},
