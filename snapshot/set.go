@@ -104,8 +104,11 @@ func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint
 	rep := progress.From(ctx)
 	meta.Source = w.source
 	unit := meta.Unit()
-	ref, reused, err := w.repo.PutObject(ctx, fingerprint, progress.Reader(rep, src, unit, false))
+	counted := progress.Reader(rep, src, unit, false)
+	ref, reused, err := w.repo.PutObject(ctx, fingerprint, counted)
 	if err != nil {
+		// The source may export it again (a connection that broke off), or the set fails.
+		progress.Uncount(counted)
 		return store.ManifestObject{}, fmt.Errorf("store %s: %w", describe(meta), err)
 	}
 	if rc, ok := src.(interface{ Rows() int64 }); ok && !reused {

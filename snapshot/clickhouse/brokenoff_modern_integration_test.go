@@ -12,6 +12,7 @@ import (
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -52,8 +53,9 @@ func TestModernExportsSurviveBrokenConnections(t *testing.T) {
 			src := &clickhouse.Source{Native: []string{f.env.CHModernNative}, HTTP: []string{proxy.Addr()},
 				Conn:   clickhouse.ConnOptions{User: "default", StallTimeout: stall},
 				Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: clickhouse.ModeLogical, Log: chtest.Quiet}
+			tracker := progress.NewTracker()
 			start := time.Now()
-			m, err := snapshot.Run(context.Background(), repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
+			m, err := snapshot.Run(progress.With(context.Background(), tracker), repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
 			took := time.Since(start)
 			if m == nil || m.Status != tt.status {
 				t.Fatalf("snapshot %v after %s: %v; want %s", m, took, err, tt.status)
@@ -64,6 +66,10 @@ func TestModernExportsSurviveBrokenConnections(t *testing.T) {
 					t.Fatalf("err %v, components %+v; want a partial set whose error says %q", err, m.Components, tt.err)
 				}
 				return
+			}
+			// Progress counts what was kept: a partition exported again counts once.
+			if got, want := tracker.State().Bytes, m.Totals().RawBytes; got != want {
+				t.Errorf("progress counted %d bytes; the snapshot holds %d", got, want)
 			}
 			rep, err := repo.Verify(context.Background(), []string{m.ID}, true)
 			if err != nil || len(rep.Problems) > 0 || rep.ObjectsRead != rep.Objects {

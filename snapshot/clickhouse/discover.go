@@ -40,6 +40,17 @@ func (t Table) FullName() string { return t.Database + "." + t.Name }
 // a materialized view's data lives in its target (or .inner) table, backed up as a table itself.
 func (t Table) HasData() bool { return strings.HasSuffix(t.Engine, "MergeTree") }
 
+// KeepsRowsOutsideParts reports whether the table stores rows a backup leaves out: the Log
+// engines (golang-migrate's default TinyLog schema_migrations on a single server) and the
+// in-memory ones hold rows but no parts, and only parts are exported.
+func (t Table) KeepsRowsOutsideParts() bool {
+	switch t.Engine {
+	case "TinyLog", "Log", "StripeLog", "Memory", "Set", "Join":
+		return true
+	}
+	return false
+}
+
 // IsView reports whether restore must create it after the tables it reads from.
 func (t Table) IsView() bool { return t.Engine == "View" || t.Engine == "MaterializedView" }
 

@@ -169,3 +169,33 @@ func TestModernDatabaseMapGetsFreshUUIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestModernRowsOutsidePartsAreNamed: a TinyLog table (golang-migrate's default
+// schema_migrations on a single server) keeps rows a backup does not export, only MergeTree
+// parts being exported; the snapshot records that about it, and a restore creates it empty
+// beside the tables it restores whole.
+func TestModernRowsOutsidePartsAreNamed(t *testing.T) {
+	f := newModernFixture(t, 100)
+	f.sql("CREATE TABLE " + f.db + ".migrations_log (version Int64, dirty UInt8, sequence UInt64) ENGINE = TinyLog")
+	f.sql("INSERT INTO " + f.db + ".migrations_log VALUES (1, 0, 1)")
+	m := f.backup()
+	sec, _, err := clickhouse.SnapshotSection(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]string{}
+	for _, rec := range sec.Tables {
+		named[rec.Name] = rec.RowsNotKept
+	}
+	if !strings.Contains(named["migrations_log"], "engine TinyLog") || named["traces"] != "" {
+		t.Fatalf("rows_not_kept: migrations_log %q, traces %q; want the TinyLog table named and the MergeTree one not", named["migrations_log"], named["traces"])
+	}
+	copyDB := f.db + "_copy"
+	f.restore(m, restore.Options{DatabaseMap: map[string]string{f.db: copyDB}})
+	if got := f.sql("SELECT count() FROM " + copyDB + ".migrations_log"); got != "0" {
+		t.Errorf("the restored TinyLog table holds %s rows; its rows are not in the snapshot", got)
+	}
+	if got, want := f.sql("SELECT count() FROM "+copyDB+".traces"), f.sql("SELECT count() FROM "+f.db+".traces"); got != want {
+		t.Errorf("traces restored with %s rows, want %s", got, want)
+	}
+}

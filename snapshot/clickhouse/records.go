@@ -52,6 +52,9 @@ type TableRecord struct {
 	// VersionColumn is the ReplacingMergeTree version whose newest value each partition's
 	// export held (PartitionRecord.Newest); empty for other engines.
 	VersionColumn string `json:"version_column,omitempty"`
+	// RowsNotKept says why the snapshot holds the table's definition but none of its rows
+	// (see Table.KeepsRowsOutsideParts); a restore creates it empty and says so.
+	RowsNotKept string `json:"rows_not_kept,omitempty"`
 }
 
 // PartitionRecord is one partition as stored: which replica it was read from and its object.

@@ -121,6 +121,10 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 				return sec, err
 			}
 			cut.add(rec)
+		} else if t.KeepsRowsOutsideParts() {
+			rec.RowsNotKept = "engine " + t.Engine + " keeps its rows outside MergeTree parts, which are all a backup exports: only its definition is in the snapshot"
+			s.Log.Warn("a table's rows are not backed up, only its definition", "table", t.FullName(), "engine", t.Engine,
+				"fix", "recreate it with a MergeTree engine; for golang-migrate's schema_migrations, migrate with x-migrations-table-engine=MergeTree, as Langfuse does")
 		}
 		sec.Tables = append(sec.Tables, rec)
 	}
@@ -215,16 +219,12 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 	}
 	for _, pick := range picks {
 		srv := pick.srv
-		has, err := hasTable(ctx, srv, rec.Database, rec.Name)
-		if err != nil {
-			return err
-		}
-		if !has {
-			continue // a local table need not exist on every replica
-		}
 		colList, err := columnList(ctx, srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
+		}
+		if len(colList) == 0 {
+			continue // no such table here: a local table need not exist on every replica
 		}
 		cols := columnStrings(colList)
 		rec.Columns = cols
@@ -346,14 +346,6 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		rec.Partitions = append(rec.Partitions, recs...)
 	}
 	return nil
-}
-
-func hasTable(ctx context.Context, s *Server, db, table string) (bool, error) {
-	var n uint64
-	if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&n); err != nil {
-		return false, fmt.Errorf("check %s.%s on %s: %w", db, table, s.Addr, err)
-	}
-	return n > 0, nil
 }
 
 // databaseRecords reads the UUID and engine of the tables' databases, on servers whose

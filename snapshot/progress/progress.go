@@ -92,6 +92,16 @@ type reader struct {
 	end   bool
 	begun bool
 	ended bool
+	n     int64 // bytes counted
+}
+
+// Uncount takes back the bytes a Reader counted, for a stream whose work failed and will be
+// done again (an export that broke off) or not at all: progress is what was kept.
+func Uncount(r io.Reader) {
+	if c, ok := r.(*reader); ok && c.n != 0 {
+		c.rep.Add(-c.n, 0)
+		c.n = 0
+	}
 }
 
 func (c *reader) Read(p []byte) (int, error) {
@@ -101,6 +111,7 @@ func (c *reader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	if n > 0 {
+		c.n += int64(n)
 		c.rep.Add(int64(n), 0)
 	}
 	if err == io.EOF && c.end && !c.ended {

@@ -49,21 +49,29 @@ func TestTracker(t *testing.T) {
 // (a checksum mismatch below surfaces as one), and a Nop reporter leaves the reader as it is.
 func TestReader(t *testing.T) {
 	tests := []struct {
-		name  string
-		src   io.Reader
-		bytes int64
-		ended int
+		name    string
+		src     io.Reader
+		uncount bool // the work failed: Uncount takes its bytes back
+		bytes   int64
+		ended   int
 	}{
-		{"clean", strings.NewReader("hello world"), 11, 1},
-		{"corrupt at the end", io.MultiReader(strings.NewReader("hello"), errReader{errors.New("object is corrupt")}), 5, 0},
+		{"clean", strings.NewReader("hello world"), false, 11, 1},
+		{"corrupt at the end", io.MultiReader(strings.NewReader("hello"), errReader{errors.New("object is corrupt")}), false, 5, 0},
+		{"broke off, to be done again", io.MultiReader(strings.NewReader("hello"), errReader{errors.New("connection reset")}), true, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewTracker()
 			ctx := With(context.Background(), tr)
-			_, _ = io.Copy(io.Discard, Reader(From(ctx), tc.src, Unit{Object: "x"}, true))
-			if s := tr.State(); s.Bytes != tc.bytes || s.Units != tc.ended {
-				t.Errorf("%d bytes, %d ended; want %d, %d", s.Bytes, s.Units, tc.bytes, tc.ended)
+			tr.Add(100, 0) // another unit's
+			r := Reader(From(ctx), tc.src, Unit{Object: "x"}, true)
+			_, _ = io.Copy(io.Discard, r)
+			if tc.uncount {
+				Uncount(r)
+				Uncount(r) // once is all it takes back
+			}
+			if s := tr.State(); s.Bytes-100 != tc.bytes || s.Units != tc.ended {
+				t.Errorf("%d bytes, %d ended; want %d, %d", s.Bytes-100, s.Units, tc.bytes, tc.ended)
 			}
 		})
 	}

@@ -96,6 +96,9 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 		}
 		if s.Action == "create-table" {
 			r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
+			if s.table != nil && s.table.RowsNotKept != "" {
+				r.opts.Log.Warn("a table is restored empty: the snapshot holds its definition only", "table", s.Target, "why", s.table.RowsNotKept)
+			}
 		}
 		finished(s)
 	}
