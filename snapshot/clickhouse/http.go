@@ -28,19 +28,19 @@ type HTTP struct {
 	// INSERT).
 	Settings url.Values
 	// StallTimeout ends an export whose server has sent nothing for this long (default
-	// DefaultStallTimeout): a connection can stay open and carry nothing, a server stuck on a
+	// defaultStallTimeout): a connection can stay open and carry nothing, a server stuck on a
 	// lock or a peer gone behind a middlebox that still answers keepalives, and no other bound
 	// than the job's timeout would end it.
 	StallTimeout time.Duration
 }
 
-// DefaultStallTimeout is HTTP.StallTimeout when unset: the native protocol's read timeout in
+// defaultStallTimeout is HTTP.StallTimeout when unset: the native protocol's read timeout in
 // clickhouse-go, and far above the seconds a loaded server takes to read one block.
-const DefaultStallTimeout = 5 * time.Minute
+const defaultStallTimeout = 5 * time.Minute
 
-// ErrBrokenOff is in the chain of an export's error when its connection failed rather than its
+// errBrokenOff is in the chain of an export's error when its connection failed rather than its
 // query: the server went away, reset the connection, or stalled. The export may start again.
-var ErrBrokenOff = errors.New("the export's connection broke off")
+var errBrokenOff = errors.New("the export's connection broke off")
 
 // Query runs sql and returns the response body. With body != nil, sql goes in the URL and body
 // is the data (INSERT ... FORMAT Native); otherwise sql is the request body. The server holds
@@ -75,16 +75,16 @@ func (h *HTTP) QueryNative(ctx context.Context, sql string, opts ...native.Optio
 }
 
 // export sends an export's query and returns its body, both watched for a stall; a failure of
-// the connection, not of the query, has ErrBrokenOff in its chain.
+// the connection, not of the query, has errBrokenOff in its chain.
 func (h *HTTP) export(ctx context.Context, sql, params string) (io.ReadCloser, error) {
 	d := h.StallTimeout
 	if d <= 0 {
-		d = DefaultStallTimeout
+		d = defaultStallTimeout
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	b := &watchedBody{addr: h.Addr, ctx: ctx, cancel: cancel, idle: d}
 	b.timer = time.AfterFunc(d, func() {
-		cancel(fmt.Errorf("clickhouse %s sent nothing for %s ([clickhouse] stall_timeout): %w", h.Addr, d, ErrBrokenOff))
+		cancel(fmt.Errorf("clickhouse %s sent nothing for %s ([clickhouse] stall_timeout): %w", h.Addr, d, errBrokenOff))
 	})
 	rc, err := h.do(ctx, sql, nil, params)
 	if err != nil {
@@ -124,10 +124,10 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 
 // brokenOff marks a transport error, and names the stall when that is what cancelled it.
 func (b *watchedBody) brokenOff(err error) error {
-	if cause := context.Cause(b.ctx); errors.Is(cause, ErrBrokenOff) {
+	if cause := context.Cause(b.ctx); errors.Is(cause, errBrokenOff) {
 		return cause
 	}
-	return fmt.Errorf("%w: %w", ErrBrokenOff, err)
+	return fmt.Errorf("%w: %w", errBrokenOff, err)
 }
 
 func (b *watchedBody) Close() error {
@@ -210,7 +210,7 @@ func (s *NativeStream) Read(p []byte) (int, error) {
 		err = fmt.Errorf("clickhouse %s: column %q has type %s, whose values tracevault cannot check in a Native stream (%s is unknown to it): exclude the table from the backup, or use mode = \"freeze\"", s.h.Addr, ne.Column, ne.Type, unsupported.Type)
 	case errors.As(err, &ne) && ne.ServerText != "":
 		err = fmt.Errorf("clickhouse %s failed mid-stream: %s", s.h.Addr, ne.ServerText)
-	case errors.Is(err, ErrBrokenOff):
+	case errors.Is(err, errBrokenOff):
 		// The bytes so far were whole blocks: the stream is not malformed, only cut short.
 	case errors.As(err, &ne):
 		err = fmt.Errorf("clickhouse %s sent a malformed Native stream: %w", s.h.Addr, err)

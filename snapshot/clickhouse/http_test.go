@@ -90,7 +90,7 @@ func TestHTTPErrorsNeverCarryThePassword(t *testing.T) {
 }
 
 // TestExportBrokenOff: an export whose connection fails, or carries nothing for StallTimeout,
-// ends with ErrBrokenOff in its chain (which the source answers by exporting the partition
+// ends with errBrokenOff in its chain (which the source answers by exporting the partition
 // again), naming the stall; a slow stream that keeps sending is not a stall, and a server's
 // own error status is no broken connection.
 func TestExportBrokenOff(t *testing.T) {
@@ -103,7 +103,7 @@ func TestExportBrokenOff(t *testing.T) {
 		name    string
 		serve   func(w http.ResponseWriter, r *http.Request)
 		closed  bool // nothing listens at the address
-		broken  bool // ErrBrokenOff in the chain
+		broken  bool // errBrokenOff in the chain
 		wantErr string
 	}{
 		{"a slow stream that keeps sending", func(w http.ResponseWriter, r *http.Request) {
@@ -162,8 +162,8 @@ func TestExportBrokenOff(t *testing.T) {
 				t.Fatalf("%d of %d bytes, %v", len(got), len(types), err)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("err %v, want %q", err, tt.wantErr)
-			case errors.Is(err, ErrBrokenOff) != tt.broken:
-				t.Fatalf("err %v: ErrBrokenOff in its chain %v, want %v", err, !tt.broken, tt.broken)
+			case errors.Is(err, errBrokenOff) != tt.broken:
+				t.Fatalf("err %v: errBrokenOff in its chain %v, want %v", err, !tt.broken, tt.broken)
 			}
 			t.Logf("%s: %v", time.Since(start).Round(time.Millisecond), err)
 			if took := time.Since(start); tt.broken && took > 10*stall {
