@@ -416,8 +416,16 @@ func (r *Repository) Lock(ctx context.Context, what string, wait time.Duration) 
 	deadline := time.Now().Add(wait)
 	for {
 		l, err := r.b.Lock(ctx, "repository", 60*time.Second)
-		if err == nil || !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
-			if err != nil && errors.Is(err, ErrLocked) {
+		if err == nil {
+			// Another process (a second daemon, a one-shot backup, a prune) may have written
+			// since this one read the manifests: reuse only what the repository holds now, or
+			// an incremental backup would upload again what the other stored, and a blob
+			// backup would find its base snapshot's packs unknown.
+			r.resetIndex()
+			return l, nil
+		}
+		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+			if errors.Is(err, ErrLocked) {
 				return nil, fmt.Errorf("%s: %w; it finishes by itself, or its lease expires within 60 s if it died", what, err)
 			}
 			return l, err
