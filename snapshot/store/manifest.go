@@ -112,7 +112,14 @@ func (m *Manifest) Sources() []string {
 func NewManifest(tags []string) *Manifest {
 	now := time.Now().UTC()
 	host, _ := os.Hostname()
-	return &Manifest{ID: now.Format("20060102T150405Z") + "-" + newID()[:6], Start: now, Host: host, Tags: tags, Sections: map[string]json.RawMessage{}}
+	return &Manifest{ID: snapshotID(now), Start: now, Host: host, Tags: tags, Sections: map[string]json.RawMessage{}}
+}
+
+// snapshotID is the time to the second, then the millisecond in three hex digits and three random
+// ones: snapshots taken in the same second still sort in the order they were taken, which
+// "latest" and an incremental backup's base rely on (a random suffix alone ordered them by chance).
+func snapshotID(t time.Time) string {
+	return t.Format("20060102T150405Z") + "-" + fmt.Sprintf("%03x", t.Nanosecond()/int(time.Millisecond)) + newID()[:3]
 }
 
 func manifestName(id string) string { return "snapshots/" + id + ".json" }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // countingManifests counts the reads of each manifest.
@@ -115,4 +116,28 @@ func TestSnapshotLookupReadsOnlyWhatItNeeds(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSnapshotIDsSortInTheOrderTaken: ids of snapshots taken in the same second sort by the
+// millisecond, so "latest" and a backup's base are the snapshot taken last.
+func TestSnapshotIDsSortInTheOrderTaken(t *testing.T) {
+	second := time.Date(2026, 11, 28, 6, 21, 41, 0, time.UTC)
+	for _, tc := range []struct{ earlier, later time.Duration }{
+		{0, time.Millisecond},
+		{998 * time.Millisecond, 999*time.Millisecond + 999*time.Microsecond},
+		{17 * time.Millisecond, 256 * time.Millisecond},
+		{999 * time.Millisecond, time.Second}, // the next second
+	} {
+		for range 50 { // the random digits must never outweigh the time
+			a, b := snapshotID(second.Add(tc.earlier)), snapshotID(second.Add(tc.later))
+			if a >= b {
+				t.Fatalf("%v then %v: ids %s and %s sort the other way", tc.earlier, tc.later, a, b)
+			}
+			for _, id := range []string{a, b} {
+				if err := ValidSnapshotID(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
 }
