@@ -32,12 +32,15 @@ func (c tripwire) Open(ctx context.Context, name string) (io.ReadCloser, Entry, 
 	return c.Container.Open(ctx, name)
 }
 
-// TestAzuriteRepositoryFaults backs up a container into an Azure repository reached through the
-// chaos proxy, with each fault kind held for a few seconds from the start of the backup or from
-// the middle of its uploads. The backup either completes and restores every blob's MD5, or fails
-// naming the storage error and is never listed complete; the next backup without faults
-// completes and reads only the blobs changed since the last complete one.
-func TestAzuriteRepositoryFaults(t *testing.T) {
+// TestAzuriteFaults backs up an Azure container with each fault kind held for a few seconds, from
+// the start of the backup or from the middle of its reads and uploads, on either side of it: the
+// repository reached through the chaos proxy, or the container (Langfuse's own storage account
+// misbehaving). A repository fault may fail the backup, which must then name the repository and
+// its error and never be listed complete; a container fault must be ridden out (the container is
+// read with the SDK's default retries and a retrying body reader) and every blob's MD5 restored.
+// Either way the next backup without faults completes and reads only the blobs changed since the
+// last complete one.
+func TestAzuriteFaults(t *testing.T) {
 	env := stack.Require(t)
 	proxy, proxied, err := chaos.ListenAzure(env.AzureConnectionString, nil)
 	if err != nil {
@@ -62,105 +65,115 @@ func TestAzuriteRepositoryFaults(t *testing.T) {
 		// flight then meets a reset whatever the fault (a writer whose connection the
 		// transport closed under it says "use of closed network connection").
 		fault.cause = append(fault.cause, "reset", "EOF", "broken pipe", "use of closed network connection")
-		for _, mid := range []bool{false, true} {
-			when := map[bool]string{false: "from the start", true: "mid-upload"}[mid]
-			t.Run(fault.name+" "+when, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-				defer cancel()
-				proxy.Set(chaos.Mode{Fault: chaos.Pass})
-				srcName, src := azuriteContainer(t, env, "blobfsrc")
-				repoName, _ := azuriteContainer(t, env, "blobfrepo")
-				b, err := store.NewAzure(ctx, store.AzureOptions{ConnectionString: proxied, Container: repoName, Retry: retry})
-				if err != nil {
-					t.Fatal(err)
-				}
-				faulty, err := store.OpenBackend(ctx, b, store.Options{Log: quietLog()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				direct, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range 60 {
-					put(t, src, fmt.Sprintf("media/%03d", i), content(uint64(i), 1000+i*300))
-				}
-				for i := range 3 {
-					put(t, src, fmt.Sprintf("video/%d", i), content(uint64(100+i), 1<<20))
-				}
-				s := scenario{src: src, srcURL: "azblob://" + srcName, cred: cred, repo: faulty, packSize: 1 << 20, workers: 2}
-				first, _ := backup(t, s)
-
-				// Changed since: 5 small and 2 large rewritten, 3 new.
-				changed := 0
-				for _, i := range []int{3, 17, 29, 41, 58} {
-					put(t, src, fmt.Sprintf("media/%03d", i), content(uint64(1000+i), 2000))
-					changed++
-				}
-				for i := range 2 {
-					put(t, src, fmt.Sprintf("video/%d", i), content(uint64(200+i), 1<<20))
-					changed++
-				}
-				for i := range 3 {
-					put(t, src, fmt.Sprintf("new/%d", i), content(uint64(300+i), 50_000))
-					changed++
-				}
-				want := contents(t, src)
-
-				var once sync.Once
-				healed := make(chan struct{})
-				inject := func() {
-					once.Do(func() {
-						proxy.Set(fault.mode)
-						time.AfterFunc(4*time.Second, func() { proxy.Set(chaos.Mode{Fault: chaos.Pass}); close(healed) })
-					})
-				}
-				if !mid {
-					inject()
-				}
-				src2 := &Source{URL: s.srcURL, Credentials: cred, PackSize: 1 << 20, Workers: 2, Log: quietLog(),
-					open: func(ctx context.Context, url string, cred Credentials, create bool) (Container, error) {
-						c, err := OpenContainer(ctx, url, cred, create)
-						// video/1 changed: it is read after the first packs have started.
-						return tripwire{Container: c, name: "video/1", fire: inject}, err
-					}}
-				m, err := snapshot.Run(ctx, faulty, []snapshot.Source{src2}, snapshot.Options{Log: quietLog(), LockWait: time.Minute})
-				inject() // had the backup failed before reading video/1
-				<-healed
-
-				var id string
-				if m != nil {
-					id = m.ID
-				}
-				if err == nil {
-					t.Logf("%s %s: the backup completed: %s", fault.name, when, id)
-					restoreAll(t, direct, id, want)
-				} else {
-					t.Logf("%s %s: the backup failed: %.300s", fault.name, when, err)
-					if !strings.Contains(err.Error(), "azblob://"+repoName) || !containsAny(err.Error(), fault.cause) {
-						t.Errorf("the failure does not name the repository azblob://%s and one of %q: %v", repoName, fault.cause, err)
+		for _, side := range []string{"repository", "container"} {
+			for _, mid := range []bool{false, true} {
+				when := map[bool]string{false: "from the start", true: "mid-backup"}[mid]
+				t.Run(side+" "+fault.name+" "+when, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+					defer cancel()
+					proxy.Set(chaos.Mode{Fault: chaos.Pass})
+					srcName, src := azuriteContainer(t, env, "blobfsrc")
+					repoName, _ := azuriteContainer(t, env, "blobfrepo")
+					b, err := store.NewAzure(ctx, store.AzureOptions{ConnectionString: proxied, Container: repoName, Retry: retry})
+					if err != nil {
+						t.Fatal(err)
 					}
-				}
-				snaps, lerr := direct.Snapshots(ctx)
-				if lerr != nil {
-					t.Fatal(lerr)
-				}
-				for _, sm := range snaps {
-					if sm.Status == store.StatusComplete && sm.ID != first.ID && (err != nil || sm.ID != id) {
-						t.Errorf("snapshot %s is listed complete, but the backup under the fault failed: %v", sm.ID, err)
+					faulty, err := store.OpenBackend(ctx, b, store.Options{Log: quietLog()})
+					if err != nil {
+						t.Fatal(err)
 					}
-				}
+					direct, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := range 60 {
+						put(t, src, fmt.Sprintf("media/%03d", i), content(uint64(i), 1000+i*300))
+					}
+					for i := range 3 {
+						put(t, src, fmt.Sprintf("video/%d", i), content(uint64(100+i), 1<<20))
+					}
+					s := scenario{src: src, srcURL: "azblob://" + srcName, cred: cred, repo: faulty, packSize: 1 << 20, workers: 2}
+					first, _ := backup(t, s)
 
-				last, sec := backup(t, s)
-				wantNew, wantBase := int64(changed), first.ID
-				if err == nil {
-					wantNew, wantBase = 0, id
-				}
-				if sec.NewBlobs != wantNew || sec.Base != wantBase {
-					t.Errorf("the backup after the fault read %d blobs against base %s; want %d against %s", sec.NewBlobs, sec.Base, wantNew, wantBase)
-				}
-				restoreAll(t, direct, last.ID, want)
-			})
+					// Changed since: 5 small and 2 large rewritten, 3 new.
+					changed := 0
+					for _, i := range []int{3, 17, 29, 41, 58} {
+						put(t, src, fmt.Sprintf("media/%03d", i), content(uint64(1000+i), 2000))
+						changed++
+					}
+					for i := range 2 {
+						put(t, src, fmt.Sprintf("video/%d", i), content(uint64(200+i), 1<<20))
+						changed++
+					}
+					for i := range 3 {
+						put(t, src, fmt.Sprintf("new/%d", i), content(uint64(300+i), 50_000))
+						changed++
+					}
+					want := contents(t, src)
+
+					var once sync.Once
+					healed := make(chan struct{})
+					inject := func() {
+						once.Do(func() {
+							proxy.Set(fault.mode)
+							time.AfterFunc(4*time.Second, func() { proxy.Set(chaos.Mode{Fault: chaos.Pass}); close(healed) })
+						})
+					}
+					if !mid {
+						inject()
+					}
+					// The side under the fault is reached through the proxy, the other directly.
+					underFault, srcCred := faulty, cred
+					if side == "container" {
+						underFault, srcCred = direct, Credentials{ConnectionString: proxied}
+					}
+					src2 := &Source{URL: s.srcURL, Credentials: srcCred, PackSize: 1 << 20, Workers: 2, Log: quietLog(),
+						open: func(ctx context.Context, url string, cred Credentials, create bool) (Container, error) {
+							c, err := OpenContainer(ctx, url, cred, create)
+							// video/1 changed: it is read after the first packs have started.
+							return tripwire{Container: c, name: "video/1", fire: inject}, err
+						}}
+					m, err := snapshot.Run(ctx, underFault, []snapshot.Source{src2}, snapshot.Options{Log: quietLog(), LockWait: time.Minute})
+					inject() // had the backup failed before reading video/1
+					<-healed
+
+					var id string
+					if m != nil {
+						id = m.ID
+					}
+					if err == nil {
+						t.Logf("%s %s %s: the backup completed: %s", side, fault.name, when, id)
+						restoreAll(t, direct, id, want)
+					} else {
+						t.Logf("%s %s %s: the backup failed: %.300s", side, fault.name, when, err)
+						if side == "container" {
+							t.Errorf("a fault of 4 s on the container failed the backup; the source's retries should ride it out")
+						}
+						if !strings.Contains(err.Error(), "azblob://"+repoName) || !containsAny(err.Error(), fault.cause) {
+							t.Errorf("the failure does not name the repository azblob://%s and one of %q: %v", repoName, fault.cause, err)
+						}
+					}
+					snaps, lerr := direct.Snapshots(ctx)
+					if lerr != nil {
+						t.Fatal(lerr)
+					}
+					for _, sm := range snaps {
+						if sm.Status == store.StatusComplete && sm.ID != first.ID && (err != nil || sm.ID != id) {
+							t.Errorf("snapshot %s is listed complete, but the backup under the fault failed: %v", sm.ID, err)
+						}
+					}
+
+					last, sec := backup(t, s)
+					wantNew, wantBase := int64(changed), first.ID
+					if err == nil {
+						wantNew, wantBase = 0, id
+					}
+					if sec.NewBlobs != wantNew || sec.Base != wantBase {
+						t.Errorf("the backup after the fault read %d blobs against base %s; want %d against %s", sec.NewBlobs, sec.Base, wantNew, wantBase)
+					}
+					restoreAll(t, direct, last.ID, want)
+				})
+			}
 		}
 	}
 }
