@@ -25,8 +25,8 @@ func (a *app) restoreBlobs(cmd *cobra.Command, repo *store.Repository, m *store.
 			err = perr
 		}
 	} else if rep.Target != "" {
-		fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s into %s: %d blobs written (%d bytes, each MD5 verified), %d already identical, %d newer kept\n",
-			m.ID, rep.Target, rep.Written, rep.Bytes, rep.Identical, rep.KeptNewer)
+		fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s into %s: %d blobs written (%d bytes, each MD5 verified), %d already identical, %d newer kept, %d names the target cannot hold left out\n",
+			m.ID, rep.Target, rep.Written, rep.Bytes, rep.Identical, rep.KeptNewer, rep.Unfit)
 	}
 	if err != nil {
 		return failed(err)

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +126,78 @@ func TestAzuriteForgedContentMD5(t *testing.T) {
 	}
 	if got := contents(t, src)["media/x.png"]; got != md5.Sum(original) {
 		t.Fatalf("after the restore media/x.png has md5 %x", got)
+	}
+}
+
+// TestAzuriteNamesADirectoryCannotHold backs up a container whose blob names Azure keeps
+// literally but a path would resolve elsewhere ("p/../x" is not "x"). Restored into another
+// container under a prefix, every name comes back as it was and nothing lands outside the
+// prefix; into a directory, those blobs are left out and named, the restore fails, and the
+// blobs they would have landed on keep their own content.
+func TestAzuriteNamesADirectoryCannotHold(t *testing.T) {
+	env := stack.Require(t)
+	ctx := context.Background()
+	cred := Credentials{ConnectionString: env.AzureConnectionString}
+	srcName, src := azuriteContainer(t, env, "blobnames")
+	repoName, _ := azuriteContainer(t, env, "blobnamesrepo")
+	dstName, dst := azuriteContainer(t, env, "blobnamesdst")
+	repo, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit := []string{"x", "z", "lead", "p/w", "trail", "q/ok"}
+	unfit := []string{"p/../x", "./z", "/lead", "p//w", "trail/", "p/..", "q/.tmp-1"}
+	for i, name := range append(slices.Clone(fit), unfit...) {
+		put(t, src, name, content(uint64(i), 100+i))
+	}
+	want := contents(t, src)
+	if len(want) != len(fit)+len(unfit) {
+		t.Fatalf("the container holds %d blobs, want %d distinct names", len(want), len(fit)+len(unfit))
+	}
+	m, _ := backup(t, scenario{src: src, srcURL: "azblob://" + srcName, cred: cred, repo: repo})
+
+	if _, err := Restore(ctx, repo, m, RestoreOptions{URL: "azblob://" + dstName + "/restored", Credentials: cred, Log: quietLog()}); err != nil {
+		t.Fatalf("restore into a container: %v", err)
+	}
+	var outside []string
+	if err := (&azureContainer{a: dst.a, c: dst.c, name: dstName}).List(ctx, func(e Entry) error {
+		if !strings.HasPrefix(e.Name, "restored/") {
+			outside = append(outside, e.Name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(outside) > 0 {
+		t.Fatalf("restore wrote outside its prefix: %q", outside)
+	}
+	under, err := OpenContainer(ctx, "azblob://"+dstName+"/restored", cred, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertContents(t, contents(t, under), want)
+
+	parent := t.TempDir()
+	target := parent + "/restored"
+	rep, err := Restore(ctx, repo, m, RestoreOptions{URL: "file://" + target, Log: quietLog()})
+	if !errors.Is(err, errUnfitName) || rep.Unfit != int64(len(unfit)) || rep.Written != int64(len(fit)) {
+		t.Fatalf("restore into a directory: %+v, %v; want %d left out and named, %d written", rep, err, len(unfit), len(fit))
+	}
+	for _, name := range unfit[:3] {
+		if !strings.Contains(err.Error(), strconv.Quote(name)) {
+			t.Errorf("the error does not name %q: %v", name, err)
+		}
+	}
+	d, err := OpenContainer(ctx, "file://"+target, Credentials{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := contents(t, d)
+	for _, name := range unfit {
+		delete(want, name)
+	}
+	assertContents(t, got, want)
+	if ents, err := os.ReadDir(parent); err != nil || len(ents) != 1 {
+		t.Fatalf("the directory's parent holds %v (%v); want only the target", ents, err)
 	}
 }

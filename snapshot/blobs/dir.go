@@ -137,6 +137,21 @@ func (d *dir) Open(ctx context.Context, name string) (io.ReadCloser, Entry, erro
 }
 
 func (d *dir) Put(ctx context.Context, name string, size int64, md5 []byte, r io.Reader) error {
+	if err := d.unfit(name); err != nil {
+		return err
+	}
 	_, err := d.fs.Put(ctx, name, checked(r, name, size, md5))
 	return err
+}
+
+// unfit refuses a blob name that a directory cannot hold as a file of that name. Azure keeps
+// "a/../b", "./a", "/a", "a//b" and "a/" as literal names, distinct from "b", "a" and "a/b"; as
+// paths they would land on another blob's file or outside the directory (the filesystem
+// backend's own rule). A ".tmp-" file is the directory's own write in progress, which its
+// listing skips.
+func (d *dir) unfit(name string) error {
+	if store.CheckName(name) != nil || strings.HasPrefix(path.Base(name), ".tmp-") {
+		return fmt.Errorf("blob %q cannot be a file of that name in %s: %w", name, d, errUnfitName)
+	}
+	return nil
 }

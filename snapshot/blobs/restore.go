@@ -43,10 +43,17 @@ type RestoreReport struct {
 	Identical    int64    `json:"identical"` // already on the target with the same content
 	KeptNewer    int64    `json:"kept_newer"`
 	KeptExamples []string `json:"kept_examples,omitempty"`
+	// Unfit are blobs whose names the target cannot hold (a directory and a name like
+	// "a/../b"): left out, and the restore fails naming them.
+	Unfit         int64    `json:"unfit,omitempty"`
+	UnfitExamples []string `json:"unfit_examples,omitempty"`
 }
 
 // ErrNewerKept means some target blobs were modified after the snapshot's copies and were kept.
 var ErrNewerKept = errors.New("target blobs newer than the snapshot's were kept")
+
+// errUnfitName means a directory cannot hold a blob under its name.
+var errUnfitName = errors.New("a directory cannot keep this name apart from others (a '.' or '..' segment, an empty segment, a leading or trailing '/', or a .tmp- file); restore into an Azure container (--blob-url azblob://...) to keep it")
 
 // restoreWindow is how many listing records a restore plans at once: the memory bound of a
 // restore, whatever the listing's length.
@@ -116,11 +123,15 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 	rep.Written, rep.Bytes = r.written.Load(), r.bytes.Load()
 	o.Log.Info("blobs restored", "snapshot", m.ID, "target", rep.Target, "written", rep.Written, "bytes", rep.Bytes,
 		"identical", rep.Identical, "kept_newer", rep.KeptNewer)
+	var errs []error
 	if rep.KeptNewer > 0 {
-		return rep, fmt.Errorf("restore blobs into %s: %w: %d (e.g. %s); pass --replace to overwrite them with the snapshot's",
-			rep.Target, ErrNewerKept, rep.KeptNewer, strings.Join(rep.KeptExamples, ", "))
+		errs = append(errs, fmt.Errorf("restore blobs into %s: %w: %d (e.g. %s); pass --replace to overwrite them with the snapshot's",
+			rep.Target, ErrNewerKept, rep.KeptNewer, strings.Join(rep.KeptExamples, ", ")))
 	}
-	return rep, nil
+	if rep.Unfit > 0 {
+		errs = append(errs, fmt.Errorf("restore blobs into %s: %d left out (e.g. %q): %w", rep.Target, rep.Unfit, rep.UnfitExamples, errUnfitName))
+	}
+	return rep, errors.Join(errs...)
 }
 
 type restorer struct {
@@ -155,6 +166,13 @@ func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor
 			return nil, fmt.Errorf("snapshot %s: %w", r.rep.Snapshot, err)
 		}
 		r.rep.Blobs++
+		if d, ok := r.dst.(*dir); ok && d.unfit(rec.Name) != nil {
+			r.rep.Unfit++
+			if len(r.rep.UnfitExamples) < maxExamples {
+				r.rep.UnfitExamples = append(r.rep.UnfitExamples, rec.Name)
+			}
+			continue
+		}
 		have, err := existing.find(rec.Name)
 		if err != nil {
 			return nil, err

@@ -45,7 +45,7 @@ func (f *FS) String() string { return "file://" + f.root }
 
 // checkName accepts only the names the repository writes: slash-separated, relative, without
 // empty, "." or ".." segments, backslashes or NUL bytes.
-func checkName(name string) error {
+func CheckName(name string) error {
 	bad := name == "" || strings.ContainsAny(name, "\\\x00") || !filepath.IsLocal(filepath.FromSlash(name))
 	for _, seg := range strings.Split(name, "/") {
 		bad = bad || seg == "" || seg == "." || seg == ".."
@@ -67,7 +67,7 @@ func (f *FS) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
 }
 
 func (f *FS) put(ctx context.Context, name string, r io.Reader) (int64, error) {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return 0, err
 	}
 	dir := path.Dir(name)
@@ -109,7 +109,7 @@ func (f *FS) syncDir(dir string) error {
 }
 
 func (f *FS) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return nil, fmt.Errorf("get from %s: %w", f, err)
 	}
 	file, err := f.rt.Open(name)
@@ -135,7 +135,7 @@ func (f *FS) Get(ctx context.Context, name string, off, length int64) (io.ReadCl
 }
 
 func (f *FS) Stat(_ context.Context, name string) (ObjectInfo, error) {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat in %s: %w", f, err)
 	}
 	fi, err := f.rt.Stat(name)
@@ -152,7 +152,7 @@ func (f *FS) Stat(_ context.Context, name string) (ObjectInfo, error) {
 func (f *FS) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	dir := "."
 	if prefix != "" {
-		if err := checkName(strings.TrimSuffix(prefix, "/")); err != nil {
+		if err := CheckName(strings.TrimSuffix(prefix, "/")); err != nil {
 			return fmt.Errorf("list in %s: %w", f, err)
 		}
 		dir = path.Dir(prefix + "x") // "data/" walks data, "snapshots/2026" walks snapshots
@@ -184,7 +184,7 @@ func (f *FS) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 }
 
 func (f *FS) Delete(_ context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return fmt.Errorf("delete from %s: %w", f, err)
 	}
 	if err := f.rt.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -201,7 +201,7 @@ func (f *FS) Delete(_ context.Context, name string) error {
 // transition only creates a file, so no contender can remove or replace another's lock.
 func (f *FS) Lock(_ context.Context, name string, ttl time.Duration) (Lock, error) {
 	dir := "locks/" + name
-	if err := checkName(dir); err != nil {
+	if err := CheckName(dir); err != nil {
 		return nil, fmt.Errorf("lock in %s: %w", f, err)
 	}
 	if err := f.clearLegacyLock(dir, ttl); err != nil {
