@@ -64,15 +64,27 @@ func urlPrefix(raw string) string {
 	return strings.Trim(u.Path, "/") + "/"
 }
 
+// start reads the whole file log into a spool before the listing begins, for two reasons. The
+// check then holds the listing against rows committed before it began: Langfuse writes a file
+// before its row, so each such file was there to be listed unless deleted since (a real gap),
+// while a row committed after the listing passed its file's name would read as missing. And
+// the query is over before the listing's pace (a large blob holds it for minutes) could keep
+// its stream waiting past the server's send_timeout.
 func (c *checker) start(ctx context.Context) {
-	table, paths, err := c.log(ctx)
 	c.next, c.stop = func() (string, error, bool) { return "", nil, false }, func() {}
+	table, paths, err := c.log(ctx)
 	if err != nil {
 		c.fail(err)
 		return
 	}
 	c.res.Table = table
-	c.next, c.stop = iter.Pull2(paths)
+	sp, err := spoolPaths(paths)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	next, stop := iter.Pull2(sp.paths())
+	c.next, c.stop = next, func() { stop(); sp.Close() }
 }
 
 // pull advances the file log; false at its end or on an error, which the result records.
@@ -105,7 +117,8 @@ func (c *checker) fail(err error) {
 	c.cur = nil
 }
 
-// begin starts reading the file log on first use; false when there is no file log to check.
+// begin reads the file log, once: before the listing, and again harmlessly on each use; false
+// when there is no file log to check.
 func (c *checker) begin(ctx context.Context) bool {
 	if c.log == nil {
 		return false

@@ -149,6 +149,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	// reused are the packs of unchanged blobs, with the blob's name for a copied blob's own
 	// object, so that verify names it; written by the lister only.
 	reused := map[string]string{}
+	check.begin(ctx) // before the cut: the check holds the listing against rows committed before it
 	sec.Cut.Time = time.Now().UTC()
 	g.Go(func() error {
 		defer close(order)
