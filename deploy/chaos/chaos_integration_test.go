@@ -53,7 +53,8 @@ type fault struct {
 // each fault at a random moment inside a run, and after each checks that the daemon runs, that
 // every snapshot listed complete verifies with --read-data, that the newest complete one
 // restores into scratch databases matching its manifest and holding every ledger row written
-// before its cut, and that the run history and the status page name the cause of every failed
+// before its cut (and its blob container every event file written before its listing, each
+// file log row with its file), and that the run history and the status page name the cause of every failed
 // run. The reduced form (the default, in CI) injects every fault once with short holds; the full
 // form (TRACEVAULT_CHAOS=full, `make chaos`) runs every fault, storage ones included, with longer
 // holds, a heavier load and a restore after each. TRACEVAULT_CHAOS_ROUNDS=n repeats the faults n
@@ -120,6 +121,7 @@ type suite struct {
 	loadDone chan struct{}
 	ledgerMu sync.Mutex
 	ledgers  []string
+	blobs    *ingest // Langfuse's event files, beside the load
 
 	// What the suite prints last.
 	injected  []string
@@ -128,6 +130,8 @@ type suite struct {
 	failed    map[string]jobs.Run // run id -> failed or interrupted run
 	rowsLost  int64
 	rowsKept  int64
+	blobsLost int64
+	blobsKept int64
 	snapshots map[string]string // complete snapshot id -> repository
 	runs      map[string]string // run id -> outcome, over both repositories
 }
@@ -322,11 +326,13 @@ func (s *suite) start() {
 	s.listen = freeAddr(t)
 	s.tmpfs = s.mountTmpfs()
 
+	s.startIngest()
 	s.cfg = s.writeConfig(false)
 	s.startLoad()
 	s.startDaemon()
 	t.Cleanup(func() {
 		s.stopLoad()
+		s.stopIngest()
 		s.killDaemon()
 	})
 	if _, ok := s.waitSuccess(time.Now().Add(-time.Hour), 4*time.Minute); !ok {
@@ -500,6 +506,7 @@ func (s *suite) checkNewest() {
 	}
 	s.checkClickHouse(ctx, m, cuts[config.SourceClickHouse])
 	s.checkPostgres(ctx, m, cuts[config.SourcePostgres])
+	s.checkBlobs(ctx, m)
 }
 
 var loadTables = []string{"traces", "observations", "scores"}
@@ -654,10 +661,11 @@ func (s *suite) summary() {
 		fmt.Fprintf(&b, "    - %s %s: %s\n", r.ID, r.Outcome, r.Error)
 	}
 	fmt.Fprintf(&b, "  rows lost:          %d (of %d acknowledged before a restored snapshot's cut)\n", s.rowsLost, s.rowsKept+s.rowsLost)
+	fmt.Fprintf(&b, "  blob files lost:    %d (of %d written before a restored snapshot's listing)\n", s.blobsLost, s.blobsKept+s.blobsLost)
 	s.t.Log(b.String())
 	fmt.Print(b.String())
-	if s.rowsLost != 0 {
-		s.t.Errorf("%d rows lost", s.rowsLost)
+	if s.rowsLost != 0 || s.blobsLost != 0 {
+		s.t.Errorf("%d rows and %d blob files lost", s.rowsLost, s.blobsLost)
 	}
 }
 
@@ -671,6 +679,7 @@ func (s *suite) countRuns() {
 // stop ends the load and stops the daemon as an operator would (SIGTERM).
 func (s *suite) stop() {
 	s.stopLoad()
+	s.stopIngest()
 	if s.daemon != nil && s.daemon.Process != nil {
 		_ = s.daemon.Process.Signal(syscall.SIGTERM)
 		select {
@@ -692,8 +701,8 @@ func (s *suite) stop() {
 // proxy.
 func (s *suite) writeConfig(fs bool) *config.Config {
 	t := s.t
-	storage := fmt.Sprintf("url = %q\nconnection_string = %q\n", "azblob://"+s.env.AzureContainer+"/"+filepath.Base(s.db),
-		strings.Replace(s.env.AzureConnectionString, mustBlob(t, s.env.AzureConnectionString).Host, s.proxy.Addr(), 1))
+	proxied := strings.Replace(s.env.AzureConnectionString, mustBlob(t, s.env.AzureConnectionString).Host, s.proxy.Addr(), 1)
+	storage := fmt.Sprintf("url = %q\nconnection_string = %q\n", "azblob://"+s.env.AzureContainer+"/"+filepath.Base(s.db), proxied)
 	if fs {
 		storage = fmt.Sprintf("url = %q\n", "file://"+s.tmpfs+"/repo")
 	}
@@ -721,7 +730,8 @@ catch_up = "none"
 
 [web]
 listen = %q
-`, storage, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.listen)
+
+%s`, storage, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.listen, s.blobsConfig(proxied))
 	path := filepath.Join(s.dir, "tracevault.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -741,14 +751,14 @@ listen = %q
 	return &direct
 }
 
-// include narrows the reduced suite's backups to the tables the load writes, which keeps each
+// include narrows the reduced suite's backups to the tables the load and the blob ingestion write, which keeps each
 // run and restore short; the full suite backs up the whole demo database.
 func (s *suite) include() string {
 	if s.full {
 		return ""
 	}
 	var q []string
-	for _, t := range loadTables {
+	for _, t := range append(slices.Clone(loadTables), "blob_storage_file_log") {
 		q = append(q, s.db+"."+t)
 	}
 	return "include_tables = " + tomlList(q) + "\n"
