@@ -84,10 +84,11 @@ func TestFullSetWithBlobs(t *testing.T) {
 		t.Fatalf("check %+v; want %d files, %s missing, media/extra.png unreferenced", c, len(paths), paths[0])
 	}
 
-	// ClickHouse and PostgreSQL into scratch databases, compared with the manifest.
+	// ClickHouse and PostgreSQL into scratch databases, compared with the manifest; every blob
+	// read back and checked.
 	res, err := Drill(ctx, cfg, f.repo, DrillRequest{Snapshot: m.ID}, quiet)
-	if err != nil || len(res.Sources) != 2 {
-		t.Fatalf("drill: %+v, %v", res, err)
+	if err != nil || len(res.Sources) != 3 || res.Sources[2].Source != "blobs" || res.Sources[2].Rows != uint64(len(want)) {
+		t.Fatalf("drill: %+v, %v; want clickhouse, postgres and the %d blobs", res, err, len(want))
 	}
 	// ZooKeeper: the subtree, gone since, comes back.
 	if err := deleteZK(conn, zkRoot); err != nil {

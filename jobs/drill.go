@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/postgres"
@@ -28,7 +29,9 @@ const DrillSuffix = "_drill"
 const DrillCompared = "clickhouse: every object's SHA-256 as it is read, the restorer's row count of each partition on every replica, " +
 	"then each partition's active-part rows on the loading replica against the manifest, and its content checksum " +
 	"(count and sum(cityHash64(formatRow('TSV', *)))) against the one recorded at backup where the servers have formatRow; " +
-	"postgres: every COPY object's SHA-256 as it is read, then each table's count(*) against the manifest"
+	"postgres: every COPY object's SHA-256 as it is read, then each table's count(*) against the manifest; " +
+	"blobs: every blob read back out of its pack, its size and MD5 checked against the listing, and the listing's count and bytes " +
+	"against the manifest (read, not written: a scratch container would cost as much as the container)"
 
 // DrillRequest is one restore drill.
 type DrillRequest struct {
@@ -151,8 +154,9 @@ func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 			return err
 		}
 	}
-	if ch == nil && pg == nil {
-		return fmt.Errorf("snapshot %s holds no complete clickhouse or postgres part that the configuration can restore", m.ID)
+	withBlobs := hasComponent(m, blobs.Name)
+	if ch == nil && pg == nil && !withBlobs {
+		return fmt.Errorf("snapshot %s holds no complete clickhouse, postgres or blobs part that the configuration can restore", m.ID)
 	}
 	// What the restores read back, for whoever watches the progress.
 	for _, o := range m.Objects {
@@ -195,7 +199,27 @@ func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 			return err
 		}
 	}
+	if withBlobs {
+		src, err := drillBlobs(ctx, repo, m, log)
+		res.Sources = append(res.Sources, src)
+		res.RTOSeconds += src.RestoreSeconds
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// drillBlobs restores the snapshot's blobs to nowhere: each read back out of its pack and
+// checked, the listing against the manifest.
+func drillBlobs(ctx context.Context, repo *store.Repository, m *store.Manifest, log *slog.Logger) (DrillSource, error) {
+	start := time.Now()
+	rep, err := blobs.Restore(ctx, repo, m, blobs.RestoreOptions{ReadBack: true, Log: log})
+	src := DrillSource{Source: blobs.Name, Targets: []string{rep.Target}, RestoreSeconds: time.Since(start).Seconds(), Rows: uint64(rep.Written)}
+	if err != nil {
+		return src, fmt.Errorf("drill the blobs of snapshot %s: %w", m.ID, err)
+	}
+	return src, nil
 }
 
 func hasComponent(m *store.Manifest, source string) bool {

@@ -29,8 +29,11 @@ type RestoreOptions struct {
 	// Replace overwrites target blobs that differ from the snapshot's copy and were modified
 	// after it (or in the same second); without it they are kept and reported.
 	Replace bool
-	Workers int // packs read in parallel (default 4)
-	Log     *slog.Logger
+	// ReadBack reads every blob out of its pack and checks its size and MD5 without writing it
+	// anywhere (URL is ignored): the repository's half of a restore, which a drill proves.
+	ReadBack bool
+	Workers  int // packs read in parallel (default 4)
+	Log      *slog.Logger
 }
 
 // RestoreReport says what a blob restore did.
@@ -90,9 +93,12 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 	if target == "" {
 		target = sec.URL
 	}
-	dst, err := OpenContainer(ctx, target, o.Credentials, true)
-	if err != nil {
-		return rep, err
+	var dst Container = readBack{}
+	if !o.ReadBack {
+		var err error
+		if dst, err = OpenContainer(ctx, target, o.Credentials, true); err != nil {
+			return rep, err
+		}
 	}
 	rep.Target = dst.String()
 	rc, err := repo.OpenObject(ctx, ref)
@@ -121,6 +127,10 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 		}
 	}
 	rep.Written, rep.Bytes = r.written.Load(), r.bytes.Load()
+	if rep.Blobs != sec.Blobs || r.listedBytes != sec.Bytes {
+		return rep, fmt.Errorf("snapshot %s: its blob listing holds %d blobs of %d bytes, its section says %d of %d: the manifest or the listing is damaged",
+			m.ID, rep.Blobs, r.listedBytes, sec.Blobs, sec.Bytes)
+	}
 	o.Log.Info("blobs restored", "snapshot", m.ID, "target", rep.Target, "written", rep.Written, "bytes", rep.Bytes,
 		"identical", rep.Identical, "kept_newer", rep.KeptNewer)
 	var errs []error
@@ -134,6 +144,23 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 	return rep, errors.Join(errs...)
 }
 
+// readBack is a restore target that keeps nothing: each blob's bytes are checked against the
+// snapshot's size and MD5, as for any target, and dropped.
+type readBack struct{}
+
+func (readBack) List(context.Context, func(Entry) error) error { return nil }
+
+func (readBack) Open(context.Context, string) (io.ReadCloser, Entry, error) {
+	return nil, Entry{}, store.ErrNotFound
+}
+
+func (readBack) Put(_ context.Context, name string, size int64, md5 []byte, r io.Reader) error {
+	_, err := io.Copy(io.Discard, checked(r, name, size, md5))
+	return err
+}
+
+func (readBack) String() string { return "nowhere (read back and checked only)" }
+
 type restorer struct {
 	repo  *store.Repository
 	dst   Container
@@ -143,6 +170,7 @@ type restorer struct {
 	total int64
 
 	written, bytes atomic.Int64
+	listedBytes    int64 // of every record read, by the planner
 	mu             sync.Mutex
 	last           time.Time
 }
@@ -166,6 +194,7 @@ func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor
 			return nil, fmt.Errorf("snapshot %s: %w", r.rep.Snapshot, err)
 		}
 		r.rep.Blobs++
+		r.listedBytes += rec.Size
 		if d, ok := r.dst.(*dir); ok && d.unfit(rec.Name) != nil {
 			r.rep.Unfit++
 			if len(r.rep.UnfitExamples) < maxExamples {

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/md5"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -299,4 +301,41 @@ func firstDiff(a, b []string) []string {
 		}
 	}
 	return nil
+}
+
+// TestReadBack restores a snapshot to nowhere, as a drill does: every blob read and checked,
+// nothing written; a manifest whose section disagrees with its listing fails it.
+func TestReadBack(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	srcDir := filepath.Join(tmp, "src")
+	src, err := OpenContainer(ctx, "file://"+srcDir, Credentials{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		put(t, src, fmt.Sprintf("events/%02d.json", i), content(uint64(i), i*1000))
+	}
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + filepath.Join(tmp, "repo"), Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, sec := backup(t, scenario{src: src, srcURL: "file://" + srcDir, repo: repo})
+	rep, err := Restore(ctx, repo, m, RestoreOptions{ReadBack: true, Log: quietLog()})
+	if err != nil || rep.Written != 30 || rep.Bytes != sec.Bytes || !strings.HasPrefix(rep.Target, "nowhere") {
+		t.Fatalf("read back: %+v, %v; want 30 blobs of %d bytes checked", rep, err, sec.Bytes)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 2 {
+		t.Fatalf("read back wrote something: %v", ents)
+	}
+	for _, damage := range []func(*Section){func(s *Section) { s.Blobs++ }, func(s *Section) { s.Bytes-- }} {
+		forged := *m
+		bad := sec
+		damage(&bad)
+		raw, _ := json.Marshal(bad)
+		forged.Sections = map[string]json.RawMessage{Name: raw}
+		if _, err := Restore(ctx, repo, &forged, RestoreOptions{ReadBack: true, Log: quietLog()}); err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("a section saying %d blobs of %d bytes, the listing %d of %d: %v; want the damage named", bad.Blobs, bad.Bytes, sec.Blobs, sec.Bytes, err)
+		}
+	}
 }
