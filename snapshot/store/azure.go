@@ -263,11 +263,18 @@ func (a *Azure) lock(ctx context.Context, name string, ttl time.Duration) (Lock,
 	})
 	renew := func(ctx context.Context) error {
 		_, err := lc.RenewLease(ctx, nil)
+		if err == nil {
+			return nil
+		}
+		// Named, as every other storage error is: when the storage keeps failing until the
+		// lease's validity ends, the SDK reports only the deadline, and the lost lock would
+		// not say where.
+		err = a.scrub(fmt.Errorf("renew lock %s in %s: %w", name, a, err))
 		if bloberror.HasCode(err, bloberror.LeaseIDMismatchWithLeaseOperation, bloberror.LeaseNotPresentWithLeaseOperation,
 			bloberror.LeaseLost, bloberror.LeaseIsBrokenAndCannotBeRenewed, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-			return fmt.Errorf("%w: %w", errLeaseTaken, a.scrub(err))
+			return fmt.Errorf("%w: %w", errLeaseTaken, err)
 		}
-		return a.scrub(err)
+		return err
 	}
 	release := func(ctx context.Context) error {
 		_, err := lc.ReleaseLease(ctx, nil)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -372,17 +373,49 @@ func TestRenewalRetriesUntilExpiry(t *testing.T) {
 	}
 }
 
-// failOnceTransport fails the first lease renewal it sees, as a network hiccup would.
-type failOnceTransport struct{ failed, renewals atomic.Int64 }
+// failOnceTransport fails the first lease renewal with a reset, or with always every one with a
+// 503, as a storage outage would.
+type failOnceTransport struct {
+	failed, renewals atomic.Int64
+	always           bool
+}
 
 func (f *failOnceTransport) Do(req *http.Request) (*http.Response, error) {
 	if slices.Contains(req.Header["x-ms-lease-action"], "renew") { // the SDK sets it uncanonicalised
-		if f.renewals.Add(1) == 1 {
+		if f.renewals.Add(1) == 1 || f.always {
 			f.failed.Add(1)
+			if f.always {
+				return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Server Busy (injected)", Request: req,
+					Header: http.Header{"x-ms-error-code": {"ServerBusy"}}, Body: io.NopCloser(strings.NewReader(""))}, nil
+			}
 			return nil, errors.New("read: connection reset by peer (injected)")
 		}
 	}
 	return http.DefaultClient.Do(req)
+}
+
+// TestAzureLostLeaseNamesTheRepository: renewals that fail until the lease runs out, retried by
+// the SDK's own policy until the validity's deadline (which leaves only "context deadline
+// exceeded"), lose the lock with an error naming the repository's lock (found by the chaos
+// suite: "the lease ran out while renewing it failed: context deadline exceeded" said nowhere).
+func TestAzureLostLeaseNamesTheRepository(t *testing.T) {
+	ctx := context.Background()
+	b := openAzurite(t, AzureOptions{Transport: &failOnceTransport{always: true}})
+	const ttl = 15 * time.Second
+	l, err := b.Lock(ctx, "repository", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	select {
+	case <-l.Lost():
+	case <-time.After(2 * ttl):
+		t.Fatal("the lease outlived renewals that all failed")
+	}
+	err = Confirm(ctx, l)
+	if want := "renew lock repository in " + b.String(); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("lost lease: %v; want ErrLockLost naming %q", err, want)
+	}
 }
 
 // TestAzureRenewalSurvivesATransientFailure: with the SDK's own retries off, one failed renewal
