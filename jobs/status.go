@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/config"
+	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -37,6 +38,9 @@ type SnapshotSummary struct {
 	Objects  int       `json:"objects"`
 	Seconds  float64   `json:"duration_seconds"`
 	Error    string    `json:"error,omitempty"`
+	// BlobCheck is the blob container's check against ClickHouse's file log, where the
+	// snapshot holds the container.
+	BlobCheck *blobs.Check `json:"blob_check,omitempty"`
 }
 
 // Status is the daemon's state for the web package. Each part reports its own error, so one
@@ -124,8 +128,12 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 		for i := len(snaps) - 1; i >= 0 && len(s.Snapshots) < shownRows; i-- {
 			m := snaps[i]
 			t := m.Totals()
-			s.Snapshots = append(s.Snapshots, SnapshotSummary{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
-				Bytes: t.Bytes, NewBytes: t.NewBytes, Objects: t.Objects, Seconds: m.End.Sub(m.Start).Seconds(), Error: store.ErrorText(m.Error)})
+			sum := SnapshotSummary{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
+				Bytes: t.Bytes, NewBytes: t.NewBytes, Objects: t.Objects, Seconds: m.End.Sub(m.Start).Seconds(), Error: store.ErrorText(m.Error)}
+			if sec, ok := blobs.SectionOf(&m); ok {
+				sum.BlobCheck = sec.Check
+			}
+			s.Snapshots = append(s.Snapshots, sum)
 		}
 	}
 	d.mu.Lock()
@@ -188,6 +196,17 @@ func StatusProblems(s Status) []Problem {
 		n := s.Snapshots[0]
 		add("fix the cause, then take a new snapshot: tracevault backup; restoring from this one needs --allow-partial and restores only what it holds",
 			"newest snapshot %s is %s: %s", n.ID, n.Status, n.Error)
+	}
+	if i := slices.IndexFunc(s.Snapshots, func(n SnapshotSummary) bool { return n.Status == store.StatusComplete && n.BlobCheck != nil }); i >= 0 {
+		n, c := s.Snapshots[i], s.Snapshots[i].BlobCheck
+		switch {
+		case c.Missing > 0:
+			add("find why they are gone (a lifecycle or retention rule on the container, a deleted prefix); an older snapshot may hold them: tracevault show ID lists its check, tracevault restore ID --only blobs brings them back",
+				"newest blob snapshot %s: %s names %d files the container does not hold (e.g. %s); their rows restore without their file", n.ID, c.Table, c.Missing, strings.Join(c.MissingExamples, ", "))
+		case c.Error != "":
+			add("check that a [clickhouse] server answers and can read blob_storage_file_log; the next backup checks again",
+				"newest blob snapshot %s: the blob container could not be checked against the file log: %s", n.ID, store.ErrorText(c.Error))
+		}
 	}
 	for _, j := range s.Jobs {
 		if j.LastRun == nil || (j.LastRun.Outcome != OutcomeFailed && j.LastRun.Outcome != OutcomeInterrupted) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -49,6 +50,16 @@ func TestStatusProblems(t *testing.T) {
 		{"damaged manifest", func(s *Status) {
 			s.DamagedManifests = []store.DamagedManifest{{Name: "snapshots/20261101T0300-cc.json", Error: "decode: invalid character\x00\x01binary"}}
 		}, []string{"damaged manifest snapshots/20261101T0300-cc.json", "decode: invalid character […]", "tracevault delete --damaged"}},
+		{"blob files missing", func(s *Status) {
+			s.Snapshots[0].BlobCheck = &blobs.Check{Table: "default.blob_storage_file_log", Files: 9, Missing: 2, MissingExamples: []string{"p1/events/a.json", "p1/events/b.json"}}
+		}, []string{"20261127T0300-aa", "names 2 files the container does not hold", "p1/events/a.json", "restore ID --only blobs"}},
+		{"blob check unreadable", func(s *Status) {
+			s.Snapshots[0].BlobCheck = &blobs.Check{Error: "read default.blob_storage_file_log on 127.0.0.1:9000: connection refused"}
+		}, []string{"could not be checked", "connection refused", "[clickhouse]"}},
+		{"blob check clean, or on an older snapshot only", func(s *Status) {
+			s.Snapshots[0].BlobCheck = &blobs.Check{Files: 9, Unreferenced: 3}
+			s.Snapshots = append(s.Snapshots, SnapshotSummary{ID: "20261126T0300-zz", Status: store.StatusComplete, BlobCheck: &blobs.Check{Missing: 5}})
+		}, nil},
 		{"catalog unreadable", func(s *Status) { s.SnapshotsError = "permission denied" }, []string{"catalog unreadable: permission denied"}},
 		{"run history unreadable", func(s *Status) { s.RunsError = "permission denied" }, []string{"run history unreadable"}},
 	}

@@ -181,12 +181,18 @@ func (c *checker) result() *Check {
 	return &c.res
 }
 
+// SectionOf is a manifest's blob section, if it has one that reads.
+func SectionOf(m *store.Manifest) (Section, bool) {
+	var sec Section
+	raw, ok := m.Sections[Name]
+	return sec, ok && json.Unmarshal(raw, &sec) == nil
+}
+
 // Describe summarises a manifest's blob section for `show`: the container, the cut and the
 // check result, so a gap between the file log and the container is seen, not just stored.
 func Describe(m *store.Manifest) []string {
-	raw, ok := m.Sections[Name]
-	var sec Section
-	if !ok || json.Unmarshal(raw, &sec) != nil {
+	sec, ok := SectionOf(m)
+	if !ok {
 		return nil
 	}
 	copied := ""
