@@ -334,11 +334,19 @@ func (r *Repository) PutObject(ctx context.Context, fingerprint string, src io.R
 	}
 	ref.Size, ref.RawSize, ref.SHA256 = n, d.size, d.sum()
 	if fingerprint != "" {
-		r.mu.Lock()
-		r.index[fingerprint] = ref
-		r.mu.Unlock()
+		r.remember(fingerprint, ref)
 	}
 	return ref, false, nil
+}
+
+// remember adds a stored object to the index, unless a lock taken meanwhile dropped the index:
+// the next lookup reads it again from the manifests.
+func (r *Repository) remember(fingerprint string, ref ObjectRef) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.index != nil {
+		r.index[fingerprint] = ref
+	}
 }
 
 // lookup finds a reusable object, checking that it still exists: a manifest may outlive its

@@ -69,9 +69,7 @@ func (r *Repository) CopyObject(ctx context.Context, fingerprint string, src Cop
 		if err := r.loadIndex(ctx); err != nil {
 			return ObjectRef{}, err
 		}
-		r.mu.Lock()
-		r.index[fingerprint] = ref
-		r.mu.Unlock()
+		r.remember(fingerprint, ref)
 	}
 	return ref, nil
 }
