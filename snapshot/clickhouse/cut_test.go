@@ -54,3 +54,29 @@ func TestSourceCut(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaCut: a replica's delay, counted by the server in whole seconds from the oldest
+// write it lacks (its time truncated to the second), bounds the cut from the second the delay
+// was read in, so a write acknowledged within that second is never claimed.
+func TestReplicaCut(t *testing.T) {
+	at := time.Date(2026, 11, 28, 6, 54, 15, 320_000_000, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		seconds    uint64
+		replicated bool
+		want       time.Time
+	}{
+		// The chaos run's case: a write at 06:54:00.096 unfetched, delay 15 read at 06:54:15.32.
+		{"behind", 15, true, time.Date(2026, 11, 28, 6, 54, 0, 0, time.UTC)},
+		{"a write of this second unfetched", 0, true, time.Date(2026, 11, 28, 6, 54, 15, 0, time.UTC)},
+		{"not replicated: every write is local", 0, false, at},
+	} {
+		got := measuredDelay{at: at, seconds: tc.seconds, replicated: tc.replicated}.cut()
+		if !got.Equal(tc.want) {
+			t.Errorf("%s: cut %s, want %s", tc.name, got.Format(time.RFC3339Nano), tc.want.Format(time.RFC3339Nano))
+		}
+		if written := time.Date(2026, 11, 28, 6, 54, 0, 96_000_000, time.UTC); tc.name == "behind" && !got.Before(written) {
+			t.Errorf("the cut %s claims the unfetched write of %s", got.Format(time.RFC3339Nano), written.Format(time.RFC3339Nano))
+		}
+	}
+}
