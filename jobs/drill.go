@@ -46,7 +46,7 @@ type DrillSource struct {
 	Targets        []string `json:"targets"` // scratch databases
 	RestoreSeconds float64  `json:"restore_seconds"`
 	Steps          int      `json:"steps"`
-	Rows           uint64   `json:"rows"`
+	Rows           uint64   `json:"rows"` // for blobs, the blobs read back and checked
 	// Content says how far partitions' content checksums were compared (clickhouse).
 	Content string `json:"content_checksum,omitempty"`
 }
