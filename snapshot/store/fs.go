@@ -43,8 +43,9 @@ func NewFS(dir string) (*FS, error) {
 
 func (f *FS) String() string { return "file://" + f.root }
 
-// checkName accepts only the names the repository writes: slash-separated, relative, without
-// empty, "." or ".." segments, backslashes or NUL bytes.
+// CheckName accepts only the names the repository writes: slash-separated, relative, without
+// empty, "." or ".." segments, backslashes or NUL bytes. A directory of blobs holds the same
+// names, for the same reason: any other could resolve onto another file or outside it.
 func CheckName(name string) error {
 	bad := name == "" || strings.ContainsAny(name, "\\\x00") || !filepath.IsLocal(filepath.FromSlash(name))
 	for _, seg := range strings.Split(name, "/") {
