@@ -33,19 +33,25 @@ func azuriteContainer(t testing.TB, env *stack.Env, prefix string) (string, *azu
 	return name, az
 }
 
+// azuriteRepo opens the repository in the stack's Azurite container name.
+func azuriteRepo(t testing.TB, env *stack.Env, name string) *store.Repository {
+	t.Helper()
+	repo, err := store.Open(context.Background(), store.Options{URL: "azblob://" + name, ConnectionString: env.AzureConnectionString, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
 // TestAzuriteRoundTrip backs up a second container on Azurite into an Azure repository, then
 // restores into a third container, into a directory and into the source itself.
 func TestAzuriteRoundTrip(t *testing.T) {
 	env := stack.Require(t)
-	ctx := context.Background()
 	cred := Credentials{ConnectionString: env.AzureConnectionString}
 	srcName, src := azuriteContainer(t, env, "blobsrc")
 	repoName, _ := azuriteContainer(t, env, "blobrepo")
 	dstName, _ := azuriteContainer(t, env, "blobdst")
-	repo, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := azuriteRepo(t, env, repoName)
 	scenario{src: src, srcURL: "azblob://" + srcName, cred: cred, repo: repo,
 		targets: []string{"azblob://" + dstName + "/restored", "file://" + t.TempDir()}}.run(t)
 }
@@ -141,10 +147,7 @@ func TestAzuriteNamesADirectoryCannotHold(t *testing.T) {
 	srcName, src := azuriteContainer(t, env, "blobnames")
 	repoName, _ := azuriteContainer(t, env, "blobnamesrepo")
 	dstName, dst := azuriteContainer(t, env, "blobnamesdst")
-	repo, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := azuriteRepo(t, env, repoName)
 	fit := []string{"x", "z", "lead", "p/w", "trail", "q/ok"}
 	unfit := []string{"p/../x", "./z", "/lead", "p//w", "trail/", "p/..", "q/.tmp-1"}
 	for i, name := range append(slices.Clone(fit), unfit...) {

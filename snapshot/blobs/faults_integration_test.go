@@ -82,10 +82,7 @@ func TestAzuriteFaults(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					direct, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
-					if err != nil {
-						t.Fatal(err)
-					}
+					direct := azuriteRepo(t, env, repoName)
 					for i := range 60 {
 						put(t, src, fmt.Sprintf("media/%03d", i), content(uint64(i), 1000+i*300))
 					}

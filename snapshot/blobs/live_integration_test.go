@@ -124,10 +124,7 @@ func TestBackupUnderWrites(t *testing.T) {
 				env := stack.Require(t)
 				srcName, src := azuriteContainer(t, env, "bloblive")
 				repoName, _ := azuriteContainer(t, env, "bloblivrepo")
-				repo, err := store.Open(ctx, store.Options{URL: "azblob://" + repoName, ConnectionString: env.AzureConnectionString, Log: quietLog()})
-				if err != nil {
-					t.Fatal(err)
-				}
+				repo := azuriteRepo(t, env, repoName)
 				s = scenario{src: src, srcURL: "azblob://" + srcName, cred: Credentials{ConnectionString: env.AzureConnectionString}, repo: repo}
 			}
 			s.workers, s.packSize = 2, 1<<20
