@@ -1,7 +1,7 @@
 # tracevault — developer entry points. Every target is safe to re-run.
 GO       ?= go
 BIN      := bin/tracevault
-STACK    := bash deploy/stack/stack.sh
+STACK    := bash internal/devstack/stack.sh
 # How many demo traces `make run` seeds (observations and scores scale with it).
 TRACES   ?= 20000
 
@@ -52,12 +52,12 @@ bench: build stack-up
 bench-micro: build stack-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
-## chaos: the full chaos suite (deploy/chaos) against the running stack, which it stops and
+## chaos: the full chaos suite (chaos/) against the running stack, which it stops and
 ## kills service by service: the daemon backs up every 5 s under `demo load` while each fault is
 ## injected in turn (CHAOS_ROUNDS=<n> repeats them). CI runs the reduced form inside the normal suite. Its summary is
 ## printed last; CHAOS_SEED=<n> replays a run's random choices.
 chaos: build stack-up
-	TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./deploy/chaos/
+	TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./chaos/
 
 ## fuzz-smoke: every Fuzz target of every package, FUZZTIME each (default 10s), found with
 ## `go test -list`, so a new target runs without being listed here. A crash fails the run and

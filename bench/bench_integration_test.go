@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // TestMain lets the test binary stand in for the driver's own binary: the pipeline step runs
@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 // TestSmoke runs the whole driver once on tiny data, without targets: every step must run on
 // both sides against the real stack, be measured, and land in RESULTS.md and results.json.
 func TestSmoke(t *testing.T) {
-	stack.Require(t)
+	devstack.Require(t)
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "tracevault")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tracevault/tracevault/cmd/tracevault").CombinedOutput(); err != nil {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
@@ -43,7 +43,7 @@ type pgData struct {
 // seedClickHouse makes (or finds from an earlier run) the demo database with traces traces
 // over o.Months monthly partitions, with every partition merged to one part on every replica,
 // so that no merge changes parts while the steps run.
-func seedClickHouse(ctx context.Context, env *stack.Env, o options, traces int, log *slog.Logger) (*chData, error) {
+func seedClickHouse(ctx context.Context, env *devstack.Env, o options, traces int, log *slog.Logger) (*chData, error) {
 	d := &chData{db: fmt.Sprintf("bench_%d_%dm", traces, o.Months), traces: traces}
 	h := chHTTP(env, 0)
 	n, err := chInt(ctx, h, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s' AND name = 'traces'", d.db))
@@ -135,7 +135,7 @@ func (d *chData) String() string {
 }
 
 // seedPgbench makes (or finds) a database initialised by pgbench -i -s scale.
-func seedPgbench(ctx context.Context, env *stack.Env, scale int, log *slog.Logger) (*pgData, error) {
+func seedPgbench(ctx context.Context, env *devstack.Env, scale int, log *slog.Logger) (*pgData, error) {
 	d := &pgData{db: fmt.Sprintf("bench_pgbench_%d", scale), what: fmt.Sprintf("pgbench -i -s %d", scale)}
 	fresh, err := ensurePG(ctx, env, d.db)
 	if err != nil {
@@ -158,7 +158,7 @@ func seedPgbench(ctx context.Context, env *stack.Env, scale int, log *slog.Logge
 }
 
 // seedPGDemo makes (or finds) a database holding the demo's PostgreSQL schema and rows.
-func seedPGDemo(ctx context.Context, env *stack.Env, log *slog.Logger) (*pgData, error) {
+func seedPGDemo(ctx context.Context, env *devstack.Env, log *slog.Logger) (*pgData, error) {
 	d := &pgData{db: "bench_pgdemo", what: "demo (Langfuse's PostgreSQL schema)"}
 	fresh, err := ensurePG(ctx, env, d.db)
 	if err != nil {
@@ -180,7 +180,7 @@ func seedPGDemo(ctx context.Context, env *stack.Env, log *slog.Logger) (*pgData,
 	return d, d.size(ctx, env)
 }
 
-func (d *pgData) size(ctx context.Context, env *stack.Env) error {
+func (d *pgData) size(ctx context.Context, env *devstack.Env) error {
 	return withPG(ctx, env, d.db, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&d.bytes)
 	})
@@ -190,7 +190,7 @@ func (d *pgData) String() string { return fmt.Sprintf("%s: %s", d.what, mib(d.by
 
 // settlePG sets hint bits and the visibility map once, so that neither side of a step pays
 // for them, and flushes the data.
-func settlePG(ctx context.Context, env *stack.Env, db string) error {
+func settlePG(ctx context.Context, env *devstack.Env, db string) error {
 	return withPG(ctx, env, db, func(c *pgx.Conn) error {
 		for _, q := range []string{"VACUUM ANALYZE", "CHECKPOINT"} {
 			if _, err := c.Exec(ctx, q); err != nil {
@@ -203,7 +203,7 @@ func settlePG(ctx context.Context, env *stack.Env, db string) error {
 
 // ensurePG creates db unless a complete one is there from an earlier run (marked by
 // markPG once filled; a partly filled one is dropped); it reports whether db must be filled.
-func ensurePG(ctx context.Context, env *stack.Env, db string) (bool, error) {
+func ensurePG(ctx context.Context, env *devstack.Env, db string) (bool, error) {
 	var exists, complete bool
 	err := withPG(ctx, env, "", func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(shobj_description(oid, 'pg_database') = $2), false)
@@ -223,14 +223,14 @@ func ensurePG(ctx context.Context, env *stack.Env, db string) (bool, error) {
 const completeMark = "tracevault bench: complete"
 
 // markPG records that db is filled, for ensurePG.
-func markPG(ctx context.Context, env *stack.Env, db string) error {
+func markPG(ctx context.Context, env *devstack.Env, db string) error {
 	return withPG(ctx, env, "", func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS '%s'", pgx.Identifier{db}.Sanitize(), completeMark))
 		return err
 	})
 }
 
-func dropPG(ctx context.Context, env *stack.Env, db string) error {
+func dropPG(ctx context.Context, env *devstack.Env, db string) error {
 	return withPG(ctx, env, "", func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
 		if err != nil {
@@ -240,7 +240,7 @@ func dropPG(ctx context.Context, env *stack.Env, db string) error {
 	})
 }
 
-func createPG(ctx context.Context, env *stack.Env, db string) error {
+func createPG(ctx context.Context, env *devstack.Env, db string) error {
 	return withPG(ctx, env, "", func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
 		return err
@@ -248,7 +248,7 @@ func createPG(ctx context.Context, env *stack.Env, db string) error {
 }
 
 // withPG runs fn on a connection to db ("" for the stack's own database).
-func withPG(ctx context.Context, env *stack.Env, db string, fn func(*pgx.Conn) error) error {
+func withPG(ctx context.Context, env *devstack.Env, db string, fn func(*pgx.Conn) error) error {
 	dsn := env.PGDSN
 	if db != "" {
 		dsn = pgURL(env, db)
@@ -262,7 +262,7 @@ func withPG(ctx context.Context, env *stack.Env, db string, fn func(*pgx.Conn) e
 }
 
 // pgURL is the stack's DSN pointed at database db.
-func pgURL(env *stack.Env, db string) string {
+func pgURL(env *devstack.Env, db string) string {
 	u, err := url.Parse(env.PGDSN)
 	if err != nil {
 		return env.PGDSN
@@ -271,12 +271,12 @@ func pgURL(env *stack.Env, db string) string {
 	return u.String()
 }
 
-func chHTTP(env *stack.Env, replica int) *clickhouse.HTTP {
+func chHTTP(env *devstack.Env, replica int) *clickhouse.HTTP {
 	return &clickhouse.HTTP{Addr: env.CHHTTP[replica], User: "default"}
 }
 
 // chPort is replica i's native port, for clickhouse-client.
-func chPort(env *stack.Env, i int) string {
+func chPort(env *devstack.Env, i int) string {
 	a := env.CHNative[i]
 	return a[strings.LastIndexByte(a, ':')+1:]
 }
@@ -310,7 +310,7 @@ func chInt(ctx context.Context, h *clickhouse.HTTP, q string) (int64, error) {
 }
 
 // dropCH drops db on every replica; the replicated tables leave ZooKeeper with the last one.
-func dropCH(ctx context.Context, env *stack.Env, db string) error {
+func dropCH(ctx context.Context, env *devstack.Env, db string) error {
 	for i := range env.CHHTTP {
 		if err := chHTTP(env, i).Exec(ctx, "DROP DATABASE IF EXISTS "+db, nil); err != nil {
 			return fmt.Errorf("drop %s on replica %d: %w", db, i+1, err)
@@ -319,7 +319,7 @@ func dropCH(ctx context.Context, env *stack.Env, db string) error {
 	return nil
 }
 
-func syncReplica(ctx context.Context, env *stack.Env, replica int, db, table string) error {
+func syncReplica(ctx context.Context, env *devstack.Env, replica int, db, table string) error {
 	if err := chHTTP(env, replica).Exec(ctx, fmt.Sprintf("SYSTEM SYNC REPLICA %s.%s", db, table), nil); err != nil {
 		return fmt.Errorf("sync replica %d of %s.%s: %w", replica+1, db, table, err)
 	}
@@ -328,7 +328,7 @@ func syncReplica(ctx context.Context, env *stack.Env, replica int, db, table str
 
 // copySchema creates dst on every replica with src's data tables (no views), each replicated
 // table under its own ZooKeeper path, for a baseline to insert into.
-func copySchema(ctx context.Context, env *stack.Env, d *chData, dst string) error {
+func copySchema(ctx context.Context, env *devstack.Env, d *chData, dst string) error {
 	if err := dropCH(ctx, env, dst); err != nil {
 		return err
 	}
@@ -371,7 +371,7 @@ func showCreate(ctx context.Context, h *clickhouse.HTTP, db, table string) (stri
 // is attached from a staging table (an attach fires no materialized view, where an INSERT
 // would also change the views' targets), and the partition is merged to one part on every
 // replica, so that no merge is left to change it, or another partition, afterwards.
-func changePartition(ctx context.Context, env *stack.Env, d *chData, table, partition string) error {
+func changePartition(ctx context.Context, env *devstack.Env, d *chData, table, partition string) error {
 	h := chHTTP(env, 0)
 	create, err := showCreate(ctx, h, d.db, table)
 	if err != nil {
@@ -405,7 +405,7 @@ func changePartition(ctx context.Context, env *stack.Env, d *chData, table, part
 
 // clearShadow removes every frozen copy in replica 1's shadow directory (the stack is this
 // bench's own, so no other tool's freezes are there).
-func clearShadow(env *stack.Env) error {
+func clearShadow(env *devstack.Env) error {
 	dir := filepath.Join(env.CHDataDirs[0], "shadow")
 	ents, err := os.ReadDir(dir)
 	if err != nil && !os.IsNotExist(err) {
@@ -444,7 +444,7 @@ func databaseDDL(ctx context.Context, h *clickhouse.HTTP, db string) ([]string, 
 // replicaState is what one replica holds of d's replicated tables: per table its active parts
 // and rows, or why it is not whole (missing, read-only, an expired session, a peer inactive,
 // entries left in its queue).
-func replicaState(ctx context.Context, env *stack.Env, i int, d *chData) (map[string]string, []string, error) {
+func replicaState(ctx context.Context, env *devstack.Env, i int, d *chData) (map[string]string, []string, error) {
 	h := chHTTP(env, i)
 	rows, err := chRows(ctx, h, fmt.Sprintf(`SELECT table, is_readonly, is_session_expired, active_replicas, total_replicas, queue_size
 		FROM system.replicas WHERE database = '%s'`, d.db))
@@ -482,7 +482,7 @@ func replicaState(ctx context.Context, env *stack.Env, i int, d *chData) (map[st
 }
 
 // caughtUp waits until replica i's queue is empty and its replicated tables hold replica 1's parts.
-func caughtUp(ctx context.Context, env *stack.Env, i int, d *chData) error {
+func caughtUp(ctx context.Context, env *devstack.Env, i int, d *chData) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	for {
@@ -508,7 +508,7 @@ func caughtUp(ctx context.Context, env *stack.Env, i int, d *chData) error {
 
 // clusterWhole checks that every replica is active with an empty queue and holds the same parts
 // and rows of every replicated table of d, waiting up to two minutes for replication to settle.
-func clusterWhole(ctx context.Context, env *stack.Env, d *chData) error {
+func clusterWhole(ctx context.Context, env *devstack.Env, d *chData) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var msg []string

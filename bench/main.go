@@ -1,5 +1,5 @@
 // Command bench measures tracevault against the plain tools it replaces, on the local stack
-// (deploy/stack), and writes bench/RESULTS.md and bench/results.json. `make bench` runs it.
+// (internal/devstack), and writes bench/RESULTS.md and bench/results.json. `make bench` runs it.
 //
 // Every step runs at 1x and 4x data; in each run the tracevault side and its baseline run one
 // after the other, in alternating order, and the medians of -runs runs are compared, so that the

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // target is the most a ratio (tracevault / baseline) may be.
@@ -125,7 +125,7 @@ func limit(s summary) string {
 }
 
 // machine describes where the figures were taken, with the load other users put on it.
-func machine(ctx context.Context, env *stack.Env) []string {
+func machine(ctx context.Context, env *devstack.Env) []string {
 	var m []string
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -148,7 +148,7 @@ func machine(ctx context.Context, env *stack.Env) []string {
 	if v, err := chInt(ctx, chHTTP(env, 0), "SELECT 1"); err == nil && v == 1 {
 		rows, _ := chRows(ctx, chHTTP(env, 0), "SELECT version()")
 		if len(rows) == 1 {
-			m = append(m, fmt.Sprintf("ClickHouse %s, %d replicas (cluster %s), PostgreSQL and Azurite of deploy/stack, all on this machine", rows[0][0], len(env.CHNative), env.CHCluster))
+			m = append(m, fmt.Sprintf("ClickHouse %s, %d replicas (cluster %s), PostgreSQL and Azurite of internal/devstack, all on this machine", rows[0][0], len(env.CHNative), env.CHCluster))
 		}
 	}
 	m = append(m, "Go "+runtime.Version())

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -41,7 +41,7 @@ type group struct {
 
 type bench struct {
 	o     options
-	env   *stack.Env
+	env   *devstack.Env
 	log   *slog.Logger
 	probe *probe
 	rep   *report
@@ -53,7 +53,7 @@ type bench struct {
 }
 
 func newBench(ctx context.Context, o options, log *slog.Logger) (*bench, error) {
-	env, err := stack.Load()
+	env, err := devstack.Load()
 	if err != nil {
 		return nil, err
 	}

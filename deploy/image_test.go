@@ -132,7 +132,7 @@ func imageFiles(t *testing.T, bin string) (files []imageFile, pgDump string) {
 	t.Helper()
 	majors, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_dump")
 	if len(majors) == 0 {
-		msg := "no /usr/lib/postgresql/*/bin/pg_dump on this host; deploy/stack/stack.sh up installs PostgreSQL"
+		msg := "no /usr/lib/postgresql/*/bin/pg_dump on this host; internal/devstack/stack.sh up installs PostgreSQL"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // runbookBlock returns the shell block of deploy/README.md that follows the marker comment
@@ -62,7 +62,7 @@ var exitMark = regexp.MustCompile(`(?m)^@@exit (\d+)$`)
 // table (dropped on ch3 alone, as after a volume loss); the first `check` must exit 1 naming the
 // fix, every later command must exit 0, and ch3 must hold the rows again.
 func TestRunbookRestoreReplicaOnStack(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	block := runbookBlock(t, "restore-replica")
 	db := env.CHDatabase(t, "it_runbook")
 	if got := chQuery(t, env.CHHTTP[2], "SELECT substitution FROM system.macros WHERE macro = 'replica'"); got != "ch3" {

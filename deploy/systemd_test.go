@@ -69,9 +69,9 @@ func systemdAnalyze(t *testing.T) string {
 	p, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("systemd-analyze missing; `deploy/stack/stack.sh test-tools` installs Debian's systemd")
+			t.Fatal("systemd-analyze missing; `internal/devstack/stack.sh test-tools` installs Debian's systemd")
 		}
-		t.Skip("systemd-analyze missing; `deploy/stack/stack.sh test-tools` installs Debian's systemd")
+		t.Skip("systemd-analyze missing; `internal/devstack/stack.sh test-tools` installs Debian's systemd")
 	}
 	return p
 }

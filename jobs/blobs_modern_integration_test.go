@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
@@ -16,7 +16,7 @@ import (
 // cluster's is read by TestFullSetWithBlobs): live rows only, the latest version of each, each
 // file once, in byte order; a database without the table is a skipped check, not an error.
 func TestFileLogOnModernClickHouse(t *testing.T) {
-	env := stack.RequireModern(t)
+	env := devstack.RequireModern(t)
 	db := env.ModernDatabase(t, "it_filelog")
 	for _, q := range []string{
 		"CREATE TABLE " + db + ".blob_storage_file_log (id String, bucket_path String, event_ts DateTime, is_deleted UInt8) ENGINE = ReplacingMergeTree(event_ts) ORDER BY id",

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
-func daemonConfig(t *testing.T, env *stack.Env, repoDir string, jobs ...config.Job) *config.Config {
+func daemonConfig(t *testing.T, env *devstack.Env, repoDir string, jobs ...config.Job) *config.Config {
 	cfg := config.Defaults()
 	cfg.Storage.URL = "file://" + repoDir
 	cfg.ZooKeeper.Servers = []string{env.ZK}
@@ -32,7 +32,7 @@ func runsOf(t *testing.T, d *Daemon) []Run {
 }
 
 func TestScheduledJobsRunWithoutOverlap(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	cfg := daemonConfig(t, env, t.TempDir(), config.Job{Name: "zk", Schedule: "*/2 * * * * *", Action: config.ActionZKRecord,
 		Timeout: config.Duration(time.Minute), CatchUp: "none"})
 	d, err := NewDaemon(cfg, quiet)
@@ -75,7 +75,7 @@ func TestScheduledJobsRunWithoutOverlap(t *testing.T) {
 }
 
 func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dir := t.TempDir()
 	job := config.Job{Name: "hourly-zk", Schedule: "@hourly", Action: config.ActionZKRecord, Timeout: config.Duration(time.Minute), CatchUp: "once"}
 	start := func() *Daemon {

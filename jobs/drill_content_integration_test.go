@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
@@ -16,7 +16,7 @@ import (
 // content checksum, a drill compares it after the restore and passes; a snapshot whose recorded
 // checksum of one partition differs from the restored rows fails the drill naming the partition.
 func TestDrillContentChecksumModern(t *testing.T) {
-	env := stack.RequireModern(t)
+	env := devstack.RequireModern(t)
 	for _, mode := range []string{"logical", "freeze"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()

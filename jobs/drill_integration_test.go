@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -22,7 +22,7 @@ import (
 // drillFixture is a seeded scratch ClickHouse database and PostgreSQL database, backed up into a
 // file:// repository.
 type drillFixture struct {
-	env     *stack.Env
+	env     *devstack.Env
 	cfg     *config.Config
 	repoDir string
 	repo    *store.Repository
@@ -33,9 +33,9 @@ type drillFixture struct {
 
 func newDrillFixture(t *testing.T) *drillFixture {
 	t.Helper()
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
-	f := &drillFixture{env: env, repoDir: t.TempDir(), chDB: stack.ScratchName("it_drill")}
+	f := &drillFixture{env: env, repoDir: t.TempDir(), chDB: devstack.ScratchName("it_drill")}
 	dsn := env.PGDatabase(t, "it_drill")
 	f.pgDB = dsn[strings.LastIndex(dsn, "/")+1:]
 	if i := strings.IndexByte(f.pgDB, '?'); i >= 0 {

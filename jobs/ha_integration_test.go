@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -24,7 +24,7 @@ import (
 // TestTwoDaemonsRunEachOccurrenceOnce runs two daemons on one schedule and one repository, with
 // claims through ZooKeeper and, without ZooKeeper, through the repository's lease.
 func TestTwoDaemonsRunEachOccurrenceOnce(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	for _, tc := range []struct {
 		name      string
 		zookeeper bool
@@ -86,7 +86,7 @@ func TestTwoDaemonsRunEachOccurrenceOnce(t *testing.T) {
 // when a process dies. The survivor's next occurrence records the dead run as interrupted and
 // runs the job itself.
 func TestSurvivorTakesOverFromDeadDaemon(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dir := t.TempDir()
 	job := config.Job{Name: "ha-takeover", Schedule: "*/2 * * * * *", Action: config.ActionZKRecord, Timeout: config.Duration(time.Minute), CatchUp: "none"}
 	cfg := daemonConfig(t, env, dir, job)
@@ -168,7 +168,7 @@ func verifyAll(ctx context.Context, d *Daemon) error {
 
 // TestMetricsAfterRuns scrapes /metrics as Prometheus would after one run.
 func TestMetricsAfterRuns(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	job := config.Job{Name: "metrics-zk", Schedule: "@daily", Action: config.ActionZKRecord, Timeout: config.Duration(time.Minute), CatchUp: "none"}
 	d, err := NewDaemon(daemonConfig(t, env, t.TempDir(), job), quiet)
 	if err != nil {

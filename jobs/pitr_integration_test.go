@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres/pitr"
 )
 
@@ -20,7 +20,7 @@ import (
 // dies, and the second resumes the same chain from its last durable segment (no new base, no
 // gap). The recovery point shows in /metrics and on the status page.
 func TestPITRDaemonTakeover(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	pitrRetry = time.Second
 	defer func() { pitrRetry = 10 * time.Second }()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -116,7 +116,7 @@ func TestPITRDaemonTakeover(t *testing.T) {
 			t.Errorf("postgres freshness: %+v", f)
 		}
 	}
-	reached, err := pitr.Restore(ctx, second.repo, pitr.RestoreOptions{DSN: dsn, Database: stack.ScratchName("it_pitrd_r"), Log: quiet}, pitr.Target{Time: at})
+	reached, err := pitr.Restore(ctx, second.repo, pitr.RestoreOptions{DSN: dsn, Database: devstack.ScratchName("it_pitrd_r"), Log: quiet}, pitr.Target{Time: at})
 	if err != nil {
 		t.Fatal(err)
 	}

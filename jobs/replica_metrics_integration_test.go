@@ -10,14 +10,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // TestReplicaMetrics: the replica check reaches /metrics without the status page — three
 // replicas ok on a replicated table, then, with replica 3 stopped, a verdict other than ok on
 // it, which is what the chart's alert fires on.
 func TestReplicaMetrics(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
 	db := env.CHDatabase(t, "it_replica_metrics")
 	create := fmt.Sprintf("CREATE TABLE %s.spans ON CLUSTER %s (id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/spans', '{replica}') ORDER BY id", db, env.CHCluster, db)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -19,7 +19,7 @@ import (
 // part, its table, partition and file from the part's own checksums.txt, and passes the intact
 // partition. On 18.16 and on 26.7 (wide and compact parts, a projection).
 func TestVerifyNamesDamagedFrozenPart(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	engines := []struct {
 		name   string
 		native string
@@ -31,7 +31,7 @@ func TestVerifyNamesDamagedFrozenPart(t *testing.T) {
 			return db, func(q string) (string, error) { return "", env.CHExec(0, q) }
 		}, `(d Date, id UInt64, s String, n Nullable(String)) ENGINE = MergeTree PARTITION BY toYYYYMM(d) ORDER BY id`},
 		{"26.7", env.CHModernNative, func(t *testing.T) (string, func(string) (string, error)) {
-			stack.RequireModern(t)
+			devstack.RequireModern(t)
 			return env.ModernDatabase(t, "it_vfrz"), env.ModernQuery
 		}, `(d Date, id UInt64, s String, n Nullable(String), PROJECTION by_s (SELECT * ORDER BY s))
 			ENGINE = MergeTree PARTITION BY toYYYYMM(d) ORDER BY id SETTINGS min_rows_for_wide_part = 100, min_bytes_for_wide_part = 0`},

@@ -18,7 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/jobs"
 )
 
@@ -41,7 +41,7 @@ func chromium(t *testing.T) string {
 // "run now", and clicking it starts a run that then appears in the runs list. Then replica 3's
 // table is moved to another replication group, and the page shows that problem first, with its fix.
 func TestStatusPageInBrowser(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	browser := chromium(t)
 	const token = "e2e-token"
 	cfg := config.Defaults()

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -86,7 +86,7 @@ func TestBadInputsExitCleanly(t *testing.T) {
 	}
 
 	toml := fmt.Sprintf("[storage]\nurl = \"file://%s/repo\"\n", dir)
-	env, stackErr := stack.Load()
+	env, stackErr := devstack.Load()
 	if stackErr == nil {
 		toml += fmt.Sprintf("[postgres]\ndsn = %q\n", env.PGDSN)
 	} else if os.Getenv("CI") != "" {

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 )
@@ -22,10 +22,10 @@ import (
 // and changes nothing; restore-replica repairs it and check exits 0 again; after the database is
 // dropped everywhere, restore --cluster brings it back.
 func TestCheckAndRestoreReplicaCLI(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	db := stack.ScratchName("it_check")
+	db := devstack.ScratchName("it_check")
 	var servers []*clickhouse.Server
 	for _, addr := range env.CHNative {
 		s, err := clickhouse.Dial(ctx, addr, clickhouse.ConnOptions{User: "default"})

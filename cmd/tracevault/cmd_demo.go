@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tracevault/tracevault/deploy/demo"
+	"github.com/tracevault/tracevault/demo"
 )
 
 func (a *app) demoCommand() *cobra.Command {
@@ -27,7 +27,7 @@ func (a *app) demoCommand() *cobra.Command {
 		Short: "Migrate the demo schema and fill ClickHouse and PostgreSQL with realistic rows",
 		Long: `Apply the demo schema's pending migrations (ClickHouse: the 13 objects of Langfuse's architecture,
 ON CLUSTER when a cluster is configured; PostgreSQL: users, organizations, projects, API keys...)
-and insert rows spread over several monthly partitions. The migrations are deploy/demo/migrations,
+and insert rows spread over several monthly partitions. The migrations are demo/migrations,
 carried in the binary and applied as 'tracevault migrate up' applies them, through
 schema_migrations; ClickHouse's run over the first of [clickhouse] http_addresses. The same --seed
 always yields the same rows. A database that already holds demo data is left alone and reported
@@ -75,7 +75,7 @@ as skipped.`,
 	f.Uint64Var(&seed, "seed", 1, "random seed; the same seed gives the same rows")
 	f.StringVar(&database, "database", "default", "ClickHouse database to create the demo tables in")
 	f.IntVar(&months, "months", 6, "monthly partitions the rows are spread over")
-	f.BoolVar(&modern, "modern", false, "seed the modern schema (ClickHouse >= 24.3, one server, no cluster: Map, DateTime64, Bool, Decimal64, JSON, UUID) from deploy/demo/migrations/clickhouse-modern")
+	f.BoolVar(&modern, "modern", false, "seed the modern schema (ClickHouse >= 24.3, one server, no cluster: Map, DateTime64, Bool, Decimal64, JSON, UUID) from demo/migrations/clickhouse-modern")
 	cmd.AddCommand(seedCmd, a.demoLoadCommand())
 	return cmd
 }

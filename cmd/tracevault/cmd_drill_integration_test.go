@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
@@ -19,10 +19,10 @@ import (
 // mismatches, and leaves no scratch database; after one byte of a data object flips, `drill`
 // exits 1 naming the object.
 func TestDrillCLI(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	db := stack.ScratchName("it_drillcli")
+	db := devstack.ScratchName("it_drillcli")
 	srv, err := clickhouse.Dial(ctx, env.CHNative[0], clickhouse.ConnOptions{User: "default"})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	mch "github.com/tracevault/tracevault/migrate/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
@@ -31,10 +31,10 @@ func quoteList(xs []string) string {
 // status reports dirty (exit 1) and --json; force then up works; --snapshot-before prints the
 // snapshot id before migrating; create and --dry-run change nothing in the database.
 func TestMigrateCLIClickHouse(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "migrations")
-	db := stack.ScratchName("migcli")
+	db := devstack.ScratchName("migcli")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ clickhouse_database = %q
 	write("1_traces.up.sql", fmt.Sprintf("CREATE TABLE traces {{cluster}} (id String, month UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/traces', '{replica}') PARTITION BY month ORDER BY id;\nINSERT INTO traces VALUES ('a', 202605);", db))
 	// The bad statement fails on the server it is sent to: a failing ALTER ... ON CLUSTER of a
 	// replicated table can end an 18.16 replica's DDL worker ("Unexpected ZooKeeper error:
-	// Node exists ... Terminating"), which hangs every later ON CLUSTER query of the stack.
+	// Node exists ... Terminating"), which hangs every later ON CLUSTER query of the devstack.
 	write("2_bad.up.sql", "INSERT INTO traces (id, no_such_column) VALUES ('x', 1);")
 	mig := func(args ...string) (int, string, string) {
 		return runCLI(append([]string{"--config", cfg, "migrate", "--target", "clickhouse"}, args...)...)
@@ -143,7 +143,7 @@ clickhouse_database = %q
 // file exits 1 with the server error and the force commands; --snapshot-before
 // takes a PostgreSQL snapshot of that database first.
 func TestMigrateCLIPostgres(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dsn := env.PGDatabase(t, "migcli")
 	u, err := url.Parse(dsn)
 	if err != nil {

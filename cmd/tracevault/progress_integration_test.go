@@ -24,8 +24,8 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -33,17 +33,17 @@ import (
 // progressFixture seeds a scratch ClickHouse database and writes a configuration backing it up
 // into a fresh file repository through the given HTTP addresses (the replicas' own by default).
 type progressFixture struct {
-	env *stack.Env
+	env *devstack.Env
 	db  string
 	dir string
 }
 
 func newProgressFixture(t *testing.T) *progressFixture {
 	t.Helper()
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := &progressFixture{env: env, db: stack.ScratchName("it_progress"), dir: t.TempDir()}
+	f := &progressFixture{env: env, db: devstack.ScratchName("it_progress"), dir: t.TempDir()}
 	srv, err := clickhouse.Dial(ctx, env.CHNative[0], clickhouse.ConnOptions{User: "default"})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 // one's ZooKeeper session expires: the killed run is recorded as interrupted, later occurrences
 // run on the survivor, every occurrence ran exactly once, and verify --all passes.
 func TestKilledDaemonIsTakenOver(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dir := t.TempDir()
 	repoURL := "file://" + filepath.Join(dir, "repo")
 	// The jitter holds each run in the "running" state long enough to catch it there.

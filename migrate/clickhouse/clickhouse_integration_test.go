@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/migrate"
 	"github.com/tracevault/tracevault/migrate/internal/gmtest"
 	chsnap "github.com/tracevault/tracevault/snapshot/clickhouse"
@@ -20,7 +20,7 @@ import (
 // scratch is one test's ClickHouse database on the stack's cluster, dropped with its lock
 // node when the test ends.
 type scratch struct {
-	env *stack.Env
+	env *devstack.Env
 	db  string
 	dir string
 	// modern puts the database on ch-modern, a single server: no cluster, so schema_migrations
@@ -29,8 +29,8 @@ type scratch struct {
 }
 
 func newScratch(t *testing.T) *scratch {
-	env := stack.Require(t)
-	s := &scratch{env: env, db: stack.ScratchName("mig"), dir: t.TempDir()}
+	env := devstack.Require(t)
+	s := &scratch{env: env, db: devstack.ScratchName("mig"), dir: t.TempDir()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/migrate"
 	"github.com/tracevault/tracevault/migrate/internal/gmtest"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
@@ -17,8 +17,8 @@ import (
 // cluster, so schema_migrations is a plain MergeTree table, or TinyLog where golang-migrate
 // made it with its defaults), dropped with its lock node when the test ends.
 func newModernScratch(t *testing.T) *scratch {
-	env := stack.RequireModern(t)
-	s := &scratch{env: env, db: stack.ScratchName("mig_modern"), dir: t.TempDir(), modern: true}
+	env := devstack.RequireModern(t)
+	s := &scratch{env: env, db: devstack.ScratchName("mig_modern"), dir: t.TempDir(), modern: true}
 	t.Cleanup(func() {
 		_, _ = env.ModernQuery("DROP DATABASE IF EXISTS " + s.db + " SYNC")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/migrate"
 	"github.com/tracevault/tracevault/migrate/internal/gmtest"
 )
@@ -23,7 +23,7 @@ type scratch struct {
 }
 
 func newScratch(t *testing.T, files map[string]string) *scratch {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	s := &scratch{dsn: env.PGDatabase(t, "mig"), dir: t.TempDir()}
 	s.write(t, files)
 	return s

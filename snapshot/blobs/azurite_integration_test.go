@@ -16,12 +16,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // azuriteContainer makes a fresh container on the stack's Azurite, removed when the test ends.
-func azuriteContainer(t testing.TB, env *stack.Env, prefix string) (string, *azureContainer) {
+func azuriteContainer(t testing.TB, env *devstack.Env, prefix string) (string, *azureContainer) {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e12)
 	c, err := OpenContainer(context.Background(), "azblob://"+name, Credentials{ConnectionString: env.AzureConnectionString}, true)
@@ -34,7 +34,7 @@ func azuriteContainer(t testing.TB, env *stack.Env, prefix string) (string, *azu
 }
 
 // azuriteRepo opens the repository in the stack's Azurite container name.
-func azuriteRepo(t testing.TB, env *stack.Env, name string) *store.Repository {
+func azuriteRepo(t testing.TB, env *devstack.Env, name string) *store.Repository {
 	t.Helper()
 	repo, err := store.Open(context.Background(), store.Options{URL: "azblob://" + name, ConnectionString: env.AzureConnectionString, Log: quietLog()})
 	if err != nil {
@@ -46,7 +46,7 @@ func azuriteRepo(t testing.TB, env *stack.Env, name string) *store.Repository {
 // TestAzuriteRoundTrip backs up a second container on Azurite into an Azure repository, then
 // restores into a third container, into a directory and into the source itself.
 func TestAzuriteRoundTrip(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	cred := Credentials{ConnectionString: env.AzureConnectionString}
 	srcName, src := azuriteContainer(t, env, "blobsrc")
 	repoName, _ := azuriteContainer(t, env, "blobrepo")
@@ -59,7 +59,7 @@ func TestAzuriteRoundTrip(t *testing.T) {
 // TestAzuriteWithoutMD5 covers blobs committed from blocks without a Content-MD5, as some
 // uploaders leave them: unchanged ones are matched by ETag, and a rewrite is read again.
 func TestAzuriteWithoutMD5(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
 	srcName, src := azuriteContainer(t, env, "blobnomd5")
 	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quietLog()})
@@ -103,7 +103,7 @@ func TestAzuriteWithoutMD5(t *testing.T) {
 // old value changes its ETag; the backup reads it again, and a restore does not take the forged
 // property for the snapshot's content.
 func TestAzuriteForgedContentMD5(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
 	srcName, src := azuriteContainer(t, env, "blobforged")
 	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quietLog()})
@@ -141,7 +141,7 @@ func TestAzuriteForgedContentMD5(t *testing.T) {
 // prefix; into a directory, those blobs are left out and named, the restore fails, and the
 // blobs they would have landed on keep their own content.
 func TestAzuriteNamesADirectoryCannotHold(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
 	cred := Credentials{ConnectionString: env.AzureConnectionString}
 	srcName, src := azuriteContainer(t, env, "blobnames")

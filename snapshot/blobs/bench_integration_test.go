@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -44,7 +44,7 @@ func BenchmarkBlobs(b *testing.B) {
 		benchContainer(b, c, "file://"+dir+"/src", Credentials{}, "file://"+dir+"/dst", n)
 	})
 	b.Run("azurite", func(b *testing.B) {
-		env := stack.Require(b)
+		env := devstack.Require(b)
 		name, c := azuriteContainer(b, env, "benchsrc")
 		dst, _ := azuriteContainer(b, env, "benchdst")
 		cred := Credentials{ConnectionString: env.AzureConnectionString}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
-	"github.com/tracevault/tracevault/deploy/chaos"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/faultproxy"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -41,8 +41,8 @@ func (c tripwire) Open(ctx context.Context, name string) (io.ReadCloser, Entry, 
 // Either way the next backup without faults completes and reads only the blobs changed since the
 // last complete one.
 func TestAzuriteFaults(t *testing.T) {
-	env := stack.Require(t)
-	proxy, proxied, err := chaos.ListenAzure(env.AzureConnectionString, nil)
+	env := devstack.Require(t)
+	proxy, proxied, err := faultproxy.ListenAzure(env.AzureConnectionString, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +53,13 @@ func TestAzuriteFaults(t *testing.T) {
 	cred := Credentials{ConnectionString: env.AzureConnectionString}
 	for _, fault := range []struct {
 		name  string
-		mode  chaos.Mode
+		mode  faultproxy.Mode
 		cause []string // one of them, or of resets, is in the error of a failed backup
 	}{
-		{"503", chaos.Mode{Fault: chaos.Unavailable}, []string{"503", "ServerBusy"}},
-		{"reset", chaos.Mode{Fault: chaos.Reset, After: 16 << 10}, nil},
-		{"stall", chaos.Mode{Fault: chaos.Stall, Stall: 5 * time.Second}, []string{"deadline", "timeout", "Timeout"}},
-		{"slow bodies", chaos.Mode{Fault: chaos.Throttle, BytesPerSecond: 16 << 10}, []string{"deadline", "timeout", "Timeout"}},
+		{"503", faultproxy.Mode{Fault: faultproxy.Unavailable}, []string{"503", "ServerBusy"}},
+		{"reset", faultproxy.Mode{Fault: faultproxy.Reset, After: 16 << 10}, nil},
+		{"stall", faultproxy.Mode{Fault: faultproxy.Stall, Stall: 5 * time.Second}, []string{"deadline", "timeout", "Timeout"}},
+		{"slow bodies", faultproxy.Mode{Fault: faultproxy.Throttle, BytesPerSecond: 16 << 10}, []string{"deadline", "timeout", "Timeout"}},
 	} {
 		// Every fault starts by resetting the connections open at its start: a request in
 		// flight then meets a reset whatever the fault (a writer whose connection the
@@ -71,7 +71,7 @@ func TestAzuriteFaults(t *testing.T) {
 				t.Run(side+" "+fault.name+" "+when, func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 					defer cancel()
-					proxy.Set(chaos.Mode{Fault: chaos.Pass})
+					proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass})
 					srcName, src := azuriteContainer(t, env, "blobfsrc")
 					repoName, _ := azuriteContainer(t, env, "blobfrepo")
 					b, err := store.NewAzure(ctx, store.AzureOptions{ConnectionString: proxied, Container: repoName, Retry: retry})
@@ -113,7 +113,7 @@ func TestAzuriteFaults(t *testing.T) {
 					inject := func() {
 						once.Do(func() {
 							proxy.Set(fault.mode)
-							time.AfterFunc(4*time.Second, func() { proxy.Set(chaos.Mode{Fault: chaos.Pass}); close(healed) })
+							time.AfterFunc(4*time.Second, func() { proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass}); close(healed) })
 						})
 					}
 					if !mid {

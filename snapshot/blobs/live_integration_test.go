@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -121,7 +121,7 @@ func TestBackupUnderWrites(t *testing.T) {
 				}
 				s = scenario{src: src, srcURL: "file://" + filepath.Join(tmp, "src"), repo: repo}
 			case "azurite":
-				env := stack.Require(t)
+				env := devstack.Require(t)
 				srcName, src := azuriteContainer(t, env, "bloblive")
 				repoName, _ := azuriteContainer(t, env, "bloblivrepo")
 				repo := azuriteRepo(t, env, repoName)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -60,7 +60,7 @@ func (r countedReader) Read(p []byte) (int, error) {
 // copyFixture is a source container on Azurite holding two blobs large enough to copy, one
 // small and one empty.
 type copyFixture struct {
-	env    *stack.Env
+	env    *devstack.Env
 	srcURL string
 	src    *azureContainer
 	want   map[string][16]byte
@@ -71,7 +71,7 @@ type copyFixture struct {
 const testCopyMin = 512 << 10
 
 func newCopyFixture(t *testing.T) *copyFixture {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	name, src := azuriteContainer(t, env, "copysrc")
 	f := &copyFixture{env: env, srcURL: "azblob://" + name, src: src, want: map[string][16]byte{}}
 	for name, n := range map[string]int{"big/a.bin": 3 << 20, "big/b.bin": 1<<20 + 7, "small.json": 100, "empty": 0} {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -101,15 +101,15 @@ func partitions(t *testing.T, m *store.Manifest, table string) []clickhouse.Part
 func aggregateServers(t *testing.T) map[string]func(t *testing.T) (*oneServer, string) {
 	return map[string]func(t *testing.T) (*oneServer, string){
 		"18.16": func(t *testing.T) (*oneServer, string) {
-			env := stack.Require(t)
+			env := devstack.Require(t)
 			o := newOneServer(t, env.CHNative[0], env.CHHTTP[0])
-			db := stack.ScratchName("it_agg")
+			db := devstack.ScratchName("it_agg")
 			o.sql("CREATE DATABASE " + db)
 			t.Cleanup(func() { _ = env.CHExec(0, "DROP DATABASE IF EXISTS "+db) })
 			return o, db
 		},
 		"26.x": func(t *testing.T) (*oneServer, string) {
-			env := stack.RequireModern(t)
+			env := devstack.RequireModern(t)
 			o := newOneServer(t, env.CHModernNative, env.CHModernHTTP)
 			o.modern = true
 			return o, env.ModernDatabase(t, "it_agg")
@@ -217,7 +217,7 @@ func TestQueryLoggedSeesAServerException(t *testing.T) {
 // unmerged versions of the same keys (separate INSERTs, merges stopped, no OPTIMIZE) restores
 // on 26.x with every version: the restore's INSERT must not collapse them (optimize_on_insert).
 func TestModernReplacingUnmergedVersionsRestore(t *testing.T) {
-	env := stack.RequireModern(t)
+	env := devstack.RequireModern(t)
 	o := newOneServer(t, env.CHModernNative, env.CHModernHTTP)
 	o.modern = true
 	db := env.ModernDatabase(t, "it_repl")

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -20,7 +20,7 @@ import (
 
 // fixture is a seeded scratch database and a filesystem repository.
 type fixture struct {
-	env  *stack.Env
+	env  *devstack.Env
 	db   string
 	repo *store.Repository
 	mode string // export mode of backup; empty is logical
@@ -32,9 +32,9 @@ var modes = []string{clickhouse.ModeLogical, clickhouse.ModeFreeze}
 
 func newFixture(t *testing.T, traces int) *fixture {
 	t.Helper()
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
-	f := &fixture{env: env, db: stack.ScratchName("it_ch")}
+	f := &fixture{env: env, db: devstack.ScratchName("it_ch")}
 	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster, Database: f.db, Traces: traces, Seed: 11}); err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +260,8 @@ func TestBackupWithReplicaDownAndRestoreNextToOriginal(t *testing.T) {
 // named by dates rather than by their partition id: the export's partition condition must not
 // rely on the names (it once selected no row of such a table and recorded empty partitions).
 func TestBackupOldSyntaxMergeTree(t *testing.T) {
-	env := stack.Require(t)
-	f := &fixture{env: env, db: stack.ScratchName("it_ch_old"), repo: chtest.Repo(t)}
+	env := devstack.Require(t)
+	f := &fixture{env: env, db: devstack.ScratchName("it_ch_old"), repo: chtest.Repo(t)}
 	f.sql(t, 0, "CREATE DATABASE "+f.db)
 	t.Cleanup(func() { f.sql(t, 0, fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", f.db, env.CHCluster)) })
 	f.sql(t, 0, "CREATE TABLE "+f.db+".events (d Date, x UInt64) ENGINE = MergeTree(d, x, 8192)")

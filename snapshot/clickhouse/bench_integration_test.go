@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -28,7 +28,7 @@ const benchRows = 8_500_000
 // next to the original and reports rows/s and MB/s. Target: export within 1.3x the baseline.
 // Run with: make bench, or go test -run '^$' -bench LogicalExport -benchtime 1x ./snapshot/clickhouse/
 func BenchmarkLogicalExport(b *testing.B) {
-	env := stack.Require(b)
+	env := devstack.Require(b)
 	ctx := context.Background()
 	db, h, rawBytes := benchPartition(b, env, "bench_ch", benchRows)
 	query := fmt.Sprintf("SELECT * FROM %s.spans WHERE _partition_id = '202605' FORMAT Native", db)
@@ -76,9 +76,9 @@ func BenchmarkLogicalExport(b *testing.B) {
 // benchPartition creates a scratch database on replica 1 with one MergeTree table, spans, whose
 // partition 202605 holds rows rows (about 135 bytes each in Native), merged into one part. It
 // returns the database, replica 1's HTTP client and the partition's uncompressed bytes.
-func benchPartition(b *testing.B, env *stack.Env, prefix string, rows int) (string, *clickhouse.HTTP, int64) {
+func benchPartition(b *testing.B, env *devstack.Env, prefix string, rows int) (string, *clickhouse.HTTP, int64) {
 	ctx := context.Background()
-	db := stack.ScratchName(prefix)
+	db := devstack.ScratchName(prefix)
 	h := &clickhouse.HTTP{Addr: env.CHHTTP[0], User: "default"}
 	exec1 := func(q string) {
 		if err := h.Exec(ctx, q, nil); err != nil {
@@ -103,7 +103,7 @@ func benchPartition(b *testing.B, env *stack.Env, prefix string, rows int) (stri
 
 // benchRestore restores snapshot m's database next to the original (as <db>_copy) and returns
 // the restore's rows per second.
-func benchRestore(b *testing.B, env *stack.Env, h *clickhouse.HTTP, repo *store.Repository, m *store.Manifest, db string, rows int) float64 {
+func benchRestore(b *testing.B, env *devstack.Env, h *clickhouse.HTTP, repo *store.Repository, m *store.Manifest, db string, rows int) float64 {
 	ctx := context.Background()
 	_ = h.Exec(ctx, "DROP DATABASE IF EXISTS "+db+"_copy", nil)
 	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative[:1], HTTP: env.CHHTTP[:1],

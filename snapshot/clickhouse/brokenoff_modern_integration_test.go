@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/chaos"
+	"github.com/tracevault/tracevault/internal/faultproxy"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -24,7 +24,7 @@ import (
 func TestModernExportsSurviveBrokenConnections(t *testing.T) {
 	f := newModernFixture(t, 20000)
 	want := f.checksums(f.db)
-	proxy, err := chaos.Listen("127.0.0.1:0", f.env.CHModernHTTP, nil)
+	proxy, err := faultproxy.Listen("127.0.0.1:0", f.env.CHModernHTTP, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,23 +32,23 @@ func TestModernExportsSurviveBrokenConnections(t *testing.T) {
 	const stall = 2 * time.Second
 	tests := []struct {
 		name   string
-		mode   chaos.Mode
+		mode   faultproxy.Mode
 		clears time.Duration // after the backup starts; 0 never
 		status string
 		err    string // in the set's error
 	}{
-		{"resets that clear", chaos.Mode{Fault: chaos.Reset, After: 32 << 10}, 2 * time.Second, store.StatusComplete, ""},
-		{"a stall that clears", chaos.Mode{Fault: chaos.Stall, Stall: time.Minute}, 3 * time.Second, store.StatusComplete, ""},
-		{"resets that outlast the attempts", chaos.Mode{Fault: chaos.Reset, After: 32 << 10}, 0, store.StatusPartial, "the export's connection broke off"},
-		{"a stall that outlasts the attempts", chaos.Mode{Fault: chaos.Stall, Stall: time.Minute}, 0, store.StatusPartial, "sent nothing for 2s"},
+		{"resets that clear", faultproxy.Mode{Fault: faultproxy.Reset, After: 32 << 10}, 2 * time.Second, store.StatusComplete, ""},
+		{"a stall that clears", faultproxy.Mode{Fault: faultproxy.Stall, Stall: time.Minute}, 3 * time.Second, store.StatusComplete, ""},
+		{"resets that outlast the attempts", faultproxy.Mode{Fault: faultproxy.Reset, After: 32 << 10}, 0, store.StatusPartial, "the export's connection broke off"},
+		{"a stall that outlasts the attempts", faultproxy.Mode{Fault: faultproxy.Stall, Stall: time.Minute}, 0, store.StatusPartial, "sent nothing for 2s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			repo := chtest.Repo(t)
 			proxy.Set(tt.mode)
-			defer proxy.Set(chaos.Mode{Fault: chaos.Pass})
+			defer proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass})
 			if tt.clears > 0 {
-				defer time.AfterFunc(tt.clears, func() { proxy.Set(chaos.Mode{Fault: chaos.Pass}) }).Stop()
+				defer time.AfterFunc(tt.clears, func() { proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass}) }).Stop()
 			}
 			src := &clickhouse.Source{Native: []string{f.env.CHModernNative}, HTTP: []string{proxy.Addr()},
 				Conn:   clickhouse.ConnOptions{User: "default", StallTimeout: stall},

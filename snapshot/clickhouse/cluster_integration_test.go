@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
@@ -15,10 +15,10 @@ import (
 // TestGroupMap checks the replica-group map of a demo database: every replicated table has one
 // path with the three replicas registered and active; with replica 3 stopped, it shows inactive.
 func TestGroupMap(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	db := stack.ScratchName("it_groups")
+	db := devstack.ScratchName("it_groups")
 	if _, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster, Database: db, Traces: 200, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestGroupMap(t *testing.T) {
 	}
 }
 
-func dialAll(t *testing.T, env *stack.Env) []*clickhouse.Server {
+func dialAll(t *testing.T, env *devstack.Env) []*clickhouse.Server {
 	t.Helper()
 	var out []*clickhouse.Server
 	for _, addr := range env.CHNative {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -23,7 +23,7 @@ func TestIncrementalBackupOfRecreatedTable(t *testing.T) {
 }
 
 func testRecreatedTable(t *testing.T, mode string) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	db := env.CHDatabase(t, "it_fp")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

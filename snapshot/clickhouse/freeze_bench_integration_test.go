@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -17,7 +17,7 @@ import (
 // its peak RSS: go test -run '^$' -bench 'ExportModes/freeze' -benchtime 1x ./snapshot/clickhouse/
 func BenchmarkExportModes(b *testing.B) {
 	const rows = 2_000_000
-	env := stack.Require(b)
+	env := devstack.Require(b)
 	ctx := context.Background()
 	db, h, rawBytes := benchPartition(b, env, "bench_frz", rows)
 

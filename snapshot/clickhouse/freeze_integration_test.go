@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 )
 
 // shadowEntries lists what each replica's shadow directory holds besides increment.txt.
-func shadowEntries(t *testing.T, env *stack.Env) []string {
+func shadowEntries(t *testing.T, env *devstack.Env) []string {
 	t.Helper()
 	var out []string
 	for _, dir := range env.CHDataDirs {
@@ -31,7 +31,7 @@ func shadowEntries(t *testing.T, env *stack.Env) []string {
 	return out
 }
 
-func freezeIncrements(env *stack.Env) string {
+func freezeIncrements(env *devstack.Env) string {
 	var out []string
 	for _, dir := range env.CHDataDirs {
 		b, _ := os.ReadFile(filepath.Join(dir, "shadow", "increment.txt"))
@@ -132,7 +132,7 @@ func TestFreezeBackupRemovesShadow(t *testing.T) {
 // says so, and still refuses a directory that is another server's or absent, on 18.16 and on
 // ch-modern.
 func TestLocalFSProof(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dial := func(addr string) *Server {
@@ -149,7 +149,7 @@ func TestLocalFSProof(t *testing.T) {
 	}
 	t.Run("each server's own directory, read-only", func(t *testing.T) {
 		all := servers
-		if m := stack.RequireModern(t); m != nil {
+		if m := devstack.RequireModern(t); m != nil {
 			all = append(all[:len(all):len(all)], dial(m.CHModernNative))
 		}
 		l := NewLocalFS("", all)

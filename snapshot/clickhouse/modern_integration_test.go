@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -19,15 +19,15 @@ import (
 // (ClickHouse 26.x, one server) and a filesystem repository.
 type modernFixture struct {
 	t    *testing.T
-	env  *stack.Env
+	env  *devstack.Env
 	db   string
 	repo *store.Repository
 }
 
 func newModernFixture(t *testing.T, traces int) *modernFixture {
 	t.Helper()
-	env := stack.RequireModern(t)
-	f := &modernFixture{t: t, env: env, db: stack.ScratchName("it_modern")}
+	env := devstack.RequireModern(t)
+	f := &modernFixture{t: t, env: env, db: devstack.ScratchName("it_modern")}
 	t.Cleanup(func() {
 		for _, db := range []string{f.db, f.db + "_copy"} {
 			_, _ = env.ModernQuery("DROP DATABASE IF EXISTS " + db + " SYNC")

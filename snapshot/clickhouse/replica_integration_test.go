@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
@@ -23,7 +23,7 @@ import (
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
-func connectZK(t *testing.T, env *stack.Env) *zk.Conn {
+func connectZK(t *testing.T, env *devstack.Env) *zk.Conn {
 	t.Helper()
 	conn, err := zookeeper.Connect(context.Background(), []string{env.ZK}, 10*time.Second, chtest.Quiet)
 	if err != nil {
@@ -34,7 +34,7 @@ func connectZK(t *testing.T, env *stack.Env) *zk.Conn {
 }
 
 // rebuild plans and runs restore-replica over the given databases, from a snapshot when m is set.
-func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*replica.ReplicaPlan, *replica.ReplicaResult, error) {
+func rebuild(t *testing.T, env *devstack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*replica.ReplicaPlan, *replica.ReplicaResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -60,7 +60,7 @@ func rebuild(t *testing.T, env *stack.Env, dbs []string, which string, repo *sto
 	return plan, res, err
 }
 
-func check(t *testing.T, env *stack.Env, dbs []string) *replica.Report {
+func check(t *testing.T, env *devstack.Env, dbs []string) *replica.Report {
 	t.Helper()
 	rep, err := replica.Check(context.Background(), dialAll(t, env), env.CHNative, connectZK(t, env), replica.CheckOptions{Filter: clickhouse.Filter{Databases: dbs}})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -34,7 +34,7 @@ CREATE INDEX traces_archive_project_created_idx ON traces_archive (project_id, c
 // the ratios (below 1 is faster than the baseline) and this process's peak RSS in each phase.
 // Run by hand: go test -run '^$' -bench BackupRestore1GiB -benchtime 3x -timeout 30m ./snapshot/postgres/
 func BenchmarkBackupRestore1GiB(b *testing.B) {
-	env := stack.Require(b)
+	env := devstack.Require(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	src := seededDatabase(b, env)
@@ -95,12 +95,12 @@ func BenchmarkBackupRestore1GiB(b *testing.B) {
 		keep(&best.backup, time.Since(t0))
 		backupRSS = max(backupRSS, peakRSS(b))
 
-		baseTarget := stack.ScratchName("bench_pgrestore")
+		baseTarget := devstack.ScratchName("bench_pgrestore")
 		dropAfter(b, env, baseTarget)
 		run("createdb", "--maintenance-db="+dsnFor(b, clean, "postgres"), baseTarget)
 		keep(&best.baseRestore, run("pg_restore", "-j", "2", "--dbname="+dsnFor(b, clean, baseTarget), dump))
 
-		target := stack.ScratchName("bench_restore")
+		target := devstack.ScratchName("bench_restore")
 		dropAfter(b, env, target)
 		resetPeakRSS(b)
 		t0 = time.Now()

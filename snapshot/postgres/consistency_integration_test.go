@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // writer runs transactions over several related tables until stopped: a new organization with
@@ -58,7 +58,7 @@ func writer(ctx context.Context, t *testing.T, dsn string, commits *atomic.Int64
 // the backup copies exactly the snapshot it exported: the restored database matches per-table
 // checksums computed inside that same snapshot, and every foreign key holds.
 func TestBackupUnderConcurrentWrites(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := testContext(t)
 	srcDSN := seededDatabase(t, env)
 	repo := openRepo(t)
@@ -105,7 +105,7 @@ func TestBackupUnderConcurrentWrites(t *testing.T) {
 		t.Fatal("the writer made no commit while the snapshot was held; the test proves nothing")
 	}
 
-	target := stack.ScratchName("it_pg_consistent")
+	target := devstack.ScratchName("it_pg_consistent")
 	dropAfter(t, env, target)
 	if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target}); err != nil {
 		t.Fatalf("restore: %v", err)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -42,7 +42,7 @@ func assertNoCompleteSnapshot(t *testing.T, repo *store.Repository, m *store.Man
 // misspelt schema each fail the backup with the cause and the fix, and no snapshot is listed
 // as complete.
 func TestBackupConnectionFailures(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	base, err := url.Parse(env.PGDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestBackupConnectionFailures(t *testing.T) {
 			[]string{"authentication failed", "fix the user or password in [postgres] dsn"}},
 		{"unreachable host", variant(func(u *url.URL) { u.Host = "127.0.0.1:1" }), nil,
 			[]string{"connection refused", "check host and port"}},
-		{"missing database", variant(func(u *url.URL) { u.Path = "/" + stack.ScratchName("it_pg_missing") }), nil,
+		{"missing database", variant(func(u *url.URL) { u.Path = "/" + devstack.ScratchName("it_pg_missing") }), nil,
 			[]string{"does not exist", "fix the database name"}},
 		{"missing schema", env.PGDSN, []string{"public", "no_such_schema"},
 			[]string{"has no schema no_such_schema", "fix [postgres] schemas"}},
@@ -102,7 +102,7 @@ func (b *stallingBackend) Put(ctx context.Context, name string, r io.Reader) (in
 // backup must fail saying to take it again, never copy a later state under the old snapshot's
 // name, and no snapshot is listed as complete.
 func TestBackupServerRestart(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dsn := seededDatabase(t, env)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -166,7 +166,7 @@ func TestBackupServerRestart(t *testing.T) {
 // TestPGDumpOlderThanServer: an old pg_dump is refused before anything is copied, naming the
 // client version to install; data_only takes the snapshot without it.
 func TestPGDumpOlderThanServer(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dsn := seededDatabase(t, env)
 	old := filepath.Join(t.TempDir(), "pg_dump")
 	if err := os.WriteFile(old, []byte("#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.22'\n"), 0o755); err != nil {
@@ -189,7 +189,7 @@ func TestPGDumpOlderThanServer(t *testing.T) {
 	if !sec.DataOnly || sec.PreData != nil || len(sec.Tables) < 8 {
 		t.Errorf("data-only section: data_only=%v pre_data=%v tables=%d", sec.DataOnly, sec.PreData, len(sec.Tables))
 	}
-	if _, err := NewRestorer(RestoreOptions{DSN: env.PGDSN, Database: stack.ScratchName("it_pg_x"), Log: quiet}).Plan(testContext(t), m); err == nil || !strings.Contains(err.Error(), "--tables") {
+	if _, err := NewRestorer(RestoreOptions{DSN: env.PGDSN, Database: devstack.ScratchName("it_pg_x"), Log: quiet}).Plan(testContext(t), m); err == nil || !strings.Contains(err.Error(), "--tables") {
 		t.Errorf("full restore of a data-only snapshot: %v, want a refusal pointing at --tables", err)
 	}
 }
@@ -199,7 +199,7 @@ func TestPGDumpOlderThanServer(t *testing.T) {
 // all three waiting on each other forever, the backup fails after LockWait saying why, and the
 // ALTER then goes through.
 func TestBackupGivesWayToSchemaChange(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	dsn := seededDatabase(t, env)
 	repo := openRepo(t)
 	alterDone := make(chan error, 1)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -37,7 +37,7 @@ func openRepo(t testing.TB) *store.Repository {
 }
 
 // seededDatabase is a scratch copy of the demo's PostgreSQL data, dropped after the test.
-func seededDatabase(t testing.TB, env *stack.Env) string {
+func seededDatabase(t testing.TB, env *devstack.Env) string {
 	t.Helper()
 	dsn := env.PGDatabase(t, "it_pg")
 	if _, err := demo.Seed(testContext(t), demo.Options{PostgresDSN: dsn, Traces: 2000, Seed: 7}); err != nil {
@@ -72,7 +72,7 @@ func backup(t testing.TB, repo *store.Repository, src *Source) (*store.Manifest,
 }
 
 // dropAfter drops a database a restore may create.
-func dropAfter(t testing.TB, env *stack.Env, name string) {
+func dropAfter(t testing.TB, env *devstack.Env, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

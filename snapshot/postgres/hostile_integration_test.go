@@ -9,12 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // smallSnapshot backs up a scratch database with one table into a file:// repository in dir.
-func smallSnapshot(t *testing.T, env *stack.Env, dir string) (*store.Repository, *store.Manifest) {
+func smallSnapshot(t *testing.T, env *devstack.Env, dir string) (*store.Repository, *store.Manifest) {
 	t.Helper()
 	dsn := env.PGDatabase(t, "it_pg_hostile")
 	exec1(t, dial(t, dsn), "CREATE TABLE public.t (id int PRIMARY KEY, note text); CREATE INDEX t_note ON public.t (note); INSERT INTO public.t SELECT i, 'n' || i FROM generate_series(1, 100) i")
@@ -34,7 +34,7 @@ func smallSnapshot(t *testing.T, env *stack.Env, dir string) (*store.Repository,
 // statement, or a table's rows with as many rows of their own. The restore must fail on the
 // checksum before any statement of it runs, and commit none of those rows.
 func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	var forged strings.Builder
 	for i := 1; i <= 100; i++ {
 		fmt.Fprintf(&forged, "%d\tforged\n", i)
@@ -75,7 +75,7 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			}
 
 			// An existing empty target: a failed restore leaves it in place to inspect.
-			db := stack.ScratchName("it_pg_hostile_target")
+			db := devstack.ScratchName("it_pg_hostile_target")
 			exec1(t, dial(t, env.PGDSN), "CREATE DATABASE "+Ident(db))
 			dropAfter(t, env, db)
 			_, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db})
@@ -106,7 +106,7 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 // post-data (a partial snapshot, or an edited manifest), or whose schema object records no
 // checksum, is refused by the planner with the reason, not a panic, and nothing is created.
 func TestPlanRefusesScriptsWithoutChecksum(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	_, m := smallSnapshot(t, env, t.TempDir())
 	for _, tc := range []struct {
 		name string
@@ -140,7 +140,7 @@ func TestPlanRefusesScriptsWithoutChecksum(t *testing.T) {
 				t.Fatal(err)
 			}
 			edited.Sections = map[string]json.RawMessage{"postgres": raw}
-			db := stack.ScratchName("it_pg_plan")
+			db := devstack.ScratchName("it_pg_plan")
 			dropAfter(t, env, db)
 			plan, err := NewRestorer(RestoreOptions{DSN: env.PGDSN, Database: db, Log: quiet}).Plan(testContext(t), &edited)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -3,7 +3,7 @@ package postgres
 import (
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/progress"
 )
@@ -12,7 +12,7 @@ import (
 // ANALYZE estimated them), and what the backup reports done is what the manifest records: the
 // COPY rows and the bytes of every object. A restore reads the same bytes back.
 func TestBackupProgress(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := testContext(t)
 	dsn := seededDatabase(t, env)
 	exec1(t, dial(t, dsn), "ANALYZE")
@@ -39,7 +39,7 @@ func TestBackupProgress(t *testing.T) {
 		t.Errorf("planned %d units, %d rows, %d bytes; want at least the %d tables with rows and about %d rows", s.PlannedUnits, s.ExpectedRows, s.ExpectedBytes, len(tables), rows)
 	}
 
-	target := stack.ScratchName("it_pg_progress")
+	target := devstack.ScratchName("it_pg_progress")
 	dropAfter(t, env, target)
 	tr = progress.NewTracker()
 	for _, o := range m.Objects {

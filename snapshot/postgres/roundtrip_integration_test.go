@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -33,7 +33,7 @@ SELECT lo_from_bytea(424242, 'large object bytes');
 // where the source's would, and the large objects; a second restore into the now non-empty
 // target is refused without --force and replaces it with --force.
 func TestRoundTripIntoNewDatabase(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := testContext(t)
 	srcDSN := seededDatabase(t, env)
 	src := dial(t, srcDSN)
@@ -83,7 +83,7 @@ func TestRoundTripIntoNewDatabase(t *testing.T) {
 		t.Errorf("large objects %+v, roles %v, extensions %v not recorded", sec.LargeObjects, sec.Roles, sec.Extensions)
 	}
 
-	target := stack.ScratchName("it_pg_restored")
+	target := devstack.ScratchName("it_pg_restored")
 	dropAfter(t, env, target)
 	plan, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target})
 	if err != nil {
@@ -135,7 +135,7 @@ func TestRoundTripIntoNewDatabase(t *testing.T) {
 // database the restore created is dropped again, and with --force the existing target is left
 // as it was, each failure saying so.
 func TestRestoreFailureRollsBack(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	srcDSN := seededDatabase(t, env)
 	dir := t.TempDir()
 	repo, err := store.Open(testContext(t), store.Options{URL: "file://" + dir, Log: quiet})
@@ -165,7 +165,7 @@ func TestRestoreFailureRollsBack(t *testing.T) {
 		force  bool
 		want   string
 	}{
-		{"new database", stack.ScratchName("it_pg_failed"), false, "was dropped again: nothing changed"},
+		{"new database", devstack.ScratchName("it_pg_failed"), false, "was dropped again: nothing changed"},
 		{"replace existing", existingName, true, "is unchanged"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,15 +11,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // secretRole creates a login role whose password holds every character a DSN has to escape,
 // dropped after the test. The stack's pg_hba asks for scram-sha-256 over TCP, so a backup as
 // this role succeeds only if the password really reached the server and pg_dump.
-func secretRole(t *testing.T, env *stack.Env) (role, password string) {
+func secretRole(t *testing.T, env *devstack.Env) (role, password string) {
 	t.Helper()
-	role = stack.ScratchName("tv_secret")
+	role = devstack.ScratchName("tv_secret")
 	password = `p@ss:w/rd ?&=#%'\x-` + role
 	admin := dial(t, env.PGDSN)
 	exec1(t, admin, fmt.Sprintf("CREATE ROLE %s LOGIN SUPERUSER PASSWORD %s", Ident(role), literal(password)))
@@ -56,13 +56,13 @@ echo "pg_dump: error: connection with password $PGPASSWORD failed" >&2; exit 1`,
 // takes it from, reaches pg_dump through its environment, never its command line, and a
 // failing pg_dump that prints it does not carry it into the error, the run record or a log line.
 func TestPasswordNeverInArgv(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	base, err := url.Parse(dsnFor(t, env.PGDSN, "postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	role, password := secretRole(t, env)
-	db := stack.ScratchName("it_pg_secret")
+	db := devstack.ScratchName("it_pg_secret")
 	admin := dial(t, env.PGDSN)
 	exec1(t, admin, "CREATE DATABASE "+Ident(db)+" OWNER "+Ident(role))
 	dropAfter(t, env, db)

@@ -4,14 +4,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // TestRestoreTables: --tables reloads tables into the existing schema, one transaction per
 // group of tables tied by foreign keys; rows it would orphan are refused and rolled back,
 // tables holding rows need --replace, and a glob matching nothing is an error.
 func TestRestoreTables(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := testContext(t)
 	dsn := seededDatabase(t, env)
 	conn := dial(t, dsn)

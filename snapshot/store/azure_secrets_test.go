@@ -17,7 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // TestAzureErrorsCarryNoSecrets: with a SAS token or an account key configured, the errors of
@@ -25,7 +25,7 @@ import (
 // but carry neither the SAS signature nor the key; errors.Is still sees through them.
 func TestAzureErrorsCarryNoSecrets(t *testing.T) {
 	ctx := context.Background()
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	field := func(k string) string {
 		return regexp.MustCompile(k + `=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
 	}

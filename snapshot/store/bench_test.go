@@ -13,7 +13,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 const benchSize = 256 << 20
@@ -136,7 +136,7 @@ func BenchmarkRoundTrip1GiB(b *testing.B) {
 	for _, kind := range []string{"fs", "azurite"} {
 		b.Run(kind, func(b *testing.B) {
 			if kind == "azurite" {
-				stack.Require(b)
+				devstack.Require(b)
 			}
 			env := append(os.Environ(), "TRACEVAULT_TEST_DIR="+b.TempDir())
 			b.SetBytes(1 << 30)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // faultProxy forwards to Azurite, but fails a share of requests the ways Azure and networks do:
@@ -64,7 +64,7 @@ func (f *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // startFaultProxy returns an Azurite connection string that goes through the proxy.
 func startFaultProxy(t *testing.T, failRate float64, kinds int) (string, *faultProxy) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	endpoint := regexp.MustCompile(`BlobEndpoint=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
 	target, _ := url.Parse(endpoint)
 	fp := &faultProxy{rng: rand.New(rand.NewPCG(42, 7)), failRate: failRate, kinds: kinds,

@@ -12,7 +12,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // backendCase opens a fresh, empty backend of one kind for a test.
@@ -36,9 +36,9 @@ var backendCases = []backendCase{
 // stack it skips (fails under CI), like every integration test.
 func openAzurite(t testing.TB, o AzureOptions) Backend {
 	t.Helper()
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	o.ConnectionString = env.AzureConnectionString
-	o.Container = strings.ReplaceAll(strings.ToLower(stack.ScratchName("it")), "_", "-")
+	o.Container = strings.ReplaceAll(strings.ToLower(devstack.ScratchName("it")), "_", "-")
 	o.Prefix = "repo"
 	b, err := NewAzure(context.Background(), o)
 	if err != nil {

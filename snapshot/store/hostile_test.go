@@ -17,7 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // The repository is a trust boundary: these tests write into it what an attacker, or damage,
@@ -284,8 +284,8 @@ func TestOpenNeverCreates(t *testing.T) {
 	for _, bc := range backendCases {
 		t.Run(bc.name, func(t *testing.T) {
 			if bc.name == "azurite" {
-				env := stack.Require(t)
-				typo := strings.ReplaceAll(strings.ToLower(stack.ScratchName("typo")), "_", "-")
+				env := devstack.Require(t)
+				typo := strings.ReplaceAll(strings.ToLower(devstack.ScratchName("typo")), "_", "-")
 				_, err := Open(ctx, Options{URL: "azblob://" + typo + "/repo", ConnectionString: env.AzureConnectionString, MustExist: true})
 				if !errors.Is(err, ErrNoRepository) {
 					t.Errorf("open a mistyped container: %v; want ErrNoRepository", err)

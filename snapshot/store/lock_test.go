@@ -22,7 +22,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // lockChildEnv carries a lockChild's configuration to the re-executed test binary.
@@ -180,7 +180,7 @@ func lockSubjects(t *testing.T) []lockSubject {
 	subjects := []lockSubject{{name: "fs", ttl: time.Second, hold: 600 * time.Millisecond, child: lockChild{Dir: dir}, b: fsb}}
 	az := openAzurite(t, AzureOptions{}).(*Azure)
 	return append(subjects, lockSubject{name: "azurite", ttl: 15 * time.Second, hold: 300 * time.Millisecond,
-		child: lockChild{Conn: stack.Require(t).AzureConnectionString, Container: az.opts.Container}, b: az})
+		child: lockChild{Conn: devstack.Require(t).AzureConnectionString, Container: az.opts.Container}, b: az})
 }
 
 // TestLockExclusiveAcrossProcesses: 8 processes contend for one lock, on the filesystem starting

@@ -15,7 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 func TestObjectRefForms(t *testing.T) {
@@ -64,7 +64,7 @@ func TestServerCopy(t *testing.T) {
 	sum := md5.Sum(data)
 	// The source's credentials, each of which yields a URL the service can read: the connection
 	// string's and the account key's sign a service SAS, a configured SAS is used as is.
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	field := func(k string) string {
 		return regexp.MustCompile(k + `=([^;]+)`).FindStringSubmatch(env.AzureConnectionString)[1]
 	}

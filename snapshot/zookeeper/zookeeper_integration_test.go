@@ -17,12 +17,12 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 func connectStack(t testing.TB) (*zk.Conn, []string) {
 	t.Helper()
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	servers := []string{env.ZK}
 	conn, err := Connect(context.Background(), servers, 10*time.Second, nil)
 	if err != nil {
@@ -35,7 +35,7 @@ func connectStack(t testing.TB) (*zk.Conn, []string) {
 // scratchRoot creates a unique root for one test and removes it afterwards.
 func scratchRoot(t testing.TB, conn *zk.Conn) string {
 	t.Helper()
-	root := "/tracevault-test/" + stack.ScratchName(strings.ToLower(strings.NewReplacer("/", "_").Replace(t.Name())))
+	root := "/tracevault-test/" + devstack.ScratchName(strings.ToLower(strings.NewReplacer("/", "_").Replace(t.Name())))
 	mustCreate(t, conn, "/tracevault-test", nil, 0)
 	mustCreate(t, conn, root, nil, 0)
 	t.Cleanup(func() { deleteTree(conn, root) })

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
@@ -17,7 +17,7 @@ import (
 // imitate. ch-modern has no Keeper: a ReplicatedReplacingMergeTree table cannot be created
 // there, but ATTACH opens one read-only with its real metadata, path from its UUID.
 func TestModernReplicaFactsFromTheEngine(t *testing.T) {
-	env := stack.RequireModern(t)
+	env := devstack.RequireModern(t)
 	ctx := context.Background()
 	db := env.ModernDatabase(t, "it_modrep")
 	id := randomUUID(t)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -24,7 +24,7 @@ import (
 //     checksummed, durable) against pg_recvlogical (into a local file) on the same WAL.
 func BenchmarkPITRStream(b *testing.B) {
 	t := b
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrf")

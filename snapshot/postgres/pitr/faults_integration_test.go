@@ -14,8 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/chaos"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/faultproxy"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -27,18 +27,18 @@ var faultRetry = policy.RetryOptions{MaxRetries: 1, RetryDelay: 100 * time.Milli
 // storageFaults are the proxy's fault kinds, each held long enough to outlast faultRetry.
 var storageFaults = []struct {
 	name string
-	mode chaos.Mode
+	mode faultproxy.Mode
 }{
-	{"503", chaos.Mode{Fault: chaos.Unavailable}},
-	{"reset", chaos.Mode{Fault: chaos.Reset, After: 1 << 10}},
-	{"stall", chaos.Mode{Fault: chaos.Stall, Stall: 5 * time.Second}},
-	{"slow bodies", chaos.Mode{Fault: chaos.Throttle, BytesPerSecond: 256}},
+	{"503", faultproxy.Mode{Fault: faultproxy.Unavailable}},
+	{"reset", faultproxy.Mode{Fault: faultproxy.Reset, After: 1 << 10}},
+	{"stall", faultproxy.Mode{Fault: faultproxy.Stall, Stall: 5 * time.Second}},
+	{"slow bodies", faultproxy.Mode{Fault: faultproxy.Throttle, BytesPerSecond: 256}},
 }
 
 // azuriteRepo makes a repository in a new Azurite container, reached through proxied (the
 // connection string through a chaos proxy) with faultRetry, and the same repository reached
 // directly, for the test's own reads.
-func azuriteRepo(t *testing.T, env *stack.Env, proxied string) (faulty, direct *store.Repository, container string) {
+func azuriteRepo(t *testing.T, env *devstack.Env, proxied string) (faulty, direct *store.Repository, container string) {
 	t.Helper()
 	ctx := context.Background()
 	container = fmt.Sprintf("pitrfault-%d", time.Now().UnixNano()%1e12)
@@ -210,8 +210,8 @@ func readBackSegment(ctx context.Context, repo *store.Repository, seg Segment) e
 // back, the chain goes on (or ends, saying why, and a new base follows), every failure names the
 // repository, and a restore to a moment during and after the fault equals the ledger.
 func TestPITRStorageFaults(t *testing.T) {
-	env := stack.Require(t)
-	proxy, proxied, err := chaos.ListenAzure(env.AzureConnectionString, testLog())
+	env := devstack.Require(t)
+	proxy, proxied, err := faultproxy.ListenAzure(env.AzureConnectionString, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestPITRStorageFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			proxy.Set(chaos.Mode{Fault: chaos.Pass})
+			proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass})
 			dsn := env.PGDatabase(t, "it_pitrf")
 			slot := testSlot(t, env, "tv_itf")
 			faulty, direct, container := azuriteRepo(t, env, proxied)
@@ -253,7 +253,7 @@ func TestPITRStorageFaults(t *testing.T) {
 			write(2500 * time.Millisecond)
 			during := w.ledger[len(w.ledger)-1]
 			write(2500 * time.Millisecond)
-			proxy.Set(chaos.Mode{Fault: chaos.Pass})
+			proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass})
 			write(time.Second)
 			last := w.ledger[len(w.ledger)-1]
 			for rp, ok, err := Latest(ctx, direct); !ok || rp.Time.Before(last.at); rp, ok, err = Latest(ctx, direct) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -36,7 +36,7 @@ func TestPITRStreamChild(t *testing.T) {
 // TestPITRKill9: the streaming process is killed with SIGKILL while a writer commits; a new
 // streamer resumes from the last durable segment and the replay across the kill is exact.
 func TestPITRKill9(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrk")

@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -27,7 +27,7 @@ import (
 // streamer's peak RSS (VmHWM) and peak Go heap (from its GC trace), which must stay under the
 // project's 256 MiB, and restores to the moment the writers stopped.
 func TestPITRStreamerMemory(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	load := 2 * time.Second
 	if v := os.Getenv("TRACEVAULT_PITR_LOAD"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -145,7 +145,7 @@ func workloadConn(ctx context.Context, t *testing.T, dsn string, extra ...string
 }
 
 // testSlot names a slot for one test and drops it when the test ends.
-func testSlot(t testing.TB, env *stack.Env, prefix string, also ...string) string {
+func testSlot(t testing.TB, env *devstack.Env, prefix string, also ...string) string {
 	slot := fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e6)
 	t.Cleanup(func() {
 		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
@@ -158,10 +158,10 @@ func testSlot(t testing.TB, env *stack.Env, prefix string, also ...string) strin
 
 // restoreAndCheck restores to p's time into a new database (dropped after the test) and
 // checks the published tables' state against the ledger's.
-func restoreAndCheck(t *testing.T, env *stack.Env, repo *store.Repository, dsn string, tg Target, want ledgerPoint) *Reached {
+func restoreAndCheck(t *testing.T, env *devstack.Env, repo *store.Repository, dsn string, tg Target, want ledgerPoint) *Reached {
 	t.Helper()
 	ctx := context.Background()
-	db := stack.ScratchName("it_pitr_r")
+	db := devstack.ScratchName("it_pitr_r")
 	t.Cleanup(func() {
 		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
 			c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
@@ -267,7 +267,7 @@ func waitCovered(t *testing.T, repo *store.Repository, r *running, at time.Time)
 }
 
 func TestPITRAcceptance(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitr")
@@ -394,7 +394,7 @@ func TestPITRAcceptance(t *testing.T) {
 // ran ends its chain, says so, and a new chain with a new base starts; the old chain still
 // restores up to its last durable segment.
 func TestPITRSlotLost(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrl")

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -17,7 +17,7 @@ import (
 // transactions before they commit (protocol 2), interleaved with small ones. A committed one
 // with a rolled-back savepoint, and an aborted one, restore exactly as the ledger recorded.
 func TestPITRStreamedTransactions(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitrs")

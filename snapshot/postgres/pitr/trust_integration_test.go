@@ -17,7 +17,7 @@ import (
 	"filippo.io/age"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -29,8 +29,8 @@ func trustRepo(t *testing.T, backend string, encrypted bool) *store.Repository {
 	ctx := context.Background()
 	opts := store.Options{URL: "file://" + t.TempDir(), Log: quiet}
 	if backend == "azurite" {
-		env := stack.Require(t)
-		name := strings.ReplaceAll(strings.ToLower(stack.ScratchName("pitr")), "_", "-")
+		env := devstack.Require(t)
+		name := strings.ReplaceAll(strings.ToLower(devstack.ScratchName("pitr")), "_", "-")
 		opts.URL, opts.ConnectionString = "azblob://"+name+"/repo", env.AzureConnectionString
 		t.Cleanup(func() {
 			if c, err := container.NewClientFromConnectionString(env.AzureConnectionString, name, nil); err == nil {
@@ -381,7 +381,7 @@ func fixtureBase(id string, created time.Time) string {
 // authenticate: they resume, verify with every segment read, and restore to a ledger point; the
 // same restore is refused, naming the record, once one of them is altered without the keys.
 func TestPITREncryptedLive(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_pitr_enc")
@@ -427,7 +427,7 @@ func TestPITREncryptedLive(t *testing.T) {
 	forge(t, repo, names[0], func(b []byte) []byte {
 		return bytes.Replace(b, []byte(`"transactions":`), []byte(`"transactions":1`), 1)
 	})
-	_, err = Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: stack.ScratchName("it_pitr_never"), Log: quiet}, Target{Time: target.at})
+	_, err = Restore(ctx, repo, RestoreOptions{DSN: dsn, Database: devstack.ScratchName("it_pitr_never"), Log: quiet}, Target{Time: target.at})
 	if err == nil || !strings.Contains(err.Error(), names[0]) || !strings.Contains(err.Error(), "no MAC verifies") {
 		t.Fatalf("restore through an altered record: %v; want it refused naming %s", err, names[0])
 	}

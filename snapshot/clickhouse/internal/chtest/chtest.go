@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -42,9 +42,9 @@ func Repo(tb testing.TB) *store.Repository {
 
 // FreezeTable is a replicated table t with two partitions (202606: 1 row, 202607: 2 rows) in a
 // scratch database on the 18.16 cluster, for freeze-mode tests.
-func FreezeTable(tb testing.TB) (*stack.Env, string) {
+func FreezeTable(tb testing.TB) (*devstack.Env, string) {
 	tb.Helper()
-	env := stack.Require(tb)
+	env := devstack.Require(tb)
 	db := env.CHDatabase(tb, "it_frz")
 	for _, sql := range []string{
 		"CREATE TABLE " + db + ".t ON CLUSTER " + env.CHCluster + " (d Date, x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/" + db + "/t', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY x",

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -47,7 +47,7 @@ func ModernRows(db, table string, month, n, seed int) string {
 // Modern is a scratch database on ch-modern and a repository, for freeze-mode tests on the
 // engine's own files.
 type Modern struct {
-	Env  *stack.Env
+	Env  *devstack.Env
 	DB   string
 	Repo *store.Repository
 }
@@ -56,11 +56,11 @@ type Modern struct {
 // creates DB itself, dropped when it ends.
 func NewModern(tb testing.TB, atomic bool) *Modern {
 	tb.Helper()
-	env := stack.RequireModern(tb)
+	env := devstack.RequireModern(tb)
 	if env.CHModernData == "" {
 		tb.Fatal("the stack exports no STACK_CH_MODERN_DATA: freeze mode needs ch-modern's data path")
 	}
-	f := &Modern{Env: env, DB: stack.ScratchName("it_mfrz"), Repo: Repo(tb)}
+	f := &Modern{Env: env, DB: devstack.ScratchName("it_mfrz"), Repo: Repo(tb)}
 	if atomic {
 		f.DB = env.ModernDatabase(tb, "it_mfrz")
 	} else {

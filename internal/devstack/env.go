@@ -1,7 +1,7 @@
-// Package stack reads the contract that deploy/stack/stack.sh leaves in .stack/env, so tests,
+// Package devstack reads the contract that internal/devstack/stack.sh leaves in .stack/env, so tests,
 // benchmarks and tools find the local PostgreSQL, ZooKeeper, ClickHouse replicas and Azurite
 // without hard-coding ports.
-package stack
+package devstack
 
 import (
 	"bufio"

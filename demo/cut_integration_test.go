@@ -14,8 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
@@ -30,7 +30,7 @@ import (
 // acknowledged before its cut, at least at the version acknowledged by then. The skew between
 // the sources' cuts is logged: the figure their running together keeps small.
 func TestBackupUnderLoadHoldsEveryAcknowledgedRow(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	seeded, _ := seedScratch(t, env, 2000)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	repo, err := store.Open(context.Background(), store.Options{URL: "file://" + t.TempDir(), Log: quiet})
@@ -138,11 +138,11 @@ func checkNewest(t *testing.T, m *store.Manifest, ledger string) {
 // checkRestore restores m's PostgreSQL and ClickHouse into scratch databases (the restores
 // check the rows they load against the manifest) and checks that every row the ledger
 // acknowledged before m's cut is there.
-func checkRestore(t *testing.T, env *stack.Env, repo *store.Repository, m *store.Manifest, chDB, ledger, run string) {
+func checkRestore(t *testing.T, env *devstack.Env, repo *store.Repository, m *store.Manifest, chDB, ledger, run string) {
 	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	copyCH := stack.ScratchName("it_cut")
+	copyCH := devstack.ScratchName("it_cut")
 	t.Cleanup(func() { dropScratchCH(t, env, copyCH) })
 	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP,
 		Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster, Log: quiet, DatabaseMap: map[string]string{chDB: copyCH}})
@@ -159,7 +159,7 @@ func checkRestore(t *testing.T, env *stack.Env, repo *store.Repository, m *store
 		t.Errorf("clickhouse restore: %v", err)
 	}
 
-	copyPG := stack.ScratchName("it_cut")
+	copyPG := devstack.ScratchName("it_cut")
 	t.Cleanup(func() {
 		if c, err := pgx.Connect(ctx, env.PGDSN); err == nil {
 			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{copyPG}.Sanitize()+" WITH (FORCE)")

@@ -39,7 +39,7 @@ CHDB_PACKAGE="@chdb/lib-linux-x64-gnu"
 CHDB_VERSION="26.7.3-stable.1"
 CHDB_DIR="$STACK_DIR/npm/node_modules/$CHDB_PACKAGE"
 CH_MODERN_DIR="$STACK_DIR/ch-modern"
-LAUNCHER_SRC="$ROOT/deploy/stack/chmodern/launcher.c"
+LAUNCHER_SRC="$ROOT/internal/devstack/chmodern/launcher.c"
 LAUNCHER="$CH_MODERN_DIR/launcher"
 PGBIN=/usr/lib/postgresql/15/bin
 REPLICAS=(ch1 ch2 ch3)
@@ -494,7 +494,7 @@ write_contract() {
   done
   local dsn="postgres://tracevault:tracevault@127.0.0.1:$PG_PORT/langfuse?sslmode=disable"
   cat >"$STACK_DIR/env" <<EOF
-# Written by deploy/stack/stack.sh: the local stack's addresses. Read by deploy/stack/env.go.
+# Written by internal/devstack/stack.sh: the local stack's addresses. Read by internal/devstack/env.go.
 STACK_DIR="$STACK_DIR"
 STACK_PG_DSN="$dsn"
 STACK_CH_NATIVE="${native% }"
@@ -522,7 +522,7 @@ EOF
 write_config() {
   local file=$1 url=$2 auth=$3 dsn=$4 addrs=$5 haddrs=$6 cluster=$7 database=$8 chmigrations=$9 web=${10}
   cat >"$file" <<EOF
-# tracevault configuration for the local stack, written by deploy/stack/stack.sh.
+# tracevault configuration for the local stack, written by internal/devstack/stack.sh.
 [storage]
 url = "$url"
 $auth
@@ -541,8 +541,8 @@ servers = ["127.0.0.1:$ZK_PORT"]
 
 # The demo schema as versioned migrations: make run applies them with \`tracevault migrate up\`.
 [migrate]
-clickhouse_dir = "$ROOT/deploy/demo/migrations/$chmigrations"
-postgres_dir = "$ROOT/deploy/demo/migrations/postgres"
+clickhouse_dir = "$ROOT/demo/migrations/$chmigrations"
+postgres_dir = "$ROOT/demo/migrations/postgres"
 clickhouse_database = "$database"
 
 # One snapshot set of PostgreSQL, ClickHouse and ZooKeeper every 15 minutes.

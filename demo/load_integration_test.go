@@ -14,14 +14,14 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 var loadTables = []string{"traces", "observations", "scores"}
 
-func loadOptions(t *testing.T, env *stack.Env, seeded demo.Options, rate int) demo.LoadOptions {
+func loadOptions(t *testing.T, env *devstack.Env, seeded demo.Options, rate int) demo.LoadOptions {
 	return demo.LoadOptions{ClickHouse: env.CHNative, Database: seeded.Database, PostgresDSN: seeded.PostgresDSN,
 		Rate: rate, Ledger: filepath.Join(t.TempDir(), "ledger"), Seed: 3,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
@@ -84,7 +84,7 @@ func loadedCounts(t *testing.T, c driver.Conn, db, table, run string) map[string
 // ids, live ids after tombstones, newest versions, rows before merges), and that its PostgreSQL
 // writes landed.
 func TestLoadLedgerMatchesClickHouse(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	seeded, _ := seedScratch(t, env, 500)
 	const rate = 2000
 	o := loadOptions(t, env, seeded, rate)
@@ -211,7 +211,7 @@ func waitLedger(t *testing.T, path string, rows int64, timeout time.Duration) {
 func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // dropScratchCH drops a scratch ClickHouse database on the cluster and its ZooKeeper parent.
-func dropScratchCH(t testing.TB, env *stack.Env, db string) {
+func dropScratchCH(t testing.TB, env *devstack.Env, db string) {
 	// An ON CLUSTER drop waits for every replica (distributed_ddl_task_timeout, 180 s by
 	// default), which takes more than a minute on a machine busy with merges.
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

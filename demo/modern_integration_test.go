@@ -6,15 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // seedModern seeds the modern schema into a new database on ch-modern, dropped when the test
 // ends.
-func seedModern(t *testing.T, env *stack.Env, traces int) (string, demo.Result) {
+func seedModern(t *testing.T, env *devstack.Env, traces int) (string, demo.Result) {
 	t.Helper()
-	db := stack.ScratchName("it_modern")
+	db := devstack.ScratchName("it_modern")
 	t.Cleanup(func() { _, _ = env.ModernQuery("DROP DATABASE IF EXISTS " + db + " SYNC") })
 	res, err := demo.Seed(context.Background(), demo.Options{ClickHouse: []string{env.CHModernNative}, ClickHouseHTTP: []string{env.CHModernHTTP},
 		Database: db, Modern: true, Traces: traces, Seed: 3})
@@ -28,7 +28,7 @@ func seedModern(t *testing.T, env *stack.Env, traces int) (string, demo.Result) 
 // column types in an Atomic database, fills every table over several monthly partitions, hits
 // NULLs and deleted rows, and refuses a second seed.
 func TestModernSeedLangfuseTypes(t *testing.T) {
-	env := stack.RequireModern(t)
+	env := devstack.RequireModern(t)
 	db, res := seedModern(t, env, 2000)
 	q := func(sql string) string {
 		t.Helper()

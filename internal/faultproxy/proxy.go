@@ -1,7 +1,7 @@
-// Package chaos is the fault-injection harness of `make chaos`: a TCP proxy that makes the
-// repository's storage fail the ways a real one does, and (chaos_integration_test.go) the suite
-// that runs the daemon under load while faults are injected in turn.
-package chaos
+// Package faultproxy is a TCP proxy that makes a server fail the ways a real one does (503s,
+// resets, stalls, slow bodies). Used by the chaos suite (chaos/) and the fault tests of
+// snapshot/blobs and snapshot/postgres/pitr; never by the binary.
+package faultproxy
 
 import (
 	"bufio"

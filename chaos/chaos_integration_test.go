@@ -27,8 +27,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/faultproxy"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -60,7 +61,7 @@ type fault struct {
 // holds, a heavier load and a restore after each. TRACEVAULT_CHAOS_ROUNDS=n repeats the faults n
 // times; TRACEVAULT_CHAOS_SEED replays a run's random choices.
 func TestChaos(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	s := newSuite(t, env)
 	defer s.summary()
 	s.start()
@@ -98,7 +99,7 @@ func TestChaos(t *testing.T) {
 
 type suite struct {
 	t      *testing.T
-	env    *stack.Env
+	env    *devstack.Env
 	full   bool
 	seed   uint64
 	rng    *rand.Rand
@@ -106,7 +107,7 @@ type suite struct {
 	bin    string
 	db     string // ClickHouse scratch database
 	pgDSN  string // PostgreSQL scratch database
-	proxy  *Proxy
+	proxy  *faultproxy.Proxy
 	listen string // the daemon's [web] listen
 	tmpfs  string // mount point of the filesystem repository, or "" where mounting failed
 
@@ -136,7 +137,7 @@ type suite struct {
 	runs      map[string]string // run id -> outcome, over both repositories
 }
 
-func newSuite(t *testing.T, env *stack.Env) *suite {
+func newSuite(t *testing.T, env *devstack.Env) *suite {
 	s := &suite{t: t, env: env, full: os.Getenv("TRACEVAULT_CHAOS") == "full",
 		verified: map[string]bool{}, restored: map[string]bool{}, failed: map[string]jobs.Run{},
 		snapshots: map[string]string{}, runs: map[string]string{}}
@@ -197,13 +198,13 @@ func (s *suite) faults() []fault {
 				return s.env.Start(ctx, "pg")
 			}},
 		{name: "storage answers 503", cause: append(storage, "503", "ServerBusy"), full: true,
-			inject: s.storageFault(Mode{Fault: Unavailable}, hold(6*time.Second, 20*time.Second))},
+			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Unavailable}, hold(6*time.Second, 20*time.Second))},
 		{name: "storage resets connections", cause: append(storage, "reset", "EOF", "broken pipe"),
-			inject: s.storageFault(Mode{Fault: Reset, After: int64(1<<10 + s.rng.IntN(256<<10))}, hold(6*time.Second, 20*time.Second))},
+			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Reset, After: int64(1<<10 + s.rng.IntN(256<<10))}, hold(6*time.Second, 20*time.Second))},
 		{name: "storage stalls", cause: append(storage, "timeout", "deadline", "timed out"), full: true,
-			inject: s.storageFault(Mode{Fault: Stall, Stall: hold(20*time.Second, 45*time.Second)}, hold(5*time.Second, 15*time.Second))},
+			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Stall, Stall: hold(20*time.Second, 45*time.Second)}, hold(5*time.Second, 15*time.Second))},
 		{name: "storage sends slow bodies", cause: append(storage, "timeout", "deadline", "timed out"), full: true,
-			inject: s.storageFault(Mode{Fault: Throttle, BytesPerSecond: 32 << 10}, hold(6*time.Second, 20*time.Second))},
+			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Throttle, BytesPerSecond: 32 << 10}, hold(6*time.Second, 20*time.Second))},
 		{name: "daemon killed -9 and restarted", cause: []string{"stopped during this run", "daemon"},
 			inject: func(ctx context.Context, s *suite) error {
 				s.killDaemon()
@@ -223,7 +224,7 @@ func (s *suite) faults() []fault {
 	}
 }
 
-// startReplica starts ClickHouse replica i (1-based) after a kill. stack.sh waits 90 s for it to
+// startReplica starts ClickHouse replica i (1-based) after a kill. devstack.sh waits 90 s for it to
 // answer, but a replica that was killed loads and checks every part of the chaos database before
 // it listens, which on a loaded machine may take longer: as long as its process runs, the
 // suite waits for it to answer, up to 10 minutes.
@@ -238,7 +239,7 @@ func (s *suite) startReplica(ctx context.Context, i int) error {
 		if resp, perr := http.Get(ping); perr == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				s.t.Logf("chaos: %s answered after stack.sh gave up waiting for it", svc)
+				s.t.Logf("chaos: %s answered after devstack.sh gave up waiting for it", svc)
 				return nil
 			}
 		}
@@ -249,14 +250,14 @@ func (s *suite) startReplica(ctx context.Context, i int) error {
 	return fmt.Errorf("%s did not answer within 10 minutes of its start: %w", svc, err)
 }
 
-// serviceAlive says whether the process stack.sh recorded for svc still runs.
-func serviceAlive(env *stack.Env, svc string) bool {
+// serviceAlive says whether the process devstack.sh recorded for svc still runs.
+func serviceAlive(env *devstack.Env, svc string) bool {
 	pid, err := servicePID(env, svc)
 	return err == nil && processAlive(pid)
 }
 
-// servicePID reads the pid stack.sh recorded for svc.
-func servicePID(env *stack.Env, svc string) (int, error) {
+// servicePID reads the pid devstack.sh recorded for svc.
+func servicePID(env *devstack.Env, svc string) (int, error) {
 	raw, err := os.ReadFile(filepath.Join(env.Dir, svc+".pid"))
 	if err != nil {
 		return 0, err
@@ -283,11 +284,11 @@ func (s *suite) wanted(f fault) bool {
 	return !f.full || s.full
 }
 
-func (s *suite) storageFault(m Mode, hold time.Duration) func(context.Context, *suite) error {
+func (s *suite) storageFault(m faultproxy.Mode, hold time.Duration) func(context.Context, *suite) error {
 	return func(ctx context.Context, s *suite) error {
 		s.proxy.Set(m)
 		sleep(ctx, hold)
-		s.proxy.Set(Mode{Fault: Pass})
+		s.proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass})
 		return nil
 	}
 }
@@ -319,7 +320,7 @@ func (s *suite) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.proxy, err = Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(s.logFile("proxy.log"), nil))); err != nil {
+	if s.proxy, err = faultproxy.Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(s.logFile("proxy.log"), nil))); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.proxy.Close() })
@@ -965,7 +966,7 @@ func (s *suite) stopLoad() {
 // ---- faults' means
 
 // killService kills a stack service's process group with SIGKILL and waits until it is gone.
-func killService(env *stack.Env, svc string) error {
+func killService(env *devstack.Env, svc string) error {
 	pid, err := servicePID(env, svc)
 	if err != nil {
 		return fmt.Errorf("kill %s: %w", svc, err)

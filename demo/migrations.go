@@ -14,7 +14,7 @@ import (
 
 // The demo schema is versioned migrations, one directory per target ("clickhouse",
 // "postgres"; "clickhouse-modern" for ClickHouse >= 24.3 on one server) in golang-migrate's naming; the binary carries them so that `demo seed` needs no
-// checkout, and `tracevault migrate --dir deploy/demo/migrations/<target>` applies the same files.
+// checkout, and `tracevault migrate --dir demo/migrations/<target>` applies the same files.
 //
 //go:embed migrations/clickhouse/*.sql migrations/clickhouse-modern/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
@@ -57,7 +57,7 @@ func migrateUp(ctx context.Context, target, set string, d migrate.Driver, cluste
 	if target == config.SourceClickHouse {
 		command += " --database " + database
 	}
-	command += " --dir deploy/demo/migrations/" + set
+	command += " --dir demo/migrations/" + set
 	r := &migrate.Runner{Driver: d, Migrations: ms, Cluster: cluster, Database: database, LockWait: 5 * time.Minute, Command: command}
 	if _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); err != nil {
 		return fmt.Errorf("apply the demo %s migrations to %s: %w", target, d.Name(), err)

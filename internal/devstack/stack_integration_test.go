@@ -1,4 +1,4 @@
-package stack_test
+package devstack_test
 
 import (
 	"bytes"
@@ -13,13 +13,13 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 // TestServicesAnswer checks each server of the stack with its own client, the way the product
-// talks to it (ClickHouse replication is covered by deploy/demo's seed test).
+// talks to it (ClickHouse replication is covered by demo's seed test).
 func TestServicesAnswer(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tests := []struct {
@@ -52,7 +52,7 @@ func TestServicesAnswer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			container := strings.ReplaceAll(stack.ScratchName("it-stack"), "_", "-")
+			container := strings.ReplaceAll(devstack.ScratchName("it-stack"), "_", "-")
 			if _, err := client.CreateContainer(ctx, container, nil); err != nil {
 				t.Fatalf("create container: %v", err)
 			}
@@ -92,7 +92,7 @@ func TestServicesAnswer(t *testing.T) {
 			}
 		}},
 		{"status exits 0", func(t *testing.T) {
-			cmd := exec.CommandContext(ctx, "bash", stack.Script(), "status")
+			cmd := exec.CommandContext(ctx, "bash", devstack.Script(), "status")
 			cmd.Env = append(cmd.Environ(), "STACK_DIR="+env.Dir)
 			out, err := cmd.CombinedOutput()
 			if err != nil || strings.Count(string(out), " up ") != 7 {
@@ -105,11 +105,11 @@ func TestServicesAnswer(t *testing.T) {
 	}
 }
 
-// TestModernRestartKeepsData stops ch-modern the way `stack.sh stop` does (ending its blocking
+// TestModernRestartKeepsData stops ch-modern the way `devstack.sh stop` does (ending its blocking
 // query through the FIFO) and starts it again: it comes back on the same ports with its Atomic
 // database, the table's UUID and its rows.
 func TestModernRestartKeepsData(t *testing.T) {
-	env := stack.RequireModern(t)
+	env := devstack.RequireModern(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	db := env.ModernDatabase(t, "it_restart")
@@ -134,7 +134,7 @@ func TestModernRestartKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := env.ModernQuery("SELECT 1"); err == nil {
-		t.Error("ch-modern still answers after stack.sh stop")
+		t.Error("ch-modern still answers after devstack.sh stop")
 	}
 	if err := env.Start(ctx, "ch-modern"); err != nil {
 		t.Fatal(err)

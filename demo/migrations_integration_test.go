@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/migrate"
 	mch "github.com/tracevault/tracevault/migrate/clickhouse"
 	mpg "github.com/tracevault/tracevault/migrate/postgres"
@@ -23,7 +23,7 @@ import (
 // between, the downs have really undone everything but the migration tables. The same round
 // trip for PostgreSQL.
 func TestSeedMigratesEveryReplica(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	opts, _ := seedScratch(t, env, 200)
@@ -93,7 +93,7 @@ func TestSeedMigratesEveryReplica(t *testing.T) {
 }
 
 // chSchemas lists, per replica, every column of every table and view of db, with its type.
-func chSchemas(ctx context.Context, t *testing.T, env *stack.Env, db string) [][]string {
+func chSchemas(ctx context.Context, t *testing.T, env *devstack.Env, db string) [][]string {
 	t.Helper()
 	out := make([][]string, len(env.CHNative))
 	for i, addr := range env.CHNative {

@@ -10,8 +10,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tracevault/tracevault/deploy/demo"
-	"github.com/tracevault/tracevault/deploy/stack"
+	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/internal/devstack"
 )
 
 func openCH(t testing.TB, addr string) driver.Conn {
@@ -25,7 +25,7 @@ func openCH(t testing.TB, addr string) driver.Conn {
 }
 
 // seedScratch seeds a fresh ClickHouse database and PostgreSQL database and drops both after.
-func seedScratch(t testing.TB, env *stack.Env, traces int) (demo.Options, demo.Result) {
+func seedScratch(t testing.TB, env *devstack.Env, traces int) (demo.Options, demo.Result) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -33,7 +33,7 @@ func seedScratch(t testing.TB, env *stack.Env, traces int) (demo.Options, demo.R
 		ClickHouse:     env.CHNative,
 		ClickHouseHTTP: env.CHHTTP,
 		Cluster:        env.CHCluster,
-		Database:       stack.ScratchName("it_demo"),
+		Database:       devstack.ScratchName("it_demo"),
 		PostgresDSN:    env.PGDatabase(t, "it_demo"),
 		Traces:         traces,
 		Seed:           7,
@@ -50,7 +50,7 @@ func seedScratch(t testing.TB, env *stack.Env, traces int) (demo.Options, demo.R
 // replicas hold the same rows in every demo table, each replicated table has three active
 // replicas, and PostgreSQL holds the operational tables.
 func TestSeedReplicatesToEveryReplica(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	ctx := context.Background()
 	opts, res := seedScratch(t, env, 20000)
 	if got := res.Rows["clickhouse:traces"]; got != 20000 {
@@ -124,7 +124,7 @@ func TestSeedReplicatesToEveryReplica(t *testing.T) {
 }
 
 func TestSeedTwiceSkips(t *testing.T) {
-	env := stack.Require(t)
+	env := devstack.Require(t)
 	opts, _ := seedScratch(t, env, 500)
 	res, err := demo.Seed(context.Background(), opts)
 	if err != nil {
@@ -138,7 +138,7 @@ func TestSeedTwiceSkips(t *testing.T) {
 // BenchmarkSeed reports seeding throughput in traces per second (each trace brings 1-5
 // observations and 0-3 scores); the target is 1M traces in under 2 minutes.
 func BenchmarkSeed(b *testing.B) {
-	env := stack.Require(b)
+	env := devstack.Require(b)
 	const traces = 200_000
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
