@@ -26,7 +26,7 @@ test: build stack-up
 	if [ -z "$$KEEP_STACK" ]; then $(STACK) down; fi; exit $$status
 
 check: vet fmt-check
-	$(GO) test -count=1 -p 1 -timeout 45m ./...
+	TRACEVAULT_DISRUPTIVE=1 $(GO) test -count=1 -p 1 -timeout 45m ./...
 	$(MAKE) --no-print-directory fuzz-smoke
 
 vet:
@@ -57,7 +57,7 @@ bench-micro: build stack-up
 ## injected in turn (CHAOS_ROUNDS=<n> repeats them). CI runs the reduced form inside the normal suite. Its summary is
 ## printed last; CHAOS_SEED=<n> replays a run's random choices.
 chaos: build stack-up
-	TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./chaos/
+	TRACEVAULT_DISRUPTIVE=1 TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./chaos/
 
 ## fuzz-smoke: every Fuzz target of every package, FUZZTIME each (default 10s), found with
 ## `go test -list`, so a new target runs without being listed here. A crash fails the run and

@@ -61,6 +61,7 @@ type fault struct {
 // holds, a heavier load and a restore after each. TRACEVAULT_CHAOS_ROUNDS=n repeats the faults n
 // times; TRACEVAULT_CHAOS_SEED replays a run's random choices.
 func TestChaos(t *testing.T) {
+	devstack.Disruptive(t)
 	env := devstack.Require(t)
 	s := newSuite(t, env)
 	defer s.summary()

@@ -17,6 +17,7 @@ import (
 // replicas ok on a replicated table, then, with replica 3 stopped, a verdict other than ok on
 // it, which is what the chart's alert fires on.
 func TestReplicaMetrics(t *testing.T) {
+	devstack.Disruptive(t)
 	env := devstack.Require(t)
 	ctx := context.Background()
 	db := env.CHDatabase(t, "it_replica_metrics")

@@ -41,6 +41,7 @@ func chromium(t *testing.T) string {
 // "run now", and clicking it starts a run that then appears in the runs list. Then replica 3's
 // table is moved to another replication group, and the page shows that problem first, with its fix.
 func TestStatusPageInBrowser(t *testing.T) {
+	devstack.Disruptive(t)
 	env := devstack.Require(t)
 	browser := chromium(t)
 	const token = "e2e-token"

@@ -2,11 +2,31 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"testing"
 )
+
+// DisruptiveVar is the environment variable that allows tests to stop, kill or restart the
+// shared stack's services. `make test` and `make chaos` set it; a plain `go test ./...`, which
+// runs packages in parallel against the same servers, does not, so it cannot wreck the stack
+// under the other packages' tests.
+const DisruptiveVar = "TRACEVAULT_DISRUPTIVE"
+
+// Disruptive skips a test that stops, kills or restarts shared services unless DisruptiveVar is
+// set to 1. Call it first in such a test.
+func Disruptive(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(DisruptiveVar) != "1" {
+		tb.Skipf("stops shared services of the stack: runs only with %s=1 (make test and make chaos set it, and run packages one at a time)", DisruptiveVar)
+	}
+}
+
+var errNotDisruptive = errors.New("refusing to stop or start a service of the shared stack: set " + DisruptiveVar + "=1 (make test does), and call devstack.Disruptive(t) first in the test")
 
 // Stop stops one service of the stack (pg, zk, ch1, ch2, ch3, azurite, ch-modern), for tests of
 // failures.
@@ -23,6 +43,9 @@ func Script() string {
 }
 
 func (e *Env) ctl(ctx context.Context, verb, svc string) error {
+	if os.Getenv(DisruptiveVar) != "1" {
+		return fmt.Errorf("stack.sh %s %s: %w", verb, svc, errNotDisruptive)
+	}
 	cmd := exec.CommandContext(ctx, "bash", Script(), verb, svc)
 	cmd.Env = append(cmd.Environ(), "STACK_DIR="+e.Dir)
 	if out, err := cmd.CombinedOutput(); err != nil {

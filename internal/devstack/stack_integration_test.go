@@ -109,6 +109,7 @@ func TestServicesAnswer(t *testing.T) {
 // query through the FIFO) and starts it again: it comes back on the same ports with its Atomic
 // database, the table's UUID and its rows.
 func TestModernRestartKeepsData(t *testing.T) {
+	devstack.Disruptive(t)
 	env := devstack.RequireModern(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

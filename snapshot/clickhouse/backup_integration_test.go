@@ -206,7 +206,7 @@ func testIncrementalBackupAndPartitionRestore(t *testing.T, mode string) {
 	if err := f.http(0).Exec(context.Background(), insert, strings.NewReader("('extra-2', '2026-07-16 10:00:00', 'proj-01-01', 'production', now(), now(), now()),('extra-1', '2026-07-15 10:00:00', 'proj-09-09', 'staging', now(), now(), now())")); err != nil {
 		t.Fatal(err)
 	}
-	f.restore(t, third, restore.Options{Tables: []string{f.db + ".traces"}, Partitions: []string{"202607"}, Force: true})
+	f.restore(t, third, restore.Options{Tables: []string{f.db + ".traces"}, Partitions: []string{"202607"}, Replace: true})
 	f.sql(t, 0, fmt.Sprintf("OPTIMIZE TABLE %s.traces PARTITION 202607 FINAL", f.db))
 	f.sql(t, 0, fmt.Sprintf("SYSTEM SYNC REPLICA %s.traces", f.db))
 	got := f.checksums(t, f.db)
@@ -218,6 +218,7 @@ func testIncrementalBackupAndPartitionRestore(t *testing.T, mode string) {
 }
 
 func TestBackupWithReplicaDownAndRestoreNextToOriginal(t *testing.T) {
+	devstack.Disruptive(t)
 	f := newFixture(t, 1000)
 	ctx := context.Background()
 	if err := f.env.Stop(ctx, "ch1"); err != nil {

@@ -15,6 +15,7 @@ import (
 // TestGroupMap checks the replica-group map of a demo database: every replicated table has one
 // path with the three replicas registered and active; with replica 3 stopped, it shows inactive.
 func TestGroupMap(t *testing.T) {
+	devstack.Disruptive(t)
 	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

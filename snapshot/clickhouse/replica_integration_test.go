@@ -181,6 +181,7 @@ func TestIsolatedReplicaRejoinsItsGroup(t *testing.T) {
 // re-creates every database and table, replaces its stale ZooKeeper registrations, and it
 // converges to its peers' data; its local event_log comes back from the snapshot.
 func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
+	devstack.Disruptive(t)
 	f := newFixture(t, 2000)
 	env := f.env
 	ctx := context.Background()
@@ -290,6 +291,7 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 // ZooKeeper kept the lost tables' groups, which the plan removes before creating.
 // The loss is scoped to the test's database so that the shared stack's other data survives.
 func TestTotalLossRestoreCluster(t *testing.T) {
+	devstack.Disruptive(t)
 	for _, tt := range []struct {
 		name          string
 		loseZooKeeper bool

@@ -102,6 +102,7 @@ func (b *stallingBackend) Put(ctx context.Context, name string, r io.Reader) (in
 // backup must fail saying to take it again, never copy a later state under the old snapshot's
 // name, and no snapshot is listed as complete.
 func TestBackupServerRestart(t *testing.T) {
+	devstack.Disruptive(t)
 	env := devstack.Require(t)
 	dsn := seededDatabase(t, env)
 	t.Cleanup(func() {
