@@ -182,7 +182,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 	ch := a.cfg.ClickHouse
 	opts := restore.Options{
 		Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: jobs.ClickHouseConn(ch), Cluster: ch.Cluster,
-		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Force: f.replace, DataPath: ch.DataPath, Parallel: ch.Parallel, Log: a.log,
+		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Replace: f.replace, DataPath: ch.DataPath, Parallel: ch.Parallel, Log: a.log,
 	}
 	if f.cluster {
 		zc := a.cfg.ZooKeeper
@@ -240,7 +240,7 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 		return failed(err)
 	}
 	defer conn.Close()
-	rep, err := zookeeper.RestoreRecord(cmd.Context(), conn, rc, zookeeper.RestoreOptions{Root: f.root, Force: f.replace, DryRun: f.dryRun})
+	rep, err := zookeeper.RestoreRecord(cmd.Context(), conn, rc, zookeeper.RestoreOptions{Root: f.root, Replace: f.replace, DryRun: f.dryRun})
 	a.progressDone(cmd.Context(), err)
 	if err != nil {
 		return failed(err)

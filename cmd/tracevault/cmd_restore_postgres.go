@@ -23,7 +23,7 @@ func (a *app) restorePostgres(cmd *cobra.Command, repo *store.Repository, m *sto
 		}
 	}
 	rs := postgres.NewRestorer(postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: f.pgDatabase, Tables: f.tables,
-		Parallel: pg.Parallel, Force: f.replace, Log: a.log})
+		Parallel: pg.Parallel, Replace: f.replace, Log: a.log})
 	plan, err := rs.Plan(cmd.Context(), m)
 	if err != nil {
 		return failed(err)

@@ -24,7 +24,7 @@ type RestoreOptions struct {
 	Database string   // target database; default the snapshot's
 	Tables   []string // schema.table globs (or table globs): per-table restore into the existing schema
 	Parallel int      // COPY workers; default 2
-	Force    bool     // replace a non-empty target database, or tables that hold rows
+	Replace  bool     // replace a non-empty target database, or tables that hold rows
 	Log      *slog.Logger
 }
 
@@ -99,7 +99,7 @@ func ReadSection(m *store.Manifest) (*Section, error) {
 }
 
 // Plan checks the target and orders the restore. It refuses a non-empty target database, or
-// tables that hold rows, unless Force is set.
+// tables that hold rows, unless Replace is set.
 func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	sec, err := ReadSection(m)
 	if err != nil {
@@ -143,7 +143,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		switch {
 		case n == 0:
 			plan.Mode = ModeEmpty
-		case !r.opts.Force:
+		case !r.opts.Replace:
 			return nil, fmt.Errorf("target database %s is not empty (%d objects): pass --replace to replace it (it is dropped only after the restored copy is loaded and verified), or --pg-database NAME to restore next to it", plan.Database, n)
 		default:
 			plan.Mode, plan.LoadInto = ModeReplace, stagingName(plan.Database)
@@ -365,7 +365,7 @@ func (r *Restorer) planTables(ctx context.Context, plan *Plan, ref func(*ObjectR
 			busy = append(busy, t.FullName())
 		}
 	}
-	if len(busy) > 0 && !r.opts.Force {
+	if len(busy) > 0 && !r.opts.Replace {
 		return fmt.Errorf("tables %s in database %s hold rows: pass --replace to replace them (each group in one transaction)", strings.Join(busy, ", "), plan.Database)
 	}
 	fks, err := catalogReader{q: conn, schemas: plan.sec.Schemas}.foreignKeys(ctx)

@@ -119,7 +119,7 @@ func TestRoundTripIntoNewDatabase(t *testing.T) {
 	if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target}); err == nil || !strings.Contains(err.Error(), "--replace") {
 		t.Errorf("restore into a non-empty database without --replace: %v, want a refusal naming --replace", err)
 	}
-	plan, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Force: true})
+	plan, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Replace: true})
 	if err != nil {
 		t.Fatalf("restore --force: %v", err)
 	}
@@ -172,7 +172,7 @@ func TestRestoreFailureRollsBack(t *testing.T) {
 			if !tc.force {
 				dropAfter(t, env, tc.target)
 			}
-			_, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: tc.target, Force: tc.force})
+			_, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: tc.target, Replace: tc.force})
 			if err == nil || !strings.Contains(err.Error(), "public.audit_logs") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("restore from a damaged object: %v; want it to name public.audit_logs and say %q", err, tc.want)
 			}

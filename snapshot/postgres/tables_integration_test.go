@@ -51,7 +51,7 @@ func TestRestoreTables(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := checksums(t, conn)
-			plan, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db, Tables: tc.tables, Force: tc.force})
+			plan, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db, Tables: tc.tables, Replace: tc.force})
 			if len(tc.wantErr) > 0 {
 				if err == nil {
 					t.Fatal("restore succeeded, want a refusal")

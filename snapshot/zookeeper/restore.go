@@ -13,8 +13,8 @@ import (
 
 // RestoreOptions bound a metadata restore.
 type RestoreOptions struct {
-	Root  string // only nodes at or under this path are restored
-	Force bool   // overwrite the data of nodes that already exist
+	Root    string // only nodes at or under this path are restored
+	Replace bool   // overwrite the data of nodes that already exist
 	// DryRun counts what would be created without writing.
 	DryRun bool
 }
@@ -40,7 +40,7 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 	if root == "" {
 		root = "/"
 	}
-	if !opts.Force {
+	if !opts.Replace {
 		if ok, st, err := conn.Exists(root); err != nil {
 			return rep, fmt.Errorf("check %s before restore: %w", root, err)
 		} else if ok && st.NumChildren > 0 {
@@ -72,7 +72,7 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 			rep.Created++
 			continue
 		}
-		if err := restoreNode(conn, n, opts.Force, &rep); err != nil {
+		if err := restoreNode(conn, n, opts.Replace, &rep); err != nil {
 			return rep, err
 		}
 	}

@@ -94,7 +94,7 @@ func TestFreezeRestoreRefusesSwappedObject(t *testing.T) {
 	}
 	before := parts()
 	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster,
-		Partitions: []string{"202607"}, Force: true, Log: chtest.Quiet})
+		Partitions: []string{"202607"}, Replace: true, Log: chtest.Quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

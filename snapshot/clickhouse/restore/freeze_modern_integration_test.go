@@ -209,7 +209,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 		for tbl := range chtest.ModernTables {
 			f.SQL(t, chtest.ModernRows(f.DB, tbl, 7, 30, 9))
 		}
-		restoreModern(t, f, m2, restore.Options{Partitions: []string{"202607"}, Force: true})
+		restoreModern(t, f, m2, restore.Options{Partitions: []string{"202607"}, Replace: true})
 		if got := f.Checksums(t, f.DB); fmt.Sprint(got) != fmt.Sprint(before2) {
 			t.Errorf("per partition after restoring 202607:\n%v\nwant\n%v", got, before2)
 		}

@@ -14,7 +14,7 @@ import (
 )
 
 // Plan builds the restore plan for a snapshot's clickhouse section, refusing targets that
-// already hold rows in a partition to be loaded unless Force is set.
+// already hold rows in a partition to be loaded unless Replace is set.
 func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	sec, objects, err := clickhouse.SnapshotSection(m)
 	if err != nil {
@@ -78,7 +78,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			return nil, err
 		}
 	}
-	if !r.opts.Force {
+	if !r.opts.Replace {
 		if err := r.refuseNonEmpty(ctx, plan); err != nil {
 			return nil, err
 		}

@@ -20,7 +20,7 @@ type Options struct {
 	Tables      []string          // "db.table" globs; empty = all
 	Partitions  []string          // partition ids; empty = all
 	DatabaseMap map[string]string // source db -> target db
-	Force       bool              // replace partitions that already hold rows
+	Replace     bool              // replace partitions that already hold rows
 	// WholeCluster (restore --cluster) rebuilds a cluster that lost its replicas' data or its
 	// ZooKeeper metadata: see planCluster. It needs ZooKeeper.
 	WholeCluster bool
