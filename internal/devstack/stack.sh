@@ -14,7 +14,7 @@
 #   STACK_DIR (default <repo>/.stack)   STACK_PG_PORT (25432)   STACK_ZK_PORT (22181)
 #   STACK_CH_TCP_BASE (29000: replica N listens on base+N)   STACK_CH_HTTP_BASE (28122)
 #   STACK_CH_INTERSERVER_BASE (29010)   STACK_AZURITE_PORT (20000)   STACK_WEB_PORT (28080)
-#   STACK_CH_MODERN_TCP (tcp base+20)   STACK_CH_MODERN_HTTP (http base+10)
+#   STACK_CH_MODERN_TCP_PORT (tcp base+20)   STACK_CH_MODERN_HTTP_PORT (http base+10)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -31,8 +31,8 @@ CH_INTER_BASE="${STACK_CH_INTERSERVER_BASE:-29010}"
 AZURITE_PORT="${STACK_AZURITE_PORT:-20000}"
 WEB_PORT="${STACK_WEB_PORT:-28080}"
 # Derived from the cluster's bases, so a stack moved by an offset moves ch-modern with it.
-CH_MODERN_TCP="${STACK_CH_MODERN_TCP:-$((CH_TCP_BASE + 20))}"
-CH_MODERN_HTTP="${STACK_CH_MODERN_HTTP:-$((CH_HTTP_BASE + 10))}"
+CH_MODERN_TCP="${STACK_CH_MODERN_TCP_PORT:-$((CH_TCP_BASE + 20))}"
+CH_MODERN_HTTP="${STACK_CH_MODERN_HTTP_PORT:-$((CH_HTTP_BASE + 10))}"
 AZURITE_VERSION="3.37.0"
 # chdb's build of ClickHouse 26.7 (SELECT version() answers 26.7.2.1); about 566 MB unpacked.
 CHDB_PACKAGE="@chdb/lib-linux-x64-gnu"
@@ -376,8 +376,8 @@ start_ch_modern() {
   ch_modern_up && return
   require_avx2
   [ -f "$CHDB_DIR/libchdb.so" ] && [ -x "$LAUNCHER" ] || install_ch_modern
-  port_free "$CH_MODERN_TCP" STACK_CH_MODERN_TCP
-  port_free "$CH_MODERN_HTTP" STACK_CH_MODERN_HTTP
+  port_free "$CH_MODERN_TCP" STACK_CH_MODERN_TCP_PORT
+  port_free "$CH_MODERN_HTTP" STACK_CH_MODERN_HTTP_PORT
   mkdir -p "$CH_MODERN_DIR/data"
   [ -p "$CH_MODERN_DIR/stop.fifo" ] || { rm -f "$CH_MODERN_DIR/stop.fifo"; mkfifo "$CH_MODERN_DIR/stop.fifo"; }
   # clickhouse-local keeps no query_log unless configured, and a server does by default:
@@ -577,8 +577,8 @@ STACK_CH_HTTP_BASE="\${STACK_CH_HTTP_BASE:-$CH_HTTP_BASE}"
 STACK_CH_INTERSERVER_BASE="\${STACK_CH_INTERSERVER_BASE:-$CH_INTER_BASE}"
 STACK_AZURITE_PORT="\${STACK_AZURITE_PORT:-$AZURITE_PORT}"
 STACK_WEB_PORT="\${STACK_WEB_PORT:-$WEB_PORT}"
-STACK_CH_MODERN_TCP="\${STACK_CH_MODERN_TCP:-$CH_MODERN_TCP}"
-STACK_CH_MODERN_HTTP="\${STACK_CH_MODERN_HTTP:-$CH_MODERN_HTTP}"
+STACK_CH_MODERN_TCP_PORT="\${STACK_CH_MODERN_TCP_PORT:-$CH_MODERN_TCP}"
+STACK_CH_MODERN_HTTP_PORT="\${STACK_CH_MODERN_HTTP_PORT:-$CH_MODERN_HTTP}"
 EOF
 }
 

@@ -151,3 +151,18 @@ func TestModernRestartKeepsData(t *testing.T) {
 		t.Errorf("after a restart, no query log: %v", err)
 	}
 }
+
+// The contract (.stack/env) and the script's overrides share one namespace: a developer who
+// sources the contract into their shell and then runs the script must reach the same stack.
+// STACK_CH_MODERN_HTTP (host:port in the contract) was once also read as ch-modern's port.
+func TestStatusWithContractInEnvironment(t *testing.T) {
+	env := devstack.Require(t)
+	script := "set -a; . " + env.Dir + "/env; set +a; bash " + devstack.Script() + " status"
+	out, err := exec.Command("bash", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status with .stack/env sourced: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), strings.TrimPrefix(env.CHModernHTTP, "127.0.0.1:")) {
+		t.Errorf("status does not name ch-modern's HTTP port %s:\n%s", env.CHModernHTTP, out)
+	}
+}
