@@ -25,7 +25,7 @@ import (
 // repository key is 32 random bytes sealed in config to the recipients (so it binds the MACs to
 // this repository, and opening proves the configured keys unlock it). A manifest carries one MAC
 // per secret of its writer; a reader accepts it if one verifies under a secret the reader holds.
-// Plaintext repositories authenticate nothing (see the README's "What a repository trusts").
+// Plaintext repositories authenticate nothing (see docs/design.md, "What a repository trusts").
 
 // secret is a passphrase or an identity's secret key, named by what a manifest calls it: the
 // identity's recipient, or "passphrase".
