@@ -1,0 +1,190 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// onEach hands items out to one worker per connection, in order, and stops them all at the
+// first error, which it returns.
+func onEach[T any](ctx context.Context, conns []*pgx.Conn, items []T, do func(context.Context, *pgx.Conn, T) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan T, len(items))
+	for _, it := range items {
+		work <- it
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Go(func() {
+			for it := range work {
+				if ctx.Err() != nil {
+					return
+				}
+				if err := do(ctx, conn, it); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// loadAll runs the load steps on Parallel connections, largest first (the manifest's order).
+func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Plan, steps []Step, finish func(Step)) error {
+	var conns []*pgx.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for range min(r.opts.Parallel, len(steps)) {
+		conn, err := r.connectTo(ctx, plan.LoadInto)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, conn)
+		// A failed restore is dropped, not recovered, so commits need not wait for the WAL flush.
+		if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+			return explain("prepare a load connection", err)
+		}
+	}
+	var mu sync.Mutex
+	return onEach(ctx, conns, steps, func(ctx context.Context, conn *pgx.Conn, s Step) error {
+		start := time.Now()
+		var err error
+		if s.Action == "large-objects" {
+			err = loadLargeObjects(ctx, conn, repo, s)
+		} else {
+			err = copyFrozen(ctx, conn, repo, s.loads[0])
+		}
+		if err != nil {
+			return fmt.Errorf("restore step %s %s: %w", s.Action, s.Target, err)
+		}
+		r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows, "seconds", time.Since(start).Seconds())
+		mu.Lock()
+		finish(s)
+		mu.Unlock()
+		return nil
+	})
+}
+
+// copyFrozen loads a table of a new database with COPY FREEZE: rows arrive frozen and
+// all-visible, so the index builds, foreign-key checks and row counts that follow, and the
+// first queries after the restore, do not rewrite every page to set hint bits. FREEZE needs
+// the table emptied in the same transaction, hence the TRUNCATE of a table known to be empty.
+func copyFrozen(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return explain("begin loading "+l.table.FullName(), err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "TRUNCATE ONLY "+Ident(l.table.Schema, l.table.Name)); err != nil {
+		return explain("prepare "+l.table.FullName(), err)
+	}
+	if err := copyIn(ctx, conn, repo, l, " WITH (FREEZE)"); err != nil {
+		return err
+	}
+	return explain("commit "+l.table.FullName(), tx.Commit(ctx))
+}
+
+// copyIn streams one table's object into COPY FROM STDIN; the object's checksum is checked as
+// it is read, so a damaged object aborts the COPY.
+func copyIn(ctx context.Context, conn *pgx.Conn, repo *store.Repository, l load, options string) error {
+	obj, err := openGuarded(ctx, repo, l.ref)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN" + options
+	tag, err := conn.PgConn().CopyFrom(ctx, obj, sql)
+	if err != nil {
+		return obj.cause("load "+l.table.FullName(), err)
+	}
+	if tag.RowsAffected() != l.table.Rows {
+		return fmt.Errorf("load %s: %d rows loaded, the snapshot has %d", l.table.FullName(), tag.RowsAffected(), l.table.Rows)
+	}
+	return nil
+}
+
+// guarded serialises Read and Close: pgconn's CopyFrom can return on a server error while
+// its reading goroutine is still inside Read, and closing the decoder under it crashes.
+type guarded struct {
+	mu      sync.Mutex
+	r       io.ReadCloser
+	closed  bool
+	readErr error // the object's own failure (a checksum mismatch), which aborted the COPY
+}
+
+func openGuarded(ctx context.Context, repo *store.Repository, ref store.ObjectRef) (*guarded, error) {
+	r, err := repo.OpenObject(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &guarded{r: r}, nil
+}
+
+func (g *guarded) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, io.ErrClosedPipe
+	}
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		g.readErr = err
+	}
+	return n, err
+}
+
+// cause explains a failed COPY: pgconn turns a read error into CopyFail, so the server's
+// answer only quotes it; the object's own error is returned instead, where there is one, so
+// that a damaged object stays recognisable (store.ErrCorrupt).
+func (g *guarded) cause(doing string, err error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.readErr != nil {
+		return fmt.Errorf("%s: %w", doing, g.readErr)
+	}
+	return explain(doing, err)
+}
+
+func (g *guarded) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	return g.r.Close()
+}
+
+func loadLargeObjects(ctx context.Context, conn *pgx.Conn, repo *store.Repository, s Step) error {
+	obj, err := openGuarded(ctx, repo, s.ref)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return explain("begin loading large objects", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE tracevault_lo (oid oid, data bytea) ON COMMIT DROP"); err != nil {
+		return explain("load large objects", err)
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, obj, "COPY tracevault_lo FROM STDIN"); err != nil {
+		return obj.cause("load large objects", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT lo_from_bytea(oid, data) FROM tracevault_lo"); err != nil {
+		return explain("create large objects", err)
+	}
+	return explain("commit large objects", tx.Commit(ctx))
+}
