@@ -416,7 +416,7 @@ func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, erro
 	var summed, unrecorded int
 	unsupported := ""
 	for _, s := range d.plan.Steps {
-		if s.Action != "load-partition" {
+		if s.Action != restore.ActionLoadPartition {
 			continue
 		}
 		srv := byAddr[s.Replica]

@@ -210,7 +210,7 @@ func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *s
 	}
 	out := cmd.OutOrStdout()
 	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s restore.Step) {
-		if s.Action == "load-partition" {
+		if s.Action == restore.ActionLoadPartition {
 			a.log.Info("restored partition", "step", fmt.Sprintf("%d/%d", done, total), "table", s.Target, "partition", s.Partition, "rows", s.Rows)
 		}
 	})

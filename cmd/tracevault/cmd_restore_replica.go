@@ -105,7 +105,7 @@ is made again from what is left to do.` + progressHelp,
 			}
 			rep := progress.From(ctx)
 			stepUnit := func(s replica.ReplicaStep) progress.Unit {
-				return progress.Unit{Source: "clickhouse", Table: s.Target, Partition: s.Action}
+				return progress.Unit{Source: "clickhouse", Table: s.Target, Partition: string(s.Action)}
 			}
 			for _, s := range plan.Steps {
 				rep.Plan(stepUnit(s))

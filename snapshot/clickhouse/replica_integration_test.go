@@ -141,7 +141,7 @@ func TestIsolatedReplicaRejoinsItsGroup(t *testing.T) {
 	}
 	var got []string
 	for _, s := range plan.Steps {
-		got = append(got, s.Action+" "+s.Target)
+		got = append(got, string(s.Action)+" "+s.Target)
 	}
 	tr := f.db + ".traces"
 	if want := []string{"recover-rows " + tr, "drop-table " + tr, "create-table " + tr, "sync " + tr, "verify " + tr}; !reflect.DeepEqual(got, want) {
@@ -252,7 +252,7 @@ func TestLostVolumeReplicaIsRebuilt(t *testing.T) {
 	count := map[string]int{}
 	for _, s := range plan.Steps {
 		if strings.HasPrefix(s.Target, f.db) {
-			count[s.Action]++
+			count[string(s.Action)]++
 		}
 	}
 	if count["drop-registration"] != replicated || count["create-table"] != all-views || count["create-view"] != views || count["verify"] != replicated ||

@@ -133,7 +133,7 @@ func TestModernReplicaFactsFromTheEngine(t *testing.T) {
 		}
 		sqls := map[string]string{}
 		for _, s := range plan.Steps {
-			sqls[s.Action+" "+s.Target] = s.SQL
+			sqls[string(s.Action)+" "+s.Target] = s.SQL
 		}
 		for step, frag := range map[string]string{
 			"create-database " + db:          "CREATE DATABASE IF NOT EXISTS `" + db + "` UUID '" + dbUUID + "' ENGINE = Atomic",

@@ -15,6 +15,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -37,14 +38,14 @@ type ReplicaOptions struct {
 type ReplicaStep struct {
 	// Action: create-database, recover-rows, drop-table, drop-registration, create-table,
 	// restore-metadata, load-partition, create-view, sync, verify.
-	Action        string `json:"action"`
-	Target        string `json:"target"` // database or db.table on the replica
-	SQL           string `json:"sql,omitempty"`
-	ZooKeeperPath string `json:"zookeeper_path,omitempty"`
-	Partition     string `json:"partition,omitempty"`
-	Object        string `json:"object,omitempty"`
-	Rows          uint64 `json:"rows,omitempty"`
-	Detail        string `json:"detail,omitempty"`
+	Action        restore.Action `json:"action"`
+	Target        string         `json:"target"` // database or db.table on the replica
+	SQL           string         `json:"sql,omitempty"`
+	ZooKeeperPath string         `json:"zookeeper_path,omitempty"`
+	Partition     string         `json:"partition,omitempty"`
+	Object        string         `json:"object,omitempty"`
+	Rows          uint64         `json:"rows,omitempty"`
+	Detail        string         `json:"detail,omitempty"`
 
 	table *clickhouse.Table       // the peers' definition
 	own   *clickhouse.Table       // the replica's current, isolated definition (recover-rows)
@@ -178,15 +179,15 @@ func WriteReplicaPlan(w io.Writer, p *ReplicaPlan) {
 	for i, s := range p.Steps {
 		line := fmt.Sprintf("%3d. %-17s %s", i+1, s.Action, s.Target)
 		switch {
-		case s.Action == "load-partition":
+		case s.Action == restore.ActionLoadPartition:
 			line += fmt.Sprintf(" partition %s: %d rows from object %.12s", s.Partition, s.Rows, s.Object)
-		case s.Action == "drop-registration":
+		case s.Action == restore.ActionDropRegistration:
 			line += " " + s.ZooKeeperPath
 		case s.Detail != "":
 			line += ": " + s.Detail
 		}
 		fmt.Fprintln(w, line)
-		if s.SQL != "" && (s.Action == "create-table" || s.Action == "drop-table") {
+		if s.SQL != "" && (s.Action == restore.ActionCreateTable || s.Action == restore.ActionDropTable) {
 			fmt.Fprintf(w, "       %s\n", oneLine(s.SQL))
 		}
 	}

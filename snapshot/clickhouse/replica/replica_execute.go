@@ -31,20 +31,20 @@ func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *R
 		}
 		var err error
 		switch s.Action {
-		case "create-database", "create-table", "create-view", "drop-table", "restore-metadata":
+		case restore.ActionCreateDatabase, restore.ActionCreateTable, restore.ActionCreateView, restore.ActionDropTable, restore.ActionRestoreMetadata:
 			err = target.Conn.Exec(ctx, s.SQL)
-		case "recover-rows":
+		case restore.ActionRecoverRows:
 			var rec *Recovered
 			if rec, err = b.recoverRows(ctx, target, plan.Peer, s); rec != nil {
 				res.Recovered = append(res.Recovered, *rec)
 			}
-		case "drop-registration":
+		case restore.ActionDropRegistration:
 			err = clickhouse.DropRegistration(ctx, b.zk, s.ZooKeeperPath)
-		case "load-partition":
+		case restore.ActionLoadPartition:
 			err = b.loadLocal(ctx, repo, target, s)
-		case "sync":
+		case restore.ActionSync:
 			err = b.sync(ctx, target, s, report)
-		case "verify":
+		case restore.ActionVerify:
 			if err = b.verify(ctx, target, plan.Peer, s); err == nil {
 				res.Verified = append(res.Verified, s.Target)
 			}

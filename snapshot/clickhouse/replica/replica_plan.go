@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 )
 
 // replicaState is everything a plan is made from, gathered once, so that planning itself reads
@@ -103,7 +104,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 		}
 		if !planned[t.Database] {
 			planned[t.Database] = true
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-database", Target: t.Database, SQL: createDatabaseSQL(t.Database, st.peerDBs, st.caps)})
+			plan.Steps = append(plan.Steps, ReplicaStep{Action: restore.ActionCreateDatabase, Target: t.Database, SQL: createDatabaseSQL(t.Database, st.peerDBs, st.caps)})
 		}
 		cur := own[t.FullName()]
 		switch {
@@ -113,7 +114,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 				if err != nil {
 					return nil, err
 				}
-				views = append(views, ReplicaStep{Action: "create-view", Target: t.FullName(), SQL: sql})
+				views = append(views, ReplicaStep{Action: restore.ActionCreateView, Target: t.FullName(), SQL: sql})
 			}
 		case t.Replicated():
 			steps, err := b.planReplicated(st, t, cur, uuid(t))
@@ -122,15 +123,15 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 			}
 			if len(steps) > 0 {
 				plan.Steps = append(plan.Steps, steps...)
-				syncs = append(syncs, ReplicaStep{Action: "sync", Target: t.FullName(), table: t, Detail: "fetch the parts it lacks from the peers"})
-				verifies = append(verifies, ReplicaStep{Action: "verify", Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
+				syncs = append(syncs, ReplicaStep{Action: restore.ActionSync, Target: t.FullName(), table: t, Detail: "fetch the parts it lacks from the peers"})
+				verifies = append(verifies, ReplicaStep{Action: restore.ActionVerify, Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
 			}
 		case cur == nil:
 			sql, err := replicaCreate(t, uuid(t))
 			if err != nil {
 				return nil, err
 			}
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: "create-table", Target: t.FullName(), SQL: sql, table: t})
+			plan.Steps = append(plan.Steps, ReplicaStep{Action: restore.ActionCreateTable, Target: t.FullName(), SQL: sql, table: t})
 			loads := b.planLocalLoad(r.Addr, t)
 			if len(loads) == 0 && t.HasData() {
 				plan.Notes = append(plan.Notes, fmt.Sprintf("%s is local to each replica and was created empty on %s; its rows there come back only with --from-snapshot", t.FullName(), r.Name()))
@@ -163,7 +164,7 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *c
 	orphaned := cur != nil && !isolated && st.zkKnown && !st.registered[reg] && st.readonly[name]
 	switch {
 	case orphaned && st.caps.RestoreReplica:
-		return []ReplicaStep{{Action: "restore-metadata", Target: name, ZooKeeperPath: reg, table: t,
+		return []ReplicaStep{{Action: restore.ActionRestoreMetadata, Target: name, ZooKeeperPath: reg, table: t,
 			SQL:    "SYSTEM RESTORE REPLICA " + clickhouse.QuoteIdent(t.Database) + "." + clickhouse.QuoteIdent(t.Name),
 			Detail: "re-register from its own parts"}}, nil
 	case orphaned:
@@ -174,14 +175,14 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *c
 	}
 	if isolated {
 		steps = append(steps,
-			ReplicaStep{Action: "recover-rows", Target: name, ZooKeeperPath: cur.ZooKeeperPath, own: cur, table: t,
+			ReplicaStep{Action: restore.ActionRecoverRows, Target: name, ZooKeeperPath: cur.ZooKeeperPath, own: cur, table: t,
 				Detail: fmt.Sprintf("keep rows of the isolated table found on no peer in %s.%s", clickhouse.QuoteIdent(t.Database), recoveryName(t.Name, b.view.Taken))},
-			ReplicaStep{Action: "drop-table", Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, st.caps),
+			ReplicaStep{Action: restore.ActionDropTable, Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, st.caps),
 				Detail: "drop the table isolated under " + cur.ZooKeeperPath + " on this replica only"})
 	}
 	replicaName := clickhouse.ExpandMacros(clickhouse.ReplicaArg(t.Create), r.Macros, t)
 	if st.registered[reg] {
-		steps = append(steps, ReplicaStep{Action: "drop-registration", Target: name, ZooKeeperPath: reg,
+		steps = append(steps, ReplicaStep{Action: restore.ActionDropRegistration, Target: name, ZooKeeperPath: reg,
 			Detail: "remove the registration the lost table left behind, so the new one can register"})
 	}
 	peerPath := t.ZooKeeperPath
@@ -196,7 +197,7 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *c
 		return nil, fmt.Errorf("plan %s: %w", name, err)
 	}
 	steps = append(steps,
-		ReplicaStep{Action: "create-table", Target: name, ZooKeeperPath: t.ZooKeeperPath, SQL: create, table: t,
+		ReplicaStep{Action: restore.ActionCreateTable, Target: name, ZooKeeperPath: t.ZooKeeperPath, SQL: create, table: t,
 			Detail: fmt.Sprintf("replica %s of %s", replicaName, t.ZooKeeperPath)})
 	return steps, nil
 }
@@ -217,7 +218,7 @@ func (b *Rebuilder) planLocalLoad(addr string, t *clickhouse.Table) []ReplicaSte
 			if p.Replica != addr || !ok {
 				continue
 			}
-			out = append(out, ReplicaStep{Action: "load-partition", Target: t.FullName(), Partition: p.ID, Object: p.Object, Rows: p.Rows, rec: rec, ref: ref, table: t})
+			out = append(out, ReplicaStep{Action: restore.ActionLoadPartition, Target: t.FullName(), Partition: p.ID, Object: p.Object, Rows: p.Rows, rec: rec, ref: ref, table: t})
 		}
 	}
 	return out

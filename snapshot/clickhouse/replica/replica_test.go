@@ -38,7 +38,7 @@ func ch3() clickhouse.Replica {
 func steps(p *ReplicaPlan) []string {
 	out := make([]string, len(p.Steps))
 	for i, s := range p.Steps {
-		out[i] = s.Action + " " + s.Target
+		out[i] = string(s.Action) + " " + s.Target
 	}
 	return out
 }

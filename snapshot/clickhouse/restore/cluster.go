@@ -39,7 +39,7 @@ func (r *Restorer) planCluster(ctx context.Context, plan *Plan) (*Plan, error) {
 	}
 	registered := map[string]bool{}
 	for _, s := range plan.Steps {
-		if s.Action != "create-table" || !s.table.Replicated() || s.table.ZooKeeperPath == "" {
+		if s.Action != ActionCreateTable || !s.table.Replicated() || s.table.ZooKeeperPath == "" {
 			continue
 		}
 		for _, rep := range view.Replicas {
@@ -67,10 +67,10 @@ func clusterPlan(plan *Plan, view *clickhouse.View, caps clickhouse.Capabilities
 	out := &Plan{Snapshot: plan.Snapshot}
 	restored := map[string]bool{}
 	for _, s := range plan.Steps {
-		if s.Action == "load-partition" && restored[s.Target] {
+		if s.Action == ActionLoadPartition && restored[s.Target] {
 			continue
 		}
-		if s.Action != "create-table" || !s.table.Replicated() {
+		if s.Action != ActionCreateTable || !s.table.Replicated() {
 			out.Steps = append(out.Steps, s)
 			continue
 		}
@@ -93,7 +93,7 @@ func clusterPlan(plan *Plan, view *clickhouse.View, caps clickhouse.Capabilities
 					readonly++
 				}
 			case registered[reg]:
-				stale = append(stale, Step{Action: "drop-registration", Target: s.Target, Replica: rep.Addr, ZooKeeperPath: reg})
+				stale = append(stale, Step{Action: ActionDropRegistration, Target: s.Target, Replica: rep.Addr, ZooKeeperPath: reg})
 			}
 		}
 		if present == len(view.Replicas) && readonly == present && !anyRegistered {
@@ -105,12 +105,12 @@ func clusterPlan(plan *Plan, view *clickhouse.View, caps clickhouse.Capabilities
 			if cluster != "" {
 				sql += " ON CLUSTER " + clickhouse.QuoteIdent(cluster)
 			}
-			out.Steps = append(out.Steps, Step{Action: "restore-metadata", Target: s.Target, SQL: sql, table: s.table})
+			out.Steps = append(out.Steps, Step{Action: ActionRestoreMetadata, Target: s.Target, SQL: sql, table: s.table})
 			restored[s.Target] = true
 			continue
 		}
 		if present == 0 && anyRegistered {
-			stale = []Step{{Action: "drop-group", Target: s.Target, ZooKeeperPath: s.table.ZooKeeperPath}}
+			stale = []Step{{Action: ActionDropGroup, Target: s.Target, ZooKeeperPath: s.table.ZooKeeperPath}}
 		}
 		out.Steps = append(out.Steps, stale...)
 		out.Steps = append(out.Steps, s)

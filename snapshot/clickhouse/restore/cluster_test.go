@@ -71,7 +71,7 @@ func TestClusterPlan(t *testing.T) {
 			}
 			var got []string
 			for _, s := range p.Steps {
-				g := s.Action
+				g := string(s.Action)
 				if s.ZooKeeperPath != "" {
 					g += " " + s.ZooKeeperPath
 				}

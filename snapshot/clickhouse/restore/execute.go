@@ -58,7 +58,7 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 	}
 	staging := newStagingTables()
 	for i, s := range plan.Steps {
-		if s.Action == "load-partition" {
+		if s.Action == ActionLoadPartition {
 			if loads == nil {
 				loads, loadCtx = errgroup.WithContext(ctx)
 				loads.SetLimit(clickhouse.Workers(r.opts.Parallel))
@@ -75,26 +75,26 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 			})
 			continue
 		}
-		if s.Action != "create-database" && s.Action != "create-table" {
+		if s.Action != ActionCreateDatabase && s.Action != ActionCreateTable {
 			if err := wait(); err != nil {
 				return err
 			}
 		}
 		var err error
 		switch s.Action {
-		case "create-database", "create-table", "create-view":
+		case ActionCreateDatabase, ActionCreateTable, ActionCreateView:
 			err = r.first.Conn.Exec(ctx, s.SQL)
-		case "restore-metadata":
+		case ActionRestoreMetadata:
 			err = r.restoreMetadata(ctx, s)
-		case "drop-registration":
+		case ActionDropRegistration:
 			err = clickhouse.DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
-		case "drop-group":
+		case ActionDropGroup:
 			err = clickhouse.DropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
 		}
 		if err != nil {
 			return errors.Join(stepErr(i, s, err), wait())
 		}
-		if s.Action == "create-table" {
+		if s.Action == ActionCreateTable {
 			r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
 			if s.table != nil && s.table.RowsNotKept != "" {
 				r.opts.Log.Warn("a table is restored empty: the snapshot holds its definition only", "table", s.Target, "why", s.table.RowsNotKept)
@@ -115,7 +115,7 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 // setMerges stops or starts background merges of the plan's tables on every reachable replica.
 func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
 	for _, s := range plan.Steps {
-		if s.Action != "create-table" || !s.table.HasData() {
+		if s.Action != ActionCreateTable || !s.table.HasData() {
 			continue
 		}
 		db, table, _ := strings.Cut(s.Target, ".")
@@ -236,7 +236,7 @@ func (r *Restorer) attachParts(ctx context.Context, srv *clickhouse.Server, db, 
 func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
 	seen := map[string]bool{}
 	for _, s := range plan.Steps {
-		if s.Action != "load-partition" || seen[s.Replica+s.Target] {
+		if s.Action != ActionLoadPartition || seen[s.Replica+s.Target] {
 			continue
 		}
 		seen[s.Replica+s.Target] = true
@@ -255,7 +255,7 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 	type tableOn struct{ target, addr string }
 	counted := map[tableOn]map[string]uint64{}
 	for _, s := range plan.Steps {
-		if s.Action != "load-partition" {
+		if s.Action != ActionLoadPartition {
 			continue
 		}
 		db, table, _ := strings.Cut(s.Target, ".")
@@ -307,7 +307,7 @@ func partitionRowCount(ctx context.Context, srv *clickhouse.Server, db, table, p
 func LoadPartition(ctx context.Context, repo *store.Repository, target *clickhouse.Server, o Options, httpOf map[string]string,
 	table string, rec *clickhouse.TableRecord, partition, object string, rows uint64, ref store.ObjectRef) error {
 	rs := &Restorer{opts: o, servers: map[string]*clickhouse.Server{target.Addr: target}, httpOf: httpOf, first: target, local: clickhouse.NewLocalFS(o.DataPath, []*clickhouse.Server{target})}
-	step := Step{Action: "load-partition", Target: table, Replica: target.Addr, Partition: partition, Object: object, Rows: rows, ref: ref, table: rec}
+	step := Step{Action: ActionLoadPartition, Target: table, Replica: target.Addr, Partition: partition, Object: object, Rows: rows, ref: ref, table: rec}
 	if err := rs.loadPartition(ctx, repo, newStagingTables(), step); err != nil {
 		return err
 	}

@@ -37,15 +37,15 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			if err != nil {
 				return nil, fmt.Errorf("plan database %s of snapshot %s: %w", dst, m.ID, err)
 			}
-			plan.Steps = append(plan.Steps, Step{Action: "create-database", Target: dst, SQL: create})
+			plan.Steps = append(plan.Steps, Step{Action: ActionCreateDatabase, Target: dst, SQL: create})
 		}
 		create, err := clickhouse.RewriteCreate(t.Create, r.rewrite(t, dst))
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", t.FullName(), err)
 		}
-		step := Step{Action: "create-table", Target: full, SQL: create, table: t}
+		step := Step{Action: ActionCreateTable, Target: full, SQL: create, table: t}
 		if t.IsView() {
-			step.Action = "create-view"
+			step.Action = ActionCreateView
 			views = append(views, step) // after the data, so materialized views never fire twice
 			continue
 		}
@@ -68,7 +68,7 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 					return nil, err
 				}
 			}
-			plan.Steps = append(plan.Steps, Step{Action: "load-partition", Target: full, Replica: replica, Partition: p.ID,
+			plan.Steps = append(plan.Steps, Step{Action: ActionLoadPartition, Target: full, Replica: replica, Partition: p.ID,
 				Object: ref.ID, Rows: p.Rows, Bytes: ref.RawSize, Format: format, ref: ref, table: t})
 		}
 	}
@@ -180,7 +180,7 @@ func (r *Restorer) refuseNonEmpty(ctx context.Context, plan *Plan) error {
 	var order []string
 	seen := map[string]bool{}
 	for _, s := range plan.Steps {
-		if s.Action != "load-partition" || seen[s.Target+s.Partition+s.Replica] {
+		if s.Action != ActionLoadPartition || seen[s.Target+s.Partition+s.Replica] {
 			continue
 		}
 		seen[s.Target+s.Partition+s.Replica] = true
@@ -214,7 +214,7 @@ func WritePlan(w io.Writer, p *Plan) {
 	var bytes int64
 	for _, s := range p.Steps {
 		switch s.Action {
-		case "load-partition":
+		case ActionLoadPartition:
 			how := ""
 			if s.Format == clickhouse.FormatPartsTar {
 				how = " (frozen parts, attached)"
@@ -222,10 +222,10 @@ func WritePlan(w io.Writer, p *Plan) {
 			fmt.Fprintf(w, "load     %s partition %s on %s: %d rows, %d bytes from object %.12s%s\n", s.Target, s.Partition, s.Replica, s.Rows, s.Bytes, s.Object, how)
 			rows += s.Rows
 			bytes += s.Bytes
-		case "drop-registration", "drop-group":
+		case ActionDropRegistration, ActionDropGroup:
 			fmt.Fprintf(w, "%-8s %s: remove %s from zookeeper\n", s.Action, s.Target, s.ZooKeeperPath)
 		default:
-			fmt.Fprintf(w, "%-8s %s\n", strings.TrimPrefix(s.Action, "create-"), s.Target)
+			fmt.Fprintf(w, "%-8s %s\n", strings.TrimPrefix(string(s.Action), "create-"), s.Target)
 		}
 	}
 	fmt.Fprintf(w, "plan: %d steps, %d rows, %d bytes from snapshot %s\n", len(p.Steps), rows, bytes, p.Snapshot)

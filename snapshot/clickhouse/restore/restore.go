@@ -34,9 +34,29 @@ type Options struct {
 	Log      *slog.Logger
 }
 
+// Action is what a step does. A plan's JSON and --dry-run print it as it is spelled here.
+type Action string
+
+// The actions of a restore plan, and of a replica rebuild (snapshot/clickhouse/replica), which
+// shares them: one vocabulary for both, matched by these constants rather than by literals.
+const (
+	ActionCreateDatabase   Action = "create-database"
+	ActionCreateTable      Action = "create-table"
+	ActionCreateView       Action = "create-view"
+	ActionLoadPartition    Action = "load-partition"
+	ActionRestoreMetadata  Action = "restore-metadata"  // SYSTEM RESTORE REPLICA from the parts on disk
+	ActionDropRegistration Action = "drop-registration" // a stale replica registration in ZooKeeper
+	ActionDropGroup        Action = "drop-group"        // a lost table's whole replication group in ZooKeeper
+	// Only a replica rebuild has these.
+	ActionRecoverRows Action = "recover-rows" // keep rows found on no peer in a recovery table
+	ActionDropTable   Action = "drop-table"
+	ActionSync        Action = "sync"   // wait until the replica fetched its parts
+	ActionVerify      Action = "verify" // rows per partition equal to the peers'
+)
+
 // Step is one action of a restore plan; --dry-run prints them.
 type Step struct {
-	Action    string `json:"action"` // create-database, create-table, load-partition, create-view, verify
+	Action    Action `json:"action"`
 	Target    string `json:"target"` // db.table on the target
 	Replica   string `json:"replica,omitempty"`
 	Partition string `json:"partition,omitempty"`
