@@ -141,7 +141,7 @@ func sampleSource() *fakeSource {
 		zk: []zookeeper.ServerHealth{{Server: "127.0.0.1:2181", OK: true, Mode: "standalone", ZnodeCount: 4242}},
 		migs: []jobs.MigrationState{{Target: "clickhouse", Status: &migrate.Status{Database: "default", Version: 7, Dirty: true,
 			Pending: []migrate.FileState{{Version: 8, Title: "add_tags"}}}}},
-		report: &replica.Report{Taken: now, Replicas: []replica.ReplicaColumn{{Name: "ch1", Up: true}, {Name: "ch3", Up: true}},
+		report: &replica.Report{Taken: now, Replicas: []replica.Column{{Name: "ch1", Up: true}, {Name: "ch3", Up: true}},
 			Tables: []replica.TableCheck{{Table: "default.traces", Replicated: true, ZooKeeperPath: "/clickhouse/tables/01/default/traces",
 				Cells: []replica.Cell{{Replica: "ch1", Verdict: "ok", Rows: 100}, {Replica: "ch3", Verdict: "isolated", ZooKeeperPath: "/elsewhere/traces"}}}},
 			Problems: []replica.Problem{{Kind: "isolated", Table: "default.traces", Replica: "ch3", Message: "replicates under /elsewhere/traces", Fix: "tracevault restore-replica ch3"},

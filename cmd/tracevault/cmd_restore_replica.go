@@ -48,7 +48,7 @@ is made again from what is left to do.` + progressHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			opts := replica.ReplicaOptions{SyncTimeout: syncTimeout, Log: a.log}
+			opts := replica.Options{SyncTimeout: syncTimeout, Log: a.log}
 			var repo *store.Repository
 			if fromSnapshot != "" {
 				r, err := a.repo(cmd)
@@ -101,10 +101,10 @@ is made again from what is left to do.` + progressHelp,
 				return failed(err)
 			}
 			if dryRun {
-				return printPlan(a, cmd, plan, replica.WriteReplicaPlan)
+				return printPlan(a, cmd, plan, replica.WritePlan)
 			}
 			rep := progress.From(ctx)
-			stepUnit := func(s replica.ReplicaStep) progress.Unit {
+			stepUnit := func(s replica.Step) progress.Unit {
 				return progress.Unit{Source: "clickhouse", Table: s.Target, Partition: string(s.Action)}
 			}
 			for _, s := range plan.Steps {
@@ -113,7 +113,7 @@ is made again from what is left to do.` + progressHelp,
 			if len(plan.Steps) > 0 {
 				rep.Begin(stepUnit(plan.Steps[0]))
 			}
-			res, err := b.Execute(ctx, repo, plan, func(done, total int, s replica.ReplicaStep, detail string) {
+			res, err := b.Execute(ctx, repo, plan, func(done, total int, s replica.Step, detail string) {
 				if detail != "" {
 					a.log.Info("waiting for the replica to fetch", "table", s.Target, "progress", detail)
 					return

@@ -34,12 +34,12 @@ func connectZK(t *testing.T, env *devstack.Env) *zk.Conn {
 }
 
 // rebuild plans and runs restore-replica over the given databases, from a snapshot when m is set.
-func rebuild(t *testing.T, env *devstack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*replica.ReplicaPlan, *replica.ReplicaResult, error) {
+func rebuild(t *testing.T, env *devstack.Env, dbs []string, which string, repo *store.Repository, m *store.Manifest) (*replica.Plan, *replica.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	servers := dialAll(t, env)
-	o := replica.ReplicaOptions{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: chtest.Quiet, SyncTimeout: 2 * time.Minute,
+	o := replica.Options{Filter: clickhouse.Filter{Databases: dbs}, Conn: clickhouse.ConnOptions{User: "default"}, Log: chtest.Quiet, SyncTimeout: 2 * time.Minute,
 		HTTP: map[string]string{}}
 	for i, addr := range env.CHNative {
 		o.HTTP[addr] = env.CHHTTP[i]

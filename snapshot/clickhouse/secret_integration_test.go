@@ -80,7 +80,7 @@ func TestRebuildKeepsThePasswordOutOfQueryLog(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		servers = append(servers, s)
 	}
-	o := replica.ReplicaOptions{Filter: clickhouse.Filter{Databases: []string{f.db}}, Conn: conn, Log: chtest.Quiet, SyncTimeout: 2 * time.Minute, HTTP: map[string]string{}}
+	o := replica.Options{Filter: clickhouse.Filter{Databases: []string{f.db}}, Conn: conn, Log: chtest.Quiet, SyncTimeout: 2 * time.Minute, HTTP: map[string]string{}}
 	for i, addr := range f.env.CHNative {
 		o.HTTP[addr] = f.env.CHHTTP[i]
 	}

@@ -40,15 +40,15 @@ type Report struct {
 	Healthy bool      `json:"healthy"`
 	// Replicas are the matrix's columns: each configured replica's name ({replica} macro, or
 	// its address while it is down), in configuration order.
-	Replicas   []ReplicaColumn          `json:"replicas"`
+	Replicas   []Column                 `json:"replicas"`
 	Tables     []TableCheck             `json:"tables"`
 	Migrations []Migration              `json:"migrations,omitempty"`
 	ZooKeeper  []zookeeper.ServerHealth `json:"zookeeper,omitempty"`
 	Problems   []Problem                `json:"problems"`
 }
 
-// ReplicaColumn names one configured replica.
-type ReplicaColumn struct {
+// Column names one configured replica.
+type Column struct {
 	Name  string `json:"name"`
 	Addr  string `json:"addr"`
 	Up    bool   `json:"up"`

@@ -16,7 +16,7 @@ func judge(view *clickhouse.View, facts []replicaFacts, migrations []Migration, 
 	rep := &Report{Taken: view.Taken, Migrations: migrations, ZooKeeper: o.ZooKeeper, Problems: []Problem{}}
 	configured := map[string]bool{}
 	for _, r := range view.Replicas {
-		rep.Replicas = append(rep.Replicas, ReplicaColumn{Name: r.Name(), Addr: r.Addr, Up: r.Up, Error: r.Error})
+		rep.Replicas = append(rep.Replicas, Column{Name: r.Name(), Addr: r.Addr, Up: r.Up, Error: r.Error})
 		configured[r.Name()] = true
 		if !r.Up {
 			rep.Problems = append(rep.Problems, Problem{Kind: VerdictDown, Replica: r.Name(),

@@ -29,7 +29,7 @@ type replicaState struct {
 }
 
 // Plan builds the steps that bring the replica back into its groups.
-func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error) {
+func (b *Rebuilder) Plan(ctx context.Context, which string) (*Plan, error) {
 	r, err := b.resolve(which)
 	if err != nil {
 		return nil, err
@@ -78,9 +78,9 @@ func (b *Rebuilder) Plan(ctx context.Context, which string) (*ReplicaPlan, error
 	return b.planFrom(st)
 }
 
-func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
+func (b *Rebuilder) planFrom(st *replicaState) (*Plan, error) {
 	r := &st.target
-	plan := &ReplicaPlan{Replica: r.Addr, Name: r.Name(), Peer: st.peer, Snapshot: b.opts.SnapshotID}
+	plan := &Plan{Replica: r.Addr, Name: r.Name(), Peer: st.peer, Snapshot: b.opts.SnapshotID}
 	own := map[string]*clickhouse.Table{}
 	for i := range st.have {
 		own[st.have[i].FullName()] = &st.have[i]
@@ -96,7 +96,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 		return ""
 	}
 	// Every table is created before any is waited for, so they all fetch at once.
-	var views, syncs, verifies []ReplicaStep
+	var views, syncs, verifies []Step
 	for i := range st.want {
 		t := &st.want[i]
 		if isScratchTable(t.Name) {
@@ -104,7 +104,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 		}
 		if !planned[t.Database] {
 			planned[t.Database] = true
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: restore.ActionCreateDatabase, Target: t.Database, SQL: createDatabaseSQL(t.Database, st.peerDBs, st.caps)})
+			plan.Steps = append(plan.Steps, Step{Action: restore.ActionCreateDatabase, Target: t.Database, SQL: createDatabaseSQL(t.Database, st.peerDBs, st.caps)})
 		}
 		cur := own[t.FullName()]
 		switch {
@@ -114,7 +114,7 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 				if err != nil {
 					return nil, err
 				}
-				views = append(views, ReplicaStep{Action: restore.ActionCreateView, Target: t.FullName(), SQL: sql})
+				views = append(views, Step{Action: restore.ActionCreateView, Target: t.FullName(), SQL: sql})
 			}
 		case t.Replicated():
 			steps, err := b.planReplicated(st, t, cur, uuid(t))
@@ -123,15 +123,15 @@ func (b *Rebuilder) planFrom(st *replicaState) (*ReplicaPlan, error) {
 			}
 			if len(steps) > 0 {
 				plan.Steps = append(plan.Steps, steps...)
-				syncs = append(syncs, ReplicaStep{Action: restore.ActionSync, Target: t.FullName(), table: t, Detail: "fetch the parts it lacks from the peers"})
-				verifies = append(verifies, ReplicaStep{Action: restore.ActionVerify, Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
+				syncs = append(syncs, Step{Action: restore.ActionSync, Target: t.FullName(), table: t, Detail: "fetch the parts it lacks from the peers"})
+				verifies = append(verifies, Step{Action: restore.ActionVerify, Target: t.FullName(), table: t, Detail: "rows per partition equal to the peers'"})
 			}
 		case cur == nil:
 			sql, err := replicaCreate(t, uuid(t))
 			if err != nil {
 				return nil, err
 			}
-			plan.Steps = append(plan.Steps, ReplicaStep{Action: restore.ActionCreateTable, Target: t.FullName(), SQL: sql, table: t})
+			plan.Steps = append(plan.Steps, Step{Action: restore.ActionCreateTable, Target: t.FullName(), SQL: sql, table: t})
 			loads := b.planLocalLoad(r.Addr, t)
 			if len(loads) == 0 && t.HasData() {
 				plan.Notes = append(plan.Notes, fmt.Sprintf("%s is local to each replica and was created empty on %s; its rows there come back only with --from-snapshot", t.FullName(), r.Name()))
@@ -154,9 +154,9 @@ func replicaCreate(t *clickhouse.Table, uuid string) (string, error) {
 	return out, nil
 }
 
-func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *clickhouse.Table, uuid string) ([]ReplicaStep, error) {
+func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *clickhouse.Table, uuid string) ([]Step, error) {
 	r := &st.target
-	var steps []ReplicaStep
+	var steps []Step
 	name := t.FullName()
 	isolated := cur != nil && (cur.ZooKeeperPath != t.ZooKeeperPath || cur.UUID != t.UUID)
 	reg := clickhouse.RegistrationPath(t, r.Macros)
@@ -164,7 +164,7 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *c
 	orphaned := cur != nil && !isolated && st.zkKnown && !st.registered[reg] && st.readonly[name]
 	switch {
 	case orphaned && st.caps.RestoreReplica:
-		return []ReplicaStep{{Action: restore.ActionRestoreMetadata, Target: name, ZooKeeperPath: reg, table: t,
+		return []Step{{Action: restore.ActionRestoreMetadata, Target: name, ZooKeeperPath: reg, table: t,
 			SQL:    "SYSTEM RESTORE REPLICA " + clickhouse.QuoteIdent(t.Database) + "." + clickhouse.QuoteIdent(t.Name),
 			Detail: "re-register from its own parts"}}, nil
 	case orphaned:
@@ -175,14 +175,14 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *c
 	}
 	if isolated {
 		steps = append(steps,
-			ReplicaStep{Action: restore.ActionRecoverRows, Target: name, ZooKeeperPath: cur.ZooKeeperPath, own: cur, table: t,
+			Step{Action: restore.ActionRecoverRows, Target: name, ZooKeeperPath: cur.ZooKeeperPath, own: cur, table: t,
 				Detail: fmt.Sprintf("keep rows of the isolated table found on no peer in %s.%s", clickhouse.QuoteIdent(t.Database), recoveryName(t.Name, b.view.Taken))},
-			ReplicaStep{Action: restore.ActionDropTable, Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, st.caps),
+			Step{Action: restore.ActionDropTable, Target: name, ZooKeeperPath: cur.ZooKeeperPath, SQL: dropSQL(t, st.caps),
 				Detail: "drop the table isolated under " + cur.ZooKeeperPath + " on this replica only"})
 	}
 	replicaName := clickhouse.ExpandMacros(clickhouse.ReplicaArg(t.Create), r.Macros, t)
 	if st.registered[reg] {
-		steps = append(steps, ReplicaStep{Action: restore.ActionDropRegistration, Target: name, ZooKeeperPath: reg,
+		steps = append(steps, Step{Action: restore.ActionDropRegistration, Target: name, ZooKeeperPath: reg,
 			Detail: "remove the registration the lost table left behind, so the new one can register"})
 	}
 	peerPath := t.ZooKeeperPath
@@ -197,17 +197,17 @@ func (b *Rebuilder) planReplicated(st *replicaState, t *clickhouse.Table, cur *c
 		return nil, fmt.Errorf("plan %s: %w", name, err)
 	}
 	steps = append(steps,
-		ReplicaStep{Action: restore.ActionCreateTable, Target: name, ZooKeeperPath: t.ZooKeeperPath, SQL: create, table: t,
+		Step{Action: restore.ActionCreateTable, Target: name, ZooKeeperPath: t.ZooKeeperPath, SQL: create, table: t,
 			Detail: fmt.Sprintf("replica %s of %s", replicaName, t.ZooKeeperPath)})
 	return steps, nil
 }
 
 // planLocalLoad loads a local table's partitions that the snapshot recorded for this replica.
-func (b *Rebuilder) planLocalLoad(addr string, t *clickhouse.Table) []ReplicaStep {
+func (b *Rebuilder) planLocalLoad(addr string, t *clickhouse.Table) []Step {
 	if b.opts.Snapshot == nil {
 		return nil
 	}
-	var out []ReplicaStep
+	var out []Step
 	for i := range b.opts.Snapshot.Tables {
 		rec := &b.opts.Snapshot.Tables[i]
 		if rec.FullName() != t.FullName() {
@@ -218,7 +218,7 @@ func (b *Rebuilder) planLocalLoad(addr string, t *clickhouse.Table) []ReplicaSte
 			if p.Replica != addr || !ok {
 				continue
 			}
-			out = append(out, ReplicaStep{Action: restore.ActionLoadPartition, Target: t.FullName(), Partition: p.ID, Object: p.Object, Rows: p.Rows, rec: rec, ref: ref, table: t})
+			out = append(out, Step{Action: restore.ActionLoadPartition, Target: t.FullName(), Partition: p.ID, Object: p.Object, Rows: p.Rows, rec: rec, ref: ref, table: t})
 		}
 	}
 	return out

@@ -19,8 +19,8 @@ import (
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
-// ReplicaOptions say how a replica is rebuilt.
-type ReplicaOptions struct {
+// Options say how a replica is rebuilt.
+type Options struct {
 	Filter clickhouse.Filter
 	Conn   clickhouse.ConnOptions
 	HTTP   map[string]string // native address -> HTTP address, to load a local table's partitions
@@ -34,8 +34,8 @@ type ReplicaOptions struct {
 	Log         *slog.Logger
 }
 
-// ReplicaStep is one action of a rebuild.
-type ReplicaStep struct {
+// Step is one action of a rebuild.
+type Step struct {
 	// Action: create-database, recover-rows, drop-table, drop-registration, create-table,
 	// restore-metadata, load-partition, create-view, sync, verify.
 	Action        restore.Action `json:"action"`
@@ -53,13 +53,13 @@ type ReplicaStep struct {
 	ref   store.ObjectRef
 }
 
-// ReplicaPlan rebuilds one replica.
-type ReplicaPlan struct {
-	Replica  string        `json:"replica"` // native address
-	Name     string        `json:"name"`    // its {replica} macro
-	Peer     string        `json:"peer,omitempty"`
-	Snapshot string        `json:"snapshot,omitempty"`
-	Steps    []ReplicaStep `json:"steps"`
+// Plan rebuilds one replica.
+type Plan struct {
+	Replica  string `json:"replica"` // native address
+	Name     string `json:"name"`    // its {replica} macro
+	Peer     string `json:"peer,omitempty"`
+	Snapshot string `json:"snapshot,omitempty"`
+	Steps    []Step `json:"steps"`
 	// Notes are what the operator must know: local tables created empty, for instance.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -71,25 +71,25 @@ type Recovered struct {
 	Rows          uint64 `json:"rows"`
 }
 
-// ReplicaResult is what a rebuild did.
-type ReplicaResult struct {
+// Result is what a rebuild did.
+type Result struct {
 	Recovered []Recovered `json:"recovered,omitempty"`
 	Verified  []string    `json:"verified"` // tables whose rows per partition match the peers'
 }
 
-// ReplicaProgress is told about each step as it finishes, and about the fetch while a sync waits.
-type ReplicaProgress func(done, total int, s ReplicaStep, detail string)
+// Progress is told about each step as it finishes, and about the fetch while a sync waits.
+type Progress func(done, total int, s Step, detail string)
 
 // Rebuilder plans and runs restore-replica against connected servers.
 type Rebuilder struct {
 	view    *clickhouse.View
 	servers map[string]*clickhouse.Server
 	zk      *zk.Conn
-	opts    ReplicaOptions
+	opts    Options
 }
 
 // NewRebuilder observes the cluster once; the plan and its execution read that view.
-func NewRebuilder(ctx context.Context, servers []*clickhouse.Server, addrs []string, conn *zk.Conn, o ReplicaOptions) *Rebuilder {
+func NewRebuilder(ctx context.Context, servers []*clickhouse.Server, addrs []string, conn *zk.Conn, o Options) *Rebuilder {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -169,8 +169,8 @@ func (b *Rebuilder) peer(target string) *clickhouse.Server {
 	return nil
 }
 
-// WriteReplicaPlan prints a plan for --dry-run.
-func WriteReplicaPlan(w io.Writer, p *ReplicaPlan) {
+// WritePlan prints a plan for --dry-run.
+func WritePlan(w io.Writer, p *Plan) {
 	from := "peer " + p.Peer
 	if p.Peer == "" {
 		from = "snapshot " + p.Snapshot

@@ -35,7 +35,7 @@ func ch3() clickhouse.Replica {
 	return clickhouse.Replica{Addr: "10.0.0.3:9000", Up: true, Macros: map[string]string{"replica": "ch3", "shard": "01"}}
 }
 
-func steps(p *ReplicaPlan) []string {
+func steps(p *Plan) []string {
 	out := make([]string, len(p.Steps))
 	for i, s := range p.Steps {
 		out[i] = string(s.Action) + " " + s.Target

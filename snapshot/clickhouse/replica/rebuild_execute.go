@@ -20,9 +20,9 @@ func recoveryName(table string, at time.Time) string {
 
 // Execute runs a plan on the replica it was made for. Every step is idempotent or checks before
 // acting, so rerunning restore-replica after an interruption plans what is left and does it.
-func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *ReplicaPlan, progress ReplicaProgress) (*ReplicaResult, error) {
+func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *Plan, progress Progress) (*Result, error) {
 	target := b.servers[plan.Replica]
-	res := &ReplicaResult{Verified: []string{}}
+	res := &Result{Verified: []string{}}
 	for i, s := range plan.Steps {
 		report := func(detail string) {
 			if progress != nil {
@@ -60,7 +60,7 @@ func (b *Rebuilder) Execute(ctx context.Context, repo *store.Repository, plan *R
 // recoverRows keeps aside the rows of an isolated table that no peer has, comparing a hash of
 // each whole row partition by partition (so memory holds one partition's hashes, not a table's).
 // Without a peer every row is kept. An empty recovery table is dropped again.
-func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, peerAddr string, s ReplicaStep) (*Recovered, error) {
+func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, peerAddr string, s Step) (*Recovered, error) {
 	own := s.own
 	name := recoveryName(own.Name, b.view.Taken)
 	full := clickhouse.QuoteIdent(own.Database) + "." + clickhouse.QuoteIdent(name)
@@ -166,7 +166,7 @@ func rowHash(cols []string) string {
 
 // sync waits until the new replica's queue is empty, reporting its progress, then lets SYSTEM
 // SYNC REPLICA confirm it has caught up with the replication log.
-func (b *Rebuilder) sync(ctx context.Context, target *clickhouse.Server, s ReplicaStep, report func(string)) error {
+func (b *Rebuilder) sync(ctx context.Context, target *clickhouse.Server, s Step, report func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SyncTimeout)
 	defer cancel()
 	db, table, _ := strings.Cut(s.Target, ".")
@@ -201,7 +201,7 @@ func (b *Rebuilder) sync(ctx context.Context, target *clickhouse.Server, s Repli
 // verify compares rows per partition with the peer (or the snapshot), after letting the peer
 // catch up too. A merge on the peer between the two reads can shift rows between parts but
 // not between partitions; a Replacing merge can drop duplicates, so a mismatch is retried.
-func (b *Rebuilder) verify(ctx context.Context, target *clickhouse.Server, peerAddr string, s ReplicaStep) error {
+func (b *Rebuilder) verify(ctx context.Context, target *clickhouse.Server, peerAddr string, s Step) error {
 	db, table, _ := strings.Cut(s.Target, ".")
 	var diff string
 	for attempt := 0; attempt < 5; attempt++ {
@@ -249,7 +249,7 @@ func (b *Rebuilder) snapshotRows(name string) map[string]uint64 {
 
 // loadLocal loads a local table's partition from the snapshot, through the restore's staging
 // table and REPLACE PARTITION, so a rerun never duplicates rows.
-func (b *Rebuilder) loadLocal(ctx context.Context, repo *store.Repository, target *clickhouse.Server, s ReplicaStep) error {
+func (b *Rebuilder) loadLocal(ctx context.Context, repo *store.Repository, target *clickhouse.Server, s Step) error {
 	if repo == nil {
 		return fmt.Errorf("loading %s partition %s needs the snapshot's repository", s.Target, s.Partition)
 	}
