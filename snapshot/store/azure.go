@@ -164,6 +164,25 @@ func (a *Azure) Put(ctx context.Context, name string, r io.Reader) (int64, error
 	return cr.N, nil
 }
 
+// Create uploads as Put does with If-None-Match: *, which Azure checks when the block list is
+// committed: a blob that exists then is left alone and the upload fails. A retried commit whose
+// first attempt landed fails the same way; callers that can tell their own object (a record's
+// content) read it back.
+func (a *Azure) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	cr := &CountingReader{R: r}
+	_, err := a.c.NewBlockBlobClient(a.blob(name)).UploadStream(ctx, cr, &blockblob.UploadStreamOptions{
+		BlockSize: a.opts.BlockSize, Concurrency: a.opts.Concurrency,
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)}},
+	})
+	if bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
+		err = fmt.Errorf("%w (%v)", ErrExists, err)
+	}
+	if err != nil {
+		return cr.N, a.scrub(fmt.Errorf("create %s in %s: %w", name, a, err))
+	}
+	return cr.N, nil
+}
+
 func (a *Azure) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
 	rng := blob.HTTPRange{Offset: off}
 	if length >= 0 {

@@ -14,6 +14,11 @@ import (
 type Backend interface {
 	// Put stores a stream of unknown size under name. Readers see the whole object or nothing.
 	Put(ctx context.Context, name string, r io.Reader) (int64, error)
+	// Create stores a stream under name only if no object has that name: ErrExists otherwise,
+	// and the existing object is untouched. Of writers racing to create one name, exactly one
+	// succeeds; readers see the whole object or nothing. It fences writers that must not
+	// replace each other's records (the point-in-time chain's segments).
+	Create(ctx context.Context, name string, r io.Reader) (int64, error)
 	// Get reads [off, off+length) of an object; length < 0 reads to the end. ErrNotFound if absent.
 	Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error)
 	Stat(ctx context.Context, name string) (ObjectInfo, error)
@@ -44,6 +49,8 @@ type ObjectInfo struct {
 var (
 	// ErrNotFound is returned for an object that does not exist.
 	ErrNotFound = errors.New("object not found")
+	// ErrExists is returned by Create for a name that is already taken.
+	ErrExists = errors.New("object already exists")
 	// ErrLocked is returned when another process holds the lock.
 	ErrLocked = errors.New("repository is locked")
 	// ErrLockLost is returned when a held lock expired or was taken over: its holder must stop.

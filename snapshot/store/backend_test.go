@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -57,6 +59,61 @@ func TestBackendConformance(t *testing.T) {
 				if !errors.Is(err, ErrNotFound) {
 					t.Errorf("missing object: %v, want ErrNotFound", err)
 				}
+			}
+		})
+	}
+}
+
+// TestBackendCreateIsExclusive: Create stores a free name, refuses a taken one with ErrExists
+// leaving it untouched, and of writers racing for one name exactly one wins.
+func TestBackendCreateIsExclusive(t *testing.T) {
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) {
+			ctx := context.Background()
+			b := bc.open(t, AzureOptions{BlockSize: 1 << 20, Concurrency: 2})
+			read := reader(t)
+			if n, err := b.Create(ctx, "pitr/c/seg/A.json", strings.NewReader("first")); err != nil || n != 5 {
+				t.Fatalf("create a free name: %d, %v", n, err)
+			}
+			if _, err := b.Create(ctx, "pitr/c/seg/A.json", strings.NewReader("second")); !errors.Is(err, ErrExists) {
+				t.Fatalf("create a taken name: %v, want ErrExists", err)
+			}
+			if got := read(b.Get(ctx, "pitr/c/seg/A.json", 0, -1)); string(got) != "first" {
+				t.Fatalf("a refused create changed the object: %q", got)
+			}
+			var names []string
+			if err := b.List(ctx, "pitr/", func(o ObjectInfo) error { names = append(names, o.Name); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(names, ",") != "pitr/c/seg/A.json" {
+				t.Errorf("list after a refused create = %v (a temporary left behind?)", names)
+			}
+			const writers = 8
+			won := make(chan string, writers)
+			var wg sync.WaitGroup
+			for i := range writers {
+				wg.Go(func() {
+					who := fmt.Sprintf("writer %d", i)
+					_, err := b.Create(ctx, "pitr/c/seg/B.json", strings.NewReader(who))
+					switch {
+					case err == nil:
+						won <- who
+					case !errors.Is(err, ErrExists):
+						t.Errorf("%s: %v, want nil or ErrExists", who, err)
+					}
+				})
+			}
+			wg.Wait()
+			close(won)
+			var winners []string
+			for w := range won {
+				winners = append(winners, w)
+			}
+			if len(winners) != 1 {
+				t.Fatalf("%d writers created the same name (%v), want exactly 1", len(winners), winners)
+			}
+			if got := read(b.Get(ctx, "pitr/c/seg/B.json", 0, -1)); string(got) != winners[0] {
+				t.Errorf("the object holds %q, but %s won", got, winners[0])
 			}
 		})
 	}

@@ -97,6 +97,53 @@ func (f *FS) put(ctx context.Context, name string, r io.Reader) (int64, error) {
 	return n, f.syncDir(dir)
 }
 
+// Create writes a temporary file as Put does, then hard-links it under name: link(2) fails
+// when name exists, so the create is exclusive like O_EXCL, and unlike an O_EXCL create of name
+// itself no reader ever sees the object half written.
+func (f *FS) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	n, err := f.create(ctx, name, r)
+	if errors.Is(err, fs.ErrExist) {
+		err = ErrExists
+	}
+	if err != nil {
+		return n, fmt.Errorf("create %s in %s: %w", name, f, err)
+	}
+	return n, nil
+}
+
+func (f *FS) create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	if err := CheckName(name); err != nil {
+		return 0, err
+	}
+	dir := path.Dir(name)
+	if err := f.rt.MkdirAll(dir, 0o750); err != nil {
+		return 0, err
+	}
+	if _, err := f.rt.Lstat(name); err == nil {
+		return 0, fs.ErrExist // spare writing the whole stream to learn it
+	}
+	tmpName := path.Join(dir, ".tmp-"+path.Base(name)+"-"+strconv.FormatUint(mrand.Uint64(), 36))
+	tmp, err := f.rt.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return 0, err
+	}
+	defer f.rt.Remove(tmpName) // the link, if made, keeps the data
+	n, err := io.Copy(tmp, ctxReader{ctx, r})
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, err
+	}
+	if err := f.rt.Link(tmpName, name); err != nil {
+		return n, err
+	}
+	return n, f.syncDir(dir)
+}
+
 func (f *FS) syncDir(dir string) error {
 	d, err := f.rt.Open(dir)
 	if err != nil {

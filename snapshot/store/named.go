@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -37,4 +39,17 @@ func (r *Repository) OpenNamed(ctx context.Context, name string, ref ObjectRef) 
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	return &verifier{r: plain, close: stored.Close, d: newDigest(), want: ref, name: name}, nil
+}
+
+// CreateJSON stores a small document as PutJSON does, but only if name is free: ErrExists
+// otherwise (Backend.Create). Records that writers must not replace are stored with it.
+func (r *Repository) CreateJSON(ctx context.Context, name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	stored, _ := r.codec.encode(bytes.NewReader(b))
+	defer stored.Close()
+	_, err = r.b.Create(ctx, name, stored)
+	return err
 }
