@@ -32,6 +32,20 @@ type packer struct {
 	stored chan error
 }
 
+// run appends the fetched blobs to the packer's packs until there are no more, then stores the
+// last one.
+func (p *packer) run(ctx context.Context, fetched <-chan *slot) error {
+	for sl := range fetched {
+		sl.err = p.add(ctx, sl)
+		close(sl.done)
+		if sl.err != nil {
+			p.abort(sl.err)
+			return sl.err
+		}
+	}
+	return p.finish()
+}
+
 // prefetchMax is the largest blob a fetcher reads ahead into memory.
 const prefetchMax = 256 << 10
 

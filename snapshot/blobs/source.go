@@ -107,22 +107,16 @@ type slot struct {
 const window = 4096
 
 // Backup lists the container, stores the blobs the repository does not hold and the listing.
+//
+// The blobs flow through a pipeline: the lister (list) hands every listed blob to the listing
+// writer in listing order, and those it must read to the fetchers (fetchAll), which copy them
+// server-side or read small ones ahead; the packers (packAll) append the rest to their packs.
 func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	workers, packSize := s.Workers, s.PackSize
-	if workers <= 0 {
-		workers = 4
-	}
-	if packSize <= 0 {
-		packSize = 32 << 20
-	}
-	open := OpenContainer
-	if s.open != nil {
-		open = s.open
-	}
-	c, err := open(ctx, s.URL, s.Credentials, false)
+	workers, packSize := s.sizes()
+	c, err := s.openContainer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -145,89 +139,9 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	reused := map[string]string{}
 	check.begin(ctx) // before the cut: the check holds the listing against rows committed before it
 	sec.Cut.Time = time.Now().UTC()
-	g.Go(func() error {
-		defer close(order)
-		defer close(work)
-		return c.List(gctx, func(e Entry) error {
-			sl := &slot{rec: Record{Name: e.Name, Size: e.Size, ETag: e.ETag, Modified: e.Modified}, done: make(chan struct{}), listedMD5: e.MD5}
-			prev, err := base.find(e.Name)
-			if err != nil {
-				return err
-			}
-			switch {
-			case prev != nil && unchanged(*prev, e):
-				sl.rec.MD5, sl.rec.Pack, sl.rec.Offset = prev.MD5, prev.Pack, prev.Offset
-				if prev.Pack != "" {
-					reused[prev.Pack] = base.copied[prev.Pack]
-				}
-				close(sl.done)
-			case e.Size == 0:
-				sl.rec.MD5 = md5.Sum(nil)
-				close(sl.done)
-			}
-			select {
-			case order <- sl:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			select {
-			case <-sl.done:
-				return nil
-			default:
-			}
-			select {
-			case work <- sl:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		})
-	})
-	// Small blobs cost a round trip each, not bandwidth: fetchers read them ahead into memory
-	// (at most fetchers+workers of them, each under prefetchMax) for the packers to append.
-	fetched := make(chan *slot, workers)
-	fetchers := workers * 8
-	var fetching sync.WaitGroup
-	for range fetchers {
-		fetching.Go(func() {
-			for sl := range work {
-				if cp.wants(sl) && cp.copy(gctx, sl) {
-					close(sl.done)
-					continue
-				}
-				if sl.rec.Size <= prefetchMax {
-					if err := prefetch(gctx, c, sl); err != nil {
-						sl.err = err
-						close(sl.done)
-						continue
-					}
-				}
-				select {
-				case fetched <- sl:
-				case <-gctx.Done():
-					sl.err = gctx.Err()
-					close(sl.done)
-				}
-			}
-		})
-	}
-	g.Go(func() error { fetching.Wait(); close(fetched); return nil })
-	packs := make(chan int, workers)
-	for range workers {
-		g.Go(func() error {
-			p := &packer{w: w, c: c, size: packSize, fresh: &fresh, log: s.Log}
-			defer func() { packs <- p.packs }()
-			for sl := range fetched {
-				sl.err = p.add(gctx, sl)
-				close(sl.done)
-				if sl.err != nil {
-					p.abort(sl.err)
-					return sl.err
-				}
-			}
-			return p.finish()
-		})
-	}
+	g.Go(func() error { return list(gctx, c, base, order, work, reused) })
+	fetched := fetchAll(gctx, g, c, cp, work, workers)
+	packs := s.packAll(gctx, g, w, c, fetched, workers, packSize, &fresh)
 	g.Go(func() error { return s.writeListing(gctx, w, order, sec, &fresh, check) })
 	err = g.Wait()
 	for range workers {
@@ -238,20 +152,163 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 	if err != nil {
 		return sec, err
 	}
-	// The unchanged blobs' packs, referenced again so that prune keeps them.
-	for key, blob := range reused {
-		if _, err := w.Put(ctx, store.ManifestObject{Kind: KindPack, Partition: blob}, packFingerprint(key), missingPack{key}); err != nil {
-			return sec, err
-		}
+	if err := referenceReused(ctx, w, reused); err != nil {
+		return sec, err
 	}
 	sec.Check = check.result()
+	s.logBackup(sec)
+	return sec, nil
+}
+
+// sizes are the number of packers and the size of a pack, defaults applied.
+func (s *Source) sizes() (workers int, packSize int64) {
+	workers, packSize = s.Workers, s.PackSize
+	if workers <= 0 {
+		workers = 4
+	}
+	if packSize <= 0 {
+		packSize = 32 << 20
+	}
+	return workers, packSize
+}
+
+// openContainer opens the container to back up, through the tests' opener where one is set.
+func (s *Source) openContainer(ctx context.Context) (Container, error) {
+	open := OpenContainer
+	if s.open != nil {
+		open = s.open
+	}
+	return open(ctx, s.URL, s.Credentials, false)
+}
+
+// list lists the container: every blob goes to order, in listing order, and the blobs that must
+// be read also to work. It closes both when the listing ends.
+func list(ctx context.Context, c Container, base *base, order, work chan<- *slot, reused map[string]string) error {
+	defer close(order)
+	defer close(work)
+	return c.List(ctx, func(e Entry) error {
+		sl, err := listed(e, base, reused)
+		if err != nil {
+			return err
+		}
+		return dispatch(ctx, sl, order, work)
+	})
+}
+
+// listed makes a listed blob's slot. It is done at once where nothing needs reading: a blob the
+// previous listing holds unchanged (its record points at the pack that holds it, which joins
+// reused) or an empty one.
+func listed(e Entry, base *base, reused map[string]string) (*slot, error) {
+	sl := &slot{rec: Record{Name: e.Name, Size: e.Size, ETag: e.ETag, Modified: e.Modified}, done: make(chan struct{}), listedMD5: e.MD5}
+	prev, err := base.find(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case prev != nil && unchanged(*prev, e):
+		sl.rec.MD5, sl.rec.Pack, sl.rec.Offset = prev.MD5, prev.Pack, prev.Offset
+		if prev.Pack != "" {
+			reused[prev.Pack] = base.copied[prev.Pack]
+		}
+		close(sl.done)
+	case e.Size == 0:
+		sl.rec.MD5 = md5.Sum(nil)
+		close(sl.done)
+	}
+	return sl, nil
+}
+
+// dispatch sends a slot to the listing writer and, unless it is done already, to the fetchers.
+func dispatch(ctx context.Context, sl *slot, order, work chan<- *slot) error {
+	select {
+	case order <- sl:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-sl.done:
+		return nil
+	default:
+	}
+	select {
+	case work <- sl:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetchAll starts the fetchers and returns what they hand on to the packers, closed once they
+// are all done. Small blobs cost a round trip each, not bandwidth: fetchers read them ahead into
+// memory (at most fetchers+workers of them, each under prefetchMax) for the packers to append.
+func fetchAll(ctx context.Context, g *errgroup.Group, c Container, cp *copier, work <-chan *slot, workers int) <-chan *slot {
+	fetched := make(chan *slot, workers)
+	fetchers := workers * 8
+	var fetching sync.WaitGroup
+	for range fetchers {
+		fetching.Go(func() { fetch(ctx, c, cp, work, fetched) })
+	}
+	g.Go(func() error { fetching.Wait(); close(fetched); return nil })
+	return fetched
+}
+
+// fetch is one fetcher: a blob the storage service can copy server-side is done here, a small one
+// is read ahead, and every other is handed to the packers as it is.
+func fetch(ctx context.Context, c Container, cp *copier, work <-chan *slot, fetched chan<- *slot) {
+	for sl := range work {
+		if cp.wants(sl) && cp.copy(ctx, sl) {
+			close(sl.done)
+			continue
+		}
+		if sl.rec.Size <= prefetchMax {
+			if err := prefetch(ctx, c, sl); err != nil {
+				sl.err = err
+				close(sl.done)
+				continue
+			}
+		}
+		select {
+		case fetched <- sl:
+		case <-ctx.Done():
+			sl.err = ctx.Err()
+			close(sl.done)
+		}
+	}
+}
+
+// packAll starts the packers, one pack at a time each; each sends how many packs it stored on
+// the returned channel when it ends.
+func (s *Source) packAll(ctx context.Context, g *errgroup.Group, w *snapshot.Writer, c Container, fetched <-chan *slot, workers int, packSize int64, fresh *counts) <-chan int {
+	packs := make(chan int, workers)
+	for range workers {
+		g.Go(func() error {
+			p := &packer{w: w, c: c, size: packSize, fresh: fresh, log: s.Log}
+			defer func() { packs <- p.packs }()
+			return p.run(ctx, fetched)
+		})
+	}
+	return packs
+}
+
+// referenceReused references the unchanged blobs' packs again, so that prune keeps them.
+func referenceReused(ctx context.Context, w *snapshot.Writer, reused map[string]string) error {
+	for key, blob := range reused {
+		if _, err := w.Put(ctx, store.ManifestObject{Kind: KindPack, Partition: blob}, packFingerprint(key), missingPack{key}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logBackup says what the backup read and stored, and warns when blob_storage_file_log names
+// files the container does not hold.
+func (s *Source) logBackup(sec *Section) {
 	s.Log.Info("blob container backed up", "container", sec.URL, "blobs", sec.Blobs, "bytes", sec.Bytes,
 		"new_blobs", sec.NewBlobs, "new_bytes", sec.NewBytes, "copied", sec.Copied, "copied_bytes", sec.CopiedBytes, "packs", sec.Packs, "cut", sec.Cut.Time)
 	if sec.Check != nil && (sec.Check.Missing > 0 || sec.Check.Error != "") {
 		s.Log.Warn("blob_storage_file_log names files the container does not hold", "table", sec.Check.Table,
 			"missing", sec.Check.Missing, "examples", sec.Check.MissingExamples, "err", sec.Check.Error)
 	}
-	return sec, nil
 }
 
 // unchanged says whether a listed blob is the previous snapshot's record: same name, size and
