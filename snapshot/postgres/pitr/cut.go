@@ -2,7 +2,9 @@ package pitr
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -118,6 +120,10 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 			return nil // nothing new to record
 		}
 		h := Head{Chain: seg.Chain, After: seg.StartLSN, EndLSN: seg.EndLSN, Until: seg.Until, Written: time.Now().UTC()}
+		// A head extends the chain from After as a segment does: not if another writer went on.
+		if err := s.successorFree(ctx, repo, st.chain, h.After); err != nil {
+			return s.chainConflict(ctx, aux, repl, err)
+		}
 		if err := putRecord(ctx, repo, headName(h.Chain), &h); err != nil {
 			return fmt.Errorf("record the head of chain %s: %w", h.Chain, err)
 		}
@@ -144,16 +150,14 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		return postgres.Explain("read sequences for the segment", err)
 	}
 	seg.Sequences = seqs
-	ref, err := repo.PutNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), sf.f)
-	if err != nil {
-		return fmt.Errorf("store segment ending at %s: %w", seg.EndLSN, err)
-	}
-	seg.Object, seg.Written = ref, time.Now().UTC()
-	if err := putRecord(ctx, repo, segmentName(seg.Chain, seg.EndLSN, "json"), seg); err != nil {
-		return fmt.Errorf("record segment ending at %s: %w", seg.EndLSN, err)
+	if err := s.storeSegment(ctx, repo, st.chain, seg, sf.f); err != nil {
+		if errors.Is(err, errLostChain) {
+			return s.chainConflict(ctx, aux, repl, err)
+		}
+		return err
 	}
 	st.durable, st.lastUntil = seg.EndLSN, seg.Until
-	s.Log.Debug("point-in-time recovery: segment durable", "chain", seg.Chain, "end", seg.EndLSN, "transactions", seg.Transactions, "changes", seg.Changes, "bytes", ref.RawSize)
+	s.Log.Debug("point-in-time recovery: segment durable", "chain", seg.Chain, "end", seg.EndLSN, "transactions", seg.Transactions, "changes", seg.Changes, "bytes", seg.Object.RawSize)
 	done := *seg
 	s.update(func(x *State) {
 		x.Chain, x.DurableLSN, x.RecoveryPoint = done.Chain, done.EndLSN, done.Until
@@ -166,4 +170,150 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		return err
 	}
 	return s.sendStatus(ctx, repl, st.durable, false)
+}
+
+// storeSegment makes a cut segment durable: it claims the chain's successor of the segment's
+// start (claimSuccessor), stores the body, then creates the record, which is what makes the
+// segment exist. A writer that lost the chain (errLostChain) stores nothing.
+func (s *Streamer) storeSegment(ctx context.Context, repo *store.Repository, c *Chain, seg *Segment, body io.Reader) error {
+	if err := s.claimSuccessor(ctx, repo, c, seg.StartLSN, seg.EndLSN); err != nil {
+		return err
+	}
+	ref, err := repo.PutNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), body)
+	if err != nil {
+		return fmt.Errorf("store segment ending at %s: %w", seg.EndLSN, err)
+	}
+	seg.Object, seg.Written = ref, time.Now().UTC()
+	name := segmentName(seg.Chain, seg.EndLSN, "json")
+	err = createRecord(ctx, repo, name, seg)
+	if errors.Is(err, store.ErrExists) {
+		// Ours if it describes this very body: a create whose first attempt landed but whose
+		// answer was lost is retried, and then finds its own record.
+		if had, rerr := readSegment(ctx, repo, name); rerr == nil && had.StartLSN == seg.StartLSN && had.Object.SHA256 == ref.SHA256 {
+			return nil
+		}
+		return fmt.Errorf("%w: chain %s: record %s was written by another writer while this one held the successor of %s; this stream stops", errLostChain, c.ID, name, seg.StartLSN)
+	}
+	if err != nil {
+		return fmt.Errorf("record segment ending at %s: %w", seg.EndLSN, err)
+	}
+	return nil
+}
+
+// chainConflict decides what a writer that could not continue its chain does. A writer that
+// holds the slot while another's claim was never recorded cannot wait for it (its writer may be
+// gone for good): the chain ends at its last record and a new base starts. Any other writer
+// lost the chain to the one streaming now: it stops, and says so.
+func (s *Streamer) chainConflict(ctx context.Context, aux *pgx.Conn, repl *pgconn.PgConn, err error) error {
+	if errors.Is(err, errStaleClaim) && aux != nil {
+		if held, herr := holdsSlot(ctx, aux, repl, s.Slot); herr == nil && held {
+			return errNewBase{fmt.Sprintf("%v; this daemon holds slot %s, so the chain ends at its last segment and a new base is taken", err, s.Slot)}
+		}
+	}
+	s.say(err.Error())
+	return err
+}
+
+// successorFree returns nil if chain c may be extended from start by this writer: nobody else
+// claimed the segment after it.
+func (s *Streamer) successorFree(ctx context.Context, repo *store.Repository, c *Chain, start LSN) error {
+	_, err := repo.Backend().Stat(ctx, claimName(c.ID, start))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("chain %s: look for a claim on the segment after %s: %w", c.ID, start, err)
+	}
+	return s.claimTaken(ctx, repo, c, start)
+}
+
+// errLostChain: another writer continued the chain from where this one meant to; whatever this
+// one holds that is not durable is not stored, and its stream stops.
+var errLostChain = errors.New("point-in-time recovery: another writer continued the chain")
+
+// errStaleClaim (with errLostChain): another writer claimed the successor of a position but no
+// record continues the chain from it yet: that writer is storing it, or died or stalled between
+// its claim and its record.
+var errStaleClaim = errors.New("point-in-time recovery: a claimed segment was never recorded")
+
+// successorClaim fences writers of one chain. A segment is stored only if the chain's newest
+// record ends exactly at its start: its writer first creates, create-only, the claim named by
+// that start. Every stored segment's start was claimed by its writer, so a claim that is already
+// there means the chain went on from that start without this writer (a stalled streamer woke up
+// after another took the slot), and of writers racing for one start exactly one gets it.
+type successorClaim struct {
+	Chain  string    `json:"chain"`
+	Start  LSN       `json:"start"`
+	End    LSN       `json:"end"` // the end of the segment its writer was storing
+	Writer string    `json:"writer"`
+	At     time.Time `json:"at"`
+}
+
+func claimName(chain string, start LSN) string {
+	return fmt.Sprintf("%s%s/seg/%016X.next", root, chain, uint64(start))
+}
+
+// claimSuccessor claims for this writer the segment that continues chain c from start, which
+// must be where the chain's newest record ends.
+func (s *Streamer) claimSuccessor(ctx context.Context, repo *store.Repository, c *Chain, start, end LSN) error {
+	if start != c.StartLSN {
+		if _, err := repo.Backend().Stat(ctx, segmentName(c.ID, start, "json")); err != nil {
+			return fmt.Errorf("chain %s: check the segment ending at %s before continuing it: %w", c.ID, start, err)
+		}
+	}
+	name := claimName(c.ID, start)
+	err := repo.CreateJSON(ctx, name, successorClaim{Chain: c.ID, Start: start, End: end, Writer: s.writer, At: time.Now().UTC()})
+	if !errors.Is(err, store.ErrExists) {
+		if err != nil {
+			return fmt.Errorf("chain %s: claim the segment after %s: %w", c.ID, start, err)
+		}
+		return nil
+	}
+	return s.claimTaken(ctx, repo, c, start)
+}
+
+// claimTaken says why the successor of start is not this writer's to store, or nil if its claim
+// is this writer's own (an earlier attempt that failed after claiming).
+func (s *Streamer) claimTaken(ctx context.Context, repo *store.Repository, c *Chain, start LSN) error {
+	var had successorClaim
+	if err := repo.GetJSON(ctx, claimName(c.ID, start), &had); err != nil {
+		return fmt.Errorf("chain %s: read the claim on the segment after %s: %w", c.ID, start, err)
+	}
+	if had.Writer == s.writer {
+		return nil
+	}
+	next, err := successorRecord(ctx, repo, c.ID, start)
+	if err != nil {
+		return err
+	}
+	if next == nil {
+		return fmt.Errorf("%w: %w: chain %s: %s claimed the segment after %s at %s but never recorded it (it died, or is stalled, while storing it)",
+			errLostChain, errStaleClaim, c.ID, had.Writer, start, had.At.Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: chain %s already continues from %s with segment %s..%s, stored by %s; this writer (%s) stalled past the server's timeout while another took the slot, so it stops and stores nothing it holds: the other writer's segments stand",
+		errLostChain, c.ID, start, next.StartLSN, next.EndLSN, had.Writer, s.writer)
+}
+
+// successorRecord is the segment record that continues chain from start, or nil.
+func successorRecord(ctx context.Context, repo *store.Repository, chain string, start LSN) (*Segment, error) {
+	names, err := segmentRecords(ctx, repo, chain)
+	if err != nil {
+		return nil, err
+	}
+	after := segmentName(chain, start, "json")
+	for _, n := range names {
+		if n <= after {
+			continue
+		}
+		// The names are the end LSNs, so the first record past start is its successor in a
+		// continuous chain; any other record starting at start ends later still.
+		seg, err := readSegment(ctx, repo, n)
+		if err != nil {
+			return nil, err
+		}
+		if seg.StartLSN == start {
+			return &seg, nil
+		}
+	}
+	return nil, nil
 }

@@ -77,20 +77,9 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 			if err := s.sendStatus(ctx, repl, st.durable, true); err != nil {
 				return err
 			}
-			var p probe
-			if err := aux.QueryRow(ctx, "SELECT pg_current_wal_lsn(), clock_timestamp()").Scan((*pglogrepl.LSN)(&p.lsn), &p.at); err != nil {
-				return postgres.Explain("read the server's WAL position", err)
+			if err := s.probe(ctx, aux, st); err != nil {
+				return err
 			}
-			st.probes = append(st.probes, p)
-			// A probe stays unresolved while the WAL before it is written but not flushed (the
-			// walsender decodes only flushed WAL, and an idle WAL writer sleeps for seconds):
-			// a tiny synchronous commit flushes it all.
-			if time.Since(st.probes[0].at.Local()) > 1500*time.Millisecond || len(st.probes) > 2 {
-				if _, err := aux.Exec(ctx, "SET synchronous_commit = on; SELECT pg_current_xact_id()"); err != nil {
-					return postgres.Explain("flush the server's WAL", err)
-				}
-			}
-			s.observeSlot(ctx, aux)
 		}
 		if !st.inTx && (st.seg.w.Bytes() >= s.Bytes || time.Since(st.seg.opened) >= s.Interval) {
 			if err := s.cut(ctx, repo, aux, repl, st); err != nil {
@@ -116,6 +105,36 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 			return postgres.Explain("stream from slot "+s.Slot, pgconn.ErrorResponseToPgError(msg))
 		}
 	}
+}
+
+// probeTimeout bounds each query on the auxiliary connection while streaming: a server or a
+// network that stops answering (a partition, a frozen proxy) must end the stream, not hang it
+// holding transactions it received (a variable for tests).
+var probeTimeout = 15 * time.Second
+
+// probe reads the server's clock, then its WAL insert position. In that order: a transaction
+// whose commit time is before the clock reading took it before the reading and inserted its
+// commit record before the position read after it, so once the stream has passed the position
+// every commit before the time is received (Segment.Until; the boundary is exclusive). The
+// write position (pg_current_wal_lsn) lags the insert position and can miss such a commit.
+func (s *Streamer) probe(ctx context.Context, aux *pgx.Conn, st *streamState) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	var p probe
+	if err := aux.QueryRow(ctx, "SELECT clock_timestamp(), pg_current_wal_insert_lsn()").Scan(&p.at, (*pglogrepl.LSN)(&p.lsn)); err != nil {
+		return postgres.Explain("read the server's clock and WAL position", err)
+	}
+	st.probes = append(st.probes, p)
+	// A probe stays unresolved while the WAL before it is written but not flushed (the
+	// walsender decodes only flushed WAL, and an idle WAL writer sleeps for seconds):
+	// a tiny synchronous commit flushes it all.
+	if time.Since(st.probes[0].at.Local()) > 1500*time.Millisecond || len(st.probes) > 2 {
+		if _, err := aux.Exec(ctx, "SET synchronous_commit = on; SELECT pg_current_xact_id()"); err != nil {
+			return postgres.Explain("flush the server's WAL", err)
+		}
+	}
+	s.observeSlot(ctx, aux)
+	return nil
 }
 
 // advance records that everything before pos has been received, outside any transaction, and

@@ -64,6 +64,18 @@ func putRecord[T any, P record[T]](ctx context.Context, repo *store.Repository, 
 	return repo.PutJSON(ctx, name, rec)
 }
 
+// createRecord authenticates rec for name and stores it only if name is free (store.ErrExists
+// otherwise): a segment's record, which no other writer may replace.
+func createRecord[T any, P record[T]](ctx context.Context, repo *store.Repository, name string, rec P) error {
+	*rec.macs() = nil
+	auth, err := store.SignRecord(repo, name, (*T)(rec))
+	if err != nil {
+		return err
+	}
+	*rec.macs() = auth
+	return repo.CreateJSON(ctx, name, rec)
+}
+
 // getRecord reads the record at name into rec and refuses it, naming it and the cause, unless
 // it is authentic and is what its name says.
 func getRecord[T any, P record[T]](ctx context.Context, repo *store.Repository, name string, rec P) error {

@@ -48,6 +48,19 @@ func slotStatus(ctx context.Context, conn *pgx.Conn, slot string) (string, error
 	return *status, nil
 }
 
+// holdsSlot reports whether repl is the connection streaming from the slot now.
+func holdsSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string) (bool, error) {
+	var pid *int32
+	err := conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, postgres.Explain("read replication slot "+slot, err)
+	}
+	return pid != nil && repl != nil && uint32(*pid) == repl.PID(), nil
+}
+
 func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
 	_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
 	return postgres.Explain("drop replication slot "+slot, err)

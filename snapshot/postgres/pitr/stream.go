@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -30,6 +32,9 @@ type Streamer struct {
 
 	mu    sync.Mutex
 	state State
+	// writer names this process in the chain's successor claims (cut.go): host, pid and a
+	// random part, so a restarted process is another writer.
+	writer string
 
 	// decodingWorkMem, when set (tests), is the walsender's logical_decoding_work_mem: past it
 	// the server streams a transaction in progress.
@@ -81,6 +86,10 @@ func (s *Streamer) defaults() {
 	}
 	if s.Log == nil {
 		s.Log = slog.Default()
+	}
+	if s.writer == "" {
+		host, _ := os.Hostname()
+		s.writer = fmt.Sprintf("%s pid %d (%08x)", host, os.Getpid(), rand.Uint32())
 	}
 }
 

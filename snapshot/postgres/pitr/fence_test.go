@@ -1,0 +1,131 @@
+package pitr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// fenceChain is a chain record in a fresh filesystem repository, with no segment yet.
+func fenceChain(t *testing.T) (*store.Repository, Chain) {
+	t.Helper()
+	ctx := context.Background()
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	c := Chain{ID: newChainID(base, 0x1D49000), Database: "langfuse", Slot: "tracevault", Base: "20261127T100000Z-1a2b3c",
+		StartLSN: 0x1D49000, BaseTime: base, Created: base}
+	if err := putRecord(ctx, repo, chainName(c.ID), &c); err != nil {
+		t.Fatal(err)
+	}
+	return repo, c
+}
+
+// cutSegment is a segment a writer cut: [start, end), its commits before until.
+func cutSegment(c Chain, start, end LSN, until time.Time) *Segment {
+	return &Segment{Chain: c.ID, StartLSN: start, EndLSN: end, Until: until, FirstCommit: until.Add(-time.Second),
+		LastCommit: until.Add(-time.Millisecond), LastLSN: end - 1, Transactions: 1, Changes: 1}
+}
+
+func segmentBody(t *testing.T) *bytes.Reader {
+	return bytes.NewReader(encode(t, sampleRecords()))
+}
+
+// TestStalledWriterCannotBreakChain is issue 28's stalled streamer, on the segment-store path:
+// writer A received [S, X1) and stalled; B took the slot and stored [S, X2) and [X2, X3); A wakes
+// up and stores its buffered segment. A must lose, say so, and leave the chain continuous.
+func TestStalledWriterCannotBreakChain(t *testing.T) {
+	ctx := context.Background()
+	repo, c := fenceChain(t)
+	t0 := c.BaseTime
+	a := &Streamer{Log: quiet}
+	b := &Streamer{Log: quiet}
+	a.defaults()
+	b.defaults()
+	S, X1, X2, X3 := c.StartLSN, c.StartLSN+0x6E8, c.StartLSN+0x7A8, c.StartLSN+0x900
+	for _, seg := range []*Segment{cutSegment(c, S, X2, t0.Add(5*time.Second)), cutSegment(c, X2, X3, t0.Add(10*time.Second))} {
+		if err := b.storeSegment(ctx, repo, &c, seg, segmentBody(t)); err != nil {
+			t.Fatalf("B stores %s..%s: %v", seg.StartLSN, seg.EndLSN, err)
+		}
+	}
+	err := a.storeSegment(ctx, repo, &c, cutSegment(c, S, X1, t0.Add(4*time.Second)), segmentBody(t))
+	if !errors.Is(err, errLostChain) || !strings.Contains(err.Error(), S.String()) {
+		t.Fatalf("stalled A stores its buffered segment: %v; want errLostChain naming %s", err, S)
+	}
+	segs, err := Segments(ctx, repo, c.ID)
+	if err != nil {
+		t.Fatalf("the chain is broken after A woke up: %v", err)
+	}
+	if len(segs) != 2 || segs[1].EndLSN != X3 {
+		t.Fatalf("chain holds %d segments ending %v, want B's two", len(segs), segs)
+	}
+	if _, err := PlanRestore(ctx, repo, Target{Time: t0.Add(7 * time.Second)}); err != nil {
+		t.Fatalf("plan a restore after A woke up: %v", err)
+	}
+}
+
+// TestRacingWritersOneWins: two writers cutting from the same start at the same moment; exactly
+// one stores its segment, and the chain stays continuous.
+func TestRacingWritersOneWins(t *testing.T) {
+	ctx := context.Background()
+	for round := range 20 {
+		repo, c := fenceChain(t)
+		S := c.StartLSN
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, end := range []LSN{S + 0x100, S + 0x200} {
+			w := &Streamer{Log: quiet}
+			w.defaults()
+			body := segmentBody(t)
+			wg.Go(func() {
+				errs[i] = w.storeSegment(ctx, repo, &c, cutSegment(c, S, end, c.BaseTime.Add(time.Second)), body)
+			})
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, errLostChain):
+				t.Fatalf("round %d: %v, want nil or errLostChain", round, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d writers stored a segment from %s (%v), want 1", round, won, S, errs)
+		}
+		if segs, err := Segments(ctx, repo, c.ID); err != nil || len(segs) != 1 {
+			t.Fatalf("round %d: chain after the race: %d segments, %v", round, len(segs), err)
+		}
+	}
+}
+
+// TestWriterResumesItsOwnClaim: a writer whose store failed after it claimed the successor
+// (storage error) stores it on its next attempt; another writer does not.
+func TestWriterResumesItsOwnClaim(t *testing.T) {
+	ctx := context.Background()
+	repo, c := fenceChain(t)
+	a := &Streamer{Log: quiet}
+	a.defaults()
+	S := c.StartLSN
+	if err := a.claimSuccessor(ctx, repo, &c, S, S+0x100); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.storeSegment(ctx, repo, &c, cutSegment(c, S, S+0x180, c.BaseTime.Add(time.Second)), segmentBody(t)); err != nil {
+		t.Fatalf("retry after the writer's own claim: %v", err)
+	}
+	b := &Streamer{Log: quiet}
+	b.defaults()
+	err := b.storeSegment(ctx, repo, &c, cutSegment(c, S, S+0x200, c.BaseTime.Add(time.Second)), segmentBody(t))
+	if !errors.Is(err, errLostChain) {
+		t.Fatalf("another writer from the same start: %v, want errLostChain", err)
+	}
+}
