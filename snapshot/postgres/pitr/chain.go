@@ -215,32 +215,84 @@ func Segments(ctx context.Context, repo *store.Repository, chain string) ([]Segm
 	if err := getRecord(ctx, repo, chainName(chain), &c); err != nil {
 		return nil, fmt.Errorf("read point-in-time chain %s: %w", chain, err)
 	}
-	return chainSegments(ctx, repo, c)
+	segs, broken, err := chainSegments(ctx, repo, c, nil)
+	if err == nil {
+		err = broken
+	}
+	return segs, err
 }
 
-func chainSegments(ctx context.Context, repo *store.Repository, c Chain) ([]Segment, error) {
+// chainSegments reads a chain's segment records (those in cache, by name, are not read again)
+// and follows them from the chain's start (followChain). broken says why the chain stops short
+// of its newest record; the segments before it restore all the same.
+func chainSegments(ctx context.Context, repo *store.Repository, c Chain, cache map[string]Segment) (path []Segment, broken, err error) {
 	names, err := segmentRecords(ctx, repo, c.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]Segment, 0, len(names))
-	end := c.StartLSN
+	all := make([]Segment, 0, len(names))
 	for _, n := range names {
-		s, err := readSegment(ctx, repo, n)
-		if err != nil {
-			return nil, err
+		s, ok := cache[n]
+		if !ok {
+			if s, err = readSegment(ctx, repo, n); err != nil {
+				return nil, nil, err
+			}
+			if cache != nil {
+				lean := s
+				lean.Sequences, lean.Auth = nil, nil
+				cache[n] = lean
+			}
 		}
-		if s.StartLSN != end {
-			what := "the one before ends"
-			if len(out) == 0 {
+		all = append(all, s)
+	}
+	path, broken = followChain(c, all)
+	return path, broken, nil
+}
+
+// followChain follows segments (sorted by end) from the chain's start: at each position the
+// segment starting there that leads furthest. Two segments from one position are two writers
+// of one slot (a stalled one that stored before it was fenced): both hold the same transactions
+// up to the shorter one's end, so the longer way loses nothing. broken names the first segment
+// beyond the path's end: a segment record between them is missing.
+func followChain(c Chain, segs []Segment) (path []Segment, broken error) {
+	byStart := map[LSN][]int{}
+	for i, s := range segs {
+		byStart[s.StartLSN] = append(byStart[s.StartLSN], i)
+	}
+	reach := make([]LSN, len(segs)) // how far a path through segs[i] goes
+	for i := len(segs) - 1; i >= 0; i-- {
+		reach[i] = segs[i].EndLSN
+		for _, j := range byStart[segs[i].EndLSN] {
+			if j > i {
+				reach[i] = max(reach[i], reach[j])
+			}
+		}
+	}
+	end := c.StartLSN
+	for {
+		best := -1
+		for _, j := range byStart[end] {
+			if segs[j].EndLSN > end && (best < 0 || reach[j] > reach[best]) {
+				best = j
+			}
+		}
+		if best < 0 {
+			break
+		}
+		path = append(path, segs[best])
+		end = segs[best].EndLSN
+	}
+	for _, s := range segs {
+		if s.EndLSN > end {
+			what := "the chain before it reaches"
+			if len(path) == 0 {
 				what = "the chain's base is at"
 			}
-			return nil, fmt.Errorf("chain %s: segment record %s starts at %s but %s %s: a segment record is missing; restore to a point before %s, or from another chain", c.ID, n, s.StartLSN, what, end, end)
+			return path, fmt.Errorf("chain %s: segment record %s starts at %s but %s %s: a segment record is missing; restore to a point before %s, or from another chain",
+				c.ID, segmentName(c.ID, s.EndLSN, "json"), s.StartLSN, what, end, end)
 		}
-		out = append(out, s)
-		end = s.EndLSN
 	}
-	return out, nil
+	return path, nil
 }
 
 // RecoveryPoint is the latest moment a restore can reach: the newest chain's newest segment

@@ -20,9 +20,17 @@ import (
 
 // Target is where a restore stops: the last transaction that committed at or before Time, or
 // whose commit record is at or before LSN. Exactly one is set.
+//
+// One boundary rule holds everywhere: a target includes what committed at it; a recovery point
+// (a segment's Until and EndLSN, a head's, the status page's) covers what committed before it.
+// So a chain restores a target when its base's position is inside the target, and reaches it
+// once its coverage is not: Target.before decides both.
 type Target struct {
 	Time time.Time
 	LSN  LSN
+	// Which chain's history: Chain by id, or the chains of Database and Slot (empty: any).
+	// Chains of more than one database or slot that reach the target are refused by name.
+	Chain, Database, Slot string
 }
 
 func (t Target) String() string {
@@ -32,7 +40,8 @@ func (t Target) String() string {
 	return t.Time.UTC().Format(time.RFC3339Nano)
 }
 
-// before reports whether a transaction committing at (lsn, at) is inside the target.
+// before reports whether a transaction committing at (lsn, at) is inside the target; of a
+// recovery point, whether it falls short of the target.
 func (t Target) before(lsn LSN, at time.Time) bool {
 	if t.LSN != 0 {
 		return lsn <= t.LSN
@@ -66,8 +75,10 @@ type Plan struct {
 	Segments []Segment // in order; the last one covers the target
 }
 
-// PlanRestore picks the chain whose base precedes the target and the segments that reach it,
-// or says why the target cannot be reached exactly.
+// PlanRestore picks the chain whose base precedes the target, among the chains of the target's
+// database and slot (or its Chain), and the segments that reach it, or says why the target
+// cannot be reached exactly. A chain broken by a missing segment record still restores a target
+// before the break.
 func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, error) {
 	chains, err := Chains(ctx, repo)
 	if err != nil {
@@ -76,24 +87,18 @@ func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, 
 	if len(chains) == 0 {
 		return nil, fmt.Errorf("%w: set [postgres] pitr = true and let the daemon stream changes", errNoChain)
 	}
-	var pick *Chain
-	for i := range chains {
-		c := &chains[i]
-		if (t.LSN != 0 && c.StartLSN <= t.LSN) || (t.LSN == 0 && !c.BaseTime.After(t.Time)) {
-			pick = c
-		}
+	pick, err := pickChain(chains, t)
+	if err != nil {
+		return nil, err
 	}
-	if pick == nil {
-		return nil, fmt.Errorf("no point-in-time recovery reaches %s: the oldest base (chain %s) is from %s, LSN %s", t, chains[0].ID, chains[0].BaseTime.Format(time.RFC3339Nano), chains[0].StartLSN)
-	}
-	segs, err := chainSegments(ctx, repo, *pick)
+	segs, broken, err := chainSegments(ctx, repo, *pick, nil)
 	if err != nil {
 		return nil, err
 	}
 	plan := &Plan{Chain: *pick}
 	coveredTime, coveredLSN := pick.BaseTime, pick.StartLSN
 	for _, s := range segs {
-		if (t.LSN != 0 && coveredLSN > t.LSN) || (t.LSN == 0 && !coveredTime.Before(t.Time)) {
+		if !t.before(coveredLSN, coveredTime) {
 			break
 		}
 		plan.Segments = append(plan.Segments, s)
@@ -102,19 +107,75 @@ func PlanRestore(ctx context.Context, repo *store.Repository, t Target) (*Plan, 
 			coveredTime = s.Until
 		}
 	}
-	if len(plan.Segments) == len(segs) {
+	if len(plan.Segments) == len(segs) && broken == nil {
 		if coveredTime, coveredLSN, err = coverage(ctx, repo, *pick, segs); err != nil {
 			return nil, err
 		}
 	}
-	if (t.LSN != 0 && coveredLSN <= t.LSN) || (t.LSN == 0 && coveredTime.Before(t.Time)) {
+	if t.before(coveredLSN, coveredTime) {
 		why := "its latest durable segment"
-		if !pick.Ended.IsZero() {
+		switch {
+		case broken != nil:
+			why = "it breaks: " + broken.Error()
+		case !pick.Ended.IsZero():
 			why = "it ended (" + pick.EndReason + ")"
 		}
-		return nil, fmt.Errorf("no point-in-time recovery reaches %s: chain %s covers up to %s (LSN %s), where %s; restore to an earlier point, or to a later one once a newer chain covers it", t, pick.ID, coveredTime.Format(time.RFC3339Nano), coveredLSN, why)
+		return nil, fmt.Errorf("no point-in-time recovery reaches %s: chain %s covers what committed before %s (LSN %s), where %s; restore to an earlier point, or to a later one once a newer chain covers it", t, pick.ID, coveredTime.Format(time.RFC3339Nano), coveredLSN, why)
 	}
 	return plan, nil
+}
+
+// pickChain is the chain a restore to t replays: t.Chain, or the newest chain of t's database
+// and slot whose base is inside the target. Chains of several databases or slots are never
+// mixed up: more than one candidate is refused, naming each.
+func pickChain(chains []Chain, t Target) (*Chain, error) {
+	var of []string // what the chains are of, for a refusal
+	seen := map[string]bool{}
+	picks := map[string]*Chain{} // per database and slot
+	var order []string
+	matched := 0
+	for i := range chains {
+		c := &chains[i]
+		key := fmt.Sprintf("database %s, slot %s", c.Database, c.Slot)
+		if !seen[key] {
+			seen[key] = true
+			of = append(of, key)
+		}
+		if (t.Chain != "" && c.ID != t.Chain) || (t.Database != "" && c.Database != t.Database) || (t.Slot != "" && c.Slot != t.Slot) {
+			continue
+		}
+		matched++
+		if !t.before(c.StartLSN, c.BaseTime) {
+			continue
+		}
+		if picks[key] == nil {
+			order = append(order, key)
+		}
+		picks[key] = c // chains are oldest first: the newest wins
+	}
+	switch {
+	case matched == 0 && t.Chain != "":
+		return nil, fmt.Errorf("no point-in-time chain %s in the repository ('tracevault verify --all' lists them; its chains are of %s)", t.Chain, strings.Join(of, "; "))
+	case matched == 0:
+		return nil, fmt.Errorf("%w of database %q, slot %q: the repository's chains are of %s; set [postgres] dsn and pitr_slot to the database and slot to restore, or pass --chain ID",
+			errNoChain, t.Database, t.Slot, strings.Join(of, "; "))
+	case len(order) == 0:
+		oldest := chains[0]
+		for _, c := range chains {
+			if (t.Database == "" || c.Database == t.Database) && (t.Slot == "" || c.Slot == t.Slot) && (t.Chain == "" || c.ID == t.Chain) {
+				oldest = c
+				break
+			}
+		}
+		return nil, fmt.Errorf("no point-in-time recovery reaches %s: the oldest base (chain %s) is from %s, LSN %s", t, oldest.ID, oldest.BaseTime.Format(time.RFC3339Nano), oldest.StartLSN)
+	case len(order) > 1:
+		var names []string
+		for _, k := range order {
+			names = append(names, fmt.Sprintf("chain %s (%s)", picks[k].ID, k))
+		}
+		return nil, fmt.Errorf("chains of more than one database or slot reach %s: %s; pass --chain ID to choose, or set [postgres] dsn and pitr_slot to the database and slot to restore", t, strings.Join(names, ", "))
+	}
+	return picks[order[0]], nil
 }
 
 // Restore restores the plan's base into a new database and replays its segments up to the
