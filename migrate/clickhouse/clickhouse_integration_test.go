@@ -64,6 +64,14 @@ func (s *scratch) write(t *testing.T, files map[string]string) {
 	}
 }
 
+// Dir, Write, Open and Runner are the scratch as the conformance suite sees it (gmtest.Scratch).
+func (s *scratch) Dir() string                                 { return s.dir }
+func (s *scratch) Write(t *testing.T, files map[string]string) { s.write(t, files) }
+func (s *scratch) Open(t *testing.T) migrate.Driver            { return s.open(t, 30*time.Second) }
+func (s *scratch) Runner(t *testing.T, d migrate.Driver) *migrate.Runner {
+	return s.runner(t, d.(*Driver))
+}
+
 func (s *scratch) open(t *testing.T, syncTimeout time.Duration) *Driver {
 	t.Helper()
 	o := Options{Addresses: s.env.CHNative, HTTPAddresses: s.env.CHHTTP, Database: s.db, Cluster: s.env.CHCluster,
@@ -169,112 +177,105 @@ ALTER TABLE traces {{cluster}} ADD COLUMN env String DEFAULT 'a;b';`,
 	"3_scores.down.sql": "DROP TABLE scores {{cluster}};",
 }
 
-// TestUpDownGotoForceOnCluster: after every command all three replicas hold identical
-// schemas and identical schema_migrations rows.
-func TestUpDownGotoForceOnCluster(t *testing.T) {
-	s := newScratch(t)
-	s.write(t, clusterFiles)
-	d := s.open(t, 30*time.Second)
-	r := s.runner(t, d)
-	ctx := context.Background()
-
-	steps := []struct {
-		name string
-		do   func() error
-		want int64
-	}{
-		{"up 2", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "up", N: 2}, nil); return err }, 2},
-		{"up", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); return err }, 3},
-		{"down 1", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "down", N: 1}, nil); return err }, 2},
-		{"goto 1", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "goto", Version: 1}, nil); return err }, 1},
-		{"goto 3", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "goto", Version: 3}, nil); return err }, 3},
-		{"force 2", func() error { return r.Force(ctx, 2) }, 2},
-		{"force 3", func() error { return r.Force(ctx, 3) }, 3},
-		{"down", func() error { _, err := r.Migrate(ctx, migrate.Op{Kind: "down"}, nil); return err }, migrate.NilVersion},
-	}
-	for _, st := range steps {
-		if err := st.do(); err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		assertVersion(t, d, st.name, st.want)
-		s.assertReplicasAgree(t, d, st.name)
-	}
-	got := s.replicaSchemas(t, d)[0]
-	if strings.Contains(got, "traces.") || strings.Contains(got, "scores.") {
-		t.Errorf("after down all, tables remain: %s", got)
-	}
-}
-
-// TestFailureDirtyForceUp: a failing statement leaves dirty=1 at its version with the
-// statement, the server's error and the force commands; up refuses; force then up works.
-// The bad statement fails on the server it is sent to: see TestMigrateCLIClickHouse for why
-// it is no failing ALTER ... ON CLUSTER.
-func TestFailureDirtyForceUp(t *testing.T) {
-	s := newScratch(t)
-	s.write(t, map[string]string{
-		"1_traces.up.sql":   clusterFiles["1_traces.up.sql"],
-		"1_traces.down.sql": clusterFiles["1_traces.down.sql"],
-		"2_bad.up.sql":      "ALTER TABLE traces {{cluster}} ADD COLUMN tags Array(String);\nINSERT INTO traces (id, no_such_column) VALUES ('x', 1);",
+// TestConformance runs the suite every migration driver passes (gmtest.Conformance) on the
+// stack's cluster: after every command all three replicas hold identical schemas and identical
+// schema_migrations rows.
+func TestConformance(t *testing.T) {
+	gmtest.Conformance(t, gmtest.Target{
+		Scratch: func(t *testing.T) gmtest.Scratch { return newScratch(t) },
+		Files:   clusterFiles,
+		Check: func(t *testing.T, s gmtest.Scratch, d migrate.Driver, step string) {
+			s.(*scratch).assertReplicasAgree(t, d.(*Driver), step)
+			if step != "down" && step != "down 2" {
+				return
+			}
+			got := s.(*scratch).replicaSchemas(t, d.(*Driver))[0]
+			if strings.Contains(got, "traces.") || strings.Contains(got, "scores.") {
+				t.Errorf("after down all, tables remain: %s", got)
+			}
+		},
+		// The bad statement fails on the server it is sent to: see TestMigrateCLIClickHouse for
+		// why it is no failing ALTER ... ON CLUSTER. Its ALTER before it stays applied.
+		Failure: gmtest.Failure{
+			Files: map[string]string{
+				"1_traces.up.sql":   clusterFiles["1_traces.up.sql"],
+				"1_traces.down.sql": clusterFiles["1_traces.down.sql"],
+				"2_bad.up.sql":      "ALTER TABLE traces {{cluster}} ADD COLUMN tags Array(String);\nINSERT INTO traces (id, no_such_column) VALUES ('x', 1);",
+			},
+			Message: []string{"INSERT INTO traces (id, no_such_column)", "no_such_column"},
+			Undo: func(t *testing.T, s gmtest.Scratch, d migrate.Driver) {
+				if err := d.(*Driver).exec.Exec(context.Background(), "ALTER TABLE traces ON CLUSTER "+s.(*scratch).env.CHCluster+" DROP COLUMN tags", nil); err != nil {
+					t.Fatal(err)
+				}
+			},
+			Fixed: map[string]string{"2_bad.up.sql": "ALTER TABLE traces {{cluster}} ADD COLUMN tags Array(String);\nALTER TABLE traces {{cluster}} ADD COLUMN fixed UInt8;"},
+			Check: func(t *testing.T, s gmtest.Scratch, d migrate.Driver, step string) {
+				if step == "fixed" {
+					s.(*scratch).assertReplicasAgree(t, d.(*Driver), "up after force")
+				}
+			},
+		},
+		// Each runner has its own connections and ZooKeeper session; each migration is applied
+		// exactly once (one dirty and one clean row per version).
+		Race: gmtest.Race{
+			Files: map[string]string{
+				"1_slow.up.sql": "SELECT sleep(1); CREATE TABLE t1 {{cluster}} (x UInt8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/t1', '{replica}') ORDER BY x;",
+				"2_slow.up.sql": "SELECT sleep(1); ALTER TABLE t1 {{cluster}} ADD COLUMN y UInt8;",
+			},
+			// Create the tables first, so both runners race on the migrations, not on the setup.
+			Setup: func(t *testing.T, a migrate.Driver) {
+				if err := a.Lock(context.Background(), time.Second); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Unlock(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			},
+			Check: func(t *testing.T, d migrate.Driver) {
+				a := d.(*Driver)
+				var rows uint64
+				if err := a.first().Conn.QueryRow(context.Background(), "SELECT count() FROM "+a.table(migrationsTable)).Scan(&rows); err != nil {
+					t.Fatal(err)
+				}
+				if rows != 4 {
+					t.Errorf("schema_migrations holds %d rows, want 4 (dirty and clean for each of 2 versions)", rows)
+				}
+			},
+		},
+		// Plain SQL, as golang-migrate runs files without templates.
+		Interop: gmtest.Interop{
+			Files: map[string]string{
+				"1_traces.up.sql":   "CREATE TABLE traces ON CLUSTER default (id String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/traces', '{replica}') ORDER BY id;",
+				"1_traces.down.sql": "DROP TABLE traces ON CLUSTER default;",
+				"2_tags.up.sql":     "ALTER TABLE traces ON CLUSTER default ADD COLUMN tags Array(String);",
+				"2_tags.down.sql":   "ALTER TABLE traces ON CLUSTER default DROP COLUMN tags;",
+				"3_env.up.sql":      "ALTER TABLE traces ON CLUSTER default ADD COLUMN env String;",
+				"3_env.down.sql":    "ALTER TABLE traces ON CLUSTER default DROP COLUMN env;",
+				"4_scores.up.sql":   "CREATE TABLE scores ON CLUSTER default (id String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/scores', '{replica}') ORDER BY id;",
+				"4_scores.down.sql": "DROP TABLE scores ON CLUSTER default;",
+			},
+			// 18.16 rejects golang-migrate's own CREATE of schema_migrations: tracevault creates it.
+			Prepare: func(t *testing.T, s gmtest.Scratch) {
+				d := s.Open(t)
+				ctx := context.Background()
+				if err := d.Lock(ctx, time.Second); err != nil {
+					t.Fatal(err)
+				}
+				if err := d.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+			},
+			URL: func(s gmtest.Scratch) string {
+				sc := s.(*scratch)
+				return fmt.Sprintf("clickhouse://%s?username=default&database=%s&x-multi-statement=true&x-cluster-name=%s&x-migrations-table-engine=ReplicatedMergeTree", sc.env.CHNative[0], sc.db, sc.env.CHCluster)
+			},
+			Check: func(t *testing.T, s gmtest.Scratch, d migrate.Driver, step string) {
+				if step == "tracevault up" {
+					s.(*scratch).assertReplicasAgree(t, d.(*Driver), step)
+				}
+			},
+		},
 	})
-	d := s.open(t, 30*time.Second)
-	r := s.runner(t, d)
-	ctx := context.Background()
-	_, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil)
-	var de *migrate.DirtyError
-	if !errors.As(err, &de) {
-		t.Fatalf("up with a bad statement: err = %v, want a DirtyError", err)
-	}
-	for _, want := range []string{"INSERT INTO traces (id, no_such_column)", "no_such_column", "--database " + s.db + " force 2", "--database " + s.db + " force 1"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("failure message lacks %q:\n%v", want, err)
-		}
-	}
-	if v, dirty, _ := d.Version(ctx); v != 2 || !dirty {
-		t.Fatalf("after the failure: version %d dirty %v, want 2 dirty", v, dirty)
-	}
-	if _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); !errors.As(err, &de) || !strings.Contains(err.Error(), "dirty at version 2") {
-		t.Fatalf("up on a dirty database: err = %v, want the dirty refusal", err)
-	}
-	// The operator undoes the half-applied step and fixes the file.
-	if err := d.exec.Exec(ctx, "ALTER TABLE traces ON CLUSTER "+s.env.CHCluster+" DROP COLUMN tags", nil); err != nil {
-		t.Fatal(err)
-	}
-	s.write(t, map[string]string{"2_bad.up.sql": "ALTER TABLE traces {{cluster}} ADD COLUMN tags Array(String);\nALTER TABLE traces {{cluster}} ADD COLUMN fixed UInt8;"})
-	if err := r.Force(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); err != nil {
-		t.Fatalf("up after force: %v", err)
-	}
-	assertVersion(t, d, "up after force", 2)
-	s.assertReplicasAgree(t, d, "up after force")
-}
-
-// TestConcurrentRunnersApplyEachOnce: two runners with their own connections and ZooKeeper
-// sessions start together; each migration is applied exactly once (one dirty and one clean
-// row per version), and the second runner waits for the first.
-func TestConcurrentRunnersApplyEachOnce(t *testing.T) {
-	s := newScratch(t)
-	s.write(t, map[string]string{
-		"1_slow.up.sql": "SELECT sleep(1); CREATE TABLE t1 {{cluster}} (x UInt8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/t1', '{replica}') ORDER BY x;",
-		"2_slow.up.sql": "SELECT sleep(1); ALTER TABLE t1 {{cluster}} ADD COLUMN y UInt8;",
-	})
-	a, b := s.open(t, 30*time.Second), s.open(t, 30*time.Second)
-	// Create the tables first, so both runners race on the migrations, not on the setup.
-	if err := a.Lock(context.Background(), time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Unlock(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	gmtest.RaceUp(t, s.runner(t, a), s.runner(t, b), 2)
-	var rows uint64
-	if err := a.first().Conn.QueryRow(context.Background(), "SELECT count() FROM "+a.table(migrationsTable)).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 4 {
-		t.Errorf("schema_migrations holds %d rows, want 4 (dirty and clean for each of 2 versions)", rows)
-	}
 }
 
 // TestLockWaitIsBoundedAndNamesHolder: while one migrator holds the lock, another gives up
@@ -322,73 +323,4 @@ func TestClusterCheckNamesLaggingReplica(t *testing.T) {
 	if err := d.exec.Exec(context.Background(), "DROP TABLE only_here", nil); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestDriftReported: a file changed after it was applied is reported by status.
-func TestDriftReported(t *testing.T) {
-	s := newScratch(t)
-	s.write(t, map[string]string{"1_traces.up.sql": clusterFiles["1_traces.up.sql"], "2_x.up.sql": "SELECT 1;"})
-	d := s.open(t, 30*time.Second)
-	if _, err := s.runner(t, d).Migrate(context.Background(), migrate.Op{Kind: "up"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	s.write(t, map[string]string{"2_x.up.sql": "SELECT 2;"})
-	st, err := s.runner(t, d).Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Drift) != 1 || st.Drift[0].Version != 2 || st.Applied[0].Drift || st.Applied[0].Recorded == "" {
-		t.Errorf("status drift = %+v, applied = %+v; want drift on version 2 only, with checksums recorded", st.Drift, st.Applied)
-	}
-}
-
-// TestGolangMigrateInterop: golang-migrate (the real CLI) applies 1..2, tracevault reads 2 and
-// continues to 4, golang-migrate reads 4 and can go down again through tracevault's rows.
-func TestGolangMigrateInterop(t *testing.T) {
-	s := newScratch(t)
-	bin := gmtest.Binary(t)
-	// Plain SQL, as golang-migrate runs files without templates.
-	s.write(t, map[string]string{
-		"1_traces.up.sql":   "CREATE TABLE traces ON CLUSTER default (id String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/traces', '{replica}') ORDER BY id;",
-		"1_traces.down.sql": "DROP TABLE traces ON CLUSTER default;",
-		"2_tags.up.sql":     "ALTER TABLE traces ON CLUSTER default ADD COLUMN tags Array(String);",
-		"2_tags.down.sql":   "ALTER TABLE traces ON CLUSTER default DROP COLUMN tags;",
-		"3_env.up.sql":      "ALTER TABLE traces ON CLUSTER default ADD COLUMN env String;",
-		"3_env.down.sql":    "ALTER TABLE traces ON CLUSTER default DROP COLUMN env;",
-		"4_scores.up.sql":   "CREATE TABLE scores ON CLUSTER default (id String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/DB/scores', '{replica}') ORDER BY id;",
-		"4_scores.down.sql": "DROP TABLE scores ON CLUSTER default;",
-	})
-	d := s.open(t, 30*time.Second)
-	// 18.16 rejects golang-migrate's own CREATE of schema_migrations: tracevault creates it.
-	ctx := context.Background()
-	if err := d.Lock(ctx, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("clickhouse://%s?username=default&database=%s&x-multi-statement=true&x-cluster-name=%s&x-migrations-table-engine=ReplicatedMergeTree", s.env.CHNative[0], s.db, s.env.CHCluster)
-	gm := func(args ...string) string {
-		t.Helper()
-		out, err := gmtest.Run(t, bin, append([]string{"-path", s.dir, "-database", url}, args...)...)
-		if err != nil {
-			t.Fatalf("golang-migrate %v: %v\n%s", args, err, out)
-		}
-		return out
-	}
-	gm("up", "2")
-	r := s.runner(t, d)
-	st, err := r.Status(ctx)
-	if err != nil || st.Version != 2 || st.Dirty || len(st.Pending) != 2 {
-		t.Fatalf("tracevault status after golang-migrate up 2: %+v, %v; want version 2 clean, 2 pending", st, err)
-	}
-	if _, err := r.Migrate(ctx, migrate.Op{Kind: "up"}, nil); err != nil {
-		t.Fatalf("tracevault up after golang-migrate: %v", err)
-	}
-	s.assertReplicasAgree(t, d, "tracevault up")
-	if out := gm("version"); out != "4" {
-		t.Errorf("golang-migrate version after tracevault up = %q, want 4", out)
-	}
-	gm("down", "1")
-	assertVersion(t, d, "golang-migrate down 1", 3)
 }

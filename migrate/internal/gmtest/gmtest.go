@@ -1,6 +1,7 @@
-// Package gmtest gives interoperability tests the real golang-migrate CLI, built once per
-// machine at a pinned version and cached, so tests compare against the tool itself rather than
-// a reading of its source.
+// Package gmtest is what the migration drivers' tests share: the conformance suite every driver
+// runs against its live database (Conformance, as golang-migrate's drivers share
+// database/testing), and the real golang-migrate CLI, built once per machine at a pinned version
+// and cached, so tests compare against the tool itself rather than a reading of its source.
 package gmtest
 
 import (
