@@ -78,12 +78,15 @@ var (
 		"Threshold of retained WAL past which the status page warns ([postgres] pitr_warn_retained_mib).", nil, nil)
 	pitrChangesDesc = prometheus.NewDesc("tracevault_pitr_changes_total",
 		"Row changes this daemon made durable in the repository.", nil, nil)
+	pitrBrokenDesc = prometheus.NewDesc("tracevault_pitr_chain_broken",
+		"1 while the chain this daemon streams is not continuous (a segment record is missing): restores reach only tracevault_recovery_point_age_seconds's point, before the break.", nil, nil)
 )
 
 func (r *pitrRunner) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pitrRetainedDesc
 	ch <- pitrWarnDesc
 	ch <- pitrChangesDesc
+	ch <- pitrBrokenDesc
 }
 
 func (r *pitrRunner) Collect(ch chan<- prometheus.Metric) {
@@ -91,6 +94,11 @@ func (r *pitrRunner) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(pitrRetainedDesc, prometheus.GaugeValue, float64(st.RetainedBytes))
 	ch <- prometheus.MustNewConstMetric(pitrWarnDesc, prometheus.GaugeValue, float64(r.warnMiB<<20))
 	ch <- prometheus.MustNewConstMetric(pitrChangesDesc, prometheus.CounterValue, float64(st.Changes))
+	broken := 0.0
+	if st.Broken != "" {
+		broken = 1
+	}
+	ch <- prometheus.MustNewConstMetric(pitrBrokenDesc, prometheus.GaugeValue, broken)
 }
 
 // pitrStatus puts the stream's recovery point into postgres' freshness and says what needs an
@@ -100,8 +108,16 @@ func (d *Daemon) pitrStatus(s *Status) []Problem {
 	if r == nil {
 		return nil
 	}
-	st := r.s.State()
+	return r.status(r.s.State(), s)
+}
+
+func (r *pitrRunner) status(st pitr.State, s *Status) []Problem {
 	var out []Problem
+	if st.Broken != "" {
+		// The recovery point is then the break's, not the last segment's: the page must not
+		// look fresh while nothing after the break restores.
+		out = append(out, Problem{What: st.Broken, Fix: "the daemon takes a new base; until it is done, restores reach only the point named. 'tracevault verify --all' names the records around the break"})
+	}
 	if st.RecoveryPoint.IsZero() {
 		if st.LastError != "" {
 			out = append(out, Problem{What: "point-in-time recovery stream not running: " + st.LastError, Fix: pitrFix})
@@ -117,6 +133,8 @@ func (d *Daemon) pitrStatus(s *Status) []Problem {
 		f.Time, f.AgeSeconds = st.RecoveryPoint, age
 		f.Level, f.Reason = LevelOK, fmt.Sprintf("point-in-time recovery: changes streamed up to %s (LSN %s); the slot retains %d MiB of WAL", st.RecoveryPoint.Format(time.RFC3339), st.DurableLSN, st.RetainedBytes>>20)
 		switch {
+		case st.Broken != "":
+			f.Level, f.Reason = LevelBad, "point-in-time recovery: "+st.Broken
 		case st.WALStatus == "lost" || st.WALStatus == "unreserved":
 			f.Level = LevelBad
 		case age > 60 || st.RetainedBytes > r.warnMiB<<20:

@@ -69,7 +69,9 @@ func (s *Streamer) newChain(ctx context.Context, repo *store.Repository, aux *pg
 	}
 	ok = true
 	s.Log.Info("point-in-time recovery: new chain", "chain", chain.ID, "base", m.ID, "lsn", start)
-	s.update(func(st *State) { st.Chain, st.RecoveryPoint, st.DurableLSN = chain.ID, chain.BaseTime, start })
+	s.update(func(st *State) {
+		st.Chain, st.RecoveryPoint, st.DurableLSN, st.Broken = chain.ID, chain.BaseTime, start, ""
+	})
 	return chain, nil
 }
 

@@ -129,3 +129,27 @@ func TestWriterResumesItsOwnClaim(t *testing.T) {
 		t.Fatalf("another writer from the same start: %v, want errLostChain", err)
 	}
 }
+
+// TestStreamerReportsBrokenChain: the streaming daemon follows its chain; one that is not
+// continuous ends (a new base follows) and its state says so, with the recovery point at the
+// break, not at the newest record.
+func TestStreamerReportsBrokenChain(t *testing.T) {
+	ctx := context.Background()
+	repo, c := fenceChain(t)
+	S, t0 := c.StartLSN, c.BaseTime
+	s := &Streamer{Log: quiet}
+	s.defaults()
+	recordSegments(t, repo, cutSegment(c, S, S+0x100, t0.Add(5*time.Second)))
+	if err := s.checkChain(ctx, repo, &c); err != nil || s.State().Broken != "" {
+		t.Fatalf("continuous chain: %v, state %+v", err, s.State())
+	}
+	recordSegments(t, repo, cutSegment(c, S+0x200, S+0x300, t0.Add(15*time.Second)))
+	var nb errNewBase
+	if err := s.checkChain(ctx, repo, &c); !errors.As(err, &nb) || !strings.Contains(err.Error(), "a segment record is missing") {
+		t.Fatalf("chain with a gap: %v; want a new base naming the gap", err)
+	}
+	st := s.State()
+	if !strings.Contains(st.Broken, "not continuous") || !st.RecoveryPoint.Equal(t0.Add(5*time.Second)) || st.DurableLSN != S+0x100 {
+		t.Fatalf("state after the gap: %+v; want it broken at %s (LSN %s)", st, t0.Add(5*time.Second), S+0x100)
+	}
+}

@@ -37,6 +37,7 @@ type streamState struct {
 	received  LSN // everything before it has been received (and belongs to a closed transaction)
 	covered   time.Time
 	probes    []probe
+	followed  time.Time // when checkChain last followed the chain
 	durable   LSN
 	lastUntil time.Time
 }
@@ -79,6 +80,14 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 			}
 			if err := s.probe(ctx, aux, st); err != nil {
 				return err
+			}
+			// First thing once the slot is ours (only the slot's holder may end the chain),
+			// then every continuityEvery.
+			if time.Since(st.followed) >= continuityEvery {
+				st.followed = time.Now()
+				if err := s.checkChain(ctx, repo, chain); err != nil {
+					return err
+				}
 			}
 		}
 		if !st.inTx && (st.seg.w.Bytes() >= s.Bytes || time.Since(st.seg.opened) >= s.Interval) {

@@ -32,6 +32,9 @@ type Streamer struct {
 
 	mu    sync.Mutex
 	state State
+	// segs caches the records of chain segsOf that checkChain has read.
+	segs   map[string]Segment
+	segsOf string
 	// writer names this process in the chain's successor claims (cut.go): host, pid and a
 	// random part, so a restarted process is another writer.
 	writer string
@@ -53,6 +56,9 @@ type State struct {
 	Segments      int64
 	Streamed      int64 // large transactions the server streamed before their commit
 	LastError     string
+	// Broken says why the chain is not continuous (a segment record missing): restores reach
+	// only RecoveryPoint, before the break, until a new chain's base is taken.
+	Broken string
 }
 
 // State returns the streamer's current state.
@@ -205,6 +211,36 @@ func (s *Streamer) runChain(ctx context.Context, repo *store.Repository) error {
 		}
 	}
 	return err
+}
+
+// continuityEvery is how often a streaming daemon follows its chain from the start, to see that
+// no segment record is missing (only the records new since the last look are read).
+var continuityEvery = time.Minute
+
+// checkChain follows chain c from its start. A chain that is not continuous (a segment record
+// missing, e.g. left so by a writer from before writers were fenced) restores nothing past the
+// break, so streaming on into it is useless: the state says so, its recovery point drops back to
+// the break, and the chain ends there for a new base.
+func (s *Streamer) checkChain(ctx context.Context, repo *store.Repository, c *Chain) error {
+	if s.segsOf != c.ID {
+		s.segs, s.segsOf = map[string]Segment{}, c.ID
+	}
+	path, broken, err := chainSegments(ctx, repo, *c, s.segs)
+	if err != nil {
+		s.Log.Warn("point-in-time recovery: could not follow the chain to check it is continuous", "chain", c.ID, "err", err)
+		return nil
+	}
+	if broken == nil {
+		return nil
+	}
+	at, lsn := c.BaseTime, c.StartLSN
+	if n := len(path); n > 0 {
+		at, lsn = path[n-1].Until, path[n-1].EndLSN
+	}
+	why := fmt.Sprintf("point-in-time recovery: chain %s is not continuous (%v): restores reach only what committed before %s (LSN %s); the chain ends and a new base is taken",
+		c.ID, broken, at.Format(time.RFC3339Nano), lsn)
+	s.update(func(st *State) { st.Broken, st.RecoveryPoint, st.DurableLSN = why, at, lsn })
+	return errNewBase{why}
 }
 
 func (s *Streamer) endChain(ctx context.Context, repo *store.Repository, c *Chain, why string) error {
