@@ -145,3 +145,25 @@ func TestPlanPicksTheConfiguredDatabasesChain(t *testing.T) {
 		t.Errorf("no chain of the database: %v, want errNoChain", err)
 	}
 }
+
+// TestTargetWithin: a restore follows the chains of the configured database and slot; --chain
+// overrides them.
+func TestTargetWithin(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, slot, chain string
+		db, wantSlot     string
+	}{
+		{"postgres://tv:secret@db.example:5432/langfuse?sslmode=require", "tracevault", "", "langfuse", "tracevault"},
+		{"host=db.example user=staging dbname=staging_1", "tv_staging", "", "staging_1", "tv_staging"},
+		{"host=db.example user=bob", "", "", "bob", ""},
+		{"postgres://tv@db.example/langfuse", "tracevault", "20261127T100000Z-1D49000", "", ""},
+	} {
+		got, err := Target{Time: time.Now(), Chain: tc.chain}.Within(tc.dsn, tc.slot)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.dsn, err)
+		}
+		if got.Database != tc.db || got.Slot != tc.wantSlot || got.Chain != tc.chain {
+			t.Errorf("%s: database %q slot %q chain %q, want %q %q %q", tc.dsn, got.Database, got.Slot, got.Chain, tc.db, tc.wantSlot, tc.chain)
+		}
+	}
+}

@@ -40,6 +40,30 @@ func (t Target) String() string {
 	return t.Time.UTC().Format(time.RFC3339Nano)
 }
 
+// Within names in t the chains a restore may follow, unless t names a chain: those streamed from
+// dsn's database (a configured [postgres] dsn) into slot (empty: any slot). A restore then never
+// follows another database's chain that happens to share the repository.
+func (t Target) Within(dsn, slot string) (Target, error) {
+	if t.Chain != "" {
+		return t, nil
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return t, fmt.Errorf("read the database name from [postgres] dsn: %w", pgdsn.ErrInvalid)
+	}
+	db := cfg.Database
+	if db == "" {
+		db = cfg.User // the server's default, as libpq's
+	}
+	if t.Database == "" {
+		t.Database = db
+	}
+	if t.Slot == "" {
+		t.Slot = slot
+	}
+	return t, nil
+}
+
 // before reports whether a transaction committing at (lsn, at) is inside the target; of a
 // recovery point, whether it falls short of the target.
 func (t Target) before(lsn LSN, at time.Time) bool {
@@ -54,7 +78,10 @@ type RestoreOptions struct {
 	DSN      string // [postgres] dsn: a superuser or database owner on the target server
 	Database string // the new (or empty) database; default the base snapshot's
 	Parallel int
-	Log      *slog.Logger
+	// Slot is [postgres] pitr_slot: with DSN's database, which chains the restore may follow
+	// (Target.Within); empty, any slot's.
+	Slot string
+	Log  *slog.Logger
 }
 
 // Reached is the commit a restore stopped at.
@@ -183,6 +210,10 @@ func pickChain(chains []Chain, t Target) (*Chain, error) {
 func Restore(ctx context.Context, repo *store.Repository, opts RestoreOptions, t Target) (*Reached, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	t, err := t.Within(opts.DSN, opts.Slot)
+	if err != nil {
+		return nil, err
 	}
 	plan, err := PlanRestore(ctx, repo, t)
 	if err != nil {
