@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -62,3 +63,7 @@ func (d *Daemon) Replicas(ctx context.Context) (*replica.Report, error) {
 	}
 	return CheckCluster(ctx, d.cfg, 5*time.Minute, d.log)
 }
+
+// WriteCheckReport prints a check's report as `tracevault check` shows it: the matrix, then
+// each problem with its fix.
+func WriteCheckReport(w io.Writer, rep *replica.Report) { replica.WriteReport(w, rep) }

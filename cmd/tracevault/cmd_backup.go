@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -58,7 +57,7 @@ recorded as partial with the error, never as complete, and the command exits 1.`
 				fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s %s: %d objects, %s stored, %s new, %d reused, in %s\n",
 					m.ID, m.Status, t.Objects, store.HumanBytes(t.Bytes), store.HumanBytes(t.NewBytes), t.Reused, m.End.Sub(m.Start).Round(time.Millisecond))
 			}
-			if errors.Is(err, snapshot.ErrPartial) {
+			if errors.Is(err, jobs.ErrPartial) {
 				return &codeError{code: exitFailed, err: err}
 			}
 			return wrapFailed(err)

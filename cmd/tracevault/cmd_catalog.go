@@ -48,11 +48,11 @@ func (a *app) printJSON(cmd *cobra.Command, v any) error {
 }
 
 // printPlan shows a --dry-run plan: as JSON for scripts, else in the plan's own words.
-func printPlan[P any](a *app, cmd *cobra.Command, plan P, write func(io.Writer, P)) error {
+func printPlan(a *app, cmd *cobra.Command, plan interface{ Write(io.Writer) }) error {
 	if a.json {
 		return a.printJSON(cmd, plan)
 	}
-	write(cmd.OutOrStdout(), plan)
+	plan.Write(cmd.OutOrStdout())
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 )
 
 func (a *app) checkCommand() *cobra.Command {
@@ -46,7 +45,7 @@ Exits 0 when healthy, 1 when any problem was found.`,
 					return failed(err)
 				}
 			} else {
-				replica.WriteReport(cmd.OutOrStdout(), rep)
+				jobs.WriteCheckReport(cmd.OutOrStdout(), rep)
 			}
 			if !rep.Healthy {
 				return &codeError{code: exitFailed, err: fmt.Errorf("%d problem(s) found; each is listed with its fix", len(rep.Problems)), silent: a.json}

@@ -4,16 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
-	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
-	"github.com/tracevault/tracevault/snapshot/store"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 type restoreFlags struct {
@@ -122,28 +116,33 @@ which restores what it holds; a source that failed in it cannot be restored from
 			if err != nil {
 				return err
 			}
-			m, err := snapshotToRestore(cmd, r, args[0])
+			req := f.request(args[0])
+			rs, err := jobs.NewRestore(cmd.Context(), a.cfg, r, req)
 			if err != nil {
 				return failed(err)
 			}
-			if m.Status != store.StatusComplete && !f.partial {
-				return failed(fmt.Errorf("snapshot %s is %s (%s); pass --allow-partial to restore what it holds, or restore from a complete snapshot ('tracevault list')", m.ID, m.Status, m.Error))
-			}
 			if !f.dryRun {
 				a.startProgress(cmd, "restore "+f.only)
-				planObjects(cmd.Context(), m, f.reads)
+				rs.PlanProgress(cmd.Context())
 			}
+			plan, err := rs.Plan(cmd.Context(), a.log)
+			if err != nil {
+				return jobError(err)
+			}
+			defer plan.Close()
+			if f.dryRun && plan.Previewed() {
+				return printPlan(a, cmd, plan)
+			}
+			res, err := plan.Run(cmd.Context())
 			switch f.only {
 			case "clickhouse":
-				return a.restoreClickHouse(cmd, r, m, f)
+				return a.restoredClickHouse(cmd, res, err)
 			case "zookeeper":
-				return a.restoreZooKeeper(cmd, r, m, f)
+				return a.restoredZooKeeper(cmd, res, err, f)
 			case "postgres":
-				return a.restorePostgres(cmd, r, m, f)
-			case "blobs":
-				return a.restoreBlobs(cmd, r, m, f)
+				return a.restoredPostgres(cmd, res, err)
 			default:
-				return usage(fmt.Errorf("--only is required: clickhouse, zookeeper, postgres or blobs (one source per restore)"))
+				return a.restoredBlobs(cmd, res, err)
 			}
 		},
 	}
@@ -167,84 +166,30 @@ which restores what it holds; a source that failed in it cannot be restored from
 	return c
 }
 
-func (a *app) restoreClickHouse(cmd *cobra.Command, repo *store.Repository, m *store.Manifest, f restoreFlags) error {
-	if err := unmatchedFilters(m, f); err != nil {
-		return failed(err)
-	}
-	dbMap := map[string]string{}
-	for _, pair := range f.databaseMap {
-		src, dst, ok := strings.Cut(pair, ":")
-		if !ok || src == "" || dst == "" {
-			return usage(fmt.Errorf("--database-map %q: write SRC:DST, e.g. default:restored", pair))
-		}
-		dbMap[src] = dst
-	}
-	ch := a.cfg.ClickHouse
-	opts := restore.Options{
-		Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: jobs.ClickHouseConn(ch), Cluster: ch.Cluster,
-		Tables: f.tables, Partitions: f.partitions, DatabaseMap: dbMap, Replace: f.replace, DataPath: ch.DataPath, Parallel: ch.Parallel, Log: a.log,
-	}
-	if f.cluster {
-		zc := a.cfg.ZooKeeper
-		if len(zc.Servers) == 0 {
-			return usage(fmt.Errorf("--cluster needs [zookeeper] servers: the restored tables register there"))
-		}
-		conn, err := zookeeper.Connect(cmd.Context(), zc.Servers, zc.SessionTimeout.D(), a.log)
-		if err != nil {
-			return failed(err)
-		}
-		defer conn.Close()
-		opts.WholeCluster, opts.ZooKeeper = true, conn
-	}
-	rs, err := restore.New(cmd.Context(), opts)
-	if err != nil {
-		return failed(err)
-	}
-	defer rs.Close()
-	plan, err := rs.Plan(cmd.Context(), m)
-	if err != nil {
-		return failed(err)
-	}
-	if f.dryRun {
-		return printPlan(a, cmd, plan, restore.WritePlan)
-	}
-	out := cmd.OutOrStdout()
-	err = rs.Execute(cmd.Context(), repo, plan, func(done, total int, s restore.Step) {
-		if s.Action == restore.ActionLoadPartition {
-			a.log.Info("restored partition", "step", fmt.Sprintf("%d/%d", done, total), "table", s.Target, "partition", s.Partition, "rows", s.Rows)
-		}
-	})
+// request is the restore the flags ask for, of snapshot id.
+func (f restoreFlags) request(id string) jobs.RestoreRequest {
+	return jobs.RestoreRequest{Snapshot: id, Only: f.only, Tables: f.tables, Partitions: f.partitions, DatabaseMap: f.databaseMap,
+		Cluster: f.cluster, Root: f.root, PGDatabase: f.pgDatabase, BlobURL: f.blobURL, Replace: f.replace, AllowPartial: f.partial, DryRun: f.dryRun}
+}
+
+func (a *app) restoredClickHouse(cmd *cobra.Command, res *jobs.RestoreResult, err error) error {
 	a.progressDone(cmd.Context(), err)
 	if err != nil {
 		return failed(err)
 	}
 	if a.json {
-		return a.printJSON(cmd, map[string]any{"snapshot": m.ID, "steps": len(plan.Steps), "verified": true})
+		return a.printJSON(cmd, map[string]any{"snapshot": res.Snapshot, "steps": res.Steps, "verified": true})
 	}
-	fmt.Fprintf(out, "restored snapshot %s: %d steps; row counts verified on every reachable replica\n", m.ID, len(plan.Steps))
+	fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s: %d steps; row counts verified on every reachable replica\n", res.Snapshot, res.Steps)
 	return nil
 }
 
-func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *store.Manifest, f restoreFlags) error {
-	if f.root == "" {
-		return usage(fmt.Errorf("--root is required for a zookeeper restore, e.g. --root /clickhouse/tables"))
-	}
-	rc, err := a.zkRecordSource(cmd, repo, m.ID)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	zc := a.cfg.ZooKeeper
-	conn, err := zookeeper.Connect(cmd.Context(), zc.Servers, zc.SessionTimeout.D(), a.log)
-	if err != nil {
-		return failed(err)
-	}
-	defer conn.Close()
-	rep, err := zookeeper.RestoreRecord(cmd.Context(), conn, rc, zookeeper.RestoreOptions{Root: f.root, Replace: f.replace, DryRun: f.dryRun})
+func (a *app) restoredZooKeeper(cmd *cobra.Command, res *jobs.RestoreResult, err error, f restoreFlags) error {
 	a.progressDone(cmd.Context(), err)
 	if err != nil {
 		return failed(err)
 	}
+	rep := res.ZooKeeper
 	if a.json {
 		return a.printJSON(cmd, rep)
 	}
@@ -253,92 +198,5 @@ func (a *app) restoreZooKeeper(cmd *cobra.Command, repo *store.Repository, m *st
 		verb = "would create"
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s %d nodes under %s (updated %d, kept %d existing, skipped %d ephemeral)\n", verb, rep.Created, f.root, rep.Updated, rep.Existing, rep.Ephemeral)
-	return nil
-}
-
-// reads says whether a restore with these flags reads an object: its source, and for
-// ClickHouse the tables and partitions selected. It sizes the progress, nothing else.
-func (f restoreFlags) reads(o store.ManifestObject) bool {
-	if o.Source != f.only {
-		return false
-	}
-	if f.only != "clickhouse" {
-		return true
-	}
-	if len(f.partitions) > 0 && !slices.Contains(f.partitions, o.Partition) {
-		return false
-	}
-	for _, g := range f.tables {
-		if ok, _ := path.Match(g, o.Database+"."+o.Table); ok {
-			return true
-		}
-	}
-	return len(f.tables) == 0
-}
-
-// snapshotToRestore finds the snapshot a restore names. When "latest" finds no complete
-// snapshot, the error names the newest partial one and how to restore what it holds, rather
-// than a bare "not found".
-func snapshotToRestore(cmd *cobra.Command, r *store.Repository, id string) (*store.Manifest, error) {
-	m, err := r.Snapshot(cmd.Context(), id)
-	if id != "latest" || !errors.Is(err, store.ErrNotFound) {
-		return m, err
-	}
-	all, lerr := r.Snapshots(cmd.Context())
-	switch {
-	case lerr != nil:
-		return nil, err
-	case len(all) == 0:
-		return nil, fmt.Errorf("no snapshot to restore: the repository holds none; take one with 'tracevault backup'")
-	}
-	newest := all[len(all)-1]
-	return nil, fmt.Errorf("no complete snapshot: the newest, %s, is %s (%s); restore what it holds with 'tracevault restore %s --allow-partial ...'",
-		newest.ID, newest.Status, newest.Error, newest.ID)
-}
-
-// unmatchedFilters refuses a ClickHouse restore whose --tables or --partitions select nothing: a
-// typo must not end in "restored 0 steps" and exit 0. Each glob and each partition must match.
-func unmatchedFilters(m *store.Manifest, f restoreFlags) error {
-	sec, _, err := clickhouse.SnapshotSection(m)
-	if err != nil {
-		return err
-	}
-	if len(sec.Tables) == 0 {
-		return fmt.Errorf("nothing to restore: snapshot %s holds no ClickHouse table", m.ID)
-	}
-	matched := map[string]bool{} // glob -> matched a table
-	partitions := map[string]bool{}
-	for _, t := range sec.Tables {
-		selected := len(f.tables) == 0
-		for _, g := range f.tables {
-			if ok, _ := path.Match(g, t.Database+"."+t.Name); ok {
-				matched[g], selected = true, true
-			}
-		}
-		for _, p := range t.Partitions {
-			partitions[p.ID] = partitions[p.ID] || selected
-		}
-	}
-	var noTable, noPartition []string
-	for _, g := range f.tables {
-		if !matched[g] {
-			noTable = append(noTable, g)
-		}
-	}
-	if len(noTable) > 0 {
-		return fmt.Errorf("--tables %s matches no table of snapshot %s (write db.table globs); 'tracevault show %s' lists its tables", strings.Join(noTable, ","), m.ID, m.ID)
-	}
-	for _, p := range f.partitions {
-		if !partitions[p] {
-			noPartition = append(noPartition, p)
-		}
-	}
-	if len(noPartition) > 0 {
-		scope := "any of its tables"
-		if len(f.tables) > 0 {
-			scope = "--tables " + strings.Join(f.tables, ",")
-		}
-		return fmt.Errorf("--partitions %s: snapshot %s holds no such partition of %s; 'tracevault show %s' lists them", strings.Join(noPartition, ","), m.ID, scope, m.ID)
-	}
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tracevault/tracevault/snapshot/postgres/pitr"
+	"github.com/tracevault/tracevault/jobs"
 )
 
 // restorePITR restores PostgreSQL to a time or an LSN: the base of the chain that reaches it,
@@ -22,32 +22,19 @@ func (a *app) restorePITR(cmd *cobra.Command, f restoreFlags) error {
 	if len(f.tables) > 0 || f.replace || f.partial {
 		return usage(errors.New("--to and --to-lsn restore the whole database into a new one: drop --tables, --replace and --allow-partial, and name the new database with --pg-database"))
 	}
-	var t pitr.Target
-	if f.to != "" {
-		at, err := time.Parse(time.RFC3339Nano, f.to)
-		if err != nil {
-			return usage(fmt.Errorf("--to %q: write an RFC 3339 time with its zone, e.g. 2026-11-27T10:15:00Z", f.to))
-		}
-		t.Time = at
-	} else {
-		lsn, err := pitr.ParseLSN(f.toLSN)
-		if err != nil {
-			return usage(fmt.Errorf("--to-lsn: %w", err))
-		}
-		t.LSN = lsn
+	t, err := jobs.ParsePITRTarget(f.to, f.toLSN)
+	if err != nil {
+		return usage(err)
 	}
 	repo, err := a.repo(cmd) // loads the configuration too
 	if err != nil {
 		return err
 	}
-	pg := a.cfg.Postgres
-	if pg.DSN == "" {
-		return usage(errors.New("no PostgreSQL configured: set [postgres] dsn to the server to restore into (a superuser or the database owner)"))
-	}
+	req := jobs.PITRRequest{Target: t, Database: f.pgDatabase}
 	if f.dryRun {
-		plan, err := pitr.PlanRestore(cmd.Context(), repo, t)
+		plan, err := jobs.PlanPITR(cmd.Context(), a.cfg, repo, req)
 		if err != nil {
-			return failed(err)
+			return jobError(err)
 		}
 		if a.json {
 			return a.printJSON(cmd, map[string]any{"chain": plan.Chain.ID, "base": plan.Chain.Base, "segments": len(plan.Segments), "target": t.String()})
@@ -56,9 +43,9 @@ func (a *app) restorePITR(cmd *cobra.Command, f restoreFlags) error {
 			plan.Chain.Base, plan.Chain.ID, plan.Chain.StartLSN, len(plan.Segments), t)
 		return nil
 	}
-	reached, err := pitr.Restore(cmd.Context(), repo, pitr.RestoreOptions{DSN: pg.DSN.Reveal(), Database: f.pgDatabase, Parallel: pg.Parallel, Log: a.log}, t)
+	reached, err := jobs.RestorePITR(cmd.Context(), a.cfg, repo, req, a.log)
 	if err != nil {
-		return failed(err)
+		return jobError(err)
 	}
 	if a.json {
 		return a.printJSON(cmd, reached)

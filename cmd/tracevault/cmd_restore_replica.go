@@ -7,11 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
-	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
-	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 func (a *app) restoreReplicaCommand() *cobra.Command {
@@ -47,22 +43,14 @@ is made again from what is left to do.` + progressHelp,
 			"tracevault restore-replica ch3 --from-snapshot latest"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			opts := replica.Options{SyncTimeout: syncTimeout, Log: a.log}
+			req := jobs.ReplicaRequest{Replica: args[0], FromSnapshot: fromSnapshot, SyncTimeout: syncTimeout}
 			var repo *store.Repository
 			if fromSnapshot != "" {
 				r, err := a.repo(cmd)
 				if err != nil {
 					return err
 				}
-				m, err := snapshotToRestore(cmd, r, fromSnapshot)
-				if err != nil {
-					return failed(err)
-				}
-				if opts.Snapshot, opts.Objects, err = clickhouse.SnapshotSection(m); err != nil {
-					return failed(err)
-				}
-				repo, opts.SnapshotID = r, m.ID
+				repo = r
 			} else {
 				cfg, err := a.loadConfig(cmd)
 				if err != nil {
@@ -70,60 +58,23 @@ is made again from what is left to do.` + progressHelp,
 				}
 				a.cfg = cfg
 			}
+			rb, err := jobs.NewReplicaRebuild(cmd.Context(), a.cfg, repo, req)
+			if err != nil {
+				return failed(err)
+			}
 			if !dryRun {
 				a.startProgress(cmd, "restore-replica")
-				ctx, opts.Log = cmd.Context(), a.log
 			}
-			ch, zc := a.cfg.ClickHouse, a.cfg.ZooKeeper
-			opts.Filter = clickhouse.Filter{Databases: ch.Databases, Include: ch.IncludeTables, Exclude: ch.ExcludeTables}
-			opts.Conn = jobs.ClickHouseConn(ch)
-			servers, httpOf, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, opts.Conn, a.log)
+			ctx := cmd.Context()
+			plan, err := rb.Plan(ctx, a.log)
 			if err != nil {
-				return failed(err)
+				return jobError(err)
 			}
-			defer func() {
-				for _, s := range servers {
-					s.Close()
-				}
-			}()
-			opts.HTTP = httpOf
-			if len(zc.Servers) == 0 {
-				return usage(fmt.Errorf("restore-replica needs [zookeeper] servers: the replica re-registers there"))
-			}
-			conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), a.log)
-			if err != nil {
-				return failed(fmt.Errorf("restore-replica: %w; replication cannot resume without ZooKeeper", err))
-			}
-			defer conn.Close()
-			b := replica.NewRebuilder(ctx, servers, ch.Addresses, conn, opts)
-			plan, err := b.Plan(ctx, args[0])
-			if err != nil {
-				return failed(err)
-			}
+			defer plan.Close()
 			if dryRun {
-				return printPlan(a, cmd, plan, replica.WritePlan)
+				return printPlan(a, cmd, plan)
 			}
-			rep := progress.From(ctx)
-			stepUnit := func(s replica.Step) progress.Unit {
-				return progress.Unit{Source: "clickhouse", Table: s.Target, Partition: string(s.Action)}
-			}
-			for _, s := range plan.Steps {
-				rep.Plan(stepUnit(s))
-			}
-			if len(plan.Steps) > 0 {
-				rep.Begin(stepUnit(plan.Steps[0]))
-			}
-			res, err := b.Execute(ctx, repo, plan, func(done, total int, s replica.Step, detail string) {
-				if detail != "" {
-					a.log.Info("waiting for the replica to fetch", "table", s.Target, "progress", detail)
-					return
-				}
-				a.log.Info("step done", "step", fmt.Sprintf("%d/%d", done, total), "action", s.Action, "target", s.Target)
-				rep.End(stepUnit(s))
-				if done < len(plan.Steps) {
-					rep.Begin(stepUnit(plan.Steps[done]))
-				}
-			})
+			res, err := plan.Run(ctx)
 			a.progressDone(ctx, err)
 			if err != nil {
 				return failed(err)

@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/store"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 func (a *app) zkCommand() *cobra.Command {
@@ -45,34 +43,12 @@ subtrees unless --no-exclude is given.`,
 			if err != nil {
 				return err
 			}
-			conn, err := zookeeper.Connect(cmd.Context(), cfg.ZooKeeper.Servers, cfg.ZooKeeper.SessionTimeout.D(), a.log)
-			if err != nil {
-				return failed(err)
-			}
-			defer conn.Close()
-			opts := zookeeper.RecordOptions{Roots: cfg.ZooKeeper.Roots, Exclude: cfg.ZooKeeper.Exclude}
-			if len(roots) > 0 {
-				opts.Roots = roots
-			}
-			if noExclude {
-				opts.Exclude = nil
-			}
+			req := jobs.ZKDumpRequest{Roots: roots, NoExclude: noExclude}
 			out := cmd.OutOrStdout()
 			if a.json {
-				_, err = zookeeper.Record(cmd.Context(), conn, opts, out)
-				return wrapFailed(err)
+				return wrapFailed(jobs.ZKDump(cmd.Context(), cfg, req, out, a.log))
 			}
-			pr, pw := io.Pipe()
-			go func() {
-				_, err := zookeeper.Record(cmd.Context(), conn, opts, pw)
-				pw.CloseWithError(err)
-			}()
-			r := zookeeper.NewReader(pr)
-			for {
-				n, err := r.Next()
-				if err == io.EOF {
-					return nil
-				}
+			for n, err := range jobs.ZKNodes(cmd.Context(), cfg, req, a.log) {
 				if err != nil {
 					return failed(err)
 				}
@@ -85,6 +61,7 @@ subtrees unless --no-exclude is given.`,
 				}
 				fmt.Fprintf(out, "%s  %dB v%d%s\n", n.Path, len(n.Data), n.Stat.Version, flags)
 			}
+			return nil
 		},
 	}
 	c.Flags().StringSliceVar(&roots, "root", nil, "subtree to dump (repeatable); default [zookeeper] roots")
@@ -108,7 +85,7 @@ Exits 1 when a server does not answer or a threshold is passed.`,
 			if err != nil {
 				return err
 			}
-			hs := zookeeper.Health(cmd.Context(), cfg.ZooKeeper.Servers, jobs.ZKThresholds(cfg.ZooKeeper), cfg.ZooKeeper.SessionTimeout.D())
+			hs := jobs.ZKHealthReport(cmd.Context(), cfg)
 			bad := 0
 			for _, h := range hs {
 				if !h.OK || len(h.Warnings) > 0 {
@@ -130,7 +107,7 @@ Exits 1 when a server does not answer or a threshold is passed.`,
 	}
 }
 
-func printZKHealth(w io.Writer, hs []zookeeper.ServerHealth) {
+func printZKHealth(w io.Writer, hs []jobs.ZKHealth) {
 	for _, h := range hs {
 		if !h.OK {
 			fmt.Fprintf(w, "%-22s DOWN  %s\n", h.Server, h.Error)
@@ -167,20 +144,10 @@ differences; use --json to process them.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			from, err := a.zkRecordSource(cmd, repo, args[0])
-			if err != nil {
-				return err
-			}
-			defer from.Close()
-			to, err := a.zkRecordSource(cmd, repo, args[1])
-			if err != nil {
-				return err
-			}
-			defer to.Close()
-			var changes []zookeeper.Change
+			var changes []jobs.ZKChange
 			counts := map[string]int{}
-			err = zookeeper.Diff(zookeeper.NewReader(from), zookeeper.NewReader(to), zookeeper.DiffOptions{IncludeEphemeral: withEphemeral}, func(c zookeeper.Change) error {
+			req := jobs.ZKDiffRequest{From: args[0], To: args[1], IncludeEphemeral: withEphemeral}
+			err = jobs.ZKDiff(cmd.Context(), a.cfg, repo, req, a.log, func(c jobs.ZKChange) error {
 				counts[c.Kind]++
 				if a.json {
 					changes = append(changes, c)
@@ -196,9 +163,6 @@ differences; use --json to process them.`,
 			if err != nil {
 				return failed(err)
 			}
-			if ctx.Err() != nil {
-				return failed(ctx.Err())
-			}
 			if a.json {
 				return a.printJSON(cmd, map[string]any{"changes": changes, "added": counts["added"], "removed": counts["removed"], "changed": counts["changed"]})
 			}
@@ -208,36 +172,4 @@ differences; use --json to process them.`,
 	}
 	c.Flags().BoolVar(&withEphemeral, "ephemeral", false, "also compare ephemeral nodes")
 	return c
-}
-
-// zkRecordSource opens a snapshot's ZooKeeper record, or walks the live tree for "live".
-func (a *app) zkRecordSource(cmd *cobra.Command, repo *store.Repository, which string) (io.ReadCloser, error) {
-	zc := a.cfg.ZooKeeper
-	if which == "live" {
-		conn, err := zookeeper.Connect(cmd.Context(), zc.Servers, zc.SessionTimeout.D(), a.log)
-		if err != nil {
-			return nil, failed(err)
-		}
-		pr, pw := io.Pipe()
-		go func() {
-			defer conn.Close()
-			_, err := zookeeper.Record(cmd.Context(), conn, zookeeper.RecordOptions{Roots: zc.Roots, Exclude: zc.Exclude}, pw)
-			pw.CloseWithError(err)
-		}()
-		return pr, nil
-	}
-	m, err := repo.Snapshot(cmd.Context(), which)
-	if err != nil {
-		return nil, failed(err)
-	}
-	for _, o := range m.Objects {
-		if o.Source == "zookeeper" && o.Kind == "zk-record" {
-			rc, err := repo.OpenObject(cmd.Context(), o.ObjectRef)
-			if err != nil {
-				return nil, failed(err)
-			}
-			return rc, nil
-		}
-	}
-	return nil, failed(fmt.Errorf("snapshot %s has no zookeeper record", m.ID))
 }

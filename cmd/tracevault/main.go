@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/tracevault/tracevault/jobs"
 )
 
 // Exit codes are a contract with scripts: see `tracevault --help`.
@@ -101,3 +103,12 @@ func (e *codeError) Unwrap() error { return e.err }
 
 func failed(err error) error { return &codeError{code: exitFailed, err: err} }
 func usage(err error) error  { return &codeError{code: exitUsage, err: err} }
+
+// jobError is the exit code a job's error produces: usage for what was asked wrongly
+// (jobs.ErrUsage), failed for the rest.
+func jobError(err error) error {
+	if errors.Is(err, jobs.ErrUsage) {
+		return usage(err)
+	}
+	return failed(err)
+}

@@ -245,14 +245,3 @@ func (p *progressRun) result(ctx context.Context, code int, err error) {
 	}
 	p.event(e)
 }
-
-// planObjects tells the tracker which objects a restore reads: the total, and the table and
-// partition each one is.
-func planObjects(ctx context.Context, m *store.Manifest, keep func(store.ManifestObject) bool) {
-	rep := progress.From(ctx)
-	for _, o := range m.Objects {
-		if keep(o) {
-			rep.Plan(o.Unit())
-		}
-	}
-}
