@@ -153,3 +153,42 @@ func TestStreamerReportsBrokenChain(t *testing.T) {
 		t.Fatalf("state after the gap: %+v; want it broken at %s (LSN %s)", st, t0.Add(5*time.Second), S+0x100)
 	}
 }
+
+// TestVerifyNamesAStalledWritersRecord: a second record from one start (left by a stalled
+// streamer before writers were fenced) is named by verify as what to remove; the records the
+// chain continues with are not, and no gap is reported.
+func TestVerifyNamesAStalledWritersRecord(t *testing.T) {
+	ctx := context.Background()
+	repo, c := fenceChain(t)
+	S, t0 := c.StartLSN, c.BaseTime
+	b := &Streamer{Log: quiet}
+	b.defaults()
+	for _, seg := range []*Segment{cutSegment(c, S, S+0x7A8, t0.Add(5*time.Second)), cutSegment(c, S+0x7A8, S+0x900, t0.Add(10*time.Second))} {
+		if err := b.storeSegment(ctx, repo, &c, seg, segmentBody(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stray := cutSegment(c, S, S+0x6E8, t0.Add(4*time.Second))
+	ref, err := repo.PutNamed(ctx, segmentName(c.ID, stray.EndLSN, "seg"), segmentBody(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray.Object = ref
+	recordSegments(t, repo, stray)
+	rep, err := Verify(ctx, repo, VerifyOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := false
+	for _, p := range rep.Problems {
+		switch {
+		case p.Object == segmentName(c.ID, stray.EndLSN, "json") && strings.Contains(p.Error, "a second segment"):
+			named = true
+		case strings.Contains(p.Object, "/seg/"):
+			t.Errorf("unexpected problem %+v", p)
+		}
+	}
+	if !named || rep.SegmentsRead != 3 {
+		t.Fatalf("verify: stray named %v, %d segments read; problems %+v", named, rep.SegmentsRead, rep.Problems)
+	}
+}

@@ -78,8 +78,8 @@ func verifyChain(ctx context.Context, repo *store.Repository, c Chain, opts Veri
 	problem := func(object, what string, err error) {
 		rep.Problems = append(rep.Problems, store.VerifyProblem{Snapshot: c.Base, Object: object, What: what, Error: err.Error(), Fix: verifyFix})
 	}
-	end, known := c.StartLSN, true // known: end is where the last readable record ended
-	var last []Segment
+	var readable []Segment
+	unreadable := false
 	for _, n := range names {
 		rep.Segments++
 		s, err := readSegment(ctx, repo, n)
@@ -88,15 +88,11 @@ func verifyChain(ctx context.Context, repo *store.Repository, c Chain, opts Veri
 				return err
 			}
 			problem(n, "point-in-time segment record of chain "+c.ID, err)
-			// Its range is unknown: the next record is not also reported as a gap.
-			last, known = nil, false
+			unreadable = true
 			continue
 		}
+		readable = append(readable, s)
 		what := fmt.Sprintf("point-in-time segment %s..%s of chain %s", s.StartLSN, s.EndLSN, c.ID)
-		if known && s.StartLSN != end {
-			problem(n, what, fmt.Errorf("it starts at %s but the chain before it reaches %s: a segment between them is missing, so nothing after %s can be restored from this chain", s.StartLSN, end, end))
-		}
-		end, known, last = s.EndLSN, true, []Segment{s}
 		body := segmentName(c.ID, s.EndLSN, "seg")
 		info, err := repo.Backend().Stat(ctx, body)
 		switch {
@@ -114,6 +110,31 @@ func verifyChain(ctx context.Context, repo *store.Repository, c Chain, opts Veri
 		if err := readSegmentBody(ctx, repo, body, s.Object, &rep.BytesRead); err != nil {
 			problem(body, what, err)
 		}
+	}
+	path, broken := followChain(c, readable)
+	onPath := map[LSN]bool{}
+	for _, s := range path {
+		onPath[s.EndLSN] = true
+	}
+	for _, s := range readable {
+		if !onPath[s.EndLSN] && s.EndLSN <= pathEnd(c, path) {
+			problem(segmentName(c.ID, s.EndLSN, "json"), fmt.Sprintf("point-in-time segment %s..%s of chain %s", s.StartLSN, s.EndLSN, c.ID),
+				fmt.Errorf("a second segment from %s, beside the one the chain continues with: a streamer that stalled while another took the slot stored it (before writers were fenced); restores ignore it, and removing it (its .json and .seg) is safe", s.StartLSN))
+		}
+	}
+	// A record that cannot be read is already named: the gap it leaves is not named again.
+	if end := pathEnd(c, path); broken != nil && !unreadable {
+		for _, s := range readable {
+			if s.EndLSN > end {
+				problem(segmentName(c.ID, s.EndLSN, "json"), fmt.Sprintf("point-in-time segment %s..%s of chain %s", s.StartLSN, s.EndLSN, c.ID),
+					fmt.Errorf("it starts at %s but the chain before it reaches %s: a segment between them is missing, so nothing after %s can be restored from this chain", s.StartLSN, end, end))
+				break
+			}
+		}
+	}
+	var last []Segment
+	if n := len(path); n > 0 && broken == nil {
+		last = path[n-1:]
 	}
 	if _, _, err := coverage(ctx, repo, c, last); err != nil {
 		problem(headName(c.ID), "point-in-time head of chain "+c.ID, err)
@@ -149,4 +170,12 @@ func readSegmentBody(ctx context.Context, repo *store.Repository, name string, r
 		return cerr
 	}
 	return err
+}
+
+// pathEnd is where a chain's continuous segments reach.
+func pathEnd(c Chain, path []Segment) LSN {
+	if n := len(path); n > 0 {
+		return path[n-1].EndLSN
+	}
+	return c.StartLSN
 }
