@@ -14,54 +14,94 @@ import (
 	"time"
 )
 
-// TestBackendConformance runs the same contract against every backend.
+// TestBackendConformance runs the same contract against every backend: one subtest per
+// property, each on a backend of its own, so that a failure names the property.
 func TestBackendConformance(t *testing.T) {
 	for _, bc := range backendCases {
 		t.Run(bc.name, func(t *testing.T) {
-			ctx := context.Background()
-			b := bc.open(t, AzureOptions{BlockSize: 1 << 20, Concurrency: 2})
-			read := reader(t)
-			data := testData(3<<20+17, 1)
-			if n, err := b.Put(ctx, "data/ab/obj", bytes.NewReader(data)); err != nil || n != int64(len(data)) {
-				t.Fatalf("put: %d, %v", n, err)
-			}
-			if got := read(b.Get(ctx, "data/ab/obj", 0, -1)); !bytes.Equal(got, data) {
-				t.Fatalf("get returned %d bytes, want %d identical", len(got), len(data))
-			}
-			if got := read(b.Get(ctx, "data/ab/obj", 1000, 5000)); !bytes.Equal(got, data[1000:6000]) {
-				t.Fatal("ranged get returned the wrong bytes")
-			}
-			if info, err := b.Stat(ctx, "data/ab/obj"); err != nil || info.Size != int64(len(data)) {
-				t.Fatalf("stat: %+v, %v", info, err)
-			}
-			_, _ = b.Put(ctx, "snapshots/s1.json", strings.NewReader("{}"))
-			var names []string
-			if err := b.List(ctx, "data/", func(o ObjectInfo) error { names = append(names, o.Name); return nil }); err != nil {
-				t.Fatal(err)
-			}
-			if sort.Strings(names); strings.Join(names, ",") != "data/ab/obj" {
-				t.Errorf("list data/ = %v", names)
-			}
-			// Overwrite is atomic and complete.
-			if _, err := b.Put(ctx, "data/ab/obj", strings.NewReader("v2")); err != nil {
-				t.Fatal(err)
-			}
-			if got := read(b.Get(ctx, "data/ab/obj", 0, -1)); string(got) != "v2" {
-				t.Errorf("after overwrite: %q", got)
-			}
-			if err := b.Delete(ctx, "data/ab/obj"); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Delete(ctx, "data/ab/obj"); err != nil {
-				t.Errorf("deleting a missing object: %v", err)
-			}
-			for _, err := range []error{func() error { _, err := b.Get(ctx, "data/ab/obj", 0, -1); return err }(), func() error { _, err := b.Stat(ctx, "data/ab/obj"); return err }()} {
-				if !errors.Is(err, ErrNotFound) {
-					t.Errorf("missing object: %v, want ErrNotFound", err)
-				}
+			for _, p := range backendProperties {
+				t.Run(p.name, func(t *testing.T) {
+					p.check(t, context.Background(), bc.open(t, AzureOptions{BlockSize: 1 << 20, Concurrency: 2}))
+				})
 			}
 		})
 	}
+}
+
+// backendProperties are the contract every backend keeps.
+var backendProperties = []struct {
+	name  string
+	check func(t *testing.T, ctx context.Context, b Backend)
+}{
+	{"put stores the whole stream and get returns it", func(t *testing.T, ctx context.Context, b Backend) {
+		putObject(t, ctx, b)
+	}},
+	{"ranged get returns the range", func(t *testing.T, ctx context.Context, b Backend) {
+		data := putObject(t, ctx, b)
+		if got := reader(t)(b.Get(ctx, "data/ab/obj", 1000, 5000)); !bytes.Equal(got, data[1000:6000]) {
+			t.Fatal("ranged get returned the wrong bytes")
+		}
+	}},
+	{"stat gives the size", func(t *testing.T, ctx context.Context, b Backend) {
+		data := putObject(t, ctx, b)
+		if info, err := b.Stat(ctx, "data/ab/obj"); err != nil || info.Size != int64(len(data)) {
+			t.Fatalf("stat: %+v, %v", info, err)
+		}
+	}},
+	{"list returns what is under the prefix only", func(t *testing.T, ctx context.Context, b Backend) {
+		putObject(t, ctx, b)
+		_, _ = b.Put(ctx, "snapshots/s1.json", strings.NewReader("{}"))
+		var names []string
+		if err := b.List(ctx, "data/", func(o ObjectInfo) error { names = append(names, o.Name); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if sort.Strings(names); strings.Join(names, ",") != "data/ab/obj" {
+			t.Errorf("list data/ = %v", names)
+		}
+	}},
+	{"overwrite is atomic and complete", func(t *testing.T, ctx context.Context, b Backend) {
+		putObject(t, ctx, b)
+		if _, err := b.Put(ctx, "data/ab/obj", strings.NewReader("v2")); err != nil {
+			t.Fatal(err)
+		}
+		if got := reader(t)(b.Get(ctx, "data/ab/obj", 0, -1)); string(got) != "v2" {
+			t.Errorf("after overwrite: %q", got)
+		}
+	}},
+	{"deleting a missing object succeeds", func(t *testing.T, ctx context.Context, b Backend) {
+		putObject(t, ctx, b)
+		if err := b.Delete(ctx, "data/ab/obj"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Delete(ctx, "data/ab/obj"); err != nil {
+			t.Errorf("deleting a missing object: %v", err)
+		}
+	}},
+	{"a deleted object is not found", func(t *testing.T, ctx context.Context, b Backend) {
+		putObject(t, ctx, b)
+		if err := b.Delete(ctx, "data/ab/obj"); err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range []error{func() error { _, err := b.Get(ctx, "data/ab/obj", 0, -1); return err }(), func() error { _, err := b.Stat(ctx, "data/ab/obj"); return err }()} {
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("missing object: %v, want ErrNotFound", err)
+			}
+		}
+	}},
+}
+
+// putObject stores data/ab/obj, a little over three blocks of mixed random and repetitive bytes,
+// and reads it back whole; it returns the bytes.
+func putObject(t *testing.T, ctx context.Context, b Backend) []byte {
+	t.Helper()
+	data := testData(3<<20+17, 1)
+	if n, err := b.Put(ctx, "data/ab/obj", bytes.NewReader(data)); err != nil || n != int64(len(data)) {
+		t.Fatalf("put: %d, %v", n, err)
+	}
+	if got := reader(t)(b.Get(ctx, "data/ab/obj", 0, -1)); !bytes.Equal(got, data) {
+		t.Fatalf("get returned %d bytes, want %d identical", len(got), len(data))
+	}
+	return data
 }
 
 // TestBackendCreateIsExclusive: Create stores a free name, refuses a taken one with ErrExists
