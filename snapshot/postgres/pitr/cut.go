@@ -150,6 +150,9 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		return postgres.Explain("read sequences for the segment", err)
 	}
 	seg.Sequences = seqs
+	if beforeStore != nil {
+		beforeStore(s, seg)
+	}
 	if err := s.storeSegment(ctx, repo, st.chain, seg, sf.f); err != nil {
 		if errors.Is(err, errLostChain) {
 			return s.chainConflict(ctx, aux, repl, err)
@@ -171,6 +174,10 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 	}
 	return s.sendStatus(ctx, repl, st.durable, false)
 }
+
+// beforeStore, set by tests, runs right before a cut segment is stored: a test holds a streamer
+// there as a frozen process (SIGSTOP, a paused pod) would be held.
+var beforeStore func(*Streamer, *Segment)
 
 // storeSegment makes a cut segment durable: it claims the chain's successor of the segment's
 // start (claimSuccessor), stores the body, then creates the record, which is what makes the
