@@ -23,9 +23,10 @@ type Options struct {
 	Password       string
 	// Cluster for ON CLUSTER DDL; empty for a single server.
 	Cluster string
-	// Modern seeds the modern schema (migrations/clickhouse-modern: Map, DateTime64, Bool,
-	// Decimal64, JSON, UUID; ReplacingMergeTree(event_ts, is_deleted)) into one ClickHouse >=
-	// 24.3 without a cluster, instead of the 18.16 replicated one.
+	// Modern seeds the modern schema (migrations/clickhouse-modern: Langfuse v3's tables with
+	// Map, DateTime64, Bool, Decimal64, JSON, UUID, and v4's events_full, events_core with its
+	// view and the staging table, with text indexes and the block columns lightweight updates
+	// need) into one ClickHouse >= 25.7 without a cluster, instead of the 18.16 replicated one.
 	Modern   bool
 	Database string // default "default", as Langfuse uses
 	// ZooKeeper servers for the migration lock; without them it excludes only this process.

@@ -12,10 +12,12 @@ import (
 )
 
 // ModernTables are the tables of the modern demo schema (migrations/clickhouse-modern) that
-// hold rows, in the order they are filled.
-var ModernTables = []string{"traces", "observations", "scores", "events"}
+// hold rows, in the order they are filled: Langfuse v3's tables that v4 keeps, then v4's
+// events_full, events_core (which events_core_mv fills from events_full) and the staging table.
+var ModernTables = []string{"traces", "observations", "scores", "events", "events_full", "events_core", "observations_batch_staging"}
 
-// modernMigrations is the directory, under migrations/, of the schema for ClickHouse >= 24.3.
+// modernMigrations is the directory, under migrations/, of the schema for one modern ClickHouse
+// (>= 25.7: lightweight updates, text indexes).
 const modernMigrations = "clickhouse-modern"
 
 // seedModernClickHouse applies the modern migration set to a single server and fills its tables
@@ -54,9 +56,12 @@ func seedModernClickHouse(ctx context.Context, o Options, rows map[string]int64)
 		"{seed}", fmt.Sprint(o.Seed),
 		"{start}", o.Start.UTC().Format("2006-01-02 15:04:05"),
 		"{span_ms}", fmt.Sprint(int64(o.Months)*30*86_400_000),
+		"{spans}", fmt.Sprint(int64(o.Traces)*spansPerTrace),
 	)
 	for i, table := range ModernTables {
-		if err := h.Exec(ctx, r.Replace(modernInserts[i]), nil); err != nil {
+		if modernInserts[i] == "" {
+			// Filled by a materialized view from the table before it.
+		} else if err := h.Exec(ctx, r.Replace(modernInserts[i]), nil); err != nil {
 			return fmt.Errorf("seed %s.%s on %s: %w", o.Database, table, o.ClickHouseHTTP[0], err)
 		}
 		n, err := queryString(ctx, h, "SELECT count() FROM "+db+"."+table)
@@ -187,5 +192,37 @@ SELECT
 		if(number % 7 = 0, ',"nested":{"deep":{"ok":true,"ratio":0.25}}', ''), '}'),
 	map('sdk', ['python', 'js'][1 + number % 2]),
 	number % 25 = 0
+FROM numbers({n})`,
+
+	eventsGen{
+		prefix:  "sp-{seed}",
+		first:   "0",
+		rows:    "{spans}",
+		project: "concat('proj-', toString(1 + cityHash64(t, 6, {seed}) % 12))",
+		start:   "toDateTime64('{start}', 6, 'UTC') + toIntervalMicrosecond((cityHash64(t, 1, {seed}) % {span_ms}) * 1000 + k * 1500000 + number % 1000)",
+		output:  `concat('{"role":"assistant","content":"answer ', toString(cityHash64(number, 12, {seed})), '"}')`,
+		version: "start",
+		deleted: "number % 50 = 49",
+	}.sql(),
+
+	"", // events_core: events_core_mv fills it from events_full
+
+	// Staging rows first seen within an hour of the start: 20 partitions of 3 minutes.
+	`INSERT INTO {db}.observations_batch_staging (id, trace_id, project_id, type, start_time, name, metadata, input, output,
+	cost_details, environment, s3_first_seen_timestamp, event_ts, is_deleted)
+SELECT
+	concat('st-', toString({seed}), '-', leftPad(toString(number), 8, '0')),
+	concat('st-', toString({seed}), '-t', leftPad(toString(intDiv(number, 3)), 8, '0')),
+	concat('proj-', toString(1 + cityHash64(intDiv(number, 3), 6, {seed}) % 12)),
+	['SPAN', 'GENERATION', 'EVENT'][1 + cityHash64(number, 60, {seed}) % 3],
+	toDateTime64('{start}', 3, 'UTC') + toIntervalMillisecond(cityHash64(number, 61, {seed}) % 3600000) AS seen,
+	['llm-call', 'retrieve', 'tool'][1 + cityHash64(number, 62, {seed}) % 3],
+	if(number % 4 = 0, map(), map('sdk', ['python', 'js'][1 + number % 2])),
+	if(number % 9 = 0, NULL, concat('staged question ', toString(number))),
+	if(number % 9 = 0, NULL, concat('staged answer ', toString(cityHash64(number, 63, {seed})))),
+	map('input', toDecimal64(cityHash64(number, 64, {seed}) % 1000, 12) / 1000000),
+	['production', 'staging', 'default'][1 + cityHash64(number, 7, {seed}) % 3],
+	seen, seen,
+	0
 FROM numbers({n})`,
 }
