@@ -6,11 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"maps"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	chsnap "github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // The ledger is what `demo load` wrote, kept so that a test can say exactly which rows a
@@ -25,7 +30,11 @@ const (
 	OpInsert = "insert" // a new id, its first version
 	OpUpsert = "upsert" // a newer version of an id (ReplacingMergeTree keeps the highest)
 	OpDelete = "delete" // a newer version with is_deleted = 1
-	OpUpdate = "update" // PostgreSQL: an UPDATE of existing rows
+	OpUpdate = "update" // an UPDATE of existing rows: PostgreSQL's, or ClickHouse's lightweight one (Set)
+	// ClickHouse's writes in place (the modern load, Langfuse v4's way):
+	OpErase    = "erase"    // a lightweight DELETE: the ids' rows are gone, every version
+	OpTruncate = "truncate" // TRUNCATE TABLE: every row of the table is gone; no ids
+	OpOptimize = "optimize" // OPTIMIZE TABLE ... FINAL of a partition: merged, read the same; no ids
 )
 
 // LedgerRecord is one group of rows acknowledged together.
@@ -41,6 +50,9 @@ type LedgerRecord struct {
 	// Version is the rows' event_ts in Unix seconds, the ReplacingMergeTree version.
 	Version int64    `json:"v,omitempty"`
 	IDs     []string `json:"ids"`
+	// Set is, for the modern load's inserts and updates, the tracked columns' values (see
+	// ModernTracked) the rows were written with or set to, as toString renders them.
+	Set map[string]string `json:"set,omitempty"`
 }
 
 // ledgerWriter appends records; Flush makes them visible to readers of the file.
@@ -60,7 +72,7 @@ func createLedger(path string) (*ledgerWriter, error) {
 }
 
 func (w *ledgerWriter) append(r LedgerRecord) error {
-	if w == nil || len(r.IDs) == 0 {
+	if w == nil || (len(r.IDs) == 0 && r.Op != OpTruncate && r.Op != OpOptimize) {
 		return nil
 	}
 	if err := w.enc.Encode(r); err != nil {
@@ -131,7 +143,8 @@ type LedgerCount struct {
 	IDs        int64 `json:"ids"`         // distinct ids: count() FINAL, uniqExact(id)
 	Deleted    int64 `json:"deleted"`     // ids whose newest version is a tombstone
 	MaxVersion int64 `json:"max_version"` // newest event_ts written, Unix seconds
-	Updates    int64 `json:"updates"`     // PostgreSQL rows updated (not new)
+	Updates    int64 `json:"updates"`     // rows updated (not new): PostgreSQL's, ClickHouse's lightweight
+	Erased     int64 `json:"erased"`      // ids a lightweight DELETE removed: in neither Rows nor IDs
 }
 
 // Live is the ids whose newest version is not a tombstone: what Langfuse's queries show.
@@ -156,6 +169,19 @@ func (l Ledger) RowsBefore(t time.Time) (map[LedgerKey]LedgerCount, error) {
 			c.Deleted += n
 		case OpUpdate:
 			c.Updates += n
+		case OpErase: // of rows with one version each, as the modern load writes them
+			c.Rows -= n
+			c.IDs -= n
+			c.Erased += n
+		case OpTruncate:
+			for k := range out {
+				if k.Table == r.Table {
+					delete(out, k)
+				}
+			}
+			return nil
+		case OpOptimize:
+			return nil
 		default:
 			return fmt.Errorf("read load ledger %s: record of %s has unknown op %q", l.Path, r.Table, r.Op)
 		}
@@ -184,4 +210,116 @@ func Versions(ctx context.Context, conn driver.Conn, db, table, pattern string) 
 		got[id] = int64(v)
 	}
 	return got, rows.Err()
+}
+
+// LedgerRow is what one row a load wrote must read as: its partition and its tracked columns'
+// values (LedgerRecord.Set), as toString renders them.
+type LedgerRow struct {
+	Partition string
+	Values    map[string]string
+}
+
+// Expected replays the records acknowledged before t (zero: all) into the rows each table must
+// hold of what the load wrote, by "clickhouse:<table>" and id: a snapshot cut at t holds
+// exactly these, read with FINAL (newest version, tombstones and erased rows gone). An update
+// applies to the ids it names that are there; an update or delete of ids the load did not
+// insert (seeded rows) changes nothing here. A table truncated before t holds nothing written
+// before the truncate, and its key is present even when empty. Memory grows with the rows
+// expected, which suits the checks of runs of minutes it is for.
+func (l Ledger) Expected(t time.Time) (map[string]map[string]LedgerRow, error) {
+	out := map[string]map[string]LedgerRow{}
+	err := l.Each(t, func(r LedgerRecord) error {
+		rows := out[r.Table]
+		if rows == nil {
+			rows = map[string]LedgerRow{}
+			out[r.Table] = rows
+		}
+		switch r.Op {
+		case OpInsert, OpUpsert:
+			for _, id := range r.IDs {
+				row := rows[id]
+				row.Partition = r.Partition
+				row.Values = withValues(row.Values, r.Set)
+				rows[id] = row
+			}
+		case OpUpdate:
+			for _, id := range r.IDs {
+				if row, ok := rows[id]; ok {
+					row.Values = withValues(row.Values, r.Set)
+					rows[id] = row
+				}
+			}
+		case OpDelete, OpErase:
+			for _, id := range r.IDs {
+				delete(rows, id)
+			}
+		case OpTruncate:
+			clear(rows)
+		case OpOptimize:
+		default:
+			return fmt.Errorf("read load ledger %s: record of %s has unknown op %q", l.Path, r.Table, r.Op)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// withValues is a copy of old with set applied: rows never share a map, so an update of one
+// leaves the others as they were.
+func withValues(old, set map[string]string) map[string]string {
+	v := make(map[string]string, len(old)+len(set))
+	maps.Copy(v, old)
+	maps.Copy(v, set)
+	return v
+}
+
+// Digest sums, in any order, a hash of each row's id, partition and values of cols: two sets
+// of rows with the same count and digest are, but for a 64-bit collision, the same.
+func Digest(rows map[string]LedgerRow, cols []string) (n int64, sum uint64) {
+	for id, row := range rows {
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+		h.Write([]byte(row.Partition))
+		for _, c := range cols {
+			h.Write([]byte{0})
+			h.Write([]byte(row.Values[c]))
+		}
+		sum += h.Sum64()
+		n++
+	}
+	return n, sum
+}
+
+// ReadRows reads what Expected describes from db.table as Langfuse's queries see it (FINAL):
+// the rows whose idColumn starts with prefix, with their partition and the values of cols.
+func ReadRows(ctx context.Context, conn driver.Conn, db, table, idColumn, prefix string, cols []string) (map[string]LedgerRow, error) {
+	sel := make([]string, 0, len(cols))
+	for _, c := range cols {
+		sel = append(sel, "toString("+chsnap.QuoteIdent(c)+")")
+	}
+	q := fmt.Sprintf("SELECT %s, _partition_id, [%s] FROM %s.%s FINAL WHERE startsWith(%s, ?)", chsnap.QuoteIdent(idColumn), strings.Join(sel, ", "),
+		chsnap.QuoteIdent(db), chsnap.QuoteIdent(table), chsnap.QuoteIdent(idColumn))
+	rs, err := conn.Query(ctx, q, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("read the rows of %s.%s: %w", db, table, err)
+	}
+	defer rs.Close()
+	out := map[string]LedgerRow{}
+	for rs.Next() {
+		var id, part string
+		var vals []string
+		if err := rs.Scan(&id, &part, &vals); err != nil {
+			return nil, fmt.Errorf("read the rows of %s.%s: %w", db, table, err)
+		}
+		row := LedgerRow{Partition: part, Values: make(map[string]string, len(cols))}
+		for i, c := range cols {
+			row.Values[c] = vals[i]
+		}
+		out[id] = row
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read the rows of %s.%s: %w", db, table, err)
+	}
+	return out, nil
 }

@@ -119,3 +119,100 @@ func TestLedgerTornAndDamaged(t *testing.T) {
 		t.Error("a missing ledger file read without error")
 	}
 }
+
+// TestLedgerExpected: the modern load's writes in place replay into the rows a snapshot cut at
+// T must hold, with the values of their tracked columns: updates after T and rows erased,
+// tombstoned or truncated before T are where they belong.
+func TestLedgerExpected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger")
+	w, err := createLedger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	const ef, legacy = "clickhouse:events_full", "clickhouse:events"
+	ins := map[string]string{"bookmarked": "false", "public": "false", "output": "o1"}
+	for _, r := range []LedgerRecord{
+		{Acked: at(0), Table: ef, Partition: "202612", Op: OpInsert, IDs: []string{"a", "b", "c"}, Set: ins},
+		{Acked: at(0), Table: ef, Partition: "202610", Op: OpInsert, IDs: []string{"late"}, Set: ins},
+		{Acked: at(0), Table: legacy, Partition: "202612", Op: OpInsert, IDs: []string{"x"}},
+		{Acked: at(1), Table: ef, Partition: "202612", Op: OpUpdate, IDs: []string{"a", "seeded"}, Set: map[string]string{"bookmarked": "true"}},
+		{Acked: at(2), Table: ef, Partition: "202612", Op: OpUpdate, IDs: []string{"a", "b"}, Set: map[string]string{"output": "edited"}},
+		{Acked: at(2), Table: ef, Partition: "202612", Op: OpOptimize},
+		{Acked: at(3), Table: ef, Partition: "202610", Op: OpErase, IDs: []string{"late"}},
+		{Acked: at(3), Table: legacy, Op: OpTruncate},
+		{Acked: at(4), Table: ef, Partition: "202612", Op: OpDelete, IDs: []string{"c"}},
+		{Acked: at(4), Table: ef, Partition: "202612", Op: OpUpdate, IDs: []string{"c"}, Set: map[string]string{"public": "true"}},
+	} {
+		if err := w.append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	row := func(p, bookmarked, public, output string) LedgerRow {
+		return LedgerRow{Partition: p, Values: map[string]string{"bookmarked": bookmarked, "public": public, "output": output}}
+	}
+	for _, tc := range []struct {
+		name   string
+		before time.Time
+		want   map[string]map[string]LedgerRow
+	}{
+		{"nothing acknowledged yet", at(0), map[string]map[string]LedgerRow{}},
+		{"the inserts, as written", at(1), map[string]map[string]LedgerRow{
+			ef: {"a": row("202612", "false", "false", "o1"), "b": row("202612", "false", "false", "o1"),
+				"c": row("202612", "false", "false", "o1"), "late": row("202610", "false", "false", "o1")},
+			legacy: {"x": {Partition: "202612", Values: map[string]string{}}},
+		}},
+		// The update of a seeded row the load never inserted changes nothing the ledger knows.
+		{"an update, one column of one row", at(2), map[string]map[string]LedgerRow{
+			ef: {"a": row("202612", "true", "false", "o1"), "b": row("202612", "false", "false", "o1"),
+				"c": row("202612", "false", "false", "o1"), "late": row("202610", "false", "false", "o1")},
+			legacy: {"x": {Partition: "202612", Values: map[string]string{}}},
+		}},
+		{"edits, an erased row and a truncated table", at(4), map[string]map[string]LedgerRow{
+			ef: {"a": row("202612", "true", "false", "edited"), "b": row("202612", "false", "false", "edited"),
+				"c": row("202612", "false", "false", "o1")},
+			legacy: {},
+		}},
+		// An update of a tombstoned row does not bring it back.
+		{"everything", time.Time{}, map[string]map[string]LedgerRow{
+			ef:     {"a": row("202612", "true", "false", "edited"), "b": row("202612", "false", "false", "edited")},
+			legacy: {},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Ledger{Path: path}.Expected(tc.before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Expected(%s):\n got %v\nwant %v", tc.before.Format(time.RFC3339), got, tc.want)
+			}
+			wn, ws := Digest(tc.want[ef], ModernTracked)
+			if gn, gs := Digest(got[ef], ModernTracked); gn != wn || gs != ws {
+				t.Errorf("Digest = %d, %x; want %d, %x", gn, gs, wn, ws)
+			}
+		})
+	}
+
+	counts, err := Ledger{Path: path}.RowsBefore(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[LedgerKey]LedgerCount{
+		{ef, "202612"}: {Rows: 4, IDs: 3, Deleted: 1, Updates: 5},
+		{ef, "202610"}: {Rows: 0, IDs: 0, Erased: 1},
+	}
+	if !reflect.DeepEqual(counts, want) {
+		t.Errorf("RowsBefore(all):\n got %+v\nwant %+v", counts, want)
+	}
+	a := map[string]LedgerRow{"a": row("1", "true", "false", "x")}
+	b := map[string]LedgerRow{"a": row("1", "false", "true", "x")}
+	_, sa := Digest(a, ModernTracked)
+	if _, sb := Digest(b, ModernTracked); sa == sb {
+		t.Error("Digest does not tell bookmarked from public: two rows with the values swapped hash alike")
+	}
+}

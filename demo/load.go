@@ -25,6 +25,10 @@ type LoadOptions struct {
 	Database   string // default "default"
 	// PostgresDSN is a libpq URL; empty writes nothing to PostgreSQL.
 	PostgresDSN string
+	// Modern writes Langfuse v4's way into the modern demo world (demo seed --modern) on the
+	// first ClickHouse address instead: inserts into events_full, lightweight updates and
+	// deletes, OPTIMIZE and TRUNCATE (see loadModern); PostgresDSN is not used.
+	Modern bool
 
 	// Rate is the target of ClickHouse rows per second, every version counted; 0 writes as
 	// fast as the server acknowledges.
@@ -58,6 +62,9 @@ type LoadResult struct {
 	// acknowledgement.
 	Rate   float64 `json:"rows_per_s"`
 	Ledger string  `json:"ledger,omitempty"`
+	// Ops counts the modern load's writes: rows of events_full inserted (insert), updated in
+	// place (update) and deleted in place (erase), and OPTIMIZE and TRUNCATE statements.
+	Ops map[string]int64 `json:"ops,omitempty"`
 }
 
 // The mix of a Langfuse worker's writes, in percent of traces handled: the rest are new.
@@ -86,6 +93,9 @@ const (
 func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	if err := o.defaults(); err != nil {
 		return LoadResult{}, err
+	}
+	if o.Modern {
+		return loadModern(ctx, o)
 	}
 	l := &loader{o: o, w: newWorld(o.Seed), run: strconv.FormatInt(time.Now().UnixNano()/1e6, 36),
 		res: LoadResult{Rows: map[string]int64{}, Traces: map[string]int64{}, TargetRate: float64(o.Rate), Ledger: o.Ledger}}

@@ -75,7 +75,7 @@ as skipped.`,
 	f.Uint64Var(&seed, "seed", 1, "random seed; the same seed gives the same rows")
 	f.StringVar(&database, "database", "default", "ClickHouse database to create the demo tables in")
 	f.IntVar(&months, "months", 6, "monthly partitions the rows are spread over")
-	f.BoolVar(&modern, "modern", false, "seed the modern schema (ClickHouse >= 24.3, one server, no cluster: Map, DateTime64, Bool, Decimal64, JSON, UUID) from demo/migrations/clickhouse-modern")
+	f.BoolVar(&modern, "modern", false, "seed the modern schema (one ClickHouse >= 25.7, no cluster: Langfuse v3's tables with Map, DateTime64, Decimal64, JSON, UUID, and v4's events_full, events_core and its view, and the staging table) from demo/migrations/clickhouse-modern")
 	cmd.AddCommand(seedCmd, a.demoLoadCommand())
 	return cmd
 }
@@ -93,11 +93,20 @@ and in PostgreSQL, once a second, an API key and its audit log row created, a ke
 project's settings changed, and now and then a new project. The achieved rate is logged every
 few seconds and printed at the end. With --ledger, every acknowledged batch is recorded (time,
 table, partition, operation, version, ids), so that a check can say which rows a snapshot cut
-at a given time must hold. SIGINT stops it after the batch in flight.`,
+at a given time must hold. SIGINT stops it after the batch in flight.
+
+With --modern it writes Langfuse v4's way into a world seeded with 'demo seed --modern', one
+statement at a time on the first ClickHouse address: new traces into events_full (its view
+copies them into events_core), lightweight UPDATEs of both (bookmarks, publishing, output
+edits), lightweight DELETEs in lightweight_update mode (a trace, and retention of the run's
+older rows), now and then OPTIMIZE ... FINAL of the current partition and a TRUNCATE of the
+legacy events table. The ledger then holds each acknowledged insert, update and delete with
+the values it wrote, from which demo.Ledger.Expected says what the tables held at any time.`,
 		Example: examples(
 			"tracevault demo load --config .stack/tracevault.toml --rate 2000 --duration 1m",
 			"tracevault demo load --rate 0 --duration 30s --json",
-			"tracevault demo load --rate 5000 --ledger /tmp/load.ledger"),
+			"tracevault demo load --rate 5000 --ledger /tmp/load.ledger",
+			"tracevault demo load --config .stack/modern.toml --modern --database langfuse --duration 1m --ledger /tmp/modern.ledger"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Rate < 0 || o.Duration < 0 || o.Interval <= 0 {
@@ -121,6 +130,15 @@ at a given time must hold. SIGINT stops it after the batch in flight.`,
 				return json.NewEncoder(out).Encode(res)
 			}
 			printRows(out, res.Rows)
+			if o.Modern {
+				fmt.Fprintf(out, "events_full rows: %d inserted, %d updated, %d deleted in place; %d OPTIMIZE, %d TRUNCATE over %s\n",
+					res.Ops[demo.OpInsert], res.Ops[demo.OpUpdate], res.Ops[demo.OpErase], res.Ops[demo.OpOptimize], res.Ops[demo.OpTruncate],
+					res.Duration.Round(time.Millisecond))
+				if res.Ledger != "" {
+					fmt.Fprintf(out, "ledger: %s\n", res.Ledger)
+				}
+				return nil
+			}
 			target := "as fast as possible"
 			if res.TargetRate > 0 {
 				target = fmt.Sprintf("target %.0f", res.TargetRate)
@@ -141,6 +159,7 @@ at a given time must hold. SIGINT stops it after the batch in flight.`,
 	f.StringVar(&o.Ledger, "ledger", "", "file to record every acknowledged batch in, for checking snapshots against")
 	f.StringVar(&o.Database, "database", "default", "ClickHouse database of the demo tables")
 	f.Uint64Var(&o.Seed, "seed", 1, "random seed of the generated values (ids are new on every run)")
+	f.BoolVar(&o.Modern, "modern", false, "write Langfuse v4's way (inserts, lightweight updates and deletes, OPTIMIZE, TRUNCATE) into the world of 'demo seed --modern'")
 	return cmd
 }
 
