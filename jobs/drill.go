@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,7 +13,6 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
-	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -49,31 +45,6 @@ type DrillSource struct {
 	Rows           uint64   `json:"rows"` // for blobs, the blobs read back and checked
 	// Content says how far partitions' content checksums were compared (clickhouse).
 	Content string `json:"content_checksum,omitempty"`
-}
-
-// Mismatch is one difference between a scratch copy and the manifest.
-type Mismatch struct {
-	Source    string `json:"source"`
-	Target    string `json:"target"`
-	Partition string `json:"partition,omitempty"`
-	Want      uint64 `json:"want_rows"`
-	Got       uint64 `json:"got_rows"`
-	// Content marks a content checksum mismatch: WantSum over Want rows recorded at backup,
-	// GotSum over Got rows restored.
-	Content bool   `json:"content,omitempty"`
-	WantSum uint64 `json:"want_sum,omitempty"`
-	GotSum  uint64 `json:"got_sum,omitempty"`
-}
-
-func (m Mismatch) String() string {
-	where := m.Target
-	if m.Partition != "" {
-		where += " partition " + m.Partition
-	}
-	if m.Content {
-		return fmt.Sprintf("%s %s content checksum %d over %d rows, the snapshot %d over %d rows", m.Source, where, m.GotSum, m.Got, m.WantSum, m.Want)
-	}
-	return fmt.Sprintf("%s %s holds %d rows, the snapshot %d", m.Source, where, m.Got, m.Want)
 }
 
 // DrillResult is what a drill proved, as `drill --json` prints it and the run history keeps.
@@ -210,179 +181,6 @@ func drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req 
 	return nil
 }
 
-// drillBlobs restores the snapshot's blobs to nowhere: each read back out of its pack and
-// checked, the listing against the manifest.
-func drillBlobs(ctx context.Context, repo *store.Repository, m *store.Manifest, log *slog.Logger) (DrillSource, error) {
-	start := time.Now()
-	rep, err := blobs.Restore(ctx, repo, m, blobs.RestoreOptions{ReadBack: true, Log: log})
-	src := DrillSource{Source: blobs.Name, Targets: []string{rep.Target}, RestoreSeconds: time.Since(start).Seconds(), Rows: uint64(rep.Written)}
-	if err != nil {
-		return src, fmt.Errorf("drill the blobs of snapshot %s: %w", m.ID, err)
-	}
-	return src, nil
-}
-
-func hasComponent(m *store.Manifest, source string) bool {
-	for _, c := range m.Components {
-		if c.Source == source && c.Status == store.StatusComplete {
-			return true
-		}
-	}
-	return false
-}
-
-// landing is where a drill writes part of its data: a server's data directory.
-type landing struct {
-	what string // the source
-	dir  string // as named on the server; measured only if it is on this host
-	need int64
-}
-
-// diskCheck refuses a drill that would not fit where it writes: each filesystem on this host that
-// holds a data directory of a server the drill restores into must have room for what lands on
-// it. A source restored into several directories of one filesystem (replicas on one host) counts
-// once: its need, the snapshot's raw bytes, already exceeds what its compressed parts take. Data
-// directories on other hosts cannot be measured, and the result says so. (The repository's own
-// disk says nothing of this: it is often a separate volume.)
-func diskCheck(lands []landing) (string, error) {
-	type fsys struct {
-		dir        string
-		free, need int64
-		counted    map[string]bool
-	}
-	var order []uint64
-	byDev := map[uint64]*fsys{}
-	var away []string
-	for _, l := range lands {
-		var st syscall.Statfs_t
-		var fi syscall.Stat_t
-		if l.dir == "" || syscall.Stat(l.dir, &fi) != nil || syscall.Statfs(l.dir, &st) != nil {
-			away = append(away, l.what)
-			continue
-		}
-		dev := uint64(fi.Dev)
-		f := byDev[dev]
-		if f == nil {
-			f = &fsys{dir: l.dir, free: int64(st.Bavail) * int64(st.Bsize), counted: map[string]bool{}}
-			byDev[dev] = f
-			order = append(order, dev)
-		}
-		if !f.counted[l.what] {
-			f.counted[l.what] = true
-			f.need += l.need
-		}
-	}
-	var out []string
-	for _, dev := range order {
-		f := byDev[dev]
-		if f.free < f.need {
-			return "", fmt.Errorf("not enough disk for the drill: the filesystem of %s has %d bytes free, the snapshot restores %d onto it; free space or drill on another host", f.dir, f.free, f.need)
-		}
-		out = append(out, fmt.Sprintf("%s: %d bytes free, %d to restore", f.dir, f.free, f.need))
-	}
-	if len(away) > 0 {
-		out = append(out, fmt.Sprintf("not measured: the data directories of %s are not on this host (or not readable)", strings.Join(slices.Compact(slices.Sorted(slices.Values(away))), ", ")))
-	}
-	return strings.Join(out, "; "), nil
-}
-
-type chDrill struct {
-	cfg  *config.Config
-	rs   *restore.Restorer
-	plan *restore.Plan
-	dbs  []string
-	dirs []string // the servers' data directories, as named on this host
-	log  *slog.Logger
-	// content are the partitions' content checksums recorded at backup, by object id.
-	content map[string]clickhouse.ContentSum
-}
-
-func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manifest, log *slog.Logger) (*chDrill, error) {
-	sec, _, err := clickhouse.SnapshotSection(m)
-	if err != nil {
-		return nil, err
-	}
-	dbMap := map[string]string{}
-	var dbs []string
-	for _, t := range sec.Tables {
-		if _, ok := dbMap[t.Database]; !ok {
-			dbMap[t.Database] = t.Database + drillSuffix
-			dbs = append(dbs, t.Database+drillSuffix)
-		}
-	}
-	ch := cfg.ClickHouse
-	dirs, err := inspectCH(ctx, cfg, dbs, log)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := restore.New(ctx, restore.Options{Native: ch.Addresses, HTTP: ch.HTTPAddresses, Conn: ClickHouseConn(ch),
-		Cluster: ch.Cluster, DatabaseMap: dbMap, DataPath: ch.DataPath, Parallel: ch.Parallel, Log: log})
-	if err != nil {
-		return nil, fmt.Errorf("drill: %w", err)
-	}
-	plan, err := rs.Plan(ctx, m)
-	if err == nil {
-		err = plan.RefuseLive(sec)
-	}
-	if err != nil {
-		rs.Close()
-		return nil, fmt.Errorf("plan the clickhouse drill of snapshot %s: %w", m.ID, err)
-	}
-	content := map[string]clickhouse.ContentSum{}
-	for _, t := range sec.Tables {
-		for _, p := range t.Partitions {
-			if p.Content != nil {
-				content[p.Object] = *p.Content
-			}
-		}
-	}
-	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log, content: content, dirs: dirs}, nil
-}
-
-// inspectCH refuses scratch databases that exist before the drill: the drill drops what it
-// restored into, so it must be what it created, never a database of the same name that someone
-// uses (or a copy kept with --keep, which is dropped by hand). It also returns where each server
-// keeps its data, for the disk check: [clickhouse] data_path where set, else the server's path.
-func inspectCH(ctx context.Context, cfg *config.Config, dbs []string, log *slog.Logger) ([]string, error) {
-	ch := cfg.ClickHouse
-	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), log)
-	if err != nil {
-		return nil, fmt.Errorf("drill: %w", err)
-	}
-	defer closeServers(servers)
-	var dirs []string
-	for _, s := range servers {
-		for _, db := range dbs {
-			var n uint64
-			if err := s.Conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&n); err != nil {
-				return nil, fmt.Errorf("look for scratch database %s on clickhouse %s: %w", db, s.Addr, err)
-			}
-			if n > 0 {
-				return nil, fmt.Errorf("refusing the drill: scratch database %s already exists on clickhouse %s (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s ON CLUSTER ...", db, s.Addr, clickhouse.QuoteIdent(db))
-			}
-		}
-		dir := ch.DataPath
-		if dir == "" {
-			if dir, err = clickhouse.DataPath(ctx, s); err != nil {
-				log.Info("the disk check leaves a clickhouse server out", "server", s.Addr, "err", err)
-				continue
-			}
-		}
-		dirs = append(dirs, dir)
-	}
-	return dirs, nil
-}
-
-func (d *chDrill) close() { d.rs.Close() }
-
-func (d *chDrill) bytes() int64 {
-	var n int64
-	for _, s := range d.plan.Steps {
-		n += s.Bytes
-	}
-	return n
-}
-
 func (d *chDrill) run(ctx context.Context, repo *store.Repository, res *DrillResult) (DrillSource, error) {
 	src := DrillSource{Source: config.SourceClickHouse, Targets: d.dbs, Steps: len(d.plan.Steps)}
 	start := time.Now()
@@ -395,71 +193,6 @@ func (d *chDrill) run(ctx context.Context, repo *store.Repository, res *DrillRes
 	src.Rows, src.Content = rows, content
 	res.Mismatches = append(res.Mismatches, mm...)
 	return src, err
-}
-
-// compare reads each loaded partition's active-part rows on the replica it was loaded into:
-// a count independent of the restorer's own check; then, where the backup recorded one and the
-// server has formatRow, its content checksum. It returns what the content comparison covered.
-func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, error) {
-	ch := d.cfg.ClickHouse
-	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), d.log)
-	if err != nil {
-		return nil, 0, "", fmt.Errorf("compare the clickhouse drill: %w", err)
-	}
-	defer closeServers(servers)
-	byAddr := map[string]*clickhouse.Server{}
-	for _, s := range servers {
-		byAddr[s.Addr] = s
-	}
-	var out []Mismatch
-	var total uint64
-	var summed, unrecorded int
-	unsupported := ""
-	for _, s := range d.plan.Steps {
-		if s.Action != restore.ActionLoadPartition {
-			continue
-		}
-		srv := byAddr[s.Replica]
-		if srv == nil {
-			return out, total, "", fmt.Errorf("compare %s partition %s: its replica %s no longer answers", s.Target, s.Partition, s.Replica)
-		}
-		db, table, _ := strings.Cut(s.Target, ".")
-		var got uint64
-		err := srv.Conn.QueryRow(ctx, "SELECT toUInt64(sum(rows)) FROM system.parts WHERE active AND database = ? AND table = ? AND partition_id = ?",
-			db, table, s.Partition).Scan(&got)
-		if err != nil {
-			return out, total, "", fmt.Errorf("count rows of %s partition %s on %s: %w", s.Target, s.Partition, s.Replica, err)
-		}
-		total += got
-		if got != s.Rows {
-			out = append(out, Mismatch{Source: config.SourceClickHouse, Target: s.Target, Partition: s.Partition, Want: s.Rows, Got: got})
-		}
-		want, recorded := d.content[s.Object]
-		switch {
-		case !srv.Caps.FormatRow:
-			unsupported = fmt.Sprintf("not supported by this server (ClickHouse %s on %s has no formatRow): rows compared", srv.Caps.Version, srv.Addr)
-		case !recorded:
-			unrecorded++
-		default:
-			sum, err := clickhouse.PartitionContent(ctx, srv, db, table, s.Partition, nil)
-			if err != nil {
-				return out, total, "", err
-			}
-			summed++
-			if sum != want {
-				out = append(out, Mismatch{Source: config.SourceClickHouse, Target: s.Target, Partition: s.Partition, Content: true,
-					Want: want.Rows, Got: sum.Rows, WantSum: want.Sum, GotSum: sum.Sum})
-			}
-		}
-	}
-	if unsupported != "" {
-		return out, total, unsupported, nil
-	}
-	note := fmt.Sprintf("compared for %d partitions", summed)
-	if unrecorded > 0 {
-		note += fmt.Sprintf("; %d partitions have none in the snapshot (taken on a server without formatRow, changed while backed up, or by an older tracevault): rows compared", unrecorded)
-	}
-	return out, total, note, nil
 }
 
 // drop removes the scratch databases on every replica; dropping a replicated table removes its
@@ -479,72 +212,6 @@ func (d *chDrill) drop(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}
-}
-
-func closeServers(servers []*clickhouse.Server) {
-	for _, s := range servers {
-		s.Close()
-	}
-}
-
-type pgDrill struct {
-	dsn  string
-	dir  string // the server's data_directory, or "" where the role may not read it
-	rs   *postgres.Restorer
-	plan *postgres.Plan
-}
-
-func planPostgresDrill(ctx context.Context, cfg *config.Config, m *store.Manifest, log *slog.Logger) (*pgDrill, error) {
-	sec, err := postgres.ReadSection(m)
-	if err != nil {
-		return nil, err
-	}
-	live := sec.Database.Name
-	scratch := live + drillSuffix
-	pg := cfg.Postgres
-	dir, err := inspectPG(ctx, pg.DSN.Reveal(), scratch)
-	if err != nil {
-		return nil, err
-	}
-	rs := postgres.NewRestorer(postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: scratch, Parallel: pg.Parallel, Log: log})
-	plan, err := rs.Plan(ctx, m)
-	if err == nil && (plan.LoadInto == live || plan.Database == live) {
-		err = fmt.Errorf("refusing the scratch restore: it would load database %s, the live one", live)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("plan the postgres drill of snapshot %s: %w", m.ID, err)
-	}
-	return &pgDrill{dsn: pg.DSN.Reveal(), rs: rs, plan: plan, dir: dir}, nil
-}
-
-// inspectPG is inspectCH for the PostgreSQL scratch database; the data directory can be read
-// only by superusers and pg_read_all_settings, and is "" otherwise.
-func inspectPG(ctx context.Context, dsn, scratch string) (string, error) {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return "", fmt.Errorf("drill: connect to postgres: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", scratch).Scan(&n); err != nil {
-		return "", fmt.Errorf("look for scratch database %s on postgres: %w", scratch, err)
-	}
-	if n > 0 {
-		return "", fmt.Errorf("refusing the drill: scratch database %s already exists on postgres (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s", scratch, postgres.Ident(scratch))
-	}
-	var dir string
-	if conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir) != nil {
-		return "", nil
-	}
-	return dir, nil
-}
-
-func (d *pgDrill) bytes() int64 {
-	var n int64
-	for _, s := range d.plan.Steps {
-		n += s.Bytes
-	}
-	return n
 }
 
 // run restores; the restorer's last step counts every table's rows against the manifest and
@@ -575,51 +242,14 @@ func (d *pgDrill) drop(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// recoveryPoints are, per source, the start of the newest complete snapshot holding it: the
-// age a restore now would lose, which /metrics computes at each scrape.
-func recoveryPoints(snaps []store.Manifest) map[string]time.Time {
-	out := map[string]time.Time{}
-	for _, m := range snaps {
-		if m.Status != store.StatusComplete {
-			continue
-		}
-		for _, c := range m.Components {
-			if c.Status == store.StatusComplete && m.Start.After(out[c.Source]) {
-				out[c.Source] = m.Start
-			}
-		}
+// drillBlobs restores the snapshot's blobs to nowhere: each read back out of its pack and
+// checked, the listing against the manifest.
+func drillBlobs(ctx context.Context, repo *store.Repository, m *store.Manifest, log *slog.Logger) (DrillSource, error) {
+	start := time.Now()
+	rep, err := blobs.Restore(ctx, repo, m, blobs.RestoreOptions{ReadBack: true, Log: log})
+	src := DrillSource{Source: blobs.Name, Targets: []string{rep.Target}, RestoreSeconds: time.Since(start).Seconds(), Rows: uint64(rep.Written)}
+	if err != nil {
+		return src, fmt.Errorf("drill the blobs of snapshot %s: %w", m.ID, err)
 	}
-	return out
-}
-
-// LastDrill is the newest finished drill run, for the page's "last proven restore" panel.
-func LastDrill(runs []Run) *Run {
-	for i := range runs {
-		if runs[i].Action == config.ActionDrill && runs[i].Outcome != OutcomeRunning && runs[i].Outcome != OutcomeSkipped {
-			return &runs[i]
-		}
-	}
-	return nil
-}
-
-// DrillRun turns a drill's result into its run record's fields.
-func DrillRun(r *Run, res *DrillResult) {
-	if res == nil {
-		return
-	}
-	r.Snapshot, r.RTOSeconds, r.RPOSeconds = res.Snapshot, res.RTOSeconds, res.RPOSeconds
-	r.RestoreSeconds = map[string]float64{}
-	for _, s := range res.Sources {
-		r.RestoreSeconds[s.Source] = s.RestoreSeconds
-	}
-}
-
-// RecordDrill keeps a drill run outside the daemon (`tracevault drill`) in the shared run
-// history, so the status page and /metrics of every daemon see the proof or the failure.
-func RecordDrill(ctx context.Context, repo *store.Repository, res *DrillResult, start time.Time) (Run, error) {
-	host, _ := os.Hostname()
-	r := Run{ID: newRunID(), Job: config.ActionDrill, Action: config.ActionDrill, Trigger: TriggerManual, Host: host,
-		Start: start.UTC(), End: time.Now().UTC(), Outcome: res.Outcome, Error: res.Error}
-	DrillRun(&r, res)
-	return r, (&History{Repo: repo, Limit: historyLimit}).Record(ctx, r)
+	return src, nil
 }

@@ -158,3 +158,20 @@ func (m *metrics) observeRepository(ctx context.Context, repo *store.Repository)
 	m.repoSnaps.Set(float64(snaps))
 	return nil
 }
+
+// recoveryPoints are, per source, the start of the newest complete snapshot holding it: the
+// age a restore now would lose, which /metrics computes at each scrape.
+func recoveryPoints(snaps []store.Manifest) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, m := range snaps {
+		if m.Status != store.StatusComplete {
+			continue
+		}
+		for _, c := range m.Components {
+			if c.Status == store.StatusComplete && m.Start.After(out[c.Source]) {
+				out[c.Source] = m.Start
+			}
+		}
+	}
+	return out
+}

@@ -392,3 +392,9 @@ func unmatchedFilters(m *store.Manifest, tables, partitions []string) error {
 	}
 	return nil
 }
+
+func closeServers(servers []*clickhouse.Server) {
+	for _, s := range servers {
+		s.Close()
+	}
+}

@@ -16,7 +16,25 @@ import (
 type PITRRequest struct {
 	Target   pitr.Target // from ParsePITRTarget
 	Database string      // the new database; default the base snapshot's
+	// Chain is the chain to follow (--chain); default the one of [postgres] dsn's database and
+	// pitr_slot that reaches the target. A repository may hold several databases' chains.
+	Chain string
 }
+
+// pitrTarget is the request's target limited to the chains a restore may follow: the one asked
+// for, or those the daemon streams from the configured database into the configured slot.
+func pitrTarget(cfg *config.Config, req PITRRequest) (pitr.Target, error) {
+	t := req.Target
+	t.Chain = req.Chain
+	slot := cfg.Postgres.PITRSlot
+	if slot == "" {
+		slot = pitrDefaultSlot
+	}
+	return t.Within(cfg.Postgres.DSN.Reveal(), slot)
+}
+
+// pitrDefaultSlot is [postgres] pitr_slot's default, the Streamer's.
+const pitrDefaultSlot = "tracevault"
 
 // ParsePITRTarget reads --to (an RFC 3339 time with its zone) or --to-lsn; exactly one is given.
 func ParsePITRTarget(to, toLSN string) (pitr.Target, error) {
@@ -42,7 +60,11 @@ func PlanPITR(ctx context.Context, cfg *config.Config, repo *store.Repository, r
 	if err := requirePostgres(cfg); err != nil {
 		return nil, err
 	}
-	return pitr.PlanRestore(ctx, repo, req.Target)
+	t, err := pitrTarget(cfg, req)
+	if err != nil {
+		return nil, err
+	}
+	return pitr.PlanRestore(ctx, repo, t)
 }
 
 // RestorePITR restores the base of the chain that reaches the target into a new database,
@@ -51,6 +73,10 @@ func RestorePITR(ctx context.Context, cfg *config.Config, repo *store.Repository
 	if err := requirePostgres(cfg); err != nil {
 		return nil, err
 	}
+	t, err := pitrTarget(cfg, req)
+	if err != nil {
+		return nil, err
+	}
 	pg := cfg.Postgres
-	return pitr.Restore(ctx, repo, pitr.RestoreOptions{DSN: pg.DSN.Reveal(), Database: req.Database, Parallel: pg.Parallel, Log: log}, req.Target)
+	return pitr.Restore(ctx, repo, pitr.RestoreOptions{DSN: pg.DSN.Reveal(), Database: req.Database, Parallel: pg.Parallel, Slot: t.Slot, Log: log}, t)
 }

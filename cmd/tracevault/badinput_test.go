@@ -136,6 +136,7 @@ func TestBadInputsExitCleanly(t *testing.T) {
 		{"--to not a time", []string{"restore", "--only", "postgres", "--to", "yesterday"}, 2, []string{"RFC 3339"}, true},
 		{"--to-lsn not an LSN", []string{"restore", "--only", "postgres", "--to-lsn", "16-B3"}, 2, []string{"16/B374D848"}, true},
 		{"--to with no chain", []string{"restore", "--only", "postgres", "--to", "2026-11-27T10:15:00Z"}, 1, []string{"no point-in-time recovery chain", "pitr = true"}, true},
+		{"--chain without --to", []string{"restore", complete, "--only", "postgres", "--chain", "20261127T100000Z-1D49000"}, 2, []string{"--chain goes with --to"}, false},
 		{"postgres section without pre-data", []string{"restore", complete, "--only", "postgres", "--pg-database", "tv_never_created_x"}, 1,
 			[]string{"no pre-data", complete}, true},
 	}

@@ -22,6 +22,7 @@ type restoreFlags struct {
 	partial     bool // restore from a partial snapshot: only what it holds
 	cluster     bool
 	to, toLSN   string // point-in-time restore (postgres)
+	chain       string // the point-in-time chain to follow
 	blobURL     string
 }
 
@@ -91,6 +92,9 @@ which restores what it holds; a source that failed in it cannot be restored from
 					return usage(errors.New("--to and --to-lsn pick the base snapshot themselves: drop the snapshot ID"))
 				}
 				return a.restorePITR(cmd, f)
+			}
+			if f.chain != "" {
+				return usage(errors.New("--chain goes with --to or --to-lsn"))
 			}
 			if len(args) == 0 {
 				return usage(errors.New("name the snapshot to restore (an ID, a unique prefix or 'latest'), or give --to TIME / --to-lsn LSN with --only postgres"))
@@ -162,6 +166,7 @@ which restores what it holds; a source that failed in it cannot be restored from
 	_ = fl.MarkHidden("force")
 	fl.StringVar(&f.to, "to", "", "point-in-time restore of postgres to this RFC 3339 time (needs [postgres] pitr)")
 	fl.StringVar(&f.toLSN, "to-lsn", "", "point-in-time restore of postgres up to this commit LSN, e.g. 16/B374D848")
+	fl.StringVar(&f.chain, "chain", "", "with --to/--to-lsn: the point-in-time chain to follow (default the one of [postgres] dsn's database and pitr_slot; 'tracevault verify --all' lists them)")
 	fl.BoolVar(&f.cluster, "cluster", false, "whole-cluster disaster recovery: every replica, stale ZooKeeper registrations removed (clickhouse only)")
 	return c
 }

@@ -30,7 +30,7 @@ func (a *app) restorePITR(cmd *cobra.Command, f restoreFlags) error {
 	if err != nil {
 		return err
 	}
-	req := jobs.PITRRequest{Target: t, Database: f.pgDatabase}
+	req := jobs.PITRRequest{Target: t, Database: f.pgDatabase, Chain: f.chain}
 	if f.dryRun {
 		plan, err := jobs.PlanPITR(cmd.Context(), a.cfg, repo, req)
 		if err != nil {
