@@ -13,11 +13,15 @@ build:
 	$(GO) build -o $(BIN) ./cmd/tracevault
 
 ## run: the main job on the embedded default — local stack, demo schema and data, daemon + status page.
+## Beside the 18.16 cluster, ch-modern gets Langfuse v4's world (demo seed --modern) and a daemon
+## of its own (.stack/modern.toml: one [clickhouse] per configuration), whose stack-backup job
+## backs it up into .stack/repo-modern; its status page is one port up. Both stop together.
 run: build stack-up
 	./$(BIN) --config .stack/run.toml migrate --target clickhouse up
 	./$(BIN) --config .stack/run.toml migrate --target postgres up
 	./$(BIN) --config .stack/run.toml demo seed --traces $(TRACES)
-	./$(BIN) --config .stack/run.toml serve
+	./$(BIN) --config .stack/modern.toml demo seed --modern --database langfuse --traces $(TRACES)
+	./$(BIN) --config .stack/modern.toml serve & trap 'kill $$! 2>/dev/null' EXIT INT TERM; ./$(BIN) --config .stack/run.toml serve
 
 ## test: the whole suite against a real local stack (what CI runs). KEEP_STACK=1 leaves it running.
 test: build stack-up
