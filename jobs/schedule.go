@@ -1,5 +1,3 @@
-// Package jobs runs tracevault's scheduled work: it turns [[jobs]] into cron entries, decides
-// which daemon runs each occurrence, and keeps the run history the status page shows.
 package jobs
 
 import (

@@ -1,6 +1,3 @@
-// Command tracevault backs up and restores a self-hosted Langfuse deployment: PostgreSQL,
-// a replicated ClickHouse cluster and its ZooKeeper metadata, to Azure Blob Storage or a
-// directory. This package only parses flags and calls the packages that do the work.
 package main
 
 import (
