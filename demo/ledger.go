@@ -298,7 +298,7 @@ func ReadRows(ctx context.Context, conn driver.Conn, db, table, idColumn, prefix
 	for _, c := range cols {
 		sel = append(sel, "toString("+chsnap.QuoteIdent(c)+")")
 	}
-	q := fmt.Sprintf("SELECT %s, _partition_id, [%s] FROM %s.%s FINAL WHERE startsWith(%s, ?)", chsnap.QuoteIdent(idColumn), strings.Join(sel, ", "),
+	q := fmt.Sprintf("SELECT %s, _partition_id, CAST([%s], 'Array(String)') FROM %s.%s FINAL WHERE startsWith(%s, ?)", chsnap.QuoteIdent(idColumn), strings.Join(sel, ", "),
 		chsnap.QuoteIdent(db), chsnap.QuoteIdent(table), chsnap.QuoteIdent(idColumn))
 	rs, err := conn.Query(ctx, q, prefix)
 	if err != nil {

@@ -161,7 +161,7 @@ func TestModernLoadLedger(t *testing.T) {
 	ctx := context.Background()
 	res, err := demo.Load(ctx, demo.LoadOptions{ClickHouse: []string{env.CHModernNative}, Database: db, Modern: true,
 		Rate: 600, Interval: 50 * time.Millisecond, Duration: 6 * time.Second, Ledger: ledger, Seed: 5,
-		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +218,13 @@ func TestModernLoadLedger(t *testing.T) {
 		if int64(final) != wn {
 			t.Errorf("%s: count() FINAL of the run's rows is %d; the ledger expects %d", table, final, wn)
 		}
+	}
+	staged, err := demo.ReadRows(ctx, conn, db, "observations_batch_staging", "id", prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp := want["clickhouse:observations_batch_staging"]; len(exp) == 0 || !reflect.DeepEqual(staged, exp) {
+		t.Errorf("observations_batch_staging holds %d rows of the run; the ledger expects %d, in the same 3-minute partitions", len(staged), len(exp))
 	}
 	if n, ok := want["clickhouse:events"]; !ok || len(n) != 0 {
 		t.Errorf("the ledger does not record the legacy events table truncated: %v", n)

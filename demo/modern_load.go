@@ -161,7 +161,11 @@ func (l *modernLoader) tick(ctx context.Context, n int) error {
 		spans = int(float64(l.o.Rate) * l.o.Interval.Seconds())
 	}
 	now := time.Now()
-	if err := l.insert(ctx, now, max(1, spans/spansPerTrace)); err != nil {
+	traces := max(1, spans/spansPerTrace)
+	if err := l.stage(ctx, now, traces); err != nil {
+		return err
+	}
+	if err := l.insert(ctx, now, traces); err != nil {
 		return err
 	}
 	if l.r.IntN(100) < modernLatePercent {
@@ -281,6 +285,40 @@ func (l *modernLoader) insert(ctx context.Context, base time.Time, traces int) e
 	l.res.Ops[OpInsert] += int64(rows)
 	l.res.Traces[OpInsert] += int64(traces)
 	return nil
+}
+
+// stage writes the next traces' spans into observations_batch_staging first, as ingestion does
+// before the propagation job builds events_full rows from them: each tick's rows land in the
+// 3-minute partition of now, so a long run adds a partition every 3 minutes.
+func (l *modernLoader) stage(ctx context.Context, now time.Time, traces int) error {
+	first, rows := l.traces*spansPerTrace, traces*spansPerTrace
+	seen := now.Truncate(time.Millisecond)
+	sql := fmt.Sprintf(`INSERT INTO %s.observations_batch_staging (id, trace_id, project_id, type, start_time, name, metadata, input, output,
+	cost_details, environment, s3_first_seen_timestamp, event_ts, is_deleted)
+SELECT
+	concat(%[2]s, '-', leftPad(toString(number), 8, '0')),
+	concat(%[2]s, '-t', leftPad(toString(intDiv(number, 3)), 8, '0')),
+	concat('proj-', toString(1 + intDiv(number, 3) %% 12)),
+	['SPAN', 'GENERATION', 'EVENT'][1 + number %% 3],
+	fromUnixTimestamp64Milli(toInt64(%[3]d)) AS seen,
+	'llm-call', map('sdk', 'python'),
+	concat('staged question ', toString(number)), NULL,
+	map('input', toDecimal64(number %% 1000, 12) / 1000000),
+	'production',
+	seen, seen, 0
+FROM numbers(%[4]d, %[5]d)`, chsnap.QuoteIdent(l.o.Database), chsnap.QuoteString(l.prefix), seen.UnixMilli(), first, rows)
+	acked, err := l.exec(ctx, fmt.Sprintf("stage %d spans", rows), sql, nil)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, rows)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%08d", l.prefix, first+i)
+	}
+	// toStartOfInterval of 3 minutes counts from the epoch; the partition id is its Unix time.
+	part := strconv.FormatInt(seen.Unix()-seen.Unix()%180, 10)
+	l.res.Rows["clickhouse:observations_batch_staging"] += int64(rows)
+	return l.ledger.append(LedgerRecord{Acked: acked, Table: "clickhouse:observations_batch_staging", Partition: part, Op: OpInsert, IDs: ids})
 }
 
 // edit makes one of the web's edits in place, as lightweight UPDATEs of events_full and then
