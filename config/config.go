@@ -70,6 +70,9 @@ type Postgres struct {
 	PITRSlot            string   `toml:"pitr_slot"`             // slot and publication name; default "tracevault"
 	PITRSegmentInterval Duration `toml:"pitr_segment_interval"` // default 5s
 	PITRSegmentMiB      int64    `toml:"pitr_segment_mib"`      // default 16
+	// PITRChainInterval starts a new chain (a new base) once the current one is this old, so
+	// that old chains go with their bases under [retention]; default 24h.
+	PITRChainInterval Duration `toml:"pitr_chain_interval"`
 	// PITRWarnRetainedMiB warns (page, /metrics) once the slot holds back this much WAL on the
 	// server; default 1024.
 	PITRWarnRetainedMiB int64 `toml:"pitr_warn_retained_mib"`

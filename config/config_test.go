@@ -164,6 +164,11 @@ mode = "freeze"
 			},
 		},
 		{
+			name: "a new point-in-time chain at most every minute",
+			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\npitr = true\npitr_chain_interval = \"10s\"\n",
+			want: []Problem{{Key: "postgres.pitr_chain_interval", Line: 6, Message: "at least 1m"}},
+		},
+		{
 			name: "blobs: bad container name and two Azure credentials",
 			doc:  minimal + "[blobs]\nurl = \"azblob://Bad_Name\"\naccount_key = \"k\"\nsas_token = \"s\"\n",
 			want: []Problem{

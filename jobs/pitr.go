@@ -37,7 +37,7 @@ func newPITR(cfg *config.Config, d *Daemon) *pitrRunner {
 		r.warnMiB = 1024
 	}
 	r.s = &pitr.Streamer{DSN: pg.DSN.Reveal(), Schemas: pg.Schemas, Slot: pg.PITRSlot, Publication: pg.PITRSlot,
-		Interval: time.Duration(pg.PITRSegmentInterval), Bytes: pg.PITRSegmentMiB << 20,
+		Interval: time.Duration(pg.PITRSegmentInterval), Bytes: pg.PITRSegmentMiB << 20, ChainEvery: time.Duration(pg.PITRChainInterval),
 		Base: postgres.Source{Parallel: pg.Parallel, PGDump: pg.PGDump}, Log: d.log.With("component", "pitr"),
 		Event: d.pitrEvent}
 	d.metrics.reg.MustRegister(r)

@@ -23,6 +23,10 @@ type Streamer struct {
 	// A segment is cut every Interval, or once it holds Bytes, at a transaction boundary.
 	Interval time.Duration // default 5s
 	Bytes    int64         // default 16 MiB
+	// ChainEvery ends the chain once it is this old and starts a new one with a new base, so old
+	// chains can go with their bases under retention and the repository does not grow without
+	// end. Default 24h.
+	ChainEvery time.Duration
 	// Base is the template of the base snapshots' source (pg_dump, parallelism, ...).
 	Base postgres.Source
 	Tags []string
@@ -89,6 +93,9 @@ func (s *Streamer) defaults() {
 	}
 	if s.Bytes <= 0 {
 		s.Bytes = 16 << 20
+	}
+	if s.ChainEvery <= 0 {
+		s.ChainEvery = 24 * time.Hour
 	}
 	if s.Log == nil {
 		s.Log = slog.Default()

@@ -1,0 +1,106 @@
+package pitr
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/snapshot/postgres"
+	"github.com/tracevault/tracevault/snapshot/store"
+)
+
+// TestPITRChainRotation: a chain older than ChainEvery ends and a new one starts with a new
+// base, so prune can remove the old chain with its base while the newest chain's window stays
+// restorable; both chains restore up to their ends before the prune.
+func TestPITRChainRotation(t *testing.T) {
+	env := devstack.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dsn := env.PGDatabase(t, "it_pitrrot")
+	slot := testSlot(t, env, "tv_itrot")
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	execSQL(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
+	now := func() time.Time {
+		var at time.Time
+		if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	var events []string
+	var mu sync.Mutex
+	s := &Streamer{DSN: dsn, Slot: slot, Publication: slot, Interval: 500 * time.Millisecond, ChainEvery: 4 * time.Second,
+		Log: testLog(), Base: postgres.Source{Log: quiet}, Event: func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(sctx, repo) }()
+	var inFirst time.Time
+	var chains []Chain
+	for i := 0; ; i++ {
+		if _, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1)", i); err != nil {
+			t.Fatal(err)
+		}
+		if chains, err = Chains(ctx, repo); err != nil {
+			t.Fatal(err)
+		}
+		if len(chains) == 1 && inFirst.IsZero() {
+			inFirst = now()
+		}
+		if len(chains) >= 2 && s.State().Chain == chains[len(chains)-1].ID && s.State().RecoveryPoint.After(chains[len(chains)-1].BaseTime) {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("streamer stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("no second chain: %+v", chains)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	stop()
+	<-done
+	first, newest := chains[0], chains[len(chains)-1]
+	if first.Ended.IsZero() || !strings.Contains(first.EndReason, "pitr_chain_interval") {
+		t.Fatalf("first chain: ended %s, %q", first.Ended, first.EndReason)
+	}
+	mu.Lock()
+	said := strings.Join(events, "\n")
+	mu.Unlock()
+	if !strings.Contains(said, "pitr_chain_interval") {
+		t.Errorf("the rotation was not said: %q", said)
+	}
+	if plan, err := PlanRestore(ctx, repo, Target{Time: inFirst}); err != nil || plan.Chain.ID != first.ID {
+		t.Fatalf("restore into the first chain: %+v, %v", plan, err)
+	}
+	// Retention forgot the first base: prune removes its chain; the newest chain stays whole.
+	removed, _, err := Prune(ctx, repo, map[string]string{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]bool{}
+	for _, r := range removed {
+		gone[r.Chain] = true
+	}
+	if !gone[first.ID] || gone[newest.ID] {
+		t.Fatalf("prune removed %+v; want the first chain %s gone and the newest %s kept", removed, first.ID, newest.ID)
+	}
+	if _, err := PlanRestore(ctx, repo, Target{Time: newest.BaseTime}); err != nil {
+		t.Fatalf("restore into the newest chain after prune: %v", err)
+	}
+	if _, err := PlanRestore(ctx, repo, Target{Time: inFirst}); err == nil {
+		t.Fatal("a time of the pruned chain still plans")
+	}
+}
