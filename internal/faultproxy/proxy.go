@@ -33,6 +33,9 @@ const (
 	// Unavailable answers every HTTP request with 503 Server Busy, as Azure Storage does when
 	// it throttles an account, without reaching the server.
 	Unavailable
+	// Hold stops forwarding on every connection, open ones included, without closing any: a
+	// network partition, or a frozen peer. What was held goes through once the mode changes.
+	Hold
 )
 
 func (f Fault) String() string {
@@ -47,6 +50,8 @@ func (f Fault) String() string {
 		return "throttle"
 	case Unavailable:
 		return "503"
+	case Hold:
+		return "hold"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
@@ -119,7 +124,7 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) Set(m Mode) {
 	p.mu.Lock()
 	p.mode = m
-	open := p.open(m.Fault != Pass)
+	open := p.open(m.Fault != Pass && m.Fault != Hold) // a partition leaves connections open
 	if m.Fault != Unavailable {
 		// The connections answered with 503 never reach the server: a client's keep-alive
 		// connection would go on meeting the 503 after it ended.
@@ -281,6 +286,16 @@ func (p *Proxy) forward(c *pipe, dst net.Conn, b []byte) bool {
 		}
 	case Stall:
 		time.Sleep(m.Stall)
+	case Hold:
+		for p.Mode().Fault == Hold {
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				return false
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	case Throttle:
 		rate := max(m.BytesPerSecond, 10)
 		for len(b) > 0 {

@@ -3,6 +3,7 @@ package faultproxy
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,5 +70,55 @@ func TestProxyModes(t *testing.T) {
 				t.Errorf("request reached the server: %v, want %v", reached, tc.reaches)
 			}
 		})
+	}
+}
+
+// TestProxyHold: hold forwards nothing on an open connection without closing it, and what it
+// held goes through once the mode is pass again.
+func TestProxyHold(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // echo
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	p, err := Listen("127.0.0.1:0", ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 5)
+	echo := func(msg string, within time.Duration) error {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(within))
+		_, err := io.ReadFull(c, buf)
+		return err
+	}
+	if err := echo("hello", 5*time.Second); err != nil || string(buf) != "hello" {
+		t.Fatalf("pass: %q, %v", buf, err)
+	}
+	p.Set(Mode{Fault: Hold})
+	if err := echo("held!", 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("hold: the echo came back (%q, %v); want nothing forwarded", buf, err)
+	}
+	p.Set(Mode{Fault: Pass})
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "held!" {
+		t.Fatalf("after hold: %q, %v; want what was held, on the same connection", buf, err)
 	}
 }
