@@ -145,7 +145,9 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		defer conn.Close(context.WithoutCancel(ctx))
 		aux = conn
 	}
-	seqs, err := postgres.ReadSequences(ctx, aux, s.Schemas)
+	qctx, cancel := context.WithTimeout(ctx, probeTimeout) // as the probe: a frozen server ends the stream
+	seqs, err := postgres.ReadSequences(qctx, aux, s.Schemas)
+	cancel()
 	if err != nil {
 		return postgres.Explain("read sequences for the segment", err)
 	}

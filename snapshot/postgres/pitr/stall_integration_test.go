@@ -3,14 +3,17 @@ package pitr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/faultproxy"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -124,4 +127,69 @@ func TestPITRStalledStreamerLosesTheChain(t *testing.T) {
 	if st := b.s.State(); st.Broken != "" {
 		t.Errorf("B reports the chain broken: %s", st.Broken)
 	}
+}
+
+// TestPITRProbeDeadline: a network that stops forwarding without closing anything (a partition,
+// a frozen proxy) ends the stream within the probe's deadline, instead of hanging it while it
+// holds received transactions.
+func TestPITRProbeDeadline(t *testing.T) {
+	env := devstack.Require(t)
+	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
+	probeTimeout = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dsn := env.PGDatabase(t, "it_pitrh")
+	slot := testSlot(t, env, "tv_ith")
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := fmt.Sprintf("%s:%d", pc.Host, pc.Port)
+	proxy, err := faultproxy.Listen("127.0.0.1:0", server, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxied := strings.Replace(dsn, server, proxy.Addr(), 1)
+	if proxied == dsn {
+		t.Fatalf("cannot route %s through the proxy", dsn)
+	}
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	var mu sync.Mutex
+	r := start(t, repo, proxied, slot, &events, &mu)
+	defer r.cancel()
+	waitChain(t, repo, r)
+	waitCovered(t, repo, r, time.Now())
+
+	proxy.Set(faultproxy.Mode{Fault: faultproxy.Hold})
+	held := time.Now()
+	select {
+	case err := <-r.done:
+		if err == nil {
+			t.Fatal("the stream ended without an error behind a held network")
+		}
+		t.Logf("stream ended %s after the network stopped: %v", time.Since(held).Round(time.Millisecond), err)
+	case <-time.After(probeTimeout + 20*time.Second):
+		t.Fatalf("the stream still runs %s after the network stopped forwarding", time.Since(held).Round(time.Second))
+	}
+	proxy.Set(faultproxy.Mode{Fault: faultproxy.Pass})
+	proxy.Close()
+	// The slot is this test's: end its walsender (the proxy's connection) and drop it.
+	admin, err := pgx.Connect(ctx, env.PGDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var left int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM (SELECT CASE WHEN active_pid IS NOT NULL THEN pg_terminate_backend(active_pid) END,
+			CASE WHEN active_pid IS NULL THEN pg_drop_replication_slot(slot_name) END FROM pg_replication_slots WHERE slot_name = $1) s`, slot).Scan(&left); err == nil && left == 0 {
+			return
+		}
+	}
+	t.Errorf("replication slot %s still there after the test", slot)
 }
