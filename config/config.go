@@ -3,6 +3,8 @@
 // key, the line and what is allowed, so an operator fixes a file in one pass.
 package config
 
+import "time"
+
 // Config is the whole file. Field tags are the TOML keys; config.example.toml documents each.
 type Config struct {
 	Storage    Storage    `toml:"storage"`
@@ -10,6 +12,7 @@ type Config struct {
 	ClickHouse ClickHouse `toml:"clickhouse"`
 	ZooKeeper  ZooKeeper  `toml:"zookeeper"`
 	Blobs      Blobs      `toml:"blobs"`
+	Langfuse   Langfuse   `toml:"langfuse"`
 	Jobs       []Job      `toml:"jobs"`
 	Retention  Retention  `toml:"retention"`
 	Web        Web        `toml:"web"`
@@ -55,6 +58,29 @@ type Blobs struct {
 	AzureCredentials
 	Workers  int  `toml:"workers"`
 	PackSize Size `toml:"pack_size"`
+}
+
+// Langfuse is the Langfuse instance whose raw events replay-events sends back: its admin replay
+// route re-ingests the events written to [blobs] after a snapshot's cut.
+type Langfuse struct {
+	// URL is Langfuse's base URL (its NEXTAUTH_URL); empty means no replay.
+	URL string `toml:"url"`
+	// AdminAPIKey is the instance's ADMIN_API_KEY.
+	AdminAPIKey Secret `toml:"admin_api_key"`
+	// EventsPrefix is where Langfuse writes raw events in the [blobs] container
+	// (LANGFUSE_S3_EVENT_UPLOAD_PREFIX / its Azure equivalent).
+	EventsPrefix string `toml:"events_prefix"`
+	// EventsRetention is the age after which the container's lifecycle rule deletes events; zero
+	// if it has none. A replay reaching further back is warned about.
+	EventsRetention Duration `toml:"events_retention"`
+	// ReplayMargin moves the replay's start this far before the snapshot's cut, for clock error
+	// between tracevault, the databases and the container.
+	ReplayMargin        Duration `toml:"replay_margin"`
+	ReplayBatch         int      `toml:"replay_batch"`
+	ReplayKeysPerSecond int      `toml:"replay_keys_per_second"`
+	ReplayRetries       int      `toml:"replay_retries"`
+	// ReplayState is the checkpoint file of a replay; empty means under the user's state directory.
+	ReplayState string `toml:"replay_state"`
 }
 
 // Postgres is the Langfuse operational database.
@@ -183,6 +209,7 @@ func Defaults() Config {
 			CompressionLevel: 1,
 		},
 		Blobs:    Blobs{Workers: 4, PackSize: 32 << 20},
+		Langfuse: Langfuse{EventsPrefix: "events/", ReplayMargin: Duration(2 * time.Minute), ReplayBatch: 1000, ReplayKeysPerSecond: 2000, ReplayRetries: 6},
 		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump"},
 		ClickHouse: ClickHouse{
 			User:          "default",

@@ -90,6 +90,17 @@ servers = ["127.0.0.1:2181"]
 			want: []Problem{{Key: "verify.sample", Line: 12, Message: `give a percentage such as "10%"`}},
 		},
 		{
+			name: "langfuse replay",
+			doc:  minimal + "[langfuse]\nurl = \"ftp://langfuse\"\nreplay_batch = 5000\nreplay_margin = \"-1m\"\n",
+			want: []Problem{
+				{Key: "blobs.url", Line: 0, Message: "required because langfuse.url is set"},
+				{Key: "langfuse.admin_api_key", Line: 11, Message: "required with langfuse.url"},
+				{Key: "langfuse.url", Line: 12, Message: "not an http(s) URL"},
+				{Key: "langfuse.replay_margin", Line: 14, Message: "out of range"},
+				{Key: "langfuse.replay_batch", Line: 13, Message: "out of range 1..1000"},
+			},
+		},
+		{
 			name: "bad duration and size",
 			doc:  strings.Replace(minimal, "[postgres]", "block_size = \"8 parsecs\"\n[postgres]", 1),
 			want: []Problem{{Key: "storage.block_size", Line: 4, Message: "not a size"}},

@@ -226,6 +226,7 @@ func (c *checker) resolveSecrets(cfg *Config) {
 		{"blobs.connection_string", &cfg.Blobs.ConnectionString},
 		{"blobs.account_key", &cfg.Blobs.AccountKey},
 		{"blobs.sas_token", &cfg.Blobs.SASToken},
+		{"langfuse.admin_api_key", &cfg.Langfuse.AdminAPIKey},
 		{"postgres.dsn", &cfg.Postgres.DSN},
 		{"clickhouse.password", &cfg.ClickHouse.Password},
 		{"web.token", &cfg.Web.Token},

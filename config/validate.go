@@ -57,6 +57,7 @@ func (c *checker) validate(cfg *Config) {
 		namesBlobs = namesBlobs || (len(j.Only) > 0 && j.BacksUp(SourceBlobs))
 	}
 	c.blobs(&cfg.Blobs, namesBlobs)
+	c.langfuse(&cfg.Langfuse, cfg.Blobs.URL)
 	c.retention(&cfg.Retention)
 	if err := checkHostPort(cfg.Web.Listen); err != nil {
 		c.add("web.listen", "%v", err)
@@ -158,6 +159,39 @@ func (c *checker) blobs(b *Blobs, required bool) {
 	}
 	if b.PackSize < 1<<20 || b.PackSize > 1<<30 {
 		c.add("blobs.pack_size", "%d bytes is out of range 1MiB..1GiB", b.PackSize)
+	}
+}
+
+// langfuse checks [langfuse], the instance replay-events sends raw events back to.
+func (c *checker) langfuse(l *Langfuse, blobsURL string) {
+	if l.URL != "" {
+		if u, err := url.Parse(l.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add("langfuse.url", "%q is not an http(s) URL; write Langfuse's base URL, e.g. https://langfuse.example.com", l.URL)
+		}
+		if l.AdminAPIKey == "" {
+			c.add("langfuse.admin_api_key", "required with langfuse.url: the instance's ADMIN_API_KEY, e.g. \"env:LANGFUSE_ADMIN_API_KEY\"")
+		}
+		if blobsURL == "" {
+			c.add("blobs.url", "required because langfuse.url is set: replay-events lists Langfuse's raw events in that container")
+		}
+	}
+	if strings.HasPrefix(l.EventsPrefix, "/") || strings.Contains(l.EventsPrefix, "..") {
+		c.add("langfuse.events_prefix", "%q must be relative to the blobs.url container, e.g. \"events/\"", l.EventsPrefix)
+	}
+	if l.EventsRetention < 0 {
+		c.add("langfuse.events_retention", "must not be negative; \"0s\" means the container keeps events forever")
+	}
+	if l.ReplayMargin < 0 || l.ReplayMargin.D() > 24*time.Hour {
+		c.add("langfuse.replay_margin", "%s is out of range 0s..24h", l.ReplayMargin.D())
+	}
+	if l.ReplayBatch < 1 || l.ReplayBatch > 1000 {
+		c.add("langfuse.replay_batch", "%d is out of range 1..1000, the most keys Langfuse's replay route takes at once", l.ReplayBatch)
+	}
+	if l.ReplayKeysPerSecond < 0 {
+		c.add("langfuse.replay_keys_per_second", "must not be negative; 0 means unpaced")
+	}
+	if l.ReplayRetries < 0 || l.ReplayRetries > 20 {
+		c.add("langfuse.replay_retries", "%d is out of range 0..20", l.ReplayRetries)
 	}
 }
 
