@@ -49,10 +49,12 @@ type modernLoader struct {
 	traces int    // traces written, the next one's number
 	batch  int
 	// The run's live rows: what its edits and deletes pick from, and what a retention delete
-	// must find to record. Retention bounds them to modernRetention of inserts.
+	// must find to record. Retention bounds them, loosely: each pass ages out one project's rows
+	// older than modernRetention.
 	spans     map[string]modernSpan
 	byTrace   map[string][]string // trace id → its live span ids
 	traceList []string            // live trace ids, for picking one at random
+	tracePos  map[string]int      // trace id → its index in traceList, to drop it in O(1)
 	ledger    *ledgerWriter
 	res       LoadResult
 }
@@ -67,7 +69,7 @@ type modernSpan struct {
 func loadModern(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	run := strconv.FormatInt(time.Now().UnixNano()/1e6, 36)
 	l := &modernLoader{o: o, r: rng(o.Seed, uint64(time.Now().UnixNano())), prefix: "ld-" + run,
-		spans: map[string]modernSpan{}, byTrace: map[string][]string{},
+		spans: map[string]modernSpan{}, byTrace: map[string][]string{}, tracePos: map[string]int{},
 		res: LoadResult{RunID: run, Rows: map[string]int64{}, Traces: map[string]int64{}, Ops: map[string]int64{}, TargetRate: float64(o.Rate), Ledger: o.Ledger}}
 	err := l.open(ctx)
 	if err == nil {
@@ -269,6 +271,7 @@ func (l *modernLoader) insert(ctx context.Context, base time.Time, traces int) e
 		id := fmt.Sprintf("%s-%08d", l.prefix, num)
 		l.spans[id] = modernSpan{trace: trace, project: "proj-" + strconv.Itoa(1+t%12), start: base.Add(time.Duration(i) * time.Microsecond)}
 		if len(l.byTrace[trace]) == 0 {
+			l.tracePos[trace] = len(l.traceList)
 			l.traceList = append(l.traceList, trace)
 		}
 		l.byTrace[trace] = append(l.byTrace[trace], id)
@@ -393,10 +396,10 @@ func (l *modernLoader) erase(ctx context.Context, where string, ids []string) er
 		rest := slices.DeleteFunc(l.byTrace[s.trace], func(x string) bool { return x == id })
 		if len(rest) == 0 {
 			delete(l.byTrace, s.trace)
-			if i := slices.Index(l.traceList, s.trace); i >= 0 {
-				l.traceList[i] = l.traceList[len(l.traceList)-1]
-				l.traceList = l.traceList[:len(l.traceList)-1]
-			}
+			i, last := l.tracePos[s.trace], l.traceList[len(l.traceList)-1]
+			l.traceList[i], l.tracePos[last] = last, i
+			l.traceList = l.traceList[:len(l.traceList)-1]
+			delete(l.tracePos, s.trace)
 		} else {
 			l.byTrace[s.trace] = rest
 		}
