@@ -51,6 +51,9 @@ type Run struct {
 	RTOSeconds     float64            `json:"rto_seconds,omitempty"`
 	RPOSeconds     float64            `json:"rpo_seconds,omitempty"`
 	RestoreSeconds map[string]float64 `json:"restore_seconds,omitempty"`
+	// A replay of Langfuse's raw events: how many it sent and the recovery point reached.
+	ReplayedEvents int    `json:"replayed_events,omitempty"`
+	RecoveryPoint  string `json:"recovery_point,omitempty"`
 }
 
 // History keeps runs in the repository under runs/, so every daemon sharing the repository
