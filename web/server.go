@@ -104,6 +104,7 @@ type Server struct {
 	replicasPanel   *panel[*replica.Report]
 	migrationsPanel *panel[[]jobs.MigrationState]
 	snapshotPanels  *keyedPanel[*store.Manifest]
+	trends          *trendsCache // nil: the source has no history to draw
 }
 
 // New builds the handler.
@@ -136,6 +137,7 @@ func New(opts Options, src Source) *Server {
 		replicasPanel:   newPanel(src.Replicas, opts.PanelTimeout, opts.PanelCacheTTL),
 		migrationsPanel: newPanel(src.Migrations, opts.PanelTimeout, opts.PanelCacheTTL),
 		snapshotPanels:  newKeyedPanel(src.Snapshot, opts.PanelTimeout, opts.PanelCacheTTL),
+		trends:          newTrendsCache(src),
 	}
 	read := s.requireRead
 	s.mux.Handle("GET /{$}", read(s.index))
@@ -154,6 +156,7 @@ func New(opts Options, src Source) *Server {
 	s.mux.Handle("GET /api/v1/zookeeper", read(apiPanel(s.zooKeeperPanel)))
 	s.mux.Handle("GET /api/v1/migrations", read(apiPanel(s.migrationsPanel)))
 	s.mux.Handle("GET /api/v1/replicas", read(apiPanel(s.replicasPanel)))
+	s.mux.Handle("GET /api/v1/trends", read(s.apiTrends))
 	s.mux.HandleFunc("POST /api/v1/jobs/{name}/run", s.runJob)
 	s.mux.HandleFunc("POST /api/v1/snapshots/{id}/verify", s.verifySnapshot)
 
@@ -260,8 +263,12 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	if !s.auth.enabled() || p.LoggedIn {
 		p.Refresh = 30
 	}
+	var charts chartsPanel
+	var wg sync.WaitGroup
+	wg.Go(func() { charts = s.charts(r.Context()) })
 	s.panels(r.Context(), &p)
-	s.render(w, "index.html", p)
+	wg.Wait()
+	s.render(w, "index.html", indexWithCharts{p, charts})
 }
 
 // apiProblems lists the problems at the top of the page: an empty list means none.
