@@ -101,6 +101,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.migrateCommand(),
 		a.checkCommand(),
 		a.restoreReplicaCommand(),
+		a.replayEventsCommand(),
 	)
 	return root
 }

@@ -24,6 +24,7 @@ type restoreFlags struct {
 	to, toLSN   string // point-in-time restore (postgres)
 	chain       string // the point-in-time chain to follow
 	blobURL     string
+	replay      bool // then replay Langfuse's raw events written after the cut (clickhouse)
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -72,6 +73,10 @@ Each blob is committed only once its bytes match the recorded MD5. A target blob
 content is skipped; one that differs and was modified after the snapshot's copy is kept and
 reported (the restore fails) unless --replace. Blobs the snapshot does not hold are left alone.
 
+--only clickhouse --replay-events: once the restore is verified, lists Langfuse's events
+container for the events written after the snapshot's cut and has Langfuse re-ingest them, as
+'tracevault replay-events --snapshot ID --fresh' does; the result states the recovery point.
+
 A partial snapshot (a source failed during the backup) is refused without --allow-partial,
 which restores what it holds; a source that failed in it cannot be restored from it.` + progressHelp,
 		Example: examples(
@@ -104,6 +109,9 @@ which restores what it holds; a source that failed in it cannot be restored from
 			}
 			if f.cluster && f.only != "clickhouse" {
 				return usage(fmt.Errorf("--cluster goes with --only clickhouse"))
+			}
+			if f.replay && (f.only != "clickhouse" || len(f.databaseMap) > 0) {
+				return usage(fmt.Errorf("--replay-events goes with --only clickhouse, into Langfuse's own databases (no --database-map)"))
 			}
 			if f.blobURL != "" && f.only != "blobs" {
 				return usage(fmt.Errorf("--blob-url goes with --only blobs"))
@@ -140,6 +148,9 @@ which restores what it holds; a source that failed in it cannot be restored from
 			res, err := plan.Run(cmd.Context())
 			switch f.only {
 			case "clickhouse":
+				if f.replay {
+					return a.restoredClickHouseThenReplay(cmd, res, err)
+				}
 				return a.restoredClickHouse(cmd, res, err)
 			case "zookeeper":
 				return a.restoredZooKeeper(cmd, res, err, f)
@@ -167,6 +178,7 @@ which restores what it holds; a source that failed in it cannot be restored from
 	fl.StringVar(&f.to, "to", "", "point-in-time restore of postgres to this RFC 3339 time (needs [postgres] pitr)")
 	fl.StringVar(&f.toLSN, "to-lsn", "", "point-in-time restore of postgres up to this commit LSN, e.g. 16/B374D848")
 	fl.StringVar(&f.chain, "chain", "", "with --to/--to-lsn: the point-in-time chain to follow (default the one of [postgres] dsn's database and pitr_slot; 'tracevault verify --all' lists them)")
+	fl.BoolVar(&f.replay, "replay-events", false, "after a clickhouse restore, have Langfuse re-ingest its raw events written after the snapshot's cut (see replay-events)")
 	fl.BoolVar(&f.cluster, "cluster", false, "whole-cluster disaster recovery: every replica, stale ZooKeeper registrations removed (clickhouse only)")
 	return c
 }
