@@ -122,7 +122,7 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		h := Head{Chain: seg.Chain, After: seg.StartLSN, EndLSN: seg.EndLSN, Until: seg.Until, Written: time.Now().UTC()}
 		// A head extends the chain from After as a segment does: not if another writer went on.
 		if err := s.successorFree(ctx, repo, st.chain, h.After); err != nil {
-			return s.chainConflict(ctx, aux, repl, err)
+			return s.lostChain(err)
 		}
 		if err := putRecord(ctx, repo, headName(h.Chain), &h); err != nil {
 			return fmt.Errorf("record the head of chain %s: %w", h.Chain, err)
@@ -157,7 +157,7 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 	}
 	if err := s.storeSegment(ctx, repo, st.chain, seg, sf.f); err != nil {
 		if errors.Is(err, errLostChain) {
-			return s.chainConflict(ctx, aux, repl, err)
+			return s.lostChain(err)
 		}
 		return err
 	}
@@ -209,16 +209,8 @@ func (s *Streamer) storeSegment(ctx context.Context, repo *store.Repository, c *
 	return nil
 }
 
-// chainConflict decides what a writer that could not continue its chain does. A writer that
-// holds the slot while another's claim was never recorded cannot wait for it (its writer may be
-// gone for good): the chain ends at its last record and a new base starts. Any other writer
-// lost the chain to the one streaming now: it stops, and says so.
-func (s *Streamer) chainConflict(ctx context.Context, aux *pgx.Conn, repl *pgconn.PgConn, err error) error {
-	if errors.Is(err, errStaleClaim) && aux != nil {
-		if held, herr := holdsSlot(ctx, aux, repl, s.Slot); herr == nil && held {
-			return errNewBase{fmt.Sprintf("%v; this daemon holds slot %s, so the chain ends at its last segment and a new base is taken", err, s.Slot)}
-		}
-	}
+// lostChain is what a writer that lost its chain to another does: it stops, and says so.
+func (s *Streamer) lostChain(err error) error {
 	s.say(err.Error())
 	return err
 }
@@ -242,7 +234,7 @@ var errLostChain = errors.New("point-in-time recovery: another writer continued 
 
 // errStaleClaim (with errLostChain): another writer claimed the successor of a position but no
 // record continues the chain from it yet: that writer is storing it, or died or stalled between
-// its claim and its record.
+// its claim and its record. Only the slot's holder takes such a claim over.
 var errStaleClaim = errors.New("point-in-time recovery: a claimed segment was never recorded")
 
 // successorClaim fences writers of one chain. A segment is stored only if the chain's newest
@@ -294,6 +286,14 @@ func (s *Streamer) claimTaken(ctx context.Context, repo *store.Repository, c *Ch
 	next, err := successorRecord(ctx, repo, c.ID, start)
 	if err != nil {
 		return err
+	}
+	if next == nil && s.slotHeld != nil && s.slotHeld(ctx) {
+		// The claimant died, or stalled, between its claim and its record: the slot is this
+		// writer's now, so the chain goes on from here. Should the claimant still store its
+		// segment, it is a second one from start, holding the same transactions up to its end,
+		// which restore passes over (followChain); its confirm then fails and it stops.
+		s.Log.Warn("point-in-time recovery: taking over a segment claimed but never recorded", "chain", c.ID, "after", start, "claimed_by", had.Writer, "at", had.At, "slot", s.Slot)
+		return nil
 	}
 	if next == nil {
 		return fmt.Errorf("%w: %w: chain %s: %s claimed the segment after %s at %s but never recorded it (it died, or is stalled, while storing it)",

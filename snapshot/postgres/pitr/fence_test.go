@@ -192,3 +192,37 @@ func TestVerifyNamesAStalledWritersRecord(t *testing.T) {
 		t.Fatalf("verify: stray named %v, %d segments read; problems %+v", named, rep.SegmentsRead, rep.Problems)
 	}
 }
+
+// TestStaleClaimTakenOverBySlotHolder: a writer that claimed the successor of S and died before
+// recording it does not block the chain: the slot's holder goes on from S, others may not, and
+// should the claimant still store its segment, the chain stays followable.
+func TestStaleClaimTakenOverBySlotHolder(t *testing.T) {
+	ctx := context.Background()
+	repo, c := fenceChain(t)
+	S, t0 := c.StartLSN, c.BaseTime
+	dead := &Streamer{Log: quiet}
+	dead.defaults()
+	if err := dead.claimSuccessor(ctx, repo, &c, S, S+0x100); err != nil {
+		t.Fatal(err)
+	}
+	other := &Streamer{Log: quiet}
+	other.defaults()
+	err := other.storeSegment(ctx, repo, &c, cutSegment(c, S, S+0x200, t0.Add(2*time.Second)), segmentBody(t))
+	if !errors.Is(err, errLostChain) || !errors.Is(err, errStaleClaim) {
+		t.Fatalf("a writer without the slot: %v, want errStaleClaim", err)
+	}
+	holder := &Streamer{Log: quiet}
+	holder.defaults()
+	holder.slotHeld = func(context.Context) bool { return true }
+	for _, seg := range []*Segment{cutSegment(c, S, S+0x200, t0.Add(2*time.Second)), cutSegment(c, S+0x200, S+0x300, t0.Add(3*time.Second))} {
+		if err := holder.storeSegment(ctx, repo, &c, seg, segmentBody(t)); err != nil {
+			t.Fatalf("the slot's holder stores %s..%s: %v", seg.StartLSN, seg.EndLSN, err)
+		}
+	}
+	// The claimant was only stalled: its record lands after all.
+	recordSegments(t, repo, cutSegment(c, S, S+0x100, t0.Add(time.Second)))
+	segs, err := Segments(ctx, repo, c.ID)
+	if err != nil || len(segs) != 2 || segs[1].EndLSN != S+0x300 {
+		t.Fatalf("chain after the take-over: %v, %v; want the holder's two segments", segs, err)
+	}
+}

@@ -50,6 +50,11 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 	if err != nil {
 		return postgres.Explain("start streaming from slot "+s.Slot+" (if it is active for another process, another tracevault holds it)", err)
 	}
+	s.slotHeld = func(ctx context.Context) bool {
+		held, err := holdsSlot(ctx, aux, repl, s.Slot)
+		return err == nil && held
+	}
+	defer func() { s.slotHeld = nil }()
 	st := &streamState{chain: chain, rels: map[uint32]Relation{}, checked: map[uint32]bool{}, spools: map[uint32]*spool{}, received: from, durable: from}
 	defer func() {
 		if st.seg != nil {

@@ -36,6 +36,9 @@ type Streamer struct {
 
 	mu    sync.Mutex
 	state State
+	// slotHeld, while streaming, says whether this process holds the slot right now: only the
+	// holder may take over a successor claimed by a writer that never recorded it.
+	slotHeld func(context.Context) bool
 	// segs caches the records of chain segsOf that checkChain has read.
 	segs   map[string]Segment
 	segsOf string
