@@ -66,42 +66,70 @@ const restoreWindow = 20000
 // pack reader moves on: many small blobs are latency-bound, not bandwidth-bound.
 const smallBlob = 256 << 10
 
-// Restore writes the blobs of snapshot m into the target container. It walks the listing in
-// windows; each window is matched, in name order, against the target's own listing (identical
-// blobs are skipped, newer ones kept unless Replace), and its blobs are read pack by pack, each
-// pack once, in offset order. Every blob is committed only once its bytes hash to the listing's
-// MD5.
-func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o RestoreOptions) (RestoreReport, error) {
-	rep := RestoreReport{Snapshot: m.ID}
+// Restorer restores a snapshot's blobs, as the other sources restore: NewRestorer with the
+// options, Plan, then Execute.
+type Restorer struct{ o RestoreOptions }
+
+// NewRestorer restores with o.
+func NewRestorer(o RestoreOptions) *Restorer {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
+	return &Restorer{o: o}
+}
+
+// RestorePlan is what a blob restore reads and where it writes: the snapshot's listing and
+// packs, and the target container's URL.
+type RestorePlan struct {
+	Snapshot string
+	Target   string // the URL; the report names the container as opened
+	Blobs    int64  // in the listing, as the section records them
+	Bytes    int64
+	m        *store.Manifest
+	listing  store.ObjectRef
+	sec      Section
+	packs    map[string]store.ObjectRef
+}
+
+// Plan finds the listing and packs of snapshot m and the target: o.URL, else the container the
+// snapshot was taken from. It reads nothing.
+func (r *Restorer) Plan(m *store.Manifest) (*RestorePlan, error) {
 	ref, sec, ok := listingOf(m)
 	if !ok {
-		return rep, fmt.Errorf("snapshot %s holds no complete blob backup ('tracevault show %s' lists its sources)", m.ID, m.ID)
+		return nil, fmt.Errorf("snapshot %s holds no complete blob backup ('tracevault show %s' lists its sources)", m.ID, m.ID)
 	}
-	packs := map[string]store.ObjectRef{}
+	p := &RestorePlan{Snapshot: m.ID, Target: r.o.URL, Blobs: sec.Blobs, Bytes: sec.Bytes, m: m, listing: ref, sec: sec, packs: map[string]store.ObjectRef{}}
 	for _, obj := range m.Objects {
 		if key, ok := packKey(obj.Fingerprint); ok && obj.Source == Name && obj.Kind == KindPack {
-			packs[key] = obj.ObjectRef
+			p.packs[key] = obj.ObjectRef
 		}
 	}
-	target := o.URL
-	if target == "" {
-		target = sec.URL
+	if p.Target == "" {
+		p.Target = sec.URL
 	}
+	return p, nil
+}
+
+// Execute writes the plan's blobs into the target container. It walks the listing in windows;
+// each window is matched, in name order, against the target's own listing (identical blobs are
+// skipped, newer ones kept unless Replace), and its blobs are read pack by pack, each pack once,
+// in offset order. Every blob is committed only once its bytes hash to the listing's MD5. The
+// report says what was done, also when it fails.
+func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, p *RestorePlan) (RestoreReport, error) {
+	o, m, sec := r.o, p.m, p.sec
+	rep := RestoreReport{Snapshot: m.ID}
 	var dst Container = readBack{}
 	if !o.ReadBack {
 		var err error
-		if dst, err = OpenContainer(ctx, target, o.Credentials, true); err != nil {
+		if dst, err = OpenContainer(ctx, p.Target, o.Credentials, true); err != nil {
 			return rep, err
 		}
 	}
 	rep.Target = dst.String()
-	rc, err := repo.OpenObject(ctx, ref)
+	rc, err := repo.OpenObject(ctx, p.listing)
 	if err != nil {
 		return rep, fmt.Errorf("read the blob listing of snapshot %s: %w", m.ID, err)
 	}
@@ -112,24 +140,24 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 	}
 	existing := newCursor(ctx, dst)
 	defer existing.stop()
-	r := &restorer{repo: repo, dst: dst, packs: packs, o: o, rep: &rep, total: sec.Blobs, last: time.Now()}
+	x := &execution{repo: repo, dst: dst, packs: p.packs, o: o, rep: &rep, total: sec.Blobs, last: time.Now()}
 	o.Log.Info("restoring blobs", "snapshot", m.ID, "target", rep.Target, "blobs", sec.Blobs, "bytes", sec.Bytes)
 	for {
-		batch, err := r.plan(ctx, lr, existing)
+		batch, err := x.plan(ctx, lr, existing)
 		if err != nil {
 			return rep, err
 		}
 		if len(batch) == 0 {
 			break
 		}
-		if err := r.write(ctx, batch); err != nil {
+		if err := x.write(ctx, batch); err != nil {
 			return rep, err
 		}
 	}
-	rep.Written, rep.Bytes = r.written.Load(), r.bytes.Load()
-	if rep.Blobs != sec.Blobs || r.listedBytes != sec.Bytes {
+	rep.Written, rep.Bytes = x.written.Load(), x.bytes.Load()
+	if rep.Blobs != sec.Blobs || x.listedBytes != sec.Bytes {
 		return rep, fmt.Errorf("snapshot %s: its blob listing holds %d blobs of %d bytes, its section says %d of %d: the manifest or the listing is damaged",
-			m.ID, rep.Blobs, r.listedBytes, sec.Blobs, sec.Bytes)
+			m.ID, rep.Blobs, x.listedBytes, sec.Blobs, sec.Bytes)
 	}
 	o.Log.Info("blobs restored", "snapshot", m.ID, "target", rep.Target, "written", rep.Written, "bytes", rep.Bytes,
 		"identical", rep.Identical, "kept_newer", rep.KeptNewer)
@@ -142,6 +170,16 @@ func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o R
 		errs = append(errs, fmt.Errorf("restore blobs into %s: %d left out (e.g. %q): %w", rep.Target, rep.Unfit, rep.UnfitExamples, errUnfitName))
 	}
 	return rep, errors.Join(errs...)
+}
+
+// Restore plans and executes the restore of snapshot m's blobs (see Execute).
+func Restore(ctx context.Context, repo *store.Repository, m *store.Manifest, o RestoreOptions) (RestoreReport, error) {
+	r := NewRestorer(o)
+	p, err := r.Plan(m)
+	if err != nil {
+		return RestoreReport{Snapshot: m.ID}, err
+	}
+	return r.Execute(ctx, repo, p)
 }
 
 // readBack is a restore target that keeps nothing: each blob's bytes are checked against the
@@ -161,7 +199,8 @@ func (readBack) Put(_ context.Context, name string, size int64, md5 []byte, r io
 
 func (readBack) String() string { return "nowhere (read back and checked only)" }
 
-type restorer struct {
+// execution is the state of one Execute.
+type execution struct {
 	repo  *store.Repository
 	dst   Container
 	packs map[string]store.ObjectRef
@@ -177,7 +216,7 @@ type restorer struct {
 
 // plan reads the next window of the listing and keeps the records to write. Blobs the target
 // already has are compared in parallel (each comparison may read the blob).
-func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor) ([]Record, error) {
+func (r *execution) plan(ctx context.Context, lr *ListingReader, existing *cursor) ([]Record, error) {
 	type present struct {
 		rec  Record
 		have Entry
@@ -244,7 +283,7 @@ func (r *restorer) plan(ctx context.Context, lr *ListingReader, existing *cursor
 // identical compares a target blob with a record. A differing size or Content-MD5 proves a
 // difference; sameness is proven only by reading, since any writer can set a Content-MD5 (a
 // restore after tampering must not skip the tampered blobs).
-func (r *restorer) identical(ctx context.Context, rec Record, have Entry) (bool, error) {
+func (r *execution) identical(ctx context.Context, rec Record, have Entry) (bool, error) {
 	if have.Size != rec.Size || (len(have.MD5) == md5.Size && !bytes.Equal(have.MD5, rec.MD5[:])) {
 		return false, nil
 	}
@@ -264,7 +303,7 @@ func (r *restorer) identical(ctx context.Context, rec Record, have Entry) (bool,
 }
 
 // write restores one window: each pack it touches read once, packs in parallel.
-func (r *restorer) write(ctx context.Context, batch []Record) error {
+func (r *execution) write(ctx context.Context, batch []Record) error {
 	byPack := map[string][]Record{}
 	for _, rec := range batch {
 		byPack[rec.Pack] = append(byPack[rec.Pack], rec)
@@ -287,7 +326,7 @@ func (r *restorer) write(ctx context.Context, batch []Record) error {
 	return g.Wait()
 }
 
-func (r *restorer) fromPack(ctx context.Context, key string, recs []Record) error {
+func (r *execution) fromPack(ctx context.Context, key string, recs []Record) error {
 	ref, ok := r.packs[key]
 	if !ok {
 		return fmt.Errorf("snapshot %s: blob %s is in pack %s, which the manifest does not list: the listing is damaged", r.rep.Snapshot, recs[0].Name, key)
@@ -327,7 +366,7 @@ func (r *restorer) fromPack(ctx context.Context, key string, recs []Record) erro
 	return g.Wait()
 }
 
-func (r *restorer) put(ctx context.Context, rec Record, body io.Reader) error {
+func (r *execution) put(ctx context.Context, rec Record, body io.Reader) error {
 	if err := r.dst.Put(ctx, rec.Name, rec.Size, rec.MD5[:], body); err != nil {
 		return err
 	}

@@ -78,27 +78,68 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 	}
 }
 
-// RestoreRecord restores a record read from the repository. The whole record is first
-// copied to a temporary file and checked: the repository compares an object's checksum only
-// at its end, and Reader checks each node, so a swapped, truncated or edited record fails
-// before a single node is created. Memory stays bounded; the file is removed afterwards.
-func RestoreRecord(ctx context.Context, conn *zk.Conn, record io.Reader, opts RestoreOptions) (RestoreReport, error) {
+// Restorer restores a record read from the repository, as the other sources restore:
+// NewRestorer with the options, Plan, then Execute.
+type Restorer struct {
+	conn *zk.Conn
+	opts RestoreOptions
+}
+
+// NewRestorer restores into the ensemble conn is connected to.
+func NewRestorer(conn *zk.Conn, opts RestoreOptions) *Restorer {
+	return &Restorer{conn: conn, opts: opts}
+}
+
+// RestorePlan is a record spooled to a temporary file and checked, ready to restore. Close
+// removes the file.
+type RestorePlan struct {
+	Root string
+	file *os.File
+}
+
+// Plan copies the whole record to a temporary file and checks it: the repository compares an
+// object's checksum only at its end, and Reader checks each node, so a swapped, truncated or
+// edited record fails before a single node is created. Memory stays bounded.
+func (r *Restorer) Plan(ctx context.Context, record io.Reader) (*RestorePlan, error) {
 	tmp, err := os.CreateTemp("", "tracevault-zk-record-*")
 	if err != nil {
-		return RestoreReport{}, fmt.Errorf("spool the zookeeper record before restoring it: %w; set TMPDIR to a writable directory", err)
+		return nil, fmt.Errorf("spool the zookeeper record before restoring it: %w; set TMPDIR to a writable directory", err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	p := &RestorePlan{Root: r.opts.Root, file: tmp}
 	if _, err := io.Copy(tmp, record); err != nil {
-		return RestoreReport{}, fmt.Errorf("read the zookeeper record (nothing was restored): %w", err)
+		p.Close()
+		return nil, fmt.Errorf("read the zookeeper record (nothing was restored): %w", err)
 	}
 	if err := scan(ctx, tmp); err != nil {
-		return RestoreReport{}, fmt.Errorf("%w; nothing was restored", err)
+		p.Close()
+		return nil, fmt.Errorf("%w; nothing was restored", err)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	return p, nil
+}
+
+// Execute restores the plan's record (see Restore); with DryRun it counts what it would create.
+func (r *Restorer) Execute(ctx context.Context, p *RestorePlan) (RestoreReport, error) {
+	if _, err := p.file.Seek(0, io.SeekStart); err != nil {
 		return RestoreReport{}, fmt.Errorf("rewind the spooled zookeeper record: %w", err)
 	}
-	return Restore(ctx, conn, NewReader(tmp), opts)
+	return Restore(ctx, r.conn, NewReader(p.file), r.opts)
+}
+
+// Close removes the spooled record.
+func (p *RestorePlan) Close() {
+	p.file.Close()
+	os.Remove(p.file.Name())
+}
+
+// RestoreRecord plans and executes the restore of a record read from the repository.
+func RestoreRecord(ctx context.Context, conn *zk.Conn, record io.Reader, opts RestoreOptions) (RestoreReport, error) {
+	r := NewRestorer(conn, opts)
+	p, err := r.Plan(ctx, record)
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	defer p.Close()
+	return r.Execute(ctx, p)
 }
 
 // scan reads a spooled record from its start to its end, checking every node.
