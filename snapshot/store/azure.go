@@ -177,6 +177,13 @@ func (a *Azure) Create(ctx context.Context, name string, r io.Reader) (int64, er
 	if bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
 		err = fmt.Errorf("%w (%v)", ErrExists, err)
 	}
+	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) {
+		// A create-only credential (a SAS "rcl", a role without write) is refused before the
+		// condition is evaluated when the blob exists: that refusal is the name being taken.
+		if _, serr := a.Stat(ctx, name); serr == nil {
+			err = fmt.Errorf("%w (%v)", ErrExists, err)
+		}
+	}
 	if err != nil {
 		return cr.N, a.scrub(fmt.Errorf("create %s in %s: %w", name, a, err))
 	}

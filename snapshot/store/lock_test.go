@@ -38,13 +38,28 @@ type lockChild struct {
 	Hold      time.Duration `json:"hold"`
 	StartAt   time.Time     `json:"start_at"`
 	Out       string        `json:"out"`
+	// AppendOnly takes the create-only lock (appendonly.go); with SAS (and Endpoint), on Azure,
+	// through a credential that can do nothing else.
+	AppendOnly bool   `json:"append_only,omitempty"`
+	SAS        string `json:"sas,omitempty"`
+	Endpoint   string `json:"endpoint,omitempty"`
 }
 
 func (c lockChild) backend(ctx context.Context) (Backend, error) {
-	if c.Dir != "" {
-		return NewFS(c.Dir)
+	var b Backend
+	var err error
+	switch {
+	case c.Dir != "":
+		b, err = NewFS(c.Dir)
+	case c.SAS != "":
+		b, err = NewAzure(ctx, AzureOptions{Endpoint: c.Endpoint, SASToken: c.SAS, Container: c.Container, Prefix: "repo"})
+	default:
+		b, err = NewAzure(ctx, AzureOptions{ConnectionString: c.Conn, Container: c.Container, Prefix: "repo"})
 	}
-	return NewAzure(ctx, AzureOptions{ConnectionString: c.Conn, Container: c.Container, Prefix: "repo"})
+	if err != nil || !c.AppendOnly {
+		return b, err
+	}
+	return AppendOnly(b), nil
 }
 
 // TestLockChildProcess is not a test: it is the body of the child processes the lock tests start
@@ -123,7 +138,7 @@ func startLockChild(t *testing.T, c lockChild) *exec.Cmd {
 	raw, _ := json.Marshal(c)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockChildProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), lockChildEnv+"="+string(raw))
-	cmd.Stderr = os.Stderr
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // a child's t.Fatal is on its stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -178,9 +193,29 @@ func lockSubjects(t *testing.T) []lockSubject {
 		t.Fatal(err)
 	}
 	subjects := []lockSubject{{name: "fs", ttl: time.Second, hold: 600 * time.Millisecond, child: lockChild{Dir: dir}, b: fsb}}
+	aoDir := t.TempDir()
+	aofs, err := NewFS(aoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects = append(subjects, lockSubject{name: "fs-append-only", ttl: time.Second, hold: 600 * time.Millisecond,
+		child: lockChild{Dir: aoDir, AppendOnly: true}, b: AppendOnly(aofs)})
+	env := devstack.Require(t)
 	az := openAzurite(t, AzureOptions{}).(*Azure)
-	return append(subjects, lockSubject{name: "azurite", ttl: 15 * time.Second, hold: 300 * time.Millisecond,
-		child: lockChild{Conn: devstack.Require(t).AzureConnectionString, Container: az.opts.Container}, b: az})
+	subjects = append(subjects, lockSubject{name: "azurite", ttl: 15 * time.Second, hold: 300 * time.Millisecond,
+		child: lockChild{Conn: env.AzureConnectionString, Container: az.opts.Container}, b: az})
+	// The append-only daemon's credential: a container SAS "rcl" (no write, delete or lease).
+	rcl := openAzurite(t, AzureOptions{}).(*Azure)
+	endpoint, token, err := env.AzureContainerSAS(rcl.opts.Container, "rcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sasb, err := NewAzure(context.Background(), AzureOptions{Endpoint: endpoint, SASToken: token, Container: rcl.opts.Container, Prefix: "repo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(subjects, lockSubject{name: "azurite-rcl", ttl: 6 * time.Second, hold: 300 * time.Millisecond,
+		child: lockChild{Endpoint: endpoint, SAS: token, Container: rcl.opts.Container, AppendOnly: true}, b: AppendOnly(sasb)})
 }
 
 // TestLockExclusiveAcrossProcesses: 8 processes contend for one lock, on the filesystem starting
@@ -191,7 +226,7 @@ func TestLockExclusiveAcrossProcesses(t *testing.T) {
 	for _, s := range lockSubjects(t) {
 		t.Run(s.name, func(t *testing.T) {
 			ctx := context.Background()
-			if s.name == "fs" {
+			if strings.HasPrefix(s.name, "fs") {
 				l, err := s.b.Lock(ctx, "repository", s.ttl)
 				if err != nil {
 					t.Fatal(err)

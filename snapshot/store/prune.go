@@ -120,6 +120,9 @@ type PruneReport struct {
 // remaining manifest references (mark and sweep), holding the repository lock throughout.
 func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, lockWait time.Duration) (PruneReport, error) {
 	rep := PruneReport{DryRun: dryRun}
+	if err := r.refuseAppendOnly("prune"); err != nil {
+		return rep, err
+	}
 	if err := policy.Validate(); err != nil {
 		return rep, err
 	}

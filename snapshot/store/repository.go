@@ -37,6 +37,9 @@ type Options struct {
 	// MustExist refuses to create a repository where there is none: every command but backup
 	// and init sets it, so a mistyped URL is an error instead of a new, empty repository.
 	MustExist bool
+	// AppendOnly writes every object once, to a new key, and never deletes ([storage]
+	// append_only; appendonly.go): prune and delete refuse.
+	AppendOnly bool
 }
 
 // ObjectRef is a stored object as a manifest records it.
@@ -135,6 +138,9 @@ func openBackend(ctx context.Context, opts Options) (Backend, error) {
 
 // OpenBackend opens a repository on an existing backend (tests use it with a faulty transport).
 func OpenBackend(ctx context.Context, b Backend, opts Options) (*Repository, error) {
+	if opts.AppendOnly {
+		b = AppendOnly(b)
+	}
 	r := &Repository{b: b, log: opts.Log}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -404,7 +410,7 @@ func (r *Repository) OpenObject(ctx context.Context, ref ObjectRef) (io.ReadClos
 func (r *Repository) Lock(ctx context.Context, what string, wait time.Duration) (Lock, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		l, err := r.b.Lock(ctx, "repository", 60*time.Second)
+		l, err := r.lockRepository(ctx)
 		if err == nil {
 			// Another process (a second daemon, a one-shot backup, a prune) may have written
 			// since this one read the manifests: reuse only what the repository holds now, or

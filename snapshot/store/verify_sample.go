@@ -1,13 +1,16 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxSampleBuckets bounds --sample: beyond it a run reads too little to be worth scheduling.
@@ -16,6 +19,11 @@ const maxSampleBuckets = 10000
 // positionName holds the next bucket of each rotating sample size, so that successive runs
 // cover every object.
 const positionName = "verify/position"
+
+// positionPrefix holds the position as it is written now: a new object per run, never a
+// rewrite (an append-only credential could not rewrite it), read by "newest valid wins". The
+// old single object is read when there is no new one yet.
+const positionPrefix = "verify/positions/"
 
 // Sample selects the objects whose data a verify reads, like restic's --read-data-subset:
 // objects fall into Buckets buckets by a stable hash of their id. Bucket is 1-based; 0 means
@@ -78,17 +86,16 @@ func (r *Repository) nextBucket(ctx context.Context, s Sample) (int, error) {
 	if s.Bucket > 0 {
 		return s.Bucket, nil
 	}
-	var pos verifyPosition
-	err := r.GetJSON(ctx, positionName, &pos)
+	pos, name, err := r.readPosition(ctx)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return 1, nil
 	case errors.Is(err, ErrUndecodable):
 		// A damaged position only costs where the rotation stands: start it again.
-		r.log.Warn("verify: the sample position is unreadable; starting the rotation at bucket 1", "object", positionName, "err", err)
+		r.log.Warn("verify: the sample position is unreadable; starting the rotation at bucket 1", "object", name, "err", err)
 		return 1, nil
 	case err != nil:
-		return 0, fmt.Errorf("verify: read the sample position %s: %w", positionName, err)
+		return 0, fmt.Errorf("verify: read the sample position %s: %w", name, err)
 	}
 	if next := pos.Next[strconv.Itoa(s.Buckets)]; next >= 1 && next <= s.Buckets {
 		return next, nil
@@ -100,16 +107,50 @@ func (r *Repository) nextBucket(ctx context.Context, s Sample) (int, error) {
 // reads, and must not wait for a backup): two concurrent runs both write the same next bucket,
 // which at worst reads one bucket twice and delays full coverage by one run.
 func (r *Repository) advanceBucket(ctx context.Context, s Sample, bucket int) error {
-	var pos verifyPosition
-	if err := r.GetJSON(ctx, positionName, &pos); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUndecodable) {
-		return fmt.Errorf("verify: read the sample position %s: %w", positionName, err)
+	pos, name, err := r.readPosition(ctx)
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUndecodable) {
+		return fmt.Errorf("verify: read the sample position %s: %w", name, err)
 	}
 	if pos.Next == nil {
 		pos.Next = map[string]int{}
 	}
 	pos.Next[strconv.Itoa(s.Buckets)] = bucket%s.Buckets + 1
-	if err := r.PutJSON(ctx, positionName, pos); err != nil {
-		return fmt.Errorf("verify: record the sample position %s (the next run repeats bucket %d): %w", positionName, bucket, err)
+	name = positionPrefix + time.Now().UTC().Format("20060102T150405.000000000Z") + "-" + newID()[:8] + ".json"
+	if err := r.CreateJSON(ctx, name, pos); err != nil {
+		return fmt.Errorf("verify: record the sample position %s (the next run repeats bucket %d): %w", name, bucket, err)
 	}
 	return nil
+}
+
+// readPosition reads the newest position that decodes (newest valid wins: a damaged newest
+// one falls back to the one before), or the old single object when there is none. It returns
+// the name it read, or tried, for messages.
+func (r *Repository) readPosition(ctx context.Context) (verifyPosition, string, error) {
+	var names []string
+	if err := r.b.List(ctx, positionPrefix, func(o ObjectInfo) error {
+		if strings.HasSuffix(o.Name, ".json") {
+			names = append(names, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return verifyPosition{}, positionPrefix, err
+	}
+	slices.Sort(names)
+	var firstErr error
+	for i := len(names) - 1; i >= 0; i-- {
+		var pos verifyPosition
+		err := r.GetJSON(ctx, names[i], &pos)
+		if err == nil {
+			return pos, names[i], nil
+		}
+		if !errors.Is(err, ErrUndecodable) {
+			return pos, names[i], err
+		}
+		firstErr = cmp.Or(firstErr, err)
+	}
+	if len(names) > 0 {
+		return verifyPosition{}, names[len(names)-1], firstErr
+	}
+	var pos verifyPosition
+	return pos, positionName, r.GetJSON(ctx, positionName, &pos)
 }

@@ -268,8 +268,15 @@ func TestVerifySamplePosition(t *testing.T) {
 		t.Errorf("after a cancelled run: bucket %d, want 2 (an unfinished run does not advance)", got)
 	}
 
-	if err := os.WriteFile(filepath.Join(dir, "verify", "position"), []byte("not a position"), 0o640); err != nil {
-		t.Fatal(err)
+	// Every position damaged (the newest alone would fall back to the one before it).
+	positions, err := filepath.Glob(filepath.Join(dir, "verify", "positions", "*.json"))
+	if err != nil || len(positions) == 0 {
+		t.Fatalf("positions written: %v, %v", positions, err)
+	}
+	for _, p := range positions {
+		if err := os.WriteFile(p, []byte("not a position"), 0o640); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := bucketOf(Sample{Buckets: 3}); got != 1 {
 		t.Errorf("after damage to the position: bucket %d, want the rotation restarted at 1", got)
@@ -299,10 +306,17 @@ func TestVerifySamplePosition(t *testing.T) {
 type readOnlyPosition struct{ Backend }
 
 func (b readOnlyPosition) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
-	if name == positionName {
+	if name == positionName || strings.HasPrefix(name, positionPrefix) {
 		return 0, errors.New("read-only credentials")
 	}
 	return b.Backend.Put(ctx, name, r)
+}
+
+func (b readOnlyPosition) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	if strings.HasPrefix(name, positionPrefix) {
+		return 0, errors.New("read-only credentials")
+	}
+	return b.Backend.Create(ctx, name, r)
 }
 
 // TestVerifyContentChecks: a content check's verdict is the object's problem; a check that
