@@ -154,3 +154,61 @@ func TestChartsInBrowserWithRecordedHistory(t *testing.T) {
 		t.Logf("%s: page %.0f px in %.0f; first chart %.0f × %.0f px", w.name, got.Page, got.View, got.Charts[0].Width, got.Charts[0].Height)
 	}
 }
+
+// TestVerdictsInViewOnAPhone opens the page on a 390 px phone: in every table the verdict (a
+// run's outcome, a snapshot's status, a job's last run, a table's replicas, a migration's state)
+// is in view without scrolling the table sideways.
+func TestVerdictsInViewOnAPhone(t *testing.T) {
+	browser := chromium(t)
+	src := sampleSource()
+	src.st.Jobs[0].LastRun = &src.st.Runs[0]
+	srv := httptest.NewServer(New(Options{Version: "verdicts"}, src))
+	defer srv.Close()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatal(err)
+	}
+	bctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(bctx,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3), chromedp.EmulateMobile),
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("runs")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	// The first cell of each row coloured by its verdict, and where it ends.
+	const measure = `(() => {
+		const out = {};
+		for (const id of ["jobs", "runs", "snapshots", "replicas", "migrations"]) {
+			const t = document.getElementById(id);
+			if (!t) { out[id] = -1; continue; }
+			let right = 0;
+			for (const row of t.querySelectorAll("tr")) {
+				const v = row.querySelector("td.ok, td.warn, td.bad, td span.ok, td span.warn, td span.bad");
+				if (v) right = Math.max(right, v.getBoundingClientRect().right);
+			}
+			out[id] = right;
+		}
+		return out;
+	})()`
+	got, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]float64](measure))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, right := range got {
+		switch {
+		case right < 0:
+			t.Errorf("no table %s", id)
+		case right == 0:
+			t.Errorf("table %s shows no verdict", id)
+		case right > 390:
+			t.Errorf("table %s: its verdict ends at %.0f px, off a 390 px screen", id, right)
+		}
+	}
+	t.Logf("verdicts end at %v px", got)
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 )
 
 var trendNow = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
@@ -148,6 +149,27 @@ func TestChartsOnThePage(t *testing.T) {
 	for _, want := range []string{"no snapshot in the last 7 days", "no complete snapshot yet", "no restore drill yet"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("empty history: page lacks %q", want)
+		}
+	}
+}
+
+func TestWorstVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		verdicts []string
+		want     string
+	}{
+		{nil, ""},
+		{[]string{"ok", "ok"}, "ok"},
+		{[]string{"ok", "syncing", "ok"}, "syncing"},
+		{[]string{"lagging", "isolated", "down"}, "isolated"},
+		{[]string{"", "ok"}, "ok"},
+	} {
+		var cells []replica.Cell
+		for _, v := range tc.verdicts {
+			cells = append(cells, replica.Cell{Verdict: v})
+		}
+		if got := worstVerdict(cells); got != tc.want {
+			t.Errorf("worstVerdict(%v) = %q, want %q", tc.verdicts, got, tc.want)
 		}
 	}
 }

@@ -161,17 +161,10 @@ var funcs = template.FuncMap{
 		}
 		return "bad"
 	},
-	"join": func(xs []string) string { return strings.Join(xs, ", ") },
-	"verdictClass": func(v string) string {
-		switch v {
-		case replica.VerdictOK:
-			return "ok"
-		case replica.VerdictSyncing, replica.VerdictLagging:
-			return "warn"
-		}
-		return "bad"
-	},
-	"cronWords": cronWords,
+	"join":         func(xs []string) string { return strings.Join(xs, ", ") },
+	"verdictClass": verdictClass,
+	"worstVerdict": worstVerdict,
+	"cronWords":    cronWords,
 	// errtext shows an error recorded before errors were sanitised at their source as safe text.
 	"errtext": store.ErrorText,
 }
