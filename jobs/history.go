@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,14 +68,28 @@ func runName(r Run) string {
 	return "runs/" + r.Start.UTC().Format("20060102T150405.000000000Z") + "-" + r.ID + ".json"
 }
 
-// Record writes (or rewrites) a run and trims the history to its limit. The error is stored as
-// safe text (see store.ErrorText): run records reach the public status page.
+// endName is where a run's end is recorded: a second object beside its start's, never a
+// rewrite of it, so that an append-only credential can record it (store.AppendOnly). Readers
+// take the end when there is one.
+func endName(r Run) string { return strings.TrimSuffix(runName(r), ".json") + endSuffix }
+
+const endSuffix = ".end.json"
+
+// Record writes a run, its start or its end, and trims the history to its limit. The error is
+// stored as safe text (see store.ErrorText): run records reach the public status page.
 func (h *History) Record(ctx context.Context, r Run) error {
 	r.Error = store.ErrorText(r.Error)
-	if err := h.Repo.PutJSON(ctx, runName(r), r); err != nil {
+	name, write := runName(r), h.Repo.PutJSON
+	if r.Outcome != OutcomeRunning {
+		name, write = endName(r), h.Repo.CreateJSON
+	}
+	// A name already taken is a record that stands: a retried record whose first attempt
+	// landed, or the end another daemon recorded first (a dead daemon's run, interrupted).
+	if err := write(ctx, name, r); err != nil && !errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("record run %s of job %s: %w", r.ID, r.Job, err)
 	}
-	if r.Outcome == OutcomeRunning {
+	if r.Outcome == OutcomeRunning || h.Repo.AppendOnly() {
+		// Append-only: the history is trimmed by the identity that may delete.
 		return nil
 	}
 	names, err := h.names(ctx)
@@ -82,8 +97,14 @@ func (h *History) Record(ctx context.Context, r Run) error {
 		return err
 	}
 	for len(names) > h.Limit {
-		if err := h.Repo.Backend().Delete(ctx, names[0]); err != nil {
-			return err
+		start := strings.TrimSuffix(names[0], endSuffix)
+		if start != names[0] {
+			start += ".json"
+		}
+		for _, n := range []string{names[0], start} {
+			if err := h.Repo.Backend().Delete(ctx, n); err != nil {
+				return err
+			}
 		}
 		names = names[1:]
 	}
@@ -91,14 +112,23 @@ func (h *History) Record(ctx context.Context, r Run) error {
 }
 
 func (h *History) names(ctx context.Context) ([]string, error) {
-	var names []string
+	// One name per run, its end's when it has one: newest record wins.
+	byRun := map[string]string{}
 	err := h.Repo.Backend().List(ctx, "runs/", func(o store.ObjectInfo) error {
-		if strings.HasSuffix(o.Name, ".json") {
-			names = append(names, o.Name)
+		if start, ok := strings.CutSuffix(o.Name, endSuffix); ok {
+			byRun[start] = o.Name
+		} else if start, ok := strings.CutSuffix(o.Name, ".json"); ok {
+			if _, ended := byRun[start]; !ended {
+				byRun[start] = o.Name
+			}
 		}
 		return nil
 	})
-	sort.Strings(names)
+	keys := slices.Sorted(maps.Keys(byRun))
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = byRun[k]
+	}
 	return names, err
 }
 
@@ -122,7 +152,7 @@ func (h *History) Recent(ctx context.Context, n int) ([]Run, error) {
 		}
 		// The id reaches URLs and file names; a run that is not the file it is stored as was not
 		// written by a daemon, and is skipped.
-		if store.ValidRunID(r.ID) != nil || runName(r) != names[i] {
+		if store.ValidRunID(r.ID) != nil || (runName(r) != names[i] && endName(r) != names[i]) {
 			continue
 		}
 		r.Error = store.ErrorText(r.Error) // records written before errors were sanitised

@@ -49,3 +49,43 @@ func TestHistorySkipsForeignAndDamagedRuns(t *testing.T) {
 		t.Errorf("recent: %+v; want the two real runs, newest first", runs)
 	}
 }
+
+// TestHistoryAppendOnly: in an append-only repository a run's end is a second record beside its
+// start (no rewrite), which readers prefer; recording an end again is not an error, the first
+// end stands, and trimming is left to the identity that may delete.
+func TestHistoryAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), AppendOnly: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &History{Repo: repo, Limit: 1}
+	start := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	steps := []struct {
+		run  Run
+		want string // the run's outcome as read back after this step
+	}{
+		{Run{ID: "0a0b0c0d", Job: "nightly", Start: start, Outcome: OutcomeRunning}, OutcomeRunning},
+		{Run{ID: "0a0b0c0d", Job: "nightly", Start: start, Outcome: OutcomeSucceeded}, OutcomeSucceeded},
+		{Run{ID: "0a0b0c0d", Job: "nightly", Start: start, Outcome: OutcomeInterrupted}, OutcomeSucceeded},
+		{Run{ID: "1a2b3c4d", Job: "nightly", Start: start.Add(time.Hour), Outcome: OutcomeFailed}, OutcomeSucceeded},
+	}
+	for i, st := range steps {
+		if err := h.Record(ctx, st.run); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		runs, err := h.Recent(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		for _, r := range runs {
+			if r.ID == "0a0b0c0d" {
+				got = r.Outcome
+			}
+		}
+		if got != st.want {
+			t.Errorf("step %d: run 0a0b0c0d reads as %q, want %q (runs %+v)", i, got, st.want, runs)
+		}
+	}
+}
