@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -116,3 +117,32 @@ func (d *Daemon) Migrations(ctx context.Context) ([]MigrationState, error) {
 	}
 	return out, nil
 }
+
+// Migrator runs one target's migrations (OpenMigrator); MigrateOp is an up, down or goto, and
+// MigrateStep and MigrateStatus are what the runner reports.
+type (
+	Migrator      = migrate.Runner
+	MigrateOp     = migrate.Op
+	MigrateStep   = migrate.Step
+	MigrateStatus = migrate.Status
+)
+
+// NilVersion is the version of a database no migration was applied to.
+const NilVersion = migrate.NilVersion
+
+// NewMigrationFiles names the up/down pair `migrate create TITLE` writes in dir, numbered after
+// the newest file there (sequence or UTC timestamp). A title that cannot be used is ErrUsage.
+func NewMigrationFiles(dir, title string, now time.Time) (up, down string, err error) {
+	existing, err := migrate.Load(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", "", err
+	}
+	up, down, err = migrate.NewFiles(dir, existing, title, now)
+	if err != nil {
+		return "", "", usageError{err}
+	}
+	return up, down, nil
+}
+
+// CreateMigrationFiles writes the empty pair NewMigrationFiles named.
+func CreateMigrationFiles(up, down string) error { return migrate.Create(up, down) }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/migrate"
 	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 )
 
@@ -82,7 +80,7 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 		Example: examples("tracevault migrate --target clickhouse " + kind + map[string]string{"up": "", "down": " 1", "goto": " 3"}[kind]),
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			op := migrate.Op{Kind: kind}
+			op := jobs.MigrateOp{Kind: kind}
 			if kind == "goto" && len(args) != 1 {
 				return usage(errors.New("goto needs the version to go to, e.g. goto 3"))
 			}
@@ -93,7 +91,7 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 				}
 				op.N, op.Version = int(n), n
 			}
-			return a.withRunner(cmd, f, func(ctx context.Context, r *migrate.Runner) error {
+			return a.withRunner(cmd, f, func(ctx context.Context, r *jobs.Migrator) error {
 				if f.dryRun {
 					steps, err := r.Plan(ctx, op)
 					if err != nil {
@@ -101,9 +99,9 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 					}
 					return a.printSteps(cmd, "would apply", steps)
 				}
-				var before func(context.Context, []migrate.Step) error
+				var before func(context.Context, []jobs.MigrateStep) error
 				if f.snapshotBefore {
-					before = func(ctx context.Context, _ []migrate.Step) error { return a.snapshotBeforeMigrate(cmd, f) }
+					before = func(ctx context.Context, _ []jobs.MigrateStep) error { return a.snapshotBeforeMigrate(cmd, f) }
 				}
 				done, err := r.Migrate(ctx, op, before)
 				if perr := a.printSteps(cmd, "applied", done); perr != nil {
@@ -131,7 +129,7 @@ Use it after a failed migration, once you have made the schema match version V b
 			if err != nil {
 				return usage(fmt.Errorf("force %q: give a version number (-1 for none)", args[0]))
 			}
-			return a.withRunner(cmd, f, func(ctx context.Context, r *migrate.Runner) error {
+			return a.withRunner(cmd, f, func(ctx context.Context, r *jobs.Migrator) error {
 				if f.dryRun {
 					fmt.Fprintf(cmd.OutOrStdout(), "would force version %d (clean)\n", v)
 					return nil
@@ -153,7 +151,7 @@ func (a *app) migrateStatusCommand(f *migrateFlags) *cobra.Command {
 		Example: examples("tracevault migrate --target clickhouse status", "tracevault migrate --target postgres status --json"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withRunner(cmd, f, func(ctx context.Context, r *migrate.Runner) error {
+			return a.withRunner(cmd, f, func(ctx context.Context, r *jobs.Migrator) error {
 				st, err := r.Status(ctx)
 				if err != nil {
 					return failed(err)
@@ -177,13 +175,13 @@ func (a *app) migrateStatusCommand(f *migrateFlags) *cobra.Command {
 	}
 }
 
-func printStatus(w io.Writer, st *migrate.Status) {
+func printStatus(w io.Writer, st *jobs.MigrateStatus) {
 	state := "clean"
 	if st.Dirty {
 		state = "DIRTY"
 	}
 	version := strconv.FormatInt(st.Version, 10)
-	if st.Version == migrate.NilVersion {
+	if st.Version == jobs.NilVersion {
 		version = "none"
 	}
 	fmt.Fprintf(w, "%s: version %s (%s)\n", st.Database, version, state)
@@ -218,18 +216,14 @@ func (a *app) migrateCreateCommand(f *migrateFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			existing, err := migrate.Load(dir)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return failed(err)
-			}
-			up, down, err := migrate.NewFiles(dir, existing, args[0], time.Now())
+			up, down, err := jobs.NewMigrationFiles(dir, args[0], time.Now())
 			if err != nil {
-				return usage(err)
+				return jobError(err)
 			}
 			verb := "created"
 			if f.dryRun {
 				verb = "would create"
-			} else if err := migrate.Create(up, down); err != nil {
+			} else if err := jobs.CreateMigrationFiles(up, down); err != nil {
 				return failed(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n%s %s\n", verb, up, verb, down)
@@ -252,7 +246,7 @@ func (a *app) migrateTarget(cmd *cobra.Command, f *migrateFlags) (*config.Config
 }
 
 // withRunner opens the target's driver and runner for one command.
-func (a *app) withRunner(cmd *cobra.Command, f *migrateFlags, do func(context.Context, *migrate.Runner) error) error {
+func (a *app) withRunner(cmd *cobra.Command, f *migrateFlags, do func(context.Context, *jobs.Migrator) error) error {
 	cfg, _, err := a.migrateTarget(cmd, f)
 	if err != nil {
 		return err
@@ -292,9 +286,9 @@ func (a *app) migrateCommandLine(cmd *cobra.Command, f *migrateFlags) string {
 	return strings.Join(parts, " ")
 }
 
-func (a *app) printSteps(cmd *cobra.Command, verb string, steps []migrate.Step) error {
+func (a *app) printSteps(cmd *cobra.Command, verb string, steps []jobs.MigrateStep) error {
 	if steps == nil {
-		steps = []migrate.Step{}
+		steps = []jobs.MigrateStep{}
 	}
 	if a.json {
 		return a.printJSON(cmd, map[string]any{"steps": steps})
