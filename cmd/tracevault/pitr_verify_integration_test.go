@@ -82,7 +82,11 @@ func TestVerifyAndPrunePITRChain(t *testing.T) {
 	if rep.PITR.Chains != 1 || rep.PITR.Segments < 2 || rep.PITR.SegmentsRead != rep.PITR.Segments || len(rep.Problems) > 0 {
 		t.Fatalf("verify --read-data --json: %+v", rep)
 	}
-	body := filepath.Join(dir, "pitr", segs[0].Chain, "seg", fmt.Sprintf("%016X.seg", uint64(segs[0].EndLSN)))
+	bodyFile := fmt.Sprintf("%016X.seg", uint64(segs[0].EndLSN))
+	if segs[0].BodyTag != "" { // written by this version: the body's name is its writer's
+		bodyFile = fmt.Sprintf("%016X-%s.seg", uint64(segs[0].EndLSN), segs[0].BodyTag)
+	}
+	body := filepath.Join(dir, "pitr", segs[0].Chain, "seg", bodyFile)
 	raw, err := os.ReadFile(body)
 	if err != nil {
 		t.Fatal(err)

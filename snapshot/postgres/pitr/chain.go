@@ -48,16 +48,20 @@ type Segment struct {
 	StartLSN LSN `json:"start_lsn"`
 	EndLSN   LSN `json:"end_lsn"`
 	// Until: every transaction that committed before it is in this segment or an earlier one.
-	Until        time.Time           `json:"until"`
-	FirstCommit  time.Time           `json:"first_commit,omitzero"`
-	LastCommit   time.Time           `json:"last_commit,omitzero"`
-	LastLSN      LSN                 `json:"last_commit_lsn,omitempty"`
-	Transactions int64               `json:"transactions"`
-	Changes      int64               `json:"changes"`
-	Object       store.ObjectRef     `json:"object"`
-	Sequences    []postgres.Sequence `json:"sequences"`
-	Written      time.Time           `json:"written"`
-	Auth         []store.ManifestMAC `json:"auth,omitempty"`
+	Until        time.Time       `json:"until"`
+	FirstCommit  time.Time       `json:"first_commit,omitzero"`
+	LastCommit   time.Time       `json:"last_commit,omitzero"`
+	LastLSN      LSN             `json:"last_commit_lsn,omitempty"`
+	Transactions int64           `json:"transactions"`
+	Changes      int64           `json:"changes"`
+	Object       store.ObjectRef `json:"object"`
+	// BodyTag, random per stored body, makes its name (bodyName) its writer's alone: two writers
+	// of one chain that cut at the same LSN never overwrite each other's body. Empty in records
+	// from before it, whose body is <end LSN>.seg.
+	BodyTag   string              `json:"body,omitempty"`
+	Sequences []postgres.Sequence `json:"sequences"`
+	Written   time.Time           `json:"written"`
+	Auth      []store.ManifestMAC `json:"auth,omitempty"`
 }
 
 // LSN is a WAL position, written as PostgreSQL writes it (16/B374D848).
@@ -120,6 +124,14 @@ func coverage(ctx context.Context, repo *store.Repository, c Chain, segs []Segme
 
 func segmentName(chain string, end LSN, ext string) string {
 	return fmt.Sprintf("%s%s/seg/%016X.%s", root, chain, uint64(end), ext)
+}
+
+// bodyName is where the segment's body is stored.
+func (s *Segment) bodyName() string {
+	if s.BodyTag == "" {
+		return segmentName(s.Chain, s.EndLSN, "seg")
+	}
+	return fmt.Sprintf("%s%s/seg/%016X-%s.seg", root, s.Chain, uint64(s.EndLSN), s.BodyTag)
 }
 
 func newChainID(now time.Time, lsn LSN) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -188,7 +189,8 @@ func (s *Streamer) storeSegment(ctx context.Context, repo *store.Repository, c *
 	if err := s.claimSuccessor(ctx, repo, c, seg.StartLSN, seg.EndLSN); err != nil {
 		return err
 	}
-	ref, err := repo.PutNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), body)
+	seg.BodyTag = fmt.Sprintf("%016x", rand.Uint64())
+	ref, err := repo.PutNamed(ctx, seg.bodyName(), body)
 	if err != nil {
 		return fmt.Errorf("store segment ending at %s: %w", seg.EndLSN, err)
 	}

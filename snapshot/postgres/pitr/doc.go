@@ -6,7 +6,8 @@
 // Layout in the repository, outside data/ (prune's sweep) and snapshots/:
 //
 //	pitr/<chain>/chain.json             the chain: slot, base snapshot, its consistent LSN
-//	pitr/<chain>/seg/<end LSN>.seg      a segment's body (segment.go), through the codec
+//	pitr/<chain>/seg/<end LSN>-<tag>.seg a segment's body (segment.go), through the codec; its
+//	                                    record names the tag (none before tags: <end LSN>.seg)
 //	pitr/<chain>/seg/<end LSN>.json     its record; a segment exists once its record does
 //	pitr/<chain>/seg/<start LSN>.next   the claim of the segment after start (cut.go), by its writer
 //	pitr/<chain>/head.json              coverage past the last segment while no transaction came

@@ -173,7 +173,7 @@ func readBack(t *testing.T, repo *store.Repository) []Chain {
 }
 
 func readBackSegment(ctx context.Context, repo *store.Repository, seg Segment) error {
-	rc, err := repo.OpenNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), seg.Object)
+	rc, err := repo.OpenNamed(ctx, seg.bodyName(), seg.Object)
 	if err != nil {
 		return err
 	}

@@ -226,3 +226,41 @@ func TestStaleClaimTakenOverBySlotHolder(t *testing.T) {
 		t.Fatalf("chain after the take-over: %v, %v; want the holder's two segments", segs, err)
 	}
 }
+
+// TestSameEndDoesNotOverwriteBody: a stalled claimant that wakes up after the slot's holder took
+// its claim over and cut at the very same LSN stores its body beside the holder's, never over
+// it, and loses on the record: the holder's segment still reads back.
+func TestSameEndDoesNotOverwriteBody(t *testing.T) {
+	ctx := context.Background()
+	repo, c := fenceChain(t)
+	S, t0 := c.StartLSN, c.BaseTime
+	stalled := &Streamer{Log: quiet}
+	stalled.defaults()
+	if err := stalled.claimSuccessor(ctx, repo, &c, S, S+0x100); err != nil {
+		t.Fatal(err)
+	}
+	holder := &Streamer{Log: quiet}
+	holder.defaults()
+	holder.slotHeld = func(context.Context) bool { return true }
+	if err := holder.storeSegment(ctx, repo, &c, cutSegment(c, S, S+0x100, t0.Add(time.Second)), segmentBody(t)); err != nil {
+		t.Fatal(err)
+	}
+	recs := sampleRecords()
+	recs[2].New[0].Data = []byte("other bytes")
+	err := stalled.storeSegment(ctx, repo, &c, cutSegment(c, S, S+0x100, t0.Add(time.Second)), bytes.NewReader(encode(t, recs)))
+	if !errors.Is(err, errLostChain) {
+		t.Fatalf("the stalled claimant: %v, want errLostChain", err)
+	}
+	rep, err := Verify(ctx, repo, VerifyOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		if strings.Contains(p.Object, "/seg/") {
+			t.Errorf("the holder's segment was damaged: %+v", p)
+		}
+	}
+	if rep.SegmentsRead != 1 {
+		t.Errorf("verify read %d segments, want 1", rep.SegmentsRead)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -40,6 +41,9 @@ func (s *Segment) check(name string) error {
 	if s.StartLSN > s.EndLSN {
 		return fmt.Errorf("it starts at %s, after its end %s", s.StartLSN, s.EndLSN)
 	}
+	if s.BodyTag != "" && !bodyTag.MatchString(s.BodyTag) {
+		return fmt.Errorf("its body tag %q is not 16 lowercase hex digits", s.BodyTag) // it becomes part of a name
+	}
 	return nil
 }
 
@@ -49,6 +53,8 @@ func (h *Head) check(name string) error {
 	}
 	return nil
 }
+
+var bodyTag = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 // errRecord marks a record refused for what it holds (as opposed to a storage error).
 var errRecord = errors.New("point-in-time record refused")

@@ -303,7 +303,7 @@ func (a *applier) segment(ctx context.Context, repo *store.Repository, seg *Segm
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	body, err := repo.OpenNamed(ctx, segmentName(seg.Chain, seg.EndLSN, "seg"), seg.Object)
+	body, err := repo.OpenNamed(ctx, seg.bodyName(), seg.Object)
 	if err != nil {
 		return false, err
 	}

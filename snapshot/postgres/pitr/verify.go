@@ -93,7 +93,7 @@ func verifyChain(ctx context.Context, repo *store.Repository, c Chain, opts Veri
 		}
 		readable = append(readable, s)
 		what := fmt.Sprintf("point-in-time segment %s..%s of chain %s", s.StartLSN, s.EndLSN, c.ID)
-		body := segmentName(c.ID, s.EndLSN, "seg")
+		body := s.bodyName()
 		info, err := repo.Backend().Stat(ctx, body)
 		switch {
 		case err != nil:
