@@ -18,6 +18,10 @@ type TrendSource interface {
 	Trends(ctx context.Context) (jobs.Trends, error)
 }
 
+// The daemon draws its history: without this a change to its method would silently drop the
+// pictures.
+var _ TrendSource = (*jobs.Daemon)(nil)
+
 // The pictures' windows.
 const (
 	runWindow = 7 * 24 * time.Hour // per-run new bytes and durations
