@@ -28,10 +28,13 @@ type Config struct {
 type Storage struct {
 	URL string `toml:"url"`
 	AzureCredentials
-	BlockSize        Size       `toml:"block_size"`
-	Concurrency      int        `toml:"concurrency"`
-	CompressionLevel int        `toml:"compression_level"`
-	Encryption       Encryption `toml:"encryption"`
+	BlockSize        Size `toml:"block_size"`
+	Concurrency      int  `toml:"concurrency"`
+	CompressionLevel int  `toml:"compression_level"`
+	// AppendOnly: every object is written once, to a new key, and nothing is deleted; prune and
+	// delete refuse (they run as another identity, with a configuration without it).
+	AppendOnly bool       `toml:"append_only"`
+	Encryption Encryption `toml:"encryption"`
 }
 
 // Encryption configures age encryption of repository objects.

@@ -194,6 +194,12 @@ mode = "freeze"
 			want: []Problem{{Key: "blobs.url", Message: "names blobs"}},
 		},
 		{
+			name: "prune refused with append_only, naming the separate identity",
+			doc: "[storage]\nurl = \"file:///tmp/repo\"\nappend_only = true\n" +
+				"[[jobs]]\nname = \"p\"\nschedule = \"@daily\"\naction = \"prune\"\n",
+			want: []Problem{{Key: "jobs[0].action", Line: 7, Message: "separate identity"}},
+		},
+		{
 			name: "syntax error",
 			doc:  "[storage\nurl = 1\n",
 			want: []Problem{{Line: 1, Message: "TOML syntax error"}},

@@ -31,6 +31,13 @@ var (
 func (c *checker) validate(cfg *Config) {
 	c.storage(&cfg.Storage)
 	c.jobs(cfg.Jobs)
+	if cfg.Storage.AppendOnly {
+		for i, j := range cfg.Jobs {
+			if j.Action == ActionPrune {
+				c.add(fmt.Sprintf("jobs[%d].action", i), "prune cannot run with [storage] append_only = true, whose credential must not delete; run prune as a separate identity, with a second configuration without append_only (the chart's prune CronJob)")
+			}
+		}
+	}
 	if cfg.Drill.Timeout <= 0 {
 		c.add("drill.timeout", "must be positive, e.g. \"1h\"")
 	}

@@ -37,6 +37,7 @@ func storeOptions(s config.Storage, log *slog.Logger, mustExist bool) store.Opti
 		Passphrase:       s.Encryption.Passphrase.Reveal(),
 		Log:              log,
 		MustExist:        mustExist,
+		AppendOnly:       s.AppendOnly,
 	}
 }
 
