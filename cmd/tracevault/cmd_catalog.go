@@ -16,7 +16,6 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -174,7 +173,7 @@ func printManifest(out io.Writer, m *store.Manifest) {
 		}
 		fmt.Fprintln(out, line)
 	}
-	for _, l := range blobs.Describe(m) {
+	for _, l := range jobs.SourceDetails(m) {
 		fmt.Fprintln(out, l)
 	}
 	objs := append([]store.ManifestObject(nil), m.Objects...)
