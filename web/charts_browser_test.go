@@ -32,7 +32,9 @@ func screenshotDir(t *testing.T) string {
 // dark mode. Screenshots are kept for a person to look at.
 func TestChartsInBrowserWithRecordedHistory(t *testing.T) {
 	browser := chromium(t)
-	srv := httptest.NewServer(New(Options{Version: "charts"}, trendingSource{sampleSource(), recordedTrends()}))
+	src := trendingSource{sampleSource(), recordedTrends()}
+	src.st.LastDrill = &src.trends.Drills[len(src.trends.Drills)-1] // the page's card agrees with the picture
+	srv := httptest.NewServer(New(Options{Version: "charts"}, src))
 	defer srv.Close()
 	dir := screenshotDir(t)
 
@@ -125,6 +127,17 @@ func TestChartsInBrowserWithRecordedHistory(t *testing.T) {
 			t.Fatalf("keep screenshot: %v", err)
 		}
 		t.Logf("%s: screenshot %s", w.name, p)
+		if !w.mobile { // the whole page too, to see the pictures among the panels
+			page, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatalf("%s: page screenshot: %v", w.name, err)
+			}
+			p := filepath.Join(dir, "status-page-with-charts-"+w.name+".png")
+			if err := os.WriteFile(p, page, 0o644); err != nil {
+				t.Fatalf("keep screenshot: %v", err)
+			}
+			t.Logf("%s: screenshot %s", w.name, p)
+		}
 
 		if got.Page > got.View+1 {
 			t.Errorf("%s: the page is %.0f px wide in %.0f: it scrolls sideways", w.name, got.Page, got.View)
