@@ -255,11 +255,11 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 		DrillRun(r, res)
 		return err
 	case config.ActionVerify:
-		opts, err := verifyOptions(d.cfg.Verify)
+		req, err := verifyRequest(d.cfg.Verify)
 		if err != nil {
 			return err
 		}
-		rep, err := Verify(ctx, d.repo, nil, opts)
+		rep, err := Verify(ctx, d.repo, req)
 		if err == nil && len(rep.Problems) > 0 {
 			err = fmt.Errorf("%d problems, first: %s (%s)", len(rep.Problems), rep.Problems[0].Object, rep.Problems[0].Error)
 		}

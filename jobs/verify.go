@@ -41,19 +41,31 @@ func ContentChecks(m *store.Manifest) (map[string]store.ContentCheck, error) {
 	return checks, nil
 }
 
-// verifyOptions are the scheduled verify job's: existence and size of every object, and with
+// VerifyRequest is one verify: `tracevault verify`, or the scheduled verify job.
+type VerifyRequest struct {
+	Snapshots []string // IDs or unique prefixes; none: every snapshot
+	// ReadData reads objects back and checks their checksums and content, not only their
+	// existence and size; Sample (ParseSample) limits it to a share of the objects.
+	ReadData bool
+	Sample   store.Sample
+}
+
+// ParseSample reads a sample: P% (the rotation's next share) or N/M (bucket N of M).
+func ParseSample(s string) (store.Sample, error) { return store.ParseSample(s) }
+
+// verifyRequest is the scheduled verify job's: existence and size of every object, and with
 // [verify] sample the data of the rotation's next share, content checks included.
-func verifyOptions(cfg config.Verify) (store.VerifyOptions, error) {
-	opts := store.VerifyOptions{Content: ContentChecks}
+func verifyRequest(cfg config.Verify) (VerifyRequest, error) {
+	var req VerifyRequest
 	if cfg.Sample == "" {
-		return opts, nil
+		return req, nil
 	}
 	s, err := store.ParseSample(cfg.Sample)
 	if err != nil {
-		return opts, fmt.Errorf("[verify] sample: %w", err)
+		return req, fmt.Errorf("[verify] sample: %w", err)
 	}
-	opts.ReadData, opts.Sample = true, s
-	return opts, nil
+	req.ReadData, req.Sample = true, s
+	return req, nil
 }
 
 // VerifyReport is the store's, with the point-in-time chains' counts; their problems are among
@@ -63,12 +75,15 @@ type VerifyReport struct {
 	PITR pitr.VerifyReport `json:"pitr"`
 }
 
-// Verify checks the given snapshots' objects (all when ids is empty) and the point-in-time
-// chains: every chain with all snapshots, else the chains whose base is among them. With a
-// sample, the segments of the bucket the objects were read from are read.
-func Verify(ctx context.Context, repo *store.Repository, ids []string, opts store.VerifyOptions) (VerifyReport, error) {
+// Verify checks the requested snapshots' objects (all when none is named), with ContentChecks
+// when it reads data, and the point-in-time chains: every chain with all snapshots, else the
+// chains whose base is among them. With a sample, the segments of the bucket the objects were
+// read from are read.
+func Verify(ctx context.Context, repo *store.Repository, req VerifyRequest) (VerifyReport, error) {
 	var rep VerifyReport
 	var err error
+	ids := req.Snapshots
+	opts := store.VerifyOptions{ReadData: req.ReadData, Sample: req.Sample, Content: ContentChecks}
 	if rep.VerifyReport, err = repo.VerifyWith(ctx, ids, opts); err != nil {
 		return rep, err
 	}

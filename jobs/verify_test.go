@@ -61,7 +61,7 @@ func TestVerifyJobSample(t *testing.T) {
 	if err := repo.GetJSON(ctx, "verify/position", &pos); err != nil || pos.Next["1"] != 1 {
 		t.Errorf("the rotating 100%% run left position %+v (%v)", pos, err)
 	}
-	if _, err := verifyOptions(config.Verify{Sample: "half"}); err == nil || !strings.Contains(err.Error(), "[verify] sample") {
+	if _, err := verifyRequest(config.Verify{Sample: "half"}); err == nil || !strings.Contains(err.Error(), "[verify] sample") {
 		t.Errorf("a bad sample: %v", err)
 	}
 }

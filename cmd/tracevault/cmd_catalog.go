@@ -279,13 +279,13 @@ the next bucket, recorded in the repository (verify/position), so every object i
 			if len(args) == 0 && !all {
 				return usage(fmt.Errorf("give snapshot ids or --all"))
 			}
-			var sample store.Sample
+			req := jobs.VerifyRequest{Snapshots: args, ReadData: readData}
 			if cmd.Flags().Changed("sample") {
 				if !readData {
 					return usage(fmt.Errorf("--sample chooses which objects --read-data reads: add --read-data (without it every object is only checked for existence and size, which is cheap)"))
 				}
 				var err error
-				if sample, err = store.ParseSample(sampleFlag); err != nil {
+				if req.Sample, err = jobs.ParseSample(sampleFlag); err != nil {
 					return usage(fmt.Errorf("--sample: %w", err))
 				}
 			}
@@ -296,7 +296,7 @@ the next bucket, recorded in the repository (verify/position), so every object i
 			if readData {
 				a.startProgress(cmd, "verify")
 			}
-			rep, err := jobs.Verify(cmd.Context(), r, args, store.VerifyOptions{ReadData: readData, Sample: sample, Content: jobs.ContentChecks})
+			rep, err := jobs.Verify(cmd.Context(), r, req)
 			a.progressDone(cmd.Context(), err)
 			if err != nil {
 				return failed(err)
