@@ -98,6 +98,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.deleteCommand(),
 		a.verifyCommand(),
 		a.pruneCommand(),
+		a.doctorCommand(),
 		a.migrateCommand(),
 		a.checkCommand(),
 		a.restoreReplicaCommand(),
