@@ -133,7 +133,10 @@ func sampleSource() *fakeSource {
 		st: jobs.Status{Now: now, Storage: "file:///repo",
 			Jobs: []jobs.JobStatus{{Name: "nightly", Action: "backup", Schedule: "0 3 * * *", NextRun: next}},
 			Runs: []jobs.Run{{ID: "r0", Job: "nightly", Trigger: jobs.TriggerSchedule, Start: now.Add(-time.Hour), End: now.Add(-59 * time.Minute), Outcome: jobs.OutcomeSucceeded, Snapshot: "20261125T0300-ab",
-				Cut: time.Date(2026, 11, 25, 3, 0, 1, 250e6, time.UTC), CutSkewSeconds: 0.042}},
+				Cut: time.Date(2026, 11, 25, 3, 0, 1, 250e6, time.UTC), CutSkewSeconds: 0.042},
+				{ID: "r1", Job: jobs.ActionReplayEvents, Action: jobs.ActionReplayEvents, Trigger: jobs.TriggerManual, Start: now.Add(-2 * time.Hour), End: now.Add(-2 * time.Hour),
+					Outcome: jobs.OutcomeSucceeded, ReplayedEvents: 4812,
+					RecoveryPoint: "ClickHouse restored to the snapshot 20261125T0300-ab at 03:00:01Z, then 4,812 events written until 03:13:31Z replayed"}},
 			Snapshots: []jobs.SnapshotSummary{{ID: "20261125T0300-ab", Time: now.Add(-time.Hour), Status: "complete", Sources: []string{"clickhouse"}}},
 			Freshness: []jobs.Freshness{{Source: "clickhouse", Snapshot: "20261125T0300-ab", AgeSeconds: 3600, IntervalSeconds: 86400, Level: jobs.LevelOK, Reason: "within its schedule"},
 				{Source: "postgres", Level: jobs.LevelBad, Reason: "no complete snapshot holds postgres"}},
@@ -160,7 +163,7 @@ func TestPageAndAPI(t *testing.T) {
 	for _, want := range []string{"nightly", "in 2 h", "file:///repo", "every day at 03:00 UTC", "4242", "standalone",
 		"no complete snapshot holds postgres", "tracevault backup --only postgres", `href="/snapshots/20261125T0300-ab"`, "cut 03:00:01.250",
 		"default.traces on ch3: replicates under /elsewhere/traces", "tracevault restore-replica ch3",
-		"clickhouse schema_migrations is dirty at version 7", "tracevault migrate --target clickhouse force 7", "8_add_tags"} {
+		"clickhouse schema_migrations is dirty at version 7", "recovery point:</span> ClickHouse restored to the snapshot 20261125T0300-ab", "tracevault migrate --target clickhouse force 7", "8_add_tags"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
