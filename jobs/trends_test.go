@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -67,5 +68,54 @@ func TestFinishedDrills(t *testing.T) {
 	got := FinishedDrills(runs)
 	if len(got) != 2 || got[0].ID != "d0" || got[1].ID != "d2" {
 		t.Errorf("drills %+v, want d0 then d2", got)
+	}
+}
+
+// TestTrendsReadsCatalogAndHistory reads what the page's pictures draw from a real (directory)
+// repository: every committed snapshot, oldest first, and the finished drills of the history.
+func TestTrendsReadsCatalogAndHistory(t *testing.T) {
+	ctx := context.Background()
+	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.ZooKeeper.Servers = []string{"127.0.0.1:2181"} // configured, never dialled
+	d := &Daemon{cfg: &cfg, repo: repo, history: &History{Repo: repo, Limit: 10}}
+	var ids []string
+	for range 2 {
+		m := store.NewManifest(nil)
+		m.Status = store.StatusComplete
+		m.Components = []store.Component{{Source: config.SourceZooKeeper, Start: m.Start, End: m.Start.Add(time.Second), Status: store.StatusComplete}}
+		if err := repo.CommitManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+		time.Sleep(2 * time.Millisecond) // ids sort by the millisecond
+	}
+	now := time.Now().UTC()
+	for i, r := range []Run{
+		{ID: newRunID(), Job: "drill", Action: config.ActionDrill, Start: now.Add(-time.Hour), Outcome: OutcomeSucceeded, RTOSeconds: 12, RPOSeconds: 60},
+		{ID: newRunID(), Job: "backup", Action: config.ActionBackup, Start: now.Add(-time.Minute), Outcome: OutcomeSucceeded},
+	} {
+		if err := d.history.Record(ctx, r); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	tr, err := d.Trends(ctx)
+	if err != nil || tr.RunsError != "" || tr.SnapshotsError != "" {
+		t.Fatalf("trends: %v %q %q", err, tr.RunsError, tr.SnapshotsError)
+	}
+	if len(tr.Snapshots) != 2 || tr.Snapshots[0].ID != ids[0] || tr.Snapshots[1].ID != ids[1] {
+		t.Errorf("snapshots %+v, want %v oldest first", tr.Snapshots, ids)
+	}
+	if s := tr.Snapshots[0].Sources; len(s) != 1 || !s[0].Whole || s[0].Seconds != 1 {
+		t.Errorf("sources %+v", s)
+	}
+	if len(tr.Drills) != 1 || tr.Drills[0].RTOSeconds != 12 {
+		t.Errorf("drills %+v", tr.Drills)
+	}
+	if len(tr.Sources) != 1 || tr.Sources[0] != config.SourceZooKeeper {
+		t.Errorf("configured sources %v, want zookeeper", tr.Sources)
 	}
 }
