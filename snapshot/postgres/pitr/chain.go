@@ -108,8 +108,7 @@ func coverage(ctx context.Context, repo *store.Repository, c Chain, segs []Segme
 	if n := len(segs); n > 0 {
 		at, lsn = segs[n-1].Until, segs[n-1].EndLSN
 	}
-	var h Head
-	err := getRecord(ctx, repo, headName(c.ID), &h)
+	h, err := readHead(ctx, repo, c.ID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return at, lsn, nil
@@ -170,6 +169,14 @@ func ReadChains(ctx context.Context, repo *store.Repository) ([]Chain, []Damaged
 			return nil, nil, fmt.Errorf("read point-in-time chain %s: %w", n, err)
 		case err != nil:
 			damaged = append(damaged, Damaged{Name: n, Error: err.Error()})
+			continue
+		}
+		// An append-only repository records a chain's end beside it (appendonly.go).
+		if err := readChainEnd(ctx, repo, &c); err != nil {
+			if !errors.Is(err, store.ErrUndecodable) && !errors.Is(err, errRecord) {
+				return nil, nil, fmt.Errorf("read the end of point-in-time chain %s: %w", c.ID, err)
+			}
+			damaged = append(damaged, Damaged{Name: chainEndName(c.ID), Error: err.Error()})
 			continue
 		}
 		out = append(out, c)

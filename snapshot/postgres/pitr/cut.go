@@ -125,7 +125,7 @@ func (s *Streamer) cut(ctx context.Context, repo *store.Repository, aux *pgx.Con
 		if err := s.successorFree(ctx, repo, st.chain, h.After); err != nil {
 			return s.lostChain(err)
 		}
-		if err := putRecord(ctx, repo, headName(h.Chain), &h); err != nil {
+		if err := writeHead(ctx, repo, &h); err != nil {
 			return fmt.Errorf("record the head of chain %s: %w", h.Chain, err)
 		}
 		st.durable, st.lastUntil = h.EndLSN, h.Until

@@ -48,6 +48,9 @@ func (s *Segment) check(name string) error {
 }
 
 func (h *Head) check(name string) error {
+	if strings.HasPrefix(name, headsDir(h.Chain)) && name == headKey(h) {
+		return nil // an append-only repository's head (appendonly.go)
+	}
 	if want := headName(h.Chain); name != want {
 		return fmt.Errorf("it is the head of chain %q, whose head is %s", h.Chain, want)
 	}

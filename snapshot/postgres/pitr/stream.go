@@ -255,7 +255,7 @@ func (s *Streamer) checkChain(ctx context.Context, repo *store.Repository, c *Ch
 
 func (s *Streamer) endChain(ctx context.Context, repo *store.Repository, c *Chain, why string) error {
 	c.Ended, c.EndReason = time.Now().UTC(), why
-	if err := putRecord(ctx, repo, chainName(c.ID), c); err != nil {
+	if err := recordEnd(ctx, repo, c); err != nil {
 		return fmt.Errorf("record the end of chain %s: %w", c.ID, err)
 	}
 	return nil
