@@ -667,7 +667,7 @@ func (b *bench) clickhouseReplica(ctx context.Context, scale int, d *chData, ful
 		whole = false
 		return chHTTP(b.env, lost).Exec(ctx, "DROP DATABASE IF EXISTS "+d.db, nil)
 	}
-	args := []string{"--config", cfg, "restore-replica", b.env.CHNative[lost], "--from-snapshot", "latest"}
+	args := []string{"--config", cfg, "restore-replica", b.env.CHNative[lost], "--from-snapshot", "latest:clickhouse"}
 	rebuild := func(ctx context.Context) (sample, error) {
 		s, _, err := command(ctx, nil, b.o.Tracevault, args...)
 		return s, err

@@ -72,6 +72,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	repo.SetConfigured(ConfiguredSources(d.cfg))
 	d.repo, d.history = repo, &History{Repo: repo, Limit: historyLimit}
 	d.claimer = NewClaimer(d.cfg.ZooKeeper, repo, d.log)
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))

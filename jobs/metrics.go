@@ -168,7 +168,7 @@ func recoveryPoints(snaps []store.Manifest) map[string]time.Time {
 			continue
 		}
 		for _, c := range m.Components {
-			if c.Status == store.StatusComplete && m.Start.After(out[c.Source]) {
+			if m.HoldsWhole(c.Source) && m.Start.After(out[c.Source]) {
 				out[c.Source] = m.Start
 			}
 		}

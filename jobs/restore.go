@@ -58,6 +58,11 @@ func NewRestore(ctx context.Context, cfg *config.Config, repo *store.Repository,
 	if err != nil {
 		return nil, err
 	}
+	if slices.Contains(config.Sources, req.Only) {
+		if err := repo.RequireSource(ctx, m, req.Only); err != nil {
+			return nil, err
+		}
+	}
 	if m.Status != store.StatusComplete && !req.AllowPartial {
 		return nil, fmt.Errorf("snapshot %s is %s (%s); pass --allow-partial to restore what it holds, or restore from a complete snapshot ('tracevault list')", m.ID, m.Status, m.Error)
 	}
@@ -66,10 +71,11 @@ func NewRestore(ctx context.Context, cfg *config.Config, repo *store.Repository,
 
 // FindSnapshot finds the snapshot a restore names. When "latest" finds no complete snapshot,
 // the error names the newest partial one and how to restore what it holds, rather than a bare
-// "not found".
+// "not found". When complete sets exist but none of the scope asked for, the store's error
+// (store.ErrNoSuchScope) names them and passes through.
 func FindSnapshot(ctx context.Context, repo *store.Repository, id string) (*store.Manifest, error) {
 	m, err := repo.Snapshot(ctx, id)
-	if id != "latest" || !errors.Is(err, store.ErrNotFound) {
+	if !strings.HasPrefix(id, "latest") || !errors.Is(err, store.ErrNotFound) {
 		return m, err
 	}
 	all, lerr := repo.Snapshots(ctx)

@@ -29,15 +29,19 @@ type JobStatus struct {
 
 // SnapshotSummary is one catalog row.
 type SnapshotSummary struct {
-	ID       string    `json:"id"`
-	Time     time.Time `json:"time"`
-	Status   string    `json:"status"`
-	Sources  []string  `json:"sources"`
-	Bytes    int64     `json:"bytes"`
-	NewBytes int64     `json:"new_bytes"`
-	Objects  int       `json:"objects"`
-	Seconds  float64   `json:"duration_seconds"`
-	Error    string    `json:"error,omitempty"`
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Status  string    `json:"status"`
+	Sources []string  `json:"sources"`
+	// Scope says what the set holds against what the configuration covers ("full", or its
+	// sources and how a request narrowed them); only a FullSet counts as "latest".
+	Scope    string  `json:"scope"`
+	FullSet  bool    `json:"full_set"`
+	Bytes    int64   `json:"bytes"`
+	NewBytes int64   `json:"new_bytes"`
+	Objects  int     `json:"objects"`
+	Seconds  float64 `json:"duration_seconds"`
+	Error    string  `json:"error,omitempty"`
 	// BlobCheck is the blob container's check against ClickHouse's file log, where the
 	// snapshot holds the container.
 	BlobCheck *blobs.Check `json:"blob_check,omitempty"`
@@ -129,6 +133,7 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 			m := snaps[i]
 			t := m.Totals()
 			sum := SnapshotSummary{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
+				Scope: m.DescribeScope(d.configuredSources()), FullSet: m.FullScope(d.configuredSources()),
 				Bytes: t.Bytes, NewBytes: t.NewBytes, Objects: t.Objects, Seconds: m.End.Sub(m.Start).Seconds(), Error: store.ErrorText(m.Error)}
 			if sec, ok := blobs.SectionOf(&m); ok {
 				sum.BlobCheck = sec.Check
@@ -250,7 +255,9 @@ func (d *Daemon) freshness(snaps []store.Manifest, now time.Time) []Freshness {
 	for _, src := range d.configuredSources() {
 		f := Freshness{Source: src, IntervalSeconds: d.backupInterval(src, now).Seconds()}
 		for i := len(snaps) - 1; i >= 0; i-- {
-			if snaps[i].Status == store.StatusComplete && slices.Contains(snaps[i].Sources(), src) {
+			// Only a set holding src whole counts: one narrowed by --tables or a migration's
+			// snapshot of one database is not a backup of src.
+			if snaps[i].Status == store.StatusComplete && snaps[i].HoldsWhole(src) {
 				f.Snapshot, f.Time = snaps[i].ID, snaps[i].End
 				f.AgeSeconds = now.Sub(snaps[i].End).Seconds()
 				break
@@ -258,7 +265,7 @@ func (d *Daemon) freshness(snaps []store.Manifest, now time.Time) []Freshness {
 		}
 		switch {
 		case f.Snapshot == "":
-			f.Level, f.Reason = LevelBad, "no complete snapshot holds "+src
+			f.Level, f.Reason = LevelBad, "no complete snapshot holds "+src+" whole"
 		case f.IntervalSeconds == 0:
 			f.Level, f.Reason = LevelWarn, "no [[jobs]] backup covers "+src
 		case f.AgeSeconds <= 1.5*f.IntervalSeconds:
@@ -277,22 +284,7 @@ func (d *Daemon) configuredSource(src string) bool {
 	return slices.Contains(d.configuredSources(), src)
 }
 
-func (d *Daemon) configuredSources() []string {
-	var out []string
-	if d.cfg.Postgres.DSN != "" {
-		out = append(out, config.SourcePostgres)
-	}
-	if len(d.cfg.ClickHouse.Addresses) > 0 {
-		out = append(out, config.SourceClickHouse)
-	}
-	if len(d.cfg.ZooKeeper.Servers) > 0 {
-		out = append(out, config.SourceZooKeeper)
-	}
-	if d.cfg.Blobs.URL != "" {
-		out = append(out, config.SourceBlobs)
-	}
-	return out
-}
+func (d *Daemon) configuredSources() []string { return ConfiguredSources(d.cfg) }
 
 // backupInterval is the shortest interval of the jobs that back src up; 0 if none does.
 func (d *Daemon) backupInterval(src string, now time.Time) time.Duration {

@@ -133,6 +133,9 @@ func openZKRecord(ctx context.Context, cfg *config.Config, repo *store.Repositor
 	if err != nil {
 		return nil, err
 	}
+	if err := repo.RequireSource(ctx, m, config.SourceZooKeeper); err != nil {
+		return nil, err // names the newest set that holds the record
+	}
 	for _, o := range m.Objects {
 		if o.Source == config.SourceZooKeeper && o.Kind == "zk-record" {
 			return repo.OpenObject(ctx, o.ObjectRef)

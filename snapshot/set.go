@@ -168,6 +168,9 @@ type Options struct {
 	Tags     []string
 	LockWait time.Duration
 	Log      *slog.Logger
+	// Scope is what the set is asked to hold, recorded in its manifest; nil records the sources
+	// run, none narrowed.
+	Scope *store.Scope
 }
 
 // ErrPartial is returned with the manifest of a set whose sources did not all succeed.
@@ -195,6 +198,13 @@ func Run(ctx context.Context, repo *store.Repository, sources []Source, opts Opt
 
 	planSources(ctx, sources, opts.Log)
 	m := store.NewManifest(opts.Tags)
+	m.Scope = opts.Scope
+	if m.Scope == nil {
+		m.Scope = &store.Scope{}
+		for _, src := range sources {
+			m.Scope.Sources = append(m.Scope.Sources, src.Name())
+		}
+	}
 	results := runSources(ctx, repo, sources, opts.Log)
 	var failures []string
 	var cuts []store.SourceCut

@@ -98,6 +98,7 @@ type snapshotPage struct {
 	base
 	Err      string
 	Manifest *store.Manifest
+	Scope    string // what the set holds, with its ClickHouse selection
 	Totals   store.Totals
 	Tables   []tableObjects
 }

@@ -285,7 +285,7 @@ func (s *Server) snapshotPage(w http.ResponseWriter, r *http.Request) {
 	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	p := snapshotPage{base: s.pageBase(r, "tracevault snapshot "+r.PathValue("id")), Err: errText(err)}
 	if m != nil {
-		p.Manifest, p.Totals, p.Tables = m, m.Totals(), groupObjects(m.Objects)
+		p.Manifest, p.Totals, p.Tables, p.Scope = m, m.Totals(), groupObjects(m.Objects), m.ScopeDetail(nil)
 	} else {
 		w.WriteHeader(http.StatusNotFound)
 	}
@@ -411,7 +411,7 @@ func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
 func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
 	m, err := s.snapshotPanels.get(r.Context(), r.PathValue("id"))
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNoSuchScope):
 		writeJSON(w, http.StatusNotFound, apiError{errText(err)})
 	case err != nil:
 		writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})

@@ -21,7 +21,10 @@ func (a *app) backupCommand() *cobra.Command {
 manifest records each source's start and end. ClickHouse partitions whose parts did not change
 since an earlier snapshot reuse its objects (incremental); so do blobs whose name, size and MD5
 (or ETag) did not change, which are not even read. If any source fails the snapshot is
-recorded as partial with the error, never as complete, and the command exits 1.` + progressHelp,
+recorded as partial with the error, never as complete, and the command exits 1. Each --tables
+glob must select a table within [clickhouse] databases: one that selects none (a typo) exits 1
+naming it, and nothing is recorded. A set narrowed by --only or --tables records its scope and
+is never 'latest', which names the newest full set ('tracevault list' shows each scope).` + progressHelp,
 		Example: examples(
 			"tracevault backup",
 			"tracevault backup --only clickhouse,zookeeper --tag before-upgrade",
@@ -65,7 +68,7 @@ recorded as partial with the error, never as complete, and the command exits 1.`
 	}
 	f := c.Flags()
 	f.StringSliceVar(&req.Only, "only", nil, "sources to back up: postgres, clickhouse, zookeeper, blobs (default all configured)")
-	f.StringSliceVar(&req.Tables, "tables", nil, "ClickHouse tables as db.table globs (default [clickhouse] include_tables)")
+	f.StringSliceVar(&req.Tables, "tables", nil, "ClickHouse tables as db.table globs, each selecting at least one (default [clickhouse] include_tables)")
 	f.StringSliceVar(&req.Tags, "tag", nil, "tag the snapshot (repeatable)")
 	f.DurationVar(&req.LockWait, "lock-wait", 10*time.Minute, "how long to wait for another backup or prune to finish")
 	return c

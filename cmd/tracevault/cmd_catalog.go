@@ -37,6 +37,7 @@ func (a *app) openRepo(cmd *cobra.Command, open func(context.Context, config.Sto
 	if err != nil {
 		return nil, failed(err)
 	}
+	r.SetConfigured(jobs.ConfiguredSources(cfg))
 	return r, nil
 }
 
@@ -57,16 +58,20 @@ func printPlan(a *app, cmd *cobra.Command, plan interface{ Write(io.Writer) }) e
 
 // listEntry is one row of `list`, also its --json shape.
 type listEntry struct {
-	ID       string    `json:"id"`
-	Time     time.Time `json:"time"`
-	Status   string    `json:"status"`
-	Sources  []string  `json:"sources"`
-	Bytes    int64     `json:"bytes"`
-	NewBytes int64     `json:"new_bytes"`
-	Objects  int       `json:"objects"`
-	Duration float64   `json:"duration_seconds"`
-	Tags     []string  `json:"tags,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Status  string    `json:"status"`
+	Sources []string  `json:"sources"`
+	// Scope says what the set holds against what the configuration covers: "full", or its
+	// sources with how a request narrowed them; FullSet marks the sets "latest" may name.
+	Scope    string   `json:"scope"`
+	FullSet  bool     `json:"full_set"`
+	Bytes    int64    `json:"bytes"`
+	NewBytes int64    `json:"new_bytes"`
+	Objects  int      `json:"objects"`
+	Duration float64  `json:"duration_seconds"`
+	Tags     []string `json:"tags,omitempty"`
+	Error    string   `json:"error,omitempty"`
 	// Manifest names a damaged manifest's file (status "damaged", no id): listed so that it is seen.
 	Manifest string `json:"manifest,omitempty"`
 	Fix      string `json:"fix,omitempty"`
@@ -78,11 +83,16 @@ func (a *app) listCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List snapshots in the repository, oldest first",
-		Long: `List every snapshot: id, time (UTC), status, sources, size, new bytes (uploaded by that
+		Long: `List every snapshot: id, time (UTC), status, scope, size, new bytes (uploaded by that
 snapshot; the rest was reused from earlier ones), duration and tags. A partial snapshot is one
-whose components did not all succeed; its error says which. A manifest that cannot be read,
-fails validation or (encrypted repository) authentication is listed as damaged, by file name,
-with the fix; every other snapshot is listed as usual.`,
+whose components did not all succeed; its error says which. The scope is "full" for a set that
+holds every source the configuration covers, none narrowed: only those are 'latest'. Any other
+set names its sources ("clickhouse only" for backup --only clickhouse) and how a request
+narrowed one ("clickhouse (tables default.traces)" for backup --tables, or a migration's
+snapshot of its database); 'latest:clickhouse' names the newest set holding ClickHouse whole.
+Snapshots from before the scope was recorded count as holding each of their sources whole.
+A manifest that cannot be read, fails validation or (encrypted repository) authentication is
+listed as damaged, by file name, with the fix; every other snapshot is listed as usual.`,
 		Example: examples("tracevault list", "tracevault list --json | jq -r '.[] | select(.status==\"complete\") | .id'"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -97,7 +107,8 @@ with the fix; every other snapshot is listed as usual.`,
 			entries := make([]listEntry, 0, len(cat.Snapshots)+len(cat.Damaged))
 			for _, m := range cat.Snapshots {
 				t := m.Totals()
-				entries = append(entries, listEntry{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(), Bytes: t.Bytes,
+				entries = append(entries, listEntry{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
+					Scope: m.DescribeScope(r.Configured()), FullSet: m.FullScope(r.Configured()), Bytes: t.Bytes,
 					NewBytes: t.NewBytes, Objects: t.Objects, Duration: m.End.Sub(m.Start).Seconds(), Tags: m.Tags, Error: m.Error})
 			}
 			for _, d := range cat.Damaged {
@@ -117,10 +128,10 @@ with the fix; every other snapshot is listed as usual.`,
 				return nil
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tTIME (UTC)\tSTATUS\tSOURCES\tSIZE\tNEW\tDURATION\tTAGS")
+			fmt.Fprintln(w, "ID\tTIME (UTC)\tSTATUS\tSCOPE\tSIZE\tNEW\tDURATION\tTAGS")
 			for _, e := range entries[:len(cat.Snapshots)] {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format("2006-01-02 15:04:05"), e.Status,
-					strings.Join(e.Sources, ","), store.HumanBytes(e.Bytes), store.HumanBytes(e.NewBytes),
+					e.Scope, store.HumanBytes(e.Bytes), store.HumanBytes(e.NewBytes),
 					time.Duration(e.Duration*float64(time.Second)).Round(time.Second), strings.Join(e.Tags, ","))
 			}
 			if err := w.Flush(); err != nil {
@@ -134,10 +145,13 @@ with the fix; every other snapshot is listed as usual.`,
 
 func (a *app) showCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "show ID",
-		Short:   "Show what a snapshot holds, per source, database, table and partition",
-		Long:    "Show a snapshot's components and every object it references. ID may be a unique prefix, or 'latest' for the newest complete snapshot.",
-		Example: examples("tracevault show latest", "tracevault show 20261124T0315 --json"),
+		Use:   "show ID",
+		Short: "Show what a snapshot holds, per source, database, table and partition",
+		Long: `Show a snapshot's scope, components and every object it references. ID may be a unique
+prefix; 'latest' is the newest complete full set (every source the configuration covers, none
+narrowed), 'latest:SOURCE[,SOURCE]' the newest complete set holding those sources whole, and
+'latest:any' the newest complete set of any scope.`,
+		Example: examples("tracevault show latest", "tracevault show latest:clickhouse", "tracevault show 20261124T0315 --json"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := a.repo(cmd)
@@ -151,15 +165,16 @@ func (a *app) showCommand() *cobra.Command {
 			if a.json {
 				return a.printJSON(cmd, m)
 			}
-			printManifest(cmd.OutOrStdout(), m)
+			printManifest(cmd.OutOrStdout(), m, r.Configured())
 			return nil
 		},
 	}
 }
 
-func printManifest(out io.Writer, m *store.Manifest) {
+func printManifest(out io.Writer, m *store.Manifest, configured []string) {
 	t := m.Totals()
 	fmt.Fprintf(out, "snapshot %s  %s  host %s\n", m.ID, m.Status, m.Host)
+	fmt.Fprintf(out, "scope    %s\n", m.ScopeDetail(configured))
 	fmt.Fprintf(out, "time     %s .. %s (%s)\n", m.Start.UTC().Format(time.RFC3339), m.End.UTC().Format(time.RFC3339), m.End.Sub(m.Start).Round(time.Second))
 	fmt.Fprintf(out, "size     %s in %d objects, %s new, %d reused\n", store.HumanBytes(t.Bytes), t.Objects, store.HumanBytes(t.NewBytes), t.Reused)
 	fmt.Fprintf(out, "cut      %s\n", m.Cut)

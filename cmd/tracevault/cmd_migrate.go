@@ -13,7 +13,7 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 type migrateFlags struct {
@@ -47,7 +47,9 @@ migration every replica must agree on schema_migrations and the touched tables' 
 
 ClickHouse files run over the first replica's HTTP interface ([clickhouse] http_addresses) in the
 migrated database, so unqualified table names resolve as they do under golang-migrate.
---snapshot-before (up, down, goto) snapshots the migrated database first and prints the id.`,
+--snapshot-before (up, down, goto) snapshots the migrated database first and prints the id; the
+snapshot records that scope, so it is never 'latest'. A ClickHouse database that holds no row (a
+new install) has nothing to snapshot: that is said, nothing is recorded, and the migration runs.`,
 		Example: examples(
 			"tracevault migrate --target clickhouse status",
 			"tracevault migrate --target clickhouse up --snapshot-before",
@@ -304,28 +306,30 @@ func (a *app) printSteps(cmd *cobra.Command, verb string, steps []jobs.MigrateSt
 }
 
 // snapshotBeforeMigrate takes a snapshot of the migrated database only, so a bad migration can
-// be undone with restore; without a complete snapshot nothing is migrated.
+// be undone with restore; without a complete snapshot nothing is migrated. A ClickHouse
+// database that holds no row (the first migration of a new install, which holds at most the
+// empty schema_migrations) has nothing a snapshot could bring back: that is said, no empty
+// snapshot is recorded, and the migration goes ahead.
 func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
 	r, err := jobs.CreateRepository(cmd.Context(), a.cfg.Storage, a.log)
 	if err != nil {
 		return failed(fmt.Errorf("snapshot before migrating: %w", err))
 	}
-	cfg := *a.cfg
 	req := jobs.BackupRequest{Only: []string{f.target}, Tags: []string{"before-migrate"}, LockWait: f.lockWait}
 	undo := "--only postgres --dry-run   (see 'tracevault restore --help' for --pg-database)"
+	db := ""
 	if f.target == config.SourceClickHouse {
-		db := a.migrateDatabase(f)
-		cfg.ClickHouse.Databases = []string{db}
-		req.Tables = []string{db + ".*"}
+		db = a.migrateDatabase(f)
+		req.Databases, req.Tables, req.NeedRows = []string{db}, []string{db + ".*"}, true
 		undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --replace", db)
 	} else {
-		dsn, err := pgdsn.WithDatabase(cfg.Postgres.DSN.Reveal(), f.database)
-		if err != nil {
-			return failed(err)
-		}
-		cfg.Postgres.DSN = config.Secret(dsn)
+		req.PostgresDatabase = f.database
 	}
-	m, err := jobs.Backup(cmd.Context(), &cfg, r, req, a.log)
+	m, err := jobs.Backup(cmd.Context(), a.cfg, r, req, a.log)
+	if db != "" && (errors.Is(err, clickhouse.ErrSelectsNothing) || errors.Is(err, clickhouse.ErrNoRows)) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "no snapshot taken before migrating: %v, so a snapshot would hold nothing a restore could bring back, and none is recorded; to undo, migrate down\n", err)
+		return nil
+	}
 	if err != nil {
 		return failed(fmt.Errorf("snapshot before migrating failed, nothing was migrated: %w", err))
 	}

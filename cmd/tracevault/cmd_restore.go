@@ -32,15 +32,20 @@ func (a *app) restoreCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "restore [ID]",
 		Short: "Restore from a snapshot: tables, partitions, databases or the whole cluster",
-		Long: `Restore one source of a snapshot (ID may be a unique prefix or 'latest').
+		Long: `Restore one source of a snapshot. ID may be a unique prefix; 'latest' is the newest full set
+(every source the configuration covers, none narrowed by --tables or a migration's snapshot),
+'latest:SOURCE' the newest set holding that source whole, 'latest:any' the newest of any scope.
 
 --only clickhouse: creates missing databases and tables from the recorded schema (ON CLUSTER,
 with the recorded ZooKeeper path; with --database-map the path moves with the database, so a
 copy never joins the original's replication group), loads each partition into a staging table
 and swaps it in with REPLACE PARTITION (atomic; a rerun never duplicates rows; materialized
 views do not fire), creates views last, then checks row counts on every replica. Partitions that
-already hold rows are refused without --replace. Filters (--tables, --partitions) that match
-nothing in the snapshot are an error, never an empty restore.
+already hold rows are refused without --replace, naming each one it would overwrite; with it,
+--dry-run marks every step that writes over live data [overwrites live data]. --database-map
+restores only the mapped databases, next to the live ones; the others are left as they are.
+Filters (--tables, --partitions) that match nothing in the snapshot are an error, never an
+empty restore.
 
 --only clickhouse --cluster: disaster recovery of the whole cluster (every replica empty,
 ZooKeeper empty or lost). Every replica must answer. Registrations the lost tables left in
@@ -166,7 +171,7 @@ which restores what it holds; a source that failed in it cannot be restored from
 	fl.StringVar(&f.blobURL, "blob-url", "", "container to restore blobs into: azblob://container[/prefix] or file:///dir (default the snapshot's)")
 	fl.StringSliceVar(&f.tables, "tables", nil, "ClickHouse db.table or PostgreSQL schema.table globs (default all)")
 	fl.StringSliceVar(&f.partitions, "partitions", nil, "ClickHouse partition ids, e.g. 202605 (default all)")
-	fl.StringSliceVar(&f.databaseMap, "database-map", nil, "restore database SRC as DST (SRC:DST, repeatable)")
+	fl.StringSliceVar(&f.databaseMap, "database-map", nil, "restore only database SRC, as DST (SRC:DST, repeatable; unmapped databases are left out)")
 	fl.StringVar(&f.root, "root", "", "ZooKeeper subtree to restore (zookeeper only)")
 	fl.StringVar(&f.pgDatabase, "pg-database", "", "PostgreSQL database to restore into, created if missing (default the snapshot's)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, change nothing")

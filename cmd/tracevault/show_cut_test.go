@@ -23,7 +23,7 @@ func TestShowPrintsCut(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
-		printManifest(&out, &store.Manifest{ID: "20261125T030000Z-abcdef", Status: store.StatusComplete, Start: t0, End: t0, Cut: tt.cut})
+		printManifest(&out, &store.Manifest{ID: "20261125T030000Z-abcdef", Status: store.StatusComplete, Start: t0, End: t0, Cut: tt.cut}, nil)
 		if !strings.Contains(out.String(), tt.want) {
 			t.Errorf("%s: show printed\n%s\nwant the line %q", tt.name, out.String(), tt.want)
 		}

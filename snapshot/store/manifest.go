@@ -34,6 +34,9 @@ type Manifest struct {
 	Tags   []string  `json:"tags,omitempty"`
 	// Components are the sources that ran, each with its own times and outcome.
 	Components []Component `json:"components"`
+	// Scope is what the set was asked to hold (scope.go); nil in manifests from before it was
+	// recorded.
+	Scope *Scope `json:"scope,omitempty"`
 	// Cut is the moment the set stands for (cut.go); nil in a partial set and in manifests
 	// from before it was recorded.
 	Cut *Cut `json:"cut,omitempty"`
@@ -299,12 +302,19 @@ func (r *Repository) logDamaged(damaged []DamagedManifest) {
 // ErrAmbiguous means an id prefix matches more than one snapshot.
 var ErrAmbiguous = errors.New("ambiguous snapshot id")
 
-// Snapshot finds a snapshot by id or unique id prefix; "latest" is the newest complete one.
+// Snapshot finds a snapshot by id or unique id prefix. "latest" is the newest complete full set
+// (every source SetConfigured named, held whole; without it, the newest complete set);
+// "latest:SRC[,SRC]" the newest complete set holding those sources whole; "latest:any" the
+// newest complete set of any scope (scope.go).
 func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error) {
 	if id == "" {
 		return nil, fmt.Errorf("snapshot \"\": %w; give an id, a unique prefix of one, or latest", ErrNotFound)
 	}
-	if m, err := r.snapshotByName(ctx, id); err != nil || m != nil {
+	sel, latest, err := r.parseLatest(id)
+	if err != nil {
+		return nil, err
+	}
+	if m, err := r.snapshotByName(ctx, id, sel, latest); err != nil || m != nil {
 		return m, err
 	}
 	// Not found, ambiguous or damaged: the whole catalog says which.
@@ -317,10 +327,10 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 	var found []Manifest
 	for i := len(all) - 1; i >= 0; i-- {
 		m := all[i]
-		if id == "latest" && m.Status == StatusComplete {
+		if latest && sel.matches(&m) {
 			return &m, nil
 		}
-		if strings.HasPrefix(m.ID, id) {
+		if !latest && strings.HasPrefix(m.ID, id) {
 			found = append(found, m)
 		}
 	}
@@ -329,12 +339,8 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 		damaged = fmt.Sprintf(" (%d damaged manifests were skipped; 'tracevault verify --all' names them)", len(c.Damaged))
 	}
 	switch {
-	case id == "latest" && len(all) > 0:
-		newest := all[len(all)-1]
-		return nil, fmt.Errorf("snapshot latest: %w: no snapshot is complete; the newest is %s, %s (%s): restore it by id if that part is enough%s",
-			ErrNotFound, newest.ID, newest.Status, newest.Error, damaged)
-	case id == "latest":
-		return nil, fmt.Errorf("snapshot latest: %w: %s holds no snapshot yet; take one with 'tracevault backup'%s", ErrNotFound, r.b, damaged)
+	case latest:
+		return nil, errNoLatest(sel, all, r.b, damaged)
 	case len(found) == 0:
 		return nil, fmt.Errorf("snapshot %q: %w; 'tracevault list' shows the snapshots%s", id, ErrNotFound, damaged)
 	case len(found) == 1:
@@ -345,21 +351,21 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 }
 
 // snapshotByName finds what Snapshot would, reading only the manifests whose file names can
-// hold it (for latest, the newest ones back to the first complete one), so that a backup's
+// hold it (for latest, the newest ones back to the first that sel matches), so that a backup's
 // look at the latest snapshot does not read the whole history. It returns nil, nil when the
 // answer is not found that way: none, several or only damaged ones match.
-func (r *Repository) snapshotByName(ctx context.Context, id string) (*Manifest, error) {
+func (r *Repository) snapshotByName(ctx context.Context, id string, sel latestSelector, latest bool) (*Manifest, error) {
 	var names []string
 	if err := r.b.List(ctx, "snapshots/", func(o ObjectInfo) error {
 		base, ok := strings.CutSuffix(strings.TrimPrefix(o.Name, "snapshots/"), ".json")
-		if ok && (id == "latest" || strings.HasPrefix(base, id)) {
+		if ok && (latest || strings.HasPrefix(base, id)) {
 			names = append(names, o.Name)
 		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	if id != "latest" && len(names) != 1 {
+	if !latest && len(names) != 1 {
 		return nil, nil
 	}
 	// Manifest ids sort by time, as Catalog orders them.
@@ -376,7 +382,7 @@ func (r *Repository) snapshotByName(ctx context.Context, id string) (*Manifest, 
 		if err != nil {
 			continue // damaged: Catalog reports it
 		}
-		if id != "latest" || m.Status == StatusComplete {
+		if !latest || sel.matches(m) {
 			return m, nil
 		}
 	}

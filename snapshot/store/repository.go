@@ -95,6 +95,9 @@ type Repository struct {
 	// authentication keys derived from them and the repository key.
 	secrets  []secret
 	authKeys []authKey
+	// configured are the sources the configuration covers, which a full set holds whole
+	// (SetConfigured); empty, "latest" is any complete set.
+	configured []string
 
 	mu    sync.Mutex
 	index map[string]ObjectRef // fingerprint -> object, from every manifest

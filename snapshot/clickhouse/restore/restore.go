@@ -67,6 +67,10 @@ type Step struct {
 	SQL       string `json:"sql,omitempty"`
 	// ZooKeeperPath is what a drop-registration or drop-group step (restore --cluster) removes.
 	ZooKeeperPath string `json:"zookeeper_path,omitempty"`
+	// Overwrites marks a step that writes over live data: a load into a partition that holds
+	// LiveRows rows now, which it replaces. Only a plan made with Replace has one.
+	Overwrites bool   `json:"overwrites_live_data"`
+	LiveRows   uint64 `json:"live_rows,omitempty"`
 
 	ref   store.ObjectRef
 	table *clickhouse.TableRecord
@@ -75,7 +79,11 @@ type Step struct {
 // Plan is the ordered restore: databases, tables, partitions, views.
 type Plan struct {
 	Snapshot string `json:"snapshot"`
-	Steps    []Step `json:"steps"`
+	// DatabaseMap is --database-map's: only those databases are restored, under their new
+	// names; LeftOut are the snapshot's databases (of the tables selected) it leaves as they are.
+	DatabaseMap map[string]string `json:"database_map,omitempty"`
+	LeftOut     []string          `json:"left_out_databases,omitempty"`
+	Steps       []Step            `json:"steps"`
 }
 
 // Restorer plans and executes restores against the configured cluster.
