@@ -85,9 +85,9 @@ type Chart struct {
 const (
 	width    = 480.0
 	height   = 190.0
-	left     = 58.0 // room for the value labels
+	left     = 68.0 // room for the value labels, at the larger font of a phone too
 	right    = 8.0
-	top      = 8.0
+	top      = 10.0
 	bottom   = 22.0 // room for the time labels
 	fontSize = 12
 	maxColor = 6
