@@ -89,13 +89,20 @@ func (h *History) Record(ctx context.Context, r Run) error {
 		return fmt.Errorf("record run %s of job %s: %w", r.ID, r.Job, err)
 	}
 	if r.Outcome == OutcomeRunning || h.Repo.AppendOnly() {
-		// Append-only: the history is trimmed by the identity that may delete.
+		// Append-only: the history is trimmed by the identity that may delete (prune).
 		return nil
 	}
+	_, err := h.trim(ctx)
+	return err
+}
+
+// trim removes the oldest runs beyond the limit, both records of each, and says how many.
+func (h *History) trim(ctx context.Context) (int, error) {
 	names, err := h.names(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	removed := 0
 	for len(names) > h.Limit {
 		start := strings.TrimSuffix(names[0], endSuffix)
 		if start != names[0] {
@@ -103,12 +110,13 @@ func (h *History) Record(ctx context.Context, r Run) error {
 		}
 		for _, n := range []string{names[0], start} {
 			if err := h.Repo.Backend().Delete(ctx, n); err != nil {
-				return err
+				return removed, err
 			}
 		}
 		names = names[1:]
+		removed++
 	}
-	return nil
+	return removed, nil
 }
 
 func (h *History) names(ctx context.Context) ([]string, error) {

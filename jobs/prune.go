@@ -14,6 +14,8 @@ type PruneReport struct {
 	PITRChains []pitr.RemovedChain `json:"pitr_chains,omitempty"`
 	// PITRDamaged are chain records left alone: their base is unknown.
 	PITRDamaged []pitr.Damaged `json:"pitr_damaged,omitempty"`
+	// RunsRemoved are run records beyond the history's limit.
+	RunsRemoved int `json:"runs_removed,omitempty"`
 }
 
 // Prune applies the retention policy to snapshots, keeping the newest point-in-time chains'
@@ -30,5 +32,10 @@ func Prune(ctx context.Context, repo *store.Repository, policy store.Retention, 
 		return rep, err
 	}
 	rep.PITRChains, rep.PITRDamaged, err = pitr.Prune(ctx, repo, rep.Kept, dryRun)
+	if err != nil || dryRun {
+		return rep, err
+	}
+	// Append-only daemons never trim their run history (they cannot delete): prune does.
+	rep.RunsRemoved, err = (&History{Repo: repo, Limit: historyLimit}).trim(ctx)
 	return rep, err
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -369,4 +370,70 @@ func (l *bothLocks) Lost() <-chan struct{} {
 
 func (l *bothLocks) confirm(ctx context.Context) error {
 	return errors.Join(Confirm(ctx, l.a), Confirm(ctx, l.b))
+}
+
+// leftoverAge is how old a superseded object of the append-only layout must be before prune
+// removes it: far past any lease, so no contender is still looking at it.
+const leftoverAge = time.Hour
+
+// keepPositions is how many verify positions prune keeps (the newest; only the last is read).
+const keepPositions = 10
+
+// sweepLeftovers removes what append-only writers leave behind and never remove themselves:
+// create-only lock generations older than the newest two of their lock, verify positions but
+// the newest few, and doctor canaries. It is prune's, whose identity may delete.
+func (r *Repository) sweepLeftovers(ctx context.Context, lock Lock, dryRun bool) (int, error) {
+	old := time.Now().Add(-leftoverAge)
+	var doomed []string
+	gens := map[string][]uint64{} // lock dir -> generations seen
+	var lockObjs []ObjectInfo
+	if err := r.b.List(ctx, createOnlyPrefix, func(o ObjectInfo) error {
+		dir, base := o.Name[:strings.LastIndexByte(o.Name, '/')+1], o.Name[strings.LastIndexByte(o.Name, '/')+1:]
+		num, _, _ := strings.Cut(base, ".")
+		if n, err := strconv.ParseUint(num, 10, 64); err == nil && len(num) == 20 {
+			gens[dir] = append(gens[dir], n)
+			lockObjs = append(lockObjs, o)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("prune: list lock generations: %w", err)
+	}
+	for _, o := range lockObjs {
+		dir, base := o.Name[:strings.LastIndexByte(o.Name, '/')+1], o.Name[strings.LastIndexByte(o.Name, '/')+1:]
+		n, _ := strconv.ParseUint(base[:20], 10, 64)
+		if n+1 < slices.Max(gens[dir]) && o.ModTime.Before(old) {
+			doomed = append(doomed, o.Name)
+		}
+	}
+	var positions []string
+	if err := r.b.List(ctx, positionPrefix, func(o ObjectInfo) error {
+		positions = append(positions, o.Name)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("prune: list verify positions: %w", err)
+	}
+	slices.Sort(positions)
+	if len(positions) > keepPositions {
+		doomed = append(doomed, positions[:len(positions)-keepPositions]...)
+	}
+	if err := r.b.List(ctx, doctorPrefix, func(o ObjectInfo) error {
+		if o.ModTime.Before(old) {
+			doomed = append(doomed, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("prune: list doctor canaries: %w", err)
+	}
+	if dryRun {
+		return len(doomed), nil
+	}
+	for i, name := range doomed {
+		if !Held(lock) {
+			return i, errors.New("repository lock lost; stopping before deleting more")
+		}
+		if err := r.b.Delete(ctx, name); err != nil {
+			return i, fmt.Errorf("prune: %w", err)
+		}
+	}
+	return len(doomed), nil
 }

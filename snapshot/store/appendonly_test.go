@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +90,76 @@ func TestLeaseAndCreateOnlyLocksExcludeEachOther(t *testing.T) {
 	} else {
 		_ = l.Release(ctx)
 	}
+}
+
+// TestPruneSweepsAppendOnlyLeftovers: prune, as the identity that may delete, removes create-only
+// lock generations older than the newest two of their lock, all but the newest verify positions,
+// and doctor canaries, once they are older than any lease; it leaves younger ones alone.
+func TestPruneSweepsAppendOnlyLeftovers(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	fsb, err := NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao := openRepo(t, fsb, Options{AppendOnly: true})
+	for range 4 { // four generations of the repository lock, each released
+		l, err := ao.Lock(ctx, "backup", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = l.Release(ctx)
+	}
+	for i := range keepPositions + 3 {
+		if err := ao.CreateJSON(ctx, positionPrefix+fmt.Sprintf("20261206T1000%02d.000000000Z-0000.json", i), verifyPosition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ao.ProbeProtection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	young, err := listNames(ctx, fsb, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruner := openRepo(t, fsb, Options{})
+	rep, err := pruner.Prune(ctx, Retention{KeepLast: 1}, false, 0)
+	if err != nil || rep.LeftoversRemoved != 3 { // only the positions beyond the newest ten
+		t.Fatalf("prune of young leftovers: removed %d, %v; want the 3 oldest positions only", rep.LeftoversRemoved, err)
+	}
+	long := time.Now().Add(-2 * leftoverAge)
+	for _, n := range young {
+		_ = os.Chtimes(filepath.Join(dir, filepath.FromSlash(n)), long, long)
+	}
+	rep, err = pruner.Prune(ctx, Retention{KeepLast: 1}, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := listNames(ctx, fsb, createOnlyPrefix+"repository/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens := map[string]bool{}
+	for _, n := range left {
+		gens[strings.TrimPrefix(n, createOnlyPrefix+"repository/")[:20]] = true
+	}
+	// Generations 1-4 (the daemon's, aged) went; 5 and 6 are the prunes' own, the newest two.
+	if len(gens) != 2 || !gens["00000000000000000005"] || !gens["00000000000000000006"] {
+		t.Errorf("lock generations left %v (%v): want only the newest two, 5 and 6", gens, left)
+	}
+	if canaries, _ := listNames(ctx, fsb, doctorPrefix); len(canaries) != 0 {
+		t.Errorf("doctor canaries left: %v", canaries)
+	}
+	if pos, _ := listNames(ctx, fsb, positionPrefix); len(pos) != keepPositions {
+		t.Errorf("%d verify positions left, want %d", len(pos), keepPositions)
+	}
+}
+
+func listNames(ctx context.Context, b Backend, prefix string) ([]string, error) {
+	var names []string
+	err := b.List(ctx, prefix, func(o ObjectInfo) error {
+		names = append(names, o.Name)
+		return nil
+	})
+	return names, err
 }

@@ -114,6 +114,9 @@ type PruneReport struct {
 	// says so), since a damaged manifest's objects cannot be known.
 	Damaged      []DamagedManifest `json:"damaged,omitempty"`
 	SweepSkipped string            `json:"sweep_skipped,omitempty"`
+	// LeftoversRemoved counts what append-only writers superseded (old lock generations,
+	// verify positions, doctor canaries) and only prune removes (appendonly.go).
+	LeftoversRemoved int `json:"leftovers_removed,omitempty"`
 }
 
 // Prune forgets the snapshots the policy does not keep, then deletes every data object no
@@ -181,6 +184,7 @@ func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, l
 	})
 	if err == nil {
 		r.resetIndex()
+		rep.LeftoversRemoved, err = r.sweepLeftovers(ctx, lock, dryRun)
 	}
 	return rep, err
 }
