@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,20 @@ func (f *fakeRoute) serve(w http.ResponseWriter, r *http.Request) {
 	f.acked = append(f.acked, keys)
 	f.mu.Unlock()
 	answer(w, http.StatusOK, map[string]any{"queued": queued, "skipped": skipped, "errors": errs})
+}
+
+// failWith makes fn answer requests first (see fail).
+func (f *fakeRoute) failWith(fn func(n int, w http.ResponseWriter, r *http.Request) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = fn
+}
+
+// batches returns the keys of every well-formed request and of every acknowledged one.
+func (f *fakeRoute) batches() (received, acked [][]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.received), slices.Clone(f.acked)
 }
 
 // counts says how often each key was received and acknowledged.

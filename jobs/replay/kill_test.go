@@ -66,14 +66,14 @@ func TestReplayResumesAfterKill9AgainstFakeLangfuseRoute(t *testing.T) {
 			f, srv := newFakeRoute(t, testKey)
 			held := make(chan struct{})
 			if tc.awaiting {
-				f.fail = func(n int, _ http.ResponseWriter, r *http.Request) bool {
+				f.failWith(func(n int, _ http.ResponseWriter, r *http.Request) bool {
 					if n != 2 {
 						return false
 					}
 					close(held)
 					<-r.Context().Done() // the killed client's connection closes
 					return true
-				}
+				})
 			}
 			state := filepath.Join(t.TempDir(), "replay.json")
 			child := replayChild(t, srv.URL, state, tc.rate)

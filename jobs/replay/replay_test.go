@@ -121,9 +121,10 @@ func TestReplayBatchesAtThousandAgainstFakeLangfuseRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	received, _ := f.batches()
 	var sizes []int
 	var order []string
-	for _, b := range f.received {
+	for _, b := range received {
 		sizes = append(sizes, len(b))
 		order = append(order, b...)
 	}
@@ -144,8 +145,8 @@ func TestReplayBatchesAtThousandAgainstFakeLangfuseRoute(t *testing.T) {
 	}
 	// A finished replay sends nothing again.
 	again, err := Send(context.Background(), Options{Client: testClient(srv.URL, testKey), StatePath: state, Log: quiet()}, selectionOf(ev), saved)
-	if err != nil || len(f.received) != 3 || again.Sent != 2500 {
-		t.Fatalf("rerun sent more: %d requests, %+v, %v", len(f.received), again, err)
+	if received, _ = f.batches(); err != nil || len(received) != 3 || again.Sent != 2500 {
+		t.Fatalf("rerun sent more: %d requests, %+v, %v", len(received), again, err)
 	}
 }
 
@@ -165,7 +166,7 @@ func TestReplayRetriesAgainstFakeLangfuseRoute(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f, srv := newFakeRoute(t, testKey)
-			f.fail = func(n int, w http.ResponseWriter, _ *http.Request) bool {
+			f.failWith(func(n int, w http.ResponseWriter, _ *http.Request) bool {
 				if n >= len(tc.answers) {
 					return false
 				}
@@ -174,17 +175,18 @@ func TestReplayRetriesAgainstFakeLangfuseRoute(t *testing.T) {
 				}
 				answer(w, tc.answers[n], map[string]string{"error": "injected"})
 				return true
-			}
+			})
 			ev := events(10, time.Now())
 			state := filepath.Join(t.TempDir(), "ck.json")
 			ck := &Checkpoint{Container: "c"}
 			res, err := Send(context.Background(), Options{Client: testClient(srv.URL, testKey), StatePath: state, Log: quiet()}, selectionOf(ev), ck)
-			if len(f.received) != tc.requests {
-				t.Fatalf("%d requests, want %d", len(f.received), tc.requests)
+			received, acked := f.batches()
+			if len(received) != tc.requests {
+				t.Fatalf("%d requests, want %d", len(received), tc.requests)
 			}
 			if tc.wantErr == "" {
-				if err != nil || res.Sent != 10 || len(f.acked) != 1 {
-					t.Fatalf("result %+v, %v; acked %d", res, err, len(f.acked))
+				if err != nil || res.Sent != 10 || len(acked) != 1 {
+					t.Fatalf("result %+v, %v; acked %d", res, err, len(acked))
 				}
 				return
 			}
