@@ -193,6 +193,25 @@ func TestAppendOnlyRepositorySurvivesItsCredential(t *testing.T) {
 
 	verifyAll("after the attack")
 	drill("after the attack")
+
+	// The separate identity that may delete (the account key, no append_only) prunes by policy;
+	// the kept snapshot still verifies and drills.
+	pcfg := cfg
+	pcfg.Storage.SASToken, pcfg.Storage.Endpoint, pcfg.Storage.AppendOnly = "", "", false
+	pcfg.Storage.ConnectionString = config.Secret(env.AzureConnectionString)
+	pruner, err := OpenRepository(ctx, pcfg.Storage, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Prune(ctx, pruner, store.Retention{KeepLast: 1}, false, time.Minute)
+	if err != nil || len(rep.Forgotten) != 1 || rep.Forgotten[0] != full.ID {
+		t.Fatalf("prune by the separate identity: %+v, %v; want %s forgotten", rep, err, full.ID)
+	}
+	vrep, err := Verify(ctx, pruner, VerifyRequest{ReadData: true})
+	if err != nil || len(vrep.Problems) > 0 || vrep.Snapshots != 1 {
+		t.Fatalf("verify --read-data after prune: %+v, %v; want the kept snapshot whole", vrep, err)
+	}
+	drill("after prune")
 }
 
 func readBlob(t *testing.T, c *container.Client, name string) []byte {
