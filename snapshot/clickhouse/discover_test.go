@@ -11,6 +11,10 @@ import (
 func TestCapabilitiesFor(t *testing.T) {
 	modern := map[string]bool{"tables.uuid": true, "databases.uuid": true, "tables.data_paths": true, "parts.hash_of_all_files": true, "disks.path": true, "settings.optimize_on_insert": true}
 	withDeletes := map[string]bool{"tables.uuid": true, "databases.uuid": true, "tables.data_paths": true, "parts.hash_of_all_files": true, "disks.path": true, "settings.optimize_on_insert": true, "parts.has_lightweight_delete": true, "functions.formatRow": true}
+	withPatches := map[string]bool{"settings.apply_patch_parts": true}
+	for k := range withDeletes {
+		withPatches[k] = true
+	}
 	tests := []struct {
 		version string
 		columns map[string]bool
@@ -20,6 +24,7 @@ func TestCapabilitiesFor(t *testing.T) {
 		{"20.3.19.4", map[string]bool{"tables.data_paths": true, "disks.path": true}, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3, FreezeWithName: true, TableDataPaths: true, Disks: true}},
 		{"21.8.15.7", modern, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true}},
 		{"24.8.4.13", withDeletes, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true}},
+		{"25.8.1.1", withPatches, Capabilities{Version: "25.8.1.1", Major: 25, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true, PatchParts: true}},
 	}
 	for _, tt := range tests {
 		if got := capabilitiesFor(tt.version, tt.columns); got != tt.want {

@@ -70,13 +70,18 @@ type Capabilities struct {
 	// with which an INSERT merges the rows of each block by a Replacing or Aggregating table's
 	// sorting key; a restore's INSERT turns it off so that it loads every row it was given.
 	OptimizeOnInsert bool `json:"optimize_on_insert,omitempty"`
+	// PatchParts: the server has the apply_patch_parts setting (25.7+), so it may write a
+	// lightweight update (UPDATE, and DELETE in lightweight_update mode) as patch parts, which
+	// system.parts lists under a partition id of their own (PatchPartitionOf) and a SELECT
+	// applies to the rows of the partition they update.
+	PatchParts bool `json:"patch_parts,omitempty"`
 }
 
 // capabilityColumns are the system columns whose presence is a capability, as "table.column";
 // capabilitySettings and capabilityFunctions are the settings and functions whose presence is one.
 var (
 	capabilityColumns   = []string{"tables.uuid", "databases.uuid", "tables.data_paths", "parts.hash_of_all_files", "disks.path", "parts.has_lightweight_delete"}
-	capabilitySettings  = []string{"optimize_on_insert"}
+	capabilitySettings  = []string{"optimize_on_insert", "apply_patch_parts"}
 	capabilityFunctions = []string{"formatRow"}
 )
 
@@ -160,6 +165,7 @@ func capabilitiesFor(version string, present map[string]bool) Capabilities {
 	c.TableUUIDs = present["tables.uuid"]
 	c.DatabaseUUIDs = present["databases.uuid"]
 	c.OptimizeOnInsert = present["settings.optimize_on_insert"]
+	c.PatchParts = present["settings.apply_patch_parts"]
 	c.PartHashes = present["parts.hash_of_all_files"]
 	c.TableDataPaths = present["tables.data_paths"]
 	c.Disks = present["disks.path"]
