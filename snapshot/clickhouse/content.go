@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
 
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -68,14 +67,13 @@ func (c *contentSums) of(ctx context.Context, srv *Server, rec *TableRecord, p P
 		return nil, err.Error()
 	}
 	// Parts never become active again once merged away: the same active set after the sum as
-	// the object's parts means the sum read exactly the object's parts.
-	var active []string
-	if err := srv.Conn.QueryRow(ctx, "SELECT groupArray(name) FROM system.parts WHERE active AND database = ? AND table = ? AND partition_id = ?",
-		rec.Database, rec.Name, p.ID).Scan(&active); err != nil {
-		return nil, fmt.Sprintf("list the parts of %s partition %s on %s: %v", rec.FullName(), p.ID, srv.Addr, err)
+	// the object's parts means the sum read exactly the object's parts. Likewise for the patch
+	// parts, which the sum applied: a lightweight update since the listing changes them.
+	active, patches, err := partitionParts(ctx, srv, rec.Database, rec.Name, p.ID)
+	if err != nil {
+		return nil, err.Error()
 	}
-	sort.Strings(active)
-	if !slices.Equal(active, p.Parts) || (logical && !obj.Reused && sum.Rows != p.Rows) {
+	if !slices.Equal(active, p.Parts) || !slices.Equal(patches, p.Patches) || (logical && !obj.Reused && sum.Rows != p.Rows) {
 		return nil, "the partition changed while it was backed up"
 	}
 	return &sum, ""

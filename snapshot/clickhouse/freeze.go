@@ -84,19 +84,13 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 			// the partition was dropped (DROP PARTITION, TTL) since it was listed. Its object
 			// is then empty, as a logical one would be. Parts still there mean the shadow is
 			// somewhere else (another disk) and this is an error.
-			if n, cerr := activeParts(ctx, srv, db, table, partitionID); cerr == nil && n == 0 {
+			if parts, _, cerr := partitionParts(ctx, srv, db, table, partitionID); cerr == nil && len(parts) == 0 {
 				return &frozen{shadow: f.shadow}, nil
 			}
 		}
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
-}
-
-func activeParts(ctx context.Context, srv *Server, db, table, partitionID string) (uint64, error) {
-	var n uint64
-	err := srv.Conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND partition_id = ? AND active", db, table, partitionID).Scan(&n)
-	return n, err
 }
 
 // freezeIncrement decides which shadow directory an 18.16 freeze made, from shadow/increment.txt

@@ -9,13 +9,18 @@ import (
 	"strings"
 )
 
-// Partition is one unit of a ClickHouse backup: the active parts of one partition of a table.
+// Partition is one unit of a ClickHouse backup: the active parts of one partition of a table,
+// and the patch parts that update their rows.
 type Partition struct {
 	ID        string   `json:"id"`        // partition_id, as _partition_id and ATTACH PARTITION ID use it
 	Partition string   `json:"partition"` // the partition key's value, e.g. 202605
 	Parts     []string `json:"parts"`     // active part names, sorted
 	Rows      uint64   `json:"rows"`      // listed: as system.parts counts them, lightweight-deleted rows too; recorded: what the object holds
-	Bytes     uint64   `json:"bytes"`     // on disk, compressed
+	Bytes     uint64   `json:"bytes"`     // on disk, compressed, patch parts included
+	// Patches are the active patch parts of the partition, sorted: lightweight updates and
+	// deletes not yet merged into its parts, which a SELECT of its parts applies. Their rows
+	// are changes to the partition's rows, not rows of their own, so Rows leaves them out.
+	Patches []string `json:"patches,omitempty"`
 
 	// content tells the parts' contents apart where names and rows repeat (a table dropped
 	// and re-created, then loaded alike): each part's checksum hash where the server has one,
@@ -29,7 +34,7 @@ type Partition struct {
 	visible uint64
 }
 
-// Partitions lists the active partitions of a table from system.parts.
+// Partitions lists the active partitions of a table from system.parts, each with its patch parts.
 func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, error) {
 	content := "concat(toString(data_compressed_bytes), '/', toString(data_uncompressed_bytes), '/', toString(marks_bytes))"
 	if s.Caps.PartHashes {
@@ -47,32 +52,101 @@ func Partitions(ctx context.Context, s *Server, db, table string) ([]Partition, 
 		return nil, fmt.Errorf("list partitions of %s.%s on %s: %w", db, table, s.Addr, err)
 	}
 	defer rows.Close()
-	var out []Partition
-	var withDeletes []int
+	var listed []listedPartition
 	for rows.Next() {
-		var p Partition
+		var l listedPartition
 		var hasDeletes uint8
-		if err := rows.Scan(&p.ID, &p.Partition, &p.Parts, &p.Rows, &p.Bytes, &p.content, &p.written, &hasDeletes); err != nil {
+		if err := rows.Scan(&l.ID, &l.Partition.Partition, &l.Parts, &l.Rows, &l.Bytes, &l.content, &l.written, &hasDeletes); err != nil {
 			return nil, fmt.Errorf("list partitions of %s.%s on %s: %w", db, table, s.Addr, err)
 		}
-		sort.Strings(p.Parts)
-		sort.Strings(p.content)
-		p.visible = p.Rows
-		if hasDeletes != 0 {
-			withDeletes = append(withDeletes, len(out))
-		}
-		out = append(out, p)
+		l.deletes = hasDeletes != 0
+		listed = append(listed, l)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list partitions of %s.%s on %s: %w", db, table, s.Addr, err)
 	}
 	rows.Close()
-	for _, i := range withDeletes {
+	out, recount := groupPatches(listed, s.Caps.PatchParts)
+	for _, i := range recount {
 		if err := countVisible(ctx, s, db, table, &out[i]); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// listedPartition is one row of the listing: a partition_id's active parts, which are patch
+// parts where the id is a patch partition's.
+type listedPartition struct {
+	Partition
+	deletes bool // some part has lightweight-deleted rows
+}
+
+// groupPatches folds the listing's patch partitions into the partitions they update, so that a
+// partition is its parts and its patch parts, and no patch-… partition is ever backed up on its
+// own: its object would be empty, and restoring it refused. Patch parts of a partition without
+// parts left update no row and are left out. patchParts is Capabilities.PatchParts: only such a
+// server has patch partitions. It returns the partitions sorted by id, and the indexes of those
+// whose visible rows must be counted: where a lightweight delete masked rows, or a patch part
+// may have (a lightweight_update-mode DELETE is one).
+func groupPatches(listed []listedPartition, patchParts bool) ([]Partition, []int) {
+	var out []Partition
+	var patches []listedPartition
+	recount := map[string]bool{}
+	for _, l := range listed {
+		if _, ok := PatchPartitionOf(l.ID); ok && patchParts {
+			patches = append(patches, l)
+			continue
+		}
+		p := l.Partition
+		p.visible = p.Rows
+		recount[p.ID] = l.deletes
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	for _, l := range patches {
+		id, _ := PatchPartitionOf(l.ID)
+		i := sort.Search(len(out), func(i int) bool { return out[i].ID >= id })
+		if i == len(out) || out[i].ID != id {
+			continue
+		}
+		p := &out[i]
+		p.Patches = append(p.Patches, l.Parts...)
+		p.content = append(p.content, l.content...)
+		p.Bytes += l.Bytes
+		p.written = max(p.written, l.written)
+		recount[id] = true
+	}
+	var counts []int
+	for i := range out {
+		sort.Strings(out[i].Parts)
+		sort.Strings(out[i].Patches)
+		sort.Strings(out[i].content)
+		if recount[out[i].ID] {
+			counts = append(counts, i)
+		}
+	}
+	return out, counts
+}
+
+// PatchPartitionOf says whether a partition_id is one under which system.parts lists patch parts,
+// patch-<hash>-<id>, and returns <id>: the partition whose rows they update. The hash (of the
+// updated columns' names) is hex; the id may hold dashes itself (a tuple key's, 202605-3).
+func PatchPartitionOf(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, "patch-")
+	if !ok {
+		return "", false
+	}
+	hash, of, ok := strings.Cut(rest, "-")
+	if !ok || hash == "" || of == "" {
+		return "", false
+	}
+	for _, c := range hash {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", false
+		}
+	}
+	return of, true
 }
 
 // InPartition is the condition that selects a partition's rows, reading only its parts: servers
@@ -96,9 +170,41 @@ func InPartition(p Partition) string {
 	return cond + " AND startsWith(_part, " + QuoteString(prefix) + ")"
 }
 
-// countVisible counts the rows of a partition's listed parts that a lightweight delete left,
-// reading their _row_exists masks. Parts listed but merged away since count as empty, which
-// makes a fingerprint no earlier object has: an upload, never a wrong reuse.
+// partitionParts lists the active parts of one partition now, and its active patch parts (on a
+// server with PatchParts), each sorted: what a listing of the partition would hold.
+func partitionParts(ctx context.Context, s *Server, db, table, id string) (parts, patches []string, err error) {
+	cond := "partition_id = ?"
+	if s.Caps.PatchParts {
+		cond = "(partition_id = ? OR startsWith(partition_id, 'patch-'))"
+	}
+	rows, err := s.Conn.Query(ctx, "SELECT partition_id, name FROM system.parts WHERE active AND database = ? AND table = ? AND "+cond, db, table, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the parts of %s.%s partition %s on %s: %w", db, table, id, s.Addr, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var partition, name string
+		if err := rows.Scan(&partition, &name); err != nil {
+			return nil, nil, fmt.Errorf("list the parts of %s.%s partition %s on %s: %w", db, table, id, s.Addr, err)
+		}
+		if partition == id {
+			parts = append(parts, name)
+		} else if of, ok := PatchPartitionOf(partition); ok && of == id {
+			patches = append(patches, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("list the parts of %s.%s partition %s on %s: %w", db, table, id, s.Addr, err)
+	}
+	sort.Strings(parts)
+	sort.Strings(patches)
+	return parts, patches, nil
+}
+
+// countVisible counts the rows of a partition's listed parts that lightweight deletes left,
+// reading their _row_exists masks with the patch parts applied. Parts listed but merged away
+// since count as empty, which makes a fingerprint no earlier object has: an upload, never a
+// wrong reuse.
 func countVisible(ctx context.Context, s *Server, db, table string, p *Partition) error {
 	names := make([]string, len(p.Parts))
 	for i, name := range p.Parts {
@@ -152,7 +258,10 @@ func columnList(ctx context.Context, s *Server, db, table string) ([]column, err
 // columns are included because ALTER ADD COLUMN changes what SELECT * returns without renaming
 // any part. Part names and rows repeat in a table dropped and re-created, so the table's
 // identity (its UUID, the incarnation of its replication group, its create statement) and the
-// parts' contents (see Partition.content) are included too.
+// parts' contents (see Partition.content) are included too. So are the patch parts, which
+// change the rows a SELECT reads without renaming any part: a patch part appearing, merging
+// with another or merged away changes the fingerprint. A partition without patch parts has the
+// fingerprint it had before they were counted, so its objects are still reused.
 func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "clickhouse-partition/v2\n%s\n%s\n", t.FullName(), p.ID)
@@ -161,6 +270,9 @@ func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) str
 	}
 	fmt.Fprintf(h, "uuid %s\nincarnation %s\ncreate %x\n", t.UUID, t.incarnation, sha256.Sum256([]byte(t.Create)))
 	fmt.Fprintf(h, "columns %s\nparts %s\nrows %d\ncontent %s\n", strings.Join(columns, ", "), strings.Join(p.Parts, " "), p.Rows, strings.Join(p.content, " "))
+	if len(p.Patches) > 0 {
+		fmt.Fprintf(h, "patches %s\n", strings.Join(p.Patches, " "))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -43,6 +43,11 @@ func (s *Source) plan(ctx context.Context, servers []*Server, tables []Table, re
 				return fmt.Errorf("size the partitions on %s: %w", srv.Addr, err)
 			}
 			t, ok := want[k.table]
+			if _, patch := PatchPartitionOf(k.partition); patch && srv.Caps.PatchParts {
+				// Patch parts are exported with the partition whose rows they update, and
+				// their rows are changes to that partition's rows, not rows of their own.
+				continue
+			}
 			switch {
 			case !ok:
 			case t.Replicated():

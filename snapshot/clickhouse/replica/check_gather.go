@@ -75,6 +75,9 @@ func gatherFacts(ctx context.Context, s *clickhouse.Server, f clickhouse.Filter)
 		if err := parts.Scan(&db, &table, &id, &n); err != nil {
 			return nil, fmt.Errorf("read parts on %s: %w", s.Addr, err)
 		}
+		if _, patch := clickhouse.PatchPartitionOf(id); patch && s.Caps.PatchParts {
+			continue // a lightweight update's changes to its partition's rows, not rows of a partition
+		}
 		if t := out[db+"."+table]; t != nil {
 			t.Partitions[id] = n
 		}
