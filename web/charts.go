@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"net/http"
 	"slices"
@@ -37,6 +38,9 @@ const (
 	trendsTimeout = 30 * time.Second
 )
 
+// errStillReading: the first read of the history outlasts the page's wait, and goes on.
+var errStillReading = errors.New("still reading the catalog and the run history: the pictures follow on a later load")
+
 // trendsCache wraps the trends panel with the last good result.
 type trendsCache struct {
 	panel *panel[jobs.Trends]
@@ -67,8 +71,11 @@ func (c *trendsCache) get(ctx context.Context, wait time.Duration) (*jobs.Trends
 		c.last = &t
 		return &t, nil
 	}
-	if c.last != nil && ctx.Err() != nil {
-		return c.last, nil
+	if ctx.Err() != nil {
+		if c.last != nil {
+			return c.last, nil
+		}
+		return nil, errStillReading
 	}
 	return nil, err
 }
@@ -236,6 +243,7 @@ type chartsPanel struct {
 	Enabled bool // the source keeps a history to draw
 	Charts  []template.HTML
 	Err     string
+	Pending string // the history is being read: not an error
 }
 
 // indexWithCharts is the index page with its pictures.
@@ -249,6 +257,9 @@ func (s *Server) charts(ctx context.Context) chartsPanel {
 		return chartsPanel{}
 	}
 	t, err := s.trends.get(ctx, s.opts.PanelTimeout)
+	if errors.Is(err, errStillReading) {
+		return chartsPanel{Enabled: true, Pending: err.Error()}
+	}
 	if err != nil {
 		return chartsPanel{Enabled: true, Err: errText(err)}
 	}

@@ -173,3 +173,31 @@ func TestWorstVerdict(t *testing.T) {
 		}
 	}
 }
+
+// slowTrends answers after a delay, like a remote repository with many run records.
+type slowTrends struct {
+	*fakeSource
+	delay time.Duration
+}
+
+func (s slowTrends) Trends(ctx context.Context) (jobs.Trends, error) {
+	return wait(ctx, s.delay, recordedTrends(), nil)
+}
+
+// TestSlowHistoryNeverHoldsThePage: the page answers within the panel timeout while the history
+// is read, says the pictures follow, and draws them once the read has finished.
+func TestSlowHistoryNeverHoldsThePage(t *testing.T) {
+	s := New(Options{Version: "test", PanelTimeout: 100 * time.Millisecond}, slowTrends{sampleSource(), 300 * time.Millisecond})
+	start := time.Now()
+	_, body := get(t, s, "/")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the page took %s", took)
+	}
+	if !strings.Contains(body, `id="charts-pending"`) || strings.Contains(body, "<svg") || strings.Contains(body, "charts-error") {
+		t.Errorf("while reading: want the note and no pictures")
+	}
+	time.Sleep(400 * time.Millisecond)
+	if _, body = get(t, s, "/"); !strings.Contains(body, `id="chart-recovery-age"`) {
+		t.Error("no pictures once the history was read")
+	}
+}
