@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +92,56 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
+}
+
+// errPatchParts: a frozen partition had patch parts, or may have had them when it was frozen.
+//
+// Freeze mode cannot carry a partition's patch parts, so it exports such a partition logically
+// (a SELECT applies them; recorded as FormatNative). On 26.7, measured:
+//   - FREEZE hard-links a partition's parts but never its patch parts: neither FREEZE PARTITION
+//     ID 'P', nor FREEZE PARTITION ID 'patch-<hash>-P', nor a whole-table FREEZE holds one
+//     (ClickHouse#116677: BACKUP leaves them out too).
+//   - Copied by hand, they would not restore: ATTACH gives every part a new block number, and a
+//     patch part finds the rows it updates by the part name and data version it recorded, so it
+//     silently stops applying (it applied only where the attach happened to reproduce the
+//     original part names); and the restore's REPLACE PARTITION from its staging table refuses
+//     a partition with unapplied patch parts (ClickHouse#107386).
+//   - Materializing them first (ALTER TABLE ... APPLY PATCHES) is a mutation of the live table
+//     the backup reads: it rewrites the partition's parts while Langfuse writes to it, and a
+//     backup must not change what it backs up.
+var errPatchParts = errors.New("the partition has patch parts (lightweight updates), which a freeze leaves out")
+
+// freezeUnpatched freezes a partition that had no patch parts when it was listed, and returns
+// errPatchParts, with the freeze removed, unless the freeze holds its rows as a SELECT reads
+// them: a lightweight update may have come between the listing and the freeze. Right after the
+// freeze, the partition must have no patch parts and every frozen part must still be active;
+// a patch part gone since is one merged into a part, which is then no longer active.
+func freezeUnpatched(ctx context.Context, srv *Server, root localRoot, db, table, partitionID string) (*frozen, error) {
+	f, err := freezePartition(ctx, srv, root, db, table, partitionID)
+	if err != nil || !srv.Caps.PatchParts || len(f.parts) == 0 {
+		return f, err
+	}
+	parts, patches, err := partitionParts(ctx, srv, db, table, partitionID)
+	if err == nil && len(patches) == 0 && allIn(f.parts, parts) {
+		return f, nil
+	}
+	if rmErr := f.remove(); rmErr != nil {
+		return nil, fmt.Errorf("remove the shadow directory %s: %w", f.shadow, rmErr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("freeze %s.%s partition %s: %w", db, table, partitionID, err)
+	}
+	return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, errPatchParts)
+}
+
+// allIn says whether every name of sub is in sorted.
+func allIn(sub, sorted []string) bool {
+	for _, name := range sub {
+		if _, ok := slices.BinarySearch(sorted, name); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // freezeIncrement decides which shadow directory an 18.16 freeze made, from shadow/increment.txt

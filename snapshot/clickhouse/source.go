@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -246,9 +247,9 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		rec.VersionColumn = versionColumn(rec.Create)
 		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password, StallTimeout: s.Conn.StallTimeout}
 		checked := CheckedStream
-		if s.Mode != ModeFreeze && len(parts) > 0 {
-			if unwalkable := unwalkableColumn(colList); unwalkable != "" {
-				checked = CheckedQueryLog
+		if unwalkable := unwalkableColumn(colList); unwalkable != "" && len(parts) > 0 {
+			checked = CheckedQueryLog
+			if s.Mode != ModeFreeze || slices.ContainsFunc(parts, func(p Partition) bool { return len(p.Patches) > 0 }) {
 				s.Log.Info("a column's type cannot be walked in the Native stream; the server's query log checks each export instead",
 					"table", rec.FullName(), "column", unwalkable)
 			}
@@ -265,16 +266,25 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				format, src := FormatNative, io.ReadCloser(nil)
 				var fz *freezeReader
 				var stream *lazyNative
+				// A partition with patch parts is exported logically in freeze mode too: a freeze
+				// cannot carry them (see errPatchParts).
+				logical := s.Mode != ModeFreeze || len(p.Patches) > 0
 				open := func() {
-					if s.Mode == ModeFreeze {
+					fz, stream = nil, nil
+					if !logical {
 						root, _ := s.local.root(ctx, srv) // exportReplicas kept only local replicas
 						db, table, id := rec.Database, rec.Name, p.ID
-						fz = &freezeReader{freeze: func() (*frozen, error) { return freezePartition(ctx, srv, root, db, table, id) }}
+						fz = &freezeReader{freeze: func() (*frozen, error) { return freezeUnpatched(ctx, srv, root, db, table, id) }}
 						format, src = FormatPartsTar, fz
 						return
 					}
+					format = FormatNative
 					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
 					stream = &lazyNative{open: func() (rowStream, error) {
+						if h.Addr == "" { // freeze mode, where http_addresses may be unset
+							return nil, fmt.Errorf("the partition has patch parts (lightweight updates), which a freeze leaves out, so freeze mode exports it logically, " +
+								"through the HTTP interface: set [clickhouse] http_addresses")
+						}
 						if checked == CheckedQueryLog {
 							return h.QueryLogged(ctx, sql)
 						}
@@ -284,7 +294,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				}
 				meta := store.ManifestObject{Kind: "partition", Database: rec.Database, Table: rec.Name, Partition: p.ID, Replica: srv.Addr, Rows: int64(p.Rows)}
 				fingerprint := Fingerprint(rec.Table, cols, p, srv.Addr)
-				if s.Mode == ModeFreeze {
+				if !logical {
 					fingerprint += "/" + FormatPartsTar // the same parts as a native object are not the same object
 				}
 				var obj store.ManifestObject
@@ -293,6 +303,16 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					open()
 					obj, err = w.Put(ctx, meta, fingerprint, src)
 					closeErr = src.Close()
+					if !logical && errors.Is(err, errPatchParts) {
+						// A lightweight update came between the listing and the freeze: the
+						// partition is exported logically after all. The listing does not name
+						// the rows the object holds, so no later backup may reuse it by that
+						// listing: no fingerprint.
+						s.Log.Info("a partition was updated in place while it was frozen; exporting it logically", "table", rec.FullName(), "partition", p.ID, "replica", srv.Addr)
+						logical, fingerprint = true, ""
+						attempt--
+						continue
+					}
 					if !s.exportAgain(ctx, err, attempt, rec.Table, p.ID, srv.Addr) {
 						break
 					}
