@@ -1,8 +1,11 @@
 package clickhouse
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
+
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 func TestInPartition(t *testing.T) {
@@ -110,5 +113,33 @@ func TestFingerprintSeesPatchParts(t *testing.T) {
 			t.Errorf("%s and %s have the same fingerprint", name, other)
 		}
 		seen[f] = name
+	}
+}
+
+// TestSnapshotSectionDropsPatchPartitions: a snapshot taken before patch parts were counted with
+// their partition recorded each patch partition as one of its own, with an object of no rows,
+// which a restore could not load; every reader of the section sees the table's partitions only.
+func TestSnapshotSectionDropsPatchPartitions(t *testing.T) {
+	old := Section{Tables: []TableRecord{{Table: Table{Database: "default", Name: "events_full", Engine: "ReplacingMergeTree",
+		Create: "CREATE TABLE default.events_full (`id` UInt64) ENGINE = ReplacingMergeTree ORDER BY id"},
+		Partitions: []PartitionRecord{
+			{Partition: Partition{ID: "202605", Parts: []string{"202605_1_1_1"}, Rows: 1000}, Object: "a"},
+			{Partition: Partition{ID: "patch-9834becdf7e2e15ad7c410ffd6a5a63c-202605", Parts: []string{"patch-9834becdf7e2e15ad7c410ffd6a5a63c-202605_4_4_0_3"}, Rows: 100}, Object: "b"},
+			{Partition: Partition{ID: "202606", Parts: []string{"202606_2_2_1"}, Rows: 1000}, Object: "c"},
+		}}}}
+	raw, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, _, err := SnapshotSection(&store.Manifest{ID: "20260101T000000Z-abcdef", Sections: map[string]json.RawMessage{"clickhouse": raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range sec.Tables[0].Partitions {
+		ids = append(ids, p.ID)
+	}
+	if fmt.Sprint(ids) != "[202605 202606]" {
+		t.Errorf("partitions read from the snapshot: %v; want [202605 202606]", ids)
 	}
 }

@@ -6,6 +6,7 @@ package clickhouse
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -106,9 +107,27 @@ func SnapshotSection(m *store.Manifest) (*Section, map[string]store.ObjectRef, e
 	if err := sec.CheckStatements(); err != nil {
 		return nil, nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
 	}
+	sec.dropPatchPartitions()
 	objects := map[string]store.ObjectRef{}
 	for _, o := range m.Objects {
 		objects[o.ID] = o.ObjectRef
 	}
 	return &sec, objects, nil
+}
+
+// dropPatchPartitions forgets the patch-<hash>-<id> partitions that snapshots taken before
+// patch parts were counted with their partition recorded on their own. Their objects hold no
+// rows (an export of such an id reads none: a SELECT applies patch parts to the partition they
+// update, whose own object holds the updated rows), and restoring one fails (REPLACE PARTITION
+// refuses an empty source), so a restore, a drill or a replica rebuild of such a snapshot leaves
+// them out. No partition of a table has such an id: the server names partitions by digits,
+// dashes and hex hashes, and only patch parts by "patch-".
+func (sec *Section) dropPatchPartitions() {
+	for i := range sec.Tables {
+		t := &sec.Tables[i]
+		t.Partitions = slices.DeleteFunc(t.Partitions, func(p PartitionRecord) bool {
+			_, patch := PatchPartitionOf(p.ID)
+			return patch
+		})
+	}
 }
