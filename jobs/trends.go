@@ -113,9 +113,8 @@ func SnapshotTrendOf(m *store.Manifest) SnapshotTrend {
 	return s
 }
 
-// holdsWhole is the freshness cards' rule: a complete set whose component for the source is
-// complete. (Where the manifest records a narrowed scope, store.Manifest.HoldsWhole is the rule
-// to use instead; see the scope of snapshots.)
+// holdsWhole is the freshness cards' rule: a complete set that holds the source whole (one
+// narrowed by --tables, or a migration's snapshot of one database, is no backup of it).
 func holdsWhole(m *store.Manifest, c store.Component) bool {
-	return m.Status == store.StatusComplete && c.Status == store.StatusComplete
+	return m.Status == store.StatusComplete && m.HoldsWhole(c.Source)
 }

@@ -42,6 +42,16 @@ func TestSnapshotTrendOf(t *testing.T) {
 				"clickhouse": {Source: "clickhouse", RecoveryPoint: t0},
 			},
 		},
+		{
+			name: "a set narrowed by --tables is no backup of the source it narrowed",
+			m: store.Manifest{ID: "c", Start: t0, End: t0.Add(time.Minute), Status: store.StatusComplete,
+				Scope:      &store.Scope{Sources: []string{"clickhouse", "postgres"}, Narrowed: []string{"clickhouse"}},
+				Components: []store.Component{comp("clickhouse", store.StatusComplete, time.Second), comp("postgres", store.StatusComplete, time.Second)}},
+			want: map[string]SourceTrend{
+				"clickhouse": {Source: "clickhouse", Seconds: 1, RecoveryPoint: t0},
+				"postgres":   {Source: "postgres", Seconds: 1, Whole: true, RecoveryPoint: t0},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := SnapshotTrendOf(&tc.m)
