@@ -40,9 +40,11 @@ type ReplayEventsResult struct {
 	Snapshot       string    `json:"snapshot,omitempty"`
 	Cut            time.Time `json:"cut,omitzero"`
 	CutSkewSeconds float64   `json:"cut_skew_seconds,omitempty"`
-	MarginSeconds  float64   `json:"margin_seconds"`
-	Container      string    `json:"container"`
-	Checkpoint     string    `json:"checkpoint"`
+	// From is where the replay starts before the margin: the cut, or the request's Since.
+	From          time.Time `json:"from"`
+	MarginSeconds float64   `json:"margin_seconds"`
+	Container     string    `json:"container"`
+	Checkpoint    string    `json:"checkpoint"`
 	// Selection is what the window holds: counts by project and type, the time range, and the
 	// keys that cannot be replayed.
 	Selection *replay.Selection `json:"selection"`
@@ -98,6 +100,7 @@ func ReplayEvents(ctx context.Context, cfg *config.Config, repo *store.Repositor
 		}
 		since = res.Cut
 	}
+	res.From = since.UTC()
 	since = since.Add(-lf.ReplayMargin.D()).UTC()
 
 	c, err := blobs.OpenContainer(ctx, res.Container, BlobCredentials(cfg.Blobs), false)
@@ -154,6 +157,8 @@ func recoveryPoint(res *ReplayEventsResult, req ReplayRequest) string {
 		base = fmt.Sprintf("ClickHouse restored to the snapshot %s at %s", res.Snapshot, clock(res.Cut))
 	case res.Snapshot != "":
 		base = fmt.Sprintf("ClickHouse at the snapshot %s (cut %s)", res.Snapshot, clock(res.Cut))
+	case !res.From.IsZero():
+		base = "ClickHouse from " + clock(res.From)
 	}
 	sel := res.Selection
 	switch {

@@ -25,6 +25,8 @@ func TestRecoveryPointSaysWhereClickHouseStands(t *testing.T) {
 			want: "ClickHouse at the snapshot s (cut 2026-11-30 11:45:00Z), then 2,000 of 4,812 events replayed, written until 2026-11-30 11:45:00Z (incomplete)"},
 		{name: "dry run", res: ReplayEventsResult{Selection: sel, DryRun: true},
 			want: "ClickHouse, then 4,812 events written until 2026-11-30 11:58:31Z would be replayed"},
+		{name: "since a time", res: ReplayEventsResult{From: cut, Selection: sel, Replay: &replay.Result{Sent: 4812, Reached: last, Done: true}},
+			want: "ClickHouse from 2026-11-30 11:45:00Z, then 4,812 events written until 2026-11-30 11:58:31Z replayed"},
 		{name: "nothing to replay", res: ReplayEventsResult{Selection: &replay.Selection{Window: sel.Window}, Replay: &replay.Result{Done: true}},
 			want: "ClickHouse: no events written since 2026-11-30 11:43:00Z to replay"},
 	}
