@@ -16,15 +16,18 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/lease"
+	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/store"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 // TestAppendOnlyRepositorySurvivesItsCredential is issue 29's attack test, live on Azurite. The
-// daemon's work (a backup of a scratch PostgreSQL database and ClickHouse database of the 18.16
-// cluster, an incremental, verify --read-data and a sampled verify, a drill and its run record)
+// daemon's work (a full set: a scratch PostgreSQL database, a ClickHouse database of the 18.16
+// cluster, a ZooKeeper subtree and a blob container; an incremental, verify --read-data and a sampled verify, a drill and its run record)
 // runs with a container SAS "rcl" and [storage] append_only; prune refuses, naming the fix. Then
 // an attacker holding the same SAS tries to delete, overwrite, truncate, re-upload (blocks),
 // rename (copy, then delete), lease and re-tag every object the repository holds: every attempt
@@ -48,7 +51,33 @@ func TestAppendOnlyRepositorySurvivesItsCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A full set: ZooKeeper (a scratch subtree) and Langfuse's blob container too.
+	suffix := time.Now().UnixNano() % 1e12
+	srcURL := fmt.Sprintf("azblob://it-aoevents-%d", suffix)
+	src, err := blobs.OpenContainer(ctx, srcURL, blobs.Credentials{ConnectionString: env.AzureConnectionString}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteContainers(env.AzureConnectionString, srcURL) })
+	for i, p := range fileLogPaths(t, f) {
+		putBlob(t, src, p, []byte(fmt.Sprintf(`{"event": %d}`, i)))
+	}
+	zkRoot := fmt.Sprintf("/it_ao_%d", suffix)
+	zconn, err := zookeeper.Connect(ctx, []string{env.ZK}, 10*time.Second, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zconn.Close()
+	for _, p := range []string{zkRoot, zkRoot + "/a"} {
+		if _, err := zconn.Create(p, []byte("data of "+p), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = deleteZK(zconn, zkRoot) })
+
 	cfg := *f.cfg
+	cfg.ZooKeeper.Servers, cfg.ZooKeeper.Roots, cfg.ZooKeeper.Exclude = []string{env.ZK}, []string{zkRoot}, nil
+	cfg.Blobs = config.Blobs{URL: srcURL, AzureCredentials: config.AzureCredentials{ConnectionString: config.Secret(env.AzureConnectionString)}, Workers: 2, PackSize: 1 << 20}
 	cfg.Storage.URL = "azblob://" + name + "/repo"
 	cfg.Storage.Endpoint, cfg.Storage.SASToken, cfg.Storage.AppendOnly = endpoint, config.Secret(sas), true
 	repo, err := CreateRepository(ctx, cfg.Storage, quiet)
@@ -60,6 +89,9 @@ func TestAppendOnlyRepositorySurvivesItsCredential(t *testing.T) {
 	full, err := Backup(ctx, &cfg, repo, BackupRequest{}, quiet)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
+	}
+	if got := fmt.Sprint(full.Sources()); got != "[postgres clickhouse zookeeper blobs]" {
+		t.Fatalf("sources %s; want the full set", got)
 	}
 	f.chExec(t, fmt.Sprintf("INSERT INTO %s.scores SELECT * FROM %s.scores LIMIT 10", f.chDB, f.chDB))
 	incr, err := Backup(ctx, &cfg, repo, BackupRequest{}, quiet)
