@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -139,6 +140,16 @@ func TestChartsOnThePage(t *testing.T) {
 	// 24 ZooKeeper records.
 	if n := strings.Count(body, `<rect class="bar"`); n != 28*4+24 {
 		t.Errorf("%d bars, want %d", n, 28*4+24)
+	}
+	resp, api := get(t, New(Options{Version: "test"}, src), "/api/v1/trends")
+	var tr jobs.Trends
+	dec := json.NewDecoder(strings.NewReader(api))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&tr); err != nil || resp.StatusCode != 200 || len(tr.Snapshots) != len(src.trends.Snapshots) || len(tr.Drills) != 8 {
+		t.Errorf("GET /api/v1/trends: %d, %v, %d snapshots, %d drills", resp.StatusCode, err, len(tr.Snapshots), len(tr.Drills))
+	}
+	if resp, _ := get(t, New(Options{Version: "test"}, sampleSource()), "/api/v1/trends"); resp.StatusCode != 404 {
+		t.Errorf("GET /api/v1/trends without a history: %d, want 404", resp.StatusCode)
 	}
 	_, without := get(t, New(Options{Version: "test"}, sampleSource()), "/")
 	if strings.Contains(without, "<svg") || strings.Contains(without, "Trends") {
