@@ -13,6 +13,8 @@ import (
 	"github.com/tracevault/tracevault/migrate"
 	mch "github.com/tracevault/tracevault/migrate/clickhouse"
 	mpg "github.com/tracevault/tracevault/migrate/postgres"
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // ErrNotConfigured means the configuration lacks what an operation needs: a usage error.
@@ -146,3 +148,42 @@ func NewMigrationFiles(dir, title string, now time.Time) (up, down string, err e
 
 // CreateMigrationFiles writes the empty pair NewMigrationFiles named.
 func CreateMigrationFiles(up, down string) error { return migrate.Create(up, down) }
+
+// MigrationSnapshot is the snapshot `migrate --snapshot-before` took of the migrated database.
+type MigrationSnapshot struct {
+	Snapshot *store.Manifest // nil when Skipped
+	Undo     string          // the arguments of the restore that undoes the migration
+	// Skipped says why none was taken: the ClickHouse database holds no row (the first
+	// migration of a new install), so a snapshot would hold nothing a restore could bring back.
+	Skipped error
+}
+
+// SnapshotBeforeMigrate takes a snapshot of the migrated database only (o.Database, else
+// [migrate]'s or the DSN's), so that a bad migration can be undone with restore; a failure
+// means nothing may be migrated.
+func SnapshotBeforeMigrate(ctx context.Context, cfg *config.Config, target string, o MigrateOptions, log *slog.Logger) (*MigrationSnapshot, error) {
+	r, err := CreateRepository(ctx, cfg.Storage, log)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot before migrating: %w", err)
+	}
+	req := BackupRequest{Only: []string{target}, Tags: []string{"before-migrate"}, LockWait: o.LockWait}
+	out := &MigrationSnapshot{Undo: "--only postgres --dry-run   (see 'tracevault restore --help' for --pg-database)"}
+	db := ""
+	if target == config.SourceClickHouse {
+		db = MigrateDatabase(cfg, o.Database)
+		req.Databases, req.Tables, req.NeedRows = []string{db}, []string{db + ".*"}, true
+		out.Undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --replace", db)
+	} else {
+		req.PostgresDatabase = o.Database
+	}
+	m, err := Backup(ctx, cfg, r, req, log)
+	if db != "" && (errors.Is(err, clickhouse.ErrSelectsNothing) || errors.Is(err, clickhouse.ErrNoRows)) {
+		out.Skipped = err
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot before migrating failed, nothing was migrated: %w", err)
+	}
+	out.Snapshot = m
+	return out, nil
+}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
-	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 type migrateFlags struct {
@@ -311,28 +310,14 @@ func (a *app) printSteps(cmd *cobra.Command, verb string, steps []jobs.MigrateSt
 // empty schema_migrations) has nothing a snapshot could bring back: that is said, no empty
 // snapshot is recorded, and the migration goes ahead.
 func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
-	r, err := jobs.CreateRepository(cmd.Context(), a.cfg.Storage, a.log)
+	s, err := jobs.SnapshotBeforeMigrate(cmd.Context(), a.cfg, f.target, jobs.MigrateOptions{Database: f.database, LockWait: f.lockWait}, a.log)
 	if err != nil {
-		return failed(fmt.Errorf("snapshot before migrating: %w", err))
+		return failed(err)
 	}
-	req := jobs.BackupRequest{Only: []string{f.target}, Tags: []string{"before-migrate"}, LockWait: f.lockWait}
-	undo := "--only postgres --dry-run   (see 'tracevault restore --help' for --pg-database)"
-	db := ""
-	if f.target == config.SourceClickHouse {
-		db = a.migrateDatabase(f)
-		req.Databases, req.Tables, req.NeedRows = []string{db}, []string{db + ".*"}, true
-		undo = fmt.Sprintf("--only clickhouse --tables '%s.*' --replace", db)
-	} else {
-		req.PostgresDatabase = f.database
-	}
-	m, err := jobs.Backup(cmd.Context(), a.cfg, r, req, a.log)
-	if db != "" && (errors.Is(err, clickhouse.ErrSelectsNothing) || errors.Is(err, clickhouse.ErrNoRows)) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "no snapshot taken before migrating: %v, so a snapshot would hold nothing a restore could bring back, and none is recorded; to undo, migrate down\n", err)
+	if s.Skipped != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "no snapshot taken before migrating: %v, so a snapshot would hold nothing a restore could bring back, and none is recorded; to undo, migrate down\n", s.Skipped)
 		return nil
 	}
-	if err != nil {
-		return failed(fmt.Errorf("snapshot before migrating failed, nothing was migrated: %w", err))
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "snapshot %s taken before migrating; to undo: tracevault restore %s %s\n", m.ID, m.ID, undo)
+	fmt.Fprintf(cmd.ErrOrStderr(), "snapshot %s taken before migrating; to undo: tracevault restore %s %s\n", s.Snapshot.ID, s.Snapshot.ID, s.Undo)
 	return nil
 }
