@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
@@ -93,8 +94,10 @@ func chartsOf(t jobs.Trends) []template.HTML {
 			recent = append(recent, s)
 		}
 	}
-	if len(recent) > maxBars {
+	runsNote := "by source, last 7 days"
+	if len(recent) > maxBars { // a frequent schedule: the newest runs, each still a bar
 		recent = recent[len(recent)-maxBars:]
+		runsNote = fmt.Sprintf("by source, the newest %d runs", maxBars)
 	}
 	newBytes, seconds := perSource(sources, recent)
 	from := now.Add(-runWindow)
@@ -102,9 +105,9 @@ func chartsOf(t jobs.Trends) []template.HTML {
 		from = recent[0].Start // a young repository: its own range, not a week of nothing
 	}
 	return []template.HTML{
-		chart.Render(chart.Chart{ID: "chart-new-bytes", Title: "New bytes per run", Note: "by source, last 7 days",
+		chart.Render(chart.Chart{ID: "chart-new-bytes", Title: "New bytes per run", Note: runsNote,
 			Kind: chart.StackedBars, Unit: chart.Bytes, From: from, To: now, Series: newBytes, Empty: "no snapshot in the last 7 days"}),
-		chart.Render(chart.Chart{ID: "chart-duration", Title: "Duration per run", Note: "by source, last 7 days",
+		chart.Render(chart.Chart{ID: "chart-duration", Title: "Duration per run", Note: runsNote,
 			Kind: chart.Lines, Unit: chart.Seconds, From: from, To: now, Series: seconds, Empty: "no snapshot in the last 7 days"}),
 		chart.Render(chart.Chart{ID: "chart-recovery-age", Title: "Recovery point age", Note: "per source, last 24 h: now minus the cut of the newest complete snapshot",
 			Kind: chart.Lines, Unit: chart.Seconds, From: now.Add(-ageWindow), To: now, Series: recoveryAge(sources, t.Snapshots, now.Add(-ageWindow), now),

@@ -151,6 +151,20 @@ func TestChartsOnThePage(t *testing.T) {
 	if resp, _ := get(t, New(Options{Version: "test"}, sampleSource()), "/api/v1/trends"); resp.StatusCode != 404 {
 		t.Errorf("GET /api/v1/trends without a history: %d, want 404", resp.StatusCode)
 	}
+	// A frequent schedule: 7 days of 5-minute runs draw the newest 200, and say so.
+	four := []string{"postgres", "clickhouse", "zookeeper", "blobs"}
+	busy := trendingSource{sampleSource(), jobs.Trends{Now: trendNow, Sources: four}}
+	for i := range 7 * 24 * 12 {
+		busy.trends.Snapshots = append(busy.trends.Snapshots, snap(fmt.Sprint(i), ago(time.Duration(7*24*12-i)*5*time.Minute), time.Second, true, four...))
+	}
+	_, body = get(t, New(Options{Version: "test"}, busy), "/")
+	if n := strings.Count(body, `<rect class="bar"`); n != 4*maxBars || !strings.Contains(body, "the newest 200 runs") {
+		t.Errorf("5-minute runs: %d bars, want %d and a note", n, 4*maxBars)
+	}
+	if len(body) > 512<<10 {
+		t.Errorf("5-minute runs: the page is %d KiB", len(body)>>10)
+	}
+	t.Logf("5-minute runs: the page is %d KiB", len(body)>>10)
 	_, without := get(t, New(Options{Version: "test"}, sampleSource()), "/")
 	if strings.Contains(without, "<svg") || strings.Contains(without, "Trends") {
 		t.Error("a source without history still draws pictures")

@@ -91,6 +91,7 @@ const (
 	bottom   = 22.0 // room for the time labels
 	fontSize = 12
 	maxColor = 6
+	maxMarks = 120 // marks per series: one per 4 units of the drawing's width
 )
 
 // Render draws c as an HTML figure: a caption, the SVG and a legend with each series' numbers.
@@ -392,7 +393,7 @@ func drawBars(b *strings.Builder, p plot, series []Series, u Unit) {
 			y0 := base[k]
 			base[k] += pt.Y
 			yTop, yBot := p.y(base[k]), p.y(y0)
-			fmt.Fprintf(b, `<rect class="bar" x="%.2f" y="%.2f" width="%.2f" height="%.2f"><title>%s</title></rect>`,
+			fmt.Fprintf(b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s</title></rect>`,
 				p.x(pt.X)-barW/2, yTop, barW, yBot-yTop, esc(title(pt, s.Name, u)))
 		}
 		b.WriteString(`</g>`)
@@ -408,7 +409,7 @@ func drawLines(b *strings.Builder, p plot, series []Series, u Unit, coincide boo
 			if i == 0 || pt.Gap {
 				cmd = "M"
 			}
-			fmt.Fprintf(&d, "%s%.2f %.2f", cmd, p.x(pt.X), p.y(pt.Y))
+			fmt.Fprintf(&d, "%s%.1f %.1f", cmd, p.x(pt.X), p.y(pt.Y))
 		}
 		stroke := 2.0
 		if coincide {
@@ -418,9 +419,20 @@ func drawLines(b *strings.Builder, p plot, series []Series, u Unit, coincide boo
 			fmt.Fprintf(b, `<path class="line" d="%s" fill="none" stroke="currentColor" stroke-width="%.1f" stroke-linejoin="round"><title>%s</title></path>`,
 				d.String(), stroke, esc(s.Name))
 		}
-		// Few points are marked; many (a sawtooth over a day) only answer the pointer.
+		// Few points are marked; many (a sawtooth over a day) only answer the pointer. Past
+		// maxMarks a line's pointer targets are thinned evenly (the line keeps every point):
+		// more are closer than a pointer can tell apart, and each costs the page a title. Dots
+		// are the data, and are thinned only past twice as many.
 		marked := len(s.Points) <= 40 || s.Dots
-		for _, pt := range s.Points {
+		limit := maxMarks
+		if s.Dots {
+			limit = 2 * maxMarks
+		}
+		every := (len(s.Points) + limit - 1) / limit
+		for j, pt := range s.Points {
+			if j%every != 0 && j != len(s.Points)-1 && !pt.Bad {
+				continue
+			}
 			class, r, fill := "point", 2.5, "currentColor"
 			switch {
 			case pt.Bad:
@@ -428,7 +440,7 @@ func drawLines(b *strings.Builder, p plot, series []Series, u Unit, coincide boo
 			case !marked:
 				class, r, fill = "point hit", 4, "transparent"
 			}
-			fmt.Fprintf(b, `<circle class="%s" cx="%.2f" cy="%.2f" r="%g" fill="%s"><title>%s</title></circle>`,
+			fmt.Fprintf(b, `<circle class="%s" cx="%.1f" cy="%.1f" r="%g" fill="%s"><title>%s</title></circle>`,
 				class, p.x(pt.X), p.y(pt.Y), r, fill, esc(title(pt, s.Name, u)))
 		}
 		b.WriteString(`</g>`)

@@ -19,6 +19,7 @@ func TestRender(t *testing.T) {
 		bars   int // <rect class="bar"
 		points int // <circle class="point"
 		paths  int // <path class="line"
+		hits   int // <circle class="point hit": a point that only answers the pointer
 		want   []string
 		not    []string
 	}{
@@ -68,6 +69,16 @@ func TestRender(t *testing.T) {
 			points: 50, want: []string{"zookeeper: 49 s"}, not: []string{"hit"},
 		},
 		{
+			name: "many points: every one on the line, marks thinned to maxMarks with the last kept",
+			chart: Chart{Title: "size", Kind: Lines, Unit: Bytes, Series: []Series{{Name: "repository", Points: func() (ps []Point) {
+				for i := range 1000 {
+					ps = append(ps, Point{X: at(i), Y: float64(i)})
+				}
+				return ps
+			}()}}},
+			paths: 1, hits: 1000/9 + 1, want: []string{"repository: 990 B", "repository: 999 B"}, not: []string{"repository: 991 B"},
+		},
+		{
 			name: "coinciding series: the earlier drawn wider",
 			chart: Chart{Title: "age", Kind: Lines, Unit: Seconds, Coincide: true, Series: []Series{
 				{Name: "a", Points: []Point{{X: at(0), Y: 1}, {X: at(1), Y: 2}}}, {Name: "b", Points: []Point{{X: at(0), Y: 1}, {X: at(1), Y: 2}}}}},
@@ -93,7 +104,7 @@ func TestRender(t *testing.T) {
 			for _, c := range []struct {
 				what string
 				n    int
-			}{{`<rect class="bar"`, tc.bars}, {`<circle class="point"`, tc.points}, {`<path class="line"`, tc.paths}} {
+			}{{`<rect class="bar"`, tc.bars}, {`<circle class="point"`, tc.points}, {`<path class="line"`, tc.paths}, {`<circle class="point hit"`, tc.hits}} {
 				if n := strings.Count(got, c.what); n != c.n {
 					t.Errorf("%d × %s, want %d", n, c.what, c.n)
 				}
