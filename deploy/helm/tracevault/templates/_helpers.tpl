@@ -89,6 +89,20 @@ tracevault's integer keys refuse 4.0. Null values are left out (the binary's def
 {{- include "tracevault.toml.table" (dict "path" "" "table" .Values.config) }}
 {{ end -}}
 
+{{/*
+The prune CronJob's configuration: the daemon's, with [storage] append_only off, the storage keys
+of pruneJob.storage in place of the daemon's (the identity that may delete), and no jobs.
+*/}}
+{{- define "tracevault.pruneToml" -}}
+{{- $c := deepCopy .Values.config -}}
+{{- $st := mergeOverwrite (deepCopy $c.storage) (deepCopy (default dict .Values.pruneJob.storage)) -}}
+{{- $_ := set $st "append_only" false -}}
+{{- $_ := set $c "storage" $st -}}
+{{- $_ := set $c "jobs" (list) -}}
+# Rendered by the tracevault chart for the prune CronJob: prune runs as a separate identity.
+{{- include "tracevault.toml.table" (dict "path" "" "table" $c) }}
+{{ end -}}
+
 {{/* Environment of every tracevault container: secrets by reference, never by value. */}}
 {{- define "tracevault.env" -}}
 - name: TRACEVAULT_CONFIG
@@ -120,10 +134,13 @@ tracevault's integer keys refuse 4.0. Null values are left out (the binary's def
 {{- end }}
 {{- end -}}
 
+{{/* Called with (dict "ctx" $ "configMap" name); configMap empty: the release's. */}}
 {{- define "tracevault.volumes" -}}
+{{- $cm := .configMap -}}
+{{- with .ctx -}}
 - name: config
   configMap:
-    name: {{ include "tracevault.fullname" . }}
+    name: {{ default (include "tracevault.fullname" .) $cm }}
 - name: tmp
   emptyDir:
     sizeLimit: {{ .Values.tmpSizeLimit }}
@@ -135,6 +152,7 @@ tracevault's integer keys refuse 4.0. Null values are left out (the binary's def
     items:
       - key: {{ .Values.ageIdentity.key }}
         path: {{ .Values.ageIdentity.key }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -165,7 +183,7 @@ Pod spec shared by the Deployment, CronJob and restore Job. Call with
 */}}
 {{- define "tracevault.podSpec" -}}
 {{- $ := .ctx -}}
-serviceAccountName: {{ include "tracevault.serviceAccountName" $ }}
+serviceAccountName: {{ default (include "tracevault.serviceAccountName" $) (get . "serviceAccountName") }}
 # tracevault never calls the Kubernetes API; Workload Identity's webhook projects its own token.
 automountServiceAccountToken: false
 {{- with get . "restartPolicy" }}
@@ -211,7 +229,7 @@ containers:
     volumeMounts:
       {{- include "tracevault.volumeMounts" $ | nindent 6 }}
 volumes:
-  {{- include "tracevault.volumes" $ | nindent 2 }}
+  {{- include "tracevault.volumes" (dict "ctx" $ "configMap" (get . "configMap")) | nindent 2 }}
 {{- with $.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
