@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -25,26 +24,6 @@ type JobStatus struct {
 	// ETA and the current table and partition.
 	Progress *progress.State `json:"progress,omitempty"`
 	LastRun  *Run            `json:"last_run,omitempty"`
-}
-
-// SnapshotSummary is one catalog row.
-type SnapshotSummary struct {
-	ID      string    `json:"id"`
-	Time    time.Time `json:"time"`
-	Status  string    `json:"status"`
-	Sources []string  `json:"sources"`
-	// Scope says what the set holds against what the configuration covers ("full", or its
-	// sources and how a request narrowed them); only a FullSet counts as "latest".
-	Scope    string  `json:"scope"`
-	FullSet  bool    `json:"full_set"`
-	Bytes    int64   `json:"bytes"`
-	NewBytes int64   `json:"new_bytes"`
-	Objects  int     `json:"objects"`
-	Seconds  float64 `json:"duration_seconds"`
-	Error    string  `json:"error,omitempty"`
-	// BlobCheck is the blob container's check against ClickHouse's file log, where the
-	// snapshot holds the container.
-	BlobCheck *blobs.Check `json:"blob_check,omitempty"`
 }
 
 // Status is the daemon's state for the web package. Each part reports its own error, so one
@@ -130,14 +109,8 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 		s.Repository = usage(snaps, now)
 		s.Repository.Bytes = d.metrics.storedBytes.Load()
 		for i := len(snaps) - 1; i >= 0 && len(s.Snapshots) < shownRows; i-- {
-			m := snaps[i]
-			t := m.Totals()
-			sum := SnapshotSummary{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
-				Scope: m.DescribeScope(d.configuredSources()), FullSet: m.FullScope(d.configuredSources()),
-				Bytes: t.Bytes, NewBytes: t.NewBytes, Objects: t.Objects, Seconds: m.End.Sub(m.Start).Seconds(), Error: store.ErrorText(m.Error)}
-			if sec, ok := blobs.SectionOf(&m); ok {
-				sum.BlobCheck = sec.Check
-			}
+			sum := Summarize(&snaps[i], d.configuredSources())
+			sum.Error = store.ErrorText(sum.Error) // the page may be public
 			s.Snapshots = append(s.Snapshots, sum)
 		}
 	}

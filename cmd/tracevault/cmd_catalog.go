@@ -56,29 +56,6 @@ func printPlan(a *app, cmd *cobra.Command, plan interface{ Write(io.Writer) }) e
 	return nil
 }
 
-// listEntry is one row of `list`, also its --json shape.
-type listEntry struct {
-	ID      string    `json:"id"`
-	Time    time.Time `json:"time"`
-	Status  string    `json:"status"`
-	Sources []string  `json:"sources"`
-	// Scope says what the set holds against what the configuration covers: "full", or its
-	// sources with how a request narrowed them; FullSet marks the sets "latest" may name.
-	Scope    string   `json:"scope"`
-	FullSet  bool     `json:"full_set"`
-	Bytes    int64    `json:"bytes"`
-	NewBytes int64    `json:"new_bytes"`
-	Objects  int      `json:"objects"`
-	Duration float64  `json:"duration_seconds"`
-	Tags     []string `json:"tags,omitempty"`
-	Error    string   `json:"error,omitempty"`
-	// Manifest names a damaged manifest's file (status "damaged", no id): listed so that it is seen.
-	Manifest string `json:"manifest,omitempty"`
-	Fix      string `json:"fix,omitempty"`
-}
-
-const statusDamaged = "damaged"
-
 func (a *app) listCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
@@ -104,15 +81,12 @@ listed as damaged, by file name, with the fix; every other snapshot is listed as
 			if err != nil {
 				return failed(err)
 			}
-			entries := make([]listEntry, 0, len(cat.Snapshots)+len(cat.Damaged))
-			for _, m := range cat.Snapshots {
-				t := m.Totals()
-				entries = append(entries, listEntry{ID: m.ID, Time: m.Start, Status: m.Status, Sources: m.Sources(),
-					Scope: m.DescribeScope(r.Configured()), FullSet: m.FullScope(r.Configured()), Bytes: t.Bytes,
-					NewBytes: t.NewBytes, Objects: t.Objects, Duration: m.End.Sub(m.Start).Seconds(), Tags: m.Tags, Error: m.Error})
+			entries := make([]jobs.SnapshotSummary, 0, len(cat.Snapshots)+len(cat.Damaged))
+			for i := range cat.Snapshots {
+				entries = append(entries, jobs.Summarize(&cat.Snapshots[i], r.Configured()))
 			}
 			for _, d := range cat.Damaged {
-				entries = append(entries, listEntry{Status: statusDamaged, Manifest: d.Name, Error: d.Error, Fix: d.Fix()})
+				entries = append(entries, jobs.SummarizeDamaged(d))
 			}
 			if a.json {
 				return a.printJSON(cmd, entries)
@@ -132,7 +106,7 @@ listed as damaged, by file name, with the fix; every other snapshot is listed as
 			for _, e := range entries[:len(cat.Snapshots)] {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format("2006-01-02 15:04:05"), e.Status,
 					e.Scope, store.HumanBytes(e.Bytes), store.HumanBytes(e.NewBytes),
-					time.Duration(e.Duration*float64(time.Second)).Round(time.Second), strings.Join(e.Tags, ","))
+					time.Duration(e.Seconds*float64(time.Second)).Round(time.Second), strings.Join(e.Tags, ","))
 			}
 			if err := w.Flush(); err != nil {
 				return err
