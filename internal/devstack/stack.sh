@@ -602,6 +602,12 @@ cmd_up() {
 }
 
 cmd_down() {
+  # A stack shared by several developers' sessions (or a long benchmark) is held with
+  # `touch .stack/hold`: make test's final down then leaves it up. Remove the file to stop it.
+  if [ -f "$STACK_DIR/hold" ]; then
+    log "not stopping: $STACK_DIR/hold exists (the stack is held for others); remove it to stop"
+    return 0
+  fi
   for svc in ch-modern azurite ch3 ch2 ch1 zk pg; do stop_svc "$svc"; done
   if [ "${1:-}" = --purge ]; then
     rm -rf "$STACK_DIR"
