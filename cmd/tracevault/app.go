@@ -99,6 +99,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.verifyCommand(),
 		a.pruneCommand(),
 		a.doctorCommand(),
+		a.holdCommand(true),
+		a.holdCommand(false),
 		a.migrateCommand(),
 		a.checkCommand(),
 		a.restoreReplicaCommand(),

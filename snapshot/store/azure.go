@@ -246,7 +246,7 @@ func (a *Azure) List(ctx context.Context, prefix string, fn func(ObjectInfo) err
 func (a *Azure) Delete(ctx context.Context, name string) error {
 	_, err := a.c.NewBlobClient(a.blob(name)).Delete(ctx, nil)
 	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
-		return a.scrub(fmt.Errorf("delete %s from %s: %w", name, a, err))
+		return a.scrub(fmt.Errorf("delete %s from %s: %w", name, a, a.immutableDelete(ctx, name, err)))
 	}
 	return nil
 }

@@ -117,6 +117,9 @@ type PruneReport struct {
 	// LeftoversRemoved counts what append-only writers superseded (old lock generations,
 	// verify positions, doctor canaries) and only prune removes (appendonly.go).
 	LeftoversRemoved int `json:"leftovers_removed,omitempty"`
+	// Retained are what the storage refused to delete for immutability (a retention policy or
+	// a legal hold), with until when: prune kept going. A retained snapshot's objects stay.
+	Retained []string `json:"retained,omitempty"`
 }
 
 // Prune forgets the snapshots the policy does not keep, then deletes every data object no
@@ -153,7 +156,20 @@ func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, l
 	}
 	if !dryRun {
 		for _, id := range rep.Forgotten {
-			if err := r.DeleteSnapshot(ctx, id); err != nil {
+			err := r.DeleteSnapshot(ctx, id)
+			if errors.Is(err, ErrImmutable) {
+				// The manifest stays, so its objects must too: it still restores.
+				rep.Retained = append(rep.Retained, "snapshot "+id+": "+ErrorText(err.Error()))
+				for _, m := range snaps {
+					if m.ID == id {
+						for _, o := range m.Objects {
+							referenced[o.Name()] = true
+						}
+					}
+				}
+				continue
+			}
+			if err != nil {
 				return rep, err
 			}
 		}
@@ -180,7 +196,14 @@ func (r *Repository) Prune(ctx context.Context, policy Retention, dryRun bool, l
 		if dryRun {
 			return nil
 		}
-		return r.b.Delete(ctx, o.Name)
+		err := r.b.Delete(ctx, o.Name)
+		if errors.Is(err, ErrImmutable) {
+			rep.ObjectsRemoved--
+			rep.BytesRemoved -= o.Size
+			rep.Retained = append(rep.Retained, o.Name+": "+ErrorText(err.Error()))
+			return nil
+		}
+		return err
 	})
 	if err == nil {
 		r.resetIndex()
