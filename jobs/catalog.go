@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/blobs"
@@ -57,3 +58,29 @@ func SummarizeDamaged(d store.DamagedManifest) SnapshotSummary {
 // SourceDetails are the lines a snapshot's sources add to `tracevault show` beyond their
 // objects: the blob container, its cut and its check against ClickHouse's file log.
 func SourceDetails(m *store.Manifest) []string { return blobs.Describe(m) }
+
+// DeleteSnapshot forgets one snapshot, named by its id or a unique prefix of it, under the
+// repository's delete lock, and returns its id; prune then frees what nothing else references.
+func DeleteSnapshot(ctx context.Context, repo *store.Repository, id string) (string, error) {
+	lock, err := repo.Lock(ctx, "delete", time.Minute)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Release(ctx)
+	m, err := repo.Snapshot(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return m.ID, repo.DeleteSnapshot(ctx, m.ID)
+}
+
+// DeleteDamaged removes a damaged manifest by the file name `list` and `verify` give, under the
+// repository's delete lock; only a file the repository lists as damaged is removed.
+func DeleteDamaged(ctx context.Context, repo *store.Repository, name string) error {
+	lock, err := repo.Lock(ctx, "delete", time.Minute)
+	if err != nil {
+		return err
+	}
+	defer lock.Release(ctx)
+	return repo.DeleteDamaged(ctx, name)
+}

@@ -216,26 +216,18 @@ With --damaged, remove a damaged manifest instead, by the file name 'list' and '
 			if err != nil {
 				return err
 			}
-			lock, err := r.Lock(cmd.Context(), "delete", time.Minute)
-			if err != nil {
-				return failed(err)
-			}
-			defer lock.Release(cmd.Context())
 			if damaged {
-				if err := r.DeleteDamaged(cmd.Context(), arg); err != nil {
+				if err := jobs.DeleteDamaged(cmd.Context(), r, arg); err != nil {
 					return failed(err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "deleted damaged manifest %s; run 'tracevault prune' to free objects nothing references\n", arg)
 				return nil
 			}
-			m, err := r.Snapshot(cmd.Context(), arg)
+			id, err := jobs.DeleteSnapshot(cmd.Context(), r, arg)
 			if err != nil {
 				return failed(err)
 			}
-			if err := r.DeleteSnapshot(cmd.Context(), m.ID); err != nil {
-				return failed(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted snapshot %s; run 'tracevault prune' to free its objects\n", m.ID)
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted snapshot %s; run 'tracevault prune' to free its objects\n", id)
 			return nil
 		},
 	}
