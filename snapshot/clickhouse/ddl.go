@@ -42,6 +42,9 @@ type Rewrite struct {
 	// Staging makes a non-replicated twin with the same structure, partition key and sort key,
 	// local to one server: what REPLACE PARTITION needs as a source.
 	Staging bool
+	// Topology rewrites MergeTree engines for a cluster migration's target (see Topology);
+	// nil keeps them. Staging wins over it.
+	Topology *Topology
 }
 
 // RewriteCreate applies r to a recorded CREATE statement. The statement comes from the
@@ -73,6 +76,14 @@ func RewriteCreate(stmt string, r Rewrite) (string, error) {
 		}
 	}
 	switch {
+	case r.Topology != nil && !r.Staging:
+		name := c.table
+		if r.Table != "" {
+			name = r.Table
+		}
+		if body, err = r.Topology.rewriteEngine(body, r.Database, name); err != nil {
+			return "", err
+		}
 	case r.Staging:
 		body = replicatedArgs.ReplaceAllString(body, "ENGINE = ${1}(")
 		body = replicatedEmpty.ReplaceAllString(body, "ENGINE = ${1}()${3}")
