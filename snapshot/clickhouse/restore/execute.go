@@ -260,7 +260,7 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 		}
 		db, table, _ := strings.Cut(s.Target, ".")
 		replicas := []string{s.Replica}
-		if s.table.Replicated() {
+		if r.replicated(s.table) {
 			replicas = nil
 			for addr := range r.servers {
 				replicas = append(replicas, addr)
@@ -270,7 +270,7 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 			srv := r.servers[addr]
 			rows, ok := counted[tableOn{s.Target, addr}]
 			if !ok {
-				if s.table.Replicated() {
+				if r.replicated(s.table) {
 					syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 					err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
 					cancel()

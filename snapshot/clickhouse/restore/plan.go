@@ -159,7 +159,7 @@ func describeMap(m map[string]string) string {
 // still hold that UUID.
 func (r *Restorer) createDatabase(sec *clickhouse.Section, src, dst string) (string, error) {
 	head := "CREATE DATABASE IF NOT EXISTS " + clickhouse.QuoteIdent(dst)
-	if src != dst || !r.first.Caps.DatabaseUUIDs {
+	if src != dst || !r.first.Caps.DatabaseUUIDs || r.opts.Topology != nil {
 		return head + r.onCluster(), nil
 	}
 	for _, d := range sec.Databases {
@@ -184,11 +184,13 @@ func (r *Restorer) onCluster() string {
 }
 
 func (r *Restorer) rewrite(t *clickhouse.TableRecord, dst string) clickhouse.Rewrite {
-	rw := clickhouse.Rewrite{Database: dst, Cluster: r.opts.Cluster, DBMap: r.opts.DatabaseMap}
-	if dst != t.Database {
+	rw := clickhouse.Rewrite{Database: dst, Cluster: r.opts.Cluster, DBMap: r.opts.DatabaseMap, Topology: r.opts.Topology}
+	switch {
+	case r.opts.Topology != nil: // the target's replication paths, its own UUIDs
+	case dst != t.Database:
 		src := t.Database
 		rw.ZKPathMap = func(p string) string { return clickhouse.MapZooKeeperPath(p, src, dst) }
-	} else if r.first.Caps.TableUUIDs {
+	case r.first.Caps.TableUUIDs:
 		rw.UUID = t.UUID // same UUID, same default replication path: the table rejoins its group
 	}
 	return rw
@@ -209,6 +211,9 @@ func (r *Restorer) wantPartition(id string) bool {
 // loadReplica picks where a partition is loaded: any reachable replica for a replicated table
 // (replication copies it to the others), the recorded replica for a local one.
 func (r *Restorer) loadReplica(t *clickhouse.TableRecord, p clickhouse.PartitionRecord) string {
+	if r.opts.Topology != nil && (r.opts.Topology.Replicated || len(r.servers) == 1) {
+		return r.first.Addr // another cluster: the recorded replica is not one of its servers
+	}
 	if !t.Replicated() {
 		if _, ok := r.servers[p.Replica]; ok {
 			return p.Replica

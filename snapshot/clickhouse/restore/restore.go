@@ -32,6 +32,10 @@ type Options struct {
 	// holds an object's read and decompression buffers and one insert stream.
 	Parallel int
 	Log      *slog.Logger
+	// Topology, for a cluster migration, rewrites every MergeTree engine for the target's
+	// replication and gives tables and databases the target's own UUIDs: the target is a new
+	// cluster, not the source's replication group.
+	Topology *clickhouse.Topology
 }
 
 // Action is what a step does. A plan's JSON and --dry-run print it as it is spelled here.
@@ -127,6 +131,15 @@ func (r *Restorer) Close() {
 	for _, s := range r.servers {
 		s.Close()
 	}
+}
+
+// replicated says whether t replicates where it is restored: as recorded, or as a cluster
+// migration's target topology makes it.
+func (r *Restorer) replicated(t *clickhouse.TableRecord) bool {
+	if r.opts.Topology != nil && t.HasData() {
+		return r.opts.Topology.Replicated
+	}
+	return t.Replicated()
 }
 
 func (r *Restorer) target(db string) string {
