@@ -189,7 +189,7 @@ func (r *Restore) planClickHouse(ctx context.Context, p *RestorePlan) error {
 		dbMap[src] = dst
 	}
 	opts := clickHouseRestoreOptions(r.cfg.ClickHouse, dbMap, p.log)
-	opts.Tables, opts.Partitions, opts.Replace = req.Tables, req.Partitions, req.Replace
+	opts.Tables, opts.Partitions, opts.Replace, opts.Repo = req.Tables, req.Partitions, req.Replace, r.repo
 	if req.Cluster {
 		zc := r.cfg.ZooKeeper
 		if len(zc.Servers) == 0 {

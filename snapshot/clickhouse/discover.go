@@ -228,6 +228,18 @@ var (
 	fromTable = regexp.MustCompile("(?i)\\b(?:FROM|JOIN)\\s+([`\\w]+\\.[`\\w]+)")
 )
 
+// ViewTarget is the "db.table" a materialized view writes to (its TO table); empty for other
+// objects and for a materialized view that keeps its rows in an inner table.
+func (t Table) ViewTarget() string {
+	if t.Engine != "MaterializedView" {
+		return ""
+	}
+	if m := mvTarget.FindStringSubmatch(t.Create); m != nil {
+		return strings.ReplaceAll(m[1], "`", "")
+	}
+	return ""
+}
+
 // dependencies reads a view's sources (FROM/JOIN db.table) and a materialized view's TO target
 // from its create statement; ClickHouse writes them fully qualified in SHOW CREATE.
 func dependencies(t Table) []string {

@@ -161,7 +161,7 @@ func capabilitiesFor(version string, present map[string]bool) Capabilities {
 		c.Major, _ = strconv.Atoi(parts[0])
 		c.Minor, _ = strconv.Atoi(parts[1])
 	}
-	atLeast := func(major, minor int) bool { return c.Major > major || (c.Major == major && c.Minor >= minor) }
+	atLeast := c.AtLeast
 	c.TableUUIDs = present["tables.uuid"]
 	c.DatabaseUUIDs = present["databases.uuid"]
 	c.OptimizeOnInsert = present["settings.optimize_on_insert"]
@@ -175,6 +175,13 @@ func capabilitiesFor(version string, present map[string]bool) Capabilities {
 	c.DefaultReplicatedArgs = atLeast(20, 10)
 	c.FreezeWithName = atLeast(19, 1)
 	return c
+}
+
+// AtLeast tells whether the server's version is major.minor or newer: for what no system
+// table tells, such as a column type or index kind a CREATE TABLE may use (the restore's
+// preflight).
+func (c Capabilities) AtLeast(major, minor int) bool {
+	return c.Major > major || (c.Major == major && c.Minor >= minor)
 }
 
 // QuoteIdent quotes a database or table name for SQL with backticks.

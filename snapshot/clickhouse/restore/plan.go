@@ -112,6 +112,10 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		}
 		plan.DatabaseMap, plan.LeftOut = mapped, leftOut
 	}
+	if err := r.preflight(ctx, m, objects, plan); err != nil {
+		return nil, err
+	}
+	plan.Notes = r.viewNotes(sec, plan)
 	if err := r.markLive(ctx, plan); err != nil {
 		return nil, err
 	}
@@ -339,6 +343,10 @@ func WritePlan(w io.Writer, p *Plan) {
 			line += fmt.Sprintf(" (the snapshot's %s left as %s)", strings.Join(p.LeftOut, ", "), map[bool]string{true: "it is", false: "they are"}[len(p.LeftOut) == 1])
 		}
 		fmt.Fprintln(w, line)
+	}
+	writePreflight(w, p.Preflight)
+	for _, n := range p.Notes {
+		fmt.Fprintln(w, "note: "+n)
 	}
 	over := p.Overwrites()
 	if len(over) > 0 {

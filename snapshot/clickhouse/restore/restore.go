@@ -36,6 +36,9 @@ type Options struct {
 	// replication and gives tables and databases the target's own UUIDs: the target is a new
 	// cluster, not the source's replication group.
 	Topology *clickhouse.Topology
+	// Repo is where the snapshot's objects are, for the preflight to read its schema_migrations
+	// (see Restorer.preflight); without it the snapshot's migration version is not compared.
+	Repo *store.Repository
 }
 
 // Action is what a step does. A plan's JSON and --dry-run print it as it is spelled here.
@@ -87,7 +90,13 @@ type Plan struct {
 	// names; LeftOut are the snapshot's databases (of the tables selected) it leaves as they are.
 	DatabaseMap map[string]string `json:"database_map,omitempty"`
 	LeftOut     []string          `json:"left_out_databases,omitempty"`
-	Steps       []Step            `json:"steps"`
+	// Preflight is what the target cannot take, or should be told of, found before any step
+	// runs; a plan is made only when none of it is a refusal.
+	Preflight []Finding `json:"preflight,omitempty"`
+	// Notes say what the restore does about what it does not write itself: a materialized view
+	// whose source it loads (REPLACE PARTITION fires no view).
+	Notes []string `json:"notes,omitempty"`
+	Steps []Step   `json:"steps"`
 }
 
 // Restorer plans and executes restores against the configured cluster.
