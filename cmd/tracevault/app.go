@@ -105,6 +105,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.checkCommand(),
 		a.restoreReplicaCommand(),
 		a.replayEventsCommand(),
+		a.migrateClusterCommand(),
 	)
 	return root
 }

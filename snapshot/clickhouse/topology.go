@@ -173,3 +173,17 @@ func (t *Topology) rewriteEngine(body, database, table string) (string, error) {
 	}
 	return body[:c.start] + engine + body[c.end:], nil
 }
+
+// EngineOf is the engine a CREATE statement's top-level ENGINE clause names, or "" for none
+// (a view) or a statement that does not parse.
+func EngineOf(stmt string) string {
+	c, err := parseCreate(stmt)
+	if err != nil {
+		return ""
+	}
+	e, ok, err := findEngine(c.body)
+	if err != nil || !ok {
+		return ""
+	}
+	return e.name
+}
