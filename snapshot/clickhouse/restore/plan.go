@@ -33,6 +33,9 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 	dbs := map[string]bool{}
 	unmapped := map[string]bool{}
 	mappedGlob := map[string]bool{} // --tables glob -> selected a table of a mapped database
+	if err := r.preflight(ctx, m, objects, r.selected(sec, filter), plan); err != nil {
+		return nil, err
+	}
 	var views []Step
 	for i := range sec.Tables {
 		t := &sec.Tables[i]
@@ -111,9 +114,6 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 			return nil, err
 		}
 		plan.DatabaseMap, plan.LeftOut = mapped, leftOut
-	}
-	if err := r.preflight(ctx, m, objects, plan); err != nil {
-		return nil, err
 	}
 	plan.Notes = r.viewNotes(sec, plan)
 	if err := r.markLive(ctx, plan); err != nil {

@@ -152,17 +152,9 @@ func checkMigrations(table, target string, snap, live *Migration, unread error) 
 	return out
 }
 
-// preflight finds what the target cannot take of the plan's tables, and the state of their
-// schema_migrations, before a step runs. It returns an error naming every refusal.
-func (r *Restorer) preflight(ctx context.Context, m *store.Manifest, objects map[string]store.ObjectRef, plan *Plan) error {
-	var tables []*clickhouse.TableRecord
-	seen := map[*clickhouse.TableRecord]bool{}
-	for _, s := range plan.Steps {
-		if s.table != nil && !seen[s.table] {
-			seen[s.table] = true
-			tables = append(tables, s.table)
-		}
-	}
+// preflight finds what the target cannot take of the tables a plan restores, and the state of
+// their schema_migrations, before the plan is made. It returns an error naming every refusal.
+func (r *Restorer) preflight(ctx context.Context, m *store.Manifest, objects map[string]store.ObjectRef, tables []*clickhouse.TableRecord, plan *Plan) error {
 	plan.Preflight = checkFeatures(tables, r.oldest())
 	for _, t := range tables {
 		if t.Name != migrationsTable {
@@ -188,9 +180,22 @@ func (r *Restorer) preflight(ctx context.Context, m *store.Manifest, objects map
 		r.opts.Log.Warn("restore preflight", "table", f.Table, "finding", f.Message)
 	}
 	if len(refused) > 0 {
-		return fmt.Errorf("refusing to restore snapshot %s: the target cannot take %d of its tables' features: %s", m.ID, len(refused), strings.Join(refused, "; "))
+		return fmt.Errorf("refusing to restore snapshot %s, before writing anything: the target lacks what its tables need: %s", m.ID, strings.Join(refused, "; "))
 	}
 	return nil
+}
+
+// selected are the tables of sec the plan restores: those the filter and --database-map
+// select. The preflight reads them before the plan is made, so that its refusal comes first.
+func (r *Restorer) selected(sec *clickhouse.Section, filter clickhouse.Filter) []*clickhouse.TableRecord {
+	var out []*clickhouse.TableRecord
+	for i := range sec.Tables {
+		t := &sec.Tables[i]
+		if _, ok := r.opts.DatabaseMap[t.Database]; filter.Matches(t.Database, t.Name) && (len(r.opts.DatabaseMap) == 0 || ok) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // oldest is the capabilities of the reachable replica with the oldest version: every replica
