@@ -166,8 +166,8 @@ func (r *Restorer) preflight(ctx context.Context, m *store.Manifest, objects map
 		if err != nil {
 			return err
 		}
-		if live == nil && r.opts.Repo == nil {
-			unread = nil // nothing on the target to compare with, and no repository to read from
+		if live == nil {
+			unread = nil // nothing on the target to compare with
 		}
 		plan.Preflight = append(plan.Preflight, checkMigrations(t.FullName(), dst, snap, live, unread)...)
 	}
