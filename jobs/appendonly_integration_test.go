@@ -62,6 +62,8 @@ func TestAppendOnlyRepositorySurvivesItsCredential(t *testing.T) {
 	for i, p := range fileLogPaths(t, f) {
 		putBlob(t, src, p, []byte(fmt.Sprintf(`{"event": %d}`, i)))
 	}
+	// Big enough to be copied server-side (Put Block From URL) if the credential may.
+	putBlob(t, src, "media/big.bin", bytes.Repeat([]byte("langfuse media "), (blobs.DefaultCopyMin+1<<20)/15))
 	zkRoot := fmt.Sprintf("/it_ao_%d", suffix)
 	zconn, err := zookeeper.Connect(ctx, []string{env.ZK}, 10*time.Second, quiet)
 	if err != nil {
@@ -92,6 +94,13 @@ func TestAppendOnlyRepositorySurvivesItsCredential(t *testing.T) {
 	}
 	if got := fmt.Sprint(full.Sources()); got != "[postgres clickhouse zookeeper blobs]" {
 		t.Fatalf("sources %s; want the full set", got)
+	}
+	// Azurite refuses Put Block From URL with an rcl SAS (403 AuthorizationPermissionMismatch,
+	// measured): the big blob is streamed into a pack instead, never copied.
+	for _, o := range full.Objects {
+		if o.Format == store.FormatRaw {
+			t.Errorf("object %s was copied server-side through the rcl SAS, which Azurite refused until now: update the comment", o.ID)
+		}
 	}
 	f.chExec(t, fmt.Sprintf("INSERT INTO %s.scores SELECT * FROM %s.scores LIMIT 10", f.chDB, f.chDB))
 	incr, err := Backup(ctx, &cfg, repo, BackupRequest{}, quiet)

@@ -454,6 +454,11 @@ func (a *Azure) CopyFromURL(ctx context.Context, name string, src CopySource) er
 	if bloberror.HasCode(err, bloberror.MD5Mismatch) {
 		return a.scrub(fmt.Errorf("copy into %s in %s: the source's bytes do not hash to md5 %x (its Content-MD5 is wrong, or it was rewritten): %w", name, a, src.MD5, err))
 	}
+	if bloberror.HasCode(err, bloberror.AuthorizationPermissionMismatch) {
+		// A create-only credential (Azurite refuses Put Block From URL with a SAS "rcl"): no
+		// copy will work in this backup; the caller streams instead, from the first blob on.
+		return a.scrub(fmt.Errorf("copy into %s in %s: %w: the credential may not fill a blob from a URL: %w", name, a, ErrNoServerCopy, err))
+	}
 	if err != nil {
 		return a.scrub(fmt.Errorf("copy into %s in %s: the service could not read the source: %w", name, a, err))
 	}
