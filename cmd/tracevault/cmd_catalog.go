@@ -366,6 +366,12 @@ snapshot (the newest chain's base is always kept); a chain whose base is kept st
 			for _, d := range rep.PITRDamaged {
 				fmt.Fprintf(cmd.OutOrStdout(), "left alone: damaged point-in-time chain record %s: %s\n", d.Name, d.Error)
 			}
+			for _, r := range rep.Retained {
+				fmt.Fprintf(cmd.OutOrStdout(), "retained by the storage (immutable): %s\n", r)
+			}
+			if rep.LeftoversRemoved > 0 || rep.RunsRemoved > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %d superseded append-only records and %d old run records\n", verb, rep.LeftoversRemoved, rep.RunsRemoved)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s %d objects (%s); %d objects remain\n",
 				len(rep.Kept), len(rep.Forgotten), verb, rep.ObjectsRemoved, store.HumanBytes(rep.BytesRemoved), rep.ObjectsRemaining)
 			return nil
