@@ -187,6 +187,15 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 	}
 	seen := map[string]bool{}
 	var refused []error
+	var records []*clickhouse.TableRecord
+	for _, t := range m.tables {
+		records = append(records, &clickhouse.TableRecord{Table: t})
+	}
+	for _, f := range restore.CheckFeatures(records, tgt.Caps) {
+		if f.Refuse {
+			refused = append(refused, errors.New(f.Message))
+		}
+	}
 	for _, t := range m.tables {
 		if !seen[t.Database] {
 			seen[t.Database] = true
@@ -221,7 +230,6 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 	if !tgt.Caps.FormatRow || !m.source[0].Caps.FormatRow {
 		p.Notes = append(p.Notes, "the cutover proves per-partition row counts only: content checksums need formatRow on both sides")
 	}
-	p.Notes = append(p.Notes, "settings and types the target lacks are refused by the restore preflight when each pass plans, before it writes")
 	m.Plan = p
 	return nil
 }

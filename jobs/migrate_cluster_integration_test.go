@@ -139,6 +139,13 @@ func TestMigrateClusterToReplicas(t *testing.T) {
 	req := MigrateClusterRequest{Target: writeTarget(t, fmt.Sprintf("[clickhouse]\naddresses = %s\nhttp_addresses = %s\ncluster = %q\n[zookeeper]\nservers = [%q]\n",
 		quote(env.CHNative), quote(env.CHHTTP), env.CHCluster, env.ZK))}
 
+	// A type 18.16 lacks is refused by name before anything is written.
+	modern(fmt.Sprintf("CREATE TABLE %s.events (id UInt64, payload JSON) ENGINE = MergeTree ORDER BY id", db))
+	if _, err := NewClusterMigration(ctx, cfg, repo, req, quiet); err == nil || !strings.Contains(err.Error(), db+".events needs JSON type") {
+		t.Errorf("a JSON column into 18.16: %v, want refused", err)
+	}
+	modern("DROP TABLE " + db + ".events SYNC")
+
 	if err := env.CHExec(0, "CREATE TABLE "+db+".other ON CLUSTER "+env.CHCluster+" (x UInt8) ENGINE = Memory"); err != nil {
 		t.Fatal(err)
 	}
