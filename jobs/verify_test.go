@@ -57,8 +57,16 @@ func TestVerifyJobSample(t *testing.T) {
 			t.Errorf("sample %q: %v; want an error naming %s: %v", tc.sample, err, ref.Name(), tc.wantErr)
 		}
 	}
+	// The position is a new object per run (append-only safe): the newest is the place.
+	var newest string
+	if err := repo.Backend().List(ctx, "verify/positions/", func(o store.ObjectInfo) error {
+		newest = max(newest, o.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	var pos struct{ Next map[string]int }
-	if err := repo.GetJSON(ctx, "verify/position", &pos); err != nil || pos.Next["1"] != 1 {
+	if err := repo.GetJSON(ctx, newest, &pos); err != nil || pos.Next["1"] != 1 {
 		t.Errorf("the rotating 100%% run left position %+v (%v)", pos, err)
 	}
 	if _, err := verifyRequest(config.Verify{Sample: "half"}); err == nil || !strings.Contains(err.Error(), "[verify] sample") {
