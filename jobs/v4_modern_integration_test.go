@@ -46,7 +46,7 @@ func TestLangfuseV4RoundTripModern(t *testing.T) {
 				return out
 			}
 			if _, err := demo.Seed(ctx, demo.Options{ClickHouse: []string{env.CHModernNative}, ClickHouseHTTP: []string{env.CHModernHTTP},
-				Database: db, Modern: true, Traces: 40, Months: 2, Seed: 7}); err != nil {
+				Database: db, Modern: true, Traces: 20, Months: 1, Seed: 7}); err != nil {
 				t.Fatal(err)
 			}
 			tables := strings.Fields(sql(t, "SELECT arrayStringConcat(groupArray(name), ' ') FROM (SELECT name FROM system.tables WHERE database = '"+db+"' AND name != 'schema_migrations' ORDER BY name)"))

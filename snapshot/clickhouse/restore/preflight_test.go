@@ -201,3 +201,19 @@ func TestViewNotes(t *testing.T) {
 		}
 	}
 }
+
+// TestWritePlanPrintsPreflight: --dry-run prints the preflight's findings and the plan's notes
+// before its steps.
+func TestWritePlanPrintsPreflight(t *testing.T) {
+	plan := &Plan{Snapshot: "s1", Preflight: []Finding{{Table: "lf.schema_migrations", Message: "lf.schema_migrations is dirty at version 3 in the snapshot"}},
+		Notes: []string{"lf.events_core_mv: not fired by the restore (REPLACE PARTITION) of lf.events_full; lf.events_core not restored"},
+		Steps: []Step{{Action: ActionCreateTable, Target: "lf.events_full"}}}
+	var b bytes.Buffer
+	WritePlan(&b, plan)
+	want := "preflight warning: lf.schema_migrations is dirty at version 3 in the snapshot\n" +
+		"note: lf.events_core_mv: not fired by the restore (REPLACE PARTITION) of lf.events_full; lf.events_core not restored\n" +
+		"table    lf.events_full\n"
+	if !strings.HasPrefix(b.String(), want) {
+		t.Errorf("--dry-run printed\n%s\nwant it to start\n%s", b.String(), want)
+	}
+}
