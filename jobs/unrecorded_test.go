@@ -27,6 +27,14 @@ func (b *fullBackend) Put(ctx context.Context, name string, r io.Reader) (int64,
 	return b.Backend.Put(ctx, name, r)
 }
 
+// Create fails as Put does: a run's end is created, never put (history.go).
+func (b *fullBackend) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	if b.full.Load() && strings.HasPrefix(name, "runs/") {
+		return 0, fmt.Errorf("write %s: %w", name, syscall.ENOSPC)
+	}
+	return b.Backend.Create(ctx, name, r)
+}
+
 // TestUnrecordedRunKeepsItsOutcome: a run that failed while the repository was full could not
 // record its outcome, so its record still said running; the job's next claim took it for a dead
 // daemon's run and recorded "the daemon stopped during this run", hiding the real cause (found by
