@@ -94,6 +94,7 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 	d.Stop(time.Minute)
 	for _, r := range runsOf(t, d) { // the never-ran catch-up of the first start
 		_ = d.repo.Backend().Delete(context.Background(), runName(r))
+		_ = d.repo.Backend().Delete(context.Background(), endName(r)) // its end, a record of its own
 	}
 	if err := d.history.Record(context.Background(), old); err != nil {
 		t.Fatal(err)
