@@ -129,18 +129,23 @@ func TestLangfuseV4RoundTripModern(t *testing.T) {
 				t.Fatalf("the source's staging table has no TTL:\n%s", wantCreates["observations_batch_staging"])
 			}
 
-			restoreSnapshot := func(t *testing.T, o restore.Options) *restore.Plan {
+			planRestore := func(t *testing.T, o restore.Options) (*restore.Restorer, *restore.Plan) {
 				t.Helper()
 				o.Native, o.HTTP, o.Conn, o.Repo, o.Log = cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses, clickhouse.ConnOptions{User: "default"}, repo, quiet
 				rs, err := restore.New(ctx, o)
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer rs.Close()
+				t.Cleanup(rs.Close)
 				plan, err := rs.Plan(ctx, m)
 				if err != nil {
 					t.Fatalf("plan: %v", err)
 				}
+				return rs, plan
+			}
+			restoreSnapshot := func(t *testing.T, o restore.Options) *restore.Plan {
+				t.Helper()
+				rs, plan := planRestore(t, o)
 				if len(plan.Preflight) > 0 {
 					t.Errorf("preflight findings on the engine the snapshot came from: %+v", plan.Preflight)
 				}
@@ -198,6 +203,29 @@ func TestLangfuseV4RoundTripModern(t *testing.T) {
 				}
 				if n := sql(t, "SELECT count() FROM system.tables WHERE database = '"+alone+"' AND name LIKE 'events_core%'"); n != "0" {
 					t.Errorf("%s tables events_core* after restoring events_full alone; want none", n)
+				}
+			})
+			t.Run("a target at another migration version", func(t *testing.T) {
+				// The source migrated on, and failed half-way, after the snapshot (at version 3).
+				seq := sql(t, "SELECT max(sequence) + 1 FROM "+db+".schema_migrations")
+				sql(t, "INSERT INTO "+db+".schema_migrations (version, dirty, sequence) VALUES (4, 1, "+seq+")")
+				_, plan := planRestore(t, restore.Options{Replace: true})
+				var text string
+				for _, f := range plan.Preflight {
+					if f.Refuse {
+						t.Errorf("refused: %+v", f)
+					}
+					text += f.Message + "\n"
+				}
+				// A logical object is read; frozen parts are not, which the plan says.
+				want := []string{"is dirty at migration version 4", "at migration version 4, the snapshot at 3"}
+				if mode == clickhouse.ModeFreeze {
+					want[1] = "the snapshot's migration version was not read (partition all is stored as frozen parts)"
+				}
+				for _, w := range want {
+					if !strings.Contains(text, w) {
+						t.Errorf("preflight findings\n%s\ndo not say %q", text, w)
+					}
 				}
 			})
 			t.Run("in place", func(t *testing.T) {
