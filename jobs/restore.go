@@ -399,6 +399,7 @@ func unmatchedFilters(m *store.Manifest, tables, partitions []string) error {
 	return nil
 }
 
+// closeServers closes the connections clickhouse.Connect opened.
 func closeServers(servers []*clickhouse.Server) {
 	for _, s := range servers {
 		s.Close()
