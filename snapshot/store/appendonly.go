@@ -196,13 +196,11 @@ func releasedObject(dir string, gen uint64) string { return fmt.Sprintf("%s%020d
 // lockGen is what one generation's objects say.
 type lockGen struct {
 	gen      uint64
-	claimed  bool
 	released bool
 	latest   time.Time // the newest of its objects' modification times
 }
 
-// free reports whether the generation no longer holds the lock: released, never claimed (a
-// contender's claim not yet visible counts as live), or stale.
+// free reports whether the generation no longer holds the lock: released, or stale.
 func (g lockGen) free(h Holder, ttl time.Duration) bool {
 	if g.released {
 		return true
@@ -256,7 +254,6 @@ func scanLock(ctx context.Context, b Backend, dir string, only uint64) (lockGen,
 		}
 		switch {
 		case kind == "claim":
-			g.claimed = true
 		case kind == "released":
 			g.released = true
 		case strings.HasPrefix(kind, "r"):

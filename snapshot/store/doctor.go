@@ -34,6 +34,8 @@ type ProtectionReport struct {
 	// Notes are findings worth knowing that are not problems (a credential that may delete,
 	// where append_only is not set).
 	Notes []string `json:"notes,omitempty"`
+	// Immutability is the container's, when the storage has it and the credential may read it.
+	Immutability *ContainerImmutability `json:"immutability,omitempty"`
 }
 
 // ProbeProtection creates a canary under doctor/ (create-only) and tries to overwrite it and to
@@ -86,6 +88,20 @@ func (r *Repository) ProbeProtection(ctx context.Context) (ProtectionReport, err
 		rep.Notes = append(rep.Notes, "the credential can overwrite and delete: whoever steals it can destroy every snapshot; see [storage] append_only")
 	case !rep.AppendOnly:
 		rep.Notes = append(rep.Notes, "the credential cannot overwrite or delete, but append_only is not set: backups that rewrite or delete will fail; set [storage] append_only = true")
+	}
+	if az, ok := raw.(interface {
+		Immutability(context.Context) (ContainerImmutability, error)
+	}); ok {
+		im, err := az.Immutability(ctx)
+		switch {
+		case err != nil:
+			rep.Notes = append(rep.Notes, "the container's immutability settings are unreadable with this credential: "+ErrorText(err.Error()))
+		case !im.VersionLevel && !im.Policy:
+			rep.Immutability = &im
+			rep.Notes = append(rep.Notes, "the container has no immutability policy: whoever holds the account's key can still delete every snapshot; consider version-level immutability with a retention longer than [retention] keeps")
+		default:
+			rep.Immutability = &im
+		}
 	}
 	if _, ok := raw.(*FS); ok && rep.AppendOnly {
 		rep.Notes = append(rep.Notes, "on a directory append_only is advisory: the file system lets this user overwrite and delete")

@@ -59,6 +59,14 @@ func TestProbeProtection(t *testing.T) {
 			if tt.note != "" && !strings.Contains(strings.Join(rep.Notes, "\n"), tt.note) {
 				t.Errorf("notes %q, want one saying %q", rep.Notes, tt.note)
 			}
+			// Azurite has no immutability: the container's flags say so where they are readable.
+			if _, az := rawBackend(r.b).(*Azure); az {
+				notes := strings.Join(rep.Notes, "\n")
+				if !strings.Contains(notes, "no immutability policy") && !strings.Contains(notes, "unreadable") {
+					t.Errorf("notes %q: want the container's immutability read or named unreadable", rep.Notes)
+				}
+				t.Logf("immutability %+v", rep.Immutability)
+			}
 		})
 	}
 }

@@ -106,3 +106,22 @@ func rawBackend(b Backend) Backend {
 	}
 	return b
 }
+
+// ContainerImmutability is what the container's properties say of its immutability, as far
+// as the credential may read them.
+type ContainerImmutability struct {
+	VersionLevel bool `json:"version_level"` // immutable storage with versioning enabled
+	Policy       bool `json:"policy"`        // a container-level time-based retention policy
+	LegalHold    bool `json:"legal_hold"`    // a container-level legal hold
+}
+
+// Immutability reads the container's immutability flags (Get Container Properties). The
+// retention period itself is only in the management plane, which tracevault does not call.
+func (a *Azure) Immutability(ctx context.Context) (ContainerImmutability, error) {
+	p, err := a.c.GetProperties(ctx, nil)
+	if err != nil {
+		return ContainerImmutability{}, a.scrub(fmt.Errorf("read the properties of %s: %w", a, err))
+	}
+	is := func(b *bool) bool { return b != nil && *b }
+	return ContainerImmutability{VersionLevel: is(p.IsImmutableStorageWithVersioningEnabled), Policy: is(p.HasImmutabilityPolicy), LegalHold: is(p.HasLegalHold)}, nil
+}
