@@ -58,10 +58,24 @@ func (f Fault) String() string {
 
 // Mode is the proxy's current fault and its parameters.
 type Mode struct {
-	Fault          Fault
-	After          int64         // Reset: bytes forwarded on a connection before its RST
+	Fault Fault
+	After int64 // Reset: bytes forwarded on a connection before its RST
+	// Resets is how many connections Reset resets, counted from Set; the others pass (0: every
+	// one): a blip that one retry survives.
+	Resets         int
 	Stall          time.Duration // Stall: how long each chunk is held
 	BytesPerSecond int           // Throttle: per connection and direction
+	// IdleClose closes, with a FIN to both sides, a connection that carried nothing for this
+	// long since the server last sent (or since it opened), whatever the fault: a server's
+	// keep-alive timeout, shorter than its client expects (0: never). A request the server is
+	// still working on is not idle.
+	IdleClose time.Duration
+}
+
+// Stats count what the proxy did to connections since it started.
+type Stats struct {
+	Resets     int64 // reset by Reset after After bytes
+	IdleClosed int64 // closed by IdleClose
 }
 
 // Proxy forwards TCP connections from its listener to Target, applying the current Mode to every
@@ -71,11 +85,13 @@ type Proxy struct {
 	Target string
 	Log    *slog.Logger
 
-	ln    net.Listener
-	mu    sync.Mutex
-	mode  Mode
-	conns map[*pipe]struct{}
-	wg    sync.WaitGroup
+	ln     net.Listener
+	mu     sync.Mutex
+	mode   Mode
+	resets int // by Reset since the mode was set, for Mode.Resets
+	stats  Stats
+	conns  map[*pipe]struct{}
+	wg     sync.WaitGroup
 }
 
 // Listen starts a proxy on addr ("127.0.0.1:0" for any free port) in front of target.
@@ -123,7 +139,7 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // go on meeting the 503 after the fault is over.
 func (p *Proxy) Set(m Mode) {
 	p.mu.Lock()
-	p.mode = m
+	p.mode, p.resets = m, 0
 	open := p.open(m.Fault != Pass && m.Fault != Hold) // a partition leaves connections open
 	if m.Fault != Unavailable {
 		// The connections answered with 503 never reach the server: a client's keep-alive
@@ -135,7 +151,8 @@ func (p *Proxy) Set(m Mode) {
 		}
 	}
 	p.mu.Unlock()
-	p.Log.Info("chaos proxy mode", "fault", m.Fault.String(), "after", m.After, "stall", m.Stall, "bytes_per_s", m.BytesPerSecond, "reset_open", len(open))
+	p.Log.Info("chaos proxy mode", "fault", m.Fault.String(), "after", m.After, "resets", m.Resets, "stall", m.Stall, "bytes_per_s", m.BytesPerSecond,
+		"idle_close", m.IdleClose, "reset_open", len(open))
 	for _, c := range open {
 		c.reset()
 	}
@@ -157,6 +174,30 @@ func (p *Proxy) Mode() Mode {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.mode
+}
+
+// Stats returns what the proxy did so far.
+func (p *Proxy) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// takeReset says whether connection c, past Reset's After bytes, is reset: always, or while
+// fewer than Mode.Resets were; a connection spared once is spared for good.
+func (p *Proxy) takeReset(c *pipe, m Mode) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.spared {
+		return false
+	}
+	if m.Resets > 0 && p.resets >= m.Resets {
+		c.spared = true
+		return false
+	}
+	p.resets++
+	p.stats.Resets++
+	return true
 }
 
 // Close stops accepting and resets every open connection.
@@ -192,20 +233,27 @@ type pipe struct {
 	client, server net.Conn
 	once           sync.Once
 	mu             sync.Mutex
-	n              int64 // bytes forwarded, both directions
-	closed         bool  // reset has run: a server dialled after it is closed at once
-	unavailable    bool  // answered by serveUnavailable; set before serving, under Proxy.mu
+	n              int64     // bytes forwarded, both directions
+	active         time.Time // when a byte was last forwarded, for Mode.IdleClose
+	answered       bool      // the last bytes forwarded were the server's (or none were)
+	closed         bool      // reset has run: a server dialled after it is closed at once
+	unavailable    bool      // answered by serveUnavailable; set before serving, under Proxy.mu
+	spared         bool      // Reset let it pass (Mode.Resets were done); under Proxy.mu
 }
 
 // reset closes both sides with SO_LINGER 0, which sends a RST instead of a FIN.
-func (c *pipe) reset() {
+func (c *pipe) reset() { c.end(true) }
+
+// end closes both sides, with a RST if rst, else with a FIN as a server closing an idle
+// connection does.
+func (c *pipe) end(rst bool) {
 	c.once.Do(func() {
 		c.mu.Lock()
 		server := c.server
 		c.closed = true
 		c.mu.Unlock()
 		for _, conn := range []net.Conn{c.client, server} {
-			if tc, ok := conn.(*net.TCPConn); ok {
+			if tc, ok := conn.(*net.TCPConn); ok && rst {
 				_ = tc.SetLinger(0)
 			}
 			if conn != nil {
@@ -215,8 +263,19 @@ func (c *pipe) reset() {
 	})
 }
 
+// idle is how long the connection has carried nothing since the server last sent; 0 while the
+// client sent last, the server working on its request.
+func (c *pipe) idle() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.answered {
+		return 0
+	}
+	return time.Since(c.active)
+}
+
 func (p *Proxy) serve(client net.Conn) {
-	c := &pipe{client: client}
+	c := &pipe{client: client, active: time.Now(), answered: true}
 	p.mu.Lock()
 	p.conns[c] = struct{}{} // tracked from the start, so that a mode change resets it too
 	unavailable := p.mode.Fault == Unavailable
@@ -248,7 +307,32 @@ func (p *Proxy) serve(client net.Conn) {
 	done := make(chan struct{}, 2)
 	go func() { p.copy(c, server, client); done <- struct{}{} }()
 	go func() { p.copy(c, client, server); done <- struct{}{} }()
-	<-done // either side ending ends the connection: HTTP clients reconnect
+	p.closeIdle(c, done) // either side ending ends the connection: HTTP clients reconnect
+}
+
+// closeIdle waits for either side of c to end, closing c when it carried nothing for the mode's
+// IdleClose.
+func (p *Proxy) closeIdle(c *pipe, done <-chan struct{}) {
+	for {
+		wait := 100 * time.Millisecond // how soon a mode set later is seen
+		if d := p.Mode().IdleClose; d > 0 {
+			idle := c.idle()
+			if idle >= d {
+				p.mu.Lock()
+				p.stats.IdleClosed++
+				p.mu.Unlock()
+				c.end(false)
+				<-done
+				return
+			}
+			wait = min(wait, d-idle)
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // copy forwards src to dst chunk by chunk, applying the mode in force at each chunk.
@@ -268,6 +352,9 @@ func (p *Proxy) copy(c *pipe, dst, src net.Conn) {
 // forward writes one chunk as the current mode says; false ends the connection.
 func (p *Proxy) forward(c *pipe, dst net.Conn, b []byte) bool {
 	m := p.Mode()
+	c.mu.Lock()
+	c.active, c.answered = time.Now(), dst == c.client
+	c.mu.Unlock()
 	switch m.Fault {
 	case Unavailable:
 		c.reset() // accepted just before the switch: its client reconnects and meets the 503
@@ -277,7 +364,7 @@ func (p *Proxy) forward(c *pipe, dst net.Conn, b []byte) bool {
 		before := c.n
 		c.n += int64(len(b))
 		c.mu.Unlock()
-		if before+int64(len(b)) > m.After {
+		if before+int64(len(b)) > m.After && p.takeReset(c, m) {
 			if before < m.After {
 				_, _ = dst.Write(b[:m.After-before])
 			}
