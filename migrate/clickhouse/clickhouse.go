@@ -77,7 +77,7 @@ func Open(ctx context.Context, o Options) (*Driver, error) {
 		addrs = addrs[:1]
 	}
 	d := &Driver{o: o, exec: &chsnap.HTTP{Addr: o.HTTPAddresses[0], User: o.Conn.User, Password: o.Conn.Password,
-		Client: &http.Client{Transport: inDatabase{database: o.Database, next: http.DefaultTransport}}}}
+		Client: &http.Client{Transport: inDatabase{database: o.Database, next: chsnap.Transport}}}}
 	for _, a := range addrs {
 		s, err := chsnap.Dial(ctx, a, o.Conn)
 		if err != nil {

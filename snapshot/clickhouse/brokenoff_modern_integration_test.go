@@ -39,7 +39,7 @@ func TestModernExportsSurviveBrokenConnections(t *testing.T) {
 	}{
 		{"resets that clear", faultproxy.Mode{Fault: faultproxy.Reset, After: 32 << 10}, 2 * time.Second, store.StatusComplete, ""},
 		{"a stall that clears", faultproxy.Mode{Fault: faultproxy.Stall, Stall: time.Minute}, 3 * time.Second, store.StatusComplete, ""},
-		{"resets that outlast the attempts", faultproxy.Mode{Fault: faultproxy.Reset, After: 32 << 10}, 0, store.StatusPartial, "the export's connection broke off"},
+		{"resets that outlast the attempts", faultproxy.Mode{Fault: faultproxy.Reset, After: 32 << 10}, 0, store.StatusPartial, "the connection broke off"},
 		{"a stall that outlasts the attempts", faultproxy.Mode{Fault: faultproxy.Stall, Stall: time.Minute}, 0, store.StatusPartial, "sent nothing for 2s"},
 	}
 	for _, tt := range tests {

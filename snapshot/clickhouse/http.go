@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse/native"
@@ -27,20 +29,17 @@ type HTTP struct {
 	// Settings go with every query, in the URL (e.g. optimize_on_insert=0 for a restore's
 	// INSERT).
 	Settings url.Values
-	// StallTimeout ends an export whose server has sent nothing for this long (default
-	// defaultStallTimeout): a connection can stay open and carry nothing, a server stuck on a
-	// lock or a peer gone behind a middlebox that still answers keepalives, and no other bound
-	// than the job's timeout would end it.
+	// StallTimeout ends an export whose server has sent nothing for this long, or a Load whose
+	// server has neither read data nor answered for this long (default defaultStallTimeout): a
+	// connection can stay open and carry nothing, a server stuck on a lock or a peer gone behind
+	// a middlebox that still answers keepalives, and no other bound than the job's timeout
+	// would end it.
 	StallTimeout time.Duration
 }
 
 // defaultStallTimeout is HTTP.StallTimeout when unset: the native protocol's read timeout in
 // clickhouse-go, and far above the seconds a loaded server takes to read one block.
 const defaultStallTimeout = 5 * time.Minute
-
-// errBrokenOff is in the chain of an export's error when its connection failed rather than its
-// query: the server went away, reset the connection, or stalled. The export may start again.
-var errBrokenOff = errors.New("the export's connection broke off")
 
 // Query runs sql and returns the response body. With body != nil, sql goes in the URL and body
 // is the data (INSERT ... FORMAT Native); otherwise sql is the request body. The server holds
@@ -53,13 +52,24 @@ func (h *HTTP) Query(ctx context.Context, sql string, body io.Reader) (io.ReadCl
 
 // Exec runs a statement that returns nothing useful.
 func (h *HTTP) Exec(ctx context.Context, sql string, body io.Reader) error {
-	rc, err := h.Query(ctx, sql, body)
+	return h.exec(ctx, sql, body, "")
+}
+
+// exec runs a statement with params added to the URL's, and reads its answer to the end.
+func (h *HTTP) exec(ctx context.Context, sql string, body io.Reader, params string) error {
+	if params != "" {
+		params = "&" + params
+	}
+	rc, err := h.do(ctx, sql, body, "wait_end_of_query=1"+params)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	_, err = io.Copy(io.Discard, rc)
-	return h.scrub(err)
+	if _, err = io.Copy(io.Discard, rc); err != nil {
+		// The answer broke off: whether the statement took effect is unknown.
+		return h.scrub(fmt.Errorf("%w: clickhouse http %s: read the answer: %w", errBrokenOff, h.Addr, err))
+	}
+	return nil
 }
 
 // QueryNative streams the result of a SELECT ... FORMAT Native. A query that fails after the
@@ -77,63 +87,80 @@ func (h *HTTP) QueryNative(ctx context.Context, sql string, opts ...native.Optio
 // export sends an export's query and returns its body, both watched for a stall; a failure of
 // the connection, not of the query, has errBrokenOff in its chain.
 func (h *HTTP) export(ctx context.Context, sql, params string) (io.ReadCloser, error) {
-	d := h.StallTimeout
-	if d <= 0 {
-		d = defaultStallTimeout
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	b := &watchedBody{addr: h.Addr, ctx: ctx, cancel: cancel, idle: d}
-	b.timer = time.AfterFunc(d, func() {
-		cancel(fmt.Errorf("clickhouse %s sent nothing for %s ([clickhouse] stall_timeout): %w", h.Addr, d, errBrokenOff))
-	})
-	rc, err := h.do(ctx, sql, nil, params)
+	w := h.watch(ctx, "sent nothing")
+	rc, err := h.do(w.ctx, sql, nil, params)
 	if err != nil {
-		b.timer.Stop()
-		cancel(nil)
-		var status *statusError
-		if errors.As(err, &status) {
-			return nil, err // the server answered: the query failed, not the connection
-		}
-		return nil, b.brokenOff(err)
+		w.stop()
+		return nil, w.cause(err)
 	}
-	b.body = rc
-	return b, nil
+	return &watchedBody{addr: h.Addr, body: rc, w: w}, nil
 }
 
-// watchedBody is an export's response body: its request is cancelled when no byte arrives for
-// idle, and its errors say the connection broke off.
-type watchedBody struct {
-	addr   string
-	body   io.ReadCloser
+// stallWatch cancels a request when its connection carries nothing for idle, with the stall as
+// the cause (errBrokenOff in its chain): a connection can stay open and carry nothing, a server
+// stuck on a lock or a peer gone behind a middlebox that still answers keepalives, and no other
+// bound than the job's timeout would end it.
+type stallWatch struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	timer  *time.Timer
 	idle   time.Duration
 }
 
+// watch starts a stall watch over a request made with the returned watch's ctx; stalled says
+// what the server did not do, for the error.
+func (h *HTTP) watch(ctx context.Context, stalled string) *stallWatch {
+	d := h.StallTimeout
+	if d <= 0 {
+		d = defaultStallTimeout
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &stallWatch{ctx: ctx, cancel: cancel, idle: d}
+	w.timer = time.AfterFunc(d, func() {
+		cancel(fmt.Errorf("clickhouse %s %s for %s ([clickhouse] stall_timeout): %w", h.Addr, stalled, d, errBrokenOff))
+	})
+	return w
+}
+
+// touch says the connection carried something.
+func (w *stallWatch) touch() { w.timer.Reset(w.idle) }
+
+func (w *stallWatch) stop() {
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// cause is the stall when that is what ended the request, else err.
+func (w *stallWatch) cause(err error) error {
+	if c := context.Cause(w.ctx); errors.Is(c, errBrokenOff) {
+		return c
+	}
+	return err
+}
+
+// watchedBody is an export's response body: its request is cancelled when no byte arrives for
+// the watch's idle time, and its errors say the connection broke off.
+type watchedBody struct {
+	addr string
+	body io.ReadCloser
+	w    *stallWatch
+}
+
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if n > 0 {
-		b.timer.Reset(b.idle)
+		b.w.touch()
 	}
 	if err != nil && err != io.EOF {
-		err = b.brokenOff(fmt.Errorf("clickhouse %s: %w", b.addr, err))
+		err = b.w.cause(fmt.Errorf("%w: clickhouse %s: %w", errBrokenOff, b.addr, err))
 	}
 	return n, err
 }
 
-// brokenOff marks a transport error, and names the stall when that is what cancelled it.
-func (b *watchedBody) brokenOff(err error) error {
-	if cause := context.Cause(b.ctx); errors.Is(cause, errBrokenOff) {
-		return cause
-	}
-	return fmt.Errorf("%w: %w", errBrokenOff, err)
-}
-
 func (b *watchedBody) Close() error {
-	b.timer.Stop()
+	b.w.timer.Stop()
 	err := b.body.Close()
-	b.cancel(nil)
+	b.w.cancel(nil)
 	return err
 }
 
@@ -142,12 +169,24 @@ func (h *HTTP) do(ctx context.Context, sql string, body io.Reader, params string
 	if len(h.Settings) > 0 {
 		u += "&" + h.Settings.Encode()
 	}
-	reqBody := body
-	if body == nil {
-		reqBody = strings.NewReader(sql)
-	} else {
+	var reqBody io.Reader = strings.NewReader(sql)
+	var sent *sentBody
+	if body != nil {
 		u += "&query=" + url.QueryEscape(sql)
+		sent = &sentBody{r: body}
+		reqBody = sent
 	}
+	// The connection is known, so that the server's answer can be read from it when the
+	// transport reports a failed write instead (see replyConn).
+	var conn *replyConn
+	sending := false
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		sending = true
+		if c, ok := i.Conn.(*replyConn); ok {
+			c.begin()
+			conn = c
+		}
+	}})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, reqBody)
 	if err != nil {
 		return nil, h.scrub(fmt.Errorf("clickhouse http %s: %w", h.Addr, err))
@@ -157,24 +196,87 @@ func (h *HTTP) do(ctx context.Context, sql string, body io.Reader, params string
 	req.SetBasicAuth(h.User, h.Password)
 	client := h.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = defaultClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, h.scrub(fmt.Errorf("clickhouse http %s: %w", h.Addr, err))
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-ClickHouse-Exception-Code") != "" {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		// The body is the server's message, or with a 200 and the exception header possibly
-		// data: only text is quoted.
-		txt, ok := native.Text(msg, 1000)
-		if !ok {
-			txt = fmt.Sprintf("(%d bytes that are not text)", len(msg))
+		if !sending {
+			// No connection: the server never saw the query.
+			return nil, &unsentError{h.scrub(fmt.Errorf("%w: clickhouse http %s: %w", errBrokenOff, h.Addr, err))}
 		}
-		return nil, &statusError{h.scrub(fmt.Errorf("clickhouse %s answered %s: %s", h.Addr, resp.Status, txt))}
+		return nil, h.failed(err, sent, conn)
+	}
+	if refused(resp) {
+		defer resp.Body.Close()
+		return nil, h.refusal(resp, nil)
 	}
 	return resp.Body, nil
+}
+
+// refused says whether a response is the server's refusal or failure of the query.
+func refused(resp *http.Response) bool {
+	return resp.StatusCode != http.StatusOK || resp.Header.Get("X-ClickHouse-Exception-Code") != ""
+}
+
+// refusal is the error of a query the server answered with an exception: its status, and the
+// start of its text. broke is the connection's failure when the answer was read from a
+// connection that broke while the request was being sent.
+func (h *HTTP) refusal(resp *http.Response, broke error) error {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	// The body is the server's message, or with a 200 and the exception header possibly
+	// data: only text is quoted.
+	txt, ok := native.Text(msg, 1000)
+	if !ok {
+		txt = fmt.Sprintf("(%d bytes that are not text)", len(msg))
+	}
+	err := fmt.Errorf("clickhouse %s answered %s: %s", h.Addr, resp.Status, txt)
+	if broke != nil {
+		err = fmt.Errorf("%w (and closed the connection while the data was still being sent: %v)", err, broke)
+	}
+	return &statusError{h.scrub(err)}
+}
+
+// failed explains a request that got no response from the transport: the data to send could not
+// be read (its own error), or the server answered before the connection broke (its answer), or
+// the connection failed unanswered (errBrokenOff).
+func (h *HTTP) failed(err error, sent *sentBody, conn *replyConn) error {
+	if bodyErr := sent.failure(); bodyErr != nil && errors.Is(err, bodyErr) {
+		return h.scrub(fmt.Errorf("clickhouse http %s: read the data to send: %w", h.Addr, bodyErr))
+	}
+	if conn != nil {
+		if resp := conn.answer(); resp != nil && refused(resp) {
+			return h.refusal(resp, err)
+		}
+		err = conn.broke(err)
+	}
+	return h.scrub(fmt.Errorf("%w: clickhouse http %s: %w", errBrokenOff, h.Addr, err))
+}
+
+// sentBody is a request's data, remembering its own failure: an error of the transport that is
+// this one is no failure of the connection.
+type sentBody struct {
+	r   io.Reader
+	mu  sync.Mutex
+	err error
+}
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *sentBody) failure() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // statusError is the server's answer to a query it refused or failed: the connection worked.

@@ -410,29 +410,17 @@ type rowStream interface {
 	Rows() int64
 }
 
-// lazyNative opens its stream on the first Read, so a partition whose object is reused is never
-// queried at all.
-// exportAttempts bounds how often one partition's export runs when its connection breaks off
-// (errBrokenOff: a reset, a server restarting, a stall): a blip costs a partition, not the set.
-const exportAttempts = 3
-
-// exportAgain says whether an export that failed with err runs again, and waits before it (1 s,
-// then 4 s). Only a broken connection is tried again: a query the server failed or a repository
-// that refused the object would fail the same way, and the repository retries on its own.
+// exportAgain says whether an export that failed with err on its attempt'th run runs again,
+// and waits before it (see again). Only a broken connection is tried again: a query the server
+// failed or a repository that refused the object would fail the same way, and the repository
+// retries on its own.
 func (s *Source) exportAgain(ctx context.Context, err error, attempt int, t Table, partition, replica string) bool {
-	if err == nil || attempt >= exportAttempts || !errors.Is(err, errBrokenOff) || ctx.Err() != nil {
-		return false
-	}
-	s.Log.Warn("a partition's export broke off; exporting it again", "table", t.FullName(), "partition", partition, "replica", replica,
-		"attempt", attempt+1, "of", exportAttempts, "err", err)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(time.Duration(attempt*attempt) * time.Second):
-		return true
-	}
+	return again(ctx, s.Log, err, attempt, "a partition's export broke off; exporting it again",
+		"table", t.FullName(), "partition", partition, "replica", replica)
 }
 
+// lazyNative opens its stream on the first Read, so a partition whose object is reused is never
+// queried at all.
 type lazyNative struct {
 	open func() (rowStream, error)
 	ns   rowStream

@@ -99,10 +99,15 @@ func (b *Rebuilder) recoverRows(ctx context.Context, target *clickhouse.Server, 
 				b.opts.Log.Warn("could not drop scratch table", "table", hashes, "replica", target.Addr, "err", err)
 			}
 		}()
-		from := &clickhouse.HTTP{Addr: peerHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
-		to := &clickhouse.HTTP{Addr: targetHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password}
+		from := &clickhouse.HTTP{Addr: peerHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password, StallTimeout: b.opts.Conn.StallTimeout}
+		to := &clickhouse.HTTP{Addr: targetHTTP, User: b.opts.Conn.User, Password: b.opts.Conn.Password, StallTimeout: b.opts.Conn.StallTimeout}
 		for _, p := range parts {
-			if err := copyPeerHashes(ctx, from, to, target, hashes, hash, src, p); err != nil {
+			// Each attempt makes the hash table anew, so one whose connection broke is repeated.
+			err := clickhouse.Retry(ctx, b.opts.Log, "copying a peer's row hashes broke off; copying them again",
+				[]any{"table", s.Target, "partition", p.ID, "replica", target.Addr}, func() error {
+					return copyPeerHashes(ctx, from, to, target, hashes, hash, src, p)
+				})
+			if err != nil {
 				return nil, err
 			}
 			q := fmt.Sprintf("%s WHERE %s AND %s NOT IN %s", insert, clickhouse.InPartition(p), hash, hashes)
@@ -138,7 +143,7 @@ func copyPeerHashes(ctx context.Context, from, to *clickhouse.HTTP, target *clic
 		return fmt.Errorf("read the row hashes of %s partition %s on the peer: %w", src, p.ID, err)
 	}
 	defer ns.Close()
-	if err := to.Exec(ctx, "INSERT INTO "+hashes+" FORMAT Native", ns); err != nil {
+	if err := to.Load(ctx, "INSERT INTO "+hashes+" FORMAT Native", ns); err != nil {
 		return fmt.Errorf("copy the peer's row hashes of %s partition %s to %s: %w", src, p.ID, target.Addr, err)
 	}
 	return nil

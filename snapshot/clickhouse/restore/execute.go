@@ -179,29 +179,13 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, st
 		return err
 	}
 	stagingFull := clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(staging)
-	// What an earlier, interrupted run left of this partition goes; other partitions of the
-	// staging table may be loading beside it.
-	if err := srv.Conn.Exec(ctx, "ALTER TABLE "+stagingFull+" DROP PARTITION ID "+clickhouse.QuoteString(s.Partition)); err != nil {
-		return fmt.Errorf("prepare staging table %s partition %s on %s: %w", stagingFull, s.Partition, srv.Addr, err)
-	}
-	obj, err := repo.OpenObject(ctx, s.ref)
+	// A load whose connection broke is done again from the start: see stage.
+	err := clickhouse.Retry(ctx, r.opts.Log, "a partition's load broke off; loading it again from its object",
+		[]any{"table", s.Target, "partition", s.Partition, "replica", srv.Addr}, func() error {
+			return r.stage(ctx, repo, srv, s, db, staging)
+		})
 	if err != nil {
-		return err
-	}
-	defer obj.Close()
-	// The format comes from the snapshot's record, so restore-replica's steps load right too.
-	if s.table.PartitionFormat(s.Partition) == clickhouse.FormatPartsTar {
-		if err := r.attachParts(ctx, srv, db, staging, s.Partition, obj); err != nil {
-			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
-		}
-	} else {
-		if r.httpOf[srv.Addr] == "" {
-			return fmt.Errorf("load object %s into %s: native objects load through the HTTP interface: set [clickhouse] http_addresses", s.ref.Name(), stagingFull)
-		}
-		h := &clickhouse.HTTP{Addr: r.httpOf[srv.Addr], User: r.opts.Conn.User, Password: r.opts.Conn.Password, Settings: insertSettings(srv)}
-		if err := h.Exec(ctx, "INSERT INTO "+stagingFull+" FORMAT Native", obj); err != nil {
-			return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
-		}
+		return fmt.Errorf("load object %s into %s: %w", s.ref.Name(), stagingFull, err)
 	}
 	// The check comes before the swap: a partition whose object does not hold the recorded
 	// rows must leave the target as it was.
