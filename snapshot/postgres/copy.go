@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -49,24 +50,38 @@ func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Pl
 		}
 	}()
 	for range min(r.opts.Parallel, len(steps)) {
-		conn, err := r.connectTo(ctx, plan.LoadInto)
+		conn, err := r.loadConn(ctx, plan.LoadInto)
+		if conn != nil {
+			conns = append(conns, conn)
+		}
 		if err != nil {
 			return err
 		}
-		conns = append(conns, conn)
-		// A failed restore is dropped, not recovered, so commits need not wait for the WAL flush.
-		if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
-			return explain("prepare a load connection", err)
-		}
 	}
 	var mu sync.Mutex
-	return onEach(ctx, conns, steps, func(ctx context.Context, conn *pgx.Conn, s Step) error {
+	// A worker whose connection dropped goes on with the one that replaced it (see copyAgain).
+	current := map[*pgx.Conn]*pgx.Conn{}
+	defer func() {
+		for _, c := range current {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	return onEach(ctx, conns, steps, func(ctx context.Context, worker *pgx.Conn, s Step) error {
 		start := time.Now()
+		mu.Lock()
+		conn := cmp.Or(current[worker], worker)
+		mu.Unlock()
 		var err error
 		if s.Action == "large-objects" {
 			err = loadLargeObjects(ctx, conn, repo, s)
 		} else {
-			err = copyFrozen(ctx, conn, repo, s.loads[0])
+			var now *pgx.Conn
+			now, err = r.copyAgain(ctx, conn, plan.LoadInto, repo, s.loads[0])
+			if now != conn {
+				mu.Lock()
+				current[worker] = now
+				mu.Unlock()
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("restore step %s %s: %w", s.Action, s.Target, err)
@@ -77,6 +92,69 @@ func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Pl
 		mu.Unlock()
 		return nil
 	})
+}
+
+// loadConn opens a load connection to db. A failed restore is dropped, not recovered, so
+// commits need not wait for the WAL flush. A connection that opened is returned with an error
+// of its setup too, for the caller to close.
+func (r *Restorer) loadConn(ctx context.Context, db string) (*pgx.Conn, error) {
+	conn, err := r.connectTo(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+		return conn, explain("prepare a load connection", err)
+	}
+	return conn, nil
+}
+
+// loadAttempts bounds how often one table loads while its connection keeps dropping.
+const loadAttempts = 3
+
+// loadRetryWait is the wait before a table's next load: 1 s, then 4 s.
+var loadRetryWait = func(attempt int) time.Duration { return time.Duration(attempt*attempt) * time.Second }
+
+// copyAgain loads a table with copyFrozen, and where the connection dropped under it (a reset, a
+// server restarting), loads it again on a new connection, up to loadAttempts times. That is
+// safe because the load is a transaction of its own that empties the table first and reads the
+// object anew: a drop before the commit rolls it all back, and a drop that lost only the
+// commit's answer is loaded over. A failure the server answered on a live connection, or of
+// the object itself (which aborts the COPY and leaves the connection open), is returned at
+// once. The connection to go on with is returned, the new one where it was replaced.
+func (r *Restorer) copyAgain(ctx context.Context, conn *pgx.Conn, db string, repo *store.Repository, l load) (*pgx.Conn, error) {
+	for attempt := 1; ; attempt++ {
+		err := copyFrozen(ctx, conn, repo, l)
+		if !dropped(ctx, conn, err) {
+			return conn, err
+		}
+		if attempt >= loadAttempts {
+			return conn, fmt.Errorf("after %d attempts: %w", attempt, err)
+		}
+		r.opts.Log.Warn("a table's load lost its connection; loading it again on a new one", "table", l.table.FullName(),
+			"attempt", attempt+1, "of", loadAttempts, "err", err)
+		select {
+		case <-ctx.Done():
+			return conn, err
+		case <-time.After(loadRetryWait(attempt)):
+		}
+		fresh, cerr := r.loadConn(ctx, db)
+		if cerr != nil {
+			if fresh != nil {
+				fresh.Close(context.WithoutCancel(ctx))
+			}
+			return conn, fmt.Errorf("%w; loading it again failed: %w", err, cerr)
+		}
+		conn.Close(context.WithoutCancel(ctx))
+		conn = fresh
+	}
+}
+
+// dropped says whether a load failed because its connection dropped: the connection is closed
+// and the job goes on. pgconn closes a connection whose network failed or that the server ended
+// (a FATAL: a shutdown or a restart); a statement the server refused, or a COPY aborted by the
+// object's own failure, leaves it open.
+func dropped(ctx context.Context, conn *pgx.Conn, err error) bool {
+	return err != nil && ctx.Err() == nil && conn.IsClosed()
 }
 
 // copyFrozen loads a table of a new database with COPY FREEZE: rows arrive frozen and
