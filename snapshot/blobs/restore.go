@@ -9,12 +9,16 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -34,6 +38,8 @@ type RestoreOptions struct {
 	ReadBack bool
 	Workers  int // packs read in parallel (default 4)
 	Log      *slog.Logger
+
+	open func(ctx context.Context, url string, cred Credentials, create bool) (Container, error) // tests' seam; OpenContainer
 }
 
 // RestoreReport says what a blob restore did.
@@ -124,7 +130,11 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, p *Resto
 	var dst Container = readBack{}
 	if !o.ReadBack {
 		var err error
-		if dst, err = OpenContainer(ctx, p.Target, o.Credentials, true); err != nil {
+		open := o.open
+		if open == nil {
+			open = OpenContainer
+		}
+		if dst, err = open(ctx, p.Target, o.Credentials, true); err != nil {
 			return rep, err
 		}
 	}
@@ -314,7 +324,7 @@ func (r *execution) write(ctx context.Context, batch []Record) error {
 		g.Go(func() error {
 			if key == "" {
 				for _, rec := range recs {
-					if err := r.put(gctx, rec, bytes.NewReader(nil)); err != nil {
+					if err := r.put(gctx, rec, func(int) (io.Reader, error) { return bytes.NewReader(nil), nil }); err != nil {
 						return err
 					}
 				}
@@ -342,7 +352,7 @@ func (r *execution) fromPack(ctx context.Context, key string, recs []Record) err
 	if err != nil {
 		return fmt.Errorf("read pack %s: %w", key, err)
 	}
-	defer rc.Close()
+	defer func() { rc.Close() }() // the last of the pack's readers: a write repeated reads it anew
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
 	var pos int64
@@ -352,7 +362,22 @@ func (r *execution) fromPack(ctx context.Context, key string, recs []Record) err
 		}
 		pos = rec.Offset + rec.Size
 		if rec.Size > smallBlob {
-			if err := r.put(gctx, rec, io.LimitReader(rc, rec.Size)); err != nil {
+			err := r.put(gctx, rec, func(attempt int) (io.Reader, error) {
+				if attempt > 1 {
+					// The failed write read some of the blob: read the pack again up to it.
+					again, err := r.repo.OpenObject(gctx, ref)
+					if err != nil {
+						return nil, fmt.Errorf("read pack %s again: %w", key, err)
+					}
+					rc.Close()
+					rc = again
+					if _, err := io.CopyN(io.Discard, rc, rec.Offset); err != nil {
+						return nil, fmt.Errorf("read pack %s again to offset %d: %w", key, rec.Offset, err)
+					}
+				}
+				return io.LimitReader(rc, rec.Size), nil
+			})
+			if err != nil {
 				return errors.Join(err, g.Wait())
 			}
 			continue
@@ -361,14 +386,48 @@ func (r *execution) fromPack(ctx context.Context, key string, recs []Record) err
 		if _, err := io.ReadFull(rc, buf); err != nil {
 			return errors.Join(fmt.Errorf("read blob %s from pack %s: %w", rec.Name, key, err), g.Wait())
 		}
-		g.Go(func() error { return r.put(gctx, rec, bytes.NewReader(buf)) })
+		g.Go(func() error {
+			return r.put(gctx, rec, func(int) (io.Reader, error) { return bytes.NewReader(buf), nil })
+		})
 	}
 	return g.Wait()
 }
 
-func (r *execution) put(ctx context.Context, rec Record, body io.Reader) error {
-	if err := r.dst.Put(ctx, rec.Name, rec.Size, rec.MD5[:], body); err != nil {
-		return err
+// putAttempts bounds how often one blob is written while the target's writes fail transiently.
+const putAttempts = 3
+
+// putRetryWait is the wait before a blob's next write: 1 s, then 4 s.
+var putRetryWait = func(attempt int) time.Duration { return time.Duration(attempt*attempt) * time.Second }
+
+// put writes a blob from body(1), and where the write failed transiently (see transient) writes
+// it again, up to putAttempts times, from body(n): a fresh reader of the same bytes, out of the
+// snapshot's pack. That is safe: a blob is committed only once its bytes hash to its MD5, so a
+// repeated write, after one that failed or whose success went unanswered, leaves the same blob.
+// A failure to read the body (the repository's, which retries on its own) is not written again.
+func (r *execution) put(ctx context.Context, rec Record, body func(attempt int) (io.Reader, error)) error {
+	for attempt := 1; ; attempt++ {
+		src, err := body(attempt)
+		if err != nil {
+			return err
+		}
+		read := &readFailure{r: src}
+		err = r.dst.Put(ctx, rec.Name, rec.Size, rec.MD5[:], read)
+		if err == nil {
+			break
+		}
+		if read.failed() || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if attempt >= putAttempts {
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
+		}
+		r.o.Log.Warn("writing a blob failed; writing it again from its pack", "blob", rec.Name, "target", r.rep.Target,
+			"attempt", attempt+1, "of", putAttempts, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(putRetryWait(attempt)):
+		}
 	}
 	n := r.written.Add(1)
 	b := r.bytes.Add(rec.Size)
@@ -426,4 +485,34 @@ func (c *cursor) find(name string) (*Entry, error) {
 		return c.cur, nil
 	}
 	return nil, nil
+}
+
+// readFailure is a blob's bytes on their way to the target, remembering a failure of their own.
+type readFailure struct {
+	r   io.Reader
+	err atomic.Bool
+}
+
+func (f *readFailure) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		f.err.Store(true)
+	}
+	return n, err
+}
+
+func (f *readFailure) failed() bool { return f.err.Load() }
+
+// transient says whether a failed write to the target may succeed when the blob is written
+// again: the service failed (a 5xx, 408 or 429 that outlasted the Azure client's own retries of
+// each request) or the connection broke mid-upload. A blob whose bytes did not match its MD5, a
+// name the target cannot hold, or a directory's failure (a full disk, a permission) would fail
+// the same way again.
+func transient(err error) bool {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
