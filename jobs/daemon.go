@@ -75,6 +75,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	repo.SetConfigured(ConfiguredSources(d.cfg))
 	d.repo, d.history = repo, &History{Repo: repo, Limit: historyLimit}
 	d.claimer = NewClaimer(d.cfg.ZooKeeper, repo, d.log)
+	checkAppendOnly(ctx, repo, d.log)
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	d.cron = cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC))
 	for _, j := range d.jobs {
