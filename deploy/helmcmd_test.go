@@ -135,4 +135,3 @@ func readmeValuesFiles(t *testing.T, md string) map[string]string {
 	}
 	return files
 }
-
