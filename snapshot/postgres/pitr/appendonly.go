@@ -111,3 +111,38 @@ func readHead(ctx context.Context, repo *store.Repository, chain string) (Head, 
 	}
 	return h, nil
 }
+
+// superseded is how old a head object must be before prune removes it when a newer one exists.
+const superseded = time.Hour
+
+// pruneHeads removes the head objects an append-only writer superseded in the chains that stay
+// (an idle database writes one per cut): all but the newest of each chain, once an hour old.
+// Prune's identity may delete; files are the chains' objects as prune listed them.
+func pruneHeads(ctx context.Context, repo *store.Repository, files map[string][]store.ObjectInfo, gone map[string]bool, dryRun bool) (int, error) {
+	removed := 0
+	for id, objs := range files {
+		if gone[id] {
+			continue
+		}
+		var heads []store.ObjectInfo
+		for _, o := range objs {
+			if strings.HasPrefix(o.Name, headsDir(id)) {
+				heads = append(heads, o)
+			}
+		}
+		slices.SortFunc(heads, func(a, b store.ObjectInfo) int { return strings.Compare(a.Name, b.Name) })
+		for _, o := range heads[:max(len(heads)-1, 0)] {
+			if time.Since(o.ModTime) < superseded {
+				continue
+			}
+			removed++
+			if dryRun {
+				continue
+			}
+			if err := repo.Backend().Delete(ctx, o.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return removed, fmt.Errorf("remove superseded head %s: %w", o.Name, err)
+			}
+		}
+	}
+	return removed, nil
+}

@@ -2,6 +2,8 @@ package pitr
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +18,8 @@ func TestChainRecordsAppendOnly(t *testing.T) {
 	for _, appendOnly := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "append-only"}[appendOnly], func(t *testing.T) {
 			ctx := context.Background()
-			repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), AppendOnly: appendOnly, Log: quiet})
+			dir := t.TempDir()
+			repo, err := store.Open(ctx, store.Options{URL: "file://" + dir, AppendOnly: appendOnly, Log: quiet})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,6 +65,30 @@ func TestChainRecordsAppendOnly(t *testing.T) {
 			}
 			if chains[0].Ended.IsZero() || chains[0].EndReason != want {
 				t.Errorf("chain ended %v (%q), want ended with %q", chains[0].Ended, chains[0].EndReason, want)
+			}
+			if !appendOnly {
+				return
+			}
+			// Prune, as the identity that may delete, keeps the chain (its base is kept) and
+			// removes the superseded heads once old, leaving the newest: the coverage stands.
+			heads, _ := filepath.Glob(filepath.Join(dir, "pitr", c.ID, "head", "*.json"))
+			old := time.Now().Add(-2 * superseded)
+			for _, h := range heads {
+				_ = os.Chtimes(h, old, old)
+			}
+			pruner, err := store.Open(ctx, store.Options{URL: "file://" + dir, Log: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if removed, _, err := Prune(ctx, pruner, map[string]string{c.Base: "kept"}, false); err != nil || len(removed) != 0 {
+				t.Fatalf("prune: removed chains %v, %v; want the chain kept", removed, err)
+			}
+			left, _ := filepath.Glob(filepath.Join(dir, "pitr", c.ID, "head", "*.json"))
+			if len(heads) != 2 || len(left) != 1 || left[0] != heads[len(heads)-1] {
+				t.Errorf("heads %v, after prune %v: want the newest one left", heads, left)
+			}
+			if at, _, err := coverage(ctx, pruner, c, segs); err != nil || !at.Equal(base.Add(20*time.Second)) {
+				t.Errorf("coverage after prune %v, %v; want the newest head's", at, err)
 			}
 		})
 	}

@@ -115,5 +115,13 @@ func Prune(ctx context.Context, repo *store.Repository, kept map[string]string, 
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Chain < out[j].Chain })
+	gone := map[string]bool{}
+	for _, rc := range out {
+		gone[rc.Chain] = true
+	}
+	// Heads an append-only writer superseded in the chains that stay (appendonly.go).
+	if _, err := pruneHeads(ctx, repo, files, gone, dryRun); err != nil {
+		return out, damaged, err
+	}
 	return out, damaged, nil
 }
