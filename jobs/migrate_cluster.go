@@ -69,6 +69,7 @@ type SchemaVersion struct {
 	Database string `json:"database"`
 	Version  int64  `json:"version"`
 	Dirty    bool   `json:"dirty"`
+	engine   string // of the source's table
 }
 
 // ClusterMigrationPlan is what --dry-run prints and every pass follows.
@@ -210,7 +211,7 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 			continue
 		}
 		p.Tables = append(p.Tables, MigratedTable{Table: t.FullName(), Engine: t.Engine, TargetEngine: clickhouse.EngineOf(create), Create: create})
-		if t.Name == "schema_migrations" && t.HasData() {
+		if t.Name == "schema_migrations" && (t.HasData() || t.KeepsRowsOutsideParts()) {
 			v, err := schemaVersion(ctx, m.source[0], t.Database)
 			if err != nil {
 				return err
@@ -218,7 +219,11 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 			if v.Dirty {
 				refused = append(refused, fmt.Errorf("%s.schema_migrations is dirty at version %d on the source: finish or force that migration ('tracevault migrate force') before moving it", t.Database, v.Version))
 			}
+			v.engine = t.Engine
 			p.SchemaMigrations = append(p.SchemaMigrations, v)
+			if t.KeepsRowsOutsideParts() {
+				p.Notes = append(p.Notes, fmt.Sprintf("%s.schema_migrations is %s (golang-migrate's single-server default): a backup holds no rows of it, so each pass copies its new rows itself", t.Database, t.Engine))
+			}
 		}
 	}
 	if len(refused) > 0 {
@@ -393,6 +398,9 @@ func (m *ClusterMigration) Pass(ctx context.Context, repo *store.Repository) (*P
 	if err := m.drop(ctx, rep.Dropped); err != nil {
 		return nil, err
 	}
+	if err := m.carryLogMigrations(ctx); err != nil {
+		return nil, err
+	}
 	if m.req.Cutover {
 		if rep.Proof, err = m.prove(ctx, snap); err != nil {
 			return nil, fmt.Errorf("cutover pass %d moved every change but the target does not equal the source: %w", rep.Pass, err)
@@ -559,12 +567,14 @@ func (m *ClusterMigration) prove(ctx context.Context, snap *store.Manifest) (*Mi
 		if err != nil {
 			return nil, err
 		}
-		got, err := schemaVersion(ctx, m.targets[0], v.Database)
-		if err != nil {
-			return nil, err
-		}
-		if got != now || got.Dirty {
-			diffs = append(diffs, fmt.Sprintf("%s.schema_migrations: version %d dirty=%t on the target, %d dirty=%t on the source", v.Database, got.Version, got.Dirty, now.Version, now.Dirty))
+		for _, tgt := range m.targets {
+			got, err := schemaVersion(ctx, tgt, v.Database)
+			if err != nil {
+				return nil, err
+			}
+			if got.Version != now.Version || got.Dirty != now.Dirty || got.Dirty {
+				diffs = append(diffs, fmt.Sprintf("%s.schema_migrations: version %d dirty=%t on %s, %d dirty=%t on the source", v.Database, got.Version, got.Dirty, tgt.Addr, now.Version, now.Dirty))
+			}
 		}
 	}
 	if len(diffs) > 0 {
@@ -630,4 +640,69 @@ func (r *PassReport) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "proof: %d partitions, %s equal on %d target servers\ndowntime: %s (the cutover pass)\n", r.Proof.Partitions, what, r.Proof.Replicas, r.Duration)
 	}
+}
+
+// carryLogMigrations copies the rows of a schema_migrations kept in a Log engine (TinyLog,
+// golang-migrate's default on one server), which backups hold no rows of: the source's rows
+// with a sequence above the target's highest, on every target server, since a Log table is
+// local to each. golang-migrate only appends, so those are exactly the rows the target lacks.
+func (m *ClusterMigration) carryLogMigrations(ctx context.Context) error {
+	for _, v := range m.Plan.SchemaMigrations {
+		if !(clickhouse.Table{Engine: v.engine}).KeepsRowsOutsideParts() {
+			continue
+		}
+		table := clickhouse.QuoteIdent(v.Database) + ".schema_migrations"
+		for _, tgt := range m.targets {
+			var top uint64
+			if err := tgt.Conn.QueryRow(ctx, "SELECT max(sequence) FROM "+table).Scan(&top); err != nil {
+				return fmt.Errorf("read %s on the target %s: %w", table, tgt.Addr, err)
+			}
+			rows, err := m.source[0].Conn.Query(ctx, "SELECT version, dirty, sequence FROM "+table+" WHERE sequence > ? ORDER BY sequence", top)
+			if err != nil {
+				return fmt.Errorf("read %s on the source: %w", table, err)
+			}
+			type row struct {
+				version  int64
+				dirty    uint8
+				sequence uint64
+			}
+			var values []row
+			for rows.Next() {
+				var version int64
+				var dirty uint8
+				var seq uint64
+				if err := rows.Scan(&version, &dirty, &seq); err != nil {
+					rows.Close()
+					return fmt.Errorf("read %s on the source: %w", table, err)
+				}
+				values = append(values, row{version, dirty, seq})
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("read %s on the source: %w", table, err)
+			}
+			if len(values) == 0 {
+				continue
+			}
+			// A batch, as the migration driver writes it: 18.16 waits for data blocks after an
+			// INSERT … VALUES sent over the native protocol.
+			b, err := tgt.Conn.PrepareBatch(ctx, "INSERT INTO "+table+" (version, dirty, sequence)")
+			if err == nil {
+				for _, r := range values {
+					if err = b.Append(r.version, r.dirty, r.sequence); err != nil {
+						break
+					}
+				}
+				if err == nil {
+					err = b.Send()
+				} else {
+					_ = b.Abort()
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("copy %d rows of %s to the target %s: %w", len(values), table, tgt.Addr, err)
+			}
+		}
+	}
+	return nil
 }
