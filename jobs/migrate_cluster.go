@@ -348,6 +348,8 @@ type migrationState struct {
 	mu     sync.Mutex
 	Source []string `json:"source"`
 	Target []string `json:"target"`
+	// Started is set before the first pass writes to the target.
+	Started bool `json:"started"`
 	// Loaded is, per db.table and partition, the object the target holds.
 	Loaded map[string]map[string]string `json:"loaded"`
 	Passes []PassReport                 `json:"passes"`
@@ -359,7 +361,7 @@ type migrationState struct {
 // every partition, so an interrupted pass resumes. A cutover pass then proves the target.
 func (m *ClusterMigration) Pass(ctx context.Context, repo *store.Repository) (*PassReport, error) {
 	rep := &PassReport{Pass: len(m.state.Passes) + 1, Cutover: m.req.Cutover, Start: time.Now().UTC()}
-	if len(m.state.Loaded) == 0 && !m.req.AllowNonEmpty {
+	if !m.state.Started && !m.req.AllowNonEmpty {
 		if err := m.refuseNonEmpty(ctx); err != nil {
 			return nil, err
 		}
@@ -382,6 +384,12 @@ func (m *ClusterMigration) Pass(ctx context.Context, repo *store.Repository) (*P
 	}
 	plan.Steps = m.changedSteps(plan.Steps, rep)
 	rep.Dropped = m.gone(plan, snap)
+	// From here the target holds what this migration writes: a rerun after an interruption
+	// finds its own tables there, and must not take them for someone else's.
+	m.state.Started = true
+	if err := m.state.save(); err != nil {
+		return nil, err
+	}
 	m.log.Info("migration pass", "pass", rep.Pass, "snapshot", snap.ID, "behind_partitions", rep.BehindPartitions, "behind_rows", rep.BehindRows, "dropped", len(rep.Dropped))
 	err = rs.Execute(ctx, repo, plan, func(done, total int, s restore.Step) {
 		if s.Action == restore.ActionLoadPartition {

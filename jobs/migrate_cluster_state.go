@@ -32,7 +32,7 @@ func loadMigrationState(path string, source, target []string) (*migrationState, 
 	if saved.Loaded != nil {
 		st.Loaded = saved.Loaded
 	}
-	st.Passes = saved.Passes
+	st.Passes, st.Started = saved.Passes, saved.Started
 	return st, nil
 }
 
