@@ -88,7 +88,8 @@ const createOnlyPrefix = "locks/create-only/"
 // is younger than the holder's ttl (or its holder is a live process on this host). A contender
 // takes the lock by creating the next generation's claim, which exactly one contender can do,
 // then checks that the generation it replaced is still free (its holder did not renew between
-// the look and the create); if not, it releases its own generation and backs off. A holder
+// the look and the create); if not, it releases its own generation and backs off, and the late
+// holder loses the lock at its next renewal too (safe: no one holds it for a moment). A holder
 // renews by creating a renewal and then checking that no next generation exists: created after
 // its renewal, a successor judged the lock stale from that renewal's time, i.e. at least a ttl
 // after the renewal started, when the holder has stopped trusting it (leaseMargin).
