@@ -62,6 +62,9 @@ func SourceDetails(m *store.Manifest) []string { return blobs.Describe(m) }
 // DeleteSnapshot forgets one snapshot, named by its id or a unique prefix of it, under the
 // repository's delete lock, and returns its id; prune then frees what nothing else references.
 func DeleteSnapshot(ctx context.Context, repo *store.Repository, id string) (string, error) {
+	if err := repo.RefuseAppendOnly("delete " + id); err != nil {
+		return "", err
+	}
 	lock, err := repo.Lock(ctx, "delete", time.Minute)
 	if err != nil {
 		return "", err
@@ -77,6 +80,9 @@ func DeleteSnapshot(ctx context.Context, repo *store.Repository, id string) (str
 // DeleteDamaged removes a damaged manifest by the file name `list` and `verify` give, under the
 // repository's delete lock; only a file the repository lists as damaged is removed.
 func DeleteDamaged(ctx context.Context, repo *store.Repository, name string) error {
+	if err := repo.RefuseAppendOnly("delete " + name); err != nil {
+		return err
+	}
 	lock, err := repo.Lock(ctx, "delete", time.Minute)
 	if err != nil {
 		return err

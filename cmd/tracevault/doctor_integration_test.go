@@ -56,6 +56,7 @@ func TestDoctorAndPruneInAppendOnlyMode(t *testing.T) {
 		{"init with the rcl SAS", []string{"--config", rcl, "init"}, 0, nil, nil, true},
 		{"doctor with the rcl SAS", []string{"--config", rcl, "doctor"}, 0, []string{"overwrite refused", "delete    refused"}, nil, true},
 		{"prune with the rcl SAS", []string{"--config", rcl, "prune"}, 1, nil, []string{"append-only", "separate identity"}, true},
+		{"delete with the rcl SAS", []string{"--config", rcl, "delete", "20261206T030000Z-1a2b3c"}, 1, nil, []string{"append-only", "separate identity"}, true},
 		{"doctor with the account key", []string{"--config", key, "doctor"}, 1, []string{"overwrite ALLOWED", "delete    ALLOWED", "problem:"}, nil, false},
 	}
 	for _, st := range steps {

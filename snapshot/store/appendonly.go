@@ -320,6 +320,10 @@ func (r *Repository) lockRepository(ctx context.Context) (Lock, error) {
 // AppendOnly reports whether the repository is opened append-only.
 func (r *Repository) AppendOnly() bool { return IsAppendOnly(r.b) }
 
+// RefuseAppendOnly is the error of an operation that deletes (what), in append-only mode, naming
+// the fix; nil otherwise. Callers check it before taking a lock for nothing.
+func (r *Repository) RefuseAppendOnly(what string) error { return r.refuseAppendOnly(what) }
+
 // refuseAppendOnly is the error of an operation that deletes, in append-only mode.
 func (r *Repository) refuseAppendOnly(what string) error {
 	if !r.AppendOnly() {
