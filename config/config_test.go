@@ -85,6 +85,43 @@ servers = ["127.0.0.1:2181"]
 			want: []Problem{{Key: "storage.encryption.recipients", Line: 12, Message: "is a TOML string but must be a list of strings"}},
 		},
 		{
+			name: "type errors are reported per key and the rest is still checked",
+			doc: `[storage]
+url = "ftp://bucket"
+block_size = "8 parsecs"
+[clickhouse]
+addresses = ["127.0.0.1:9000"]
+http_addresses = ["127.0.0.1:8123"]
+parallel = "two"
+colour = "blue"
+[postgres]
+dsn = "postgres://u@h/db"
+schemas = [
+  1,
+  2,
+]
+[zookeeper]
+servers = ["127.0.0.1:2181"]
+[[jobs]]
+name = "a"
+schedule = "61 * * * *"
+action = "backup"
+[[jobs]]
+name = "b"
+schedule = 5
+action = "backup"
+`,
+			want: []Problem{
+				{Key: "storage.url", Line: 2, Message: "unsupported scheme"},
+				{Key: "storage.block_size", Line: 3, Message: "not a size"},
+				{Key: "clickhouse.parallel", Line: 7, Message: "must be an integer"},
+				{Key: "clickhouse.colour", Line: 8, Message: "unknown key"},
+				{Key: "postgres.schemas", Line: 12, Message: "must be a string"},
+				{Key: "jobs[0].schedule", Line: 19, Message: "bad cron expression"},
+				{Key: "jobs[1].schedule", Line: 23, Message: "must be a string"},
+			},
+		},
+		{
 			name: "verify sample",
 			doc:  minimal + "[verify]\nsample = \"10 percent\"\n",
 			want: []Problem{{Key: "verify.sample", Line: 12, Message: `give a percentage such as "10%"`}},

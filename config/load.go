@@ -63,23 +63,38 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c := &checker{file: name, lines: lines}
 
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
+	// A wrong type stops go-toml's decoder at that key, which would hide every later problem
+	// (config check promises them all at once). So each mistyped key is reported, blanked out
+	// of the text (lines kept, so positions stay true) and the document decoded again.
+	doc := data
+	for {
+		cfg = Defaults()
+		cfg.File = name
+		err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().Decode(&cfg)
+		if err == nil {
+			break
+		}
 		var strict *toml.StrictMissingError
 		var de *toml.DecodeError
-		switch {
-		case errors.As(err, &strict):
+		if errors.As(err, &strict) {
 			// The document decoded; only unknown keys remain. Report them and keep validating.
 			for _, e := range strict.Errors {
 				c.unknownKey(&e)
 			}
-		case errors.As(err, &de):
-			// A wrong type stops the decoder, so later checks would see half a file.
-			row, _ := de.Position()
-			return nil, Problems{{File: name, Line: row, Key: strings.Join(de.Key(), "."), Message: typeMessage(de)}}
-		default:
+			break
+		}
+		if !errors.As(err, &de) {
 			return nil, fmt.Errorf("decode config %s: %w", name, err)
 		}
+		row, _ := de.Position()
+		key, rest, ok := blankKeyAt(doc, row)
+		if !ok {
+			// Not a plain key = value (a table header, say): report it with what was found so far.
+			c.problems = append(c.problems, Problem{File: name, Line: row, Key: strings.Join(de.Key(), "."), Message: typeMessage(de)})
+			return nil, c.sorted()
+		}
+		c.problems = append(c.problems, Problem{File: name, Line: row, Key: key, Message: typeMessage(de)})
+		doc = rest
 	}
 	for i := range cfg.Jobs {
 		cfg.Jobs[i].applyDefaults()
@@ -87,14 +102,72 @@ func Parse(name string, data []byte) (*Config, error) {
 	c.resolveSecrets(&cfg)
 	c.validate(&cfg)
 	if len(c.problems) > 0 {
-		// In file order; keys absent from the file (line 0) last.
-		sort.SliceStable(c.problems, func(i, j int) bool {
-			li, lj := c.problems[i].Line, c.problems[j].Line
-			return li != 0 && (lj == 0 || li < lj)
-		})
-		return nil, c.problems
+		return nil, c.sorted()
 	}
 	return &cfg, nil
+}
+
+// sorted returns the problems in file order; keys absent from the file (line 0) last.
+func (c *checker) sorted() Problems {
+	sort.SliceStable(c.problems, func(i, j int) bool {
+		li, lj := c.problems[i].Line, c.problems[j].Line
+		return li != 0 && (lj == 0 || li < lj)
+	})
+	return c.problems
+}
+
+// blankKeyAt finds the key = value written at line row (1-based) and returns its key, named as
+// keyLines names it ("jobs[1].parallel"), and data with that key and value replaced by spaces,
+// newlines kept. ok is false when row holds no key = value, e.g. a table header.
+func blankKeyAt(data []byte, row int) (key string, out []byte, ok bool) {
+	var p unstable.Parser
+	p.Reset(data)
+	arrays := map[string]int{}
+	table := ""
+	start, end := -1, len(data) // byte offsets of the key = value at row, up to the next expression
+	for p.NextExpression() {
+		e := p.Expression()
+		name, first := dottedKey(e.Key())
+		if first == nil {
+			continue
+		}
+		r := p.Range(first.Data)
+		line := p.Shape(r).Start.Line
+		if start >= 0 {
+			if line > row {
+				// Blank whole lines up to the next expression, so a multi-line value goes too.
+				end = bytes.LastIndexByte(data[:r.Offset], '\n') + 1
+				break
+			}
+			start = -1 // a later expression still starts at or before row
+		}
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			if e.Kind == unstable.ArrayTable {
+				idx := arrays[name]
+				arrays[name]++
+				name = fmt.Sprintf("%s[%d]", name, idx)
+			}
+			table = name
+		case unstable.KeyValue:
+			if line <= row {
+				start, key = int(r.Offset), name
+				if table != "" {
+					key = table + "." + name
+				}
+			}
+		}
+	}
+	if start < 0 || p.Error() != nil || end <= start {
+		return "", nil, false
+	}
+	out = bytes.Clone(data)
+	for i := start; i < end; i++ {
+		if out[i] != '\n' && out[i] != '\r' {
+			out[i] = ' '
+		}
+	}
+	return key, out, true
 }
 
 // checker collects problems and knows on which line each key was written.
