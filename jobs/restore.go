@@ -38,7 +38,10 @@ type RestoreRequest struct {
 	Replace     bool     // replace what already exists on the target
 	// AllowPartial restores what a partial snapshot holds.
 	AllowPartial bool
-	DryRun       bool
+	// AllowUnreachable lets a ClickHouse restore succeed though configured replicas did not
+	// answer, so their rows went unverified; without it that restore fails, naming them.
+	AllowUnreachable bool
+	DryRun           bool
 }
 
 // Restore is a request whose snapshot was found and may be restored: the first of restore's
@@ -149,6 +152,8 @@ type RestoreResult struct {
 	Database, Mode string
 	ZooKeeper      *zookeeper.RestoreReport
 	Blobs          *blobs.RestoreReport
+	// Reach is which configured ClickHouse replicas the row counts were verified on.
+	Reach *restore.Reach
 }
 
 // Plan checks the request against the snapshot and the configuration, connects to the target
@@ -295,6 +300,11 @@ func (p *RestorePlan) Run(ctx context.Context) (*RestoreResult, error) {
 				p.log.Info("restored partition", "step", fmt.Sprintf("%d/%d", done, total), "table", s.Target, "partition", s.Partition, "rows", s.Rows)
 			}
 		})
+		if err == nil {
+			reach := p.ch.Reach()
+			res.Reach = &reach
+			err = reach.Err(p.req.AllowUnreachable)
+		}
 		return res, err
 	case p.pgPlan != nil:
 		res.Steps, res.Database, res.Mode = len(p.pgPlan.Steps), p.pgPlan.Database, p.pgPlan.Mode

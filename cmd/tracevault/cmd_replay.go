@@ -160,7 +160,7 @@ func (a *app) restoredClickHouseThenReplay(cmd *cobra.Command, res *jobs.Restore
 			return a.restoredClickHouse(cmd, res, err)
 		}
 		a.progressDone(cmd.Context(), nil)
-		a.log.Info("restored; row counts verified on every reachable replica", "snapshot", res.Snapshot, "steps", res.Steps)
+		a.log.Info("restored; "+res.Reach.Summary(), "snapshot", res.Snapshot, "steps", res.Steps)
 	} else if rerr := a.restoredClickHouse(cmd, res, nil); rerr != nil {
 		return rerr
 	}

@@ -11,20 +11,21 @@ import (
 )
 
 type restoreFlags struct {
-	only        string
-	tables      []string
-	partitions  []string
-	databaseMap []string
-	root        string
-	pgDatabase  string
-	dryRun      bool
-	replace     bool // replace data that already exists on the target
-	partial     bool // restore from a partial snapshot: only what it holds
-	cluster     bool
-	to, toLSN   string // point-in-time restore (postgres)
-	chain       string // the point-in-time chain to follow
-	blobURL     string
-	replay      bool // then replay Langfuse's raw events written after the cut (clickhouse)
+	only             string
+	tables           []string
+	partitions       []string
+	databaseMap      []string
+	root             string
+	pgDatabase       string
+	dryRun           bool
+	replace          bool // replace data that already exists on the target
+	partial          bool // restore from a partial snapshot: only what it holds
+	allowUnreachable bool // clickhouse: accept replicas that went unverified
+	cluster          bool
+	to, toLSN        string // point-in-time restore (postgres)
+	chain            string // the point-in-time chain to follow
+	blobURL          string
+	replay           bool // then replay Langfuse's raw events written after the cut (clickhouse)
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -177,6 +178,7 @@ which restores what it holds; a source that failed in it cannot be restored from
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, change nothing")
 	fl.BoolVar(&f.replace, "replace", false, "replace partitions, nodes, a PostgreSQL database or tables, or newer blobs, that already exist")
 	fl.BoolVar(&f.partial, "allow-partial", false, "restore from a partial snapshot (what it holds)")
+	fl.BoolVar(&f.allowUnreachable, "allow-unreachable", false, "clickhouse: exit 0 though configured replicas were unreachable and their rows unverified")
 	// --force meant both; it stays only to say which of the two to use.
 	fl.Bool("force", false, "")
 	_ = fl.MarkHidden("force")
@@ -191,18 +193,32 @@ which restores what it holds; a source that failed in it cannot be restored from
 // request is the restore the flags ask for, of snapshot id.
 func (f restoreFlags) request(id string) jobs.RestoreRequest {
 	return jobs.RestoreRequest{Snapshot: id, Only: f.only, Tables: f.tables, Partitions: f.partitions, DatabaseMap: f.databaseMap,
-		Cluster: f.cluster, Root: f.root, PGDatabase: f.pgDatabase, BlobURL: f.blobURL, Replace: f.replace, AllowPartial: f.partial, DryRun: f.dryRun}
+		Cluster: f.cluster, Root: f.root, PGDatabase: f.pgDatabase, BlobURL: f.blobURL, Replace: f.replace, AllowPartial: f.partial,
+		AllowUnreachable: f.allowUnreachable, DryRun: f.dryRun}
 }
 
 func (a *app) restoredClickHouse(cmd *cobra.Command, res *jobs.RestoreResult, err error) error {
 	a.progressDone(cmd.Context(), err)
+	if res == nil || res.Reach == nil {
+		// Failed before the row counts were checked.
+		if err != nil {
+			return failed(err)
+		}
+		return nil
+	}
+	// A restore that ran but could not verify every replica still says what it did, then fails
+	// (unless --allow-unreachable).
+	if a.json {
+		if perr := a.printJSON(cmd, map[string]any{"snapshot": res.Snapshot, "steps": res.Steps,
+			"verified": len(res.Reach.Unreachable) == 0, "verified_replicas": res.Reach.Verified, "unreachable_replicas": res.Reach.Unreachable}); perr != nil {
+			return perr
+		}
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s: %d steps; %s\n", res.Snapshot, res.Steps, res.Reach.Summary())
+	}
 	if err != nil {
 		return failed(err)
 	}
-	if a.json {
-		return a.printJSON(cmd, map[string]any{"snapshot": res.Snapshot, "steps": res.Steps, "verified": true})
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s: %d steps; row counts verified on every reachable replica\n", res.Snapshot, res.Steps)
 	return nil
 }
 
