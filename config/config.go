@@ -3,7 +3,10 @@
 // key, the line and what is allowed, so an operator fixes a file in one pass.
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Config is the whole file. Field tags are the TOML keys; config.example.toml documents each.
 type Config struct {
@@ -176,6 +179,24 @@ type Web struct {
 	Listen              string `toml:"listen"`
 	Token               Secret `toml:"token"`
 	RequireTokenForRead bool   `toml:"require_token_for_read"`
+	// SecureCookies: "auto" marks the session cookie Secure when the request reached the daemon
+	// over TLS, or a trusted proxy says it reached the proxy so; "always" marks it Secure on
+	// every response (behind a TLS-terminating Ingress).
+	SecureCookies string `toml:"secure_cookies"`
+	// TrustedProxies are CIDRs whose X-Forwarded-Proto is believed; empty: none.
+	TrustedProxies []string `toml:"trusted_proxies"`
+}
+
+// TrustedProxyPrefixes returns TrustedProxies parsed; validation has refused any that does not
+// parse.
+func (w Web) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range w.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }
 
 // Migrate configures versioned schema migrations.
@@ -238,7 +259,7 @@ func Defaults() Config {
 			WarnOutstandingRequests: 1000,
 		},
 		Retention: Retention{KeepLast: 7, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, MinAge: Duration(24 * 3600e9)},
-		Web:       Web{Listen: "127.0.0.1:8480"},
+		Web:       Web{Listen: "127.0.0.1:8480", SecureCookies: "auto"},
 		Drill:     Drill{Timeout: Duration(3600e9)},
 		Migrate: Migrate{
 			ClickHouseDir:      "migrations/clickhouse",

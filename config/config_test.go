@@ -237,6 +237,14 @@ mode = "freeze"
 			want: []Problem{{Key: "jobs[0].action", Line: 7, Message: "separate identity"}},
 		},
 		{
+			name: "web: secure_cookies and trusted_proxies are checked",
+			doc:  "[web]\nsecure_cookies = \"yes\"\ntrusted_proxies = [\"10.0.0.0/8\", \"ingress-nginx\"]\n" + minimal,
+			want: []Problem{
+				{Key: "web.secure_cookies", Line: 2, Message: "\"always\""},
+				{Key: "web.trusted_proxies[1]", Line: 3, Message: "not a CIDR"},
+			},
+		},
+		{
 			name: "syntax error",
 			doc:  "[storage\nurl = 1\n",
 			want: []Problem{{Line: 1, Message: "TOML syntax error"}},

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
@@ -68,6 +69,18 @@ func (c *checker) validate(cfg *Config) {
 	c.retention(&cfg.Retention)
 	if err := checkHostPort(cfg.Web.Listen); err != nil {
 		c.add("web.listen", "%v", err)
+	}
+	c.web(&cfg.Web)
+}
+
+func (c *checker) web(w *Web) {
+	if s := w.SecureCookies; s != "" && s != "auto" && s != "always" {
+		c.add("web.secure_cookies", "%q is not one of \"auto\" (Secure over TLS, or when a trusted proxy says https) or \"always\" (behind a TLS-terminating proxy)", w.SecureCookies)
+	}
+	for i, p := range w.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			c.add(fmt.Sprintf("web.trusted_proxies[%d]", i), "%q is not a CIDR such as \"10.0.0.0/8\" or \"192.0.2.7/32\"", p)
+		}
 	}
 }
 

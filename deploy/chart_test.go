@@ -423,6 +423,9 @@ metrics:
 				if b := ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service; b == nil || b.Name != svc.Name || b.Port.Name != "http" {
 					t.Errorf("Ingress backend %+v, want Service %s port http", b, svc.Name)
 				}
+				if cfg := configTOML(t, r); !strings.Contains(cfg, `secure_cookies = "always"`) {
+					t.Errorf("the Ingress ends TLS, yet the login cookie is not always Secure:\n%s", cfg)
+				}
 			},
 		},
 		{

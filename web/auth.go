@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -110,6 +111,43 @@ func (a *auth) revoke(r *http.Request) {
 		}
 	}
 	a.revoked[nonce] = expires
+}
+
+// secure says whether the session cookie gets the Secure attribute: always when configured so, when
+// r came over TLS to the daemon, or when a trusted proxy says its client's request did. The last
+// X-Forwarded-Proto value is the one the proxy that connected to us wrote (a proxy may append to
+// what its own client sent); from an address outside trusted the header is ignored.
+func (s *Server) secure(r *http.Request) bool {
+	if s.opts.AlwaysSecureCookies || r.TLS != nil {
+		return true
+	}
+	return forwardedHTTPS(r, s.opts.TrustedProxies)
+}
+
+func forwardedHTTPS(r *http.Request, trusted []netip.Prefix) bool {
+	proto := r.Header.Values("X-Forwarded-Proto")
+	if len(proto) == 0 || len(trusted) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range trusted {
+		if p.Contains(addr) {
+			last := proto[len(proto)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			return strings.EqualFold(strings.TrimSpace(last), "https")
+		}
+	}
+	return false
 }
 
 // csrf is the value the page's forms carry; empty when there is no token (no actions).

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -250,5 +251,55 @@ func TestProblemsAtTheTop(t *testing.T) {
 				t.Errorf("%s: %q missing at the top or in the API:\n%s\n%s", tc.name, w, top, api)
 			}
 		}
+	}
+}
+
+// TestSecureCookieBehindProxy: the session cookie is Secure over TLS to the daemon, when a
+// trusted proxy says X-Forwarded-Proto: https, and always when so configured; the header from an
+// address outside the trusted list, or with no list, is ignored.
+func TestSecureCookieBehindProxy(t *testing.T) {
+	const token = "s3cret-token"
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	https := func(r *http.Request) { r.Header.Set("X-Forwarded-Proto", "https") }
+	cases := []struct {
+		name   string
+		opts   Options
+		remote string
+		mod    func(*http.Request)
+		secure bool
+	}{
+		{"TLS to the daemon", Options{}, "192.0.2.1:1234", func(r *http.Request) { r.TLS = &tls.ConnectionState{} }, true},
+		{"plain HTTP", Options{TrustedProxies: trusted}, "10.1.2.3:1234", nil, false},
+		{"trusted proxy says https", Options{TrustedProxies: trusted}, "10.1.2.3:1234", https, true},
+		{"trusted IPv6 proxy says https", Options{TrustedProxies: trusted}, "[fd00::7]:1234", https, true},
+		{"trusted proxy appended https", Options{TrustedProxies: trusted}, "10.1.2.3:1234",
+			func(r *http.Request) { r.Header.Set("X-Forwarded-Proto", "http, https") }, true},
+		{"trusted proxy says http", Options{TrustedProxies: trusted}, "10.1.2.3:1234",
+			func(r *http.Request) { r.Header.Set("X-Forwarded-Proto", "https, http") }, false},
+		{"untrusted address says https", Options{TrustedProxies: trusted}, "192.0.2.1:1234", https, false},
+		{"no trusted proxies", Options{}, "10.1.2.3:1234", https, false},
+		{"always", Options{AlwaysSecureCookies: true}, "192.0.2.1:1234", nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.Token = token
+			s := New(c.opts, sampleSource())
+			resp := postLogin(t, s, token, c.remote, c.mod)
+			if len(resp.Cookies()) != 1 {
+				t.Fatalf("login: %d cookies", len(resp.Cookies()))
+			}
+			if got := resp.Cookies()[0].Secure; got != c.secure {
+				t.Errorf("login cookie Secure = %v, want %v", got, c.secure)
+			}
+			r := httptest.NewRequest(http.MethodPost, "/logout", nil)
+			r.RemoteAddr = c.remote
+			if c.mod != nil {
+				c.mod(r)
+			}
+			out, _ := do(t, s, r)
+			if len(out.Cookies()) != 1 || out.Cookies()[0].Secure != c.secure {
+				t.Errorf("logout cookie %+v, want Secure = %v", out.Cookies(), c.secure)
+			}
+		})
 	}
 }

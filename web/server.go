@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -73,6 +74,12 @@ type Options struct {
 	Token string
 	// RequireTokenForRead also protects the page and the read API.
 	RequireTokenForRead bool
+	// AlwaysSecureCookies marks the session cookie Secure on every response: for a daemon that
+	// is reached only through a TLS-terminating proxy (the chart's Ingress with tls).
+	AlwaysSecureCookies bool
+	// TrustedProxies are the peers whose X-Forwarded-Proto is believed; from any other address
+	// the header is ignored, and only a TLS connection to the daemon makes the cookie Secure.
+	TrustedProxies []netip.Prefix
 	// PanelCacheTTL is how long a panel's result (the catalog, the cluster check, ZooKeeper,
 	// migrations) is served to every client before it is read again; default 5 s.
 	PanelCacheTTL time.Duration
@@ -324,13 +331,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	value, expires := s.auth.newSession(time.Now())
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, Expires: expires, MaxAge: int(sessionTTL.Seconds())})
+		SameSite: http.SameSiteStrictMode, Secure: s.secure(r), Expires: expires, MaxAge: int(sessionTTL.Seconds())})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	s.auth.revoke(r)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

@@ -56,6 +56,8 @@ are cancelled, recorded as interrupted, and their snapshots recorded as partial.
 				Version:             version,
 				Token:               cfg.Web.Token.Reveal(),
 				RequireTokenForRead: cfg.Web.RequireTokenForRead,
+				AlwaysSecureCookies: cfg.Web.SecureCookies == "always",
+				TrustedProxies:      cfg.Web.TrustedProxyPrefixes(),
 				Metrics:             promhttp.HandlerFor(d.Metrics(), promhttp.HandlerOpts{}),
 				Log:                 a.log,
 			}, d)

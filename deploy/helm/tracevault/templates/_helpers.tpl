@@ -84,9 +84,24 @@ tracevault's integer keys refuse 4.0. Null values are left out (the binary's def
 {{- end }}
 {{- end -}}
 
+{{/*
+Applies the chart's own knowledge to a copy of .Values.config (dict "c" copy "Values" .Values):
+TLS that ends at the chart's Ingress makes the login cookie Secure on every response ([web]
+secure_cookies "auto" becomes "always").
+*/}}
+{{- define "tracevault.configFromChart" -}}
+{{- $web := .c.web | default dict -}}
+{{- if and .Values.ingress.enabled .Values.ingress.tls (eq (default "auto" $web.secure_cookies) "auto") -}}
+{{- $_ := set $web "secure_cookies" "always" -}}
+{{- $_ := set .c "web" $web -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "tracevault.toml" -}}
 # Rendered by the tracevault chart from .Values.config; config.example.toml documents each key.
-{{- include "tracevault.toml.table" (dict "path" "" "table" .Values.config) }}
+{{- $c := deepCopy .Values.config -}}
+{{- include "tracevault.configFromChart" (dict "c" $c "Values" .Values) -}}
+{{- include "tracevault.toml.table" (dict "path" "" "table" $c) }}
 {{ end -}}
 
 {{/*
@@ -95,6 +110,7 @@ of pruneJob.storage in place of the daemon's (the identity that may delete), and
 */}}
 {{- define "tracevault.pruneToml" -}}
 {{- $c := deepCopy .Values.config -}}
+{{- include "tracevault.configFromChart" (dict "c" $c "Values" .Values) -}}
 {{- $st := mergeOverwrite (deepCopy $c.storage) (deepCopy (default dict .Values.pruneJob.storage)) -}}
 {{- $_ := set $st "append_only" false -}}
 {{- $_ := set $c "storage" $st -}}
