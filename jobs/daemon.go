@@ -74,6 +74,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	repo.SetConfigured(ConfiguredSources(d.cfg))
 	d.repo, d.history = repo, &History{Repo: repo, Limit: historyLimit}
+	d.metrics.drills.mu.Lock()
+	d.metrics.drills.read = func(ctx context.Context) ([]Run, error) { return d.history.Recent(ctx, d.history.Limit) }
+	d.metrics.drills.mu.Unlock()
 	d.claimer = NewClaimer(d.cfg.ZooKeeper, repo, d.log)
 	checkAppendOnly(ctx, repo, d.log)
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))

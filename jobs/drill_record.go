@@ -19,6 +19,18 @@ func LastDrill(runs []Run) *Run {
 	return nil
 }
 
+// LastProvenDrill is the newest successful drill run, job or `tracevault drill`, for
+// tracevault_drill_last_success_timestamp_seconds: read from the same history as LastDrill.
+func LastProvenDrill(runs []Run) *Run {
+	var last *Run
+	for i := range runs {
+		if runs[i].Action == config.ActionDrill && runs[i].Outcome == OutcomeSucceeded && (last == nil || runs[i].End.After(last.End)) {
+			last = &runs[i]
+		}
+	}
+	return last
+}
+
 // DrillRun turns a drill's result into its run record's fields.
 func DrillRun(r *Run, res *DrillResult) {
 	if res == nil {

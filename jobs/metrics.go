@@ -28,7 +28,9 @@ type metrics struct {
 	repoSnaps    prometheus.Gauge
 	drillSuccess prometheus.Gauge
 	drillRestore *prometheus.GaugeVec
-	recovery     *recoveryAge
+	// drills refreshes the two drill series from the shared run history before a scrape.
+	drills   *drillProof
+	recovery *recoveryAge
 	// storedBytes is the last repository measurement, for the status page's storage panel.
 	storedBytes atomic.Int64
 }
@@ -57,7 +59,8 @@ func newMetrics() *metrics {
 		recovery: &recoveryAge{desc: prometheus.NewDesc("tracevault_recovery_point_age_seconds",
 			"Age of the newest complete snapshot holding each source: what a restore now would lose (RPO).", []string{"source"}, nil)},
 	}
-	m.reg.MustRegister(m.drillSuccess, m.drillRestore, m.recovery)
+	m.drills = &drillProof{m: m}
+	m.reg.MustRegister(m.drills, m.recovery)
 	m.reg.MustRegister(m.lastSuccess, m.lastDuration, m.lastBytes, m.runs, m.component, m.repoBytes, m.repoSnaps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -77,15 +80,73 @@ func (m *metrics) observeRun(r Run) {
 	}
 }
 
-// observeDrill records a successful drill run's proof and restore times.
+// observeDrill records a successful drill run's proof and restore times, unless a newer proof
+// is already recorded (runs arrive from this daemon and from the history, in any order).
 func (m *metrics) observeDrill(r Run) {
 	if r.Action != config.ActionDrill || r.Outcome != OutcomeSucceeded {
 		return
 	}
+	m.drills.mu.Lock()
+	defer m.drills.mu.Unlock()
+	if !r.End.After(m.drills.proven) {
+		return
+	}
+	m.drills.proven = r.End
 	m.drillSuccess.Set(float64(r.End.Unix()))
 	m.drillRestore.Reset()
 	for src, sec := range r.RestoreSeconds {
 		m.drillRestore.WithLabelValues(src).Set(sec)
+	}
+}
+
+// drillProofRefresh is how stale the drill series may be at a scrape before the run history is
+// read again: a read lists and fetches records from the repository.
+const drillProofRefresh = 30 * time.Second
+
+// drillProof exports the drill series from the run history, the record the status page's
+// "last proven restore" reads: a drill run with `tracevault drill` or by another daemon is
+// recorded only there, and the metric's alert must clear when the page says a drill succeeded.
+type drillProof struct {
+	m      *metrics
+	mu     sync.Mutex
+	proven time.Time // End of the newest successful drill exported
+	// read returns the run history, newest first; nil (no repository) exports runs seen only.
+	read   func(ctx context.Context) ([]Run, error)
+	readAt time.Time
+}
+
+func (p *drillProof) Describe(ch chan<- *prometheus.Desc) {
+	p.m.drillSuccess.Describe(ch)
+	p.m.drillRestore.Describe(ch)
+}
+
+func (p *drillProof) Collect(ch chan<- prometheus.Metric) {
+	p.refresh(context.Background())
+	p.m.drillSuccess.Collect(ch)
+	p.m.drillRestore.Collect(ch)
+}
+
+// refresh reads the history when the last read is older than drillProofRefresh; a failed read
+// keeps what is exported (the page shows the history's error).
+func (p *drillProof) refresh(ctx context.Context) {
+	p.mu.Lock()
+	read := p.read
+	due := read != nil && time.Since(p.readAt) >= drillProofRefresh
+	if due {
+		p.readAt = time.Now()
+	}
+	p.mu.Unlock()
+	if !due {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	runs, err := read(ctx)
+	if err != nil {
+		return
+	}
+	if r := LastProvenDrill(runs); r != nil {
+		p.m.observeDrill(*r)
 	}
 }
 

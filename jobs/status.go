@@ -99,6 +99,10 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 			copied := *last
 			s.LastDrill = &copied
 		}
+		// The page and /metrics read one history: what the page shows proven, the metric says.
+		if proven := LastProvenDrill(runs); proven != nil {
+			d.metrics.observeDrill(*proven)
+		}
 		cat, err := d.repo.Catalog(ctx)
 		if err != nil {
 			s.SnapshotsError = store.ErrorText(err.Error())
