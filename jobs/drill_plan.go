@@ -68,9 +68,10 @@ func diskCheck(lands []landing) (string, error) {
 	for _, dev := range order {
 		f := byDev[dev]
 		if f.free < f.need {
-			return "", fmt.Errorf("not enough disk for the drill: the filesystem of %s has %d bytes free, the snapshot restores %d onto it; free space or drill on another host", f.dir, f.free, f.need)
+			return "", fmt.Errorf("not enough disk for the drill: the filesystem of %s has %s free, the snapshot restores %s onto it; free space or drill on another host",
+				f.dir, store.HumanBytes(f.free), store.HumanBytes(f.need))
 		}
-		out = append(out, fmt.Sprintf("%s: %d bytes free, %d to restore", f.dir, f.free, f.need))
+		out = append(out, fmt.Sprintf("%s: %s free, %s to restore", f.dir, store.HumanBytes(f.free), store.HumanBytes(f.need)))
 	}
 	if len(away) > 0 {
 		out = append(out, fmt.Sprintf("not measured: the data directories of %s are not on this host (or not readable)", strings.Join(slices.Compact(slices.Sorted(slices.Values(away))), ", ")))

@@ -18,11 +18,12 @@ func TestDrillDiskCheck(t *testing.T) {
 		want    string // in the result, or in the error when refused
 		refused bool
 	}{
-		{"fits", []landing{ch(dir, 1), pg(dir, 1)}, "2 to restore", false},
-		{"too big", []landing{ch(dir, 1<<62)}, "not enough disk", true},
+		{"fits", []landing{ch(dir, 1), pg(dir, 1)}, "2 B to restore", false},
+		{"too big", []landing{ch(dir, 1<<62)}, "the snapshot restores 4.0 EiB onto it", true},
 		{"both sources together too big", []landing{ch(dir, 1<<61), pg(other, 1<<61+1<<60)}, "not enough disk", true},
-		{"replicas on one filesystem count once", []landing{ch(dir, 10), ch(other, 10), ch(dir, 10)}, "10 to restore", false},
+		{"replicas on one filesystem count once", []landing{ch(dir, 10), ch(other, 10), ch(dir, 10)}, "10 B to restore", false},
 		{"another host's directory", []landing{ch("/nonexistent/clickhouse/", 1<<62), pg(dir, 1)}, "not measured: the data directories of clickhouse", false},
+		{"sizes are for people", []landing{ch(dir, 3<<29)}, "1.5 GiB to restore", false},
 		{"postgres data_directory unreadable", []landing{pg("", 1<<62)}, "not measured: the data directories of postgres", false},
 	}
 	for _, c := range cases {

@@ -33,8 +33,10 @@ PostgreSQL table row counts. On a server without formatRow the result says "cont
 not supported by this server" and rows are compared.
 
 Measured: RTO, the seconds each source took to restore, and their total; RPO, the snapshot's
-age when the drill started. Before starting, the free space of a file:// repository's directory
-must hold the data to restore (other repositories are not measured; the result says so). The
+age when the drill started. Before starting, each filesystem on this host that holds a data
+directory of a server the drill restores into must have room for what lands on it (free and
+needed space are printed in KiB/MiB/GiB); data directories on other hosts are not measured and
+the result says so. The repository's disk is not what is checked. The
 drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it fails.` + progressHelp,
 		Example: examples(
 			"tracevault drill",
