@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -200,11 +202,31 @@ func (p *progressRun) finish(ctx context.Context, err error) {
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 		what = "interrupted"
 	}
-	p.summary = fmt.Sprintf("%s %s after %.1fs: done %d of %d planned units, %s of ~%s, %d rows; stopped at %s",
-		p.op, what, s.Elapsed, s.Units, s.PlannedUnits, store.HumanBytes(s.Bytes), store.HumanBytes(s.ExpectedBytes), s.Rows, orNothing(s.Current.String()))
+	p.summary = failureSummary(p.op, what, s)
 	if !p.a.json {
 		fmt.Fprintln(p.stderr, p.summary)
 	}
+}
+
+// failureSummary says what a failed or interrupted run did and what it was doing when it
+// stopped: the units still open (a failed unit never ends), not whichever unit began last,
+// which may have finished after the failure.
+func failureSummary(op, what string, s progress.State) string {
+	done := fmt.Sprintf("done %d of %d planned units", s.Units, s.PlannedUnits)
+	if s.Units > s.PlannedUnits {
+		done = fmt.Sprintf("done %d units (%d planned ahead)", s.Units, s.PlannedUnits)
+	}
+	stopped := "stopped after " + orNothing(s.Current.String())
+	if len(s.Open) > 0 {
+		names := make([]string, len(s.Open))
+		for i, u := range s.Open {
+			names[i] = u.String()
+		}
+		slices.Sort(names)
+		stopped = "unfinished: " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s %s after %.1fs: %s, %s of ~%s, %d rows; %s",
+		op, what, s.Elapsed, done, store.HumanBytes(s.Bytes), store.HumanBytes(s.ExpectedBytes), s.Rows, stopped)
 }
 
 func orNothing(s string) string {

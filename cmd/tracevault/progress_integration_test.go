@@ -254,7 +254,7 @@ func testProgressInterrupt(t *testing.T, f *progressFixture) {
 	errs := stderr.String()
 	// Partitions export two at a time ([clickhouse] parallel), so when the third is held the
 	// second may still be in flight and be interrupted with it.
-	summary := regexp.MustCompile(`backup interrupted after [0-9.]+s: done [12] of [0-9]+ planned units, .* rows; stopped at clickhouse ` + regexp.QuoteMeta(f.db) + `\.`)
+	summary := regexp.MustCompile(`backup interrupted after [0-9.]+s: done [12] of [0-9]+ planned units, .* rows; unfinished: clickhouse ` + regexp.QuoteMeta(f.db) + `\.`)
 	if !summary.MatchString(errs) {
 		t.Errorf("no summary of what was done:\n%s", errs)
 	}

@@ -35,13 +35,19 @@ func TestTracker(t *testing.T) {
 	}
 	tr.Add(300, 0)
 	tr.End(Unit{Object: "o1"})
-	tr.End(Unit{Object: "o1"}) // read twice (a retry): its rows count once
-	if s := tr.State(); s.Rows != 6 || s.Units != 2 || s.Bytes != 600 {
-		t.Errorf("after o1: %d rows, %d units, %d bytes; want 6, 2, 600", s.Rows, s.Units, s.Bytes)
+	tr.End(Unit{Object: "o1"}) // read twice (a retry): its rows and its unit count once
+	if s := tr.State(); s.Rows != 6 || s.Units != 1 || s.Bytes != 600 || len(s.Open) != 0 {
+		t.Errorf("after o1: %d rows, %d units, %d bytes, open %v; want 6, 1, 600, none", s.Rows, s.Units, s.Bytes, s.Open)
 	}
+	tr.Begin(Unit{Object: "o2"})        // fails: never ends
 	tr.Begin(Unit{Source: "zookeeper"}) // unplanned: shown as it is
 	if s := tr.State(); s.Current.String() != "zookeeper" {
 		t.Errorf("current = %q", s.Current.String())
+	}
+	tr.End(Unit{Source: "zookeeper"})
+	// What was unfinished is postgres, though zookeeper began last.
+	if s := tr.State(); len(s.Open) != 1 || s.Open[0].String() != "postgres public.users" || s.Units != 2 {
+		t.Errorf("open %v, %d units; want only postgres public.users open, 2 units", s.Open, s.Units)
 	}
 }
 

@@ -15,6 +15,9 @@ type Tracker struct {
 	state    State
 	objects  map[string]Unit // planned units read by object, to name them and count their rows
 	finished map[string]bool // objects whose rows were counted: a second read does not count twice
+	// open are the units begun and not ended: when a run fails, what it was doing (a failed unit
+	// never ends), rather than whichever unit began last.
+	open map[Unit]int
 }
 
 // State is a sample of the progress.
@@ -26,6 +29,7 @@ type State struct {
 	Units         int     `json:"units"` // completed
 	PlannedUnits  int     `json:"planned_units"`
 	Current       Unit    `json:"current"`
+	Open          []Unit  `json:"open,omitempty"` // begun and not ended, in no particular order
 	Elapsed       float64 `json:"elapsed_seconds"`
 	// Rate is the mean bytes per second since the start; ETA the seconds left at that rate,
 	// -1 when unknown (no plan, or nothing moved yet).
@@ -39,7 +43,7 @@ func NewTracker() *Tracker {
 }
 
 func newTracker(now func() time.Time) *Tracker {
-	return &Tracker{now: now, start: now(), objects: map[string]Unit{}, finished: map[string]bool{}}
+	return &Tracker{now: now, start: now(), objects: map[string]Unit{}, finished: map[string]bool{}, open: map[Unit]int{}}
 }
 
 func (t *Tracker) Plan(u Unit) {
@@ -64,6 +68,7 @@ func (t *Tracker) Begin(u Unit) {
 	}
 	u.Bytes, u.Rows = 0, 0
 	t.state.Current = u
+	t.open[u]++
 }
 
 func (t *Tracker) Add(bytes, rows int64) {
@@ -76,10 +81,34 @@ func (t *Tracker) Add(bytes, rows int64) {
 func (t *Tracker) End(u Unit) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.state.Units++
-	if p, ok := t.objects[u.Object]; ok && u.Object != "" && !t.finished[u.Object] {
+	if p, ok := t.objects[u.Object]; ok && u.Object != "" {
+		if t.finished[u.Object] {
+			// A planned object read a second time (a retry, a verify after the load) is one
+			// unit: counting it again would report more units done than planned.
+			t.closeUnit(u, p)
+			return
+		}
 		t.finished[u.Object] = true
 		t.state.Rows += p.Rows
+		t.closeUnit(u, p)
+	} else {
+		t.closeUnit(u, u)
+	}
+	t.state.Units++
+}
+
+// closeUnit takes u off the open units, under the name Begin gave it (p, for an object the plan
+// names).
+func (t *Tracker) closeUnit(u, p Unit) {
+	for _, k := range []Unit{u, p} {
+		k.Bytes, k.Rows = 0, 0
+		if t.open[k] > 0 {
+			t.open[k]--
+			if t.open[k] == 0 {
+				delete(t.open, k)
+			}
+			return
+		}
 	}
 }
 
@@ -87,6 +116,9 @@ func (t *Tracker) End(u Unit) {
 func (t *Tracker) State() State {
 	t.mu.Lock()
 	s := t.state
+	for u := range t.open {
+		s.Open = append(s.Open, u)
+	}
 	t.mu.Unlock()
 	s.Elapsed = t.now().Sub(t.start).Seconds()
 	s.ETA = -1
