@@ -362,14 +362,14 @@ func TestChartRenders(t *testing.T) {
 		{
 			name: "minimal",
 			values: `azure: {workloadIdentity: {enabled: false}}
-secretEnv: {TRACEVAULT_PG_DSN: null, CLICKHOUSE_PASSWORD: null}
+secretEnv: {CLICKHOUSE_PASSWORD: null}
 networkPolicy: {enabled: false}
 podDisruptionBudget: {enabled: false}
 topologySpread: {enabled: false}
 replicaCount: 1
 config:
   storage: {url: "file:///var/lib/tracevault/repo"}
-  postgres: {dsn: "postgres://langfuse@db:5432/langfuse"}
+  postgres: {dsn: "env:TRACEVAULT_PG_DSN"}
   clickhouse: {password: ""}
 `,
 			kinds: []string{"ConfigMap", "Deployment", "Service", "ServiceAccount"},
@@ -517,6 +517,12 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"sidecar in logical mode", "mode: sidecar\n", "config.clickhouse.mode=freeze"},
 		{"azblob without account", "config: {storage: {account_name: ''}}\n", "config.storage.account_name is required"},
 		{"bad ZooKeeper size", "metrics: {prometheusRule: {enabled: true}}\nconfig: {zookeeper: {warn_data_size: 1GB}}\n", "warn_data_size"},
+		{"bad secure_cookies", "config: {web: {secure_cookies: yes-please}}\n", "secure_cookies"},
+	}
+	// A secret typed into values would land in the ConfigMap: every secret-bearing key takes
+	// only a reference, env:NAME or ${NAME}, set from a Secret.
+	for _, key := range secretValueKeys {
+		cases = append(cases, struct{ name, values, want string }{"literal " + key, nestedValue(key, "hunter2-literal"), key[strings.LastIndex(key, ".")+1:]})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -526,6 +532,53 @@ func TestChartRefusesBadValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// secretValueKeys are the values that carry a secret: the config's Secret fields (config/load.go
+// resolveSecrets) and the prune identity's storage credentials.
+var secretValueKeys = []string{
+	"config.storage.connection_string", "config.storage.account_key", "config.storage.sas_token",
+	"config.storage.encryption.passphrase", "config.blobs.connection_string", "config.blobs.account_key",
+	"config.blobs.sas_token", "config.langfuse.admin_api_key", "config.postgres.dsn",
+	"config.clickhouse.password", "config.web.token",
+	"pruneJob.storage.connection_string", "pruneJob.storage.account_key", "pruneJob.storage.sas_token",
+}
+
+// nestedValue writes key (dotted) = v as a YAML values document.
+func nestedValue(key, v string) string {
+	parts := strings.Split(key, ".")
+	doc := fmt.Sprintf("%q", v)
+	for i := len(parts) - 1; i >= 0; i-- {
+		doc = fmt.Sprintf("{%s: %s}", parts[i], doc)
+	}
+	return doc + "\n"
+}
+
+// TestChartSecretReferencesPass: the env:NAME and ${NAME} forms, and an empty (unset) value, pass
+// the schema for every secret-bearing key.
+func TestChartSecretReferencesPass(t *testing.T) {
+	ch := loadChart(t)
+	for _, key := range secretValueKeys {
+		for _, v := range []string{"env:TV_SECRET", "${TV_SECRET}", ""} {
+			if _, err := renderSchemaOnly(ch, wiValues, nestedValue(key, v)); err != nil {
+				t.Errorf("%s = %q refused: %v", key, v, err)
+			}
+		}
+	}
+}
+
+// renderSchemaOnly checks values against the chart's schema, as helm does before rendering.
+func renderSchemaOnly(ch *chart.Chart, layers ...string) (map[string]any, error) {
+	vals := map[string]any{}
+	for i := len(layers) - 1; i >= 0; i-- {
+		var layer map[string]any
+		if err := yaml.Unmarshal([]byte(layers[i]), &layer); err != nil {
+			return nil, err
+		}
+		vals = chartutil.MergeTables(vals, layer)
+	}
+	opts := chartutil.ReleaseOptions{Name: "tv", Namespace: "langfuse", Revision: 1, IsInstall: true}
+	return chartutil.ToRenderValues(ch, vals, opts, chartutil.DefaultCapabilities)
 }
 
 type namedPodSpec struct {
