@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tracevault/tracevault/config"
@@ -16,6 +17,7 @@ import (
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 // DrillSuffix names a drill's scratch targets: database db is restored as db + DrillSuffix.
@@ -59,6 +61,9 @@ type DrillResult struct {
 	Compared   string        `json:"compared"`
 	DiskCheck  string        `json:"disk_check"`
 	Kept       bool          `json:"kept,omitempty"`
+	// Refused says the drill stopped before restoring anything (a scratch database already
+	// there, too little disk, a snapshot it cannot prove): it measured no RTO and proves nothing.
+	Refused bool `json:"refused,omitempty"`
 }
 
 // drillSuffix is DrillSuffix; a test sets it to "" to prove a plan onto live targets is refused.
@@ -71,6 +76,10 @@ var drillSuffix = DrillSuffix
 func Drill(ctx context.Context, cfg *config.Config, repo *store.Repository, req DrillRequest, log *slog.Logger) (*DrillResult, error) {
 	res := &DrillResult{Outcome: OutcomeFailed, Compared: DrillCompared, Kept: req.Keep, Mismatches: []Mismatch{}}
 	err := drill(ctx, cfg, repo, req, res, log)
+	// Nothing restored, nothing kept: --keep names what a drill left, and a drill that stopped
+	// before its first restore left nothing.
+	res.Kept = req.Keep && len(res.Sources) > 0
+	res.Refused = err != nil && len(res.Sources) == 0
 	if err == nil && len(res.Mismatches) > 0 {
 		err = fmt.Errorf("%d mismatches, first: %s", len(res.Mismatches), res.Mismatches[0])
 	}
@@ -207,9 +216,37 @@ func (d *chDrill) drop(ctx context.Context, log *slog.Logger) {
 	defer closeServers(servers)
 	for _, s := range servers {
 		for _, db := range d.dbs {
-			if err := s.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+clickhouse.QuoteIdent(db)); err != nil {
+			q := "DROP DATABASE IF EXISTS " + clickhouse.QuoteIdent(db)
+			if s.Caps.DatabaseUUIDs {
+				// An Atomic database drops its tables minutes later without SYNC, and with them
+				// their ZooKeeper nodes, which the cleanup below must find gone.
+				q += " SYNC"
+			}
+			if err := s.Conn.Exec(ctx, q); err != nil {
 				log.Error("could not drop a drill's scratch database; drop it by hand", "server", s.Addr, "database", db, "err", err)
 			}
+		}
+	}
+	d.dropZKParents(ctx, log)
+}
+
+// dropZKParents removes the empty ZooKeeper nodes the scratch tables' replication paths left
+// (…/default_drill), which zk diff would otherwise report. A node still holding children is
+// kept: something else registered there.
+func (d *chDrill) dropZKParents(ctx context.Context, log *slog.Logger) {
+	zc := d.cfg.ZooKeeper
+	if len(d.zkScratch) == 0 || len(zc.Servers) == 0 {
+		return
+	}
+	conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), log)
+	if err != nil {
+		log.Warn("could not remove the drill's empty ZooKeeper nodes; remove them by hand", "nodes", d.zkScratch, "err", err)
+		return
+	}
+	defer conn.Close()
+	for _, p := range d.zkScratch {
+		if err := conn.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNotEmpty) {
+			log.Warn("could not remove a drill's empty ZooKeeper node; remove it by hand", "node", p, "err", err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -88,6 +89,9 @@ type chDrill struct {
 	log  *slog.Logger
 	// content are the partitions' content checksums recorded at backup, by object id.
 	content map[string]clickhouse.ContentSum
+	// zkScratch are the ZooKeeper nodes the scratch tables' replication paths create under the
+	// drill's database segment, deepest first: dropping a table removes its own node only.
+	zkScratch []string
 }
 
 func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manifest, log *slog.Logger) (*chDrill, error) {
@@ -127,7 +131,39 @@ func planClickHouseDrill(ctx context.Context, cfg *config.Config, m *store.Manif
 			}
 		}
 	}
-	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log, content: content, dirs: dirs}, nil
+	return &chDrill{cfg: cfg, rs: rs, plan: plan, dbs: dbs, log: log, content: content, dirs: dirs,
+		zkScratch: scratchZKNodes(sec.Tables, dbMap)}, nil
+}
+
+// scratchZKNodes are the replication-path ancestors a drill's scratch tables leave in ZooKeeper:
+// for a path moved to the scratch database (/clickhouse/tables/01/default_drill/traces), every
+// node from the table's parent up to the scratch database's segment, deepest first. Only nodes
+// named after a scratch database are listed, so cleaning them up never touches a live path.
+func scratchZKNodes(tables []clickhouse.TableRecord, dbMap map[string]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range tables {
+		dst, ok := dbMap[t.Database]
+		if t.ZooKeeperPath == "" || !ok || dst == t.Database {
+			continue
+		}
+		p := path.Clean(clickhouse.MapZooKeeperPath(t.ZooKeeperPath, t.Database, dst))
+		if !strings.Contains(p+"/", "/"+dst+"/") {
+			continue // moved by a suffix on the table's own node, which the drop removes
+		}
+		for p = path.Dir(p); p != "/" && p != "."; p = path.Dir(p) {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+			if path.Base(p) == dst {
+				break
+			}
+		}
+	}
+	// Deepest first, so a parent is tried after its children went.
+	slices.SortStableFunc(out, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	return out
 }
 
 // inspectCH refuses scratch databases that exist before the drill: the drill drops what it
@@ -149,7 +185,7 @@ func inspectCH(ctx context.Context, cfg *config.Config, dbs []string, log *slog.
 				return nil, fmt.Errorf("look for scratch database %s on clickhouse %s: %w", db, s.Addr, err)
 			}
 			if n > 0 {
-				return nil, fmt.Errorf("refusing the drill: scratch database %s already exists on clickhouse %s (kept by drill --keep, or not the drill's); drop it: DROP DATABASE %s ON CLUSTER ...", db, s.Addr, clickhouse.QuoteIdent(db))
+				return nil, fmt.Errorf("refusing the drill: scratch database %s already exists on clickhouse %s (kept by drill --keep, or not the drill's); drop it: %s", db, s.Addr, dropScratchSQL(ch.Cluster, db))
 			}
 		}
 		dir := ch.DataPath
@@ -162,6 +198,15 @@ func inspectCH(ctx context.Context, cfg *config.Config, dbs []string, log *slog.
 		dirs = append(dirs, dir)
 	}
 	return dirs, nil
+}
+
+// dropScratchSQL is the statement an operator runs to drop a kept scratch database: on the
+// configured cluster, or on every replica when none is configured.
+func dropScratchSQL(cluster, db string) string {
+	if cluster == "" {
+		return "DROP DATABASE " + clickhouse.QuoteIdent(db) + " (on every replica)"
+	}
+	return "DROP DATABASE " + clickhouse.QuoteIdent(db) + " ON CLUSTER " + clickhouse.QuoteIdent(cluster)
 }
 
 func (d *chDrill) close() { d.rs.Close() }

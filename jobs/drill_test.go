@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -50,5 +51,48 @@ func TestRecoveryPoints(t *testing.T) {
 	got := recoveryPoints(snaps)
 	if !got["postgres"].Equal(t0) || !got["clickhouse"].Equal(t0.Add(time.Hour)) || len(got) != 2 {
 		t.Errorf("recovery points %v; want postgres from a, clickhouse from b", got)
+	}
+}
+
+// TestScratchZKNodes: a drill cleans up only the replication-path nodes under its scratch
+// database's segment, deepest first, and never a live database's.
+func TestScratchZKNodes(t *testing.T) {
+	tbl := func(db, zkPath string) clickhouse.TableRecord {
+		return clickhouse.TableRecord{Table: clickhouse.Table{Database: db, ZooKeeperPath: zkPath}}
+	}
+	tests := []struct {
+		name   string
+		tables []clickhouse.TableRecord
+		dbMap  map[string]string
+		want   []string
+	}{
+		{name: "database segment", tables: []clickhouse.TableRecord{tbl("default", "/clickhouse/tables/01/default/traces"), tbl("default", "/clickhouse/tables/01/default/scores")},
+			dbMap: map[string]string{"default": "default_drill"}, want: []string{"/clickhouse/tables/01/default_drill"}},
+		{name: "nested under the database", tables: []clickhouse.TableRecord{tbl("ux", "/ch/ux/shard1/events")},
+			dbMap: map[string]string{"ux": "ux_drill"}, want: []string{"/ch/ux_drill/shard1", "/ch/ux_drill"}},
+		{name: "suffix on the table node: nothing above it", tables: []clickhouse.TableRecord{tbl("default", "/clickhouse/tables/traces")},
+			dbMap: map[string]string{"default": "default_drill"}},
+		{name: "unreplicated and unmapped tables", tables: []clickhouse.TableRecord{tbl("default", ""), tbl("other", "/ch/other/t")},
+			dbMap: map[string]string{"default": "default_drill"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := scratchZKNodes(tt.tables, tt.dbMap)
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("scratchZKNodes = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDropScratchSQL(t *testing.T) {
+	for _, tt := range []struct{ cluster, want string }{
+		{"", "DROP DATABASE `default_drill` (on every replica)"},
+		{"langfuse", "DROP DATABASE `default_drill` ON CLUSTER `langfuse`"},
+	} {
+		got := dropScratchSQL(tt.cluster, "default_drill")
+		if got != tt.want || strings.Contains(got, "...") {
+			t.Errorf("dropScratchSQL(%q) = %q, want %q", tt.cluster, got, tt.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 )
 
@@ -55,8 +56,12 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 			start := time.Now()
 			res, err := jobs.Drill(cmd.Context(), a.cfg, r, req, a.log)
 			a.progressDone(cmd.Context(), err)
-			if _, rerr := jobs.RecordDrill(cmd.Context(), r, res, start); rerr != nil {
-				a.log.Warn("could not record the drill in the run history", "err", rerr)
+			// A refused drill restored nothing and the operator sees why; recorded, it would read
+			// as a failed restore with an RTO of 0 on the page.
+			if !res.Refused {
+				if _, rerr := jobs.RecordDrill(cmd.Context(), r, res, start); rerr != nil {
+					a.log.Warn("could not record the drill in the run history", "err", rerr)
+				}
 			}
 			if a.json {
 				if jerr := a.printJSON(cmd, res); jerr != nil {
@@ -64,11 +69,7 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 				}
 			} else {
 				out := cmd.OutOrStdout()
-				var per []string
-				for _, s := range res.Sources {
-					per = append(per, fmt.Sprintf("%s %.1fs into %s", s.Source, s.RestoreSeconds, strings.Join(s.Targets, ",")))
-				}
-				fmt.Fprintf(out, "drill of snapshot %s %s: RTO %.1fs (%s), RPO %.0fs\n", res.Snapshot, res.Outcome, res.RTOSeconds, strings.Join(per, "; "), res.RPOSeconds)
+				fmt.Fprintln(out, drillHeadline(res))
 				for _, s := range res.Sources {
 					if s.Content != "" {
 						fmt.Fprintf(out, "%s content checksum: %s\n", s.Source, s.Content)
@@ -77,9 +78,11 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 				for _, m := range res.Mismatches {
 					fmt.Fprintf(out, "mismatch: %s\n", m)
 				}
-				fmt.Fprintf(out, "disk: %s\n", res.DiskCheck)
+				if res.DiskCheck != "" {
+					fmt.Fprintf(out, "disk: %s\n", res.DiskCheck)
+				}
 				if res.Kept {
-					fmt.Fprintln(out, "scratch databases kept (--keep): drop them when done")
+					fmt.Fprintln(out, keptLine(res))
 				}
 			}
 			return wrapFailed(err)
@@ -89,4 +92,35 @@ drill fails after --timeout (default [drill] timeout, 1h). Exit status 1 when it
 	f.BoolVar(&req.Keep, "keep", false, "keep the scratch databases for inspection")
 	f.DurationVar(&req.Timeout, "timeout", 0, "fail the drill after this long (default [drill] timeout)")
 	return c
+}
+
+// drillHeadline is a drill's first line: what it measured, or that it was refused before it
+// restored anything (no RTO to show).
+func drillHeadline(res *jobs.DrillResult) string {
+	snap := res.Snapshot
+	if snap == "" {
+		snap = "(none found)"
+	}
+	if res.Refused {
+		return fmt.Sprintf("drill of snapshot %s refused before restoring anything: nothing was measured or changed", snap)
+	}
+	var per []string
+	for _, s := range res.Sources {
+		per = append(per, fmt.Sprintf("%s %.1fs into %s", s.Source, s.RestoreSeconds, strings.Join(s.Targets, ",")))
+	}
+	return fmt.Sprintf("drill of snapshot %s %s: RTO %.1fs (%s), RPO %.0fs", snap, res.Outcome, res.RTOSeconds, strings.Join(per, "; "), res.RPOSeconds)
+}
+
+// keptLine names what drill --keep left behind, for the operator to inspect and then drop.
+func keptLine(res *jobs.DrillResult) string {
+	var kept []string
+	for _, s := range res.Sources {
+		if s.Source == config.SourceClickHouse || s.Source == config.SourcePostgres {
+			kept = append(kept, s.Source+" "+strings.Join(s.Targets, ", "))
+		}
+	}
+	if len(kept) == 0 {
+		return "nothing kept (--keep): the drill restored no database"
+	}
+	return "kept (--keep): " + strings.Join(kept, "; ") + "; drop them when done (a later drill refuses to start while they exist)"
 }
