@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -949,5 +950,47 @@ func TestChartReadmeValuesRender(t *testing.T) {
 			checkWorkloadIdentity(t, r)
 			checkConfigPasses(t, r)
 		})
+	}
+}
+
+// TestChartNetworkPolicyDefault: by default the web port (page, API, /metrics) admits only pods in
+// the ingress controller's and Prometheus's namespaces, never every pod in the cluster; an empty
+// ingressFrom closes the port rather than open it.
+func TestChartNetworkPolicyDefault(t *testing.T) {
+	ch := loadChart(t)
+	r, err := render(t, ch, wiValues)
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	np := get[networkingv1.NetworkPolicy](t, r)
+	if np == nil {
+		t.Fatal("no NetworkPolicy by default")
+	}
+	if len(np.Spec.Ingress) != 1 {
+		t.Fatalf("%d ingress rules, want 1: %+v", len(np.Spec.Ingress), np.Spec.Ingress)
+	}
+	rule := np.Spec.Ingress[0]
+	if len(rule.Ports) != 1 || rule.Ports[0].Port.String() != "http" {
+		t.Errorf("ingress ports %+v, want only the web port (http)", rule.Ports)
+	}
+	var namespaces []string
+	for _, peer := range rule.From {
+		if peer.IPBlock != nil || peer.PodSelector != nil || peer.NamespaceSelector == nil ||
+			len(peer.NamespaceSelector.MatchLabels) != 1 || len(peer.NamespaceSelector.MatchExpressions) != 0 {
+			t.Errorf("peer %+v: want one namespace named by kubernetes.io/metadata.name", peer)
+			continue
+		}
+		namespaces = append(namespaces, peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+	}
+	if got := strings.Join(namespaces, " "); got != "ingress-nginx app-routing-system monitoring" {
+		t.Errorf("the web port admits namespaces %q, want the ingress controllers' and Prometheus's", got)
+	}
+
+	r, err = render(t, ch, wiValues, "networkPolicy: {ingressFrom: []}\n")
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	if np := get[networkingv1.NetworkPolicy](t, r); np == nil || len(np.Spec.Ingress) != 0 || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("ingressFrom: [] must admit nobody (policy type Ingress, no rule): %+v", np)
 	}
 }
