@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -28,6 +29,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/jobs"
 	"github.com/tracevault/tracevault/web"
 )
@@ -992,5 +994,34 @@ func TestChartNetworkPolicyDefault(t *testing.T) {
 	}
 	if np := get[networkingv1.NetworkPolicy](t, r); np == nil || len(np.Spec.Ingress) != 0 || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
 		t.Errorf("ingressFrom: [] must admit nobody (policy type Ingress, no rule): %+v", np)
+	}
+}
+
+// TestChartSecretKeysCoverConfig: every Secret field of the configuration is in secretValueKeys,
+// so a new secret-bearing key cannot reach the chart without the schema's reference pattern.
+func TestChartSecretKeysCoverConfig(t *testing.T) {
+	var walk func(prefix string, typ reflect.Type)
+	found := 0
+	secretType := reflect.TypeFor[config.Secret]()
+	walk = func(prefix string, typ reflect.Type) {
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			switch {
+			case f.Anonymous && name == "": // embedded: its keys sit in the same table
+				walk(prefix, f.Type)
+			case name == "" || name == "-":
+			case f.Type == secretType:
+				found++
+				if !slices.Contains(secretValueKeys, prefix+name) {
+					t.Errorf("%s%s is a Secret, yet values.schema.json does not require a reference for it (add it to secretValueKeys and the schema)", prefix, name)
+				}
+			case f.Type.Kind() == reflect.Struct:
+				walk(prefix+name+".", f.Type)
+			}
+		}
+	}
+	walk("config.", reflect.TypeFor[config.Config]())
+	if found < 10 {
+		t.Errorf("found only %d Secret fields in config.Config: the walk misses some", found)
 	}
 }
