@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 // TestDrillLines: a refused drill shows no RTO, and --keep names what it kept.
@@ -39,5 +40,19 @@ func TestDrillLines(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestZKRestoreLine: a dry run says what it would create, update and keep, and the refusal it
+// stands in for.
+func TestZKRestoreLine(t *testing.T) {
+	got := zkRestoreLine(&zookeeper.RestoreReport{Existing: 99, Ephemeral: 2, WouldRefuse: "restore zookeeper under /clickhouse: nodes already exist"}, "/clickhouse", true)
+	for _, w := range []string{"would create 0 nodes", "would keep 99 existing", "without --replace the restore would refuse: restore zookeeper under /clickhouse"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("%q lacks %q", got, w)
+		}
+	}
+	if got := zkRestoreLine(&zookeeper.RestoreReport{Updated: 99}, "/clickhouse", true); !strings.Contains(got, "would update 99 existing") || strings.Contains(got, "refuse") {
+		t.Errorf("dry run with --replace: %q", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/jobs"
+	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 type restoreFlags struct {
@@ -231,10 +232,21 @@ func (a *app) restoredZooKeeper(cmd *cobra.Command, res *jobs.RestoreResult, err
 	if a.json {
 		return a.printJSON(cmd, rep)
 	}
-	verb := "created"
-	if f.dryRun {
-		verb = "would create"
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s %d nodes under %s (updated %d, kept %d existing, skipped %d ephemeral)\n", verb, rep.Created, f.root, rep.Updated, rep.Existing, rep.Ephemeral)
+	fmt.Fprintln(cmd.OutOrStdout(), zkRestoreLine(rep, f.root, f.dryRun))
 	return nil
+}
+
+// zkRestoreLine says what a ZooKeeper restore did, or a dry run would do: nodes created, updated
+// and kept counted apart (a dry run checks each node), and the refusal a dry run stands in for.
+func zkRestoreLine(rep *zookeeper.RestoreReport, root string, dryRun bool) string {
+	created, updated, kept := "created", "updated", "kept"
+	if dryRun {
+		created, updated, kept = "would create", "would update", "would keep"
+	}
+	line := fmt.Sprintf("%s %d nodes under %s (%s %d existing, %s %d existing, skipped %d ephemeral)",
+		created, rep.Created, root, updated, rep.Updated, kept, rep.Existing, rep.Ephemeral)
+	if rep.WouldRefuse != "" {
+		line += "\nbut without --replace the restore would refuse: " + rep.WouldRefuse
+	}
+	return line
 }

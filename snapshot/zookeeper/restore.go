@@ -15,7 +15,8 @@ import (
 type RestoreOptions struct {
 	Root    string // only nodes at or under this path are restored
 	Replace bool   // overwrite the data of nodes that already exist
-	// DryRun counts what would be created without writing.
+	// DryRun counts what would be created, updated or kept without writing, and says what the
+	// restore would refuse instead of refusing.
 	DryRun bool
 }
 
@@ -25,6 +26,8 @@ type RestoreReport struct {
 	Updated   int64 `json:"updated"`
 	Existing  int64 `json:"existing_skipped"`
 	Ephemeral int64 `json:"ephemeral_skipped"`
+	// WouldRefuse, from a dry run, is the refusal the restore itself would stop with.
+	WouldRefuse string `json:"would_refuse,omitempty"`
 }
 
 // ErrNodesExist means the target already holds nodes under the root and --replace was not given.
@@ -44,7 +47,12 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 		if ok, st, err := conn.Exists(root); err != nil {
 			return rep, fmt.Errorf("check %s before restore: %w", root, err)
 		} else if ok && st.NumChildren > 0 {
-			return rep, fmt.Errorf("restore zookeeper under %s: %w (%d children); use --replace to overwrite their data, or restore-replica to rebuild one replica", root, ErrNodesExist, st.NumChildren)
+			err := fmt.Errorf("restore zookeeper under %s: %w (%d children); use --replace to overwrite their data, or restore-replica to rebuild one replica", root, ErrNodesExist, st.NumChildren)
+			if !opts.DryRun {
+				return rep, err
+			}
+			// A dry run shows the plan and what would be refused, rather than refusing.
+			rep.WouldRefuse = err.Error()
 		}
 	}
 	if err := ensureParents(conn, root, opts.DryRun); err != nil {
@@ -69,7 +77,11 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 			continue
 		}
 		if opts.DryRun {
-			rep.Created++
+			exists, _, err := conn.Exists(n.Path)
+			if err != nil {
+				return rep, fmt.Errorf("check %s for the dry run: %w", n.Path, err)
+			}
+			countDryRun(exists, opts.Replace, &rep)
 			continue
 		}
 		if err := restoreNode(conn, n, opts.Replace, &rep); err != nil {
@@ -157,6 +169,19 @@ func scan(ctx context.Context, f *os.File) error {
 		} else if err != nil {
 			return err
 		}
+	}
+}
+
+// countDryRun counts a node as restoreNode would treat it: created if absent, updated if present
+// and replaced, kept if present otherwise.
+func countDryRun(exists, replace bool, rep *RestoreReport) {
+	switch {
+	case !exists:
+		rep.Created++
+	case replace:
+		rep.Updated++
+	default:
+		rep.Existing++
 	}
 }
 

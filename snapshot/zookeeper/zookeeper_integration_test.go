@@ -206,6 +206,26 @@ func TestRestoreRecreatesPersistentNodes(t *testing.T) {
 	if !errors.Is(err, ErrNodesExist) {
 		t.Fatalf("restore over existing nodes without force: %v, want ErrNodesExist", err)
 	}
+	// A dry run shows the plan and the refusal instead of refusing, and counts nodes that exist
+	// as kept (or updated with Replace), not as created.
+	persistent := int64(len(before) - 1)
+	for _, replace := range []bool{false, true} {
+		rep, err := Restore(context.Background(), conn, &sliceSource{nodes: before}, RestoreOptions{Root: root, DryRun: true, Replace: replace})
+		if err != nil {
+			t.Fatalf("dry run (replace %v): %v, want the plan", replace, err)
+		}
+		want := RestoreReport{Existing: persistent, Ephemeral: 1}
+		if replace {
+			want = RestoreReport{Updated: persistent, Ephemeral: 1}
+		}
+		if refused := rep.WouldRefuse != ""; refused == replace {
+			t.Errorf("dry run (replace %v) would refuse %q", replace, rep.WouldRefuse)
+		}
+		rep.WouldRefuse = ""
+		if rep != want {
+			t.Errorf("dry run (replace %v) report %+v, want %+v", replace, rep, want)
+		}
+	}
 	deleteTree(conn, root)
 	rep, err := Restore(context.Background(), conn, &sliceSource{nodes: before}, RestoreOptions{Root: root})
 	if err != nil {
