@@ -102,7 +102,7 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 				}
 				var before func(context.Context, []jobs.MigrateStep) error
 				if f.snapshotBefore {
-					before = func(ctx context.Context, _ []jobs.MigrateStep) error { return a.snapshotBeforeMigrate(cmd, f) }
+					before = func(ctx context.Context, steps []jobs.MigrateStep) error { return a.snapshotBeforeMigrate(cmd, f, steps) }
 				}
 				done, err := r.Migrate(ctx, op, before)
 				if perr := a.printSteps(cmd, "applied", done); perr != nil {
@@ -112,7 +112,7 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 			})
 		},
 	}
-	c.Flags().BoolVar(&f.snapshotBefore, "snapshot-before", false, "take a snapshot of the migrated ClickHouse database first and print its id (undo with restore)")
+	c.Flags().BoolVar(&f.snapshotBefore, "snapshot-before", false, "snapshot the migrated database first and print the undo: the down migration, then the restore of its data")
 	c.Flags().DurationVar(&f.syncTimeout, "sync-timeout", time.Minute, "how long every replica may take to agree after each ClickHouse migration")
 	return c
 }
@@ -309,15 +309,55 @@ func (a *app) printSteps(cmd *cobra.Command, verb string, steps []jobs.MigrateSt
 // database that holds no row (the first migration of a new install, which holds at most the
 // empty schema_migrations) has nothing a snapshot could bring back: that is said, no empty
 // snapshot is recorded, and the migration goes ahead.
-func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags) error {
+func (a *app) snapshotBeforeMigrate(cmd *cobra.Command, f *migrateFlags, steps []jobs.MigrateStep) error {
 	s, err := jobs.SnapshotBeforeMigrate(cmd.Context(), a.cfg, f.target, jobs.MigrateOptions{Database: f.database, LockWait: f.lockWait}, a.log)
 	if err != nil {
 		return failed(err)
 	}
 	if s.Skipped != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "no snapshot taken before migrating: %v, so a snapshot would hold nothing a restore could bring back, and none is recorded; to undo, migrate down\n", s.Skipped)
+		fmt.Fprintf(cmd.ErrOrStderr(), "no snapshot taken before migrating: %v, so a snapshot would hold nothing a restore could bring back, and none is recorded; to undo, %s\n",
+			s.Skipped, undoMigration(f.target, f.database, steps))
 		return nil
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "snapshot %s taken before migrating; to undo: tracevault restore %s %s\n", s.Snapshot.ID, s.Snapshot.ID, s.Undo)
+	fmt.Fprintf(cmd.ErrOrStderr(), "snapshot %s taken before migrating (the migrated database's data only)\n%s",
+		s.Snapshot.ID, undoText(f.target, f.database, steps, "tracevault restore "+s.Snapshot.ID+" "+s.Undo))
 	return nil
+}
+
+// undoText is the full undo of a migration run with --snapshot-before: restoring the snapshot
+// brings back rows only, so it neither drops what the migration created nor resets
+// schema_migrations; the migration is reverted first, then the data restored.
+func undoText(target, database string, steps []jobs.MigrateStep, restore string) string {
+	return "to undo this migration:\n" +
+		"  1. revert the schema: " + undoMigration(target, database, steps) + "\n" +
+		"  2. then bring back the data: " + restore + "\n" +
+		"     (the restore alone only reloads rows: it drops nothing the migration created and leaves schema_migrations as it is)\n"
+}
+
+// undoMigration is the migrate command that reverts steps: down over what went up, back to the
+// version the first step left when they went down.
+func undoMigration(target, database string, steps []jobs.MigrateStep) string {
+	cmd := "tracevault migrate --target " + target
+	if database != "" {
+		cmd += " --database " + database
+	}
+	if len(steps) == 0 {
+		return cmd + " status   (nothing was planned to run)"
+	}
+	if steps[0].Direction == "up" {
+		ups := 0
+		for _, s := range steps {
+			if s.Direction == "up" {
+				ups++
+			}
+		}
+		if ups == len(steps) {
+			return fmt.Sprintf("%s down %d", cmd, ups)
+		}
+	}
+	if steps[0].Direction == "down" {
+		// The first down step reverts the version that was applied when the run started.
+		return fmt.Sprintf("%s goto %d", cmd, steps[0].Version)
+	}
+	return cmd + " status   (then goto the version it showed before this run)"
 }
