@@ -344,16 +344,16 @@ snapshot (the newest chain's base is always kept); a chain whose base is kept st
 			if a.json {
 				return a.printJSON(cmd, rep)
 			}
-			verb := "removed"
+			verb, forget, forgot := "removed", "forget", "forgot"
 			if dryRun {
-				verb = "would remove"
+				verb, forget, forgot = "would remove", "would forget", "would forget"
 			}
 			for _, id := range rep.Forgotten {
-				fmt.Fprintf(cmd.OutOrStdout(), "forget %s\n", id)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", forget, id)
 			}
 			if rep.SweepSkipped != "" {
 				printDamaged(cmd.OutOrStdout(), rep.Damaged)
-				fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s\n", len(rep.Kept), len(rep.Forgotten), rep.SweepSkipped)
+				fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, %s %d; %s\n", len(rep.Kept), forgot, len(rep.Forgotten), rep.SweepSkipped)
 				return nil
 			}
 			for _, c := range rep.PITRChains {
@@ -372,8 +372,8 @@ snapshot (the newest chain's base is always kept); a chain whose base is kept st
 			if rep.LeftoversRemoved > 0 || rep.RunsRemoved > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %d superseded append-only records and %d old run records\n", verb, rep.LeftoversRemoved, rep.RunsRemoved)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, forgot %d; %s %d objects (%s); %d objects remain\n",
-				len(rep.Kept), len(rep.Forgotten), verb, rep.ObjectsRemoved, store.HumanBytes(rep.BytesRemoved), rep.ObjectsRemaining)
+			fmt.Fprintf(cmd.OutOrStdout(), "kept %d snapshots, %s %d; %s %d objects (%s); %d objects remain\n",
+				len(rep.Kept), forgot, len(rep.Forgotten), verb, rep.ObjectsRemoved, store.HumanBytes(rep.BytesRemoved), rep.ObjectsRemaining)
 			return nil
 		},
 	}

@@ -33,7 +33,7 @@ are cancelled, recorded as interrupted, and their snapshots recorded as partial.
 		Example: examples(
 			"tracevault serve --config /etc/tracevault.toml --log-format json",
 			"curl -s http://127.0.0.1:8480/api/v1/status | jq .",
-			"curl -s -X POST -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:8480/api/v1/jobs/nightly/run"),
+			`curl -s -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8480/api/v1/jobs/nightly/run`),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig(cmd)

@@ -99,7 +99,7 @@ func TestVerifyAndPrunePITRChain(t *testing.T) {
 	runSteps(t, cfg, []cliStep{
 		{[]string{"verify", "--all"}, 0, []string{"1 point-in-time chains", "0 problems"}},
 		{[]string{"verify", "--all", "--read-data"}, 1, []string{"BAD  " + name, "point-in-time segment", "1 problems"}},
-		{[]string{"prune", "--dry-run"}, 0, []string{"kept 1 snapshots, forgot 0"}},
+		{[]string{"prune", "--dry-run"}, 0, []string{"kept 1 snapshots, would forget 0"}},
 	})
 	code, out, _ = runCLI("--config", cfg, "--json", "prune", "--dry-run")
 	var pr jobs.PruneReport
