@@ -102,7 +102,9 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 				}
 				var before func(context.Context, []jobs.MigrateStep) error
 				if f.snapshotBefore {
-					before = func(ctx context.Context, steps []jobs.MigrateStep) error { return a.snapshotBeforeMigrate(cmd, f, steps) }
+					before = func(ctx context.Context, steps []jobs.MigrateStep) error {
+						return a.snapshotBeforeMigrate(cmd, f, steps)
+					}
 				}
 				done, err := r.Migrate(ctx, op, before)
 				if perr := a.printSteps(cmd, "applied", done); perr != nil {
