@@ -346,7 +346,16 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 	case len(found) == 1:
 		return &found[0], nil
 	default:
-		return nil, fmt.Errorf("snapshot %q: %w (%d match); give more of the id", id, ErrAmbiguous, len(found))
+		// Name the matches (newest first, at most ten) so the operator can pick one.
+		ids := make([]string, 0, min(len(found), 10))
+		for _, m := range found[:min(len(found), 10)] {
+			ids = append(ids, m.ID)
+		}
+		more := ""
+		if len(found) > len(ids) {
+			more = fmt.Sprintf(" and %d more", len(found)-len(ids))
+		}
+		return nil, fmt.Errorf("snapshot %q: %w (%d match: %s%s); give more of the id", id, ErrAmbiguous, len(found), strings.Join(ids, ", "), more)
 	}
 }
 

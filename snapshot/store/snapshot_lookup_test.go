@@ -82,6 +82,14 @@ func TestSnapshotLookupReadsOnlyWhatItNeeds(t *testing.T) {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("Snapshot(%q) = %v, %v; want %v", tc.id, m, err, tc.err)
 				}
+				if errors.Is(err, ErrAmbiguous) {
+					// The operator picks from the matches, so each is named.
+					for _, id := range ids {
+						if !strings.Contains(err.Error(), id) {
+							t.Errorf("ambiguous %q: %v does not name the match %s", tc.id, err, id)
+						}
+					}
+				}
 				return
 			}
 			if err != nil || m.ID != tc.want {
