@@ -137,7 +137,7 @@ func (d *Daemon) catchUp(ctx context.Context) error {
 func (d *Daemon) Trigger(name, trigger string) (Run, error) {
 	j, ok := d.job(name)
 	if !ok {
-		return Run{}, fmt.Errorf("no job named %q", name)
+		return Run{}, fmt.Errorf("no job named %q: %w", name, ErrNoJob)
 	}
 	host, _ := os.Hostname()
 	r := Run{ID: newRunID(), Job: j.Name, Action: j.Action, Trigger: trigger, Host: host, Start: time.Now().UTC(), Outcome: OutcomeRunning}

@@ -18,6 +18,9 @@ func (e usageError) Is(target error) bool { return target == ErrUsage }
 
 func (e usageError) Unwrap() error { return e.error }
 
+// ErrNoJob means an action named a job the configuration does not have; the API answers 404.
+var ErrNoJob = errors.New("no such job")
+
 // ErrPartial means a backup recorded its snapshot as partial: a source failed, the others'
 // data is kept.
 var ErrPartial = snapshot.ErrPartial

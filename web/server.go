@@ -360,7 +360,12 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, do func() (any, str
 		return
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{errText(err)})
+		code := http.StatusBadRequest
+		if errors.Is(err, jobs.ErrNoJob) || errors.Is(err, store.ErrNotFound) {
+			// What the path names does not exist: a client must not retry it as a bad request.
+			code = http.StatusNotFound
+		}
+		writeJSON(w, code, apiError{errText(err)})
 		return
 	}
 	writeJSON(w, http.StatusAccepted, v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -87,6 +88,9 @@ func (f *fakeSource) Snapshot(_ context.Context, id string) (*store.Manifest, er
 }
 
 func (f *fakeSource) Trigger(job, trigger string) (jobs.Run, error) {
+	if job == "nojob" {
+		return jobs.Run{}, fmt.Errorf("no job named %q: %w", job, jobs.ErrNoJob)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.triggered = append(f.triggered, job+"/"+trigger)
@@ -278,6 +282,7 @@ func TestActionsNeedTokenAndAreCSRFSafe(t *testing.T) {
 			withCookie(r)
 			r.Header.Set("Sec-Fetch-Site", "same-origin")
 		}), 303, true},
+		{"unknown job is not found", token, form("/api/v1/jobs/nojob/run", nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }), 404, false},
 		{"GET cannot act", token, httptest.NewRequest(http.MethodGet, "/api/v1/jobs/nightly/run", nil), 405, false},
 	}
 	for _, tc := range tests {
