@@ -107,5 +107,9 @@ func Verify(ctx context.Context, repo *store.Repository, req VerifyRequest) (Ver
 	rep.Problems = append(rep.Problems, rep.PITR.Problems...)
 	rep.BytesRead += rep.PITR.BytesRead
 	rep.PITR.Problems = nil
+	if rep.Problems == nil {
+		// "problems": [] for a clean repository; null reads as "not checked" to a JSON consumer.
+		rep.Problems = []store.VerifyProblem{}
+	}
 	return rep, nil
 }

@@ -302,7 +302,13 @@ the next bucket, recorded in the repository (verify/position), so every object i
 				if p := rep.PITR; p.Chains > 0 {
 					chains = fmt.Sprintf(", %d point-in-time chains (%d segments, %d read)", p.Chains, p.Segments, p.SegmentsRead)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects%s%s, %s read: %d problems\n", rep.Snapshots, rep.Objects, read, chains, store.HumanBytes(rep.BytesRead), len(rep.Problems))
+				// BytesRead is the plaintext streamed through the checks (after decryption and
+				// decompression), not what was downloaded: say so.
+				checked := ""
+				if rep.BytesRead > 0 {
+					checked = fmt.Sprintf(", %s of data decompressed and checked", store.HumanBytes(rep.BytesRead))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "verified %d snapshots, %d objects%s%s%s: %d problems\n", rep.Snapshots, rep.Objects, read, chains, checked, len(rep.Problems))
 				if s := rep.Sample; s != nil && s.PositionError != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "WARN the rotation did not advance: %s\n", s.PositionError)
 				}

@@ -106,6 +106,9 @@ func TestCatalogCommandsOnDamagedRepository(t *testing.T) {
 		{[]string{"delete", "--damaged", "evil.json"}, 0, []string{"deleted damaged manifest evil.json"}},
 		{[]string{"delete", "--damaged", "snapshots/20261101T000000Z-aaaaaa.json"}, 0, nil},
 		{[]string{"verify", "--all"}, 0, []string{"verified 1 snapshots, 1 objects", "0 problems"}},
+		{[]string{"--json", "verify", "--all"}, 0, []string{`"problems": []`}},
+		{[]string{"verify", "--all", "--read-data"}, 0, []string{"of data decompressed and checked: 0 problems"}},
+		{[]string{"prune", "--dry-run"}, 0, []string{"would forget 0"}},
 		{[]string{"prune"}, 0, []string{"removed 1 objects", "1 objects remain"}},
 	})
 	if b, err := os.ReadFile(filepath.Join(parent, "x.json")); err != nil || string(b) != "sentinel" {

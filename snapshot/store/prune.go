@@ -234,10 +234,11 @@ type VerifyReport struct {
 	Objects   int `json:"objects"`
 	// ObjectsRead were read through the codec: every object with read-data, a sample's bucket
 	// with a sample.
-	ObjectsRead int             `json:"objects_read"`
-	BytesRead   int64           `json:"bytes_read"`
-	Sample      *SampleReport   `json:"sample,omitempty"`
-	Problems    []VerifyProblem `json:"problems"`
+	ObjectsRead int `json:"objects_read"`
+	// BytesRead is the plaintext read back (decrypted and decompressed), not the stored bytes.
+	BytesRead int64           `json:"bytes_read"`
+	Sample    *SampleReport   `json:"sample,omitempty"`
+	Problems  []VerifyProblem `json:"problems"`
 }
 
 // VerifyOptions say how deep Verify looks. Sample (with ReadData) reads only one bucket of the
