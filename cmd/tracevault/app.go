@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -146,13 +147,30 @@ func refuseEmpty(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// handlerOptions are every log handler's: the level, and floats rounded for people.
+func (a *app) handlerOptions() *slog.HandlerOptions {
+	return &slog.HandlerOptions{Level: a.level, ReplaceAttr: roundFloats}
+}
+
+// roundFloats logs a float (seconds, rates) with at most three decimals: 2.6676641549999998
+// is noise to a reader and to a log search, 2.668 is not.
+func roundFloats(_ []string, at slog.Attr) slog.Attr {
+	if at.Value.Kind() == slog.KindFloat64 {
+		f := at.Value.Float64()
+		if !math.IsInf(f, 0) && !math.IsNaN(f) {
+			at.Value = slog.Float64Value(math.Round(f*1000) / 1000)
+		}
+	}
+	return at
+}
+
 func (a *app) setupLogging(w io.Writer) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
 		return usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel))
 	}
 	a.level = level
-	opts := &slog.HandlerOptions{Level: level}
+	opts := a.handlerOptions()
 	switch a.logFormat {
 	case "text":
 		a.log = slog.New(slog.NewTextHandler(w, opts))

@@ -72,7 +72,7 @@ func (a *app) startProgress(cmd *cobra.Command, op string) *progressRun {
 	case a.json:
 		// Events and log records share stderr from different goroutines: one line at a time.
 		p.stderr = &lockedWriter{w: p.stderr}
-		a.log = slog.New(slog.NewJSONHandler(p.stderr, &slog.HandlerOptions{Level: a.level}))
+		a.log = slog.New(slog.NewJSONHandler(p.stderr, a.handlerOptions()))
 		slog.SetDefault(a.log)
 		p.every(func(s progress.State) { p.event(progressEvent{Type: "progress", State: s}) })
 	case isTerminal(p.stderr):
@@ -127,7 +127,7 @@ func (p *progressRun) every(show func(progress.State)) {
 func (p *progressRun) startBar() {
 	p.pbar = mpb.New(mpb.WithOutput(p.stderr), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))
 	// Log lines print above the bar instead of through it.
-	p.a.log = slog.New(slog.NewTextHandler(p.pbar, &slog.HandlerOptions{Level: p.a.level}))
+	p.a.log = slog.New(slog.NewTextHandler(p.pbar, p.a.handlerOptions()))
 	slog.SetDefault(p.a.log)
 	state := func() progress.State { return p.tracker.State() }
 	// The total grows as the work is sized; the bar completes only when finish says so.
