@@ -100,7 +100,7 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 			s.LastDrill = &copied
 		}
 		// The page and /metrics read one history: what the page shows proven, the metric says.
-		if proven := LastProvenDrill(runs); proven != nil {
+		if proven := LastProvenDrill(runs); proven != nil && d.metrics != nil {
 			d.metrics.observeDrill(*proven)
 		}
 		cat, err := d.repo.Catalog(ctx)
