@@ -116,6 +116,9 @@ func (r *Restorer) Plan(ctx context.Context, m *store.Manifest) (*Plan, error) {
 		plan.DatabaseMap, plan.LeftOut = mapped, leftOut
 	}
 	plan.Notes = r.viewNotes(sec, plan)
+	if n := r.Reach().planNote(); n != "" {
+		plan.Notes = append(plan.Notes, n)
+	}
 	if err := r.markLive(ctx, plan); err != nil {
 		return nil, err
 	}

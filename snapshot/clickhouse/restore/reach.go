@@ -52,3 +52,13 @@ func (rc Reach) Err(allowUnreachable bool) error {
 	return fmt.Errorf("restore: replicas %s were unreachable, so their rows were not verified; the reachable ones were (pass --allow-unreachable to accept that)",
 		strings.Join(rc.Unreachable, ", "))
 }
+
+// planNote tells a dry run ahead of time what the restore will not verify, and that it will
+// then exit non-zero unless allowed; empty when every replica answered.
+func (rc Reach) planNote() string {
+	if len(rc.Unreachable) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("replicas %s are unreachable: their rows will not be verified, and the restore will fail for it unless --allow-unreachable",
+		strings.Join(rc.Unreachable, ", "))
+}

@@ -34,6 +34,9 @@ func TestReachSummaryAndExit(t *testing.T) {
 			if strings.Contains(s, tt.notSummary) {
 				t.Errorf("summary %q must not say %q", s, tt.notSummary)
 			}
+			if note := rc.planNote(); (note != "") != (len(rc.Unreachable) > 0) || (note != "" && !strings.Contains(note, rc.Unreachable[0])) {
+				t.Errorf("plan note %q for unreachable %v", note, rc.Unreachable)
+			}
 			err := rc.Err(tt.allow)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Err(%v) = %v, want error %v", tt.allow, err, tt.wantErr)
