@@ -1028,7 +1028,7 @@ func fill(dir string) (string, error) {
 
 func buildBinary(t *testing.T, dir string) string {
 	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	root := filepath.Join(filepath.Dir(file), "..")
 	bin := filepath.Join(dir, "tracevault")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tracevault")
 	cmd.Dir = root

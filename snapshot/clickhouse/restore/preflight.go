@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
+	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -251,7 +252,9 @@ func (r *Restorer) snapshotMigration(ctx context.Context, t *clickhouse.TableRec
 		if !ok {
 			return nil, fmt.Errorf("partition %s: object %s not in the snapshot", p.ID, p.Object)
 		}
-		obj, err := r.opts.Repo.OpenObject(ctx, ref)
+		// Not the restore's own reading: kept out of its progress, whose bytes and rows are
+		// the snapshot's, read once.
+		obj, err := r.opts.Repo.OpenObject(progress.With(ctx, progress.Nop), ref)
 		if err != nil {
 			return nil, fmt.Errorf("open object %s: %w", ref.Name(), err)
 		}
