@@ -130,7 +130,11 @@ type ClickHouse struct {
 
 // ZooKeeper is the ensemble coordinating ClickHouse replication.
 type ZooKeeper struct {
-	Servers        []string `toml:"servers"`
+	Servers []string `toml:"servers"`
+	// Identity is the "user:password" of the digest scheme ClickHouse connects with
+	// (<zookeeper><identity>): its znodes are then readable by that identity alone. The official
+	// ClickHouse operator sets one for every ClickHouseCluster. Empty: no authentication.
+	Identity       Secret   `toml:"identity"`
 	Roots          []string `toml:"roots"`
 	Exclude        []string `toml:"exclude"`
 	SessionTimeout Duration `toml:"session_timeout"`

@@ -302,6 +302,7 @@ func (c *checker) resolveSecrets(cfg *Config) {
 		{"langfuse.admin_api_key", &cfg.Langfuse.AdminAPIKey},
 		{"postgres.dsn", &cfg.Postgres.DSN},
 		{"clickhouse.password", &cfg.ClickHouse.Password},
+		{"zookeeper.identity", &cfg.ZooKeeper.Identity},
 		{"web.token", &cfg.Web.Token},
 	}
 	for _, f := range fields {

@@ -328,6 +328,11 @@ func (c *checker) zookeeper(z *ZooKeeper, required bool) {
 			c.add(fmt.Sprintf("zookeeper.servers[%d]", i), "%v", err)
 		}
 	}
+	if id := z.Identity.Reveal(); id != "" && !envRef.MatchString(id) {
+		if user, _, ok := strings.Cut(id, ":"); !ok || user == "" {
+			c.add("zookeeper.identity", "must be \"user:password\" (the digest scheme ClickHouse's <zookeeper><identity> uses)")
+		}
+	}
 	for i, r := range z.Roots {
 		if !strings.HasPrefix(r, "/") {
 			c.add(fmt.Sprintf("zookeeper.roots[%d]", i), "%q must be an absolute znode path such as /clickhouse", r)

@@ -116,7 +116,7 @@ func Sources(cfg *config.Config, req BackupRequest, log *slog.Logger) ([]snapsho
 		out = append(out, clickHouseSource(cfg, req, log))
 	}
 	if want(config.SourceZooKeeper) && len(cfg.ZooKeeper.Servers) > 0 {
-		out = append(out, &zookeeper.Source{Servers: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
+		out = append(out, &zookeeper.Source{Servers: cfg.ZooKeeper.Servers, Identity: cfg.ZooKeeper.Identity.Reveal(), SessionTimeout: cfg.ZooKeeper.SessionTimeout.D(),
 			Record: zookeeper.RecordOptions{Roots: cfg.ZooKeeper.Roots, Exclude: cfg.ZooKeeper.Exclude}, Log: log})
 	}
 	if want(config.SourceBlobs) && cfg.Blobs.URL != "" {
@@ -150,7 +150,7 @@ func clickHouseSource(cfg *config.Config, req BackupRequest, log *slog.Logger) *
 	}
 	if len(cfg.ZooKeeper.Servers) > 0 {
 		src.ZooKeeper = func(ctx context.Context) (*zk.Conn, error) {
-			return zookeeper.Connect(ctx, cfg.ZooKeeper.Servers, cfg.ZooKeeper.SessionTimeout.D(), log)
+			return zkConnect(ctx, cfg.ZooKeeper, cfg.ZooKeeper.SessionTimeout.D(), log)
 		}
 	}
 	return src

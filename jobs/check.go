@@ -38,7 +38,7 @@ func CheckCluster(ctx context.Context, cfg *config.Config, maxDelay time.Duratio
 		}
 		health = zookeeper.Health(ctx, zc.Servers, ZKThresholds(zc), timeout)
 		// Without a session the registrations are unknown; the report says so.
-		if conn, err = zookeeper.Connect(ctx, zc.Servers, timeout, log); err == nil {
+		if conn, err = zkConnect(ctx, zc, timeout, log); err == nil {
 			defer conn.Close()
 		} else {
 			zkErr = err.Error()

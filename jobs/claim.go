@@ -15,7 +15,6 @@ import (
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/store"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 // Claimer decides which of several daemons sharing a schedule runs a job: while one holds a
@@ -77,7 +76,7 @@ func (z *zkClaimer) session(ctx context.Context) (*zk.Conn, error) {
 		z.conn.Close()
 		z.conn = nil
 	}
-	conn, err := zookeeper.Connect(ctx, z.cfg.Servers, z.cfg.SessionTimeout.D(), z.log)
+	conn, err := zkConnect(ctx, z.cfg, z.cfg.SessionTimeout.D(), z.log)
 	if err != nil {
 		return nil, err
 	}

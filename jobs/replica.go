@@ -13,7 +13,6 @@ import (
 	"github.com/tracevault/tracevault/snapshot/clickhouse/replica"
 	"github.com/tracevault/tracevault/snapshot/progress"
 	"github.com/tracevault/tracevault/snapshot/store"
-	"github.com/tracevault/tracevault/snapshot/zookeeper"
 )
 
 // ReplicaRequest is one replica rebuild: `tracevault restore-replica`.
@@ -80,7 +79,7 @@ func (rb *ReplicaRebuild) Plan(ctx context.Context, log *slog.Logger) (*ReplicaP
 		p.Close()
 		return nil, usageError{fmt.Errorf("restore-replica needs [zookeeper] servers: the replica re-registers there")}
 	}
-	conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), log)
+	conn, err := zkConnect(ctx, zc, zc.SessionTimeout.D(), log)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("restore-replica: %w; replication cannot resume without ZooKeeper", err)

@@ -200,7 +200,7 @@ func (r *Restore) planClickHouse(ctx context.Context, p *RestorePlan) error {
 		if len(zc.Servers) == 0 {
 			return usageError{fmt.Errorf("--cluster needs [zookeeper] servers: the restored tables register there")}
 		}
-		conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), p.log)
+		conn, err := zkConnect(ctx, zc, zc.SessionTimeout.D(), p.log)
 		if err != nil {
 			return err
 		}
@@ -228,7 +228,7 @@ func (r *Restore) planZooKeeper(ctx context.Context, p *RestorePlan) error {
 	p.closers = append(p.closers, func() { rc.Close() })
 	p.zkRecord = rc
 	zc := r.cfg.ZooKeeper
-	conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), p.log)
+	conn, err := zkConnect(ctx, zc, zc.SessionTimeout.D(), p.log)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,9 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"time"
+
+	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -19,6 +22,14 @@ type (
 	ZKChange = zookeeper.Change
 	ZKHealth = zookeeper.ServerHealth
 )
+
+// ZKKindKeeper is ZKHealth.Kind of a ClickHouse Keeper.
+const ZKKindKeeper = zookeeper.KindKeeper
+
+// zkConnect opens a session to [zookeeper] servers, authenticated as [zookeeper] identity.
+func zkConnect(ctx context.Context, zc config.ZooKeeper, timeout time.Duration, log *slog.Logger) (*zk.Conn, error) {
+	return zookeeper.Connect(ctx, zc.Servers, timeout, log, zookeeper.WithIdentity(zc.Identity.Reveal()))
+}
 
 // ZKDumpRequest is one walk of the live tree: `tracevault zk dump`.
 type ZKDumpRequest struct {
@@ -41,7 +52,7 @@ func (req ZKDumpRequest) options(zc config.ZooKeeper) zookeeper.RecordOptions {
 // snapshot records.
 func ZKDump(ctx context.Context, cfg *config.Config, req ZKDumpRequest, w io.Writer, log *slog.Logger) error {
 	zc := cfg.ZooKeeper
-	conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), log)
+	conn, err := zkConnect(ctx, zc, zc.SessionTimeout.D(), log)
 	if err != nil {
 		return err
 	}
@@ -55,7 +66,7 @@ func ZKDump(ctx context.Context, cfg *config.Config, req ZKDumpRequest, w io.Wri
 func ZKNodes(ctx context.Context, cfg *config.Config, req ZKDumpRequest, log *slog.Logger) iter.Seq2[*ZKNode, error] {
 	return func(yield func(*ZKNode, error) bool) {
 		zc := cfg.ZooKeeper
-		conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), log)
+		conn, err := zkConnect(ctx, zc, zc.SessionTimeout.D(), log)
 		if err != nil {
 			yield(nil, err)
 			return
@@ -117,7 +128,7 @@ func ZKDiff(ctx context.Context, cfg *config.Config, repo *store.Repository, req
 func openZKRecord(ctx context.Context, cfg *config.Config, repo *store.Repository, which string, log *slog.Logger) (io.ReadCloser, error) {
 	zc := cfg.ZooKeeper
 	if which == "live" {
-		conn, err := zookeeper.Connect(ctx, zc.Servers, zc.SessionTimeout.D(), log)
+		conn, err := zkConnect(ctx, zc, zc.SessionTimeout.D(), log)
 		if err != nil {
 			return nil, err
 		}

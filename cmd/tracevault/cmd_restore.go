@@ -245,6 +245,9 @@ func zkRestoreLine(rep *zookeeper.RestoreReport, root string, dryRun bool) strin
 	}
 	line := fmt.Sprintf("%s %d nodes under %s (%s %d existing, %s %d existing, skipped %d ephemeral)",
 		created, rep.Created, root, updated, rep.Updated, kept, rep.Existing, rep.Ephemeral)
+	if rep.System > 0 {
+		line += fmt.Sprintf("; skipped %d of the server's own (/zookeeper, /keeper)", rep.System)
+	}
 	if rep.WouldRefuse != "" {
 		line += "\nbut without --replace the restore would refuse: " + rep.WouldRefuse
 	}

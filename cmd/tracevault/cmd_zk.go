@@ -73,11 +73,13 @@ func (a *app) zkHealthCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "health",
 		Short: "Report each ZooKeeper server's mode, znode count, data size, latency; exit 1 on problems",
-		Long: `Ask each server of [zookeeper] servers with the four-letter-word commands ruok, mntr and srvr
-(whitelist them with 4lw.commands.whitelist=ruok,mntr,srvr in zoo.cfg). Reports mode (leader,
-follower, standalone), znode count, approximate data size, outstanding requests, latency, watches
-and file descriptors, with warnings past the [zookeeper] warn_* thresholds.
-Exits 1 when a server does not answer or a threshold is passed.`,
+		Long: `Ask each server of [zookeeper] servers with the four-letter-word commands ruok, srvr, mntr and
+isro (ZooKeeper: 4lw.commands.whitelist=ruok,srvr,mntr,isro in zoo.cfg; ClickHouse Keeper allows
+them by default, <keeper_server><four_letter_word_allow_list>). Reports which server it is
+(ZooKeeper or ClickHouse Keeper), mode (leader, follower, observer, standalone), znode count,
+approximate data size, outstanding requests, latency, watches and file descriptors, with warnings
+past the [zookeeper] warn_* thresholds and for a ZooKeeper in read-only mode.
+Exits 1 when a server does not answer, a Keeper has no leader, or a warning is raised.`,
 		Example: examples("tracevault zk health", "tracevault zk health --json | jq '.[0].znode_count'"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -113,12 +115,20 @@ func printZKHealth(w io.Writer, hs []jobs.ZKHealth) {
 			fmt.Fprintf(w, "%-22s DOWN  %s\n", h.Server, h.Error)
 			continue
 		}
-		fmt.Fprintf(w, "%-22s %-10s v%s  znodes %d  data %d B  outstanding %d  latency avg %.1f ms max %.0f ms  watches %d  fds %d/%d\n",
-			h.Server, h.Mode, h.Version, h.ZnodeCount, h.ApproxDataSize, h.OutstandingRequests, h.AvgLatencyMs, h.MaxLatencyMs, h.WatchCount, h.OpenFDs, h.MaxFDs)
+		fmt.Fprintf(w, "%-22s %-10s %s %s  znodes %d  data %d B  outstanding %d  latency avg %.1f ms max %.0f ms  watches %d  fds %d/%d\n",
+			h.Server, h.Mode, serverName(h.Kind), h.Version, h.ZnodeCount, h.ApproxDataSize, h.OutstandingRequests, h.AvgLatencyMs, h.MaxLatencyMs, h.WatchCount, h.OpenFDs, h.MaxFDs)
 		for _, warn := range h.Warnings {
 			fmt.Fprintf(w, "%-22s WARN  %s\n", "", warn)
 		}
 	}
+}
+
+// serverName is how `zk health` names the kind of server that answered.
+func serverName(kind string) string {
+	if kind == jobs.ZKKindKeeper {
+		return "ClickHouse Keeper"
+	}
+	return "ZooKeeper"
 }
 
 func wrapFailed(err error) error {

@@ -144,13 +144,13 @@ func (r *recorder) walk(ctx context.Context, parent string, children []string) e
 func (r *recorder) fetch(p string) (*Node, []string, error) {
 	acl, st, err := r.conn.GetACL(p)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read acl of %s: %w", p, err)
+		return nil, nil, fmt.Errorf("read acl of %s: %w", p, noAuthHint(err))
 	}
 	n := &Node{Path: p, ACL: aclsOf(acl)}
 	if st.DataLength > 0 {
 		data, st2, err := r.conn.Get(p)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", p, err)
+			return nil, nil, fmt.Errorf("read %s: %w", p, noAuthHint(err))
 		}
 		n.Data, st = data, st2
 	}
@@ -165,10 +165,20 @@ func (r *recorder) fetch(p string) (*Node, []string, error) {
 	}
 	children, _, err := r.conn.Children(p)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list children of %s: %w", p, err)
+		return nil, nil, fmt.Errorf("list children of %s: %w", p, noAuthHint(err))
 	}
 	sort.Strings(children)
 	return n, children, nil
+}
+
+// noAuthHint names the fix for a node whose ACL refuses the session: ClickHouse connected with
+// an identity (<zookeeper><identity>, which the official ClickHouse operator always sets) creates
+// its nodes readable by that identity alone, on ZooKeeper and ClickHouse Keeper alike.
+func noAuthHint(err error) error {
+	if !errors.Is(err, zk.ErrNoAuth) {
+		return err
+	}
+	return fmt.Errorf("%w: the node's ACL admits only the identity ClickHouse connects with; set [zookeeper] identity to the same \"user:password\" as ClickHouse's <zookeeper><identity> (with the official ClickHouse operator: key keeper-identity of the ClickHouseCluster's Secret)", err)
 }
 
 func (r *recorder) emit(n *Node) error {

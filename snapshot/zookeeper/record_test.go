@@ -2,6 +2,7 @@ package zookeeper
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -140,5 +141,25 @@ func TestValidPathMatchesZooKeeper(t *testing.T) {
 		if err := validPath(p); (err == nil) != ok {
 			t.Errorf("validPath(%q) = %v, want ok=%v", p, err, ok)
 		}
+	}
+}
+
+// TestRestoreSkipsTheServersOwnSubtrees: a record walked from / holds ZooKeeper's /zookeeper and
+// ClickHouse Keeper's /keeper, which each server creates itself and refuses writes under: a
+// restore passes them by without a request.
+func TestRestoreSkipsTheServersOwnSubtrees(t *testing.T) {
+	for p, want := range map[string]bool{"/keeper": true, "/keeper/api_version": true, "/zookeeper/quota": true, "/keepers": false, "/clickhouse/keeper": false, "/": false} {
+		if systemPath(p) != want {
+			t.Errorf("systemPath(%s) = %v, want %v", p, !want, want)
+		}
+	}
+	var nodes []*Node
+	for _, p := range []string{"/keeper", "/keeper/api_version", "/keeper/feature_flags", "/zookeeper", "/zookeeper/quota"} {
+		nodes = append(nodes, &Node{Path: p})
+	}
+	// No connection: a request for any of them would panic.
+	rep, err := Restore(context.Background(), nil, &sliceSource{nodes: nodes}, RestoreOptions{Root: "/", Replace: true})
+	if err != nil || rep.System != 5 || rep.Created+rep.Updated+rep.Existing != 0 {
+		t.Errorf("report %+v, %v: want the 5 nodes of /keeper and /zookeeper skipped", rep, err)
 	}
 }

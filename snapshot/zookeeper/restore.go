@@ -26,6 +26,7 @@ type RestoreReport struct {
 	Updated   int64 `json:"updated"`
 	Existing  int64 `json:"existing_skipped"`
 	Ephemeral int64 `json:"ephemeral_skipped"`
+	System    int64 `json:"system_skipped"` // under /zookeeper or /keeper: the server's own
 	// WouldRefuse, from a dry run, is the refusal the restore itself would stop with.
 	WouldRefuse string `json:"would_refuse,omitempty"`
 }
@@ -74,6 +75,10 @@ func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOpt
 		}
 		if n.Ephemeral {
 			rep.Ephemeral++
+			continue
+		}
+		if systemPath(n.Path) {
+			rep.System++
 			continue
 		}
 		if opts.DryRun {
@@ -197,10 +202,32 @@ func restoreNode(conn *zk.Conn, n *Node, force bool, rep *RestoreReport) error {
 		rep.Updated++
 	case errors.Is(err, zk.ErrNodeExists):
 		rep.Existing++
+	case errors.Is(err, zk.ErrInvalidACL):
+		return fmt.Errorf("create %s with its recorded ACL %s: %w; ClickHouse Keeper accepts the schemes world, digest and auth only (ZooKeeper's ip, sasl and x509 it refuses): restore this record into a ZooKeeper, or re-create such nodes by hand", n.Path, aclSchemes(n.ACL), err)
 	default:
-		return fmt.Errorf("create %s: %w", n.Path, err)
+		return fmt.Errorf("create %s: %w", n.Path, noAuthHint(err))
 	}
 	return nil
+}
+
+// systemPath reports a node of the server's own subtree, which it creates itself and where it
+// refuses writes: ZooKeeper's /zookeeper (quota, config), ClickHouse Keeper's /keeper
+// (api_version, feature_flags, availability_zone). A record walked from / holds them.
+func systemPath(p string) bool {
+	for _, root := range []string{"/zookeeper", "/keeper"} {
+		if p == root || strings.HasPrefix(p, root+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func aclSchemes(acls []ACL) string {
+	var s []string
+	for _, a := range acls {
+		s = append(s, a.Scheme)
+	}
+	return "[" + strings.Join(s, " ") + "]"
 }
 
 // ensureParents creates the ancestors of root, empty, so that a restore under a deep root

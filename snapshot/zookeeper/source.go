@@ -14,6 +14,7 @@ import (
 // Source records the ZooKeeper tree as part of a snapshot set.
 type Source struct {
 	Servers        []string
+	Identity       string // digest "user:password"; empty: none (WithIdentity)
 	SessionTimeout time.Duration
 	Record         RecordOptions
 	Log            *slog.Logger
@@ -32,7 +33,7 @@ func (s *Source) Name() string { return "zookeeper" }
 
 // Backup streams the record into the repository.
 func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
-	conn, err := Connect(ctx, s.Servers, s.SessionTimeout, s.Log)
+	conn, err := Connect(ctx, s.Servers, s.SessionTimeout, s.Log, WithIdentity(s.Identity))
 	if err != nil {
 		return nil, err
 	}

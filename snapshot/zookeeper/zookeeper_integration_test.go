@@ -257,7 +257,7 @@ func TestHealth(t *testing.T) {
 		t.Errorf("health took %s with a dead server; each server must be bounded by the timeout", time.Since(start))
 	}
 	live, down := hs[0], hs[1]
-	if !live.OK || live.Mode != "standalone" || live.ZnodeCount < 2 || live.LastZxid == 0 {
+	if !live.OK || live.Kind != KindZooKeeper || live.Mode != "standalone" || live.Version == "" || live.ZnodeCount < 2 || live.LastZxid == 0 || live.ReadOnly {
 		t.Errorf("live server: %+v", live)
 	}
 	if len(live.Warnings) != 1 || !strings.Contains(live.Warnings[0], "znode count") {
