@@ -937,9 +937,9 @@ func TestChartReadmeValuesRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(# values-[a-z]+\\.yaml\n.*?)```").FindAllStringSubmatch(string(data), -1)
-	if len(blocks) < 2 {
-		t.Fatalf("README.md shows %d values files, want the AKS and sidecar ones", len(blocks))
+	blocks := regexp.MustCompile("(?s)```yaml\n(# values-[a-z0-9-]+\\.yaml\n.*?)```").FindAllStringSubmatch(string(data), -1)
+	if len(blocks) < 3 {
+		t.Fatalf("README.md shows %d values files, want the AKS, Langfuse chart v2 and sidecar ones", len(blocks))
 	}
 	ch := loadChart(t)
 	for _, b := range blocks {
