@@ -335,7 +335,8 @@ func sticky(mode int64) os.FileMode {
 }
 
 // TestOfflineImageLayoutInspectedAndRunInChroot builds the image of deploy/image/Dockerfile
-// without a registry or container engine (none is reachable here): an OCI layout written with
+// without a registry or container engine (no registry is reachable here; podman runs the same
+// files in TestImageRunsUnderPodmanWithRunc): an OCI layout written with
 // go-containerregistry from the static binary, the CA bundle and this host's pg_dump with its
 // libraries. It validates the layout (digests, diff IDs), checks the config against the
 // Dockerfile and the files, then runs the extracted filesystem chrooted as the image's numeric

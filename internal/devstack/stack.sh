@@ -4,7 +4,7 @@
 #   stack.sh up              install what is missing, start everything, write .stack/env
 #   stack.sh down [--purge]  stop everything by recorded pid (--purge also deletes .stack/)
 #   stack.sh status          one line per service; exit 0 only when all seven answer
-#   stack.sh test-tools      install what only the tests need (Chromium)
+#   stack.sh test-tools      install what only the tests need (Chromium, systemd, podman, runc)
 #   stack.sh start|stop SVC  one service: pg, zk, ch1, ch2, ch3, azurite, ch-modern
 #
 # ch-modern is a single ClickHouse 26.7 next to the 18.16 cluster: clickhouse-local from chdb's
@@ -112,16 +112,21 @@ require_avx2() {
 }
 
 # install_test_tools adds what only the test suite needs: Debian's Chromium, which the status
-# page's end-to-end test drives headless (no browser is ever downloaded), and Debian's systemd,
-# whose systemd-analyze verifies deploy/systemd's units.
+# page's end-to-end test drives headless (no browser is ever downloaded); Debian's systemd, whose
+# systemd-analyze verifies deploy/systemd's units; and Debian's podman and runc, which build the
+# container image and run it (deploy/image_podman_integration_test.go).
 install_test_tools() {
-  command -v systemd-analyze >/dev/null || { local s=""; [ "$(id -u)" = 0 ] || s=sudo; $s apt-get update -qq && DEBIAN_FRONTEND=noninteractive $s apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
-  command -v chromium >/dev/null && return
-  log "installing chromium (apt, for the status page's end-to-end test)"
+  local pkgs=()
+  command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+  command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v podman >/dev/null || pkgs+=(podman)
+  [ -x /usr/sbin/runc ] || command -v runc >/dev/null || pkgs+=(runc)
+  [ ${#pkgs[@]} -gt 0 ] || return 0
+  log "installing ${pkgs[*]} (apt, for the tests)"
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 }
 
 # ---------------------------------------------------------------- probes
