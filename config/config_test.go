@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -317,5 +318,19 @@ func TestSizeAndDuration(t *testing.T) {
 	var d Duration
 	if err := d.UnmarshalText([]byte("1h30m")); err != nil || d.D().Minutes() != 90 {
 		t.Errorf("Duration(1h30m) = %v, %v", d.D(), err)
+	}
+}
+
+// TestWebListenAnyFreePort: port 0 of [web] listen is any free port (serve logs which); every
+// other address keeps its checks.
+func TestWebListenAnyFreePort(t *testing.T) {
+	base := "[storage]\nurl = \"file:///tmp/r\"\n[web]\nlisten = %q\n"
+	if _, err := Parse("t.toml", []byte(fmt.Sprintf(base, "127.0.0.1:0"))); err != nil {
+		t.Errorf("127.0.0.1:0: %v", err)
+	}
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:-1", "127.0.0.1:70000"} {
+		if _, err := Parse("t.toml", []byte(fmt.Sprintf(base, bad))); err == nil || !strings.Contains(err.Error(), "web.listen") {
+			t.Errorf("%s: %v, want a web.listen problem", bad, err)
+		}
 	}
 }

@@ -67,8 +67,11 @@ func (c *checker) validate(cfg *Config) {
 	c.blobs(&cfg.Blobs, namesBlobs)
 	c.langfuse(&cfg.Langfuse, cfg.Blobs.URL)
 	c.retention(&cfg.Retention)
-	if err := checkHostPort(cfg.Web.Listen); err != nil {
-		c.add("web.listen", "%v", err)
+	// Port 0 is any free port: serve logs the one it got ("serving", listen=...).
+	if _, port, err := net.SplitHostPort(cfg.Web.Listen); err != nil || port != "0" {
+		if err := checkHostPort(cfg.Web.Listen); err != nil {
+			c.add("web.listen", "%v", err)
+		}
 	}
 	c.web(&cfg.Web)
 }

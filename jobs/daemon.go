@@ -50,6 +50,9 @@ type Daemon struct {
 	// or down): their record still says running, and must be rewritten with the real outcome,
 	// not judged a dead daemon's run.
 	unrecorded map[string]Run
+
+	stopping chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
 // NewDaemon prepares a daemon for a validated configuration.
@@ -58,7 +61,8 @@ func NewDaemon(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, unrecorded: map[string]Run{}, progress: map[string]*progress.Tracker{}, metrics: newMetrics()}
+	d := &Daemon{cfg: cfg, jobs: jobs, log: log, started: time.Now(), running: map[string]Run{}, unrecorded: map[string]Run{}, progress: map[string]*progress.Tracker{}, metrics: newMetrics(),
+		stopping: make(chan struct{})}
 	d.pitr = newPITR(cfg, d)
 	if len(cfg.ClickHouse.Addresses) > 0 {
 		d.metrics.reg.MustRegister(newReplicaCollector(d.Replicas, 30*time.Second))
@@ -104,13 +108,17 @@ func (d *Daemon) Start(ctx context.Context) error {
 func (d *Daemon) Metrics() *prometheus.Registry { return d.metrics.reg }
 
 // catchUp runs once each job whose last successful run is older than one interval: the daemon
-// was down across a scheduled time (or the job never ran).
+// was down across a scheduled time (or the job never ran). A drill caught up waits for the
+// backups caught up with it, so that it proves the set they take (on a first start, the first
+// set) rather than the one from before the downtime, or nothing.
 func (d *Daemon) catchUp(ctx context.Context) error {
 	runs, err := d.history.Recent(ctx, d.history.Limit)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
+	var backups []<-chan struct{}
+	var drills []string
 	for _, j := range d.jobs {
 		var last time.Time
 		for _, r := range runs {
@@ -126,18 +134,57 @@ func (d *Daemon) catchUp(ctx context.Context) error {
 		}
 		if last.IsZero() || j.Next(last).Before(now) {
 			d.log.Info("catching up a missed run", "job", j.Name, "last_success", last)
-			d.Trigger(j.Name, TriggerCatchUp)
+			if j.Action == config.ActionDrill {
+				drills = append(drills, j.Name)
+				continue
+			}
+			_, done, _ := d.trigger(j.Name, TriggerCatchUp)
+			if j.Action == config.ActionBackup {
+				backups = append(backups, done)
+			}
 		}
 	}
+	if len(drills) > 0 {
+		d.wg.Add(1)
+		go d.drillAfter(backups, drills)
+	}
 	return nil
+}
+
+// drillAfter triggers the drills once the backups are done, unless the daemon stops first.
+func (d *Daemon) drillAfter(backups []<-chan struct{}, drills []string) {
+	defer d.wg.Done()
+	for _, done := range backups {
+		select {
+		case <-done:
+		case <-d.stopping:
+			return
+		}
+	}
+	select {
+	case <-d.stopping:
+		return
+	default:
+	}
+	for _, name := range drills {
+		d.Trigger(name, TriggerCatchUp)
+	}
 }
 
 // Trigger starts a run of a job in the background. A job still running from its previous
 // occurrence is not started twice: the skip is recorded instead.
 func (d *Daemon) Trigger(name, trigger string) (Run, error) {
+	r, _, err := d.trigger(name, trigger)
+	return r, err
+}
+
+// trigger is Trigger, with a channel closed once the run is over (at once when it never starts).
+func (d *Daemon) trigger(name, trigger string) (Run, <-chan struct{}, error) {
+	done := make(chan struct{})
 	j, ok := d.job(name)
 	if !ok {
-		return Run{}, fmt.Errorf("no job named %q: %w", name, ErrNoJob)
+		close(done)
+		return Run{}, done, fmt.Errorf("no job named %q: %w", name, ErrNoJob)
 	}
 	host, _ := os.Hostname()
 	r := Run{ID: newRunID(), Job: j.Name, Action: j.Action, Trigger: trigger, Host: host, Start: time.Now().UTC(), Outcome: OutcomeRunning}
@@ -152,17 +199,19 @@ func (d *Daemon) Trigger(name, trigger string) (Run, error) {
 		r.End, r.Outcome, r.Error = r.Start, OutcomeSkipped, fmt.Sprintf("run %s started %s is still going", prev.ID, prev.Start.Format(time.RFC3339))
 		d.log.Warn("skipping overlapping run", "job", j.Name, "running", prev.ID)
 		d.record(r)
-		return r, nil
+		close(done)
+		return r, done, nil
 	}
 	d.running[j.Name] = r
 	d.mu.Unlock()
 	d.wg.Add(1)
-	go d.execute(j, r)
-	return r, nil
+	go d.execute(j, r, done)
+	return r, done, nil
 }
 
-func (d *Daemon) execute(j Job, r Run) {
+func (d *Daemon) execute(j Job, r Run, done chan<- struct{}) {
 	defer d.wg.Done()
+	defer close(done)
 	defer func() {
 		d.mu.Lock()
 		delete(d.running, j.Name)
@@ -358,6 +407,7 @@ func (d *Daemon) Stop(grace time.Duration) {
 	if d.cron == nil {
 		return
 	}
+	d.stopOnce.Do(func() { close(d.stopping) })
 	d.cron.Stop()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
