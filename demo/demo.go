@@ -29,6 +29,9 @@ type Options struct {
 	ZooKeeper []string
 	// PostgresDSN is a libpq URL; empty skips PostgreSQL.
 	PostgresDSN string
+	// Blobs, when set, is Langfuse's blob container: seeding writes a file there for every row
+	// of blob_storage_file_log (the 18.16 schema's) whose file it lacks.
+	Blobs *Blobs
 
 	Traces int    // observations (1-5 each) and scores (0-3 each) scale with it
 	Seed   uint64 // same seed, same rows
@@ -93,6 +96,11 @@ func Seed(ctx context.Context, opts Options) (Result, error) {
 			res.Skipped = append(res.Skipped, "clickhouse")
 		case err != nil:
 			return res, err
+		}
+		if opts.Blobs != nil && opts.Blobs.URL != "" && !opts.Modern {
+			if err := seedBlobs(ctx, opts, res.Rows); err != nil {
+				return res, err
+			}
 		}
 	}
 	if opts.PostgresDSN != "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracevault/tracevault/demo"
+	"github.com/tracevault/tracevault/jobs"
 )
 
 func (a *app) demoCommand() *cobra.Command {
@@ -31,7 +32,8 @@ and insert rows spread over several monthly partitions. The migrations are demo/
 carried in the binary and applied as 'tracevault migrate up' applies them, through
 schema_migrations; ClickHouse's run over the first of [clickhouse] http_addresses. The same --seed
 always yields the same rows. A database that already holds demo data is left alone and reported
-as skipped.`,
+as skipped. With [blobs] url set, Langfuse's blob container gets the event file each
+blob_storage_file_log row points at, as Langfuse writes it (only the files it lacks).`,
 		Example: examples(
 			"tracevault demo seed --config .stack/tracevault.toml --traces 100000",
 			"tracevault demo seed --traces 1000000 --seed 7 --json",
@@ -55,6 +57,9 @@ as skipped.`,
 				Seed:           seed,
 				Months:         months,
 				Modern:         modern,
+			}
+			if cfg.Blobs.URL != "" {
+				opts.Blobs = &demo.Blobs{URL: cfg.Blobs.URL, Credentials: jobs.BlobCredentials(cfg.Blobs)}
 			}
 			last := time.Now()
 			opts.Progress = func(table string, rows int64) {
