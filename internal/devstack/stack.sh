@@ -4,6 +4,7 @@
 #   stack.sh up              install what is missing, start everything, write .stack/env
 #   stack.sh down [--purge]  stop everything by recorded pid (--purge also deletes .stack/)
 #   stack.sh status          one line per service; exit 0 only when all seven answer
+#   stack.sh contract        write .stack/env and the configurations again, starting nothing
 #   stack.sh test-tools      install what only the tests need (Chromium, systemd, podman, runc)
 #   stack.sh start|stop SVC  one service: pg, zk, ch1, ch2, ch3, azurite, ch-modern
 #
@@ -517,15 +518,39 @@ EOF
   local cluster='cluster = "default"'
   write_config "$STACK_DIR/tracevault.toml" "azblob://tracevault/stack" "connection_string = \"$AZURE_CONN\"" "$dsn" \
     "${addrs%, }" "${haddrs%, }" "$cluster" default clickhouse "$WEB_PORT"
-  write_config "$STACK_DIR/run.toml" "file://$STACK_DIR/repo" "" "$dsn" "${addrs%, }" "${haddrs%, }" "$cluster" default clickhouse "$WEB_PORT"
+  # make run's configuration: the whole restore point. PostgreSQL streams its changes for
+  # point-in-time recovery, Langfuse's blob container (on Azurite, filled by demo seed) is backed
+  # up with the databases, and a drill proves the first set right after it (the daemon runs a
+  # caught-up drill once the caught-up backup is done), then every hour.
+  write_config "$STACK_DIR/run.toml" "file://$STACK_DIR/repo" "" "$dsn" "${addrs%, }" "${haddrs%, }" "$cluster" default clickhouse "$WEB_PORT" \
+    "# Point-in-time recovery: every committed change streamed into the repository (docs/pitr.md).
+pitr = true" \
+    "
+# Restore the newest set into scratch databases, compare, drop them: the page's last proven restore.
+[[jobs]]
+name = \"stack-drill\"
+schedule = \"0 30 * * * *\"
+action = \"drill\"
+timeout = \"30m\"
+" \
+    "
+# Langfuse's blob container (raw events): demo seed writes the file each blob_storage_file_log row
+# points at.
+[blobs]
+url = \"azblob://langfuse-events\"
+connection_string = \"$AZURE_CONN\""
   # The single modern engine: no cluster, the modern demo schema in its own Atomic database, its
   # own repository, and the status page one port up so it can run beside run.toml's.
   write_config "$STACK_DIR/modern.toml" "file://$STACK_DIR/repo-modern" "" "$dsn" "\"127.0.0.1:$CH_MODERN_TCP\"" \
     "\"127.0.0.1:$CH_MODERN_HTTP\"" "" langfuse clickhouse-modern "$((WEB_PORT + 1))"
 }
 
+# write_config FILE URL AUTH DSN ADDRS HTTP_ADDRS CLUSTER DATABASE CH_MIGRATIONS WEB_PORT
+#              [POSTGRES_EXTRA [JOBS_EXTRA [EXTRA]]]: the extras are TOML lines added to [postgres],
+# after the backup job, and at the end.
 write_config() {
   local file=$1 url=$2 auth=$3 dsn=$4 addrs=$5 haddrs=$6 cluster=$7 database=$8 chmigrations=$9 web=${10}
+  local pgextra=${11:-} jobsextra=${12:-} extra=${13:-}
   cat >"$file" <<EOF
 # tracevault configuration for the local stack, written by internal/devstack/stack.sh.
 [storage]
@@ -534,6 +559,7 @@ $auth
 
 [postgres]
 dsn = "$dsn"
+$pgextra
 
 [clickhouse]
 addresses = [$addrs]
@@ -550,12 +576,13 @@ clickhouse_dir = "$ROOT/demo/migrations/$chmigrations"
 postgres_dir = "$ROOT/demo/migrations/postgres"
 clickhouse_database = "$database"
 
-# One snapshot set of PostgreSQL, ClickHouse and ZooKeeper every 15 minutes.
+# One snapshot set of every source configured here every 15 minutes.
 [[jobs]]
 name = "stack-backup"
 schedule = "0 */15 * * * *"
 action = "backup"
 timeout = "30m"
+$jobsextra
 
 [[jobs]]
 name = "stack-prune"
@@ -568,6 +595,7 @@ min_age = "0s"
 
 [web]
 listen = "127.0.0.1:$web"
+$extra
 EOF
 }
 
@@ -640,7 +668,8 @@ case "${1:-}" in
   test-tools) install_test_tools ;;
   down) cmd_down "${2:-}" ;;
   status) cmd_status ;;
+  contract) mkdir -p "$STACK_DIR"; [ -f "$STACK_DIR/ports" ] || save_ports; write_contract ;;
   start) [ -n "${2:-}" ] || die "usage: stack.sh start SVC"; mkdir -p "$STACK_DIR"; start_svc "$2" ;;
   stop) [ -n "${2:-}" ] || die "usage: stack.sh stop SVC"; stop_svc "$2" ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
