@@ -12,7 +12,9 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/tracevault
 
-## run: the main job on the embedded default — local stack, demo schema and data, daemon + status page.
+## run: the main job on the embedded default — local stack, demo schema and data (with the blob
+## container's files), daemon + status page. run.toml backs up PostgreSQL (and streams its changes),
+## ClickHouse, ZooKeeper and the blob container, and drills the first set as soon as it is taken.
 ## Beside the 18.16 cluster, ch-modern gets Langfuse v4's world (demo seed --modern) and a daemon
 ## of its own (.stack/modern.toml: one [clickhouse] per configuration), whose stack-backup job
 ## backs it up into .stack/repo-modern; its status page is one port up. Both stop together.
