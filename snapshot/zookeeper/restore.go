@@ -203,7 +203,7 @@ func restoreNode(conn *zk.Conn, n *Node, force bool, rep *RestoreReport) error {
 	case errors.Is(err, zk.ErrNodeExists):
 		rep.Existing++
 	case errors.Is(err, zk.ErrInvalidACL):
-		return fmt.Errorf("create %s with its recorded ACL %s: %w; ClickHouse Keeper accepts the schemes world, digest and auth only (ZooKeeper's ip, sasl and x509 it refuses): restore this record into a ZooKeeper, or re-create such nodes by hand", n.Path, aclSchemes(n.ACL), err)
+		return fmt.Errorf("create %s with its recorded ACL %s: %w; the server refuses that scheme: ClickHouse Keeper accepts world, digest and auth only, ZooKeeper also ip, and sasl or x509 with their providers on. Restore this record into a server that has the scheme, or re-create such nodes by hand", n.Path, aclSchemes(n.ACL), err)
 	default:
 		return fmt.Errorf("create %s: %w", n.Path, noAuthHint(err))
 	}
