@@ -543,7 +543,7 @@ var secretValueKeys = []string{
 	"config.storage.connection_string", "config.storage.account_key", "config.storage.sas_token",
 	"config.storage.encryption.passphrase", "config.blobs.connection_string", "config.blobs.account_key",
 	"config.blobs.sas_token", "config.langfuse.admin_api_key", "config.postgres.dsn",
-	"config.clickhouse.password", "config.web.token",
+	"config.clickhouse.password", "config.zookeeper.identity", "config.web.token",
 	"pruneJob.storage.connection_string", "pruneJob.storage.account_key", "pruneJob.storage.sas_token",
 }
 
