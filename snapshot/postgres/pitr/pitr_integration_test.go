@@ -191,6 +191,40 @@ func restoreAndCheck(t *testing.T, env *devstack.Env, repo *store.Repository, ds
 	return reached
 }
 
+// chainFixture is what the chain tests (rotation, a lost slot, a stalled streamer) start from:
+// a scratch database holding table t, a slot of the test's own, a directory repository and a
+// connection to the database.
+type chainFixture struct {
+	dsn, slot string
+	repo      *store.Repository
+	conn      *pgx.Conn
+}
+
+func newChainFixture(ctx context.Context, t *testing.T, env *devstack.Env, db, slotPrefix string) *chainFixture {
+	t.Helper()
+	f := &chainFixture{dsn: env.PGDatabase(t, db), slot: testSlot(t, env, slotPrefix)}
+	var err error
+	if f.repo, err = store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if f.conn, err = pgx.Connect(ctx, f.dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.conn.Close(context.Background()) })
+	execSQL(t, f.conn, "CREATE TABLE t (id int PRIMARY KEY)")
+	return f
+}
+
+// now is the server's clock: the times a chain records are the server's.
+func (f *chainFixture) now(ctx context.Context, t *testing.T) time.Time {
+	t.Helper()
+	var at time.Time
+	if err := f.conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
 func execSQL(t *testing.T, conn *pgx.Conn, sql string) {
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
@@ -397,8 +431,8 @@ func TestPITRSlotLost(t *testing.T) {
 	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dsn := env.PGDatabase(t, "it_pitrl")
-	slot := testSlot(t, env, "tv_itl")
+	f := newChainFixture(ctx, t, env, "it_pitrl", "tv_itl")
+	dsn, slot, repo, conn := f.dsn, f.slot, f.repo, f.conn
 	admin, err := pgx.Connect(ctx, env.PGDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -421,25 +455,12 @@ func TestPITRSlotLost(t *testing.T) {
 			}
 		}
 	}
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	execSQL(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
 	var events []string
 	var mu sync.Mutex
 	r := start(t, repo, dsn, slot, &events, &mu)
 	waitChain(t, repo, r)
 	execSQL(t, conn, "INSERT INTO t SELECT generate_series(1, 10)")
-	var at time.Time
-	if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
-		t.Fatal(err)
-	}
+	at := f.now(ctx, t)
 	waitCovered(t, repo, r, at)
 	r.kill(t)
 	dropSlot()

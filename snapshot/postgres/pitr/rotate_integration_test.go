@@ -7,11 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/postgres"
-	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // TestPITRChainRotation: a chain older than ChainEvery ends and a new one starts with a new
@@ -21,25 +18,9 @@ func TestPITRChainRotation(t *testing.T) {
 	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dsn := env.PGDatabase(t, "it_pitrrot")
-	slot := testSlot(t, env, "tv_itrot")
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	execSQL(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
-	now := func() time.Time {
-		var at time.Time
-		if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
-			t.Fatal(err)
-		}
-		return at
-	}
+	f := newChainFixture(ctx, t, env, "it_pitrrot", "tv_itrot")
+	dsn, slot, repo, conn := f.dsn, f.slot, f.repo, f.conn
+	now := func() time.Time { return f.now(ctx, t) }
 	var events []string
 	var mu sync.Mutex
 	s := &Streamer{DSN: dsn, Slot: slot, Publication: slot, Interval: 500 * time.Millisecond, ChainEvery: 4 * time.Second,
@@ -49,6 +30,7 @@ func TestPITRChainRotation(t *testing.T) {
 	go func() { done <- s.Run(sctx, repo) }()
 	var inFirst time.Time
 	var chains []Chain
+	var err error
 	for i := 0; ; i++ {
 		if _, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1)", i); err != nil {
 			t.Fatal(err)

@@ -25,30 +25,14 @@ func TestPITRStalledStreamerLosesTheChain(t *testing.T) {
 	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dsn := env.PGDatabase(t, "it_pitrs")
-	slot := testSlot(t, env, "tv_its")
+	f := newChainFixture(ctx, t, env, "it_pitrs", "tv_its")
+	dsn, slot, repo, conn := f.dsn, f.slot, f.repo, f.conn
 	admin, err := pgx.Connect(ctx, env.PGDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close(context.Background())
-	repo, err := store.Open(ctx, store.Options{URL: "file://" + t.TempDir(), Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	execSQL(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
-	now := func() time.Time {
-		var at time.Time
-		if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
-			t.Fatal(err)
-		}
-		return at
-	}
+	now := func() time.Time { return f.now(ctx, t) }
 
 	var events []string
 	var mu sync.Mutex
