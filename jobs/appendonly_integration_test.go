@@ -19,7 +19,6 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/tracevault/tracevault/config"
-	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/blobs"
 	"github.com/tracevault/tracevault/snapshot/store"
 	"github.com/tracevault/tracevault/snapshot/zookeeper"
@@ -37,19 +36,8 @@ func TestAppendOnlyRepositorySurvivesItsCredential(t *testing.T) {
 	env := f.env
 	ctx := context.Background()
 
-	name := strings.ReplaceAll(strings.ToLower(devstack.ScratchName("ao")), "_", "-")
-	admin, err := container.NewClientFromConnectionString(env.AzureConnectionString, name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Create(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Delete(context.Background(), nil) })
-	endpoint, sas, err := env.AzureContainerSAS(name, "rcl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := env.ScratchSASContainer(t, "ao", "rcl")
+	name, endpoint, sas, admin := sc.Name, sc.Endpoint, sc.SAS, sc.Admin
 
 	// A full set: ZooKeeper (a scratch subtree) and Langfuse's blob container too.
 	suffix := time.Now().UnixNano() % 1e12

@@ -44,19 +44,8 @@ func TestAppendOnlyPITRStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	name := strings.ReplaceAll(strings.ToLower(devstack.ScratchName("aopitr")), "_", "-")
-	admin, err := container.NewClientFromConnectionString(env.AzureConnectionString, name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Create(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Delete(context.Background(), nil) })
-	endpoint, sas, err := env.AzureContainerSAS(name, "rcl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := env.ScratchSASContainer(t, "aopitr", "rcl")
+	name, endpoint, sas, admin := sc.Name, sc.Endpoint, sc.SAS, sc.Admin
 	cfg := daemonConfig(t, env, t.TempDir())
 	cfg.Storage.URL = "azblob://" + name + "/repo"
 	cfg.Storage.Endpoint, cfg.Storage.SASToken, cfg.Storage.AppendOnly = endpoint, config.Secret(sas), true

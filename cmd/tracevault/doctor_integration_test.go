@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/tracevault/tracevault/internal/devstack"
 )
@@ -19,20 +16,8 @@ import (
 // the account key makes doctor report both as problems (exit 1).
 func TestDoctorAndPruneInAppendOnlyMode(t *testing.T) {
 	env := devstack.Require(t)
-	ctx := context.Background()
-	name := strings.ReplaceAll(strings.ToLower(devstack.ScratchName("doctor")), "_", "-")
-	admin, err := container.NewClientFromConnectionString(env.AzureConnectionString, name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Create(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Delete(context.Background(), nil) })
-	endpoint, sas, err := env.AzureContainerSAS(name, "rcl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := env.ScratchSASContainer(t, "doctor", "rcl")
+	name, endpoint, sas := sc.Name, sc.Endpoint, sc.SAS
 	dir := t.TempDir()
 	write := func(file, creds string) string {
 		p := filepath.Join(dir, file)

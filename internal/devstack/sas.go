@@ -1,10 +1,13 @@
 package devstack
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 )
@@ -53,4 +56,31 @@ func (e *Env) AzureContainerSAS(container, permissions string) (endpoint, token 
 		return "", "", fmt.Errorf("sign a container SAS for %s: %w", container, err)
 	}
 	return strings.TrimSuffix(kv["BlobEndpoint"], "/"), q.Encode(), nil
+}
+
+// SASContainer is a scratch container on Azurite, deleted when the test ends, with a container
+// SAS for it: what the append-only tests hand the daemon, while Admin (the account key) plays
+// the operator or the attacker's yardstick.
+type SASContainer struct {
+	Name, Endpoint, SAS string
+	Admin               *container.Client
+}
+
+// ScratchSASContainer creates a container named after prefix and signs a SAS with permissions
+// for it (see AzureContainerSAS).
+func (e *Env) ScratchSASContainer(tb testing.TB, prefix, permissions string) *SASContainer {
+	tb.Helper()
+	c := &SASContainer{Name: strings.ReplaceAll(strings.ToLower(ScratchName(prefix)), "_", "-")}
+	var err error
+	if c.Admin, err = container.NewClientFromConnectionString(e.AzureConnectionString, c.Name, nil); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := c.Admin.Create(context.Background(), nil); err != nil {
+		tb.Fatalf("create container %s: %v", c.Name, err)
+	}
+	tb.Cleanup(func() { _, _ = c.Admin.Delete(context.Background(), nil) })
+	if c.Endpoint, c.SAS, err = e.AzureContainerSAS(c.Name, permissions); err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }
