@@ -70,22 +70,7 @@ func TestPatchPartsModern(t *testing.T) {
 				return sql(t, fmt.Sprintf(q, "")) + "\nFINAL\n" + sql(t, fmt.Sprintf(q, " FINAL"))
 			}
 
-			cfg := daemonConfig(t, env, t.TempDir())
-			cfg.ZooKeeper.Servers = nil
-			cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses = []string{env.CHModernNative}, []string{env.CHModernHTTP}
-			cfg.ClickHouse.Databases, cfg.ClickHouse.Mode = []string{db}, mode
-			repo, err := CreateRepository(ctx, cfg.Storage, quiet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			backup := func(t *testing.T) *store.Manifest {
-				t.Helper()
-				m, err := Backup(ctx, cfg, repo, BackupRequest{Only: []string{config.SourceClickHouse}}, quiet)
-				if err != nil {
-					t.Fatalf("backup: %v", err)
-				}
-				return m
-			}
+			cfg, repo, backup := modernBackups(ctx, t, env, db, mode)
 			backup(t)
 
 			restoreSnapshot := func(t *testing.T, m *store.Manifest, o restore.Options) {
@@ -220,5 +205,27 @@ func TestPatchPartsModern(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// modernBackups configures backups of db alone on the modern engine in the given mode, into a
+// fresh directory repository, and returns them with a function that takes one (ClickHouse only).
+func modernBackups(ctx context.Context, t *testing.T, env *devstack.Env, db, mode string) (*config.Config, *store.Repository, func(*testing.T) *store.Manifest) {
+	t.Helper()
+	cfg := daemonConfig(t, env, t.TempDir())
+	cfg.ZooKeeper.Servers = nil
+	cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses = []string{env.CHModernNative}, []string{env.CHModernHTTP}
+	cfg.ClickHouse.Databases, cfg.ClickHouse.Mode = []string{db}, mode
+	repo, err := CreateRepository(ctx, cfg.Storage, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, repo, func(t *testing.T) *store.Manifest {
+		t.Helper()
+		m, err := Backup(ctx, cfg, repo, BackupRequest{Only: []string{config.SourceClickHouse}}, quiet)
+		if err != nil {
+			t.Fatalf("backup: %v", err)
+		}
+		return m
 	}
 }

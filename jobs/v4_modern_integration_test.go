@@ -7,12 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/demo"
 	"github.com/tracevault/tracevault/internal/devstack"
 	"github.com/tracevault/tracevault/snapshot/clickhouse"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/restore"
-	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // TestLangfuseV4RoundTripModern: everything Langfuse v4 writes round-trips on the modern engine,
@@ -54,22 +52,7 @@ func TestLangfuseV4RoundTripModern(t *testing.T) {
 				t.Fatalf("the v4 world holds %v; want events_full, events_core and events_core_mv", tables)
 			}
 
-			cfg := daemonConfig(t, env, t.TempDir())
-			cfg.ZooKeeper.Servers = nil
-			cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses = []string{env.CHModernNative}, []string{env.CHModernHTTP}
-			cfg.ClickHouse.Databases, cfg.ClickHouse.Mode = []string{db}, mode
-			repo, err := CreateRepository(ctx, cfg.Storage, quiet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			backup := func(t *testing.T) *store.Manifest {
-				t.Helper()
-				m, err := Backup(ctx, cfg, repo, BackupRequest{Only: []string{config.SourceClickHouse}}, quiet)
-				if err != nil {
-					t.Fatalf("backup: %v", err)
-				}
-				return m
-			}
+			cfg, repo, backup := modernBackups(ctx, t, env, db, mode)
 			backup(t)
 
 			// Langfuse v4's writes in place: bookmark and output edits, and retention deletes in
