@@ -276,6 +276,8 @@ write_ch_config() {
   local r=$1 dir
   dir=$(ch_dir "$r")
   mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+  # Two cluster names over the same three replicas: `default`, and `langfuse` for the tests of
+  # what Langfuse operators run with a cluster name of their own (CLICKHOUSE_CLUSTER_NAME).
   local replicas=""
   for other in "${REPLICAS[@]}"; do
     replicas+="<replica><host>127.0.0.1</host><port>$(ch_tcp "$other")</port></replica>"
@@ -313,6 +315,9 @@ write_ch_config() {
     <default>
       <shard><internal_replication>true</internal_replication>$replicas</shard>
     </default>
+    <langfuse>
+      <shard><internal_replication>true</internal_replication>$replicas</shard>
+    </langfuse>
   </remote_servers>
   <zookeeper>
     <node><host>127.0.0.1</host><port>$ZK_PORT</port></node>
