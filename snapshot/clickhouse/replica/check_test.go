@@ -173,3 +173,31 @@ func TestWriteReport(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteReportSyncing: a cell whose queue is not empty has not had its rows compared, so
+// the report must not call the cluster healthy, nor call it a problem.
+func TestWriteReportSyncing(t *testing.T) {
+	tests := []struct {
+		name       string
+		queue      uint32
+		want, deny string
+	}{
+		{"caught up", 0, "healthy: 2 tables on 3 replicas", "syncing"},
+		{"queue draining", 3, "rows not compared while syncing: default.traces on ch3", "healthy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, f := healthyCluster("")
+			v.Replicas[2].Tables[0].QueueSize = tt.queue
+			f[2]["default.traces"].Partitions["202606"] = 19
+			if tt.queue == 0 {
+				f[2]["default.traces"].Partitions["202606"] = 20
+			}
+			var b strings.Builder
+			WriteReport(&b, judge(v, f, nil, CheckOptions{}))
+			if !strings.Contains(b.String(), tt.want) || strings.Contains(b.String(), tt.deny) {
+				t.Errorf("report wants %q, not %q:\n%s", tt.want, tt.deny, b.String())
+			}
+		})
+	}
+}
