@@ -201,6 +201,10 @@ func cronWords(expr string) string {
 	if len(f) > 0 && strings.HasPrefix(f[0], "CRON_TZ=") {
 		return cronWords(strings.Join(f[1:], " ")) + " (" + strings.TrimPrefix(f[0], "CRON_TZ=") + ")"
 	}
+	if len(f) == 6 && f[0] == "0" {
+		// Seconds first, on the minute: the 5-field schedule it stands for (run.toml's are such).
+		return cronWords(strings.Join(f[1:], " "))
+	}
 	switch {
 	case strings.HasPrefix(expr, "@"):
 		return map[string]string{"@hourly": "every hour", "@daily": "every day at 00:00", "@midnight": "every day at 00:00",
@@ -211,6 +215,8 @@ func cronWords(expr string) string {
 		return "every " + strings.TrimPrefix(f[0], "*/") + " min"
 	case len(f) == 5 && isNum(f[0]) && f[1] == "*" && allStars(f[2:]):
 		return fmt.Sprintf("every hour at :%02s", f[0])
+	case len(f) == 5 && isNum(f[0]) && strings.HasPrefix(f[1], "*/") && allStars(f[2:]):
+		return fmt.Sprintf("every %s h at :%02s", strings.TrimPrefix(f[1], "*/"), f[0])
 	case len(f) == 5 && isNum(f[0]) && isNum(f[1]) && allStars(f[2:]):
 		return fmt.Sprintf("every day at %02s:%02s UTC", f[1], f[0])
 	}

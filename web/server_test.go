@@ -342,6 +342,11 @@ func TestCronWords(t *testing.T) {
 		"@hourly":                      "every hour",
 		"CRON_TZ=Europe/Berlin @daily": "every day at 00:00 (Europe/Berlin)",
 		"0 3 1-7 * 1":                  "",
+		"0 */15 * * * *":               "every 15 min", // seconds first, as in make run's run.toml
+		"0 30 * * * *":                 "every hour at :30",
+		"0 0 3 * * *":                  "every day at 03:00 UTC",
+		"30 */6 * * *":                 "every 6 h at :30",
+		"7 30 * * * *":                 "",
 	} {
 		if got := cronWords(expr); got != want {
 			t.Errorf("cronWords(%q) = %q, want %q", expr, got, want)
