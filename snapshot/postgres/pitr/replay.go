@@ -240,13 +240,15 @@ func Restore(ctx context.Context, repo *store.Repository, opts RestoreOptions, t
 	if err != nil {
 		return nil, err
 	}
-	if err := replay(ctx, repo, dsn, plan, t, reached, opts.Log); err != nil {
+	if err := replay(ctx, repo, dsn, plan, t, 0, reached, opts.Log); err != nil {
 		return reached, fmt.Errorf("replay into %s stopped after commit %s (%d transactions): %w; the database is incomplete: drop it and restore again", bp.Database, reached.LSN, reached.Transactions, err)
 	}
 	return reached, nil
 }
 
-func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan, t Target, reached *Reached, log *slog.Logger) error {
+// replay applies the plan's transactions up to t, but for those committed at or before
+// skipThrough, which the database holds already (CatchUp; 0 for none).
+func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan, t Target, skipThrough LSN, reached *Reached, log *slog.Logger) error {
 	conn, err := postgres.Connect(ctx, dsn)
 	if err != nil {
 		return err
@@ -257,7 +259,7 @@ func replay(ctx context.Context, repo *store.Repository, dsn string, plan *Plan,
 	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 		log.Warn("point-in-time restore: replaying with triggers enabled (session_replication_role needs a superuser)", "err", err)
 	}
-	a := &applier{conn: conn, rels: map[uint32]Relation{}}
+	a := &applier{conn: conn, rels: map[uint32]Relation{}, skipThrough: skipThrough}
 	var last *Segment
 	for i := range plan.Segments {
 		seg := &plan.Segments[i]
@@ -291,6 +293,10 @@ type applier struct {
 	n     int     // statements queued
 	want  []int64 // rows each queued statement must touch (-1: any)
 	what  []string
+	// skipThrough: transactions committed at or before it are in the database already;
+	// skipping is true inside one of them.
+	skipThrough LSN
+	skipping    bool
 }
 
 // segment replays one segment; stop is true once a transaction past the target was met.
@@ -345,12 +351,19 @@ func (a *applier) segment(ctx context.Context, repo *store.Repository, seg *Segm
 			if !t.before(LSN(rec.LSN), rec.Time) {
 				return true, nil
 			}
+			if a.skipping = LSN(rec.LSN) <= a.skipThrough; a.skipping {
+				continue
+			}
 			begin = rec
 			if tx, err = a.conn.Begin(ctx); err != nil {
 				return false, postgres.Explain("begin replaying a transaction", err)
 			}
 			continue
 		case OpCommit:
+			if a.skipping {
+				a.skipping = false
+				continue
+			}
 			if tx == nil {
 				return false, fmt.Errorf("%w: commit without begin", ErrBadSegment)
 			}
@@ -363,6 +376,9 @@ func (a *applier) segment(ctx context.Context, repo *store.Repository, seg *Segm
 			tx = nil
 			reached.LSN, reached.Time, reached.Xid = LSN(rec.LSN), rec.Time, begin.Xid
 			reached.Transactions++
+			continue
+		}
+		if a.skipping {
 			continue
 		}
 		if tx == nil {
