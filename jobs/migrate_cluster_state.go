@@ -14,16 +14,9 @@ import (
 // migration between other clusters is refused rather than reused.
 func loadMigrationState(path string, source, target []string) (*migrationState, error) {
 	st := &migrationState{path: path, Source: source, Target: target, Loaded: map[string]map[string]string{}}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the migration state %s: %w", path, err)
-	}
 	var saved migrationState
-	if err := json.Unmarshal(data, &saved); err != nil {
-		return nil, fmt.Errorf("read the migration state %s: %w", path, err)
+	if found, err := readState(path, &saved); err != nil || !found {
+		return st, err
 	}
 	if !slices.Equal(saved.Source, source) || !slices.Equal(saved.Target, target) {
 		return nil, fmt.Errorf("the migration state %s records a migration from %s to %s, not from %s to %s: remove it to start over",
@@ -59,7 +52,7 @@ func (st *migrationState) loaded(table, partition, object string) error {
 	return st.save()
 }
 
-// save writes the record atomically: a temporary file renamed over the old one.
+// save writes the record atomically (writeState).
 func (st *migrationState) save() error {
 	st.mu.Lock()
 	data, err := json.MarshalIndent(st, "", "  ")
@@ -67,20 +60,40 @@ func (st *migrationState) save() error {
 	if err != nil {
 		return fmt.Errorf("encode the migration state: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(st.path), ".migrate-state-*")
+	return writeState(st.path, data)
+}
+
+// readState reads a saved state into v; found is false when none was saved yet.
+func readState(path string, v any) (found bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
 	if err != nil {
-		return fmt.Errorf("save the migration state %s: %w", st.path, err)
+		return false, fmt.Errorf("read the migration state %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("read the migration state %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeState writes a state atomically: a temporary file renamed over the old one.
+func writeState(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".migrate-state-*")
+	if err != nil {
+		return fmt.Errorf("save the migration state %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save the migration state %s: %w", st.path, err)
+		return fmt.Errorf("save the migration state %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save the migration state %s: %w", st.path, err)
+		return fmt.Errorf("save the migration state %s: %w", path, err)
 	}
-	if err := os.Rename(tmp.Name(), st.path); err != nil {
-		return fmt.Errorf("save the migration state %s: %w", st.path, err)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save the migration state %s: %w", path, err)
 	}
 	return nil
 }
