@@ -55,23 +55,25 @@ func TestPageLayoutInBrowser(t *testing.T) {
 	// For the page and each wide table: how wide it is, and whether its panel scrolls it.
 	const measure = `(() => {
 		const out = {page: document.documentElement.scrollWidth, view: window.innerWidth, tables: {}};
-		for (const id of ["runs", "snapshots", "jobs", "zookeeper"]) {
+		for (const id of ["runs", "snapshots", "jobs", "zookeeper", "replicas"]) {
 			const t = document.getElementById(id);
 			if (!t) { out.tables[id] = null; continue; }
 			const w = t.parentElement;
+			const th = t.querySelector("th");
 			out.tables[id] = {panel: w.clientWidth, content: w.scrollWidth, right: w.getBoundingClientRect().right,
-				overflow: getComputedStyle(w).overflowX};
+				overflow: getComputedStyle(w).overflowX, first: th.textContent, firstRight: th.getBoundingClientRect().right};
 		}
 		return out;
 	})()`
 	type box struct {
-		Panel, Content, Right float64
-		Overflow              string
+		Panel, Content, Right, FirstRight float64
+		Overflow, First                   string
 	}
 	type measured struct {
 		Page, View float64
 		Tables     map[string]*box
 	}
+	verdictFirst := map[string]string{"runs": "outcome", "snapshots": "status", "replicas": "verdict"}
 	for _, w := range []struct {
 		name          string
 		width, height int64
@@ -108,6 +110,9 @@ func TestPageLayoutInBrowser(t *testing.T) {
 				t.Errorf("%s: table %s's panel ends at %.0f px, past the %.0f px window", w.name, id, b.Right, got.View)
 			case b.Content > b.Panel+1 && b.Overflow != "auto" && b.Overflow != "scroll":
 				t.Errorf("%s: table %s is %.0f px in a %.0f px panel that does not scroll (overflow-x %s)", w.name, id, b.Content, b.Panel, b.Overflow)
+			case verdictFirst[id] != "" && (b.First != verdictFirst[id] || b.FirstRight > got.View):
+				// On a phone the other columns scroll off: the verdict must be the one left in view.
+				t.Errorf("%s: table %s starts with %q ending at %.0f px, want %q in the %.0f px window", w.name, id, b.First, b.FirstRight, verdictFirst[id], got.View)
 			}
 		}
 		t.Logf("%s: page %.0f px in %.0f; runs %.0f in %.0f; snapshots %.0f in %.0f", w.name, got.Page, got.View,
