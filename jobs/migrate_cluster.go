@@ -34,8 +34,12 @@ type MigrateClusterRequest struct {
 	// FromSnapshot is the snapshot the first pass restores instead of backing up the source.
 	FromSnapshot string
 	Cutover      bool
-	// AllowNonEmpty lets the first pass write into target databases that already hold tables.
+	// AllowNonEmpty lets the first pass write into target databases that already hold tables
+	// (and a target container that holds blobs).
 	AllowNonEmpty bool
+	// Only are the sources moved (--only): clickhouse, postgres, blobs; empty, every one the
+	// target file names.
+	Only []string
 }
 
 // StatePath is where the passes of a migration to target are recorded, so that an interrupted
@@ -82,6 +86,9 @@ type ClusterMigrationPlan struct {
 	SchemaMigrations []SchemaVersion      `json:"schema_migrations,omitempty"`
 	Passes           int                  `json:"passes_done"`
 	Notes            []string             `json:"notes,omitempty"`
+	// Sources are what the migration moves; Moves the plans of those beside ClickHouse.
+	Sources []string     `json:"sources"`
+	Moves   []SourceMove `json:"moves,omitempty"`
 }
 
 // ClusterMigration is a planned migration, both clusters connected. Close it when done.
@@ -95,6 +102,8 @@ type ClusterMigration struct {
 	targets []*clickhouse.Server
 	tables  []clickhouse.Table
 	state   *migrationState
+	// pgState and blobState record PostgreSQL's and the blobs' passes, when moved.
+	pgState, blobState *moveState
 }
 
 // NewClusterMigration loads the target configuration, connects to both clusters and plans the
@@ -105,26 +114,44 @@ func NewClusterMigration(ctx context.Context, cfg *config.Config, repo *store.Re
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--to: %w", err)}
 	}
-	if len(cfg.ClickHouse.Addresses) == 0 || len(target.ClickHouse.Addresses) == 0 {
-		return nil, usageError{errors.New("migrate-cluster needs [clickhouse] addresses in both the configuration (the source) and --to (the target)")}
-	}
-	m := &ClusterMigration{cfg: cfg, target: target, req: req, log: log}
-	if m.source, err = connectAll(ctx, cfg.ClickHouse, log); err != nil {
-		return nil, fmt.Errorf("source: %w", err)
-	}
-	if m.targets, err = connectAll(ctx, target.ClickHouse, log); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("target: %w", err)
-	}
-	if m.state, err = loadMigrationState(StatePath(req.Target), cfg.ClickHouse.Addresses, target.ClickHouse.Addresses); err != nil {
-		m.Close()
+	sources, err := moveSources(cfg, target, req.Only)
+	if err != nil {
 		return nil, err
 	}
-	if err := m.plan(ctx, repo); err != nil {
+	m := &ClusterMigration{cfg: cfg, target: target, req: req, log: log, Plan: &ClusterMigrationPlan{Sources: sources}}
+	if err := m.planClickHouse(ctx, repo); err != nil {
+		return nil, err
+	}
+	if err := m.planMoves(ctx); err != nil {
 		m.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// planClickHouse connects to both clusters and plans ClickHouse's move, when it is moved.
+func (m *ClusterMigration) planClickHouse(ctx context.Context, repo *store.Repository) error {
+	if !slices.Contains(m.Plan.Sources, config.SourceClickHouse) {
+		return nil
+	}
+	cfg, target, req, log := m.cfg, m.target, m.req, m.log
+	var err error
+	if m.source, err = connectAll(ctx, cfg.ClickHouse, log); err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if m.targets, err = connectAll(ctx, target.ClickHouse, log); err != nil {
+		m.Close()
+		return fmt.Errorf("target: %w", err)
+	}
+	if m.state, err = loadMigrationState(StatePath(req.Target), cfg.ClickHouse.Addresses, target.ClickHouse.Addresses); err != nil {
+		m.Close()
+		return err
+	}
+	if err := m.plan(ctx, repo); err != nil {
+		m.Close()
+		return err
+	}
+	return nil
 }
 
 // connectAll connects to every server of a [clickhouse]: a migration needs all of them.
@@ -169,12 +196,10 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 			return usageError{fmt.Errorf("the target has %d servers but --to sets no [clickhouse] cluster: its tables are created ON CLUSTER", len(m.targets))}
 		}
 	}
-	p := &ClusterMigrationPlan{
-		Source:   ClusterEnd{Addresses: m.cfg.ClickHouse.Addresses, Cluster: m.cfg.ClickHouse.Cluster, Version: m.source[0].Caps.Version},
-		Target:   ClusterEnd{Addresses: m.target.ClickHouse.Addresses, Cluster: cluster, Version: tgt.Caps.Version},
-		Topology: topo,
-		Passes:   len(m.state.Passes),
-	}
+	p := m.Plan
+	p.Source = ClusterEnd{Addresses: m.cfg.ClickHouse.Addresses, Cluster: m.cfg.ClickHouse.Cluster, Version: m.source[0].Caps.Version}
+	p.Target = ClusterEnd{Addresses: m.target.ClickHouse.Addresses, Cluster: cluster, Version: tgt.Caps.Version}
+	p.Topology, p.Passes = topo, len(m.state.Passes)
 	if m.tables, err = m.sourceTables(ctx, repo); err != nil {
 		return err
 	}
@@ -235,7 +260,6 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 	if !tgt.Caps.FormatRow || !m.source[0].Caps.FormatRow {
 		p.Notes = append(p.Notes, "the cutover proves per-partition row counts only: content checksums need formatRow on both sides")
 	}
-	m.Plan = p
 	return nil
 }
 
@@ -608,6 +632,11 @@ func (p *ClusterMigrationPlan) Write(w io.Writer) {
 			s += ", ON CLUSTER " + e.Cluster
 		}
 		return s + ")"
+	}
+	fmt.Fprintf(w, "moves: %s\n", strings.Join(p.Sources, ", "))
+	p.writeMoves(w)
+	if p.Topology == nil {
+		return // ClickHouse is not moved
 	}
 	fmt.Fprintf(w, "source: %s\ntarget: %s\n", end(p.Source), end(p.Target))
 	if p.Topology.Replicated {
