@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -227,41 +228,99 @@ type LedgerRow struct {
 // before the truncate, and its key is present even when empty. Memory grows with the rows
 // expected, which suits the checks of runs of minutes it is for.
 func (l Ledger) Expected(t time.Time) (map[string]map[string]LedgerRow, error) {
-	out := map[string]map[string]LedgerRow{}
+	p := NewLedgerReplay(nil)
 	err := l.Each(t, func(r LedgerRecord) error {
-		rows := out[r.Table]
-		if rows == nil {
-			rows = map[string]LedgerRow{}
-			out[r.Table] = rows
-		}
-		switch r.Op {
-		case OpInsert, OpUpsert:
-			for _, id := range r.IDs {
-				row := rows[id]
-				row.Partition = r.Partition
-				row.Values = withValues(row.Values, r.Set)
-				rows[id] = row
-			}
-		case OpUpdate:
-			for _, id := range r.IDs {
-				if row, ok := rows[id]; ok {
-					row.Values = withValues(row.Values, r.Set)
-					rows[id] = row
-				}
-			}
-		case OpDelete, OpErase:
-			for _, id := range r.IDs {
-				delete(rows, id)
-			}
-		case OpTruncate:
-			clear(rows)
-		case OpOptimize:
-		default:
-			return fmt.Errorf("read load ledger %s: record of %s has unknown op %q", l.Path, r.Table, r.Op)
-		}
-		return nil
+		_, err := p.Apply(r)
+		return err
 	})
-	return out, err
+	return p.Rows, err
+}
+
+// LedgerReplay applies ledger records one at a time, as Expected does at once, and keeps each
+// partition's count and Digest current. A snapshot's partitions are each read at their own
+// moment after its cut, so a check replays the records acknowledged from the cut on, one by
+// one, and asks after each which partitions then read as restored.
+type LedgerReplay struct {
+	// Rows is what the tables hold after the records applied so far, as Expected returns it.
+	Rows map[string]map[string]LedgerRow
+	cols []string
+	sums map[LedgerKey]PartitionDigest
+}
+
+// PartitionDigest is the count and Digest of one partition's rows.
+type PartitionDigest struct {
+	Rows int64
+	Sum  uint64
+}
+
+// NewLedgerReplay starts from empty tables; cols are the columns each partition's Digest covers.
+func NewLedgerReplay(cols []string) *LedgerReplay {
+	return &LedgerReplay{Rows: map[string]map[string]LedgerRow{}, cols: cols, sums: map[LedgerKey]PartitionDigest{}}
+}
+
+// Digest is partition k's count and Digest now.
+func (p *LedgerReplay) Digest(k LedgerKey) PartitionDigest { return p.sums[k] }
+
+// Apply applies one record and returns the partitions whose rows it changed.
+func (p *LedgerReplay) Apply(r LedgerRecord) ([]LedgerKey, error) {
+	rows := p.Rows[r.Table]
+	if rows == nil {
+		rows = map[string]LedgerRow{}
+		p.Rows[r.Table] = rows
+	}
+	var touched []LedgerKey
+	// put replaces id's row (ok: by row; !ok: by none), keeping the digests of the partitions
+	// it leaves and enters.
+	put := func(id string, row LedgerRow, ok bool) {
+		if old, had := rows[id]; had {
+			p.add(r.Table, id, old, -1, &touched)
+			delete(rows, id)
+		}
+		if ok {
+			rows[id] = row
+			p.add(r.Table, id, row, 1, &touched)
+		}
+	}
+	switch r.Op {
+	case OpInsert, OpUpsert:
+		for _, id := range r.IDs {
+			put(id, LedgerRow{Partition: r.Partition, Values: withValues(rows[id].Values, r.Set)}, true)
+		}
+	case OpUpdate:
+		for _, id := range r.IDs {
+			if row, ok := rows[id]; ok {
+				put(id, LedgerRow{Partition: row.Partition, Values: withValues(row.Values, r.Set)}, true)
+			}
+		}
+	case OpDelete, OpErase:
+		for _, id := range r.IDs {
+			put(id, LedgerRow{}, false)
+		}
+	case OpTruncate:
+		for id := range rows {
+			put(id, LedgerRow{}, false)
+		}
+	case OpOptimize:
+	default:
+		return nil, fmt.Errorf("read load ledger: record of %s has unknown op %q", r.Table, r.Op)
+	}
+	return touched, nil
+}
+
+// add adds (sign 1) or takes away (-1) one row from its partition's digest.
+func (p *LedgerReplay) add(table, id string, row LedgerRow, sign int64, touched *[]LedgerKey) {
+	k := LedgerKey{table, row.Partition}
+	d := p.sums[k]
+	d.Rows += sign
+	d.Sum += uint64(sign) * rowHash(id, row, p.cols)
+	if d.Rows == 0 {
+		delete(p.sums, k)
+	} else {
+		p.sums[k] = d
+	}
+	if !slices.Contains(*touched, k) {
+		*touched = append(*touched, k)
+	}
 }
 
 // withValues is a copy of old with set applied: rows never share a map, so an update of one
@@ -277,18 +336,22 @@ func withValues(old, set map[string]string) map[string]string {
 // of rows with the same count and digest are, but for a 64-bit collision, the same.
 func Digest(rows map[string]LedgerRow, cols []string) (n int64, sum uint64) {
 	for id, row := range rows {
-		h := fnv.New64a()
-		h.Write([]byte(id))
-		h.Write([]byte{0})
-		h.Write([]byte(row.Partition))
-		for _, c := range cols {
-			h.Write([]byte{0})
-			h.Write([]byte(row.Values[c]))
-		}
-		sum += h.Sum64()
+		sum += rowHash(id, row, cols)
 		n++
 	}
 	return n, sum
+}
+
+func rowHash(id string, row LedgerRow, cols []string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	h.Write([]byte{0})
+	h.Write([]byte(row.Partition))
+	for _, c := range cols {
+		h.Write([]byte{0})
+		h.Write([]byte(row.Values[c]))
+	}
+	return h.Sum64()
 }
 
 // ReadRows reads what Expected describes from db.table as Langfuse's queries see it (FINAL):

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,52 @@ func TestLedgerExpected(t *testing.T) {
 	_, sa := Digest(a, ModernTracked)
 	if _, sb := Digest(b, ModernTracked); sa == sb {
 		t.Error("Digest does not tell bookmarked from public: two rows with the values swapped hash alike")
+	}
+}
+
+// TestLedgerReplayDigests: after every record, each partition's running digest is the Digest of
+// the rows Expected would say it holds, and Apply names the partitions a record changed (a row
+// inserted again into another month leaves the first).
+func TestLedgerReplayDigests(t *testing.T) {
+	const ef = "clickhouse:events_full"
+	set := func(v string) map[string]string { return map[string]string{"output": v} }
+	records := []LedgerRecord{
+		{Table: ef, Partition: "202612", Op: OpInsert, IDs: []string{"a", "b", "c"}, Set: set("o1")},
+		{Table: ef, Partition: "202611", Op: OpInsert, IDs: []string{"d"}, Set: set("o1")},
+		{Table: ef, Partition: "202612", Op: OpUpdate, IDs: []string{"a", "seeded"}, Set: set("o2")},
+		{Table: ef, Partition: "202611", Op: OpUpsert, IDs: []string{"b"}, Set: set("o3")},
+		{Table: ef, Partition: "202612", Op: OpOptimize},
+		{Table: ef, Partition: "202612", Op: OpErase, IDs: []string{"c", "never"}},
+		{Table: ef, Op: OpTruncate},
+	}
+	touched := [][]LedgerKey{
+		{{ef, "202612"}}, {{ef, "202611"}}, {{ef, "202612"}}, {{ef, "202612"}, {ef, "202611"}}, nil, {{ef, "202612"}},
+		{{ef, "202612"}, {ef, "202611"}},
+	}
+	p := NewLedgerReplay(ModernTracked)
+	for i, r := range records {
+		got, err := p.Apply(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(got, func(a, b LedgerKey) int { return strings.Compare(b.Partition, a.Partition) })
+		if !reflect.DeepEqual(got, touched[i]) {
+			t.Errorf("record %d (%s): touched %v, want %v", i, r.Op, got, touched[i])
+		}
+		for _, part := range []string{"202611", "202612"} {
+			rows := map[string]LedgerRow{}
+			for id, row := range p.Rows[ef] {
+				if row.Partition == part {
+					rows[id] = row
+				}
+			}
+			n, sum := Digest(rows, ModernTracked)
+			if d := p.Digest(LedgerKey{ef, part}); d.Rows != n || d.Sum != sum {
+				t.Errorf("after record %d (%s), partition %s: running digest %+v, want %d rows, %x", i, r.Op, part, d, n, sum)
+			}
+		}
+	}
+	if _, err := p.Apply(LedgerRecord{Table: ef, Op: "merge"}); err == nil {
+		t.Error("an unknown op applied without error")
 	}
 }
