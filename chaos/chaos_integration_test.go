@@ -345,7 +345,6 @@ func (s *suite) start() {
 // round injects one fault at a random moment inside a running backup and checks the aftermath.
 func (s *suite) round(f fault, restore bool) {
 	t := s.t
-	ctx := context.Background()
 	if f.fs != s.fs {
 		if f.fs && s.tmpfs == "" {
 			t.Logf("chaos: %s skipped: no tmpfs could be mounted here (needs root)", f.name)
@@ -353,9 +352,20 @@ func (s *suite) round(f fault, restore bool) {
 		}
 		s.switchRepository(f.fs)
 	}
+	if s.injectAndHeal(f) && restore {
+		s.checkNewest()
+	}
+}
+
+// injectAndHeal injects f at a random moment inside a running backup, waits for a backup to
+// succeed after it was healed, checks the runs that failed meanwhile and verifies every new
+// complete snapshot; false when no backup succeeded, which it reports.
+func (s *suite) injectAndHeal(f fault) bool {
+	t := s.t
+	ctx := context.Background()
 	if err := s.waitRunning(2 * time.Minute); err != nil {
 		t.Errorf("before %s: %v", f.name, err)
-		return
+		return false
 	}
 	within := f.within
 	if within == 0 {
@@ -378,14 +388,12 @@ func (s *suite) round(f fault, restore bool) {
 	success, ok := s.waitSuccess(healed, 4*time.Minute)
 	if !ok {
 		t.Errorf("no backup succeeded within 4 minutes after %s was healed; see %s", f.name, s.daemonLog())
-		return
+		return false
 	}
 	t.Logf("chaos: %s healed after %s; run %s succeeded (snapshot %s)", f.name, healed.Sub(injected).Round(time.Millisecond), success.ID, success.Snapshot)
 	s.checkRuns(f, injected, success.Start)
 	s.verifyComplete()
-	if restore {
-		s.checkNewest()
-	}
+	return true
 }
 
 // checkRuns records the runs that failed while the fault lasted and checks that their error, in
@@ -638,21 +646,33 @@ func (s *suite) summary() {
 	if s.repo != nil {
 		s.countRuns()
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "chaos summary (full=%v, seed=%d)\n", s.full, s.seed)
+	s.summaryRuns(&b)
+	fmt.Fprintf(&b, "  rows lost:          %d (of %d acknowledged before a restored snapshot's cut)\n", s.rowsLost, s.rowsKept+s.rowsLost)
+	fmt.Fprintf(&b, "  blob files lost:    %d (of %d written before a restored snapshot's listing)\n", s.blobsLost, s.blobsKept+s.blobsLost)
+	s.t.Log(b.String())
+	fmt.Print(b.String())
+	if s.rowsLost != 0 || s.blobsLost != 0 {
+		s.t.Errorf("%d rows and %d blob files lost", s.rowsLost, s.blobsLost)
+	}
+}
+
+// summaryRuns writes the summary's lines on faults, runs, snapshots and failed runs.
+func (s *suite) summaryRuns(b *strings.Builder) {
 	outcomes := map[string]int{}
 	for _, o := range s.runs {
 		outcomes[o]++
 	}
 	attempted := len(s.runs) - outcomes[jobs.OutcomeSkipped]
-	var b strings.Builder
-	fmt.Fprintf(&b, "chaos summary (full=%v, seed=%d)\n", s.full, s.seed)
-	fmt.Fprintf(&b, "  faults injected:    %d\n", len(s.injected))
+	fmt.Fprintf(b, "  faults injected:    %d\n", len(s.injected))
 	for _, f := range s.injected {
-		fmt.Fprintf(&b, "    - %s\n", f)
+		fmt.Fprintf(b, "    - %s\n", f)
 	}
-	fmt.Fprintf(&b, "  runs attempted:     %d (%d succeeded, %d failed, %d interrupted; %d overlapping occurrences skipped)\n",
+	fmt.Fprintf(b, "  runs attempted:     %d (%d succeeded, %d failed, %d interrupted; %d overlapping occurrences skipped)\n",
 		attempted, outcomes[jobs.OutcomeSucceeded], outcomes[jobs.OutcomeFailed], outcomes[jobs.OutcomeInterrupted], outcomes[jobs.OutcomeSkipped])
-	fmt.Fprintf(&b, "  complete snapshots: %d (all verified with --read-data; %d restored and checked against the ledger)\n", len(s.snapshots), len(s.restored))
-	fmt.Fprintf(&b, "  failed runs:        %d\n", len(s.failed))
+	fmt.Fprintf(b, "  complete snapshots: %d (all verified with --read-data; %d restored and checked against the ledger)\n", len(s.snapshots), len(s.restored))
+	fmt.Fprintf(b, "  failed runs:        %d\n", len(s.failed))
 	ids := make([]string, 0, len(s.failed))
 	for id := range s.failed {
 		ids = append(ids, id)
@@ -660,14 +680,7 @@ func (s *suite) summary() {
 	slices.SortFunc(ids, func(a, b string) int { return s.failed[a].Start.Compare(s.failed[b].Start) })
 	for _, id := range ids {
 		r := s.failed[id]
-		fmt.Fprintf(&b, "    - %s %s: %s\n", r.ID, r.Outcome, r.Error)
-	}
-	fmt.Fprintf(&b, "  rows lost:          %d (of %d acknowledged before a restored snapshot's cut)\n", s.rowsLost, s.rowsKept+s.rowsLost)
-	fmt.Fprintf(&b, "  blob files lost:    %d (of %d written before a restored snapshot's listing)\n", s.blobsLost, s.blobsKept+s.blobsLost)
-	s.t.Log(b.String())
-	fmt.Print(b.String())
-	if s.rowsLost != 0 || s.blobsLost != 0 {
-		s.t.Errorf("%d rows and %d blob files lost", s.rowsLost, s.blobsLost)
+		fmt.Fprintf(b, "    - %s %s: %s\n", r.ID, r.Outcome, r.Error)
 	}
 }
 
@@ -702,12 +715,7 @@ func (s *suite) stop() {
 // test reads the repository with: the same, but straight to Azurite rather than through the
 // proxy.
 func (s *suite) writeConfig(fs bool) *config.Config {
-	t := s.t
-	proxied := strings.Replace(s.env.AzureConnectionString, mustBlob(t, s.env.AzureConnectionString).Host, s.proxy.Addr(), 1)
-	storage := fmt.Sprintf("url = %q\nconnection_string = %q\n", "azblob://"+s.env.AzureContainer+"/"+filepath.Base(s.db), proxied)
-	if fs {
-		storage = fmt.Sprintf("url = %q\n", "file://"+s.tmpfs+"/repo")
-	}
+	storage, proxied := s.storageConfig(fs)
 	text := fmt.Sprintf(`[storage]
 %s
 [postgres]
@@ -734,6 +742,23 @@ catch_up = "none"
 listen = %q
 
 %s`, storage, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.listen, s.blobsConfig(proxied))
+	return s.loadConfig(text, fs)
+}
+
+// storageConfig is the daemon's [storage] section for one repository, named after the scratch
+// database: Azurite through the fault proxy (proxied is that connection string) or the tmpfs.
+func (s *suite) storageConfig(fs bool) (storage, proxied string) {
+	proxied = strings.Replace(s.env.AzureConnectionString, mustBlob(s.t, s.env.AzureConnectionString).Host, s.proxy.Addr(), 1)
+	if fs {
+		return fmt.Sprintf("url = %q\n", "file://"+s.tmpfs+"/repo"), proxied
+	}
+	return fmt.Sprintf("url = %q\nconnection_string = %q\n", "azblob://"+s.env.AzureContainer+"/"+filepath.Base(s.db), proxied), proxied
+}
+
+// loadConfig writes the daemon's configuration text and returns the one the test reads the
+// repository with: the same, but straight to Azurite rather than through the proxy.
+func (s *suite) loadConfig(text string, fs bool) *config.Config {
+	t := s.t
 	path := filepath.Join(s.dir, "tracevault.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -932,13 +957,19 @@ func (s *suite) waitSuccess(from time.Time, timeout time.Duration) (jobs.Run, bo
 // fault ends it: an insert that fails ends a load run, as a Langfuse worker's batch would be
 // retried by its queue.
 func (s *suite) startLoad() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.loadStop, s.loadDone = cancel, make(chan struct{})
 	rate := 500
 	if s.full {
 		rate = 2000
 	}
-	log := slog.New(slog.NewTextHandler(s.logFile("load.log"), nil))
+	s.runLoads(demo.LoadOptions{ClickHouse: s.env.CHNative, Database: s.db, PostgresDSN: s.pgDSN, Rate: rate}, nil)
+}
+
+// runLoads runs demo.Load with o, each run with a ledger of its own, until stopLoad; ended, if
+// not nil, is called after each run with its ledger, result and error.
+func (s *suite) runLoads(o demo.LoadOptions, ended func(ledger string, res demo.LoadResult, err error)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.loadStop, s.loadDone = cancel, make(chan struct{})
+	o.Log = slog.New(slog.NewTextHandler(s.logFile("load.log"), nil))
 	go func() {
 		defer close(s.loadDone)
 		for n := 1; ctx.Err() == nil; n++ {
@@ -946,10 +977,13 @@ func (s *suite) startLoad() {
 			s.ledgerMu.Lock()
 			s.ledgers = append(s.ledgers, ledger)
 			s.ledgerMu.Unlock()
-			_, err := demo.Load(ctx, demo.LoadOptions{ClickHouse: s.env.CHNative, Database: s.db, PostgresDSN: s.pgDSN,
-				Rate: rate, Ledger: ledger, Seed: s.seed + uint64(n), Log: log})
+			o.Ledger, o.Seed = ledger, s.seed+uint64(n)
+			res, err := demo.Load(ctx, o)
+			if ended != nil {
+				ended(ledger, res, err)
+			}
 			if err != nil {
-				log.Warn("load run ended by a fault; starting another", "err", err)
+				o.Log.Warn("load run ended by a fault; starting another", "err", err)
 				sleep(ctx, time.Second)
 			}
 		}
