@@ -44,11 +44,15 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## bench: every step against its baseline on generated data at 1x and 4x, medians of 3 runs;
-## writes bench/RESULTS.md and bench/results.json (see bench/main.go). The default is the issue's
-## size (5M traces and pgbench -s 100 at 4x, hours); SCALE=small takes minutes, SCALE=medium
-## (100k / 400k traces, pgbench -s 8 / 32) 20-30 min on a quiet 2-core machine. More flags:
-## make bench SCALE=small BENCHFLAGS='-profile -only "clickhouse backup"'
+## bench: every step against its baseline on generated data at 1x and 4x, medians of 3 runs, in
+## two worlds: the 18.16 cluster (with PostgreSQL) and Langfuse v4's tables on ch-modern (26.7,
+## patch parts from lightweight updates); writes bench/RESULTS.md and bench/results.json (see
+## bench/README.md). The default is the issue's size (5M traces and pgbench -s 100 at 4x, hours);
+## SCALE=small takes minutes, SCALE=medium (100k / 400k traces, pgbench -s 8 / 32) 20-30 min on a
+## quiet 2-core machine, SCALE=10x measures 1M and 10M traces, pgbench -s 50 and 500 (a quiet
+## machine, most of a day). Seeded databases are kept and reused by the next run with the same
+## data (-reseed seeds again). More flags:
+## make bench SCALE=small BENCHFLAGS='-world modern -profile -only "clickhouse backup"'
 SCALE      ?=
 BENCHFLAGS ?=
 bench: build stack-up

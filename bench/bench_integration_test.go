@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 // TestSmoke runs the whole driver once on tiny data, without targets: every step must run on
 // both sides against the real stack, be measured, and land in RESULTS.md and results.json.
 func TestSmoke(t *testing.T) {
-	devstack.Require(t)
+	devstack.RequireModern(t)
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "tracevault")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tracevault/tracevault/cmd/tracevault").CombinedOutput(); err != nil {
@@ -57,6 +58,12 @@ func TestSmoke(t *testing.T) {
 		"postgres backup, demo":                                                       true,
 		"postgres restore, demo":                                                      true,
 		"repository pipeline":                                                         true,
+		// Langfuse v4's world on ch-modern, with patch parts.
+		"modern clickhouse backup logical, tracevault → file":                                true,
+		"modern clickhouse backup logical, tracevault → azurite":                             true,
+		"modern clickhouse restore, tracevault, logical":                                     true,
+		"modern clickhouse incremental, 1 changed partition, tracevault → file, 1 partition": true,
+		"modern clickhouse incremental, 1 changed partition, tracevault → file, nothing":     false,
 	}
 	for prefix, hasBaseline := range want {
 		found := false
@@ -92,5 +99,67 @@ func TestSmoke(t *testing.T) {
 	var back report
 	if b, err := os.ReadFile(filepath.Join(out, "results.json")); err != nil || json.Unmarshal(b, &back) != nil || len(back.Results) != len(rep.Results) {
 		t.Errorf("results.json does not hold the %d results (%v)", len(rep.Results), err)
+	}
+}
+
+// TestSeedCache: a database is seeded once and reused while its mark matches; a different mark,
+// -reseed, or a seed that failed half-way seeds it again.
+func TestSeedCache(t *testing.T) {
+	env := devstack.RequireModern(t)
+	w, err := modernWorld(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db := devstack.ScratchName("bench_seedcache")
+	t.Cleanup(func() {
+		_ = w.setSeedMark(context.Background(), db, "")
+		_ = w.drop(context.Background(), db)
+	})
+	seeds := 0
+	fill := func(ctx context.Context) error {
+		seeds++
+		if err := w.h(0).Exec(ctx, "CREATE DATABASE "+db, nil); err != nil {
+			return err
+		}
+		return w.h(0).Exec(ctx, "CREATE TABLE "+db+".t (x UInt8) ENGINE = Log", nil)
+	}
+	failing := func(ctx context.Context) error {
+		if err := fill(ctx); err != nil {
+			return err
+		}
+		return errors.New("interrupted")
+	}
+	steps := []struct {
+		name   string
+		mark   string
+		reseed bool
+		seed   func(context.Context) error
+		seeded bool
+	}{
+		{"first run seeds", "v1 a", false, fill, true},
+		{"same mark reuses", "v1 a", false, fill, false},
+		{"another mark seeds", "v1 b", false, fill, true},
+		{"-reseed seeds", "v1 b", true, fill, true},
+		{"an interrupted seed", "v1 b", true, failing, false},
+		{"after an interrupted seed the same mark seeds", "v1 b", false, fill, true},
+		{"then reuses", "v1 b", false, fill, false},
+	}
+	for _, s := range steps {
+		before := seeds
+		got, err := w.cachedSeed(ctx, db, s.mark, s.reseed, s.seed)
+		if (err != nil) != (s.name == "an interrupted seed") {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got != s.seeded || (seeds > before) != (s.seeded || err != nil) {
+			t.Errorf("%s: seeded %v (seed called %d times), want %v", s.name, got, seeds-before, s.seeded)
+		}
+	}
+	// A mark left for a database that is gone is not taken for the database.
+	if err := w.drop(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w.cachedSeed(ctx, db, "v1 b", false, fill); err != nil || !got {
+		t.Errorf("dropped database: seeded %v, %v; want it seeded again", got, err)
 	}
 }

@@ -23,10 +23,13 @@ import (
 
 // chData is one generated ClickHouse demo database.
 type chData struct {
+	w          *world
 	db         string
 	traces     int
+	main       string              // the table the incremental step changes and the data line counts partitions of
 	tables     []string            // tables holding data, sorted
-	partitions map[string][]string // partition ids of each table
+	partitions map[string][]string // partition ids of each table, patch-… ids left out
+	patches    int                 // active patch parts (lightweight updates and deletes not yet merged)
 	replicated map[string]bool
 	rows       int64
 	raw        int64 // uncompressed bytes of the active parts
@@ -40,42 +43,25 @@ type pgData struct {
 	bytes int64 // pg_database_size
 }
 
-// seedClickHouse makes (or finds from an earlier run) the demo database with traces traces
-// over o.Months monthly partitions, with every partition merged to one part on every replica,
-// so that no merge changes parts while the steps run.
-func seedClickHouse(ctx context.Context, env *devstack.Env, o options, traces int, log *slog.Logger) (*chData, error) {
-	d := &chData{db: fmt.Sprintf("bench_%d_%dm", traces, o.Months), traces: traces}
-	h := chHTTP(env, 0)
-	n, err := chInt(ctx, h, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s' AND name = 'traces'", d.db))
+// seedProgress logs demo.Seed's progress every 10 s.
+func seedProgress(log *slog.Logger) func(string, int64) {
+	last := time.Now()
+	return func(table string, rows int64) {
+		if time.Since(last) > 10*time.Second {
+			last = time.Now()
+			log.Info("seeding", "table", table, "rows", rows)
+		}
+	}
+}
+
+// seedClickHouse makes (or finds from an earlier run, by its seed mark) the demo database with
+// traces traces over o.Months monthly partitions on the 18.16 cluster, with every partition
+// merged to one part on every replica, so that no merge changes parts while the steps run.
+func seedClickHouse(ctx context.Context, env *devstack.Env, w *world, o options, traces int, log *slog.Logger) (*chData, error) {
+	d := &chData{w: w, db: fmt.Sprintf("bench_%d_%dm", traces, o.Months), traces: traces, main: "traces"}
+	err := seedDemo(ctx, d, "clickhouse", o, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster,
+		ZooKeeper: []string{env.ZK}}, nil, log)
 	if err != nil {
-		return nil, err
-	}
-	if n == 1 {
-		if n, err = chInt(ctx, h, fmt.Sprintf("SELECT count() FROM %s.traces", d.db)); err != nil {
-			return nil, err
-		}
-	}
-	if n == 0 {
-		// An interrupted seed leaves a part of the rows: start again.
-		if err := dropCH(ctx, env, d.db); err != nil {
-			return nil, err
-		}
-		log.Info("seeding clickhouse", "database", d.db, "traces", traces)
-		start, last := time.Now(), time.Now()
-		_, err := demo.Seed(ctx, demo.Options{ClickHouse: env.CHNative, ClickHouseHTTP: env.CHHTTP, Cluster: env.CHCluster,
-			Database: d.db, ZooKeeper: []string{env.ZK}, Traces: traces, Months: o.Months,
-			Progress: func(table string, rows int64) {
-				if time.Since(last) > 10*time.Second {
-					last = time.Now()
-					log.Info("seeding", "table", table, "rows", rows)
-				}
-			}})
-		if err != nil {
-			return nil, fmt.Errorf("seed %s: %w", d.db, err)
-		}
-		log.Info("seeded", "database", d.db, "seconds", time.Since(start).Seconds())
-	}
-	if err := d.list(ctx, h); err != nil {
 		return nil, err
 	}
 	for _, t := range d.tables {
@@ -91,20 +77,114 @@ func seedClickHouse(ctx context.Context, env *devstack.Env, o options, traces in
 			}
 		}
 	}
-	return d, d.list(ctx, h)
+	return d, d.list(ctx)
+}
+
+// seedDemo fills d's database with demo.Seed (opts, with d's size and o's seed and months) and
+// then after, unless its seed mark says an earlier run did so with the same schema set, size
+// and seed; then it lists what the database holds.
+func seedDemo(ctx context.Context, d *chData, set string, o options, opts demo.Options, after func(context.Context) error, log *slog.Logger) error {
+	schema, err := demo.SchemaVersion(set)
+	if err != nil {
+		return err
+	}
+	mark := fmt.Sprintf("v%d %s traces=%d months=%d seed=%d schema=%s", seedVersion, set, d.traces, o.Months, o.Seed, schema)
+	seeded, err := d.w.cachedSeed(ctx, d.db, mark, o.Reseed, func(ctx context.Context) error {
+		log.Info("seeding clickhouse", "database", d.db, "schema", set, "traces", d.traces)
+		start := time.Now()
+		opts.Database, opts.Traces, opts.Months, opts.Seed, opts.Progress = d.db, d.traces, o.Months, o.Seed, seedProgress(log)
+		if _, err := demo.Seed(ctx, opts); err != nil {
+			return fmt.Errorf("seed %s: %w", d.db, err)
+		}
+		if after != nil {
+			if err := after(ctx); err != nil {
+				return err
+			}
+		}
+		log.Info("seeded", "database", d.db, "seconds", time.Since(start).Seconds())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !seeded {
+		log.Info("reusing the seeded database (-reseed seeds it again)", "database", d.db, "mark", mark)
+	}
+	return d.list(ctx)
+}
+
+// modernEdits are the lightweight writes made to the modern world's data after it is seeded
+// and merged, as Langfuse v4's web edits and retention make them: each writes a patch part
+// into every partition it touches, which the steps then back up and restore with the
+// partition. A share of spans, picked by a hash of their id, is bookmarked, has its output
+// edited, or is deleted (in lightweight_update mode, so as a patch part too); events_core gets
+// the same edits, as Langfuse v4 makes them on both tables.
+var modernEdits = []struct {
+	sql      string
+	settings url.Values
+}{
+	{sql: "UPDATE {db}.{t} SET bookmarked = true WHERE cityHash64(span_id) % 100 = 1"},
+	{sql: "UPDATE {db}.{t} SET output = concat(output, ' (edited)') WHERE cityHash64(span_id) % 100 = 2"},
+	{sql: "DELETE FROM {db}.{t} WHERE cityHash64(span_id) % 100 = 3", settings: url.Values{"lightweight_delete_mode": {"lightweight_update"}}},
+}
+
+// seedModern makes (or finds, by its seed mark) Langfuse v4's world on ch-modern: `demo seed
+// --modern` with traces traces over o.Months monthly partitions (events_full has three spans a
+// trace, events_core the same through its view), every partition merged to one part, then the
+// modernEdits, whose patch parts are left unmerged.
+func seedModern(ctx context.Context, env *devstack.Env, w *world, o options, traces int, log *slog.Logger) (*chData, error) {
+	d := &chData{w: w, db: fmt.Sprintf("bench_modern_%d_%dm", traces, o.Months), traces: traces, main: "events_full"}
+	err := seedDemo(ctx, d, "clickhouse-modern", o, demo.Options{ClickHouse: w.native, ClickHouseHTTP: w.http, Modern: true, ZooKeeper: []string{env.ZK}},
+		func(ctx context.Context) error {
+			h := w.h(0)
+			if err := d.list(ctx); err != nil {
+				return err
+			}
+			for _, t := range d.tables {
+				if err := h.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", d.db, t), nil); err != nil {
+					return fmt.Errorf("merge %s.%s: %w", d.db, t, err)
+				}
+			}
+			for _, t := range []string{"events_full", "events_core"} {
+				for _, e := range modernEdits {
+					eh := *h
+					eh.Settings = e.settings
+					q := strings.NewReplacer("{db}", d.db, "{t}", t).Replace(e.sql)
+					if err := eh.Exec(ctx, q, nil); err != nil {
+						return fmt.Errorf("lightweight write to %s.%s: %w", d.db, t, err)
+					}
+				}
+			}
+			return nil
+		}, log)
+	if err != nil {
+		return nil, err
+	}
+	if d.patches == 0 {
+		return nil, fmt.Errorf("%s holds no patch parts after its lightweight updates: a background merge applied them; seed again with -reseed", d.db)
+	}
+	return d, nil
 }
 
 // list reads the database's tables, partitions and sizes from system.parts on replica 1.
-func (d *chData) list(ctx context.Context, h *clickhouse.HTTP) error {
-	rows, err := chRows(ctx, h, fmt.Sprintf(`SELECT table, partition_id, sum(rows), sum(data_uncompressed_bytes), sum(data_compressed_bytes)
+func (d *chData) list(ctx context.Context) error {
+	h := d.w.h(0)
+	rows, err := chRows(ctx, h, fmt.Sprintf(`SELECT table, partition_id, sum(rows), sum(data_uncompressed_bytes), sum(data_compressed_bytes), count()
 		FROM system.parts WHERE database = '%s' AND active GROUP BY table, partition_id ORDER BY table, partition_id`, d.db))
 	if err != nil {
 		return err
 	}
-	d.tables, d.partitions, d.rows, d.raw, d.stored = nil, map[string][]string{}, 0, 0, 0
+	d.tables, d.partitions, d.patches, d.rows, d.raw, d.stored = nil, map[string][]string{}, 0, 0, 0, 0
 	for _, r := range rows {
-		if len(r) != 5 {
+		if len(r) != 6 {
 			return fmt.Errorf("system.parts of %s: unexpected row %q", d.db, r)
+		}
+		if strings.HasPrefix(r[1], "patch-") {
+			// A patch part belongs to the partition it updates, which tracevault backs up
+			// with it; its rows are updates, not rows of the table.
+			n, _ := strconv.Atoi(r[5])
+			d.patches += n
+			continue
 		}
 		if _, ok := d.partitions[r[0]]; !ok {
 			d.tables = append(d.tables, r[0])
@@ -130,14 +210,19 @@ func (d *chData) list(ctx context.Context, h *clickhouse.HTTP) error {
 }
 
 func (d *chData) String() string {
-	return fmt.Sprintf("demo %d traces: %d rows in %d tables, %d partitions of traces, %s uncompressed, %s on disk",
-		d.traces, d.rows, len(d.tables), len(d.partitions["traces"]), mib(d.raw), mib(d.stored))
+	s := fmt.Sprintf("demo %d traces on %s: %d rows in %d tables, %d partitions of %s, %s uncompressed, %s on disk",
+		d.traces, d.w.engine, d.rows, len(d.tables), len(d.partitions[d.main]), d.main, mib(d.raw), mib(d.stored))
+	if d.patches > 0 {
+		s += fmt.Sprintf(", %d patch parts", d.patches)
+	}
+	return s
 }
 
-// seedPgbench makes (or finds) a database initialised by pgbench -i -s scale.
-func seedPgbench(ctx context.Context, env *devstack.Env, scale int, log *slog.Logger) (*pgData, error) {
+// seedPgbench makes (or finds, by its seed mark) a database initialised by pgbench -i -s scale.
+func seedPgbench(ctx context.Context, env *devstack.Env, scale int, reseed bool, log *slog.Logger) (*pgData, error) {
 	d := &pgData{db: fmt.Sprintf("bench_pgbench_%d", scale), what: fmt.Sprintf("pgbench -i -s %d", scale)}
-	fresh, err := ensurePG(ctx, env, d.db)
+	mark := fmt.Sprintf("v%d %s", seedVersion, d.what)
+	fresh, err := ensurePG(ctx, env, d.db, mark, reseed, log)
 	if err != nil {
 		return nil, err
 	}
@@ -150,30 +235,36 @@ func seedPgbench(ctx context.Context, env *devstack.Env, scale int, log *slog.Lo
 		if err := settlePG(ctx, env, d.db); err != nil {
 			return nil, err
 		}
-		if err := markPG(ctx, env, d.db); err != nil {
+		if err := markPG(ctx, env, d.db, mark); err != nil {
 			return nil, err
 		}
 	}
 	return d, d.size(ctx, env)
 }
 
-// seedPGDemo makes (or finds) a database holding the demo's PostgreSQL schema and rows.
-func seedPGDemo(ctx context.Context, env *devstack.Env, log *slog.Logger) (*pgData, error) {
+// seedPGDemo makes (or finds, by its seed mark) a database holding the demo's PostgreSQL
+// schema and rows.
+func seedPGDemo(ctx context.Context, env *devstack.Env, seed uint64, reseed bool, log *slog.Logger) (*pgData, error) {
 	d := &pgData{db: "bench_pgdemo", what: "demo (Langfuse's PostgreSQL schema)"}
-	fresh, err := ensurePG(ctx, env, d.db)
+	schema, err := demo.SchemaVersion("postgres")
+	if err != nil {
+		return nil, err
+	}
+	mark := fmt.Sprintf("v%d demo seed=%d schema=%s", seedVersion, seed, schema)
+	fresh, err := ensurePG(ctx, env, d.db, mark, reseed, log)
 	if err != nil {
 		return nil, err
 	}
 	if fresh {
 		log.Info("seeding postgres", "database", d.db)
-		if _, err := demo.Seed(ctx, demo.Options{PostgresDSN: pgURL(env, d.db)}); err != nil {
+		if _, err := demo.Seed(ctx, demo.Options{PostgresDSN: pgURL(env, d.db), Seed: seed}); err != nil {
 			_ = dropPG(context.Background(), env, d.db)
 			return nil, fmt.Errorf("seed %s: %w", d.db, err)
 		}
 		if err := settlePG(ctx, env, d.db); err != nil {
 			return nil, err
 		}
-		if err := markPG(ctx, env, d.db); err != nil {
+		if err := markPG(ctx, env, d.db, mark); err != nil {
 			return nil, err
 		}
 	}
@@ -201,16 +292,21 @@ func settlePG(ctx context.Context, env *devstack.Env, db string) error {
 	})
 }
 
-// ensurePG creates db unless a complete one is there from an earlier run (marked by
-// markPG once filled; a partly filled one is dropped); it reports whether db must be filled.
-func ensurePG(ctx context.Context, env *devstack.Env, db string) (bool, error) {
+// ensurePG creates db unless one filled with what mark names is there from an earlier run
+// (marked by markPG once filled; any other is dropped) and reseed is false; it reports whether
+// db must be filled.
+func ensurePG(ctx context.Context, env *devstack.Env, db, mark string, reseed bool, log *slog.Logger) (bool, error) {
 	var exists, complete bool
 	err := withPG(ctx, env, "", func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(shobj_description(oid, 'pg_database') = $2), false)
-			FROM pg_database WHERE datname = $1`, db, completeMark).Scan(&exists, &complete)
+			FROM pg_database WHERE datname = $1`, db, pgMarkPrefix+mark).Scan(&exists, &complete)
 	})
-	if err != nil || complete {
+	if err != nil {
 		return false, err
+	}
+	if complete && !reseed {
+		log.Info("reusing the seeded database (-reseed seeds it again)", "database", db, "mark", mark)
+		return false, nil
 	}
 	if exists {
 		if err := dropPG(ctx, env, db); err != nil {
@@ -220,15 +316,22 @@ func ensurePG(ctx context.Context, env *devstack.Env, db string) (bool, error) {
 	return true, createPG(ctx, env, db)
 }
 
-const completeMark = "tracevault bench: complete"
+// pgMarkPrefix starts the comment markPG puts on a database it filled.
+const pgMarkPrefix = "tracevault bench seed: "
 
-// markPG records that db is filled, for ensurePG.
-func markPG(ctx context.Context, env *devstack.Env, db string) error {
+// markPG records that db is filled with what mark names, for ensurePG.
+func markPG(ctx context.Context, env *devstack.Env, db, mark string) error {
 	return withPG(ctx, env, "", func(c *pgx.Conn) error {
-		_, err := c.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS '%s'", pgx.Identifier{db}.Sanitize(), completeMark))
-		return err
+		_, err := c.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS %s", pgx.Identifier{db}.Sanitize(), quotePG(pgMarkPrefix+mark)))
+		if err != nil {
+			return fmt.Errorf("record the seed mark of %s: %w", db, err)
+		}
+		return nil
 	})
 }
+
+// quotePG is s as a PostgreSQL string literal (COMMENT takes no parameters).
+func quotePG(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func dropPG(ctx context.Context, env *devstack.Env, db string) error {
 	return withPG(ctx, env, "", func(c *pgx.Conn) error {
@@ -275,12 +378,6 @@ func chHTTP(env *devstack.Env, replica int) *clickhouse.HTTP {
 	return &clickhouse.HTTP{Addr: env.CHHTTP[replica], User: "default"}
 }
 
-// chPort is replica i's native port, for clickhouse-client.
-func chPort(env *devstack.Env, i int) string {
-	a := env.CHNative[i]
-	return a[strings.LastIndexByte(a, ':')+1:]
-}
-
 func chRows(ctx context.Context, h *clickhouse.HTTP, q string) ([][]string, error) {
 	rc, err := h.Query(ctx, q+" FORMAT TabSeparated", nil)
 	if err != nil {
@@ -309,16 +406,6 @@ func chInt(ctx context.Context, h *clickhouse.HTTP, q string) (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
-// dropCH drops db on every replica; the replicated tables leave ZooKeeper with the last one.
-func dropCH(ctx context.Context, env *devstack.Env, db string) error {
-	for i := range env.CHHTTP {
-		if err := chHTTP(env, i).Exec(ctx, "DROP DATABASE IF EXISTS "+db, nil); err != nil {
-			return fmt.Errorf("drop %s on replica %d: %w", db, i+1, err)
-		}
-	}
-	return nil
-}
-
 func syncReplica(ctx context.Context, env *devstack.Env, replica int, db, table string) error {
 	if err := chHTTP(env, replica).Exec(ctx, fmt.Sprintf("SYSTEM SYNC REPLICA %s.%s", db, table), nil); err != nil {
 		return fmt.Errorf("sync replica %d of %s.%s: %w", replica+1, db, table, err)
@@ -328,11 +415,11 @@ func syncReplica(ctx context.Context, env *devstack.Env, replica int, db, table 
 
 // copySchema creates dst on every replica with src's data tables (no views), each replicated
 // table under its own ZooKeeper path, for a baseline to insert into.
-func copySchema(ctx context.Context, env *devstack.Env, d *chData, dst string) error {
-	if err := dropCH(ctx, env, dst); err != nil {
+func copySchema(ctx context.Context, d *chData, dst string) error {
+	if err := d.w.drop(ctx, dst); err != nil {
 		return err
 	}
-	h := chHTTP(env, 0)
+	h := d.w.h(0)
 	var ddl []string
 	for _, t := range d.tables {
 		q, err := showCreate(ctx, h, d.db, t)
@@ -343,8 +430,8 @@ func copySchema(ctx context.Context, env *devstack.Env, d *chData, dst string) e
 		q = strings.ReplaceAll(q, "/"+d.db+"/", "/"+dst+"/")
 		ddl = append(ddl, q)
 	}
-	for i := range env.CHHTTP {
-		r := chHTTP(env, i)
+	for i := range d.w.http {
+		r := d.w.h(i)
 		if err := r.Exec(ctx, "CREATE DATABASE "+dst, nil); err != nil {
 			return fmt.Errorf("create %s on replica %d: %w", dst, i+1, err)
 		}

@@ -9,17 +9,21 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
 // options are the driver's flags.
 type options struct {
-	Traces     int    // traces of the 1x ClickHouse data; 4x has four times as many
+	Traces     int    // traces of the 1x ClickHouse data; each scale has that many times as many
 	PGScale    int    // pgbench -s of the 1x PostgreSQL data
 	Months     int    // monthly partitions of the demo data
 	Runs       int    // runs of each side; medians are compared
-	Scales     []int  // data multiples measured
+	Scales     []int  // data multiples measured, smallest first
+	World      string // ClickHouse worlds measured: all, cluster (18.16) or modern (ch-modern, with no PostgreSQL step)
+	Seed       uint64 // the demo generator's seed
+	Reseed     bool   // seed every database again, even where a seed mark says it holds the data asked for
 	Out        string // where RESULTS.md and results.json go; empty: nowhere
 	Work       string // scratch directory for repositories and baseline files
 	Tracevault string // the tracevault binary
@@ -30,17 +34,21 @@ type options struct {
 }
 
 func main() {
-	o := options{Scales: []int{1, 4}, Targets: true}
-	scale := flag.String("scale", "", "preset: small (20k traces, pgbench -s 2, minutes), medium (100k traces, pgbench -s 8, 20-30 min) or tiny (a smoke run, no targets); flags below override it")
-	traces := flag.Int("traces", 0, "traces of the 1x data (4x has four times as many; default 1250000, so 4x is 5M)")
+	o := options{Targets: true}
+	scale := flag.String("scale", "", "preset: small (20k traces, pgbench -s 2, minutes), medium (100k traces, pgbench -s 8, 20-30 min), tiny (a smoke run, no targets), full (the default: 1.25M traces, pgbench -s 25, 1x and 4x, hours) or 10x (1M traces, pgbench -s 50, 1x and 10x: 10M traces and -s 500, a quiet machine for most of a day); flags below override it")
+	traces := flag.Int("traces", 0, "traces of the 1x data (each scale multiplies it; default 1250000, so 4x is 5M)")
 	pgScale := flag.Int("pgbench", 0, "pgbench -s of the 1x PostgreSQL data (default 25, so 4x is -s 100, about 1.5 GB)")
+	scales := flag.String("scales", "", "data multiples measured, comma-separated, smallest first (default 1,4; 1,10 with -scale 10x)")
+	flag.StringVar(&o.World, "world", "all", "ClickHouse worlds: all, cluster (the 18.16 cluster, Langfuse v2-era schema, and PostgreSQL) or modern (Langfuse v4's tables on ch-modern, 26.7, with patch parts; no PostgreSQL steps)")
+	flag.Uint64Var(&o.Seed, "seed", 0, "seed of the demo data generator (part of the seed mark)")
+	flag.BoolVar(&o.Reseed, "reseed", false, "seed every database again, even where its seed mark says it holds this run's data (size, seed, schema version)")
 	flag.IntVar(&o.Months, "months", 12, "monthly partitions of the demo data")
 	runs := flag.Int("runs", 0, "runs of each side (default 3; the median is reported)")
 	flag.StringVar(&o.Out, "out", "bench", "directory for RESULTS.md and results.json")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (default a new one under $TMPDIR, removed at the end)")
 	flag.StringVar(&o.Tracevault, "tracevault", "bin/tracevault", "tracevault binary to measure")
 	flag.BoolVar(&o.Profile, "profile", false, "profile each tracevault step once more at the largest scale (pprof) and report its top functions")
-	flag.BoolVar(&o.Cleanup, "cleanup", false, "drop the generated databases at the end (by default they stay, so a rerun skips seeding)")
+	flag.BoolVar(&o.Cleanup, "cleanup", false, "drop the generated databases at the end (by default they stay, and a rerun with the same data reuses them: see -reseed)")
 	flag.StringVar(&o.Only, "only", "", "run only the steps whose names match this regexp")
 	child := flag.String("child", "", "internal: run one side of the repository pipeline step in this process")
 	render := flag.String("render", "", "measure nothing: write RESULTS.md into -out again from this results.json")
@@ -61,9 +69,12 @@ func main() {
 		}
 		return
 	}
+	o.Scales = []int{1, 4}
 	switch *scale {
 	case "", "full":
 		o.Traces, o.PGScale, o.Runs = 1_250_000, 25, 3
+	case "10x":
+		o.Traces, o.PGScale, o.Runs, o.Scales = 1_000_000, 50, 3, []int{1, 10}
 	case "small":
 		o.Traces, o.PGScale, o.Runs = 20_000, 2, 3
 	case "medium":
@@ -71,8 +82,15 @@ func main() {
 	case "tiny":
 		o.Traces, o.PGScale, o.Runs, o.Targets = 300, 1, 1, false
 	default:
-		fmt.Fprintf(os.Stderr, "error: -scale %q: use tiny, small, medium or full\n", *scale)
+		fmt.Fprintf(os.Stderr, "error: -scale %q: use tiny, small, medium, full or 10x\n", *scale)
 		os.Exit(2)
+	}
+	if *scales != "" {
+		var err error
+		if o.Scales, err = parseScales(*scales); err != nil {
+			fmt.Fprintln(os.Stderr, "error: -scales:", err)
+			os.Exit(2)
+		}
 	}
 	if *traces > 0 {
 		o.Traces = *traces
@@ -96,6 +114,13 @@ func main() {
 func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	if o.Runs < 1 || o.Traces < 1 || o.PGScale < 1 || len(o.Scales) == 0 {
 		return nil, errors.New("runs, traces, pgbench scale and scales must be positive")
+	}
+	switch o.World {
+	case "":
+		o.World = "all"
+	case "all", "cluster", "modern":
+	default:
+		return nil, fmt.Errorf("-world %q: use all, cluster or modern", o.World)
 	}
 	bin, err := filepath.Abs(o.Tracevault)
 	if err != nil {
@@ -136,4 +161,21 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		log.Info("wrote", "results", filepath.Join(o.Out, "RESULTS.md"), "json", filepath.Join(o.Out, "results.json"))
 	}
 	return b.rep, err
+}
+
+// parseScales reads -scales: positive multiples, smallest first (the growth table compares the
+// last with the first).
+func parseScales(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive whole multiple", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("%s: list the multiples smallest first, each once", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -51,11 +51,13 @@ type report struct {
 	Generated time.Time `json:"generated"`
 	Machine   []string  `json:"machine"`
 	Options   struct {
-		Traces  int   `json:"traces_1x"`
-		PGScale int   `json:"pgbench_scale_1x"`
-		Months  int   `json:"months"`
-		Runs    int   `json:"runs"`
-		Scales  []int `json:"scales"`
+		Traces  int    `json:"traces_1x"`
+		PGScale int    `json:"pgbench_scale_1x"`
+		Months  int    `json:"months"`
+		Runs    int    `json:"runs"`
+		Scales  []int  `json:"scales"`
+		World   string `json:"world,omitempty"`
+		Seed    uint64 `json:"seed,omitempty"`
 	} `json:"options"`
 	Data    []string  `json:"data"`
 	Results []*result `json:"results"`
@@ -68,6 +70,7 @@ const rssLimitMiB = 256
 func newReport(o options, m []string) *report {
 	r := &report{Generated: time.Now().UTC().Truncate(time.Second), Machine: m}
 	r.Options.Traces, r.Options.PGScale, r.Options.Months, r.Options.Runs, r.Options.Scales = o.Traces, o.PGScale, o.Months, o.Runs, o.Scales
+	r.Options.World, r.Options.Seed = o.World, o.Seed
 	return r
 }
 
@@ -125,7 +128,7 @@ func limit(s summary) string {
 }
 
 // machine describes where the figures were taken, with the load other users put on it.
-func machine(ctx context.Context, env *devstack.Env) []string {
+func machine(ctx context.Context, env *devstack.Env, worlds []*world) []string {
 	var m []string
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -145,10 +148,14 @@ func machine(ctx context.Context, env *devstack.Env) []string {
 	if out, err := exec.CommandContext(ctx, "df", "-h", "--output=source,fstype,size,avail", env.Dir).Output(); err == nil {
 		m = append(m, "disk: "+strings.Join(strings.Fields(strings.Split(strings.TrimSpace(string(out)), "\n")[1]), " "))
 	}
-	if v, err := chInt(ctx, chHTTP(env, 0), "SELECT 1"); err == nil && v == 1 {
-		rows, _ := chRows(ctx, chHTTP(env, 0), "SELECT version()")
-		if len(rows) == 1 {
-			m = append(m, fmt.Sprintf("ClickHouse %s, %d replicas (cluster %s), PostgreSQL and Azurite of internal/devstack, all on this machine", rows[0][0], len(env.CHNative), env.CHCluster))
+	for _, w := range worlds {
+		rows, err := chRows(ctx, w.h(0), "SELECT version()")
+		switch {
+		case err != nil || len(rows) != 1:
+		case w.atomic:
+			m = append(m, fmt.Sprintf("ClickHouse %s (ch-modern: chdb's clickhouse-local serving as one server, no Keeper) of internal/devstack, on this machine", rows[0][0]))
+		default:
+			m = append(m, fmt.Sprintf("ClickHouse %s, %d replicas (cluster %s), PostgreSQL and Azurite of internal/devstack, all on this machine", rows[0][0], len(w.native), w.cluster))
 		}
 	}
 	m = append(m, "Go "+runtime.Version())

@@ -31,6 +31,7 @@ type side struct {
 // with, run in turn, in a rotating order, o.Runs times.
 type group struct {
 	step   string // name without the scale
+	probe  *probe // of the servers the step runs on; nil: the 18.16 cluster's
 	scale  int
 	data   string
 	target target
@@ -40,16 +41,17 @@ type group struct {
 }
 
 type bench struct {
-	o     options
-	env   *devstack.Env
-	log   *slog.Logger
-	probe *probe
-	rep   *report
-	only  *regexp.Regexp
-	seq   int
-	ch    map[int]*chData
-	pg    map[int]*pgData
-	dbs   []string // generated ClickHouse databases, for cleanup
+	o      options
+	env    *devstack.Env
+	log    *slog.Logger
+	probe  *probe
+	rep    *report
+	only   *regexp.Regexp
+	seq    int
+	worlds []*world // the ClickHouse worlds measured, the 18.16 cluster first
+	ch     map[*world]map[int]*chData
+	pg     map[int]*pgData
+	dbs    []*chData // generated ClickHouse databases, for cleanup
 }
 
 func newBench(ctx context.Context, o options, log *slog.Logger) (*bench, error) {
@@ -57,59 +59,102 @@ func newBench(ctx context.Context, o options, log *slog.Logger) (*bench, error) 
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{o: o, env: env, log: log, probe: newProbe(env.Dir), ch: map[int]*chData{}, pg: map[int]*pgData{}}
+	b := &bench{o: o, env: env, log: log, probe: newProbe(env.Dir), ch: map[*world]map[int]*chData{}, pg: map[int]*pgData{}}
+	if o.World != "modern" {
+		b.worlds = append(b.worlds, clusterWorld(env))
+	}
+	if o.World != "cluster" {
+		w, err := modernWorld(env)
+		if err != nil {
+			return nil, err
+		}
+		b.worlds = append(b.worlds, w)
+	}
 	if o.Only != "" {
 		if b.only, err = regexp.Compile(o.Only); err != nil {
 			return nil, fmt.Errorf("-only: %w", err)
 		}
 	}
-	b.rep = newReport(o, machine(ctx, env))
+	b.rep = newReport(o, machine(ctx, env, b.worlds))
 	return b, nil
 }
 
 func (b *bench) measure(ctx context.Context) error {
 	for _, s := range b.o.Scales {
-		d, err := seedClickHouse(ctx, b.env, b.o, b.o.Traces*s, b.log)
-		if err != nil {
-			return err
+		var data []string
+		for _, w := range b.worlds {
+			seed := seedClickHouse
+			if w.atomic {
+				seed = seedModern
+			}
+			d, err := seed(ctx, b.env, w, b.o, b.o.Traces*s, b.log)
+			if err != nil {
+				return err
+			}
+			if b.ch[w] == nil {
+				b.ch[w] = map[int]*chData{}
+			}
+			b.ch[w][s], b.dbs = d, append(b.dbs, d)
+			data = append(data, d.String())
 		}
-		b.ch[s], b.dbs = d, append(b.dbs, d.db)
-		p, err := seedPgbench(ctx, b.env, b.o.PGScale*s, b.log)
-		if err != nil {
-			return err
+		if b.o.World != "modern" {
+			p, err := seedPgbench(ctx, b.env, b.o.PGScale*s, b.o.Reseed, b.log)
+			if err != nil {
+				return err
+			}
+			b.pg[s] = p
+			data = append(data, p.String())
 		}
-		b.pg[s] = p
-		b.rep.Data = append(b.rep.Data, fmt.Sprintf("%dx: %s; %s", s, d, p))
+		b.rep.Data = append(b.rep.Data, fmt.Sprintf("%dx: %s", s, strings.Join(data, "; ")))
 	}
-	demoPG, err := seedPGDemo(ctx, b.env, b.log)
+	var demoPG *pgData
+	if b.o.World != "modern" {
+		var err error
+		if demoPG, err = seedPGDemo(ctx, b.env, b.o.Seed, b.o.Reseed, b.log); err != nil {
+			return err
+		}
+		b.rep.Data = append(b.rep.Data, "PostgreSQL "+demoPG.String())
+	}
+
+	for _, s := range b.o.Scales {
+		for _, w := range b.worlds {
+			if err := b.clickhouse(ctx, s, b.ch[w][s]); err != nil {
+				return err
+			}
+		}
+		if p := b.pg[s]; p != nil {
+			if err := b.postgres(ctx, s, p); err != nil {
+				return err
+			}
+		}
+	}
+	if demoPG == nil {
+		return nil
+	}
+	return b.postgres(ctx, 1, demoPG)
+}
+
+// clickhouse measures every ClickHouse step of d's world at one scale: backups, restores and
+// the incremental backup everywhere; on the cluster also the replica rebuild (ch-modern has no
+// peer) and the repository pipeline (one per scale: it measures no server).
+func (b *bench) clickhouse(ctx context.Context, s int, d *chData) error {
+	full, err := b.clickhouseBackups(ctx, s, d)
 	if err != nil {
 		return err
 	}
-	b.rep.Data = append(b.rep.Data, "PostgreSQL "+demoPG.String())
-
-	for _, s := range b.o.Scales {
-		d := b.ch[s]
-		full, err := b.clickhouseBackups(ctx, s, d)
-		if err != nil {
-			return err
-		}
-		if err := b.clickhouseRestores(ctx, s, d, full); err != nil {
-			return err
-		}
-		if err := b.clickhouseIncremental(ctx, s, d, full); err != nil {
-			return err
-		}
-		if err := b.clickhouseReplica(ctx, s, d, full); err != nil {
-			return err
-		}
-		if err := b.postgres(ctx, s, b.pg[s]); err != nil {
-			return err
-		}
-		if err := b.pipeline(ctx, s, full); err != nil {
-			return err
-		}
+	if err := b.clickhouseRestores(ctx, s, d, full); err != nil {
+		return err
 	}
-	return b.postgres(ctx, 1, demoPG)
+	if d.w.atomic {
+		return b.clickhouseIncremental(ctx, s, d, full, modernChange(d))
+	}
+	if err := b.clickhouseIncremental(ctx, s, d, full, clusterChange(b.env, d)); err != nil {
+		return err
+	}
+	if err := b.clickhouseReplica(ctx, s, d, full); err != nil {
+		return err
+	}
+	return b.pipeline(ctx, s, full)
 }
 
 // fullBackups remembers, per mode, a complete snapshot of the step's data and the baseline's
@@ -123,9 +168,17 @@ type fullBackups struct {
 }
 
 func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*fullBackups, error) {
-	full := &fullBackups{repo: map[string]string{}, id: map[string]string{}, native: filepath.Join(b.o.Work, fmt.Sprintf("native-%d", scale))}
-	for _, mode := range []string{"logical", "freeze"} {
-		g := group{step: "clickhouse backup " + mode, scale: scale, data: d.String(), target: atMost(1.15)}
+	full := &fullBackups{repo: map[string]string{}, id: map[string]string{}, native: filepath.Join(b.o.Work, fmt.Sprintf("native-%s-%d", d.db, scale))}
+	modes := []string{"logical", "freeze"}
+	if d.w.atomic {
+		// Freeze mode exports every partition with patch parts logically (FREEZE carries no
+		// patch part), and the modern world's events tables have them in every partition:
+		// its figures would be the logical ones again, against a baseline that drops the
+		// updates.
+		modes = modes[:1]
+	}
+	for _, mode := range modes {
+		g := group{step: d.w.step("clickhouse backup " + mode), probe: d.w.probe, scale: scale, data: d.String(), target: atMost(1.15)}
 		for _, dest := range []string{"file", "azurite"} {
 			dest := dest
 			var cfg string
@@ -133,7 +186,7 @@ func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*f
 				name: "tracevault → " + dest,
 				prep: func(ctx context.Context, run int) error {
 					var err error
-					cfg, err = b.config(dest, mode, d.db, "")
+					cfg, err = b.config(d.w, dest, mode, d.db, "")
 					return err
 				},
 				args: func(int) []string { return []string{"--config", cfg, "backup", "--only", "clickhouse", "--json"} },
@@ -152,8 +205,9 @@ func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*f
 			})
 		}
 		if mode == "logical" {
+			name, _ := d.w.exportBaseline(d.db, "t", "f")
 			g.sides = append(g.sides, side{
-				name: "clickhouse-client … FORMAT Native | zstd -1, per table", baseline: true,
+				name: name, baseline: true,
 				prep: func(context.Context, int) error {
 					_ = os.RemoveAll(full.native)
 					return os.MkdirAll(full.native, 0o755)
@@ -161,9 +215,8 @@ func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*f
 				run: func(ctx context.Context, _ int) (sample, error) {
 					var sh strings.Builder
 					for _, t := range d.tables {
-						f := filepath.Join(full.native, t+".native.zst")
-						fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SELECT * FROM %s.%s FORMAT Native' | zstd -1 -q -f -o %s\n",
-							chPort(b.env, 0), d.db, t, f)
+						_, cmd := d.w.exportBaseline(d.db, t, filepath.Join(full.native, t+".native.zst"))
+						sh.WriteString(cmd)
 					}
 					// tracevault fsyncs every object it writes; so does the baseline.
 					fmt.Fprintf(&sh, "sync %s/*\n", full.native)
@@ -205,7 +258,7 @@ func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*f
 }
 
 func (b *bench) clickhouseRestores(ctx context.Context, scale int, d *chData, full *fullBackups) error {
-	g := group{step: "clickhouse restore", scale: scale, data: d.String(), target: atMost(1.15)}
+	g := group{step: d.w.step("clickhouse restore"), probe: d.w.probe, scale: scale, data: d.String(), target: atMost(1.15)}
 	target := d.db + "_restored"
 	for _, mode := range []string{"logical", "freeze"} {
 		cfg, id := full.repo[mode], full.id[mode]
@@ -215,7 +268,7 @@ func (b *bench) clickhouseRestores(ctx context.Context, scale int, d *chData, fu
 		args := []string{"--config", cfg, "restore", id, "--only", "clickhouse", "--database-map", d.db + ":" + target}
 		g.sides = append(g.sides, side{
 			name: "tracevault, " + mode + " snapshot",
-			prep: func(ctx context.Context, _ int) error { return dropCH(ctx, b.env, target) },
+			prep: func(ctx context.Context, _ int) error { return d.w.drop(ctx, target) },
 			args: func(int) []string { return args },
 			run: func(ctx context.Context, _ int) (sample, error) {
 				s, _, err := command(ctx, nil, b.o.Tracevault, args...)
@@ -227,20 +280,21 @@ func (b *bench) clickhouseRestores(ctx context.Context, scale int, d *chData, fu
 		return nil // -only left the full backups out
 	}
 	base := d.db + "_baseline"
+	name, _ := d.w.loadBaseline("f", base, "t")
 	g.sides = append(g.sides, side{
-		name: "zstd -d | clickhouse-client … INSERT … FORMAT Native per table, then SYNC REPLICA on the others", baseline: true,
-		prep: func(ctx context.Context, _ int) error { return copySchema(ctx, b.env, d, base) },
+		name: name, baseline: true,
+		prep: func(ctx context.Context, _ int) error { return copySchema(ctx, d, base) },
 		run: func(ctx context.Context, _ int) (sample, error) {
 			var sh strings.Builder
 			for _, t := range d.tables {
-				fmt.Fprintf(&sh, "zstd -d -q -c %s | clickhouse-client --host 127.0.0.1 --port %s --query 'INSERT INTO %s.%s FORMAT Native'\n",
-					filepath.Join(full.native, t+".native.zst"), chPort(b.env, 0), base, t)
+				_, cmd := d.w.loadBaseline(filepath.Join(full.native, t+".native.zst"), base, t)
+				sh.WriteString(cmd)
 			}
 			// tracevault's restore checks the rows on every replica: wait for them here too.
-			for i := 1; i < len(b.env.CHNative); i++ {
+			for i := 1; i < len(d.w.native); i++ {
 				for _, t := range d.tables {
 					if d.replicated[t] {
-						fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SYSTEM SYNC REPLICA %s.%s'\n", chPort(b.env, i), base, t)
+						fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SYSTEM SYNC REPLICA %s.%s'\n", d.w.port(i), base, t)
 					}
 				}
 			}
@@ -248,27 +302,60 @@ func (b *bench) clickhouseRestores(ctx context.Context, scale int, d *chData, fu
 		},
 	})
 	_, err := b.runGroup(ctx, g)
-	_ = dropCH(context.Background(), b.env, target)
-	_ = dropCH(context.Background(), b.env, base)
+	_ = d.w.drop(context.Background(), target)
+	_ = d.w.drop(context.Background(), base)
 	return err
 }
 
-// clickhouseIncremental changes one partition of traces before each run and backs up into the
-// repository of the full logical backup: only that partition must be sent (the step fails
-// otherwise), in no more than 1.2x its share of the full backup's time.
-//
-// The change is one row attached to the partition from a staging table, as a late batch:
-// an INSERT into traces would also fire the materialized views on it, whose target
-// (project_environments) would then be a second changed partition. Every run changes the same
-// partition and merges it to one part before the backup, so no merge left over from an
-// earlier run changes another partition while the step is measured.
-func (b *bench) clickhouseIncremental(ctx context.Context, scale int, d *chData, full *fullBackups) error {
+// change is what the incremental step does to one partition of one table before each changed
+// run: that partition, and nothing else, must be sent by the backup that follows.
+type change struct {
+	table, partition string
+	what             string // "1 partition of 12 of traces changed"
+	do               func(ctx context.Context, run int) error
+}
+
+// clusterChange changes one partition of traces on the 18.16 cluster: one row attached to it
+// from a staging table, as a late batch. An INSERT into traces would also fire the
+// materialized views on it, whose target (project_environments) would then be a second changed
+// partition. Every run changes the same partition and merges it to one part before the backup,
+// so no merge left over from an earlier run changes another partition while the step is
+// measured.
+func clusterChange(env *devstack.Env, d *chData) change {
+	const table = "traces"
+	parts := d.partitions[table]
+	c := change{table: table, partition: parts[len(parts)/2], what: fmt.Sprintf("1 partition of %d of %s changed", len(parts), table)}
+	c.do = func(ctx context.Context, _ int) error { return changePartition(ctx, env, d, table, c.partition) }
+	return c
+}
+
+// modernChange edits rows of one partition of events_full in place, as Langfuse v4's bookmark
+// toggle does: a lightweight UPDATE, which writes a patch part into that partition and fires
+// no materialized view (events_core is not changed). Each run toggles the same spans again.
+func modernChange(d *chData) change {
+	const table = "events_full"
+	parts := d.partitions[table]
+	c := change{table: table, partition: parts[len(parts)/2],
+		what: fmt.Sprintf("1 partition of %d of %s updated in place (lightweight UPDATE, a patch part)", len(parts), table)}
+	c.do = func(ctx context.Context, _ int) error {
+		q := fmt.Sprintf("UPDATE %s.%s SET bookmarked = NOT bookmarked WHERE toYYYYMM(start_time) = %s AND cityHash64(span_id) %% 100 = 4", d.db, table, c.partition)
+		if err := d.w.h(0).Exec(ctx, q, nil); err != nil {
+			return fmt.Errorf("update partition %s of %s.%s: %w", c.partition, d.db, table, err)
+		}
+		return nil
+	}
+	return c
+}
+
+// clickhouseIncremental makes ch before each changed run and backs up into the repository of
+// the full logical backup: only the changed partition must be sent (the step fails otherwise),
+// in no more than 1.2x its share of the full backup's time.
+func (b *bench) clickhouseIncremental(ctx context.Context, scale int, d *chData, full *fullBackups, ch change) error {
 	if full.manifest == nil {
 		return nil // -only left the full backup out
 	}
-	const table = "traces"
+	table, changed := ch.table, ch.partition
 	parts := d.partitions[table]
-	changed := parts[len(parts)/2]
 	var total, share int64
 	for _, o := range full.manifest.Objects {
 		if o.Kind == "partition" {
@@ -297,7 +384,7 @@ func (b *bench) clickhouseIncremental(ctx context.Context, scale int, d *chData,
 	// less it is what the one partition costs, which is what its share is compared with.
 	var fixed float64
 	const unchangedSide = "tracevault → file, nothing changed (the per-run cost)"
-	g := group{step: "clickhouse incremental, 1 changed partition", scale: scale, data: fmt.Sprintf("%s; %d partitions of %s", d, len(parts), table), target: atMost(1.2)}
+	g := group{step: d.w.step("clickhouse incremental, 1 changed partition"), probe: d.w.probe, scale: scale, data: fmt.Sprintf("%s; %d partitions of %s", d, len(parts), table), target: atMost(1.2)}
 	g.sides = []side{{
 		name: unchangedSide,
 		args: args,
@@ -309,8 +396,8 @@ func (b *bench) clickhouseIncremental(ctx context.Context, scale int, d *chData,
 			return s, err
 		},
 	}, {
-		name: fmt.Sprintf("tracevault → file, 1 partition of %d of %s changed", len(parts), table),
-		prep: func(ctx context.Context, _ int) error { return changePartition(ctx, b.env, d, table, changed) },
+		name: "tracevault → file, " + ch.what,
+		prep: ch.do,
 		args: args,
 		run: func(ctx context.Context, run int) (sample, error) {
 			s, m, err := b.backup(ctx, full.repo["logical"], "clickhouse")
@@ -353,7 +440,7 @@ func (b *bench) postgres(ctx context.Context, scale int, d *pgData) error {
 		name: "tracevault → file",
 		prep: func(ctx context.Context, run int) error {
 			var err error
-			next, err = b.config("file", "logical", "", d.db)
+			next, err = b.config(b.worlds[0], "file", "logical", "", d.db)
 			return err
 		},
 		args: func(int) []string { return []string{"--config", next, "backup", "--only", "postgres", "--json"} },
@@ -473,9 +560,10 @@ func (b *bench) backup(ctx context.Context, cfg, source string) (sample, *store.
 	return s, &m, nil
 }
 
-// config writes a tracevault configuration for one run into a fresh repository: dest is file
-// or azurite, chDB the ClickHouse database backed up, pgDB the PostgreSQL one.
-func (b *bench) config(dest, mode, chDB, pgDB string) (string, error) {
+// config writes a tracevault configuration for one run into a fresh repository: w is the
+// ClickHouse it backs up, dest file or azurite, chDB the ClickHouse database backed up, pgDB the
+// PostgreSQL one.
+func (b *bench) config(w *world, dest, mode, chDB, pgDB string) (string, error) {
 	b.seq++
 	name := fmt.Sprintf("run-%d", b.seq)
 	storage := fmt.Sprintf("url = \"file://%s\"", filepath.Join(b.o.Work, name))
@@ -490,8 +578,8 @@ func (b *bench) config(dest, mode, chDB, pgDB string) (string, error) {
 		dsn = pgURL(b.env, pgDB)
 	}
 	var addrs, haddrs []string
-	for i := range b.env.CHNative {
-		addrs, haddrs = append(addrs, fmt.Sprintf("%q", b.env.CHNative[i])), append(haddrs, fmt.Sprintf("%q", b.env.CHHTTP[i]))
+	for i := range w.native {
+		addrs, haddrs = append(addrs, fmt.Sprintf("%q", w.native[i])), append(haddrs, fmt.Sprintf("%q", w.http[i]))
 	}
 	toml := fmt.Sprintf(`[storage]
 %s
@@ -509,7 +597,7 @@ mode = %q
 
 [zookeeper]
 servers = [%q]
-`, storage, dsn, strings.Join(addrs, ", "), strings.Join(haddrs, ", "), b.env.CHCluster, chDB, mode, b.env.ZK)
+`, storage, dsn, strings.Join(addrs, ", "), strings.Join(haddrs, ", "), w.cluster, chDB, mode, b.env.ZK)
 	path := filepath.Join(b.o.Work, name+".toml")
 	return path, os.WriteFile(path, []byte(toml), 0o600)
 }
@@ -535,6 +623,10 @@ func (b *bench) runGroup(ctx context.Context, g group) ([]*result, error) {
 	}
 	b.log.Info("step", "name", name)
 	samples := make([][]sample, len(g.sides))
+	p := g.probe
+	if p == nil {
+		p = b.probe
+	}
 	for run := 0; run < b.o.Runs; run++ {
 		for k := range g.sides {
 			i := (k + run) % len(g.sides)
@@ -544,7 +636,7 @@ func (b *bench) runGroup(ctx context.Context, g group) ([]*result, error) {
 					return nil, fmt.Errorf("%s, %s, run %d: prepare: %w", name, sd.name, run+1, err)
 				}
 			}
-			s, err := b.probe.timed(func() (sample, error) { return sd.run(ctx, run) })
+			s, err := p.timed(func() (sample, error) { return sd.run(ctx, run) })
 			for retry := 1; err != nil && !errors.Is(err, errAssertion) && retry <= 2 && ctx.Err() == nil; retry++ {
 				// A loaded machine can expire the replicas' ZooKeeper sessions (read-only for
 				// a while): give them time, then run again, and say so in the report.
@@ -556,7 +648,7 @@ func (b *bench) runGroup(ctx context.Context, g group) ([]*result, error) {
 						break
 					}
 				}
-				s, err = b.probe.timed(func() (sample, error) { return sd.run(ctx, run) })
+				s, err = p.timed(func() (sample, error) { return sd.run(ctx, run) })
 			}
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s, run %d: %w", name, sd.name, run+1, err)
@@ -622,8 +714,9 @@ func (b *bench) profile(ctx context.Context, args []string) []string {
 
 func (b *bench) cleanup() {
 	ctx := context.Background()
-	for _, db := range b.dbs {
-		_ = dropCH(ctx, b.env, db)
+	for _, d := range b.dbs {
+		_ = d.w.setSeedMark(ctx, d.db, "")
+		_ = d.w.drop(ctx, d.db)
 	}
 	for _, d := range b.pg {
 		_ = dropPG(ctx, b.env, d.db)
@@ -685,10 +778,10 @@ func (b *bench) clickhouseReplica(ctx context.Context, scale int, d *chData, ful
 		run: func(ctx context.Context, _ int) (sample, error) {
 			start := time.Now()
 			var sh strings.Builder
-			fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --multiquery < %s\n", chPort(b.env, lost), schema)
+			fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --multiquery < %s\n", d.w.port(lost), schema)
 			for _, t := range d.tables {
 				if d.replicated[t] {
-					fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SYSTEM SYNC REPLICA %s.%s'\n", chPort(b.env, lost), d.db, t)
+					fmt.Fprintf(&sh, "clickhouse-client --host 127.0.0.1 --port %s --query 'SYSTEM SYNC REPLICA %s.%s'\n", d.w.port(lost), d.db, t)
 				}
 			}
 			s, err := shell(ctx, sh.String())
