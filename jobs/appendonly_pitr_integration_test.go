@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,13 +26,6 @@ func TestAppendOnlyPITRStreams(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dsn := env.PGDatabase(t, "it_aopitr")
-	slot := fmt.Sprintf("tv_itao_%d", os.Getpid())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
-			c.Close(context.Background())
-		}
-	})
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -51,27 +42,7 @@ func TestAppendOnlyPITRStreams(t *testing.T) {
 	cfg.Storage.Endpoint, cfg.Storage.SASToken, cfg.Storage.AppendOnly = endpoint, config.Secret(sas), true
 	cfg.ZooKeeper.Servers = nil
 	cfg.Postgres.DSN = config.Secret(dsn)
-	cfg.Postgres.PITR, cfg.Postgres.PITRSlot = true, slot
-	cfg.Postgres.PITRSegmentInterval = config.Duration(time.Second)
-	if _, err := CreateRepository(ctx, cfg.Storage, quiet); err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewDaemon(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitPast := func(at time.Time) {
-		t.Helper()
-		for !d.pitr.s.State().RecoveryPoint.After(at) {
-			if ctx.Err() != nil {
-				t.Fatalf("the recovery point never passed %s: %+v", at, d.pitr.s.State())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	d, waitPast := pitrDaemon(ctx, t, env, cfg)
 	waitPast(time.Now()) // the chain's base is stored: what follows is streamed
 	for range 50 {
 		if _, err := conn.Exec(ctx, "INSERT INTO t (v) VALUES (repeat('v', 10))"); err != nil {

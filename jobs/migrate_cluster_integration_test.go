@@ -24,17 +24,8 @@ const (
 // migrateOnce plans and runs one pass of a migration from cfg to the target file.
 func migrateOnce(t *testing.T, cfg *config.Config, repo *store.Repository, req MigrateClusterRequest) (*ClusterMigrationPlan, *PassReport) {
 	t.Helper()
-	ctx := context.Background()
-	m, err := NewClusterMigration(ctx, cfg, repo, req, quiet)
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	defer m.Close()
-	rep, err := m.Pass(ctx, repo)
-	if err != nil {
-		t.Fatalf("pass: %v", err)
-	}
-	return m.Plan, rep
+	plan, rep := movePlanned(t, cfg, repo, req)
+	return plan, rep.PassReport
 }
 
 func writeTarget(t *testing.T, body string) string {

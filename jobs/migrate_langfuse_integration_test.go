@@ -107,6 +107,13 @@ func (f *moveFixture) count(t *testing.T) int {
 // move plans a migration and runs one pass of it.
 func move(t *testing.T, cfg *config.Config, repo *store.Repository, req MigrateClusterRequest) *MoveReport {
 	t.Helper()
+	_, rep := movePlanned(t, cfg, repo, req)
+	return rep
+}
+
+// movePlanned plans a migration and runs one pass of it, and returns the plan too.
+func movePlanned(t *testing.T, cfg *config.Config, repo *store.Repository, req MigrateClusterRequest) (*ClusterMigrationPlan, *MoveReport) {
+	t.Helper()
 	ctx := context.Background()
 	m, err := NewClusterMigration(ctx, cfg, repo, req, quiet)
 	if err != nil {
@@ -117,7 +124,41 @@ func move(t *testing.T, cfg *config.Config, repo *store.Repository, req MigrateC
 	if err != nil {
 		t.Fatalf("pass: %v", err)
 	}
-	return rep
+	return m.Plan, rep
+}
+
+// pitrDaemon starts a daemon streaming cfg's [postgres] database into cfg's repository (created
+// here) through a slot of its own, dropped when the test ends, and returns it with a wait for
+// its recovery point to pass a time. The caller stops it.
+func pitrDaemon(ctx context.Context, t *testing.T, env *devstack.Env, cfg *config.Config) (*Daemon, func(time.Time)) {
+	t.Helper()
+	slot := fmt.Sprintf("tv_it_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
+			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+			c.Close(context.Background())
+		}
+	})
+	cfg.Postgres.PITR, cfg.Postgres.PITRSlot, cfg.Postgres.PITRSegmentInterval = true, slot, config.Duration(time.Second)
+	if _, err := CreateRepository(ctx, cfg.Storage, quiet); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDaemon(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d, func(at time.Time) {
+		t.Helper()
+		for !d.pitr.s.State().RecoveryPoint.After(at) {
+			if ctx.Err() != nil {
+				t.Fatalf("the recovery point never passed %s: %+v", at, d.pitr.s.State())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // TestMigratePostgresCatchUp: PostgreSQL moved to another database while the daemon streams its
@@ -130,35 +171,9 @@ func TestMigratePostgresCatchUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	f := newMoveFixture(t, env)
-	slot := fmt.Sprintf("tv_itmv_%d", os.Getpid())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), env.PGDSN); err == nil {
-			c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
-			c.Close(context.Background())
-		}
-	})
 	cfg := f.cfg
-	cfg.Postgres.PITR, cfg.Postgres.PITRSlot, cfg.Postgres.PITRSegmentInterval = true, slot, config.Duration(time.Second)
-	if _, err := CreateRepository(ctx, cfg.Storage, quiet); err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewDaemon(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, waitPast := pitrDaemon(ctx, t, env, cfg)
 	defer d.Stop(time.Second)
-	waitPast := func(at time.Time) {
-		t.Helper()
-		for !d.pitr.s.State().RecoveryPoint.After(at) {
-			if ctx.Err() != nil {
-				t.Fatalf("the recovery point never passed %s: %+v", at, d.pitr.s.State())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 	waitPast(time.Now()) // the chain's base is stored
 	f.insert(t, 50)
 	waitPast(time.Now())
