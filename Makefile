@@ -5,7 +5,7 @@ STACK    := bash internal/devstack/stack.sh
 # How many demo traces `make run` seeds (observations and scores scale with it).
 TRACES   ?= 20000
 
-.PHONY: all build run test check vet fmt fmt-check bench bench-micro chaos fuzz-smoke stack-up stack-down stack-status clean
+.PHONY: all build run test check vet fmt fmt-check bench bench-micro chaos chaos-modern fuzz-smoke stack-up stack-down stack-status clean
 
 all: build
 
@@ -64,10 +64,18 @@ bench-micro: build stack-up
 
 ## chaos: the full chaos suite (chaos/) against the running stack, which it stops and
 ## kills service by service: the daemon backs up every 5 s under `demo load` while each fault is
-## injected in turn (CHAOS_ROUNDS=<n> repeats them). CI runs the reduced form inside the normal suite. Its summary is
-## printed last; CHAOS_SEED=<n> replays a run's random choices.
+## injected in turn (CHAOS_ROUNDS=<n> repeats them), then the modern run (chaos-modern). CI runs
+## the reduced forms inside the normal suite. Each summary is printed last; CHAOS_SEED=<n>
+## replays a run's random choices.
 chaos: build stack-up
-	TRACEVAULT_DISRUPTIVE=1 TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./chaos/
+	TRACEVAULT_DISRUPTIVE=1 TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 120m -run '^TestChaos(Modern)?$$' ./chaos/
+
+## chaos-modern: the modern chaos run alone: ch-modern (ClickHouse 26.7) backed up every 3 s, in
+## logical then freeze mode, under `demo load --modern` (lightweight updates and deletes), with
+## ch-modern killed -9 and the storage failing; every restored snapshot is held row by row
+## against the load's ledger.
+chaos-modern: build stack-up
+	TRACEVAULT_DISRUPTIVE=1 TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -v -timeout 60m -run '^TestChaosModern$$' ./chaos/
 
 ## fuzz-smoke: every Fuzz target of every package, FUZZTIME each (default 10s), found with
 ## `go test -list`, so a new target runs without being listed here. A crash fails the run and

@@ -488,23 +488,11 @@ func (s *suite) checkNewest() {
 	t := s.t
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	m, err := s.repo.Snapshot(ctx, "latest")
-	if err != nil {
-		t.Errorf("find the newest complete snapshot: %v", err)
-		return
-	}
-	if s.restored[m.ID] {
-		return
-	}
-	s.restored[m.ID] = true
-	s.dropDrill()
 	defer s.dropDrill()
-	res, err := jobs.Drill(ctx, s.cfg, s.repo, jobs.DrillRequest{Snapshot: m.ID, Keep: true}, quietLog())
-	if err != nil {
-		t.Errorf("restore of the newest complete snapshot %s: %v", m.ID, err)
+	m := s.drillNewest(ctx, s.dropDrill)
+	if m == nil {
 		return
 	}
-	t.Logf("chaos: snapshot %s restored in %.1fs, matching its manifest", m.ID, res.RTOSeconds)
 	// Each source's recorded cut: every row acknowledged before it must be restored.
 	if m.Cut == nil {
 		t.Errorf("complete snapshot %s records no cut", m.ID)
@@ -517,6 +505,31 @@ func (s *suite) checkNewest() {
 	s.checkClickHouse(ctx, m, cuts[config.SourceClickHouse])
 	s.checkPostgres(ctx, m, cuts[config.SourcePostgres])
 	s.checkBlobs(ctx, m)
+}
+
+// drillNewest drills the newest complete snapshot, unless it was already, into scratch databases
+// that it keeps for the caller's checks (drop removes them first); the drill checks object hashes
+// and rows against the manifest. Nil when there is nothing new to check or the drill failed,
+// which it reports.
+func (s *suite) drillNewest(ctx context.Context, drop func()) *store.Manifest {
+	t := s.t
+	m, err := s.repo.Snapshot(ctx, "latest")
+	if err != nil {
+		t.Errorf("find the newest complete snapshot: %v", err)
+		return nil
+	}
+	if s.restored[m.ID] {
+		return nil
+	}
+	s.restored[m.ID] = true
+	drop()
+	res, err := jobs.Drill(ctx, s.cfg, s.repo, jobs.DrillRequest{Snapshot: m.ID, Keep: true}, quietLog())
+	if err != nil {
+		t.Errorf("restore of the newest complete snapshot %s: %v", m.ID, err)
+		return nil
+	}
+	t.Logf("chaos: snapshot %s restored in %.1fs, matching its manifest", m.ID, res.RTOSeconds)
+	return m
 }
 
 var loadTables = []string{"traces", "observations", "scores"}
