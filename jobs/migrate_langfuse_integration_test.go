@@ -180,18 +180,22 @@ func TestMigratePostgresCatchUp(t *testing.T) {
 	req := MigrateClusterRequest{Target: writeTarget(t, f.pgTarget), Only: []string{"postgres"}}
 
 	rep := move(t, cfg, d.repo, req).Postgres
+	t.Logf("base pass: %s, %d rows", rep.Duration, rep.Rows)
 	if rep.How != "pitr-base" || f.count(t) != 150 {
 		t.Errorf("first pass: %+v; the target holds %d traces, want 150", rep, f.count(t))
 	}
 	f.insert(t, 30)
 	f.pg(t, "UPDATE traces SET name = 'renamed' WHERE id <= 10", "DELETE FROM traces WHERE id > 170")
 	waitPast(time.Now())
-	if rep = move(t, cfg, d.repo, req).Postgres; rep.How != "pitr-catch-up" || rep.Transactions != 3 || f.count(t) != 170 {
+	rep = move(t, cfg, d.repo, req).Postgres
+	t.Logf("catch-up pass: %s, %d transactions", rep.Duration, rep.Transactions)
+	if rep.How != "pitr-catch-up" || rep.Transactions != 3 || f.count(t) != 170 {
 		t.Errorf("second pass: %+v; the target holds %d traces, want 3 transactions replayed, 170 traces", rep, f.count(t))
 	}
 	f.insert(t, 20) // ingestion paused after these: the cutover waits for the stream to cover them
 	req.Cutover = true
 	rep = move(t, cfg, d.repo, req).Postgres
+	t.Logf("cutover: %s, %d transactions", rep.Duration, rep.Transactions)
 	if rep.Proof == nil || !rep.Proof.Equal || rep.Proof.Compared != 2 || rep.Transactions != 1 || f.count(t) != 190 {
 		t.Errorf("cutover: %+v proof %+v; the target holds %d traces, want 190", rep, rep.Proof, f.count(t))
 	}
@@ -293,5 +297,17 @@ func TestMigrateLangfuseWhole(t *testing.T) {
 	}
 	if rep.Took <= 0 {
 		t.Error("the cutover's downtime was not measured")
+	}
+	t.Logf("cutover: %s in all; clickhouse %s, postgres %s, blobs %s", rep.Took, rep.Duration, rep.Postgres.Duration, rep.Blobs.Duration)
+
+	// A new migration into the database that now holds tables is refused before it writes.
+	other := MigrateClusterRequest{Target: writeTarget(t, f.pgTarget), Only: []string{"postgres"}}
+	m, err = NewClusterMigration(ctx, cfg, repo, other, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Run(ctx, repo); err == nil || !strings.Contains(err.Error(), "holds 2 tables: migrate into an empty database, or pass --allow-nonempty") {
+		t.Errorf("a target database holding tables: %v, want refused", err)
 	}
 }
