@@ -2,9 +2,11 @@ package jobs
 
 import (
 	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracevault/tracevault/config"
 )
@@ -90,5 +92,40 @@ func TestMoveStateResumes(t *testing.T) {
 	}
 	if _, err := loadMoveState(path, "a:5432/db", "c:5432/db"); err == nil || !strings.Contains(err.Error(), "remove it to start over") {
 		t.Errorf("another target: %v, want refused", err)
+	}
+}
+
+// A run's report: each source's pass in its own words, a cutover's downtime, and in JSON the
+// ClickHouse pass's fields at the top, as a ClickHouse-only run has always printed them.
+func TestMoveReportWrite(t *testing.T) {
+	pg := &MovePass{Source: "postgres", Pass: 2, Cutover: true, How: "pitr-catch-up", Transactions: 3, Changes: 45, ReachedLSN: "0/1A2B3C", Duration: Duration(1500 * time.Millisecond),
+		Proof: &MoveProof{Compared: 2, Equal: true, What: "row counts and content checksums"}}
+	bl := &MovePass{Source: "blobs", Pass: 2, Cutover: true, How: "copy", Snapshot: "S2", Written: 3, Bytes: 2048, Identical: 4}
+	tests := []struct {
+		name string
+		rep  MoveReport
+		text []string
+		json string
+	}{
+		{"clickhouse alone", MoveReport{PassReport: &PassReport{Pass: 1, Snapshot: "S1", BehindPartitions: 2, BehindRows: 10}},
+			[]string{"pass 1 from snapshot S1: the target was 2 partitions, 10 rows behind"}, `"pass":1,"cutover":false,"snapshot":"S1"`},
+		{"postgres and blobs", MoveReport{Postgres: pg, Blobs: bl, Took: Duration(2 * time.Second)},
+			[]string{"postgres cutover pass 2 (pitr-catch-up): replayed 3 transactions, 45 changes, to commit 0/1A2B3C in 1.5s",
+				"postgres proof: 2 tables compared, row counts and content checksums equal",
+				"blobs cutover pass 2 (copy of snapshot S2): wrote 3 blobs (2.0 KiB) missing or changed on the target, 4 identical",
+				"downtime: 2s (the whole cutover run)"}, `"postgres":{"source":"postgres","pass":2`},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		tt.rep.Write(&out)
+		for _, want := range tt.text {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s: printed\n%s\nwithout %q", tt.name, out.String(), want)
+			}
+		}
+		data, err := json.Marshal(&tt.rep)
+		if err != nil || !strings.Contains(string(data), tt.json) {
+			t.Errorf("%s: JSON %s (%v), want it to hold %s", tt.name, data, err, tt.json)
+		}
 	}
 }
