@@ -306,10 +306,9 @@ func modernColumns(table string) (idColumn string, cols []string) {
 	return "span_id", demo.ModernTracked
 }
 
-// checkTable holds one restored table against the ledgers. Each partition was read at its own
-// moment, from the table's cut on, so each must read as the ledger says it was after some
-// record acknowledged up to the snapshot's end (the state at the cut included): the records
-// from the cut on are replayed one by one and each partition they change is compared again.
+// checkTable holds one restored table against the ledgers (see matchWindow) and reports, for
+// each partition that reads as no state of the ledger, the rows acknowledged before the cut that
+// it lacks or holds with other values (compared with the cut's state, the earliest it may hold).
 func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap, db, table string, cut, end time.Time) {
 	t := m.t
 	idColumn, cols := modernColumns(table)
@@ -318,6 +317,56 @@ func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap
 		t.Errorf("snapshot %s: %v", snap, err)
 		return
 	}
+	w, err := matchWindow(m.eachRecord, "clickhouse:"+table, cols, cut, end, got)
+	if err != nil {
+		t.Errorf("replay the ledgers: %v", err)
+		return
+	}
+	m.rowsCompared += int64(len(got))
+	m.updates += w.updates
+	m.erased += w.erased
+	for _, p := range w.unmatched {
+		var lost, extra []string
+		n := 0
+		for id, g := range got {
+			if g.Partition != p {
+				continue
+			}
+			n++
+			if a, ok := w.atCut[id]; !ok || a.Partition != p {
+				extra = append(extra, id)
+			}
+		}
+		for id, a := range w.atCut {
+			if a.Partition == p {
+				if g, ok := got[id]; !ok || g.Partition != p || !maps.Equal(g.Values, a.Values) {
+					lost = append(lost, fmt.Sprintf("%s (restored %v, acknowledged %v)", id, g.Values, a.Values))
+				}
+			}
+		}
+		slices.Sort(lost)
+		slices.Sort(extra)
+		m.rowsLost += int64(len(lost))
+		m.partitionsBad++
+		t.Errorf("snapshot %s: %s partition %s (%d rows) reads as no state of the ledger between its cut %s and the snapshot's end %s: %d rows acknowledged before the cut lost or changed, e.g. %v; %d rows not in the ledger then, e.g. %v",
+			snap, table, p, n, cut.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano), len(lost), lost[:min(3, len(lost))], len(extra), extra[:min(3, len(extra))])
+	}
+}
+
+// window is what matchWindow found of one table.
+type window struct {
+	unmatched       []string                  // partitions that read as no state of the window, sorted
+	atCut           map[string]demo.LedgerRow // the table's rows at the cut, by id
+	updates, erased int64                     // rows updated and erased in place before the cut
+}
+
+// matchWindow replays the records of table key that each yields, in order, and finds the
+// partitions of got (restored rows by id) that read, on cols, as no state of the ledger from
+// the cut (the records acknowledged before it applied) through each later record acknowledged
+// up to end. A snapshot's partitions are each read at their own moment in that window, so each
+// must match one of those states; a partition the ledger fills only after the cut matches its
+// state before, empty, when nothing of it was restored.
+func matchWindow(each func(func(demo.LedgerRecord) error) error, key string, cols []string, cut, end time.Time, got map[string]demo.LedgerRow) (window, error) {
 	restored := map[string]map[string]demo.LedgerRow{}
 	for id, row := range got {
 		if restored[row.Partition] == nil {
@@ -330,10 +379,10 @@ func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap
 		n, sum := demo.Digest(rows, cols)
 		digests[p] = demo.PartitionDigest{Rows: n, Sum: sum}
 	}
-	key := "clickhouse:" + table
 	replay := demo.NewLedgerReplay(cols)
 	matched := map[string]bool{}
-	var atCut map[string]demo.LedgerRow
+	judged := map[string]bool{} // partitions restored or holding rows at the cut
+	var w window
 	crossed := false
 	check := func(k demo.LedgerKey) {
 		if replay.Digest(k) == digests[k.Partition] {
@@ -342,12 +391,13 @@ func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap
 	}
 	cross := func() {
 		crossed = true
-		atCut = maps.Clone(replay.Rows[key])
-		for p := range partitionsOf(atCut, restored) {
+		w.atCut = maps.Clone(replay.Rows[key])
+		judged = partitionsOf(w.atCut, restored)
+		for p := range judged {
 			check(demo.LedgerKey{Table: key, Partition: p})
 		}
 	}
-	err = m.eachRecord(func(r demo.LedgerRecord) error {
+	err := each(func(r demo.LedgerRecord) error {
 		if r.Table != key || r.Acked.After(end) {
 			return nil
 		}
@@ -355,55 +405,36 @@ func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap
 			cross()
 		}
 		touched, err := replay.Apply(r)
+		if err != nil {
+			return err
+		}
 		if crossed {
 			for _, k := range touched {
 				check(k)
 			}
+			return nil
 		}
-		if err == nil && r.Acked.Before(cut) {
-			switch r.Op {
-			case demo.OpUpdate:
-				m.updates += int64(len(r.IDs))
-			case demo.OpErase:
-				m.erased += int64(len(r.IDs))
-			}
+		switch r.Op {
+		case demo.OpUpdate:
+			w.updates += int64(len(r.IDs))
+		case demo.OpErase:
+			w.erased += int64(len(r.IDs))
 		}
-		return err
+		return nil
 	})
 	if err != nil {
-		t.Errorf("replay the ledgers: %v", err)
-		return
+		return w, err
 	}
 	if !crossed {
 		cross()
 	}
-	m.rowsCompared += int64(len(got))
-	for p := range partitionsOf(atCut, restored) {
-		if matched[p] {
-			continue
+	for p := range judged {
+		if !matched[p] {
+			w.unmatched = append(w.unmatched, p)
 		}
-		// Lost: rows acknowledged before the cut that the partition lacks or holds with other
-		// values (compared with the cut's state, the earliest it may hold).
-		var lost, extra []string
-		for id, w := range atCut {
-			if w.Partition == p {
-				if g, ok := restored[p][id]; !ok || !maps.Equal(g.Values, w.Values) {
-					lost = append(lost, fmt.Sprintf("%s (restored %v, acknowledged %v)", id, g.Values, w.Values))
-				}
-			}
-		}
-		for id := range restored[p] {
-			if w, ok := atCut[id]; !ok || w.Partition != p {
-				extra = append(extra, id)
-			}
-		}
-		slices.Sort(lost)
-		slices.Sort(extra)
-		m.rowsLost += int64(len(lost))
-		m.partitionsBad++
-		t.Errorf("snapshot %s: %s partition %s (%d rows) reads as no state of the ledger between its cut %s and the snapshot's end %s: %d rows acknowledged before the cut lost or changed, e.g. %v; %d rows not in the ledger then, e.g. %v",
-			snap, table, p, len(restored[p]), cut.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano), len(lost), lost[:min(3, len(lost))], len(extra), extra[:min(3, len(extra))])
 	}
+	slices.Sort(w.unmatched)
+	return w, nil
 }
 
 // partitionsOf is the partitions of the rows of either map.

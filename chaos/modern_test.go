@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -56,6 +57,80 @@ func TestLedgerDiff(t *testing.T) {
 			}
 			if live := replay.Rows["clickhouse:events_full"]; !reflect.DeepEqual(live, tc.live) {
 				t.Errorf("the ledger replayed with them holds %v; ch-modern %v", live, tc.live)
+			}
+		})
+	}
+}
+
+// TestMatchWindow: a restored partition must read as the ledger had it at the table's cut or
+// after a later record acknowledged up to the snapshot's end; an update or delete acknowledged
+// before the cut and missing, one acknowledged after the end and present, or a row the ledger
+// never held make it fail.
+func TestMatchWindow(t *testing.T) {
+	const key = "clickhouse:events_full"
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	vals := func(out, bookmarked string) map[string]string {
+		return map[string]string{"bookmarked": bookmarked, "public": "false", "output": out}
+	}
+	records := []demo.LedgerRecord{
+		{Acked: at(1), Table: key, Partition: "202612", Op: demo.OpInsert, IDs: []string{"a", "b", "c"}, Set: vals("o", "false")},
+		{Acked: at(1), Table: key, Partition: "202611", Op: demo.OpInsert, IDs: []string{"late"}, Set: vals("o", "false")},
+		{Acked: at(2), Table: key, Partition: "202612", Op: demo.OpUpdate, IDs: []string{"a"}, Set: map[string]string{"bookmarked": "true"}},
+		{Acked: at(2), Table: key, Partition: "202612", Op: demo.OpErase, IDs: []string{"c"}},
+		{Acked: at(2), Table: "clickhouse:events_core", Partition: "202612", Op: demo.OpErase, IDs: []string{"a"}},
+		// the cut: 3
+		{Acked: at(4), Table: key, Partition: "202612", Op: demo.OpUpdate, IDs: []string{"b"}, Set: map[string]string{"output": "edited"}},
+		{Acked: at(5), Table: key, Partition: "202701", Op: demo.OpInsert, IDs: []string{"new"}, Set: vals("o", "false")},
+		{Acked: at(5), Table: key, Partition: "202611", Op: demo.OpErase, IDs: []string{"late"}},
+		// the end: 6
+		{Acked: at(7), Table: key, Partition: "202612", Op: demo.OpErase, IDs: []string{"a"}},
+	}
+	each := func(fn func(demo.LedgerRecord) error) error {
+		for _, r := range records {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	row := func(p, out, bookmarked string) demo.LedgerRow {
+		return demo.LedgerRow{Partition: p, Values: vals(out, bookmarked)}
+	}
+	atCut := map[string]demo.LedgerRow{"a": row("202612", "o", "true"), "b": row("202612", "o", "false"), "late": row("202611", "o", "false")}
+	with := func(changes map[string]demo.LedgerRow, drop ...string) map[string]demo.LedgerRow {
+		out := maps.Clone(atCut)
+		maps.Copy(out, changes)
+		for _, id := range drop {
+			delete(out, id)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		got       map[string]demo.LedgerRow
+		unmatched []string
+	}{
+		{"as at the cut", atCut, nil},
+		{"every partition after the window's writes", with(map[string]demo.LedgerRow{"b": row("202612", "edited", "false"), "new": row("202701", "o", "false")}, "late"), nil},
+		{"one partition before a later write, one after", with(map[string]demo.LedgerRow{"b": row("202612", "edited", "false")}), nil},
+		{"an update before the cut lost", with(map[string]demo.LedgerRow{"a": row("202612", "o", "false")}), []string{"202612"}},
+		{"a delete before the cut lost", with(map[string]demo.LedgerRow{"c": row("202612", "o", "false")}), []string{"202612"}},
+		{"a row erased within the window gone", with(nil, "late"), nil},
+		{"a row lost", with(nil, "b"), []string{"202612"}},
+		{"a delete after the end present", with(nil, "a"), []string{"202612"}},
+		{"a row the ledger never held", with(map[string]demo.LedgerRow{"x": row("202610", "o", "false")}), []string{"202610"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := matchWindow(each, key, demo.ModernTracked, at(3), at(6), tc.got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(w.unmatched, tc.unmatched) {
+				t.Errorf("unmatched partitions %v, want %v", w.unmatched, tc.unmatched)
+			}
+			if !reflect.DeepEqual(w.atCut, atCut) || w.updates != 1 || w.erased != 1 {
+				t.Errorf("at the cut %v, %d updates, %d erased; want %v, 1, 1", w.atCut, w.updates, w.erased, atCut)
 			}
 		})
 	}
