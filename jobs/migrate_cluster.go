@@ -104,6 +104,8 @@ type ClusterMigration struct {
 	state   *migrationState
 	// pgState and blobState record PostgreSQL's and the blobs' passes, when moved.
 	pgState, blobState *moveState
+	// shared is the run's one backup of the sources its passes back up (backUpOnce).
+	shared *store.Manifest
 }
 
 // NewClusterMigration loads the target configuration, connects to both clusters and plans the
@@ -470,14 +472,7 @@ func (m *ClusterMigration) snapshot(ctx context.Context, repo *store.Repository)
 	if m.req.FromSnapshot != "" && len(m.state.Passes) == 0 {
 		return FindSnapshot(ctx, repo, m.req.FromSnapshot)
 	}
-	snap, err := Backup(ctx, m.cfg, repo, BackupRequest{Only: []string{config.SourceClickHouse}, Tags: []string{"migrate-cluster"}, LockWait: 10 * time.Minute}, m.log)
-	if err != nil {
-		return nil, fmt.Errorf("back up the source: %w", err)
-	}
-	if snap.Status != store.StatusComplete {
-		return nil, fmt.Errorf("back up the source: snapshot %s is %s: %s", snap.ID, snap.Status, snap.Error)
-	}
-	return snap, nil
+	return m.sourceSnapshot(ctx, repo, config.SourceClickHouse)
 }
 
 // changedSteps keeps the plan's DDL (idempotent) and the loads whose object the target does not

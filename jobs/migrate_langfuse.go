@@ -358,6 +358,9 @@ func (m *ClusterMigration) Run(ctx context.Context, repo *store.Repository) (*Mo
 	}
 	start := time.Now()
 	rep := &MoveReport{}
+	if err := m.backUpOnce(ctx, repo); err != nil {
+		return nil, err
+	}
 	var err error
 	for _, s := range m.Plan.Sources {
 		switch s {
@@ -376,26 +379,72 @@ func (m *ClusterMigration) Run(ctx context.Context, repo *store.Repository) (*Mo
 	return rep, nil
 }
 
-// sourceSnapshot is a pass's snapshot of one source: --from-snapshot for its first pass when
-// that snapshot holds the source, else a new backup of the source alone.
-func (m *ClusterMigration) sourceSnapshot(ctx context.Context, repo *store.Repository, source string, first bool) (*store.Manifest, error) {
-	if m.req.FromSnapshot != "" && first {
-		snap, err := FindSnapshot(ctx, repo, m.req.FromSnapshot)
-		if err != nil {
-			return nil, err
+// backUpOnce takes one snapshot set of every source this run's passes back up, so that they
+// move one cut of Langfuse: all but PostgreSQL followed through PITR, and a source whose first
+// pass restores --from-snapshot.
+func (m *ClusterMigration) backUpOnce(ctx context.Context, repo *store.Repository) error {
+	var need []string
+	for _, s := range m.Plan.Sources {
+		if s == config.SourcePostgres && m.cfg.Postgres.PITR {
+			continue
 		}
-		if _, ok := component(snap, source); ok {
-			return snap, nil
+		if snap, err := m.fromSnapshot(ctx, repo, s); err != nil {
+			return err
+		} else if snap == nil {
+			need = append(need, s)
 		}
 	}
-	snap, err := Backup(ctx, m.cfg, repo, BackupRequest{Only: []string{source}, Tags: []string{"migrate-cluster"}, LockWait: 10 * time.Minute}, m.log)
+	if len(need) == 0 {
+		return nil
+	}
+	snap, err := backUpSources(ctx, m, repo, need)
+	m.shared = snap
+	return err
+}
+
+// fromSnapshot is --from-snapshot when this is source's first pass and it holds the source.
+func (m *ClusterMigration) fromSnapshot(ctx context.Context, repo *store.Repository, source string) (*store.Manifest, error) {
+	first := map[string]bool{config.SourceClickHouse: m.state != nil && len(m.state.Passes) == 0,
+		config.SourcePostgres: m.pgState != nil && len(m.pgState.Passes) == 0, config.SourceBlobs: m.blobState != nil && len(m.blobState.Passes) == 0}
+	if m.req.FromSnapshot == "" || !first[source] {
+		return nil, nil
+	}
+	snap, err := FindSnapshot(ctx, repo, m.req.FromSnapshot)
 	if err != nil {
-		return nil, fmt.Errorf("back up the source's %s: %w", source, err)
+		return nil, err
 	}
-	if snap.Status != store.StatusComplete {
-		return nil, fmt.Errorf("back up the source's %s: snapshot %s is %s: %s", source, snap.ID, snap.Status, snap.Error)
+	if _, ok := component(snap, source); !ok {
+		return nil, nil
 	}
 	return snap, nil
+}
+
+// backUpSources takes a snapshot set of sources for a pass, tagged migrate-cluster.
+func backUpSources(ctx context.Context, m *ClusterMigration, repo *store.Repository, sources []string) (*store.Manifest, error) {
+	what := strings.Join(sources, ", ")
+	snap, err := Backup(ctx, m.cfg, repo, BackupRequest{Only: sources, Tags: []string{"migrate-cluster"}, LockWait: 10 * time.Minute}, m.log)
+	if err != nil {
+		return nil, fmt.Errorf("back up the source's %s: %w", what, err)
+	}
+	if snap.Status != store.StatusComplete {
+		return nil, fmt.Errorf("back up the source's %s: snapshot %s is %s: %s", what, snap.ID, snap.Status, snap.Error)
+	}
+	return snap, nil
+}
+
+// sourceSnapshot is a pass's snapshot of one source: --from-snapshot for its first pass when
+// that snapshot holds the source, else the run's one backup (backUpOnce), else a new backup of
+// the source alone.
+func (m *ClusterMigration) sourceSnapshot(ctx context.Context, repo *store.Repository, source string) (*store.Manifest, error) {
+	if snap, err := m.fromSnapshot(ctx, repo, source); snap != nil || err != nil {
+		return snap, err
+	}
+	if m.shared != nil {
+		if _, ok := component(m.shared, source); ok {
+			return m.shared, nil
+		}
+	}
+	return backUpSources(ctx, m, repo, []string{source})
 }
 
 // begin starts a pass's report, and records that the target is written to from here on: a
@@ -423,7 +472,7 @@ func (m *ClusterMigration) postgresPass(ctx context.Context, repo *store.Reposit
 		err = m.pitrPass(ctx, repo, rep)
 	} else {
 		var snap *store.Manifest
-		if snap, err = m.sourceSnapshot(ctx, repo, config.SourcePostgres, len(st.Passes) == 0); err == nil {
+		if snap, err = m.sourceSnapshot(ctx, repo, config.SourcePostgres); err == nil {
 			rep.How = "copy"
 			err = m.loadPostgres(ctx, repo, snap, rep)
 		}
@@ -618,7 +667,7 @@ func (m *ClusterMigration) blobsPass(ctx context.Context, repo *store.Repository
 		return nil, err
 	}
 	rep.How = "copy"
-	snap, err := m.sourceSnapshot(ctx, repo, config.SourceBlobs, len(st.Passes) == 0)
+	snap, err := m.sourceSnapshot(ctx, repo, config.SourceBlobs)
 	if err != nil {
 		return nil, err
 	}

@@ -281,6 +281,9 @@ func TestMigrateLangfuseWhole(t *testing.T) {
 	if rep.PassReport == nil || rep.BehindRows != 100 || rep.Postgres.Rows != 101 || rep.Blobs.Written != 5 {
 		t.Errorf("first pass: clickhouse %+v, postgres %+v, blobs %+v", rep.PassReport, rep.Postgres, rep.Blobs)
 	}
+	if rep.Snapshot == "" || rep.Postgres.Snapshot != rep.Snapshot || rep.Blobs.Snapshot != rep.Snapshot {
+		t.Errorf("the pass moved snapshots %s, %s and %s: want one cut of all three", rep.Postgres.Snapshot, rep.Snapshot, rep.Blobs.Snapshot)
+	}
 	exec(fmt.Sprintf(mcRows, db, 2, 50))
 	f.insert(t, 25)
 	f.putBlobs(t, 5, 6)
