@@ -105,6 +105,9 @@ type Postgres struct {
 	// PITRChainInterval starts a new chain (a new base) once the current one is this old, so
 	// that old chains go with their bases under [retention]; default 24h.
 	PITRChainInterval Duration `toml:"pitr_chain_interval"`
+	// PITRChainWithBackup also starts a new chain with each backup set that holds a full
+	// PostgreSQL snapshot, so that chains follow the sets under [retention].
+	PITRChainWithBackup bool `toml:"pitr_chain_with_backup"`
 	// PITRWarnRetainedMiB warns (page, /metrics) once the slot holds back this much WAL on the
 	// server; default 1024.
 	PITRWarnRetainedMiB int64 `toml:"pitr_warn_retained_mib"`

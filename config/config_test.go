@@ -218,6 +218,11 @@ mode = "freeze"
 			want: []Problem{{Key: "postgres.pitr_chain_interval", Line: 6, Message: "at least 1m"}},
 		},
 		{
+			name: "chains with each backup set only with point-in-time recovery",
+			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\npitr_chain_with_backup = true\n",
+			want: []Problem{{Key: "postgres.pitr_chain_with_backup", Line: 5, Message: "needs pitr = true"}},
+		},
+		{
 			name: "blobs: bad container name and two Azure credentials",
 			doc:  minimal + "[blobs]\nurl = \"azblob://Bad_Name\"\naccount_key = \"k\"\nsas_token = \"s\"\n",
 			want: []Problem{

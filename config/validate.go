@@ -281,6 +281,9 @@ func (c *checker) postgres(p *Postgres, required bool) {
 	if p.PITRSegmentInterval < 0 || p.PITRSegmentMiB < 0 || p.PITRWarnRetainedMiB < 0 {
 		c.add("postgres.pitr_segment_interval", "pitr_segment_interval, pitr_segment_mib and pitr_warn_retained_mib cannot be negative (0 takes the default)")
 	}
+	if p.PITRChainWithBackup && !p.PITR {
+		c.add("postgres.pitr_chain_with_backup", "needs pitr = true: it starts point-in-time chains")
+	}
 	if p.PITRChainInterval < 0 || (p.PITRChainInterval > 0 && time.Duration(p.PITRChainInterval) < time.Minute) {
 		c.add("postgres.pitr_chain_interval", "%s: at least 1m (each new chain takes a new base; 0 takes the default, 24h)", time.Duration(p.PITRChainInterval))
 	}

@@ -296,6 +296,9 @@ func (d *Daemon) safeRun(ctx context.Context, j Job, r *Run) (err error) {
 			}
 			d.metrics.observeSnapshot(m)
 		}
+		if err == nil {
+			d.pitrChainWith(m)
+		}
 		return err
 	case config.ActionPrune:
 		rep, err := Prune(ctx, d.repo, RetentionPolicy(d.cfg.Retention), false, 10*time.Minute)

@@ -11,6 +11,7 @@ import (
 	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/postgres/pitr"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // pitrRunner keeps the PostgreSQL change stream running for the daemon's life. Daemons sharing a
@@ -58,6 +59,20 @@ func (r *pitrRunner) run(ctx context.Context, d *Daemon) {
 		case <-ctx.Done():
 			return
 		case <-time.After(pitrRetry):
+		}
+	}
+}
+
+// pitrChainWith starts a new chain after backup set m if [postgres] pitr_chain_with_backup asks
+// for one with each set holding a full PostgreSQL snapshot.
+func (d *Daemon) pitrChainWith(m *store.Manifest) {
+	if d.pitr == nil || !d.cfg.Postgres.PITRChainWithBackup || m == nil || m.Status != store.StatusComplete {
+		return
+	}
+	for _, c := range m.Components {
+		if c.Source == config.SourcePostgres && c.Status == store.StatusComplete {
+			d.pitr.s.NewChainAfter(m.End, fmt.Sprintf("backup set %s holds a full PostgreSQL snapshot ([postgres] pitr_chain_with_backup)", m.ID))
+			return
 		}
 	}
 }

@@ -94,8 +94,8 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 					return err
 				}
 			}
-			if !st.inTx && time.Since(chain.Created) >= s.ChainEvery {
-				return s.rotate(ctx, repo, aux, repl, st)
+			if why := s.rotation(chain); why != "" && !st.inTx {
+				return s.rotate(ctx, repo, aux, repl, st, why)
 			}
 		}
 		if !st.inTx && (st.seg.w.Bytes() >= s.Bytes || time.Since(st.seg.opened) >= s.Interval) {
@@ -124,14 +124,15 @@ func (s *Streamer) stream(ctx context.Context, repo *store.Repository, aux *pgx.
 	}
 }
 
-// rotate ends a chain that reached ChainEvery: everything received is made durable first, so
-// the chain ends as late as it can, and the next chain's base follows at once (runChain).
-func (s *Streamer) rotate(ctx context.Context, repo *store.Repository, aux *pgx.Conn, repl *pgconn.PgConn, st *streamState) error {
+// rotate ends a chain that reached ChainEvery, or that NewChainAfter ended, for why:
+// everything received is made durable first, so the chain ends as late as it can, and the next
+// chain's base follows at once (runChain).
+func (s *Streamer) rotate(ctx context.Context, repo *store.Repository, aux *pgx.Conn, repl *pgconn.PgConn, st *streamState, why string) error {
 	if err := s.cut(ctx, repo, aux, repl, st); err != nil {
 		return err
 	}
-	return errNewBase{fmt.Sprintf("point-in-time recovery: chain %s is %s old ([postgres] pitr_chain_interval %s): it ends at %s and a new chain starts with a new base, so that older chains go with their bases under [retention]; a time between the two is refused, naming both",
-		st.chain.ID, time.Since(st.chain.Created).Round(time.Second), s.ChainEvery, st.durable)}
+	return errNewBase{fmt.Sprintf("point-in-time recovery: chain %s ends at %s, as %s, and a new chain starts with a new base, so that older chains go with their bases under [retention]; a time between the two is refused, naming both",
+		st.chain.ID, st.durable, why)}
 }
 
 // probeTimeout bounds each query on the auxiliary connection while streaming: a server or a

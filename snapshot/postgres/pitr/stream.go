@@ -45,6 +45,10 @@ type Streamer struct {
 	// writer names this process in the chain's successor claims (cut.go): host, pid and a
 	// random part, so a restarted process is another writer.
 	writer string
+	// rotateAfter (NewChainAfter) ends a chain created before it at the next transaction
+	// boundary, for rotateWhy.
+	rotateAfter time.Time
+	rotateWhy   string
 
 	// decodingWorkMem, when set (tests), is the walsender's logical_decoding_work_mem: past it
 	// the server streams a transaction in progress.
@@ -73,6 +77,31 @@ func (s *Streamer) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state
+}
+
+// NewChainAfter asks the stream to end its chain, if that chain was created before at, and to
+// start a new one with a new base, saying why: [postgres] pitr_chain_with_backup asks with each
+// backup set that holds a full PostgreSQL snapshot, so chains follow the sets and go with them
+// under retention. A chain started since at is left alone, so one set never starts two chains.
+func (s *Streamer) NewChainAfter(at time.Time, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at.After(s.rotateAfter) {
+		s.rotateAfter, s.rotateWhy = at, why
+	}
+}
+
+// rotation says why chain c ends now for a new one, or "" while it goes on.
+func (s *Streamer) rotation(c *Chain) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.Created.Before(s.rotateAfter) {
+		return s.rotateWhy
+	}
+	if age := time.Since(c.Created); age >= s.ChainEvery {
+		return fmt.Sprintf("it is %s old ([postgres] pitr_chain_interval %s)", age.Round(time.Second), s.ChainEvery)
+	}
+	return ""
 }
 
 func (s *Streamer) update(f func(*State)) {
