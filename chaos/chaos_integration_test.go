@@ -123,7 +123,8 @@ type suite struct {
 	loadDone chan struct{}
 	ledgerMu sync.Mutex
 	ledgers  []string
-	blobs    *ingest // Langfuse's event files, beside the load
+	blobs    *ingest    // Langfuse's event files, beside the load
+	pitr     *pitrChaos // TestChaosPITR's writer, ledger and checks; nil in TestChaos
 
 	// What the suite prints last.
 	injected  []string
@@ -165,64 +166,79 @@ func newSuite(t *testing.T, env *devstack.Env) *suite {
 func (s *suite) faults() []fault {
 	replica := 1 + s.rng.IntN(len(s.env.CHNative))
 	ch := "ch" + strconv.Itoa(replica)
-	hold := func(reduced, full time.Duration) time.Duration {
-		if s.full {
-			return full
-		}
-		return reduced
-	}
+	hold := s.hold
 	zkTimeout := s.cfg.ZooKeeper.SessionTimeout.D()
 	storage := []string{"storage", "blob", "azure", s.proxy.Addr()}
+	replicaKilled := fault{name: "clickhouse " + ch + " killed -9 and restarted", cause: []string{ch, s.env.CHNative[replica-1], s.env.CHHTTP[replica-1], "replica"},
+		inject: func(ctx context.Context, s *suite) error {
+			if err := killService(s.env, ch); err != nil {
+				return err
+			}
+			sleep(ctx, hold(3*time.Second, 10*time.Second))
+			return s.startReplica(ctx, replica)
+		}}
+	zkStopped := fault{name: "zookeeper stopped past the session timeout", cause: []string{"zookeeper", s.env.ZK, "zk", "readonly", "claim"},
+		inject: func(ctx context.Context, s *suite) error {
+			if err := s.env.Stop(ctx, "zk"); err != nil {
+				return err
+			}
+			sleep(ctx, zkTimeout+hold(2*time.Second, 10*time.Second))
+			return s.env.Start(ctx, "zk")
+		}}
+	pgRestarted := fault{name: "postgresql restarted", cause: []string{"postgres", "pg_dump", "sqlstate", hostPort(s.pgDSN)}, within: 300 * time.Millisecond,
+		inject: func(ctx context.Context, s *suite) error {
+			if err := s.env.Stop(ctx, "pg"); err != nil {
+				return err
+			}
+			sleep(ctx, hold(time.Second, 5*time.Second))
+			return s.env.Start(ctx, "pg")
+		}}
+	unavailable := fault{name: "storage answers 503", cause: append(slices.Clone(storage), "503", "ServerBusy"), full: true,
+		inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Unavailable}, hold(6*time.Second, 20*time.Second))}
+	stalls := fault{name: "storage stalls", cause: append(slices.Clone(storage), "timeout", "deadline", "timed out"), full: true,
+		inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Stall, Stall: hold(20*time.Second, 45*time.Second)}, hold(5*time.Second, 15*time.Second))}
+	daemonKilled := fault{name: "daemon killed -9 and restarted", cause: []string{"stopped during this run", "daemon"}, inject: restartDaemon}
 	return []fault{
-		{name: "clickhouse " + ch + " killed -9 and restarted", cause: []string{ch, s.env.CHNative[replica-1], s.env.CHHTTP[replica-1], "replica"},
-			inject: func(ctx context.Context, s *suite) error {
-				if err := killService(s.env, ch); err != nil {
-					return err
-				}
-				sleep(ctx, hold(3*time.Second, 10*time.Second))
-				return s.startReplica(ctx, replica)
-			}},
-		{name: "zookeeper stopped past the session timeout", cause: []string{"zookeeper", s.env.ZK, "zk", "readonly", "claim"},
-			inject: func(ctx context.Context, s *suite) error {
-				if err := s.env.Stop(ctx, "zk"); err != nil {
-					return err
-				}
-				sleep(ctx, zkTimeout+hold(2*time.Second, 10*time.Second))
-				return s.env.Start(ctx, "zk")
-			}},
-		{name: "postgresql restarted", cause: []string{"postgres", "pg_dump", "sqlstate", hostPort(s.pgDSN)}, within: 300 * time.Millisecond,
-			inject: func(ctx context.Context, s *suite) error {
-				if err := s.env.Stop(ctx, "pg"); err != nil {
-					return err
-				}
-				sleep(ctx, hold(time.Second, 5*time.Second))
-				return s.env.Start(ctx, "pg")
-			}},
-		{name: "storage answers 503", cause: append(storage, "503", "ServerBusy"), full: true,
-			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Unavailable}, hold(6*time.Second, 20*time.Second))},
-		{name: "storage resets connections", cause: append(storage, "reset", "EOF", "broken pipe"),
+		replicaKilled,
+		zkStopped,
+		pgRestarted,
+		unavailable,
+		{name: "storage resets connections", cause: append(slices.Clone(storage), "reset", "EOF", "broken pipe"),
 			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Reset, After: int64(1<<10 + s.rng.IntN(256<<10))}, hold(6*time.Second, 20*time.Second))},
-		{name: "storage stalls", cause: append(storage, "timeout", "deadline", "timed out"), full: true,
-			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Stall, Stall: hold(20*time.Second, 45*time.Second)}, hold(5*time.Second, 15*time.Second))},
-		{name: "storage sends slow bodies", cause: append(storage, "timeout", "deadline", "timed out"), full: true,
+		stalls,
+		{name: "storage sends slow bodies", cause: append(slices.Clone(storage), "timeout", "deadline", "timed out"), full: true,
 			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Throttle, BytesPerSecond: 32 << 10}, hold(6*time.Second, 20*time.Second))},
-		{name: "daemon killed -9 and restarted", cause: []string{"stopped during this run", "daemon"},
-			inject: func(ctx context.Context, s *suite) error {
-				s.killDaemon()
-				sleep(ctx, time.Second)
-				s.startDaemon()
-				return nil
-			}},
+		daemonKilled,
 		{name: "filesystem repository out of space (tmpfs)", cause: []string{"no space left on device"}, fs: true,
-			inject: func(ctx context.Context, s *suite) error {
-				filler, err := fill(s.tmpfs)
-				if err != nil {
-					return err
-				}
-				sleep(ctx, hold(6*time.Second, 20*time.Second))
-				return os.Remove(filler)
-			}},
+			inject: s.outOfSpace(hold(6*time.Second, 20*time.Second))},
+		// Two faults at once (full suite only): a run may then fail naming either.
+		combined("clickhouse "+ch+" killed -9 while storage stalls", replicaKilled, stalls),
+		combined("zookeeper stopped while postgresql restarts", pgRestarted, zkStopped),
+		combined("daemon killed -9 during a storage outage (503)", daemonKilled, unavailable),
 	}
+}
+
+// combined injects a and b at once: a in the caller's goroutine (it may stop and start the
+// daemon, which fails the test from there), b beside it, which must touch neither the daemon nor
+// the test. Its name starts with "combined:", which TRACEVAULT_CHAOS_FAULTS can select.
+func combined(name string, a, b fault) fault {
+	if a.fs != b.fs {
+		panic("combined fault " + name + ": both faults must use the same repository")
+	}
+	within := a.within
+	if b.within != 0 && (within == 0 || b.within < within) {
+		within = b.within
+	}
+	return fault{name: "combined: " + name, cause: append(slices.Clone(a.cause), b.cause...), fs: a.fs, full: true, within: within,
+		inject: func(ctx context.Context, s *suite) error {
+			done := make(chan error, 1)
+			go func() { done <- b.inject(ctx, s) }()
+			errA := a.inject(ctx, s)
+			if errB := <-done; errB != nil {
+				return errors.Join(errA, fmt.Errorf("%s: %w", b.name, errB))
+			}
+			return errA
+		}}
 }
 
 // startReplica starts ClickHouse replica i (1-based) after a kill. devstack.sh waits 90 s for it to
@@ -285,6 +301,34 @@ func (s *suite) wanted(f fault) bool {
 	return !f.full || s.full
 }
 
+// hold is how long a fault lasts in the reduced and in the full suite.
+func (s *suite) hold(reduced, full time.Duration) time.Duration {
+	if s.full {
+		return full
+	}
+	return reduced
+}
+
+// restartDaemon kills the daemon with SIGKILL and starts it again.
+func restartDaemon(ctx context.Context, s *suite) error {
+	s.killDaemon()
+	sleep(ctx, time.Second)
+	s.startDaemon()
+	return nil
+}
+
+// outOfSpace fills the tmpfs repository's filesystem for d.
+func (s *suite) outOfSpace(d time.Duration) func(context.Context, *suite) error {
+	return func(ctx context.Context, s *suite) error {
+		filler, err := fill(s.tmpfs)
+		if err != nil {
+			return err
+		}
+		sleep(ctx, d)
+		return os.Remove(filler)
+	}
+}
+
 func (s *suite) storageFault(m faultproxy.Mode, hold time.Duration) func(context.Context, *suite) error {
 	return func(ctx context.Context, s *suite) error {
 		s.proxy.Set(m)
@@ -299,7 +343,7 @@ func (s *suite) storageFault(m faultproxy.Mode, hold time.Duration) func(context
 func (s *suite) start() {
 	t := s.t
 	ctx := context.Background()
-	s.bin = buildBinary(t, s.dir)
+	s.prepare()
 	// The reduced suite seeds the current month only: fewer partitions to back up and restore
 	// (the load's late events add the three before it).
 	seed := demo.Options{ClickHouse: s.env.CHNative, ClickHouseHTTP: s.env.CHHTTP, Cluster: s.env.CHCluster,
@@ -317,17 +361,6 @@ func (s *suite) start() {
 		t.Fatalf("seed the chaos databases: %v", err)
 	}
 
-	blob, err := blobEndpoint(s.env.AzureConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.proxy, err = faultproxy.Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(s.logFile("proxy.log"), nil))); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.proxy.Close() })
-	s.listen = freeAddr(t)
-	s.tmpfs = s.mountTmpfs()
-
 	s.startIngest()
 	s.cfg = s.writeConfig(false)
 	s.startLoad()
@@ -342,15 +375,27 @@ func (s *suite) start() {
 	}
 }
 
+// prepare builds the binary and sets up what every chaos test puts around its daemon: the fault
+// proxy in front of Azurite, the daemon's [web] listen address and the tmpfs repository.
+func (s *suite) prepare() {
+	t := s.t
+	s.bin = buildBinary(t, s.dir)
+	blob, err := blobEndpoint(s.env.AzureConnectionString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.proxy, err = faultproxy.Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(s.logFile("proxy.log"), nil))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.proxy.Close() })
+	s.listen = freeAddr(t)
+	s.tmpfs = s.mountTmpfs()
+}
+
 // round injects one fault at a random moment inside a running backup and checks the aftermath.
 func (s *suite) round(f fault, restore bool) {
-	t := s.t
-	if f.fs != s.fs {
-		if f.fs && s.tmpfs == "" {
-			t.Logf("chaos: %s skipped: no tmpfs could be mounted here (needs root)", f.name)
-			return
-		}
-		s.switchRepository(f.fs)
+	if !s.onRepository(f) {
+		return
 	}
 	if s.injectAndHeal(f) && restore {
 		s.checkNewest()
@@ -362,7 +407,6 @@ func (s *suite) round(f fault, restore bool) {
 // complete snapshot; false when no backup succeeded, which it reports.
 func (s *suite) injectAndHeal(f fault) bool {
 	t := s.t
-	ctx := context.Background()
 	if err := s.waitRunning(2 * time.Minute); err != nil {
 		t.Errorf("before %s: %v", f.name, err)
 		return false
@@ -371,29 +415,53 @@ func (s *suite) injectAndHeal(f fault) bool {
 	if within == 0 {
 		within = 1500 * time.Millisecond
 	}
-	sleep(ctx, time.Duration(s.rng.Int64N(int64(within))))
-	injected := time.Now()
-	t.Logf("chaos: injecting %s", f.name)
-	s.injected = append(s.injected, f.name)
-	if err := f.inject(ctx, s); err != nil {
-		t.Fatalf("inject %s: %v", f.name, err)
-	}
-	healed := time.Now()
-	select {
-	case err := <-s.exited:
-		t.Errorf("the daemon exited during %s: %v; see %s", f.name, err, s.daemonLog())
-		s.startDaemon()
-	default:
-	}
-	success, ok := s.waitSuccess(healed, 4*time.Minute)
+	injected, healed := s.inject(f, within)
+	// A run started after the heal must succeed: the full suite's backups of the whole demo
+	// database take two to three minutes on a loaded machine, and one may be under way.
+	wait := s.hold(4*time.Minute, 10*time.Minute)
+	success, ok := s.waitSuccess(healed, wait)
 	if !ok {
-		t.Errorf("no backup succeeded within 4 minutes after %s was healed; see %s", f.name, s.daemonLog())
+		t.Errorf("no backup succeeded within %s after %s was healed; see %s", wait, f.name, s.daemonLog())
 		return false
 	}
 	t.Logf("chaos: %s healed after %s; run %s succeeded (snapshot %s)", f.name, healed.Sub(injected).Round(time.Millisecond), success.ID, success.Snapshot)
 	s.checkRuns(f, injected, success.Start)
 	s.verifyComplete()
 	return true
+}
+
+// onRepository points the daemon at the repository f needs, and says whether f can run.
+func (s *suite) onRepository(f fault) bool {
+	if f.fs != s.fs {
+		if f.fs && s.tmpfs == "" {
+			s.t.Logf("chaos: %s skipped: no tmpfs could be mounted here (needs root)", f.name)
+			return false
+		}
+		s.switchRepository(f.fs)
+	}
+	return true
+}
+
+// inject injects f after a random delay below within, and returns when it began and ended. A
+// daemon that exited meanwhile is an error, and is started again.
+func (s *suite) inject(f fault, within time.Duration) (injected, healed time.Time) {
+	t := s.t
+	ctx := context.Background()
+	sleep(ctx, time.Duration(s.rng.Int64N(int64(within))))
+	injected = time.Now()
+	t.Logf("chaos: injecting %s", f.name)
+	s.injected = append(s.injected, f.name)
+	if err := f.inject(ctx, s); err != nil {
+		t.Fatalf("inject %s: %v", f.name, err)
+	}
+	healed = time.Now()
+	select {
+	case err := <-s.exited:
+		t.Errorf("the daemon exited during %s: %v; see %s", f.name, err, s.daemonLog())
+		s.startDaemon()
+	default:
+	}
+	return injected, healed
 }
 
 // checkRuns records the runs that failed while the fault lasted and checks that their error, in
@@ -729,33 +797,13 @@ func (s *suite) stop() {
 // proxy.
 func (s *suite) writeConfig(fs bool) *config.Config {
 	storage, proxied := s.storageConfig(fs)
-	text := fmt.Sprintf(`[storage]
-%s
-[postgres]
-dsn = %q
-
-[clickhouse]
-addresses = %s
-http_addresses = %s
-cluster = %q
-databases = [%q]
-%s
-[zookeeper]
-servers = [%q]
-session_timeout = "4s"
-
-[[jobs]]
-name = "chaos-backup"
-schedule = "*/5 * * * * *"
-action = "backup"
-timeout = "3m"
-catch_up = "none"
-
-[web]
-listen = %q
-
-%s`, storage, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.listen, s.blobsConfig(proxied))
-	return s.loadConfig(text, fs)
+	var sources string
+	if s.pitr != nil {
+		sources = s.pitr.config(s)
+	} else {
+		sources = s.sourcesConfig(proxied)
+	}
+	return s.loadConfig(fmt.Sprintf("[storage]\n%s\n[web]\nlisten = %q\n\n%s", storage, s.listen, sources), fs)
 }
 
 // storageConfig is the daemon's [storage] section for one repository, named after the scratch
@@ -791,6 +839,32 @@ func (s *suite) loadConfig(text string, fs bool) *config.Config {
 	return &direct
 }
 
+// sourcesConfig is TestChaos's sources and backup job: the demo databases, ZooKeeper and
+// Langfuse's blob container (proxied: its storage endpoint, which the suite's faults hit).
+func (s *suite) sourcesConfig(proxied string) string {
+	return fmt.Sprintf(`[postgres]
+dsn = %q
+
+[clickhouse]
+addresses = %s
+http_addresses = %s
+cluster = %q
+databases = [%q]
+%s
+[zookeeper]
+servers = [%q]
+session_timeout = "4s"
+
+[[jobs]]
+name = "chaos-backup"
+schedule = "*/5 * * * * *"
+action = "backup"
+timeout = "3m"
+catch_up = "none"
+
+%s`, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.blobsConfig(proxied))
+}
+
 // include narrows the reduced suite's backups to the tables the load and the blob ingestion write, which keeps each
 // run and restore short; the full suite backs up the whole demo database.
 func (s *suite) include() string {
@@ -818,6 +892,10 @@ func (s *suite) switchRepository(fs bool) {
 	s.stopDaemon()
 	s.cfg = s.writeConfig(fs)
 	s.startDaemon()
+	if s.pitr != nil {
+		s.pitr.waitCovered(s, time.Now())
+		return
+	}
 	if _, ok := s.waitSuccess(time.Now(), 4*time.Minute); !ok {
 		s.t.Fatalf("no backup succeeded to the %s repository; see %s", s.repoName(), s.daemonLog())
 	}
@@ -885,10 +963,11 @@ func (s *suite) stopDaemon() {
 
 // status reads the status page's JSON. The page bounds each read of the repository (1.5 s) and
 // keeps an error for its cache's 5 s, so on a loaded machine a read may time out: it is asked
-// again for up to 20 s before that counts as a failure.
+// again for up to a minute (reads timed out for over 20 s at a load average of 70) before that
+// counts as a failure.
 func (s *suite) status() (jobs.Status, error) {
 	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
 		var st jobs.Status
 		if st, err = s.statusOnce(); err == nil {
 			return st, nil
