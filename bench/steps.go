@@ -136,7 +136,8 @@ func (b *bench) measure(ctx context.Context) error {
 
 // clickhouse measures every ClickHouse step of d's world at one scale: backups, restores and
 // the incremental backup everywhere; on the cluster also the replica rebuild (ch-modern has no
-// peer) and the repository pipeline (one per scale: it measures no server).
+// peer), the move to ch-modern (migrate-cluster) and the repository pipeline (one per scale: it
+// measures no server).
 func (b *bench) clickhouse(ctx context.Context, s int, d *chData) error {
 	full, err := b.clickhouseBackups(ctx, s, d)
 	if err != nil {
@@ -152,6 +153,9 @@ func (b *bench) clickhouse(ctx context.Context, s int, d *chData) error {
 		return err
 	}
 	if err := b.clickhouseReplica(ctx, s, d, full); err != nil {
+		return err
+	}
+	if err := b.clickhouseMigrate(ctx, s, d); err != nil {
 		return err
 	}
 	return b.pipeline(ctx, s, full)
