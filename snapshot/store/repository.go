@@ -352,6 +352,11 @@ func (r *Repository) lookup(ctx context.Context, fingerprint string) (ObjectRef,
 		return ObjectRef{}, false, nil
 	}
 	info, err := r.b.Stat(ctx, ref.Name())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		// A storage fault or a deadline says nothing about the object: reporting it missing would
+		// send the operator after damage that is not there (and a pack cannot be uploaded again).
+		return ObjectRef{}, false, fmt.Errorf("check that object %s of an earlier snapshot still exists: %w", ref.Name(), err)
+	}
 	if err != nil || info.Size != ref.Size {
 		r.log.Warn("object named by an earlier snapshot is missing or damaged; uploading again", "object", ref.Name(), "err", err)
 		return ObjectRef{}, false, nil
