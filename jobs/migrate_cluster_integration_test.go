@@ -122,17 +122,7 @@ func TestMigrateClusterToReplicas(t *testing.T) {
 	}
 	modern("INSERT INTO " + db + ".schema_migrations VALUES (3, 0, 1)")
 
-	cfg := daemonConfig(t, env, t.TempDir())
-	cfg.ZooKeeper.Servers = nil
-	cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses = []string{env.CHModernNative}, []string{env.CHModernHTTP}
-	cfg.ClickHouse.Databases = []string{db}
-	repo, err := CreateRepository(ctx, cfg.Storage, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quote := func(xs []string) string { return `["` + strings.Join(xs, `", "`) + `"]` }
-	req := MigrateClusterRequest{Target: writeTarget(t, fmt.Sprintf("[clickhouse]\naddresses = %s\nhttp_addresses = %s\ncluster = %q\n[zookeeper]\nservers = [%q]\n",
-		quote(env.CHNative), quote(env.CHHTTP), env.CHCluster, env.ZK))}
+	cfg, repo, req := modernToCluster(t, env, db, env.CHCluster)
 
 	// A type 18.16 lacks is refused by name before anything is written.
 	modern(fmt.Sprintf("CREATE TABLE %s.events (id UInt64, payload JSON) ENGINE = MergeTree ORDER BY id", db))

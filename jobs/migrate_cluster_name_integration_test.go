@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tracevault/tracevault/config"
 	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/snapshot/store"
 )
 
 // langfuseCluster is the second cluster name stack.sh gives the three 18.16 replicas, as a
@@ -29,6 +31,23 @@ func requireCluster(t *testing.T, env *devstack.Env, name string) {
 	}
 }
 
+// modernToCluster is a migration of db from ch-modern to the 18.16 replicas, ON CLUSTER
+// cluster: the source's configuration, its repository and the request.
+func modernToCluster(t *testing.T, env *devstack.Env, db, cluster string) (*config.Config, *store.Repository, MigrateClusterRequest) {
+	t.Helper()
+	cfg := daemonConfig(t, env, t.TempDir())
+	cfg.ZooKeeper.Servers = nil
+	cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses = []string{env.CHModernNative}, []string{env.CHModernHTTP}
+	cfg.ClickHouse.Databases = []string{db}
+	repo, err := CreateRepository(context.Background(), cfg.Storage, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quote := func(xs []string) string { return `["` + strings.Join(xs, `", "`) + `"]` }
+	return cfg, repo, MigrateClusterRequest{Target: writeTarget(t, fmt.Sprintf("[clickhouse]\naddresses = %s\nhttp_addresses = %s\ncluster = %q\n[zookeeper]\nservers = [%q]\n",
+		quote(env.CHNative), quote(env.CHHTTP), cluster, env.ZK))}
+}
+
 // TestMigrateClusterNamedCluster: ch-modern (one server, no macros, no ZooKeeper) to the 18.16
 // replicas through a cluster named other than `default`: the tables are created ON CLUSTER
 // langfuse, and each replica registers them under the target's own macros (shard 01, replica
@@ -37,7 +56,6 @@ func requireCluster(t *testing.T, env *devstack.Env, name string) {
 func TestMigrateClusterNamedCluster(t *testing.T) {
 	env := devstack.RequireModern(t)
 	requireCluster(t, env, langfuseCluster)
-	ctx := context.Background()
 	db := env.CHDatabase(t, "it_mcn")
 	if _, err := env.ModernQuery("CREATE DATABASE " + db + " ENGINE = Atomic"); err != nil {
 		t.Fatal(err)
@@ -52,18 +70,8 @@ func TestMigrateClusterNamedCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := daemonConfig(t, env, t.TempDir())
-	cfg.ZooKeeper.Servers = nil
-	cfg.ClickHouse.Addresses, cfg.ClickHouse.HTTPAddresses = []string{env.CHModernNative}, []string{env.CHModernHTTP}
-	cfg.ClickHouse.Databases = []string{db}
-	repo, err := CreateRepository(ctx, cfg.Storage, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quote := func(xs []string) string { return `["` + strings.Join(xs, `", "`) + `"]` }
-	req := MigrateClusterRequest{Cutover: true, AllowNonEmpty: true, // CHDatabase made the database; it holds no table
-		Target: writeTarget(t, fmt.Sprintf("[clickhouse]\naddresses = %s\nhttp_addresses = %s\ncluster = %q\n[zookeeper]\nservers = [%q]\n",
-			quote(env.CHNative), quote(env.CHHTTP), langfuseCluster, env.ZK))}
+	cfg, repo, req := modernToCluster(t, env, db, langfuseCluster)
+	req.Cutover, req.AllowNonEmpty = true, true // CHDatabase made the database; it holds no table
 	plan, rep := migrateOnce(t, cfg, repo, req)
 	if got := plan.Tables[len(plan.Tables)-1]; !strings.Contains(got.Create, "ON CLUSTER `"+langfuseCluster+"`") || plan.Target.Cluster != langfuseCluster {
 		t.Errorf("traces on cluster %s: %+v", langfuseCluster, got)
