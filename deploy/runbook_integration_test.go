@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracevault/tracevault/internal/devstack"
 )
@@ -59,10 +61,45 @@ var exitMark = regexp.MustCompile(`(?m)^@@exit (\d+)$`)
 
 // TestRunbookRestoreReplicaOnStack runs the "Restore one replica" block of deploy/README.md, as
 // written, with the built binary on PATH against the local stack: replica ch3 lost a replicated
-// table (dropped on ch3 alone, as after a volume loss); the first `check` must exit 1 naming the
-// fix, every later command must exit 0, and ch3 must hold the rows again.
+// table (dropped on ch3 alone); the first `check` must exit 1 naming the fix, every later
+// command must exit 0, and ch3 must hold the rows again.
 func TestRunbookRestoreReplicaOnStack(t *testing.T) {
 	env := devstack.Require(t)
+	runRestoreReplicaBlock(t, env, func(db string) {
+		if err := env.CHExec(2, "DROP TABLE "+db+".traces"); err != nil { // ch3 loses its table
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestRunbookReplicaLostOnStack runs the same block after ch3 lost its volume: stopped, the
+// test database's data and metadata removed from its disk, started again, with its
+// registration still in ZooKeeper, as a replica whose disk was replaced comes back.
+func TestRunbookReplicaLostOnStack(t *testing.T) {
+	devstack.Disruptive(t)
+	env := devstack.Require(t)
+	runRestoreReplicaBlock(t, env, func(db string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := env.Stop(ctx, "ch3"); err != nil {
+			t.Fatal(err)
+		}
+		dir := env.CHDataDirs[2]
+		for _, p := range []string{filepath.Join(dir, "data", db), filepath.Join(dir, "metadata", db), filepath.Join(dir, "metadata", db+".sql")} {
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := env.Start(ctx, "ch3"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// runRestoreReplicaBlock seeds a replicated table in a scratch database, lets lose take it from
+// ch3, then runs the block and checks each exit, the words and ch3's rows.
+func runRestoreReplicaBlock(t *testing.T, env *devstack.Env, lose func(db string)) {
+	t.Helper()
 	block := runbookBlock(t, "restore-replica")
 	db := env.CHDatabase(t, "it_runbook")
 	if got := chQuery(t, env.CHHTTP[2], "SELECT substitution FROM system.macros WHERE macro = 'replica'"); got != "ch3" {
@@ -81,9 +118,7 @@ func TestRunbookRestoreReplicaOnStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := env.CHExec(2, "DROP TABLE "+db+".traces"); err != nil { // ch3 loses its table
-		t.Fatal(err)
-	}
+	lose(db)
 
 	tmp := t.TempDir()
 	cfg := filepath.Join(tmp, "tracevault.toml")

@@ -40,6 +40,12 @@ func runbooks(t *testing.T) []string {
 	return files
 }
 
+// ownTest are the runbooks a test of their own runs as written, in the world they are for.
+var ownTest = map[string]string{
+	"docs/runbook-clickhouse-v4.md":           "TestMigrateClusterRunbooks (cmd/tracevault)",
+	"docs/runbook-single-node-to-replicas.md": "TestMigrateClusterRunbooks (cmd/tracevault)",
+}
+
 // shellBlock is one ```sh block of a runbook: its commands (continuation lines, pipes ending a
 // line and indented lines joined to the command they continue, comments dropped) and the
 // runbook-test marker before it, if any.
@@ -289,6 +295,10 @@ func TestRunbookCommandsOnStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel, _ := filepath.Rel(moduleRoot(t), doc)
+		if by := ownTest[rel]; by != "" {
+			t.Logf("%s: run by %s", rel, by)
+			continue
+		}
 		dir = filepath.Join(tmp, strings.NewReplacer("/", "_", ".", "_").Replace(rel))
 		writeTarget(t, env, dir, chDB)
 		for _, b := range shellBlocks(rel, string(data)) {
