@@ -40,16 +40,10 @@ var ErrNodesExist = errors.New("nodes already exist under the root")
 // metadata is better rebuilt with restore-replica than overwritten from an old record.
 func Restore(ctx context.Context, conn *zk.Conn, src NodeSource, opts RestoreOptions) (RestoreReport, error) {
 	var rep RestoreReport
-	root := strings.TrimSuffix(opts.Root, "/")
-	if root == "" {
-		root = "/"
-	}
+	root := restoreRoot(opts.Root)
 	if !opts.Replace {
-		if ok, st, err := conn.Exists(root); err != nil {
-			return rep, fmt.Errorf("check %s before restore: %w", root, err)
-		} else if ok && st.NumChildren > 0 {
-			err := fmt.Errorf("restore zookeeper under %s: %w (%d children); use --replace to overwrite their data, or restore-replica to rebuild one replica", root, ErrNodesExist, st.NumChildren)
-			if !opts.DryRun {
+		if err := refusal(conn, root); err != nil {
+			if !opts.DryRun || !errors.Is(err, ErrNodesExist) {
 				return rep, err
 			}
 			// A dry run shows the plan and what would be refused, rather than refusing.
@@ -118,6 +112,13 @@ type RestorePlan struct {
 // object's checksum only at its end, and Reader checks each node, so a swapped, truncated or
 // edited record fails before a single node is created. Memory stays bounded.
 func (r *Restorer) Plan(ctx context.Context, record io.Reader) (*RestorePlan, error) {
+	if !r.opts.Replace && !r.opts.DryRun {
+		// Refused before the record is read: a summary must not count a download as done
+		// work for a restore that was never going to write.
+		if err := refusal(r.conn, restoreRoot(r.opts.Root)); err != nil {
+			return nil, err
+		}
+	}
 	tmp, err := os.CreateTemp("", "tracevault-zk-record-*")
 	if err != nil {
 		return nil, fmt.Errorf("spool the zookeeper record before restoring it: %w; set TMPDIR to a writable directory", err)
@@ -242,6 +243,28 @@ func ensureParents(conn *zk.Conn, root string, dryRun bool) error {
 		if _, err := conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("create parent %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// restoreRoot is the node a restore writes under, "/" for the whole tree.
+func restoreRoot(root string) string {
+	if root = strings.TrimSuffix(root, "/"); root == "" {
+		return "/"
+	}
+	return root
+}
+
+// refusal is why a restore without --replace must not run: the root already has children, as
+// on a live ensemble, whose replicas' metadata is better rebuilt than overwritten.
+func refusal(conn *zk.Conn, root string) error {
+	ok, st, err := conn.Exists(root)
+	if err != nil {
+		return fmt.Errorf("check %s before restore: %w", root, err)
+	}
+	if ok && st.NumChildren > 0 {
+		return fmt.Errorf("restore zookeeper under %s: %w (%d children), nothing was restored; use --replace to overwrite their data, or restore-replica to rebuild one replica",
+			root, ErrNodesExist, st.NumChildren)
 	}
 	return nil
 }

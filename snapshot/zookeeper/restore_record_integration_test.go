@@ -86,3 +86,48 @@ func TestRestoreRecordChecksEverythingFirst(t *testing.T) {
 		t.Fatalf("restore of the intact record: %+v, %v", rep, err)
 	}
 }
+
+// TestRestoreRecordRefusesBeforeReading: on a root that has children a restore without
+// --replace is refused before its record is read, so the run's summary counts no download for
+// a restore that never writes; a dry run reads it, to show the plan beside the refusal.
+func TestRestoreRecordRefusesBeforeReading(t *testing.T) {
+	conn, _ := connectStack(t)
+	ctx := context.Background()
+	root := scratchRoot(t, conn)
+	addTable(t, conn, root, "traces")
+	var record bytes.Buffer
+	if _, err := Record(ctx, conn, RecordOptions{Roots: []string{root}}, &record); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		opts     RestoreOptions
+		wantRead bool
+	}{
+		{"refused", RestoreOptions{Root: root}, false},
+		{"dry run", RestoreOptions{Root: root, DryRun: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &countingReader{r: bytes.NewReader(record.Bytes())}
+			rep, err := RestoreRecord(ctx, conn, src, tc.opts)
+			if tc.wantRead != (src.n > 0) {
+				t.Errorf("read %d bytes of the record, want read %v", src.n, tc.wantRead)
+			}
+			refused := errors.Is(err, ErrNodesExist) || rep.WouldRefuse != ""
+			if !refused {
+				t.Errorf("not refused: %v, %+v", err, rep)
+			}
+		})
+	}
+}
+
+type countingReader struct {
+	r interface{ Read([]byte) (int, error) }
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
