@@ -89,6 +89,9 @@ type ClusterMigrationPlan struct {
 	// Sources are what the migration moves; Moves the plans of those beside ClickHouse.
 	Sources []string     `json:"sources"`
 	Moves   []SourceMove `json:"moves,omitempty"`
+	// Refused are ClickHouse's refusals that depend on what the target holds: every run stops
+	// on them before it writes.
+	Refused []string `json:"refused,omitempty"`
 }
 
 // ClusterMigration is a planned migration, both clusters connected. Close it when done.
@@ -654,6 +657,9 @@ func (p *ClusterMigrationPlan) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "moves: %s\n", strings.Join(p.Sources, ", "))
 	p.writeMoves(w)
+	for _, r := range p.Refused {
+		fmt.Fprintln(w, "refused: "+r)
+	}
 	if p.Topology == nil {
 		return // ClickHouse is not moved
 	}

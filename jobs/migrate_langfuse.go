@@ -186,11 +186,19 @@ func pgWhere(dsn string) (string, error) {
 	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, db), nil
 }
 
-// planMoves plans PostgreSQL and the blobs when moved, and loads their pass records.
+// planMoves plans PostgreSQL and the blobs when moved, and loads their pass records; for
+// ClickHouse it lists a target that holds tables as refused, so that --dry-run shows it.
 func (m *ClusterMigration) planMoves(ctx context.Context) error {
 	for _, s := range m.Plan.Sources {
 		var err error
 		switch s {
+		case config.SourceClickHouse:
+			if !m.state.Started && !m.req.AllowNonEmpty {
+				var refused usageError
+				if err = m.refuseNonEmpty(ctx); errors.As(err, &refused) {
+					m.Plan.Refused, err = append(m.Plan.Refused, refused.Error()), nil
+				}
+			}
 		case config.SourcePostgres:
 			err = m.planPostgres(ctx)
 		case config.SourceBlobs:
@@ -335,6 +343,9 @@ func (m *ClusterMigration) planBlobs(ctx context.Context) error {
 // refused is every refusal of the plan, each naming its source.
 func (p *ClusterMigrationPlan) refused() []string {
 	var out []string
+	for _, r := range p.Refused {
+		out = append(out, config.SourceClickHouse+": "+r)
+	}
 	for _, mv := range p.Moves {
 		for _, r := range mv.Refused {
 			out = append(out, mv.Source+": "+r)
@@ -349,12 +360,6 @@ func (p *ClusterMigrationPlan) refused() []string {
 func (m *ClusterMigration) Run(ctx context.Context, repo *store.Repository) (*MoveReport, error) {
 	if r := m.Plan.refused(); len(r) > 0 {
 		return nil, usageError{fmt.Errorf("the target cannot take this migration, nothing was written: %s", strings.Join(r, "; "))}
-	}
-	moves := slices.Contains(m.Plan.Sources, config.SourceClickHouse)
-	if moves && !m.state.Started && !m.req.AllowNonEmpty {
-		if err := m.refuseNonEmpty(ctx); err != nil {
-			return nil, err
-		}
 	}
 	start := time.Now()
 	rep := &MoveReport{}

@@ -51,8 +51,8 @@ func TestMovePlanRefusals(t *testing.T) {
 	p := &ClusterMigrationPlan{Sources: []string{"postgres", "blobs"}, Moves: []SourceMove{
 		{Source: "postgres", From: "a:5432/langfuse", To: "b:5432/langfuse", What: "database langfuse: 8 tables", Refused: []string{"the target database b:5432/langfuse holds 3 tables"}},
 		{Source: "blobs", From: "azblob://a", To: "azblob://b", What: "2 blobs, 10 B", Notes: []string{"the first pass creates it"}},
-	}}
-	if got := strings.Join(p.refused(), "|"); got != "postgres: the target database b:5432/langfuse holds 3 tables" {
+	}, Refused: []string{"the target already holds db on b:9000 (1 tables)"}}
+	if got := strings.Join(p.refused(), "|"); got != "clickhouse: the target already holds db on b:9000 (1 tables)|postgres: the target database b:5432/langfuse holds 3 tables" {
 		t.Errorf("refused %q", got)
 	}
 	m := &ClusterMigration{Plan: p}
@@ -61,7 +61,7 @@ func TestMovePlanRefusals(t *testing.T) {
 	}
 	var out bytes.Buffer
 	p.Write(&out)
-	for _, want := range []string{"moves: postgres, blobs", "postgres: a:5432/langfuse -> b:5432/langfuse: database langfuse: 8 tables", "  refused: the target database", "blobs: azblob://a -> azblob://b: 2 blobs", "  note: the first pass creates it"} {
+	for _, want := range []string{"moves: postgres, blobs", "\nrefused: the target already holds db", "postgres: a:5432/langfuse -> b:5432/langfuse: database langfuse: 8 tables", "  refused: the target database", "blobs: azblob://a -> azblob://b: 2 blobs", "  note: the first pass creates it"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the plan printed\n%s\nwithout %q", out.String(), want)
 		}
