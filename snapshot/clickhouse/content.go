@@ -84,7 +84,11 @@ func (c *contentSums) carried(ctx context.Context, id string) *ContentSum {
 	defer c.mu.Unlock()
 	if c.earlier == nil {
 		c.earlier = map[string]*ContentSum{}
-		if m, err := c.repo.Snapshot(ctx, "latest"); err == nil {
+		// The newest snapshot holding ClickHouse whole, whatever else it holds: "latest" is
+		// the newest full set of the configured sources, which a backup narrowed to
+		// ClickHouse (--only clickhouse) never writes, and every reused partition would
+		// then be read again to sum it.
+		if m, err := c.repo.Snapshot(ctx, "latest:clickhouse"); err == nil {
 			if sec, _, err := SnapshotSection(m); err == nil {
 				for _, t := range sec.Tables {
 					for _, p := range t.Partitions {
