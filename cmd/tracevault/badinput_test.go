@@ -86,6 +86,11 @@ func TestBadInputsExitCleanly(t *testing.T) {
 	}
 
 	toml := fmt.Sprintf("[storage]\nurl = \"file://%s/repo\"\n", dir)
+	// A migration target that names nothing to move to.
+	moveTarget := filepath.Join(dir, "target.toml")
+	if err := os.WriteFile(moveTarget, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env, stackErr := devstack.Load()
 	if stackErr == nil {
 		toml += fmt.Sprintf("[postgres]\ndsn = %q\n", env.PGDSN)
@@ -110,6 +115,9 @@ func TestBadInputsExitCleanly(t *testing.T) {
 		{"blank --tables=", []string{"restore", complete, "--only", "clickhouse", "--tables= "}, 2, []string{"--tables"}, false},
 		{"empty snapshot id", []string{"restore", "", "--only", "clickhouse"}, 2, []string{"argument 1", "empty"}, false},
 		{"empty --only on backup", []string{"backup", "--only", ""}, 2, []string{"--only"}, false},
+		{"migrate-cluster --only zookeeper", []string{"migrate-cluster", "--to", moveTarget, "--only", "zookeeper", "--dry-run"}, 2,
+			[]string{`--only "zookeeper": migrate-cluster moves postgres, clickhouse, blobs`}, false},
+		{"migrate-cluster to nothing", []string{"migrate-cluster", "--to", moveTarget, "--dry-run"}, 2, []string{"--to names no target"}, false},
 		{"empty --root on zk dump", []string{"zk", "dump", "--root", ""}, 2, []string{"--root"}, false},
 		{"empty --config", []string{"--config", "", "list"}, 2, []string{"--config"}, false},
 		{"empty delete id", []string{"delete", ""}, 2, []string{"empty"}, false},
