@@ -62,6 +62,7 @@ func (b *bench) clickhouseMigrate(ctx context.Context, scale int, d *chData) err
 		}
 		var rep struct {
 			Duration string `json:"duration"`
+			Behind   int    `json:"behind_partitions"`
 			Proof    *struct {
 				Rows bool `json:"rows_equal"`
 			} `json:"proof"`
@@ -69,8 +70,9 @@ func (b *bench) clickhouseMigrate(ctx context.Context, scale int, d *chData) err
 		if err := json.Unmarshal(out, &rep); err != nil {
 			return s, 0, fmt.Errorf("migrate-cluster output: %w", err)
 		}
-		if len(flags) > 0 && (rep.Proof == nil || !rep.Proof.Rows) {
-			return s, 0, fmt.Errorf("%w: the cutover proved no equal rows: %s", errAssertion, out)
+		// The cutover must move the changed partition, and nothing else changed.
+		if len(flags) > 0 && (rep.Proof == nil || !rep.Proof.Rows || rep.Behind != 1) {
+			return s, 0, fmt.Errorf("%w: the cutover moved %d partitions (want the changed one) or proved no equal rows: %s", errAssertion, rep.Behind, out)
 		}
 		took, err := time.ParseDuration(rep.Duration)
 		return s, took, err
