@@ -1,10 +1,13 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,6 +16,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,7 +165,6 @@ var notRun = []struct {
 	{regexp.MustCompile(`^helm template `), "rendered as written by TestReadmeHelmTemplateCommands; the apply needs AKS"},
 	{regexp.MustCompile(`^helm upgrade `), "installs the chart into AKS; its templates render in TestReadmeHelmTemplateCommands"},
 	{regexp.MustCompile(`^(install|systemctl|journalctl) `), "installs the systemd unit as root on a host; TestSystemdUnitsVerify checks the unit"},
-	{regexp.MustCompile(`^tracevault serve\b`), "runs until stopped; TestMakeRunConfigShowsTheWholeRestorePoint (cmd/tracevault) runs the daemon on the stack"},
 	{regexp.MustCompile(`^tracevault demo seed --traces 1000000\b`), "a million traces take minutes; every integration test seeds through the same demo.Seed"},
 	{regexp.MustCompile(`^tracevault restore --only postgres --(to|to-lsn) `), "point-in-time recovery needs a daemon streaming the change stream; TestPITRAcceptance (snapshot/postgres/pitr) restores to a time and an LSN"},
 	{regexp.MustCompile(`replay-events`), "needs Langfuse's admin replay route; TestReplayAgainstFakeLangfuseRoute drives it against a fake one"},
@@ -211,6 +215,7 @@ type expectation struct {
 }
 
 var expectations = []expectation{
+	{regexp.MustCompile(`^tracevault serve$`), 0, []string{"serving", "nightly", "/readyz: 200 OK"}, nil},
 	{regexp.MustCompile(`^tracevault --help`), 0, []string{"backup", "restore", "Examples"}, nil},
 	{regexp.MustCompile(`^tracevault config check`), 0, []string{"ok"}, nil},
 	{regexp.MustCompile(`^tracevault backup --only clickhouse --tables`), 0, []string{"complete"}, nil},
@@ -226,7 +231,7 @@ var expectations = []expectation{
 	{regexp.MustCompile(`^tracevault restore .*--only clickhouse .*--replace --dry-run`), 0, []string{"[overwrites live data]"}, nil},
 	{regexp.MustCompile(`^tracevault restore .*--dry-run`), 0, nil, nil},
 	// On a live ensemble, which the test's ZooKeeper is, these refuse and name --replace.
-	{regexp.MustCompile(`^tracevault restore .*--only zookeeper`), 1, []string{"nodes already exist", "--replace"}, nil},
+	{regexp.MustCompile(`^tracevault restore .*--only zookeeper`), 1, []string{"nodes already exist", "nothing was restored", "--replace"}, nil},
 	{regexp.MustCompile(`^tracevault restore latest --only clickhouse --cluster$`), 0, []string{"verified"}, loseCluster},
 	{regexp.MustCompile(`^tracevault restore .*--only clickhouse`), 0, []string{"verified"}, nil},
 	{regexp.MustCompile(`^tracevault restore .*--only postgres`), 0, []string{"restored"}, nil},
@@ -273,12 +278,18 @@ func TestRunbookCommandsOnStack(t *testing.T) {
 
 	bin := filepath.Dir(tracevaultBinary(t))
 	dir := tmp // each runbook runs in a directory of its own
-	run := func(script string) (int, string) {
+	shell := func(script string) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, "bash", "-c", script)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "TRACEVAULT_CONFIG="+sub.cfg, "NS=langfuse", "REPO="+sub.repo,
 			"PGHOST="+pgURL.Hostname(), "PGPORT="+pgURL.Port(), "PGUSER="+pgURL.User.Username(), "PGPASSWORD="+password(pgURL))
-		out, err := cmd.CombinedOutput()
+		return cmd
+	}
+	run := func(script string) (int, string) {
+		if script == "tracevault serve" {
+			return serveUntilReady(t, shell("exec "+script))
+		}
+		out, err := shell(script).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); ok {
 			return ee.ExitCode(), string(out)
 		} else if err != nil {
@@ -397,6 +408,8 @@ roots = ["/clickhouse/tables/01/%s"]
 clickhouse_dir = %q
 postgres_dir = %q
 clickhouse_database = %q
+[web]
+listen = "127.0.0.1:0"
 [drill]
 timeout = "10m"
 [retention]
@@ -406,6 +419,7 @@ min_age = "0s"
 name = "nightly"
 schedule = "0 3 * * *"
 action = "backup"
+catch_up = "none"
 `, s.repo, pgDSNFor(t, env, s.pgDB), tomlList(env.CHNative), tomlList(env.CHHTTP), env.CHCluster, s.chDB, env.ZK, s.chDB,
 		filepath.Join(migrations, "clickhouse"), filepath.Join(migrations, "postgres"), s.chDB)
 	if err := os.WriteFile(s.cfg, []byte(base), 0o600); err != nil {
@@ -534,4 +548,68 @@ func writeTarget(t *testing.T, env *devstack.Env, dir, db string) {
 	if err := os.WriteFile(filepath.Join(dir, "target.toml"), []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+var servingOn = regexp.MustCompile(`msg=serving listen=(\S+)`)
+
+// serveUntilReady starts the daemon as the README shows it, waits for the line that says where
+// it serves, reads its page and /readyz there, then stops it as systemd and Kubernetes do
+// (SIGTERM). Its output is the log, then what the page and /readyz answered.
+func serveUntilReady(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	var log safeBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := ""
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		m := servingOn.FindStringSubmatch(log.String())
+		if m == nil {
+			continue
+		}
+		page, ready := httpGet("http://"+m[1]+"/"), httpGet("http://"+m[1]+"/readyz")
+		if !strings.Contains(ready, "200") {
+			continue
+		}
+		out = "\n/: " + page + "\n/readyz: " + ready
+		break
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), log.String() + out
+	} else if err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	return 0, log.String() + out
+}
+
+// httpGet is a response's status and body, or the error, as text.
+func httpGet(u string) string {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.Status + " " + string(body)
+}
+
+// safeBuffer is a bytes.Buffer a child process writes while the test reads it.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
