@@ -150,6 +150,7 @@ func (p *pitrChaos) faults(s *suite) []fault {
 		{name: "storage stalls", full: true,
 			inject: s.storageFault(faultproxy.Mode{Fault: faultproxy.Stall, Stall: hold(20*time.Second, 45*time.Second)}, hold(5*time.Second, 15*time.Second))},
 		{name: "daemon SIGSTOPped past wal_sender_timeout", inject: p.freeze(hold(3*time.Second, 10*time.Second))},
+		{name: "daemon SIGSTOPped past wal_sender_timeout while a second daemon takes the slot", full: true, inject: p.takeover(hold(5*time.Second, 10*time.Second))},
 		{name: "daemon killed -9 and restarted", full: true, inject: restartDaemon},
 		{name: "filesystem repository out of space (tmpfs)", fs: true, inject: s.outOfSpace(hold(6*time.Second, 20*time.Second))},
 	}
@@ -164,28 +165,113 @@ func (p *pitrChaos) freeze(extra time.Duration) func(context.Context, *suite) er
 			return fmt.Errorf("SIGSTOP the daemon (pid %d): %w", pid, err)
 		}
 		defer syscall.Kill(pid, syscall.SIGCONT)
-		stopped := time.Now()
-		conn, err := pgx.Connect(ctx, s.env.PGDSN)
+		if err := p.waitDropped(ctx, s); err != nil {
+			return err
+		}
+		sleep(ctx, extra)
+		return nil
+	}
+}
+
+// takeover stops the daemon with SIGSTOP past wal_sender_timeout while a second daemon on the
+// same repository and slot takes the slot over and streams on, continues the first one (which
+// must store nothing the second went on from), then stops the second: the first takes the slot
+// back, as an HA pair's survivor would.
+func (p *pitrChaos) takeover(extra time.Duration) func(context.Context, *suite) error {
+	return func(ctx context.Context, s *suite) error {
+		text, err := os.ReadFile(filepath.Join(s.dir, "tracevault.toml"))
 		if err != nil {
 			return err
 		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		for {
-			var active bool
-			if err := conn.QueryRow(ctx, "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = $1", p.slot).Scan(&active); err != nil {
-				return fmt.Errorf("read slot %s: %w", p.slot, err)
+		second := filepath.Join(s.dir, "second.toml")
+		listen := freeAddr(s.t)
+		if err := os.WriteFile(second, []byte(strings.Replace(string(text), fmt.Sprintf("listen = %q", s.listen), fmt.Sprintf("listen = %q", listen), 1)), 0o600); err != nil {
+			return err
+		}
+		cmd := exec.Command(s.bin, "--config", second, "serve", "--grace", "10s")
+		out := s.logFile("daemon-second.log")
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start the second daemon: %w", err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		defer func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				<-exited
 			}
-			if !active {
+		}()
+		first, _, err := p.slotState(ctx, s)
+		if err != nil {
+			return err
+		}
+		pid := s.daemon.Process.Pid
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			return fmt.Errorf("SIGSTOP the daemon (pid %d): %w", pid, err)
+		}
+		defer syscall.Kill(pid, syscall.SIGCONT)
+		if err := p.waitDropped(ctx, s); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(time.Minute); ; sleep(ctx, 200*time.Millisecond) {
+			walsender, active, err := p.slotState(ctx, s)
+			if err != nil {
+				return err
+			}
+			if active && walsender != first {
 				break
 			}
-			if time.Since(stopped) > p.senderTimeout+30*time.Second {
-				return fmt.Errorf("slot %s still active %s after the daemon was stopped (wal_sender_timeout %s)", p.slot, time.Since(stopped).Round(time.Second), p.senderTimeout)
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the second daemon did not take slot %s within a minute; see %s", p.slot, filepath.Join(s.dir, "daemon-second.log"))
 			}
-			sleep(ctx, 200*time.Millisecond)
 		}
-		s.t.Logf("chaos: the server dropped the stopped daemon's walsender after %s", time.Since(stopped).Round(time.Millisecond))
+		s.t.Logf("chaos: the second daemon took slot %s", p.slot)
+		sleep(ctx, extra)
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			return err
+		}
 		sleep(ctx, extra)
 		return nil
+	}
+}
+
+// slotState reads the replication slot's walsender and whether it is active.
+func (p *pitrChaos) slotState(ctx context.Context, s *suite) (walsender int32, active bool, err error) {
+	conn, err := pgx.Connect(ctx, s.env.PGDSN)
+	if err != nil {
+		return 0, false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var pid *int32
+	if err := conn.QueryRow(ctx, "SELECT active_pid, active FROM pg_replication_slots WHERE slot_name = $1", p.slot).Scan(&pid, &active); err != nil {
+		return 0, false, fmt.Errorf("read slot %s: %w", p.slot, err)
+	}
+	if pid != nil {
+		walsender = *pid
+	}
+	return walsender, active, nil
+}
+
+// waitDropped waits until the server has dropped the stopped daemon's walsender.
+func (p *pitrChaos) waitDropped(ctx context.Context, s *suite) error {
+	stopped := time.Now()
+	for {
+		_, active, err := p.slotState(ctx, s)
+		if err != nil {
+			return err
+		}
+		if !active {
+			s.t.Logf("chaos: the server dropped the stopped daemon's walsender after %s", time.Since(stopped).Round(time.Millisecond))
+			return nil
+		}
+		if time.Since(stopped) > p.senderTimeout+30*time.Second {
+			return fmt.Errorf("slot %s still active %s after the daemon was stopped (wal_sender_timeout %s)", p.slot, time.Since(stopped).Round(time.Second), p.senderTimeout)
+		}
+		sleep(ctx, 200*time.Millisecond)
 	}
 }
 
