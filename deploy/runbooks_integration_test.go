@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -557,14 +555,22 @@ var servingOn = regexp.MustCompile(`msg=serving listen=(\S+)`)
 // (SIGTERM). Its output is the log, then what the page and /readyz answered.
 func serveUntilReady(t *testing.T, cmd *exec.Cmd) (int, string) {
 	t.Helper()
-	var log safeBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "serve.log")) // read while the daemon writes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	log := func() string {
+		b, _ := os.ReadFile(logFile.Name())
+		return string(b)
+	}
 	out := ""
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		m := servingOn.FindStringSubmatch(log.String())
+		m := servingOn.FindStringSubmatch(log())
 		if m == nil {
 			continue
 		}
@@ -576,13 +582,13 @@ func serveUntilReady(t *testing.T, cmd *exec.Cmd) (int, string) {
 		break
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), log.String() + out
+		return ee.ExitCode(), log() + out
 	} else if err != nil {
 		t.Fatalf("serve: %v", err)
 	}
-	return 0, log.String() + out
+	return 0, log() + out
 }
 
 // httpGet is a response's status and body, or the error, as text.
@@ -594,22 +600,4 @@ func httpGet(u string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.Status + " " + string(body)
-}
-
-// safeBuffer is a bytes.Buffer a child process writes while the test reads it.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
