@@ -113,6 +113,7 @@ type MovePass struct {
 	Written   int64      `json:"written,omitempty"`
 	Bytes     int64      `json:"bytes,omitempty"`
 	Identical int64      `json:"identical,omitempty"`
+	Deleted   int64      `json:"deleted,omitempty"` // gone from the source
 	Proof     *MoveProof `json:"proof,omitempty"`
 }
 
@@ -143,7 +144,10 @@ type moveState struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// Reached is the PITR chain and commit the PostgreSQL target was brought to.
 	Reached *pitr.Reached `json:"reached,omitempty"`
-	Passes  []MovePass    `json:"passes"`
+	// Owned: the target container was empty when the move began, so every blob in it is the
+	// source's, and one the source no longer has is deleted there.
+	Owned  bool       `json:"owned,omitempty"`
+	Passes []MovePass `json:"passes"`
 }
 
 func moveStatePath(target, source string) string {
@@ -333,8 +337,14 @@ func (m *ClusterMigration) planBlobs(ctx context.Context) error {
 		if !m.blobState.Started && !m.req.AllowNonEmpty {
 			mv.Refused = append(mv.Refused, fmt.Sprintf("the target container %s holds blobs (%s, ...): migrate into an empty container, or pass --allow-nonempty (blobs of the same name are replaced)", dst, first))
 		}
+		if !m.blobState.Owned {
+			mv.Notes = append(mv.Notes, "blobs the target held before the move are left alone, and so are those the source deletes meanwhile")
+		}
 	case err != nil:
 		mv.Notes = append(mv.Notes, fmt.Sprintf("the target container cannot be listed yet (%v): the first pass creates it", err))
+		fallthrough
+	default:
+		m.blobState.Owned = m.blobState.Owned || !m.blobState.Started
 	}
 	m.Plan.Moves = append(m.Plan.Moves, mv)
 	return nil
@@ -685,6 +695,11 @@ func (m *ClusterMigration) blobsPass(ctx context.Context, repo *store.Repository
 	if err != nil {
 		return nil, fmt.Errorf("blobs pass %d (resumable: run it again): %w", rep.Pass, err)
 	}
+	if st.Owned {
+		if rep.Deleted, err = m.deleteGone(ctx); err != nil {
+			return nil, fmt.Errorf("blobs pass %d (resumable: run it again): %w", rep.Pass, err)
+		}
+	}
 	if m.req.Cutover {
 		if rep.Proof, err = m.proveBlobs(ctx); err != nil {
 			return nil, fmt.Errorf("blobs cutover pass %d moved every change but the target does not equal the source: %w", rep.Pass, err)
@@ -693,39 +708,75 @@ func (m *ClusterMigration) blobsPass(ctx context.Context, repo *store.Repository
 	return m.finish(st, rep)
 }
 
+// listBlobs lists a container's blobs by name.
+func listBlobs(ctx context.Context, b config.Blobs) (map[string]blobs.Entry, blobs.Container, error) {
+	c, err := blobs.OpenContainer(ctx, b.URL, BlobCredentials(b), false)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]blobs.Entry{}
+	if err := c.List(ctx, func(e blobs.Entry) error { out[e.Name] = e; return nil }); err != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", c, err)
+	}
+	return out, c, nil
+}
+
+// bothListings lists the source and the target container.
+func (m *ClusterMigration) bothListings(ctx context.Context) (src, dst map[string]blobs.Entry, target blobs.Container, err error) {
+	if src, _, err = listBlobs(ctx, m.cfg.Blobs); err != nil {
+		return nil, nil, nil, fmt.Errorf("source: %w", err)
+	}
+	if dst, target, err = listBlobs(ctx, m.target.Blobs); err != nil {
+		return nil, nil, nil, fmt.Errorf("target: %w", err)
+	}
+	return src, dst, target, nil
+}
+
+// deleteGone deletes from a target this move owns the blobs the source no longer has: Langfuse
+// deletes blobs (retention, a deleted project) while the passes run.
+func (m *ClusterMigration) deleteGone(ctx context.Context) (int64, error) {
+	src, dst, target, err := m.bothListings(ctx)
+	if err != nil {
+		return 0, err
+	}
+	del, ok := target.(blobs.Deleter)
+	if !ok {
+		return 0, fmt.Errorf("the target container %s cannot delete blobs", target)
+	}
+	var n int64
+	for _, name := range sortedKeys(dst, nil) {
+		if _, kept := src[name]; kept {
+			continue
+		}
+		if err := del.Delete(ctx, name); err != nil {
+			return n, fmt.Errorf("delete %s from the target, gone from the source: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // proveBlobs compares both containers' listings, ingestion paused: the same names, each of the
-// same size, and the same MD5 where both list one.
+// same size, and the same MD5 where both list one. Blobs of a target the move does not own that
+// the source lacks are left out.
 func (m *ClusterMigration) proveBlobs(ctx context.Context) (*MoveProof, error) {
-	list := func(b config.Blobs) (map[string]blobs.Entry, error) {
-		c, err := blobs.OpenContainer(ctx, b.URL, BlobCredentials(b), false)
-		if err != nil {
-			return nil, err
-		}
-		out := map[string]blobs.Entry{}
-		if err := c.List(ctx, func(e blobs.Entry) error { out[e.Name] = e; return nil }); err != nil {
-			return nil, fmt.Errorf("list %s: %w", c, err)
-		}
-		return out, nil
-	}
-	src, err := list(m.cfg.Blobs)
+	src, dst, _, err := m.bothListings(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("source: %w", err)
-	}
-	dst, err := list(m.target.Blobs)
-	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
+		return nil, err
 	}
 	proof := &MoveProof{Compared: len(src)}
 	var diffs []string
-	byMD5 := 0
+	byMD5, foreign := 0, 0
 	for _, name := range sortedKeys(src, dst) {
 		a, inSrc := src[name]
 		b, inDst := dst[name]
 		switch {
 		case !inDst:
 			diffs = append(diffs, name+" is missing on the target")
+		case !inSrc && !m.blobState.Owned:
+			foreign++
 		case !inSrc:
-			diffs = append(diffs, name+" is on the target only (deleted on the source?)")
+			diffs = append(diffs, name+" is on the target only (deleted on the source since the pass?)")
 		case a.Size != b.Size:
 			diffs = append(diffs, fmt.Sprintf("%s: %d bytes on the target, %d on the source", name, b.Size, a.Size))
 		case a.MD5 != nil && b.MD5 != nil:
@@ -736,6 +787,9 @@ func (m *ClusterMigration) proveBlobs(ctx context.Context) (*MoveProof, error) {
 		}
 	}
 	proof.What = fmt.Sprintf("names and sizes, and MD5 of %d blobs listed with one on both sides", byMD5)
+	if foreign > 0 {
+		proof.What += fmt.Sprintf(" (%d blobs the target held before the move left out)", foreign)
+	}
 	return proof, proofErr(proof, diffs)
 }
 
@@ -779,7 +833,7 @@ func (r *MovePass) Write(w io.Writer) {
 	fmt.Fprint(w, "): ")
 	switch {
 	case r.Source == config.SourceBlobs:
-		fmt.Fprintf(w, "wrote %d blobs (%s) missing or changed on the target, %d identical", r.Written, store.HumanBytes(r.Bytes), r.Identical)
+		fmt.Fprintf(w, "wrote %d blobs (%s) missing or changed on the target, %d identical, deleted %d gone from the source", r.Written, store.HumanBytes(r.Bytes), r.Identical, r.Deleted)
 	case r.How == "copy":
 		fmt.Fprintf(w, "copied %d rows", r.Rows)
 	default:

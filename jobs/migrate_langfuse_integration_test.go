@@ -205,8 +205,9 @@ func TestMigratePostgresCatchUp(t *testing.T) {
 }
 
 // TestMigrateBlobs: the blob container moved to another one: a first pass writes every blob,
-// the next only those added or changed since, the cutover none and proves the listings equal;
-// a container that holds blobs is refused as a target before anything is written.
+// the next only those added or changed since and deletes the one deleted on the source, the
+// cutover none and proves the listings equal; a container that holds blobs is refused as a
+// target before anything is written.
 func TestMigrateBlobs(t *testing.T) {
 	env := devstack.Require(t)
 	ctx := context.Background()
@@ -221,13 +222,16 @@ func TestMigrateBlobs(t *testing.T) {
 	}
 	f.putBlobs(t, 5, 7)
 	putBlob(t, f.srcBlobs, "events/001.json", []byte(`{"event": 1, "edited": true}`))
-	if rep := move(t, f.cfg, repo, req).Blobs; rep.Written != 3 || rep.Identical != 4 {
-		t.Errorf("second pass: %+v; want 3 written (2 new, 1 changed), 4 identical", rep)
+	if err := f.srcBlobs.(blobs.Deleter).Delete(ctx, "events/004.json"); err != nil {
+		t.Fatal(err)
+	}
+	if rep := move(t, f.cfg, repo, req).Blobs; rep.Written != 3 || rep.Identical != 3 || rep.Deleted != 1 {
+		t.Errorf("second pass: %+v; want 3 written (2 new, 1 changed), 3 identical, 1 deleted", rep)
 	}
 	req.Cutover = true
 	rep := move(t, f.cfg, repo, req).Blobs
-	if rep.Written != 0 || rep.Proof == nil || !rep.Proof.Equal || rep.Proof.Compared != 7 {
-		t.Errorf("cutover: %+v proof %+v; want nothing written, 7 blobs equal", rep, rep.Proof)
+	if rep.Written != 0 || rep.Deleted != 0 || rep.Proof == nil || !rep.Proof.Equal || rep.Proof.Compared != 6 {
+		t.Errorf("cutover: %+v proof %+v; want nothing written, 6 blobs equal", rep, rep.Proof)
 	}
 
 	// A new migration into the container that now holds blobs.

@@ -71,3 +71,22 @@ func storeAzure(containerName string, c Credentials, create bool) store.AzureOpt
 	return store.AzureOptions{Container: containerName, ConnectionString: c.ConnectionString, AccountName: c.AccountName,
 		AccountKey: c.AccountKey, SASToken: c.SASToken, Endpoint: c.Endpoint, NoCreate: !create}
 }
+
+// Deleter is a container whose blobs can be deleted: a migration's target container loses the
+// blobs it was given that the source no longer has. A missing blob is no error.
+type Deleter interface {
+	Delete(ctx context.Context, name string) error
+}
+
+// Delete removes a blob.
+func (z *azureContainer) Delete(ctx context.Context, name string) error {
+	return z.a.Delete(ctx, z.prefix+name)
+}
+
+// Delete removes a blob's file.
+func (d *dir) Delete(ctx context.Context, name string) error {
+	if err := d.unfit(name); err != nil {
+		return err
+	}
+	return d.fs.Delete(ctx, name)
+}
