@@ -54,16 +54,17 @@ func (b *bench) clickhouseMigrate(ctx context.Context, scale int, d *chData) err
 		}
 		return excludeTables(source, local)
 	}
-	// pass runs one pass and returns the duration it reports (for a cutover: the downtime).
+	// pass runs one pass and returns the time the run reports (for a cutover: the downtime, its
+	// backup of the source included).
 	pass := func(ctx context.Context, flags ...string) (sample, time.Duration, error) {
 		s, out, err := command(ctx, nil, b.o.Tracevault, append([]string{"--config", source, "migrate-cluster", "--to", target, "--json"}, flags...)...)
 		if err != nil {
 			return s, 0, err
 		}
 		var rep struct {
-			Duration string `json:"duration"`
-			Behind   int    `json:"behind_partitions"`
-			Proof    *struct {
+			Took   string `json:"took"`
+			Behind int    `json:"behind_partitions"`
+			Proof  *struct {
 				Rows bool `json:"rows_equal"`
 			} `json:"proof"`
 		}
@@ -74,7 +75,7 @@ func (b *bench) clickhouseMigrate(ctx context.Context, scale int, d *chData) err
 		if len(flags) > 0 && (rep.Proof == nil || !rep.Proof.Rows || rep.Behind != 1) {
 			return s, 0, fmt.Errorf("%w: the cutover moved %d partitions (want the changed one) or proved no equal rows: %s", errAssertion, rep.Behind, out)
 		}
-		took, err := time.ParseDuration(rep.Duration)
+		took, err := time.ParseDuration(rep.Took)
 		return s, took, err
 	}
 	ch := clusterChange(b.env, d)
