@@ -107,6 +107,16 @@ func (a *app) migrateStepCommand(f *migrateFlags, use, short, kind string) *cobr
 					}
 				}
 				done, err := r.Migrate(ctx, op, before)
+				if err == nil && len(done) == 0 && !a.json {
+					// A silent exit 0 left the operator guessing whether it ran, and whether
+					// --snapshot-before took the snapshot the undo would need.
+					msg := "nothing to do: no migration to apply"
+					if f.snapshotBefore {
+						msg += ", so no snapshot was taken"
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), msg)
+					return nil
+				}
 				if perr := a.printSteps(cmd, "applied", done); perr != nil {
 					return perr
 				}

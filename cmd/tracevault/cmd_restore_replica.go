@@ -92,6 +92,11 @@ is made again from what is left to do.` + progressHelp,
 			for _, n := range plan.Notes {
 				fmt.Fprintln(out, "note:", n)
 			}
+			if len(plan.Steps) == 0 {
+				// "rebuilt: 0 steps" read as if something had been done to a replica that needed nothing.
+				fmt.Fprintf(out, "nothing to do: every table of %s is in its peers' groups\n", plan.Name)
+				return nil
+			}
 			fmt.Fprintf(out, "replica %s rebuilt: %d steps; %d tables hold their peers' rows per partition\n", plan.Name, len(plan.Steps), len(res.Verified))
 			return nil
 		},
