@@ -10,6 +10,8 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tracevault/tracevault/internal/doccmd"
 )
 
 // TestReadmeHelmTemplateCommands runs every `helm template` command of the runbook as written,
@@ -43,14 +45,17 @@ func TestReadmeHelmTemplateCommands(t *testing.T) {
 	}
 }
 
-// helmTemplateCommands returns the words of each `helm template` command in a sh block, with
-// continuation lines joined and the pipe into kubectl left out.
+// helmTemplateCommands returns the words of each `helm template` command in a sh block of the
+// Markdown text md, with continuation lines joined and the pipe into kubectl left out.
 func helmTemplateCommands(md string) [][]string {
 	var out [][]string
-	for _, m := range regexp.MustCompile("(?m)^helm template (?:[^\n]*\\\\\n)*[^\n]*").FindAllString(md, -1) {
-		line := strings.ReplaceAll(m, "\\\n", " ")
-		line, _, _ = strings.Cut(line, "|")
-		out = append(out, shellWords(line))
+	for _, b := range doccmd.Blocks("README.md", md) {
+		for _, c := range b.Commands() {
+			if strings.HasPrefix(c.Text, "helm template ") {
+				line, _, _ := strings.Cut(c.Text, "|")
+				out = append(out, shellWords(line))
+			}
+		}
 	}
 	return out
 }

@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/doccmd"
 )
 
-// runbookBlock returns the shell block of deploy/README.md that follows the marker comment
+// runbookBlock returns the sh block of deploy/README.md that follows the marker comment
 // <!-- runbook-test: NAME ... -->.
 func runbookBlock(t *testing.T, name string) string {
 	t.Helper()
@@ -25,22 +26,13 @@ func runbookBlock(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := string(data)
-	i := strings.Index(doc, "<!-- runbook-test: "+name)
-	if i < 0 {
-		t.Fatalf("README.md has no runbook-test marker for %s", name)
+	for _, b := range doccmd.Blocks("README.md", string(data)) {
+		if b.Marker == name {
+			return b.Text
+		}
 	}
-	rest := doc[i:]
-	start := strings.Index(rest, "```sh\n")
-	if start < 0 {
-		t.Fatalf("no ```sh block after the %s marker", name)
-	}
-	rest = rest[start+len("```sh\n"):]
-	end := strings.Index(rest, "```")
-	if end < 0 {
-		t.Fatalf("unterminated block after the %s marker", name)
-	}
-	return rest[:end]
+	t.Fatalf("README.md has no sh block after a runbook-test marker for %s", name)
+	return ""
 }
 
 func chQuery(t *testing.T, addr, sql string) string {
@@ -133,7 +125,7 @@ func runRestoreReplicaBlock(t *testing.T, env *devstack.Env, lose func(db string
 	var cmds []string
 	for _, line := range strings.Split(block, "\n") {
 		script.WriteString(line + "\n")
-		if code, _, _ := strings.Cut(line, "#"); strings.TrimSpace(code) != "" {
+		if code := doccmd.StripComment(line); strings.TrimSpace(code) != "" {
 			cmds = append(cmds, strings.TrimSpace(code))
 			script.WriteString("echo \"@@exit $?\"\n")
 		}

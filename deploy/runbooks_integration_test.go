@@ -24,6 +24,7 @@ import (
 
 	"github.com/tracevault/tracevault/demo"
 	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/doccmd"
 )
 
 // runbooks are the Markdown files an operator follows, in the order their commands run: the
@@ -43,111 +44,6 @@ func runbooks(t *testing.T) []string {
 	return files
 }
 
-// ownTest are the runbooks a test of their own runs as written, in the world they are for.
-var ownTest = map[string]string{
-	"docs/runbook-clickhouse-v4.md":           "TestMigrateClusterRunbooks (cmd/tracevault)",
-	"docs/runbook-single-node-to-replicas.md": "TestMigrateClusterRunbooks (cmd/tracevault)",
-}
-
-// shellBlock is one ```sh block of a runbook: its commands (continuation lines, pipes ending a
-// line and indented lines joined to the command they continue, comments dropped) and the
-// runbook-test marker before it, if any.
-type shellBlock struct {
-	doc, marker string
-	line        int
-	text        string
-	commands    []string
-}
-
-var (
-	fence        = regexp.MustCompile("^( *)```([a-z]*)\\s*$")
-	markerBefore = regexp.MustCompile(`<!-- runbook-test: ([a-z-]+)`)
-	hereDoc      = regexp.MustCompile(`<<-?'?([A-Z]+)'?\s*$`)
-)
-
-// shellBlocks returns the sh blocks of a Markdown file in order.
-func shellBlocks(doc, md string) []shellBlock {
-	var out []shellBlock
-	lines := strings.Split(md, "\n")
-	marker := ""
-	for i := 0; i < len(lines); i++ {
-		if m := markerBefore.FindStringSubmatch(lines[i]); m != nil {
-			marker = m[1]
-		}
-		m := fence.FindStringSubmatch(lines[i])
-		if m == nil {
-			continue
-		}
-		indent, info := m[1], m[2]
-		var body []string
-		start := i + 1
-		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
-			body = append(body, strings.TrimPrefix(lines[i], indent))
-		}
-		if info == "sh" {
-			text := strings.Join(body, "\n")
-			out = append(out, shellBlock{doc: doc, marker: marker, line: start, text: text, commands: shellCommands(text)})
-		}
-		marker = ""
-	}
-	return out
-}
-
-// shellCommands splits a block into commands as a reader would copy them: a line ending in \ or
-// |, and an indented line, continue the command before; a comment is dropped.
-func shellCommands(block string) []string {
-	var cmds []string
-	cont := false
-	heredoc := "" // the terminator of a here-document being read
-	for _, line := range strings.Split(block, "\n") {
-		if heredoc != "" {
-			cmds[len(cmds)-1] += "\n" + line
-			if strings.TrimSpace(line) == heredoc {
-				heredoc = ""
-			}
-			continue
-		}
-		if m := hereDoc.FindStringSubmatch(line); m != nil {
-			heredoc = m[1]
-		}
-		code := stripComment(line)
-		if strings.TrimSpace(code) == "" {
-			continue
-		}
-		indented := strings.HasPrefix(code, " ")
-		code = strings.TrimSpace(code)
-		if (cont || indented) && len(cmds) > 0 {
-			cmds[len(cmds)-1] += " " + code
-		} else {
-			cmds = append(cmds, code)
-		}
-		cont = strings.HasSuffix(code, "\\") || strings.HasSuffix(code, "|")
-		if strings.HasSuffix(code, "\\") {
-			last := cmds[len(cmds)-1]
-			cmds[len(cmds)-1] = strings.TrimSpace(last[:len(last)-1])
-		}
-	}
-	return cmds
-}
-
-// stripComment drops a # comment that starts a line or follows a space outside quotes.
-func stripComment(line string) string {
-	var quote rune
-	for i, r := range line {
-		switch {
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			}
-		case r == '\'' || r == '"':
-			quote = r
-		case r == '#' && (i == 0 || line[i-1] == ' '):
-			return line[:i]
-		}
-	}
-	return line
-}
-
 // notRun are the commands the runbooks show that this test does not run, each with why. A
 // command of a runbook that is neither run nor listed here fails the test.
 var notRun = []struct {
@@ -159,7 +55,6 @@ var notRun = []struct {
 	{regexp.MustCompile(`^(az |[A-Z_]+=\$\(az )`), "the Azure CLI against a subscription; the values it makes are rendered by TestReadmeHelmTemplateCommands"},
 	{regexp.MustCompile(`^RG=|^AKS=`), "names for the Azure CLI commands beside it"},
 	{regexp.MustCompile(`^kubectl -n (\$NS|<NAMESPACE>) (create|get|rollout|logs|apply|scale|set)`), "kubectl against AKS; the tracevault commands run through `kubectl exec` run here"},
-	{regexp.MustCompile(`^cat > target\.toml <<`), "the target's configuration with placeholders; this test writes a target.toml for ch-modern"},
 	{regexp.MustCompile(`^helm template `), "rendered as written by TestReadmeHelmTemplateCommands; the apply needs AKS"},
 	{regexp.MustCompile(`^helm upgrade `), "installs the chart into AKS; its templates render in TestReadmeHelmTemplateCommands"},
 	{regexp.MustCompile(`^(install|systemctl|journalctl) `), "installs the systemd unit as root on a host; TestSystemdUnitsVerify checks the unit"},
@@ -311,15 +206,15 @@ func TestRunbookCommandsOnStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel, _ := filepath.Rel(moduleRoot(t), doc)
-		if by := ownTest[rel]; by != "" {
-			t.Logf("%s: run by %s", rel, by)
+		if own, _ := filepath.Match(doccmd.MigrateClusterRunbooks, rel); own {
+			t.Logf("%s: run by TestMigrateClusterRunbooks (cmd/tracevault), in the world it is written for", rel)
 			continue
 		}
 		dir = filepath.Join(tmp, strings.NewReplacer("/", "_", ".", "_").Replace(rel))
 		writeTarget(t, env, dir, chDB)
-		for _, b := range shellBlocks(rel, string(data)) {
-			if b.marker != "" {
-				t.Logf("%s:%d: the %s block is run by its own test", rel, b.line, b.marker)
+		for _, b := range doccmd.Blocks(rel, string(data)) {
+			if b.Marker != "" {
+				t.Logf("%s:%d: the %s block is run by its own test", rel, b.Line, b.Marker)
 				continue
 			}
 			if handBlock(b) {
@@ -327,14 +222,15 @@ func TestRunbookCommandsOnStack(t *testing.T) {
 				runHandRestore(t, b, sub, run)
 				continue
 			}
-			for _, c := range b.commands {
+			for _, cmd := range b.Commands() {
+				c := cmd.Text
 				if why := notRunReason(c); why != "" {
-					t.Logf("%s:%d: not run: %s (%s)", rel, b.line, c, why)
+					t.Logf("%s:%d: not run: %s (%s)", rel, b.Line, c, why)
 					continue
 				}
 				c = strings.TrimPrefix(c, "kubectl -n $NS exec deploy/tv-tracevault -- ")
 				if !strings.HasPrefix(c, "tracevault ") {
-					t.Errorf("%s:%d: %q is neither run by this test nor listed in notRun with the reason", rel, b.line, c)
+					t.Errorf("%s:%d: %q is neither run by this test nor listed in notRun with the reason", rel, b.Line, c)
 					continue
 				}
 				ran++
@@ -345,15 +241,15 @@ func TestRunbookCommandsOnStack(t *testing.T) {
 				}
 				code, out := run(line)
 				if code != want.exit {
-					t.Errorf("%s:%d: %s\n  exited %d, want %d:\n%s", rel, b.line, line, code, want.exit, indent(out))
+					t.Errorf("%s:%d: %s\n  exited %d, want %d:\n%s", rel, b.Line, line, code, want.exit, indent(out))
 					continue
 				}
 				for _, w := range want.words {
 					if !strings.Contains(out, w) {
-						t.Errorf("%s:%d: %s\n  output lacks %q:\n%s", rel, b.line, line, w, indent(out))
+						t.Errorf("%s:%d: %s\n  output lacks %q:\n%s", rel, b.Line, line, w, indent(out))
 					}
 				}
-				t.Logf("%s:%d: %s: exit %d", rel, b.line, line, code)
+				t.Logf("%s:%d: %s: exit %d", rel, b.Line, line, code)
 			}
 		}
 	}
@@ -465,17 +361,17 @@ func newestFullSet(t *testing.T, run func(string) (int, string)) string {
 }
 
 // handBlock is the manual's PostgreSQL restore with psql alone (docs/design.md).
-func handBlock(b shellBlock) bool { return strings.HasPrefix(b.text, "obj() {") }
+func handBlock(b doccmd.Block) bool { return strings.HasPrefix(b.Text, "obj() {") }
 
 // runHandRestore runs the by-hand restore as one script, as written, with $REPO, $ID and $DB
 // set, and checks it restored every table's rows.
-func runHandRestore(t *testing.T, b shellBlock, s *substitutions, run func(string) (int, string)) {
+func runHandRestore(t *testing.T, b doccmd.Block, s *substitutions, run func(string) (int, string)) {
 	t.Helper()
 	db := s.newPG()
-	script := fmt.Sprintf("set -e -o pipefail\nID=%s DB=%s\n%s", s.id(), db, b.text)
+	script := fmt.Sprintf("set -e -o pipefail\nID=%s DB=%s\n%s", s.id(), db, b.Text)
 	code, out := run(script)
 	if code != 0 {
-		t.Errorf("%s:%d: the by-hand restore exited %d:\n%s", b.doc, b.line, code, indent(out))
+		t.Errorf("%s:%d: the by-hand restore exited %d:\n%s", b.Doc, b.Line, code, indent(out))
 		return
 	}
 	for _, table := range []string{"users", "projects", "api_keys", "audit_logs"} {
@@ -483,10 +379,10 @@ func runHandRestore(t *testing.T, b shellBlock, s *substitutions, run func(strin
 		_, want := run(fmt.Sprintf("psql -X -At -d %s -c %q", s.pgDB, q))
 		_, got := run(fmt.Sprintf("psql -X -At -d %s -c %q", db, q))
 		if got != want {
-			t.Errorf("%s:%d: by hand, %s holds %q rows, the source %q", b.doc, b.line, table, got, want)
+			t.Errorf("%s:%d: by hand, %s holds %q rows, the source %q", b.Doc, b.Line, table, got, want)
 		}
 	}
-	t.Logf("%s:%d: the by-hand restore into %s: exit 0", b.doc, b.line, db)
+	t.Logf("%s:%d: the by-hand restore into %s: exit 0", b.Doc, b.Line, db)
 }
 
 // dropScratch drops the databases the runbooks' restores and migrate-cluster created.

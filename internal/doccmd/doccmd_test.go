@@ -6,6 +6,24 @@ import (
 	"testing"
 )
 
+// TestBlocks: only sh blocks are read, indented ones too, each with its fence's line and the
+// marker right before it.
+func TestBlocks(t *testing.T) {
+	md := "# Title\n\n<!-- runbook-test: one (a test) -->\n```sh\ntracevault check\n```\n\n" +
+		"```toml\nnot = \"a command\"\n```\n" +
+		"1. a step:\n\n   ```sh\n   tracevault list\n     --json\n   ```\n" +
+		"<!-- runbook-test: two -->\n```yaml\nx: 1\n```\n```sh\nrun two\n```\n"
+	got := Blocks("doc.md", md)
+	want := []Block{
+		{Doc: "doc.md", Line: 4, Marker: "one", Text: "tracevault check"},
+		{Doc: "doc.md", Line: 13, Text: "tracevault list\n  --json"},
+		{Doc: "doc.md", Line: 21, Text: "run two"}, // the marker named the yaml block
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Blocks\n got %+v\nwant %+v", got, want)
+	}
+}
+
 // TestCommands: a block splits into the commands a reader would copy, each as a shell runs it
 // (Text), as written (Raw) and with the words its `# prints` comment promises, so that the
 // runbook tests run each as written and check what it prints.
@@ -52,23 +70,5 @@ func TestCommands(t *testing.T) {
 				t.Errorf("Commands(%q) Prints\n got %q\nwant %q", tt.block, prints, tt.prints)
 			}
 		})
-	}
-}
-
-// TestBlocks: only sh blocks are read, indented ones too, each with its fence's line and the
-// marker right before it.
-func TestBlocks(t *testing.T) {
-	md := "# Title\n\n<!-- runbook-test: one (a test) -->\n```sh\ntracevault check\n```\n\n" +
-		"```toml\nnot = \"a command\"\n```\n" +
-		"1. a step:\n\n   ```sh\n   tracevault list\n     --json\n   ```\n" +
-		"<!-- runbook-test: two -->\n```yaml\nx: 1\n```\n```sh\nrun two\n```\n"
-	got := Blocks("doc.md", md)
-	want := []Block{
-		{Doc: "doc.md", Line: 4, Marker: "one", Text: "tracevault check"},
-		{Doc: "doc.md", Line: 13, Text: "tracevault list\n  --json"},
-		{Doc: "doc.md", Line: 21, Text: "run two"}, // the marker named the yaml block
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("Blocks\n got %+v\nwant %+v", got, want)
 	}
 }
