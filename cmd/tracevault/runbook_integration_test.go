@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tracevault/tracevault/internal/devstack"
+	"github.com/tracevault/tracevault/internal/doccmd"
 )
 
 // notRunnableHere are the runbooks' commands this test cannot run, by how they start, and why.
@@ -18,87 +19,55 @@ var notRunnableHere = map[string]string{
 	"kubectl ": "needs the Kubernetes cluster Langfuse runs in; the stack has none",
 }
 
-// runbookCommand is one shell command of a runbook, as written: continuation lines and a
-// here-document kept, its `# prints "…"` comment naming the words its output must hold.
-type runbookCommand struct {
-	text   string
-	prints []string
-}
-
 var (
-	shBlock         = regexp.MustCompile("(?s)```sh\n(.*?)```")
 	placeholderRow  = regexp.MustCompile("(?m)^\\| (`<[A-Z0-9_]+>`(?:, `<[A-Z0-9_]+>`)*) \\|")
 	placeholderName = regexp.MustCompile(`<[A-Z0-9_]+>`)
-	hereDocument    = regexp.MustCompile(`<<-?'?([A-Za-z_]+)'?`)
-	printsComment   = regexp.MustCompile(`\s#\s+prints\s+(.*)$`)
-	quoted          = regexp.MustCompile(`"([^"]*)"`)
 )
 
-// runbookCommands returns a runbook's documented placeholders (its table's first column) and
-// the commands of its sh blocks, in order.
-func runbookCommands(md string) (placeholders map[string]bool, cmds []runbookCommand) {
-	placeholders = map[string]bool{}
+// runbookPlaceholders returns the placeholders a runbook documents: its table's first column.
+func runbookPlaceholders(md string) map[string]bool {
+	placeholders := map[string]bool{}
 	for _, row := range placeholderRow.FindAllStringSubmatch(md, -1) {
 		for _, p := range placeholderName.FindAllString(row[1], -1) {
 			placeholders[p] = true
 		}
 	}
-	for _, block := range shBlock.FindAllStringSubmatch(md, -1) {
-		lines := strings.Split(strings.TrimSuffix(block[1], "\n"), "\n")
-		for i := 0; i < len(lines); i++ {
-			line := lines[i]
-			if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
-				continue
-			}
-			c := runbookCommand{text: line}
-			for strings.HasSuffix(c.text, "\\") && i+1 < len(lines) {
-				i++
-				c.text += "\n" + lines[i]
-			}
-			if m := hereDocument.FindStringSubmatch(line); m != nil {
-				for i+1 < len(lines) {
-					i++
-					c.text += "\n" + lines[i]
-					if strings.TrimSpace(lines[i]) == m[1] {
-						break
-					}
-				}
-			}
-			for _, l := range strings.Split(c.text, "\n") {
-				if m := printsComment.FindStringSubmatch(l); m != nil {
-					for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
-						c.prints = append(c.prints, q[1])
-					}
-				}
-			}
-			cmds = append(cmds, c)
-		}
-	}
-	return placeholders, cmds
+	return placeholders
 }
 
-// TestRunbookCommandsParse: the parser keeps a here-document and a continued line as one
-// command each, reads a `# prints` comment's words, skips comments and other languages' blocks,
-// and reads the placeholder table's names.
-func TestRunbookCommandsParse(t *testing.T) {
+// TestRunbookPlaceholders: the placeholder table's names are read, several to a row; a name
+// elsewhere is not. How the commands are read is internal/doccmd's TestCommands.
+func TestRunbookPlaceholders(t *testing.T) {
 	md := "| Placeholder | What |\n|---|---|\n| `<A>`, `<B>` | x |\n| `<C>` | y |\n\n" +
-		"```sh\ncat > f <<'EOF'\nx = \"<A>\"\nEOF\n# a comment\nrun one \\\n  --flag   # prints \"done\" and \"ok\"\n```\n" +
-		"text\n```sh\nrun two\n```\n```toml\nnot = \"a command\"\n```\n"
-	ph, cmds := runbookCommands(md)
-	var got []string
-	for _, c := range cmds {
-		got = append(got, fmt.Sprintf("%q %q", c.text, c.prints))
-	}
-	want := []string{
-		`"cat > f <<'EOF'\nx = \"<A>\"\nEOF" []`,
-		`"run one \\\n  --flag   # prints \"done\" and \"ok\"" ["done" "ok"]`,
-		`"run two" []`,
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+		"```sh\ncat > f <<'EOF'\nx = \"<D>\"\nEOF\n```\n"
+	ph := runbookPlaceholders(md)
 	if len(ph) != 3 || !ph["<A>"] || !ph["<B>"] || !ph["<C>"] {
 		t.Errorf("placeholders %v, want <A>, <B>, <C>", ph)
+	}
+}
+
+// runbookWorlds are the migrate-cluster runbooks (doccmd.MigrateClusterRunbooks) by file, each
+// with the subtest of TestMigrateClusterRunbooks that builds its world and runs it. No other
+// runner of the docs runs them, so one missing here would run nowhere: the test fails on it.
+var runbookWorlds = map[string]string{
+	"runbook-clickhouse-v4.md":           "clickhouse-v4",
+	"runbook-single-node-to-replicas.md": "single-node-to-replicas",
+}
+
+// checkRunbookOwners fails t for a migrate-cluster runbook without a world here.
+func checkRunbookOwners(t *testing.T) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", doccmd.MigrateClusterRunbooks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no runbook matches %s", doccmd.MigrateClusterRunbooks)
+	}
+	for _, f := range files {
+		if runbookWorlds[filepath.Base(f)] == "" {
+			t.Errorf("%s: no subtest runs it; add its world to runbookWorlds", f)
+		}
 	}
 }
 
@@ -112,7 +81,11 @@ func runRunbook(t *testing.T, file, dir, bin string, values map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	placeholders, cmds := runbookCommands(string(md))
+	placeholders := runbookPlaceholders(string(md))
+	var cmds []doccmd.Command
+	for _, b := range doccmd.Blocks(file, string(md)) {
+		cmds = append(cmds, b.Commands()...)
+	}
 	for p := range placeholders {
 		if _, ok := values[p]; !ok {
 			t.Fatalf("%s documents %s, which this test does not fill", file, p)
@@ -123,7 +96,7 @@ func runRunbook(t *testing.T, file, dir, bin string, values map[string]string) {
 	}
 	ran := 0
 	for _, c := range cmds {
-		text := c.text
+		text := c.Raw // as written: the runbook's own continuation lines and comments
 		for _, p := range placeholderName.FindAllString(text, -1) {
 			if !placeholders[p] {
 				t.Fatalf("%s: %s in %q is not in the runbook's placeholder table", file, p, text)
@@ -142,7 +115,7 @@ func runRunbook(t *testing.T, file, dir, bin string, values map[string]string) {
 		if err != nil {
 			t.Fatalf("%s: %q as written fails: %v", file, text, err)
 		}
-		for _, w := range c.prints {
+		for _, w := range c.Prints {
 			w = strings.NewReplacer(flatten(values)...).Replace(w)
 			if !strings.Contains(string(out), w) {
 				t.Errorf("%s: %q prints no %q", file, text, w)
@@ -191,8 +164,10 @@ func sourceConfig(t *testing.T, body string) string {
 
 // TestMigrateClusterRunbooks runs the two migrate-cluster runbooks as written: upgrading for
 // v4 (the 18.16 replicas to ch-modern, replicated to plain) and single node to three replicas
-// (ch-modern to the 18.16 replicas, ON CLUSTER, a TinyLog schema_migrations).
+// (ch-modern to the 18.16 replicas, ON CLUSTER, a TinyLog schema_migrations). It owns every
+// runbook of doccmd.MigrateClusterRunbooks: the deploy runner leaves them to it.
 func TestMigrateClusterRunbooks(t *testing.T) {
+	checkRunbookOwners(t)
 	env := devstack.RequireModern(t)
 	bin := buildBinary(t)
 	must := func(err error) {
@@ -205,7 +180,7 @@ func TestMigrateClusterRunbooks(t *testing.T) {
 	const traces = "(id UInt64, name String, ts DateTime, event_ts DateTime) ENGINE = %s PARTITION BY toYYYYMM(ts) ORDER BY id"
 	const rows = "INSERT INTO %s.traces SELECT number, toString(number), toDateTime('2026-0%d-01 00:00:00') + number, now() FROM system.numbers LIMIT 100"
 
-	t.Run("clickhouse-v4", func(t *testing.T) {
+	t.Run(runbookWorlds["runbook-clickhouse-v4.md"], func(t *testing.T) {
 		db := env.CHDatabase(t, "it_rbv4")
 		t.Cleanup(func() { _ = modern("DROP DATABASE IF EXISTS " + db + " SYNC") })
 		must(env.CHExec(0, fmt.Sprintf("CREATE TABLE %s.traces ON CLUSTER %s "+traces, db, env.CHCluster,
@@ -225,7 +200,7 @@ func TestMigrateClusterRunbooks(t *testing.T) {
 		}
 	})
 
-	t.Run("single-node-to-replicas", func(t *testing.T) {
+	t.Run(runbookWorlds["runbook-single-node-to-replicas.md"], func(t *testing.T) {
 		db := env.CHDatabase(t, "it_rbsr") // the target's database, empty
 		must(modern("CREATE DATABASE " + db + " ENGINE = Atomic"))
 		t.Cleanup(func() { _ = modern("DROP DATABASE IF EXISTS " + db + " SYNC") })
