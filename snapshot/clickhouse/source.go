@@ -280,7 +280,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					}
 					format = FormatNative
 					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
-					stream = &lazyNative{open: func() (rowStream, error) {
+					stream = &lazyNative{atEnd: s.exportedAll(ctx, srv, rec.Table, p), open: func() (rowStream, error) {
 						if h.Addr == "" { // freeze mode, where http_addresses may be unset
 							return nil, fmt.Errorf("the partition has patch parts (lightweight updates), which a freeze leaves out, so freeze mode exports it logically, " +
 								"through the HTTP interface: set [clickhouse] http_addresses")
@@ -423,8 +423,11 @@ func (s *Source) exportAgain(ctx context.Context, err error, attempt int, t Tabl
 // queried at all.
 type lazyNative struct {
 	open func() (rowStream, error)
-	ns   rowStream
-	err  error
+	// atEnd, if set, judges the rows the stream held when it ends: an error in place of the
+	// end keeps the object from being stored.
+	atEnd func(rows int64) error
+	ns    rowStream
+	err   error
 }
 
 func (l *lazyNative) Read(p []byte) (int, error) {
@@ -439,7 +442,39 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 	if l.err != nil {
 		return 0, l.err
 	}
-	return l.ns.Read(p)
+	n, err := l.ns.Read(p)
+	if err == io.EOF && l.atEnd != nil {
+		if bad := l.atEnd(l.ns.Rows()); bad != nil {
+			l.err = bad
+			return n, bad
+		}
+	}
+	return n, err
+}
+
+// exportedAll returns the check of a logical export's end: a server can end its answer early,
+// and cleanly, as it dies (seen on 26.7 killed -9 mid-export: a 0-byte object for a partition
+// of 972 rows, stored under the listing's fingerprint and reused by the next, "complete",
+// snapshot). The Native format has no end marker, so only the rows tell: where the
+// partition's parts and patch parts are still the ones listed, the export read exactly them and
+// must hold the rows they show. Parts never become active again once merged away, so the same
+// sets after the export mean nothing changed in between; where they differ the export read
+// other parts, the object holds what it read, and no later listing can equal this fingerprint's.
+func (s *Source) exportedAll(ctx context.Context, srv *Server, t Table, p Partition) func(int64) error {
+	return func(rows int64) error {
+		if rows == int64(p.visible) {
+			return nil
+		}
+		parts, patches, err := partitionParts(ctx, srv, t.Database, t.Name, p.ID)
+		if err != nil {
+			return fmt.Errorf("check the rows exported of %s partition %s: %w", t.FullName(), p.ID, err)
+		}
+		if !slices.Equal(parts, p.Parts) || !slices.Equal(patches, p.Patches) {
+			return nil
+		}
+		return fmt.Errorf("the export of %s partition %s held %d rows where its parts, unchanged since listed, show %d: "+
+			"the server ended its answer early (or a row policy hides rows from this user): %w", t.FullName(), p.ID, rows, p.visible, errBrokenOff)
+	}
 }
 
 // Newest is the newest version the stream held, once read to its end (see native.Newest).
