@@ -290,7 +290,10 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 		return opts.ReadData && (bucket == 0 || opts.Sample.Holds(o.ID, bucket))
 	}
 	planReads(ctx, snaps, reads)
-	checked := map[string]string{} // object -> error text ("" = fine)
+	// Each object is read once for each thing snapshots claim of it: a snapshot that reused an
+	// object records its own rows for it, and a content check holds the object to them.
+	checked := map[string]string{} // object and claimed rows -> error text ("" = fine)
+	seen := map[string]bool{}      // objects counted
 	for _, m := range snaps {
 		rep.Snapshots++
 		var content map[string]ContentCheck
@@ -300,19 +303,23 @@ func (r *Repository) VerifyWith(ctx context.Context, ids []string, opts VerifyOp
 			}
 		}
 		for _, o := range m.Objects {
-			problem, done := checked[o.Name()]
+			claim := fmt.Sprintf("%s/%d", o.Name(), o.Rows)
+			problem, done := checked[claim]
 			if !done {
-				rep.Objects++
 				read := reads(o)
-				if read {
-					rep.ObjectsRead++
+				if !seen[o.Name()] {
+					seen[o.Name()] = true
+					rep.Objects++
+					if read {
+						rep.ObjectsRead++
+					}
 				}
 				var check ContentCheck
 				if read {
 					check = content[o.ID]
 				}
 				problem = r.verifyObject(ctx, o.ObjectRef, read, check, &rep.BytesRead)
-				checked[o.Name()] = problem
+				checked[claim] = problem
 			}
 			if problem != "" {
 				rep.Problems = append(rep.Problems, VerifyProblem{Snapshot: m.ID, Object: o.Name(), What: describeObject(o), Error: problem})
