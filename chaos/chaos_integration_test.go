@@ -839,6 +839,14 @@ func (s *suite) loadConfig(text string, fs bool) *config.Config {
 	return &direct
 }
 
+// jobTimeout bounds a backup run that hangs. The full suite backs up the whole demo database,
+// which took up to three minutes on a loaded machine (two cores, load average 40): a bound of
+// three failed every run there, after every fault, and the suite then reported the load, not a
+// fault. A run that hangs on a fault is still caught, by the wait for a success after the heal.
+func (s *suite) jobTimeout() string {
+	return s.hold(3*time.Minute, 8*time.Minute).String()
+}
+
 // sourcesConfig is TestChaos's sources and backup job: the demo databases, ZooKeeper and
 // Langfuse's blob container (proxied: its storage endpoint, which the suite's faults hit).
 func (s *suite) sourcesConfig(proxied string) string {
@@ -859,10 +867,10 @@ session_timeout = "4s"
 name = "chaos-backup"
 schedule = "*/5 * * * * *"
 action = "backup"
-timeout = "3m"
+timeout = %q
 catch_up = "none"
 
-%s`, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.blobsConfig(proxied))
+%s`, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.jobTimeout(), s.blobsConfig(proxied))
 }
 
 // include narrows the reduced suite's backups to the tables the load and the blob ingestion write, which keeps each
