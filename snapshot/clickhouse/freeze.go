@@ -131,8 +131,19 @@ func freezeUnpatched(ctx context.Context, srv *Server, root localRoot, db, table
 	if err != nil {
 		return nil, fmt.Errorf("freeze %s.%s partition %s: %w", db, table, partitionID, err)
 	}
+	if len(patches) == 0 {
+		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, errMergedWhileFrozen)
+	}
 	return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, errPatchParts)
 }
+
+// errMergedWhileFrozen: no patch part is left, but a frozen part was merged away meanwhile, and a
+// patch part may have been merged into it. Inserts alone make such merges, so the partition is
+// frozen again (freezeAgain times) before it is exported logically.
+var errMergedWhileFrozen = fmt.Errorf("a frozen part was merged away while it was frozen: %w", errPatchParts)
+
+// freezeAgain bounds the freezes of a partition whose parts merge while it is frozen.
+const freezeAgain = 3
 
 // allIn says whether every name of sub is in sorted.
 func allIn(sub, sorted []string) bool {

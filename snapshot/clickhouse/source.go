@@ -299,10 +299,16 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 				}
 				var obj store.ManifestObject
 				var err, closeErr error
+				refrozen := 0
 				for attempt := 1; ; attempt++ {
 					open()
 					obj, err = w.Put(ctx, meta, fingerprint, src)
 					closeErr = src.Close()
+					if !logical && errors.Is(err, errMergedWhileFrozen) && refrozen < freezeAgain {
+						refrozen++
+						attempt--
+						continue
+					}
 					if !logical && errors.Is(err, errPatchParts) {
 						// A lightweight update came between the listing and the freeze: the
 						// partition is exported logically after all. The listing does not name
