@@ -27,8 +27,10 @@ type base struct {
 
 type indexPage struct {
 	base
-	Status        jobs.Status
-	StatusErr     string
+	Status    jobs.Status
+	StatusErr string
+	// StatusStale is the age of the status shown when a fresh read overran (panel.answer).
+	StatusStale   time.Duration
 	ZooKeeper     []zookeeper.ServerHealth
 	ZooKeeperErr  string
 	Replicas      *replica.Report

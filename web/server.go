@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -241,12 +242,16 @@ func (s *Server) status(ctx context.Context) (jobs.Status, error) {
 	return s.statusPanel.get(ctx)
 }
 
+// staleHeader names, in seconds, how old a status answer is when the page served the newest
+// successful read because a fresh one overran (see panel.answer); absent on a fresh answer.
+const staleHeader = "X-Tracevault-Stale-Seconds"
+
 // panels reads every panel of the index page at once, and gathers their problems.
 func (s *Server) panels(ctx context.Context, p *indexPage) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		st, err := s.status(ctx)
-		p.Status, p.StatusErr = st, errText(err)
+		a := s.statusPanel.answer(ctx)
+		p.Status, p.StatusErr, p.StatusStale = a.val, errText(a.err), a.stale
 	})
 	wg.Go(func() {
 		zk, err := s.zooKeeperPanel.get(ctx)
@@ -411,12 +416,15 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiStatusPart(part func(jobs.Status) any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.status(r.Context())
-		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{errText(err)})
+		a := s.statusPanel.answer(r.Context())
+		if a.err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{errText(a.err)})
 			return
 		}
-		writeJSON(w, http.StatusOK, part(st))
+		if a.stale > 0 {
+			w.Header().Set(staleHeader, strconv.Itoa(int(a.stale.Seconds())))
+		}
+		writeJSON(w, http.StatusOK, part(a.val))
 	}
 }
 
