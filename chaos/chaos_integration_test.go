@@ -853,15 +853,8 @@ func (s *suite) sourcesConfig(proxied string) string {
 	return fmt.Sprintf(`[postgres]
 dsn = %q
 
-[clickhouse]
-addresses = %s
-http_addresses = %s
-cluster = %q
-databases = [%q]
-%s
-[zookeeper]
-servers = [%q]
-session_timeout = "4s"
+%s%s
+%ssession_timeout = "4s"
 
 [[jobs]]
 name = "chaos-backup"
@@ -870,7 +863,7 @@ action = "backup"
 timeout = %q
 catch_up = "none"
 
-%s`, s.pgDSN, tomlList(s.env.CHNative), tomlList(s.env.CHHTTP), s.env.CHCluster, s.db, s.include(), s.env.ZK, s.jobTimeout(), s.blobsConfig(proxied))
+%s`, s.pgDSN, s.env.ClickHouseTOML(s.db), s.include(), s.env.ZooKeeperTOML(), s.jobTimeout(), s.blobsConfig(proxied))
 }
 
 // include narrows the reduced suite's backups to the tables the load and the blob ingestion write, which keeps each
@@ -883,7 +876,7 @@ func (s *suite) include() string {
 	for _, t := range append(slices.Clone(loadTables), "blob_storage_file_log") {
 		q = append(q, s.db+"."+t)
 	}
-	return "include_tables = " + tomlList(q) + "\n"
+	return "include_tables = " + devstack.TOMLList(q) + "\n"
 }
 
 func (s *suite) repoName() string {
@@ -1204,14 +1197,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-func tomlList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = strconv.Quote(x)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -156,15 +156,8 @@ url = "file://%s"
 [postgres]
 dsn = "env:TRACEVAULT_PG_DSN"
 
-[clickhouse]
-addresses = %s
-http_addresses = %s
-cluster = %q
-databases = [%q]
-
-[zookeeper]
-servers = [%q]
-`, repo, tomlList(env.CHNative), tomlList(env.CHHTTP), env.CHCluster, db, env.ZK)
+%s
+%s`, repo, env.ClickHouseTOML(db), env.ZooKeeperTOML())
 	}
 	if err := os.WriteFile(filepath.Join(cfgDir, "tracevault.toml"), []byte(config("/repo")), 0o644); err != nil {
 		t.Fatal(err)

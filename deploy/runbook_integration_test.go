@@ -114,8 +114,7 @@ func runRestoreReplicaBlock(t *testing.T, env *devstack.Env, lose func(db string
 
 	tmp := t.TempDir()
 	cfg := filepath.Join(tmp, "tracevault.toml")
-	toml := fmt.Sprintf("[storage]\nurl = \"file://%s/repo\"\n[clickhouse]\naddresses = %s\nhttp_addresses = %s\ncluster = %q\ndatabases = [%q]\n[zookeeper]\nservers = [%q]\n",
-		tmp, tomlList(env.CHNative), tomlList(env.CHHTTP), env.CHCluster, db, env.ZK)
+	toml := fmt.Sprintf("[storage]\nurl = \"file://%s/repo\"\n", tmp) + env.ClickHouseTOML(db) + env.ZooKeeperTOML()
 	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -158,12 +157,4 @@ func runRestoreReplicaBlock(t *testing.T, env *devstack.Env, lose func(db string
 		t.Errorf("ch3 holds %s rows after the runbook, want 1000", got)
 	}
 	t.Logf("runbook output:\n%s", out)
-}
-
-func tomlList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = fmt.Sprintf("%q", s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -297,14 +297,7 @@ func writeRunbookConfig(t *testing.T, env *devstack.Env, s *substitutions, migra
 url = "file://%s"
 [postgres]
 dsn = %q
-[clickhouse]
-addresses = %s
-http_addresses = %s
-cluster = %q
-databases = [%q]
-[zookeeper]
-servers = [%q]
-roots = ["/clickhouse/tables/01/%s"]
+%s%sroots = ["/clickhouse/tables/01/%s"]
 [migrate]
 clickhouse_dir = %q
 postgres_dir = %q
@@ -321,7 +314,7 @@ name = "nightly"
 schedule = "0 3 * * *"
 action = "backup"
 catch_up = "none"
-`, s.repo, pgDSNFor(t, env, s.pgDB), tomlList(env.CHNative), tomlList(env.CHHTTP), env.CHCluster, s.chDB, env.ZK, s.chDB,
+`, s.repo, pgDSNFor(t, env, s.pgDB), env.ClickHouseTOML(s.chDB), env.ZooKeeperTOML(), s.chDB,
 		filepath.Join(migrations, "clickhouse"), filepath.Join(migrations, "postgres"), s.chDB)
 	if err := os.WriteFile(s.cfg, []byte(base), 0o600); err != nil {
 		t.Fatal(err)
