@@ -51,11 +51,11 @@ func main() {
 	flag.BoolVar(&o.Cleanup, "cleanup", false, "drop the generated databases at the end (by default they stay, and a rerun with the same data reuses them: see -reseed)")
 	flag.StringVar(&o.Only, "only", "", "run only the steps whose names match this regexp")
 	child := flag.String("child", "", "internal: run one side of the repository pipeline step in this process")
-	render := flag.String("render", "", "measure nothing: write RESULTS.md into -out again from this results.json")
+	render := flag.String("render", "", "measure nothing: write RESULTS.md into -out again from this results.json; a comma-separated list merges runs, a later run's rows replacing an earlier one's of the same step and scale (a -only run added to a whole one)")
 	flag.Parse()
 
 	if *render != "" {
-		if err := rerender(*render, o.Out); err != nil {
+		if err := rerender(strings.Split(*render, ","), o.Out); err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)
 			os.Exit(1)
 		}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,17 +178,66 @@ func (r *report) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(r.markdown()), 0o644)
 }
 
-// rerender writes RESULTS.md and results.json into dir from an earlier run's results.json.
-func rerender(path, dir string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
+// rerender writes RESULTS.md and results.json into dir from earlier runs' results.json files,
+// merged in order (see merge).
+func rerender(paths []string, dir string) error {
+	var merged *report
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var r report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if merged == nil {
+			merged = &r
+			continue
+		}
+		merged.merge(&r)
 	}
-	var r report
-	if err := json.Unmarshal(b, &r); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if merged == nil {
+		return errors.New("-render: name at least one results.json")
 	}
-	return r.write(dir)
+	return merged.write(dir)
+}
+
+// merge adds a later run's rows to r: each replaces r's row of the same step and scale, or
+// joins the table. The later run's data, machine and options are recorded beside r's, in a
+// note naming its rows, so that every figure still says where it was taken.
+func (r *report) merge(later *report) {
+	at := func(x *result) string { return fmt.Sprintf("%s at %d×", x.Step, x.Scale) }
+	var rows []string
+	for _, x := range later.Results {
+		rows = append(rows, at(x))
+		if i := slices.IndexFunc(r.Results, func(y *result) bool { return y.Step == x.Step && y.Scale == x.Scale }); i >= 0 {
+			r.Results[i] = x
+			continue
+		}
+		r.Results = append(r.Results, x)
+	}
+	for _, s := range later.Options.Scales {
+		if !slices.Contains(r.Options.Scales, s) {
+			r.Options.Scales = append(r.Options.Scales, s)
+		}
+	}
+	slices.Sort(r.Options.Scales)
+	when := later.Generated.Format("2006-01-02 15:04 UTC")
+	for _, d := range later.Data {
+		r.Data = append(r.Data, "run of "+when+": "+d)
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("%s measured in a later run, on %s (%d runs each; machine: %s); every other row is from the run of %s.",
+		strings.Join(rows, "; "), when, later.Options.Runs, strings.Join(later.Machine, "; "), r.Generated.Format("2006-01-02 15:04 UTC")))
+	for _, n := range later.Notes {
+		r.Notes = append(r.Notes, "run of "+when+": "+n)
+	}
+	r.finish(anyJudged(r.Results))
+}
+
+// anyJudged says whether a report's rows were judged against their targets.
+func anyJudged(rs []*result) bool {
+	return slices.ContainsFunc(rs, func(x *result) bool { return x.Met != nil })
 }
 
 func (r *report) markdown() string {

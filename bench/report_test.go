@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestFinish(t *testing.T) {
 	res := func(step string, scale int, tv, base, rss float64) *result {
@@ -60,5 +65,38 @@ func TestFinishUntargetedSide(t *testing.T) {
 	r.finish(true)
 	if hi.Met != nil || len(r.Growth) != 1 || r.Growth[0].Met != nil || r.Growth[0].TimeRatio != 1.67 {
 		t.Errorf("untargeted side judged: met %s, growth %+v", met(hi.Met), r.Growth)
+	}
+}
+
+// TestMerge: a later run's rows replace the earlier run's of the same step and scale and join
+// the table otherwise; its data and machine are kept in a note naming its rows, and the targets
+// are judged again.
+func TestMerge(t *testing.T) {
+	row := func(step string, scale int, tv, base float64) *result {
+		return &result{Step: step, Scale: scale, Target: atMost(0.5), Tracevault: summary{Seconds: tv, PeakRSSMiB: 50}, Baseline: &summary{Seconds: base}}
+	}
+	whole := newReport(options{Scales: []int{1, 4}, Runs: 3}, []string{"load 1"})
+	whole.Results = []*result{row("backup", 1, 1, 1), row("backup", 4, 4, 4), row("migrate", 1, 2, 10)}
+	whole.Data = []string{"4x: demo 1000000 traces"}
+	whole.finish(true)
+	later := newReport(options{Scales: []int{4}, Runs: 3}, []string{"load 40"})
+	later.Generated = whole.Generated.Add(time.Hour)
+	later.Results = []*result{row("migrate", 4, 6, 10), row("backup", 4, 8, 4)}
+	later.Data = []string{"4x: demo 1000000 traces; pgbench -s 4"}
+
+	whole.merge(later)
+	var got []string
+	for _, x := range whole.Results {
+		got = append(got, fmt.Sprintf("%s %d× %.2f %s", x.Step, x.Scale, x.Ratio, met(x.Met)))
+	}
+	want := []string{"backup 1× 1.00 **not met**", "backup 4× 2.00 **not met**", "migrate 1× 0.20 met", "migrate 4× 0.60 **not met**"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("rows:\n got %q\nwant %q", got, want)
+	}
+	md := whole.markdown()
+	for _, w := range []string{"migrate at 4×; backup at 4× measured in a later run", "load 40", "run of " + later.Generated.Format("2006-01-02 15:04 UTC") + ": 4x: demo 1000000 traces; pgbench -s 4"} {
+		if !strings.Contains(md, w) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", w, md)
+		}
 	}
 }
