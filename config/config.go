@@ -96,6 +96,12 @@ type Postgres struct {
 	Schemas  []string `toml:"schemas"`
 	PGDump   string   `toml:"pg_dump"`
 	DataOnly bool     `toml:"data_only"`
+	// RestoreMaintenanceWorkMem is maintenance_work_mem for a restore's sessions: what each
+	// index or constraint build may sort in memory; default 256MiB.
+	RestoreMaintenanceWorkMem Size `toml:"restore_maintenance_work_mem"`
+	// RestoreParallelMaintenanceWorkers sets max_parallel_maintenance_workers for a
+	// restore's sessions; 0 (the default) leaves the server's.
+	RestoreParallelMaintenanceWorkers int `toml:"restore_parallel_maintenance_workers"`
 	// PITR streams every committed change through a logical replication slot into the
 	// repository (wal_level = logical), for restores to any time (snapshot/postgres/pitr).
 	PITR                bool     `toml:"pitr"`
@@ -241,7 +247,7 @@ func Defaults() Config {
 		},
 		Blobs:    Blobs{Workers: 4, PackSize: 32 << 20},
 		Langfuse: Langfuse{EventsPrefix: "events/", ReplayMargin: Duration(2 * time.Minute), ReplayBatch: 1000, ReplayKeysPerSecond: 2000, ReplayRetries: 6},
-		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump"},
+		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump", RestoreMaintenanceWorkMem: 256 << 20},
 		ClickHouse: ClickHouse{
 			User:          "default",
 			Databases:     []string{"default"},

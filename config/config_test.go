@@ -213,6 +213,14 @@ mode = "freeze"
 			},
 		},
 		{
+			name: "a restore's index-build memory and workers",
+			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\nrestore_maintenance_work_mem = \"512KiB\"\nrestore_parallel_maintenance_workers = 65\n",
+			want: []Problem{
+				{Key: "postgres.restore_maintenance_work_mem", Line: 5, Message: "out of range 1MiB..1TiB"},
+				{Key: "postgres.restore_parallel_maintenance_workers", Line: 6, Message: "out of range 0..64"},
+			},
+		},
+		{
 			name: "a new point-in-time chain at most every minute",
 			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\npitr = true\npitr_chain_interval = \"10s\"\n",
 			want: []Problem{{Key: "postgres.pitr_chain_interval", Line: 6, Message: "at least 1m"}},

@@ -269,6 +269,12 @@ func (c *checker) postgres(p *Postgres, required bool) {
 	if p.Parallel < 1 || p.Parallel > 64 {
 		c.add("postgres.parallel", "%d is out of range 1..64", p.Parallel)
 	}
+	if p.RestoreMaintenanceWorkMem < 1<<20 || p.RestoreMaintenanceWorkMem > 1<<40 {
+		c.add("postgres.restore_maintenance_work_mem", "%d bytes is out of range 1MiB..1TiB", p.RestoreMaintenanceWorkMem)
+	}
+	if p.RestoreParallelMaintenanceWorkers < 0 || p.RestoreParallelMaintenanceWorkers > 64 {
+		c.add("postgres.restore_parallel_maintenance_workers", "%d is out of range 0..64 (0 leaves the server's max_parallel_maintenance_workers)", p.RestoreParallelMaintenanceWorkers)
+	}
 	if p.PITR && p.DSN == "" {
 		c.add("postgres.pitr", "needs [postgres] dsn: the server whose changes are streamed")
 	}

@@ -341,7 +341,8 @@ func clickHouseRestoreOptions(ch config.ClickHouse, dbMap map[string]string, log
 // postgresRestoreOptions maps [postgres] to a restorer's options into database (default the
 // snapshot's), for restore and drill alike.
 func postgresRestoreOptions(pg config.Postgres, database string, log *slog.Logger) postgres.RestoreOptions {
-	return postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: database, Parallel: pg.Parallel, Log: log}
+	return postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: database, Parallel: pg.Parallel,
+		MaintenanceWorkMem: int64(pg.RestoreMaintenanceWorkMem), MaintenanceWorkers: pg.RestoreParallelMaintenanceWorkers, Log: log}
 }
 
 // requirePostgres refuses a PostgreSQL restore without a server to restore into.

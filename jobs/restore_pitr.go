@@ -78,5 +78,6 @@ func RestorePITR(ctx context.Context, cfg *config.Config, repo *store.Repository
 		return nil, err
 	}
 	pg := cfg.Postgres
-	return pitr.Restore(ctx, repo, pitr.RestoreOptions{DSN: pg.DSN.Reveal(), Database: req.Database, Parallel: pg.Parallel, Slot: t.Slot, Log: log}, t)
+	return pitr.Restore(ctx, repo, pitr.RestoreOptions{DSN: pg.DSN.Reveal(), Database: req.Database, Parallel: pg.Parallel,
+		MaintenanceWorkMem: int64(pg.RestoreMaintenanceWorkMem), MaintenanceWorkers: pg.RestoreParallelMaintenanceWorkers, Slot: t.Slot, Log: log}, t)
 }

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -41,69 +40,98 @@ func onEach[T any](ctx context.Context, conns []*pgx.Conn, items []T, do func(co
 	return context.Cause(ctx)
 }
 
-// loadAll runs the load steps on Parallel connections, largest first (the manifest's order).
-func (r *Restorer) loadAll(ctx context.Context, repo *store.Repository, plan *Plan, steps []Step, finish func(Step)) error {
-	var conns []*pgx.Conn
+// loadAndBuild loads every table and large objects and runs post-data on Parallel
+// connections. Each table's indexes and constraints are built as soon as its load commits
+// (pipeline), while other tables still load; the rest of post-data (foreign keys, index
+// attachments, triggers, …) then runs in pg_dump's order. The script is read, and its checksum
+// checked, before the first load.
+func (r *Restorer) loadAndBuild(ctx context.Context, repo *store.Repository, plan *Plan, loads []Step, post Step, finish func(Step)) error {
+	sql, err := readScript(ctx, repo, post)
+	if err != nil {
+		return fmt.Errorf("restore step post-data: %w", err)
+	}
+	tasks, loaded := loadTasks(loads)
+	early, late := splitEarly(splitScript(sql), loaded)
+	conns := make([]*pgx.Conn, r.opts.Parallel)
 	defer func() {
 		for _, c := range conns {
-			c.Close(context.WithoutCancel(ctx))
+			if c != nil {
+				c.Close(context.WithoutCancel(ctx))
+			}
 		}
 	}()
-	for range min(r.opts.Parallel, len(steps)) {
-		conn, err := r.loadConn(ctx, plan.LoadInto)
-		if conn != nil {
-			conns = append(conns, conn)
-		}
-		if err != nil {
+	for i := range conns {
+		if conns[i], err = r.sessionConn(ctx, plan.LoadInto); err != nil {
 			return err
 		}
 	}
+	start := time.Now()
 	var mu sync.Mutex
-	// A worker whose connection dropped goes on with the one that replaced it (see copyAgain).
-	current := map[*pgx.Conn]*pgx.Conn{}
-	defer func() {
-		for _, c := range current {
-			c.Close(context.WithoutCancel(ctx))
+	p := newPipeline(len(conns), tasks, early, func(ctx context.Context, w int, t task) error {
+		if t.entry != nil {
+			if err := r.runEntry(ctx, conns[w], *t.entry); err != nil {
+				return fmt.Errorf("restore step post-data: %w", err)
+			}
+			return nil
 		}
-	}()
-	return onEach(ctx, conns, steps, func(ctx context.Context, worker *pgx.Conn, s Step) error {
-		start := time.Now()
-		mu.Lock()
-		conn := cmp.Or(current[worker], worker)
-		mu.Unlock()
+		// Only worker w uses conns[w]; a load whose connection dropped goes on with the one
+		// that replaced it (see copyAgain), and so does the worker.
+		s, begun := *t.step, time.Now()
 		var err error
 		if s.Action == "large-objects" {
-			err = loadLargeObjects(ctx, conn, repo, s)
+			err = loadLargeObjects(ctx, conns[w], repo, s)
 		} else {
-			var now *pgx.Conn
-			now, err = r.copyAgain(ctx, conn, plan.LoadInto, repo, s.loads[0])
-			if now != conn {
-				mu.Lock()
-				current[worker] = now
-				mu.Unlock()
-			}
+			conns[w], err = r.copyAgain(ctx, conns[w], plan.LoadInto, repo, s.loads[0])
 		}
 		if err != nil {
 			return fmt.Errorf("restore step %s %s: %w", s.Action, s.Target, err)
 		}
-		r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows, "seconds", time.Since(start).Seconds())
+		r.opts.Log.Info("loaded", "table", s.Target, "rows", s.Rows, "seconds", time.Since(begun).Seconds())
 		mu.Lock()
+		defer mu.Unlock()
 		finish(s)
-		mu.Unlock()
 		return nil
 	})
+	if err := p.Run(ctx); err != nil {
+		return err
+	}
+	r.opts.Log.Info("loaded tables, building their indexes and constraints meanwhile", "database", plan.LoadInto,
+		"tables", len(loads), "entries", len(early), "seconds", time.Since(start).Seconds())
+	start = time.Now()
+	if err := r.runEntries(ctx, conns, late); err != nil {
+		return fmt.Errorf("restore step post-data: %w", err)
+	}
+	r.opts.Log.Info("replayed schema", "section", post.Action, "database", plan.LoadInto, "entries", len(late), "seconds", time.Since(start).Seconds())
+	return flushed(ctx, conns[0])
 }
 
-// loadConn opens a load connection to db. A failed restore is dropped, not recovered, so
-// commits need not wait for the WAL flush. A connection that opened is returned with an error
-// of its setup too, for the caller to close.
-func (r *Restorer) loadConn(ctx context.Context, db string) (*pgx.Conn, error) {
+// flushed waits until everything the restore's sessions committed is on disk: they commit
+// without waiting for the WAL flush, and a server crash right after a restore said it was done
+// must not roll a table's load back. One synchronous commit of a transaction that wrote
+// (txid_current gives it an id) flushes the WAL up to it, every earlier commit included.
+func flushed(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.PgConn().Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT").ReadAll()
+	return explain("flush the restore's commits to disk", err)
+}
+
+// sessionConn opens one of a restore's connections to db, with the session settings of a
+// restore. A failed restore is dropped, not recovered, so commits need not wait for the WAL
+// flush (flushed waits once, at the end of post-data). Index builds
+// get the memory and parallel workers the restore is allowed ([postgres]
+// restore_maintenance_work_mem, restore_parallel_maintenance_workers): the server's defaults
+// (64 MB) sort a large table's index on disk. A connection that opened is returned with an
+// error of its setup too, for the caller to close.
+func (r *Restorer) sessionConn(ctx context.Context, db string) (*pgx.Conn, error) {
 	conn, err := r.connectTo(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
-		return conn, explain("prepare a load connection", err)
+	set := fmt.Sprintf("SET synchronous_commit = off; SET maintenance_work_mem = '%dkB'", r.opts.MaintenanceWorkMem>>10)
+	if r.opts.MaintenanceWorkers > 0 {
+		set += fmt.Sprintf("; SET max_parallel_maintenance_workers = %d", r.opts.MaintenanceWorkers)
+	}
+	if _, err := conn.PgConn().Exec(ctx, set).ReadAll(); err != nil {
+		return conn, explain("prepare a restore connection ("+set+")", err)
 	}
 	return conn, nil
 }
@@ -137,7 +165,7 @@ func (r *Restorer) copyAgain(ctx context.Context, conn *pgx.Conn, db string, rep
 			return conn, err
 		case <-time.After(loadRetryWait(attempt)):
 		}
-		fresh, cerr := r.loadConn(ctx, db)
+		fresh, cerr := r.sessionConn(ctx, db)
 		if cerr != nil {
 			if fresh != nil {
 				fresh.Close(context.WithoutCancel(ctx))

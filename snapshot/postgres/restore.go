@@ -45,10 +45,9 @@ func (r *Restorer) executeFull(ctx context.Context, repo *store.Repository, plan
 		case "pre-data":
 			err = r.runScript(ctx, repo, plan.LoadInto, s)
 		case "post-data":
-			if err = r.loadAll(ctx, repo, plan, loads, finish); err != nil {
+			if err = r.loadAndBuild(ctx, repo, plan, loads, s, finish); err != nil {
 				return done, err
 			}
-			err = r.runPostData(ctx, repo, plan.LoadInto, s)
 		case "load", "large-objects":
 			loads = append(loads, s)
 			continue
@@ -176,23 +175,10 @@ func readScript(ctx context.Context, repo *store.Repository, s Step) (string, er
 // and wait for the indexes they reference, so they and everything after run in order.
 func parallelSafe(typ string) bool { return typ == "INDEX" || typ == "CONSTRAINT" }
 
-// runPostData builds indexes and constraints on Parallel connections, as pg_restore -j does,
-// then the rest of post-data in pg_dump's order. Each entry commits on its own: a failed
+// runEntries runs post-data entries in pg_dump's order, each run of parallelSafe ones on
+// every connection at once, as pg_restore -j does. Each entry commits on its own: a failed
 // restore of a new database drops it whole, so one transaction would buy nothing.
-func (r *Restorer) runPostData(ctx context.Context, repo *store.Repository, db string, s Step) error {
-	sql, err := readScript(ctx, repo, s)
-	if err != nil {
-		return err
-	}
-	entries := splitScript(sql)
-	conns := make([]*pgx.Conn, r.opts.Parallel)
-	for i := range conns {
-		if conns[i], err = r.connectTo(ctx, db); err != nil {
-			return err
-		}
-		defer conns[i].Close(context.WithoutCancel(ctx))
-	}
-	start := time.Now()
+func (r *Restorer) runEntries(ctx context.Context, conns []*pgx.Conn, entries []entry) error {
 	for i := 0; i < len(entries); {
 		j := i
 		for j < len(entries) && parallelSafe(entries[j].Type) {
@@ -210,7 +196,6 @@ func (r *Restorer) runPostData(ctx context.Context, repo *store.Repository, db s
 		}
 		i = j
 	}
-	r.opts.Log.Info("replayed schema", "section", s.Action, "database", db, "entries", len(entries), "seconds", time.Since(start).Seconds())
 	return nil
 }
 

@@ -22,9 +22,16 @@ type RestoreOptions struct {
 	DSN      string   // a superuser or database owner on the target server ([postgres] dsn)
 	Database string   // target database; default the snapshot's
 	Tables   []string // schema.table globs (or table globs): per-table restore into the existing schema
-	Parallel int      // COPY workers; default 2
-	Replace  bool     // replace a non-empty target database, or tables that hold rows
-	Log      *slog.Logger
+	Parallel int      // connections loading tables and building indexes; default 2
+	// MaintenanceWorkMem is maintenance_work_mem for the restore's sessions, in bytes: each
+	// index build may use that much ([postgres] restore_maintenance_work_mem); default
+	// DefaultMaintenanceWorkMem.
+	MaintenanceWorkMem int64
+	// MaintenanceWorkers, when above 0, sets max_parallel_maintenance_workers for the
+	// restore's sessions; 0 leaves the server's.
+	MaintenanceWorkers int
+	Replace            bool // replace a non-empty target database, or tables that hold rows
+	Log                *slog.Logger
 }
 
 // Restore modes.
@@ -67,6 +74,11 @@ type load struct {
 	ref   store.ObjectRef
 }
 
+// DefaultMaintenanceWorkMem is a restore's maintenance_work_mem unless configured: four times
+// the server's default, so the index of a table of a few million rows sorts in memory, while
+// Parallel builds at once stay far below a server's memory.
+const DefaultMaintenanceWorkMem = 256 << 20
+
 // Restorer plans and executes restores of a snapshot's postgres section.
 type Restorer struct{ opts RestoreOptions }
 
@@ -74,6 +86,9 @@ type Restorer struct{ opts RestoreOptions }
 func NewRestorer(o RestoreOptions) *Restorer {
 	if o.Parallel < 1 {
 		o.Parallel = 2
+	}
+	if o.MaintenanceWorkMem < 1<<20 {
+		o.MaintenanceWorkMem = DefaultMaintenanceWorkMem
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
