@@ -214,39 +214,20 @@ type Catalog struct {
 
 // Catalog reads every manifest. One that cannot be decoded, fails validation or (encrypted)
 // authentication is listed as damaged and skipped, so one bad file never hides the others; only
-// a failure to reach the storage is an error.
+// a failure to reach the storage is an error. It lists snapshots/ and reads only the manifests
+// that are new or changed since this Repository last read them (manifest_cache.go); the
+// manifests it returns are the caller's own copies.
 func (r *Repository) Catalog(ctx context.Context) (Catalog, error) {
-	var names []string
-	if err := r.b.List(ctx, "snapshots/", func(o ObjectInfo) error {
-		if strings.HasSuffix(o.Name, ".json") {
-			names = append(names, o.Name)
-		}
-		return nil
-	}); err != nil {
+	return r.catalogCopy(ctx, false)
+}
+
+// catalogCopy is Catalog, reading every manifest afresh when fresh.
+func (r *Repository) catalogCopy(ctx context.Context, fresh bool) (Catalog, error) {
+	shared, damaged, err := r.catalog(ctx, fresh)
+	if err != nil {
 		return Catalog{}, err
 	}
-	c := Catalog{Snapshots: make([]Manifest, 0, len(names))}
-	for _, n := range names {
-		raw, err := r.readStored(ctx, n)
-		if errors.Is(err, ErrNotFound) {
-			continue // deleted since the listing
-		}
-		if err != nil && !errors.Is(err, errTooLarge) {
-			return Catalog{}, fmt.Errorf("read manifest %s: %w", n, err)
-		}
-		var m *Manifest
-		if err == nil {
-			m, err = r.decodeManifest(n, raw)
-		}
-		if err != nil {
-			c.Damaged = append(c.Damaged, DamagedManifest{Name: n, Error: err.Error()})
-			continue
-		}
-		c.Snapshots = append(c.Snapshots, *m)
-	}
-	sort.Slice(c.Snapshots, func(i, j int) bool { return c.Snapshots[i].ID < c.Snapshots[j].ID })
-	sort.Slice(c.Damaged, func(i, j int) bool { return c.Damaged[i].Name < c.Damaged[j].Name })
-	return c, nil
+	return Catalog{Snapshots: cloneAll(shared), Damaged: damaged}, nil
 }
 
 var errTooLarge = fmt.Errorf("larger than %d MiB, which no manifest is", maxManifest>>20)
@@ -307,6 +288,11 @@ var ErrAmbiguous = errors.New("ambiguous snapshot id")
 // "latest:SRC[,SRC]" the newest complete set holding those sources whole; "latest:any" the
 // newest complete set of any scope (scope.go).
 func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error) {
+	return r.snapshot(ctx, id, false)
+}
+
+// snapshot is Snapshot, reading the manifests it looks at afresh when fresh.
+func (r *Repository) snapshot(ctx context.Context, id string, fresh bool) (*Manifest, error) {
 	if id == "" {
 		return nil, fmt.Errorf("snapshot \"\": %w; give an id, a unique prefix of one, or latest", ErrNotFound)
 	}
@@ -314,11 +300,11 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 	if err != nil {
 		return nil, err
 	}
-	if m, err := r.snapshotByName(ctx, id, sel, latest); err != nil || m != nil {
+	if m, err := r.snapshotByName(ctx, id, sel, latest, fresh); err != nil || m != nil {
 		return m, err
 	}
 	// Not found, ambiguous or damaged: the whole catalog says which.
-	c, err := r.Catalog(ctx)
+	c, err := r.catalogCopy(ctx, fresh)
 	if err != nil {
 		return nil, err
 	}
@@ -362,37 +348,38 @@ func (r *Repository) Snapshot(ctx context.Context, id string) (*Manifest, error)
 // snapshotByName finds what Snapshot would, reading only the manifests whose file names can
 // hold it (for latest, the newest ones back to the first that sel matches), so that a backup's
 // look at the latest snapshot does not read the whole history. It returns nil, nil when the
-// answer is not found that way: none, several or only damaged ones match.
-func (r *Repository) snapshotByName(ctx context.Context, id string, sel latestSelector, latest bool) (*Manifest, error) {
-	var names []string
+// answer is not found that way: none, several or only damaged ones match. Manifests are read
+// through the cache Catalog keeps (unless fresh), and the one returned is the caller's copy.
+func (r *Repository) snapshotByName(ctx context.Context, id string, sel latestSelector, latest, fresh bool) (*Manifest, error) {
+	var listed []ObjectInfo
 	if err := r.b.List(ctx, "snapshots/", func(o ObjectInfo) error {
 		base, ok := strings.CutSuffix(strings.TrimPrefix(o.Name, "snapshots/"), ".json")
 		if ok && (latest || strings.HasPrefix(base, id)) {
-			names = append(names, o.Name)
+			listed = append(listed, o)
 		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	if !latest && len(names) != 1 {
+	if !latest && len(listed) != 1 {
 		return nil, nil
 	}
 	// Manifest ids sort by time, as Catalog orders them.
-	sort.Sort(sort.Reverse(sort.StringSlice(names)))
-	for _, n := range names {
-		raw, err := r.readStored(ctx, n)
-		if errors.Is(err, ErrNotFound) || errors.Is(err, errTooLarge) {
+	sort.Slice(listed, func(i, j int) bool { return listed[i].Name > listed[j].Name })
+	for _, o := range listed {
+		e, err := r.readManifest(ctx, o, fresh)
+		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read manifest %s: %w", n, err)
+			return nil, err
 		}
-		m, err := r.decodeManifest(n, raw)
-		if err != nil {
+		if e.m == nil {
 			continue // damaged: Catalog reports it
 		}
-		if !latest || sel.matches(m) {
-			return m, nil
+		if !latest || sel.matches(e.m) {
+			m := e.m.clone()
+			return &m, nil
 		}
 	}
 	return nil, nil

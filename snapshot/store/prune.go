@@ -356,15 +356,17 @@ func planReads(ctx context.Context, snaps []Manifest, reads func(ManifestObject)
 	}
 }
 
-// selectSnapshots returns the given snapshots, or every valid one and the damaged manifests.
+// selectSnapshots returns the given snapshots, or every valid one and the damaged manifests,
+// read afresh: verify is what finds a manifest damaged where its size and modification time
+// stayed (a filesystem's bit rot), which the catalog's cache would not notice (manifest_cache.go).
 func (r *Repository) selectSnapshots(ctx context.Context, ids []string) ([]Manifest, []DamagedManifest, error) {
 	if len(ids) == 0 {
-		c, err := r.Catalog(ctx)
+		c, err := r.catalogCopy(ctx, true)
 		return c.Snapshots, c.Damaged, err
 	}
 	var out []Manifest
 	for _, id := range ids {
-		m, err := r.Snapshot(ctx, id)
+		m, err := r.snapshot(ctx, id, true)
 		if err != nil {
 			return nil, nil, err
 		}

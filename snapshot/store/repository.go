@@ -104,6 +104,9 @@ type Repository struct {
 	// loading is held while the index is read, so that the parallel exports' first lookups
 	// read every manifest once between them, not once each.
 	loading sync.Mutex
+	// manifests is each manifest's last read, which Catalog and the index reuse while the
+	// listing shows it unchanged (manifest_cache.go).
+	manifests manifestCache
 }
 
 // Open connects to the repository at opts.URL, initialising it if empty.
@@ -373,10 +376,13 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 	if loaded {
 		return nil
 	}
-	manifests, err := r.Snapshots(ctx)
+	// The cached manifests themselves, not copies: the index only reads them, and a backup's
+	// lock (resetIndex) reloads it, which must not cost a GET per manifest every run.
+	manifests, damaged, err := r.catalog(ctx, false)
 	if err != nil {
 		return err
 	}
+	r.logDamaged(damaged)
 	index := map[string]ObjectRef{}
 	for _, m := range manifests {
 		for _, o := range m.Objects {
