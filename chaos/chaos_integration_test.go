@@ -380,16 +380,24 @@ func (s *suite) start() {
 func (s *suite) prepare() {
 	t := s.t
 	s.bin = buildBinary(t, s.dir)
-	blob, err := blobEndpoint(s.env.AzureConnectionString)
+	s.proxy = storageProxy(t, s.env, s.logFile("proxy.log"))
+	s.listen = freeAddr(t)
+	s.tmpfs = s.mountTmpfs()
+}
+
+// storageProxy puts the fault proxy in front of Azurite's blob endpoint, logging to log, and
+// closes it when the test ends.
+func storageProxy(t *testing.T, env *devstack.Env, log io.Writer) *faultproxy.Proxy {
+	blob, err := blobEndpoint(env.AzureConnectionString)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.proxy, err = faultproxy.Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(s.logFile("proxy.log"), nil))); err != nil {
+	proxy, err := faultproxy.Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(log, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.proxy.Close() })
-	s.listen = freeAddr(t)
-	s.tmpfs = s.mountTmpfs()
+	t.Cleanup(func() { _ = proxy.Close() })
+	return proxy
 }
 
 // round injects one fault at a random moment inside a running backup and checks the aftermath.

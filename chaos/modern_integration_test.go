@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -163,14 +162,7 @@ func (m *modernSuite) start() {
 	if _, err := demo.Seed(seedCtx, seed); err != nil {
 		t.Fatalf("seed the modern chaos database: %v", err)
 	}
-	blob, err := blobEndpoint(m.env.AzureConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.proxy, err = faultproxy.Listen("127.0.0.1:0", blob.Host, slog.New(slog.NewTextHandler(m.logFile("proxy.log"), nil))); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.proxy.Close() })
+	m.proxy = storageProxy(t, m.env, m.logFile("proxy.log"))
 	m.listen = freeAddr(t)
 	m.writeConfig(chsnap.ModeLogical)
 	o := demo.LoadOptions{ClickHouse: []string{m.env.CHModernNative}, Database: m.db, Modern: true, Rate: 300, Interval: 300 * time.Millisecond}

@@ -160,12 +160,9 @@ func (p *pitrChaos) faults(s *suite) []fault {
 // wal_sender_timeout) and for extra after that, then continues it.
 func (p *pitrChaos) freeze(extra time.Duration) func(context.Context, *suite) error {
 	return func(ctx context.Context, s *suite) error {
-		pid := s.daemon.Process.Pid
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			return fmt.Errorf("SIGSTOP the daemon (pid %d): %w", pid, err)
-		}
-		defer syscall.Kill(pid, syscall.SIGCONT)
-		if err := p.waitDropped(ctx, s); err != nil {
+		resume, err := p.stopPastTimeout(ctx, s)
+		defer resume()
+		if err != nil {
 			return err
 		}
 		sleep(ctx, extra)
@@ -209,12 +206,9 @@ func (p *pitrChaos) takeover(extra time.Duration) func(context.Context, *suite) 
 		if err != nil {
 			return err
 		}
-		pid := s.daemon.Process.Pid
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			return fmt.Errorf("SIGSTOP the daemon (pid %d): %w", pid, err)
-		}
-		defer syscall.Kill(pid, syscall.SIGCONT)
-		if err := p.waitDropped(ctx, s); err != nil {
+		resume, err := p.stopPastTimeout(ctx, s)
+		defer resume()
+		if err != nil {
 			return err
 		}
 		for deadline := time.Now().Add(time.Minute); ; sleep(ctx, 200*time.Millisecond) {
@@ -231,9 +225,7 @@ func (p *pitrChaos) takeover(extra time.Duration) func(context.Context, *suite) 
 		}
 		s.t.Logf("chaos: the second daemon took slot %s", p.slot)
 		sleep(ctx, extra)
-		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-			return err
-		}
+		resume() // the first daemon wakes while the second holds the slot
 		sleep(ctx, extra)
 		return nil
 	}
@@ -254,6 +246,18 @@ func (p *pitrChaos) slotState(ctx context.Context, s *suite) (walsender int32, a
 		walsender = *pid
 	}
 	return walsender, active, nil
+}
+
+// stopPastTimeout stops the daemon with SIGSTOP and waits until the server has dropped its
+// walsender (past wal_sender_timeout). The caller always calls resume, which continues the
+// daemon, error or not.
+func (p *pitrChaos) stopPastTimeout(ctx context.Context, s *suite) (resume func(), err error) {
+	pid := s.daemon.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return func() {}, fmt.Errorf("SIGSTOP the daemon (pid %d): %w", pid, err)
+	}
+	resume = func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
+	return resume, p.waitDropped(ctx, s)
 }
 
 // waitDropped waits until the server has dropped the stopped daemon's walsender.
