@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -50,9 +52,9 @@ func (r *Restorer) loadAndBuild(ctx context.Context, repo *store.Repository, pla
 	if err != nil {
 		return fmt.Errorf("restore step post-data: %w", err)
 	}
-	tasks, loaded := loadTasks(loads)
-	early, late := splitEarly(splitScript(sql), loaded)
 	conns := make([]*pgx.Conn, r.opts.Parallel)
+	tasks, loaded := loadTasks(loads, len(conns), r.opts.splitBytes)
+	early, late := splitEarly(splitScript(sql), loaded)
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -74,13 +76,18 @@ func (r *Restorer) loadAndBuild(ctx context.Context, repo *store.Repository, pla
 			}
 			return nil
 		}
-		// Only worker w uses conns[w]; a load whose connection dropped goes on with the one
-		// that replaced it (see copyAgain), and so does the worker.
+		// Only worker w uses conns[w] (but for a split load, which runs alone); a load whose
+		// connection dropped goes on with the one that replaced it (see copyAgain), and so
+		// does the worker.
 		s, begun := *t.step, time.Now()
 		var err error
-		if s.Action == "large-objects" {
+		switch {
+		case s.Action == "large-objects":
 			err = loadLargeObjects(ctx, conns[w], repo, s)
-		} else {
+		case t.split:
+			// The pipeline runs nothing else meanwhile: every connection is free.
+			err = r.copySplit(ctx, conns, w, plan.LoadInto, repo, s.loads[0])
+		default:
 			conns[w], err = r.copyAgain(ctx, conns[w], plan.LoadInto, repo, s.loads[0])
 		}
 		if err != nil {
@@ -116,11 +123,11 @@ func flushed(ctx context.Context, conn *pgx.Conn) error {
 
 // sessionConn opens one of a restore's connections to db, with the session settings of a
 // restore. A failed restore is dropped, not recovered, so commits need not wait for the WAL
-// flush (flushed waits once, at the end of post-data). Index builds
-// get the memory and parallel workers the restore is allowed ([postgres]
-// restore_maintenance_work_mem, restore_parallel_maintenance_workers): the server's defaults
-// (64 MB) sort a large table's index on disk. A connection that opened is returned with an
-// error of its setup too, for the caller to close.
+// flush (flushed waits once, at the end of post-data). Index builds get the memory and
+// parallel workers the restore is allowed ([postgres] restore_maintenance_work_mem,
+// restore_parallel_maintenance_workers): the server's default (64 MB) sorts a large table's
+// index on disk. A connection that opened is returned with an error of its setup too, for the
+// caller to close.
 func (r *Restorer) sessionConn(ctx context.Context, db string) (*pgx.Conn, error) {
 	conn, err := r.connectTo(ctx, db)
 	if err != nil {
@@ -134,6 +141,213 @@ func (r *Restorer) sessionConn(ctx context.Context, db string) (*pgx.Conn, error
 		return conn, explain("prepare a restore connection ("+set+")", err)
 	}
 	return conn, nil
+}
+
+// splitChunk is how much of a split load's object one connection takes at a time.
+const splitChunk = 1 << 20
+
+// copySplit loads one large table over every connection at once, so that the server parses
+// and writes its rows in as many backends, where one COPY would leave the other cores idle
+// (pg_restore -j loads a table in one). The object is cut at row ends (COPY's text format
+// escapes a newline inside a value, so a raw newline always ends a row) into chunks that the
+// connections' COPY … FROM STDIN take in turn, each COPY in a transaction of its own. They
+// commit only once every COPY has ended, the object's checksum has matched at its end, and
+// their rows add up to the snapshot's. The rows are not frozen (FREEZE needs the table emptied
+// in the loading transaction itself); vacuum freezes them later, as after pg_restore.
+//
+// A split load that fails for another cause than the object's own or ctx (a dropped
+// connection, a commit whose answer was lost) is loaded again the usual way, copyAgain on
+// worker w's connection: it empties the table in its own transaction first, so rows a part of
+// the split committed are not doubled. Connections that dropped are replaced, so every worker
+// goes on with a live one.
+func (r *Restorer) copySplit(ctx context.Context, conns []*pgx.Conn, w int, db string, repo *store.Repository, l load) error {
+	err := copyParts(ctx, conns, repo, l)
+	if err == nil {
+		r.opts.Log.Info("table loaded split over connections", "table", l.table.FullName(), "connections", len(conns))
+	}
+	if err == nil || ctx.Err() != nil || errors.Is(err, errNotRetried) {
+		return err
+	}
+	r.opts.Log.Warn("a split load failed; loading the table again on one connection", "table", l.table.FullName(), "err", err)
+	for i, c := range conns {
+		if c.IsClosed() {
+			fresh, cerr := r.sessionConn(ctx, db)
+			if cerr != nil {
+				if fresh != nil {
+					fresh.Close(context.WithoutCancel(ctx))
+				}
+				return fmt.Errorf("%w; loading it again failed: %w", err, cerr)
+			}
+			conns[i] = fresh
+		}
+	}
+	conns[w], err = r.copyAgain(ctx, conns[w], db, repo, l)
+	return err
+}
+
+// errNotRetried marks a split load's failure that loading again cannot mend: the object's
+// own, or rows that do not add up to the snapshot's.
+var errNotRetried = errors.New("not retried")
+
+// copyParts runs the split COPYs of copySplit and commits them when all succeeded.
+func copyParts(ctx context.Context, conns []*pgx.Conn, repo *store.Repository, l load) error {
+	obj, err := openGuarded(ctx, repo, l.ref)
+	if err != nil {
+		return fmt.Errorf("%w (%w)", err, errNotRetried)
+	}
+	defer obj.Close()
+	feed := &chunkFeed{chunks: make(chan []byte, len(conns)), stop: make(chan struct{})}
+	go feed.cut(obj)
+	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN"
+	txs := make([]pgx.Tx, len(conns))
+	defer func() {
+		for _, tx := range txs {
+			if tx != nil {
+				tx.Rollback(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	rows := make([]int64, len(conns))
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, conn := range conns {
+		wg.Go(func() {
+			if txs[i], errs[i] = conn.Begin(ctx); errs[i] != nil {
+				feed.abort(errs[i])
+				return
+			}
+			tag, err := conn.PgConn().CopyFrom(ctx, feed.reader(), sql)
+			if err != nil {
+				feed.abort(err)
+				errs[i] = err
+				return
+			}
+			rows[i] = tag.RowsAffected()
+		})
+	}
+	wg.Wait()
+	feed.abort(io.EOF) // stops the cutter if a COPY ended early
+	doing := fmt.Sprintf("load %s over %d connections", l.table.FullName(), len(conns))
+	if err := obj.objectErr(); err != nil {
+		return fmt.Errorf("%s: %w (%w)", doing, err, errNotRetried)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return explain(doing, err)
+	}
+	var total int64
+	for _, n := range rows {
+		total += n
+	}
+	if total != l.table.Rows {
+		return fmt.Errorf("%s: %d rows loaded, the snapshot has %d (%w)", doing, total, l.table.Rows, errNotRetried)
+	}
+	for i, tx := range txs {
+		if err := tx.Commit(ctx); err != nil {
+			return explain("commit "+doing, err)
+		}
+		txs[i] = nil
+	}
+	return nil
+}
+
+// chunkFeed cuts an object into chunks of whole rows for several COPYs to take in turn.
+type chunkFeed struct {
+	chunks chan []byte
+	stop   chan struct{}
+	once   sync.Once
+	mu     sync.Mutex
+	err    error // why the feed stopped: a reader's or a COPY's failure; io.EOF at the end
+}
+
+// cut reads the object into chunks of about splitChunk bytes, each ending at a row's end,
+// until its end, a read error or abort.
+func (f *chunkFeed) cut(obj io.Reader) {
+	defer close(f.chunks)
+	br := bufio.NewReaderSize(obj, 64<<10)
+	for {
+		buf := make([]byte, splitChunk)
+		n, err := io.ReadFull(br, buf)
+		buf = buf[:n]
+		if err == nil {
+			var rest []byte
+			rest, err = br.ReadBytes('\n')
+			buf = append(buf, rest...)
+		}
+		if len(buf) > 0 {
+			select {
+			case f.chunks <- buf:
+			case <-f.stop:
+				return
+			}
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			f.abort(io.EOF)
+			return
+		case err != nil:
+			f.abort(err)
+			return
+		}
+	}
+}
+
+// abort stops the feed with err; the first cause stays.
+func (f *chunkFeed) abort(err error) {
+	f.once.Do(func() {
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
+		close(f.stop)
+	})
+}
+
+func (f *chunkFeed) cause() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// reader is one COPY's share of the feed: the chunks it takes, then io.EOF once the object
+// ended, or the feed's failure, which makes pgconn abort that COPY (CopyFail) and keep the
+// connection.
+func (f *chunkFeed) reader() io.Reader { return &chunkReader{feed: f} }
+
+type chunkReader struct {
+	feed *chunkFeed
+	cur  []byte
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		select {
+		case b, ok := <-c.feed.chunks:
+			if !ok {
+				return 0, c.end()
+			}
+			c.cur = b
+		case <-c.feed.stop:
+			if err := c.feed.cause(); err != io.EOF {
+				return 0, err
+			}
+			// The object ended: take what is left in the channel first.
+			b, ok := <-c.feed.chunks
+			if !ok {
+				return 0, c.end()
+			}
+			c.cur = b
+		}
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	return n, nil
+}
+
+// end is a COPY's end of input: io.EOF when the whole object was read, or why it was not.
+func (c *chunkReader) end() error {
+	if err := c.feed.cause(); err != nil && err != io.EOF {
+		return err
+	}
+	return io.EOF
 }
 
 // loadAttempts bounds how often one table loads while its connection keeps dropping.
@@ -263,6 +477,13 @@ func (g *guarded) cause(doing string, err error) error {
 		return fmt.Errorf("%s: %w", doing, g.readErr)
 	}
 	return explain(doing, err)
+}
+
+// objectErr is the object's own failure, if reading it failed.
+func (g *guarded) objectErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.readErr
 }
 
 func (g *guarded) Close() error {

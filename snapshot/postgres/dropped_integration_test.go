@@ -41,6 +41,9 @@ type droppedFixture struct {
 	repo   *store.Repository
 	m      *store.Manifest
 	proxy  *faultproxy.Proxy
+	// split is the restore's splitBytes: 0 the default (public.big loads on one connection),
+	// 1 MiB to load it split over both.
+	split int64
 }
 
 const loadResetAfter = 512 << 10
@@ -75,28 +78,41 @@ func (f *droppedFixture) restore(t *testing.T) (string, string, error) {
 	target := devstack.ScratchName("it_pg_dropped")
 	dropAfter(t, f.env, target)
 	var logged lockedBuffer
-	_, err := restore(t, f.repo, f.m, RestoreOptions{DSN: u.String(), Database: target, Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	_, err := restore(t, f.repo, f.m, RestoreOptions{DSN: u.String(), Database: target, Log: slog.New(slog.NewTextHandler(&logged, nil)), splitBytes: f.split})
 	return target, logged.String(), err
 }
 
 // TestRestoreLoadsATableAgainWhenItsConnectionDrops: a table's COPY whose connection is reset
 // mid-stream is loaded again, in a new transaction on a new connection, and the restore ends
 // equal to the source.
+//
+// Split over both connections, the load whose one connection was reset is loaded again on one
+// connection, emptied first, so the rows the other part may have committed are not doubled.
 func TestRestoreLoadsATableAgainWhenItsConnectionDrops(t *testing.T) {
 	f := newDroppedFixture(t)
-	f.proxy.Set(faultproxy.Mode{Fault: faultproxy.Reset, After: loadResetAfter, Resets: 1})
-	target, logged, err := f.restore(t)
-	if err != nil {
-		t.Fatalf("restore through a proxy that resets one connection: %v", err)
-	}
-	if got := f.proxy.Stats().Resets; got != 1 {
-		t.Errorf("the proxy reset %d connections, want 1", got)
-	}
-	if !strings.Contains(logged, "a table's load lost its connection") || !strings.Contains(logged, "public.big") {
-		t.Errorf("the restore logged no second load of public.big:\n%s", logged)
-	}
-	if diffs := diffMaps(checksums(t, dial(t, f.srcDSN)), checksums(t, dial(t, dsnFor(t, f.env.PGDSN, target)))); len(diffs) > 0 {
-		t.Errorf("tables differ after the restore:\n%s", strings.Join(diffs, "\n"))
+	for _, tc := range []struct {
+		split  int64
+		logged string
+	}{
+		{0, "a table's load lost its connection"},
+		{1 << 20, "a split load failed; loading the table again on one connection"},
+	} {
+		f.split = tc.split
+		f.proxy.Set(faultproxy.Mode{Fault: faultproxy.Reset, After: loadResetAfter, Resets: 1})
+		before := f.proxy.Stats().Resets
+		target, logged, err := f.restore(t)
+		if err != nil {
+			t.Fatalf("split %d: restore through a proxy that resets one connection: %v", tc.split, err)
+		}
+		if got := f.proxy.Stats().Resets - before; got != 1 {
+			t.Errorf("split %d: the proxy reset %d connections, want 1", tc.split, got)
+		}
+		if !strings.Contains(logged, tc.logged) || !strings.Contains(logged, "public.big") {
+			t.Errorf("split %d: the restore logged no second load of public.big (%q):\n%s", tc.split, tc.logged, logged)
+		}
+		if diffs := diffMaps(checksums(t, dial(t, f.srcDSN)), checksums(t, dial(t, dsnFor(t, f.env.PGDSN, target)))); len(diffs) > 0 {
+			t.Errorf("split %d: tables differ after the restore:\n%s", tc.split, strings.Join(diffs, "\n"))
+		}
 	}
 }
 

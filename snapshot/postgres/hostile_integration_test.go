@@ -32,14 +32,15 @@ func smallSnapshot(t *testing.T, env *devstack.Env, dir string) (*store.Reposito
 // TestRestoreRunsNoSQLFromASwappedObject: someone with write access to the repository replaces
 // the pre-data or post-data object with another valid object that starts with their own
 // statement, or a table's rows with as many rows of their own. The restore must fail on the
-// checksum before any statement of it runs, and commit none of those rows.
+// checksum before any statement of it runs, and commit none of those rows, also when the
+// table loads split over several connections.
 func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 	env := devstack.Require(t)
 	var forged strings.Builder
 	for i := 1; i <= 100; i++ {
 		fmt.Fprintf(&forged, "%d\tforged\n", i)
 	}
-	for _, section := range []string{"pre-data", "post-data", "table data"} {
+	for _, section := range []string{"pre-data", "post-data", "table data", "table data, split"} {
 		t.Run(section, func(t *testing.T) {
 			ctx := testContext(t)
 			dir := t.TempDir()
@@ -52,7 +53,7 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			switch section {
 			case "post-data":
 				victim = sec.PostData
-			case "table data":
+			case "table data", "table data, split":
 				for _, tr := range sec.Tables {
 					if tr.FullName() == "public.t" {
 						victim = tr.ObjectRecord
@@ -78,7 +79,8 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			db := devstack.ScratchName("it_pg_hostile_target")
 			exec1(t, dial(t, env.PGDSN), "CREATE DATABASE "+Ident(db))
 			dropAfter(t, env, db)
-			_, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db})
+			split := map[bool]int64{true: 1}[strings.HasSuffix(section, "split")]
+			_, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db, splitBytes: split})
 			if !errors.Is(err, store.ErrCorrupt) {
 				t.Fatalf("restore from a swapped %s object: %v, want a checksum failure", section, err)
 			}
@@ -89,7 +91,7 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			if pwned {
 				t.Errorf("a statement of the swapped %s object ran before its checksum was checked", section)
 			}
-			if section == "table data" {
+			if strings.HasPrefix(section, "table data") {
 				var n int64
 				if err := dial(t, dsnFor(t, env.PGDSN, db)).QueryRow(ctx, "SELECT count(*) FROM public.t").Scan(&n); err != nil {
 					t.Fatal(err)

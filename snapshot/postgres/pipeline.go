@@ -16,6 +16,9 @@ type task struct {
 	table string // Ident(schema, name) of the table loaded or built on; "" for large objects
 	bytes int64  // the table's size: larger tables go first, their indexes with them
 	seq   int    // the manifest's or the script's order, for ties
+	// split: a large table's load over every worker's connection at once (copySplit). It
+	// starts once nothing else runs, and nothing else starts until it is done.
+	split bool
 }
 
 // exclusive says a task locks its table against every other task on it: ALTER TABLE … ADD
@@ -42,6 +45,7 @@ type pipeline struct {
 	running int
 	shared  map[string]int  // index builds running per table
 	held    map[string]bool // tables an exclusive task runs on
+	alone   bool            // a split load runs, on every worker's connection
 	failed  error
 }
 
@@ -111,6 +115,7 @@ func (p *pipeline) take(ctx context.Context) (task, bool) {
 			t := p.ready[i]
 			p.ready = slices.Delete(p.ready, i, i+1)
 			p.running++
+			p.alone = t.split
 			if t.entry != nil {
 				if t.exclusive() {
 					p.held[t.table] = true
@@ -129,8 +134,12 @@ func (p *pipeline) take(ctx context.Context) (task, bool) {
 	}
 }
 
-// next picks the ready task of the largest table whose locks are free, or -1.
+// next picks the ready task of the largest table whose locks are free, or -1. A split load
+// waits for the running tasks to end, and no task starts before it.
 func (p *pipeline) next() int {
+	if p.alone {
+		return -1
+	}
 	best := -1
 	for i, t := range p.ready {
 		if t.entry != nil && (p.held[t.table] || t.exclusive() && p.shared[t.table] > 0) {
@@ -139,6 +148,9 @@ func (p *pipeline) next() int {
 		if best < 0 || before(t, p.ready[best]) {
 			best = i
 		}
+	}
+	if best >= 0 && p.ready[best].split && p.running > 0 {
+		return -1
 	}
 	return best
 }
@@ -159,6 +171,7 @@ func (p *pipeline) done(t task, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.running--
+	p.alone = false
 	if t.entry != nil {
 		if t.exclusive() {
 			delete(p.held, t.table)
@@ -274,8 +287,9 @@ func identifier(s string) (string, string, bool) {
 	return s[:n], s[n:], true
 }
 
-// loadTasks makes the pipeline's loads from a plan's load steps, in the manifest's order.
-func loadTasks(steps []Step) ([]task, map[string]int64) {
+// loadTasks makes the pipeline's loads from a plan's load steps, in the manifest's order; a
+// table of splitBytes or more loads split when there are several workers.
+func loadTasks(steps []Step, workers int, splitBytes int64) ([]task, map[string]int64) {
 	loaded := map[string]int64{}
 	tasks := make([]task, len(steps))
 	for i := range steps {
@@ -284,6 +298,7 @@ func loadTasks(steps []Step) ([]task, map[string]int64) {
 		if len(s.loads) == 1 {
 			l := s.loads[0].table
 			tasks[i].table = Ident(l.Schema, l.Name)
+			tasks[i].split = workers > 1 && splitBytes > 0 && s.Bytes >= splitBytes
 			loaded[tasks[i].table] = s.Bytes
 		}
 	}

@@ -38,7 +38,8 @@ INSERT INTO spans SELECT i, date '2026-01-01' + i % 31, 1 + i % 40000 FROM gener
 // TestRestoredDatabaseEqualsItsSource: a whole-database restore that builds indexes and
 // constraints while other tables load ends equal to its source: the same rows in every table
 // (checksums), the same constraints and indexes, every constraint validated, every index
-// valid, and some were built before the last load ended.
+// valid, and some were built before the last load ended; the largest tables loaded split
+// over the connections.
 func TestRestoredDatabaseEqualsItsSource(t *testing.T) {
 	env := devstack.Require(t)
 	srcDSN := seededDatabase(t, env)
@@ -49,16 +50,20 @@ func TestRestoredDatabaseEqualsItsSource(t *testing.T) {
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
+	// With 3 connections, runs and steps (about 2 MB of rows each) load split over them.
 	for _, parallel := range []int{1, 3} {
 		target := devstack.ScratchName("it_pg_pipeline")
 		dropAfter(t, env, target)
 		var logged lockedBuffer
 		log := slog.New(slog.NewTextHandler(&logged, nil))
-		if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Parallel: parallel, MaintenanceWorkMem: 32 << 20, MaintenanceWorkers: 1, Log: log}); err != nil {
+		if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Parallel: parallel, MaintenanceWorkMem: 32 << 20, MaintenanceWorkers: 1, Log: log, splitBytes: 1 << 20}); err != nil {
 			t.Fatalf("restore with parallel %d: %v", parallel, err)
 		}
 		if early := regexp.MustCompile(`building their indexes and constraints meanwhile.* entries=(\d+)`).FindStringSubmatch(logged.String()); early == nil || early[1] == "0" {
 			t.Errorf("parallel %d: no index or constraint was built in the pipeline: %v", parallel, early)
+		}
+		if split := strings.Count(logged.String(), "split over"); (parallel > 1) != (split > 0) {
+			t.Errorf("parallel %d: %d tables loaded split", parallel, split)
 		}
 		dst := dial(t, dsnFor(t, env.PGDSN, target))
 		if diffs := diffMaps(checksums(t, src), checksums(t, dst)); len(diffs) > 0 {

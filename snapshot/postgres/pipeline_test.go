@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ type fakeRestore struct {
 	onTable    map[string][]string
 	running    int
 	maxRunning int
+	alone      string // a split load running
 	// block, when set for a task, runs before it ends (a slow load).
 	block map[string]func()
 	fail  map[string]error
@@ -45,6 +47,15 @@ func (f *fakeRestore) run(_ context.Context, _ int, tk task) error {
 	f.order = append(f.order, name)
 	f.running++
 	f.maxRunning = max(f.maxRunning, f.running)
+	if f.alone != "" {
+		f.t.Errorf("%s started while the split load %s ran", name, f.alone)
+	}
+	if tk.split {
+		if f.running != 1 {
+			f.t.Errorf("split load %s started while %d other tasks ran", name, f.running-1)
+		}
+		f.alone = name
+	}
 	if tk.entry != nil {
 		if !f.loaded[tk.table] {
 			f.t.Errorf("%s started before the load of %s ended", name, tk.table)
@@ -64,6 +75,9 @@ func (f *fakeRestore) run(_ context.Context, _ int, tk task) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.running--
+	if tk.split {
+		f.alone = ""
+	}
 	if tk.entry != nil {
 		f.onTable[tk.table] = slices.DeleteFunc(f.onTable[tk.table], func(o string) bool { return o == name })
 	} else {
@@ -76,6 +90,11 @@ func (f *fakeRestore) run(_ context.Context, _ int, tk task) error {
 // post-data script of entries, "INDEX table name" or "CONSTRAINT table name" (whose names
 // end in _pkey).
 func fakePlan(tables []string, defs []string) ([]task, []task) {
+	return fakeSplitPlan(tables, defs, 1, 0)
+}
+
+// fakeSplitPlan is fakePlan for workers, loading tables of splitBytes or more split.
+func fakeSplitPlan(tables []string, defs []string, workers int, splitBytes int64) ([]task, []task) {
 	var steps []Step
 	for _, tb := range tables {
 		name, size, _ := strings.Cut(tb, ":")
@@ -83,7 +102,7 @@ func fakePlan(tables []string, defs []string) ([]task, []task) {
 		fmt.Sscan(size, &n)
 		steps = append(steps, Step{Action: "load", Target: "public." + name, Bytes: n, loads: []load{{table: &TableRecord{Table: Table{Schema: "public", Name: name}}}}})
 	}
-	loads, loaded := loadTasks(steps)
+	loads, loaded := loadTasks(steps, workers, splitBytes)
 	var entries []entry
 	for _, d := range defs {
 		f := strings.Fields(d)
@@ -150,6 +169,43 @@ func TestPipelineOrderFake(t *testing.T) {
 				t.Errorf("order %q, want %q", f.order, tc.want)
 			}
 		})
+	}
+}
+
+// TestPipelineRunsASplitLoadAloneFake: a table large enough to load over every connection
+// starts once the tasks before it ended, and nothing starts while it loads; smaller tables
+// and every build still run on every worker.
+func TestPipelineRunsASplitLoadAloneFake(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		tables     []string
+		splitBytes int64
+		wantSplit  int
+	}{
+		{"the largest only", []string{"big:1000", "mid:600", "small:10", "tiny:5"}, 700, 1},
+		{"the two largest", []string{"big:1000", "mid:600", "small:10", "tiny:5"}, 500, 2},
+		{"none large enough", []string{"big:1000", "mid:600", "small:10", "tiny:5"}, 5000, 0},
+		{"every table", []string{"big:1000", "mid:600", "small:10", "tiny:5"}, 1, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeRestore(t)
+			loads, early := fakeSplitPlan(tc.tables, []string{"CONSTRAINT big big_pkey", "INDEX big big_at", "INDEX mid mid_at", "CONSTRAINT small small_pkey", "INDEX tiny tiny_at"}, 3, tc.splitBytes)
+			split := 0
+			for _, l := range loads {
+				if l.split {
+					split++
+				}
+			}
+			if err := newPipeline(3, loads, early, f.run).Run(testContext(t)); err != nil {
+				t.Fatal(err)
+			}
+			if split != tc.wantSplit || len(f.order) != 9 {
+				t.Errorf("%d loads split, %d tasks ran; want %d, 9", split, len(f.order), tc.wantSplit)
+			}
+		})
+	}
+	if loads, _ := fakeSplitPlan([]string{"big:1000"}, nil, 1, 1); loads[0].split {
+		t.Error("a load was split with one worker")
 	}
 }
 
@@ -248,3 +304,67 @@ func TestSplitEarly(t *testing.T) {
 		t.Errorf("late %q, want %q", types, want)
 	}
 }
+
+// TestChunkFeedCutsAtRowEnds: a split load's readers get every row once, whole, each ending
+// its input with io.EOF; when the object fails at its end (a checksum mismatch), no reader
+// ends with io.EOF, so no COPY of a split load can commit.
+func TestChunkFeedCutsAtRowEnds(t *testing.T) {
+	var src strings.Builder
+	for i := range 60000 {
+		fmt.Fprintf(&src, "%d\t%s\n", i, strings.Repeat("x", i%97))
+	}
+	for _, tc := range []struct {
+		name    string
+		fail    error
+		readers int
+	}{
+		{"one reader", nil, 1},
+		{"three readers", nil, 3},
+		{"object fails at its end", errors.New("checksum mismatch"), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			feed := &chunkFeed{chunks: make(chan []byte, tc.readers), stop: make(chan struct{})}
+			var obj io.Reader = strings.NewReader(src.String())
+			if tc.fail != nil {
+				obj = io.MultiReader(obj, failingReader{tc.fail})
+			}
+			go feed.cut(obj)
+			outs := make([]string, tc.readers)
+			errs := make([]error, tc.readers)
+			var wg sync.WaitGroup
+			for i := range tc.readers {
+				wg.Go(func() {
+					var b strings.Builder
+					_, errs[i] = io.Copy(&b, feed.reader())
+					outs[i] = b.String()
+				})
+			}
+			wg.Wait()
+			var rows []string
+			for i, out := range outs {
+				if out != "" && !strings.HasSuffix(out, "\n") {
+					t.Errorf("reader %d's input ends inside a row", i)
+				}
+				if tc.fail == nil && errs[i] != nil || tc.fail != nil && !errors.Is(errs[i], tc.fail) {
+					t.Errorf("reader %d ended with %v, want %v", i, errs[i], tc.fail)
+				}
+				rows = append(rows, strings.SplitAfter(out, "\n")...)
+			}
+			if tc.fail != nil {
+				return
+			}
+			noEmpty := func(s string) bool { return s == "" }
+			rows = slices.DeleteFunc(rows, noEmpty)
+			want := slices.DeleteFunc(strings.SplitAfter(src.String(), "\n"), noEmpty)
+			slices.Sort(rows)
+			slices.Sort(want)
+			if !slices.Equal(rows, want) {
+				t.Errorf("readers got %d rows, want the object's %d, each once", len(rows), len(want))
+			}
+		})
+	}
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }

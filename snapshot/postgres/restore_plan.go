@@ -31,7 +31,10 @@ type RestoreOptions struct {
 	// restore's sessions; 0 leaves the server's.
 	MaintenanceWorkers int
 	Replace            bool // replace a non-empty target database, or tables that hold rows
-	Log                *slog.Logger
+	// splitBytes: a table of this many bytes or more loads over every connection at once
+	// (copySplit); default defaultSplitBytes, negative never (tests).
+	splitBytes int64
+	Log        *slog.Logger
 }
 
 // Restore modes.
@@ -79,6 +82,10 @@ type load struct {
 // Parallel builds at once stay far below a server's memory.
 const DefaultMaintenanceWorkMem = 256 << 20
 
+// defaultSplitBytes is the size from which a table loads over every connection: where one
+// COPY takes seconds, the transactions and chunking it adds cost nothing.
+const defaultSplitBytes = 64 << 20
+
 // Restorer plans and executes restores of a snapshot's postgres section.
 type Restorer struct{ opts RestoreOptions }
 
@@ -86,6 +93,9 @@ type Restorer struct{ opts RestoreOptions }
 func NewRestorer(o RestoreOptions) *Restorer {
 	if o.Parallel < 1 {
 		o.Parallel = 2
+	}
+	if o.splitBytes == 0 {
+		o.splitBytes = defaultSplitBytes
 	}
 	if o.MaintenanceWorkMem < 1<<20 {
 		o.MaintenanceWorkMem = DefaultMaintenanceWorkMem
