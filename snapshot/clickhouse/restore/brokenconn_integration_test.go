@@ -3,7 +3,6 @@ package restore_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -75,17 +74,7 @@ func (f *brokenConnFixture) restore(t *testing.T, into string) error {
 // partitions is each partition's rows and content hash in db, as "id rows hash" lines.
 func (f *brokenConnFixture) partitions(t *testing.T, db string) string {
 	t.Helper()
-	h := &clickhouse.HTTP{Addr: f.env.CHHTTP[0], User: "default"}
-	rc, err := h.Query(context.Background(), "SELECT toString(toYYYYMM(d)) AS p, count(), sum(cityHash64(id, payload)) FROM "+db+".events GROUP BY p ORDER BY p FORMAT TSV", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return queryTSV(t, f.env.CHHTTP[0], "SELECT toString(toYYYYMM(d)) AS p, count(), sum(cityHash64(id, payload)) FROM "+db+".events GROUP BY p ORDER BY p FORMAT TSV")
 }
 
 // TestRestoreSurvivesBrokenLoadConnections: with the server's side closing idle keep-alive

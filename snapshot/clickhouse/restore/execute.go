@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,84 +27,25 @@ type Progress func(done, total int, s Step)
 // REPLACE PARTITION, views last, then waits for replication and checks row counts everywhere.
 // Every step is idempotent, so rerunning after an interruption is safe.
 //
-// Partitions load several at once (Options.Parallel), across tables: each load waits on its
-// server for a staging table, an insert or attach and a REPLACE PARTITION, so one at a time
-// leaves tracevault and the servers mostly idle. A table's loads start once its create-table
-// step has run; any other step (views, ZooKeeper repairs) waits for every load queued before it.
+// Partitions load several at once (Options.Parallel), across tables, while the next tables are
+// created (see scheduler): each load waits on its server for a staging table, an insert or
+// attach and a REPLACE PARTITION, so one at a time leaves tracevault and the servers mostly
+// idle. The other replicas fetch each partition as its REPLACE PARTITION lands, while the next
+// ones load; the check at the end only waits for the last fetches.
 func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Plan, progress Progress) error {
 	// A Replacing or Aggregating table may legitimately lose rows to a merge right after the
 	// load, which would make the row-count check below fail on a correct restore.
 	defer r.setMerges(context.WithoutCancel(ctx), plan, "START")
-	var mu sync.Mutex
-	done := 0
-	finished := func(s Step) {
-		mu.Lock()
-		defer mu.Unlock()
-		done++
-		if progress != nil {
-			progress(done, len(plan.Steps), s)
-		}
-	}
-	stepErr := func(i int, s Step, err error) error {
-		return fmt.Errorf("restore step %d/%d (%s %s %s): %w", i+1, len(plan.Steps), s.Action, s.Target, s.Partition, err)
-	}
-	var loads *errgroup.Group
-	var loadCtx context.Context
-	wait := func() error {
-		if loads == nil {
-			return nil
-		}
-		err := loads.Wait()
-		loads = nil
-		return err
-	}
+	c := &counter{total: len(plan.Steps), progress: progress}
 	staging := newStagingTables()
-	for i, s := range plan.Steps {
-		if s.Action == ActionLoadPartition {
-			if loads == nil {
-				loads, loadCtx = errgroup.WithContext(ctx)
-				loads.SetLimit(clickhouse.Workers(r.opts.Parallel))
-			}
-			if loadCtx.Err() != nil {
-				break // a load failed or ctx ended: wait below returns why
-			}
-			loads.Go(func() error {
-				if err := r.loadPartition(loadCtx, repo, staging, s); err != nil {
-					return stepErr(i, s, err)
-				}
-				finished(s)
-				return nil
-			})
-			continue
-		}
-		if s.Action != ActionCreateDatabase && s.Action != ActionCreateTable {
-			if err := wait(); err != nil {
-				return err
-			}
-		}
-		var err error
-		switch s.Action {
-		case ActionCreateDatabase, ActionCreateTable, ActionCreateView:
-			err = r.first.Conn.Exec(ctx, s.SQL)
-		case ActionRestoreMetadata:
-			err = r.restoreMetadata(ctx, s)
-		case ActionDropRegistration:
-			err = clickhouse.DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
-		case ActionDropGroup:
-			err = clickhouse.DropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
-		}
-		if err != nil {
-			return errors.Join(stepErr(i, s, err), wait())
-		}
-		if s.Action == ActionCreateTable {
-			r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
-			if s.table != nil && s.table.RowsNotKept != "" {
-				r.opts.Log.Warn("a table is restored empty: the snapshot holds its definition only", "table", s.Target, "why", s.table.RowsNotKept)
-			}
-		}
-		finished(s)
+	sc := &scheduler{
+		workers: clickhouse.Workers(r.opts.Parallel),
+		create:  r.create,
+		load:    func(ctx context.Context, s Step) error { return r.loadPartition(ctx, repo, staging, s) },
+		other:   r.runStep,
+		done:    c.finished,
 	}
-	if err := wait(); err != nil {
+	if err := sc.run(ctx, plan.Steps); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -112,19 +55,54 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 	return r.verify(ctx, plan)
 }
 
-// setMerges stops or starts background merges of the plan's tables on every reachable replica.
-func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
-	for _, s := range plan.Steps {
-		if s.Action != ActionCreateTable || !s.table.HasData() {
-			continue
-		}
-		db, table, _ := strings.Cut(s.Target, ".")
-		for _, srv := range r.servers {
-			if err := srv.Conn.Exec(ctx, fmt.Sprintf("SYSTEM %s MERGES %s.%s", verb, clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(table))); err != nil {
-				r.opts.Log.Debug("could not change merges", "verb", verb, "table", s.Target, "replica", srv.Addr, "err", err)
-			}
+// create runs a create-database or create-table step; a table's merges are stopped on every
+// replica before any of its partitions loads.
+func (r *Restorer) create(ctx context.Context, s Step) error {
+	if err := r.first.Conn.Exec(ctx, s.SQL); err != nil {
+		return err
+	}
+	if s.Action == ActionCreateTable {
+		r.setMerges(ctx, &Plan{Steps: []Step{s}}, "STOP")
+		if s.table != nil && s.table.RowsNotKept != "" {
+			r.opts.Log.Warn("a table is restored empty: the snapshot holds its definition only", "table", s.Target, "why", s.table.RowsNotKept)
 		}
 	}
+	return nil
+}
+
+// runStep runs a step that is neither a create nor a load.
+func (r *Restorer) runStep(ctx context.Context, s Step) error {
+	switch s.Action {
+	case ActionCreateView:
+		return r.first.Conn.Exec(ctx, s.SQL)
+	case ActionRestoreMetadata:
+		return r.restoreMetadata(ctx, s)
+	case ActionDropRegistration:
+		return clickhouse.DropRegistration(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+	case ActionDropGroup:
+		return clickhouse.DropGroup(ctx, r.opts.ZooKeeper, s.ZooKeeperPath)
+	}
+	return fmt.Errorf("a restore plan has no step %q", s.Action)
+}
+
+// setMerges stops or starts background merges of the plan's tables on every reachable replica,
+// the replicas side by side: a statement each, which is waiting, not work.
+func (r *Restorer) setMerges(ctx context.Context, plan *Plan, verb string) {
+	var wg sync.WaitGroup
+	for _, srv := range r.servers {
+		wg.Go(func() {
+			for _, s := range plan.Steps {
+				if s.Action != ActionCreateTable || !s.table.HasData() {
+					continue
+				}
+				db, table, _ := strings.Cut(s.Target, ".")
+				if err := srv.Conn.Exec(ctx, fmt.Sprintf("SYSTEM %s MERGES %s.%s", verb, clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(table))); err != nil {
+					r.opts.Log.Debug("could not change merges", "verb", verb, "table", s.Target, "replica", srv.Addr, "err", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func stagingName(table string) string { return "__tracevault_staging_" + table }
@@ -132,9 +110,19 @@ func stagingName(table string) string { return "__tracevault_staging_" + table }
 // stagingTables creates each staging table once per replica, however many of its partitions
 // load at once: concurrent CREATE TABLE IF NOT EXISTS of one name can fail on 18.16 ("is
 // creating or attaching right now").
+//
+// A table has one staging twin per replica, shared by the loads of all its partitions, rather
+// than one per partition (a CREATE and a DROP each, DDL that is slow on a busy 18.16). Sharing is
+// safe because each load touches only its own partition of the twin: it empties it with DROP
+// PARTITION ID, inserts an object holding that partition's rows only (or attaches its own
+// detached parts, see clickhouse.LocalFS.UnpackDetached), counts it and moves it with REPLACE
+// PARTITION ID. Two loads of the same partition into one replica, which a plan has only when a
+// migration folds several replicas' local tables into one server, would empty each other's rows:
+// those wait for each other (lock).
 type stagingTables struct {
 	mu     sync.Mutex
 	tables map[string]*stagingTable // by replica and staging table
+	busy   map[string]*sync.Mutex   // by replica, staging table and partition
 }
 
 type stagingTable struct {
@@ -142,7 +130,23 @@ type stagingTable struct {
 	err  error
 }
 
-func newStagingTables() *stagingTables { return &stagingTables{tables: map[string]*stagingTable{}} }
+func newStagingTables() *stagingTables {
+	return &stagingTables{tables: map[string]*stagingTable{}, busy: map[string]*sync.Mutex{}}
+}
+
+// lock holds a partition of a staging table on a replica for one load, until unlock is called.
+func (st *stagingTables) lock(addr, db, staging, partition string) (unlock func()) {
+	key := addr + " " + db + "." + staging + " " + partition
+	st.mu.Lock()
+	m, ok := st.busy[key]
+	if !ok {
+		m = &sync.Mutex{}
+		st.busy[key] = m
+	}
+	st.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
 
 // prepare creates the staging twin of s's table on srv, with merges stopped: a Replacing merge
 // there would drop duplicates before the row check.
@@ -178,6 +182,7 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, st
 	if err := st.prepare(ctx, r, srv, s, db, staging); err != nil {
 		return err
 	}
+	defer st.lock(srv.Addr, db, staging, s.Partition)()
 	stagingFull := clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(staging)
 	// A load whose connection broke is done again from the start: see stage.
 	err := clickhouse.Retry(ctx, r.opts.Log, "a partition's load broke off; loading it again from its object",
@@ -217,60 +222,100 @@ func (r *Restorer) attachParts(ctx context.Context, srv *clickhouse.Server, db, 
 	return nil
 }
 
+// dropStaging drops the staging tables the plan's loads used, several at once.
 func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
+	var g errgroup.Group
+	g.SetLimit(clickhouse.Workers(r.opts.Parallel))
 	seen := map[string]bool{}
 	for _, s := range plan.Steps {
 		if s.Action != ActionLoadPartition || seen[s.Replica+s.Target] {
 			continue
 		}
 		seen[s.Replica+s.Target] = true
-		db, table, _ := strings.Cut(s.Target, ".")
-		if err := r.servers[s.Replica].Conn.Exec(ctx, "DROP TABLE IF EXISTS "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(stagingName(table))); err != nil {
-			r.opts.Log.Warn("could not drop staging table", "table", s.Target, "replica", s.Replica, "err", err)
-		}
+		g.Go(func() error {
+			db, table, _ := strings.Cut(s.Target, ".")
+			if err := r.servers[s.Replica].Conn.Exec(ctx, "DROP TABLE IF EXISTS "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(stagingName(table))); err != nil {
+				r.opts.Log.Warn("could not drop staging table", "table", s.Target, "replica", s.Replica, "err", err)
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 }
 
 // verify waits until every reachable replica has replicated the loaded partitions and checks
 // each partition's row count against the snapshot. Each table is synced and its partitions
 // counted once per replica, in one query, not once per partition: every load has finished, so
-// one sync covers them all.
+// one sync covers them all. The tables and replicas are checked several at once: a sync waits
+// for a replica's last fetches, and the fetches of different replicas and tables go on side by
+// side. The first mismatch or failure is reported, in plan order.
 func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
-	type tableOn struct{ target, addr string }
-	counted := map[tableOn]map[string]uint64{}
+	type tableOn struct {
+		s    Step
+		addr string
+	}
+	var checks []tableOn
+	seen := map[tableOn]bool{}
 	for _, s := range plan.Steps {
 		if s.Action != ActionLoadPartition {
 			continue
 		}
-		db, table, _ := strings.Cut(s.Target, ".")
 		replicas := []string{s.Replica}
 		if r.replicated(s.table) {
-			replicas = nil
-			for addr := range r.servers {
-				replicas = append(replicas, addr)
-			}
+			replicas = slices.Sorted(maps.Keys(r.servers))
 		}
 		for _, addr := range replicas {
-			srv := r.servers[addr]
-			rows, ok := counted[tableOn{s.Target, addr}]
-			if !ok {
-				if r.replicated(s.table) {
-					syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-					err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
-					cancel()
-					if err != nil {
-						return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
-					}
-				}
-				var err error
-				if rows, err = clickhouse.PartitionRows(ctx, srv, db, table); err != nil {
-					return fmt.Errorf("count the restored rows of %s on %s: %w", s.Target, addr, err)
-				}
-				counted[tableOn{s.Target, addr}] = rows
+			key := tableOn{Step{Target: s.Target}, addr}
+			if !seen[key] {
+				seen[key] = true
+				checks = append(checks, tableOn{s, addr})
 			}
-			if rows[s.Partition] != s.Rows {
-				return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", s.Target, s.Partition, rows[s.Partition], addr, s.Rows)
+		}
+	}
+	errs := make([]error, len(checks))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2 * clickhouse.Workers(r.opts.Parallel))
+	for i, c := range checks {
+		g.Go(func() error {
+			errs[i] = r.verifyTable(gctx, plan, c.s, c.addr)
+			return errs[i]
+		})
+	}
+	if err := g.Wait(); err != nil {
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				return e
 			}
+		}
+		return err
+	}
+	return nil
+}
+
+// verifyTable waits until the replica at addr has fetched what was loaded into s's table, if
+// it replicates, and compares the rows of every partition the plan loaded into it there with
+// the snapshot's.
+func (r *Restorer) verifyTable(ctx context.Context, plan *Plan, s Step, addr string) error {
+	srv := r.servers[addr]
+	db, table, _ := strings.Cut(s.Target, ".")
+	if r.replicated(s.table) {
+		syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+		}
+	}
+	rows, err := clickhouse.PartitionRows(ctx, srv, db, table)
+	if err != nil {
+		return fmt.Errorf("count the restored rows of %s on %s: %w", s.Target, addr, err)
+	}
+	for _, p := range plan.Steps {
+		if p.Action != ActionLoadPartition || p.Target != s.Target || (!r.replicated(s.table) && p.Replica != addr) {
+			continue
+		}
+		if rows[p.Partition] != p.Rows {
+			return fmt.Errorf("after restore %s partition %s has %d rows on %s, the snapshot has %d", p.Target, p.Partition, rows[p.Partition], addr, p.Rows)
 		}
 	}
 	return nil
@@ -283,6 +328,29 @@ func partitionRowCount(ctx context.Context, srv *clickhouse.Server, db, table, p
 		return 0, fmt.Errorf("count %s.%s partition %s on %s: %w", db, table, partition, srv.Addr, err)
 	}
 	return rows, nil
+}
+
+// partitionRowCounts is the rows of every partition of a table's active parts on one replica,
+// by partition ID; a partition without rows, or a table that does not exist, has none.
+func partitionRowCounts(ctx context.Context, srv *clickhouse.Server, db, table string) (map[string]uint64, error) {
+	rows, err := srv.Conn.Query(ctx, "SELECT partition_id, sum(rows) FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition_id", db, table)
+	if err != nil {
+		return nil, fmt.Errorf("count the rows of %s.%s on %s: %w", db, table, srv.Addr, err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("count the rows of %s.%s on %s: %w", db, table, srv.Addr, err)
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count the rows of %s.%s on %s: %w", db, table, srv.Addr, err)
+	}
+	return out, nil
 }
 
 // LoadPartition loads one snapshot partition into table on target alone, through the restore's

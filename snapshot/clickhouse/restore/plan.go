@@ -251,25 +251,26 @@ func (r *Restorer) localLoadReplica(ctx context.Context, t *clickhouse.TableReco
 }
 
 // markLive counts, for each load, the rows its target partition holds now on the loading
-// replica, and marks the loads that would replace rows: those write over live data.
+// replica, and marks the loads that would replace rows: those write over live data. Each table
+// is counted once per loading replica, every partition in one query.
 func (r *Restorer) markLive(ctx context.Context, plan *Plan) error {
-	counted := map[string]uint64{}
+	counted := map[string]map[string]uint64{} // table and replica -> rows by partition
 	for i := range plan.Steps {
 		s := &plan.Steps[i]
 		if s.Action != ActionLoadPartition {
 			continue
 		}
-		key := s.Target + "\x00" + s.Partition + "\x00" + s.Replica
+		key := s.Target + "\x00" + s.Replica
 		rows, ok := counted[key]
 		if !ok {
 			db, table, _ := strings.Cut(s.Target, ".")
 			var err error
-			if rows, err = partitionRowCount(ctx, r.servers[s.Replica], db, table, s.Partition); err != nil {
+			if rows, err = partitionRowCounts(ctx, r.servers[s.Replica], db, table); err != nil {
 				return fmt.Errorf("check target: %w", err)
 			}
 			counted[key] = rows
 		}
-		s.LiveRows, s.Overwrites = rows, rows > 0
+		s.LiveRows, s.Overwrites = rows[s.Partition], rows[s.Partition] > 0
 	}
 	return nil
 }
