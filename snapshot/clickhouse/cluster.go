@@ -151,21 +151,32 @@ func Observe(ctx context.Context, servers []*Server, addrs []string, conn *zk.Co
 	return v
 }
 
-func readReplica(ctx context.Context, s *Server, r *Replica) error {
-	macros, err := s.Conn.Query(ctx, "SELECT macro, substitution FROM system.macros")
+// readMacros is a server's <macros>, as it runs with them.
+func readMacros(ctx context.Context, s *Server) (map[string]string, error) {
+	rows, err := s.Conn.Query(ctx, "SELECT macro, substitution FROM system.macros")
 	if err != nil {
-		return fmt.Errorf("read system.macros on %s: %w", s.Addr, err)
+		return nil, fmt.Errorf("read system.macros on %s: %w", s.Addr, err)
 	}
-	r.Macros = map[string]string{}
-	for macros.Next() {
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
 		var k, v string
-		if err := macros.Scan(&k, &v); err != nil {
-			macros.Close()
-			return fmt.Errorf("read system.macros on %s: %w", s.Addr, err)
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("read system.macros on %s: %w", s.Addr, err)
 		}
-		r.Macros[k] = v
+		out[k] = v
 	}
-	macros.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read system.macros on %s: %w", s.Addr, err)
+	}
+	return out, nil
+}
+
+func readReplica(ctx context.Context, s *Server, r *Replica) error {
+	var err error
+	if r.Macros, err = readMacros(ctx, s); err != nil {
+		return err
+	}
 	uuid := "''"
 	if s.Caps.TableUUIDs {
 		uuid = "toString(t.uuid)"

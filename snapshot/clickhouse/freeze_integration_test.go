@@ -182,6 +182,31 @@ func TestLocalFSProof(t *testing.T) {
 			t.Errorf("root of replica 2 on its own mount: %v", err)
 		}
 	})
+	t.Run("replicas started alike, one mount", func(t *testing.T) {
+		// As for a sidecar whose configuration lists every replica: all of them map to the
+		// mount of replica 2's data. The stack starts its replicas within a second, so the
+		// status file cannot tell them apart; the macros in the directory's configuration do.
+		l := NewLocalFS(env.CHDataDirs[1], servers)
+		start := time.Now()
+		if _, err := l.root(ctx, servers[1]); err != nil {
+			t.Errorf("root of replica 2 on its own mount: %v", err)
+		}
+		own := time.Since(start)
+		for _, i := range []int{0, 2} {
+			if _, err := l.root(ctx, servers[i]); err == nil || !strings.Contains(err.Error(), "is not at") || !strings.Contains(err.Error(), servers[1].Addr) {
+				t.Errorf("root of replica %d on replica 2's mount: %v; want a not-on-this-host error naming replica 2", i+1, err)
+			}
+		}
+		if l.probes != 0 {
+			t.Errorf("%d probe databases created; want the macros to tell the replicas apart", l.probes)
+		}
+		// What the probe this replaces costs, for the record (bench/FIGURES.md).
+		start = time.Now()
+		if err := probeLocal(ctx, servers[1], localRoot{server: env.CHDataDirs[1], local: env.CHDataDirs[1]}); err != nil {
+			t.Errorf("probe of replica 2 on its own directory: %v", err)
+		}
+		t.Logf("replica 2 proven by its status file and macros in %s; a probe database takes %s", own, time.Since(start))
+	})
 	t.Run("nothing mounted", func(t *testing.T) {
 		l := NewLocalFS(t.TempDir(), servers)
 		if _, err := l.root(ctx, servers[0]); err == nil || !strings.Contains(err.Error(), "is not at") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -464,5 +465,59 @@ func TestParseStatusStarted(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("parseStatusStarted(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+func TestParseConfigMacros(t *testing.T) {
+	for _, tt := range []struct {
+		name, in string
+		want     map[string]string
+		err      bool
+	}{
+		{"18.16 preprocessed", "<!-- generated -->\n<yandex>\n  <tcp_port>9000</tcp_port>\n  <macros><shard>01</shard><replica>ch1</replica></macros>\n</yandex>\n",
+			map[string]string{"shard": "01", "replica": "ch1"}, false},
+		{"modern root, spaced values", "<clickhouse><macros>\n  <replica> ch-2 </replica>\n  <cluster>c</cluster>\n</macros></clickhouse>",
+			map[string]string{"replica": "ch-2", "cluster": "c"}, false},
+		{"no macros", "<yandex><tcp_port>9000</tcp_port></yandex>", nil, false},
+		{"an include left unresolved", `<yandex><macros incl="macros" optional="true"/></yandex>`, map[string]string{}, false},
+		{"not XML", "PID: 1\n", nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseConfigMacros([]byte(tt.in))
+			if (err != nil) != tt.err || (got == nil) != (tt.want == nil) || !maps.Equal(got, tt.want) {
+				t.Errorf("parseConfigMacros = %v, %v; want %v (error %v)", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+func TestConfigMacrosOfADirectory(t *testing.T) {
+	write := func(t *testing.T, files map[string]string) string {
+		dir := t.TempDir()
+		for name, body := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	ch1 := "<yandex><macros><replica>ch1</replica></macros></yandex>"
+	for _, tt := range []struct {
+		name  string
+		files map[string]string
+		want  map[string]string
+		err   bool
+	}{
+		{"config and users", map[string]string{"config.xml": ch1, "users.xml": "<yandex><profiles/></yandex>"}, map[string]string{"replica": "ch1"}, false},
+		{"two configs that agree", map[string]string{"config.xml": ch1, "server.xml": ch1}, map[string]string{"replica": "ch1"}, false},
+		{"two configs that disagree", map[string]string{"config.xml": ch1, "server.xml": "<yandex><macros><replica>ch2</replica></macros></yandex>"}, nil, true},
+		{"none", map[string]string{}, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := configMacros(write(t, tt.files))
+			if (err != nil) != tt.err || !maps.Equal(got, tt.want) {
+				t.Errorf("configMacros = %v, %v; want %v (error %v)", got, err, tt.want, tt.err)
+			}
+		})
 	}
 }
