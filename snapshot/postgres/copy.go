@@ -196,7 +196,7 @@ func copyParts(ctx context.Context, conns []*pgx.Conn, repo *store.Repository, l
 		return fmt.Errorf("%w (%w)", err, errNotRetried)
 	}
 	defer obj.Close()
-	feed := &chunkFeed{chunks: make(chan []byte, len(conns)), stop: make(chan struct{})}
+	feed := newChunkFeed(len(conns))
 	go feed.cut(obj)
 	sql := "COPY " + Ident(l.table.Schema, l.table.Name) + columnList(l.table.Columns) + " FROM STDIN"
 	txs := make([]pgx.Tx, len(conns))
@@ -253,10 +253,17 @@ func copyParts(ctx context.Context, conns []*pgx.Conn, repo *store.Repository, l
 // chunkFeed cuts an object into chunks of whole rows for several COPYs to take in turn.
 type chunkFeed struct {
 	chunks chan []byte
+	free   chan []byte // chunks the COPYs have sent, to cut into again
 	stop   chan struct{}
 	once   sync.Once
 	mu     sync.Mutex
 	err    error // why the feed stopped: a reader's or a COPY's failure; io.EOF at the end
+}
+
+// newChunkFeed makes a feed for readers COPYs. Chunks are used again once sent, so a split
+// load holds a few per connection, whatever the table's size.
+func newChunkFeed(readers int) *chunkFeed {
+	return &chunkFeed{chunks: make(chan []byte, readers), free: make(chan []byte, 2*readers+1), stop: make(chan struct{})}
 }
 
 // cut reads the object into chunks of about splitChunk bytes, each ending at a row's end,
@@ -265,13 +272,24 @@ func (f *chunkFeed) cut(obj io.Reader) {
 	defer close(f.chunks)
 	br := bufio.NewReaderSize(obj, 64<<10)
 	for {
-		buf := make([]byte, splitChunk)
-		n, err := io.ReadFull(br, buf)
+		var buf []byte
+		select {
+		case buf = <-f.free:
+		default:
+			buf = make([]byte, 0, splitChunk+64<<10)
+		}
+		n, err := io.ReadFull(br, buf[:splitChunk])
 		buf = buf[:n]
-		if err == nil {
+		for err == nil {
 			var rest []byte
-			rest, err = br.ReadBytes('\n')
+			rest, err = br.ReadSlice('\n')
 			buf = append(buf, rest...)
+			if err == nil {
+				break
+			}
+			if err == bufio.ErrBufferFull {
+				err = nil // a row longer than the reader's buffer: read on
+			}
 		}
 		if len(buf) > 0 {
 			select {
@@ -314,17 +332,25 @@ func (f *chunkFeed) reader() io.Reader { return &chunkReader{feed: f} }
 
 type chunkReader struct {
 	feed *chunkFeed
-	cur  []byte
+	buf  []byte // the chunk being sent
+	cur  []byte // what of it is left
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.cur) == 0 && c.buf != nil {
+		select {
+		case c.feed.free <- c.buf[:0]:
+		default:
+		}
+		c.buf = nil
+	}
 	for len(c.cur) == 0 {
 		select {
 		case b, ok := <-c.feed.chunks:
 			if !ok {
 				return 0, c.end()
 			}
-			c.cur = b
+			c.buf, c.cur = b, b
 		case <-c.feed.stop:
 			if err := c.feed.cause(); err != io.EOF {
 				return 0, err
@@ -334,7 +360,7 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 			if !ok {
 				return 0, c.end()
 			}
-			c.cur = b
+			c.buf, c.cur = b, b
 		}
 	}
 	n := copy(p, c.cur)

@@ -305,13 +305,18 @@ func TestSplitEarly(t *testing.T) {
 	}
 }
 
-// TestChunkFeedCutsAtRowEnds: a split load's readers get every row once, whole, each ending
-// its input with io.EOF; when the object fails at its end (a checksum mismatch), no reader
-// ends with io.EOF, so no COPY of a split load can commit.
+// TestChunkFeedCutsAtRowEnds: a split load's readers get every row once, whole (rows longer
+// than the cutter's buffer too), each ending its input with io.EOF; when the object fails at
+// its end (a checksum mismatch), no reader ends with io.EOF, so no COPY of a split load can
+// commit.
 func TestChunkFeedCutsAtRowEnds(t *testing.T) {
 	var src strings.Builder
 	for i := range 60000 {
-		fmt.Fprintf(&src, "%d\t%s\n", i, strings.Repeat("x", i%97))
+		n := i % 97
+		if i%20000 == 1 {
+			n = 300 << 10 // longer than the cutter's read buffer
+		}
+		fmt.Fprintf(&src, "%d\t%s\n", i, strings.Repeat("x", n))
 	}
 	for _, tc := range []struct {
 		name    string
@@ -323,7 +328,7 @@ func TestChunkFeedCutsAtRowEnds(t *testing.T) {
 		{"object fails at its end", errors.New("checksum mismatch"), 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			feed := &chunkFeed{chunks: make(chan []byte, tc.readers), stop: make(chan struct{})}
+			feed := newChunkFeed(tc.readers)
 			var obj io.Reader = strings.NewReader(src.String())
 			if tc.fail != nil {
 				obj = io.MultiReader(obj, failingReader{tc.fail})
