@@ -55,10 +55,11 @@ func (r *Restorer) Execute(ctx context.Context, repo *store.Repository, plan *Pl
 	return r.verify(ctx, plan)
 }
 
-// create runs a create-database or create-table step; a table's merges are stopped on every
-// replica before any of its partitions loads.
+// create runs a create-database or create-table step (waiting for replicas whose distributed
+// DDL queue is behind: execCreate); a table's merges are stopped on every replica before any of
+// its partitions loads.
 func (r *Restorer) create(ctx context.Context, s Step) error {
-	if err := r.first.Conn.Exec(ctx, s.SQL); err != nil {
+	if err := r.execCreate(ctx, s); err != nil {
 		return err
 	}
 	if s.Action == ActionCreateTable {
