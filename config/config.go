@@ -102,6 +102,9 @@ type Postgres struct {
 	// RestoreParallelMaintenanceWorkers sets max_parallel_maintenance_workers for a
 	// restore's sessions; 0 (the default) leaves the server's.
 	RestoreParallelMaintenanceWorkers int `toml:"restore_parallel_maintenance_workers"`
+	// RestoreSplitTableSize: a restore loads a table of this much COPY text or more over every
+	// connection at once (its rows not frozen); 0 never. Default 64MiB.
+	RestoreSplitTableSize Size `toml:"restore_split_table_size"`
 	// PITR streams every committed change through a logical replication slot into the
 	// repository (wal_level = logical), for restores to any time (snapshot/postgres/pitr).
 	PITR                bool     `toml:"pitr"`
@@ -247,7 +250,7 @@ func Defaults() Config {
 		},
 		Blobs:    Blobs{Workers: 4, PackSize: 32 << 20},
 		Langfuse: Langfuse{EventsPrefix: "events/", ReplayMargin: Duration(2 * time.Minute), ReplayBatch: 1000, ReplayKeysPerSecond: 2000, ReplayRetries: 6},
-		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump", RestoreMaintenanceWorkMem: 256 << 20},
+		Postgres: Postgres{Parallel: 2, Schemas: []string{"public"}, PGDump: "pg_dump", RestoreMaintenanceWorkMem: 256 << 20, RestoreSplitTableSize: 64 << 20},
 		ClickHouse: ClickHouse{
 			User:          "default",
 			Databases:     []string{"default"},

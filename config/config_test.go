@@ -214,9 +214,10 @@ mode = "freeze"
 		},
 		{
 			name: "a restore's index-build memory and workers",
-			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\nrestore_maintenance_work_mem = \"512KiB\"\nrestore_parallel_maintenance_workers = 65\n",
+			doc:  "[storage]\nurl = \"file:///tmp/r\"\n[postgres]\ndsn = \"postgres://u@h/db\"\nrestore_maintenance_work_mem = \"512KiB\"\nrestore_parallel_maintenance_workers = 65\nrestore_split_table_size = \"4KiB\"\n",
 			want: []Problem{
 				{Key: "postgres.restore_maintenance_work_mem", Line: 5, Message: "out of range 1MiB..1TiB"},
+				{Key: "postgres.restore_split_table_size", Line: 7, Message: "or at least 1MiB"},
 				{Key: "postgres.restore_parallel_maintenance_workers", Line: 6, Message: "out of range 0..64"},
 			},
 		},

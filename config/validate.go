@@ -272,6 +272,9 @@ func (c *checker) postgres(p *Postgres, required bool) {
 	if p.RestoreMaintenanceWorkMem < 1<<20 || p.RestoreMaintenanceWorkMem > 1<<40 {
 		c.add("postgres.restore_maintenance_work_mem", "%d bytes is out of range 1MiB..1TiB", p.RestoreMaintenanceWorkMem)
 	}
+	if p.RestoreSplitTableSize < 0 || p.RestoreSplitTableSize > 0 && p.RestoreSplitTableSize < 1<<20 {
+		c.add("postgres.restore_split_table_size", "%d bytes: write 0 (load every table on one connection) or at least 1MiB", p.RestoreSplitTableSize)
+	}
 	if p.RestoreParallelMaintenanceWorkers < 0 || p.RestoreParallelMaintenanceWorkers > 64 {
 		c.add("postgres.restore_parallel_maintenance_workers", "%d is out of range 0..64 (0 leaves the server's max_parallel_maintenance_workers)", p.RestoreParallelMaintenanceWorkers)
 	}

@@ -342,7 +342,17 @@ func clickHouseRestoreOptions(ch config.ClickHouse, dbMap map[string]string, log
 // snapshot's), for restore and drill alike.
 func postgresRestoreOptions(pg config.Postgres, database string, log *slog.Logger) postgres.RestoreOptions {
 	return postgres.RestoreOptions{DSN: pg.DSN.Reveal(), Database: database, Parallel: pg.Parallel,
-		MaintenanceWorkMem: int64(pg.RestoreMaintenanceWorkMem), MaintenanceWorkers: pg.RestoreParallelMaintenanceWorkers, Log: log}
+		MaintenanceWorkMem: int64(pg.RestoreMaintenanceWorkMem), MaintenanceWorkers: pg.RestoreParallelMaintenanceWorkers,
+		SplitBytes: pgSplitBytes(pg), Log: log}
+}
+
+// pgSplitBytes is [postgres] restore_split_table_size as a restorer's SplitBytes, where 0 is
+// the default: 0 in the file loads every table on one connection.
+func pgSplitBytes(pg config.Postgres) int64 {
+	if pg.RestoreSplitTableSize == 0 {
+		return -1
+	}
+	return int64(pg.RestoreSplitTableSize)
 }
 
 // requirePostgres refuses a PostgreSQL restore without a server to restore into.

@@ -79,5 +79,5 @@ func RestorePITR(ctx context.Context, cfg *config.Config, repo *store.Repository
 	}
 	pg := cfg.Postgres
 	return pitr.Restore(ctx, repo, pitr.RestoreOptions{DSN: pg.DSN.Reveal(), Database: req.Database, Parallel: pg.Parallel,
-		MaintenanceWorkMem: int64(pg.RestoreMaintenanceWorkMem), MaintenanceWorkers: pg.RestoreParallelMaintenanceWorkers, Slot: t.Slot, Log: log}, t)
+		MaintenanceWorkMem: int64(pg.RestoreMaintenanceWorkMem), MaintenanceWorkers: pg.RestoreParallelMaintenanceWorkers, SplitBytes: pgSplitBytes(pg), Slot: t.Slot, Log: log}, t)
 }

@@ -53,7 +53,7 @@ func (r *Restorer) loadAndBuild(ctx context.Context, repo *store.Repository, pla
 		return fmt.Errorf("restore step post-data: %w", err)
 	}
 	conns := make([]*pgx.Conn, r.opts.Parallel)
-	tasks, loaded := loadTasks(loads, len(conns), r.opts.splitBytes)
+	tasks, loaded := loadTasks(loads, len(conns), r.opts.SplitBytes)
 	early, late := splitEarly(splitScript(sql), loaded)
 	defer func() {
 		for _, c := range conns {

@@ -41,7 +41,7 @@ type droppedFixture struct {
 	repo   *store.Repository
 	m      *store.Manifest
 	proxy  *faultproxy.Proxy
-	// split is the restore's splitBytes: 0 the default (public.big loads on one connection),
+	// split is the restore's SplitBytes: 0 the default (public.big loads on one connection),
 	// 1 MiB to load it split over both.
 	split int64
 }
@@ -78,7 +78,7 @@ func (f *droppedFixture) restore(t *testing.T) (string, string, error) {
 	target := devstack.ScratchName("it_pg_dropped")
 	dropAfter(t, f.env, target)
 	var logged lockedBuffer
-	_, err := restore(t, f.repo, f.m, RestoreOptions{DSN: u.String(), Database: target, Log: slog.New(slog.NewTextHandler(&logged, nil)), splitBytes: f.split})
+	_, err := restore(t, f.repo, f.m, RestoreOptions{DSN: u.String(), Database: target, Log: slog.New(slog.NewTextHandler(&logged, nil)), SplitBytes: f.split})
 	return target, logged.String(), err
 }
 

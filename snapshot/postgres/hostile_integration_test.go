@@ -80,7 +80,7 @@ func TestRestoreRunsNoSQLFromASwappedObject(t *testing.T) {
 			exec1(t, dial(t, env.PGDSN), "CREATE DATABASE "+Ident(db))
 			dropAfter(t, env, db)
 			split := map[bool]int64{true: 1}[strings.HasSuffix(section, "split")]
-			_, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db, splitBytes: split})
+			_, err = restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: db, SplitBytes: split})
 			if !errors.Is(err, store.ErrCorrupt) {
 				t.Fatalf("restore from a swapped %s object: %v, want a checksum failure", section, err)
 			}

@@ -56,7 +56,7 @@ func TestRestoredDatabaseEqualsItsSource(t *testing.T) {
 		dropAfter(t, env, target)
 		var logged lockedBuffer
 		log := slog.New(slog.NewTextHandler(&logged, nil))
-		if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Parallel: parallel, MaintenanceWorkMem: 32 << 20, MaintenanceWorkers: 1, Log: log, splitBytes: 1 << 20}); err != nil {
+		if _, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: target, Parallel: parallel, MaintenanceWorkMem: 32 << 20, MaintenanceWorkers: 1, Log: log, SplitBytes: 1 << 20}); err != nil {
 			t.Fatalf("restore with parallel %d: %v", parallel, err)
 		}
 		if early := regexp.MustCompile(`building their indexes and constraints meanwhile.* entries=(\d+)`).FindStringSubmatch(logged.String()); early == nil || early[1] == "0" {

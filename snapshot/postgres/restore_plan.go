@@ -31,9 +31,10 @@ type RestoreOptions struct {
 	// restore's sessions; 0 leaves the server's.
 	MaintenanceWorkers int
 	Replace            bool // replace a non-empty target database, or tables that hold rows
-	// splitBytes: a table of this many bytes or more loads over every connection at once
-	// (copySplit); default defaultSplitBytes, negative never (tests).
-	splitBytes int64
+	// SplitBytes: a table of this many bytes of COPY text or more loads over every
+	// connection at once (copySplit; [postgres] restore_split_table_size); 0 takes
+	// DefaultSplitBytes, a negative value never splits.
+	SplitBytes int64
 	Log        *slog.Logger
 }
 
@@ -82,9 +83,9 @@ type load struct {
 // Parallel builds at once stay far below a server's memory.
 const DefaultMaintenanceWorkMem = 256 << 20
 
-// defaultSplitBytes is the size from which a table loads over every connection: where one
+// DefaultSplitBytes is the size from which a table loads over every connection: where one
 // COPY takes seconds, the transactions and chunking it adds cost nothing.
-const defaultSplitBytes = 64 << 20
+const DefaultSplitBytes = 64 << 20
 
 // Restorer plans and executes restores of a snapshot's postgres section.
 type Restorer struct{ opts RestoreOptions }
@@ -94,8 +95,8 @@ func NewRestorer(o RestoreOptions) *Restorer {
 	if o.Parallel < 1 {
 		o.Parallel = 2
 	}
-	if o.splitBytes == 0 {
-		o.splitBytes = defaultSplitBytes
+	if o.SplitBytes == 0 {
+		o.SplitBytes = DefaultSplitBytes
 	}
 	if o.MaintenanceWorkMem < 1<<20 {
 		o.MaintenanceWorkMem = DefaultMaintenanceWorkMem

@@ -164,7 +164,7 @@ func TestRestoreFailureRollsBack(t *testing.T) {
 		target string
 		force  bool
 		want   string
-		split  int64 // splitBytes: 1 loads every table split over the connections
+		split  int64 // SplitBytes: 1 loads every table split over the connections
 	}{
 		{"new database", devstack.ScratchName("it_pg_failed"), false, "was dropped again: nothing changed", 0},
 		{"new database, tables loaded split", devstack.ScratchName("it_pg_failed"), false, "was dropped again: nothing changed", 1},
@@ -174,7 +174,7 @@ func TestRestoreFailureRollsBack(t *testing.T) {
 			if !tc.force {
 				dropAfter(t, env, tc.target)
 			}
-			_, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: tc.target, Replace: tc.force, splitBytes: tc.split})
+			_, err := restore(t, repo, m, RestoreOptions{DSN: env.PGDSN, Database: tc.target, Replace: tc.force, SplitBytes: tc.split})
 			if err == nil || !strings.Contains(err.Error(), "public.audit_logs") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("restore from a damaged object: %v; want it to name public.audit_logs and say %q", err, tc.want)
 			}

@@ -78,10 +78,11 @@ type RestoreOptions struct {
 	DSN      string // [postgres] dsn: a superuser or database owner on the target server
 	Database string // the new (or empty) database; default the base snapshot's
 	Parallel int
-	// MaintenanceWorkMem and MaintenanceWorkers are the base restore's index-build settings
-	// (postgres.RestoreOptions).
+	// MaintenanceWorkMem, MaintenanceWorkers and SplitBytes are the base restore's load and
+	// index-build settings (postgres.RestoreOptions).
 	MaintenanceWorkMem int64
 	MaintenanceWorkers int
+	SplitBytes         int64
 	// Slot is [postgres] pitr_slot: with DSN's database, which chains the restore may follow
 	// (Target.Within); empty, any slot's.
 	Slot string
@@ -228,7 +229,7 @@ func Restore(ctx context.Context, repo *store.Repository, opts RestoreOptions, t
 		return nil, fmt.Errorf("read base snapshot %s of chain %s: %w (was it pruned? the chain cannot restore without it)", plan.Chain.Base, plan.Chain.ID, err)
 	}
 	r := postgres.NewRestorer(postgres.RestoreOptions{DSN: opts.DSN, Database: opts.Database, Parallel: opts.Parallel,
-		MaintenanceWorkMem: opts.MaintenanceWorkMem, MaintenanceWorkers: opts.MaintenanceWorkers, Log: opts.Log})
+		MaintenanceWorkMem: opts.MaintenanceWorkMem, MaintenanceWorkers: opts.MaintenanceWorkers, SplitBytes: opts.SplitBytes, Log: opts.Log})
 	bp, err := r.Plan(ctx, m)
 	if err != nil {
 		return nil, err
