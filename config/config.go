@@ -135,6 +135,9 @@ type ClickHouse struct {
 	Mode          string   `toml:"mode"`
 	DataPath      string   `toml:"data_path"`
 	Parallel      int      `toml:"parallel"`
+	// SpreadExports exports each partition of a replicated table from the least loaded replica
+	// fit to give it (logical mode); false reads a table from its one least-delayed replica.
+	SpreadExports bool     `toml:"spread_exports"`
 	DialTimeout   Duration `toml:"dial_timeout"`
 	QueryTimeout  Duration `toml:"query_timeout"`
 	StallTimeout  Duration `toml:"stall_timeout"`
@@ -257,6 +260,7 @@ func Defaults() Config {
 			IncludeTables: []string{"*.*"},
 			Mode:          "logical",
 			Parallel:      2,
+			SpreadExports: true,
 			DialTimeout:   Duration(10e9),
 			QueryTimeout:  Duration(3600e9),
 			StallTimeout:  Duration(300e9),

@@ -146,7 +146,10 @@ func clickHouseSource(cfg *config.Config, req BackupRequest, log *slog.Logger) *
 		Mode:     ch.Mode,
 		DataPath: ch.DataPath,
 		Parallel: ch.Parallel,
-		Log:      log,
+		// Spreading is the default; the zero value of the field keeps it on for callers that
+		// build a Source themselves.
+		SingleReplica: !ch.SpreadExports,
+		Log:           log,
 	}
 	if len(cfg.ZooKeeper.Servers) > 0 {
 		src.ZooKeeper = func(ctx context.Context) (*zk.Conn, error) {

@@ -104,6 +104,19 @@ func (f *fixture) checksums(t *testing.T, db string) []map[string]string {
 	return out
 }
 
+// sameChecksums fails unless every replica's checksums of the fixture's database are before's.
+func (f *fixture) sameChecksums(t *testing.T, before []map[string]string) {
+	t.Helper()
+	after := f.checksums(t, f.db)
+	for i := range before {
+		for tbl, want := range before[i] {
+			if after[i][tbl] != want {
+				t.Errorf("replica %d %s after restore:\n%s\nwant\n%s", i+1, tbl, after[i][tbl], want)
+			}
+		}
+	}
+}
+
 func TestBackupDropRestore(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) { testBackupDropRestore(t, mode) })
@@ -118,14 +131,7 @@ func testBackupDropRestore(t *testing.T, mode string) {
 	wantFormat(t, m, mode)
 	f.sql(t, 0, fmt.Sprintf("DROP DATABASE %s ON CLUSTER %s", f.db, f.env.CHCluster))
 	f.restore(t, m, restore.Options{})
-	after := f.checksums(t, f.db)
-	for i := range before {
-		for tbl, want := range before[i] {
-			if after[i][tbl] != want {
-				t.Errorf("replica %d %s after restore:\n%s\nwant\n%s", i+1, tbl, after[i][tbl], want)
-			}
-		}
-	}
+	f.sameChecksums(t, before)
 	rows := f.sql(t, 1, fmt.Sprintf("SELECT count() FROM %s.project_environments", f.db))
 	if rows == "0" {
 		t.Error("project_environments is empty on replica 2")

@@ -114,9 +114,11 @@ func replicaDelay(ctx context.Context, srv *Server, t Table) (uint64, error) {
 // table's cut is its listing less that replica's delay, so the replica that has the most of the
 // group's writes gives the latest cut. Ties keep the given order (least delay and queue when
 // the backup began); a replica that does not answer is passed over. The chosen replica's delay
-// is the table's cut when its listing follows (see tableCut).
-func leastDelayed(ctx context.Context, srcs []*Server, t Table) (measuredDelay, error) {
-	var best measuredDelay
+// is the table's cut when its listing follows (see tableCut). peers are the other replicas that
+// answered, in the given order, with their own measurements: assignExports keeps those whose
+// cut is not before the chosen one's.
+func leastDelayed(ctx context.Context, srcs []*Server, t Table) (best measuredDelay, peers []measuredDelay, err error) {
+	var measured []measuredDelay
 	var errs []error
 	for _, srv := range srcs {
 		d, err := tableCut(ctx, t, srv)
@@ -124,14 +126,20 @@ func leastDelayed(ctx context.Context, srcs []*Server, t Table) (measuredDelay, 
 			errs = append(errs, err)
 			continue
 		}
+		measured = append(measured, d)
 		if best.srv == nil || d.seconds < best.seconds {
 			best = d
 		}
 	}
 	if best.srv == nil {
-		return best, errors.Join(errs...)
+		return best, nil, errors.Join(errs...)
 	}
-	return best, nil
+	for _, d := range measured {
+		if d.srv != best.srv {
+			peers = append(peers, d)
+		}
+	}
+	return best, peers, nil
 }
 
 // sourceCut gathers the tables' cuts into the source's: the earliest, or the moment the set

@@ -39,10 +39,17 @@ type Source struct {
 	// a query stream and the repository's upload buffers (about block_size x concurrency for
 	// Azure), so memory grows with it.
 	Parallel int
-	Log      *slog.Logger
+	// SingleReplica exports all of a replicated table's partitions from the one replica least
+	// behind ([clickhouse] spread_exports = false). By default, in logical mode, each partition
+	// goes to the least loaded of the replicas fit to give it (see assignExports).
+	SingleReplica bool
+	Log           *slog.Logger
 
 	local *LocalFS
 	sums  *contentSums
+	// load is what this backup gave each replica to export so far, by address, so that the
+	// tables' partitions spread over the replicas together rather than table by table.
+	load map[string]*exportLoad
 }
 
 func (s *Source) Name() string { return "clickhouse" }
@@ -73,6 +80,7 @@ func (s *Source) Backup(ctx context.Context, w *snapshot.Writer) (any, error) {
 		return nil, fmt.Errorf("clickhouse mode %q is unknown: set [clickhouse] mode to \"logical\" or \"freeze\"", s.Mode)
 	}
 	s.sums = &contentSums{repo: w.Repository()}
+	s.load = map[string]*exportLoad{}
 	servers, httpOf, err := Connect(ctx, s.Native, s.HTTP, s.Conn, s.Log)
 	if err != nil {
 		return nil, err
@@ -174,14 +182,15 @@ func sourceReplicas(t Table, servers []*Server, view *View) []*Server {
 // exportReplicas narrows sourceReplicas to the ones this backup reads: the best one for a
 // replicated table, and in freeze mode only replicas whose data path is on this host. Where
 // choosing the replica measured its delay, that measurement comes with it (it is the table's
-// cut); elsewhere the delay is left unmeasured (zero at).
-func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server, view *View) ([]measuredDelay, error) {
+// cut); elsewhere the delay is left unmeasured (zero at). In logical mode a replicated table's
+// pick also carries the peers that may export some of its partitions, unless SingleReplica.
+func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server, view *View) ([]exportPick, error) {
 	srcs := sourceReplicas(t, servers, view)
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("no healthy replica has %s (all readonly, expired or down); see 'tracevault check'", t.FullName())
 	}
-	unmeasured := func(srvs []*Server) []measuredDelay {
-		out := make([]measuredDelay, len(srvs))
+	unmeasured := func(srvs []*Server) []exportPick {
+		out := make([]exportPick, len(srvs))
 		for i, srv := range srvs {
 			out[i].srv = srv
 		}
@@ -189,8 +198,11 @@ func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server,
 	}
 	if s.Mode != ModeFreeze {
 		if t.Replicated() {
-			best, err := leastDelayed(ctx, srcs, t)
-			return []measuredDelay{best}, err
+			best, peers, err := leastDelayed(ctx, srcs, t)
+			if s.SingleReplica {
+				peers = nil
+			}
+			return []exportPick{{best, peers}}, err
 		}
 		return unmeasured(srcs), nil
 	}
@@ -219,8 +231,8 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		return err
 	}
 	for _, pick := range picks {
-		srv := pick.srv
-		colList, err := columnList(ctx, srv, rec.Database, rec.Name)
+		peers := s.listPeers(ctx, rec.Table, pick.peers)
+		colList, err := columnList(ctx, pick.srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
 		}
@@ -231,21 +243,21 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		rec.Columns = cols
 		// Measured before the listing below, so what the listing holds, and the exports
 		// below hold at least, reaches up to the cut.
-		d := pick
-		if d.at.IsZero() {
-			if d, err = tableCut(ctx, rec.Table, srv); err != nil {
+		if pick.at.IsZero() {
+			if pick.measuredDelay, err = tableCut(ctx, rec.Table, pick.srv); err != nil {
 				return err
 			}
 		}
-		if cut := d.cut(); rec.Cut.IsZero() || cut.Before(rec.Cut) {
-			rec.Cut, rec.CutReplicaDelay = cut, d.seconds
+		if cut := pick.cut(); rec.Cut.IsZero() || cut.Before(rec.Cut) {
+			rec.Cut, rec.CutReplicaDelay = cut, pick.seconds
 		}
-		parts, err := Partitions(ctx, srv, rec.Database, rec.Name)
+		parts, err := Partitions(ctx, pick.srv, rec.Database, rec.Name)
 		if err != nil {
 			return err
 		}
 		rec.VersionColumn = versionColumn(rec.Create)
-		h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password, StallTimeout: s.Conn.StallTimeout}
+		// Each partition's replica: the pick's, or a peer fit to give the same partition.
+		from := s.partitionSources(ctx, rec.Table, pick, peers(), cols, parts)
 		checked := CheckedStream
 		if unwalkable := unwalkableColumn(colList); unwalkable != "" && len(parts) > 0 {
 			checked = CheckedQueryLog
@@ -260,6 +272,8 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(Workers(s.Parallel))
 		for i, p := range parts {
+			srv := from[i]
+			h := &HTTP{Addr: httpOf[srv.Addr], User: s.Conn.User, Password: s.Conn.Password, StallTimeout: s.Conn.StallTimeout}
 			g.Go(func() error {
 				ctx := gctx
 				start := time.Now()
@@ -362,7 +376,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					pr.Newest, pr.newestTime = stream.Newest()
 				}
 				recs[i] = pr
-				s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
+				s.Log.Debug("partition", "table", rec.FullName(), "partition", p.ID, "replica", srv.Addr, "rows", p.Rows, "reused", obj.Reused, "seconds", time.Since(start).Seconds())
 				return nil
 			})
 		}
