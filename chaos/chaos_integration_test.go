@@ -559,10 +559,12 @@ func (s *suite) verifyComplete() {
 
 // checkNewest restores the newest complete snapshot into scratch databases with the drill
 // (which checks object hashes and rows against the manifest) and checks the restored rows
-// against the ledger.
+// against the ledger. The full suite's whole database takes minutes to restore on a loaded
+// machine, and a replica whose DDL queue is behind makes each CREATE … ON CLUSTER wait (up to
+// ten more minutes, see the restore's execCreate): 25 minutes bound it there.
 func (s *suite) checkNewest() {
 	t := s.t
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), s.hold(10*time.Minute, 25*time.Minute))
 	defer cancel()
 	defer s.dropDrill()
 	m := s.drillNewest(ctx, s.dropDrill)

@@ -32,7 +32,7 @@ func isDDLTimeout(err error) bool {
 	return false
 }
 
-// execCreate runs a create-database or create-table step on the first replica. When the
+// execCreate runs a create-database, create-table or create-view step on the first replica. When the
 // statement went ON CLUSTER and some replica had not run it within the server's timeout, it
 // waits (up to ddlPatience) until every reachable replica has the database or table, naming the
 // ones it waits for, and fails naming them if they never do.
@@ -50,7 +50,8 @@ func (r *Restorer) execCreate(ctx context.Context, s Step) error {
 	return nil
 }
 
-// waitCreated polls every server until each has target (a database, or database.table),
+// waitCreated polls every server until each has target (a database, or database.table, a view
+// being a table there),
 // checking every interval, for at most patience.
 func waitCreated(ctx context.Context, servers map[string]*clickhouse.Server, target string, patience, interval time.Duration) error {
 	db, table, isTable := strings.Cut(target, ".")

@@ -75,7 +75,7 @@ func (r *Restorer) create(ctx context.Context, s Step) error {
 func (r *Restorer) runStep(ctx context.Context, s Step) error {
 	switch s.Action {
 	case ActionCreateView:
-		return r.first.Conn.Exec(ctx, s.SQL)
+		return r.execCreate(ctx, s) // a view is created ON CLUSTER too, through the same queue
 	case ActionRestoreMetadata:
 		return r.restoreMetadata(ctx, s)
 	case ActionDropRegistration:
