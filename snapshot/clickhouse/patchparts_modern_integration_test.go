@@ -19,23 +19,12 @@ import (
 // measured here, holds the partition's parts alone. Without http_addresses, freeze mode backs up
 // an unchanged patched partition by reuse, and says what to set when one must be exported.
 func TestModernFreezePatchedPartition(t *testing.T) {
-	f := chtest.NewModern(t, true)
+	f, srv := patchableTable(t)
 	ctx := context.Background()
-	srv, err := Dial(ctx, f.Env.CHModernNative, ConnOptions{User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	if !srv.Caps.PatchParts {
-		t.Fatalf("ClickHouse %s detected without patch parts", srv.Caps.Version)
-	}
 	root, err := NewLocalFS("", []*Server{srv}).root(ctx, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.SQL(t, "CREATE TABLE "+f.DB+".t (id UInt64, d Date, v String) ENGINE = MergeTree PARTITION BY toYYYYMM(d) ORDER BY id SETTINGS enable_block_number_column = 1, enable_block_offset_column = 1")
-	f.SQL(t, "SYSTEM STOP MERGES "+f.DB+".t")
-	f.SQL(t, "INSERT INTO "+f.DB+".t SELECT number, '2026-05-01', 'first' FROM numbers(100)")
 
 	fz, err := freezeUnpatched(ctx, srv, root, f.DB, "t", "202605")
 	if err != nil {
@@ -96,4 +85,24 @@ func TestModernFreezePatchedPartition(t *testing.T) {
 	if _, err := backup(nil); err == nil || !strings.Contains(err.Error(), "patch parts") || !strings.Contains(err.Error(), "http_addresses") {
 		t.Errorf("freeze backup without http_addresses of a partition updated since: %v; want the cause and the fix", err)
 	}
+}
+
+// patchableTable creates, on ch-modern, table t of 100 rows in partition 202605 with the
+// block-number columns lightweight updates need and merges stopped, so that every update and
+// delete leaves a patch part beside the partition's parts; srv is closed when the test ends.
+func patchableTable(t *testing.T) (*chtest.Modern, *Server) {
+	t.Helper()
+	f := chtest.NewModern(t, true)
+	srv, err := Dial(context.Background(), f.Env.CHModernNative, ConnOptions{User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if !srv.Caps.PatchParts {
+		t.Fatalf("ClickHouse %s detected without patch parts", srv.Caps.Version)
+	}
+	f.SQL(t, "CREATE TABLE "+f.DB+".t (id UInt64, d Date, v String) ENGINE = MergeTree PARTITION BY toYYYYMM(d) ORDER BY id SETTINGS enable_block_number_column = 1, enable_block_offset_column = 1")
+	f.SQL(t, "SYSTEM STOP MERGES "+f.DB+".t")
+	f.SQL(t, "INSERT INTO "+f.DB+".t SELECT number, '2026-05-01', 'first' FROM numbers(100)")
+	return f, srv
 }

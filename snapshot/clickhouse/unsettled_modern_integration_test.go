@@ -3,8 +3,6 @@ package clickhouse
 import (
 	"context"
 	"testing"
-
-	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 )
 
 // TestModernCountVisibleCatchesALaterPatch: a lightweight delete made between a partition's
@@ -14,16 +12,8 @@ import (
 // it leaves the partition as listed. Without the mark, the modern chaos run stored a complete
 // snapshot that reused an object of 1,053 rows and recorded 1,050, which no restore accepts.
 func TestModernCountVisibleCatchesALaterPatch(t *testing.T) {
-	f := chtest.NewModern(t, true)
+	f, srv := patchableTable(t)
 	ctx := context.Background()
-	srv, err := Dial(ctx, f.Env.CHModernNative, ConnOptions{User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	f.SQL(t, "CREATE TABLE "+f.DB+".t (id UInt64, d Date, v String) ENGINE = MergeTree PARTITION BY toYYYYMM(d) ORDER BY id SETTINGS enable_block_number_column = 1, enable_block_offset_column = 1")
-	f.SQL(t, "SYSTEM STOP MERGES "+f.DB+".t")
-	f.SQL(t, "INSERT INTO "+f.DB+".t SELECT number, '2026-05-01', 'first' FROM numbers(100)")
 	f.SQL(t, "UPDATE "+f.DB+".t SET v = 'second' WHERE id % 10 = 1")
 
 	listing := func() Partition {
