@@ -1,0 +1,130 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/jackc/pgx/v5"
+)
+
+// scratchShape matches the names ScratchName makes (prefix, process id, nanoseconds) and
+// those a test derives from them with a suffix (a drill's "_drill").
+var scratchShape = regexp.MustCompile(`^[a-z][a-z0-9_]*?_([0-9]+)_[0-9]{1,9}(_[a-z0-9_]+)?$`)
+
+// orphaned reports whether name is a scratch database whose test process is gone: a run
+// stopped by a timeout or by hand never reaches its cleanup.
+func orphaned(name string, alive func(pid int) bool) bool {
+	m := scratchShape.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	pid, err := strconv.Atoi(m[1])
+	if err != nil || pid < 2 {
+		return false
+	}
+	return !alive(pid)
+}
+
+// processAlive reports whether a process with this id exists on this machine (signal 0 checks
+// without sending anything; EPERM means it exists but is another user's).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// SweepOrphans drops the scratch databases that earlier test processes left behind when they
+// were killed before their cleanup: on every ClickHouse replica (with their tables' ZooKeeper
+// paths), on ch-modern and in PostgreSQL. The suites that restart servers call it first,
+// because such debris outlives its ZooKeeper state and can stop a replica from starting again
+// ("The local set of parts of table … doesn't look like the set of parts in ZooKeeper"). It
+// returns the names dropped; a server it cannot reach is left for the next sweep.
+func (e *Env) SweepOrphans(tb testing.TB) []string {
+	tb.Helper()
+	dropped := map[string]bool{}
+	for i, addr := range e.CHHTTP {
+		names, err := httpQuery(addr, "SELECT name FROM system.databases")
+		if err != nil {
+			continue
+		}
+		for _, name := range strings.Fields(names) {
+			if orphaned(name, processAlive) {
+				if err := e.CHExec(i, "DROP DATABASE IF EXISTS "+name); err != nil {
+					tb.Logf("sweep: drop orphaned database %s on %s: %v", name, addr, err)
+					continue
+				}
+				dropped[name] = true
+			}
+		}
+	}
+	if len(dropped) > 0 {
+		if conn, _, err := zk.Connect([]string{e.ZK}, 10*time.Second, zk.WithLogInfo(false)); err == nil {
+			shards, _, _ := conn.Children("/clickhouse/tables")
+			for name := range dropped {
+				for _, shard := range shards {
+					deleteTree(conn, "/clickhouse/tables/"+shard+"/"+name)
+				}
+			}
+			conn.Close()
+		}
+	}
+	if e.CHModernHTTP != "" {
+		if names, err := e.ModernQuery("SELECT name FROM system.databases"); err == nil {
+			for _, name := range strings.Fields(names) {
+				if orphaned(name, processAlive) {
+					if _, err := e.ModernQuery("DROP DATABASE IF EXISTS " + name + " SYNC"); err == nil {
+						dropped[name] = true
+					}
+				}
+			}
+		}
+	}
+	for _, name := range e.sweepPostgres(tb) {
+		dropped[name] = true
+	}
+	var out []string
+	for name := range dropped {
+		out = append(out, name)
+	}
+	if len(out) > 0 {
+		tb.Logf("sweep: dropped %d databases left by test processes that are gone: %s", len(out), strings.Join(out, ", "))
+	}
+	return out
+}
+
+func (e *Env) sweepPostgres(tb testing.TB) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, e.PGDSN)
+	if err != nil {
+		return nil
+	}
+	defer c.Close(context.Background())
+	rows, err := c.Query(ctx, "SELECT datname FROM pg_database WHERE NOT datistemplate")
+	if err != nil {
+		return nil
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, name := range names {
+		if !orphaned(name, processAlive) {
+			continue
+		}
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			tb.Logf("sweep: %v", fmt.Errorf("drop orphaned postgresql database %s: %w", name, err))
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
