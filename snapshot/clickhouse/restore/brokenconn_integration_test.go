@@ -58,17 +58,9 @@ func (f *brokenConnFixture) restore(t *testing.T, into string) error {
 	t.Cleanup(func() { _ = f.env.CHExec(0, "DROP DATABASE IF EXISTS "+into) })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rs, err := restore.New(ctx, restore.Options{Native: f.env.CHNative[:1], HTTP: []string{f.proxy.Addr()}, Conn: clickhouse.ConnOptions{User: "default"},
-		DatabaseMap: map[string]string{f.db: into}, Parallel: 2, Log: chtest.Quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	plan, err := rs.Plan(ctx, f.m)
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	return rs.Execute(ctx, f.repo, plan, nil)
+	_, err := planAndRestore(ctx, restore.Options{Native: f.env.CHNative[:1], HTTP: []string{f.proxy.Addr()}, Conn: clickhouse.ConnOptions{User: "default"},
+		DatabaseMap: map[string]string{f.db: into}, Parallel: 2, Log: chtest.Quiet}, f.repo, f.m, nil)
+	return err
 }
 
 // partitions is each partition's rows and content hash in db, as "id rows hash" lines.

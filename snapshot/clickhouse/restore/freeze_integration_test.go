@@ -93,17 +93,8 @@ func TestFreezeRestoreRefusesSwappedObject(t *testing.T) {
 		return strings.Join(out, " | ")
 	}
 	before := parts()
-	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster,
-		Partitions: []string{"202607"}, Replace: true, Log: chtest.Quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	plan, err := rs.Plan(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = rs.Execute(ctx, repo, plan, nil)
+	_, err = planAndRestore(ctx, restore.Options{Native: env.CHNative, Conn: clickhouse.ConnOptions{User: "default"}, Cluster: env.CHCluster,
+		Partitions: []string{"202607"}, Replace: true, Log: chtest.Quiet}, repo, m, nil)
 	if err == nil || !strings.Contains(err.Error(), victim.ID) || !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("restore of a swapped object: %v; want a corrupt-object error naming %s", err, victim.ID)
 	}

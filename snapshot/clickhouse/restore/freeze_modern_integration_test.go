@@ -39,16 +39,7 @@ func restoreModern(t testing.TB, f *chtest.Modern, m *store.Manifest, o restore.
 	t.Helper()
 	ctx := context.Background()
 	o.Native, o.HTTP, o.Conn, o.Log = []string{f.Env.CHModernNative}, []string{f.Env.CHModernHTTP}, clickhouse.ConnOptions{User: "default"}, chtest.Quiet
-	rs, err := restore.New(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	plan, err := rs.Plan(ctx, m)
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	if err := rs.Execute(ctx, f.Repo, plan, nil); err != nil {
+	if _, err := planAndRestore(ctx, o, f.Repo, m, nil); err != nil {
 		t.Fatalf("restore on ch-modern: %v", err)
 	}
 }

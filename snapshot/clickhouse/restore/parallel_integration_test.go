@@ -62,27 +62,19 @@ func TestParallelRestoreEqualsManifest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
-	rs, err := restore.New(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP, Conn: conn, Cluster: env.CHCluster,
-		DatabaseMap: map[string]string{db: into}, Parallel: 4, Log: chtest.Quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	plan, err := rs.Plan(ctx, m)
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
 	var mu sync.Mutex
 	seen := map[int]bool{}
 	total := 0
-	if err := rs.Execute(ctx, repo, plan, func(done, n int, s restore.Step) {
+	plan, err := planAndRestore(ctx, restore.Options{Native: env.CHNative, HTTP: env.CHHTTP, Conn: conn, Cluster: env.CHCluster,
+		DatabaseMap: map[string]string{db: into}, Parallel: 4, Log: chtest.Quiet}, repo, m, func(done, n int, s restore.Step) {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen[done] {
 			t.Errorf("progress told of step %d twice", done)
 		}
 		seen[done], total = true, n
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	if len(seen) != len(plan.Steps) || total != len(plan.Steps) {
