@@ -69,6 +69,10 @@ type report struct {
 
 const rssLimitMiB = 256
 
+// linearBand is how far from linear a step's time may grow with its data (issue 34: 8.5–11.5×
+// for 10× the data).
+const linearBand = 0.15
+
 func newReport(o options, m []string) *report {
 	r := &report{Generated: time.Now().UTC().Truncate(time.Second), Machine: m}
 	r.Options.Traces, r.Options.PGScale, r.Options.Months, r.Options.Runs, r.Options.Scales = o.Traces, o.PGScale, o.Months, o.Runs, o.Scales
@@ -108,7 +112,7 @@ func (r *report) finish(targets bool) {
 		g := &growth{Step: x.Step, Factor: f, TimeRatio: round(x.Tracevault.Seconds/scales[lo].Tracevault.Seconds, 2),
 			RSSRatio: round(x.Tracevault.PeakRSSMiB/scales[lo].Tracevault.PeakRSSMiB, 2), PeakRSS: x.Tracevault.PeakRSSMiB}
 		if x.Target.Max > 0 { // a side without a target (the incremental's per-run cost) is a figure, not a step
-			g.Met = judge(g.TimeRatio >= 0.9*float64(f) && g.TimeRatio <= 1.1*float64(f) && g.RSSRatio < 1.2 && g.PeakRSS < rssLimitMiB)
+			g.Met = judge(g.TimeRatio >= (1-linearBand)*float64(f) && g.TimeRatio <= (1+linearBand)*float64(f) && g.RSSRatio < 1.2 && g.PeakRSS < rssLimitMiB)
 		}
 		r.Growth = append(r.Growth, g)
 	}
@@ -285,7 +289,7 @@ func (r *report) markdown() string {
 	}
 	if len(r.Growth) > 0 {
 		p("\n## 1× → %d× data\n\nTarget: time grows linearly (ratio %.1f–%.1f), peak RSS does not grow (< 1.2×) and stays under %d MiB.\n\n",
-			r.Growth[0].Factor, 0.9*float64(r.Growth[0].Factor), 1.1*float64(r.Growth[0].Factor), rssLimitMiB)
+			r.Growth[0].Factor, (1-linearBand)*float64(r.Growth[0].Factor), (1+linearBand)*float64(r.Growth[0].Factor), rssLimitMiB)
 		p("| step | time ratio | RSS ratio | peak RSS MiB | met |\n|---|---:|---:|---:|---|\n")
 		for _, g := range r.Growth {
 			p("| %s | %.2f | %.2f | %.0f | %s |\n", g.Step, g.TimeRatio, g.RSSRatio, g.PeakRSS, met(g.Met))

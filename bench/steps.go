@@ -25,6 +25,8 @@ type side struct {
 	run      func(ctx context.Context, run int) (sample, error)
 	// args, for a tracevault side, is its command line without the binary, for the profile run.
 	args func(run int) []string
+	// target, if set, replaces the group's for this side (a destination held to a stricter one).
+	target target
 }
 
 // group is one step at one scale: its tracevault sides and the baseline they are compared
@@ -186,8 +188,14 @@ func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*f
 		for _, dest := range []string{"file", "azurite"} {
 			dest := dest
 			var cfg string
+			// Issue 34: the logical export to a file keeps pace with the pipe it replaces.
+			var strict target
+			if mode == "logical" && dest == "file" {
+				strict = atMost(1.0)
+			}
 			g.sides = append(g.sides, side{
-				name: "tracevault → " + dest,
+				name:   "tracevault → " + dest,
+				target: strict,
 				prep: func(ctx context.Context, run int) error {
 					var err error
 					cfg, err = b.config(d.w, dest, mode, d.db, "")
@@ -262,7 +270,9 @@ func (b *bench) clickhouseBackups(ctx context.Context, scale int, d *chData) (*f
 }
 
 func (b *bench) clickhouseRestores(ctx context.Context, scale int, d *chData, full *fullBackups) error {
-	g := group{step: d.w.step("clickhouse restore"), probe: d.w.probe, scale: scale, data: d.String(), target: atMost(1.15)}
+	// Issue 34: loads in a pool, with replicas fetching meanwhile, beat the one-table-at-a-time
+	// pipe by 30 %.
+	g := group{step: d.w.step("clickhouse restore"), probe: d.w.probe, scale: scale, data: d.String(), target: atMost(0.7)}
 	target := d.db + "_restored"
 	for _, mode := range []string{"logical", "freeze"} {
 		cfg, id := full.repo[mode], full.id[mode]
@@ -472,7 +482,8 @@ func (b *bench) postgres(ctx context.Context, scale int, d *pgData) error {
 	defer b.dropRepo(cfg)
 	restored, base := d.db+"_restored", d.db+"_baseline"
 	args := []string{"--config", cfg, "restore", id, "--only", "postgres", "--pg-database", restored}
-	g = group{step: "postgres restore, " + strings.SplitN(d.what, " ", 2)[0], scale: scale, data: d.String(), target: atMost(0.9)}
+	// Issue 34: indexes built while other tables load, with the memory they are allowed.
+	g = group{step: "postgres restore, " + strings.SplitN(d.what, " ", 2)[0], scale: scale, data: d.String(), target: atMost(0.85)}
 	g.sides = []side{{
 		name: "tracevault",
 		prep: func(ctx context.Context, _ int) error { return dropPG(ctx, b.env, restored) },
@@ -674,6 +685,9 @@ func (b *bench) runGroup(ctx context.Context, g group) ([]*result, error) {
 			continue
 		}
 		r := &result{Step: g.step + ", " + sd.name, Scale: g.scale, Data: g.data, Target: g.target, Tracevault: summarize(samples[i])}
+		if sd.target.Max > 0 {
+			r.Target = sd.target
+		}
 		if base != nil {
 			bs := summarize(base)
 			r.Baseline, r.BaselineName = &bs, baseName
