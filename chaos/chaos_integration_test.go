@@ -174,7 +174,7 @@ func (s *suite) faults() []fault {
 	storage := []string{"storage", "blob", "azure", s.proxy.Addr()}
 	replicaKilled := fault{name: "clickhouse " + ch + " killed -9 and restarted", cause: []string{ch, s.env.CHNative[replica-1], s.env.CHHTTP[replica-1], "replica"},
 		inject: func(ctx context.Context, s *suite) error {
-			if err := killService(s.env, ch); err != nil {
+			if err := s.env.Kill(ch); err != nil {
 				return err
 			}
 			sleep(ctx, hold(3*time.Second, 10*time.Second))
@@ -263,36 +263,11 @@ func (s *suite) startReplica(ctx context.Context, i int) error {
 				return nil
 			}
 		}
-		if !serviceAlive(s.env, svc) {
+		if !s.env.Alive(svc) {
 			return err
 		}
 	}
 	return fmt.Errorf("%s did not answer within 10 minutes of its start: %w", svc, err)
-}
-
-// serviceAlive says whether the process devstack.sh recorded for svc still runs.
-func serviceAlive(env *devstack.Env, svc string) bool {
-	pid, err := servicePID(env, svc)
-	return err == nil && processAlive(pid)
-}
-
-// servicePID reads the pid devstack.sh recorded for svc.
-func servicePID(env *devstack.Env, svc string) (int, error) {
-	raw, err := os.ReadFile(filepath.Join(env.Dir, svc+".pid"))
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return 0, fmt.Errorf("%s pid file: %w", svc, err)
-	}
-	return pid, nil
-}
-
-// processAlive says whether pid runs and is not a zombie.
-func processAlive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err == nil && !strings.Contains(string(stat), ") Z ")
 }
 
 // wanted says whether f runs: the suite's faults, or those TRACEVAULT_CHAOS_FAULTS names (words
@@ -1105,25 +1080,6 @@ func (s *suite) stopLoad() {
 }
 
 // ---- faults' means
-
-// killService kills a stack service's process group with SIGKILL and waits until it is gone.
-func killService(env *devstack.Env, svc string) error {
-	pid, err := servicePID(env, svc)
-	if err != nil {
-		return fmt.Errorf("kill %s: %w", svc, err)
-	}
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return fmt.Errorf("kill -9 %s (pid %d): %w", svc, pid, err)
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if !processAlive(pid) {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s (pid %d) still alive 30 s after kill -9", svc, pid)
-}
 
 // mountTmpfs mounts a small tmpfs for the filesystem repository, or returns "" where the
 // machine does not allow it (not root).

@@ -109,7 +109,7 @@ func (m *modernSuite) faults() []fault {
 	return []fault{
 		{name: "ch-modern killed -9 mid-backup and restarted", cause: []string{m.env.CHModernNative, m.env.CHModernHTTP, "clickhouse"}, within: 800 * time.Millisecond,
 			inject: func(ctx context.Context, s *suite) error {
-				if err := killService(s.env, "ch-modern"); err != nil {
+				if err := s.env.Kill("ch-modern"); err != nil {
 					return err
 				}
 				sleep(ctx, hold(2*time.Second, 8*time.Second))

@@ -8,7 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // DisruptiveVar is the environment variable that allows tests to stop, kill or restart the
@@ -52,4 +56,52 @@ func (e *Env) ctl(ctx context.Context, verb, svc string) error {
 		return fmt.Errorf("stack.sh %s %s: %w\n%s", verb, svc, err, out)
 	}
 	return nil
+}
+
+// PID is the process id stack.sh recorded for a service.
+func (e *Env) PID(svc string) (int, error) {
+	raw, err := os.ReadFile(filepath.Join(e.Dir, svc+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0, fmt.Errorf("%s pid file: %w", svc, err)
+	}
+	return pid, nil
+}
+
+// Alive says whether the process stack.sh recorded for a service still runs.
+func (e *Env) Alive(svc string) bool {
+	pid, err := e.PID(svc)
+	return err == nil && processAlive(pid)
+}
+
+// Kill kills a service's process group with SIGKILL, as a crash or the OOM killer would (Stop
+// shuts it down cleanly), and waits until it is gone. Start brings it back.
+func (e *Env) Kill(svc string) error {
+	if os.Getenv(DisruptiveVar) != "1" {
+		return fmt.Errorf("kill -9 %s: %w", svc, errNotDisruptive)
+	}
+	pid, err := e.PID(svc)
+	if err != nil {
+		return fmt.Errorf("kill %s: %w", svc, err)
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("kill -9 %s (pid %d): %w", svc, pid, err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if !processAlive(pid) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s (pid %d) still alive 30 s after kill -9", svc, pid)
+}
+
+// processAlive says whether pid runs and is not a zombie.
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(stat), ") Z ")
 }

@@ -2,12 +2,10 @@ package devstack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,13 +29,6 @@ func orphaned(name string, alive func(pid int) bool) bool {
 		return false
 	}
 	return !alive(pid)
-}
-
-// processAlive reports whether a process with this id exists on this machine (signal 0 checks
-// without sending anything; EPERM means it exists but is another user's).
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // SweepOrphans drops the scratch databases that earlier test processes left behind when they
