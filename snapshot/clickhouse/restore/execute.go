@@ -202,9 +202,17 @@ func (r *Restorer) loadPartition(ctx context.Context, repo *store.Repository, st
 	if staged != s.Rows {
 		return fmt.Errorf("object %s loaded %d rows into %s partition %s, the snapshot records %d; the target was not changed: run 'tracevault verify --read-data' on the snapshot", s.ref.Name(), staged, stagingFull, s.Partition, s.Rows)
 	}
-	replace := fmt.Sprintf("ALTER TABLE %s.%s REPLACE PARTITION ID %s FROM %s", clickhouse.QuoteIdent(db), clickhouse.QuoteIdent(table), clickhouse.QuoteString(s.Partition), stagingFull)
-	if err := srv.Conn.Exec(ctx, replace); err != nil {
-		return fmt.Errorf("replace partition on %s: %w", srv.Addr, err)
+	target := clickhouse.QuoteIdent(db) + "." + clickhouse.QuoteIdent(table)
+	swap := fmt.Sprintf("ALTER TABLE %s REPLACE PARTITION ID %s FROM %s", target, clickhouse.QuoteString(s.Partition), stagingFull)
+	if staged == 0 {
+		// The snapshot holds the partition empty: every row of it was deleted in place before
+		// the cut (Langfuse v4's lightweight deletes). Newer servers refuse REPLACE PARTITION
+		// from an empty source (code 36, allow_replace_partition_from_empty_source, which 18.16
+		// does not know); dropping the target's partition is the same swap.
+		swap = fmt.Sprintf("ALTER TABLE %s DROP PARTITION ID %s", target, clickhouse.QuoteString(s.Partition))
+	}
+	if err := srv.Conn.Exec(ctx, swap); err != nil {
+		return fmt.Errorf("replace partition %s of %s on %s: %w", s.Partition, s.Target, srv.Addr, err)
 	}
 	return nil
 }
