@@ -285,7 +285,13 @@ func (m *modernSuite) checkNewest() {
 			t.Errorf("snapshot %s records no cut for %s.%s", man.ID, m.db, table)
 			continue
 		}
-		m.checkTable(ctx, conn, man.ID, copyDB, table, cut, man.End)
+		var rec *chsnap.TableRecord
+		for i := range sec.Tables {
+			if sec.Tables[i].Database == m.db && sec.Tables[i].Name == table {
+				rec = &sec.Tables[i]
+			}
+		}
+		m.checkTable(ctx, conn, man.ID, copyDB, table, cut, man.End, rec)
 	}
 	m.checkTruncated(ctx, conn, man.ID, copyDB, cuts["events"])
 }
@@ -301,7 +307,7 @@ func modernColumns(table string) (idColumn string, cols []string) {
 // checkTable holds one restored table against the ledgers (see matchWindow) and reports, for
 // each partition that reads as no state of the ledger, the rows acknowledged before the cut that
 // it lacks or holds with other values (compared with the cut's state, the earliest it may hold).
-func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap, db, table string, cut, end time.Time) {
+func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap, db, table string, cut, end time.Time, rec *chsnap.TableRecord) {
 	t := m.t
 	idColumn, cols := modernColumns(table)
 	got, err := demo.ReadRows(ctx, conn, db, table, idColumn, "ld-", cols)
@@ -342,7 +348,41 @@ func (m *modernSuite) checkTable(ctx context.Context, conn clickhouse.Conn, snap
 		m.partitionsBad++
 		t.Errorf("snapshot %s: %s partition %s (%d rows) reads as no state of the ledger between its cut %s and the snapshot's end %s: %d rows acknowledged before the cut lost or changed, e.g. %v; %d rows not in the ledger then, e.g. %v",
 			snap, table, p, n, cut.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano), len(lost), lost[:min(3, len(lost))], len(extra), extra[:min(3, len(extra))])
+		m.explain(table, p, rec, lost, extra)
 	}
+}
+
+// explain logs what a partition that read as no state of the ledger was made of: its record in
+// the snapshot (parts, patch parts, rows, whether its object was exported or reused, when) and
+// the ledger's records of a few of the rows it got wrong, with their acknowledgement times.
+func (m *modernSuite) explain(table, partition string, rec *chsnap.TableRecord, lost, extra []string) {
+	if rec != nil {
+		for _, p := range rec.Partitions {
+			if p.ID == partition {
+				raw, _ := json.Marshal(p)
+				m.t.Logf("chaos: %s partition %s as recorded: %s", table, partition, raw)
+			}
+		}
+	}
+	ids := map[string]bool{}
+	for _, l := range lost[:min(3, len(lost))] {
+		id, _, _ := strings.Cut(l, " ")
+		ids[id] = true
+	}
+	for _, id := range extra[:min(3, len(extra))] {
+		ids[id] = true
+	}
+	_ = m.eachRecord(func(r demo.LedgerRecord) error {
+		if r.Table != "clickhouse:"+table {
+			return nil
+		}
+		for _, id := range r.IDs {
+			if ids[id] {
+				m.t.Logf("chaos: ledger %s %s acked %s partition %s set %v (%d ids)", id, r.Op, r.Acked.Format(time.RFC3339Nano), r.Partition, r.Set, len(r.IDs))
+			}
+		}
+		return nil
+	})
 }
 
 // window is what matchWindow found of one table.
