@@ -394,8 +394,8 @@ type window struct {
 
 // matchWindow replays the records of table key that each yields, in order, and finds the
 // partitions of got (restored rows by id) that read, on cols, as no state of the ledger from
-// the cut (the records acknowledged before it applied) through each later record acknowledged
-// up to end. A snapshot's partitions are each read at their own moment in that window, so each
+// the cut (the records acknowledged before it applied) through each later record sent up to
+// end. A snapshot's partitions are each read at their own moment in that window, so each
 // must match one of those states; a partition the ledger fills only after the cut matches its
 // state before, empty, when nothing of it was restored.
 func matchWindow(each func(func(demo.LedgerRecord) error) error, key string, cols []string, cut, end time.Time, got map[string]demo.LedgerRow) (window, error) {
@@ -430,7 +430,15 @@ func matchWindow(each func(func(demo.LedgerRecord) error) error, key string, col
 		}
 	}
 	err := each(func(r demo.LedgerRecord) error {
-		if r.Table != key || r.Acked.After(end) {
+		// A statement sent before the end and acknowledged after it was in flight while the
+		// snapshot read: the server may have applied it before a partition's read, so its
+		// state is one of the window's too (the load sends one statement at a time, so at
+		// most one is in flight).
+		sent := r.Acked
+		if !r.Sent.IsZero() {
+			sent = r.Sent
+		}
+		if r.Table != key || sent.After(end) {
 			return nil
 		}
 		if !crossed && !r.Acked.Before(cut) {

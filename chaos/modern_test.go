@@ -63,9 +63,9 @@ func TestLedgerDiff(t *testing.T) {
 }
 
 // TestMatchWindow: a restored partition must read as the ledger had it at the table's cut or
-// after a later record acknowledged up to the snapshot's end; an update or delete acknowledged
-// before the cut and missing, one acknowledged after the end and present, or a row the ledger
-// never held make it fail.
+// after a later record sent up to the snapshot's end (one in flight at the end may be there or
+// not); an update or delete acknowledged before the cut and missing, one sent after the end and
+// present, or a row the ledger never held make it fail.
 func TestMatchWindow(t *testing.T) {
 	const key = "clickhouse:events_full"
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
@@ -85,6 +85,8 @@ func TestMatchWindow(t *testing.T) {
 		{Acked: at(5), Table: key, Partition: "202611", Op: demo.OpErase, IDs: []string{"late"}},
 		// the end: 6
 		{Acked: at(7), Table: key, Partition: "202612", Op: demo.OpErase, IDs: []string{"a"}},
+		// in flight at the end: sent before it, acknowledged after
+		{Sent: at(5), Acked: at(8), Table: key, Partition: "202612", Op: demo.OpUpdate, IDs: []string{"b"}, Set: map[string]string{"bookmarked": "true"}},
 	}
 	each := func(fn func(demo.LedgerRecord) error) error {
 		for _, r := range records {
@@ -119,6 +121,7 @@ func TestMatchWindow(t *testing.T) {
 		{"a row erased within the window gone", with(nil, "late"), nil},
 		{"a row lost", with(nil, "b"), []string{"202612"}},
 		{"a delete after the end present", with(nil, "a"), []string{"202612"}},
+		{"an update in flight at the end present", with(map[string]demo.LedgerRow{"b": row("202612", "edited", "true")}), nil},
 		{"a row the ledger never held", with(map[string]demo.LedgerRow{"x": row("202610", "o", "false")}), []string{"202610"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

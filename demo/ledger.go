@@ -43,6 +43,10 @@ type LedgerRecord struct {
 	// Acked is when the server acknowledged the batch (the INSERT returned, the transaction
 	// committed): a snapshot cut after it must hold these rows.
 	Acked time.Time `json:"t"`
+	// Sent is when the statement was sent (the modern load records it): a snapshot that ended
+	// after Sent and before Acked may or may not hold it, since the server applied it at some
+	// moment in between.
+	Sent time.Time `json:"s,omitzero"`
 	// Table is "clickhouse:<table>" or "postgres:<table>".
 	Table string `json:"table"`
 	// Partition is the ClickHouse partition id (toYYYYMM), empty for PostgreSQL.

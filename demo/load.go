@@ -35,6 +35,9 @@ type LoadOptions struct {
 	Rate int
 	// Duration ends the run; 0 runs until ctx is cancelled.
 	Duration time.Duration
+	// Ticks, with Modern, ends the run after this many intervals' writes, however long they
+	// take (a test that needs every kind of write once, on a machine of any speed); 0: no bound.
+	Ticks int
 	// Interval is the time between batches at a target rate (default 500 ms): fewer, larger
 	// inserts, as ClickHouse advises, each a part to merge and a ZooKeeper round trip.
 	Interval time.Duration

@@ -150,7 +150,7 @@ func TestModernSeedLangfuseV4(t *testing.T) {
 	}
 }
 
-// TestModernLoadLedger: demo load --modern writes Langfuse v4's way for a few seconds (inserts,
+// TestModernLoadLedger: demo load --modern writes Langfuse v4's way for 60 ticks (inserts,
 // lightweight updates and deletes, OPTIMIZE, TRUNCATE) and its ledger says exactly what
 // events_full and events_core then hold, read with FINAL: the same ids, partitions and values
 // of the edited columns, by content and by count and digest.
@@ -160,7 +160,7 @@ func TestModernLoadLedger(t *testing.T) {
 	ledger := filepath.Join(t.TempDir(), "ledger")
 	ctx := context.Background()
 	res, err := demo.Load(ctx, demo.LoadOptions{ClickHouse: []string{env.CHModernNative}, Database: db, Modern: true,
-		Rate: 600, Interval: 50 * time.Millisecond, Duration: 6 * time.Second, Ledger: ledger, Seed: 5,
+		Rate: 600, Interval: 50 * time.Millisecond, Ticks: 60, Ledger: ledger, Seed: 5,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)

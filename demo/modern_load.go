@@ -132,6 +132,9 @@ func (l *modernLoader) loop(ctx context.Context) error {
 			return err
 		}
 		l.res.Batches++
+		if l.o.Ticks > 0 && n+1 >= l.o.Ticks {
+			break
+		}
 		select {
 		case <-report.C:
 			l.o.Log.Info("demo load --modern", "ops", l.res.Ops, "live_spans", len(l.spans))
@@ -206,23 +209,32 @@ func (l *modernLoader) tick(ctx context.Context, n int) error {
 func (l *modernLoader) partition(t time.Time) string { return t.In(l.tz).Format("200601") }
 
 // exec runs one statement and returns when the server acknowledged it.
-func (l *modernLoader) exec(ctx context.Context, what, sql string, settings clickhouse.Settings) (time.Time, error) {
+// stamp is when a statement was sent and when the server acknowledged it.
+type stamp struct{ sent, acked time.Time }
+
+// record is a ledger record of a statement with this stamp.
+func (st stamp) record(r LedgerRecord) LedgerRecord {
+	r.Sent, r.Acked = st.sent, st.acked
+	return r
+}
+
+func (l *modernLoader) exec(ctx context.Context, what, sql string, settings clickhouse.Settings) (stamp, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if settings != nil {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 	}
-	began := time.Now()
+	st := stamp{sent: time.Now()}
 	if err := l.conn.Exec(ctx, sql); err != nil {
-		return time.Time{}, fmt.Errorf("demo load --modern: %s in %s on %s: %w", what, l.o.Database, l.o.ClickHouse[0], err)
+		return stamp{}, fmt.Errorf("demo load --modern: %s in %s on %s: %w", what, l.o.Database, l.o.ClickHouse[0], err)
 	}
-	acked := time.Now()
-	l.o.Log.Debug("demo load --modern", "op", what, "took", acked.Sub(began))
-	return acked, nil
+	st.acked = time.Now()
+	l.o.Log.Debug("demo load --modern", "op", what, "took", st.acked.Sub(st.sent))
+	return st, nil
 }
 
 // record writes one acknowledged statement's rows to the ledger, a record per partition.
-func (l *modernLoader) record(acked time.Time, table, op string, set map[string]string, ids []string) error {
+func (l *modernLoader) record(st stamp, table, op string, set map[string]string, ids []string) error {
 	byPart := map[string][]string{}
 	var parts []string
 	for _, id := range ids {
@@ -233,7 +245,7 @@ func (l *modernLoader) record(acked time.Time, table, op string, set map[string]
 		byPart[p] = append(byPart[p], id)
 	}
 	for _, p := range parts {
-		if err := l.ledger.append(LedgerRecord{Acked: acked, Table: "clickhouse:" + table, Partition: p, Op: op, IDs: byPart[p], Set: set}); err != nil {
+		if err := l.ledger.append(st.record(LedgerRecord{Table: "clickhouse:" + table, Partition: p, Op: op, IDs: byPart[p], Set: set})); err != nil {
 			return err
 		}
 	}
@@ -321,7 +333,7 @@ FROM numbers(%[4]d, %[5]d)`, chsnap.QuoteIdent(l.o.Database), chsnap.QuoteString
 	// toStartOfInterval of 3 minutes counts from the epoch; the partition id is its Unix time.
 	part := strconv.FormatInt(seen.Unix()-seen.Unix()%180, 10)
 	l.res.Rows["clickhouse:observations_batch_staging"] += int64(rows)
-	return l.ledger.append(LedgerRecord{Acked: acked, Table: "clickhouse:observations_batch_staging", Partition: part, Op: OpInsert, IDs: ids})
+	return l.ledger.append(acked.record(LedgerRecord{Table: "clickhouse:observations_batch_staging", Partition: part, Op: OpInsert, IDs: ids}))
 }
 
 // edit makes one of the web's edits in place, as lightweight UPDATEs of events_full and then
@@ -432,7 +444,7 @@ func (l *modernLoader) optimize(ctx context.Context, partition string) error {
 		return err
 	}
 	l.res.Ops[OpOptimize]++
-	return l.ledger.append(LedgerRecord{Acked: acked, Table: "clickhouse:events_full", Partition: partition, Op: OpOptimize})
+	return l.ledger.append(acked.record(LedgerRecord{Table: "clickhouse:events_full", Partition: partition, Op: OpOptimize}))
 }
 
 // truncate empties the legacy table, as an upgrade's cleanup does.
@@ -442,7 +454,7 @@ func (l *modernLoader) truncate(ctx context.Context) error {
 		return err
 	}
 	l.res.Ops[OpTruncate]++
-	return l.ledger.append(LedgerRecord{Acked: acked, Table: "clickhouse:" + modernLegacyTable, Op: OpTruncate})
+	return l.ledger.append(acked.record(LedgerRecord{Table: "clickhouse:" + modernLegacyTable, Op: OpTruncate}))
 }
 
 func (l *modernLoader) pickTrace() string {
