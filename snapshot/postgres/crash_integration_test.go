@@ -19,14 +19,7 @@ import (
 func TestRestoreSurvivesACrashRightAfter(t *testing.T) {
 	devstack.Disruptive(t)
 	env := devstack.Require(t)
-	srcDSN := seededDatabase(t, env)
-	src := dial(t, srcDSN)
-	exec1(t, src, edgeCases)
-	repo := openRepo(t)
-	m, err := backup(t, repo, &Source{DSN: srcDSN})
-	if err != nil {
-		t.Fatalf("backup: %v", err)
-	}
+	srcDSN, src, repo, m := edgeCaseSnapshot(t, env)
 	want, wantSchema := checksums(t, src), schemaOf(t, srcDSN, "--exclude-schema=scratch")
 	// An unlogged table is emptied by crash recovery, by design: it comes back empty.
 	want["public.sessions"] = ":0"

@@ -28,6 +28,21 @@ CREATE TABLE scratch.ignored (x int);
 SELECT lo_from_bytea(424242, 'large object bytes');
 `
 
+// edgeCaseSnapshot seeds a database with the demo's schema and edgeCases and backs it up: the
+// source's DSN, a connection to it, the repository and the snapshot.
+func edgeCaseSnapshot(t *testing.T, env *devstack.Env) (string, *pgx.Conn, *store.Repository, *store.Manifest) {
+	t.Helper()
+	srcDSN := seededDatabase(t, env)
+	src := dial(t, srcDSN)
+	exec1(t, src, edgeCases)
+	repo := openRepo(t)
+	m, err := backup(t, repo, &Source{DSN: srcDSN})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	return srcDSN, src, repo, m
+}
+
 // TestRoundTripIntoNewDatabase: a snapshot restored into a new database has the same schema
 // (pg_dump --schema-only identical), the same rows in every table, sequences that continue
 // where the source's would, and the large objects; a second restore into the now non-empty
@@ -35,15 +50,7 @@ SELECT lo_from_bytea(424242, 'large object bytes');
 func TestRoundTripIntoNewDatabase(t *testing.T) {
 	env := devstack.Require(t)
 	ctx := testContext(t)
-	srcDSN := seededDatabase(t, env)
-	src := dial(t, srcDSN)
-	exec1(t, src, edgeCases)
-	repo := openRepo(t)
-
-	m, err := backup(t, repo, &Source{DSN: srcDSN})
-	if err != nil {
-		t.Fatalf("backup: %v", err)
-	}
+	srcDSN, src, repo, m := edgeCaseSnapshot(t, env)
 	sec, err := ReadSection(m)
 	if err != nil {
 		t.Fatal(err)
