@@ -208,7 +208,6 @@ func (l *modernLoader) tick(ctx context.Context, n int) error {
 
 func (l *modernLoader) partition(t time.Time) string { return t.In(l.tz).Format("200601") }
 
-// exec runs one statement and returns when the server acknowledged it.
 // stamp is when a statement was sent and when the server acknowledged it.
 type stamp struct{ sent, acked time.Time }
 
@@ -218,6 +217,7 @@ func (st stamp) record(r LedgerRecord) LedgerRecord {
 	return r
 }
 
+// exec runs one statement and returns when the server acknowledged it.
 func (l *modernLoader) exec(ctx context.Context, what, sql string, settings clickhouse.Settings) (stamp, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -271,7 +271,7 @@ func (l *modernLoader) insert(ctx context.Context, base time.Time, traces int) e
 		version: "now64(6)",
 		deleted: "0",
 	}.sql())
-	acked, err := l.exec(ctx, fmt.Sprintf("insert %d spans into events_full", rows), sql, nil)
+	st, err := l.exec(ctx, fmt.Sprintf("insert %d spans into events_full", rows), sql, nil)
 	if err != nil {
 		return err
 	}
@@ -292,7 +292,7 @@ func (l *modernLoader) insert(ctx context.Context, base time.Time, traces int) e
 	l.traces += traces
 	set := map[string]string{"bookmarked": "false", "public": "false", "output": output}
 	for _, table := range []string{"events_full", "events_core"} {
-		if err := l.record(acked, table, OpInsert, set, ids); err != nil {
+		if err := l.record(st, table, OpInsert, set, ids); err != nil {
 			return err
 		}
 		l.res.Rows["clickhouse:"+table] += int64(rows)
@@ -322,7 +322,7 @@ SELECT
 	'production',
 	seen, seen, 0
 FROM numbers(%[4]d, %[5]d)`, chsnap.QuoteIdent(l.o.Database), chsnap.QuoteString(l.prefix), seen.UnixMilli(), first, rows)
-	acked, err := l.exec(ctx, fmt.Sprintf("stage %d spans", rows), sql, nil)
+	st, err := l.exec(ctx, fmt.Sprintf("stage %d spans", rows), sql, nil)
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ FROM numbers(%[4]d, %[5]d)`, chsnap.QuoteIdent(l.o.Database), chsnap.QuoteString
 	// toStartOfInterval of 3 minutes counts from the epoch; the partition id is its Unix time.
 	part := strconv.FormatInt(seen.Unix()-seen.Unix()%180, 10)
 	l.res.Rows["clickhouse:observations_batch_staging"] += int64(rows)
-	return l.ledger.append(acked.record(LedgerRecord{Table: "clickhouse:observations_batch_staging", Partition: part, Op: OpInsert, IDs: ids}))
+	return l.ledger.append(st.record(LedgerRecord{Table: "clickhouse:observations_batch_staging", Partition: part, Op: OpInsert, IDs: ids}))
 }
 
 // edit makes one of the web's edits in place, as lightweight UPDATEs of events_full and then
@@ -375,11 +375,11 @@ func (l *modernLoader) edit(ctx context.Context) error {
 	}
 	assign = append(assign, "updated_at = now64(6)")
 	for _, table := range []string{"events_full", "events_core"} {
-		acked, err := l.exec(ctx, "update "+table, fmt.Sprintf("UPDATE %s.%s SET %s WHERE %s", chsnap.QuoteIdent(l.o.Database), table, strings.Join(assign, ", "), where), nil)
+		st, err := l.exec(ctx, "update "+table, fmt.Sprintf("UPDATE %s.%s SET %s WHERE %s", chsnap.QuoteIdent(l.o.Database), table, strings.Join(assign, ", "), where), nil)
 		if err != nil {
 			return err
 		}
-		if err := l.record(acked, table, OpUpdate, set, ids); err != nil {
+		if err := l.record(st, table, OpUpdate, set, ids); err != nil {
 			return err
 		}
 	}
@@ -393,12 +393,12 @@ func (l *modernLoader) edit(ctx context.Context) error {
 // write: a retention delete removes seeded rows of the project too unless it says otherwise.
 func (l *modernLoader) erase(ctx context.Context, where string, ids []string) error {
 	for _, table := range []string{"events_full", "events_core"} {
-		acked, err := l.exec(ctx, "delete from "+table, fmt.Sprintf("DELETE FROM %s.%s WHERE %s", chsnap.QuoteIdent(l.o.Database), table, where),
+		st, err := l.exec(ctx, "delete from "+table, fmt.Sprintf("DELETE FROM %s.%s WHERE %s", chsnap.QuoteIdent(l.o.Database), table, where),
 			clickhouse.Settings{"lightweight_delete_mode": "lightweight_update"})
 		if err != nil {
 			return err
 		}
-		if err := l.record(acked, table, OpErase, nil, ids); err != nil {
+		if err := l.record(st, table, OpErase, nil, ids); err != nil {
 			return err
 		}
 	}
@@ -439,22 +439,22 @@ func (l *modernLoader) retention(ctx context.Context, cutoff time.Time) error {
 // optimize merges a partition of events_full whole, which applies its patch parts and its
 // deletes to the merged part: the rows read the same, the parts are new.
 func (l *modernLoader) optimize(ctx context.Context, partition string) error {
-	acked, err := l.exec(ctx, "optimize events_full", fmt.Sprintf("OPTIMIZE TABLE %s.events_full PARTITION ID %s FINAL", chsnap.QuoteIdent(l.o.Database), chsnap.QuoteString(partition)), nil)
+	st, err := l.exec(ctx, "optimize events_full", fmt.Sprintf("OPTIMIZE TABLE %s.events_full PARTITION ID %s FINAL", chsnap.QuoteIdent(l.o.Database), chsnap.QuoteString(partition)), nil)
 	if err != nil {
 		return err
 	}
 	l.res.Ops[OpOptimize]++
-	return l.ledger.append(acked.record(LedgerRecord{Table: "clickhouse:events_full", Partition: partition, Op: OpOptimize}))
+	return l.ledger.append(st.record(LedgerRecord{Table: "clickhouse:events_full", Partition: partition, Op: OpOptimize}))
 }
 
 // truncate empties the legacy table, as an upgrade's cleanup does.
 func (l *modernLoader) truncate(ctx context.Context) error {
-	acked, err := l.exec(ctx, "truncate "+modernLegacyTable, fmt.Sprintf("TRUNCATE TABLE %s.%s", chsnap.QuoteIdent(l.o.Database), modernLegacyTable), nil)
+	st, err := l.exec(ctx, "truncate "+modernLegacyTable, fmt.Sprintf("TRUNCATE TABLE %s.%s", chsnap.QuoteIdent(l.o.Database), modernLegacyTable), nil)
 	if err != nil {
 		return err
 	}
 	l.res.Ops[OpTruncate]++
-	return l.ledger.append(acked.record(LedgerRecord{Table: "clickhouse:" + modernLegacyTable, Op: OpTruncate}))
+	return l.ledger.append(st.record(LedgerRecord{Table: "clickhouse:" + modernLegacyTable, Op: OpTruncate}))
 }
 
 func (l *modernLoader) pickTrace() string {
