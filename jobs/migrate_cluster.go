@@ -559,8 +559,9 @@ func (m *ClusterMigration) prove(ctx context.Context, snap *store.Manifest) (*Mi
 			content := proof.Content && tgt.Caps.FormatRow
 			proof.Content = content
 			if m.Plan.Topology.Replicated {
-				if err := tgt.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(t.Database)+"."+clickhouse.QuoteIdent(t.Name)); err != nil {
-					return nil, fmt.Errorf("wait for %s to replicate %s: %w", tgt.Addr, t.FullName(), err)
+				// Not SYSTEM SYNC REPLICA, which waits for merges too (see WaitFetched).
+				if err := clickhouse.WaitFetched(ctx, tgt, t.Database, t.Name, 10*time.Minute, nil); err != nil {
+					return nil, err
 				}
 			}
 			got, err := clickhouse.PartitionRows(ctx, tgt, t.Database, t.Name)

@@ -169,36 +169,17 @@ func rowHash(cols []string) string {
 	return "sipHash64(toString(tuple(" + strings.Join(names, ", ") + ")))"
 }
 
-// sync waits until the new replica's queue is empty, reporting its progress, then lets SYSTEM
-// SYNC REPLICA confirm it has caught up with the replication log.
+// sync waits until the new replica has fetched every part its replication log names,
+// reporting its progress. It does not wait for merges: see clickhouse.WaitFetched.
 func (b *Rebuilder) sync(ctx context.Context, target *clickhouse.Server, s Step, report func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SyncTimeout)
 	defer cancel()
 	db, table, _ := strings.Cut(s.Target, ".")
-	last := time.Time{}
-	for {
-		var queue uint32
-		if err := target.Conn.QueryRow(ctx, "SELECT queue_size FROM system.replicas WHERE database = ? AND table = ?", db, table).Scan(&queue); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%s has not fetched its data within %s; rerun restore-replica to keep waiting: %w", s.Target, b.opts.SyncTimeout, ctx.Err())
-			}
-			return fmt.Errorf("read the replication queue of %s on %s: %w", s.Target, target.Addr, err)
-		}
-		if queue == 0 {
-			break
-		}
-		if time.Since(last) > 5*time.Second {
-			report(fmt.Sprintf("%d parts left to fetch", queue))
-			last = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s has not fetched its data within %s (%d entries still queued); rerun restore-replica to keep waiting", s.Target, b.opts.SyncTimeout, queue)
-		case <-time.After(time.Second):
-		}
-	}
-	if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
-		return fmt.Errorf("sync replica %s on %s: %w", s.Target, target.Addr, err)
+	err := clickhouse.WaitFetched(ctx, target, db, table, b.opts.SyncTimeout, func(left int) {
+		report(fmt.Sprintf("%d parts left to fetch", left))
+	})
+	if err != nil {
+		return fmt.Errorf("%s has not fetched its data within %s; rerun restore-replica to keep waiting: %w", s.Target, b.opts.SyncTimeout, err)
 	}
 	return nil
 }
@@ -216,8 +197,8 @@ func (b *Rebuilder) verify(ctx context.Context, target *clickhouse.Server, peerA
 		}
 		var want map[string]uint64
 		if peer := b.servers[peerAddr]; peer != nil {
-			if err := peer.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
-				return fmt.Errorf("sync replica %s on %s: %w", s.Target, peer.Addr, err)
+			if err := clickhouse.WaitFetched(ctx, peer, db, table, b.opts.SyncTimeout, nil); err != nil {
+				return err
 			}
 			if want, err = clickhouse.PartitionRows(ctx, peer, db, table); err != nil {
 				return err
@@ -228,8 +209,8 @@ func (b *Rebuilder) verify(ctx context.Context, target *clickhouse.Server, peerA
 		if diff = partitionDiff(want, mine); diff == "" {
 			return nil
 		}
-		if err := target.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
-			return fmt.Errorf("sync replica %s on %s: %w", s.Target, target.Addr, err)
+		if err := clickhouse.WaitFetched(ctx, target, db, table, b.opts.SyncTimeout, nil); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():

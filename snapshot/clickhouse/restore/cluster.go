@@ -128,8 +128,8 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 	}
 	db, table, _ := strings.Cut(s.Target, ".")
 	for addr, srv := range r.servers {
-		if err := srv.Conn.Exec(ctx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table)); err != nil {
-			return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+		if err := clickhouse.WaitFetched(ctx, srv, db, table, fetchStall, nil); err != nil {
+			return err
 		}
 		rows, err := clickhouse.PartitionRows(ctx, srv, db, table)
 		if err != nil {

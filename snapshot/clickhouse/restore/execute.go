@@ -253,10 +253,10 @@ func (r *Restorer) dropStaging(ctx context.Context, plan *Plan) {
 }
 
 // verify waits until every reachable replica has replicated the loaded partitions and checks
-// each partition's row count against the snapshot. Each table is synced and its partitions
+// each partition's row count against the snapshot. Each table is waited for and its partitions
 // counted once per replica, in one query, not once per partition: every load has finished, so
-// one sync covers them all. The tables and replicas are checked several at once: a sync waits
-// for a replica's last fetches, and the fetches of different replicas and tables go on side by
+// one wait covers them all. The tables and replicas are checked several at once: a wait is for
+// a replica's last fetches, and the fetches of different replicas and tables go on side by
 // side. The first mismatch or failure is reported, in plan order.
 func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 	type tableOn struct {
@@ -301,18 +301,18 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
+// fetchStall is how long a restore waits on a replica whose replication queue does not move.
+const fetchStall = 10 * time.Minute
+
 // verifyTable waits until the replica at addr has fetched what was loaded into s's table, if
-// it replicates, and compares the rows of every partition the plan loaded into it there with
+// it replicates (not for its merges: see clickhouse.WaitFetched), and compares the rows of every partition the plan loaded into it there with
 // the snapshot's.
 func (r *Restorer) verifyTable(ctx context.Context, plan *Plan, s Step, addr string) error {
 	srv := r.servers[addr]
 	db, table, _ := strings.Cut(s.Target, ".")
 	if r.replicated(s.table) {
-		syncCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := srv.Conn.Exec(syncCtx, "SYSTEM SYNC REPLICA "+clickhouse.QuoteIdent(db)+"."+clickhouse.QuoteIdent(table))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("wait for %s to replicate %s: %w", addr, s.Target, err)
+		if err := clickhouse.WaitFetched(ctx, srv, db, table, fetchStall, nil); err != nil {
+			return err
 		}
 	}
 	rows, err := clickhouse.PartitionRows(ctx, srv, db, table)
