@@ -560,7 +560,7 @@ func (m *ClusterMigration) prove(ctx context.Context, snap *store.Manifest) (*Mi
 			proof.Content = content
 			if m.Plan.Topology.Replicated {
 				// Not SYSTEM SYNC REPLICA, which waits for merges too (see WaitFetched).
-				if err := clickhouse.WaitFetched(ctx, tgt, t.Database, t.Name, 10*time.Minute, nil); err != nil {
+				if err := clickhouse.WaitFetched(ctx, tgt, t.Database, t.Name, clickhouse.FetchStall, nil); err != nil {
 					return nil, err
 				}
 			}

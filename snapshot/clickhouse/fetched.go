@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// FetchStall is how long a restore or a migration waits on a replica whose replication queue
+// does not move before WaitFetched gives up.
+const FetchStall = 10 * time.Minute
+
 // fetchPoll is how often WaitFetched reads a replica's queue.
 var fetchPoll = 500 * time.Millisecond
 

@@ -128,7 +128,7 @@ func (r *Restorer) restoreMetadata(ctx context.Context, s Step) error {
 	}
 	db, table, _ := strings.Cut(s.Target, ".")
 	for addr, srv := range r.servers {
-		if err := clickhouse.WaitFetched(ctx, srv, db, table, fetchStall, nil); err != nil {
+		if err := clickhouse.WaitFetched(ctx, srv, db, table, clickhouse.FetchStall, nil); err != nil {
 			return err
 		}
 		rows, err := clickhouse.PartitionRows(ctx, srv, db, table)

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -301,9 +300,6 @@ func (r *Restorer) verify(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
-// fetchStall is how long a restore waits on a replica whose replication queue does not move.
-const fetchStall = 10 * time.Minute
-
 // verifyTable waits until the replica at addr has fetched what was loaded into s's table, if
 // it replicates (not for its merges: see clickhouse.WaitFetched), and compares the rows of every partition the plan loaded into it there with
 // the snapshot's.
@@ -311,7 +307,7 @@ func (r *Restorer) verifyTable(ctx context.Context, plan *Plan, s Step, addr str
 	srv := r.servers[addr]
 	db, table, _ := strings.Cut(s.Target, ".")
 	if r.replicated(s.table) {
-		if err := clickhouse.WaitFetched(ctx, srv, db, table, fetchStall, nil); err != nil {
+		if err := clickhouse.WaitFetched(ctx, srv, db, table, clickhouse.FetchStall, nil); err != nil {
 			return err
 		}
 	}
