@@ -55,16 +55,17 @@ func (e *Env) SweepOrphans(tb testing.TB) []string {
 			}
 		}
 	}
-	if len(dropped) > 0 {
-		if conn, _, err := zk.Connect([]string{e.ZK}, 10*time.Second, zk.WithLogInfo(false)); err == nil {
-			shards, _, _ := conn.Children("/clickhouse/tables")
-			for name := range dropped {
-				for _, shard := range shards {
-					deleteTree(conn, "/clickhouse/tables/"+shard+"/"+name)
-				}
+	if conn, _, err := zk.Connect([]string{e.ZK}, 10*time.Second, zk.WithLogInfo(false)); err == nil {
+		shards, _, _ := conn.Children("/clickhouse/tables")
+		for name := range dropped {
+			for _, shard := range shards {
+				deleteTree(conn, "/clickhouse/tables/"+shard+"/"+name)
 			}
-			conn.Close()
 		}
+		if n := PruneDDLQueue(conn, ddlQueue, time.Now().Add(-time.Hour)); n > 0 {
+			tb.Logf("sweep: removed %d distributed DDL tasks older than an hour from %s", n, ddlQueue)
+		}
+		conn.Close()
 	}
 	if e.CHModernHTTP != "" {
 		if names, err := e.ModernQuery("SELECT name FROM system.databases"); err == nil {
@@ -118,4 +119,38 @@ func (e *Env) sweepPostgres(tb testing.TB) []string {
 		out = append(out, name)
 	}
 	return out
+}
+
+// ddlQueue is where the stack's 18.16 replicas queue their ON CLUSTER statements (the servers'
+// default distributed_ddl path).
+const ddlQueue = "/clickhouse/task_queue/ddl"
+
+// PruneDDLQueue deletes the tasks of a distributed DDL queue created before before that no
+// server is running, and returns how many it deleted. A lab that lives for weeks keeps its queue
+// at the servers' limit of 1,000 tasks, where CI starts empty: an 18.16 server's DDL worker
+// reads every task of the queue on each cleanup pass, one ZooKeeper request after another, and
+// on the replica taking a chaos run's writes that pass took about three minutes, which each
+// CREATE … ON CLUSTER of a restore waited for. A task an hour old that some replica never ran
+// is a long-gone test's, queued while that replica was down.
+func PruneDDLQueue(conn *zk.Conn, queue string, before time.Time) int {
+	tasks, _, err := conn.Children(queue)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, task := range tasks {
+		p := queue + "/" + task
+		ok, st, err := conn.Exists(p)
+		if err != nil || !ok || !time.UnixMilli(st.Ctime).Before(before) {
+			continue
+		}
+		if running, _, err := conn.Children(p + "/active"); err == nil && len(running) > 0 {
+			continue
+		}
+		deleteTree(conn, p)
+		if ok, _, _ := conn.Exists(p); !ok {
+			n++
+		}
+	}
+	return n
 }

@@ -80,3 +80,47 @@ func TestSweepOrphansDropsOnlyDeadProcessesDatabases(t *testing.T) {
 		t.Errorf("postgresql still holds %s (%d, %v)", orphan, n, err)
 	}
 }
+
+// TestPruneDDLQueueKeepsNewAndRunningTasks: in a queue of its own (the servers' queue is not
+// touched), a task created before the cutoff is deleted with its children; one a server is
+// running and one created after the cutoff stay.
+func TestPruneDDLQueueKeepsNewAndRunningTasks(t *testing.T) {
+	env := devstack.Require(t)
+	conn, _, err := zk.Connect([]string{env.ZK}, 10*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	root := fmt.Sprintf("/tracevault_it_prune_%d", os.Getpid())
+	queue := root + "/ddl"
+	t.Cleanup(func() {
+		devstack.PruneDDLQueue(conn, queue, time.Now().Add(time.Hour))
+		_ = conn.Delete(queue, -1)
+		_ = conn.Delete(root, -1)
+	})
+	create := func(p string) {
+		t.Helper()
+		if _, err := conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatalf("create %s: %v", p, err)
+		}
+	}
+	for _, p := range []string{root, queue,
+		queue + "/query-1", queue + "/query-1/finished", queue + "/query-1/finished/ch1", queue + "/query-1/active",
+		queue + "/query-2", queue + "/query-2/active", queue + "/query-2/active/ch2",
+	} {
+		create(p)
+	}
+	time.Sleep(50 * time.Millisecond) // ZooKeeper's ctime is in milliseconds
+	cutoff := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	create(queue + "/query-3")
+
+	if n := devstack.PruneDDLQueue(conn, queue, cutoff); n != 1 {
+		t.Errorf("pruned %d tasks; want 1", n)
+	}
+	for task, want := range map[string]bool{"query-1": false, "query-2": true, "query-3": true} {
+		if ok, _, err := conn.Exists(queue + "/" + task); err != nil || ok != want {
+			t.Errorf("%s exists = %v (%v); want %v", task, ok, err, want)
+		}
+	}
+}
