@@ -6,11 +6,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/go-zookeeper/zk"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // scratchShape matches the names ScratchName makes (prefix, process id, nanoseconds) and
@@ -31,12 +34,13 @@ func orphaned(name string, alive func(pid int) bool) bool {
 	return !alive(pid)
 }
 
-// SweepOrphans drops the scratch databases that earlier test processes left behind when they
+// SweepOrphans removes the scratch databases that earlier test processes left behind when they
 // were killed before their cleanup: on every ClickHouse replica (with their tables' ZooKeeper
-// paths), on ch-modern and in PostgreSQL. The suites that restart servers call it first,
-// because such debris outlives its ZooKeeper state and can stop a replica from starting again
-// ("The local set of parts of table … doesn't look like the set of parts in ZooKeeper"). It
-// returns the names dropped; a server it cannot reach is left for the next sweep.
+// paths), on ch-modern and in PostgreSQL, and their repositories and containers on Azurite. The
+// suites that restart servers call it first, because such debris outlives its ZooKeeper state
+// and can stop a replica from starting again ("The local set of parts of table … doesn't look
+// like the set of parts in ZooKeeper"). It returns the names removed; a server it cannot reach
+// is left for the next sweep.
 func (e *Env) SweepOrphans(tb testing.TB) []string {
 	tb.Helper()
 	dropped := map[string]bool{}
@@ -81,12 +85,15 @@ func (e *Env) SweepOrphans(tb testing.TB) []string {
 	for _, name := range e.sweepPostgres(tb) {
 		dropped[name] = true
 	}
+	for _, name := range e.sweepAzurite(tb) {
+		dropped[name] = true
+	}
 	var out []string
 	for name := range dropped {
 		out = append(out, name)
 	}
 	if len(out) > 0 {
-		tb.Logf("sweep: dropped %d databases left by test processes that are gone: %s", len(out), strings.Join(out, ", "))
+		tb.Logf("sweep: removed %d databases, repositories and containers left by test processes that are gone: %s", len(out), strings.Join(out, ", "))
 	}
 	return out
 }
@@ -153,4 +160,70 @@ func PruneDDLQueue(conn *zk.Conn, queue string, before time.Time) int {
 		}
 	}
 	return n
+}
+
+// sweepAzurite deletes what killed test processes left on Azurite: a scratch container, whose
+// name uses "-" where ScratchName uses "_", and a repository under a scratch prefix of the
+// stack's container (a chaos run's holds gigabytes: such leftovers filled this machine's disk
+// once). Azurite deletes one blob a request, so eight go at once; what five minutes do not
+// reach is left for the next sweep.
+func (e *Env) sweepAzurite(tb testing.TB) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	client, err := azblob.NewClientFromConnectionString(e.AzureConnectionString, nil)
+	if err != nil {
+		return nil
+	}
+	var (
+		mu    sync.Mutex
+		swept = map[string]bool{}
+	)
+	containers := client.NewListContainersPager(nil)
+	for containers.More() {
+		page, err := containers.NextPage(ctx)
+		if err != nil {
+			break
+		}
+		for _, c := range page.ContainerItems {
+			if !orphaned(strings.ReplaceAll(*c.Name, "-", "_"), processAlive) {
+				continue
+			}
+			if _, err := client.DeleteContainer(ctx, *c.Name, nil); err != nil {
+				tb.Logf("sweep: delete container %s on azurite: %v", *c.Name, err)
+				continue
+			}
+			swept[*c.Name] = true
+		}
+	}
+	var g errgroup.Group
+	g.SetLimit(8)
+	blobs := client.NewListBlobsFlatPager(e.AzureContainer, nil)
+	for blobs.More() {
+		page, err := blobs.NextPage(ctx)
+		if err != nil {
+			break
+		}
+		for _, b := range page.Segment.BlobItems {
+			name := *b.Name
+			prefix, _, nested := strings.Cut(name, "/")
+			if !nested || !orphaned(prefix, processAlive) {
+				continue
+			}
+			g.Go(func() error {
+				if _, err := client.DeleteBlob(ctx, e.AzureContainer, name, nil); err != nil {
+					return nil // listed again by the next sweep
+				}
+				mu.Lock()
+				swept[e.AzureContainer+"/"+prefix] = true
+				mu.Unlock()
+				return nil
+			})
+		}
+	}
+	_ = g.Wait()
+	var out []string
+	for name := range swept {
+		out = append(out, name)
+	}
+	return out
 }

@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/go-zookeeper/zk"
 	"github.com/jackc/pgx/v5"
 
@@ -17,7 +19,8 @@ import (
 
 // TestSweepOrphansDropsOnlyDeadProcessesDatabases: a database named as a scratch database of a
 // process that has exited is dropped on every replica, with its table's ZooKeeper path, and in
-// PostgreSQL; one of this (live) process is left alone.
+// PostgreSQL, and its repository and container on Azurite are deleted; those of this (live)
+// process are left alone.
 func TestSweepOrphansDropsOnlyDeadProcessesDatabases(t *testing.T) {
 	env := devstack.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -52,9 +55,46 @@ func TestSweepOrphansDropsOnlyDeadProcessesDatabases(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// On Azurite: a repository under each name in the stack's container, and a container each.
+	az, err := azblob.NewClientFromConnectionString(env.AzureConnectionString, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	containerOf := func(db string) string { return strings.ReplaceAll(db, "_", "-") }
+	for _, db := range []string{orphan, live} {
+		if _, err := az.UploadBuffer(ctx, env.AzureContainer, db+"/config", []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := az.CreateContainer(ctx, containerOf(db), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = az.DeleteBlob(context.Background(), env.AzureContainer, live+"/config", nil)
+		_, _ = az.DeleteContainer(context.Background(), containerOf(live), nil)
+	})
+
 	dropped := env.SweepOrphans(t)
-	if !slices.Contains(dropped, orphan) || slices.Contains(dropped, live) {
-		t.Fatalf("sweep dropped %v; want %s and not %s", dropped, orphan, live)
+	// A sweep of a killed chaos run's debris takes minutes; the checks get their own time.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, want := range map[string]bool{
+		orphan: true, env.AzureContainer + "/" + orphan: true, containerOf(orphan): true,
+		live: false, env.AzureContainer + "/" + live: false, containerOf(live): false,
+	} {
+		if slices.Contains(dropped, name) != want {
+			t.Errorf("sweep removed %v; want %s removed = %v", dropped, name, want)
+		}
+	}
+	for db, want := range map[string]bool{orphan: false, live: true} {
+		_, err := az.ServiceClient().NewContainerClient(env.AzureContainer).NewBlobClient(db+"/config").GetProperties(ctx, nil)
+		if (err == nil) != want {
+			t.Errorf("blob %s/%s/config: exists = %v; want %v", env.AzureContainer, db, err == nil, want)
+		}
+		_, err = az.ServiceClient().NewContainerClient(containerOf(db)).GetProperties(ctx, nil)
+		if (err == nil) != want {
+			t.Errorf("container %s: exists = %v; want %v", containerOf(db), err == nil, want)
+		}
 	}
 	for i, addr := range env.CHHTTP {
 		for db, want := range map[string]string{orphan: "0", live: "1"} {
