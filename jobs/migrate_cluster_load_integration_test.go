@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,7 +52,11 @@ func TestMigrateClusterUnderLoad(t *testing.T) {
 		res, err := demo.Load(loadCtx, demo.LoadOptions{ClickHouse: env.CHNative, Database: db, Rate: 300, Ledger: ledger, Seed: 13, Log: quiet})
 		done <- loaded{res, err}
 	}()
+	var ledgerSize int64
 	for pass := 1; pass <= 3; pass++ {
+		// A pass takes well under the load's interval on a quiet machine: wait for a batch
+		// acknowledged since the last pass, or the pass may rightly find nothing to move.
+		ledgerSize = waitLedgerGrows(t, ledger, ledgerSize)
 		_, rep := migrateOnce(t, cfg, repo, req)
 		t.Logf("pass %d under load: %d partitions, %d rows behind, %s", pass, rep.BehindPartitions, rep.BehindRows, rep.Duration)
 		if rep.BehindPartitions == 0 {
@@ -99,6 +104,22 @@ func TestMigrateClusterUnderLoad(t *testing.T) {
 	}
 	if len(want) == 0 {
 		t.Error("the ledger records no ClickHouse row")
+	}
+}
+
+// waitLedgerGrows waits until the ledger at path is larger than size (a batch acknowledged
+// since) and returns its new size.
+func waitLedgerGrows(t *testing.T, path string, size int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > size {
+			return fi.Size()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load acknowledged no batch in a minute (ledger %s at %d bytes)", path, size)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
