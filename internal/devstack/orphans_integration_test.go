@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/go-zookeeper/zk"
 	"github.com/jackc/pgx/v5"
 
@@ -58,6 +59,11 @@ func TestSweepOrphansDropsOnlyDeadProcessesDatabases(t *testing.T) {
 	// On Azurite: a repository under each name in the stack's container, and a container each.
 	az, err := azblob.NewClientFromConnectionString(env.AzureConnectionString, nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The stack's container is made by the first repository created in it; this test may be
+	// the first to use a new stack.
+	if _, err := az.CreateContainer(ctx, env.AzureContainer, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
 		t.Fatal(err)
 	}
 	containerOf := func(db string) string { return strings.ReplaceAll(db, "_", "-") }
