@@ -66,6 +66,22 @@ func TestChaosModern(t *testing.T) {
 		m.round(r)
 	}
 	m.stop()
+	m.checkFreezes()
+}
+
+// checkFreezes fails the suite if a freeze the suite's daemon made is still on ch-modern's disk
+// after the daemon stopped: the backups whose server was killed, or whose storage failed, while
+// a partition was frozen must have removed theirs.
+func (m *modernSuite) checkFreezes() {
+	left, err := devstack.Freezes(m.env.CHModernData)
+	if err != nil {
+		m.t.Errorf("list ch-modern's freezes: %v", err)
+	}
+	for _, name := range left {
+		if !slices.Contains(m.freezesBefore, name) {
+			m.t.Errorf("freeze %s left in ch-modern's shadow/ after the daemon stopped; see %s", name, m.daemonLog())
+		}
+	}
 }
 
 type modernRound struct {
@@ -77,6 +93,8 @@ type modernRound struct {
 type modernSuite struct {
 	*suite
 	mode string // the daemon's [clickhouse] mode now
+
+	freezesBefore []string // tracevault's freezes on ch-modern's disk before the suite started
 
 	ended      []loadEnd // load runs a fault ended, whose last statement may have been applied
 	reconciled map[string]bool
@@ -146,6 +164,10 @@ func (m *modernSuite) start() {
 	ctx := context.Background()
 	m.bin = buildBinary(t, m.dir)
 	m.db = devstack.ScratchName("chaos_modern")
+	var err error
+	if m.freezesBefore, err = devstack.Freezes(m.env.CHModernData); err != nil {
+		t.Fatalf("list ch-modern's freezes: %v", err)
+	}
 	t.Cleanup(func() {
 		for _, d := range []string{m.db, m.db + jobs.DrillSuffix} {
 			_, _ = m.env.ModernQuery("DROP DATABASE IF EXISTS " + d + " SYNC")

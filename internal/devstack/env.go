@@ -197,3 +197,20 @@ func parseEnvFile(path string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// Freezes lists the freezes tracevault has in the shadow/ directory of the ClickHouse disk at
+// disk (FREEZE ... WITH NAME 'tracevault_...'): a backup removes each when done, so any left
+// while no backup runs pins disk space that nothing else frees.
+func Freezes(disk string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(disk, "shadow"))
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "tracevault_") {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}

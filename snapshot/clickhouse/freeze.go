@@ -16,6 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // Export modes ([clickhouse] mode).
@@ -56,20 +59,37 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 	}
 	sql := fmt.Sprintf("ALTER TABLE %s.%s FREEZE PARTITION ID %s", QuoteIdent(db), QuoteIdent(table), QuoteString(partitionID))
 	shadowDir := filepath.Join(root.local, "shadow")
+	id, err := newQueryID()
+	if err != nil {
+		return nil, err
+	}
+	qctx := ch.Context(ctx, ch.WithQueryID(id))
 	var name string
 	if srv.Caps.FreezeWithName {
 		name = "tracevault_" + randomHex()
-		if err := srv.Conn.Exec(ctx, sql+" WITH NAME "+QuoteString(name)); err != nil {
-			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+		if err := srv.Conn.Exec(qctx, sql+" WITH NAME "+QuoteString(name)); err != nil {
+			err = fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+			return nil, removeFailedFreeze(ctx, srv, id, err, func() string { return filepath.Join(shadowDir, name) })
 		}
 	} else {
 		freezeMu.Lock()
 		before, beforeErr := readIncrement(shadowDir)
-		err := srv.Conn.Exec(ctx, sql)
+		err := srv.Conn.Exec(qctx, sql)
+		if err != nil {
+			err = fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+			err = removeFailedFreeze(ctx, srv, id, err, func() string {
+				// Only a freeze that bumped the number once, under freezeMu, is surely this one.
+				after, afterErr := readIncrement(shadowDir)
+				if n, err := freezeIncrement(before, beforeErr, after, afterErr); err == nil {
+					return filepath.Join(shadowDir, strconv.FormatUint(n, 10))
+				}
+				return ""
+			})
+		}
 		after, afterErr := readIncrement(shadowDir)
 		freezeMu.Unlock()
 		if err != nil {
-			return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
+			return nil, err
 		}
 		n, err := freezeIncrement(before, beforeErr, after, afterErr)
 		if err != nil {
@@ -92,6 +112,39 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
+}
+
+// freezeEndWait bounds how long a failed freeze waits for the server to stop running it.
+var freezeEndWait = time.Minute
+
+// removeFailedFreeze removes what a FREEZE that returned err may have left, and returns err. A
+// FREEZE whose connection broke may go on on the server, and one whose server was killed leaves
+// a half-made shadow directory: either pins the frozen parts' disk space until removed, and
+// nothing else would remove it. So it waits (whatever ctx says, for up to freezeEndWait) until
+// the server no longer runs the query id, then removes the directory shadow returns ("": none
+// that is surely this freeze's). Removing it is right even when the wait fails, as the name
+// is this freeze's alone; the error then says what to check.
+func removeFailedFreeze(ctx context.Context, srv *Server, id string, err error, shadow func() string) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), freezeEndWait+10*time.Second)
+	defer cancel()
+	exec := func(ctx context.Context, sql string) error { return srv.Conn.Exec(ctx, sql) }
+	runs := func(ctx context.Context, id string) (bool, error) {
+		var n uint64
+		qerr := srv.Conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE query_id = "+QuoteString(id)).Scan(&n)
+		return n > 0, qerr
+	}
+	endErr := awaitQueryEnd(wctx, srv.Addr, id, freezeEndWait, exec, runs)
+	dir := shadow()
+	if dir == "" {
+		return err
+	}
+	if rmErr := os.RemoveAll(dir); rmErr != nil {
+		return fmt.Errorf("%w; and its shadow directory %s could not be removed (remove it by hand: it pins the frozen parts' disk space): %v", err, dir, rmErr)
+	}
+	if endErr != nil {
+		return fmt.Errorf("%w; its shadow directory %s was removed, but the server may still have been running the freeze (%v): check that %s is gone", err, dir, endErr, dir)
+	}
+	return err
 }
 
 // errPatchParts: a frozen partition had patch parts, or may have had them when it was frozen.

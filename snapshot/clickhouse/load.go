@@ -58,29 +58,36 @@ func (t *touchingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// awaitEnd waits until the server runs no query of id. It asks the server to cancel it first:
-// a server that has not noticed the broken connection would otherwise go on inserting what it
-// had received, until its receive timeout.
+// awaitEnd waits until the server runs no query of id (see awaitQueryEnd).
 func (h *HTTP) awaitEnd(ctx context.Context, id string) error {
-	deadline := time.Now().Add(loadEndWait)
+	exec := func(ctx context.Context, sql string) error { return h.Exec(ctx, sql, nil) }
+	return awaitQueryEnd(ctx, h.Addr, id, loadEndWait, exec, h.runs)
+}
+
+// awaitQueryEnd waits, for up to wait, until the server at addr runs no query of id. It asks
+// the server to cancel it first: a server that has not noticed the broken connection would
+// otherwise go on with it (an INSERT until its receive timeout). exec runs a statement and runs
+// asks whether the query runs, each through the interface the query was sent on.
+func awaitQueryEnd(ctx context.Context, addr, id string, wait time.Duration, exec func(context.Context, string) error, runs func(context.Context, string) (bool, error)) error {
+	deadline := time.Now().Add(wait)
 	kill := "KILL QUERY WHERE query_id = " + QuoteString(id) + " ASYNC"
 	killed := false
 	var last error
 	for {
 		if !killed {
 			// Needs no more than the user's own queries; a user who may not kill them waits.
-			killed = h.Exec(ctx, kill, nil) == nil
+			killed = exec(ctx, kill) == nil
 		}
-		running, err := h.runs(ctx, id)
+		running, err := runs(ctx, id)
 		if err == nil && !running {
 			return nil
 		}
 		last = err
 		if last == nil {
-			last = fmt.Errorf("clickhouse %s still runs query %s", h.Addr, id)
+			last = fmt.Errorf("clickhouse %s still runs query %s", addr, id)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", loadEndWait, last)
+			return fmt.Errorf("after %s: %w", wait, last)
 		}
 		select {
 		case <-ctx.Done():

@@ -2,8 +2,6 @@ package chtest
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,15 +87,9 @@ func (f *Modern) Shadow(tb testing.TB) []string {
 // Freezes lists the freezes tracevault left in the shadow/ directory of the disk at path.
 func Freezes(tb testing.TB, disk string) []string {
 	tb.Helper()
-	var out []string
-	entries, err := os.ReadDir(filepath.Join(disk, "shadow"))
-	if err != nil && !os.IsNotExist(err) {
+	out, err := devstack.Freezes(disk)
+	if err != nil {
 		tb.Fatal(err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "tracevault_") {
-			out = append(out, e.Name())
-		}
 	}
 	return out
 }
