@@ -68,7 +68,7 @@ bench-micro: build stack-up
 ## the reduced forms inside the normal suite. Each summary is printed last; CHAOS_SEED=<n>
 ## replays a run's random choices.
 chaos: build stack-up
-	TRACEVAULT_DISRUPTIVE=1 TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 120m -run '^TestChaos(Modern|PITR)?$$' ./chaos/
+	TRACEVAULT_DISRUPTIVE=1 TRACEVAULT_CHAOS=full TRACEVAULT_CHAOS_SEED=$(CHAOS_SEED) TRACEVAULT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout 240m -run '^TestChaos(Modern|PITR)?$$' ./chaos/
 
 ## chaos-modern: the modern chaos run alone: ch-modern (ClickHouse 26.7) backed up every 3 s, in
 ## logical then freeze mode, under `demo load --modern` (lightweight updates and deletes), with
