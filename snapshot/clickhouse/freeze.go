@@ -66,7 +66,7 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 	qctx := ch.Context(ctx, ch.WithQueryID(id))
 	var name string
 	if srv.Caps.FreezeWithName {
-		name = "tracevault_" + randomHex()
+		name = freezePrefix + randomHex()
 		if err := srv.Conn.Exec(qctx, sql+" WITH NAME "+QuoteString(name)); err != nil {
 			err = fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 			return nil, removeFailedFreeze(ctx, srv, id, err, func() string { return filepath.Join(shadowDir, name) })
@@ -112,6 +112,57 @@ func freezePartition(ctx context.Context, srv *Server, root localRoot, db, table
 		return nil, fmt.Errorf("freeze %s.%s partition %s on %s: %w", db, table, partitionID, srv.Addr, err)
 	}
 	return f, nil
+}
+
+// freezePrefix begins the name of every freeze tracevault makes with FREEZE ... WITH NAME, so
+// that its shadow directories can be told from other tools'.
+const freezePrefix = "tracevault_"
+
+// staleFreezeAge is how long ago a tracevault freeze's directory must have last changed for a
+// backup to remove it as one that a killed tracevault left (the process's own removal never
+// ran). A live freeze's directory changes only while the FREEZE runs and stays while its
+// partition uploads: a day is far beyond any partition's upload.
+const staleFreezeAge = 24 * time.Hour
+
+// removeStaleFreezes removes, from the shadow/ directory of the disk at local, the tracevault
+// freezes whose directory last changed before now - staleFreezeAge, and returns their names.
+// Each pins its parts' disk space, which grows as merges replace the live parts, and nothing
+// else would ever remove it. 18.16's numbered freezes (no WITH NAME) cannot be told from other
+// tools' and are left alone. A directory that cannot be read or removed is an error; the rest
+// are still removed.
+func removeStaleFreezes(local string, now time.Time) ([]string, error) {
+	shadow := filepath.Join(local, "shadow")
+	entries, err := os.ReadDir(shadow)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list freezes in %s: %w", shadow, err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), freezePrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // its own backup removed it just now
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if now.Sub(info.ModTime()) < staleFreezeAge {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(shadow, e.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("remove the stale freeze %s: %w", filepath.Join(shadow, e.Name()), err))
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, errors.Join(errs...)
 }
 
 // freezeEndWait bounds how long a failed freeze waits for the server to stop running it.

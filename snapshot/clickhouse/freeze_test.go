@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracevault/tracevault/snapshot/clickhouse/partsum"
 )
@@ -519,5 +520,60 @@ func TestConfigMacrosOfADirectory(t *testing.T) {
 				t.Errorf("configMacros = %v, %v; want %v (error %v)", got, err, tt.want, tt.err)
 			}
 		})
+	}
+}
+
+// TestRemoveStaleFreezes: only tracevault's named freezes older than staleFreezeAge go; a
+// fresh one (a backup uploading it now), another tool's, 18.16's numbered ones and a file keep.
+func TestRemoveStaleFreezes(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	old, fresh := now.Add(-staleFreezeAge-time.Minute), now.Add(-staleFreezeAge+time.Minute)
+	cases := []struct {
+		name    string
+		dir     bool
+		mtime   time.Time
+		removed bool
+	}{
+		{"tracevault_0123456789abcdef", true, old, true},
+		{"tracevault_fedcba9876543210", true, fresh, false},
+		{"clickhouse_backup_tool", true, old, false},
+		{"7", true, old, false},
+		{"tracevault_not_a_dir", false, old, false},
+	}
+	local := t.TempDir()
+	shadow := filepath.Join(local, "shadow")
+	for _, c := range cases {
+		p := filepath.Join(shadow, c.name)
+		if c.dir {
+			// A freeze holds the table's path and its parts' hard links.
+			if err := os.MkdirAll(filepath.Join(p, "store", "abc", "all_1_1_0"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, c.mtime, c.mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := removeStaleFreezes(local, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range cases {
+		_, statErr := os.Stat(filepath.Join(shadow, c.name))
+		if gone := errors.Is(statErr, fs.ErrNotExist); gone != c.removed {
+			t.Errorf("%s: removed %v; want %v", c.name, gone, c.removed)
+		}
+		if c.removed {
+			want = append(want, c.name)
+		}
+	}
+	if !reflect.DeepEqual(removed, want) {
+		t.Errorf("reported removed %v; want %v", removed, want)
+	}
+	if removed, err := removeStaleFreezes(t.TempDir(), now); err != nil || removed != nil {
+		t.Errorf("a disk without shadow/: %v, %v; want nothing and no error", removed, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -45,6 +46,7 @@ type LocalFS struct {
 	facts  map[string]serverFact // by server address
 	macros map[string]macroFact  // by server address, read only where the start cannot tell
 	probes int                   // DDL probes run, which the read-only proof should spare
+	swept  map[string]bool       // by server address: its stale freezes were removed
 }
 
 // macroFact is a server's <macros> as it runs with them, or why they could not be read.
@@ -70,6 +72,30 @@ type serverFact struct {
 // found here is only taken for one of them when it cannot be another's.
 func NewLocalFS(dataPath string, servers []*Server) *LocalFS {
 	return &LocalFS{dataPath: dataPath, servers: servers}
+}
+
+// removeStale removes the stale freezes on the disk of srv, whose root is r, once per LocalFS
+// (one backup), and logs each one removed: see removeStaleFreezes. Failing to remove them is
+// logged too, and does not fail the backup.
+func (l *LocalFS) removeStale(r localRoot, srv *Server, log *slog.Logger) {
+	l.mu.Lock()
+	done := l.swept[srv.Addr]
+	if l.swept == nil {
+		l.swept = map[string]bool{}
+	}
+	l.swept[srv.Addr] = true
+	l.mu.Unlock()
+	if done {
+		return
+	}
+	removed, err := removeStaleFreezes(r.local, time.Now())
+	for _, name := range removed {
+		log.Warn("removed a freeze that a killed tracevault left: its hard links pinned the frozen parts' disk space",
+			"server", srv.Addr, "dir", filepath.Join(r.local, "shadow", name), "older_than", staleFreezeAge)
+	}
+	if err != nil {
+		log.Warn("could not remove every stale freeze; remove them by hand, as they pin disk space", "server", srv.Addr, "err", err)
+	}
 }
 
 // Check says why srv's data path is not on this host, or nil if it is: frozen parts load only

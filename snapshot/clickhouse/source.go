@@ -209,10 +209,12 @@ func (s *Source) exportReplicas(ctx context.Context, t Table, servers []*Server,
 	var local []*Server
 	var errs []error
 	for _, srv := range srcs {
-		if _, err := s.local.root(ctx, srv); err != nil {
+		root, err := s.local.root(ctx, srv)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		s.local.removeStale(root, srv, s.Log)
 		local = append(local, srv)
 		if t.Replicated() {
 			return unmeasured(local), nil

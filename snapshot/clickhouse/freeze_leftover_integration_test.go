@@ -1,13 +1,20 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/tracevault/tracevault/snapshot"
 	"github.com/tracevault/tracevault/snapshot/clickhouse/internal/chtest"
 )
 
@@ -77,5 +84,35 @@ func TestFreezeReportedFailedLeavesNoShadow(t *testing.T) {
 				t.Errorf("shadow directories left by a freeze reported failed: %v", left)
 			}
 		})
+	}
+}
+
+// TestModernFreezeBackupRemovesStaleFreezes: a freeze-mode backup removes the freezes a killed
+// tracevault left (named tracevault_…, last changed over a day ago) on the disk of a server it
+// freezes on, and keeps a fresh one, which may be another backup's upload in progress.
+func TestModernFreezeBackupRemovesStaleFreezes(t *testing.T) {
+	f, _ := patchableTable(t)
+	ctx := context.Background()
+	stale, fresh := freezePrefix+"5a1e5a1e5a1e5a1e", freezePrefix+"f4e5f4e5f4e5f4e5"
+	for _, name := range []string{stale, fresh} {
+		f.SQL(t, "ALTER TABLE "+f.DB+".t FREEZE PARTITION ID '202605' WITH NAME '"+name+"'")
+	}
+	shadow := filepath.Join(f.Env.CHModernData, "shadow")
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(shadow, fresh)); _ = os.RemoveAll(filepath.Join(shadow, stale)) })
+	old := time.Now().Add(-staleFreezeAge - time.Hour)
+	if err := os.Chtimes(filepath.Join(shadow, stale), old, old); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	src := &Source{Native: []string{f.Env.CHModernNative}, HTTP: []string{f.Env.CHModernHTTP}, Conn: ConnOptions{User: "default"}, Filter: Filter{Databases: []string{f.DB}},
+		Mode: ModeFreeze, Log: slog.New(slog.NewTextHandler(&logged, nil))}
+	if _, err := snapshot.Run(ctx, f.Repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.Shadow(t); !slices.Equal(left, []string{fresh}) {
+		t.Errorf("freezes after the backup: %v; want only the fresh %s", left, fresh)
+	}
+	if !strings.Contains(logged.String(), "killed tracevault") || !strings.Contains(logged.String(), stale) {
+		t.Errorf("the backup's log does not name the stale freeze it removed:\n%s", logged.String())
 	}
 }
