@@ -181,7 +181,7 @@ func removeFailedFreeze(ctx context.Context, srv *Server, id string, err error, 
 	exec := func(ctx context.Context, sql string) error { return srv.Conn.Exec(ctx, sql) }
 	runs := func(ctx context.Context, id string) (bool, error) {
 		var n uint64
-		qerr := srv.Conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE query_id = "+QuoteString(id)).Scan(&n)
+		qerr := srv.Conn.QueryRow(ctx, countRunningSQL(id)).Scan(&n)
 		return n > 0, qerr
 	}
 	endErr := awaitQueryEnd(wctx, srv.Addr, id, freezeEndWait, exec, runs)

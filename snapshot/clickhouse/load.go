@@ -97,9 +97,14 @@ func awaitQueryEnd(ctx context.Context, addr, id string, wait time.Duration, exe
 	}
 }
 
+// countRunningSQL counts the server's running queries of id: one or none.
+func countRunningSQL(id string) string {
+	return "SELECT count() FROM system.processes WHERE query_id = " + QuoteString(id)
+}
+
 // runs says whether the server runs a query of id now.
 func (h *HTTP) runs(ctx context.Context, id string) (bool, error) {
-	rc, err := h.Query(ctx, "SELECT count() FROM system.processes WHERE query_id = "+QuoteString(id), nil)
+	rc, err := h.Query(ctx, countRunningSQL(id), nil)
 	if err != nil {
 		return false, err
 	}
