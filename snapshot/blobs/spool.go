@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/tracevault/tracevault/internal/tempfile"
 )
 
 // spool is a sequence of strings kept in an unlinked, compressed temporary file: the file log's
@@ -21,11 +23,10 @@ type spool struct{ f *os.File }
 const maxSpooled = 64 << 10
 
 func spoolPaths(paths iter.Seq2[string, error]) (*spool, error) {
-	f, err := os.CreateTemp("", "tracevault-filelog-*")
+	f, err := tempfile.Unlinked("the file log's paths")
 	if err != nil {
 		return nil, fmt.Errorf("spool the file log: %w", err)
 	}
-	_ = os.Remove(f.Name())
 	sp := &spool{f: f}
 	if err := sp.fill(paths); err != nil {
 		sp.Close()

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/tracevault/tracevault/internal/tempfile"
 )
 
 // RestoreOptions bound a metadata restore.
@@ -119,9 +121,9 @@ func (r *Restorer) Plan(ctx context.Context, record io.Reader) (*RestorePlan, er
 			return nil, err
 		}
 	}
-	tmp, err := os.CreateTemp("", "tracevault-zk-record-*")
+	tmp, err := tempfile.Unlinked("the zookeeper record to restore")
 	if err != nil {
-		return nil, fmt.Errorf("spool the zookeeper record before restoring it: %w; set TMPDIR to a writable directory", err)
+		return nil, err
 	}
 	p := &RestorePlan{Root: r.opts.Root, file: tmp}
 	if _, err := io.Copy(tmp, record); err != nil {
@@ -143,11 +145,8 @@ func (r *Restorer) Execute(ctx context.Context, p *RestorePlan) (RestoreReport, 
 	return Restore(ctx, r.conn, NewReader(p.file), r.opts)
 }
 
-// Close removes the spooled record.
-func (p *RestorePlan) Close() {
-	p.file.Close()
-	os.Remove(p.file.Name())
-}
+// Close frees the spooled record.
+func (p *RestorePlan) Close() { p.file.Close() }
 
 // RestoreRecord plans and executes the restore of a record read from the repository.
 func RestoreRecord(ctx context.Context, conn *zk.Conn, record io.Reader, opts RestoreOptions) (RestoreReport, error) {

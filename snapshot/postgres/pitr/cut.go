@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tracevault/tracevault/internal/tempfile"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
@@ -26,23 +27,19 @@ type segmentFile struct {
 }
 
 func newSegmentFile(chain string, start LSN) (*segmentFile, error) {
-	f, err := os.CreateTemp("", "tracevault-pitr-*.seg")
+	f, err := tempfile.Unlinked("the segment being written")
 	if err != nil {
-		return nil, fmt.Errorf("create a temporary segment file (set TMPDIR to a writable directory): %w", err)
+		return nil, err
 	}
 	w, err := NewSegmentWriter(f)
 	if err != nil {
 		f.Close()
-		os.Remove(f.Name())
 		return nil, err
 	}
 	return &segmentFile{f: f, w: w, written: map[uint32]bool{}, opened: time.Now(), seg: Segment{Chain: chain, StartLSN: start, EndLSN: start}}, nil
 }
 
-func (sf *segmentFile) discard() {
-	sf.f.Close()
-	os.Remove(sf.f.Name())
-}
+func (sf *segmentFile) discard() { sf.f.Close() }
 
 // writeChange writes a change of the transaction in progress into the segment, describing its
 // relations first (rels) where the segment has not yet, and refusing a schema the base lacks.

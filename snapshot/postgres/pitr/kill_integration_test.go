@@ -49,7 +49,8 @@ func TestPITRKill9(t *testing.T) {
 	conn := workloadConn(ctx, t, dsn)
 	w := &writer{t: t, conn: conn, rnd: rand.New(rand.NewPCG(3, 4))}
 	child := exec.Command(os.Args[0], "-test.run", "^TestPITRStreamChild$", "-test.count=1")
-	child.Env = append(os.Environ(), killChildEnv+"="+dsn+"|"+slot+"|"+url)
+	childTmp := t.TempDir()
+	child.Env = append(os.Environ(), killChildEnv+"="+dsn+"|"+slot+"|"+url, "TMPDIR="+childTmp)
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +96,11 @@ func TestPITRKill9(t *testing.T) {
 	}
 	wg.Wait()
 	<-exited
+	// A killed streamer runs no clean-up: what it spooled must vanish with it, not fill a
+	// pod's TMPDIR over its restarts.
+	if left, _ := os.ReadDir(childTmp); len(left) > 0 {
+		t.Errorf("the killed streamer left %d file(s) in its TMPDIR, the first %s", len(left), left[0].Name())
+	}
 	during := w.ledger[len(w.ledger)-20]
 	for range 20 {
 		w.step(ctx)

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tracevault/tracevault/internal/tempfile"
 	"github.com/tracevault/tracevault/snapshot/postgres"
 	"github.com/tracevault/tracevault/snapshot/postgres/pgdsn"
 	"github.com/tracevault/tracevault/snapshot/store"
@@ -309,11 +309,10 @@ type applier struct {
 func (a *applier) segment(ctx context.Context, repo *store.Repository, seg *Segment, t Target, reached *Reached) (stop bool, err error) {
 	// The whole segment is fetched and checked before anything is applied: a damaged segment
 	// must not half-apply.
-	f, err := os.CreateTemp("", "tracevault-replay-*.seg")
+	f, err := tempfile.Unlinked("the segment being replayed")
 	if err != nil {
-		return false, fmt.Errorf("create a temporary file (set TMPDIR to a writable directory): %w", err)
+		return false, err
 	}
-	defer os.Remove(f.Name())
 	defer f.Close()
 	body, err := repo.OpenNamed(ctx, seg.bodyName(), seg.Object)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tracevault/tracevault/internal/tempfile"
 	"github.com/tracevault/tracevault/snapshot/store"
 )
 
@@ -31,10 +32,7 @@ type run struct {
 	n      int
 }
 
-func (sp *spool) discard() {
-	sp.f.Close()
-	os.Remove(sp.f.Name())
-}
+func (sp *spool) discard() { sp.f.Close() }
 
 func (sp *spool) add(subxid uint32, rec *Record) error {
 	if err := sp.w.Write(rec); err != nil {
@@ -52,14 +50,13 @@ func (sp *spool) add(subxid uint32, rec *Record) error {
 func (st *streamState) spoolChange(slot string, subxid uint32, rec *Record) error {
 	sp := st.spools[st.streamXid]
 	if sp == nil {
-		f, err := os.CreateTemp("", "tracevault-pitr-tx-*.seg")
+		f, err := tempfile.Unlinked("a streamed transaction")
 		if err != nil {
-			return fmt.Errorf("create a temporary file for a streamed transaction (set TMPDIR to a writable directory): %w", err)
+			return err
 		}
 		w, err := NewSegmentWriter(f)
 		if err != nil {
 			f.Close()
-			os.Remove(f.Name())
 			return err
 		}
 		sp = &spool{f: f, w: w, written: map[uint32]bool{}, aborted: map[uint32]bool{}}
