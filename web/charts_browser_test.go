@@ -38,11 +38,7 @@ func TestChartsInBrowserWithRecordedHistory(t *testing.T) {
 	defer srv.Close()
 	dir := screenshotDir(t)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := newBrowser(t, context.Background(), browser, 1280, 1000)
 	if err := chromedp.Do(bctx); err != nil { // starts the browser, without a timeout
 		t.Fatal(err)
 	}
@@ -177,11 +173,7 @@ func TestVerdictsInViewOnAPhone(t *testing.T) {
 	src.st.Jobs[0].LastRun = &src.st.Runs[0]
 	srv := httptest.NewServer(New(Options{Version: "verdicts"}, src))
 	defer srv.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := newBrowser(t, context.Background(), browser, 0, 0)
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,21 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// newBrowser starts headless Chromium at path for the rest of the test, its window w×h pixels (0,
+// 0: Chromium's default). Its TMPDIR is the test's: a stopped Chromium leaves its singleton
+// directory there, which the test's clean-up then removes.
+func newBrowser(t *testing.T, parent context.Context, path string, w, h int) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Env("TMPDIR="+t.TempDir()))
+	if w > 0 {
+		opts = append(opts, chromedp.WindowSize(w, h))
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(parent, opts...)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(cancelBrowser)
+	return bctx
+}
+
 // TestStatusPageInBrowser drives the real daemon's page in headless Chromium: the snapshot of a
 // run appears, the replica matrix shows three healthy replicas, logging in with the token shows
 // "run now", and clicking it starts a run that then appears in the runs list. Then replica 3's
@@ -89,11 +104,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	srv := httptest.NewServer(New(Options{Version: "e2e", Token: token, Log: quiet, PanelTimeout: 10 * time.Second, PanelCacheTTL: time.Nanosecond}, d))
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1600))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := newBrowser(t, ctx, browser, 1280, 1600)
 	// The first call starts the browser and must not carry a timeout (it would stop the browser).
 	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/")); err != nil {
 		t.Fatalf("load the page: %v", err)

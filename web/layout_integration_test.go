@@ -41,11 +41,7 @@ func TestPageLayoutInBrowser(t *testing.T) {
 	srv := httptest.NewServer(New(Options{Version: "layout"}, src))
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := newBrowser(t, context.Background(), browser, 1280, 1000)
 	if err := chromedp.Do(bctx); err != nil { // starts the browser, without a timeout
 		t.Fatal(err)
 	}
