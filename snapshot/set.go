@@ -105,7 +105,11 @@ func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint
 	meta.Source = w.source
 	unit := meta.Unit()
 	counted := progress.Reader(rep, src, unit, false)
-	ref, reused, err := w.repo.PutObject(ctx, fingerprint, counted)
+	body := counted
+	if c, ok := src.(store.FingerprintCheck); ok {
+		body = checkedReader{counted, c}
+	}
+	ref, reused, err := w.repo.PutObject(ctx, fingerprint, body)
 	if err != nil {
 		// The source may export it again (a connection that broke off), or the set fails.
 		progress.Uncount(counted)
@@ -128,6 +132,12 @@ func (w *Writer) Put(ctx context.Context, meta store.ManifestObject, fingerprint
 	w.mu.Unlock()
 	w.log.Debug("stored object", "source", w.source, "what", describe(meta), "bytes", ref.Size, "reused", reused)
 	return meta, nil
+}
+
+// checkedReader is a counted source that keeps the source's store.FingerprintCheck.
+type checkedReader struct {
+	io.Reader
+	store.FingerprintCheck
 }
 
 // Copy records an object the repository's storage service filled from src itself

@@ -92,7 +92,7 @@ func TestFingerprint(t *testing.T) {
 	rep := Table{Database: "default", Name: "traces", Engine: "ReplicatedReplacingMergeTree"}
 	local := Table{Database: "default", Name: "event_log", Engine: "MergeTree"}
 	cols := []string{"id String", "timestamp DateTime"}
-	p := Partition{ID: "202605", Parts: []string{"202605_0_5_1", "202605_6_6_0"}, Rows: 100, content: []string{"202605_0_5_1 8f1c", "202605_6_6_0 9e2d"}}
+	p := Partition{ID: "202605", Parts: []string{"202605_0_5_1", "202605_6_6_0"}, Rows: 100, visible: 100, content: []string{"202605_0_5_1 8f1c", "202605_6_6_0 9e2d"}}
 	base := Fingerprint(rep, cols, p, "a:1")
 	tests := []struct {
 		name  string
@@ -108,6 +108,10 @@ func TestFingerprint(t *testing.T) {
 		{"re-created: other replication group", Fingerprint(withTable(rep, func(t *Table) { t.incarnation = "5801" }), cols, p, "a:1"), false},
 		{"re-created: other create statement", Fingerprint(withTable(rep, func(t *Table) { t.Create = "CREATE TABLE default.traces (x UInt8) ENGINE = Memory" }), cols, p, "a:1"), false},
 		{"other part contents", Fingerprint(rep, cols, withPartition(p, func(p *Partition) { p.content = []string{"202605_0_5_1 8f1c", "202605_6_6_0 77aa"} }), "a:1"), false},
+		// A reused object is trusted to hold the rows a SELECT of its listing returns: a count
+		// that differs (a lightweight delete, or a dying server's wrong answer) is another object.
+		{"fewer rows visible", Fingerprint(rep, cols, withPartition(p, func(p *Partition) { p.visible = 90 }), "a:1"), false},
+		{"no row visible", Fingerprint(rep, cols, withPartition(p, func(p *Partition) { p.visible = 0 }), "a:1"), false},
 	}
 	for _, tt := range tests {
 		if (tt.fp == base) != tt.equal {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -29,6 +31,14 @@ type endsEarly struct {
 	proxy *httputil.ReverseProxy
 	ends  atomic.Int64 // answers still to cut; < 0: every one
 	cut   atomic.Int64
+	// changes is how many exports of events_core change their partition (change) before
+	// they are answered or cut, as the load does between a backup's listing and its export.
+	changes atomic.Int64
+	change  func(partition string)
+	changed atomic.Value // the partition changed last
+	// mu makes an answer's change and cut one step: partitions are exported in parallel, and
+	// the cut must fall on the partition that changed.
+	mu sync.Mutex
 }
 
 func (e *endsEarly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -36,6 +46,15 @@ func (e *endsEarly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	if q := string(body); strings.HasPrefix(q, "SELECT * FROM ") && strings.Contains(q, ".`events_core` ") && strings.HasSuffix(q, "FORMAT Native") {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.changes.Load() > 0 {
+			e.changes.Add(-1)
+			_, rest, _ := strings.Cut(q, "_partition_id = '")
+			partition, _, _ := strings.Cut(rest, "'")
+			e.change(partition)
+			e.changed.Store(partition)
+		}
 		if n := e.ends.Load(); n != 0 {
 			e.ends.Add(-1)
 			e.cut.Add(1)
@@ -63,25 +82,38 @@ func TestModernExportsRefuseAnAnswerEndedEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &endsEarly{proxy: httputil.NewSingleHostReverseProxy(target)}
+	// A row of the partition once more: a new part, as an insert of the load makes.
+	e.change = func(partition string) {
+		f.sql(fmt.Sprintf("INSERT INTO %s.events_core SELECT * FROM %s.events_core WHERE _partition_id = '%s' LIMIT 1", f.db, f.db, partition))
+	}
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	for _, tt := range []struct {
-		name   string
-		ends   int64
-		status string
+		name    string
+		ends    int64
+		changes int64
+		status  string
 	}{
-		{"one answer ends early", 1, store.StatusComplete},
-		{"every answer ends early", -1, store.StatusPartial},
+		{"one answer ends early", 1, 0, store.StatusComplete},
+		// The partition's parts changed, so its listing cannot vouch for the rows; an empty
+		// answer for parts that hold rows is still one ended early.
+		{"one answer ends early while its partition changes", 1, 1, store.StatusComplete},
+		// Not ended early: the export read more rows than were listed. Its object holds them,
+		// and must not be reused by the listing it does not match.
+		{"an export reads a partition changed since it was listed", 0, 1, store.StatusComplete},
+		{"every answer ends early", -1, 0, store.StatusPartial},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e.ends.Store(tt.ends)
 			e.cut.Store(0)
+			e.changes.Store(tt.changes)
+			e.changed.Store("")
 			repo := chtest.Repo(t)
 			src := &clickhouse.Source{Native: []string{f.env.CHModernNative}, HTTP: []string{strings.TrimPrefix(srv.URL, "http://")},
 				Conn:   clickhouse.ConnOptions{User: "default"},
 				Filter: clickhouse.Filter{Databases: []string{f.db}}, Mode: clickhouse.ModeLogical, Log: chtest.Quiet}
 			m, err := snapshot.Run(context.Background(), repo, []snapshot.Source{src}, snapshot.Options{Log: chtest.Quiet})
-			if e.cut.Load() == 0 {
+			if e.cut.Load() == 0 && tt.ends != 0 || e.changes.Load() != 0 {
 				t.Fatal("no export went through the proxy: the test proves nothing")
 			}
 			if m == nil || m.Status != tt.status {
@@ -92,6 +124,17 @@ func TestModernExportsRefuseAnAnswerEndedEarly(t *testing.T) {
 					t.Fatalf("err %v, components %+v; want a partial set saying the server ended its answer early", err, m.Components)
 				}
 				return
+			}
+			if tt.changes > 0 {
+				// What the snapshot must hold now, the change included.
+				want = f.checksums(f.db)
+				if changed := e.changed.Load().(string); tt.ends == 0 {
+					for _, o := range m.Objects {
+						if o.Table == "events_core" && o.Partition == changed && o.Fingerprint != "" {
+							t.Errorf("events_core partition %s, exported after it changed, was stored under its listing's fingerprint", changed)
+						}
+					}
+				}
 			}
 			copyDB := f.db + "_copy"
 			f.repo = repo

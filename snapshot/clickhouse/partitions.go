@@ -278,8 +278,11 @@ func columnList(ctx context.Context, s *Server, db, table string) ([]column, err
 // identity (its UUID, the incarnation of its replication group, its create statement) and the
 // parts' contents (see Partition.content) are included too. So are the patch parts, which
 // change the rows a SELECT reads without renaming any part: a patch part appearing, merging
-// with another or merged away changes the fingerprint. A partition without patch parts has the
-// fingerprint it had before they were counted, so its objects are still reused.
+// with another or merged away changes the fingerprint. So do the rows a SELECT of the listing
+// returns, where lightweight deletes left fewer than the parts hold: a reused object is trusted
+// to hold them, and a count a dying server answered wrongly must not name a good listing. A
+// partition without patch parts or deleted rows has the fingerprint it had before either was
+// counted, so its objects are still reused.
 func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "clickhouse-partition/v2\n%s\n%s\n", t.FullName(), p.ID)
@@ -290,6 +293,9 @@ func Fingerprint(t Table, columns []string, p Partition, replicaAddr string) str
 	fmt.Fprintf(h, "columns %s\nparts %s\nrows %d\ncontent %s\n", strings.Join(columns, ", "), strings.Join(p.Parts, " "), p.Rows, strings.Join(p.content, " "))
 	if len(p.Patches) > 0 {
 		fmt.Fprintf(h, "patches %s\n", strings.Join(p.Patches, " "))
+	}
+	if p.visible != p.Rows {
+		fmt.Fprintf(h, "visible %d\n", p.visible)
 	}
 	if p.unsettled != "" {
 		fmt.Fprintf(h, "unsettled %s\n", p.unsettled)

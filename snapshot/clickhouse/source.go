@@ -446,11 +446,18 @@ func (s *Source) exportAgain(ctx context.Context, err error, attempt int, t Tabl
 type lazyNative struct {
 	open func() (rowStream, error)
 	// atEnd, if set, judges the rows the stream held when it ends: an error in place of the
-	// end keeps the object from being stored.
-	atEnd func(rows int64) error
-	ns    rowStream
-	err   error
+	// end keeps the object from being stored; matched false stores it without its listing's
+	// fingerprint (MatchesFingerprint).
+	atEnd     func(rows int64) (matched bool, err error)
+	ns        rowStream
+	err       error
+	unmatched bool
 }
+
+// MatchesFingerprint says whether the stream held what its partition's listing shows, so that a
+// later backup with the same listing may reuse the object (store.FingerprintCheck). One that
+// held something else is stored without the fingerprint and never reused.
+func (l *lazyNative) MatchesFingerprint() bool { return !l.unmatched }
 
 func (l *lazyNative) Read(p []byte) (int, error) {
 	if l.ns == nil && l.err == nil {
@@ -466,36 +473,54 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 	}
 	n, err := l.ns.Read(p)
 	if err == io.EOF && l.atEnd != nil {
-		if bad := l.atEnd(l.ns.Rows()); bad != nil {
+		matched, bad := l.atEnd(l.ns.Rows())
+		if bad != nil {
 			l.err = bad
 			return n, bad
 		}
+		l.unmatched = !matched
 	}
 	return n, err
 }
 
 // exportedAll returns the check of a logical export's end: a server can end its answer early,
-// and cleanly, as it dies (seen on 26.7 killed -9 mid-export: a 0-byte object for a partition
-// of 972 rows, stored under the listing's fingerprint and reused by the next, "complete",
+// and cleanly (seen on 26.7 killed -9 mid-backup: two 0-row objects for partitions of 972 and
+// 1,032 rows, stored under their listings' fingerprints and reused by the next, "complete",
 // snapshot). The Native format has no end marker, so only the rows tell: where the
 // partition's parts and patch parts are still the ones listed, the export read exactly them and
 // must hold the rows they show. Parts never become active again once merged away, so the same
 // sets after the export mean nothing changed in between; where they differ the export read
-// other parts, the object holds what it read, and no later listing can equal this fingerprint's.
-func (s *Source) exportedAll(ctx context.Context, srv *Server, t Table, p Partition) func(int64) error {
-	return func(rows int64) error {
+// other parts and the object holds what it read. Such an object matches its listing's
+// fingerprint only by chance, so it is stored without it (matched false): a listing the server
+// showed while it was dying may come back after its restart, and a reused object is trusted to
+// hold its listing's rows. An empty answer for a partition whose parts still show rows is an
+// answer ended early too, whatever else changed.
+func (s *Source) exportedAll(ctx context.Context, srv *Server, t Table, p Partition) func(int64) (bool, error) {
+	return func(rows int64) (bool, error) {
 		if rows == int64(p.visible) {
-			return nil
+			return true, nil
 		}
 		parts, patches, err := partitionParts(ctx, srv, t.Database, t.Name, p.ID)
 		if err != nil {
-			return fmt.Errorf("check the rows exported of %s partition %s: %w", t.FullName(), p.ID, err)
+			return false, fmt.Errorf("check the rows exported of %s partition %s: %w", t.FullName(), p.ID, err)
 		}
-		if !slices.Equal(parts, p.Parts) || !slices.Equal(patches, p.Patches) {
-			return nil
+		endedEarly := func(shown uint64) error {
+			return fmt.Errorf("the export of %s partition %s held %d rows where its parts show %d: "+
+				"the server ended its answer early (or a row policy hides rows from this user): %w", t.FullName(), p.ID, rows, shown, errBrokenOff)
 		}
-		return fmt.Errorf("the export of %s partition %s held %d rows where its parts, unchanged since listed, show %d: "+
-			"the server ended its answer early (or a row policy hides rows from this user): %w", t.FullName(), p.ID, rows, p.visible, errBrokenOff)
+		if slices.Equal(parts, p.Parts) && slices.Equal(patches, p.Patches) {
+			return false, endedEarly(p.visible)
+		}
+		if rows == 0 && len(parts) > 0 {
+			now := Partition{ID: p.ID, Parts: parts, Patches: patches}
+			if err := countVisible(ctx, srv, t.Database, t.Name, &now); err != nil {
+				return false, fmt.Errorf("check the rows exported of %s partition %s: %w", t.FullName(), p.ID, err)
+			}
+			if now.visible > 0 {
+				return false, endedEarly(now.visible)
+			}
+		}
+		return false, nil
 	}
 }
 

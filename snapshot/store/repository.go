@@ -310,15 +310,23 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
+// FingerprintCheck is implemented by a source that learns only at its end whether it held what
+// its fingerprint describes: a ClickHouse export whose partition changed while it was read.
+type FingerprintCheck interface {
+	MatchesFingerprint() bool
+}
+
 // PutObject stores src, or returns the object an earlier snapshot stored with the same
-// fingerprint (reused = true) without reading src. An empty fingerprint always uploads.
+// fingerprint (reused = true) without reading src. An empty fingerprint always uploads. A src
+// that is a FingerprintCheck and, read to its end, does not match is stored without the
+// fingerprint, so that no later snapshot reuses it.
 func (r *Repository) PutObject(ctx context.Context, fingerprint string, src io.Reader) (ObjectRef, bool, error) {
 	if fingerprint != "" {
 		if ref, ok, err := r.lookup(ctx, fingerprint); err != nil || ok {
 			return ref, ok, err
 		}
 	}
-	ref := ObjectRef{ID: newID(), Fingerprint: fingerprint}
+	ref := ObjectRef{ID: newID()}
 	stored, d := r.codec.encode(src)
 	defer stored.Close()
 	n, err := r.b.Put(ctx, ref.Name(), stored)
@@ -326,6 +334,10 @@ func (r *Repository) PutObject(ctx context.Context, fingerprint string, src io.R
 		return ObjectRef{}, false, err
 	}
 	ref.Size, ref.RawSize, ref.SHA256 = n, d.size, d.sum()
+	if c, ok := src.(FingerprintCheck); ok && !c.MatchesFingerprint() {
+		fingerprint = ""
+	}
+	ref.Fingerprint = fingerprint
 	if fingerprint != "" {
 		r.remember(fingerprint, ref)
 	}
