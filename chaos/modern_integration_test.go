@@ -40,6 +40,7 @@ func TestChaosModern(t *testing.T) {
 	devstack.Disruptive(t)
 	env := devstack.RequireModern(t)
 	m := &modernSuite{suite: newSuite(t, env), reconciled: map[string]bool{}}
+	m.contentChecks = true
 	defer m.summary()
 	m.start()
 	modes := []string{chsnap.ModeLogical, chsnap.ModeFreeze}
