@@ -97,11 +97,12 @@ func (z *azureContainer) Open(ctx context.Context, name string) (io.ReadCloser, 
 // Put uploads in blocks and commits only after the body hashed to md5, which it records as the
 // blob's Content-MD5 (Azure does not compute one for a blob committed from blocks).
 func (z *azureContainer) Put(ctx context.Context, name string, size int64, md5 []byte, r io.Reader) error {
-	_, err := z.c.NewBlockBlobClient(z.prefix+name).UploadStream(ctx, checked(r, name, size, md5), &blockblob.UploadStreamOptions{
+	src := &store.UploadSource{R: checked(r, name, size, md5)}
+	_, err := z.c.NewBlockBlobClient(z.prefix+name).UploadStream(ctx, src, &blockblob.UploadStreamOptions{
 		BlockSize: 4 << 20, Concurrency: 2,
 		HTTPHeaders: &blob.HTTPHeaders{BlobContentMD5: md5},
 	})
-	if err != nil {
+	if err = src.Failed(err); err != nil {
 		return z.a.Scrub(fmt.Errorf("write %s to %s: %w", name, z, err))
 	}
 	return nil

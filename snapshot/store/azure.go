@@ -154,11 +154,11 @@ func (a *Azure) String() string {
 func (a *Azure) blob(name string) string { return a.prefix + name }
 
 func (a *Azure) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
-	cr := &CountingReader{R: r}
+	cr := &UploadSource{R: r}
 	_, err := a.c.NewBlockBlobClient(a.blob(name)).UploadStream(ctx, cr, &blockblob.UploadStreamOptions{
 		BlockSize: a.opts.BlockSize, Concurrency: a.opts.Concurrency,
 	})
-	if err != nil {
+	if err = cr.Failed(err); err != nil {
 		return cr.N, a.scrub(fmt.Errorf("put %s to %s: %w", name, a, err))
 	}
 	return cr.N, nil
@@ -169,11 +169,12 @@ func (a *Azure) Put(ctx context.Context, name string, r io.Reader) (int64, error
 // first attempt landed fails the same way; callers that can tell their own object (a record's
 // content) read it back.
 func (a *Azure) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
-	cr := &CountingReader{R: r}
+	cr := &UploadSource{R: r}
 	_, err := a.c.NewBlockBlobClient(a.blob(name)).UploadStream(ctx, cr, &blockblob.UploadStreamOptions{
 		BlockSize: a.opts.BlockSize, Concurrency: a.opts.Concurrency,
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)}},
 	})
+	err = cr.Failed(err)
 	if bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
 		err = fmt.Errorf("%w (%v)", ErrExists, err)
 	}
@@ -421,6 +422,39 @@ func (c *CountingReader) Read(p []byte) (int, error) {
 	n, err := c.R.Read(p)
 	c.N += int64(n)
 	return n, err
+}
+
+// UploadSource is the data of a blob being uploaded with UploadStream, counted, whose only end
+// is io.EOF itself. The SDK takes any error that wraps io.EOF (errors.Is) for the end of the
+// data and commits the blob with what it read so far: an export whose request failed with
+// "EOF" (a server killed as it answered) would be stored empty, and reused by later backups as
+// its partition. Every other error of R reaches the SDK as errSourceFailed, which stops the
+// upload before its commit; Failed gives R's error back.
+type UploadSource struct {
+	R   io.Reader
+	N   int64
+	err error
+}
+
+// errSourceFailed stands for the source's error inside the SDK, which must not see it wrap io.EOF.
+var errSourceFailed = errors.New("the data to upload could not be read")
+
+func (u *UploadSource) Read(p []byte) (int, error) {
+	n, err := u.R.Read(p)
+	u.N += int64(n)
+	if err != nil && err != io.EOF {
+		u.err = err
+		err = errSourceFailed
+	}
+	return n, err
+}
+
+// Failed is the upload's error: the source's own where it failed, else the SDK's err.
+func (u *UploadSource) Failed(err error) error {
+	if u.err != nil {
+		return u.err
+	}
+	return err
 }
 
 type nopSeekCloser struct{}
