@@ -51,9 +51,9 @@ func ContentChecks(m *store.Manifest) (map[string]store.ContentCheck, error) {
 }
 
 // nativeRows checks that a logical partition object holds the rows its snapshot records: a
-// restore refuses one that does not, so verify should say so first. Before exports were held to
-// their partition's rows, a server that ended an answer early left such an object, stored under
-// the partition's fingerprint and reused by later snapshots, whose SHA-256 is its own.
+// restore refuses one that does not, so verify should say so first. Before uploads refused a
+// source that failed (store.UploadSource), an export whose request failed was stored empty, under
+// the partition's fingerprint, and reused by later snapshots; its SHA-256 is its own.
 func nativeRows(where string, want uint64) store.ContentCheck {
 	return func(ctx context.Context, r io.Reader) error {
 		got, err := native.Check(r)

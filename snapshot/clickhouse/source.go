@@ -445,19 +445,21 @@ func (s *Source) exportAgain(ctx context.Context, err error, attempt int, t Tabl
 // queried at all.
 type lazyNative struct {
 	open func() (rowStream, error)
-	// atEnd, if set, judges the rows the stream held when it ends: an error in place of the
-	// end keeps the object from being stored; matched false stores it without its listing's
-	// fingerprint (MatchesFingerprint).
-	atEnd     func(rows int64) (matched bool, err error)
-	ns        rowStream
-	err       error
-	unmatched bool
+	// atEnd judges the rows the stream held when it ends: an error in place of the end keeps
+	// the object from being stored; matched false stores it without its listing's fingerprint
+	// (MatchesFingerprint).
+	atEnd   func(rows int64) (matched bool, err error)
+	ns      rowStream
+	err     error
+	matched bool
 }
 
-// MatchesFingerprint says whether the stream held what its partition's listing shows, so that a
-// later backup with the same listing may reuse the object (store.FingerprintCheck). One that
-// held something else is stored without the fingerprint and never reused.
-func (l *lazyNative) MatchesFingerprint() bool { return !l.unmatched }
+// MatchesFingerprint says whether the stream was read to its end and held what its partition's
+// listing shows, so that a later backup with the same listing may reuse the object
+// (store.FingerprintCheck). Any other object is stored without the fingerprint and never
+// reused: one that held something else, and one whose stream never reached its checked end,
+// which a writer should not have stored at all (see store.UploadSource).
+func (l *lazyNative) MatchesFingerprint() bool { return l.matched }
 
 func (l *lazyNative) Read(p []byte) (int, error) {
 	if l.ns == nil && l.err == nil {
@@ -472,23 +474,21 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 		return 0, l.err
 	}
 	n, err := l.ns.Read(p)
-	if err == io.EOF && l.atEnd != nil {
+	if err == io.EOF {
 		matched, bad := l.atEnd(l.ns.Rows())
 		if bad != nil {
 			l.err = bad
 			return n, bad
 		}
-		l.unmatched = !matched
+		l.matched = matched
 	}
 	return n, err
 }
 
-// exportedAll returns the check of a logical export's end: a server can end its answer early,
-// and cleanly (seen on 26.7 killed -9 mid-backup: two 0-row objects for partitions of 972 and
-// 1,032 rows, stored under their listings' fingerprints and reused by the next, "complete",
-// snapshot). The Native format has no end marker, so only the rows tell: where the
-// partition's parts and patch parts are still the ones listed, the export read exactly them and
-// must hold the rows they show. Parts never become active again once merged away, so the same
+// exportedAll returns the check of a logical export's end: a server or a proxy can end its
+// answer early, and cleanly, with whole blocks. The Native format has no end marker, so only
+// the rows tell: where the partition's parts and patch parts are still the ones listed, the
+// export read exactly them and must hold the rows they show. Parts never become active again once merged away, so the same
 // sets after the export mean nothing changed in between; where they differ the export read
 // other parts and the object holds what it read. Such an object matches its listing's
 // fingerprint only by chance, so it is stored without it (matched false): a listing the server
