@@ -25,7 +25,7 @@ const maxSpooled = 64 << 10
 func spoolPaths(paths iter.Seq2[string, error]) (*spool, error) {
 	f, err := tempfile.Unlinked("the file log's paths")
 	if err != nil {
-		return nil, fmt.Errorf("spool the file log: %w", err)
+		return nil, err // it names the file log already
 	}
 	sp := &spool{f: f}
 	if err := sp.fill(paths); err != nil {
