@@ -375,9 +375,11 @@ start_azurite() {
   azurite_up && return
   port_free "$AZURITE_PORT" STACK_AZURITE_PORT
   mkdir -p "$STACK_DIR/azurite"
+  # Without --disableTelemetry Azurite spools telemetry under /tmp (Microsoft-AzureMonitor-*, MBs
+  # a day) for an upload this machine cannot make.
   spawn azurite "$STACK_DIR/azurite/azurite.log" "$STACK_DIR/npm/node_modules/.bin/azurite-blob" \
     --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --location "$STACK_DIR/azurite" \
-    --skipApiVersionCheck --loose --silent
+    --skipApiVersionCheck --loose --silent --disableTelemetry
 }
 
 # start_ch_modern runs clickhouse-local (libchdb.so, through the launcher) as a server: 26.x
