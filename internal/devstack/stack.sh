@@ -324,9 +324,10 @@ write_ch_config() {
     <session_timeout_ms>10000</session_timeout_ms>
   </zookeeper>
   <macros><shard>01</shard><replica>$r</replica></macros>
-  <!-- Every drill creates its tables ON CLUSTER: a full chaos run queues about a thousand tasks,
-       and each new one then waits while every replica walks the queue (restores of 3 min each).
-       The server prunes finished tasks past the cap every cleanup period. -->
+  <!-- Every drill creates its tables ON CLUSTER: a full chaos run queues about a thousand tasks
+       within the hour, which the sweep's one-hour pruning does not reach, and a restarted replica
+       reads through the whole queue before it runs a new task. The server prunes past the cap
+       every cleanup period, after the next task arrives. -->
   <distributed_ddl><path>/clickhouse/task_queue/ddl</path><max_tasks_in_queue>100</max_tasks_in_queue><cleanup_delay_period>30</cleanup_delay_period></distributed_ddl>
   <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
   <max_session_timeout>3600</max_session_timeout>

@@ -488,8 +488,9 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 // exportedAll returns the check of a logical export's end: a server or a proxy can end its
 // answer early, and cleanly, with whole blocks. The Native format has no end marker, so only
 // the rows tell: where the partition's parts and patch parts are still the ones listed, the
-// export read exactly them and must hold the rows they show. Parts never become active again once merged away, so the same
-// sets after the export mean nothing changed in between; where they differ the export read
+// export read exactly them and must hold the rows they show. Parts never become active again
+// once merged away, so the same sets after the export mean nothing changed in between; where
+// they differ the export read
 // other parts and the object holds what it read. Such an object matches its listing's
 // fingerprint only by chance, so it is stored without it (matched false): a listing the server
 // showed while it was dying may come back after its restart, and a reused object is trusted to
