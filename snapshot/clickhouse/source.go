@@ -490,12 +490,11 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 // the rows tell: where the partition's parts and patch parts are still the ones listed, the
 // export read exactly them and must hold the rows they show. Parts never become active again
 // once merged away, so the same sets after the export mean nothing changed in between; where
-// they differ the export read
-// other parts and the object holds what it read. Such an object matches its listing's
-// fingerprint only by chance, so it is stored without it (matched false): a listing the server
-// showed while it was dying may come back after its restart, and a reused object is trusted to
-// hold its listing's rows. An empty answer for a partition whose parts still show rows is an
-// answer ended early too, whatever else changed.
+// they differ the export read other parts and the object holds what it read. Such an object
+// matches its listing's fingerprint only by chance, so it is stored without it (matched false):
+// a listing the server showed while it was dying may come back after its restart, and a reused
+// object is trusted to hold its listing's rows. An empty answer for a partition whose parts
+// still show rows is an answer ended early too, whatever else changed.
 func (s *Source) exportedAll(ctx context.Context, srv *Server, t Table, p Partition) func(int64) (bool, error) {
 	return func(rows int64) (bool, error) {
 		if rows == int64(p.visible) {
