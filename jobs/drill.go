@@ -26,7 +26,7 @@ const DrillSuffix = "_drill"
 // DrillCompared says plainly what a drill compares, for its result and the page.
 const DrillCompared = "clickhouse: every object's SHA-256 as it is read, the restorer's row count of each partition on every replica, " +
 	"then each partition's active-part rows on the loading replica against the manifest, and its content checksum " +
-	"(count and sum(cityHash64(formatRow('TSV', *)))) against the one recorded at backup where the servers have formatRow; " +
+	"(count and sum(cityHash64(tuple(*))), or of formatRow('TSV', *) as recorded before 25.5) against the one recorded at backup where the servers compute it; " +
 	"postgres: every COPY object's SHA-256 as it is read, then each table's count(*) against the manifest; " +
 	"blobs: every blob read back out of its pack, its size and MD5 checked against the listing, and the listing's count and bytes " +
 	"against the manifest (read, not written: a scratch container would cost as much as the container)"

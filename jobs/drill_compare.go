@@ -37,7 +37,7 @@ func (m Mismatch) String() string {
 
 // compare reads each loaded partition's active-part rows on the replica it was loaded into:
 // a count independent of the restorer's own check; then, where the backup recorded one and the
-// server has formatRow, its content checksum. It returns what the content comparison covered.
+// server computes its kind, its content checksum. It returns what the content comparison covered.
 func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, error) {
 	ch := d.cfg.ClickHouse
 	servers, _, err := clickhouse.Connect(ctx, ch.Addresses, ch.HTTPAddresses, ClickHouseConn(ch), d.log)
@@ -51,7 +51,7 @@ func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, erro
 	}
 	var out []Mismatch
 	var total uint64
-	var summed, unrecorded int
+	var summed, unrecorded, otherKind int
 	unsupported := ""
 	for _, s := range d.plan.Steps {
 		if s.Action != restore.ActionLoadPartition {
@@ -73,13 +73,16 @@ func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, erro
 			out = append(out, Mismatch{Source: config.SourceClickHouse, Target: s.Target, Partition: s.Partition, Want: s.Rows, Got: got})
 		}
 		want, recorded := d.content[s.Object]
+		_, sums := srv.Caps.ContentKind()
 		switch {
-		case !srv.Caps.FormatRow:
+		case !sums:
 			unsupported = fmt.Sprintf("not supported by this server (ClickHouse %s on %s has no formatRow): rows compared", srv.Caps.Version, srv.Addr)
 		case !recorded:
 			unrecorded++
+		case !srv.Caps.Sums(want.Kind):
+			otherKind++
 		default:
-			sum, err := clickhouse.PartitionContent(ctx, srv, db, table, s.Partition, nil)
+			sum, err := clickhouse.PartitionContent(ctx, srv, db, table, s.Partition, nil, want.Kind)
 			if err != nil {
 				return out, total, "", err
 			}
@@ -96,6 +99,9 @@ func (d *chDrill) compare(ctx context.Context) ([]Mismatch, uint64, string, erro
 	note := fmt.Sprintf("compared for %d partitions", summed)
 	if unrecorded > 0 {
 		note += fmt.Sprintf("; %d partitions have none in the snapshot (taken on a server without formatRow, changed while backed up, or by an older tracevault): rows compared", unrecorded)
+	}
+	if otherKind > 0 {
+		note += fmt.Sprintf("; %d partitions have a checksum of values (cityHash64(tuple(*))), which this server (ClickHouse %s, before 25.5) cannot compute: rows compared", otherKind, servers[0].Caps.Version)
 	}
 	return out, total, note, nil
 }

@@ -13,8 +13,10 @@ import (
 )
 
 // TestDrillContentChecksumModern: on 26.7 a backup (logical and freeze) records each partition's
-// content checksum, a drill compares it after the restore and passes; a snapshot whose recorded
-// checksum of one partition differs from the restored rows fails the drill naming the partition.
+// content checksum, of values (cityHash64(tuple(*))), a drill compares it after the restore and
+// passes; so does a drill of the same snapshot recorded with the TSV checksums older tracevaults
+// wrote; a snapshot whose recorded checksum of one partition differs from the restored rows
+// fails the drill naming the partition.
 func TestDrillContentChecksumModern(t *testing.T) {
 	env := devstack.RequireModern(t)
 	for _, mode := range []string{"logical", "freeze"} {
@@ -56,9 +58,19 @@ func TestDrillContentChecksumModern(t *testing.T) {
 			if len(parts) < 2 {
 				t.Fatalf("%d partitions backed up, want 2", len(parts))
 			}
+			srv, err := clickhouse.Dial(ctx, env.CHModernNative, clickhouse.ConnOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
 			for _, p := range parts {
-				if p.Content == nil || p.Content.Rows != p.Rows || p.Content.Sum == 0 {
-					t.Fatalf("partition %s: content %+v over %d rows; want a checksum of every row", p.ID, p.Content, p.Rows)
+				// The server's own sum: in logical mode the export summed its rows itself.
+				want, err := clickhouse.PartitionContent(ctx, srv, db, "obs", p.ID, nil, clickhouse.ContentTuple)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Content == nil || *p.Content != want || p.Content.Rows != p.Rows || p.Content.Sum == 0 {
+					t.Fatalf("partition %s: content %+v over %d rows; want the server's %+v", p.ID, p.Content, p.Rows, want)
 				}
 			}
 
@@ -70,23 +82,45 @@ func TestDrillContentChecksumModern(t *testing.T) {
 				t.Errorf("drill sources %+v: want every partition's content checksum compared", res.Sources)
 			}
 
-			// The same snapshot with one partition's recorded sum off by one: the drill fails on it.
-			bad := parts[1]
-			for i := range sec.Tables {
-				for j := range sec.Tables[i].Partitions {
-					if p := &sec.Tables[i].Partitions[j]; p.Object == bad.Object {
-						p.Content.Sum++
+			// change rewrites the snapshot's partition records and commits it again.
+			change := func(edit func(p *clickhouse.PartitionRecord)) {
+				for i := range sec.Tables {
+					for j := range sec.Tables[i].Partitions {
+						edit(&sec.Tables[i].Partitions[j])
 					}
 				}
+				raw, err := json.Marshal(sec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.Sections[config.SourceClickHouse] = raw
+				if err := repo.CommitManifest(ctx, m); err != nil {
+					t.Fatal(err)
+				}
 			}
-			raw, err := json.Marshal(sec)
-			if err != nil {
-				t.Fatal(err)
+			// The snapshot as an older tracevault recorded it, with sums of TSV text.
+			change(func(p *clickhouse.PartitionRecord) {
+				sum, err := clickhouse.PartitionContent(ctx, srv, db, "obs", p.ID, nil, clickhouse.ContentTSV)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sum.Sum == p.Content.Sum {
+					t.Fatalf("partition %s: the TSV and the tuple checksums are equal, the test proves nothing", p.ID)
+				}
+				p.Content = &sum
+			})
+			res, err = Drill(ctx, cfg, repo, DrillRequest{Snapshot: m.ID}, quiet)
+			if err != nil || res.Sources[0].Content != fmt.Sprintf("compared for %d partitions", len(parts)) {
+				t.Fatalf("drill of the snapshot with TSV checksums: %v, sources %+v; want every partition compared", err, res.Sources)
 			}
-			m.Sections[config.SourceClickHouse] = raw
-			if err := repo.CommitManifest(ctx, m); err != nil {
-				t.Fatal(err)
-			}
+
+			// One partition's recorded sum off by one: the drill fails on it.
+			bad := parts[1]
+			change(func(p *clickhouse.PartitionRecord) {
+				if p.Object == bad.Object {
+					p.Content.Sum++
+				}
+			})
 			res, err = Drill(ctx, cfg, repo, DrillRequest{Snapshot: m.ID}, quiet)
 			want := fmt.Sprintf("%s.obs partition %s content checksum", db+DrillSuffix, bad.ID)
 			if err == nil || len(res.Mismatches) != 1 || !res.Mismatches[0].Content || !strings.Contains(res.Error, want) {

@@ -262,7 +262,7 @@ func (m *ClusterMigration) plan(ctx context.Context, repo *store.Repository) err
 	if len(p.Tables) == 0 {
 		return usageError{errors.New("nothing to migrate: the source's [clickhouse] databases and include_tables select no table")}
 	}
-	if !tgt.Caps.FormatRow || !m.source[0].Caps.FormatRow {
+	if _, ok := clickhouse.CommonContentKind(m.source[0].Caps, tgt.Caps); !ok {
 		p.Notes = append(p.Notes, "the cutover proves per-partition row counts only: content checksums need formatRow on both sides")
 	}
 	return nil
@@ -545,7 +545,8 @@ func (m *ClusterMigration) prove(ctx context.Context, snap *store.Manifest) (*Mi
 		return nil, err
 	}
 	src := m.source[0]
-	proof := &MigrationProof{Replicas: len(m.targets), Rows: true, Content: src.Caps.FormatRow}
+	_, sums := src.Caps.ContentKind()
+	proof := &MigrationProof{Replicas: len(m.targets), Rows: true, Content: sums}
 	var diffs []string
 	for _, t := range sec.Tables {
 		if !t.HasData() || t.RowsNotKept != "" {
@@ -556,7 +557,8 @@ func (m *ClusterMigration) prove(ctx context.Context, snap *store.Manifest) (*Mi
 			return nil, fmt.Errorf("count the source's rows: %w", err)
 		}
 		for _, tgt := range m.targets {
-			content := proof.Content && tgt.Caps.FormatRow
+			kind, common := clickhouse.CommonContentKind(src.Caps, tgt.Caps)
+			content := proof.Content && common
 			proof.Content = content
 			if m.Plan.Topology.Replicated {
 				// Not SYSTEM SYNC REPLICA, which waits for merges too (see WaitFetched).
@@ -582,11 +584,11 @@ func (m *ClusterMigration) prove(ctx context.Context, snap *store.Manifest) (*Mi
 				if !content {
 					continue
 				}
-				a, err := clickhouse.PartitionContent(ctx, src, t.Database, t.Name, id, nil)
+				a, err := clickhouse.PartitionContent(ctx, src, t.Database, t.Name, id, nil, kind)
 				if err != nil {
 					return nil, err
 				}
-				b, err := clickhouse.PartitionContent(ctx, tgt, t.Database, t.Name, id, nil)
+				b, err := clickhouse.PartitionContent(ctx, tgt, t.Database, t.Name, id, nil, kind)
 				if err != nil {
 					return nil, err
 				}

@@ -29,7 +29,8 @@ database is restored as db_drill next to the live one.
 What is compared: every object's SHA-256 as it is read; ClickHouse partition row counts (the
 restorer's check on every replica, then the active parts of each partition on the replica it
 was loaded into) and, where the server has formatRow (20.x+, not 18.16), each partition's content
-checksum, count() and sum(cityHash64(formatRow('TSV', *))), against the one the backup recorded;
+checksum, count() and the sum of a hash of each row, against the one the backup recorded (the
+hash is cityHash64(tuple(*)) where the backup ran on 25.5+, else cityHash64(formatRow('TSV', *)));
 PostgreSQL table row counts. On a server without formatRow the result says "content checksum:
 not supported by this server" and rows are compared.
 

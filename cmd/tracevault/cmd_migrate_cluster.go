@@ -23,7 +23,7 @@ into the target of the partitions that changed since the last pass, through the 
 planner; it reports how far behind the target was. The passes are recorded in
 TARGET.toml.migrate-state.json, so an interrupted pass resumes. The source is only read.
 Pause Langfuse's ingestion, then run --cutover: the last pass, then a proof that every target
-server holds each partition's rows (and content checksums where both sides have formatRow);
+server holds each partition's rows (and content checksums where both sides compute one kind);
 it prints the downtime the pass took. A target database holding tables is refused on the
 first pass unless --allow-nonempty.
 

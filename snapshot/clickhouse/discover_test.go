@@ -24,7 +24,10 @@ func TestCapabilitiesFor(t *testing.T) {
 		{"20.3.19.4", map[string]bool{"tables.data_paths": true, "disks.path": true}, Capabilities{Version: "20.3.19.4", Major: 20, Minor: 3, FreezeWithName: true, TableDataPaths: true, Disks: true}},
 		{"21.8.15.7", modern, Capabilities{Version: "21.8.15.7", Major: 21, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true}},
 		{"24.8.4.13", withDeletes, Capabilities{Version: "24.8.4.13", Major: 24, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true}},
-		{"25.8.1.1", withPatches, Capabilities{Version: "25.8.1.1", Major: 25, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true, PatchParts: true}},
+		// 25.5 is the first to hash a NULL inside a tuple (TupleHash), which no system table tells.
+		{"25.4.1.1", withDeletes, Capabilities{Version: "25.4.1.1", Major: 25, Minor: 4, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true}},
+		{"25.5.1.1", withDeletes, Capabilities{Version: "25.5.1.1", Major: 25, Minor: 5, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true, TupleHash: true}},
+		{"25.8.1.1", withPatches, Capabilities{Version: "25.8.1.1", Major: 25, Minor: 8, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true, FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true, TupleHash: true, PatchParts: true}},
 	}
 	for _, tt := range tests {
 		if got := capabilitiesFor(tt.version, tt.columns); got != tt.want {
@@ -133,3 +136,31 @@ func withPartition(p Partition, f func(*Partition)) Partition {
 }
 
 func withTable(t Table, f func(*Table)) Table { f(&t); return t }
+
+func TestContentKinds(t *testing.T) {
+	old := Capabilities{}
+	tsv := Capabilities{FormatRow: true}
+	tuple := Capabilities{FormatRow: true, TupleHash: true}
+	tests := []struct {
+		name     string
+		a, b     Capabilities
+		want     string
+		wantSome bool
+	}{
+		{"both hash tuples", tuple, tuple, ContentTuple, true},
+		{"one formats rows only", tuple, tsv, ContentTSV, true},
+		{"the other way round", tsv, tuple, ContentTSV, true},
+		{"18.16 on one side", old, tuple, "", false},
+	}
+	for _, tt := range tests {
+		if got, ok := CommonContentKind(tt.a, tt.b); got != tt.want || ok != tt.wantSome {
+			t.Errorf("%s: %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.wantSome)
+		}
+	}
+	if k, ok := tuple.ContentKind(); k != ContentTuple || !ok {
+		t.Errorf("a 25.5+ server records %q, %v; want the tuple hash", k, ok)
+	}
+	if tsv.Sums(ContentTuple) || !tuple.Sums(ContentTSV) || old.Sums(ContentTSV) {
+		t.Error("Sums: a server computes a kind only with what it needs")
+	}
+}

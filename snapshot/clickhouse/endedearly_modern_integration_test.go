@@ -45,7 +45,7 @@ func (e *endsEarly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
-	if q := string(body); strings.HasPrefix(q, "SELECT * FROM ") && strings.Contains(q, ".`events_core` ") && strings.HasSuffix(q, "FORMAT Native") {
+	if q := string(body); strings.HasPrefix(q, "SELECT *") && strings.Contains(q, ".`events_core` ") && strings.HasSuffix(q, "FORMAT Native") {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if e.changes.Load() > 0 {

@@ -328,6 +328,9 @@ func (s *NativeStream) Rows() int64 { return s.r.Rows() }
 // Newest is the newest value of the column native.Newest named, once Read returned io.EOF.
 func (s *NativeStream) Newest() (string, time.Time) { return s.r.Newest() }
 
+// RowHashSum is the sum of the column native.RowHash took out, once read to the end.
+func (s *NativeStream) RowHashSum() (uint64, bool) { return s.r.RowHashSum() }
+
 // Close ends the request; the body goes first, so a check blocked reading it returns.
 func (s *NativeStream) Close() error {
 	err := s.body.Close()

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tracevault/tracevault/snapshot/clickhouse"
 )
 
 // TestModernUnchangedBackupQueryBudget holds the fixed cost of the backup a daemon takes every
@@ -62,4 +64,48 @@ func atoi(t *testing.T, s string) int {
 		t.Fatalf("%q is not a count", s)
 	}
 	return n
+}
+
+// TestModernBackupSumsInTheExport: on 26.7 a logical backup's content checksums come from the
+// exports' own reads (a row hash appended to each SELECT), not from a second query that reads
+// every new partition again: no query of the backup sums the rows of a stream it walks (a table
+// with a JSON column is summed apart), and every partition of Langfuse v4's tables, lightweight
+// updates and their patch parts included, has a checksum of values that equals the server's.
+func TestModernBackupSumsInTheExport(t *testing.T) {
+	f := newModernFixture(t, 1000)
+	// A lightweight update, as Langfuse v4 edits a span: patch parts, which the exports apply.
+	f.sql("UPDATE " + f.db + ".events_full SET output = 'edited', updated_at = now64(6) WHERE cityHash64(span_id) % 7 = 0")
+	if n := f.sql("SELECT count() FROM system.parts WHERE active AND database = '" + f.db + "' AND startsWith(name, 'patch-')"); n == "0" {
+		t.Fatal("the update wrote no patch part")
+	}
+	t0 := f.sql("SELECT toString(now64(6))")
+	m := f.backup()
+	t1 := f.sql("SELECT toString(now64(6))")
+	f.sql("SYSTEM FLUSH LOGS")
+	window := fmt.Sprintf("type = 'QueryStart' AND event_time_microseconds > '%s' AND event_time_microseconds < '%s'", t0, t1)
+	sums := f.sql("SELECT query FROM system.query_log WHERE " + window + " AND query LIKE '%sum(cityHash64%'")
+	sec, _, err := clickhouse.SnapshotSection(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summed := 0
+	for _, tb := range sec.Tables {
+		for _, p := range tb.Partitions {
+			want := strings.Fields(f.sql(fmt.Sprintf("SELECT count(), sum(cityHash64(tuple(*))) FROM %s.%s WHERE _partition_id = '%s'", f.db, tb.Name, p.ID)))
+			if p.Content == nil || p.Content.Kind != clickhouse.ContentTuple || fmt.Sprint(p.Content.Rows) != want[0] || fmt.Sprint(p.Content.Sum) != want[1] {
+				t.Errorf("%s partition %s: content %+v, want the server's count and sum %v", tb.Name, p.ID, p.Content, want)
+			}
+			// A stream the reader walks carries its sum; one it cannot walk (a JSON column,
+			// checked by the query log) is summed by a query of its own.
+			if p.Checked == clickhouse.CheckedStream {
+				summed++
+				if name := fmt.Sprintf("`%s`.`%s` ", f.db, tb.Name); strings.Contains(sums, name) {
+					t.Errorf("%s partition %s was read again to sum it:\n%s", tb.Name, p.ID, sums)
+				}
+			}
+		}
+	}
+	if summed == 0 {
+		t.Fatal("no partition exported through the walked stream")
+	}
 }

@@ -66,6 +66,9 @@ type Capabilities struct {
 	// FormatRow: the formatRow function exists (20.x+), which a partition's content checksum
 	// needs (ContentSum); 18.16 has none, so its partitions are compared by rows only.
 	FormatRow bool `json:"format_row,omitempty"`
+	// TupleHash: hash functions take a NULL inside a tuple as a value (25.5+), so that
+	// cityHash64(tuple(*)) hashes any row: the ContentTuple checksum. No system table tells it.
+	TupleHash bool `json:"tuple_hash,omitempty"`
 	// OptimizeOnInsert: the server has the optimize_on_insert setting (21.x+), on by default,
 	// with which an INSERT merges the rows of each block by a Replacing or Aggregating table's
 	// sorting key; a restore's INSERT turns it off so that it loads every row it was given.
@@ -171,6 +174,7 @@ func capabilitiesFor(version string, present map[string]bool) Capabilities {
 	c.Disks = present["disks.path"]
 	c.LightweightDeletes = present["parts.has_lightweight_delete"]
 	c.FormatRow = present["functions.formatRow"]
+	c.TupleHash = atLeast(25, 5)
 	c.RestoreReplica = atLeast(21, 7)
 	c.DefaultReplicatedArgs = atLeast(20, 10)
 	c.FreezeWithName = atLeast(19, 1)

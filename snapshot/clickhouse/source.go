@@ -295,7 +295,14 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 						return
 					}
 					format = FormatNative
-					sql := fmt.Sprintf("SELECT * FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
+					// Where the stream is walked and the server hashes tuples, the content
+					// checksum comes from this read: one read of the partition, not two.
+					hash, opts := "", []native.Option{native.Newest(rec.VersionColumn)}
+					if kind, _ := srv.Caps.ContentKind(); kind == ContentTuple && checked == CheckedStream {
+						hash = ", " + rowHash(kind) + " AS " + RowHashColumn
+						opts = append(opts, native.RowHash(RowHashColumn))
+					}
+					sql := fmt.Sprintf("SELECT *%s FROM %s.%s WHERE %s FORMAT Native", hash, QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
 					stream = &lazyNative{atEnd: s.exportedAll(ctx, srv, rec.Table, p), open: func() (rowStream, error) {
 						if h.Addr == "" { // freeze mode, where http_addresses may be unset
 							return nil, fmt.Errorf("the partition has patch parts (lightweight updates), which a freeze leaves out, so freeze mode exports it logically, " +
@@ -304,7 +311,7 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 						if checked == CheckedQueryLog {
 							return h.QueryLogged(ctx, sql)
 						}
-						return h.QueryNative(ctx, sql, native.Newest(rec.VersionColumn))
+						return h.QueryNative(ctx, sql, opts...)
 					}}
 					src = stream
 				}
@@ -365,7 +372,11 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					// the object holds, which restore's row check compares against.
 					p.Parts, p.Rows = fz.f.parts, fz.f.rows
 				}
-				content, why := s.sums.of(ctx, srv, rec, p, obj, stream != nil)
+				var exported *ContentSum
+				if stream != nil {
+					exported = stream.Content()
+				}
+				content, why := s.sums.of(ctx, srv, rec, p, obj, stream != nil, exported)
 				if why != "" {
 					s.Log.Warn("no content checksum recorded for a partition; a drill compares its rows only", "table", rec.FullName(), "partition", p.ID, "why", why)
 				}
@@ -452,6 +463,7 @@ type lazyNative struct {
 	ns      rowStream
 	err     error
 	matched bool
+	ended   bool // read to io.EOF, and atEnd found nothing wrong
 }
 
 // MatchesFingerprint says whether the stream was read to its end and held what its partition's
@@ -480,9 +492,24 @@ func (l *lazyNative) Read(p []byte) (int, error) {
 			l.err = bad
 			return n, bad
 		}
-		l.matched = matched
+		l.matched, l.ended = matched, true
 	}
 	return n, err
+}
+
+// Content is the checksum the export summed from its own rows, once read to its end: where its
+// SELECT appended a ContentTuple row hash (native.RowHash). It is of exactly the rows the object
+// holds, whatever changed on the server meanwhile. Nil otherwise.
+func (l *lazyNative) Content() *ContentSum {
+	h, ok := l.ns.(interface{ RowHashSum() (uint64, bool) })
+	if !l.ended || !ok {
+		return nil
+	}
+	sum, ok := h.RowHashSum()
+	if !ok {
+		return nil
+	}
+	return &ContentSum{Rows: uint64(l.ns.Rows()), Sum: sum, Kind: ContentTuple}
 }
 
 // exportedAll returns the check of a logical export's end: a server or a proxy can end its

@@ -61,14 +61,15 @@ func (e *Error) Unwrap() error { return e.Err }
 // ErrTruncated is a stream that ends inside a block.
 var ErrTruncated = errors.New("stream ends inside a block")
 
-// Reader passes a Native stream through unchanged; its Read returns an *Error instead of
-// io.EOF when the stream was not well-formed. Memory is bounded whatever the data: values are
-// skipped in the buffer, never materialised.
+// Reader passes a Native stream through, unchanged but for the column RowHash names; its Read
+// returns an *Error instead of io.EOF when the stream was not well-formed. Memory is bounded
+// whatever the data: values are skipped in the buffer, never materialised.
 type Reader struct {
 	pr     *io.PipeReader
 	done   chan struct{}
 	once   sync.Once
 	newest *newest
+	hashes *rowHashes
 	counts
 }
 
@@ -79,16 +80,19 @@ type counts struct{ rows, blocks atomic.Int64 }
 // block (a network body): the check runs in its own goroutine, which Close waits for.
 func NewReader(r io.Reader, opts ...Option) *Reader {
 	pr, pw := io.Pipe()
-	// Bytes reach the consumer as they are read, before they are parsed; the verdict comes in
-	// place of EOF, after the last byte.
-	s := &scanner{src: io.TeeReader(r, pw), buf: make([]byte, bufSize), types: map[string]*colType{}}
+	// Bytes reach the consumer once parsed, before the scanner waits for more; the verdict comes
+	// in place of EOF, after the last byte.
+	s := &scanner{src: r, out: pw, buf: make([]byte, bufSize), types: map[string]*colType{}}
 	for _, o := range opts {
 		o(s)
 	}
-	nr := &Reader{pr: pr, done: make(chan struct{}), newest: s.newest}
+	nr := &Reader{pr: pr, done: make(chan struct{}), newest: s.newest, hashes: s.hashes}
 	go func() {
 		defer close(nr.done)
 		err := s.scan(&nr.counts)
+		if err == nil {
+			err = s.flush()
+		}
 		pw.CloseWithError(err)
 	}()
 	return nr
@@ -127,7 +131,12 @@ func Check(r io.Reader) (int64, error) {
 
 // scanner is a buffered reader that knows the layout of Native blocks.
 type scanner struct {
-	src   io.Reader
+	src io.Reader
+	// out, when set, receives the stream as it is parsed: buf[sent:r] is parsed and not yet
+	// written, unless drop is set, when it is left out (the row hash column).
+	out   io.Writer
+	sent  int
+	drop  bool
 	buf   []byte
 	r, w  int
 	off   int64 // stream offset of buf[0]
@@ -137,6 +146,8 @@ type scanner struct {
 	typ   string
 	// newest, when set, keeps the largest value of one column (Newest).
 	newest *newest
+	// hashes, when set, takes each block's last column out of the stream and sums it (RowHash).
+	hashes *rowHashes
 }
 
 func (s *scanner) scan(out *counts) error {
@@ -197,15 +208,26 @@ func serverText(head []byte) (string, bool) {
 }
 
 func (s *scanner) block() (uint64, error) {
+	// Buffered first, so that reading the count moves nothing: where it started stays known.
+	s.fill(binary.MaxVarintLen64)
+	start := s.r
 	cols, err := s.uvarint()
 	if err != nil {
 		return 0, err
+	}
+	if s.hashes != nil {
+		if err := s.dropHashColumnFromHeader(start, cols); err != nil {
+			return 0, err
+		}
 	}
 	rows, err := s.uvarint()
 	if err != nil {
 		return 0, err
 	}
 	for c := uint64(0); c < cols; c++ {
+		if s.hashes != nil && c == cols-1 {
+			return rows, s.sumHashColumn(rows)
+		}
 		name, err := s.str()
 		if err != nil {
 			return 0, err
@@ -417,15 +439,31 @@ func (s *scanner) lastOffset(n uint64) (uint64, error) {
 	return s.u64()
 }
 
-// fill tries to have k bytes buffered; fewer only at the end of src.
+// flush writes what was parsed since the last flush to out, or leaves it out while drop is set.
+func (s *scanner) flush() error {
+	if s.out != nil && !s.drop && s.r > s.sent {
+		if _, err := s.out.Write(s.buf[s.sent:s.r]); err != nil {
+			return err
+		}
+	}
+	s.sent = s.r
+	return nil
+}
+
+// fill tries to have k bytes buffered; fewer only at the end of src. What was parsed is
+// flushed first, so that the consumer never waits on src for bytes already read.
 func (s *scanner) fill(k int) {
 	if s.w-s.r >= k || s.err != nil {
+		return
+	}
+	if err := s.flush(); err != nil {
+		s.err = err // the consumer is gone (the Reader was closed)
 		return
 	}
 	if s.r > 0 {
 		s.off += int64(s.r)
 		s.w = copy(s.buf, s.buf[s.r:s.w])
-		s.r = 0
+		s.r, s.sent = 0, 0
 	}
 	for s.w < k && s.err == nil {
 		n, err := s.src.Read(s.buf[s.w:])

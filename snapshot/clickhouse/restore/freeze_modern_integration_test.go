@@ -90,7 +90,7 @@ func TestModernFreezeBackupRestore(t *testing.T) {
 	// Every capability, detected from the live engine's system columns and version.
 	c := sec.Capabilities
 	if want := (clickhouse.Capabilities{Version: c.Version, Major: 26, Minor: c.Minor, TableUUIDs: true, DatabaseUUIDs: true, OptimizeOnInsert: true, RestoreReplica: true, DefaultReplicatedArgs: true,
-		FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true, PatchParts: true}); c != want || c.Minor == 0 {
+		FreezeWithName: true, PartHashes: true, TableDataPaths: true, Disks: true, LightweightDeletes: true, FormatRow: true, TupleHash: true, PatchParts: true}); c != want || c.Minor == 0 {
 		t.Errorf("capabilities of ClickHouse %s recorded as %+v; want %+v", c.Version, c, want)
 	}
 	for _, tbl := range sec.Tables {
