@@ -30,6 +30,11 @@ var defaultClient = &http.Client{Transport: Transport}
 func newTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.IdleConnTimeout = idleConnTimeout
+	// No "Accept-Encoding: gzip": 26.x compresses its answer to a client that accepts it
+	// (enable_http_compression is on by default), and gzip cost the server 2.6x the CPU of a
+	// plain export of an events_full partition, and tracevault 44% of its CPU to undo, for a
+	// connection inside one cluster whose bytes cost nothing.
+	t.DisableCompression = true
 	dial := t.DialContext
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
