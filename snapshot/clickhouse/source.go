@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -268,6 +269,9 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 					"table", rec.FullName(), "column", unwalkable)
 			}
 		}
+		// Set once a server refused an export with the row hash: the rest of the table's
+		// partitions go without.
+		var unhashed atomic.Bool
 		// Several partitions at once, in a bounded pool: one stream keeps about one core busy
 		// between the server and tracevault, and each holds its own buffers (see Parallel).
 		recs := make([]PartitionRecord, len(parts))
@@ -295,14 +299,8 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 						return
 					}
 					format = FormatNative
-					// Where the stream is walked and the server hashes tuples, the content
-					// checksum comes from this read: one read of the partition, not two.
-					hash, opts := "", []native.Option{native.Newest(rec.VersionColumn)}
-					if kind, _ := srv.Caps.ContentKind(); kind == ContentTuple && checked == CheckedStream {
-						hash = ", " + rowHash(kind) + " AS " + RowHashColumn
-						opts = append(opts, native.RowHash(RowHashColumn))
-					}
-					sql := fmt.Sprintf("SELECT *%s FROM %s.%s WHERE %s FORMAT Native", hash, QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
+					from := fmt.Sprintf(" FROM %s.%s WHERE %s FORMAT Native", QuoteIdent(rec.Database), QuoteIdent(rec.Name), InPartition(p))
+					sql, opts := "SELECT *"+from, []native.Option{native.Newest(rec.VersionColumn)}
 					stream = &lazyNative{atEnd: s.exportedAll(ctx, srv, rec.Table, p), open: func() (rowStream, error) {
 						if h.Addr == "" { // freeze mode, where http_addresses may be unset
 							return nil, fmt.Errorf("the partition has patch parts (lightweight updates), which a freeze leaves out, so freeze mode exports it logically, " +
@@ -310,6 +308,22 @@ func (s *Source) exportTable(ctx context.Context, w *snapshot.Writer, rec *Table
 						}
 						if checked == CheckedQueryLog {
 							return h.QueryLogged(ctx, sql)
+						}
+						// Where the stream is walked and the server hashes tuples, the content
+						// checksum comes from this read: one read of the partition, not two.
+						if kind, _ := srv.Caps.ContentKind(); kind == ContentTuple && !unhashed.Load() {
+							ns, err := h.QueryNative(ctx, "SELECT *, "+rowHash(kind)+" AS "+RowHashColumn+from, append(opts, native.RowHash(RowHashColumn))...)
+							var refused *statusError
+							if !errors.As(err, &refused) {
+								return ns, err
+							}
+							// A checksum must never cost the backup: a column type the server
+							// cannot hash (none known on 26.x) fails the query, not the export.
+							// The table's partitions are exported plain and summed apart.
+							if unhashed.CompareAndSwap(false, true) {
+								s.Log.Warn("the server refused to hash this table's rows in its export; exporting them without, and summing each partition with a query of its own",
+									"table", rec.FullName(), "replica", srv.Addr, "error", err)
+							}
 						}
 						return h.QueryNative(ctx, sql, opts...)
 					}}
