@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -105,7 +104,7 @@ func writeHourlyManifests(b *testing.B, dir string, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		stored, _ := r.codec.encode(bytes.NewReader(plain))
+		stored := r.codec.encodeDocument(plain)
 		raw, err := io.ReadAll(stored)
 		stored.Close()
 		if err != nil {

@@ -416,7 +416,7 @@ func (r *Repository) PutJSON(ctx context.Context, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
-	stored, _ := r.codec.encode(bytes.NewReader(b))
+	stored := r.codec.encodeDocument(b)
 	defer stored.Close()
 	_, err = r.b.Put(ctx, name, stored)
 	return err

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,7 +47,7 @@ func (r *Repository) CreateJSON(ctx context.Context, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
-	stored, _ := r.codec.encode(bytes.NewReader(b))
+	stored := r.codec.encodeDocument(b)
 	defer stored.Close()
 	_, err = r.b.Create(ctx, name, stored)
 	return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -26,7 +27,8 @@ func (f *failingReader) Read(p []byte) (int, error) {
 
 // TestCodecWindowAndReuse stores objects one after another, so every one after the first is
 // compressed by a reused encoder, including one after a stream that failed: each must read
-// back whole, and its frame must declare the window its level gets.
+// back whole, and its frame must declare the window its level gets and no checksum of its own;
+// a document's frame keeps zstd's checksum.
 func TestCodecWindowAndReuse(t *testing.T) {
 	for _, tc := range []struct {
 		level  int
@@ -67,6 +69,24 @@ func TestCodecWindowAndReuse(t *testing.T) {
 				}
 				if h.WindowSize != tc.window {
 					t.Errorf("object %d: window %d, want %d", i, h.WindowSize, tc.window)
+				}
+				if h.HasCheckSum {
+					t.Errorf("object %d carries a zstd checksum: its reference's SHA-256 already covers it", i)
+				}
+			}
+			// Documents have no digest elsewhere: their frames keep zstd's checksum, also
+			// when their encoder is a reused one.
+			for i := range 2 {
+				name := fmt.Sprintf("runs/doc-%d.json", i)
+				if err := r.PutJSON(ctx, name, map[string]int{"run": i}); err != nil {
+					t.Fatal(err)
+				}
+				var h zstd.Header
+				if err := h.Decode(reader(t)(b.Get(ctx, name, 0, -1))); err != nil {
+					t.Fatal(err)
+				}
+				if !h.HasCheckSum {
+					t.Errorf("document %s carries no zstd checksum", name)
 				}
 			}
 		})
