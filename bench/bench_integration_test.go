@@ -33,10 +33,7 @@ func TestMain(m *testing.M) {
 func TestSmoke(t *testing.T) {
 	devstack.RequireModern(t)
 	ctx := context.Background()
-	bin := filepath.Join(t.TempDir(), "tracevault")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tracevault/tracevault/cmd/tracevault").CombinedOutput(); err != nil {
-		t.Fatalf("build tracevault: %v\n%s", err, out)
-	}
+	bin := buildTracevault(t)
 	out := t.TempDir()
 	o := options{Traces: 200, PGScale: 1, Months: 3, Runs: 1, Scales: []int{1}, Out: out, Work: t.TempDir(), Tracevault: bin, Cleanup: true}
 	rep, err := run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -99,6 +96,42 @@ func TestSmoke(t *testing.T) {
 	var back report
 	if b, err := os.ReadFile(filepath.Join(out, "results.json")); err != nil || json.Unmarshal(b, &back) != nil || len(back.Results) != len(rep.Results) {
 		t.Errorf("results.json does not hold the %d results (%v)", len(rep.Results), err)
+	}
+}
+
+// buildTracevault builds the binary the bench measures, into a temporary directory.
+func buildTracevault(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tracevault")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tracevault/tracevault/cmd/tracevault").CombinedOutput(); err != nil {
+		t.Fatalf("build tracevault: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestPostgresWorld: -world postgres measures the PostgreSQL steps alone and seeds no
+// ClickHouse data (at 10× the ClickHouse seeds take hours; PostgreSQL's take minutes).
+func TestPostgresWorld(t *testing.T) {
+	devstack.Require(t)
+	ctx := context.Background()
+	bin := buildTracevault(t)
+	o := options{World: "postgres", Traces: 200, PGScale: 1, Months: 3, Runs: 1, Scales: []int{1}, Out: t.TempDir(), Work: t.TempDir(), Tracevault: bin, Cleanup: true}
+	rep, err := run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) == 0 {
+		t.Fatal("no results")
+	}
+	for _, r := range rep.Results {
+		if !strings.HasPrefix(r.Step, "postgres ") {
+			t.Errorf("-world postgres measured %q", r.Step)
+		}
+	}
+	for _, d := range rep.Data {
+		if strings.Contains(d, "ClickHouse") || strings.Contains(d, "traces") {
+			t.Errorf("-world postgres seeded ClickHouse data: %s", d)
+		}
 	}
 }
 

@@ -21,7 +21,7 @@ type options struct {
 	Months     int    // monthly partitions of the demo data
 	Runs       int    // runs of each side; medians are compared
 	Scales     []int  // data multiples measured, smallest first
-	World      string // ClickHouse worlds measured: all, cluster (18.16) or modern (ch-modern, with no PostgreSQL step)
+	World      string // worlds measured: all, cluster (18.16 and PostgreSQL), modern (ch-modern, with no PostgreSQL step) or postgres (no ClickHouse)
 	Seed       uint64 // the demo generator's seed
 	Reseed     bool   // seed every database again, even where a seed mark says it holds the data asked for
 	Out        string // where RESULTS.md and results.json go; empty: nowhere
@@ -39,7 +39,7 @@ func main() {
 	traces := flag.Int("traces", 0, "traces of the 1x data (each scale multiplies it; default 1250000, so 4x is 5M)")
 	pgScale := flag.Int("pgbench", 0, "pgbench -s of the 1x PostgreSQL data (default 25, so 4x is -s 100, about 1.5 GB)")
 	scales := flag.String("scales", "", "data multiples measured, comma-separated, smallest first (default 1,4; 1,10 with -scale 10x)")
-	flag.StringVar(&o.World, "world", "all", "ClickHouse worlds: all, cluster (the 18.16 cluster, Langfuse v2-era schema, and PostgreSQL) or modern (Langfuse v4's tables on ch-modern, 26.7, with patch parts; no PostgreSQL steps)")
+	flag.StringVar(&o.World, "world", "all", "worlds measured: all, cluster (the 18.16 cluster, Langfuse v2-era schema, and PostgreSQL), modern (Langfuse v4's tables on ch-modern, 26.7, with patch parts; no PostgreSQL steps) or postgres (PostgreSQL alone: no ClickHouse data is seeded)")
 	flag.Uint64Var(&o.Seed, "seed", 0, "seed of the demo data generator (part of the seed mark)")
 	flag.BoolVar(&o.Reseed, "reseed", false, "seed every database again, even where its seed mark says it holds this run's data (size, seed, schema version)")
 	flag.IntVar(&o.Months, "months", 12, "monthly partitions of the demo data")
@@ -118,9 +118,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	switch o.World {
 	case "":
 		o.World = "all"
-	case "all", "cluster", "modern":
+	case "all", "cluster", "modern", "postgres":
 	default:
-		return nil, fmt.Errorf("-world %q: use all, cluster or modern", o.World)
+		return nil, fmt.Errorf("-world %q: use all, cluster, modern or postgres", o.World)
 	}
 	bin, err := filepath.Abs(o.Tracevault)
 	if err != nil {

@@ -164,6 +164,9 @@ func machine(ctx context.Context, env *devstack.Env, worlds []*world) []string {
 			m = append(m, fmt.Sprintf("ClickHouse %s, %d replicas (cluster %s), PostgreSQL and Azurite of internal/devstack, all on this machine", rows[0][0], len(w.native), w.cluster))
 		}
 	}
+	if len(worlds) == 0 {
+		m = append(m, "PostgreSQL of internal/devstack, on this machine")
+	}
 	m = append(m, "Go "+runtime.Version())
 	return m
 }

@@ -62,10 +62,10 @@ func newBench(ctx context.Context, o options, log *slog.Logger) (*bench, error) 
 		return nil, err
 	}
 	b := &bench{o: o, env: env, log: log, probe: newProbe(env.Dir), ch: map[*world]map[int]*chData{}, pg: map[int]*pgData{}}
-	if o.World != "modern" {
+	if o.World == "all" || o.World == "cluster" {
 		b.worlds = append(b.worlds, clusterWorld(env))
 	}
-	if o.World != "cluster" {
+	if o.World == "all" || o.World == "modern" {
 		w, err := modernWorld(env)
 		if err != nil {
 			return nil, err
@@ -454,7 +454,9 @@ func (b *bench) postgres(ctx context.Context, scale int, d *pgData) error {
 		name: "tracevault → file",
 		prep: func(ctx context.Context, run int) error {
 			var err error
-			next, err = b.config(b.worlds[0], "file", "logical", "", d.db)
+			// A configuration names a ClickHouse section; the backup runs --only postgres,
+			// so the cluster's addresses serve whichever worlds this run measures.
+			next, err = b.config(clusterWorld(b.env), "file", "logical", "", d.db)
 			return err
 		},
 		args: func(int) []string { return []string{"--config", next, "backup", "--only", "postgres", "--json"} },
